@@ -1,0 +1,166 @@
+"""One child process with its log file, readiness probe and fault controls.
+
+    proc = ManagedProcess("zk1", ["java", ...], log_path=run_dir / "zk1.log")
+    proc.start()
+    wait_for(lambda: port_open("127.0.0.1", 2181), timeout=20, what="zk1 serving")
+    proc.pause()      # SIGSTOP: a hung process that closes no socket
+    proc.resume()     # SIGCONT
+    proc.kill()       # SIGKILL: a crash; the kernel closes its sockets
+    proc.stop()       # SIGTERM, then SIGKILL after a grace period
+
+Only the pid this object started is ever signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+__all__ = ["LaunchError", "ManagedProcess", "free_port", "port_open", "wait_for"]
+
+
+class LaunchError(RuntimeError):
+    """A server could not be started or did not become ready; the message says why."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on ``host`` (bind to port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    """True when something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(
+    predicate: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.05,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Poll ``predicate`` until it is true, or raise :class:`LaunchError` at the deadline."""
+    deadline = clock() + timeout
+    while True:
+        if predicate():
+            return
+        if clock() >= deadline:
+            raise LaunchError(f"timed out after {timeout:.1f}s waiting for {what}")
+        sleep(interval)
+
+
+class ManagedProcess:
+    """A child process started by us, with stdout/stderr appended to ``log_path``."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._popen.pid if self._popen is not None else None
+
+    def start(self) -> None:
+        if self.running():
+            raise LaunchError(f"{self.name} is already running (pid {self.pid})")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        env = dict(os.environ)
+        if self.env:
+            env.update(self.env)
+        try:
+            self._popen = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.cwd,
+                # Own process group: a Ctrl-C in the terminal reaches the
+                # harness, which then stops its children in order.
+                start_new_session=True,
+            )
+        except FileNotFoundError as exc:
+            self._close_log()
+            raise LaunchError(f"{self.name}: executable not found: {self.argv[0]}") from exc
+
+    def running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    def returncode(self) -> int | None:
+        return self._popen.poll() if self._popen is not None else None
+
+    def signal(self, signum: int) -> None:
+        if self._popen is not None and self._popen.poll() is None:
+            self._popen.send_signal(signum)
+
+    def pause(self) -> None:
+        self.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """SIGKILL and reap: the kernel closes every socket the process held."""
+        if self._popen is None:
+            return
+        self.signal(signal.SIGCONT)  # a stopped process must be able to die
+        self.signal(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(timeout=10)
+        self._close_log()
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM, wait up to ``grace`` seconds, then SIGKILL."""
+        if self._popen is None:
+            return
+        if self._popen.poll() is None:
+            self.signal(signal.SIGCONT)
+            self.signal(signal.SIGTERM)
+            try:
+                self._popen.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._close_log()
+
+    def tail(self, lines: int = 20) -> str:
+        """The last lines of the log, for error messages."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None

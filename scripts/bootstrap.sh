@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Idempotent set-up: installs the Debian packages pfxha runs against (ZooKeeper,
+# CFSSL, Prometheus + promtool, openssl) when they are missing, then creates or
+# refreshes the virtual environment in .venv. Safe to run any number of times;
+# it does nothing when everything is already in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+[ -f /usr/share/java/zookeeper.jar ] || need_pkgs+=(zookeeper)
+command -v java >/dev/null 2>&1 || need_pkgs+=(default-jre-headless)
+command -v cfssl >/dev/null 2>&1 || need_pkgs+=(golang-cfssl)
+command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
+command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+command -v iptables >/dev/null 2>&1 || need_pkgs+=(iptables)
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    echo "bootstrap: installing Debian packages: ${need_pkgs[*]}"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need_pkgs[@]}"
+fi
+
+# Debian's prometheus package starts a system service on install; pfxha starts
+# its own instances on free ports, so the packaged one is not needed.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+    systemctl stop prometheus || true
+fi
+
+PY="${PYTHON:-python3}"
+stamp=".venv/.pfxha-installed"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -x .venv/bin/python ]; then
+    echo "bootstrap: creating .venv"
+    "$PY" -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "bootstrap: installing pfxha and its dev tools into .venv"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[dev]'
+    echo "$want" > "$stamp"
+fi
+echo "bootstrap: ready ($(.venv/bin/pfxha --version 2>/dev/null || echo 'pfxha not importable'))"
