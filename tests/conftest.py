@@ -6,6 +6,13 @@ from pathlib import Path
 
 import pytest
 
+# Shared fixtures, one module per real server, usable from every tier.
+pytest_plugins = [
+    "tests.fixtures.zookeeper",
+    "tests.fixtures.cfssl",
+    "tests.fixtures.service",
+]
+
 _TIERS = ("unit", "integration", "e2e")
 
 
