@@ -1,0 +1,285 @@
+"""Every Prometheus metric a connector exports, defined in one place.
+
+    metrics = ConnectorMetrics(name="pfx-a", cluster="prod")   # own registry
+    metrics.set_role("leader", reason="elected")
+    metrics.set_epoch(7)
+    metrics.set_session_state("CONNECTED")                   # kazoo's KazooState names work
+    with metrics.time_issuance(ca="primary"):
+        ...
+    metrics.request_processed(kind="issue", result="delivered", template="wifi", ca="primary")
+    metrics.set_ca_state("primary", up=True, circuit="closed")
+    metrics.set_pending("issue", 12)
+    metrics.mark_poll_success()
+    metrics.set_certificate_expiry(cert.not_valid_after_utc)
+
+The registry (``metrics.registry``) is what :mod:`connector.health` serves on
+``/metrics``. Names are a public contract: ``deploy/prometheus`` rules and the
+``deploy/grafana`` dashboard use them, and a test checks that every name they
+mention is exported here. Label values must stay low-cardinality (CA names,
+template names, fixed result and reason words), never request or device ids.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Enum,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+from connector._version import __version__
+
+__all__ = [
+    "CIRCUIT_STATES",
+    "LATENCY_BUCKETS",
+    "REQUEST_KINDS",
+    "ROLES",
+    "SESSION_STATES",
+    "TAKEOVER_BUCKETS",
+    "TAKEOVER_SLO_SECONDS",
+    "ConnectorMetrics",
+]
+
+ROLES = ("standby", "leader", "suspended", "stopped")
+# "connecting" first: prometheus_client starts an Enum in its first state, and
+# a connector that has not reached ZooKeeper yet must not look connected.
+SESSION_STATES = ("connecting", "connected", "suspended", "lost")
+CIRCUIT_STATES = ("closed", "open", "half_open")
+REQUEST_KINDS = ("issue", "revoke")
+
+# CA round trips plus key generation: milliseconds for EC keys, seconds for
+# RSA 4096 or a slow CA; the tail up to the retry budget.
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# The failover SLO is a bucket boundary so the alert can count slower takeovers
+# exactly: deploy/prometheus/alerts.yml uses le="5.0".
+TAKEOVER_SLO_SECONDS = 5.0
+TAKEOVER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, TAKEOVER_SLO_SECONDS, 10.0, 30.0, 60.0)
+
+
+class ConnectorMetrics:
+    """The connector's metrics, registered on ``registry`` (a fresh one by default).
+
+    A fresh registry also carries the process and platform collectors, so one
+    scrape shows memory, file descriptors and start time next to the role.
+    Pass an existing registry to share it; several instances may live in one
+    process (tests run three connectors) as long as each has its own registry.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        name: str = "",
+        cluster: str = "",
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        if registry is None:
+            registry = CollectorRegistry()
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+        self.registry = registry
+        self._wall_clock = wall_clock
+        self._role = "standby"
+
+        self.role = Enum(
+            "pfxha_connector_role",
+            "Role of this connector in the election: exactly one leader per cluster.",
+            states=list(ROLES),
+            registry=registry,
+        )
+        self.epoch = Gauge(
+            "pfxha_connector_epoch",
+            "Fencing epoch of the current leadership as this connector knows it "
+            "(its own while it leads).",
+            registry=registry,
+        )
+        self.leadership_transitions = Counter(
+            "pfxha_connector_leadership_transitions",
+            "Role changes of this connector, by the role entered and the reason.",
+            ["role", "reason"],
+            registry=registry,
+        )
+        self.takeover_duration = Histogram(
+            "pfxha_connector_takeover_duration_seconds",
+            "Time from this connector noticing the leader gone to holding the lease "
+            "and being registered, observed by the new leader.",
+            buckets=TAKEOVER_BUCKETS,
+            registry=registry,
+        )
+        self.zookeeper_session_state = Enum(
+            "pfxha_connector_zookeeper_session_state",
+            "State of this connector's ZooKeeper session.",
+            states=list(SESSION_STATES),
+            registry=registry,
+        )
+        self.requests_processed = Counter(
+            "pfxha_connector_requests_processed",
+            "Certificate requests (kind=issue) and revocations (kind=revoke) finished "
+            "by this connector, by result, template and issuing CA.",
+            ["kind", "result", "template", "ca"],
+            registry=registry,
+        )
+        self.issuance_duration = Histogram(
+            "pfxha_connector_issuance_duration_seconds",
+            "Time to issue one certificate: key generation, CSR, CA round trip, PFX "
+            "and envelope, upload.",
+            ["ca"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.revocation_duration = Histogram(
+            "pfxha_connector_revocation_duration_seconds",
+            "Time to revoke one certificate at its issuing CA and acknowledge it.",
+            ["ca"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.ca_up = Gauge(
+            "pfxha_connector_ca_up",
+            "1 when the issuing CA answered its last health check, else 0.",
+            ["ca"],
+            registry=registry,
+        )
+        self.ca_circuit_state = Enum(
+            "pfxha_connector_ca_circuit_state",
+            "Circuit breaker state per issuing CA (open: calls are not attempted).",
+            ["ca"],
+            states=list(CIRCUIT_STATES),
+            registry=registry,
+        )
+        self.pending_requests = Gauge(
+            "pfxha_connector_pending_requests",
+            "Requests waiting at the service, as last seen by this connector while "
+            "leading (0 on standbys).",
+            ["kind"],
+            registry=registry,
+        )
+        self.last_successful_poll = Gauge(
+            "pfxha_connector_last_successful_poll_timestamp_seconds",
+            "Unix time of the last successful poll of the service (0: never).",
+            registry=registry,
+        )
+        self.certificate_expiry = Gauge(
+            "pfxha_connector_certificate_expiry_timestamp_seconds",
+            "Unix time at which this connector's own client certificate expires (0: not enrolled).",
+            registry=registry,
+        )
+        self.build_info = Info(
+            "pfxha_connector_build",
+            "Version of the connector software and this instance's identity.",
+            registry=registry,
+        )
+        self.build_info.info(
+            {
+                "version": __version__,
+                "python": platform.python_version(),
+                "name": name,
+                "cluster": cluster,
+            }
+        )
+        for kind in REQUEST_KINDS:
+            # Present from the first scrape, so rates and the backlog rule see 0
+            # rather than nothing.
+            self.pending_requests.labels(kind=kind).set(0)
+
+    # Election ----------------------------------------------------------
+
+    @property
+    def current_role(self) -> str:
+        return self._role
+
+    def set_role(self, role: str, reason: str) -> None:
+        """Enter ``role``; a change is counted under ``reason`` (a fixed word).
+
+        Leaving leadership zeroes the backlog gauges: a standby does not poll,
+        and a stale number would be summed with the new leader's.
+        """
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+        if role == self._role:
+            return
+        self._role = role
+        self.role.state(role)
+        self.leadership_transitions.labels(role=role, reason=reason).inc()
+        if role != "leader":
+            for kind in REQUEST_KINDS:
+                self.pending_requests.labels(kind=kind).set(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch.set(epoch)
+
+    def observe_takeover(self, seconds: float) -> None:
+        self.takeover_duration.observe(seconds)
+
+    def set_session_state(self, state: str) -> None:
+        """Accepts ours (``connected``) or kazoo's (``CONNECTED``, ``CONNECTED_RO``)."""
+        normalized = state.lower()
+        if normalized == "connected_ro":
+            # Read-only means cut from the quorum: for leadership it is as bad
+            # as suspended.
+            normalized = "suspended"
+        if normalized not in SESSION_STATES:
+            raise ValueError(
+                f"unknown session state {state!r}; expected one of {', '.join(SESSION_STATES)}"
+            )
+        self.zookeeper_session_state.state(normalized)
+
+    # Work --------------------------------------------------------------
+
+    def request_processed(self, *, kind: str, result: str, template: str, ca: str) -> None:
+        if kind not in REQUEST_KINDS:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(REQUEST_KINDS)}")
+        self.requests_processed.labels(kind=kind, result=result, template=template, ca=ca).inc()
+
+    def observe_issuance(self, seconds: float, *, ca: str) -> None:
+        self.issuance_duration.labels(ca=ca).observe(seconds)
+
+    def observe_revocation(self, seconds: float, *, ca: str) -> None:
+        self.revocation_duration.labels(ca=ca).observe(seconds)
+
+    @contextmanager
+    def time_issuance(self, *, ca: str) -> Iterator[None]:
+        with self.issuance_duration.labels(ca=ca).time():
+            yield
+
+    @contextmanager
+    def time_revocation(self, *, ca: str) -> Iterator[None]:
+        with self.revocation_duration.labels(ca=ca).time():
+            yield
+
+    def set_ca_state(self, ca: str, *, up: bool, circuit: str) -> None:
+        if circuit not in CIRCUIT_STATES:
+            raise ValueError(
+                f"unknown circuit state {circuit!r}; expected one of {', '.join(CIRCUIT_STATES)}"
+            )
+        self.ca_up.labels(ca=ca).set(1 if up else 0)
+        self.ca_circuit_state.labels(ca=ca).state(circuit)
+
+    def set_pending(self, kind: str, depth: int) -> None:
+        if kind not in REQUEST_KINDS:
+            raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(REQUEST_KINDS)}")
+        self.pending_requests.labels(kind=kind).set(depth)
+
+    def mark_poll_success(self, at: float | None = None) -> None:
+        """Record a successful poll now (or at Unix time ``at``)."""
+        self.last_successful_poll.set(self._wall_clock() if at is None else at)
+
+    def set_certificate_expiry(self, not_after: datetime | float) -> None:
+        """The connector certificate's notAfter, as an aware datetime or Unix time."""
+        if isinstance(not_after, datetime):
+            if not_after.tzinfo is None:
+                raise ValueError("not_after must be timezone-aware (use not_valid_after_utc)")
+            self.certificate_expiry.set(not_after.timestamp())
+        else:
+            self.certificate_expiry.set(not_after)

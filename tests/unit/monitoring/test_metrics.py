@@ -1,0 +1,124 @@
+"""ConnectorMetrics: names, labels and the small setters the agent calls."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from connector.metrics import ConnectorMetrics
+
+
+def _value(metrics: ConnectorMetrics, sample: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(sample, labels)
+
+
+def test_role_change_counts_transition_with_reason() -> None:
+    m = ConnectorMetrics(name="a", cluster="c")
+    m.set_role("leader", reason="elected")
+    m.set_role("leader", reason="elected")  # not a change: not counted
+    m.set_role("suspended", reason="connection_suspended")
+
+    assert _value(m, "pfxha_connector_role", pfxha_connector_role="suspended") == 1
+    assert _value(m, "pfxha_connector_role", pfxha_connector_role="leader") == 0
+    assert (
+        _value(m, "pfxha_connector_leadership_transitions_total", role="leader", reason="elected")
+        == 1
+    )
+    assert m.current_role == "suspended"
+
+
+def test_demotion_zeroes_backlog_so_sums_count_only_the_leader() -> None:
+    m = ConnectorMetrics()
+    m.set_role("leader", reason="elected")
+    m.set_pending("issue", 40)
+    assert _value(m, "pfxha_connector_pending_requests", kind="issue") == 40
+    m.set_role("standby", reason="lost_lease")
+    assert _value(m, "pfxha_connector_pending_requests", kind="issue") == 0
+
+
+def test_kazoo_state_names_are_accepted_and_read_only_counts_as_suspended() -> None:
+    m = ConnectorMetrics()
+    state = "pfxha_connector_zookeeper_session_state"
+    assert _value(m, state, **{state: "connecting"}) == 1
+    m.set_session_state("CONNECTED")
+    assert _value(m, state, **{state: "connected"}) == 1
+    m.set_session_state("CONNECTED_RO")
+    assert _value(m, state, **{state: "suspended"}) == 1
+
+
+@pytest.mark.parametrize(
+    ("call", "arg"),
+    [
+        ("set_role", ("leaderish", "x")),
+        ("set_session_state", ("weird",)),
+        ("set_pending", ("x", 1)),
+    ],
+)
+def test_unknown_words_are_refused(call: str, arg: tuple[object, ...]) -> None:
+    with pytest.raises(ValueError, match="unknown"):
+        getattr(ConnectorMetrics(), call)(*arg)
+
+
+def test_work_metrics_and_timestamps() -> None:
+    m = ConnectorMetrics(wall_clock=lambda: 1_700_000_000.0)
+    m.request_processed(kind="issue", result="delivered", template="wifi", ca="primary")
+    m.observe_issuance(0.3, ca="primary")
+    with m.time_revocation(ca="secondary"):
+        pass
+    m.set_ca_state("primary", up=False, circuit="open")
+    m.mark_poll_success()
+    m.set_certificate_expiry(datetime(2030, 1, 1, tzinfo=UTC))
+
+    assert (
+        _value(
+            m,
+            "pfxha_connector_requests_processed_total",
+            kind="issue",
+            result="delivered",
+            template="wifi",
+            ca="primary",
+        )
+        == 1
+    )
+    assert _value(m, "pfxha_connector_issuance_duration_seconds_count", ca="primary") == 1
+    assert _value(m, "pfxha_connector_revocation_duration_seconds_count", ca="secondary") == 1
+    assert _value(m, "pfxha_connector_ca_up", ca="primary") == 0
+    circuit = "pfxha_connector_ca_circuit_state"
+    assert _value(m, circuit, ca="primary", **{circuit: "open"}) == 1
+    assert _value(m, "pfxha_connector_last_successful_poll_timestamp_seconds") == 1_700_000_000.0
+    assert (
+        _value(m, "pfxha_connector_certificate_expiry_timestamp_seconds")
+        == datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+    )
+    with pytest.raises(ValueError, match="timezone-aware"):
+        m.set_certificate_expiry(datetime(2030, 1, 1))
+
+
+def test_exposition_follows_conventions_and_instances_are_independent() -> None:
+    a, b = ConnectorMetrics(name="a"), ConnectorMetrics(name="b")  # no duplicate-name error
+    a.set_role("leader", reason="elected")
+    assert _value(b, "pfxha_connector_role", pfxha_connector_role="leader") == 0
+
+    families = list(text_string_to_metric_families(generate_latest(a.registry).decode()))
+    ours = [f for f in families if f.name.startswith("pfxha_")]
+    assert {f.name for f in ours} >= {
+        "pfxha_connector_role",
+        "pfxha_connector_build_info",
+        "pfxha_connector_takeover_duration_seconds",
+    }
+    for family in ours:
+        if family.type == "counter":
+            assert all(s.name.endswith(("_total", "_created")) for s in family.samples)
+    info = next(f for f in ours if f.name == "pfxha_connector_build_info").samples[0]
+    assert info.labels["name"] == "a"
+
+
+def test_shared_registry_is_used_as_given() -> None:
+    registry = CollectorRegistry()
+    m = ConnectorMetrics(registry)
+    assert m.registry is registry
+    # No process collector was added to a registry we did not create.
+    assert registry.get_sample_value("process_start_time_seconds") is None
