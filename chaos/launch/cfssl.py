@@ -1,0 +1,454 @@
+"""The lab's certificate authorities on real CFSSL: a root and two issuing CAs.
+
+    lab = CfsslLab(Path("runs/lab/cfssl"))
+    lab.start()                  # provisions once (idempotent), then serves everything
+    lab.url("primary")           # http://127.0.0.1:PORT, `cfssl serve` of the primary CA
+    lab.kill("primary")          # SIGKILL: the CA is down
+    lab.start("primary")         # back, same port, same certdb
+    lab.pause("secondary"); lab.resume("secondary")
+    lab.crl_url("primary")       # the CDP URL written into issued certificates
+    lab.describe()               # what a connector needs (also written to cas.json)
+    lab.stop()                   # everything down
+
+Provisioning (first start only): ``cfssl gencert -initca`` for the root,
+``cfssl genkey`` + ``cfssl sign -profile intermediate`` for each issuing CA,
+a signing config per issuing CA with the profiles of
+:data:`connector.ca.STANDARD_PROFILES` (validity, usages, CDP URL, auth key
+for ``/api/v1/cfssl/authsign``), and the certdb schema, which the Debian
+CFSSL 1.2 does not create itself. Ports, auth keys and paths persist in
+``state.json`` so a restarted CA or lab comes back where clients expect it.
+The root only signs at provisioning and never serves. CRLs are served by
+:mod:`chaos.launch.crl_server`, a separate process, from each CA's certdb.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+
+from chaos.launch._process import LaunchError, ManagedProcess, free_port, port_open, wait_for
+from connector.ca._certdb import create_certdb
+from connector.ca._profiles import STANDARD_PROFILES, CaProfile
+
+__all__ = ["AUTH_KEY_NAME", "CfsslLab", "LabCA"]
+
+AUTH_KEY_NAME = "pfxha-connector"
+HOST = "127.0.0.1"
+_ORG = "pfxha lab"
+
+
+@dataclass(frozen=True)
+class LabCA:
+    """Where one issuing CA lives and how to talk to it (``describe()`` serialises this)."""
+
+    name: str
+    url: str
+    auth_key_name: str
+    auth_key: str  # hex, a secret: state.json and cas.json are 0600
+    certificate: Path
+    key: Path
+    certdb: Path
+    root: Path
+    crl_url: str
+    profiles: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "auth_key_name": self.auth_key_name,
+            "auth_key": self.auth_key,
+            "certificate": str(self.certificate),
+            "root": str(self.root),
+            "certdb": str(self.certdb),
+            "crl_url": self.crl_url,
+            "profiles": list(self.profiles),
+        }
+
+
+def _cfssl_json(args: Sequence[str], stdin: dict[str, Any] | None, cwd: Path) -> dict[str, Any]:
+    result = subprocess.run(
+        ["cfssl", *args],
+        input=json.dumps(stdin).encode() if stdin is not None else None,
+        capture_output=True,
+        cwd=cwd,
+        check=False,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        raise LaunchError(f"cfssl {args[0]} failed: {result.stderr.decode(errors='replace')}")
+    parsed: dict[str, Any] = json.loads(result.stdout)
+    return parsed
+
+
+def _write_secret(path: Path, data: str | bytes) -> None:
+    """Create ``path`` as 0600 before any byte of the secret is written."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data.encode() if isinstance(data, str) else data)
+
+
+def _signing_config(
+    auth_key: str, crl_url: str, profiles: Mapping[str, CaProfile]
+) -> dict[str, Any]:
+    return {
+        "signing": {
+            # CFSSL signs unknown profile names with the default profile; lock it
+            # with a key nobody holds, so such requests fail instead.
+            "default": {"expiry": "1h", "usages": ["digital signature"], "auth_key": "locked"},
+            "profiles": {
+                name: {
+                    "expiry": f"{p.validity_hours}h",
+                    "usages": p.cfssl_usages,
+                    "auth_key": AUTH_KEY_NAME,
+                    "crl_url": crl_url,
+                }
+                for name, p in profiles.items()
+            },
+        },
+        "auth_keys": {
+            AUTH_KEY_NAME: {"type": "standard", "key": auth_key},
+            "locked": {"type": "standard", "key": secrets.token_hex(16)},
+        },
+    }
+
+
+class CfsslLab:
+    """Root + issuing CAs (``primary``, ``secondary``) on ``cfssl serve``, and their CDP."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        names: Sequence[str] = ("primary", "secondary"),
+        profiles: Mapping[str, CaProfile] | None = None,
+        ready_timeout: float = 20.0,
+    ) -> None:
+        self.run_dir = Path(run_dir).resolve()
+        self.names = tuple(names)
+        self.profiles = dict(profiles or STANDARD_PROFILES)
+        self.ready_timeout = ready_timeout
+        self._state: dict[str, Any] = {}
+        self._procs: dict[str, ManagedProcess] = {}
+        self._crl_proc: ManagedProcess | None = None
+
+    # -- provisioning ---------------------------------------------------------------
+
+    @property
+    def _state_path(self) -> Path:
+        return self.run_dir / "state.json"
+
+    def provision(self) -> None:
+        """Create keys, certificates, configs and certdbs once; later calls only load them."""
+        if self._state_path.exists():
+            self._state = json.loads(self._state_path.read_text())
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.run_dir, 0o700)
+        root_dir = self.run_dir / "root"
+        root_dir.mkdir(exist_ok=True)
+        root = _cfssl_json(
+            ["gencert", "-initca", "-"],
+            {
+                "CN": "pfxha Lab Root CA",
+                "key": {"algo": "ecdsa", "size": 256},
+                "names": [{"O": _ORG}],
+                "ca": {"expiry": "87600h"},
+            },
+            root_dir,
+        )
+        (root_dir / "ca.pem").write_text(root["cert"])
+        _write_secret(root_dir / "ca-key.pem", root["key"])
+        root_config = root_dir / "config.json"
+        root_config.write_text(
+            json.dumps(
+                {
+                    "signing": {
+                        "default": {"expiry": "43800h"},
+                        "profiles": {
+                            "intermediate": {
+                                "expiry": "43800h",
+                                "usages": ["cert sign", "crl sign"],
+                                "ca_constraint": {
+                                    "is_ca": True,
+                                    "max_path_len": 0,
+                                    "max_path_len_zero": True,
+                                },
+                            }
+                        },
+                    }
+                }
+            )
+        )
+        crl_port = free_port(HOST)
+        state: dict[str, Any] = {"crl_port": crl_port, "cas": {}}
+        for name in self.names:
+            ca_dir = self.run_dir / name
+            ca_dir.mkdir(exist_ok=True)
+            generated = _cfssl_json(
+                ["genkey", "-"],
+                {
+                    "CN": f"pfxha Issuing CA {name}",
+                    "key": {"algo": "ecdsa", "size": 256},
+                    "names": [{"O": _ORG}],
+                },
+                ca_dir,
+            )
+            _write_secret(ca_dir / "ca-key.pem", generated["key"])
+            (ca_dir / "ca.csr").write_text(generated["csr"])
+            signed = _cfssl_json(
+                [
+                    "sign",
+                    "-ca",
+                    str(root_dir / "ca.pem"),
+                    "-ca-key",
+                    str(root_dir / "ca-key.pem"),
+                    "-config",
+                    str(root_config),
+                    "-profile",
+                    "intermediate",
+                    str(ca_dir / "ca.csr"),
+                ],
+                None,
+                ca_dir,
+            )
+            (ca_dir / "ca.pem").write_text(signed["cert"])
+            auth_key = secrets.token_hex(16)
+            crl_url = f"http://{HOST}:{crl_port}/{name}.crl"
+            _write_secret(
+                ca_dir / "config.json",
+                json.dumps(_signing_config(auth_key, crl_url, self.profiles), indent=1),
+            )
+            create_certdb(ca_dir / "certdb.sqlite")
+            (ca_dir / "db.json").write_text(
+                json.dumps({"driver": "sqlite3", "data_source": str(ca_dir / "certdb.sqlite")})
+            )
+            state["cas"][name] = {
+                "port": free_port(HOST),
+                "auth_key": auth_key,
+                "crl_url": crl_url,
+            }
+        (self.run_dir / "crl.json").write_text(
+            json.dumps(
+                {
+                    name: {
+                        "cert": str(self.run_dir / name / "ca.pem"),
+                        "key": str(self.run_dir / name / "ca-key.pem"),
+                        "certdb": str(self.run_dir / name / "certdb.sqlite"),
+                    }
+                    for name in self.names
+                }
+            )
+        )
+        _write_secret(self._state_path, json.dumps(state, indent=1))
+        self._state = state
+        _write_secret(self.run_dir / "cas.json", json.dumps(self.describe(), indent=1))
+
+    # -- processes ---------------------------------------------------------------------
+
+    def _proc(self, name: str) -> ManagedProcess:
+        self._check(name)
+        proc = self._procs.get(name)
+        if proc is None:
+            ca_dir = self.run_dir / name
+            proc = ManagedProcess(
+                f"cfssl-{name}",
+                [
+                    "cfssl",
+                    "serve",
+                    "-address",
+                    HOST,
+                    "-port",
+                    str(self._state["cas"][name]["port"]),
+                    "-ca",
+                    str(ca_dir / "ca.pem"),
+                    "-ca-key",
+                    str(ca_dir / "ca-key.pem"),
+                    "-config",
+                    str(ca_dir / "config.json"),
+                    "-db-config",
+                    str(ca_dir / "db.json"),
+                    "-loglevel",
+                    "1",
+                ],
+                log_path=self.run_dir / "logs" / f"cfssl-{name}.log",
+                cwd=ca_dir,
+            )
+            self._procs[name] = proc
+        return proc
+
+    def _check(self, name: str) -> None:
+        if not self._state:
+            raise LaunchError("the CFSSL lab is not provisioned: call start() first")
+        if name not in self.names:
+            raise LaunchError(f"unknown CA {name!r}; the lab has {', '.join(self.names)}")
+
+    def _ready(self, name: str) -> bool:
+        port = int(self._state["cas"][name]["port"])
+        if not port_open(HOST, port):
+            return False
+        try:
+            reply = httpx.post(f"{self.url(name)}/api/v1/cfssl/info", json={}, timeout=1.0)
+        except httpx.HTTPError:
+            return False
+        return reply.status_code == 200 and bool(reply.json().get("success"))
+
+    def start(self, name: str | None = None) -> None:
+        """Start everything (provisioning first if needed), or one CA by name."""
+        self.provision()
+        if name is None:
+            self._start_crl_server()
+            for each in self.names:
+                self.start(each)
+            return
+        proc = self._proc(name)
+        if proc.running():
+            return
+        proc.start()
+        try:
+            wait_for(
+                lambda: self._ready(name) or not proc.running(),
+                timeout=self.ready_timeout,
+                what=f"cfssl {name} serving",
+            )
+        except LaunchError as exc:
+            raise LaunchError(f"{exc}\n{proc.tail()}") from exc
+        if not proc.running():
+            raise LaunchError(f"cfssl {name} exited at start-up:\n{proc.tail()}")
+
+    def _start_crl_server(self) -> None:
+        if self._crl_proc is not None and self._crl_proc.running():
+            return
+        port = int(self._state["crl_port"])
+        self._crl_proc = ManagedProcess(
+            "crl-server",
+            [
+                sys.executable,
+                "-m",
+                "chaos.launch.crl_server",
+                "--spec",
+                str(self.run_dir / "crl.json"),
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+            ],
+            log_path=self.run_dir / "logs" / "crl-server.log",
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        self._crl_proc.start()
+        proc = self._crl_proc
+        try:
+            wait_for(
+                lambda: port_open(HOST, port) or not proc.running(),
+                timeout=self.ready_timeout,
+                what="CRL server listening",
+            )
+        except LaunchError as exc:
+            raise LaunchError(f"{exc}\n{proc.tail()}") from exc
+        if not proc.running():
+            raise LaunchError(f"CRL server exited at start-up:\n{proc.tail()}")
+
+    def stop(self, name: str | None = None) -> None:
+        """SIGTERM one CA, or every CA and the CRL server."""
+        if name is not None:
+            self._proc(name).stop(grace=5)
+            return
+        for proc in self._procs.values():
+            proc.stop(grace=5)
+        if self._crl_proc is not None:
+            self._crl_proc.stop(grace=5)
+
+    def kill(self, name: str) -> None:
+        self._proc(name).kill()
+
+    def pause(self, name: str) -> None:
+        self._proc(name).pause()
+
+    def resume(self, name: str) -> None:
+        self._proc(name).resume()
+
+    def running(self, name: str) -> bool:
+        return self._proc(name).running()
+
+    def pid(self, name: str) -> int | None:
+        return self._proc(name).pid
+
+    def __enter__(self) -> CfsslLab:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- facts -------------------------------------------------------------------------
+
+    def url(self, name: str) -> str:
+        self._check(name)
+        return f"http://{HOST}:{self._state['cas'][name]['port']}"
+
+    def auth_key(self, name: str) -> str:
+        self._check(name)
+        return str(self._state["cas"][name]["auth_key"])
+
+    def crl_url(self, name: str) -> str:
+        self._check(name)
+        return str(self._state["cas"][name]["crl_url"])
+
+    def certdb_path(self, name: str) -> Path:
+        self._check(name)
+        return self.run_dir / name / "certdb.sqlite"
+
+    def ca_certificate_path(self, name: str) -> Path:
+        self._check(name)
+        return self.run_dir / name / "ca.pem"
+
+    def ca_key_path(self, name: str) -> Path:
+        self._check(name)
+        return self.run_dir / name / "ca-key.pem"
+
+    @property
+    def root_certificate_path(self) -> Path:
+        return self.run_dir / "root" / "ca.pem"
+
+    @property
+    def root_certificate(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.root_certificate_path.read_bytes())
+
+    def ca_certificate(self, name: str) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.ca_certificate_path(name).read_bytes())
+
+    def log_path(self, name: str) -> Path:
+        return self.run_dir / "logs" / f"cfssl-{name}.log"
+
+    def ca(self, name: str) -> LabCA:
+        return LabCA(
+            name=name,
+            url=self.url(name),
+            auth_key_name=AUTH_KEY_NAME,
+            auth_key=self.auth_key(name),
+            certificate=self.ca_certificate_path(name),
+            key=self.ca_key_path(name),
+            certdb=self.certdb_path(name),
+            root=self.root_certificate_path,
+            crl_url=self.crl_url(name),
+            profiles=tuple(self.profiles),
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The issuing CAs as a connector's configuration would list them."""
+        return {
+            "root": str(self.root_certificate_path),
+            "cas": {name: self.ca(name).as_dict() for name in self.names},
+            "templates": {profile: list(self.names) for profile in self.profiles},
+        }

@@ -1,0 +1,73 @@
+"""The CFSSL lab launcher: provisioning, serving, faults, CDP."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+
+from chaos.launch import port_open
+from chaos.launch.cfssl import CfsslLab
+
+
+def test_issuing_cas_chain_to_the_root_and_serve(cfssl_cas: CfsslLab) -> None:
+    root = cfssl_cas.root_certificate
+    for name in cfssl_cas.names:
+        ca = cfssl_cas.ca_certificate(name)
+        ca.verify_directly_issued_by(root)
+        constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
+        assert constraints.ca
+        assert constraints.path_length == 0
+        info = httpx.post(f"{cfssl_cas.url(name)}/api/v1/cfssl/info", json={}).json()
+        assert x509.load_pem_x509_certificate(info["result"]["certificate"].encode()) == ca
+
+
+def test_certdb_schema_exists_and_secrets_are_private(cfssl_cas: CfsslLab) -> None:
+    for name in cfssl_cas.names:
+        with sqlite3.connect(cfssl_cas.certdb_path(name)) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        assert {"certificates", "ocsp_responses"} <= tables
+        for secret in (cfssl_cas.ca_key_path(name), cfssl_cas.run_dir / name / "config.json"):
+            assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert stat.S_IMODE((cfssl_cas.run_dir / "state.json").stat().st_mode) == 0o600
+
+
+def test_kill_then_start_comes_back_on_the_same_port(cfssl_cas: CfsslLab) -> None:
+    url = cfssl_cas.url("secondary")
+    port = int(url.rsplit(":", 1)[1])
+    cfssl_cas.kill("secondary")
+    assert not cfssl_cas.running("secondary")
+    assert not port_open("127.0.0.1", port)
+    cfssl_cas.start("secondary")
+    assert cfssl_cas.url("secondary") == url
+    assert httpx.post(f"{url}/api/v1/cfssl/info", json={}).status_code == 200
+
+
+def test_paused_ca_accepts_connections_but_does_not_answer(cfssl_cas: CfsslLab) -> None:
+    cfssl_cas.pause("primary")
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{cfssl_cas.url('primary')}/api/v1/cfssl/info", json={}, timeout=0.5)
+    cfssl_cas.resume("primary")
+    assert httpx.post(f"{cfssl_cas.url('primary')}/api/v1/cfssl/info", json={}).status_code == 200
+
+
+def test_crl_is_served_signed_by_each_issuing_ca(cfssl_cas: CfsslLab) -> None:
+    for name in cfssl_cas.names:
+        reply = httpx.get(cfssl_cas.crl_url(name))
+        assert reply.status_code == 200
+        crl = x509.load_der_x509_crl(reply.content)
+        assert crl.issuer == cfssl_cas.ca_certificate(name).subject
+        assert crl.is_signature_valid(cfssl_cas.ca_certificate(name).public_key())
+
+
+def test_provisioning_is_idempotent(cfssl_cas: CfsslLab) -> None:
+    again = CfsslLab(cfssl_cas.run_dir)
+    again.provision()
+    assert again.describe() == cfssl_cas.describe()
+    assert (
+        Path(again.describe()["root"]).read_bytes() == cfssl_cas.root_certificate_path.read_bytes()
+    )
