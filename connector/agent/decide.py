@@ -1,0 +1,142 @@
+"""The pure decision of one loop turn: a :class:`Snapshot` in, a :class:`Decision` out.
+
+No I/O, no clock, no randomness: the loop passes ``now`` in the snapshot. The
+order of the checks is the safety argument, so read it top to bottom::
+
+    decision = decide(snapshot)
+    decision.action   # Action.ISSUE
+    decision.reason   # "leader epoch 7: take new work"
+
+1. Shutting down beats everything (SIGTERM: release the lease at once).
+2. A 409 from the service means a newer leader exists: step down, do nothing else.
+3. Without a fresh lease (standby, suspended, stopped, or a leader whose lease
+   cannot be proven fresh) the agent causes no leader side effect; a standby
+   only heartbeats as standby.
+4. A leader registers its epoch, then reconciles older epochs' intents, and
+   only then takes new work; revocations come before new issuance.
+5. When every CA of every template is down, requests stay queued at the service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from connector.agent.snapshot import Health, Snapshot, Standing
+
+__all__ = ["Action", "Decision", "decide"]
+
+# Upper bound of one idle wait; role changes wake the loop earlier.
+_MAX_WAIT_S = 1.0
+# A leader whose lease is momentarily not fresh re-checks quickly.
+_STALE_LEASE_WAIT_S = 0.05
+
+
+class Action(StrEnum):
+    STOP = "stop"
+    STEP_DOWN = "step_down"
+    WAIT = "wait"
+    HEARTBEAT = "heartbeat"
+    REGISTER = "register"
+    RECONCILE = "reconcile"
+    REVOKE = "revoke"
+    ISSUE = "issue"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    # The epoch a leader action is meant for; the executor still re-checks
+    # fresh_epoch() right before each side effect.
+    epoch: int | None = None
+    health: Health = Health.UNKNOWN
+    # WAIT: the longest the loop may sleep before the next turn.
+    wait_s: float = 0.0
+    # HEARTBEAT: as the leader (with the epoch) or as a standby.
+    as_leader: bool = False
+
+
+def _due(last: float | None, interval: float, now: float) -> bool:
+    return last is None or now - last >= interval
+
+
+def _until(last: float | None, interval: float, now: float) -> float:
+    return 0.0 if last is None else max(0.0, last + interval - now)
+
+
+def _wait(reason: str, s: Snapshot, wait_s: float, epoch: int | None = None) -> Decision:
+    wait = min(max(wait_s, 0.01), _MAX_WAIT_S)
+    return Decision(Action.WAIT, reason, epoch=epoch, health=s.health, wait_s=wait)
+
+
+def decide(s: Snapshot) -> Decision:
+    """What this turn should do, and why."""
+    health = s.health
+    if s.stopping:
+        return Decision(Action.STOP, "shutdown requested: release the lease and exit", s.epoch)
+    if s.rejected_epoch is not None:
+        return Decision(
+            Action.STEP_DOWN,
+            f"service refused epoch {s.rejected_epoch} (409): a newer leader exists",
+            s.rejected_epoch,
+        )
+    if s.standing is Standing.SUSPENDED:
+        return _wait("suspended: ZooKeeper connection lost, no side effects", s, _MAX_WAIT_S)
+    if s.standing is Standing.LEADER and s.epoch is None:
+        return _wait("leader without a fresh lease: no side effects", s, _STALE_LEASE_WAIT_S)
+    if s.standing is not Standing.LEADER or s.epoch is None:
+        return _decide_standby(s)
+
+    epoch = s.epoch
+    if s.service_retry_at is not None and s.service_retry_at > s.now:
+        return _wait("service unavailable: backing off", s, s.service_retry_at - s.now, epoch)
+    if s.registered_epoch != epoch:
+        return Decision(
+            Action.REGISTER, f"leader epoch {epoch}: register with the service", epoch, health
+        )
+    if s.reconciled_epoch != epoch:
+        return Decision(
+            Action.RECONCILE,
+            f"leader epoch {epoch}: reconcile older epochs' intents before new work",
+            epoch,
+            health,
+        )
+    if _due(s.last_heartbeat_at, s.heartbeat_interval_s, s.now):
+        return Decision(
+            Action.HEARTBEAT, f"leader epoch {epoch}: heartbeat", epoch, health, as_leader=True
+        )
+    if s.revocations_backlog or _due(s.last_revocation_poll_at, s.revocation_interval_s, s.now):
+        return Decision(
+            Action.REVOKE, f"leader epoch {epoch}: process revocations first", epoch, health
+        )
+    if _due(s.last_reconcile_at, s.reconcile_interval_s, s.now):
+        return Decision(
+            Action.RECONCILE, f"leader epoch {epoch}: periodic intent sweep", epoch, health
+        )
+    next_due = min(
+        _until(s.last_heartbeat_at, s.heartbeat_interval_s, s.now),
+        _until(s.last_revocation_poll_at, s.revocation_interval_s, s.now),
+    )
+    if s.every_template_down:
+        return _wait(
+            "every CA unreachable: requests stay queued at the service", s, next_due, epoch
+        )
+    if s.ca_retry_at is not None and s.ca_retry_at > s.now:
+        wait = min(next_due, s.ca_retry_at - s.now)
+        return _wait("CAs failed the last batch: backing off", s, wait, epoch)
+    return Decision(Action.ISSUE, f"leader epoch {epoch}: take new work", epoch, health)
+
+
+def _decide_standby(s: Snapshot) -> Decision:
+    if s.standing is Standing.STOPPED:
+        return _wait("election stopped: not a candidate", s, _MAX_WAIT_S)
+    if s.service_retry_at is not None and s.service_retry_at > s.now:
+        return _wait("service unavailable: backing off", s, s.service_retry_at - s.now)
+    if _due(s.last_heartbeat_at, s.heartbeat_interval_s, s.now):
+        return Decision(Action.HEARTBEAT, "standby: heartbeat as standby", None, s.health)
+    return _wait(
+        "standby: waiting for leadership",
+        s,
+        _until(s.last_heartbeat_at, s.heartbeat_interval_s, s.now),
+    )

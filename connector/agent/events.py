@@ -1,0 +1,115 @@
+"""Stable event IDs and structured log records for the connector agent.
+
+Operators grep and alert on these numbers, so they never change meaning. The
+ranges follow the Intune connector's (1000s issuance, 3000s revocation) plus
+5000s for leadership::
+
+    from connector.agent.events import Event, emit
+
+    emit(log, Event.CERT_ISSUED, request_id="r1", serial="12", ca="primary", epoch=7)
+
+Each record carries ``event_id``, ``event`` and the fields in ``record.fields``;
+:class:`JsonFormatter` writes one JSON object per line. Never pass key material
+as a field: the formatter writes whatever it is given.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from enum import IntEnum
+from typing import Any
+
+__all__ = ["Event", "JsonFormatter", "emit"]
+
+
+class Event(IntEnum):
+    # 1000s: issuance
+    BATCH_RECEIVED = 1000
+    INTENT_RECORDED = 1001
+    CERT_ISSUED = 1002
+    PFX_UPLOADED = 1003
+    REQUEST_FAILED = 1010
+    REQUEST_DEFERRED = 1011
+    CA_UNAVAILABLE = 1020
+    CA_ALL_DOWN = 1021
+    KEYPOOL_STARTED = 1030
+    # 3000s: revocation
+    REVOCATIONS_RECEIVED = 3000
+    CERT_REVOKED = 3001
+    REVOCATION_CONFIRMED = 3002
+    REVOCATION_DEFERRED = 3010
+    REVOCATION_FAILED = 3011
+    ORPHAN_FOUND = 3020
+    ORPHAN_REVOKED = 3021
+    UNDELIVERABLE_REVOKED = 3022
+    # 5000s: leadership, registration, health
+    AGENT_STARTED = 5000
+    ELECTED = 5001
+    DEMOTED = 5002
+    ROLE_CHANGED = 5003
+    REGISTERED = 5004
+    STALE_EPOCH = 5005
+    STEPPED_DOWN = 5006
+    RELEASED = 5007
+    RECONCILE_STARTED = 5010
+    RECONCILE_DONE = 5011
+    HEALTH_CHANGED = 5020
+    SERVICE_UNAVAILABLE = 5021
+    LEASE_NOT_FRESH = 5022
+    AGENT_STOPPED = 5099
+
+
+_LEVELS: dict[Event, int] = {
+    Event.REQUEST_FAILED: logging.WARNING,
+    Event.REQUEST_DEFERRED: logging.WARNING,
+    Event.CA_UNAVAILABLE: logging.WARNING,
+    Event.CA_ALL_DOWN: logging.ERROR,
+    Event.REVOCATION_DEFERRED: logging.WARNING,
+    Event.REVOCATION_FAILED: logging.ERROR,
+    Event.ORPHAN_FOUND: logging.WARNING,
+    Event.DEMOTED: logging.WARNING,
+    Event.STALE_EPOCH: logging.ERROR,
+    Event.STEPPED_DOWN: logging.WARNING,
+    Event.SERVICE_UNAVAILABLE: logging.WARNING,
+    Event.LEASE_NOT_FRESH: logging.WARNING,
+}
+
+
+def emit(logger: logging.Logger, event: Event, /, **fields: Any) -> None:
+    """Log ``event`` with its stable ID and structured ``fields``."""
+    level = _LEVELS.get(event, logging.INFO)
+    if not logger.isEnabledFor(level):
+        return
+    text = " ".join(f"{key}={value}" for key, value in fields.items())
+    logger.log(
+        level,
+        "[%d %s] %s",
+        int(event),
+        event.name.lower(),
+        text,
+        extra={"event_id": int(event), "event": event.name.lower(), "fields": fields},
+    )
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, event_id, event, fields, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+        }
+        event_id = getattr(record, "event_id", None)
+        if event_id is not None:
+            payload["event_id"] = event_id
+            payload["event"] = getattr(record, "event", "")
+            payload.update(getattr(record, "fields", {}))
+        else:
+            payload["message"] = record.getMessage()
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str)

@@ -1,0 +1,122 @@
+"""The immutable picture of the world that :func:`connector.agent.decide.decide` reads.
+
+The loop builds one :class:`Snapshot` per turn from the elector, the CA router
+and its own bookkeeping, then hands it to the pure decision function::
+
+    snap = Snapshot(now=clock(), standing=Standing.LEADER, epoch=7, ...)
+    decision = decide(snap)
+
+Nothing in here does I/O; building a snapshot by hand is how the unit tests
+exercise every branch of the decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "CAView",
+    "Health",
+    "Snapshot",
+    "Standing",
+    "TemplateView",
+    "standing_from_role",
+]
+
+
+class Standing(StrEnum):
+    """The agent's view of its election role (decoupled from ``election.Role``)."""
+
+    LEADER = "leader"
+    STANDBY = "standby"
+    SUSPENDED = "suspended"
+    STOPPED = "stopped"
+
+
+def standing_from_role(role: object) -> Standing:
+    """Map an ``election.Role`` (or its name/value) to a :class:`Standing`."""
+    text = str(getattr(role, "value", None) or getattr(role, "name", None) or role).lower()
+    for standing in Standing:
+        if standing.value == text:
+            return standing
+    # An unknown role never grants the right to act.
+    return Standing.STOPPED
+
+
+class Health(StrEnum):
+    """Health as the service shows it (Intune's connector health states)."""
+
+    HEALTHY = "healthy"
+    WARNING = "warning"
+    UNHEALTHY = "unhealthy"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class CAView:
+    """One issuing CA as the router sees it: breaker state and whether a call may go out."""
+
+    name: str
+    state: str  # "closed" | "open" | "half-open" (the breaker's word)
+
+    @property
+    def available(self) -> bool:
+        """A closed or half-open breaker lets a call through; open means known down."""
+        return self.state != "open"
+
+
+@dataclass(frozen=True)
+class TemplateView:
+    """A template and its ordered CA list."""
+
+    name: str
+    cas: tuple[CAView, ...]
+
+    @property
+    def all_down(self) -> bool:
+        return bool(self.cas) and not any(ca.available for ca in self.cas)
+
+    @property
+    def degraded(self) -> bool:
+        return any(not ca.available for ca in self.cas)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one turn of the loop decides on. Times are monotonic seconds."""
+
+    now: float
+    standing: Standing
+    # fresh_epoch() at snapshot time: an int only for a leader with a fresh lease.
+    epoch: int | None
+    stopping: bool = False
+    # An epoch the service refused with 409 and we have not stepped down from yet.
+    rejected_epoch: int | None = None
+    registered_epoch: int | None = None
+    reconciled_epoch: int | None = None
+    templates: tuple[TemplateView, ...] = ()
+    last_heartbeat_at: float | None = None
+    heartbeat_interval_s: float = 2.0
+    last_revocation_poll_at: float | None = None
+    revocation_interval_s: float = 1.0
+    # The last revocation poll returned a full batch: more are waiting.
+    revocations_backlog: bool = False
+    last_reconcile_at: float | None = None
+    reconcile_interval_s: float = 30.0
+    # Back-off windows after the service or every CA was unreachable.
+    service_retry_at: float | None = None
+    ca_retry_at: float | None = None
+
+    @property
+    def health(self) -> Health:
+        """Unhealthy when every CA of some template is down; warning when any CA is."""
+        if any(t.all_down for t in self.templates):
+            return Health.UNHEALTHY
+        if any(t.degraded for t in self.templates):
+            return Health.WARNING
+        return Health.HEALTHY
+
+    @property
+    def every_template_down(self) -> bool:
+        return bool(self.templates) and all(t.all_down for t in self.templates)

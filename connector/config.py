@@ -1,0 +1,437 @@
+"""Connector configuration: a TOML file, every setting overridable from the environment.
+
+::
+
+    [connector]
+    name = "c1"
+    cluster = "prod"
+    # mode = "hybrid"          # informational; the service applies the revocation table
+    # priority = 0             # higher takes over first
+    # nofailover = false       # never lead (maintenance)
+
+    [zookeeper]
+    hosts = "zk1:2181,zk2:2181,zk3:2181"
+    session_timeout = 1.0
+    connection_timeout = 0.5
+    fast_path = true
+    # auth_user = "connector"
+    # auth_password_file = "/etc/pfxha/zk-password"
+
+    [service]
+    url = "https://service.example:8443"
+    # timeout_s = 10.0
+
+    [[ca]]
+    name = "primary"
+    url = "http://ca1:8888"
+    auth_key_file = "/etc/pfxha/ca1.key"
+    certdb = "/var/lib/cfssl/primary.db"   # read-only, for reconciliation
+
+    [templates]
+    user-auth = ["primary", "secondary"]
+
+    [metrics]
+    listen = "127.0.0.1:9464"
+
+    [loop]
+    poll_wait_s = 1.0
+    batch_size = 100
+
+Environment overrides are ``PFXHA_<SECTION>_<KEY>`` (``PFXHA_ZOOKEEPER_HOSTS``,
+``PFXHA_LOOP_POLL_WAIT_S``); a CA setting is ``PFXHA_CA_<NAME>_<KEY>`` (the name
+upper-cased, ``-`` as ``_``) and a template's CA list is
+``PFXHA_TEMPLATES_<NAME>="primary,secondary"``. Every error is a
+:class:`ConfigError` whose message starts with the setting it is about.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CASettings",
+    "ConfigError",
+    "ConnectorConfig",
+    "ConnectorSettings",
+    "LoopSettings",
+    "MetricsSettings",
+    "ServiceSettings",
+    "ZooKeeperSettings",
+    "load_config",
+    "parse_config",
+]
+
+_ENV_PREFIX = "PFXHA_"
+
+
+class ConfigError(ValueError):
+    """A setting is missing or breaks a rule; ``setting`` names it (``loop.poll_wait_s``)."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class ConnectorSettings:
+    name: str
+    cluster: str
+    mode: str = "hybrid"
+    priority: int = 0
+    nofailover: bool = False
+
+
+@dataclass(frozen=True)
+class ZooKeeperSettings:
+    hosts: str
+    session_timeout: float = 1.0
+    connection_timeout: float = 0.5
+    fast_path: bool = True
+    auth_user: str | None = None
+    auth_password_file: str | None = None
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    url: str
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class CASettings:
+    name: str
+    url: str
+    auth_key_file: str | None = None
+    certdb: str | None = None
+    # PEM of the issuing CA certificate, to validate what it returns (optional).
+    cert_file: str | None = None
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    listen: str = "127.0.0.1:9464"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host, int(port)
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    poll_wait_s: float = 1.0
+    batch_size: int = 100
+    heartbeat_interval_s: float = 2.0
+    revocation_interval_s: float = 1.0
+    reconcile_interval_s: float = 30.0
+    # Requests of one batch processed side by side (keygen releases the GIL).
+    workers: int = 4
+    # Pre-generated keys kept per key type, so bursts and takeovers do not wait.
+    keypool_size: int = 16
+    # Longest a single CA call (with its retries) may take; also capped by the lease.
+    ca_deadline_s: float = 5.0
+    # Back-off after the service or every CA failed.
+    backoff_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class ConnectorConfig:
+    connector: ConnectorSettings
+    zookeeper: ZooKeeperSettings
+    service: ServiceSettings
+    cas: tuple[CASettings, ...]
+    templates: Mapping[str, tuple[str, ...]]
+    metrics: MetricsSettings
+    loop: LoopSettings
+    source: str = "<memory>"
+
+    def ca(self, name: str) -> CASettings:
+        for ca in self.cas:
+            if ca.name == name:
+                return ca
+        raise KeyError(name)
+
+    def election_config(self) -> Any:
+        """The :class:`election.ElectionConfig` for this connector (validated there)."""
+        # Imported here so that config parsing works without the election package
+        # loaded (tools, tests); typed loosely until the contract settles.
+        election: Any = importlib.import_module("election")
+        ElectionConfigError: type[Exception] = election.ConfigError  # noqa: N806
+        ElectionConfig: Any = election.ElectionConfig  # noqa: N806
+
+        zk = self.zookeeper
+        kwargs: dict[str, Any] = {
+            "hosts": zk.hosts,
+            "cluster": self.connector.cluster,
+            "name": self.connector.name,
+            "session_timeout": zk.session_timeout,
+            "connection_timeout": zk.connection_timeout,
+            "fast_path": zk.fast_path,
+            "priority": self.connector.priority,
+            "nofailover": self.connector.nofailover,
+        }
+        if zk.auth_user is not None and zk.auth_password_file is not None:
+            kwargs["auth"] = (zk.auth_user, _read_secret(zk.auth_password_file))
+        try:
+            return ElectionConfig(**kwargs)
+        except ElectionConfigError as exc:
+            setting = getattr(exc, "setting", None) or "zookeeper"
+            if not str(setting).startswith(("zookeeper.", "connector.")):
+                setting = f"zookeeper.{setting}"
+            raise ConfigError(str(setting), str(exc)) from exc
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "connector": ConnectorSettings,
+    "zookeeper": ZooKeeperSettings,
+    "service": ServiceSettings,
+    "metrics": MetricsSettings,
+    "loop": LoopSettings,
+}
+
+
+def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> ConnectorConfig:
+    """Read ``path`` (TOML), apply ``PFXHA_*`` overrides from ``environ``, validate."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from exc
+    return parse_config(raw, os.environ if environ is None else environ, source=str(path))
+
+
+def parse_config(
+    raw: Mapping[str, Any], environ: Mapping[str, str] | None = None, *, source: str = "<memory>"
+) -> ConnectorConfig:
+    """Build and validate a config from parsed TOML plus environment overrides."""
+    data = _apply_env(raw, environ or {})
+    known = {*_SECTIONS, "ca", "templates"}
+    for section in data:
+        if section not in known:
+            raise ConfigError(section, f"unknown section (known: {', '.join(sorted(known))})")
+    built: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        built[section] = _build(section, cls, data.get(section, {}))
+    cas = _build_cas(data.get("ca", []))
+    templates = _build_templates(data.get("templates", {}))
+    config = ConnectorConfig(
+        connector=built["connector"],
+        zookeeper=built["zookeeper"],
+        service=built["service"],
+        cas=cas,
+        templates=templates,
+        metrics=built["metrics"],
+        loop=built["loop"],
+        source=source,
+    )
+    _validate(config)
+    return config
+
+
+def _coerce(setting: str, value: Any, annotation: str) -> Any:
+    wants = annotation.replace(" | None", "")
+    if value is None:
+        if "None" in annotation:
+            return None
+        raise ConfigError(setting, "is required")
+    if wants == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "1", "yes", "on"}:
+            return True
+        if isinstance(value, str) and value.lower() in {"false", "0", "no", "off"}:
+            return False
+        raise ConfigError(setting, f"must be true or false, got {value!r}")
+    if wants == "int":
+        if isinstance(value, bool):
+            raise ConfigError(setting, f"must be an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(setting, f"must be an integer, got {value!r}") from None
+    if wants == "float":
+        if isinstance(value, bool):
+            raise ConfigError(setting, f"must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(setting, f"must be a number, got {value!r}") from None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(setting, f"must be a non-empty string, got {value!r}")
+    return value
+
+
+def _build(section: str, cls: type[Any], values: Any) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(section, "must be a table")
+    allowed = {f.name: f for f in fields(cls)}
+    for key in values:
+        if key not in allowed:
+            raise ConfigError(
+                f"{section}.{key}", f"unknown setting (known: {', '.join(sorted(allowed))})"
+            )
+    kwargs: dict[str, Any] = {}
+    for name, spec in allowed.items():
+        setting = f"{section}.{name}"
+        if name in values:
+            kwargs[name] = _coerce(setting, values[name], str(spec.type))
+        elif spec.default is MISSING and spec.default_factory is MISSING:
+            raise ConfigError(setting, "is required")
+    return cls(**kwargs)
+
+
+def _build_cas(values: Any) -> tuple[CASettings, ...]:
+    if isinstance(values, Mapping):  # env overrides may have produced {name: {...}}
+        values = [{"name": name, **spec} for name, spec in values.items()]
+    if not isinstance(values, list) or not values:
+        raise ConfigError("ca", "at least one [[ca]] table is required")
+    cas = []
+    for index, spec in enumerate(values):
+        label = f"ca[{spec.get('name', index) if isinstance(spec, Mapping) else index}]"
+        cas.append(_build(label, CASettings, spec))
+    names = [ca.name for ca in cas]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"ca[{name}].name", "CA names must be unique")
+    return tuple(cas)
+
+
+def _build_templates(values: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(values, Mapping) or not values:
+        raise ConfigError("templates", "at least one template -> [CA names] is required")
+    templates: dict[str, tuple[str, ...]] = {}
+    for name, cas in values.items():
+        if isinstance(cas, str):
+            cas = [c.strip() for c in cas.split(",") if c.strip()]
+        if not isinstance(cas, list) or not cas or not all(isinstance(c, str) for c in cas):
+            raise ConfigError(f"templates.{name}", "must be a non-empty list of CA names")
+        templates[str(name)] = tuple(cas)
+    return templates
+
+
+def _validate(config: ConnectorConfig) -> None:
+    known_cas = {ca.name for ca in config.cas}
+    for template, ca_names in config.templates.items():
+        for ca_name in ca_names:
+            if ca_name not in known_cas:
+                raise ConfigError(
+                    f"templates.{template}", f"names CA {ca_name!r}, not a [[ca]] name"
+                )
+    if config.connector.mode not in {"hybrid", "standalone"}:
+        raise ConfigError("connector.mode", "must be 'hybrid' or 'standalone'")
+    zk = config.zookeeper
+    if (zk.auth_user is None) != (zk.auth_password_file is None):
+        raise ConfigError(
+            "zookeeper.auth_password_file", "auth_user and auth_password_file go together"
+        )
+    if not config.service.url.startswith(("http://", "https://")):
+        raise ConfigError("service.url", "must start with http:// or https://")
+    for ca in config.cas:
+        if not ca.url.startswith(("http://", "https://")):
+            raise ConfigError(f"ca[{ca.name}].url", "must start with http:// or https://")
+    try:
+        host, port = config.metrics.host_port
+    except ValueError:
+        raise ConfigError("metrics.listen", "must be HOST:PORT") from None
+    if not host or not 0 <= port <= 65535:
+        raise ConfigError("metrics.listen", "must be HOST:PORT")
+    _validate_timing(config)
+
+
+def _validate_timing(config: ConnectorConfig) -> None:
+    loop, zk, service = config.loop, config.zookeeper, config.service
+    rules: list[tuple[str, bool, str]] = [
+        ("zookeeper.session_timeout", zk.session_timeout > 0, "must be > 0"),
+        ("zookeeper.connection_timeout", zk.connection_timeout > 0, "must be > 0"),
+        (
+            "zookeeper.connection_timeout",
+            zk.connection_timeout < zk.session_timeout,
+            "must be < zookeeper.session_timeout (a leader must notice a lost "
+            "connection before its session can expire elsewhere)",
+        ),
+        ("loop.poll_wait_s", 0 < loop.poll_wait_s <= 30, "must be in (0, 30]"),
+        ("loop.batch_size", 1 <= loop.batch_size <= 500, "must be in [1, 500]"),
+        ("loop.workers", 1 <= loop.workers <= 64, "must be in [1, 64]"),
+        ("loop.keypool_size", 0 <= loop.keypool_size <= 4096, "must be in [0, 4096]"),
+        ("loop.heartbeat_interval_s", loop.heartbeat_interval_s > 0, "must be > 0"),
+        ("loop.revocation_interval_s", loop.revocation_interval_s > 0, "must be > 0"),
+        ("loop.reconcile_interval_s", loop.reconcile_interval_s > 0, "must be > 0"),
+        ("loop.ca_deadline_s", loop.ca_deadline_s > 0, "must be > 0"),
+        ("loop.backoff_s", 0 < loop.backoff_s <= 60, "must be in (0, 60]"),
+        (
+            "loop.poll_wait_s",
+            loop.poll_wait_s <= loop.heartbeat_interval_s,
+            "must be <= loop.heartbeat_interval_s (a long-poll must not starve heartbeats)",
+        ),
+        (
+            "service.timeout_s",
+            service.timeout_s > loop.poll_wait_s,
+            "must be > loop.poll_wait_s (a long-poll must return before the HTTP timeout)",
+        ),
+    ]
+    for setting, ok, rule in rules:
+        if not ok:
+            raise ConfigError(setting, rule)
+
+
+def _read_secret(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError("zookeeper.auth_password_file", f"cannot read {path}: {exc}") from exc
+
+
+def _env_key(name: str) -> str:
+    return name.upper().replace("-", "_").replace(".", "_")
+
+
+def _apply_env(raw: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Overlay ``PFXHA_<SECTION>_<KEY>`` variables on the parsed file."""
+    data: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in raw.items()}
+    cas: list[dict[str, Any]] = [dict(c) for c in data.get("ca", []) if isinstance(c, Mapping)]
+    if cas or "ca" in data:
+        data["ca"] = cas
+    for variable, value in environ.items():
+        if not variable.startswith(_ENV_PREFIX):
+            continue
+        rest = variable[len(_ENV_PREFIX) :]
+        section, _, key = rest.partition("_")
+        section = section.lower()
+        if section in _SECTIONS:
+            names = {_env_key(f.name): f.name for f in fields(_SECTIONS[section])}
+            if key not in names:
+                continue  # not ours (e.g. PFXHA_SERVICE_* read by other tools)
+            data.setdefault(section, {})[names[key]] = value
+        elif section == "ca":
+            _apply_ca_env(data, cas, key, value)
+        elif section == "templates":
+            templates = data.setdefault("templates", {})
+            match = [name for name in templates if _env_key(name) == key]
+            templates[match[0] if match else key.lower().replace("_", "-")] = value
+    return data
+
+
+def _apply_ca_env(data: dict[str, Any], cas: list[dict[str, Any]], key: str, value: str) -> None:
+    settings = sorted((_env_key(f.name) for f in fields(CASettings)), key=len, reverse=True)
+    for setting in settings:
+        if key.endswith("_" + setting):
+            ca_key = key[: -len(setting) - 1]
+            field_name = setting.lower()
+            break
+    else:
+        return
+    for ca in cas:
+        if _env_key(str(ca.get("name", ""))) == ca_key:
+            ca[field_name] = value
+            return
+    cas.append({"name": ca_key.lower().replace("_", "-"), field_name: value})
+    data["ca"] = cas

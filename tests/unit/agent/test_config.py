@@ -1,0 +1,177 @@
+"""Connector configuration: TOML, environment overrides, errors that name the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.config import ConfigError, load_config, parse_config
+
+GOOD = """
+[connector]
+name = "c1"
+cluster = "lab"
+
+[zookeeper]
+hosts = "127.0.0.1:2181"
+session_timeout = 1.0
+connection_timeout = 0.5
+
+[service]
+url = "http://127.0.0.1:8080"
+
+[[ca]]
+name = "primary"
+url = "http://127.0.0.1:8888"
+auth_key_file = "/tmp/k1"
+certdb = "/tmp/primary.db"
+
+[[ca]]
+name = "secondary"
+url = "http://127.0.0.1:8889"
+
+[templates]
+user-auth = ["primary", "secondary"]
+
+[loop]
+poll_wait_s = 0.5
+batch_size = 50
+"""
+
+
+def write(tmp_path: Path, text: str = GOOD) -> Path:
+    path = tmp_path / "connector.toml"
+    path.write_text(text)
+    return path
+
+
+def test_good_file_loads_with_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path), environ={})
+    assert config.connector.name == "c1"
+    assert config.connector.mode == "hybrid"
+    assert config.templates == {"user-auth": ("primary", "secondary")}
+    assert config.ca("primary").certdb == "/tmp/primary.db"
+    assert config.loop.batch_size == 50
+    assert config.metrics.host_port == ("127.0.0.1", 9464)
+
+
+def test_env_overrides_every_kind_of_setting(tmp_path: Path) -> None:
+    env = {
+        "PFXHA_ZOOKEEPER_HOSTS": "zk1:2181,zk2:2181",
+        "PFXHA_LOOP_POLL_WAIT_S": "0.25",
+        "PFXHA_ZOOKEEPER_FAST_PATH": "false",
+        "PFXHA_CA_SECONDARY_URL": "http://10.0.0.2:8888",
+        "PFXHA_TEMPLATES_USER_AUTH": "secondary,primary",
+        "PFXHA_METRICS_LISTEN": "0.0.0.0:9500",
+        "PFXHA_SERVICE_DB": "ignored: not a connector setting",
+        "HOME": "/root",
+    }
+    config = load_config(write(tmp_path), environ=env)
+    assert config.zookeeper.hosts == "zk1:2181,zk2:2181"
+    assert config.loop.poll_wait_s == 0.25
+    assert config.zookeeper.fast_path is False
+    assert config.ca("secondary").url == "http://10.0.0.2:8888"
+    assert config.templates["user-auth"] == ("secondary", "primary")
+    assert config.metrics.host_port == ("0.0.0.0", 9500)
+
+
+def test_settings_entirely_from_env() -> None:
+    env = {
+        "PFXHA_CONNECTOR_NAME": "c9",
+        "PFXHA_CONNECTOR_CLUSTER": "prod",
+        "PFXHA_ZOOKEEPER_HOSTS": "zk:2181",
+        "PFXHA_SERVICE_URL": "https://svc:8443",
+        "PFXHA_CA_PRIMARY_URL": "http://ca:8888",
+        "PFXHA_TEMPLATES_WIFI": "primary",
+    }
+    config = parse_config({}, env)
+    assert config.connector.name == "c9"
+    assert config.ca("primary").url == "http://ca:8888"
+    assert config.templates == {"wifi": ("primary",)}
+
+
+def edit(old: str, new: str) -> str:
+    assert old in GOOD
+    return GOOD.replace(old, new)
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "setting", "words"),
+    [
+        (edit('name = "c1"\n', ""), {}, "connector.name", "required"),
+        (GOOD, {"PFXHA_LOOP_BATCH_SIZE": "1000"}, "loop.batch_size", "[1, 500]"),
+        (GOOD, {"PFXHA_LOOP_BATCH_SIZE": "many"}, "loop.batch_size", "integer"),
+        (GOOD, {"PFXHA_ZOOKEEPER_FAST_PATH": "maybe"}, "zookeeper.fast_path", "true or false"),
+        (
+            edit('"primary", "secondary"', '"primary", "tertiary"'),
+            {},
+            "templates.user-auth",
+            "tertiary",
+        ),
+        (
+            edit("session_timeout = 1.0", "session_timeout = 0.4"),
+            {},
+            "zookeeper.connection_timeout",
+            "session_timeout",
+        ),
+        (GOOD, {"PFXHA_LOOP_POLL_WAIT_S": "5"}, "loop.poll_wait_s", "heartbeat_interval_s"),
+        (GOOD, {"PFXHA_SERVICE_TIMEOUT_S": "0.4"}, "service.timeout_s", "poll_wait_s"),
+        (GOOD, {"PFXHA_CONNECTOR_MODE": "cloudy"}, "connector.mode", "hybrid"),
+        (GOOD, {"PFXHA_SERVICE_URL": "ftp://x"}, "service.url", "http"),
+        (GOOD, {"PFXHA_METRICS_LISTEN": "nowhere"}, "metrics.listen", "HOST:PORT"),
+        (
+            GOOD,
+            {"PFXHA_ZOOKEEPER_AUTH_USER": "connector"},
+            "zookeeper.auth_password_file",
+            "together",
+        ),
+        (GOOD + "\n[extra]\nx = 1\n", {}, "extra", "unknown section"),
+        (
+            edit("batch_size = 50", "batch_size = 50\nbatchsize = 3"),
+            {},
+            "loop.batchsize",
+            "unknown setting",
+        ),
+        (
+            GOOD + '\n[[ca]]\nname = "primary"\nurl = "http://x:1"\n',
+            {},
+            "ca[primary].name",
+            "unique",
+        ),
+        (
+            edit('user-auth = ["primary", "secondary"]', "user-auth = []"),
+            {},
+            "templates.user-auth",
+            "non-empty",
+        ),
+    ],
+)
+def test_errors_name_the_setting(
+    tmp_path: Path, text: str, env: dict[str, str], setting: str, words: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), environ=env)
+    assert info.value.setting == setting
+    assert str(info.value).startswith(setting)
+    assert words in str(info.value)
+
+
+def test_unreadable_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml", environ={})
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[connector\n"), environ={})
+
+
+def test_no_ca_at_all() -> None:
+    raw: dict[str, Any] = {
+        "connector": {"name": "c", "cluster": "x"},
+        "zookeeper": {"hosts": "h:1"},
+        "service": {"url": "http://s"},
+        "templates": {"t": ["a"]},
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, {})
+    assert info.value.setting == "ca"
