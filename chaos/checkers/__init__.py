@@ -1,0 +1,67 @@
+"""Invariant checkers: pure functions over the history and a state snapshot.
+
+Each returns a list of violations as human-readable strings (empty = fine)::
+
+    from chaos.checkers import Snapshot, check_all
+    violations = check_all(events, snapshot)
+
+The snapshot is read from the service DB, each CA's certdb and CRL; the
+history from what the workload, observer and nemesis saw. Nothing here
+trusts the connectors' own account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from chaos.checkers.certificates import attribute_certificates, check_duplicates, count_duplicates
+from chaos.checkers.epochs import check_single_active, check_stale_epochs
+from chaos.checkers.model import (
+    AcceptedAction,
+    CaCertificate,
+    DeliveredCertificate,
+    Intent,
+    RequestRecord,
+    Revocation,
+    Snapshot,
+)
+from chaos.checkers.pfx import check_pfx_history, verify_chain, verify_delivered_pfx
+from chaos.checkers.requests import RequestCounts, check_lost_requests, count_requests
+from chaos.checkers.revocations import check_revocations
+from chaos.history import Event
+
+__all__ = [
+    "AcceptedAction",
+    "CaCertificate",
+    "DeliveredCertificate",
+    "Intent",
+    "RequestCounts",
+    "RequestRecord",
+    "Revocation",
+    "Snapshot",
+    "attribute_certificates",
+    "check_all",
+    "check_duplicates",
+    "check_lost_requests",
+    "check_pfx_history",
+    "check_revocations",
+    "check_single_active",
+    "check_stale_epochs",
+    "count_duplicates",
+    "count_requests",
+    "verify_chain",
+    "verify_delivered_pfx",
+]
+
+
+def check_all(events: Iterable[Event], snapshot: Snapshot) -> list[str]:
+    """Every invariant at once, in a stable order."""
+    history = list(events)
+    return [
+        *check_stale_epochs(snapshot.accepted),
+        *check_single_active(history),
+        *check_lost_requests(history, snapshot.requests),
+        *check_duplicates(snapshot),
+        *check_revocations(snapshot),
+        *check_pfx_history(history),
+    ]

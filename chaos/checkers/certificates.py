@@ -1,0 +1,70 @@
+"""At most one unrevoked certificate per request, and it is the delivered one.
+
+Certificates are attributed to requests from the CA side, not from what the
+connectors say: a CA certdb row belongs to the request whose recorded intent
+has the same public key (the intent is written at the service before the CA
+is called), or, failing that, to the request it was delivered for.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from chaos.checkers.model import CaCertificate, Snapshot
+
+__all__ = ["attribute_certificates", "check_duplicates", "count_duplicates"]
+
+
+def attribute_certificates(
+    snapshot: Snapshot,
+) -> tuple[dict[str, list[CaCertificate]], list[CaCertificate]]:
+    """``(request -> its CA certificates, certificates no request explains)``."""
+    request_by_key = {i.public_key_sha256: i.request for i in snapshot.intents}
+    request_by_serial = {(d.issuer, d.serial): d.request for d in snapshot.delivered}
+    by_request: dict[str, list[CaCertificate]] = defaultdict(list)
+    unattributed: list[CaCertificate] = []
+    for cert in snapshot.ca_certificates:
+        request = request_by_key.get(cert.public_key_sha256) if cert.public_key_sha256 else None
+        if request is None:
+            request = request_by_serial.get((cert.ca, cert.serial))
+        if request is None:
+            unattributed.append(cert)
+        else:
+            by_request[request].append(cert)
+    return dict(by_request), unattributed
+
+
+def check_duplicates(snapshot: Snapshot) -> list[str]:
+    violations: list[str] = []
+    delivered = {d.request: d for d in snapshot.delivered}
+    by_request, unattributed = attribute_certificates(snapshot)
+    for request, certs in sorted(by_request.items()):
+        live = [c for c in certs if not c.revoked]
+        if len(live) > 1:
+            listed = ", ".join(f"{c.ca}:{c.serial}" for c in live)
+            violations.append(
+                f"duplicate certificates for request {request}: {len(live)} unrevoked ({listed})"
+            )
+            continue
+        if len(live) == 1:
+            cert = live[0]
+            got = delivered.get(request)
+            if got is None or (got.issuer, got.serial) != (cert.ca, cert.serial):
+                shown = f"{got.issuer}:{got.serial}" if got else "nothing"
+                violations.append(
+                    f"unrevoked certificate {cert.ca}:{cert.serial} for request {request} "
+                    f"is not the delivered one (delivered {shown})"
+                )
+    for cert in unattributed:
+        if not cert.revoked:
+            violations.append(
+                f"unrevoked certificate {cert.ca}:{cert.serial} matches no request's intent "
+                "or delivery (an orphan)"
+            )
+    return violations
+
+
+def count_duplicates(snapshot: Snapshot) -> int:
+    """Requests with more than one unrevoked certificate (the JSON's ``duplicates``)."""
+    by_request, _ = attribute_certificates(snapshot)
+    return sum(1 for certs in by_request.values() if sum(not c.revoked for c in certs) > 1)

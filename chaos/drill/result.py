@@ -1,0 +1,132 @@
+"""Drill results: per-round measurements, per-scenario summaries, the ``--json`` contract.
+
+The contract (tools depend on it; documented in docs/chaos.md)::
+
+    {"scenarios": {NAME: {"rounds": int,
+                          "failover_s": {"p50": float, "p99": float, "max": float},
+                          "violations": [str, ...],
+                          "requests": {"created": int, "delivered": int,
+                                       "failed": int, "lost": int},
+                          "duplicates": int,
+                          "stale_epoch_rejected": int}},
+     "ok": bool}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "RoundResult",
+    "ScenarioResult",
+    "contract",
+    "load_rounds",
+    "percentile",
+    "write_contract",
+    "write_rounds",
+]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100); 0.0 for no values.
+
+    Nearest rank never invents a value nobody measured: with 20 rounds the
+    p99 is the worst round, as it should be.
+    """
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+@dataclass
+class RoundResult:
+    """One fault and its recovery. Times are seconds; ``*_at`` are history times."""
+
+    scenario: str
+    round: int
+    fault_at: float
+    heal_at: float | None = None
+    old_leader: str | None = None
+    old_epoch: int | None = None
+    new_leader: str | None = None
+    new_epoch: int | None = None
+    new_leader_s: float | None = None
+    registered_s: float | None = None
+    first_delivery_s: float | None = None
+    other_ca_s: float | None = None
+    failover_s: float | None = None
+    delayed_requests: int = 0
+    worst_latency_s: float | None = None
+    violations: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    rounds: list[RoundResult] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    created: int = 0
+    delivered: int = 0
+    failed: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    stale_epoch_rejected: int = 0
+
+    @property
+    def failovers(self) -> list[float]:
+        return [r.failover_s for r in self.rounds if r.failover_s is not None]
+
+    def all_violations(self) -> list[str]:
+        found = [f"round {r.round}: {v}" for r in self.rounds for v in r.violations]
+        return found + list(self.violations)
+
+    def to_contract(self) -> dict[str, Any]:
+        values = self.failovers
+        return {
+            "rounds": len(self.rounds),
+            "failover_s": {
+                "p50": round(percentile(values, 50), 4),
+                "p99": round(percentile(values, 99), 4),
+                "max": round(max(values, default=0.0), 4),
+            },
+            "violations": self.all_violations(),
+            "requests": {
+                "created": self.created,
+                "delivered": self.delivered,
+                "failed": self.failed,
+                "lost": self.lost,
+            },
+            "duplicates": self.duplicates,
+            "stale_epoch_rejected": self.stale_epoch_rejected,
+        }
+
+
+def contract(scenarios: Sequence[ScenarioResult]) -> dict[str, Any]:
+    body = {s.name: s.to_contract() for s in scenarios}
+    return {"scenarios": body, "ok": all(not s["violations"] for s in body.values())}
+
+
+def write_contract(scenarios: Sequence[ScenarioResult], path: Path) -> dict[str, Any]:
+    data = contract(scenarios)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return data
+
+
+def write_rounds(scenarios: Sequence[ScenarioResult], path: Path) -> None:
+    """Every round's measurements, for the report and for later analysis."""
+    data = {s.name: [asdict(r) for r in s.rounds] for s in scenarios}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def load_rounds(path: Path) -> dict[str, list[RoundResult]]:
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    return {name: [RoundResult(**r) for r in rounds] for name, rounds in raw.items()}
