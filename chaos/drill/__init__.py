@@ -1,0 +1,1 @@
+"""The drills: scenarios, measurements, the live view and the written report."""
