@@ -111,10 +111,10 @@ def edit(old: str, new: str) -> str:
             "tertiary",
         ),
         (
-            edit("session_timeout = 1.0", "session_timeout = 0.4"),
+            edit("session_timeout = 1.0", "session_timeout = 0"),
             {},
-            "zookeeper.connection_timeout",
-            "session_timeout",
+            "zookeeper.session_timeout",
+            "> 0",
         ),
         (GOOD, {"PFXHA_LOOP_POLL_WAIT_S": "5"}, "loop.poll_wait_s", "heartbeat_interval_s"),
         (GOOD, {"PFXHA_SERVICE_TIMEOUT_S": "0.4"}, "service.timeout_s", "poll_wait_s"),

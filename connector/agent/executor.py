@@ -1,0 +1,334 @@
+"""The thin executor: carry out one :class:`Decision`, record what happened.
+
+It holds no policy: what to do was decided by :func:`decide`; this module does
+it, with a fresh epoch taken right before every side effect (through
+:class:`~connector.agent.ports.Fence`), and writes the outcome into
+:class:`AgentState`, which the next snapshot reads::
+
+    executor = Executor(deps, state)
+    executor.execute(decide(snapshot))
+
+Failures become state, not exceptions: a 409 sets ``rejected_epoch`` (the next
+decision steps down at once), an unreachable service sets a back-off, a lost
+lease simply ends the action.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from connector.agent.decide import Action, Decision
+from connector.agent.events import Event, emit
+from connector.agent.issuance import IssueContext, Outcome, issue_one
+from connector.agent.ports import Fence, Issuer, Lease, LeaseLost, Pki
+from connector.agent.reconcile import OrphanRevocation, reconcile
+from connector.agent.snapshot import Health
+from connector.service_client import BadRequest, ServiceUnavailable, StaleEpochError
+
+__all__ = ["AgentState", "Executor", "ExecutorDeps"]
+
+log = logging.getLogger("pfxha.connector.executor")
+
+# The service answers 428 when an epoch was never registered (e.g. its DB was
+# restored): register again rather than give up.
+_NOT_REGISTERED = 428
+
+
+@dataclass
+class AgentState:
+    """The agent's own bookkeeping; written by the executor, read into snapshots."""
+
+    registered_epoch: int | None = None
+    reconciled_epoch: int | None = None
+    last_heartbeat_at: float | None = None
+    last_revocation_poll_at: float | None = None
+    revocations_backlog: bool = False
+    last_reconcile_at: float | None = None
+    rejected_epoch: int | None = None
+    service_retry_at: float | None = None
+    ca_retry_at: float | None = None
+    reported_health: Health | None = None
+    elected_at: float | None = None
+    stopped: bool = False
+    # Orphans whose CA was down during reconciliation, by request id: that
+    # request is not issued anew until its orphan is revoked.
+    deferred_orphans: dict[str, list[OrphanRevocation]] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True)
+class ExecutorDeps:
+    name: str
+    service: Any  # connector.service_client.ServiceClient
+    issuer: Issuer
+    pki: Pki
+    lease: Lease
+    ca_errors: tuple[type[BaseException], ...]
+    is_retryable: Callable[[BaseException], bool]
+    batch_size: int = 100
+    poll_wait_s: float = 1.0
+    workers: int = 4
+    ca_deadline_s: float = 5.0
+    backoff_s: float = 0.5
+    # Seconds a fresh lease is good for at most; caps every CA deadline.
+    lease_budget_s: float = 1.0
+    metrics: Any = None  # connector.metrics.ConnectorMetrics
+    details: Callable[[], Mapping[str, Any]] = dict
+    clock: Callable[[], float] = time.monotonic
+
+
+class Executor:
+    def __init__(self, deps: ExecutorDeps, state: AgentState) -> None:
+        self.deps = deps
+        self.state = state
+        self.fence = Fence(deps.lease)
+        self._counts_lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=deps.workers, thread_name_prefix="pfxha-issue")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def deadline(self) -> float:
+        """Absolute monotonic deadline for one CA call: never beyond the lease."""
+        return self.deps.clock() + min(self.deps.ca_deadline_s, self.deps.lease_budget_s)
+
+    def execute(self, decision: Decision) -> None:
+        handler: Callable[[Decision], None] = {
+            Action.STOP: self._stop,
+            Action.STEP_DOWN: self._step_down,
+            Action.WAIT: lambda _d: None,
+            Action.HEARTBEAT: self._heartbeat,
+            Action.REGISTER: self._register,
+            Action.RECONCILE: self._reconcile,
+            Action.REVOKE: self._revoke,
+            Action.ISSUE: self._issue,
+        }[decision.action]
+        if decision.epoch is not None and decision.action not in (Action.STOP, Action.STEP_DOWN):
+            self.fence.arm(decision.epoch)
+        try:
+            handler(decision)
+        except StaleEpochError as exc:
+            self.state.rejected_epoch = decision.epoch if decision.epoch is not None else -1
+            emit(
+                log,
+                Event.STALE_EPOCH,
+                epoch=decision.epoch,
+                reason=exc.reason,
+                action=decision.action.value,
+            )
+        except LeaseLost as exc:
+            emit(log, Event.LEASE_NOT_FRESH, action=decision.action.value, reason=str(exc))
+        except ServiceUnavailable as exc:
+            self.state.service_retry_at = self.deps.clock() + self.deps.backoff_s
+            emit(log, Event.SERVICE_UNAVAILABLE, action=decision.action.value, error=exc.reason)
+        except BadRequest as exc:
+            if exc.status == _NOT_REGISTERED:
+                self.state.registered_epoch = None
+            else:
+                self.state.service_retry_at = self.deps.clock() + self.deps.backoff_s
+            log.error("service refused %s: %s", decision.action.value, exc.reason)
+
+    # -- leadership ------------------------------------------------------------
+
+    def _stop(self, decision: Decision) -> None:
+        self.deps.lease.release("shutdown")
+        self.state.stopped = True
+        emit(log, Event.RELEASED, reason="shutdown", epoch=decision.epoch)
+
+    def _step_down(self, decision: Decision) -> None:
+        self.deps.lease.release(f"service refused epoch {decision.epoch} (409)")
+        self.state.rejected_epoch = None
+        self.state.registered_epoch = None
+        self.state.reconciled_epoch = None
+        emit(log, Event.STEPPED_DOWN, epoch=decision.epoch, reason=decision.reason)
+
+    def _register(self, decision: Decision) -> None:
+        epoch = self.fence.epoch()
+        self.deps.service.register(self.deps.name, epoch)
+        self.state.registered_epoch = epoch
+        self.state.reconciled_epoch = None
+        self.state.last_heartbeat_at = None
+        self.state.service_retry_at = None
+        took = None
+        if self.state.elected_at is not None:
+            took = self.deps.clock() - self.state.elected_at
+            if self.deps.metrics is not None:
+                self.deps.metrics.observe_takeover(took)
+        emit(log, Event.REGISTERED, epoch=epoch, since_elected_s=took)
+
+    def _heartbeat(self, decision: Decision) -> None:
+        epoch = self.fence.epoch() if decision.as_leader else 0
+        health = decision.health
+        self.deps.service.heartbeat(self.deps.name, epoch, health.value, dict(self.deps.details()))
+        self.state.last_heartbeat_at = self.deps.clock()
+        self.state.service_retry_at = None
+        if health is not self.state.reported_health:
+            emit(log, Event.HEALTH_CHANGED, health=health.value, was=self.state.reported_health)
+            self.state.reported_health = health
+
+    # -- work ------------------------------------------------------------------
+
+    def _reconcile(self, decision: Decision) -> None:
+        self._retry_deferred_orphans()
+        report = reconcile(
+            self.deps.service,
+            self.deps.issuer,
+            self.fence,
+            name=self.deps.name,
+            deadline=self.deadline,
+            is_retryable=self.deps.is_retryable,
+        )
+        for orphan in report.orphans_deferred:
+            known = self.state.deferred_orphans.setdefault(orphan.request_id, [])
+            if orphan not in known:
+                known.append(orphan)
+        self.state.reconciled_epoch = decision.epoch
+        self.state.last_reconcile_at = self.deps.clock()
+        self.state.counts["orphans_revoked"] += len(report.orphans_revoked)
+
+    def _retry_deferred_orphans(self) -> None:
+        for request_id, orphans in list(self.state.deferred_orphans.items()):
+            left = []
+            for orphan in orphans:
+                self.fence.epoch()
+                try:
+                    self.deps.issuer.revoke(
+                        orphan.serial, orphan.ca_name, "superseded", self.deadline()
+                    )
+                except Exception as exc:
+                    if not self.deps.is_retryable(exc):
+                        raise
+                    left.append(orphan)
+                    continue
+                self.state.counts["orphans_revoked"] += 1
+                emit(
+                    log,
+                    Event.ORPHAN_REVOKED,
+                    request_id=request_id,
+                    serial=orphan.serial,
+                    ca=orphan.ca_name,
+                    reason="superseded",
+                    deferred=True,
+                )
+            if left:
+                self.state.deferred_orphans[request_id] = left
+            else:
+                del self.state.deferred_orphans[request_id]
+
+    def _revoke(self, decision: Decision) -> None:
+        deps = self.deps
+        tasks = deps.service.poll_revocations(deps.name, self.fence.epoch(), deps.batch_size)
+        self.state.last_revocation_poll_at = deps.clock()
+        if deps.metrics is not None:
+            deps.metrics.set_pending("revoke", len(tasks))
+        if tasks:
+            emit(log, Event.REVOCATIONS_RECEIVED, count=len(tasks), epoch=decision.epoch)
+        unreachable: set[str] = set()
+        done = 0
+        for task in tasks:
+            if task.ca_name in unreachable:
+                continue  # stays queued at the service; do not wait on a dead CA twice
+            started = deps.clock()
+            self.fence.epoch()
+            try:
+                deps.issuer.revoke(task.serial, task.ca_name, task.reason, self.deadline())
+            except Exception as exc:
+                if not isinstance(exc, deps.ca_errors):
+                    raise
+                retryable = deps.is_retryable(exc)
+                if retryable:
+                    unreachable.add(task.ca_name)
+                event = Event.REVOCATION_DEFERRED if retryable else Event.REVOCATION_FAILED
+                emit(
+                    log,
+                    event,
+                    revocation_id=task.id,
+                    serial=task.serial,
+                    ca=task.ca_name,
+                    error=str(exc),
+                )
+                self._count("revoke", "deferred" if retryable else "failed", "-", task.ca_name)
+                continue
+            emit(
+                log,
+                Event.CERT_REVOKED,
+                revocation_id=task.id,
+                serial=task.serial,
+                ca=task.ca_name,
+                reason=task.reason,
+            )
+            deps.service.confirm_revocation(deps.name, self.fence.epoch(), task.id)
+            emit(log, Event.REVOCATION_CONFIRMED, revocation_id=task.id, request_id=task.request_id)
+            done += 1
+            self._count("revoke", "revoked", "-", task.ca_name)
+            if deps.metrics is not None:
+                deps.metrics.observe_revocation(deps.clock() - started, ca=task.ca_name)
+        # A full batch with progress means more may be waiting: poll again soon.
+        self.state.revocations_backlog = len(tasks) >= deps.batch_size and done > 0
+
+    def _issue(self, decision: Decision) -> None:
+        deps = self.deps
+        requests = deps.service.poll_requests(
+            deps.name, self.fence.epoch(), deps.batch_size, deps.poll_wait_s
+        )
+        if deps.metrics is not None:
+            deps.metrics.mark_poll_success()
+            deps.metrics.set_pending("issue", len(requests))
+        if not requests:
+            return
+        emit(log, Event.BATCH_RECEIVED, count=len(requests), epoch=decision.epoch)
+        blocked = [r for r in requests if r.id in self.state.deferred_orphans]
+        for request in blocked:
+            deps.service.fail_request(
+                deps.name,
+                self.fence.epoch(),
+                request.id,
+                "an orphan certificate of a deposed leader awaits revocation at its CA",
+                True,
+            )
+        ctx = IssueContext(
+            name=deps.name,
+            service=deps.service,
+            issuer=deps.issuer,
+            pki=deps.pki,
+            fence=self.fence,
+            deadline=self.deadline,
+            ca_errors=deps.ca_errors,
+            is_retryable=deps.is_retryable,
+            on_result=self._on_result,
+            clock=deps.clock,
+        )
+        work = [r for r in requests if r.id not in self.state.deferred_orphans]
+        futures = [self._pool.submit(issue_one, ctx, request) for request in work]
+        outcomes: list[Outcome] = []
+        first_error: BaseException | None = None
+        for future in futures:
+            try:
+                outcomes.append(future.result())
+            except BaseException as exc:  # re-raised below, after every worker finished
+                if first_error is None or isinstance(exc, StaleEpochError):
+                    first_error = exc
+        if first_error is not None:
+            raise first_error
+        if outcomes and all(o is Outcome.DEFERRED for o in outcomes):
+            self.state.ca_retry_at = deps.clock() + deps.backoff_s
+        else:
+            self.state.ca_retry_at = None
+
+    def _on_result(self, request: Any, outcome: Outcome, ca: str, seconds: float) -> None:
+        with self._counts_lock:  # called from the issuing worker threads
+            self.state.counts[outcome.value] += 1
+        self._count("issue", outcome.value, request.profile.template, ca)
+        if outcome is Outcome.DELIVERED and self.deps.metrics is not None:
+            self.deps.metrics.observe_issuance(seconds, ca=ca)
+
+    def _count(self, kind: str, result: str, template: str, ca: str) -> None:
+        if self.deps.metrics is not None:
+            self.deps.metrics.request_processed(kind=kind, result=result, template=template, ca=ca)

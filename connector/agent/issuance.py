@@ -1,0 +1,176 @@
+"""One certificate request, from key to uploaded PFX, each side effect fenced.
+
+    outcome = issue_one(ctx, request)      # Outcome.DELIVERED, DEFERRED, FAILED, FENCED
+
+The order is the safety argument:
+
+1. key and CSR (local, no side effect; the key may come from the pool);
+2. fresh epoch -> record the intent (request, epoch, public key) at the service;
+3. fresh epoch -> ask the template's CAs (failover and retries bounded by the
+   deadline, itself bounded by the lease);
+4. pack key + certificate + chain into a PFX, seal it to the KRA certificate;
+5. fresh epoch -> upload.
+
+If the CA call fails after the intent, the CA may still have issued (a lost
+answer): we look the key up at the CAs and deliver what we find rather than
+issue twice. If the upload is refused (409 or 4xx) the certificate can never
+be delivered, so we revoke it ourselves (``superseded``) before giving up: at
+most one unrevoked certificate per request, and it is the delivered one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from connector.agent.events import Event, emit
+from connector.agent.ports import Fence, Issuer, LeaseLost, Pki
+from connector.service_client import BadRequest, StaleEpochError
+
+__all__ = ["IssueContext", "Outcome", "issue_one"]
+
+log = logging.getLogger("pfxha.connector.issuance")
+
+
+class Outcome(StrEnum):
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"  # CA unavailable: handed back to the service, retried later
+    FAILED = "failed"  # permanent: the service shows the reason
+    FENCED = "fenced"  # lease lost or 409: nothing more done
+
+
+@dataclass(frozen=True)
+class IssueContext:
+    name: str
+    service: Any  # ServiceClient
+    issuer: Issuer
+    pki: Pki
+    fence: Fence
+    # Absolute deadline (monotonic) for one CA call, bounded by the lease.
+    deadline: Callable[[], float]
+    # CA exceptions (connector.ca.CAError) and which of them are worth retrying.
+    ca_errors: tuple[type[BaseException], ...]
+    is_retryable: Callable[[BaseException], bool]
+    on_result: Callable[[Any, Outcome, str, float], None] = lambda *_: None
+    clock: Callable[[], float] = time.monotonic
+
+
+def _public_pem(key: Any) -> str:
+    pem: bytes = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    return pem.decode("ascii")
+
+
+def issue_one(ctx: IssueContext, request: Any) -> Outcome:
+    """Process one request; never raises for CA or service trouble (see :class:`Outcome`)."""
+    started = ctx.clock()
+    template = request.profile.template
+    ca = "-"
+    try:
+        outcome, ca = _issue(ctx, request, template)
+    except LeaseLost as exc:
+        emit(log, Event.LEASE_NOT_FRESH, request_id=request.id, reason=str(exc))
+        outcome = Outcome.FENCED
+    except StaleEpochError as exc:
+        ctx.fence.trip()
+        emit(log, Event.STALE_EPOCH, request_id=request.id, reason=exc.reason)
+        raise
+    ctx.on_result(request, outcome, ca, ctx.clock() - started)
+    return outcome
+
+
+def _issue(ctx: IssueContext, request: Any, template: str) -> tuple[Outcome, str]:
+    key = ctx.pki.new_key(request.profile.key_type)
+    csr = ctx.pki.build_csr(request, key)
+    public_pem = _public_pem(key)
+
+    ctx.service.record_intent(ctx.name, ctx.fence.epoch(), request.id, public_pem)
+    emit(log, Event.INTENT_RECORDED, request_id=request.id, epoch=ctx.fence.expected_epoch)
+
+    ctx.fence.epoch()
+    try:
+        issued = ctx.issuer.issue(csr, template, request.id, ctx.deadline())
+    except Exception as exc:
+        retryable = ctx.is_retryable(exc)
+        if not isinstance(exc, ctx.ca_errors):
+            raise
+        found = _find_unrevoked(ctx, key)
+        if found is None:
+            return _hand_back(ctx, request, exc, retryable), "-"
+        # The CA issued although its answer was lost: deliver that one.
+        issued = found
+    emit(
+        log,
+        Event.CERT_ISSUED,
+        request_id=request.id,
+        serial=issued.serial,
+        ca=issued.ca_name,
+        template=template,
+    )
+    envelope = ctx.pki.seal(ctx.pki.pack_pfx(key, issued.certificate, issued.chain))
+    del key  # the PFX inside the envelope is the only copy that leaves this function
+
+    try:
+        ctx.service.upload_result(
+            ctx.name, ctx.fence.epoch(), request.id, envelope, issued.serial, issued.ca_name
+        )
+    except StaleEpochError:
+        _revoke_undeliverable(ctx, request, issued, "service refused our epoch (409)")
+        raise
+    except LeaseLost:
+        _revoke_undeliverable(ctx, request, issued, "lease lost before upload")
+        raise
+    except BadRequest as exc:
+        _revoke_undeliverable(ctx, request, issued, exc.reason)
+        return Outcome.FAILED, issued.ca_name
+    emit(
+        log,
+        Event.PFX_UPLOADED,
+        request_id=request.id,
+        serial=issued.serial,
+        ca=issued.ca_name,
+        epoch=ctx.fence.expected_epoch,
+    )
+    return Outcome.DELIVERED, issued.ca_name
+
+
+def _find_unrevoked(ctx: IssueContext, key: Any) -> Any | None:
+    try:
+        found = [c for c in ctx.issuer.find(key.public_key()) if not getattr(c, "revoked", False)]
+    except Exception as exc:  # a certdb we cannot read: treat as nothing found, log it
+        emit(log, Event.CA_UNAVAILABLE, during="find", error=str(exc))
+        return None
+    return found[0] if found else None
+
+
+def _hand_back(ctx: IssueContext, request: Any, exc: BaseException, retryable: bool) -> Outcome:
+    reason = f"CA {'unavailable' if retryable else 'refused'}: {exc}"[:500]
+    ctx.service.fail_request(ctx.name, ctx.fence.epoch(), request.id, reason, retryable)
+    event = Event.REQUEST_DEFERRED if retryable else Event.REQUEST_FAILED
+    emit(log, event, request_id=request.id, reason=reason)
+    return Outcome.DEFERRED if retryable else Outcome.FAILED
+
+
+def _revoke_undeliverable(ctx: IssueContext, request: Any, issued: Any, why: str) -> None:
+    """Undo our own certificate that can never be delivered (no leadership needed for that)."""
+    try:
+        ctx.issuer.revoke(issued.serial, issued.ca_name, "superseded", ctx.clock() + 2.0)
+    except Exception as exc:
+        # The intent stays at the service: the next leader's reconciliation revokes it.
+        emit(
+            log, Event.REVOCATION_DEFERRED, serial=issued.serial, ca=issued.ca_name, error=str(exc)
+        )
+        return
+    emit(
+        log,
+        Event.UNDELIVERABLE_REVOKED,
+        request_id=request.id,
+        serial=issued.serial,
+        ca=issued.ca_name,
+        why=why,
+    )

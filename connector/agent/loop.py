@@ -1,0 +1,198 @@
+"""The steady loop: snapshot -> decide -> execute, and the wiring of a real connector.
+
+    agent = build_agent(load_config("connector.toml"))
+    agent.run()             # until SIGTERM/SIGINT: releases the lease at once, then exits
+
+Each turn reads an immutable :class:`Snapshot` (role and fresh epoch from the
+elector, breaker states from the CA router, the agent's own bookkeeping),
+asks the pure :func:`decide` what to do, and lets the thin :class:`Executor`
+do it. Election callbacks arrive on a background thread; they only record
+the news and wake the loop, so a demotion interrupts an idle wait at once,
+and the fence stops a busy batch before its next side effect.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from connector.agent.decide import Action, Decision, decide
+from connector.agent.events import Event, emit
+from connector.agent.executor import AgentState, Executor, ExecutorDeps
+from connector.agent.snapshot import CAView, Snapshot, Standing, TemplateView, standing_from_role
+from connector.config import LoopSettings
+from connector.health import HealthSnapshot
+
+__all__ = ["Agent", "ca_state_word"]
+
+log = logging.getLogger("pfxha.connector.agent")
+
+
+def ca_state_word(value: Any) -> str:
+    """A breaker state as ``closed`` / ``open`` / ``half_open`` from whatever the router gives."""
+    text = value if isinstance(value, str) else getattr(value, "state", None) or str(value)
+    text = str(getattr(text, "value", text)).lower().replace("-", "_")
+    return text if text in {"closed", "open", "half_open"} else "open"
+
+
+class Agent:
+    """One connector: an election observer and the loop that acts on its role."""
+
+    def __init__(
+        self,
+        *,
+        deps: ExecutorDeps,
+        elector: Any,
+        templates: Mapping[str, Sequence[str]],
+        loop: LoopSettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = deps.name
+        self.deps = deps
+        self.elector = elector
+        self.templates = {t: tuple(cas) for t, cas in templates.items()}
+        self.loop = loop
+        self.clock = clock
+        self.state = AgentState()
+        self.executor = Executor(deps, self.state)
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self.last_turn = clock()
+        self.last_decision: Decision | None = None
+        self.turns = 0
+
+    # -- election observer (called from the elector's thread) ----------------
+
+    def on_elected(self, epoch: int) -> None:
+        self.state.elected_at = self.clock()
+        emit(log, Event.ELECTED, name=self.name, epoch=epoch)
+        if self.deps.metrics is not None:
+            self.deps.metrics.set_epoch(epoch)
+        self._wake.set()
+
+    def on_demoted(self, reason: str) -> None:
+        emit(log, Event.DEMOTED, name=self.name, reason=reason)
+        self._wake.set()
+
+    def on_role_change(self, old: Any, new: Any, reason: str) -> None:
+        emit(log, Event.ROLE_CHANGED, name=self.name, old=str(old), new=str(new), reason=reason)
+        metrics = self.deps.metrics
+        if metrics is not None:
+            role = standing_from_role(new).value
+            metrics.set_role(role, reason=reason.split(":", 1)[0].split(" ", 1)[0][:40] or "-")
+            connected = role in ("leader", "standby")
+            metrics.set_session_state("connected" if connected else "suspended")
+        self._wake.set()
+
+    # -- control --------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask the loop to release the lease and return (signal-handler safe)."""
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self.state.stopped
+
+    # -- the loop -------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        role = getattr(self.elector, "role", None)
+        standing = standing_from_role(role)
+        epoch = self.elector.fresh_epoch() if standing is Standing.LEADER else None
+        states = self._ca_states()
+        views = tuple(
+            TemplateView(t, tuple(CAView(ca, states.get(ca, "closed")) for ca in cas))
+            for t, cas in self.templates.items()
+        )
+        s = self.state
+        return Snapshot(
+            now=self.clock(),
+            standing=standing,
+            epoch=epoch,
+            stopping=self._stopping.is_set(),
+            rejected_epoch=s.rejected_epoch,
+            registered_epoch=s.registered_epoch,
+            reconciled_epoch=s.reconciled_epoch,
+            templates=views,
+            last_heartbeat_at=s.last_heartbeat_at,
+            heartbeat_interval_s=self.loop.heartbeat_interval_s,
+            last_revocation_poll_at=s.last_revocation_poll_at,
+            revocation_interval_s=self.loop.revocation_interval_s,
+            revocations_backlog=s.revocations_backlog,
+            last_reconcile_at=s.last_reconcile_at,
+            # Orphans awaiting a CA that was down: sweep as often as revocations.
+            reconcile_interval_s=(
+                self.loop.revocation_interval_s
+                if s.deferred_orphans
+                else self.loop.reconcile_interval_s
+            ),
+            service_retry_at=s.service_retry_at,
+            ca_retry_at=s.ca_retry_at,
+        )
+
+    def _ca_states(self) -> dict[str, str]:
+        try:
+            raw = self.deps.issuer.ca_states()
+        except Exception:  # a router that cannot say is a router we do not trust
+            return {}
+        states = {name: ca_state_word(value) for name, value in raw.items()}
+        if self.deps.metrics is not None:
+            for name, word in states.items():
+                self.deps.metrics.set_ca_state(name, up=word != "open", circuit=word)
+        return states
+
+    def run_once(self) -> Decision:
+        """One turn: snapshot, decide, execute. Returns the decision (for tests and logs)."""
+        snap = self.snapshot()
+        decision = decide(snap)
+        previous = self.last_decision
+        if previous is None or (previous.action, previous.reason) != (
+            decision.action,
+            decision.reason,
+        ):
+            log.debug("decision %s: %s", decision.action.value, decision.reason)
+        self.last_decision = decision
+        self.executor.execute(decision)
+        self.last_turn = self.clock()
+        self.turns += 1
+        return decision
+
+    def run(self) -> None:
+        """Turn until stopped; waits are cut short by election news and stop requests."""
+        emit(log, Event.AGENT_STARTED, name=self.name)
+        try:
+            while not self.state.stopped:
+                decision = self.run_once()
+                if decision.action is Action.WAIT:
+                    self._wake.wait(decision.wait_s)
+                    self._wake.clear()
+        finally:
+            self.executor.close()
+            emit(log, Event.AGENT_STOPPED, name=self.name, counts=dict(self.state.counts))
+
+    # -- health ---------------------------------------------------------------
+
+    def health_snapshot(self) -> HealthSnapshot:
+        role = standing_from_role(getattr(self.elector, "role", None))
+        epoch = self.elector.fresh_epoch() if role is Standing.LEADER else None
+        states = self._ca_states()
+        decision = self.last_decision
+        return HealthSnapshot(
+            role=role.value,
+            last_loop_turn=self.last_turn,
+            session_connected=role in (Standing.LEADER, Standing.STANDBY),
+            lease_fresh=epoch is not None,
+            cas_reachable=sum(1 for word in states.values() if word != "open"),
+            epoch=epoch or self.state.registered_epoch or 0,
+            detail={
+                "decision": decision.action.value if decision else None,
+                "reason": decision.reason if decision else None,
+                "health": decision.health.value if decision else None,
+                "counts": dict(self.state.counts),
+            },
+        )

@@ -1,0 +1,118 @@
+"""What the agent needs from its collaborators, as small protocols.
+
+The loop wires the real ones (``election.Elector``, ``connector.ca.CARouter``,
+``connector.pki``, ``connector.service_client.ServiceClient``); the executor
+only sees these shapes, so each side effect is one obvious call::
+
+    fence = Fence(lease)
+    fence.arm(7)                   # the epoch this action is meant for
+    epoch = fence.epoch()          # LeaseLost unless leader with a fresh lease *now*
+    service.record_intent(name, epoch, request_id, public_key_pem)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cryptography import x509
+
+__all__ = [
+    "Fence",
+    "Issued",
+    "Issuer",
+    "Lease",
+    "LeaseLost",
+    "Pki",
+]
+
+
+class LeaseLost(Exception):  # noqa: N818 - it is a condition, not a failure of ours
+    """No fresh lease right now (or the service fenced us): stop acting at once."""
+
+
+class Lease(Protocol):
+    def fresh_epoch(self) -> int | None: ...
+
+    def release(self, reason: str) -> None: ...
+
+
+class Issued(Protocol):
+    """What a CA returned (``connector.ca.IssuedCertificate``)."""
+
+    @property
+    def certificate(self) -> x509.Certificate: ...
+
+    @property
+    def chain(self) -> Sequence[x509.Certificate]: ...
+
+    @property
+    def ca_name(self) -> str: ...
+
+    @property
+    def serial(self) -> int: ...
+
+
+class Issuer(Protocol):
+    """The CA router: ordered CAs per template with failover (``connector.ca.CARouter``)."""
+
+    def issue(self, csr: Any, template: str, request_id: str, deadline: float) -> Any: ...
+
+    def revoke(self, serial: int, issuer_ca: str, reason: str, deadline: float) -> Any: ...
+
+    def find(self, public_key: Any) -> Sequence[Any]: ...
+
+    def ca_states(self) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Key, CSR and PFX operations, bound to their configuration by the loop."""
+
+    # key_type (profile word, e.g. "rsa2048") -> private key; may come from a pool.
+    new_key: Callable[[str], Any]
+    # (request, private key) -> CSR
+    build_csr: Callable[[Any, Any], Any]
+    # (private key, certificate, chain) -> PKCS#12 DER
+    pack_pfx: Callable[[Any, x509.Certificate, Sequence[x509.Certificate]], bytes]
+    # PFX -> CMS EnvelopedData to the service's KRA certificate
+    seal: Callable[[bytes], bytes]
+
+
+class Fence:
+    """The one gate every side effect passes: a fresh epoch, or :class:`LeaseLost`.
+
+    ``trip()`` closes it for the rest of the batch (a 409 seen by any worker),
+    so other workers stop before their next side effect.
+    """
+
+    def __init__(self, lease: Lease) -> None:
+        self._lease = lease
+        self._tripped = threading.Event()
+        self.expected_epoch: int | None = None
+
+    def arm(self, epoch: int) -> None:
+        """Start an action meant for ``epoch``; a later epoch means a new leadership."""
+        self.expected_epoch = epoch
+        self._tripped.clear()
+
+    def trip(self) -> None:
+        self._tripped.set()
+
+    @property
+    def tripped(self) -> bool:
+        return self._tripped.is_set()
+
+    def epoch(self) -> int:
+        """The fresh epoch, unchanged since :meth:`arm`; else :class:`LeaseLost`."""
+        if self._tripped.is_set():
+            raise LeaseLost("fenced: another worker saw a stale epoch or lost the lease")
+        epoch = self._lease.fresh_epoch()
+        if epoch is None:
+            raise LeaseLost("no fresh lease")
+        if self.expected_epoch is not None and epoch != self.expected_epoch:
+            # Our leadership changed under us: the work in hand belongs to the old one.
+            raise LeaseLost(f"epoch moved from {self.expected_epoch} to {epoch}")
+        return epoch
