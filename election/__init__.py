@@ -1,6 +1,53 @@
 """Leadership over ZooKeeper for pfxha: one active lease, fenced by an epoch.
 
-Knows nothing about certificates.
+Knows nothing about certificates::
+
+    from election import ElectionConfig, ElectionObserver, Elector
+
+    class Connector(ElectionObserver):
+        def on_elected(self, epoch: int) -> None: ...      # start working, tag writes with epoch
+        def on_demoted(self, reason: str) -> None: ...     # stop every side effect now
+
+    elector = Elector(ElectionConfig(hosts="127.0.0.1:2181", cluster="lab", name="c1"),
+                      observers=[Connector()])
+    elector.start()
+    if (epoch := elector.fresh_epoch()) is not None:       # before every side effect
+        ...
+    elector.stop()                                         # graceful handover
+
+Observers are called from the elector's background thread. See docs/election.md
+for the ZooKeeper layout (a public contract), the timing rules and the fast path.
 """
 
-__all__: list[str] = []
+from election._config import ElectionConfig
+from election._elector import Elector
+from election._errors import ConfigError, ElectionError, NotAuthorizedError, SwitchoverError
+from election._model import (
+    ClusterStatus,
+    ElectionObserver,
+    LeaderInfo,
+    MemberInfo,
+    Role,
+    SwitchoverRequest,
+)
+from election._paths import ClusterPaths
+from election._status import open_client, read_cluster_status, request_switchover
+
+__all__ = [
+    "ClusterPaths",
+    "ClusterStatus",
+    "ConfigError",
+    "ElectionConfig",
+    "ElectionError",
+    "ElectionObserver",
+    "Elector",
+    "LeaderInfo",
+    "MemberInfo",
+    "NotAuthorizedError",
+    "Role",
+    "SwitchoverError",
+    "SwitchoverRequest",
+    "open_client",
+    "read_cluster_status",
+    "request_switchover",
+]

@@ -1,0 +1,143 @@
+"""Election settings, validated at start-up with errors that name the setting and the rule.
+
+    cfg = ElectionConfig(hosts="127.0.0.1:2181", cluster="lab", name="c1", session_timeout=1.0)
+    cfg.validate()            # raises ConfigError("heartbeat_interval=...: must be below ...")
+    cfg.heartbeat_s           # derived timings, after defaults are applied
+
+Timing rules (Patroni-style: every derived interval must fit inside the one above it):
+
+- ``session_timeout`` in [0.2, 60] s: ZooKeeper expires a silent member after it.
+- ``lease_validity`` (default session_timeout/2) at most 2/3 of the session timeout:
+  kazoo declares the connection lost after 2/3 of it without an answer, so a leader
+  that trusts its lease longer could act after its session expired elsewhere.
+- ``heartbeat_interval`` (default session_timeout/5) below ``lease_validity`` so a
+  healthy leader re-confirms its lease before it goes stale.
+- ``reconnect_max_delay`` below session_timeout/2, so a dropped connection is retried
+  while the session can still be saved.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from dataclasses import dataclass, field
+
+from election._errors import ConfigError
+
+__all__ = ["ElectionConfig"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+
+
+@dataclass(frozen=True)
+class ElectionConfig:
+    """Everything one member needs to take part in the election of ``cluster``."""
+
+    hosts: str
+    cluster: str
+    name: str
+    priority: int = 0
+    nofailover: bool = False
+    session_timeout: float = 1.0
+    connection_timeout: float = 10.0
+    lease_validity: float | None = None
+    heartbeat_interval: float | None = None
+    standby_poll_interval: float = 1.0
+    reconnect_max_delay: float = 0.2
+    fast_path: bool = True
+    liveness_host: str = "127.0.0.1"
+    liveness_connect_timeout: float = 0.5
+    release_holdoff: float | None = None
+    auth_digest: tuple[str, str] | None = None
+    member_host: str = field(default_factory=socket.gethostname)
+    member_version: str = ""
+
+    # -- derived timings ----------------------------------------------------------------
+
+    @property
+    def lease_s(self) -> float:
+        return self.lease_validity if self.lease_validity is not None else self.session_timeout / 2
+
+    @property
+    def heartbeat_s(self) -> float:
+        if self.heartbeat_interval is not None:
+            return self.heartbeat_interval
+        return self.session_timeout / 5
+
+    @property
+    def holdoff_s(self) -> float:
+        """How long a member that released the lease stays out of line for a successor."""
+        if self.release_holdoff is not None:
+            return self.release_holdoff
+        return 2 * self.session_timeout
+
+    # -- validation -----------------------------------------------------------------------
+
+    def validate(self) -> ElectionConfig:
+        """Check every rule; raise :class:`ConfigError` for the first broken one."""
+        hosts = [h.strip() for h in self.hosts.split(",") if h.strip()]
+        if not hosts:
+            raise ConfigError("hosts", self.hosts, "must list at least one host:port")
+        for host in hosts:
+            if not _HOSTPORT.match(host) or not 0 < int(host.rsplit(":", 1)[1]) < 65536:
+                raise ConfigError("hosts", self.hosts, f"{host!r} is not host:port")
+        for setting, value in (("cluster", self.cluster), ("name", self.name)):
+            if not _NAME.match(value):
+                raise ConfigError(
+                    setting,
+                    value,
+                    "must be 1-64 letters, digits, '_', '.' or '-', "
+                    "starting with a letter or digit (it becomes a ZooKeeper path component)",
+                )
+        if not 0.2 <= self.session_timeout <= 60:
+            raise ConfigError(
+                "session_timeout", self.session_timeout, "must be between 0.2 and 60 seconds"
+            )
+        if self.connection_timeout <= 0:
+            raise ConfigError("connection_timeout", self.connection_timeout, "must be positive")
+        if not 0 < self.lease_s <= self.session_timeout * 2 / 3:
+            raise ConfigError(
+                "lease_validity",
+                self.lease_s,
+                f"must be positive and at most 2/3 of session_timeout "
+                f"({self.session_timeout * 2 / 3:.3f}s): past that, kazoo may not yet have "
+                "noticed a lost connection while the session is already expiring",
+            )
+        if not 0 < self.heartbeat_s < self.lease_s:
+            raise ConfigError(
+                "heartbeat_interval",
+                self.heartbeat_s,
+                f"must be positive and below lease_validity ({self.lease_s:.3f}s) so a "
+                "healthy leader re-confirms its lease before it goes stale",
+            )
+        if self.standby_poll_interval <= 0:
+            raise ConfigError("standby_poll_interval", self.standby_poll_interval, "must be > 0")
+        if not 0 < self.reconnect_max_delay < self.session_timeout / 2:
+            raise ConfigError(
+                "reconnect_max_delay",
+                self.reconnect_max_delay,
+                f"must be positive and below session_timeout/2 "
+                f"({self.session_timeout / 2:.3f}s) so a reconnect can save the session",
+            )
+        if self.liveness_connect_timeout <= 0:
+            raise ConfigError(
+                "liveness_connect_timeout", self.liveness_connect_timeout, "must be positive"
+            )
+        if self.holdoff_s < 0:
+            raise ConfigError("release_holdoff", self.holdoff_s, "must not be negative")
+        if self.fast_path:
+            try:
+                ipaddress.ip_address(self.liveness_host)
+            except ValueError:
+                raise ConfigError(
+                    "liveness_host", self.liveness_host, "must be an IP address to bind"
+                ) from None
+        if self.auth_digest is not None:
+            user, password = self.auth_digest
+            if not user or ":" in user:
+                raise ConfigError("auth_digest", "(user, ***)", "user must be non-empty, no ':'")
+            if not password:
+                raise ConfigError("auth_digest", "(user, ***)", "password must not be empty")
+        return self

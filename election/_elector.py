@@ -1,0 +1,646 @@
+"""The elector: one member's thin executor around :func:`election._decide.decide`.
+
+    elector = Elector(ElectionConfig(hosts=zk, cluster="lab", name="c1"), observers=[obs])
+    elector.start()                 # connects, registers, joins the line (raises on bad config)
+    epoch = elector.fresh_epoch()   # int iff we lead with a fresh lease right now, else None
+    elector.release("switchover")   # hand the lease over now, rejoin as a standby later
+    elector.stop()                  # graceful: release, unregister, close the session
+
+One background thread runs the loop: read a snapshot of the cluster's nodes,
+``decide()``, execute that one decision, wait for a watch, a connection-state
+change or the next heartbeat. Observers are called from that thread.
+
+Why the lease is "fresh": after every successful round trip the leader records the
+time *before* it sent the request. ZooKeeper cannot have expired the session
+earlier than ``session_timeout`` after that moment, so trusting the lease for
+``lease_validity`` (at most 2/3 of the session timeout) is safe even if the
+process was paused in between (a monotonic clock keeps running while stopped).
+SUSPENDED, LOST, or the deletion of ``/leader`` or our election node revoke
+freshness at once, from kazoo's own thread, before the loop even wakes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import (
+    ConnectionClosedError,
+    KazooException,
+    NodeExistsError,
+    NoNodeError,
+    OperationTimeoutError,
+    SessionExpiredError,
+)
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.protocol.states import EventType, KazooState, WatchedEvent
+
+from election._config import ElectionConfig
+from election._decide import Action, Decision, Snapshot, decide
+from election._errors import ElectionError
+from election._liveness import LivenessProbe, LivenessServer
+from election._model import (
+    Candidate,
+    ElectionObserver,
+    LeaderInfo,
+    MemberInfo,
+    Role,
+    SwitchoverRequest,
+    utc_now_iso,
+)
+from election._paths import ClusterPaths
+from election._zk import client_for, cluster_acl, ensure_layout
+
+__all__ = ["Elector"]
+
+log = logging.getLogger("pfxha.election")
+
+_TRANSIENT = (KazooException, KazooTimeoutError, OperationTimeoutError)
+
+
+class Elector:
+    """Takes part in the election of ``config.cluster`` as member ``config.name``."""
+
+    def __init__(
+        self,
+        config: ElectionConfig,
+        observers: Iterable[ElectionObserver] = (),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        client_factory: Callable[[ElectionConfig], KazooClient] = client_for,
+    ) -> None:
+        self.config = config.validate()
+        self.paths = ClusterPaths(config.cluster)
+        self._acl = cluster_acl(config.auth_digest)
+        self._observers: list[ElectionObserver] = list(observers)
+        self._clock = clock
+        self._client_factory = client_factory
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: KazooClient | None = None
+        self._role = Role.STOPPED
+        self._epoch: int | None = None
+        self._lease_ok = False
+        self._confirmed_at = -math.inf
+        self._interrupted: str | None = None
+        self._session_id: int | None = None
+        self._my_node: str | None = None
+        self._registered = False
+        self._holdoff_until = 0.0
+        self._dead_leader: LeaderInfo | None = None
+        self._probe: LivenessProbe | None = None
+        self._server: LivenessServer | None = None
+        self._release_reason: str | None = None
+        self._released = threading.Event()
+        self._started_at = utc_now_iso()
+        self.transitions = 0
+
+    # -- public surface ------------------------------------------------------------------
+
+    @property
+    def role(self) -> Role:
+        return self._role
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def client(self) -> KazooClient | None:
+        """The elector's own ZooKeeper client (read-only use, e.g. status)."""
+        return self._client
+
+    def add_observer(self, observer: ElectionObserver) -> None:
+        self._observers.append(observer)
+
+    def fresh_epoch(self) -> int | None:
+        """The epoch iff this member leads with a fresh lease right now, else None."""
+        with self._lock:
+            client = self._client
+            if self._role is not Role.LEADER or not self._lease_ok or self._epoch is None:
+                return None
+            if client is None or client.state != KazooState.CONNECTED:
+                return None
+            if self._clock() - self._confirmed_at > self.config.lease_s:
+                return None
+            return self._epoch
+
+    def is_leader(self) -> bool:
+        return self.fresh_epoch() is not None
+
+    def start(self) -> None:
+        """Connect, create the layout, register; the loop then joins the election.
+
+        Raises :class:`ElectionError` if ZooKeeper cannot be reached within
+        ``connection_timeout`` or refuses our writes (NotAuthorizedError).
+        """
+        if self._thread is not None:
+            raise ElectionError("elector already started")
+        if self.config.auth_digest is None:
+            log.warning(
+                "[5040] no ZooKeeper credentials for cluster %s: nodes are open to any "
+                "client (configure auth_digest to restrict writes to connectors)",
+                self.config.cluster,
+                extra={"event_id": 5040},
+            )
+        client = self._client_factory(self.config)
+        client.add_listener(self._on_connection_state)
+        try:
+            client.start(timeout=self.config.connection_timeout)
+        except KazooTimeoutError as exc:
+            with contextlib.suppress(Exception):
+                client.close()
+            raise ElectionError(
+                f"could not connect to ZooKeeper at {self.config.hosts} within "
+                f"connection_timeout={self.config.connection_timeout}s"
+            ) from exc
+        self._client = client
+        try:
+            ensure_layout(client, self.paths, self._acl)
+            self._session_id = client.client_id[0]
+            self._register()
+        except Exception:
+            client.stop()
+            client.close()
+            self._client = None
+            raise
+        self._set_role(Role.STANDBY, "joined the election")
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name=f"pfxha-elector-{self.name}")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def release(self, reason: str = "released", timeout: float = 5.0) -> bool:
+        """Give up the lease now and rejoin as a standby; False if we were not leading."""
+        with self._lock:
+            if self._role is not Role.LEADER:
+                return False
+            self._lease_ok = False  # stop acting before anything else happens
+            self._release_reason = reason
+            self._released.clear()
+        self._wake.set()
+        return self._released.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Graceful stop: hand the lease over at once, unregister, close the session."""
+        with self._lock:
+            self._lease_ok = False
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        client = self._client
+        if client is not None and client.state == KazooState.CONNECTED:
+            with contextlib.suppress(*_TRANSIENT):
+                if self._role is Role.LEADER:
+                    self._demote(Role.STANDBY, "stopping")
+                self._delete_own_nodes(client, leader=True, member=True)
+        if self._role is Role.LEADER:
+            self._demote(Role.STOPPED, "stopping")
+        self._close_probe()
+        self._stop_server()
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.stop()
+                client.close()
+        self._client = None
+        if self._role is not Role.STOPPED:
+            self._set_role(Role.STOPPED, "stopped")
+
+    # -- kazoo callbacks (kazoo's threads: set flags, never block) ----------------------
+
+    def _on_connection_state(self, state: KazooState) -> None:
+        if state in (KazooState.SUSPENDED, KazooState.LOST):
+            with self._lock:
+                self._lease_ok = False
+                self._interrupted = (
+                    "ZooKeeper session lost"
+                    if state == KazooState.LOST
+                    else "ZooKeeper connection suspended"
+                )
+        self._wake.set()
+
+    def _on_lease_node_event(self, event: WatchedEvent) -> None:
+        if event.type == EventType.DELETED:
+            with self._lock:
+                self._lease_ok = False
+        self._wake.set()
+
+    def _on_watch(self, _event: object) -> None:
+        self._wake.set()
+
+    def _on_leader_socket_closed(self, leader: LeaderInfo) -> None:
+        with self._lock:
+            self._dead_leader = leader
+        self._wake.set()
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            again = False
+            try:
+                again = self._step()
+            except (ConnectionClosedError, SessionExpiredError) as exc:
+                log.debug("step interrupted: %r", exc)
+            except _TRANSIENT as exc:
+                log.info("[5098] election step failed: %r", exc, extra={"event_id": 5098})
+            except Exception:
+                log.exception("[5099] election step crashed", extra={"event_id": 5099})
+            if again:
+                continue
+            interval = (
+                self.config.heartbeat_s
+                if self._role is Role.LEADER
+                else self.config.standby_poll_interval
+            )
+            self._wake.wait(interval)
+            self._wake.clear()
+
+    def _step(self) -> bool:
+        """One snapshot, one decision; True when another step should follow at once."""
+        client = self._client
+        assert client is not None
+        with self._lock:
+            interrupted, self._interrupted = self._interrupted, None
+        if interrupted and self._role in (Role.LEADER, Role.STANDBY):
+            self._demote(Role.SUSPENDED, interrupted)
+        if client.state != KazooState.CONNECTED:
+            return False
+        session_id = client.client_id[0]
+        if session_id != self._session_id:
+            # A new session: everything ephemeral we had is gone.
+            self._session_id = session_id
+            self._my_node = None
+            self._registered = False
+        if not self._registered:
+            self._register()
+
+        started = self._clock()
+        children = client.get_children(self.paths.election, watch=self._on_watch)
+        line = tuple(sorted(c for c in map(Candidate.parse, children) if c is not None))
+        if self._my_node not in children:
+            self._my_node = self._adopt_own_node(client, line, session_id)
+        leader, leader_version = self._read_leader(client)
+        request = self._read_switchover(client)
+        leader_is_mine = (
+            leader is not None and leader.session_id == session_id and leader.name == self.name
+        )
+        if self._role is Role.LEADER and self._my_node is not None:
+            client.exists(self.paths.candidate(self._my_node), watch=self._on_lease_node_event)
+        holdoff = self._clock() < self._holdoff_until and (
+            leader is None or leader.name == self.name
+        )
+        with self._lock:
+            dead = self._dead_leader
+            release = self._release_reason
+        snapshot = Snapshot(
+            me=self.name,
+            eligible=not self.config.nofailover,
+            role=self._role,
+            connected=True,
+            my_node=self._my_node,
+            line=line,
+            leader=leader,
+            leader_is_mine=leader_is_mine,
+            switchover=request,
+            dead_leader=dead,
+            holdoff=holdoff,
+            release_requested=release,
+        )
+        decision = decide(snapshot)
+        if self._role is Role.SUSPENDED and decision.action is not Action.RESUME:
+            self._set_role(Role.STANDBY, "reconnected to ZooKeeper")
+        self._watch_leader(leader if not leader_is_mine else None)
+        return self._execute(client, decision, snapshot, leader_version, started)
+
+    def _execute(
+        self,
+        client: KazooClient,
+        decision: Decision,
+        s: Snapshot,
+        leader_version: int,
+        started: float,
+    ) -> bool:
+        action = decision.action
+        if action is Action.WAIT:
+            return False
+        if action is Action.CONFIRM:
+            assert s.leader is not None
+            if s.leader.epoch != self._epoch:
+                self._step_down(client, s, f"/leader shows epoch {s.leader.epoch}")
+                return True
+            with self._lock:
+                self._confirmed_at = started
+            return False
+        if action is Action.JOIN:
+            prefix = Candidate.prefix(self.name, self.config.priority)
+            path = client.create(
+                self.paths.candidate(prefix), b"", acl=self._acl, ephemeral=True, sequence=True
+            )
+            self._my_node = path.rsplit("/", 1)[1]
+            log.info(
+                "[5010] %s joined the election line as %s",
+                self.name,
+                self._my_node,
+                extra={"event_id": 5010},
+            )
+            return True
+        if action is Action.TAKE:
+            self._take(client, s, started, decision.reason)
+            return True
+        if action is Action.RESUME:
+            self._resume(client, leader_version, started, decision.reason)
+            return True
+        if action is Action.STEP_DOWN:
+            self._step_down(client, s, decision.reason, leader_version)
+            return True
+        if action is Action.RELEASE:
+            self._release(client, s, decision.reason, leader_version)
+            return True
+        if action is Action.DROP_SWITCHOVER:
+            assert s.switchover is not None
+            log.info(
+                "[5031] switchover request dropped: %s", decision.reason, extra={"event_id": 5031}
+            )
+            with contextlib.suppress(NoNodeError, KazooException):
+                client.delete(self.paths.switchover, version=s.switchover.version)
+            return True
+        if action is Action.CLEAR_DEAD:
+            self._clear_dead(client, s, decision.reason, leader_version)
+            return True
+        raise AssertionError(f"unhandled action {action}")  # pragma: no cover
+
+    # -- actions -------------------------------------------------------------------------
+
+    def _take(self, client: KazooClient, s: Snapshot, started: float, reason: str) -> None:
+        assert s.my_node is not None
+        raw, epoch_stat = client.get(self.paths.epoch)
+        epoch = int(raw or b"0") + 1
+        info = LeaderInfo(self.name, epoch, utc_now_iso(), liveness=self._liveness_address())
+        txn = client.transaction()
+        txn.check(self.paths.candidate(s.my_node), -1)
+        txn.set_data(self.paths.epoch, str(epoch).encode(), version=epoch_stat.version)
+        txn.create(self.paths.leader, info.to_json(), acl=self._acl, ephemeral=True)
+        if s.switchover is not None:
+            txn.delete(self.paths.switchover, version=s.switchover.version)
+        if _failed(txn.commit()):
+            log.debug("take lease lost a race; re-evaluating")
+            return
+        self._become_leader(epoch, started, reason)
+
+    def _resume(
+        self, client: KazooClient, leader_version: int, started: float, reason: str
+    ) -> None:
+        assert self._my_node is not None
+        raw, epoch_stat = client.get(self.paths.epoch)
+        epoch = int(raw or b"0") + 1
+        info = LeaderInfo(self.name, epoch, utc_now_iso(), liveness=self._liveness_address())
+        txn = client.transaction()
+        txn.check(self.paths.candidate(self._my_node), -1)
+        txn.set_data(self.paths.epoch, str(epoch).encode(), version=epoch_stat.version)
+        txn.set_data(self.paths.leader, info.to_json(), version=leader_version)
+        if _failed(txn.commit()):
+            log.debug("resume lost a race; re-evaluating")
+            return
+        self._become_leader(epoch, started, reason)
+
+    def _step_down(
+        self, client: KazooClient, s: Snapshot, reason: str, leader_version: int = -1
+    ) -> None:
+        if self._role is Role.LEADER:
+            self._demote(Role.STANDBY, reason)
+        if s.leader_is_mine:
+            with contextlib.suppress(NoNodeError, KazooException):
+                client.delete(self.paths.leader, version=leader_version)
+        self._stop_server()
+
+    def _release(self, client: KazooClient, s: Snapshot, reason: str, leader_version: int) -> None:
+        release_reason = self._release_reason
+        self._demote(Role.STANDBY, release_reason or reason)
+        txn = client.transaction()
+        txn.delete(self.paths.leader, version=leader_version)
+        if self._my_node is not None:
+            txn.delete(self.paths.candidate(self._my_node))
+        if s.switchover is not None and s.switchover.to is None:
+            txn.delete(self.paths.switchover, version=s.switchover.version)
+        results = txn.commit()
+        self._stop_server()
+        if not _failed(results):
+            self._my_node = None
+            # Stay out of line so the successor, not us, takes the lease.
+            self._holdoff_until = self._clock() + self.config.holdoff_s
+            log.info(
+                "[5030] %s released the lease: %s",
+                self.name,
+                release_reason or reason,
+                extra={"event_id": 5030},
+            )
+        with self._lock:
+            self._release_reason = None
+        self._released.set()
+
+    def _clear_dead(self, client: KazooClient, s: Snapshot, reason: str, version: int) -> None:
+        assert s.leader is not None
+        with self._lock:
+            self._dead_leader = None
+        txn = client.transaction()
+        txn.delete(self.paths.leader, version=version)
+        # Only the dead session's own election nodes: if that session already ended,
+        # the delete fails and so does the whole transaction (nothing to clear).
+        for candidate in s.line:
+            if candidate.name != s.leader.name:
+                continue
+            stat = client.exists(self.paths.candidate(candidate.node))
+            if stat is not None and stat.ephemeralOwner == s.leader.session_id:
+                txn.delete(self.paths.candidate(candidate.node))
+        if _failed(txn.commit()):
+            log.info(
+                "[5023] crashed leader %s already cleared", s.leader.name, extra={"event_id": 5023}
+            )
+            return
+        log.warning(
+            "[5020] cleared crashed leader %s (epoch %d): %s",
+            s.leader.name,
+            s.leader.epoch,
+            reason,
+            extra={"event_id": 5020},
+        )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _become_leader(self, epoch: int, started: float, reason: str) -> None:
+        with self._lock:
+            self._epoch = epoch
+            self._lease_ok = True
+            self._confirmed_at = started
+            self._holdoff_until = 0.0
+        self._close_probe()
+        log.info(
+            "[5001] %s elected leader of %s with epoch %d: %s",
+            self.name,
+            self.config.cluster,
+            epoch,
+            reason,
+            extra={"event_id": 5001},
+        )
+        self._set_role(Role.LEADER, f"{reason} (epoch {epoch})")
+        self._notify("on_elected", epoch)
+
+    def _demote(self, new: Role, reason: str) -> None:
+        with self._lock:
+            was_leader = self._role is Role.LEADER
+            self._lease_ok = False
+            self._epoch = None
+        if was_leader:
+            log.warning("[5002] %s demoted: %s", self.name, reason, extra={"event_id": 5002})
+            self._notify("on_demoted", reason)
+        self._set_role(new, reason)
+
+    def _set_role(self, new: Role, reason: str) -> None:
+        with self._lock:
+            old, self._role = self._role, new
+        if old is new:
+            return
+        self.transitions += 1
+        log.info(
+            "[5003] %s role %s -> %s: %s",
+            self.name,
+            old.value,
+            new.value,
+            reason,
+            extra={"event_id": 5003, "role": new.value, "reason": reason},
+        )
+        self._notify("on_role_change", old, new, reason)
+        client = self._client
+        if self._registered and client is not None and client.state == KazooState.CONNECTED:
+            with contextlib.suppress(Exception):
+                client.set_async(self.paths.member(self.name), self._member_info().to_json())
+
+    def _notify(self, method: str, *args: Any) -> None:
+        for observer in list(self._observers):
+            try:
+                getattr(observer, method)(*args)
+            except Exception:
+                log.exception(
+                    "[5090] observer %r failed in %s", observer, method, extra={"event_id": 5090}
+                )
+
+    def _member_info(self) -> MemberInfo:
+        return MemberInfo(
+            name=self.name,
+            host=self.config.member_host,
+            pid=os.getpid(),
+            priority=self.config.priority,
+            nofailover=self.config.nofailover,
+            version=self.config.member_version,
+            started_at=self._started_at,
+            role=self._role.value,
+        )
+
+    def _register(self) -> None:
+        client = self._client
+        assert client is not None
+        path = self.paths.member(self.name)
+        data = self._member_info().to_json()
+        try:
+            client.create(path, data, acl=self._acl, ephemeral=True)
+        except NodeExistsError:
+            stat = client.exists(path)
+            if stat is not None and stat.ephemeralOwner == client.client_id[0]:
+                client.set(path, data)
+            else:
+                # A previous incarnation of this member whose session has not expired yet.
+                log.info("[5011] replacing stale member node %s", path, extra={"event_id": 5011})
+                with contextlib.suppress(NoNodeError):
+                    client.delete(path)
+                client.create(path, data, acl=self._acl, ephemeral=True)
+        self._registered = True
+
+    def _adopt_own_node(
+        self, client: KazooClient, line: tuple[Candidate, ...], session_id: int
+    ) -> str | None:
+        """Find an election node of ours in this session (e.g. a create whose reply got lost)."""
+        for candidate in line:
+            if candidate.name == self.name:
+                stat = client.exists(self.paths.candidate(candidate.node))
+                if stat is not None and stat.ephemeralOwner == session_id:
+                    return candidate.node
+        return None
+
+    def _read_leader(self, client: KazooClient) -> tuple[LeaderInfo | None, int]:
+        try:
+            raw, stat = client.get(self.paths.leader, watch=self._on_lease_node_event)
+        except NoNodeError:
+            client.exists(self.paths.leader, watch=self._on_lease_node_event)
+            return None, -1
+        info = LeaderInfo.parse(raw, czxid=stat.czxid, session_id=stat.ephemeralOwner)
+        return info, stat.version
+
+    def _read_switchover(self, client: KazooClient) -> SwitchoverRequest | None:
+        try:
+            raw, stat = client.get(self.paths.switchover, watch=self._on_watch)
+        except NoNodeError:
+            client.exists(self.paths.switchover, watch=self._on_watch)
+            return None
+        return SwitchoverRequest.parse(raw, version=stat.version)
+
+    def _delete_own_nodes(self, client: KazooClient, *, leader: bool, member: bool) -> None:
+        session_id = client.client_id[0] if client.client_id else None
+        if leader:
+            with contextlib.suppress(NoNodeError):
+                stat = client.exists(self.paths.leader)
+                if stat is not None and stat.ephemeralOwner == session_id:
+                    client.delete(self.paths.leader, version=stat.version)
+        if self._my_node is not None:
+            with contextlib.suppress(NoNodeError):
+                client.delete(self.paths.candidate(self._my_node))
+            self._my_node = None
+        if member:
+            with contextlib.suppress(NoNodeError):
+                client.delete(self.paths.member(self.name))
+
+    def _liveness_address(self) -> str | None:
+        if not self.config.fast_path:
+            return None
+        if self._server is None:
+            self._server = LivenessServer(self.config.liveness_host)
+            self._server.start()
+        return self._server.address
+
+    def _stop_server(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def _watch_leader(self, leader: LeaderInfo | None) -> None:
+        """Keep one liveness probe on the current leader (standbys, fast path only)."""
+        if not self.config.fast_path or leader is None or leader.liveness is None:
+            self._close_probe()
+            return
+        if self._probe is not None and self._probe.leader.czxid == leader.czxid:
+            return
+        self._close_probe()
+        self._probe = LivenessProbe(
+            leader, self._on_leader_socket_closed, self.config.liveness_connect_timeout
+        )
+        self._probe.start()
+
+    def _close_probe(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
+
+
+def _failed(results: list[Any]) -> bool:
+    return any(isinstance(r, Exception) for r in results)

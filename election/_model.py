@@ -1,0 +1,223 @@
+"""The election's vocabulary: roles, what ZooKeeper says about members and the leader.
+
+The JSON in ``/pfxha/<cluster>/members/<name>`` and ``/pfxha/<cluster>/leader`` is a
+public contract (see docs/election.md); these classes parse and produce it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = [
+    "Candidate",
+    "ClusterStatus",
+    "ElectionObserver",
+    "LeaderInfo",
+    "MemberInfo",
+    "Role",
+    "SwitchoverRequest",
+    "utc_now_iso",
+]
+
+
+class Role(enum.StrEnum):
+    STANDBY = "standby"
+    LEADER = "leader"
+    SUSPENDED = "suspended"  # connection lost, session maybe alive: do nothing
+    STOPPED = "stopped"
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _loads(raw: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class LeaderInfo:
+    """Content of ``/leader``: who holds the lease, its epoch, since when (ISO 8601 UTC).
+
+    ``liveness`` is the "host:port" of the leader's liveness socket (fast path), or
+    None; ``czxid`` identifies this very node (not part of the JSON).
+    """
+
+    name: str
+    epoch: int
+    since: str
+    liveness: str | None = None
+    czxid: int = 0
+    session_id: int = 0
+
+    def to_json(self) -> bytes:
+        data = {"name": self.name, "epoch": self.epoch, "since": self.since}
+        if self.liveness is not None:
+            data["liveness"] = self.liveness
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    @classmethod
+    def parse(cls, raw: bytes, czxid: int = 0, session_id: int = 0) -> LeaderInfo | None:
+        data = _loads(raw)
+        try:
+            return cls(
+                name=str(data["name"]),
+                epoch=int(data["epoch"]),
+                since=str(data.get("since", "")),
+                liveness=data.get("liveness"),
+                czxid=czxid,
+                session_id=session_id,
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    """Content of ``/members/<name>`` (``role`` is the member's own last word on it)."""
+
+    name: str
+    host: str = ""
+    pid: int = 0
+    priority: int = 0
+    nofailover: bool = False
+    version: str = ""
+    started_at: str = ""
+    role: str = ""
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def parse(cls, name: str, raw: bytes) -> MemberInfo:
+        data = _loads(raw)
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        known["name"] = name
+        try:
+            return cls(**known)
+        except TypeError:
+            return cls(name=name)
+
+
+_CANDIDATE = re.compile(r"^m-(?P<name>.+)-p(?P<priority>-?\d+)-(?P<seq>\d{10})$")
+
+
+@dataclass(frozen=True, order=True)
+class Candidate:
+    """One node in the election line ``/election/m-<name>-p<priority>-<seq>``.
+
+    Sorting orders the line: higher priority first, then who joined first.
+    """
+
+    sort_key: tuple[int, int] = field(init=False, repr=False)
+    node: str = field(compare=False)
+    name: str = field(compare=False)
+    priority: int = field(compare=False)
+    seq: int = field(compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sort_key", (-self.priority, self.seq))
+
+    @staticmethod
+    def prefix(name: str, priority: int) -> str:
+        return f"m-{name}-p{priority}-"
+
+    @classmethod
+    def parse(cls, node: str) -> Candidate | None:
+        match = _CANDIDATE.match(node)
+        if match is None:
+            return None
+        return cls(
+            node=node,
+            name=match["name"],
+            priority=int(match["priority"]),
+            seq=int(match["seq"]),
+        )
+
+
+@dataclass(frozen=True)
+class SwitchoverRequest:
+    """Content of the persistent ``/switchover`` node written by ``pfxha switchover``."""
+
+    to: str | None
+    requested_at: str
+    version: int = 0
+
+    def to_json(self) -> bytes:
+        return json.dumps({"to": self.to, "requested_at": self.requested_at}).encode()
+
+    @classmethod
+    def parse(cls, raw: bytes, version: int = 0) -> SwitchoverRequest:
+        data = _loads(raw)
+        to = data.get("to")
+        return cls(
+            to=str(to) if to else None,
+            requested_at=str(data.get("requested_at", "")),
+            version=version,
+        )
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """What ZooKeeper alone says about a cluster (``pfxha status``)."""
+
+    cluster: str
+    members: tuple[MemberInfo, ...]
+    leader: LeaderInfo | None
+    epoch: int
+    line: tuple[Candidate, ...] = ()
+    switchover: SwitchoverRequest | None = None
+
+    @property
+    def since(self) -> str | None:
+        return self.leader.since if self.leader else None
+
+    def role_of(self, name: str) -> str:
+        if self.leader is not None and self.leader.name == name:
+            return Role.LEADER.value
+        for member in self.members:
+            if member.name == name and member.role:
+                return member.role
+        return Role.STANDBY.value if any(c.name == name for c in self.line) else "unknown"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cluster": self.cluster,
+            "leader": self.leader.name if self.leader else None,
+            "epoch": self.epoch,
+            "leader_epoch": self.leader.epoch if self.leader else None,
+            "since": self.since,
+            "members": [{**asdict(m), "role": self.role_of(m.name)} for m in self.members],
+            "election_line": [c.name for c in self.line],
+            "switchover": (
+                {"to": self.switchover.to, "requested_at": self.switchover.requested_at}
+                if self.switchover
+                else None
+            ),
+        }
+
+
+class ElectionObserver:
+    """Subclass and override what you need; every method defaults to doing nothing.
+
+    Called from the elector's background thread, one call at a time, in order.
+    Keep them short: the elector does not re-check its lease while you run.
+    """
+
+    def on_elected(self, epoch: int) -> None:
+        """This member holds the lease with fencing token ``epoch`` (new every time)."""
+
+    def on_demoted(self, reason: str) -> None:
+        """This member no longer holds a fresh lease; stop every side effect now."""
+
+    def on_role_change(self, old: Role, new: Role, reason: str) -> None:
+        """Every role transition, with the reason (for logs and metrics)."""

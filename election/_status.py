@@ -1,0 +1,128 @@
+"""Reading a cluster's state and asking for a switchover, from ZooKeeper alone.
+
+status = read_cluster_status("127.0.0.1:2181", "lab")      # or an open KazooClient
+status.leader.name, status.epoch, [m.name for m in status.members]
+request_switchover(client, "lab", to="c2")                 # the leader hands over
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoAuthError, NodeExistsError, NoNodeError
+
+from election._errors import NotAuthorizedError, SwitchoverError
+from election._model import (
+    Candidate,
+    ClusterStatus,
+    LeaderInfo,
+    MemberInfo,
+    SwitchoverRequest,
+    utc_now_iso,
+)
+from election._paths import ClusterPaths
+from election._zk import cluster_acl, make_client
+
+__all__ = ["open_client", "read_cluster_status", "request_switchover"]
+
+
+@contextlib.contextmanager
+def open_client(
+    hosts: str,
+    *,
+    auth_digest: tuple[str, str] | None = None,
+    timeout: float = 10.0,
+    session_timeout: float = 5.0,
+) -> Iterator[KazooClient]:
+    """A started client for one-off reads and requests (closed on exit)."""
+    client = make_client(hosts, session_timeout=session_timeout, auth_digest=auth_digest)
+    client.start(timeout=timeout)
+    try:
+        yield client
+    finally:
+        client.stop()
+        client.close()
+
+
+def read_cluster_status(zk: KazooClient | str, cluster: str) -> ClusterStatus:
+    """Members, leader, epoch and election line of ``cluster``; ``zk`` is a client or hosts."""
+    if isinstance(zk, str):
+        with open_client(zk) as client:
+            return _read(client, cluster)
+    return _read(zk, cluster)
+
+
+def _read(client: KazooClient, cluster: str) -> ClusterStatus:
+    paths = ClusterPaths(cluster)
+    members: list[MemberInfo] = []
+    with contextlib.suppress(NoNodeError):
+        for name in sorted(client.get_children(paths.members)):
+            with contextlib.suppress(NoNodeError):
+                raw, _ = client.get(paths.member(name))
+                members.append(MemberInfo.parse(name, raw))
+    leader: LeaderInfo | None = None
+    with contextlib.suppress(NoNodeError):
+        raw, stat = client.get(paths.leader)
+        leader = LeaderInfo.parse(raw, czxid=stat.czxid, session_id=stat.ephemeralOwner)
+    epoch = 0
+    with contextlib.suppress(NoNodeError, ValueError):
+        epoch = int(client.get(paths.epoch)[0] or b"0")
+    line: tuple[Candidate, ...] = ()
+    with contextlib.suppress(NoNodeError):
+        parsed = (Candidate.parse(n) for n in client.get_children(paths.election))
+        line = tuple(sorted(c for c in parsed if c is not None))
+    request: SwitchoverRequest | None = None
+    with contextlib.suppress(NoNodeError):
+        raw, stat = client.get(paths.switchover)
+        request = SwitchoverRequest.parse(raw, version=stat.version)
+    return ClusterStatus(
+        cluster=cluster,
+        members=tuple(members),
+        leader=leader,
+        epoch=epoch,
+        line=line,
+        switchover=request,
+    )
+
+
+def request_switchover(
+    client: KazooClient,
+    cluster: str,
+    to: str | None = None,
+    *,
+    auth_digest: tuple[str, str] | None = None,
+) -> ClusterStatus:
+    """Write the switchover request the leader watches; returns the status it was based on.
+
+    Raises :class:`SwitchoverError` when nobody leads, ``to`` is not an eligible
+    member in the election line, or ``to`` already leads.
+    """
+    status = _read(client, cluster)
+    if status.leader is None:
+        raise SwitchoverError(f"cluster {cluster!r} has no leader to switch over from")
+    if to is not None:
+        if to == status.leader.name:
+            raise SwitchoverError(f"{to} already leads cluster {cluster!r}")
+        if not any(c.name == to for c in status.line):
+            eligible = sorted({c.name for c in status.line if c.name != status.leader.name})
+            raise SwitchoverError(
+                f"{to} is not an eligible member of {cluster!r} (eligible: "
+                f"{', '.join(eligible) or 'none'}; nofailover members never lead)"
+            )
+    elif not any(c.name != status.leader.name for c in status.line):
+        raise SwitchoverError(f"cluster {cluster!r} has no standby that could take over")
+    paths = ClusterPaths(cluster)
+    data = SwitchoverRequest(to=to, requested_at=utc_now_iso()).to_json()
+    try:
+        try:
+            client.create(paths.switchover, data, acl=cluster_acl(auth_digest))
+        except NodeExistsError:
+            client.set(paths.switchover, data)
+    except NoAuthError as exc:
+        raise NotAuthorizedError(
+            f"ZooKeeper refused the switchover request under {paths.base}: NoAuth "
+            "(give the connectors' credentials with --auth USER:PASSWORD)"
+        ) from exc
+    return status
