@@ -1,0 +1,163 @@
+"""Read API (/api/v1/read) for tools, checkers and dashboards; it changes nothing."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from fastapi import APIRouter, Depends, Query
+
+from chaos.service import models as m
+from chaos.service.auth import AuthPolicy
+from chaos.service.metrics import GaugeSnapshot
+from chaos.service.store import Store
+
+__all__ = ["connector_list", "gauge_snapshot", "read_router"]
+
+_MAX_ROWS = 100_000
+
+
+def connector_list(store: Store, tx: sqlite3.Connection) -> list[m.ConnectorOut]:
+    """Every connector; the holder of the highest epoch is "active" while it is live."""
+    holder = store.db.meta_get(tx, "holder", "") or None
+    now = store.clock()
+    out = []
+    for row in tx.execute("SELECT * FROM connectors ORDER BY name"):
+        live = now - row["last_seen"] <= store.settings.connector_stale_after_s
+        out.append(
+            m.ConnectorOut(
+                name=row["name"],
+                epoch=row["epoch"],
+                role="active" if live and row["name"] == holder else "standby",
+                health=row["health"] if live else "unknown",
+                last_seen=row["last_seen_at"],
+                details=json.loads(row["details"]),
+            )
+        )
+    return out
+
+
+def gauge_snapshot(store: Store) -> GaugeSnapshot:
+    with store.db.transaction() as tx:
+        requests = {
+            r["state"]: r["n"]
+            for r in tx.execute("SELECT state, COUNT(*) AS n FROM requests GROUP BY state")
+        }
+        revocations = {
+            r["state"]: r["n"]
+            for r in tx.execute("SELECT state, COUNT(*) AS n FROM revocations GROUP BY state")
+        }
+        connectors = connector_list(store, tx)
+        highest = int(store.db.meta_get(tx, "highest_epoch", "0"))
+    health: dict[str, int] = {}
+    for c in connectors:
+        health[c.health] = health.get(c.health, 0) + 1
+    active = next((c.name for c in connectors if c.role == "active"), None)
+    return GaugeSnapshot(requests, revocations, highest, active, health)
+
+
+def read_router(store: Store, auth: AuthPolicy) -> APIRouter:
+    router = APIRouter(prefix="/api/v1/read", tags=["read"], dependencies=[Depends(auth.admin)])
+
+    @router.get("/certificates", response_model=list[m.CertificateOut])
+    def certificates(
+        device_id: m.Id | None = None, profile_id: m.Id | None = None
+    ) -> list[m.CertificateOut]:
+        """Certificates that reached a device (delivered or installed), with their fate."""
+        sql = (
+            "SELECT * FROM requests WHERE serial IS NOT NULL AND delivered_at IS NOT NULL "
+            "AND (? IS NULL OR device_id = ?) AND (? IS NULL OR profile_id = ?) ORDER BY seq"
+        )
+        rows = store.db.query(sql, (device_id, device_id, profile_id, profile_id))
+        return [
+            m.CertificateOut(
+                request_id=r["id"],
+                serial=r["serial"],
+                issuer_ca=r["ca_name"],
+                device_id=r["device_id"],
+                profile_id=r["profile_id"],
+                epoch=r["epoch"],
+                state=r["state"],
+                revocation=r["revocation"],
+                not_after=r["not_after"],
+            )
+            for r in rows
+        ]
+
+    @router.get("/requests", response_model=list[m.RequestOut])
+    def requests(
+        state: m.RequestState | None = None,
+        limit: int = Query(default=10_000, ge=1, le=_MAX_ROWS),
+    ) -> list[m.RequestOut]:
+        rows = store.db.query(
+            "SELECT * FROM requests WHERE (? IS NULL OR state = ?) ORDER BY seq LIMIT ?",
+            (state, state, limit),
+        )
+        return [
+            m.RequestOut(
+                id=r["id"],
+                device_id=r["device_id"],
+                profile_id=r["profile_id"],
+                kind=r["kind"],
+                state=r["state"],
+                reason=r["reason"],
+                cancelled=r["cancelled"],
+                intent_epoch=r["intent_epoch"],
+                epoch=r["epoch"],
+                serial=r["serial"],
+                ca_name=r["ca_name"],
+                created_at=r["created_at"],
+                updated_at=r["updated_at"],
+            )
+            for r in rows
+        ]
+
+    @router.get("/revocations", response_model=list[m.RevocationOut])
+    def revocations(
+        state: m.RevocationState | None = None,
+        limit: int = Query(default=10_000, ge=1, le=_MAX_ROWS),
+    ) -> list[m.RevocationOut]:
+        rows = store.db.query(
+            "SELECT * FROM revocations WHERE (? IS NULL OR state = ?) ORDER BY seq LIMIT ?",
+            (state, state, limit),
+        )
+        return [
+            m.RevocationOut(
+                id=r["id"],
+                request_id=r["request_id"],
+                serial=r["serial"],
+                ca_name=r["ca_name"],
+                reason=r["reason"],
+                event=r["event"],
+                state=r["state"],
+                created_at=r["created_at"],
+                done_at=r["done_at"],
+                done_epoch=r["done_epoch"],
+            )
+            for r in rows
+        ]
+
+    @router.get("/connectors", response_model=list[m.ConnectorOut])
+    def connectors() -> list[m.ConnectorOut]:
+        with store.db.transaction() as tx:
+            return connector_list(store, tx)
+
+    @router.get("/stale-rejections", response_model=list[m.RejectionOut])
+    def stale_rejections(
+        limit: int = Query(default=10_000, ge=1, le=_MAX_ROWS),
+    ) -> list[m.RejectionOut]:
+        rows = store.db.query("SELECT * FROM stale_rejections ORDER BY id LIMIT ?", (limit,))
+        return [
+            m.RejectionOut(
+                id=r["id"],
+                at=r["at"],
+                name=r["name"],
+                epoch=r["epoch"],
+                highest_epoch=r["highest_epoch"],
+                endpoint=r["endpoint"],
+                reason=r["reason"],
+            )
+            for r in rows
+        ]
+
+    return router

@@ -1,0 +1,130 @@
+"""``pfxha service run``: the stand-in cloud service under uvicorn."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from chaos.service.rules import Mode
+
+__all__ = ["run"]
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+@click.command()
+@click.option(
+    "--db", "db_path", required=True, type=click.Path(path_type=Path), help="SQLite file."
+)
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT")
+@click.option(
+    "--kra-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Directory of the KRA and device-CA keys (default: <db>.keys).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice([m.value for m in Mode]),
+    default=None,
+    help="Revocation-table column; default: what the database holds (hybrid).",
+)
+@click.option(
+    "--connector-stale-after",
+    type=float,
+    default=15.0,
+    show_default=True,
+    help="Seconds without a call after which a connector's health is 'unknown'.",
+)
+@click.option(
+    "--poll-lease",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds a polled request is not handed out again to the same epoch.",
+)
+@click.option(
+    "--renewal-interval",
+    type=float,
+    default=60.0,
+    show_default=True,
+    help="Seconds between renewal scans (0 disables).",
+)
+@click.option(
+    "--max-body",
+    type=int,
+    default=1_048_576,
+    show_default=True,
+    help="Largest request body in bytes.",
+)
+@click.option(
+    "--admin-token-env",
+    default="PFXHA_ADMIN_TOKEN",
+    show_default=True,
+    help="Environment variable holding the admin token (unset: admin API open).",
+)
+@click.option("--ssl-certfile", type=click.Path(path_type=Path), default=None)
+@click.option("--ssl-keyfile", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--ssl-ca-certs",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="CA bundle for client certificates (mutual TLS).",
+)
+def run(
+    db_path: Path,
+    listen: str,
+    kra_dir: Path | None,
+    mode: str | None,
+    connector_stale_after: float,
+    poll_lease: float,
+    renewal_interval: float,
+    max_body: int,
+    admin_token_env: str,
+    ssl_certfile: Path | None,
+    ssl_keyfile: Path | None,
+    ssl_ca_certs: Path | None,
+) -> None:
+    """Serve the stand-in cloud certificate service."""
+    import ssl
+
+    import uvicorn
+
+    from chaos.service.app import ServiceConfig, create_app
+
+    host, port = _listen(listen)
+    if connector_stale_after <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--connector-stale-after")
+    if poll_lease <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--poll-lease")
+    if max_body < 1024:
+        raise click.BadParameter("must be at least 1024", param_hint="--max-body")
+    config = ServiceConfig(
+        db_path=db_path,
+        kra_dir=kra_dir,
+        mode=Mode(mode) if mode else None,
+        admin_token=os.environ.get(admin_token_env) or None,
+        max_body_bytes=max_body,
+        connector_stale_after_s=connector_stale_after,
+        poll_lease_s=poll_lease,
+        renewal_interval_s=renewal_interval,
+    )
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+        ssl_ca_certs=str(ssl_ca_certs) if ssl_ca_certs else None,
+        ssl_cert_reqs=ssl.CERT_OPTIONAL if ssl_ca_certs else ssl.CERT_NONE,
+        timeout_graceful_shutdown=3,
+    )

@@ -1,0 +1,360 @@
+"""Request and response bodies of the service API (strict pydantic models).
+
+Strict types (no "1" for 1), unknown fields refused, every string and number
+bounded: bad input is a 422 with the reason, before any handler runs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Epoch",
+    "Id",
+    "Strict",
+]
+
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Epoch = Annotated[int, Field(ge=0, le=2**62)]
+LeaderEpoch = Annotated[int, Field(ge=1, le=2**62)]
+Serial = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[0-9]+$")]
+Pem = Annotated[str, Field(min_length=1, max_length=20_000)]
+Reason = Annotated[str, Field(min_length=1, max_length=1000)]
+KeyType = Literal["rsa2048", "rsa3072", "rsa4096", "p256", "p384"]
+Template = Annotated[str, Field(min_length=1, max_length=200)]
+Health = Literal["healthy", "warning", "unhealthy"]
+RequestState = Literal["pending", "in_flight", "issued", "delivered", "installed", "failed"]
+RevocationState = Literal["pending", "done"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+# -- admin ------------------------------------------------------------------
+
+
+class ProfileIn(Strict):
+    id: Id
+    key_type: KeyType = "rsa2048"
+    template: Template = "user-auth"
+    validity_days: int = Field(default=365, ge=1, le=3650)
+    renewal_threshold_percent: int = Field(default=20, ge=1, le=99)
+    subject_template: Template = "CN={{UserName}}"
+    san_templates: list[Template] = Field(default_factory=list, max_length=10)
+
+
+class ProfileUpdate(Strict):
+    key_type: KeyType | None = None
+    template: Template | None = None
+    validity_days: int | None = Field(default=None, ge=1, le=3650)
+    renewal_threshold_percent: int | None = Field(default=None, ge=1, le=99)
+    subject_template: Template | None = None
+    san_templates: list[Template] | None = Field(default=None, max_length=10)
+
+
+class ProfileOut(ProfileIn):
+    pass
+
+
+class UserIn(Strict):
+    id: Id
+    name: Name
+    upn: Name
+    email: Name
+
+
+class UserUpdate(Strict):
+    name: Name | None = None
+    upn: Name | None = None
+    email: Name | None = None
+
+
+class UserOut(UserIn):
+    state: str
+
+
+class GroupIn(Strict):
+    id: Id
+    name: Name
+
+
+class MembershipIn(Strict):
+    user_id: Id
+
+
+class DeviceIn(Strict):
+    id: Id
+    user_id: Id
+    # Optional: the device's own RSA public key; without it the service makes
+    # the key pair and returns the private key once.
+    public_key_pem: Pem | None = None
+
+
+class DeviceOut(Strict):
+    id: str
+    user_id: str
+    state: str
+    management_certificate_pem: str
+    management_key_pem: str | None = None
+
+
+class AssignmentIn(Strict):
+    id: Id
+    profile_id: Id
+    group_id: Id
+
+
+class ModeIn(Strict):
+    mode: Literal["hybrid", "standalone"]
+
+
+class RenewalScanIn(Strict):
+    # Evaluate the threshold as of this instant (a lab clock); default now.
+    as_of: Annotated[dt.datetime, Field(strict=False)] | None = None
+
+
+class ActionResult(Strict):
+    event: str
+    mode: str
+    revocations_queued: int
+    deletions_queued: int
+    requests_cancelled: int
+    requests_queued: int = 0
+
+
+class Queued(Strict):
+    requests_queued: int
+
+
+# -- connector --------------------------------------------------------------
+
+
+class ConnectorCall(Strict):
+    name: Id
+    epoch: LeaderEpoch
+
+
+class HeartbeatIn(Strict):
+    name: Id
+    epoch: Epoch  # 0: a standby's heartbeat, fences nothing
+    health: Health
+    details: dict[str, Any] = Field(default_factory=dict, max_length=50)
+
+
+class RoleOut(Strict):
+    name: str
+    role: Literal["active", "standby"]
+    epoch: int
+
+
+class PollIn(ConnectorCall):
+    max_items: int = Field(default=100, ge=1, le=500)
+    wait_s: float = Field(default=0.0, ge=0.0, le=30.0)
+
+
+class IntentIn(ConnectorCall):
+    public_key_pem: Pem
+
+
+class ResultIn(ConnectorCall):
+    envelope_b64: str = Field(min_length=1, max_length=400_000)
+    serial: Serial
+    ca_name: Id
+
+
+class FailIn(ConnectorCall):
+    reason: Reason
+    retryable: bool
+
+
+class ProfileSpecOut(Strict):
+    id: str
+    key_type: str
+    template: str
+    subject_template: str
+    san_templates: list[str]
+    validity_days: int
+
+
+class CertificateRequestOut(Strict):
+    id: str
+    device_id: str
+    kind: str
+    profile: ProfileSpecOut
+    variables: dict[str, str]
+
+
+class RequestBatch(Strict):
+    requests: list[CertificateRequestOut]
+
+
+class RevocationTaskOut(Strict):
+    id: str
+    serial: str
+    ca_name: str
+    reason: str
+    request_id: str
+
+
+class RevocationBatch(Strict):
+    revocations: list[RevocationTaskOut]
+
+
+class IntentOut(Strict):
+    request_id: str
+    epoch: int
+    public_key_pem: str
+    spki_sha256: str
+    cancelled: bool
+
+
+class IntentList(Strict):
+    intents: list[IntentOut]
+
+
+class KraOut(Strict):
+    certificate_pem: str
+
+
+class Ack(Strict):
+    id: str
+    state: str
+
+
+# -- device -----------------------------------------------------------------
+
+
+class Delivery(Strict):
+    request_id: str
+    profile_id: str
+    serial: str
+    envelope_b64: str  # CMS EnvelopedData to the device's management certificate
+
+
+class Deletion(Strict):
+    request_id: str
+    profile_id: str
+    serial: str
+
+
+class CheckinOut(Strict):
+    device_id: str
+    state: str
+    deliveries: list[Delivery]
+    deletions: list[Deletion]
+
+
+class ReportIn(Strict):
+    request_id: Id
+    status: Literal["installed", "failed", "deleted"]
+    reason: Reason | None = None
+
+
+# -- read -------------------------------------------------------------------
+
+
+class CertificateOut(Strict):
+    request_id: str
+    serial: str
+    issuer_ca: str
+    device_id: str
+    profile_id: str
+    epoch: int
+    state: str
+    revocation: str | None
+    not_after: str | None
+
+
+class RequestOut(Strict):
+    id: str
+    device_id: str
+    profile_id: str
+    kind: str
+    state: str
+    reason: str | None
+    cancelled: str | None
+    intent_epoch: int | None
+    epoch: int | None
+    serial: str | None
+    ca_name: str | None
+    created_at: str
+    updated_at: str
+
+
+class RevocationOut(Strict):
+    id: str
+    request_id: str
+    serial: str
+    ca_name: str
+    reason: str
+    event: str
+    state: str
+    created_at: str
+    done_at: str | None
+    done_epoch: int | None
+
+
+class ConnectorOut(Strict):
+    name: str
+    epoch: int
+    role: Literal["active", "standby"]
+    health: Literal["healthy", "warning", "unhealthy", "unknown"]
+    last_seen: str
+    details: dict[str, Any]
+
+
+class RejectionOut(Strict):
+    id: int
+    at: str
+    name: str
+    epoch: int
+    highest_epoch: int
+    endpoint: str
+    reason: str
+
+
+# -- admin actions (one per row of the seed's revocation table) ---------------
+
+
+class DeviceAction(Strict):
+    device_id: Id
+
+
+class UserAction(Strict):
+    user_id: Id
+
+
+class LeaveGroupAction(Strict):
+    group_id: Id
+    user_id: Id
+
+
+class ProfileAction(Strict):
+    profile_id: Id
+
+
+class AssignmentAction(Strict):
+    assignment_id: Id
+
+
+class GroupOut(GroupIn):
+    members: list[str]
+
+
+class AssignmentOut(AssignmentIn):
+    requests_queued: int = 0
+
+
+class MembershipOut(Strict):
+    group_id: str
+    user_id: str
+    requests_queued: int
+
+
+class ModeOut(Strict):
+    mode: str
