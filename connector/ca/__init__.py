@@ -1,13 +1,89 @@
-"""Issuing certificate authorities: the CFSSL client, certdb reader, breakers and failover."""
+"""Issuing certificate authorities: the CFSSL client, certdb reader, breakers and failover.
 
+from connector.ca import CARouter, CfsslCA
+cas = {name: CfsslCA.from_dict(spec) for name, spec in lab.describe()["cas"].items()}
+router = CARouter(cas, {"user-auth": ["primary", "secondary"]})
+issued = router.issue(csr, "user-auth", request_id, deadline=time.monotonic() + 5)
+
+router = router_from_description(lab.describe())   # the same, in one call
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from connector.ca._breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 from connector.ca._certdb import CertDB, CertDBError, CertRecord, create_certdb
+from connector.ca._cfssl import CfsslCA
+from connector.ca._errors import (
+    CAAuthError,
+    CABadResponseError,
+    CAError,
+    CANotFoundError,
+    CAPermanentError,
+    CARequestRejectedError,
+    CARetryableError,
+    CAUnavailableError,
+    NoCAAvailableError,
+    is_retryable,
+)
 from connector.ca._profiles import STANDARD_PROFILES, CaProfile
+from connector.ca._retry import ISSUE_POLICY, RETRY_POLICIES, REVOKE_POLICY, RetryPolicy
+from connector.ca._router import CARouter
+from connector.ca._types import (
+    REVOCATION_REASONS,
+    CertStatus,
+    IssuedCertificate,
+    IssuingCA,
+    aki_of,
+    normalise_reason,
+)
 
 __all__ = [
+    "CLOSED",
+    "HALF_OPEN",
+    "ISSUE_POLICY",
+    "OPEN",
+    "RETRY_POLICIES",
+    "REVOCATION_REASONS",
+    "REVOKE_POLICY",
     "STANDARD_PROFILES",
+    "CAAuthError",
+    "CABadResponseError",
+    "CAError",
+    "CANotFoundError",
+    "CAPermanentError",
+    "CARequestRejectedError",
+    "CARetryableError",
+    "CARouter",
+    "CAUnavailableError",
     "CaProfile",
     "CertDB",
     "CertDBError",
     "CertRecord",
+    "CertStatus",
+    "CfsslCA",
+    "CircuitBreaker",
+    "IssuedCertificate",
+    "IssuingCA",
+    "NoCAAvailableError",
+    "RetryPolicy",
+    "aki_of",
     "create_certdb",
+    "is_retryable",
+    "normalise_reason",
+    "router_from_description",
 ]
+
+
+def router_from_description(description: Mapping[str, Any], **router_options: Any) -> CARouter:
+    """A router over CFSSL CAs from ``{"cas": {name: spec}, "templates": {t: [names]}}``.
+
+    That is the shape of ``chaos.launch.cfssl.CfsslLab.describe()``; ``router_options``
+    go to :class:`CARouter` (timeouts, breaker settings, clock, sleep).
+    """
+    transport = router_options.pop("transport", None)
+    cas = {
+        name: CfsslCA.from_dict(spec, transport=transport)
+        for name, spec in description["cas"].items()
+    }
+    return CARouter(cas, description["templates"], **router_options)

@@ -1,0 +1,301 @@
+"""The CFSSL backend of :class:`~connector.ca.IssuingCA`, over httpx.
+
+    ca = CfsslCA("primary", "http://127.0.0.1:8888", auth_key_hex,
+                 certificate=issuing_ca_cert, parents=[root_cert],
+                 certdb=CertDB(path), crl_url="http://127.0.0.1:8080/primary.crl")
+    issued = ca.issue(csr, "user-auth", request_id="r1", timeout=2.0)
+    ca.revoke(issued.serial, "superseded")
+    ca.find(key.public_key())             # from the certdb (read-only)
+
+    CfsslCA.from_dict(lab.describe()["cas"]["primary"])   # the lab's description
+
+Issuance uses the authenticated endpoint ``/api/v1/cfssl/authsign``: the
+request JSON is sent base64-encoded with ``token = HMAC-SHA256(auth key,
+request bytes)``. Revocation uses ``/api/v1/cfssl/revoke`` with the decimal
+serial and the AKI as the certdb stores it (empty in the Debian 1.2 build);
+that endpoint has no authentication in CFSSL 1.2, so CFSSL must only be
+reachable by connectors. Every certificate returned is validated before it
+is handed out (:func:`connector.pki.validate_issued`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from connector.ca._certdb import CertDB, CertDBError
+from connector.ca._errors import (
+    CAAuthError,
+    CABadResponseError,
+    CAError,
+    CANotFoundError,
+    CAPermanentError,
+    CARequestRejectedError,
+    CAUnavailableError,
+)
+from connector.ca._profiles import STANDARD_PROFILES, CaProfile
+from connector.ca._types import CertStatus, IssuedCertificate, normalise_reason
+from connector.pki.validate import CertificateValidationError, validate_chain, validate_issued
+
+__all__ = ["CfsslCA"]
+
+log = logging.getLogger("pfxha.connector.ca")
+
+# CFSSL error categories (code // 1000) that say the CA, not the request, is in trouble.
+_RETRYABLE_CATEGORIES = {6, 8, 11}  # dial, OCSP, certstore (database)
+
+
+class CfsslCA:
+    """One CFSSL ``serve`` instance as an issuing CA."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        auth_key: str,
+        *,
+        certificate: x509.Certificate,
+        parents: Sequence[x509.Certificate],
+        certdb: CertDB | Path | str | None = None,
+        crl_url: str | None = None,
+        profiles: Mapping[str, CaProfile] | None = None,
+        timeout: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._name = name
+        self.url = url.rstrip("/")
+        try:
+            self._auth_key = bytes.fromhex(auth_key.strip())
+        except ValueError as exc:
+            raise ValueError(f"CA {name}: auth key must be hex") from exc
+        self._certificate = certificate
+        self.chain: list[x509.Certificate] = [certificate, *parents]
+        validate_chain(self.chain)
+        self.certdb = CertDB(Path(certdb)) if isinstance(certdb, str | Path) else certdb
+        self.crl_url = crl_url
+        self.profiles = dict(profiles if profiles is not None else STANDARD_PROFILES)
+        self.timeout = timeout
+        self._http = httpx.Client(timeout=timeout, transport=transport)
+
+    @classmethod
+    def from_dict(
+        cls,
+        spec: Mapping[str, Any],
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 5.0,
+    ) -> CfsslCA:
+        """From the lab's ``describe()["cas"][name]`` (or the same keys from a config)."""
+        auth_key = spec.get("auth_key")
+        if auth_key is None and spec.get("auth_key_file"):
+            auth_key = Path(spec["auth_key_file"]).read_text().strip()
+        if not auth_key:
+            raise ValueError(f"CA {spec.get('name')}: auth_key or auth_key_file is required")
+        certificate = x509.load_pem_x509_certificate(Path(spec["certificate"]).read_bytes())
+        parents = x509.load_pem_x509_certificates(Path(spec["root"]).read_bytes())
+        return cls(
+            str(spec["name"]),
+            str(spec["url"]),
+            str(auth_key),
+            certificate=certificate,
+            parents=parents,
+            certdb=spec.get("certdb"),
+            crl_url=spec.get("crl_url"),
+            timeout=timeout,
+            transport=transport,
+        )
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return self._certificate
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __repr__(self) -> str:
+        return f"CfsslCA({self._name!r}, {self.url!r})"
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    def _post(self, path: str, body: Mapping[str, Any], timeout: float | None) -> dict[str, Any]:
+        effective = self.timeout if timeout is None else timeout
+        if effective <= 0:
+            raise CAUnavailableError(
+                "no time left for the call (deadline passed)", ca_name=self.name
+            )
+        try:
+            reply = self._http.post(f"{self.url}{path}", json=body, timeout=effective)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise CAUnavailableError(f"cannot connect: {exc!r}", ca_name=self.name) from exc
+        except httpx.HTTPError as exc:
+            # Sent, but no answer: the CA may have acted on it.
+            raise CAUnavailableError(
+                f"no answer: {exc!r}", ca_name=self.name, ambiguous=True
+            ) from exc
+        if reply.status_code >= 500:
+            raise CAUnavailableError(
+                f"HTTP {reply.status_code}: {reply.text[:200]}", ca_name=self.name
+            )
+        try:
+            parsed = reply.json()
+        except ValueError as exc:
+            raise CABadResponseError(
+                f"HTTP {reply.status_code} with a body that is not JSON", ca_name=self.name
+            ) from exc
+        if not isinstance(parsed, dict) or "success" not in parsed:
+            raise CABadResponseError("reply is not a CFSSL API response", ca_name=self.name)
+        if not parsed.get("success"):
+            raise self._classify(parsed.get("errors") or [], reply.status_code)
+        return parsed
+
+    def _classify(self, errors: Sequence[Any], status: int) -> CAError:
+        first = errors[0] if errors and isinstance(errors[0], dict) else {}
+        code = int(first.get("code", status) or status)
+        message = str(first.get("message", f"HTTP {status}"))
+        lowered = message.lower()
+        if "token" in lowered or "authenticat" in lowered or status in (401, 403):
+            return CAAuthError(f"refused our auth key: {message}", ca_name=self.name, code=code)
+        if "not found" in lowered:
+            return CANotFoundError(message, ca_name=self.name, code=code)
+        if code // 1000 in _RETRYABLE_CATEGORIES:
+            return CAUnavailableError(message, ca_name=self.name, code=code)
+        return CARequestRejectedError(message, ca_name=self.name, code=code)
+
+    # -- IssuingCA -----------------------------------------------------------------------
+
+    def issue(
+        self,
+        csr: x509.CertificateSigningRequest,
+        template: str,
+        request_id: str,
+        *,
+        timeout: float | None = None,
+    ) -> IssuedCertificate:
+        profile = self.profiles.get(template)
+        if profile is None:
+            # CFSSL would quietly sign unknown profile names with its default profile.
+            raise CARequestRejectedError(f"unknown template {template!r}", ca_name=self.name)
+        request = json.dumps(
+            {
+                "certificate_request": csr.public_bytes(Encoding.PEM).decode("ascii"),
+                "profile": template,
+            }
+        ).encode()
+        token = hmac.new(self._auth_key, request, hashlib.sha256).digest()
+        reply = self._post(
+            "/api/v1/cfssl/authsign",
+            {
+                "token": base64.b64encode(token).decode(),
+                "request": base64.b64encode(request).decode(),
+            },
+            timeout,
+        )
+        result = reply.get("result")
+        pem = result.get("certificate") if isinstance(result, dict) else None
+        if not isinstance(pem, str):
+            raise CABadResponseError("reply carries no certificate", ca_name=self.name)
+        try:
+            certificate = validate_issued(pem, csr, self.chain, required_ekus=profile.ekus)
+        except CertificateValidationError as exc:
+            log.warning(
+                "[1024 ca_response_rejected] ca=%s request_id=%s reason=%s",
+                self.name,
+                request_id,
+                exc,
+                extra={"event_id": 1024, "event": "ca_response_rejected"},
+            )
+            raise CABadResponseError(
+                f"rejected the issued certificate: {exc}", ca_name=self.name
+            ) from exc
+        return IssuedCertificate.of(certificate, self.chain, self.name)
+
+    def revoke(self, serial: int, reason: str, *, timeout: float | None = None) -> None:
+        try:
+            cfssl_reason = normalise_reason(reason)
+        except ValueError as exc:
+            raise CARequestRejectedError(str(exc), ca_name=self.name) from exc
+        aki = ""  # what the Debian CFSSL 1.2 stores
+        record = None
+        if self.certdb is not None:
+            try:
+                record = self.certdb.by_serial(serial)
+            except CertDBError:
+                record = None  # the API still knows; let it answer
+        if record is not None:
+            if record.revoked:
+                return  # idempotent: already revoked is done
+            aki = record.aki
+        self._post(
+            "/api/v1/cfssl/revoke",
+            {"serial": str(serial), "authority_key_id": aki, "reason": cfssl_reason},
+            timeout,
+        )
+
+    def status(self, serial: int) -> CertStatus:
+        if self.certdb is None:
+            raise CAPermanentError("no certdb configured: status is unknown", ca_name=self.name)
+        try:
+            record = self.certdb.by_serial(serial)
+        except CertDBError as exc:
+            raise CAUnavailableError(str(exc), ca_name=self.name) from exc
+        if record is None:
+            return CertStatus.UNKNOWN
+        return CertStatus.REVOKED if record.revoked else CertStatus.GOOD
+
+    def crl(self, *, timeout: float | None = None) -> x509.CertificateRevocationList:
+        if not self.crl_url:
+            raise CAPermanentError("no CRL URL configured", ca_name=self.name)
+        try:
+            reply = self._http.get(
+                self.crl_url, timeout=self.timeout if timeout is None else timeout
+            )
+        except httpx.HTTPError as exc:
+            raise CAUnavailableError(f"CRL unreachable: {exc!r}", ca_name=self.name) from exc
+        if reply.status_code != 200:
+            raise CAUnavailableError(f"CRL: HTTP {reply.status_code}", ca_name=self.name)
+        try:
+            body = reply.content
+            crl = (
+                x509.load_pem_x509_crl(body)
+                if body.lstrip().startswith(b"-----BEGIN")
+                else x509.load_der_x509_crl(body)
+            )
+        except ValueError as exc:
+            raise CABadResponseError(f"CRL is not a CRL: {exc}", ca_name=self.name) from exc
+        try:
+            valid = crl.issuer == self.certificate.subject and crl.is_signature_valid(
+                self.certificate.public_key()  # type: ignore[arg-type]
+            )
+        except (InvalidSignature, TypeError):
+            valid = False
+        if not valid:
+            raise CABadResponseError("CRL is not signed by this CA", ca_name=self.name)
+        return crl
+
+    def find(self, public_key: PublicKeyTypes) -> list[IssuedCertificate]:
+        if self.certdb is None:
+            return []
+        try:
+            records = self.certdb.find_by_public_key(public_key)
+        except CertDBError as exc:
+            raise CAUnavailableError(str(exc), ca_name=self.name) from exc
+        return [
+            IssuedCertificate.of(r.certificate, self.chain, self.name, status=r.status)
+            for r in records
+        ]

@@ -1,0 +1,88 @@
+"""The CA exception tree: retryable (try later or at another CA) vs. permanent.
+
+    CAError
+    ├── CARetryableError          the request may succeed later or elsewhere
+    │   ├── CAUnavailableError    refused, timed out, 5xx, circuit open (Intune: CA unavailable)
+    │   ├── CABadResponseError    garbage, wrong key/issuer/chain: rejected, never packed
+    │   └── NoCAAvailableError    the router tried every CA of the template until the deadline
+    └── CAPermanentError          retrying the same request cannot help
+        ├── CAAuthError           the CA refused our auth key (Intune: access denied)
+        ├── CARequestRejectedError  bad CSR, unknown template, bad reason
+        └── CANotFoundError       no such serial at that CA (Intune: 4xx not found)
+
+An already revoked certificate is not an error: revocation is idempotent.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CAAuthError",
+    "CABadResponseError",
+    "CAError",
+    "CANotFoundError",
+    "CAPermanentError",
+    "CARequestRejectedError",
+    "CARetryableError",
+    "CAUnavailableError",
+    "NoCAAvailableError",
+    "is_retryable",
+]
+
+
+class CAError(Exception):
+    """A CA call failed; ``ca_name`` says where, ``code`` is the CA's own code if any."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, ca_name: str | None = None, code: int | None = None):
+        super().__init__(f"{ca_name}: {message}" if ca_name else message)
+        self.ca_name = ca_name
+        self.code = code
+
+
+class CARetryableError(CAError):
+    retryable = True
+
+
+class CAUnavailableError(CARetryableError):
+    """``ambiguous`` is true when the request was sent but no answer came (it may have acted)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        ca_name: str | None = None,
+        code: int | None = None,
+        ambiguous: bool = False,
+    ):
+        super().__init__(message, ca_name=ca_name, code=code)
+        self.ambiguous = ambiguous
+
+
+class CABadResponseError(CARetryableError):
+    pass
+
+
+class NoCAAvailableError(CARetryableError):
+    pass
+
+
+class CAPermanentError(CAError):
+    retryable = False
+
+
+class CAAuthError(CAPermanentError):
+    pass
+
+
+class CARequestRejectedError(CAPermanentError):
+    pass
+
+
+class CANotFoundError(CAPermanentError):
+    pass
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for :class:`CARetryableError`; False for anything else."""
+    return isinstance(exc, CAError) and exc.retryable

@@ -1,0 +1,279 @@
+"""Failover across issuing CAs: ordered CAs per template, a breaker per CA, bounded retries.
+
+    router = CARouter({"primary": ca1, "secondary": ca2},
+                      {"user-auth": ["primary", "secondary"]})
+    issued = router.issue(csr, "user-auth", "req-1", deadline=time.monotonic() + 5)
+    router.revoke(issued.serial, issued.ca_name, "superseded", deadline=...)
+    router.find(key.public_key())        # every CA's certdb, for reconciliation
+    router.ca_states()                   # {"primary": "open", "secondary": "closed"}
+
+``issue`` walks the template's CAs in order within one attempt, skipping
+those whose breaker is open, so the first request after the primary dies is
+served by the secondary; the attempt repeats under the named ``issue`` retry
+policy until the caller's deadline. Revocation goes only to the CA that
+issued the certificate; while it is down the call fails as retryable
+(:class:`CAUnavailableError`) and the caller keeps it queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+from connector.ca._breaker import CLOSED, CircuitBreaker
+from connector.ca._errors import (
+    CAAuthError,
+    CAPermanentError,
+    CARequestRejectedError,
+    CARetryableError,
+    CAUnavailableError,
+    NoCAAvailableError,
+)
+from connector.ca._retry import RETRY_POLICIES, RetryPolicy
+from connector.ca._types import CertStatus, IssuedCertificate, IssuingCA, aki_of
+
+__all__ = ["CARouter"]
+
+log = logging.getLogger("pfxha.connector.ca")
+
+
+def _ski(certificate: x509.Certificate) -> str:
+    try:
+        ext = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return ""
+    return ext.value.digest.hex()
+
+
+class CARouter:
+    def __init__(
+        self,
+        cas: Mapping[str, IssuingCA],
+        templates: Mapping[str, Sequence[str]],
+        *,
+        call_timeout_s: float = 2.0,
+        breaker_threshold: int = 2,
+        breaker_reset_s: float = 5.0,
+        policies: Mapping[str, RetryPolicy] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        on_state_change: Callable[[str, str, str], None] | None = None,
+    ) -> None:
+        if not cas:
+            raise ValueError("CARouter needs at least one CA")
+        for template, names in templates.items():
+            if not names:
+                raise ValueError(f"template {template!r} lists no CA")
+            unknown = [n for n in names if n not in cas]
+            if unknown:
+                raise ValueError(f"template {template!r} names unknown CA(s) {unknown}")
+        if call_timeout_s <= 0:
+            raise ValueError("call_timeout_s must be > 0")
+        self.cas = dict(cas)
+        self.templates = {t: tuple(names) for t, names in templates.items()}
+        self.call_timeout_s = call_timeout_s
+        self.policies = dict(policies if policies is not None else RETRY_POLICIES)
+        self._clock = clock
+        self._sleep = sleep
+        self._on_state_change = on_state_change
+        self.breakers = {
+            name: CircuitBreaker(
+                name,
+                failure_threshold=breaker_threshold,
+                reset_timeout=breaker_reset_s,
+                clock=clock,
+                on_change=self._breaker_changed,
+            )
+            for name in self.cas
+        }
+
+    def _breaker_changed(self, name: str, old: str, new: str) -> None:
+        level = logging.WARNING if new != CLOSED else logging.INFO
+        log.log(
+            level,
+            "[1022 ca_circuit_changed] ca=%s from=%s to=%s",
+            name,
+            old,
+            new,
+            extra={"event_id": 1022, "event": "ca_circuit_changed", "fields": {"ca": name}},
+        )
+        if self._on_state_change is not None:
+            self._on_state_change(name, old, new)
+
+    def _timeout(self, deadline: float) -> float:
+        return min(self.call_timeout_s, deadline - self._clock())
+
+    # -- health -------------------------------------------------------------------------
+
+    def ca_states(self) -> dict[str, str]:
+        return {name: breaker.state for name, breaker in self.breakers.items()}
+
+    def ca_up(self, name: str) -> bool:
+        return self.breakers[name].state == CLOSED
+
+    # -- issuance -----------------------------------------------------------------------
+
+    def issue(
+        self,
+        csr: x509.CertificateSigningRequest,
+        template: str,
+        request_id: str,
+        deadline: float,
+    ) -> IssuedCertificate:
+        order = self.templates.get(template)
+        if order is None:
+            raise CARequestRejectedError(f"no CA is configured for template {template!r}")
+        uncertain: list[str] = []
+
+        def attempt() -> IssuedCertificate:
+            errors: list[str] = []
+            auth_failures = 0
+            for name in order:
+                breaker = self.breakers[name]
+                if not breaker.allow():
+                    errors.append(f"{name}: circuit open")
+                    continue
+                timeout = self._timeout(deadline)
+                if timeout <= 0:
+                    breaker.release()
+                    errors.append(f"{name}: deadline reached")
+                    break
+                try:
+                    issued = self.cas[name].issue(csr, template, request_id, timeout=timeout)
+                except CARetryableError as exc:
+                    breaker.record_failure()
+                    if getattr(exc, "ambiguous", False) and name not in uncertain:
+                        uncertain.append(name)
+                    errors.append(str(exc))
+                    log.warning(
+                        "[1020 ca_unavailable] ca=%s request_id=%s error=%s",
+                        name,
+                        request_id,
+                        exc,
+                        extra={"event_id": 1020, "event": "ca_unavailable"},
+                    )
+                    continue
+                except CAAuthError as exc:
+                    # This CA refuses our key; another CA of the template may not.
+                    breaker.release()
+                    auth_failures += 1
+                    errors.append(str(exc))
+                    continue
+                except CAPermanentError:
+                    breaker.record_success()  # it answered: the CA is healthy
+                    raise
+                breaker.record_success()
+                if name != order[0]:
+                    log.info(
+                        "[1023 ca_failover] request_id=%s template=%s ca=%s",
+                        request_id,
+                        template,
+                        name,
+                        extra={"event_id": 1023, "event": "ca_failover"},
+                    )
+                if uncertain:
+                    others = tuple(n for n in uncertain if n != name)
+                    issued = IssuedCertificate(
+                        certificate=issued.certificate,
+                        chain=issued.chain,
+                        ca_name=issued.ca_name,
+                        serial=issued.serial,
+                        aki=issued.aki,
+                        status=issued.status,
+                        uncertain=others,
+                    )
+                return issued
+            if auth_failures and auth_failures == len(order):
+                raise CAAuthError(f"every CA of {template!r} refused our auth key: {errors}")
+            raise NoCAAvailableError(f"no CA of template {template!r} issued: " + "; ".join(errors))
+
+        retrying = self.policies["issue"].retrying(deadline, clock=self._clock, sleep=self._sleep)
+        try:
+            return retrying(attempt)
+        except CARetryableError:
+            log.error(
+                "[1021 ca_all_down] request_id=%s template=%s",
+                request_id,
+                template,
+                extra={"event_id": 1021, "event": "ca_all_down"},
+            )
+            raise
+
+    # -- revocation ---------------------------------------------------------------------
+
+    def ca_for(self, certificate: x509.Certificate) -> str:
+        """The name of the CA that issued ``certificate`` (by AKI, else issuer name)."""
+        aki = aki_of(certificate)
+        for name, ca in self.cas.items():
+            if aki and aki == _ski(ca.certificate):
+                return name
+        for name, ca in self.cas.items():
+            if certificate.issuer == ca.certificate.subject:
+                return name
+        raise CARequestRejectedError(
+            f"no configured CA issued {certificate.issuer.rfc4514_string()!r}"
+        )
+
+    def revoke(self, serial: int, issuer_ca: str, reason: str, deadline: float) -> None:
+        """Revoke at ``issuer_ca`` only. Already revoked: done. CA down: CAUnavailableError."""
+        ca = self.cas.get(issuer_ca)
+        if ca is None:
+            raise CARequestRejectedError(f"unknown issuing CA {issuer_ca!r}")
+        breaker = self.breakers[issuer_ca]
+
+        def attempt() -> None:
+            if not breaker.allow():
+                raise CAUnavailableError("circuit open", ca_name=issuer_ca)
+            timeout = self._timeout(deadline)
+            if timeout <= 0:
+                breaker.release()
+                raise CAUnavailableError("deadline reached", ca_name=issuer_ca)
+            try:
+                ca.revoke(serial, reason, timeout=timeout)
+            except CARetryableError:
+                breaker.record_failure()
+                raise
+            except CAAuthError:
+                breaker.release()
+                raise
+            except CAPermanentError:
+                breaker.record_success()
+                raise
+            breaker.record_success()
+
+        retrying = self.policies["revoke"].retrying(deadline, clock=self._clock, sleep=self._sleep)
+        retrying(attempt)
+        log.info(
+            "[3030 ca_revoked] ca=%s serial=%d reason=%s",
+            issuer_ca,
+            serial,
+            reason,
+            extra={"event_id": 3030, "event": "ca_revoked"},
+        )
+
+    def revoke_certificate(
+        self, certificate: x509.Certificate, reason: str, deadline: float
+    ) -> None:
+        self.revoke(certificate.serial_number, self.ca_for(certificate), reason, deadline)
+
+    def status(self, serial: int, issuer_ca: str) -> CertStatus:
+        return self.cas[issuer_ca].status(serial)
+
+    # -- reconciliation -----------------------------------------------------------------
+
+    def find(self, public_key: PublicKeyTypes) -> list[IssuedCertificate]:
+        """Every certificate any CA issued for ``public_key``; raises if a CA cannot be read."""
+        found: list[IssuedCertificate] = []
+        for ca in self.cas.values():
+            found.extend(ca.find(public_key))
+        return found
+
+    def close(self) -> None:
+        for ca in self.cas.values():
+            close = getattr(ca, "close", None)
+            if callable(close):
+                close()

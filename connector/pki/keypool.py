@@ -1,0 +1,147 @@
+"""A bounded in-memory pool of pre-generated private keys.
+
+Key generation is the slow step of issuance (RSA-2048: tens of milliseconds
+per key and core). A pool filled in the background lets a burst of requests,
+or the first requests after a takeover, start at once::
+
+    pool = KeyPool({KeyType.RSA2048: 64, KeyType.P256: 16}, workers=1)
+    pool.start()                      # background threads fill up to the bounds
+    key = pool.take(KeyType.RSA2048)  # from the pool, or generated now if it is empty
+    pool.stats()                      # {"hits": ..., "misses": ..., "available": {...}}
+    pool.stop()
+
+Keys never leave memory; a key is handed out once and forgotten by the pool.
+OpenSSL releases the GIL while generating, so the worker threads use other
+cores while the agent's own thread is busy.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+
+from connector.pki.keys import KeyType, PrivateKey, generate_key
+
+__all__ = ["KeyPool"]
+
+
+class KeyPool:
+    """Pre-generated keys per key type, at most ``capacity[type]`` of each."""
+
+    def __init__(
+        self,
+        capacity: Mapping[KeyType | str, int],
+        *,
+        workers: int = 1,
+        generate: Callable[[KeyType], PrivateKey] = generate_key,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("KeyPool workers must be >= 1")
+        self._capacity: dict[KeyType, int] = {}
+        for kt, bound in capacity.items():
+            if bound < 0:
+                raise ValueError(f"KeyPool capacity for {kt} must be >= 0")
+            self._capacity[KeyType.parse(str(kt))] = bound
+        self._keys: dict[KeyType, deque[PrivateKey]] = {kt: deque() for kt in self._capacity}
+        self._pending: dict[KeyType, int] = dict.fromkeys(self._capacity, 0)
+        self._generate = generate
+        self._workers = workers
+        self._cond = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._stopping = False
+        self._hits = 0
+        self._misses = 0
+
+    def start(self) -> KeyPool:
+        with self._cond:
+            if self._threads:
+                return self
+            self._stopping = False
+            for i in range(self._workers):
+                thread = threading.Thread(target=self._fill, name=f"keypool-{i}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop filling and drop every pooled key."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            threads, self._threads = self._threads, []
+        for thread in threads:
+            thread.join()
+        with self._cond:
+            for keys in self._keys.values():
+                keys.clear()
+
+    def __enter__(self) -> KeyPool:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _next_type(self) -> KeyType | None:
+        """The key type furthest below its bound (counting keys being generated), if any."""
+        best, best_gap = None, 0
+        for kt, bound in self._capacity.items():
+            gap = bound - len(self._keys[kt]) - self._pending[kt]
+            if gap > best_gap:
+                best, best_gap = kt, gap
+        return best
+
+    def _fill(self) -> None:
+        while True:
+            with self._cond:
+                kt = self._next_type()
+                while kt is None and not self._stopping:
+                    self._cond.wait()
+                    kt = self._next_type()
+                if self._stopping or kt is None:
+                    return
+                self._pending[kt] += 1
+            try:
+                key = self._generate(kt)
+            finally:
+                with self._cond:
+                    self._pending[kt] -= 1
+            with self._cond:
+                if not self._stopping:
+                    self._keys[kt].append(key)
+                self._cond.notify_all()
+
+    def take(self, key_type: KeyType | str) -> PrivateKey:
+        """A key from the pool, or a freshly generated one when none is ready."""
+        kt = key_type if isinstance(key_type, KeyType) else KeyType.parse(key_type)
+        with self._cond:
+            keys = self._keys.get(kt)
+            if keys:
+                self._hits += 1
+                key = keys.popleft()
+                self._cond.notify_all()  # a slot opened: refill it
+                return key
+            self._misses += 1
+        return self._generate(kt)
+
+    def available(self, key_type: KeyType | str) -> int:
+        kt = key_type if isinstance(key_type, KeyType) else KeyType.parse(key_type)
+        with self._cond:
+            return len(self._keys.get(kt, ()))
+
+    def wait_full(self, timeout: float | None = None) -> bool:
+        """Block until every type is at its bound (True) or ``timeout`` passes (False)."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: all(len(self._keys[kt]) >= b for kt, b in self._capacity.items()),
+                timeout=timeout,
+            )
+
+    def stats(self) -> dict[str, object]:
+        with self._cond:
+            return {
+                "hits": self._hits,
+                "misses": self._misses,
+                "available": {kt.value: len(keys) for kt, keys in self._keys.items()},
+                "capacity": {kt.value: b for kt, b in self._capacity.items()},
+            }
