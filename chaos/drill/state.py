@@ -1,0 +1,231 @@
+"""Reading the system's state for the checkers: the service DB, each CA's certdb and CRL.
+
+Read-only, from the outside: the service's SQLite database (opened
+``mode=ro``; WAL lets us read while it writes), CFSSL's certdbs, and the CRLs
+from the CRL distribution points, exactly as a relying party would fetch them.
+
+    db = ServiceDb(lab.service_db_path)
+    snapshot = read_snapshot(db, certdbs={"primary": path, ...}, crl_urls={...})
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import sqlite3
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from chaos.checkers.model import (
+    AcceptedAction,
+    CaCertificate,
+    DeliveredCertificate,
+    Intent,
+    RequestRecord,
+    Revocation,
+    Snapshot,
+)
+from connector.ca import CertDB
+
+__all__ = ["IssuedRow", "ServiceDb", "ca_certificates", "fetch_crl", "parse_time", "read_snapshot"]
+
+
+def parse_time(text: str | None) -> float | None:
+    """ISO-8601 (the service's timestamps) to Unix seconds; None stays None."""
+    if not text:
+        return None
+    parsed = dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
+
+
+@dataclass(frozen=True)
+class IssuedRow:
+    """A request the service accepted a certificate for (Unix times)."""
+
+    request: str
+    created: float
+    issued: float
+    epoch: int
+    ca: str
+    connector: str
+
+
+class ServiceDb:
+    """Read-only queries on the stand-in service's SQLite database."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @contextlib.contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5.0)
+        conn.row_factory = sqlite3.Row
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._conn() as conn:
+            return list(conn.execute(sql, params).fetchall())
+
+    def requests(self) -> list[RequestRecord]:
+        out = []
+        for r in self.rows("SELECT * FROM requests ORDER BY seq"):
+            state = str(r["state"])
+            if r["cancelled"] and state not in ("delivered", "installed", "failed"):
+                state = "cancelled"
+            out.append(RequestRecord(r["id"], r["device_id"], r["profile_id"], state, r["reason"]))
+        return out
+
+    def delivered(self) -> list[DeliveredCertificate]:
+        return [
+            DeliveredCertificate(
+                r["id"],
+                str(r["serial"]),
+                r["ca_name"],
+                r["device_id"],
+                r["profile_id"],
+                int(r["epoch"] or 0),
+            )
+            for r in self.rows("SELECT * FROM requests WHERE serial IS NOT NULL ORDER BY seq")
+        ]
+
+    def intents(self) -> list[Intent]:
+        return [
+            Intent(r["id"], int(r["intent_epoch"] or 0), str(r["intent_spki_sha256"]))
+            for r in self.rows("SELECT * FROM requests WHERE intent_spki_sha256 IS NOT NULL")
+        ]
+
+    def revocations(self) -> list[Revocation]:
+        return [
+            Revocation(r["id"], str(r["serial"]), r["ca_name"], r["state"], r["request_id"])
+            for r in self.rows("SELECT * FROM revocations ORDER BY seq")
+        ]
+
+    def accepted_actions(self) -> list[AcceptedAction]:
+        """Registrations, intents, uploads and revocation confirmations in commit-time order."""
+        timed: list[tuple[float, str, str, int]] = []
+        for r in self.rows("SELECT * FROM connectors WHERE registered_at IS NOT NULL"):
+            at = parse_time(r["registered_at"])
+            if at is not None and r["epoch"]:
+                timed.append((at, "register", r["name"], int(r["epoch"])))
+        for r in self.rows("SELECT * FROM requests WHERE intent_at IS NOT NULL"):
+            at = parse_time(r["intent_at"])
+            if at is not None and r["intent_epoch"] is not None:
+                timed.append((at, "intent", str(r["connector"] or "?"), int(r["intent_epoch"])))
+        for r in self.rows("SELECT * FROM requests WHERE issued_at IS NOT NULL"):
+            at = parse_time(r["issued_at"])
+            if at is not None and r["epoch"] is not None:
+                timed.append((at, "upload", str(r["connector"] or "?"), int(r["epoch"])))
+        for r in self.rows("SELECT * FROM revocations WHERE done_at IS NOT NULL"):
+            at = parse_time(r["done_at"])
+            if at is not None and r["done_epoch"] is not None:
+                timed.append((at, "revoke-confirm", str(r["done_by"] or "?"), int(r["done_epoch"])))
+        timed.sort(key=lambda item: item[0])
+        return [AcceptedAction(i, kind, who, ep) for i, (_, kind, who, ep) in enumerate(timed)]
+
+    def issued_since(self, since_unix: float) -> list[IssuedRow]:
+        out = []
+        for r in self.rows("SELECT * FROM requests WHERE issued_at IS NOT NULL"):
+            issued = parse_time(r["issued_at"])
+            created = parse_time(r["created_at"])
+            if issued is None or created is None or issued < since_unix:
+                continue
+            out.append(
+                IssuedRow(
+                    r["id"],
+                    created,
+                    issued,
+                    int(r["epoch"] or 0),
+                    str(r["ca_name"]),
+                    str(r["connector"] or ""),
+                )
+            )
+        out.sort(key=lambda row: row.issued)
+        return out
+
+    def registrations(self) -> dict[str, tuple[int, float | None]]:
+        """connector name -> (epoch, registered at, Unix)."""
+        return {
+            r["name"]: (int(r["epoch"]), parse_time(r["registered_at"]))
+            for r in self.rows("SELECT * FROM connectors")
+        }
+
+    def stale_rejections(self) -> int:
+        return int(self.rows("SELECT COUNT(*) AS n FROM stale_rejections")[0]["n"])
+
+    def open_work(self) -> tuple[int, int]:
+        """(requests not final, revocations not done): zero when the drill has drained."""
+        requests = self.rows(
+            "SELECT COUNT(*) AS n FROM requests WHERE state IN ('pending', 'in_flight') "
+            "AND cancelled IS NULL"
+        )[0]["n"]
+        revocations = self.rows("SELECT COUNT(*) AS n FROM revocations WHERE state != 'done'")[0][
+            "n"
+        ]
+        return int(requests), int(revocations)
+
+
+def _spki_sha256(cert: x509.Certificate) -> str:
+    der = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+def ca_certificates(certdbs: Mapping[str, Path]) -> list[CaCertificate]:
+    out: list[CaCertificate] = []
+    for ca, path in certdbs.items():
+        for record in CertDB(path).records():
+            serials = record.certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+            out.append(
+                CaCertificate(
+                    ca=ca,
+                    serial=str(record.serial),
+                    revoked=record.revoked,
+                    public_key_sha256=_spki_sha256(record.certificate),
+                    reason=str(record.reason) if record.revoked else None,
+                    device=str(serials[0].value) if serials else None,
+                )
+            )
+    return out
+
+
+def fetch_crl(url: str, *, timeout: float = 5.0) -> frozenset[str]:
+    """The decimal serials on the CRL at ``url`` (DER or PEM)."""
+    body = httpx.get(url, timeout=timeout).raise_for_status().content
+    crl = (
+        x509.load_pem_x509_crl(body)
+        if body.lstrip().startswith(b"-----")
+        else x509.load_der_x509_crl(body)
+    )
+    return frozenset(str(entry.serial_number) for entry in crl)
+
+
+def read_snapshot(
+    db: ServiceDb, *, certdbs: Mapping[str, Path], crl_urls: Mapping[str, str]
+) -> Snapshot:
+    crls: dict[str, frozenset[str]] = {}
+    for ca, url in crl_urls.items():
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            crls[ca] = fetch_crl(url)
+    return Snapshot(
+        requests=tuple(db.requests()),
+        delivered=tuple(db.delivered()),
+        intents=tuple(db.intents()),
+        ca_certificates=tuple(ca_certificates(certdbs)),
+        revocations=tuple(db.revocations()),
+        crls=crls,
+        accepted=tuple(db.accepted_actions()),
+    )

@@ -1,0 +1,277 @@
+"""The drill's steady workload: devices enrolling and checking in, admins revoking.
+
+    workload = Workload(history, admin_client, service_db, root_certificate,
+                        group="drill", enroll_per_s=4.0, revoke_every_s=3.0)
+    workload.start()          # background threads
+    workload.enroll_now(2)    # a burst, e.g. right after a fault (the failover probe)
+    ...
+    workload.stop()           # stops creating work; devices keep checking in
+    workload.drain(timeout=30)  # until every device has what the service holds for it
+
+Every operation goes into the history as invoke / ok / fail / info. Each
+device receives its PFX sealed to its management key, opens it the way a
+device would (:func:`chaos.checkers.verify_delivered_pfx`), records the
+outcome and reports ``installed``. Device keys stay in this process; they are
+never written to the history.
+
+Device management keys come from a small pool of RSA keys reused across
+devices: the service issues each device its own management certificate, so
+what is checked (open with the device's key, chain to the root) is
+unchanged, and the lab machine is spared an RSA key generation per device.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from chaos.checkers.ops import ADMIN, CHECKIN, ENROLL, REVOKE, device_process
+from chaos.checkers.pfx import verify_delivered_pfx
+from chaos.history import History
+
+__all__ = ["REVOCATION_ACTIONS", "Device", "Workload"]
+
+log = logging.getLogger(__name__)
+
+# One admin action per row of the seed's revocation table that targets one device
+# (profile- and assignment-wide actions would revoke the whole lab at once).
+REVOCATION_ACTIONS = ("retire-user", "retire-admin", "block", "delete-device", "leave-group")
+
+
+@dataclass
+class Device:
+    id: str
+    user: str
+    certificate: x509.Certificate
+    key: rsa.RSAPrivateKey
+    requests: list[str] = field(default_factory=list)
+    installed: set[str] = field(default_factory=set)
+    retired: bool = False
+
+
+class Workload:
+    """Background enrollments, check-ins and revocation events against the service."""
+
+    def __init__(
+        self,
+        history: History,
+        client: httpx.Client,
+        requests_of: Callable[[str], list[str]],
+        root: x509.Certificate,
+        *,
+        group: str,
+        enroll_per_s: float = 4.0,
+        checkin_interval_s: float = 0.2,
+        revoke_every_s: float = 3.0,
+        device_keys: int = 4,
+        run_id: str = "",
+        seed: int | None = None,
+    ) -> None:
+        self.history = history
+        self.client = client
+        self.requests_of = requests_of
+        self.root = root
+        self.group = group
+        self.enroll_per_s = enroll_per_s
+        self.checkin_interval_s = checkin_interval_s
+        self.revoke_every_s = revoke_every_s
+        self.run_id = run_id or f"{int(time.time()) % 100000}"
+        self._rng = random.Random(seed)
+        self._keys = [
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            for _ in range(device_keys)
+        ]
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+        self.devices: dict[str, Device] = {}
+        self._stop_work = threading.Event()
+        self._stop_all = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._actions = itertools.cycle(REVOCATION_ACTIONS)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        for name, target in (
+            ("enroll", self._enroll_loop),
+            ("checkin", self._checkin_loop),
+            ("admin", self._admin_loop),
+        ):
+            thread = threading.Thread(target=target, name=f"workload-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop enrolling and revoking; check-ins continue until :meth:`close`."""
+        self._stop_work.set()
+
+    def close(self) -> None:
+        self._stop_work.set()
+        self._stop_all.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def pending_devices(self) -> list[Device]:
+        """Devices still owed a certificate for some request (per the service)."""
+        with self._lock:
+            devices = [d for d in self.devices.values() if not d.retired]
+        return [d for d in devices if set(d.requests) - d.installed]
+
+    # -- operations ----------------------------------------------------------------
+
+    def enroll_now(self, count: int = 1) -> list[str]:
+        return [d for d in (self.enroll_one() for _ in range(count)) if d]
+
+    def enroll_one(self) -> str | None:
+        n = next(self._counter)
+        device_id = f"dev-{self.run_id}-{n}"
+        user_id = f"user-{self.run_id}-{n}"
+        process = device_process(device_id)
+        op = self.history.invoke(process, ENROLL, {"device": device_id, "user": user_id})
+        key = self._keys[n % len(self._keys)]
+        public_pem = (
+            key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
+        try:
+            self._post(
+                "/api/v1/admin/users",
+                {
+                    "id": user_id,
+                    "name": f"User {n}",
+                    "upn": f"{user_id}@lab",
+                    "email": f"{user_id}@lab",
+                },
+            )
+            self._post(f"/api/v1/admin/groups/{self.group}/members", {"user_id": user_id})
+            body = self._post(
+                "/api/v1/admin/devices",
+                {"id": device_id, "user_id": user_id, "public_key_pem": public_pem},
+            )
+            cert = x509.load_pem_x509_certificate(body["management_certificate_pem"].encode())
+            requests = self.requests_of(device_id)
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            self.history.complete(op, "info", {"device": device_id, "error": str(exc)})
+            return None
+        device = Device(device_id, user_id, cert, key, requests=list(requests))
+        with self._lock:
+            self.devices[device_id] = device
+        self.history.complete(op, "ok", {"device": device_id, "requests": list(requests)})
+        return device_id
+
+    def checkin(self, device: Device) -> None:
+        process = device_process(device.id)
+        op = self.history.invoke(process, CHECKIN, {"device": device.id})
+        try:
+            body = self._post(f"/api/v1/devices/{device.id}/checkin", None)
+        except httpx.HTTPError as exc:
+            self.history.complete(op, "fail", {"device": device.id, "error": str(exc)})
+            return
+        delivered: list[dict[str, Any]] = []
+        for item in body.get("deliveries", []):
+            blob = base64.b64decode(item["envelope_b64"])
+            problems = verify_delivered_pfx(
+                blob, device.certificate, device.key, self.root, device_id=device.id
+            )
+            delivered.append(
+                {
+                    "request": item["request_id"],
+                    "serial": item["serial"],
+                    "pfx_ok": not problems,
+                    "pfx_errors": problems,
+                }
+            )
+            status = "installed" if not problems else "failed"
+            report: dict[str, Any] = {"request_id": item["request_id"], "status": status}
+            if problems:
+                report["reason"] = "; ".join(problems)[:900]
+            try:
+                self._post(f"/api/v1/devices/{device.id}/report", report)
+            except httpx.HTTPError as exc:
+                log.warning("report for %s failed: %s", item["request_id"], exc)
+            device.installed.add(item["request_id"])
+        for item in body.get("deletions", []):
+            try:
+                self._post(
+                    f"/api/v1/devices/{device.id}/report",
+                    {"request_id": item["request_id"], "status": "deleted"},
+                )
+            except httpx.HTTPError as exc:
+                log.warning("deletion report for %s failed: %s", item["request_id"], exc)
+        # Renewals or re-issues add requests; learn them from the service.
+        known = set(self.requests_of(device.id))
+        device.requests = sorted(known | set(device.requests))
+        self.history.complete(op, "ok", {"device": device.id, "delivered": delivered})
+
+    def revoke_one(self) -> None:
+        with self._lock:
+            candidates = [d for d in self.devices.values() if d.installed and not d.retired]
+        if not candidates:
+            return
+        device = self._rng.choice(candidates)
+        action = next(self._actions)
+        op = self.history.invoke(ADMIN, REVOKE, {"action": action, "device": device.id})
+        body: dict[str, Any]
+        if action == "leave-group":
+            body = {"group_id": self.group, "user_id": device.user}
+        else:
+            body = {"device_id": device.id}
+        try:
+            result = self._post(f"/api/v1/admin/actions/{action}", body)
+        except httpx.HTTPError as exc:
+            self.history.complete(op, "fail", {"action": action, "error": str(exc)})
+            return
+        device.retired = True
+        self.history.complete(op, "ok", {"action": action, "device": device.id, "result": result})
+
+    # -- loops ---------------------------------------------------------------------
+
+    def _enroll_loop(self) -> None:
+        if self.enroll_per_s <= 0:
+            return
+        interval = 1.0 / self.enroll_per_s
+        next_at = time.monotonic()
+        while not self._stop_work.is_set():
+            self.enroll_one()
+            next_at += interval
+            self._stop_work.wait(max(0.0, next_at - time.monotonic()))
+
+    def _checkin_loop(self) -> None:
+        while not self._stop_all.is_set():
+            for device in self.pending_devices():
+                if self._stop_all.is_set():
+                    return
+                self.checkin(device)
+            self._stop_all.wait(self.checkin_interval_s)
+
+    def _admin_loop(self) -> None:
+        if self.revoke_every_s <= 0:
+            return
+        while not self._stop_work.wait(self.revoke_every_s):
+            self.revoke_one()
+
+    def _post(self, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        response = self.client.post(path, json=body) if body is not None else self.client.post(path)
+        if response.status_code >= 400:
+            raise httpx.HTTPStatusError(
+                f"{path}: {response.status_code} {response.text[:300]}",
+                request=response.request,
+                response=response,
+            )
+        data = response.json()
+        return data if isinstance(data, dict) else {}
