@@ -24,11 +24,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from connector.agent.dangling import DanglingWork, settle
 from connector.agent.decide import Action, Decision
 from connector.agent.events import Event, emit
 from connector.agent.issuance import IssueContext, Outcome, issue_one
 from connector.agent.ports import Fence, Issuer, Lease, LeaseLost, Pki
-from connector.agent.reconcile import OrphanRevocation, reconcile
+from connector.agent.reconcile import reconcile
 from connector.agent.snapshot import Health
 from connector.service_client import BadRequest, ServiceUnavailable, StaleEpochError
 
@@ -57,9 +58,8 @@ class AgentState:
     reported_health: Health | None = None
     elected_at: float | None = None
     stopped: bool = False
-    # Orphans whose CA was down during reconciliation, by request id: that
-    # request is not issued anew until its orphan is revoked.
-    deferred_orphans: dict[str, list[OrphanRevocation]] = field(default_factory=dict)
+    # Orphans whose CA was down during the last reconciliation: sweep again soon.
+    orphans_pending: bool = False
     counts: Counter[str] = field(default_factory=Counter)
 
 
@@ -90,6 +90,7 @@ class Executor:
         self.state = state
         self.fence = Fence(deps.lease)
         self._counts_lock = threading.Lock()
+        self.dangling = DanglingWork()
         self._pool = ThreadPoolExecutor(max_workers=deps.workers, thread_name_prefix="pfxha-issue")
 
     def close(self) -> None:
@@ -175,8 +176,15 @@ class Executor:
 
     # -- work ------------------------------------------------------------------
 
+    @property
+    def sweep_soon(self) -> bool:
+        """Orphans or interrupted work wait: the next sweep should not wait long."""
+        return self.state.orphans_pending or len(self.dangling) > 0
+
     def _reconcile(self, decision: Decision) -> None:
-        self._retry_deferred_orphans()
+        assert decision.epoch is not None
+        left = settle(self.dangling.take(decision.epoch), self._issue_context())
+        self.dangling.extend(left)
         report = reconcile(
             self.deps.service,
             self.deps.issuer,
@@ -185,42 +193,12 @@ class Executor:
             deadline=self.deadline,
             is_retryable=self.deps.is_retryable,
         )
-        for orphan in report.orphans_deferred:
-            known = self.state.deferred_orphans.setdefault(orphan.request_id, [])
-            if orphan not in known:
-                known.append(orphan)
+        self.state.orphans_pending = not report.complete
         self.state.reconciled_epoch = decision.epoch
         self.state.last_reconcile_at = self.deps.clock()
-        self.state.counts["orphans_revoked"] += len(report.orphans_revoked)
-
-    def _retry_deferred_orphans(self) -> None:
-        for request_id, orphans in list(self.state.deferred_orphans.items()):
-            left = []
-            for orphan in orphans:
-                self.fence.epoch()
-                try:
-                    self.deps.issuer.revoke(
-                        orphan.serial, orphan.ca_name, "superseded", self.deadline()
-                    )
-                except Exception as exc:
-                    if not self.deps.is_retryable(exc):
-                        raise
-                    left.append(orphan)
-                    continue
-                self.state.counts["orphans_revoked"] += 1
-                emit(
-                    log,
-                    Event.ORPHAN_REVOKED,
-                    request_id=request_id,
-                    serial=orphan.serial,
-                    ca=orphan.ca_name,
-                    reason="superseded",
-                    deferred=True,
-                )
-            if left:
-                self.state.deferred_orphans[request_id] = left
-            else:
-                del self.state.deferred_orphans[request_id]
+        with self._counts_lock:
+            self.state.counts["orphans_revoked"] += len(report.orphans_revoked)
+            self.state.counts["requeued"] += len(report.requeued)
 
     def _revoke(self, decision: Decision) -> None:
         deps = self.deps
@@ -284,29 +262,8 @@ class Executor:
         if not requests:
             return
         emit(log, Event.BATCH_RECEIVED, count=len(requests), epoch=decision.epoch)
-        blocked = [r for r in requests if r.id in self.state.deferred_orphans]
-        for request in blocked:
-            deps.service.fail_request(
-                deps.name,
-                self.fence.epoch(),
-                request.id,
-                "an orphan certificate of a deposed leader awaits revocation at its CA",
-                True,
-            )
-        ctx = IssueContext(
-            name=deps.name,
-            service=deps.service,
-            issuer=deps.issuer,
-            pki=deps.pki,
-            fence=self.fence,
-            deadline=self.deadline,
-            ca_errors=deps.ca_errors,
-            is_retryable=deps.is_retryable,
-            on_result=self._on_result,
-            clock=deps.clock,
-        )
-        work = [r for r in requests if r.id not in self.state.deferred_orphans]
-        futures = [self._pool.submit(issue_one, ctx, request) for request in work]
+        ctx = self._issue_context()
+        futures = [self._pool.submit(issue_one, ctx, request) for request in requests]
         outcomes: list[Outcome] = []
         first_error: BaseException | None = None
         for future in futures:
@@ -317,10 +274,28 @@ class Executor:
                     first_error = exc
         if first_error is not None:
             raise first_error
+        if Outcome.STALLED in outcomes:
+            self.state.service_retry_at = deps.clock() + deps.backoff_s
         if outcomes and all(o is Outcome.DEFERRED for o in outcomes):
             self.state.ca_retry_at = deps.clock() + deps.backoff_s
         else:
             self.state.ca_retry_at = None
+
+    def _issue_context(self) -> IssueContext:
+        deps = self.deps
+        return IssueContext(
+            name=deps.name,
+            service=deps.service,
+            issuer=deps.issuer,
+            pki=deps.pki,
+            fence=self.fence,
+            deadline=self.deadline,
+            ca_errors=deps.ca_errors,
+            is_retryable=deps.is_retryable,
+            dangling=self.dangling,
+            on_result=self._on_result,
+            clock=deps.clock,
+        )
 
     def _on_result(self, request: Any, outcome: Outcome, ca: str, seconds: float) -> None:
         with self._counts_lock:  # called from the issuing worker threads

@@ -15,7 +15,9 @@ If the CA call fails after the intent, the CA may still have issued (a lost
 answer): we look the key up at the CAs and deliver what we find rather than
 issue twice. If the upload is refused (409 or 4xx) the certificate can never
 be delivered, so we revoke it ourselves (``superseded``) before giving up: at
-most one unrevoked certificate per request, and it is the delivered one.
+most one unrevoked certificate per request, and it is the delivered one. If
+we are interrupted (lease not fresh, service silent) the request is noted as
+dangling work (:mod:`connector.agent.dangling`) and finished by the next sweep.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from connector.agent.dangling import Dangling, DanglingWork, PendingUpload
 from connector.agent.events import Event, emit
 from connector.agent.ports import Fence, Issuer, LeaseLost, Pki
-from connector.service_client import BadRequest, StaleEpochError
+from connector.service_client import BadRequest, ServiceUnavailable, StaleEpochError
 
 __all__ = ["IssueContext", "Outcome", "issue_one"]
 
@@ -43,6 +46,7 @@ class Outcome(StrEnum):
     DEFERRED = "deferred"  # CA unavailable: handed back to the service, retried later
     FAILED = "failed"  # permanent: the service shows the reason
     FENCED = "fenced"  # lease lost or 409: nothing more done
+    STALLED = "stalled"  # the service did not answer: noted as dangling work
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class IssueContext:
     # CA exceptions (connector.ca.CAError) and which of them are worth retrying.
     ca_errors: tuple[type[BaseException], ...]
     is_retryable: Callable[[BaseException], bool]
+    dangling: DanglingWork
     on_result: Callable[[Any, Outcome, str, float], None] = lambda *_: None
     clock: Callable[[], float] = time.monotonic
 
@@ -66,16 +71,35 @@ def _public_pem(key: Any) -> str:
     return pem.decode("ascii")
 
 
+@dataclass
+class _Progress:
+    """How far one request got: decides what is left dangling if we are interrupted."""
+
+    epoch: int | None = None
+    public_key_pem: str | None = None
+    upload: PendingUpload | None = None
+
+    def dangling(self, request_id: str) -> Dangling | None:
+        if self.epoch is None:
+            return None
+        return Dangling(request_id, self.epoch, self.public_key_pem, self.upload)
+
+
 def issue_one(ctx: IssueContext, request: Any) -> Outcome:
-    """Process one request; never raises for CA or service trouble (see :class:`Outcome`)."""
+    """Process one request; only a 409 propagates (after tripping the fence)."""
     started = ctx.clock()
-    template = request.profile.template
+    progress = _Progress(epoch=ctx.fence.expected_epoch)
     ca = "-"
     try:
-        outcome, ca = _issue(ctx, request, template)
+        outcome, ca = _issue(ctx, request, progress)
     except LeaseLost as exc:
         emit(log, Event.LEASE_NOT_FRESH, request_id=request.id, reason=str(exc))
+        _note_dangling(ctx, request, progress)
         outcome = Outcome.FENCED
+    except ServiceUnavailable as exc:
+        emit(log, Event.SERVICE_UNAVAILABLE, request_id=request.id, error=exc.reason)
+        _note_dangling(ctx, request, progress)
+        outcome = Outcome.STALLED
     except StaleEpochError as exc:
         ctx.fence.trip()
         emit(log, Event.STALE_EPOCH, request_id=request.id, reason=exc.reason)
@@ -84,21 +108,30 @@ def issue_one(ctx: IssueContext, request: Any) -> Outcome:
     return outcome
 
 
-def _issue(ctx: IssueContext, request: Any, template: str) -> tuple[Outcome, str]:
+def _note_dangling(ctx: IssueContext, request: Any, progress: _Progress) -> None:
+    item = progress.dangling(request.id)
+    if item is not None:
+        ctx.dangling.add(item)
+
+
+def _issue(ctx: IssueContext, request: Any, progress: _Progress) -> tuple[Outcome, str]:
+    template = request.profile.template
     key = ctx.pki.new_key(request.profile.key_type)
     csr = ctx.pki.build_csr(request, key)
     public_pem = _public_pem(key)
 
-    ctx.service.record_intent(ctx.name, ctx.fence.epoch(), request.id, public_pem)
-    emit(log, Event.INTENT_RECORDED, request_id=request.id, epoch=ctx.fence.expected_epoch)
+    epoch = ctx.fence.epoch()
+    progress.public_key_pem = public_pem  # from here on an intent may exist
+    ctx.service.record_intent(ctx.name, epoch, request.id, public_pem)
+    emit(log, Event.INTENT_RECORDED, request_id=request.id, epoch=epoch)
 
     ctx.fence.epoch()
     try:
         issued = ctx.issuer.issue(csr, template, request.id, ctx.deadline())
     except Exception as exc:
-        retryable = ctx.is_retryable(exc)
         if not isinstance(exc, ctx.ca_errors):
             raise
+        retryable = ctx.is_retryable(exc)
         found = _find_unrevoked(ctx, key)
         if found is None:
             return _hand_back(ctx, request, exc, retryable), "-"
@@ -114,6 +147,7 @@ def _issue(ctx: IssueContext, request: Any, template: str) -> tuple[Outcome, str
     )
     envelope = ctx.pki.seal(ctx.pki.pack_pfx(key, issued.certificate, issued.chain))
     del key  # the PFX inside the envelope is the only copy that leaves this function
+    progress.upload = PendingUpload(envelope, issued.serial, issued.ca_name)
 
     try:
         ctx.service.upload_result(
@@ -121,9 +155,6 @@ def _issue(ctx: IssueContext, request: Any, template: str) -> tuple[Outcome, str
         )
     except StaleEpochError:
         _revoke_undeliverable(ctx, request, issued, "service refused our epoch (409)")
-        raise
-    except LeaseLost:
-        _revoke_undeliverable(ctx, request, issued, "lease lost before upload")
         raise
     except BadRequest as exc:
         _revoke_undeliverable(ctx, request, issued, exc.reason)

@@ -125,10 +125,11 @@ class Agent:
             revocation_interval_s=self.loop.revocation_interval_s,
             revocations_backlog=s.revocations_backlog,
             last_reconcile_at=s.last_reconcile_at,
-            # Orphans awaiting a CA that was down: sweep as often as revocations.
+            # Orphans awaiting a CA that was down, or interrupted work: sweep
+            # as often as revocations are polled.
             reconcile_interval_s=(
                 self.loop.revocation_interval_s
-                if s.deferred_orphans
+                if self.executor.sweep_soon
                 else self.loop.reconcile_interval_s
             ),
             service_retry_at=s.service_retry_at,

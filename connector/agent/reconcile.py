@@ -46,6 +46,7 @@ class ReconcileReport:
     orphans_revoked: list[OrphanRevocation] = field(default_factory=list)
     # Orphans whose CA could not be reached: revoked on a later sweep.
     orphans_deferred: list[OrphanRevocation] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
     cancelled_failed: list[str] = field(default_factory=list)
 
     @property
@@ -84,7 +85,11 @@ def reconcile(
     deadline: Callable[[], float],
     is_retryable: Callable[[BaseException], bool],
 ) -> ReconcileReport:
-    """Revoke what older epochs' in-flight intents left at the CAs; fail cancelled requests."""
+    """Revoke what older epochs' in-flight intents left at the CAs, then requeue the requests.
+
+    A request whose orphan sits at an unreachable CA stays in flight (so it is
+    not issued anew while the orphan is valid) and is retried on the next sweep.
+    """
     report = ReconcileReport()
     intents = service.inflight_intents(name, fence.epoch())
     report.intents = len(intents)
@@ -128,21 +133,29 @@ def reconcile(
                 ca=orphan.ca_name,
                 reason=SUPERSEDED,
             )
-        if intent.cancelled and not deferred:
-            service.fail_request(
-                name,
-                fence.epoch(),
-                intent.request_id,
-                "cancelled while a deposed leader held it; orphans revoked",
-                False,
-            )
+        if deferred:
+            # The intent stays in flight at the service, so the request is not
+            # issued anew while its orphan is valid; the next sweep retries.
+            continue
+        # Back to pending (or failed, if it was cancelled meanwhile): issued anew.
+        service.fail_request(
+            name,
+            fence.epoch(),
+            intent.request_id,
+            f"reconciled after epoch {intent.epoch}: {len(orphans)} orphan(s) revoked",
+            True,
+        )
+        if intent.cancelled:
             report.cancelled_failed.append(intent.request_id)
+        else:
+            report.requeued.append(intent.request_id)
     emit(
         log,
         Event.RECONCILE_DONE,
         intents=report.intents,
         orphans_revoked=len(report.orphans_revoked),
         orphans_deferred=len(report.orphans_deferred),
+        requeued=len(report.requeued),
         epoch=fence.expected_epoch,
     )
     return report
