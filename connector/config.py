@@ -24,8 +24,10 @@
     [[ca]]
     name = "primary"
     url = "http://ca1:8888"
-    auth_key_file = "/etc/pfxha/ca1.key"
-    certdb = "/var/lib/cfssl/primary.db"   # read-only, for reconciliation
+    auth_key_file = "/etc/pfxha/ca1.key"      # hex auth key of /api/v1/cfssl/authsign
+    certificate = "/etc/pfxha/ca1.pem"        # the issuing CA's certificate
+    root = "/etc/pfxha/root.pem"              # its root (trust anchor)
+    certdb = "/var/lib/cfssl/primary.db"      # read-only, for reconciliation
 
     [templates]
     user-auth = ["primary", "secondary"]
@@ -46,13 +48,15 @@ upper-cased, ``-`` as ``_``) and a template's CA list is
 
 from __future__ import annotations
 
-import importlib
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from election import ElectionConfig
 
 __all__ = [
     "CASettings",
@@ -108,10 +112,28 @@ class ServiceSettings:
 class CASettings:
     name: str
     url: str
-    auth_key_file: str | None = None
+    # Hex key for CFSSL's authenticated sign endpoint (a secret: a 0600 file).
+    auth_key_file: str
+    # PEM of this issuing CA's certificate and of its root: every certificate it
+    # returns is checked against them before it is packed into a PFX.
+    certificate: str
+    root: str
+    # The CA's certdb, opened read-only to find what it issued (reconciliation).
     certdb: str | None = None
-    # PEM of the issuing CA certificate, to validate what it returns (optional).
-    cert_file: str | None = None
+    crl_url: str | None = None
+    timeout_s: float = 2.0
+
+    def as_spec(self) -> dict[str, str | None]:
+        """The shape ``connector.ca.CfsslCA.from_dict`` reads."""
+        return {
+            "name": self.name,
+            "url": self.url,
+            "auth_key_file": self.auth_key_file,
+            "certificate": self.certificate,
+            "root": self.root,
+            "certdb": self.certdb,
+            "crl_url": self.crl_url,
+        }
 
 
 @dataclass(frozen=True)
@@ -139,6 +161,11 @@ class LoopSettings:
     ca_deadline_s: float = 5.0
     # Back-off after the service or every CA failed.
     backoff_s: float = 0.5
+    # Key types the pool pre-generates (comma-separated profile words).
+    keypool_types: str = "rsa2048"
+    # Consecutive CA failures that open its circuit, and how long it stays open.
+    breaker_threshold: int = 2
+    breaker_reset_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -158,20 +185,21 @@ class ConnectorConfig:
                 return ca
         raise KeyError(name)
 
-    def election_config(self) -> Any:
+    def election_config(self) -> ElectionConfig:
         """The validated :class:`election.ElectionConfig` of this connector.
 
         The election owns its timing rules; a rule it rejects is reported here
         under this file's setting name (``zookeeper.session_timeout``).
         """
-        # Imported here so that parsing a config does not load kazoo (tools, tests).
-        election: Any = importlib.import_module("election")
+        from election import ConfigError as ElectionConfigError
+        from election import ElectionConfig
+
         zk = self.zookeeper
         auth = None
         if zk.auth_user is not None and zk.auth_password_file is not None:
             auth = (zk.auth_user, _read_secret(zk.auth_password_file))
         try:
-            cfg = election.ElectionConfig(
+            cfg = ElectionConfig(
                 hosts=zk.hosts,
                 cluster=self.connector.cluster,
                 name=self.connector.name,
@@ -183,7 +211,7 @@ class ConnectorConfig:
                 auth_digest=auth,
             )
             return cfg.validate()
-        except election.ConfigError as exc:
+        except ElectionConfigError as exc:
             setting = str(getattr(exc, "setting", "zookeeper"))
             section = "connector" if setting in _CONNECTOR_ELECTION_SETTINGS else "zookeeper"
             if setting == "auth_digest":
@@ -366,6 +394,8 @@ def _validate_timing(config: ConnectorConfig) -> None:
         ("loop.reconcile_interval_s", loop.reconcile_interval_s > 0, "must be > 0"),
         ("loop.ca_deadline_s", loop.ca_deadline_s > 0, "must be > 0"),
         ("loop.backoff_s", 0 < loop.backoff_s <= 60, "must be in (0, 60]"),
+        ("loop.breaker_threshold", loop.breaker_threshold >= 1, "must be >= 1"),
+        ("loop.breaker_reset_s", loop.breaker_reset_s > 0, "must be > 0"),
         (
             "loop.poll_wait_s",
             loop.poll_wait_s <= loop.heartbeat_interval_s,

@@ -25,6 +25,7 @@ from connector.agent.executor import AgentState, Executor, ExecutorDeps
 from connector.agent.snapshot import CAView, Snapshot, Standing, TemplateView, standing_from_role
 from connector.config import LoopSettings
 from connector.health import HealthSnapshot
+from election import ElectionObserver
 
 __all__ = ["Agent", "ca_state_word"]
 
@@ -38,7 +39,7 @@ def ca_state_word(value: Any) -> str:
     return text if text in {"closed", "open", "half_open"} else "open"
 
 
-class Agent:
+class Agent(ElectionObserver):
     """One connector: an election observer and the loop that acts on its role."""
 
     def __init__(

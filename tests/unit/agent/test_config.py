@@ -26,11 +26,16 @@ url = "http://127.0.0.1:8080"
 name = "primary"
 url = "http://127.0.0.1:8888"
 auth_key_file = "/tmp/k1"
+certificate = "/tmp/primary.pem"
+root = "/tmp/root.pem"
 certdb = "/tmp/primary.db"
 
 [[ca]]
 name = "secondary"
 url = "http://127.0.0.1:8889"
+auth_key_file = "/tmp/k2"
+certificate = "/tmp/secondary.pem"
+root = "/tmp/root.pem"
 
 [templates]
 user-auth = ["primary", "secondary"]
@@ -84,11 +89,15 @@ def test_settings_entirely_from_env() -> None:
         "PFXHA_ZOOKEEPER_HOSTS": "zk:2181",
         "PFXHA_SERVICE_URL": "https://svc:8443",
         "PFXHA_CA_PRIMARY_URL": "http://ca:8888",
+        "PFXHA_CA_PRIMARY_AUTH_KEY_FILE": "/run/secrets/ca.key",
+        "PFXHA_CA_PRIMARY_CERTIFICATE": "/etc/pfxha/ca.pem",
+        "PFXHA_CA_PRIMARY_ROOT": "/etc/pfxha/root.pem",
         "PFXHA_TEMPLATES_WIFI": "primary",
     }
     config = parse_config({}, env)
     assert config.connector.name == "c9"
     assert config.ca("primary").url == "http://ca:8888"
+    assert config.ca("primary").auth_key_file == "/run/secrets/ca.key"
     assert config.templates == {"wifi": ("primary",)}
 
 
@@ -135,7 +144,8 @@ def edit(old: str, new: str) -> str:
             "unknown setting",
         ),
         (
-            GOOD + '\n[[ca]]\nname = "primary"\nurl = "http://x:1"\n',
+            GOOD
+            + '\n[[ca]]\nname = "primary"\nurl = "http://x:1"\nauth_key_file = "k"\ncertificate = "c"\nroot = "r"\n',
             {},
             "ca[primary].name",
             "unique",
@@ -175,3 +185,24 @@ def test_no_ca_at_all() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(raw, {})
     assert info.value.setting == "ca"
+
+
+def test_election_rules_are_reported_under_the_config_setting(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path), environ={"PFXHA_ZOOKEEPER_SESSION_TIMEOUT": "0.1"})
+    with pytest.raises(ConfigError) as info:
+        config.election_config()
+    assert info.value.setting == "zookeeper.session_timeout"
+    assert "0.2" in str(info.value)
+
+
+def test_election_config_carries_identity_and_credentials(tmp_path: Path) -> None:
+    secret = tmp_path / "zk-password"
+    secret.write_text("s3cret\n")
+    env = {
+        "PFXHA_ZOOKEEPER_AUTH_USER": "connector",
+        "PFXHA_ZOOKEEPER_AUTH_PASSWORD_FILE": str(secret),
+        "PFXHA_CONNECTOR_PRIORITY": "5",
+    }
+    election = load_config(write(tmp_path), environ=env).election_config()
+    assert (election.name, election.cluster, election.priority) == ("c1", "lab", 5)
+    assert election.auth_digest == ("connector", "s3cret")

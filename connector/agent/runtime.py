@@ -1,0 +1,208 @@
+"""Wiring a real connector from its configuration, and running it until a signal.
+
+    config = load_config("connector.toml")
+    run(config)     # blocks; SIGTERM/SIGINT release the lease at once and return
+
+:func:`build` assembles the pieces (service client, CA router over CFSSL,
+key pool, metrics and the /metrics /healthz /readyz server, the elector with
+the agent as its observer) without starting anything, so tests can start and
+stop one in-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from cryptography import x509
+
+from connector.agent.events import Event, emit
+from connector.agent.executor import ExecutorDeps
+from connector.agent.loop import Agent
+from connector.agent.ports import Pki
+from connector.ca import CAError, CARouter, CfsslCA, is_retryable
+from connector.config import ConnectorConfig
+from connector.health import HealthServer
+from connector.metrics import ConnectorMetrics
+from connector.pki import KeyPool, KeyType, build_csr, pack_pfx, seal
+from connector.service_client import ServiceClient
+from election import Elector
+
+__all__ = ["Runtime", "build", "run"]
+
+log = logging.getLogger("pfxha.connector")
+
+
+class _KraCertificate:
+    """The service's KRA certificate, fetched on first use and kept."""
+
+    def __init__(self, service: ServiceClient) -> None:
+        self._service = service
+        self._cert: x509.Certificate | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> x509.Certificate:
+        with self._lock:
+            if self._cert is None:
+                self._cert = self._service.kra_certificate()
+            return self._cert
+
+
+def _variables(request: Any) -> dict[str, str]:
+    variables = dict(request.variables)
+    variables.setdefault("DeviceId", request.device_id)
+    return variables
+
+
+def make_pki(pool: KeyPool, kra: Callable[[], x509.Certificate]) -> Pki:
+    return Pki(
+        new_key=lambda key_type: pool.take(KeyType.parse(key_type)),
+        build_csr=lambda request, key: build_csr(
+            key,
+            request.profile.subject_template,
+            request.profile.san_templates,
+            _variables(request),
+        ),
+        pack_pfx=lambda key, cert, chain: pack_pfx(key, cert, chain, "pfxha"),
+        seal=lambda pfx: seal(pfx, kra()),
+    )
+
+
+@dataclass
+class Runtime:
+    config: ConnectorConfig
+    agent: Agent
+    elector: Elector
+    service: ServiceClient
+    router: CARouter
+    pool: KeyPool
+    metrics: ConnectorMetrics
+    health: HealthServer
+
+    def start(self, *, retry_for_s: float = 0.0) -> None:
+        """Serve health, fill the key pool, join the election (the loop is :meth:`serve`).
+
+        ZooKeeper may come up after the connector (a lab, a boot): joining is
+        retried for ``retry_for_s`` seconds before the error propagates.
+        """
+        self.health.start()
+        self.pool.start()
+        deadline = time.monotonic() + retry_for_s
+        while True:
+            try:
+                self.elector.start()
+                return
+            except Exception as exc:
+                if time.monotonic() >= deadline or self.agent.state.stopped:
+                    raise
+                log.warning("joining the election failed, retrying: %s", exc)
+                time.sleep(1.0)
+
+    def serve(self) -> None:
+        self.agent.run()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.elector.stop()
+        self.pool.stop()
+        self.health.stop()
+        for ca in self.router.cas.values():
+            with contextlib.suppress(Exception):
+                ca.close()  # type: ignore[attr-defined]
+        self.service.close()
+
+
+def build(config: ConnectorConfig) -> Runtime:
+    """Assemble a connector from ``config``; nothing is started yet."""
+    name = config.connector.name
+    election_config = config.election_config()
+    loop = config.loop
+    metrics = ConnectorMetrics(name=name, cluster=config.connector.cluster)
+    service = ServiceClient(config.service.url, timeout=config.service.timeout_s)
+    cas = {ca.name: CfsslCA.from_dict(ca.as_spec(), timeout=ca.timeout_s) for ca in config.cas}
+    router = CARouter(
+        cas,
+        {t: list(names) for t, names in config.templates.items()},
+        call_timeout_s=min(ca.timeout_s for ca in config.cas),
+        breaker_threshold=loop.breaker_threshold,
+        breaker_reset_s=loop.breaker_reset_s,
+    )
+    key_types = [KeyType.parse(word) for word in loop.keypool_types.split(",") if word.strip()]
+    pool = KeyPool({kt: loop.keypool_size for kt in key_types}, workers=1)
+    kra = _KraCertificate(service)
+    lease = _LateLease()
+    deps = ExecutorDeps(
+        name=name,
+        service=service,
+        issuer=router,
+        pki=make_pki(pool, kra.get),
+        lease=lease,
+        ca_errors=(CAError,),
+        is_retryable=is_retryable,
+        batch_size=loop.batch_size,
+        poll_wait_s=loop.poll_wait_s,
+        workers=loop.workers,
+        ca_deadline_s=loop.ca_deadline_s,
+        backoff_s=loop.backoff_s,
+        lease_budget_s=config.zookeeper.session_timeout,
+        metrics=metrics,
+        details=lambda: {"version": metrics_version(), "cas": router.ca_states()},
+    )
+    agent = Agent(deps=deps, elector=None, templates=config.templates, loop=loop)
+    elector = Elector(election_config, observers=[agent])
+    agent.elector = elector
+    lease.target = elector
+    host, port = config.metrics.host_port
+    health = HealthServer(metrics.registry, host=host, port=port, provider=agent.health_snapshot)
+    return Runtime(config, agent, elector, service, router, pool, metrics, health)
+
+
+def metrics_version() -> str:
+    from connector._version import __version__
+
+    return __version__
+
+
+class _LateLease:
+    """The elector, attached after construction (it needs the agent as observer first)."""
+
+    target: Elector | None = None
+
+    def fresh_epoch(self) -> int | None:
+        return None if self.target is None else self.target.fresh_epoch()
+
+    def release(self, reason: str) -> None:
+        if self.target is not None:
+            self.target.release(reason)
+
+
+@contextlib.contextmanager
+def _signals(agent: Agent) -> Iterator[None]:
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        emit(log, Event.RELEASED, reason=f"signal {signal.Signals(signum).name}", pending=True)
+        agent.request_stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run(config: ConnectorConfig, *, start_timeout_s: float = 60.0) -> None:
+    """Build, start and serve a connector until SIGTERM/SIGINT."""
+    runtime = build(config)
+    with _signals(runtime.agent):
+        try:
+            runtime.start(retry_for_s=start_timeout_s)
+            runtime.serve()
+        finally:
+            runtime.close()
