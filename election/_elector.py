@@ -34,6 +34,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import (
     ConnectionClosedError,
     KazooException,
+    NoAuthError,
     NodeExistsError,
     NoNodeError,
     OperationTimeoutError,
@@ -44,7 +45,7 @@ from kazoo.protocol.states import EventType, KazooState, WatchedEvent
 
 from election._config import ElectionConfig
 from election._decide import Action, Decision, Snapshot, decide
-from election._errors import ElectionError
+from election._errors import ElectionError, NotAuthorizedError
 from election._liveness import LivenessProbe, LivenessServer
 from election._model import (
     Candidate,
@@ -167,7 +168,13 @@ class Elector:
         try:
             ensure_layout(client, self.paths, self._acl)
             self._session_id = client.client_id[0]
-            self._register()
+            try:
+                self._register()
+            except NoAuthError as exc:
+                raise NotAuthorizedError(
+                    f"ZooKeeper refused to register {self.name} under {self.paths.members}: "
+                    "NoAuth (credentials missing or not a connector identity)"
+                ) from exc
         except Exception:
             client.stop()
             client.close()

@@ -1,0 +1,48 @@
+"""A leader process killed with SIGKILL: fast path (liveness socket) versus session expiry."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+
+import pytest
+from kazoo.client import KazooClient
+
+from tests.integration.election.support import (
+    Members,
+    kill,
+    leader_of,
+    wait_leader_in_zk,
+    wait_line,
+)
+
+ClientFactory = Callable[..., KazooClient]
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "session-timeout"])
+def test_killed_leader_is_replaced_with_a_higher_epoch(
+    members: Members, zk_client: ClientFactory, fast_path: bool
+) -> None:
+    extra = () if fast_path else ("--no-fast-path",)
+    for name in ("c1", "c2", "c3"):
+        members.start(name, *extra)
+    client = zk_client()
+    wait_line(client, members.cluster, 3)
+    old_name, old_epoch = wait_leader_in_zk(client, members.cluster)
+    killed_at = time.monotonic()
+    kill(members.procs[old_name], signal.SIGKILL)
+    new_name, new_epoch = wait_leader_in_zk(
+        client, members.cluster, accept=lambda leader: leader[0] != old_name
+    )
+    took = time.monotonic() - killed_at
+    assert new_epoch > old_epoch
+    # Loose sanity bounds (the benchmark measures): the fast path does not wait for
+    # the 1 s session to expire; without it the takeover cannot beat the expiry.
+    if fast_path:
+        assert took < 0.8, f"fast path took {took:.3f}s"
+    else:
+        assert took > 0.7, f"takeover after {took:.3f}s, before the session could expire"
+    # The new leader is stable and the dead one's nodes are gone once its session ends.
+    wait_line(client, members.cluster, 2)
+    assert leader_of(client, members.cluster) == (new_name, new_epoch)
