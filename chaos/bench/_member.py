@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         nofailover=args.nofailover,
         session_timeout=args.session_timeout,
         fast_path=not args.no_fast_path,
-        auth_digest=auth,  # type: ignore[arg-type]
+        auth_digest=auth,
     )
     elector = Elector(config, observers=[_Printer()])
     done = threading.Event()
