@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from connector.pki.envelope import open_envelope, seal
-from connector.service_client import CertificateRequest
+from connector.service_client import CertificateRequest, RevocationTask, ServiceClient
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -162,3 +162,60 @@ def build_world(
 def ok(response: httpx.Response) -> Any:
     assert response.status_code < 300, f"{response.status_code}: {response.text}"
     return response.json() if response.content else None
+
+
+class FakeConnector:
+    """Plays the active connector with the real client and a MiniCA (no CFSSL needed)."""
+
+    def __init__(self, client: ServiceClient, name: str, epoch: int) -> None:
+        self.client, self.name, self.epoch = client, name, epoch
+        self.ca = MiniCA()
+        self.kra = client.kra_certificate()
+        client.register(name, epoch)
+
+    def issue(self, device_ids: Collection[str], days: int = 10) -> dict[str, Issued]:
+        """Issue whatever is polled (like a connector) until every listed device has a
+        certificate from this call; returns device -> Issued for the listed devices."""
+        done: dict[str, Issued] = {}
+        for _ in range(20):
+            for req in self.client.poll_requests(self.name, self.epoch, 500, 0):
+                issued = issue_for(req, self.ca, self.kra, days=days)
+                self.client.record_intent(self.name, self.epoch, req.id, public_pem(issued.key))
+                self.client.upload_result(
+                    self.name,
+                    self.epoch,
+                    req.id,
+                    issued.envelope,
+                    issued.cert.serial_number,
+                    self.ca.name,
+                )
+                done[req.device_id] = issued
+            if set(done) >= set(device_ids):
+                return {d: done[d] for d in device_ids}
+        raise AssertionError(f"requests for {sorted(set(device_ids) - set(done))} never came")
+
+    def revocations(self) -> list[RevocationTask]:
+        return self.client.poll_revocations(self.name, self.epoch, 500)
+
+    def confirm(self, task: RevocationTask) -> None:
+        self.client.confirm_revocation(self.name, self.epoch, task.id)
+
+
+def install(
+    admin: httpx.Client, world: World, connector: FakeConnector, days: int = 10
+) -> dict[str, Issued]:
+    """Issue, deliver and install one certificate on every device of ``world``."""
+    issued = connector.issue(list(world.devices), days=days)
+    for device_id, device in world.devices.items():
+        checkin = ok(admin.post(f"/api/v1/devices/{device_id}/checkin"))
+        (delivery,) = checkin["deliveries"]
+        pfx = open_delivery(delivery["envelope_b64"], device["cert"], device["key"])
+        assert pfx.cert is not None
+        assert pfx.cert.certificate == issued[device_id].cert
+        ok(
+            admin.post(
+                f"/api/v1/devices/{device_id}/report",
+                json={"request_id": delivery["request_id"], "status": "installed"},
+            )
+        )
+    return issued
