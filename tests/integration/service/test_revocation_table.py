@@ -24,7 +24,8 @@ from tests.integration.service.helpers import (
 )
 
 # event -> (body for the action, {mode: (revoked, deleted) or None for n/a}, CRL reason)
-TABLE = {
+Row = tuple[str, dict[str, tuple[bool, bool] | None], str]
+TABLE: dict[str, Row] = {
     "retire-user": (
         "device",
         {"standalone": (True, True), "hybrid": (True, True)},
