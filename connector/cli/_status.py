@@ -1,0 +1,144 @@
+"""``pfxha status`` and ``pfxha switchover``: the cluster as ZooKeeper sees it.
+
+    pfxha status --hosts 127.0.0.1:2181 --cluster lab [--json]
+    pfxha switchover --hosts 127.0.0.1:2181 --cluster lab [--to c2] [--auth USER:PASSWORD]
+
+Both talk to ZooKeeper alone (no connector needs to answer). ``--hosts`` and
+``--auth`` may come from PFXHA_ZOOKEEPER_HOSTS and PFXHA_ZOOKEEPER_AUTH.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import click
+from kazoo.client import KazooClient
+from rich.console import Console
+from rich.table import Table
+
+from election import (
+    ClusterPaths,
+    ElectionError,
+    LeaderInfo,
+    open_client,
+    read_cluster_status,
+    request_switchover,
+)
+
+__all__ = ["status", "switchover"]
+
+_hosts_option = click.option(
+    "--hosts",
+    envvar="PFXHA_ZOOKEEPER_HOSTS",
+    required=True,
+    help="ZooKeeper connect string, e.g. 127.0.0.1:2181,127.0.0.1:2182.",
+)
+_cluster_option = click.option(
+    "--cluster", envvar="PFXHA_CLUSTER", required=True, help="Cluster name (/pfxha/<cluster>)."
+)
+
+
+def _parse_auth(value: str | None) -> tuple[str, str] | None:
+    if not value:
+        return None
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise click.BadParameter("expected USER:PASSWORD", param_hint="--auth")
+    return user, password
+
+
+@click.command()
+@_hosts_option
+@_cluster_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds to reach ZooKeeper.")
+def status(hosts: str, cluster: str, as_json: bool, timeout: float) -> None:
+    """Members, who leads, the epoch and since when, each member's role."""
+    try:
+        with open_client(hosts, timeout=timeout) as client:
+            result = read_cluster_status(client, cluster)
+    except Exception as exc:
+        raise click.ClickException(f"cannot read cluster {cluster!r} from {hosts}: {exc}") from exc
+    data = result.to_dict()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    console = Console()
+    leader = data["leader"]
+    console.print(
+        f"cluster [bold]{cluster}[/]: "
+        + (
+            f"leader [bold green]{leader}[/] epoch {data['leader_epoch']} since {data['since']}"
+            if leader
+            else "[bold red]no leader[/]"
+        )
+        + f" (epoch counter {data['epoch']})"
+    )
+    table = Table("member", "role", "host", "pid", "priority", "nofailover", "version", "started")
+    for member in data["members"]:
+        role = member["role"]
+        style = {"leader": "bold green", "suspended": "yellow"}.get(role, "")
+        table.add_row(
+            member["name"],
+            f"[{style}]{role}[/]" if style else role,
+            member["host"],
+            str(member["pid"]),
+            str(member["priority"]),
+            "yes" if member["nofailover"] else "",
+            member["version"],
+            member["started_at"],
+        )
+    console.print(table)
+    if data["switchover"]:
+        console.print(f"pending switchover: {data['switchover']}")
+
+
+@click.command()
+@_hosts_option
+@_cluster_option
+@click.option("--to", "target", default=None, help="Member to hand over to (default: next).")
+@click.option(
+    "--auth",
+    envvar="PFXHA_ZOOKEEPER_AUTH",
+    default=None,
+    help="USER:PASSWORD of a connector identity when the cluster uses digest ACLs.",
+)
+@click.option("--wait", default=10.0, show_default=True, help="Seconds to wait for the new leader.")
+def switchover(hosts: str, cluster: str, target: str | None, auth: str | None, wait: float) -> None:
+    """Hand the lease over now: the leader releases, TARGET (or the next in line) takes it."""
+    auth_digest = _parse_auth(auth)
+    try:
+        with open_client(hosts, auth_digest=auth_digest) as client:
+            before = request_switchover(client, cluster, target, auth_digest=auth_digest)
+            assert before.leader is not None
+            old = before.leader
+            click.echo(
+                f"switchover requested: {old.name} (epoch {old.epoch}) -> {target or 'next'}"
+            )
+            new = _wait_for_successor(client, ClusterPaths(cluster).leader, old, target, wait)
+    except ElectionError as exc:  # SwitchoverError, NotAuthorizedError
+        raise click.ClickException(str(exc)) from exc
+    if new is None:
+        raise click.ClickException(f"no new leader within {wait:.0f}s; see `pfxha status`")
+    click.echo(f"{new.name} leads with epoch {new.epoch}")
+
+
+def _wait_for_successor(
+    client: KazooClient, path: str, old: LeaderInfo, target: str | None, timeout: float
+) -> LeaderInfo | None:
+    """Watch /leader until a newer leader (the target, if given) holds it."""
+    found: list[LeaderInfo] = []
+    done = threading.Event()
+
+    def on_change(data: bytes | None, _stat: object) -> bool:
+        info = LeaderInfo.parse(data) if data else None
+        if info is not None and info.epoch > old.epoch and target in (None, info.name):
+            found.append(info)
+            done.set()
+            return False  # stop watching
+        return True
+
+    client.DataWatch(path, on_change)
+    done.wait(timeout)
+    return found[0] if found else None
