@@ -1,0 +1,296 @@
+"""Breakers, deadline-bounded retry policies and the router, with a fake clock and fake CAs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+from connector.ca import (
+    CAAuthError,
+    CANotFoundError,
+    CARequestRejectedError,
+    CARouter,
+    CAUnavailableError,
+    CertStatus,
+    CircuitBreaker,
+    IssuedCertificate,
+    NoCAAvailableError,
+    RetryPolicy,
+)
+from connector.pki import KeyType, build_csr, generate_key
+from tests.unit.pki._ca import TestCA, make_intermediate, make_root
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@dataclass
+class FakeCA:
+    """An IssuingCA that signs locally, or fails the way it is told to."""
+
+    name: str
+    ca: TestCA
+    clock: FakeClock
+    fail: Exception | None = None
+    call_cost: float = 0.01
+    calls: list[str] = field(default_factory=list)
+    revoked: set[int] = field(default_factory=set)
+    issued: list[IssuedCertificate] = field(default_factory=list)
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return self.ca.certificate
+
+    def _call(self, what: str, timeout: float | None) -> None:
+        self.calls.append(what)
+        self.clock.now += min(self.call_cost, timeout or self.call_cost)
+        if self.fail is not None:
+            raise self.fail
+
+    def issue(self, csr, template, request_id, *, timeout=None):  # type: ignore[no-untyped-def]
+        self._call(f"issue {request_id}", timeout)
+        cert = self.ca.sign(csr.subject, csr.public_key())
+        issued = IssuedCertificate.of(cert, [self.ca.certificate], self.name)
+        self.issued.append(issued)
+        return issued
+
+    def revoke(self, serial: int, reason: str, *, timeout: float | None = None) -> None:
+        self._call(f"revoke {serial}", timeout)
+        if not any(i.serial == serial for i in self.issued):
+            raise CANotFoundError("no such serial", ca_name=self.name)
+        self.revoked.add(serial)
+
+    def status(self, serial: int) -> CertStatus:
+        return CertStatus.REVOKED if serial in self.revoked else CertStatus.GOOD
+
+    def crl(self, *, timeout: float | None = None) -> x509.CertificateRevocationList:
+        raise NotImplementedError
+
+    def find(self, public_key: PublicKeyTypes) -> list[IssuedCertificate]:
+        return [i for i in self.issued if i.certificate.public_key() == public_key]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="module")
+def roots() -> tuple[TestCA, TestCA]:
+    root = make_root()
+    return make_intermediate(root, "CA one"), make_intermediate(root, "CA two")
+
+
+def _router(clock: FakeClock, roots: tuple[TestCA, TestCA], **kw: object):  # type: ignore[no-untyped-def]
+    one = FakeCA("one", roots[0], clock)
+    two = FakeCA("two", roots[1], clock)
+    router = CARouter(
+        {"one": one, "two": two},
+        {"t": ["one", "two"], "only-one": ["one"]},
+        clock=clock,
+        sleep=clock.sleep,
+        **kw,  # type: ignore[arg-type]
+    )
+    return router, one, two
+
+
+def _csr():  # type: ignore[no-untyped-def]
+    key = generate_key(KeyType.P256)
+    return build_csr(key, "CN=x", [], {"DeviceId": "d"}), key
+
+
+# -- breaker ---------------------------------------------------------------------------
+
+
+def test_breaker_opens_after_threshold_half_opens_after_reset_and_closes_on_success(
+    clock: FakeClock,
+) -> None:
+    seen: list[tuple[str, str]] = []
+    b = CircuitBreaker(
+        "ca",
+        failure_threshold=2,
+        reset_timeout=5,
+        clock=clock,
+        on_change=lambda _n, o, n: seen.append((o, n)),
+    )
+    b.record_failure()
+    assert b.state == "closed"
+    b.record_failure()
+    assert b.state == "open"
+    assert not b.allow()
+    assert b.retry_after() == 5
+    clock.now += 5
+    assert b.state == "half_open"
+    assert b.allow()
+    assert not b.allow()  # one probe at a time
+    b.record_success()
+    assert b.state == "closed"
+    assert seen == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+
+
+def test_a_failed_probe_reopens_the_breaker(clock: FakeClock) -> None:
+    b = CircuitBreaker("ca", failure_threshold=3, reset_timeout=1, clock=clock)
+    for _ in range(3):
+        b.record_failure()
+    clock.now += 1
+    assert b.allow()
+    b.record_failure()
+    assert b.state == "open"
+
+
+def test_breaker_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="failure_threshold"):
+        CircuitBreaker("x", failure_threshold=0)
+    with pytest.raises(ValueError, match="reset_timeout"):
+        CircuitBreaker("x", reset_timeout=0)
+
+
+# -- retry policies --------------------------------------------------------------------
+
+
+def test_retry_policy_never_sleeps_past_the_deadline(clock: FakeClock) -> None:
+    policy = RetryPolicy("t", initial_wait_s=0.1, max_wait_s=2.0)
+    deadline = clock.now + 3.0
+    attempts = []
+
+    def down() -> None:
+        attempts.append(clock.now)
+        clock.now += 0.05
+        raise CAUnavailableError("down")
+
+    with pytest.raises(CAUnavailableError):
+        policy.retrying(deadline, clock=clock, sleep=clock.sleep)(down)
+    assert clock.now <= deadline
+    assert len(attempts) >= 4
+    assert 0.1 <= clock.sleeps[0] <= 0.12  # initial wait plus at most 20 % jitter
+    assert clock.sleeps[1] > clock.sleeps[0]  # exponential back-off
+    assert max(clock.sleeps) <= 2.0 * 1.2
+
+
+def test_retry_policy_does_not_retry_permanent_errors(clock: FakeClock) -> None:
+    policy = RetryPolicy("t", initial_wait_s=0.1, max_wait_s=1.0)
+    calls = []
+
+    def refused() -> None:
+        calls.append(1)
+        raise CAAuthError("nope")
+
+    with pytest.raises(CAAuthError):
+        policy.retrying(clock.now + 10, clock=clock, sleep=clock.sleep)(refused)
+    assert calls == [1]
+
+
+def test_retry_policy_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="initial_wait_s"):
+        RetryPolicy("bad", initial_wait_s=2, max_wait_s=1)
+
+
+# -- router ----------------------------------------------------------------------------
+
+
+def test_router_prefers_the_first_ca_and_fails_over_in_the_same_call(
+    clock: FakeClock, roots: tuple[TestCA, TestCA]
+) -> None:
+    router, one, _two = _router(clock, roots, breaker_threshold=2)
+    assert router.issue(_csr()[0], "t", "r1", clock.now + 5).ca_name == "one"
+    one.fail = CAUnavailableError("down", ca_name="one")
+    assert router.issue(_csr()[0], "t", "r2", clock.now + 5).ca_name == "two"
+    assert router.ca_states()["one"] == "closed"  # one failure, threshold 2
+    assert router.issue(_csr()[0], "t", "r3", clock.now + 5).ca_name == "two"
+    assert router.ca_states()["one"] == "open"
+    calls_before = len(one.calls)
+    assert router.issue(_csr()[0], "t", "r4", clock.now + 5).ca_name == "two"
+    assert len(one.calls) == calls_before  # open: skipped without a call
+
+
+def test_router_gives_up_at_the_deadline_with_a_retryable_error(
+    clock: FakeClock, roots: tuple[TestCA, TestCA]
+) -> None:
+    router, one, two = _router(clock, roots, breaker_reset_s=0.5)
+    one.fail = CAUnavailableError("down", ca_name="one")
+    two.fail = CAUnavailableError("down", ca_name="two")
+    start = clock.now
+    with pytest.raises(NoCAAvailableError):
+        router.issue(_csr()[0], "t", "r", start + 4.0)
+    assert clock.now <= start + 4.0
+    assert len(one.calls) >= 2  # half-open probes kept trying within the deadline
+    assert not one.issued
+    assert not two.issued
+
+
+def test_router_reports_ambiguous_attempts(clock: FakeClock, roots: tuple[TestCA, TestCA]) -> None:
+    router, one, _ = _router(clock, roots)
+    one.fail = CAUnavailableError("read timeout", ca_name="one", ambiguous=True)
+    issued = router.issue(_csr()[0], "t", "r", clock.now + 5)
+    assert issued.ca_name == "two"
+    assert issued.uncertain == ("one",)
+
+
+def test_router_auth_failure_everywhere_is_permanent(
+    clock: FakeClock, roots: tuple[TestCA, TestCA]
+) -> None:
+    router, one, two = _router(clock, roots)
+    one.fail = CAAuthError("bad key", ca_name="one")
+    two.fail = CAAuthError("bad key", ca_name="two")
+    with pytest.raises(CAAuthError):
+        router.issue(_csr()[0], "t", "r", clock.now + 5)
+    assert router.ca_states() == {"one": "closed", "two": "closed"}
+
+
+def test_router_rejected_request_is_not_retried_elsewhere(
+    clock: FakeClock, roots: tuple[TestCA, TestCA]
+) -> None:
+    router, one, two = _router(clock, roots)
+    one.fail = CARequestRejectedError("bad csr", ca_name="one")
+    with pytest.raises(CARequestRejectedError):
+        router.issue(_csr()[0], "t", "r", clock.now + 5)
+    assert two.calls == []
+    with pytest.raises(CARequestRejectedError, match="template"):
+        router.issue(_csr()[0], "nope", "r", clock.now + 5)
+
+
+def test_router_revokes_only_at_the_issuer_and_waits_for_it(
+    clock: FakeClock, roots: tuple[TestCA, TestCA]
+) -> None:
+    router, one, two = _router(clock, roots, breaker_threshold=1, breaker_reset_s=0.3)
+    issued = router.issue(_csr()[0], "t", "r", clock.now + 5)
+    assert router.ca_for(issued.certificate) == "one"
+    one.fail = CAUnavailableError("down", ca_name="one")
+    with pytest.raises(CAUnavailableError):
+        router.revoke(issued.serial, "one", "superseded", clock.now + 1)
+    assert not any(c.startswith("revoke") for c in two.calls)
+    one.fail = None
+    router.revoke(issued.serial, "one", "superseded", clock.now + 5)
+    assert issued.serial in one.revoked
+    with pytest.raises(CARequestRejectedError):
+        router.revoke(issued.serial, "three", "superseded", clock.now + 5)
+
+
+def test_router_find_covers_every_ca(clock: FakeClock, roots: tuple[TestCA, TestCA]) -> None:
+    router, one, _ = _router(clock, roots)
+    csr, key = _csr()
+    router.issue(csr, "t", "r", clock.now + 5)
+    one.fail = CAUnavailableError("down", ca_name="one")
+    router.issue(csr, "t", "r", clock.now + 5)
+    assert sorted(i.ca_name for i in router.find(key.public_key())) == ["one", "two"]
+
+
+def test_router_configuration_is_validated(clock: FakeClock, roots: tuple[TestCA, TestCA]) -> None:
+    one = FakeCA("one", roots[0], clock)
+    with pytest.raises(ValueError, match="unknown CA"):
+        CARouter({"one": one}, {"t": ["one", "two"]})
+    with pytest.raises(ValueError, match="lists no CA"):
+        CARouter({"one": one}, {"t": []})

@@ -1,0 +1,90 @@
+"""PKCS#12 packing and the key pool."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from connector.pki import KeyPool, KeyType, PfxError, generate_key, load_pfx, pack_pfx
+from connector.pki.keys import PrivateKey
+from tests.unit.pki._ca import make_intermediate, make_root
+
+
+def test_pfx_round_trips_key_certificate_chain_and_friendly_name() -> None:
+    root = make_root()
+    issuing = make_intermediate(root)
+    key = generate_key(KeyType.P256)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dev")])
+    cert = issuing.sign(subject, key.public_key())
+    pfx = pack_pfx(key, cert, [issuing.certificate, root.certificate], "corp-wifi")
+    opened_key, opened_cert, chain = load_pfx(pfx)
+    assert opened_key.public_key() == key.public_key()
+    assert opened_cert == cert
+    assert chain == [issuing.certificate, root.certificate]
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    assert pkcs12.load_pkcs12(pfx, None).cert.friendly_name == b"corp-wifi"  # type: ignore[union-attr]
+
+
+def test_pfx_refuses_a_certificate_of_another_key_and_garbage() -> None:
+    root = make_root()
+    cert = root.sign(root.certificate.subject, generate_key(KeyType.P256).public_key())
+    with pytest.raises(PfxError, match="does not belong"):
+        pack_pfx(generate_key(KeyType.P256), cert, [], "x")
+    with pytest.raises(PfxError):
+        load_pfx(b"not a pfx")
+
+
+class CountingGenerator:
+    """Hands out cheap keys and can be held back, to observe the pool without sleeping."""
+
+    def __init__(self) -> None:
+        self.generated = 0
+        self.gate = threading.Event()
+        self.gate.set()
+        self.lock = threading.Lock()
+        self._key = generate_key(KeyType.P256)
+
+    def __call__(self, key_type: KeyType) -> PrivateKey:
+        self.gate.wait()
+        with self.lock:
+            self.generated += 1
+        return generate_key(KeyType.P256) if key_type is KeyType.P256 else self._key
+
+
+def test_pool_fills_to_its_bound_and_no_further() -> None:
+    gen = CountingGenerator()
+    with KeyPool({KeyType.P256: 5, "rsa2048": 2}, workers=2, generate=gen) as pool:
+        assert pool.wait_full(timeout=10)
+        assert pool.available(KeyType.P256) == 5
+        assert pool.available(KeyType.RSA2048) == 2
+        assert gen.generated == 7
+        pool.take(KeyType.P256)
+        assert pool.wait_full(timeout=10)  # the taken slot is refilled
+        assert gen.generated == 8
+    assert pool.available(KeyType.P256) == 0  # stop() drops every key
+
+
+def test_pool_hands_each_key_out_once_and_generates_inline_when_empty() -> None:
+    gen = CountingGenerator()
+    pool = KeyPool({KeyType.P256: 3}, generate=gen).start()
+    assert pool.wait_full(timeout=10)
+    gen.gate.clear()  # hold the background filler
+    taken = [pool.take(KeyType.P256) for _ in range(3)]
+    assert len({id(k) for k in taken}) == 3
+    assert pool.stats()["hits"] == 3
+    gen.gate.set()
+    extra = pool.take(KeyType.P384)  # not pooled: generated on the spot
+    assert extra is not None
+    assert pool.stats()["misses"] == 1
+    pool.stop()
+
+
+def test_pool_settings_are_validated() -> None:
+    with pytest.raises(ValueError, match="workers"):
+        KeyPool({KeyType.P256: 1}, workers=0)
+    with pytest.raises(ValueError, match="capacity"):
+        KeyPool({KeyType.P256: -1})
