@@ -104,11 +104,14 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
         }
         event_id = getattr(record, "event_id", None)
+        fields = getattr(record, "fields", None)
         if event_id is not None:
             payload["event_id"] = event_id
-            payload["event"] = getattr(record, "event", "")
-            payload.update(getattr(record, "fields", {}))
+            payload["event"] = getattr(record, "event", None) or None
+        if isinstance(fields, dict) and getattr(record, "event", None):
+            payload.update(fields)
         else:
+            # Records of other modules (the election's, libraries') keep their text.
             payload["message"] = record.getMessage()
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)

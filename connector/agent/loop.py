@@ -91,9 +91,16 @@ class Agent(ElectionObserver):
     # -- control --------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """Ask the loop to release the lease and return (signal-handler safe)."""
+        """Release the lease at once and make the loop return (signal-handler safe).
+
+        The release runs on its own thread: the loop may be inside a long-poll,
+        and a successor should not wait for it. Work in hand is then fenced.
+        """
         self._stopping.set()
         self._wake.set()
+        threading.Thread(
+            target=self.deps.lease.release, args=("shutdown",), name="pfxha-release", daemon=True
+        ).start()
 
     @property
     def stopped(self) -> bool:

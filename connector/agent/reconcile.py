@@ -143,7 +143,7 @@ def reconcile(
             fence.epoch(),
             intent.request_id,
             f"reconciled after epoch {intent.epoch}: {len(orphans)} orphan(s) revoked",
-            True,
+            not intent.cancelled,
         )
         if intent.cancelled:
             report.cancelled_failed.append(intent.request_id)
