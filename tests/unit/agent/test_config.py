@@ -46,6 +46,16 @@ batch_size = 50
 """
 
 
+DUPLICATE_CA = """
+[[ca]]
+name = "primary"
+url = "http://x:1"
+auth_key_file = "k"
+certificate = "c"
+root = "r"
+"""
+
+
 def write(tmp_path: Path, text: str = GOOD) -> Path:
     path = tmp_path / "connector.toml"
     path.write_text(text)
@@ -144,8 +154,7 @@ def edit(old: str, new: str) -> str:
             "unknown setting",
         ),
         (
-            GOOD
-            + '\n[[ca]]\nname = "primary"\nurl = "http://x:1"\nauth_key_file = "k"\ncertificate = "c"\nroot = "r"\n',
+            GOOD + DUPLICATE_CA,
             {},
             "ca[primary].name",
             "unique",
