@@ -16,6 +16,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
+from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
 
 from chaos.launch.service import ServiceProcess
@@ -54,7 +55,11 @@ def _visible_state(reader: httpx.Client) -> tuple[Any, ...]:
 
 def _operations(url: str) -> list[Any]:
     schema = schemathesis.openapi.from_url(url + "/openapi.json")
-    return [result.ok() for result in schema.get_all_operations()]
+    operations = []
+    for result in schema.get_all_operations():
+        assert isinstance(result, Ok), f"invalid operation in /openapi.json: {result}"
+        operations.append(result.ok())
+    return operations
 
 
 # One pytest test per generation mode; each walks every operation. (The
