@@ -97,6 +97,8 @@ class Workload:
         self._lock = threading.Lock()
         self.devices: dict[str, Device] = {}
         self._stop_work = threading.Event()
+        self._running = threading.Event()
+        self._running.set()
         self._stop_all = threading.Event()
         self._threads: list[threading.Thread] = []
         self._actions = itertools.cycle(REVOCATION_ACTIONS)
@@ -116,6 +118,13 @@ class Workload:
     def stop(self) -> None:
         """Stop enrolling and revoking; check-ins continue until :meth:`close`."""
         self._stop_work.set()
+
+    def pause(self) -> None:
+        """Hold enrollments and revocations (check-ins go on), e.g. to drain the backlog."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
 
     def close(self) -> None:
         self._stop_work.set()
@@ -247,7 +256,8 @@ class Workload:
         interval = 1.0 / self.enroll_per_s
         next_at = time.monotonic()
         while not self._stop_work.is_set():
-            self.enroll_one()
+            if self._running.is_set():
+                self.enroll_one()
             next_at += interval
             self._stop_work.wait(max(0.0, next_at - time.monotonic()))
 
@@ -263,7 +273,8 @@ class Workload:
         if self.revoke_every_s <= 0:
             return
         while not self._stop_work.wait(self.revoke_every_s):
-            self.revoke_one()
+            if self._running.is_set():
+                self.revoke_one()
 
     def _post(self, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         response = self.client.post(path, json=body) if body is not None else self.client.post(path)

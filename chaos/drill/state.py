@@ -155,6 +155,14 @@ class ServiceDb:
         out.sort(key=lambda row: row.issued)
         return out
 
+    def created_since(self, since_unix: float) -> list[str]:
+        """Ids of the requests created at or after ``since_unix``."""
+        return [
+            r["id"]
+            for r in self.rows("SELECT id, created_at FROM requests ORDER BY seq")
+            if (parse_time(r["created_at"]) or 0.0) >= since_unix
+        ]
+
     def registrations(self) -> dict[str, tuple[int, float | None]]:
         """connector name -> (epoch, registered at, Unix)."""
         return {

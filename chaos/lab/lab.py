@@ -17,16 +17,25 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from chaos.checkers.model import Snapshot
+from chaos.drill.state import ServiceDb, read_snapshot
+from chaos.lab.seed import SeedError, seed_service
 from chaos.lab.state import ProcessRecord
-from chaos.launch._process import LaunchError, ManagedProcess
+from chaos.launch._process import LaunchError, ManagedProcess, wait_for
 from chaos.launch.cfssl import CfsslLab
+from chaos.launch.connector import ConnectorFleet
+from chaos.launch.service import ServiceProcess
 from chaos.launch.zookeeper import ZOOKEEPER_JAR, ZooKeeperEnsemble
+from election import open_client, read_cluster_status, request_switchover
 
 __all__ = ["CLUSTER", "Lab", "LeaderInfo", "check_packages"]
 
@@ -79,6 +88,8 @@ class Lab:
         prometheus: bool = False,
         session_timeout: float = 1.0,
         cluster: str = CLUSTER,
+        connector_loop: dict[str, Any] | None = None,
+        seed_devices: bool = True,
     ) -> None:
         if connectors < 1:
             raise ValueError(f"connectors must be at least 1, got {connectors}")
@@ -89,6 +100,10 @@ class Lab:
         self.cluster = cluster
         self.zk = ZooKeeperEnsemble(self.run_dir / "zookeeper", size=3, heap_mb=128)
         self.cas = CfsslLab(self.run_dir / "cfssl")
+        self.connector_loop = connector_loop
+        self.seed_devices = seed_devices
+        self.service: ServiceProcess | None = None
+        self.fleet: ConnectorFleet | None = None
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self._extra: list[Any] = []
 
@@ -134,10 +149,35 @@ class Lab:
     # -- parts that other helpers' launchers provide -------------------------------
 
     def _start_service(self) -> None:
-        raise LaunchError("the stand-in service launcher (chaos.launch.service) is not there yet")
+        token_file = self.run_dir / "service" / "admin-token"
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        if not token_file.exists():
+            token_file.touch(mode=0o600)
+            token_file.write_text(secrets.token_urlsafe(24))
+        self.service = ServiceProcess(
+            self.run_dir / "service", mode="hybrid", admin_token=token_file.read_text().strip()
+        )
+        self._step("service", self.service.start, self.service.stop)
+        with self.service.admin_client() as client:
+            try:
+                seed_service(client, templates=list(self.cas.profiles), devices=self.seed_devices)
+            except (SeedError, httpx.HTTPError) as exc:
+                raise LaunchError(f"seeding the service failed: {exc}") from exc
 
     def _start_connectors(self) -> None:
-        raise LaunchError("the connector launcher (chaos.launch.connector) is not there yet")
+        assert self.service is not None
+        self.fleet = ConnectorFleet(
+            self.run_dir / "connectors",
+            count=self.connector_count,
+            cluster=self.cluster,
+            zk_hosts=self.zk.hosts,
+            service_url=self.service.url,
+            cas=self.cas.describe(),
+            session_timeout=self.session_timeout,
+            loop=self.connector_loop,
+        )
+        self._step("connectors", self.fleet.start, self.fleet.stop)
+        self.fleet.wait_for_leader(timeout=30)
 
     def _start_prometheus(self) -> None:
         raise LaunchError("the Prometheus launcher (chaos.launch.prometheus) is not there yet")
@@ -147,7 +187,11 @@ class Lab:
     def processes(self) -> list[ProcessRecord]:
         """Every live process this lab started (connectors first: stopped first)."""
         procs: list[ManagedProcess] = []
+        if self.fleet is not None:
+            procs += [self.fleet.process(name) for name in self.fleet.names]
         procs += [self.zk.node(i) for i in range(self.zk.size)] if self.zk_started else []
+        if self.service is not None:
+            procs.append(self.service.process)
         records = [r for r in (_record(p) for p in procs) if r is not None]
         for name in self.cas.names if self.cas_started else ():
             pid = self.cas.pid(name)
@@ -171,4 +215,110 @@ class Lab:
         if self.cas_started:
             data["cas"] = {name: self.cas.url(name) for name in self.cas.names}
             data["crls"] = {name: self.cas.crl_url(name) for name in self.cas.names}
+        if self.service is not None:
+            data["service"] = self.service.url
+            data["service_db"] = str(self.service.db_path)
+        if self.fleet is not None:
+            data["connectors"] = {n: self.fleet.metrics_url(n) for n in self.fleet.names}
         return data
+
+    # -- what the drill and the nemesis use ----------------------------------------
+
+    primary_ca = "primary"
+    secondary_ca = "secondary"
+
+    def _fleet(self) -> ConnectorFleet:
+        if self.fleet is None:
+            raise LaunchError("the lab's connectors are not running")
+        return self.fleet
+
+    def _service(self) -> ServiceProcess:
+        if self.service is None:
+            raise LaunchError("the lab's service is not running")
+        return self.service
+
+    def connector_names(self) -> list[str]:
+        return list(self._fleet().names)
+
+    def connector_pid(self, name: str) -> int | None:
+        return self._fleet().pid(name)
+
+    def kill_connector(self, name: str) -> None:
+        self._fleet().kill(name)
+
+    def terminate_connector(self, name: str) -> None:
+        self._fleet().stop(name, grace=10.0)
+
+    def pause_connector(self, name: str) -> None:
+        self._fleet().pause(name)
+
+    def resume_connector(self, name: str) -> None:
+        self._fleet().resume(name)
+
+    def start_connector(self, name: str) -> None:
+        self._fleet().start(name, wait=True)
+
+    def kill_ca(self, name: str) -> None:
+        self.cas.kill(name)
+
+    def start_ca(self, name: str) -> None:
+        self.cas.start(name)
+
+    def zk_leader_index(self) -> int | None:
+        return self.zk.leader_index()
+
+    def kill_zk_node(self, index: int) -> None:
+        self.zk.kill_node(index)
+
+    def start_zk_nodes(self, indices: list[int]) -> None:
+        # Start all first: one restarted node alone cannot serve without quorum.
+        for index in indices:
+            self.zk.start_node(index, wait=False)
+        self.zk.wait_serving(indices)
+
+    def zk_client_ports(self) -> list[int]:
+        return self.zk.client_ports
+
+    def switchover(self, to: str | None = None) -> None:
+        with open_client(self.zk.hosts) as client:
+            request_switchover(client, self.cluster, to=to)
+
+    def leader(self) -> LeaderInfo:
+        status = read_cluster_status(self.zk.hosts, self.cluster)
+        if status.leader is None:
+            return LeaderInfo(None, None)
+        return LeaderInfo(status.leader.name, status.leader.epoch)
+
+    def connector_members(self) -> list[str]:
+        status = read_cluster_status(self.zk.hosts, self.cluster)
+        return sorted(m.name for m in status.members)
+
+    def service_db(self) -> ServiceDb:
+        return ServiceDb(self._service().db_path)
+
+    def snapshot(self) -> Snapshot:
+        names = self.cas.names
+        return read_snapshot(
+            self.service_db(),
+            certdbs={n: self.cas.certdb_path(n) for n in names},
+            crl_urls={n: self.cas.crl_url(n) for n in names},
+        )
+
+    def wait_whole(self, timeout: float) -> None:
+        """Until every process runs and every connector is an election member again."""
+        fleet = self._fleet()
+        expected = sorted(fleet.names)
+
+        def whole() -> bool:
+            if not all(fleet.running(n) for n in fleet.names):
+                return False
+            if not all(self.cas.running(n) for n in self.cas.names):
+                return False
+            if any(not self.zk.node(i).running() for i in range(self.zk.size)):
+                return False
+            try:
+                return self.connector_members() == expected
+            except Exception:  # ZooKeeper still electing after a node came back
+                return False
+
+        wait_for(whole, timeout=timeout, what="every lab process running and joined", interval=0.1)

@@ -1,0 +1,254 @@
+"""``pfxha drill``: start a lab, run scenarios under a steady workload, report.
+
+    pfxha drill --scenario connector-down,ca-down,both-down --rounds 20 \\
+        --out runs/drill --json runs/drill/result.json
+
+Exit status 0 when no invariant was violated, 1 when one was, 2 on bad usage
+or when the lab could not start.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shlex
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from chaos.drill.engine import DrillEngine, DrillSettings, Progress
+from chaos.drill.observer import Observer
+from chaos.drill.report import plot_timeline, write_report
+from chaos.drill.result import ScenarioResult, percentile, write_contract, write_rounds
+from chaos.drill.scenarios import ALL, parse_scenarios
+from chaos.history import History
+from chaos.lab.lab import Lab
+from chaos.lab.seed import WORKLOAD_GROUP
+from chaos.launch._process import LaunchError
+from chaos.nemesis import partition_unavailable
+from chaos.workload import Workload
+
+__all__ = ["drill", "summary_table"]
+
+log = logging.getLogger(__name__)
+
+
+def summary_table(results: list[ScenarioResult], title: str = "pfxha drill") -> Table:
+    table = Table(title=title)
+    for column in ("scenario", "rounds", "failover p50 s", "p99 s", "max s", "requests",
+                   "lost", "dup", "stale 409", "violations"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "scenario" else "right")
+    for r in results:
+        values = r.failovers
+        bad = len(r.all_violations())
+        table.add_row(
+            r.name,
+            str(len(r.rounds)),
+            f"{percentile(values, 50):.3f}",
+            f"{percentile(values, 99):.3f}",
+            f"{max(values, default=0.0):.3f}",
+            f"{r.delivered}/{r.created}",
+            str(r.lost),
+            str(r.duplicates),
+            str(r.stale_epoch_rejected),
+            Text(str(bad), style="bold red" if bad else "green"),
+        )
+    return table
+
+
+def _live_view(progress: Progress) -> Group:
+    with progress.lock:
+        done = list(progress.results)
+        last = progress.last
+        line = Text(
+            f"{progress.scenario}  round {progress.round}/{progress.rounds}  [{progress.phase}]",
+            style="bold",
+        )
+    parts: list[Any] = [summary_table(done, title="done so far")] if done else []
+    if last is not None:
+        failover = "-" if last.failover_s is None else f"{last.failover_s:.3f}s"
+        leader = "-" if last.new_leader_s is None else f"{last.new_leader_s:.3f}s"
+        line.append(
+            f"   last: {last.scenario} #{last.round} failover {failover}, new leader {leader}"
+            + (f", {len(last.violations)} violation(s)" if last.violations else ""),
+            style="dim",
+        )
+    parts.append(line)
+    return Group(*parts)
+
+
+@click.command("drill")
+@click.option(
+    "--scenario",
+    "scenario_text",
+    default="connector-down,ca-down,both-down",
+    show_default=True,
+    help=f"Comma-separated scenarios, or 'all' ({', '.join(ALL)}).",
+)
+@click.option("--rounds", type=click.IntRange(1, 1000), default=5, show_default=True)
+@click.option("--connectors", type=click.IntRange(2, 9), default=3, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the contract.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Write result.json, rounds.json, history.jsonl, report.md, timeline.png here.",
+)
+@click.option("--session-timeout", type=float, default=1.0, show_default=True)
+@click.option("--enroll-rate", type=float, default=3.0, show_default=True, help="Devices/s.")
+@click.option("--revoke-every", type=float, default=3.0, show_default=True, help="Seconds.")
+@click.option("--hold", type=float, default=None, help="Override how long blocking faults last.")
+def drill(
+    scenario_text: str,
+    rounds: int,
+    connectors: int,
+    json_path: Path | None,
+    out: Path | None,
+    session_timeout: float,
+    enroll_rate: float,
+    revoke_every: float,
+    hold: float | None,
+) -> None:
+    """Run disaster-recovery drills against a fresh lab and check every invariant."""
+    try:
+        scenarios = parse_scenarios(scenario_text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scenario") from exc
+    if any(s.name == "partition" for s in scenarios) and (why := partition_unavailable()):
+        raise click.UsageError(f"scenario partition: {why}")
+    if hold is not None:
+        from dataclasses import replace
+
+        scenarios = [replace(s, hold_s=hold) if s.kind == "blocking" else s for s in scenarios]
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    out_dir = (out or Path("runs") / f"drill-{stamp}").resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    console = Console(stderr=True)
+    command = "pfxha drill " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+
+    history = History(path=out_dir / "history.jsonl")
+    # The history and the live view say what happens; per-request client logs would drown it.
+    for noisy in ("httpx", "kazoo", "kazoo.client"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    lab = Lab(
+        out_dir / "lab",
+        connectors=connectors,
+        session_timeout=session_timeout,
+        seed_devices=False,
+    )
+    progress = Progress()
+    results: list[ScenarioResult] = []
+    console.print(f"[bold]pfxha drill[/]: starting the lab in {lab.run_dir} ...")
+    try:
+        lab.start()
+    except LaunchError as exc:
+        history.close()
+        raise click.ClickException(f"the lab did not start: {exc}") from exc
+    try:
+        results = _run(lab, history, scenarios, rounds, progress, console, session_timeout,
+                       enroll_rate, revoke_every)  # fmt: skip
+    finally:
+        lab.stop()
+        history.close()
+    data = _write_outputs(results, history, out_dir, json_path, command)
+    console.print(summary_table(results))
+    console.print(f"report: {out_dir / 'report.md'}  timeline: {out_dir / 'timeline.png'}")
+    for result in results:
+        for violation in result.all_violations():
+            console.print(f"[red]violation[/] {result.name}: {violation}")
+    if not data["ok"]:
+        sys.exit(1)
+
+
+def _run(
+    lab: Lab,
+    history: History,
+    scenarios: list[Any],
+    rounds: int,
+    progress: Progress,
+    console: Console,
+    session_timeout: float,
+    enroll_rate: float,
+    revoke_every: float,
+) -> list[ScenarioResult]:
+    assert lab.service is not None
+    db = lab.service_db()
+    client = lab.service.admin_client(timeout=10.0)
+    read_client = lab.service.admin_client(timeout=2.0)
+    read_lock = threading.Lock()
+
+    def fetch_connectors() -> list[dict[str, Any]]:
+        with read_lock:
+            reply = read_client.get("/api/v1/read/connectors")
+        reply.raise_for_status()
+        data = reply.json()
+        return data if isinstance(data, list) else []
+
+    def requests_of(device: str) -> list[str]:
+        rows = db.rows("SELECT id FROM requests WHERE device_id = ? ORDER BY seq", (device,))
+        return [str(r["id"]) for r in rows]
+
+    observer = Observer(
+        history,
+        zk_hosts=lab.zk.hosts,
+        cluster=lab.cluster,
+        service_db=db,
+        connectors=fetch_connectors,
+    )
+    workload = Workload(
+        history,
+        client,
+        requests_of,
+        lab.cas.root_certificate,
+        group=WORKLOAD_GROUP,
+        enroll_per_s=enroll_rate,
+        revoke_every_s=revoke_every,
+    )
+    engine = DrillEngine(
+        lab, history, observer, workload, db, DrillSettings(session_timeout=session_timeout),
+        progress,
+    )  # fmt: skip
+    results: list[ScenarioResult] = []
+    observer.start()
+    workload.start()
+    try:
+        with Live(
+            get_renderable=lambda: _live_view(progress),
+            console=console,
+            refresh_per_second=4,
+            transient=True,
+        ):
+            for scenario in scenarios:
+                results.append(engine.run_scenario(scenario, rounds))
+    finally:
+        workload.close()
+        observer.stop()
+        client.close()
+        read_client.close()
+    return results
+
+
+def _write_outputs(
+    results: list[ScenarioResult],
+    history: History,
+    out_dir: Path,
+    json_path: Path | None,
+    command: str,
+) -> dict[str, Any]:
+    data = write_contract(results, out_dir / "result.json")
+    if json_path is not None and json_path.resolve() != (out_dir / "result.json"):
+        write_contract(results, json_path)
+    write_rounds(results, out_dir / "rounds.json")
+    write_report(results, out_dir / "report.md", command=command)
+    try:
+        plot_timeline(history.snapshot(), out_dir / "timeline.png", title=command)
+    except (ValueError, RuntimeError, httpx.HTTPError) as exc:  # a plot must not hide results
+        log.warning("timeline plot failed: %s", exc)
+    return data

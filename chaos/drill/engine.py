@@ -1,0 +1,361 @@
+"""Run scenarios against a lab: per round inject, measure, heal, settle, check.
+
+    engine = DrillEngine(lab, history, observer, workload, db, settings)
+    result = engine.run_scenario(SCENARIOS["connector-down"], rounds=20)
+
+One round:
+
+1. *steady*: a leader in ZooKeeper, the same connector active at the service,
+   and a certificate accepted under its epoch since the last fault;
+2. *inject*: the nemesis applies the fault (history: ``fault`` start) and the
+   workload enrolls a burst of devices (requests that must survive the fault);
+3. *recover*: wait until the scenario's recovery condition (new leader's
+   first certificate, the other CA's first certificate, ...) or a deadline;
+4. *heal*: roll the fault back (restart what was killed, SIGCONT, delete the
+   drop rules) and wait until the lab is whole again;
+5. *check*: stale epochs, single active connector, and per scenario kind
+   "nobody acted while they could not".
+
+At the end of a scenario the workload pauses, the backlog drains, and every
+checker runs on the service DB, the CA certdbs and CRLs and the history.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from chaos.checkers import (
+    Snapshot,
+    check_all,
+    check_stale_epochs,
+    count_duplicates,
+)
+from chaos.checkers.epochs import check_single_active
+from chaos.checkers.ops import CONNECTORS, FAULT, NEMESIS, OBSERVER
+from chaos.checkers.requests import DELIVERED_STATES
+from chaos.drill.observer import Observer
+from chaos.drill.result import RoundResult, ScenarioResult
+from chaos.drill.scenarios import FaultTarget, Scenario
+from chaos.drill.state import IssuedRow, ServiceDb
+from chaos.history import History
+from chaos.nemesis import FaultError
+from chaos.workload import Workload
+
+__all__ = ["DrillEngine", "DrillLab", "DrillSettings", "Progress"]
+
+log = logging.getLogger(__name__)
+
+
+class DrillLab(FaultTarget, Protocol):
+    """The lab as the engine uses it."""
+
+    def connector_names(self) -> list[str]: ...
+    def connector_members(self) -> list[str]: ...
+    def snapshot(self) -> Snapshot: ...
+    def wait_whole(self, timeout: float) -> None: ...
+
+
+@dataclass
+class DrillSettings:
+    session_timeout: float = 1.0
+    recover_timeout: float = 20.0
+    settle_timeout: float = 30.0
+    drain_timeout: float = 45.0
+    burst: int = 2
+    # After a blocking fault, leaders may still finish what they started within
+    # this grace (the leader suspends at once; in-flight calls complete).
+    blocking_grace: float = 0.5
+
+
+@dataclass
+class Progress:
+    """What the live view shows; updated by the engine as it goes."""
+
+    scenario: str = ""
+    round: int = 0
+    rounds: int = 0
+    phase: str = ""
+    last: RoundResult | None = None
+    results: list[ScenarioResult] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class DrillEngine:
+    def __init__(
+        self,
+        lab: DrillLab,
+        history: History,
+        observer: Observer,
+        workload: Workload,
+        db: ServiceDb,
+        settings: DrillSettings | None = None,
+        progress: Progress | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.lab = lab
+        self.history = history
+        self.observer = observer
+        self.workload = workload
+        self.db = db
+        self.settings = settings or DrillSettings()
+        self.progress = progress or Progress()
+        self.sleep = sleep
+        self._reported: set[str] = set()
+
+    # -- scenario ------------------------------------------------------------------
+
+    def run_scenario(self, scenario: Scenario, rounds: int) -> ScenarioResult:
+        result = ScenarioResult(scenario.name)
+        started_unix = time.time()
+        stale_before = self.db.stale_rejections()
+        duplicates_before = count_duplicates(self._attribution_snapshot())
+        first_event = len(self.history.events)
+        self.workload.resume()
+        for number in range(1, rounds + 1):
+            self._phase(scenario.name, number, rounds, "steady")
+            try:
+                outcome = self.run_round(scenario, number)
+            except (FaultError, RuntimeError) as exc:
+                log.exception("drill: round %s of %s failed", number, scenario.name)
+                outcome = RoundResult(scenario.name, number, fault_at=self.history.now())
+                outcome.violations.append(f"round could not run: {exc}")
+                self._heal_best_effort()
+            result.rounds.append(outcome)
+            with self.progress.lock:
+                self.progress.last = outcome
+        self._phase(scenario.name, rounds, rounds, "drain")
+        self.workload.pause()
+        self._drain()
+        self._phase(scenario.name, rounds, rounds, "check")
+        self._final_checks(result, started_unix, first_event)
+        result.stale_epoch_rejected -= stale_before
+        result.duplicates = max(0, result.duplicates - duplicates_before)
+        with self.progress.lock:
+            self.progress.results.append(result)
+        return result
+
+    def _phase(self, scenario: str, number: int, rounds: int, phase: str) -> None:
+        with self.progress.lock:
+            self.progress.scenario, self.progress.round = scenario, number
+            self.progress.rounds, self.progress.phase = rounds, phase
+
+    # -- one round -----------------------------------------------------------------
+
+    def run_round(self, scenario: Scenario, number: int) -> RoundResult:
+        s = self.settings
+        self._wait_steady()
+        before = self.observer.leader
+        leader = before.name
+        if leader is None or before.epoch is None:
+            raise RuntimeError("no leader before the fault")
+        fault = scenario.build(self.lab, leader)
+        self._phase(scenario.name, number, self.progress.rounds, "inject")
+        t0 = self.history.now()
+        details = fault.inject()
+        self.history.info(
+            NEMESIS,
+            FAULT,
+            {"scenario": scenario.name, "round": number, "phase": "start", "fault": fault.name,
+             "details": details, "leader": leader, "epoch": before.epoch},
+        )  # fmt: skip
+        burst = threading.Thread(target=self.workload.enroll_now, args=(s.burst,), daemon=True)
+        burst.start()
+        outcome = RoundResult(
+            scenario.name, number, fault_at=t0, old_leader=leader, old_epoch=before.epoch
+        )
+        healed_at: float | None = None
+        try:
+            if scenario.kind == "blocking":
+                self._phase(scenario.name, number, self.progress.rounds, "hold")
+                self.sleep(scenario.hold_s)
+                quiet_from = t0 + s.session_timeout + s.blocking_grace
+                acted = [
+                    r for r in self.observer.issued_after(quiet_from)
+                    if self.observer.to_history_time(r.issued) < self.history.now()
+                ]  # fmt: skip
+                if scenario.name == "zk-quorum-loss" and acted:
+                    outcome.violations.append(
+                        f"{len(acted)} certificate(s) accepted while ZooKeeper had no quorum "
+                        f"(first: request {acted[0].request}, epoch {acted[0].epoch})"
+                    )
+                healed_at = self._heal(fault, scenario, number)
+            self._phase(scenario.name, number, self.progress.rounds, "recover")
+            start = healed_at if healed_at is not None else t0
+            recovered = self._wait_recovery(scenario, before.epoch, start)
+        finally:
+            if healed_at is None:
+                healed_at = self._heal(fault, scenario, number)
+        burst.join(timeout=10)
+        self._measure(outcome, scenario, recovered, healed_at)
+        self._phase(scenario.name, number, self.progress.rounds, "settle")
+        self.lab.wait_whole(timeout=s.settle_timeout)
+        self._wait_steady()
+        window = [e for e in self.history.snapshot() if e.time >= t0]
+        outcome.violations += check_single_active(window)
+        outcome.violations += self._new(check_stale_epochs(self.db.accepted_actions()))
+        outcome.heal_at = healed_at
+        return outcome
+
+    def _heal(self, fault: object, scenario: Scenario, number: int) -> float:
+        heal = getattr(fault, "heal")  # noqa: B009 - Fault protocol
+        self._phase(scenario.name, number, self.progress.rounds, "heal")
+        at = self.history.now()
+        try:
+            heal()
+        finally:
+            self.history.info(
+                NEMESIS, FAULT, {"scenario": scenario.name, "round": number, "phase": "heal"}
+            )
+        return at
+
+    def _heal_best_effort(self) -> None:
+        try:
+            self.lab.wait_whole(timeout=self.settings.settle_timeout)
+        except Exception:
+            log.exception("drill: lab did not become whole again")
+
+    def _recovered(self, scenario: Scenario, old_epoch: int, start: float) -> IssuedRow | None:
+        for row in self.observer.issued_after(start):
+            if scenario.kind == "leader" and row.epoch > old_epoch:
+                return row
+            if scenario.kind == "ca" and row.ca == self.lab.secondary_ca:
+                return row
+            if scenario.kind in ("zk", "blocking") and row.epoch >= old_epoch:
+                return row
+        return None
+
+    def _wait_recovery(self, scenario: Scenario, old_epoch: int, start: float) -> IssuedRow | None:
+        found: list[IssuedRow] = []
+
+        def done() -> bool:
+            row = self._recovered(scenario, old_epoch, start)
+            if row is not None:
+                found.append(row)
+            return row is not None
+
+        self.observer.wait(done, timeout=self.settings.recover_timeout)
+        return found[0] if found else None
+
+    def _measure(
+        self,
+        outcome: RoundResult,
+        scenario: Scenario,
+        recovered: IssuedRow | None,
+        healed_at: float,
+    ) -> None:
+        t0 = outcome.fault_at
+        old_epoch = outcome.old_epoch or 0
+        change = next(
+            (
+                c
+                for c in self.observer.changes
+                if c.at >= t0 and c.name and (c.epoch or 0) > old_epoch
+            ),
+            None,
+        )
+        if change is not None:
+            outcome.new_leader, outcome.new_epoch = change.name, change.epoch
+            outcome.new_leader_s = round(change.at - t0, 4)
+            registered = self.db.registrations().get(change.name or "")
+            if registered and registered[0] >= (change.epoch or 0) and registered[1]:
+                outcome.registered_s = round(self.observer.to_history_time(registered[1]) - t0, 4)
+        elif scenario.leader_change:
+            outcome.violations.append("no new leader was elected")
+        if recovered is None:
+            outcome.violations.append(
+                f"no recovery within {self.settings.recover_timeout:.0f}s "
+                f"({'new epoch' if scenario.kind == 'leader' else scenario.kind} certificate)"
+            )
+        else:
+            at = self.observer.to_history_time(recovered.issued)
+            start = healed_at if scenario.kind == "blocking" else t0
+            outcome.first_delivery_s = round(at - t0, 4)
+            if scenario.kind == "ca":
+                outcome.other_ca_s = round(at - t0, 4)
+            outcome.failover_s = round(at - start, 4)
+            if outcome.new_epoch is None:
+                outcome.new_epoch = recovered.epoch
+            window_end = at
+            late = [
+                r for r in self.observer.issued_after(t0)
+                if self.observer.to_history_time(r.created) <= window_end
+            ]  # fmt: skip
+            outcome.delayed_requests = len(late)
+            if late:
+                outcome.worst_latency_s = round(max(r.issued - r.created for r in late), 4)
+
+    # -- steady state --------------------------------------------------------------
+
+    def _steady(self) -> bool:
+        leader = self.observer.leader
+        if leader.name is None or leader.epoch is None:
+            return False
+        if self.observer.active != [leader.name]:
+            return False
+        return any(r.epoch == leader.epoch for r in self.observer.issued[-50:])
+
+    def _wait_steady(self) -> None:
+        # A steady system keeps delivering; enroll one device so there is work to see.
+        if not self._steady():
+            self.workload.enroll_now(1)
+        if not self.observer.wait(self._steady, timeout=self.settings.settle_timeout):
+            leader = self.observer.leader
+            raise RuntimeError(
+                f"the lab did not reach a steady state within {self.settings.settle_timeout:.0f}s "
+                f"(ZooKeeper leader {leader.name} epoch {leader.epoch}, service active "
+                f"{self.observer.active})"
+            )
+        leader = self.observer.leader
+        self.history.info(
+            OBSERVER,
+            CONNECTORS,
+            {"active": list(self.observer.active), "epoch": leader.epoch, "quorum": True,
+             "settled": True},
+        )  # fmt: skip
+
+    # -- end of scenario -----------------------------------------------------------
+
+    def _drain(self) -> None:
+        deadline = time.monotonic() + self.settings.drain_timeout
+        while time.monotonic() < deadline:
+            requests, revocations = self.db.open_work()
+            if requests == 0 and revocations == 0 and not self.workload.pending_devices():
+                return
+            self.sleep(0.1)
+
+    def _final_checks(self, result: ScenarioResult, started_unix: float, first_event: int) -> None:
+        events = self.history.snapshot()[first_event:]
+        snapshot = self.lab.snapshot()
+        created = set(self.db.created_since(started_unix))
+        mine = [r for r in snapshot.requests if r.id in created]
+        result.created = len(mine)
+        result.delivered = sum(1 for r in mine if r.state in DELIVERED_STATES)
+        result.failed = sum(1 for r in mine if r.state == "failed")
+        result.duplicates = count_duplicates(
+            Snapshot(
+                delivered=snapshot.delivered,
+                intents=snapshot.intents,
+                ca_certificates=snapshot.ca_certificates,
+            )
+        )
+        result.stale_epoch_rejected = self.db.stale_rejections()
+        violations = self._new(check_all(events, snapshot))
+        result.lost = sum(1 for v in violations if v.startswith("lost request"))
+        result.violations += violations
+
+    def _attribution_snapshot(self) -> Snapshot:
+        full = self.lab.snapshot()
+        return Snapshot(
+            delivered=full.delivered, intents=full.intents, ca_certificates=full.ca_certificates
+        )
+
+    def _new(self, violations: list[str]) -> list[str]:
+        """Violations not reported before (the state is cumulative across scenarios)."""
+        fresh = [v for v in violations if v not in self._reported]
+        self._reported.update(fresh)
+        return fresh

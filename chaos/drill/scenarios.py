@@ -1,0 +1,189 @@
+"""The drill's scenarios: which fault, how to heal it, and what "recovered" means.
+
+Each scenario builds a fresh :class:`~chaos.nemesis.Fault` per round from the
+lab and the current leader. ``kind`` decides the failover measurement:
+
+- ``leader``: fault -> first certificate accepted under a *new* epoch;
+- ``ca``: fault -> first certificate issued by the *other* CA;
+- ``zk``: fault -> first certificate after the fault (leadership should not
+  need to change when one ZooKeeper server dies);
+- ``blocking``: nobody can act until the fault heals (no quorum, no CA):
+  the fault is held for ``hold_s``, and failover runs from the heal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from chaos.nemesis import CompositeFault, Fault, ProcessFault, ZkPartition
+
+__all__ = ["ALL", "SCENARIOS", "FaultTarget", "Scenario", "parse_scenarios"]
+
+Kind = Literal["leader", "ca", "zk", "blocking"]
+
+
+class FaultTarget(Protocol):
+    """What a scenario needs from the lab (implemented by :class:`chaos.lab.lab.Lab`)."""
+
+    primary_ca: str
+    secondary_ca: str
+
+    def connector_pid(self, name: str) -> int | None: ...
+    def kill_connector(self, name: str) -> None: ...
+    def terminate_connector(self, name: str) -> None: ...
+    def pause_connector(self, name: str) -> None: ...
+    def resume_connector(self, name: str) -> None: ...
+    def start_connector(self, name: str) -> None: ...
+    def kill_ca(self, name: str) -> None: ...
+    def start_ca(self, name: str) -> None: ...
+    def zk_leader_index(self) -> int | None: ...
+    def kill_zk_node(self, index: int) -> None: ...
+    def start_zk_nodes(self, indices: list[int]) -> None: ...
+    def zk_client_ports(self) -> list[int]: ...
+    def switchover(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    kind: Kind
+    summary: str
+    build: Callable[[FaultTarget, str], Fault]
+    hold_s: float = 0.0
+    # Whether the leader is expected to change (the measured "new leader").
+    leader_change: bool = True
+
+
+def _kill_connector(lab: FaultTarget, leader: str) -> Fault:
+    def inject() -> dict[str, Any]:
+        pid = lab.connector_pid(leader)
+        lab.kill_connector(leader)
+        return {"connector": leader, "pid": pid}
+
+    return ProcessFault(f"SIGKILL connector {leader}", inject, lambda: lab.start_connector(leader))
+
+
+def _terminate_connector(lab: FaultTarget, leader: str) -> Fault:
+    def inject() -> dict[str, Any]:
+        pid = lab.connector_pid(leader)
+        lab.terminate_connector(leader)
+        return {"connector": leader, "pid": pid}
+
+    return ProcessFault(f"SIGTERM connector {leader}", inject, lambda: lab.start_connector(leader))
+
+
+def _pause_connector(lab: FaultTarget, leader: str) -> Fault:
+    def inject() -> dict[str, Any]:
+        lab.pause_connector(leader)
+        return {"connector": leader, "pid": lab.connector_pid(leader)}
+
+    return ProcessFault(f"SIGSTOP connector {leader}", inject, lambda: lab.resume_connector(leader))
+
+
+def _switchover(lab: FaultTarget, leader: str) -> Fault:
+    def inject() -> dict[str, Any]:
+        lab.switchover()
+        return {"from": leader}
+
+    return ProcessFault(f"switchover from {leader}", inject)
+
+
+def _partition(lab: FaultTarget, leader: str) -> Fault:
+    pid = lab.connector_pid(leader)
+    if pid is None:
+        raise RuntimeError(f"connector {leader} has no pid to partition")
+    cut = ZkPartition(pid, lab.zk_client_ports(), name=f"partition {leader} from ZooKeeper")
+    return cut
+
+
+def _kill_ca(lab: FaultTarget, name: str) -> Fault:
+    def inject() -> dict[str, Any]:
+        lab.kill_ca(name)
+        return {"ca": name}
+
+    return ProcessFault(f"SIGKILL CA {name}", inject, lambda: lab.start_ca(name))
+
+
+def _ca_down(lab: FaultTarget, leader: str) -> Fault:
+    return _kill_ca(lab, lab.primary_ca)
+
+
+def _both_down(lab: FaultTarget, leader: str) -> Fault:
+    return CompositeFault(
+        "connector and primary CA down", [_kill_connector(lab, leader), _ca_down(lab, leader)]
+    )
+
+
+def _ca_all_down(lab: FaultTarget, leader: str) -> Fault:
+    return CompositeFault(
+        "every CA down", [_kill_ca(lab, lab.primary_ca), _kill_ca(lab, lab.secondary_ca)]
+    )
+
+
+def _zk_node_loss(lab: FaultTarget, leader: str) -> Fault:
+    index = lab.zk_leader_index()
+    if index is None:
+        raise RuntimeError("ZooKeeper has no leader node to kill")
+
+    def inject() -> dict[str, Any]:
+        lab.kill_zk_node(index)
+        return {"zk_node": index}
+
+    return ProcessFault(
+        f"SIGKILL ZooKeeper node {index}", inject, lambda: lab.start_zk_nodes([index])
+    )
+
+
+def _zk_quorum_loss(lab: FaultTarget, leader: str) -> Fault:
+    index = lab.zk_leader_index()
+    victims = [index if index is not None else 0]
+    victims.append(next(i for i in range(3) if i not in victims))
+
+    def inject() -> dict[str, Any]:
+        for victim in victims:
+            lab.kill_zk_node(victim)
+        return {"zk_nodes": victims}
+
+    return ProcessFault(
+        f"SIGKILL ZooKeeper nodes {victims}", inject, lambda: lab.start_zk_nodes(victims)
+    )
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("connector-down", "leader", "SIGKILL of the active connector", _kill_connector),
+        Scenario("ca-down", "ca", "primary issuing CA killed; the secondary serves", _ca_down,
+                 leader_change=False),
+        Scenario("both-down", "leader", "active connector and primary CA killed together",
+                 _both_down),
+        Scenario("graceful", "leader", "SIGTERM of the active connector", _terminate_connector),
+        Scenario("switchover", "leader", "pfxha switchover: planned handover", _switchover),
+        Scenario("pause", "leader", "SIGSTOP the leader past its session, then SIGCONT",
+                 _pause_connector),
+        Scenario("partition", "leader", "the leader cut from ZooKeeper only (dropped packets)",
+                 _partition),
+        Scenario("zk-node-loss", "zk", "the ZooKeeper ensemble's leader node killed",
+                 _zk_node_loss, leader_change=False),
+        Scenario("zk-quorum-loss", "blocking", "two of three ZooKeeper nodes down",
+                 _zk_quorum_loss, hold_s=2.0, leader_change=False),
+        Scenario("ca-all-down", "blocking", "both issuing CAs down: requests wait, none lost",
+                 _ca_all_down, hold_s=2.0, leader_change=False),
+    )
+}  # fmt: skip
+
+ALL = list(SCENARIOS)
+
+
+def parse_scenarios(text: str) -> list[Scenario]:
+    """``"all"`` or a comma-separated list of names, in the order given."""
+    names = ALL if text.strip() == "all" else [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown or not names:
+        raise ValueError(
+            f"unknown scenario(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from: all, {', '.join(ALL)}"
+        )
+    return [SCENARIOS[n] for n in names]
