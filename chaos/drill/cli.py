@@ -131,12 +131,15 @@ def drill(
     out_dir = (out or Path("runs") / f"drill-{stamp}").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
+    # The summary goes to stdout, wide enough to read in a log file too.
+    report_console = Console(width=None if sys.stdout.isatty() else 140)
     command = "pfxha drill " + " ".join(shlex.quote(a) for a in sys.argv[2:])
 
     history = History(path=out_dir / "history.jsonl")
     # The history and the live view say what happens; per-request client logs would drown it.
-    for noisy in ("httpx", "kazoo", "kazoo.client"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # (kazoo warns on every refused reconnect while the drill kills ZooKeeper nodes.)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("kazoo").setLevel(logging.ERROR)
     lab = Lab(
         out_dir / "lab",
         connectors=connectors,
@@ -158,11 +161,11 @@ def drill(
         lab.stop()
         history.close()
     data = _write_outputs(results, history, out_dir, json_path, command)
-    console.print(summary_table(results))
-    console.print(f"report: {out_dir / 'report.md'}  timeline: {out_dir / 'timeline.png'}")
+    report_console.print(summary_table(results))
+    report_console.print(f"report: {out_dir / 'report.md'}  timeline: {out_dir / 'timeline.png'}")
     for result in results:
         for violation in result.all_violations():
-            console.print(f"[red]violation[/] {result.name}: {violation}")
+            report_console.print(f"[red]violation[/] {result.name}: {violation}")
     if not data["ok"]:
         sys.exit(1)
 
