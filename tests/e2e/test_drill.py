@@ -1,0 +1,67 @@
+"""A short drill of every scenario (one round each) on one real lab: zero violations.
+
+Real ZooKeeper x3, real CFSSL CAs, the real service and three real connector
+processes; the checkers read the service DB, the certdbs and the CRLs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chaos.drill.scenarios import ALL
+from chaos.history import read_history
+from chaos.nemesis import partition_unavailable
+
+pytestmark = pytest.mark.timeout(400)
+
+
+def test_every_scenario_one_round_without_violations(tmp_path: Path) -> None:
+    scenarios = [s for s in ALL if s != "partition" or partition_unavailable() is None]
+    out = tmp_path / "drill"
+    contract_path = tmp_path / "contract.json"
+    result = subprocess.run(
+        [
+            sys.executable, "-c", "from connector.cli import main; main()",
+            "drill", "--scenario", ",".join(scenarios), "--rounds", "1",
+            "--out", str(out), "--json", str(contract_path), "--hold", "1.5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=380,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    contract = json.loads(contract_path.read_text())
+    assert contract["ok"] is True
+    assert list(contract["scenarios"]) == scenarios
+    for name, body in contract["scenarios"].items():
+        assert body["rounds"] == 1, name
+        assert body["violations"] == [], name
+        assert body["requests"]["lost"] == 0, name
+        assert body["duplicates"] == 0, name
+        # A measured recovery, within a loose sanity bound (speed lives in `make drill`).
+        assert 0 < body["failover_s"]["max"] < 15, name
+        assert body["requests"]["created"] >= 1, name
+
+    assert json.loads((out / "result.json").read_text()) == contract
+    assert "Verdict: **OK**" in (out / "report.md").read_text()
+    assert (out / "timeline.png").read_bytes()[:4] == b"\x89PNG"
+    events = read_history(out / "history.jsonl")
+    faults = [e for e in events if e.f == "fault" and e.value.get("phase") == "start"]
+    assert [e.value["scenario"] for e in faults] == scenarios
+    assert any(e.f == "checkin" and e.type == "ok" for e in events)
+    assert any(e.f == "revoke" and e.type == "ok" for e in events)
+    # Nothing of the lab is left running.
+    lab_pids = [
+        line.split()[0]
+        for line in subprocess.run(
+            ["ps", "-eo", "pid,args"], capture_output=True, text=True
+        ).stdout.splitlines()
+        if str(out) in line
+    ]
+    assert lab_pids == []
