@@ -1,0 +1,284 @@
+"""Three connector processes against real ZooKeeper (3 nodes), real CFSSL and the real service.
+
+One cluster per module (epochs keep rising across its tests, as the service
+has seen them); a fresh fleet of connector processes per test.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from chaos.bench._tenant import Tenant, checkin, report
+from chaos.launch.cfssl import CfsslLab
+from chaos.launch.connector import ConnectorFleet
+from chaos.launch.service import ServiceProcess
+from chaos.launch.zookeeper import ZooKeeperEnsemble
+from connector.ca import CertDB
+from tests.fixtures.service import unique
+
+CLUSTER = "agent-it"
+SESSION_S = 1.0
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def fleet(
+    tmp_path: Path,
+    zk_ensemble: ZooKeeperEnsemble,
+    cfssl_cas: CfsslLab,
+    service: ServiceProcess,
+) -> Iterator[ConnectorFleet]:
+    fleet = ConnectorFleet(
+        tmp_path / "connectors",
+        count=3,
+        cluster=CLUSTER,
+        zk_hosts=zk_ensemble.hosts,
+        service_url=service.url,
+        cas=cfssl_cas.describe(),
+        session_timeout=SESSION_S,
+        loop={"poll_wait_s": 0.3, "heartbeat_interval_s": 0.5, "keypool_size": 4},
+    )
+    fleet.start()
+    try:
+        yield fleet
+    finally:
+        fleet.stop(grace=5)
+
+
+@pytest.fixture
+def tenant(admin: httpx.Client) -> Tenant:
+    t = Tenant(admin, prefix=unique("t"), template="user-auth", key_type="p256")
+    t.create_profile()
+    return t
+
+
+def wait_issued(tenant: Tenant, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+    def done() -> bool:
+        rows = tenant.requests()
+        return len(rows) == count and all(r["state"] in ("issued", "delivered") for r in rows)
+
+    wait_until(done, timeout, f"{count} requests issued")
+    return tenant.requests()
+
+
+def certificates_by_device(lab: CfsslLab) -> dict[str, list[tuple[str, int, bool]]]:
+    """device id (subject serialNumber) -> [(ca, serial, revoked)] from every CA's certdb."""
+    from cryptography.x509.oid import NameOID
+
+    out: dict[str, list[tuple[str, int, bool]]] = {}
+    for ca in lab.names:
+        for record in CertDB(lab.certdb_path(ca)).records():
+            attrs = record.certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+            for attr in attrs:
+                out.setdefault(str(attr.value), []).append((ca, record.serial, record.revoked))
+    return out
+
+
+def assert_one_unrevoked_per_request(lab: CfsslLab, rows: list[dict[str, Any]]) -> int:
+    """At most one unrevoked certificate per request, and it is the delivered one.
+
+    Returns how many revoked extra certificates (orphans) the CAs hold for these requests.
+    """
+    by_device = certificates_by_device(lab)
+    orphans = 0
+    for row in rows:
+        certs = by_device.get(row["device_id"], [])
+        unrevoked = [(ca, serial) for ca, serial, revoked in certs if not revoked]
+        assert unrevoked == [(row["ca_name"], int(row["serial"]))], (row, certs)
+        orphans += sum(1 for _, _, revoked in certs if revoked)
+    return orphans
+
+
+def connectors(admin: httpx.Client) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in admin.get("/api/v1/read/connectors").json()}
+
+
+def openssl_verify(tmp_path: Path, lab: CfsslLab, delivered: Any) -> None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    leaf = tmp_path / f"{delivered.serial}.pem"
+    chain = tmp_path / f"{delivered.serial}-chain.pem"
+    leaf.write_bytes(delivered.certificate.public_bytes(Encoding.PEM))
+    chain.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in delivered.chain))
+    result = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            str(lab.root_certificate_path),
+            "-untrusted",
+            str(chain),
+            str(leaf),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_one_active_devices_get_pfx_that_open_and_chain_to_the_root(
+    fleet: ConnectorFleet,
+    tenant: Tenant,
+    admin: httpx.Client,
+    cfssl_cas: CfsslLab,
+    tmp_path: Path,
+) -> None:
+    leader = fleet.wait_for_leader()
+    devices = tenant.enroll(4)
+    rows = wait_issued(tenant, 4)
+
+    # Exactly one connector is active at the service, the ZooKeeper leader; the
+    # others heartbeat as standbys.
+    wait_until(lambda: len(connectors(admin)) >= 3, 10, "three connectors seen")
+    listed = {n: c for n, c in connectors(admin).items() if n in fleet.names}
+    assert [n for n, c in listed.items() if c["role"] == "active"] == [leader]
+    assert all(c["health"] == "healthy" for c in listed.values())
+    assert {r["epoch"] for r in rows} == {fleet.leader()[1]}  # type: ignore[index]
+
+    for device in devices:
+        delivered = checkin(admin, device)
+        assert len(delivered) == 1
+        got = delivered[0]
+        assert got.certificate.public_key() == got.key.public_key()
+        assert device.id in got.certificate.subject.rfc4514_string()
+        openssl_verify(tmp_path, cfssl_cas, got)
+        report(admin, device, got.request_id, "installed")
+    assert assert_one_unrevoked_per_request(cfssl_cas, rows) == 0
+
+
+def test_sigterm_hands_the_lease_over_at_once(fleet: ConnectorFleet, tenant: Tenant) -> None:
+    leader = fleet.wait_for_leader()
+    _, epoch = fleet.leader()  # type: ignore[misc]
+    started = time.monotonic()
+    fleet.process(leader).signal(signal.SIGTERM)
+    successor = fleet.wait_for_leader(exclude=leader, above_epoch=epoch, timeout=10)
+    handover = time.monotonic() - started
+    assert successor != leader
+    # Well under the session timeout: the lease was released, not left to expire.
+    assert handover < SESSION_S, handover
+    wait_until(lambda: not fleet.running(leader), 10, "the old leader to exit")
+    assert fleet.process(leader).returncode() == 0
+    tenant.enroll(2)
+    wait_issued(tenant, 2)
+
+
+def _undelivered(lab: CfsslLab, tenant: Tenant) -> dict[tuple[str, int], bool]:
+    """Certificates the CAs hold for this tenant's devices that no request carries: revoked?"""
+    rows = tenant.requests()
+    devices = {r["device_id"] for r in rows}
+    uploaded = {(r["ca_name"], int(r["serial"])) for r in rows if r["serial"]}
+    found = {}
+    for device, certs in certificates_by_device(lab).items():
+        if device in devices:
+            found |= {(ca, serial): revoked for ca, serial, revoked in certs}
+    return {cert: revoked for cert, revoked in found.items() if cert not in uploaded}
+
+
+def _catch_between_ca_and_upload(
+    fleet: ConnectorFleet, lab: CfsslLab, tenant: Tenant, leader: str
+) -> bool:
+    """Pause ``leader`` when the CA holds a certificate the service has not got; kill it then."""
+    process = fleet.process(leader)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if any(not revoked for revoked in _undelivered(lab, tenant).values()):
+            process.pause()
+            # Below the session timeout: nobody takes over yet. An upload already
+            # on the wire may still land; the check after the kill decides.
+            time.sleep(0.6)
+            if any(not revoked for revoked in _undelivered(lab, tenant).values()):
+                process.kill()
+                return True
+            process.resume()
+        if all(r["state"] == "issued" for r in tenant.requests()):
+            return False
+    return False
+
+
+def test_leader_killed_mid_issuance_new_leader_revokes_the_orphans(
+    fleet: ConnectorFleet, admin: httpx.Client, cfssl_cas: CfsslLab
+) -> None:
+    # RSA keys make each issuance long enough to catch one between CA and upload.
+    tenant = Tenant(admin, prefix=unique("k"), template="user-auth", key_type="rsa2048")
+    tenant.create_profile()
+    total = 0
+    orphans: dict[tuple[str, int], bool] = {}
+    successors = []
+    for _attempt in range(4):
+        leader = fleet.wait_for_leader()
+        _, epoch = fleet.leader()  # type: ignore[misc]
+        tenant.enroll(6)
+        total += 6
+        if not _catch_between_ca_and_upload(fleet, cfssl_cas, tenant, leader):
+            continue
+        successors.append(fleet.wait_for_leader(exclude=leader, above_epoch=epoch, timeout=10))
+        wait_issued(tenant, total, timeout=40)
+        orphans = _undelivered(cfssl_cas, tenant)
+        fleet.start(leader)  # back as a standby for the next attempt
+        if orphans:
+            break
+    assert orphans, "never caught a leader between the CA call and the upload"
+    # Every certificate a killed leader got but never delivered is revoked ...
+    assert all(orphans.values()), orphans
+    # ... and each request has exactly one unrevoked certificate: the delivered one.
+    rows = wait_issued(tenant, total)
+    assert assert_one_unrevoked_per_request(cfssl_cas, rows) >= len(orphans)
+    lines = "\n".join(line for name in successors for line in fleet.log_lines(name))
+    assert '"event_id": 3021' in lines  # orphan_revoked, by a new leader
+
+
+def test_paused_leader_past_its_session_is_fenced_and_delivers_nothing(
+    fleet: ConnectorFleet, tenant: Tenant, admin: httpx.Client, cfssl_cas: CfsslLab
+) -> None:
+    leader = fleet.wait_for_leader()
+    _, old_epoch = fleet.leader()  # type: ignore[misc]
+    tenant.enroll(3)
+    wait_issued(tenant, 3)
+    process = fleet.process(leader)
+
+    process.pause()
+    tenant.enroll(3)  # work arrives while the leader is frozen
+    successor = fleet.wait_for_leader(exclude=leader, above_epoch=old_epoch, timeout=10)
+    _, new_epoch = fleet.leader()  # type: ignore[misc]
+    rows = wait_issued(tenant, 6)
+    by_epoch_before = sorted(r["epoch"] for r in rows)
+    process.resume()
+
+    # The zombie wakes up: its lease is stale (monotonic clock) and the service
+    # refuses its epoch, so it steps down without delivering anything.
+    wait_until(
+        lambda: (
+            connectors(admin)[leader]["role"] == "standby"
+            and any(
+                '"event_id": 5006' in line or '"event_id": 5022' in line
+                for line in fleet.log_lines(leader)
+            )
+        ),
+        15,
+        "the paused ex-leader to notice and stand by",
+    )
+    tenant.enroll(2)
+    rows = wait_issued(tenant, 8)
+    assert sorted(r["epoch"] for r in rows[:6]) == by_epoch_before
+    assert {r["epoch"] for r in rows[6:]} == {new_epoch}
+    assert all(r["epoch"] != old_epoch for r in rows[3:])
+    assert fleet.leader() == (successor, new_epoch)
+    assert_one_unrevoked_per_request(cfssl_cas, rows)
+    stale = admin.get("/api/v1/read/stale-rejections").json()
+    assert all(r["epoch"] < new_epoch for r in stale if r["name"] == leader)
