@@ -17,6 +17,8 @@ from fastapi import APIRouter, Depends
 
 from chaos.service import models as m
 from chaos.service.auth import AuthPolicy
+from chaos.service.events import Event as LogEvent
+from chaos.service.events import emit, log
 from chaos.service.renewal import scan_renewals
 from chaos.service.rules import Event, Mode
 from chaos.service.store import ApiError, Store
@@ -44,6 +46,7 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
             counts = store.retire_untargeted(tx, event)
             store.event(tx, "admin-action", event.value, **counts)
             mode = store.current_mode(tx)
+        emit(log, LogEvent.REVOCATION_EVENT, action=event.value, mode=mode.value, **counts)
         store.wake()
         return m.ActionResult(event=event.value, mode=mode.value, **counts)
 
@@ -209,6 +212,7 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 (group_id, body.user_id),
             )
             queued = store.queue_missing(tx)
+        emit(log, LogEvent.REQUESTS_QUEUED, cause="membership", group=group_id, count=queued)
         store.wake()
         return m.MembershipOut(group_id=group_id, user_id=body.user_id, requests_queued=queued)
 
@@ -261,8 +265,9 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
                     store.now_iso(),
                 ),
             )
-            store.queue_missing(tx)
+            queued = store.queue_missing(tx)
             row = store.row(tx, "devices", body.id)
+        emit(log, LogEvent.REQUESTS_QUEUED, cause="device", device=body.id, count=queued)
         store.wake()
         return device_out(row, key_pem)
 
@@ -301,6 +306,7 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 (body.id, body.profile_id, body.group_id),
             )
             queued = store.queue_missing(tx)
+        emit(log, LogEvent.REQUESTS_QUEUED, cause="assignment", assignment=body.id, count=queued)
         store.wake()
         return m.AssignmentOut(
             id=body.id, profile_id=body.profile_id, group_id=body.group_id, requests_queued=queued
@@ -371,6 +377,7 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
             as_of = as_of.replace(tzinfo=dt.UTC)
         with store.db.transaction() as tx:
             queued = scan_renewals(store, tx, as_of)
+        emit(log, LogEvent.RENEWALS_QUEUED, as_of=as_of.isoformat(), count=queued)
         store.wake()
         return m.Queued(requests_queued=queued)
 

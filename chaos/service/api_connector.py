@@ -24,6 +24,8 @@ from fastapi import APIRouter, Depends
 
 from chaos.service import models as m
 from chaos.service.auth import AuthPolicy
+from chaos.service.events import Event as LogEvent
+from chaos.service.events import emit, log
 from chaos.service.keys import certificate_fingerprint, public_key_fingerprint
 from chaos.service.rules import Event, Mode, fence, register_verdict, revocation_outcome
 from chaos.service.store import ApiError, Store
@@ -84,6 +86,9 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 refusal = ApiError(428, verdict.reason, highest_epoch=current)
         if refusal.status == 409:
             store.on_stale(endpoint)
+            emit(log, LogEvent.STALE_EPOCH_REFUSED, endpoint=endpoint, name=name, epoch=epoch)
+        else:
+            emit(log, LogEvent.NOT_REGISTERED_REFUSED, endpoint=endpoint, name=name, epoch=epoch)
         raise refusal
 
     @router.get("/kra-certificate", response_model=m.KraOut)
@@ -105,7 +110,15 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 refuse(tx, "register", body.name, body.epoch, verdict.reason)
         if not verdict.ok:
             store.on_stale("register")
+            emit(
+                log,
+                LogEvent.STALE_EPOCH_REFUSED,
+                endpoint="register",
+                name=body.name,
+                epoch=body.epoch,
+            )
             raise ApiError(409, verdict.reason, highest_epoch=current)
+        emit(log, LogEvent.CONNECTOR_REGISTERED, name=body.name, epoch=body.epoch, previous=current)
         store.wake()  # long polls of a deposed epoch must notice now
         return m.RoleOut(name=body.name, role="active", epoch=body.epoch)
 
@@ -132,12 +145,13 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
     def poll_requests(body: m.PollIn) -> m.RequestBatch:
         deadline = time.monotonic() + body.wait_s
         while True:
+            seen = store.work_generation()
             batch = fenced(
                 "requests/poll", body.name, body.epoch, lambda tx: take_requests(tx, body)
             )
             if batch or time.monotonic() >= deadline:
                 return m.RequestBatch(requests=batch)
-            store.wait_for_work(min(1.0, max(0.0, deadline - time.monotonic())))
+            store.wait_for_work(seen, min(5.0, max(0.0, deadline - time.monotonic())))
 
     def take_requests(tx: sqlite3.Connection, body: m.PollIn) -> list[m.CertificateRequestOut]:
         expired = store.clock() - store.settings.poll_lease_s
@@ -211,7 +225,9 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
             )
             return m.Ack(id=request_id, state="in_flight")
 
-        return fenced("requests/intent", body.name, body.epoch, act)
+        ack = fenced("requests/intent", body.name, body.epoch, act)
+        emit(log, LogEvent.INTENT_RECORDED, request=request_id, epoch=body.epoch, spki=spki[:16])
+        return ack
 
     @router.post("/requests/{request_id}/result", response_model=m.Ack)
     def upload_result(request_id: m.Id, body: m.ResultIn) -> m.Ack:
@@ -281,7 +297,27 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
             )
             return m.Ack(id=request_id, state="failed")
 
-        ack = fenced("requests/result", body.name, body.epoch, act)
+        try:
+            ack = fenced("requests/result", body.name, body.epoch, act)
+        except ApiError as exc:
+            if exc.status != 409:
+                emit(
+                    log,
+                    LogEvent.RESULT_REFUSED,
+                    request=request_id,
+                    status=exc.status,
+                    reason=exc.reason,
+                )
+            raise
+        emit(
+            log,
+            LogEvent.RESULT_ACCEPTED,
+            request=request_id,
+            serial=body.serial,
+            ca=body.ca_name,
+            epoch=body.epoch,
+            state=ack.state,
+        )
         store.wake()
         return ack
 
@@ -304,6 +340,13 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
             return m.Ack(id=request_id, state=state)
 
         ack = fenced("requests/fail", body.name, body.epoch, act)
+        emit(
+            log,
+            LogEvent.REQUEST_FAILED,
+            request=request_id,
+            state=ack.state,
+            reason=body.reason[:200],
+        )
         store.wake()
         return ack
 
@@ -327,10 +370,11 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
 
         deadline = time.monotonic() + body.wait_s
         while True:
+            seen = store.work_generation()
             batch = fenced("revocations/poll", body.name, body.epoch, take)
             if batch or time.monotonic() >= deadline:
                 return m.RevocationBatch(revocations=batch)
-            store.wait_for_work(min(1.0, max(0.0, deadline - time.monotonic())))
+            store.wait_for_work(seen, min(5.0, max(0.0, deadline - time.monotonic())))
 
     @router.post("/revocations/{revocation_id}/confirm", response_model=m.Ack)
     def confirm_revocation(revocation_id: m.Id, body: m.ConnectorCall) -> m.Ack:
@@ -348,7 +392,9 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 )
             return m.Ack(id=revocation_id, state="done")
 
-        return fenced("revocations/confirm", body.name, body.epoch, act)
+        ack = fenced("revocations/confirm", body.name, body.epoch, act)
+        emit(log, LogEvent.REVOCATION_CONFIRMED, revocation=revocation_id, epoch=body.epoch)
+        return ack
 
     @router.post("/intents/stale", response_model=m.IntentList)
     def stale_intents(body: m.ConnectorCall) -> m.IntentList:

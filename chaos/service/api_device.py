@@ -15,6 +15,8 @@ from fastapi import APIRouter, Depends
 
 from chaos.service import models as m
 from chaos.service.auth import AuthPolicy
+from chaos.service.events import Event as LogEvent
+from chaos.service.events import emit, log
 from chaos.service.rules import Event, Mode, revocation_outcome
 from chaos.service.store import ApiError, Store
 from connector.pki.envelope import EnvelopeError
@@ -40,6 +42,8 @@ def device_router(store: Store, auth: AuthPolicy) -> APIRouter:
                     (device_id,),
                 )
             ]
+        for delivery in deliveries:
+            emit(log, LogEvent.DELIVERED, device=device_id, request=delivery.request_id)
         return m.CheckinOut(
             device_id=device_id, state=device["state"], deliveries=deliveries, deletions=deletions
         )
@@ -85,6 +89,12 @@ def device_router(store: Store, auth: AuthPolicy) -> APIRouter:
             if req["device_id"] != device_id:
                 raise ApiError(404, f"unknown request {body.request_id!r} for device {device_id!r}")
             state = report_status(tx, req, body)
+        event = {
+            "installed": LogEvent.INSTALLED,
+            "failed": LogEvent.DEVICE_FAILED,
+            "deleted": LogEvent.DEVICE_DELETED,
+        }[body.status]
+        emit(log, event, device=device_id, request=body.request_id, state=state)
         store.wake()
         return m.Ack(id=body.request_id, state=state)
 

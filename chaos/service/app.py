@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +27,7 @@ from chaos.service.api_device import device_router
 from chaos.service.api_read import gauge_snapshot, read_router
 from chaos.service.auth import AuthPolicy
 from chaos.service.db import Database
+from chaos.service.events import Event, emit, log
 from chaos.service.keys import ServiceKeys
 from chaos.service.limits import BodySizeLimit
 from chaos.service.metrics import ServiceMetrics
@@ -36,8 +36,6 @@ from chaos.service.rules import Mode
 from chaos.service.store import ApiError, Store, StoreSettings
 
 __all__ = ["ServiceConfig", "create_app"]
-
-log = logging.getLogger("pfxha.service")
 
 
 @dataclass(frozen=True)
@@ -130,5 +128,5 @@ def _renewal_loop(store: Store, interval: float, stop: threading.Event) -> None:
             log.exception("renewal scan failed")
             continue
         if queued:
-            log.info("event=1100 renewal requests queued count=%d", queued)
+            emit(log, Event.RENEWALS_QUEUED, cause="scan", count=queued)
             store.wake()

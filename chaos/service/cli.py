@@ -93,13 +93,21 @@ def run(
     ssl_ca_certs: Path | None,
 ) -> None:
     """Serve the stand-in cloud certificate service."""
+    import logging
     import ssl
+    import sys
 
     import uvicorn
 
     from chaos.service.app import ServiceConfig, create_app
 
     host, port = _listen(listen)
+    if not logging.getLogger().handlers:  # run as ``python -m chaos.service``
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        )
     if connector_stale_after <= 0:
         raise click.BadParameter("must be > 0", param_hint="--connector-stale-after")
     if poll_lease <= 0:

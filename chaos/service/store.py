@@ -61,6 +61,7 @@ class Store:
     clock: Callable[[], float] = time.time
     on_stale: Callable[[str], None] = lambda endpoint: None
     _work: threading.Condition = field(default_factory=threading.Condition)
+    _generation: int = 0
 
     def __post_init__(self) -> None:
         with self.db.transaction() as tx:
@@ -83,13 +84,20 @@ class Store:
 
     # -- long polls -----------------------------------------------------------
 
+    def work_generation(self) -> int:
+        """Read before looking for work; pass to :meth:`wait_for_work` (no lost wake-ups)."""
+        with self._work:
+            return self._generation
+
     def wake(self) -> None:
         with self._work:
+            self._generation += 1
             self._work.notify_all()
 
-    def wait_for_work(self, timeout: float) -> None:
+    def wait_for_work(self, seen: int, timeout: float) -> None:
+        """Sleep until :meth:`wake` is called after generation ``seen``, or ``timeout``."""
         with self._work:
-            self._work.wait(timeout)
+            self._work.wait_for(lambda: self._generation != seen, timeout)
 
     # -- lookups ----------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from schemathesis.generation import GenerationMode
 
 from chaos.launch.service import ServiceProcess
 
-_EXAMPLES = 8
+_EXAMPLES = 6
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,60 @@
+"""Stable event IDs of the service's log lines (1000s issuance, 3000s revocation, 5000s
+leadership), in the connector's format: ``[1120 result_accepted] request=... serial=...``.
+
+    emit(log, Event.RESULT_ACCEPTED, request=req_id, serial=serial, epoch=epoch)
+
+Fields never carry key material, envelopes or tokens.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Any
+
+__all__ = ["Event", "emit", "log"]
+
+log = logging.getLogger("pfxha.service")
+
+
+class Event(enum.IntEnum):
+    REQUESTS_QUEUED = 1100
+    RENEWALS_QUEUED = 1101
+    INTENT_RECORDED = 1110
+    RESULT_ACCEPTED = 1120
+    RESULT_REFUSED = 1121
+    REQUEST_FAILED = 1150
+    DELIVERED = 1160
+    INSTALLED = 1170
+    DEVICE_FAILED = 1171
+    REVOCATION_EVENT = 3100
+    REVOCATION_CONFIRMED = 3110
+    DEVICE_DELETED = 3120
+    CONNECTOR_REGISTERED = 5100
+    STALE_EPOCH_REFUSED = 5110
+    NOT_REGISTERED_REFUSED = 5111
+
+
+_LEVELS = {
+    Event.INTENT_RECORDED: logging.DEBUG,
+    Event.DELIVERED: logging.DEBUG,
+    Event.RESULT_REFUSED: logging.WARNING,
+    Event.STALE_EPOCH_REFUSED: logging.WARNING,
+    Event.NOT_REGISTERED_REFUSED: logging.WARNING,
+    Event.DEVICE_FAILED: logging.WARNING,
+}
+
+
+def emit(logger: logging.Logger, event: Event, /, **fields: Any) -> None:
+    level = _LEVELS.get(event, logging.INFO)
+    if not logger.isEnabledFor(level):
+        return
+    text = " ".join(f"{key}={value}" for key, value in fields.items())
+    logger.log(
+        level,
+        "[%d %s] %s",
+        int(event),
+        event.name.lower(),
+        text,
+        extra={"event_id": int(event), "event": event.name.lower(), "fields": fields},
+    )
