@@ -33,6 +33,7 @@ from chaos.lab.state import ProcessRecord
 from chaos.launch._process import LaunchError, ManagedProcess, wait_for
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.connector import ConnectorFleet
+from chaos.launch.prometheus import PrometheusServer
 from chaos.launch.service import ServiceProcess
 from chaos.launch.zookeeper import ZOOKEEPER_JAR, ZooKeeperEnsemble
 from election import open_client, read_cluster_status, request_switchover
@@ -104,6 +105,7 @@ class Lab:
         self.seed_devices = seed_devices
         self.service: ServiceProcess | None = None
         self.fleet: ConnectorFleet | None = None
+        self.prometheus: PrometheusServer | None = None
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self._extra: list[Any] = []
 
@@ -180,7 +182,14 @@ class Lab:
         self.fleet.wait_for_leader(timeout=30)
 
     def _start_prometheus(self) -> None:
-        raise LaunchError("the Prometheus launcher (chaos.launch.prometheus) is not there yet")
+        fleet, service = self._fleet(), self._service()
+        self.prometheus = PrometheusServer(
+            self.run_dir,
+            connectors=[f"127.0.0.1:{fleet.metrics_ports[n]}" for n in fleet.names],
+            service=[service.url.removeprefix("http://")],
+            cluster=self.cluster,
+        )
+        self._step("prometheus", self.prometheus.start, self.prometheus.stop)
 
     # -- facts ---------------------------------------------------------------------
 
@@ -192,6 +201,8 @@ class Lab:
         procs += [self.zk.node(i) for i in range(self.zk.size)] if self.zk_started else []
         if self.service is not None:
             procs.append(self.service.process)
+        if self.prometheus is not None and self.prometheus.process is not None:
+            procs.append(self.prometheus.process)
         records = [r for r in (_record(p) for p in procs) if r is not None]
         for name in self.cas.names if self.cas_started else ():
             pid = self.cas.pid(name)
@@ -220,6 +231,8 @@ class Lab:
             data["service_db"] = str(self.service.db_path)
         if self.fleet is not None:
             data["connectors"] = {n: self.fleet.metrics_url(n) for n in self.fleet.names}
+        if self.prometheus is not None:
+            data["prometheus"] = self.prometheus.url
         return data
 
     # -- what the drill and the nemesis use ----------------------------------------
