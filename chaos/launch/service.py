@@ -13,17 +13,30 @@ never the command line.
 
 from __future__ import annotations
 
+import ssl
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from chaos.launch._process import LaunchError, ManagedProcess, free_port, wait_for
 
-__all__ = ["ServiceProcess"]
+__all__ = ["ServiceProcess", "ServiceTLS"]
 
 _TOKEN_ENV = "PFXHA_ADMIN_TOKEN"  # noqa: S105 - the variable name, not a token
+
+
+@dataclass(frozen=True)
+class ServiceTLS:
+    """Serve HTTPS: server certificate and key, the CA that verifies it, and
+    optionally the CA bundle for client certificates (mutual TLS)."""
+
+    certfile: Path
+    keyfile: Path
+    server_ca: Path
+    client_ca: Path | None = None
 
 
 class ServiceProcess:
@@ -37,11 +50,13 @@ class ServiceProcess:
         admin_token: str | None = None,
         extra_args: Sequence[str] = (),
         name: str = "service",
+        tls: ServiceTLS | None = None,
     ) -> None:
         self.directory = directory
         self.host = host
         self.port = port or free_port(host)
         self.admin_token = admin_token
+        self.tls = tls
         self.db_path = directory / "service.db"
         self.kra_dir = directory / "keys"
         argv = [
@@ -59,13 +74,25 @@ class ServiceProcess:
         ]
         if mode is not None:
             argv += ["--mode", mode]
+        if tls is not None:
+            argv += ["--ssl-certfile", str(tls.certfile), "--ssl-keyfile", str(tls.keyfile)]
+            if tls.client_ca is not None:
+                argv += ["--ssl-ca-certs", str(tls.client_ca)]
         argv += list(extra_args)
         env = {_TOKEN_ENV: admin_token} if admin_token else {_TOKEN_ENV: ""}
         self.process = ManagedProcess(name, argv, log_path=directory / "service.log", env=env)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """What httpx clients pass as ``verify`` to trust this service."""
+        if self.tls is None:
+            return True
+        return ssl.create_default_context(cafile=str(self.tls.server_ca))
 
     @property
     def pid(self) -> int | None:
@@ -73,7 +100,8 @@ class ServiceProcess:
 
     def healthy(self) -> bool:
         try:
-            return httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200
+            answer = httpx.get(self.url + "/healthz", timeout=0.5, verify=self.verify)
+            return answer.status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -115,4 +143,6 @@ class ServiceProcess:
 
     def admin_client(self, timeout: float = 10.0) -> httpx.Client:
         """An httpx client for the admin, device and read APIs (closing it is the caller's)."""
-        return httpx.Client(base_url=self.url, headers=self.admin_headers(), timeout=timeout)
+        return httpx.Client(
+            base_url=self.url, headers=self.admin_headers(), timeout=timeout, verify=self.verify
+        )

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from chaos.launch import wait_for
-from chaos.launch.service import ServiceProcess
-from connector.service_client import CertificateRequest, ServiceClient, StaleEpochError
+from chaos.launch.service import ServiceProcess, ServiceTLS
+from connector.service_client import (
+    CertificateRequest,
+    ServiceClient,
+    ServiceUnavailable,
+    StaleEpochError,
+)
 from tests.fixtures.service import next_epoch, unique
 from tests.integration.service.helpers import FakeConnector, build_world, install, ok
 
@@ -229,3 +240,43 @@ def test_bad_input_is_4xx_and_changes_nothing(
         assert "detail" in response.json()
     assert snapshot() == before
     del service
+
+
+def test_tls_serves_https_to_clients_that_trust_the_server_ca(
+    start_service: Callable[..., ServiceProcess], tmp_path: Path
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "service.lab")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "server.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (tmp_path / "server.key").chmod(0o600)
+    tls = ServiceTLS(
+        tmp_path / "server.pem", tmp_path / "server.key", server_ca=tmp_path / "server.pem"
+    )
+    svc = start_service(tls=tls)
+    assert svc.url.startswith("https://")
+    with ServiceClient(svc.url, verify=svc.verify) as client:
+        client.kra_certificate()
+    with ServiceClient(svc.url) as untrusting, pytest.raises(ServiceUnavailable):
+        untrusting.kra_certificate()  # the lab CA is not in the system store
