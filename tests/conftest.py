@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.zookeeper",
     "tests.fixtures.cfssl",
     "tests.fixtures.service",
+    "tests.fixtures.prometheus",
 ]
 
 _TIERS = ("unit", "integration", "e2e")
