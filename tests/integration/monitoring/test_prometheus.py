@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,12 +20,12 @@ from chaos.launch import wait_for
 from chaos.launch.prometheus import PrometheusServer
 from connector.health import HealthServer
 from connector.metrics import ConnectorMetrics
+from tests.fixtures.prometheus import LEADERS
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None, reason="Debian prometheus not installed"
 )
 
-LEADERS = 'sum(pfxha_connector_role{pfxha_connector_role="leader"})'
 DASHBOARD = Path(__file__).resolve().parents[3] / "deploy" / "grafana" / "pfxha-dashboard.json"
 
 
@@ -55,10 +55,10 @@ def connectors() -> Iterator[list[Connector]]:
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path, connectors: list[Connector]) -> Iterator[PrometheusServer]:
-    prom = PrometheusServer(tmp_path, connectors=[c.address for c in connectors])
-    with prom:
-        yield prom
+def prometheus(
+    prometheus_server: Callable[..., PrometheusServer], connectors: list[Connector]
+) -> PrometheusServer:
+    return prometheus_server(connectors=[c.address for c in connectors])
 
 
 def test_generated_config_passes_promtool(tmp_path: Path) -> None:
@@ -99,9 +99,10 @@ def test_failover_seen_by_prometheus_and_alerts(
     b.metrics.set_role("leader", reason="elected")
     b.metrics.set_epoch(2)
     b.metrics.observe_takeover(0.08)
-    prometheus.wait_value(LEADERS, lambda v: v == 1, timeout=10)
-    leader = prometheus.query('pfxha_connector_role{pfxha_connector_role="leader"} == 1')
-    assert [s.labels["instance"] for s in leader] == [b.address]
+    # Until a's next (failed) scrape marks its series stale, Prometheus still
+    # holds its last "leader" sample: wait for the set of leaders to be {b}.
+    wait_for(lambda: _leaders(prometheus) == [b.address], timeout=10, what="b the only leader")
+    assert prometheus.value(LEADERS) == 1
     assert prometheus.value("max(pfxha_connector_epoch)") == 2
     assert "PfxhaSplitBrain" not in prometheus.firing()
 
@@ -119,6 +120,11 @@ def test_failover_seen_by_prometheus_and_alerts(
         what="PfxhaNoActiveConnector firing",
     )
     assert "PfxhaSplitBrain" not in prometheus.firing()
+
+
+def _leaders(prometheus: PrometheusServer) -> list[str]:
+    found = prometheus.query('pfxha_connector_role{pfxha_connector_role="leader"} == 1')
+    return sorted(s.labels["instance"] for s in found)
 
 
 def _dashboard_queries() -> list[str]:
