@@ -211,7 +211,9 @@ class CfsslCA:
         if not isinstance(pem, str):
             raise CABadResponseError("reply carries no certificate", ca_name=self.name)
         try:
-            certificate = validate_issued(pem, csr, self.chain, required_ekus=profile.ekus)
+            certificate = validate_issued(
+                pem, csr, self.chain, required_ekus=profile.ekus, chain_verified=True
+            )
         except CertificateValidationError as exc:
             log.warning(
                 "[1024 ca_response_rejected] ca=%s request_id=%s reason=%s",

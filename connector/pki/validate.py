@@ -75,15 +75,21 @@ def validate_issued(
     *,
     required_ekus: Sequence[ObjectIdentifier] = (),
     now: dt.datetime | None = None,
+    chain_verified: bool = False,
 ) -> x509.Certificate:
-    """The parsed certificate if it is what ``csr`` asked for, issued by ``chain[0]``."""
+    """The parsed certificate if it is what ``csr`` asked for, issued by ``chain[0]``.
+
+    ``chain_verified=True`` skips re-checking ``chain`` itself (a client that
+    validated its configured chain once at start-up).
+    """
     cert = parse_certificate(data)
     if cert.public_key() != csr.public_key():
         raise CertificateValidationError("certificate does not match the CSR's public key")
     if not chain:
         raise CertificateValidationError("no issuing CA certificate to check against")
     _signed_by(cert, chain[0], "certificate")
-    validate_chain(chain)
+    if not chain_verified:
+        validate_chain(chain)
     now = now or dt.datetime.now(dt.UTC)
     if not (cert.not_valid_before_utc - CLOCK_SKEW <= now <= cert.not_valid_after_utc):
         raise CertificateValidationError(

@@ -1,0 +1,384 @@
+"""``pfxha bench pki``: key generation against the whole issuance pipeline, on real CFSSL.
+
+    pfxha bench pki --key rsa2048 --seconds 10 --json runs/bench/pki-rsa2048.json
+
+One run measures, with every core busy:
+
+1. ``keygen_per_s``: raw key generation (one process per core, nothing else);
+2. ``pipeline_per_s``: keygen -> CSR -> CFSSL authsign (the lab's primary CA,
+   started on loopback) -> response validation -> PKCS#12 -> CMS envelope to a
+   KRA certificate, one process per core with ``--threads`` pipelines each so
+   the CPU keeps generating keys while a request waits for the CA;
+3. ``ratio`` = pipeline / keygen: key generation is the physical limit;
+4. ``burst``: requests through the same pipeline with keys from a full
+   :class:`connector.pki.KeyPool` (what a takeover or a burst sees first).
+
+Keygen and pipeline run in short alternating windows (K P, P K, ...) of
+about 2.5 s, in the same worker processes, so both see the same background
+load on a shared machine; an item cut by the end of a window counts by the
+share of it done inside (see ``_credit``). Figures depend on the machine
+and on what else runs on it; the JSON records the core count and settings.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import json
+import logging
+import multiprocessing
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from chaos.bench._stats import summarize
+from chaos.launch.cfssl import CfsslLab
+from connector.ca import CARouter, router_from_description
+from connector.pki import (
+    KeyPool,
+    KeyType,
+    PrivateKey,
+    ProfileTemplate,
+    csr_for_profile,
+    generate_key,
+    pack_pfx,
+    seal,
+)
+
+__all__ = ["command", "run_pki_bench"]
+
+_PROFILE_SUBJECT = "CN={{UserName}},O=pfxha bench"
+_PROFILE_SANS = ("UPN={{UserPrincipalName}}", "email={{EmailAddress}}")
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _kra_certificate() -> x509.Certificate:
+    """A throw-away KRA certificate: the envelope only needs its public key."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pfxha bench KRA")])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+
+
+class _Pipeline:
+    """Everything after key generation, for one thread of one process."""
+
+    def __init__(
+        self, description: Mapping[str, Any], template: str, key_type: KeyType, kra_pem: bytes
+    ) -> None:
+        # The primary CA only: the benchmark measures issuance, not failover.
+        primary = {"primary": description["cas"]["primary"]}
+        self.router: CARouter = router_from_description(
+            {"cas": primary, "templates": {template: ["primary"]}}, call_timeout_s=10.0
+        )
+        self.template = template
+        self.kra = x509.load_pem_x509_certificate(kra_pem)
+        self.profile = ProfileTemplate("bench", _PROFILE_SUBJECT, _PROFILE_SANS, key_type, template)
+        self.count = 0
+
+    def run_one(self, key: PrivateKey) -> tuple[float, float]:
+        """Issue and package one certificate; returns (seconds total, seconds at the CA)."""
+        started = time.perf_counter()
+        n = self.count = self.count + 1
+        variables = {
+            "UserName": f"user{n}",
+            "UserPrincipalName": f"user{n}@bench.test",
+            "EmailAddress": f"user{n}@bench.test",
+            "DeviceId": f"dev-{os.getpid()}-{threading.get_ident()}-{n}",
+        }
+        csr = csr_for_profile(key, self.profile, variables)
+        before_ca = time.perf_counter()
+        issued = self.router.issue(csr, self.template, f"bench-{n}", time.monotonic() + 30)
+        ca_time = time.perf_counter() - before_ca
+        envelope = seal(pack_pfx(key, issued.certificate, issued.chain, "bench"), self.kra)
+        if not envelope:  # pragma: no cover - seal always returns bytes
+            raise RuntimeError("empty envelope")
+        return time.perf_counter() - started, ca_time
+
+
+def _wait_until(wall_time: float) -> None:
+    delay = wall_time - time.time()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def _credit(spans: list[tuple[float, float]], start: float, end: float) -> float:
+    """Items completed in [start, end]; one that straddles ``end`` counts by its share inside.
+
+    Every item starts inside the window, and the ones running at ``end`` are finished
+    outside it, so neither mode gains or loses the work cut at the boundary.
+    """
+    total = 0.0
+    for s, e in spans:
+        if e <= s:
+            continue
+        total += max(0.0, min(e, end) - max(s, start)) / (e - s)
+    return total
+
+
+# Pipelines live as long as the worker process: clients and connections are reused.
+_PIPELINES: list[_Pipeline] = []
+
+
+def _round(
+    mode: str,
+    start: float,
+    end: float,
+    key_type: str,
+    threads: int,
+    description: dict[str, Any],
+    template: str,
+    kra_pem: bytes,
+) -> tuple[float, list[float], list[float]]:
+    """One measured window in one worker process: ``keygen`` alone or the whole ``pipeline``."""
+    kt = KeyType.parse(key_type)
+    lanes = 1 if mode == "keygen" else threads
+    if mode == "pipeline":
+        while len(_PIPELINES) < lanes:
+            _PIPELINES.append(_Pipeline(description, template, kt, kra_pem))
+    lock = threading.Lock()
+    spans: list[tuple[float, float]] = []
+    totals: list[float] = []
+    ca_times: list[float] = []
+
+    def lane(index: int) -> None:
+        _wait_until(start)
+        while time.time() < end:
+            began = time.time()
+            key = generate_key(kt)
+            ca_time = 0.0
+            if mode == "pipeline":
+                _, ca_time = _PIPELINES[index].run_one(key)
+            finished = time.time()
+            with lock:
+                spans.append((began, finished))
+                totals.append(finished - began)
+                ca_times.append(ca_time)
+
+    runners = [threading.Thread(target=lane, args=(i,)) for i in range(lanes)]
+    for r in runners:
+        r.start()
+    for r in runners:
+        r.join()
+    if mode == "keygen":
+        totals, ca_times = [], []
+    return _credit(spans, start, end), totals, ca_times
+
+
+def _noop(_: int) -> int:
+    return os.getpid()
+
+
+def _burst(
+    description: Mapping[str, Any],
+    template: str,
+    key_type: KeyType,
+    kra_pem: bytes,
+    pool_size: int,
+    threads: int,
+) -> dict[str, Any]:
+    """Drain a full key pool through the pipeline with ``threads`` threads."""
+    pool = KeyPool({key_type: pool_size}, workers=max(1, _cores())).start()
+    try:
+        if not pool.wait_full(timeout=600):
+            raise click.ClickException("the key pool did not fill within 600 s")
+        pipelines = [_Pipeline(description, template, key_type, kra_pem) for _ in range(threads)]
+        latencies: list[float] = []
+        lock = threading.Lock()
+        remaining = [pool_size]
+
+        def drain(pipeline: _Pipeline) -> None:
+            while True:
+                with lock:
+                    if remaining[0] == 0:
+                        return
+                    remaining[0] -= 1
+                t0 = time.perf_counter()
+                key = pool.take(key_type)
+                pipeline.run_one(key)
+                with lock:
+                    latencies.append(time.perf_counter() - t0)
+
+        started = time.perf_counter()
+        runners = [threading.Thread(target=drain, args=(p,)) for p in pipelines]
+        for r in runners:
+            r.start()
+        for r in runners:
+            r.join()
+        elapsed = time.perf_counter() - started
+        stats = pool.stats()
+        for p in pipelines:
+            p.router.close()
+    finally:
+        pool.stop()
+    return {
+        "pool_size": pool_size,
+        "threads": threads,
+        "seconds": round(elapsed, 4),
+        "per_s": round(pool_size / elapsed, 2),
+        "pool_hits": stats["hits"],
+        "pool_misses": stats["misses"],
+        "latency_s": summarize(latencies),
+    }
+
+
+def run_pki_bench(
+    key: str,
+    seconds: float,
+    *,
+    workers: int | None = None,
+    threads: int = 2,
+    template: str = "user-auth",
+    pool_size: int = 64,
+    run_dir: Path | None = None,
+) -> dict[str, Any]:
+    key_type = KeyType.parse(key)
+    cores = _cores()
+    workers = workers or cores
+    rounds = max(1, round(seconds / 2.5))
+    window = seconds / rounds
+    kra_pem = _kra_certificate().public_bytes(serialization.Encoding.PEM)
+    with tempfile.TemporaryDirectory(prefix="pfxha-bench-pki-") as tmp:
+        lab = CfsslLab(run_dir or Path(tmp) / "cfssl")
+        lab.start()
+        try:
+            description = lab.describe()
+            ctx = multiprocessing.get_context("spawn")
+            with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+                # Warm the workers up (spawn + imports) outside the measured windows.
+                list(pool.map(_noop, range(workers * 2)))
+                credit = {"keygen": 0.0, "pipeline": 0.0}
+                totals: list[float] = []
+                ca_times: list[float] = []
+                # Short alternating windows (K P, P K, ...), so that both modes see the
+                # same background load on a shared machine.
+                for i in range(rounds):
+                    for mode in ("keygen", "pipeline") if i % 2 == 0 else ("pipeline", "keygen"):
+                        start = time.time() + 0.05
+                        futures = [
+                            pool.submit(
+                                _round,
+                                mode,
+                                start,
+                                start + window,
+                                key_type.value,
+                                threads,
+                                description,
+                                template,
+                                kra_pem,
+                            )
+                            for _ in range(workers)
+                        ]
+                        for future in futures:
+                            got, item_totals, item_ca = future.result()
+                            credit[mode] += got
+                            totals.extend(item_totals)
+                            ca_times.extend(item_ca)
+            burst = _burst(description, template, key_type, kra_pem, pool_size, threads=workers)
+        finally:
+            lab.stop()
+    keygen_per_s = credit["keygen"] / seconds
+    pipeline_per_s = credit["pipeline"] / seconds
+    return {
+        "key": key_type.value,
+        "template": template,
+        "seconds": seconds,
+        "cores": cores,
+        "workers": workers,
+        "threads_per_worker": threads,
+        "rounds": rounds,
+        "keygen_per_s": round(keygen_per_s, 2),
+        "pipeline_per_s": round(pipeline_per_s, 2),
+        "ratio": round(pipeline_per_s / keygen_per_s, 4) if keygen_per_s else None,
+        "pipeline_latency_s": summarize(totals),
+        "ca_round_trip_s": summarize(ca_times),
+        "burst": burst,
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+@click.command("pki")
+@click.option(
+    "--key",
+    "key",
+    default="rsa2048",
+    show_default=True,
+    help="Key type: rsa2048, rsa3072, rsa4096, p256, p384.",
+)
+@click.option("--seconds", default=10.0, show_default=True, help="Length of each measured phase.")
+@click.option("--workers", type=int, default=None, help="Processes per phase [default: cores].")
+@click.option(
+    "--threads", default=2, show_default=True, help="Pipelines per process (hide CA latency)."
+)
+@click.option("--template", default="user-auth", show_default=True, help="CFSSL signing profile.")
+@click.option(
+    "--pool-size", default=64, show_default=True, help="Keys in the pool for the burst phase."
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="CFSSL lab directory (default: a temporary one).",
+)
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
+def command(
+    key: str,
+    seconds: float,
+    workers: int | None,
+    threads: int,
+    template: str,
+    pool_size: int,
+    run_dir: Path | None,
+    json_path: Path | None,
+) -> None:
+    """Key generation vs. the full issuance pipeline on real CFSSL, and the key-pool burst."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    if seconds <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--seconds")
+    if threads < 1 or pool_size < 1:
+        raise click.BadParameter("--threads and --pool-size must be >= 1")
+    result = run_pki_bench(
+        key,
+        seconds,
+        workers=workers,
+        threads=threads,
+        template=template,
+        pool_size=pool_size,
+        run_dir=run_dir,
+    )
+    click.echo(
+        f"{result['key']}: keygen {result['keygen_per_s']}/s, "
+        f"pipeline {result['pipeline_per_s']}/s, ratio {result['ratio']:.1%} "
+        f"({result['cores']} cores, {result['workers']} processes x "
+        f"{result['threads_per_worker']} threads, {seconds:g} s each); "
+        f"burst from a full pool of {pool_size}: {result['burst']['per_s']}/s"
+    )
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2) + "\n")
+        click.echo(f"wrote {json_path}")
