@@ -124,11 +124,19 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
 
     @router.post("/heartbeat", response_model=m.RoleOut)
     def heartbeat(body: m.HeartbeatIn) -> m.RoleOut:
+        try:
+            # Stored as given and served back as JSON: it must be plain, finite JSON.
+            details = json.dumps(body.details, sort_keys=True, allow_nan=False)
+        except (ValueError, TypeError) as exc:
+            raise ApiError(422, f"details must be finite JSON: {exc}") from exc
+        if len(details) > 20_000:
+            raise ApiError(422, "details larger than 20000 characters as JSON")
+
         def record(tx: sqlite3.Connection) -> None:
             touch(tx, body.name)
             tx.execute(
                 "UPDATE connectors SET health = ?, details = ? WHERE name = ?",
-                (body.health, json.dumps(body.details, sort_keys=True)[:20_000], body.name),
+                (body.health, details, body.name),
             )
 
         if body.epoch > 0:

@@ -201,6 +201,21 @@ def test_bad_input_is_4xx_and_changes_nothing(
         ("POST", "/api/v1/connector/requests/poll", {"name": name, "epoch": str(epoch)}, 422),
         (
             "POST",
+            "/api/v1/connector/heartbeat",
+            b'{"name": "x", "epoch": 0, "health": "healthy", "details": {"x": NaN}}',
+            422,
+        ),
+        (
+            "POST",
+            "/api/v1/connector/heartbeat",
+            b'{"name": "x", "epoch": 0, "health": "healthy", "details": '
+            + b"[" * 100_000
+            + b"]" * 100_000
+            + b"}",
+            400,
+        ),
+        (
+            "POST",
             "/api/v1/connector/requests/poll",
             {"name": name, "epoch": epoch, "max_items": 501},
             422,
