@@ -1,0 +1,157 @@
+"""The agent loop in-process against the real service and real CFSSL.
+
+The election is replaced by a stub that claims leadership with a given epoch:
+that is exactly the position of a deposed leader whose own clock has not
+noticed yet, the case only the service's 409 can stop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from chaos.bench._tenant import Tenant
+from chaos.launch.cfssl import CfsslLab
+from chaos.launch.service import ServiceProcess
+from connector.agent.decide import Action, Decision
+from connector.agent.executor import ExecutorDeps
+from connector.agent.loop import Agent
+from connector.agent.runtime import make_pki
+from connector.ca import CAError, is_retryable, router_from_description
+from connector.config import LoopSettings
+from connector.pki import KeyPool, KeyType
+from connector.service_client import ServiceClient
+from election import Role
+from tests.fixtures.service import next_epoch, unique
+
+
+class StubElector:
+    """Claims to lead with ``epoch`` until released."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.role = Role.LEADER
+        self.released: list[str] = []
+
+    def fresh_epoch(self) -> int | None:
+        return self.epoch if self.role is Role.LEADER else None
+
+    def release(self, reason: str) -> None:
+        self.released.append(reason)
+        self.role = Role.STANDBY
+
+
+@pytest.fixture
+def make_agent(
+    service: ServiceProcess, cfssl_cas: CfsslLab
+) -> Iterator[Callable[[int], tuple[Agent, StubElector]]]:
+    closers: list[Callable[[], None]] = []
+
+    def make(epoch: int) -> tuple[Agent, StubElector]:
+        name = unique("inproc")
+        client = ServiceClient(service.url, timeout=5.0)
+        router = router_from_description(
+            cfssl_cas.describe(), call_timeout_s=0.5, breaker_reset_s=1.0
+        )
+        pool = KeyPool({KeyType.P256: 2})
+        elector = StubElector(epoch)
+        loop = LoopSettings(poll_wait_s=0.2, heartbeat_interval_s=0.5, backoff_s=0.2)
+        deps = ExecutorDeps(
+            name=name,
+            service=client,
+            issuer=router,
+            pki=make_pki(pool, client.kra_certificate),
+            lease=elector,
+            ca_errors=(CAError,),
+            is_retryable=is_retryable,
+            poll_wait_s=loop.poll_wait_s,
+            workers=2,
+            backoff_s=loop.backoff_s,
+            details=lambda: {"cas": router.ca_states()},
+        )
+        agent = Agent(deps=deps, elector=elector, templates=router.templates, loop=loop)
+        closers.append(client.close)
+        closers.append(agent.executor.close)
+        return agent, elector
+
+    yield make
+    for close in closers:
+        close()
+
+
+def turn_until(agent: Agent, done: Callable[[], bool], turns: int = 200) -> list[Decision]:
+    decisions = []
+    for _ in range(turns):
+        decisions.append(agent.run_once())
+        if done():
+            return decisions
+        if decisions[-1].action is Action.WAIT:
+            agent._wake.wait(decisions[-1].wait_s)
+    raise AssertionError(f"not done after {turns} turns: {[d.reason for d in decisions[-5:]]}")
+
+
+def states(tenant: Tenant) -> list[str]:
+    return sorted(r["state"] for r in tenant.requests())
+
+
+def connector_row(admin: httpx.Client, name: str) -> dict[str, Any]:
+    rows = admin.get("/api/v1/read/connectors").json()
+    return next(r for r in rows if r["name"] == name)
+
+
+def test_a_409_stops_the_leader_at_once_and_it_steps_down(
+    make_agent: Callable[[int], tuple[Agent, StubElector]], admin: httpx.Client, service: Any
+) -> None:
+    epoch = next_epoch(admin)
+    agent, elector = make_agent(epoch)
+    tenant = Tenant(admin, prefix=unique("f"), key_type="p256")
+    tenant.create_profile()
+    tenant.enroll(2)
+    turn_until(agent, lambda: states(tenant) == ["issued", "issued"])
+
+    # Another connector takes over at the service; our stub still believes it leads.
+    with ServiceClient(service.url) as other:
+        other.register(unique("usurper"), epoch + 1)
+    tenant.enroll(2)
+    decisions = turn_until(agent, lambda: bool(elector.released))
+
+    assert decisions[-1].action is Action.STEP_DOWN
+    assert "409" in elector.released[0]
+    # Stepping down was the very next decision after the refused call.
+    assert decisions[-2].action in (Action.HEARTBEAT, Action.REVOKE, Action.ISSUE)
+    assert agent.state.rejected_epoch is None
+    assert agent.state.registered_epoch is None
+    # Nothing of the new work was touched under the refused epoch.
+    assert states(tenant) == ["issued", "issued", "pending", "pending"]
+    assert all(r["intent_epoch"] in (None, epoch) for r in tenant.requests())
+    # Standing by, it only heartbeats as a standby from now on.
+    follow = [agent.run_once() for _ in range(3)]
+    assert all(d.action in (Action.WAIT, Action.HEARTBEAT) and not d.as_leader for d in follow)
+
+
+def test_every_ca_down_reports_unhealthy_and_keeps_requests_queued(
+    make_agent: Callable[[int], tuple[Agent, StubElector]],
+    admin: httpx.Client,
+    cfssl_cas: CfsslLab,
+) -> None:
+    agent, _ = make_agent(next_epoch(admin))
+    turn_until(agent, lambda: agent.state.reconciled_epoch is not None)
+    tenant = Tenant(admin, prefix=unique("d"), key_type="p256")
+    tenant.create_profile()
+    for name in cfssl_cas.names:
+        cfssl_cas.kill(name)
+    tenant.enroll(2)
+    turn_until(
+        agent,
+        lambda: connector_row(admin, agent.name)["health"] == "unhealthy",
+    )
+    assert states(tenant) == ["pending", "pending"]
+    assert agent.last_decision is not None
+
+    for name in cfssl_cas.names:
+        cfssl_cas.start(name)
+    turn_until(agent, lambda: states(tenant) == ["issued", "issued"], turns=400)
+    turn_until(agent, lambda: connector_row(admin, agent.name)["health"] == "healthy")
