@@ -30,9 +30,13 @@ __all__ = [
 
 
 class CAError(Exception):
-    """A CA call failed; ``ca_name`` says where, ``code`` is the CA's own code if any."""
+    """A CA call failed; ``ca_name`` says where, ``code`` is the CA's own code if any.
+
+    ``kind`` is a stable, low-cardinality word for metrics labels and reports.
+    """
 
     retryable = False
+    kind = "error"
 
     def __init__(self, message: str, *, ca_name: str | None = None, code: int | None = None):
         super().__init__(f"{ca_name}: {message}" if ca_name else message)
@@ -47,6 +51,8 @@ class CARetryableError(CAError):
 class CAUnavailableError(CARetryableError):
     """``ambiguous`` is true when the request was sent but no answer came (it may have acted)."""
 
+    kind = "unavailable"
+
     def __init__(
         self,
         message: str,
@@ -60,11 +66,11 @@ class CAUnavailableError(CARetryableError):
 
 
 class CABadResponseError(CARetryableError):
-    pass
+    kind = "bad_response"
 
 
 class NoCAAvailableError(CARetryableError):
-    pass
+    kind = "all_unavailable"
 
 
 class CAPermanentError(CAError):
@@ -72,15 +78,15 @@ class CAPermanentError(CAError):
 
 
 class CAAuthError(CAPermanentError):
-    pass
+    kind = "auth"
 
 
 class CARequestRejectedError(CAPermanentError):
-    pass
+    kind = "rejected"
 
 
 class CANotFoundError(CAPermanentError):
-    pass
+    kind = "not_found"
 
 
 def is_retryable(exc: BaseException) -> bool:
