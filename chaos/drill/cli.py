@@ -229,7 +229,17 @@ def _run(
             transient=True,
         ):
             for scenario in scenarios:
+                if engine.wedged:
+                    skipped = ScenarioResult(scenario.name)
+                    skipped.violations.append(f"not run: the lab wedged earlier ({engine.wedged})")
+                    results.append(skipped)
+                    continue
                 results.append(engine.run_scenario(scenario, rounds))
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: writing what was measured so far")
+        unfinished = ScenarioResult(progress.scenario or "drill")
+        unfinished.violations.append("drill interrupted before this scenario finished")
+        results = [*results, unfinished]
     finally:
         workload.close()
         observer.stop()

@@ -46,9 +46,13 @@ from chaos.history import History
 from chaos.nemesis import FaultError
 from chaos.workload import Workload
 
-__all__ = ["DrillEngine", "DrillLab", "DrillSettings", "Progress"]
+__all__ = ["DrillEngine", "DrillLab", "DrillSettings", "LabWedgedError", "Progress"]
 
 log = logging.getLogger(__name__)
+
+
+class LabWedgedError(RuntimeError):
+    """The lab never came back to a steady state: later rounds would measure nothing."""
 
 
 class DrillLab(FaultTarget, Protocol):
@@ -106,6 +110,7 @@ class DrillEngine:
         self.progress = progress or Progress()
         self.sleep = sleep
         self._reported: set[str] = set()
+        self.wedged: str | None = None
 
     # -- scenario ------------------------------------------------------------------
 
@@ -120,6 +125,11 @@ class DrillEngine:
             self._phase(scenario.name, number, rounds, "steady")
             try:
                 outcome = self.run_round(scenario, number)
+            except LabWedgedError as exc:
+                log.error("drill: %s round %s: %s; stopping the drill", scenario.name, number, exc)
+                self.wedged = str(exc)
+                outcome = RoundResult(scenario.name, number, fault_at=self.history.now())
+                outcome.violations.append(f"lab wedged, drill stopped: {exc}")
             except (FaultError, RuntimeError) as exc:
                 log.exception("drill: round %s of %s failed", number, scenario.name)
                 outcome = RoundResult(scenario.name, number, fault_at=self.history.now())
@@ -128,6 +138,8 @@ class DrillEngine:
             result.rounds.append(outcome)
             with self.progress.lock:
                 self.progress.last = outcome
+            if self.wedged:
+                break
         self._phase(scenario.name, rounds, rounds, "drain")
         self.workload.pause()
         self._drain()
@@ -305,7 +317,7 @@ class DrillEngine:
             self.workload.enroll_now(1)
         if not self.observer.wait(self._steady, timeout=self.settings.settle_timeout):
             leader = self.observer.leader
-            raise RuntimeError(
+            raise LabWedgedError(
                 f"the lab did not reach a steady state within {self.settings.settle_timeout:.0f}s "
                 f"(ZooKeeper leader {leader.name} epoch {leader.epoch}, service active "
                 f"{self.observer.active})"
