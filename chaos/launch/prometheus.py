@@ -35,6 +35,7 @@ from chaos.launch._process import LaunchError, ManagedProcess, free_port, wait_f
 __all__ = [
     "CONNECTOR_JOB",
     "RULES_DIR",
+    "RULE_FILES",
     "SERVICE_JOB",
     "PrometheusQueryError",
     "PrometheusServer",

@@ -1,9 +1,10 @@
-"""Every metric the dashboard and the rules name is one the connector exports.
+"""Every metric the dashboard and the rules name is one the code exports.
 
 The exported names come from parsing the exposition of a fresh
 ConnectorMetrics registry (with each labelled metric touched once, so label
-names show up too). Dashboard queries are also parsed by the real promtool, by
-wrapping them as recording rules.
+names show up too) and of the stand-in service's ServiceMetrics. Dashboard
+queries are also parsed by the real promtool, by wrapping them as recording
+rules.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from chaos.service.metrics import GaugeSnapshot, ServiceMetrics
 from connector.metrics import ROLES, SESSION_STATES, ConnectorMetrics
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -47,7 +49,16 @@ def _exported() -> dict[str, set[str]]:
     m.observe_revocation(0.1, ca="x")
     m.observe_takeover(0.1)
     m.set_ca_state("x", up=True, circuit="closed")
-    text = generate_latest(m.registry).decode()
+    service = ServiceMetrics(
+        snapshot=lambda: GaugeSnapshot(
+            requests_by_state={"pending": 1},
+            revocations_by_state={"pending": 1},
+            active_connector="n",
+            connectors_by_health={"healthy": 1},
+        )
+    )
+    service.stale_rejected("requests/poll")
+    text = generate_latest(m.registry).decode() + generate_latest(service.registry).decode()
     out: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -116,7 +127,9 @@ def test_every_named_metric_and_label_is_exported(source: str) -> None:
                 continue
             seen += 1
             if name not in exported:
-                problems.append(f"{name} is not exported by ConnectorMetrics")
+                problems.append(
+                    f"{name} is exported by neither ConnectorMetrics nor ServiceMetrics"
+                )
                 continue
             for label, value in matchers.items():
                 if label not in exported[name] | TARGET_LABELS | {"le"}:
