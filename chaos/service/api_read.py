@@ -87,11 +87,14 @@ def read_router(store: Store, auth: AuthPolicy) -> APIRouter:
     @router.get("/requests", response_model=list[m.RequestOut])
     def requests(
         state: m.RequestState | None = None,
+        device_id: m.Id | None = None,
         limit: int = Query(default=10_000, ge=1, le=_MAX_ROWS),
     ) -> list[m.RequestOut]:
+        """Every request (all states) with its certificate, revocation and timestamps."""
         rows = store.db.query(
-            "SELECT * FROM requests WHERE (? IS NULL OR state = ?) ORDER BY seq LIMIT ?",
-            (state, state, limit),
+            "SELECT * FROM requests WHERE (? IS NULL OR state = ?) "
+            "AND (? IS NULL OR device_id = ?) ORDER BY seq LIMIT ?",
+            (state, state, device_id, device_id, limit),
         )
         return [
             m.RequestOut(
@@ -99,15 +102,22 @@ def read_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 device_id=r["device_id"],
                 profile_id=r["profile_id"],
                 kind=r["kind"],
+                replaces=r["replaces"],
                 state=r["state"],
                 reason=r["reason"],
                 cancelled=r["cancelled"],
                 intent_epoch=r["intent_epoch"],
                 epoch=r["epoch"],
+                connector=r["connector"],
                 serial=r["serial"],
                 ca_name=r["ca_name"],
+                revocation=r["revocation"],
+                device_delete=r["device_delete"],
                 created_at=r["created_at"],
                 updated_at=r["updated_at"],
+                issued_at=r["issued_at"],
+                delivered_at=r["delivered_at"],
+                installed_at=r["installed_at"],
             )
             for r in rows
         ]

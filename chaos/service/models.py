@@ -275,15 +275,22 @@ class RequestOut(Strict):
     device_id: str
     profile_id: str
     kind: str
+    replaces: str | None
     state: str
     reason: str | None
     cancelled: str | None
     intent_epoch: int | None
     epoch: int | None
+    connector: str | None
     serial: str | None
     ca_name: str | None
+    revocation: str | None  # None | pending | done
+    device_delete: str | None  # None | pending | done
     created_at: str
     updated_at: str
+    issued_at: str | None
+    delivered_at: str | None
+    installed_at: str | None
 
 
 class RevocationOut(Strict):
