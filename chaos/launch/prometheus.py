@@ -1,6 +1,7 @@
 """Debian's Prometheus on a free loopback port, scraping the lab with the repo's rules.
 
-    prom = PrometheusServer(run_dir, connectors=["127.0.0.1:9464", "127.0.0.1:9465"])
+    prom = PrometheusServer(run_dir, connectors=["127.0.0.1:9464", "127.0.0.1:9465"],
+                            service=["127.0.0.1:8443"], service_tls=ScrapeTLS(ca_file=ca_pem))
     prom.start()                                  # waits for /-/ready
     prom.wait_targets_up(count=2, timeout=20)     # first scrapes done
     prom.value('sum(pfxha_connector_role{pfxha_connector_role="leader"})')   # -> 1.0
@@ -40,6 +41,7 @@ __all__ = [
     "PrometheusQueryError",
     "PrometheusServer",
     "Sample",
+    "ScrapeTLS",
 ]
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "prometheus"
@@ -50,6 +52,23 @@ SERVICE_JOB = "pfxha-service"
 
 class PrometheusQueryError(RuntimeError):
     """Prometheus refused a query (bad PromQL) or answered something unexpected."""
+
+
+@dataclass(frozen=True)
+class ScrapeTLS:
+    """Scrape a job over HTTPS: the CA that signed its server certificate, and a
+    client certificate and key when it asks for one (mutual TLS)."""
+
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def config(self) -> dict[str, str]:
+        out = {"ca_file": str(self.ca_file)}
+        if self.cert_file is not None and self.key_file is not None:
+            out["cert_file"] = str(self.cert_file)
+            out["key_file"] = str(self.key_file)
+        return out
 
 
 @dataclass(frozen=True)
@@ -67,6 +86,7 @@ class PrometheusServer:
         *,
         connectors: Sequence[str] = (),
         service: Sequence[str] = (),
+        service_tls: ScrapeTLS | None = None,
         extra_jobs: Mapping[str, Sequence[str]] | None = None,
         cluster: str = "lab",
         scrape_interval: float = 1.0,
@@ -92,6 +112,7 @@ class PrometheusServer:
             self._jobs[SERVICE_JOB] = list(service)
         for job, targets in (extra_jobs or {}).items():
             self._jobs[job] = list(targets)
+        self._tls: dict[str, ScrapeTLS] = {SERVICE_JOB: service_tls} if service_tls else {}
         self._transport = transport
         self._client: httpx.Client | None = None
         self.process: ManagedProcess | None = None
@@ -119,15 +140,7 @@ class PrometheusServer:
                 "evaluation_interval": _duration(self.evaluation_interval),
             },
             "rule_files": [str(self.rules_dir / name) for name in RULE_FILES],
-            "scrape_configs": [
-                {
-                    "job_name": job,
-                    "file_sd_configs": [
-                        {"files": [str(self._targets_file(job))], "refresh_interval": "5s"}
-                    ],
-                }
-                for job in self._jobs
-            ],
+            "scrape_configs": [self._scrape_config(job) for job in self._jobs],
         }
         self.config_path.write_text(json.dumps(config, indent=2) + "\n")
         return self.config_path
@@ -270,6 +283,19 @@ class PrometheusServer:
         return list(self._api("/api/v1/rules", {})["groups"])
 
     # Internals -------------------------------------------------------------
+
+    def _scrape_config(self, job: str) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "job_name": job,
+            "file_sd_configs": [
+                {"files": [str(self._targets_file(job))], "refresh_interval": "5s"}
+            ],
+        }
+        tls = self._tls.get(job)
+        if tls is not None:
+            config["scheme"] = "https"
+            config["tls_config"] = tls.config()
+        return config
 
     def _targets_file(self, job: str) -> Path:
         return self.dir / "targets" / f"{job}.json"

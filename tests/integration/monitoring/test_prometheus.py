@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from chaos.launch import wait_for
-from chaos.launch.prometheus import RULE_FILES, RULES_DIR, PrometheusServer
+from chaos.launch.prometheus import RULE_FILES, RULES_DIR, PrometheusServer, ScrapeTLS
 from connector.health import HealthServer
 from connector.metrics import ConnectorMetrics
 from tests.fixtures.prometheus import LEADERS
@@ -65,9 +65,25 @@ def prometheus(
 def test_generated_config_passes_promtool(tmp_path: Path) -> None:
     if shutil.which("promtool") is None:
         pytest.skip("promtool not installed")
-    prom = PrometheusServer(tmp_path, connectors=["127.0.0.1:1"], service=["127.0.0.1:2"])
+    ca, cert, key = (tmp_path / n for n in ("ca.pem", "client.pem", "client.key"))
+    for path in (ca, cert, key):
+        path.write_text("placeholder: promtool checks that TLS files exist\n")
+    prom = PrometheusServer(
+        tmp_path,
+        connectors=["127.0.0.1:1"],
+        service=["127.0.0.1:2"],
+        service_tls=ScrapeTLS(ca_file=ca, cert_file=cert, key_file=key),
+    )
+    config_path = prom.write_config()
+    service_job = next(
+        job
+        for job in yaml.safe_load(config_path.read_text())["scrape_configs"]
+        if job["job_name"] == "pfxha-service"
+    )
+    assert service_job["scheme"] == "https"
+    assert service_job["tls_config"]["cert_file"] == str(cert)
     result = subprocess.run(
-        ["promtool", "check", "config", str(prom.write_config())],
+        ["promtool", "check", "config", str(config_path)],
         capture_output=True,
         text=True,
         timeout=60,
