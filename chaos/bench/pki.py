@@ -11,7 +11,8 @@ One run measures, with every core busy:
    the CPU keeps generating keys while a request waits for the CA;
 3. ``ratio`` = pipeline / keygen: key generation is the physical limit;
 4. ``burst``: requests through the same pipeline with keys from a full
-   :class:`connector.pki.KeyPool` (what a takeover or a burst sees first).
+   :class:`connector.pki.KeyPool`, drained by ``--burst-threads`` threads of
+   one process, as the agent does (what a takeover or a burst sees first).
 
 Keygen and pipeline run in short alternating windows (K P, P K, ...) of
 about 2.5 s, in the same worker processes, so both see the same background
@@ -255,9 +256,11 @@ def run_pki_bench(
     threads: int = 2,
     template: str = "user-auth",
     pool_size: int = 64,
+    burst_threads: int = 4,
     run_dir: Path | None = None,
 ) -> dict[str, Any]:
     key_type = KeyType.parse(key)
+    load_before = os.getloadavg()
     cores = _cores()
     workers = workers or cores
     rounds = max(1, round(seconds / 2.5))
@@ -299,7 +302,9 @@ def run_pki_bench(
                             credit[mode] += got
                             totals.extend(item_totals)
                             ca_times.extend(item_ca)
-            burst = _burst(description, template, key_type, kra_pem, pool_size, threads=workers)
+            burst = _burst(
+                description, template, key_type, kra_pem, pool_size, threads=burst_threads
+            )
         finally:
             lab.stop()
     keygen_per_s = credit["keygen"] / seconds
@@ -319,6 +324,9 @@ def run_pki_bench(
         "ca_round_trip_s": summarize(ca_times),
         "burst": burst,
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        # The machine may be shared: its load tells how much of it the run had.
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -340,6 +348,12 @@ def run_pki_bench(
     "--pool-size", default=64, show_default=True, help="Keys in the pool for the burst phase."
 )
 @click.option(
+    "--burst-threads",
+    default=4,
+    show_default=True,
+    help="Worker threads draining the pool (the agent's default loop.workers).",
+)
+@click.option(
     "--run-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
@@ -353,6 +367,7 @@ def command(
     threads: int,
     template: str,
     pool_size: int,
+    burst_threads: int,
     run_dir: Path | None,
     json_path: Path | None,
 ) -> None:
@@ -369,6 +384,7 @@ def command(
         threads=threads,
         template=template,
         pool_size=pool_size,
+        burst_threads=burst_threads,
         run_dir=run_dir,
     )
     click.echo(
