@@ -76,7 +76,8 @@ class Tenant:
         )
         self._count = 0
 
-    def create_profile(self) -> None:
+    def create_profile(self, *, assign: bool = True) -> None:
+        """Profile and group; with ``assign`` the profile is assigned to the group now."""
         _check(
             self.admin.post(
                 "/api/v1/admin/profiles",
@@ -99,6 +100,11 @@ class Tenant:
                 "/api/v1/admin/groups", json={"id": self.group_id, "name": self.group_id}
             )
         )
+        if assign:
+            self.assign()
+
+    def assign(self) -> None:
+        """Assign the profile to the group: every member's device becomes due at once."""
         _check(
             self.admin.post(
                 "/api/v1/admin/assignments",
@@ -110,8 +116,15 @@ class Tenant:
             )
         )
 
-    def enroll(self, count: int) -> list[Device]:
-        """``count`` users, each in the group with one device: one request each."""
+    def join_group(self, user_id: str) -> None:
+        _check(
+            self.admin.post(
+                f"/api/v1/admin/groups/{self.group_id}/members", json={"user_id": user_id}
+            )
+        )
+
+    def enroll(self, count: int, *, join_group: bool = True) -> list[Device]:
+        """``count`` users with one device each; ``join_group``: in the group (a request each)."""
         devices = []
         for _ in range(count):
             self._count += 1
@@ -120,11 +133,6 @@ class Tenant:
                 self.admin.post(
                     "/api/v1/admin/users",
                     json={"id": user, "name": user, "upn": f"{user}@lab", "email": f"{user}@lab"},
-                )
-            )
-            _check(
-                self.admin.post(
-                    f"/api/v1/admin/groups/{self.group_id}/members", json={"user_id": user}
                 )
             )
             key = self._shared_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -137,6 +145,8 @@ class Tenant:
                     json={"id": f"{user}-d", "user_id": user, "public_key_pem": pem.decode()},
                 )
             )
+            if join_group:
+                self.join_group(user)
             cert = x509.load_pem_x509_certificate(body["management_certificate_pem"].encode())
             devices.append(Device(f"{user}-d", user, key, cert))
         return devices

@@ -125,6 +125,8 @@ def decide(s: Snapshot) -> Decision:
     if s.ca_retry_at is not None and s.ca_retry_at > s.now:
         wait = min(next_due, s.ca_retry_at - s.now)
         return _wait("CAs failed the last batch: backing off", s, wait, epoch)
+    if s.issue_capacity <= 0:
+        return _wait("every issuing worker busy: wait for a free one", s, next_due, epoch)
     return Decision(Action.ISSUE, f"leader epoch {epoch}: take new work", epoch, health)
 
 

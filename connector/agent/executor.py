@@ -20,8 +20,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from connector.agent.dangling import DanglingWork, settle
@@ -90,7 +91,10 @@ class Executor:
         self.state = state
         self.fence = Fence(deps.lease)
         self._counts_lock = threading.Lock()
+        self._inflight = 0
         self.dangling = DanglingWork()
+        # Called when a background worker finishes (the loop sets it to wake itself).
+        self.on_progress: Callable[[], None] = lambda: None
         self._pool = ThreadPoolExecutor(max_workers=deps.workers, thread_name_prefix="pfxha-issue")
 
     def close(self) -> None:
@@ -251,44 +255,76 @@ class Executor:
         # A full batch with progress means more may be waiting: poll again soon.
         self.state.revocations_backlog = len(tasks) >= deps.batch_size and done > 0
 
+    @property
+    def issue_capacity(self) -> int:
+        """Requests this leader can take now: issuing runs in the background, pipelined.
+
+        Up to two per worker thread are in hand, so a worker never waits for the
+        next poll; more would only hold requests another leader could serve.
+        """
+        with self._counts_lock:
+            inflight = self._inflight
+        return max(0, min(self.deps.batch_size, 2 * self.deps.workers - inflight))
+
     def _issue(self, decision: Decision) -> None:
         deps = self.deps
+        capacity = self.issue_capacity
+        if capacity <= 0:
+            return
         requests = deps.service.poll_requests(
-            deps.name, self.fence.epoch(), deps.batch_size, deps.poll_wait_s
+            deps.name, self.fence.epoch(), capacity, deps.poll_wait_s
         )
         if deps.metrics is not None:
             deps.metrics.mark_poll_success()
             deps.metrics.set_pending("issue", len(requests))
         if not requests:
             return
+        assert decision.epoch is not None
         emit(log, Event.BATCH_RECEIVED, count=len(requests), epoch=decision.epoch)
-        ctx = self._issue_context()
-        futures = [self._pool.submit(issue_one, ctx, request) for request in requests]
-        outcomes: list[Outcome] = []
-        first_error: BaseException | None = None
-        for future in futures:
-            try:
-                outcomes.append(future.result())
-            except BaseException as exc:  # re-raised below, after every worker finished
-                if first_error is None or isinstance(exc, StaleEpochError):
-                    first_error = exc
-        if first_error is not None:
-            raise first_error
-        if Outcome.STALLED in outcomes:
-            self.state.service_retry_at = deps.clock() + deps.backoff_s
-        if outcomes and all(o is Outcome.DEFERRED for o in outcomes):
-            self.state.ca_retry_at = deps.clock() + deps.backoff_s
-        else:
-            self.state.ca_retry_at = None
+        # A fence of its own: this batch belongs to this epoch, whatever the
+        # loop does next (a re-election re-arms the loop's fence, not this one).
+        ctx = self._issue_context(self._batch_fence(decision.epoch))
+        with self._counts_lock:
+            self._inflight += len(requests)
+        for request in requests:
+            future = self._pool.submit(issue_one, ctx, request)
+            future.add_done_callback(partial(self._issued, decision.epoch))
 
-    def _issue_context(self) -> IssueContext:
+    def _batch_fence(self, epoch: int) -> Fence:
+        fence = Fence(self.deps.lease)
+        fence.arm(epoch)
+        return fence
+
+    def _issued(self, epoch: int, future: Future[Outcome]) -> None:
+        """A worker finished one request (called on that worker's thread)."""
+        now = self.deps.clock()
+        with self._counts_lock:
+            self._inflight -= 1
+        try:
+            outcome = future.result()
+        except StaleEpochError:
+            self.state.rejected_epoch = epoch
+        except CancelledError:
+            pass
+        except Exception:
+            log.exception("issuing worker failed")
+        else:
+            if outcome is Outcome.STALLED:
+                self.state.service_retry_at = now + self.deps.backoff_s
+            elif outcome is Outcome.DEFERRED:
+                self.state.ca_retry_at = now + self.deps.backoff_s
+            elif outcome is Outcome.DELIVERED:
+                self.state.ca_retry_at = None
+        self.on_progress()
+
+    def _issue_context(self, fence: Fence | None = None) -> IssueContext:
         deps = self.deps
         return IssueContext(
             name=deps.name,
             service=deps.service,
             issuer=deps.issuer,
             pki=deps.pki,
-            fence=self.fence,
+            fence=fence or self.fence,
             deadline=self.deadline,
             ca_errors=deps.ca_errors,
             is_retryable=deps.is_retryable,

@@ -60,6 +60,7 @@ class Agent(ElectionObserver):
         self.state = AgentState()
         self.executor = Executor(deps, self.state)
         self._wake = threading.Event()
+        self.executor.on_progress = self._wake.set
         self._stopping = threading.Event()
         self.last_turn = clock()
         self.last_decision: Decision | None = None
@@ -142,6 +143,7 @@ class Agent(ElectionObserver):
             ),
             service_retry_at=s.service_retry_at,
             ca_retry_at=s.ca_retry_at,
+            issue_capacity=self.executor.issue_capacity,
         )
 
     def _ca_states(self) -> dict[str, str]:

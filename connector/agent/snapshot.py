@@ -107,6 +107,8 @@ class Snapshot:
     # Back-off windows after the service or every CA was unreachable.
     service_retry_at: float | None = None
     ca_retry_at: float | None = None
+    # Requests the issuing workers can take right now (issuance is pipelined).
+    issue_capacity: int = 1
 
     @property
     def health(self) -> Health:

@@ -182,3 +182,13 @@ def test_decide_is_deterministic() -> None:
 )
 def test_standing_from_role(role: str, standing: Standing) -> None:
     assert standing_from_role(role) is standing
+
+
+def test_busy_workers_wait_instead_of_taking_more_work() -> None:
+    decision = decide(steady_leader(issue_capacity=0))
+    assert decision.action is Action.WAIT
+    assert "busy" in decision.reason
+    # Periodic duties still come first.
+    assert (
+        decide(steady_leader(issue_capacity=0, last_heartbeat_at=90.0)).action is Action.HEARTBEAT
+    )
