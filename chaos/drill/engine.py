@@ -126,10 +126,14 @@ class DrillEngine:
             try:
                 outcome = self.run_round(scenario, number)
             except LabWedgedError as exc:
-                log.error("drill: %s round %s: %s; stopping the drill", scenario.name, number, exc)
-                self.wedged = str(exc)
                 outcome = RoundResult(scenario.name, number, fault_at=self.history.now())
-                outcome.violations.append(f"lab wedged, drill stopped: {exc}")
+                repaired = self._repair(exc)
+                if repaired:
+                    outcome.violations.append(f"lab wedged ({exc}); {repaired}")
+                else:
+                    log.error("drill: %s round %s: %s; stopping", scenario.name, number, exc)
+                    self.wedged = str(exc)
+                    outcome.violations.append(f"lab wedged, drill stopped: {exc}")
             except (FaultError, RuntimeError) as exc:
                 log.exception("drill: round %s of %s failed", number, scenario.name)
                 outcome = RoundResult(scenario.name, number, fault_at=self.history.now())
@@ -224,6 +228,26 @@ class DrillEngine:
                 NEMESIS, FAULT, {"scenario": scenario.name, "round": number, "phase": "heal"}
             )
         return at
+
+    def _repair(self, wedge: Exception) -> str | None:
+        """What an operator would do: restart the leader that holds the lease but does not act.
+
+        Returns what was done when the lab is steady again, None when it is not.
+        """
+        stuck = self.observer.leader.name
+        if stuck is None:
+            return None
+        log.error("drill: %s; restarting %s to continue", wedge, stuck)
+        self.history.info(NEMESIS, "repair", {"restart": stuck, "why": str(wedge)})
+        try:
+            self.lab.kill_connector(stuck)
+            self.lab.start_connector(stuck)
+            self.lab.wait_whole(timeout=self.settings.settle_timeout)
+            self._wait_steady()
+        except Exception as exc:
+            log.error("drill: repair failed: %s", exc)
+            return None
+        return f"the drill restarted {stuck} (held the lease without acting) and went on"
 
     def _heal_best_effort(self) -> None:
         try:
