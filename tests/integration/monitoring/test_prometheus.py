@@ -8,6 +8,8 @@ scrape real connectors.
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -16,9 +18,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from chaos.launch import wait_for
 from chaos.launch.prometheus import RULE_FILES, RULES_DIR, PrometheusServer, ScrapeTLS
+from chaos.launch.service import ServiceProcess, ServiceTLS
 from connector.health import HealthServer
 from connector.metrics import ConnectorMetrics
 from tests.fixtures.prometheus import LEADERS
@@ -156,3 +163,60 @@ def _dashboard_queries() -> list[str]:
     panels = json.loads(DASHBOARD.read_text())["panels"]
     exprs = [t["expr"] for p in panels for t in p.get("targets", [])]
     return [e.replace("$__rate_interval", "1m").replace("$cluster", ".*") for e in exprs]
+
+
+def test_scrapes_the_real_service_over_https(
+    prometheus_server: Callable[..., PrometheusServer],
+    start_service: Callable[..., ServiceProcess],
+    tmp_path: Path,
+) -> None:
+    cert_pem, key_pem = _self_signed_for_loopback(tmp_path)
+    service = start_service(tls=ServiceTLS(cert_pem, key_pem, server_ca=cert_pem))
+    assert service.url.startswith("https://")
+
+    prom = prometheus_server(
+        service=[service.url.removeprefix("https://")],
+        service_tls=ScrapeTLS(ca_file=cert_pem),
+    )
+    prom.wait_targets_up("pfxha-service", count=1, timeout=20)
+    samples = prom.query("pfxha_service_highest_epoch")
+    assert [(s.labels["job"], s.labels["cluster"]) for s in samples] == [("pfxha-service", "lab")]
+    # The dashboard's service panels run against what the service exports (a
+    # fresh service has no requests yet, so only the epoch has data).
+    service_exprs = [e for e in _dashboard_queries() if "pfxha_service_" in e]
+    assert len(service_exprs) == 3
+    for expr in service_exprs:
+        result = prom.query(expr)
+        if "highest_epoch" in expr:
+            assert result, expr
+
+
+def _self_signed_for_loopback(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "service.lab")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem, key_pem = directory / "server.pem", directory / "server.key"
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_pem.chmod(0o600)
+    return cert_pem, key_pem
