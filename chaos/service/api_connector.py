@@ -231,6 +231,13 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
                     request_id,
                 ),
             )
+            # History of every intent (the row above keeps only the latest): what
+            # checkers match CA certificates against.
+            tx.execute(
+                "INSERT INTO intents(request_id, epoch, connector, spki_sha256, at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (request_id, body.epoch, body.name, spki, store.now_iso()),
+            )
             return m.Ack(id=request_id, state="in_flight")
 
         ack = fenced("requests/intent", body.name, body.epoch, act)
