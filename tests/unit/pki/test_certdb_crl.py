@@ -1,0 +1,106 @@
+"""The certdb reader on rows shaped like the Debian CFSSL 1.2 writes them, and the CRL builder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from chaos.launch.crl_server import build_crl
+from connector.ca import CertDB, CertDBError, create_certdb
+from connector.pki import KeyType, generate_key
+from tests.unit.pki._ca import TestCA, make_intermediate, make_root
+
+
+def _insert(db: Path, cert: x509.Certificate, status: str, reason: int, revoked_at: str) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "INSERT INTO certificates VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                str(cert.serial_number),
+                "",
+                "",
+                status,
+                reason,
+                "2027-11-25 17:56:00+00:00",
+                revoked_at,
+                cert.public_bytes(Encoding.PEM).decode(),
+            ),
+        )
+
+
+@pytest.fixture
+def issuing() -> TestCA:
+    return make_intermediate(make_root())
+
+
+def _leaf(ca: TestCA, cn: str) -> tuple[x509.Certificate, object]:
+    key = generate_key(KeyType.P256)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return ca.sign(name, key.public_key()), key
+
+
+def test_rows_decode_and_find_by_public_key(tmp_path: Path, issuing: TestCA) -> None:
+    db = tmp_path / "certdb.sqlite"
+    create_certdb(db)
+    create_certdb(db)  # idempotent
+    good, good_key = _leaf(issuing, "good")
+    bad, _ = _leaf(issuing, "bad")
+    _insert(db, good, "good", 0, "0001-01-01 00:00:00+00:00")
+    _insert(db, bad, "revoked", 4, "2026-11-25 18:01:34.123456789")
+    certdb = CertDB(db)
+    assert certdb.count() == 2
+    record = certdb.by_serial(bad.serial_number)
+    assert record is not None
+    assert record.revoked
+    assert record.reason == 4
+    assert record.aki == ""
+    assert record.revoked_at == dt.datetime(2026, 11, 25, 18, 1, 34, 123456, tzinfo=dt.UTC)
+    assert record.expiry == dt.datetime(2027, 11, 25, 17, 56, tzinfo=dt.UTC)
+    found = certdb.find_by_public_key(good_key.public_key())  # type: ignore[attr-defined]
+    assert [(r.serial, r.status, r.revoked_at) for r in found] == [
+        (good.serial_number, "good", None)
+    ]
+    assert [r.serial for r in certdb.records(status="revoked")] == [bad.serial_number]
+    assert certdb.by_serial(1) is None
+
+
+def test_reader_never_writes_and_reports_a_missing_db(tmp_path: Path) -> None:
+    with pytest.raises(CertDBError, match="not found"):
+        CertDB(tmp_path / "nope.sqlite").records()
+    db = tmp_path / "certdb.sqlite"
+    create_certdb(db)
+    assert CertDB(db).records() == []
+    with (
+        sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn,
+        pytest.raises(sqlite3.OperationalError),
+    ):
+        conn.execute("DELETE FROM certificates")
+
+
+def test_crl_lists_revoked_serials_with_reasons_and_is_signed_by_the_ca(
+    tmp_path: Path, issuing: TestCA
+) -> None:
+    db = tmp_path / "certdb.sqlite"
+    create_certdb(db)
+    superseded, _ = _leaf(issuing, "a")
+    unspecified, _ = _leaf(issuing, "b")
+    _insert(db, superseded, "revoked", 4, "2026-11-25 18:01:34")
+    _insert(db, unspecified, "revoked", 0, "2026-11-25 18:01:35")
+    crl = build_crl(issuing.certificate, issuing.key, CertDB(db).records(status="revoked"))
+    assert crl.is_signature_valid(issuing.key.public_key())
+    assert crl.issuer == issuing.certificate.subject
+    entry = crl.get_revoked_certificate_by_serial_number(superseded.serial_number)
+    assert entry is not None
+    reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
+    assert reason is x509.ReasonFlags.superseded
+    plain = crl.get_revoked_certificate_by_serial_number(unspecified.serial_number)
+    assert plain is not None
+    assert len(plain.extensions) == 0  # RFC 5280: no reason code for "unspecified"
+    assert crl.next_update_utc is not None
+    assert crl.next_update_utc > dt.datetime.now(dt.UTC)
