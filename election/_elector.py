@@ -28,6 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from kazoo.client import KazooClient
@@ -44,7 +45,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import EventType, KazooState, WatchedEvent
 
 from election._config import ElectionConfig
-from election._decide import Action, Decision, Snapshot, decide
+from election._decide import Action, Decision, Snapshot, decide, successor
 from election._errors import ElectionError, NotAuthorizedError
 from election._liveness import LivenessProbe, LivenessServer
 from election._model import (
@@ -101,6 +102,11 @@ class Elector:
         self._probe: LivenessProbe | None = None
         self._server: LivenessServer | None = None
         self._release_reason: str | None = None
+        self._epoch_cache: tuple[int, int] | None = None  # (value, version) of /epoch
+        self._lease_version = -1
+        self._epoch_read_next = False
+        self._dead_attempts = 0
+        self._last_snapshot: tuple[int, Snapshot, int] | None = None
         self._released = threading.Event()
         self._started_at = utc_now_iso()
         self.transitions = 0
@@ -211,6 +217,13 @@ class Elector:
             with contextlib.suppress(*_TRANSIENT):
                 if self._role is Role.LEADER:
                     self._demote(Role.STANDBY, "stopping")
+                    # Hand over in one round trip; closing the session removes the rest.
+                    txn = client.transaction()
+                    txn.delete(self.paths.leader, version=self._lease_version)
+                    if self._my_node is not None:
+                        txn.delete(self.paths.candidate(self._my_node))
+                    if not _failed(txn.commit()):
+                        self._my_node = None
                 self._delete_own_nodes(client, leader=True, member=True)
         if self._role is Role.LEADER:
             self._demote(Role.STOPPED, "stopping")
@@ -292,19 +305,28 @@ class Elector:
             self._registered = False
         if not self._registered:
             self._register()
+        if self._try_fast_takeover(client, session_id):
+            return True
 
         started = self._clock()
-        children = client.get_children(self.paths.election, watch=self._on_watch)
+        own_path = (
+            self.paths.candidate(self._my_node)
+            if self._role is Role.LEADER and self._my_node is not None
+            else None
+        )
+        children, leader, leader_version, request = self._read_snapshot(client, own_path)
         line = tuple(sorted(c for c in map(Candidate.parse, children) if c is not None))
         if self._my_node not in children:
             self._my_node = self._adopt_own_node(client, line, session_id)
-        leader, leader_version = self._read_leader(client)
-        request = self._read_switchover(client)
+        if leader is not None and (
+            self._epoch_cache is None or leader.epoch > self._epoch_cache[0]
+        ):
+            # The epoch node is written once per leadership from "0" at version 0, so its
+            # version equals its value; a wrong guess only fails the CAS and forces a read.
+            self._epoch_cache = (leader.epoch, leader.epoch)
         leader_is_mine = (
             leader is not None and leader.session_id == session_id and leader.name == self.name
         )
-        if self._role is Role.LEADER and self._my_node is not None:
-            client.exists(self.paths.candidate(self._my_node), watch=self._on_lease_node_event)
         holdoff = self._clock() < self._holdoff_until and (
             leader is None or leader.name == self.name
         )
@@ -325,11 +347,32 @@ class Elector:
             holdoff=holdoff,
             release_requested=release,
         )
+        self._last_snapshot = (session_id, snapshot, leader_version)
         decision = decide(snapshot)
         if self._role is Role.SUSPENDED and decision.action is not Action.RESUME:
             self._set_role(Role.STANDBY, "reconnected to ZooKeeper")
         self._watch_leader(leader if not leader_is_mine else None)
         return self._execute(client, decision, snapshot, leader_version, started)
+
+    def _try_fast_takeover(self, client: KazooClient, session_id: int) -> bool:
+        """On a crash report, act on the last snapshot at once instead of reading a new one.
+
+        Saves a round trip; safe because the clearing transaction checks every version
+        it relies on and simply fails if anything moved.
+        """
+        with self._lock:
+            dead = self._dead_leader
+        last = self._last_snapshot
+        if dead is None or last is None or last[0] != session_id:
+            return False
+        _, snapshot, leader_version = last
+        snapshot = replace(snapshot, dead_leader=dead, role=self._role)
+        decision = decide(snapshot)
+        if decision.action is not Action.CLEAR_DEAD:
+            return False
+        self._last_snapshot = None
+        self._clear_dead(client, snapshot, decision.reason, leader_version)
+        return True
 
     def _execute(
         self,
@@ -390,37 +433,69 @@ class Elector:
 
     # -- actions -------------------------------------------------------------------------
 
-    def _take(self, client: KazooClient, s: Snapshot, started: float, reason: str) -> None:
+    def _take(
+        self,
+        client: KazooClient,
+        s: Snapshot,
+        started: float,
+        reason: str,
+        clear: tuple[LeaderInfo, int] | None = None,
+    ) -> bool:
+        """New epoch + /leader in one transaction (first removing a crashed leader's nodes)."""
         assert s.my_node is not None
-        raw, epoch_stat = client.get(self.paths.epoch)
-        epoch = int(raw or b"0") + 1
-        info = LeaderInfo(self.name, epoch, utc_now_iso(), liveness=self._liveness_address())
+        value, version = self._epoch_for_cas(client)
+        epoch = value + 1
+        info = LeaderInfo(
+            self.name, epoch, utc_now_iso(), liveness=self._liveness_address(), node=s.my_node
+        )
         txn = client.transaction()
+        if clear is not None:
+            self._add_clear_ops(txn, *clear)
         txn.check(self.paths.candidate(s.my_node), -1)
-        txn.set_data(self.paths.epoch, str(epoch).encode(), version=epoch_stat.version)
+        txn.set_data(self.paths.epoch, str(epoch).encode(), version=version)
         txn.create(self.paths.leader, info.to_json(), acl=self._acl, ephemeral=True)
         if s.switchover is not None:
             txn.delete(self.paths.switchover, version=s.switchover.version)
         if _failed(txn.commit()):
-            log.debug("take lease lost a race; re-evaluating")
-            return
+            log.debug("take lease lost a race or a stale epoch guess; re-evaluating")
+            self._epoch_cache = None
+            self._epoch_read_next = True
+            return False
+        self._epoch_cache = (epoch, version + 1)
+        self._lease_version = 0
         self._become_leader(epoch, started, reason)
+        return True
 
     def _resume(
         self, client: KazooClient, leader_version: int, started: float, reason: str
     ) -> None:
         assert self._my_node is not None
-        raw, epoch_stat = client.get(self.paths.epoch)
-        epoch = int(raw or b"0") + 1
-        info = LeaderInfo(self.name, epoch, utc_now_iso(), liveness=self._liveness_address())
+        value, version = self._epoch_for_cas(client)
+        epoch = value + 1
+        info = LeaderInfo(
+            self.name, epoch, utc_now_iso(), liveness=self._liveness_address(), node=self._my_node
+        )
         txn = client.transaction()
         txn.check(self.paths.candidate(self._my_node), -1)
-        txn.set_data(self.paths.epoch, str(epoch).encode(), version=epoch_stat.version)
+        txn.set_data(self.paths.epoch, str(epoch).encode(), version=version)
         txn.set_data(self.paths.leader, info.to_json(), version=leader_version)
         if _failed(txn.commit()):
-            log.debug("resume lost a race; re-evaluating")
+            log.debug("resume lost a race or a stale epoch guess; re-evaluating")
+            self._epoch_cache = None
+            self._epoch_read_next = True
             return
+        self._epoch_cache = (epoch, version + 1)
+        self._lease_version = leader_version + 1
         self._become_leader(epoch, started, reason)
+
+    def _epoch_for_cas(self, client: KazooClient) -> tuple[int, int]:
+        """(value, version) of /epoch: the cached guess, or read after a failed CAS."""
+        if self._epoch_cache is not None and not self._epoch_read_next:
+            return self._epoch_cache
+        raw, stat = client.get(self.paths.epoch)
+        self._epoch_read_next = False
+        self._epoch_cache = (int(raw or b"0"), int(stat.version))
+        return self._epoch_cache
 
     def _step_down(
         self, client: KazooClient, s: Snapshot, reason: str, leader_version: int = -1
@@ -457,29 +532,42 @@ class Elector:
             self._release_reason = None
         self._released.set()
 
-    def _clear_dead(self, client: KazooClient, s: Snapshot, reason: str, version: int) -> None:
-        assert s.leader is not None
-        with self._lock:
-            self._dead_leader = None
-        txn = client.transaction()
+    def _add_clear_ops(self, txn: Any, dead: LeaderInfo, version: int) -> None:
         txn.delete(self.paths.leader, version=version)
-        # Only the dead session's own election nodes: if that session already ended,
-        # the delete fails and so does the whole transaction (nothing to clear).
-        for candidate in s.line:
-            if candidate.name != s.leader.name:
-                continue
-            stat = client.exists(self.paths.candidate(candidate.node))
-            if stat is not None and stat.ephemeralOwner == s.leader.session_id:
-                txn.delete(self.paths.candidate(candidate.node))
-        if _failed(txn.commit()):
+        # The dead leader's own election node (named in /leader): if its session already
+        # ended, this delete fails and so does the whole transaction.
+        if dead.node is not None:
+            txn.delete(self.paths.candidate(dead.node))
+
+    def _clear_dead(self, client: KazooClient, s: Snapshot, reason: str, version: int) -> None:
+        dead = s.leader
+        assert dead is not None
+        remaining = tuple(c for c in s.line if c.node != dead.node)
+        nxt = successor(remaining, s.switchover)
+        if nxt is not None and nxt.node == s.my_node:
+            # We are next anyway: clear and take over in one transaction.
+            done = self._take(client, s, self._clock(), reason, clear=(dead, version))
+        else:
+            txn = client.transaction()
+            self._add_clear_ops(txn, dead, version)
+            done = not _failed(txn.commit())
+        self._dead_attempts += 1
+        if done or self._dead_attempts >= 3:
+            with self._lock:
+                if self._dead_leader is not None and self._dead_leader.czxid == dead.czxid:
+                    self._dead_leader = None
+            self._dead_attempts = 0
+        if not done:
             log.info(
-                "[5023] crashed leader %s already cleared", s.leader.name, extra={"event_id": 5023}
+                "[5023] crashed leader %s not cleared (already gone, or a race)",
+                dead.name,
+                extra={"event_id": 5023},
             )
             return
         log.warning(
             "[5020] cleared crashed leader %s (epoch %d): %s",
-            s.leader.name,
-            s.leader.epoch,
+            dead.name,
+            dead.epoch,
             reason,
             extra={"event_id": 5020},
         )
@@ -585,22 +673,34 @@ class Elector:
                     return candidate.node
         return None
 
-    def _read_leader(self, client: KazooClient) -> tuple[LeaderInfo | None, int]:
-        try:
-            raw, stat = client.get(self.paths.leader, watch=self._on_lease_node_event)
-        except NoNodeError:
-            client.exists(self.paths.leader, watch=self._on_lease_node_event)
-            return None, -1
-        info = LeaderInfo.parse(raw, czxid=stat.czxid, session_id=stat.ephemeralOwner)
-        return info, stat.version
-
-    def _read_switchover(self, client: KazooClient) -> SwitchoverRequest | None:
-        try:
-            raw, stat = client.get(self.paths.switchover, watch=self._on_watch)
-        except NoNodeError:
-            client.exists(self.paths.switchover, watch=self._on_watch)
-            return None
-        return SwitchoverRequest.parse(raw, version=stat.version)
+    def _read_snapshot(
+        self, client: KazooClient, own_path: str | None
+    ) -> tuple[list[str], LeaderInfo | None, int, SwitchoverRequest | None]:
+        """Children, /leader and /switchover (with watches) in one pipelined round trip."""
+        children_async = client.get_children_async(self.paths.election, watch=self._on_watch)
+        leader_watch = client.exists_async(self.paths.leader, watch=self._on_lease_node_event)
+        leader_async = client.get_async(self.paths.leader)
+        request_watch = client.exists_async(self.paths.switchover, watch=self._on_watch)
+        request_async = client.get_async(self.paths.switchover)
+        own_watch = (
+            client.exists_async(own_path, watch=self._on_lease_node_event) if own_path else None
+        )
+        children: list[str] = children_async.get()
+        leader_watch.get()
+        request_watch.get()
+        if own_watch is not None:
+            own_watch.get()
+        leader: LeaderInfo | None = None
+        leader_version = -1
+        with contextlib.suppress(NoNodeError):
+            raw, stat = leader_async.get()
+            leader = LeaderInfo.parse(raw, czxid=stat.czxid, session_id=stat.ephemeralOwner)
+            leader_version = stat.version
+        request: SwitchoverRequest | None = None
+        with contextlib.suppress(NoNodeError):
+            raw, stat = request_async.get()
+            request = SwitchoverRequest.parse(raw, version=stat.version)
+        return children, leader, leader_version, request
 
     def _delete_own_nodes(self, client: KazooClient, *, leader: bool, member: bool) -> None:
         session_id = client.client_id[0] if client.client_id else None

@@ -49,13 +49,15 @@ class LeaderInfo:
     """Content of ``/leader``: who holds the lease, its epoch, since when (ISO 8601 UTC).
 
     ``liveness`` is the "host:port" of the leader's liveness socket (fast path), or
-    None; ``czxid`` identifies this very node (not part of the JSON).
+    None; ``node`` its election node (so a standby can remove exactly that one);
+    ``czxid`` and ``session_id`` identify this very znode (not part of the JSON).
     """
 
     name: str
     epoch: int
     since: str
     liveness: str | None = None
+    node: str | None = None
     czxid: int = 0
     session_id: int = 0
 
@@ -63,6 +65,8 @@ class LeaderInfo:
         data = {"name": self.name, "epoch": self.epoch, "since": self.since}
         if self.liveness is not None:
             data["liveness"] = self.liveness
+        if self.node is not None:
+            data["node"] = self.node
         return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
@@ -74,6 +78,7 @@ class LeaderInfo:
                 epoch=int(data["epoch"]),
                 since=str(data.get("since", "")),
                 liveness=data.get("liveness"),
+                node=data.get("node"),
                 czxid=czxid,
                 session_id=session_id,
             )

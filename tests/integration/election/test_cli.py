@@ -7,13 +7,14 @@ import json
 from click.testing import CliRunner
 
 from connector.cli import root
-from tests.integration.election.support import Pool
+from tests.integration.election.support import Pool, wait_line
 
 
 def test_status_and_switchover_from_zookeeper_alone(pool: Pool) -> None:
     for name in ("c1", "c2", "c3"):
         pool.add(name, auth_digest=("connector", "pw"))
     leader = pool.wait_leader()
+    wait_line(pool.electors[leader].client, pool.cluster, 3)  # type: ignore[arg-type]
     runner = CliRunner()
     base = ["--hosts", pool.hosts, "--cluster", pool.cluster]
 

@@ -23,7 +23,7 @@ from election import (
     request_switchover,
 )
 from tests.fixtures.zookeeper import ZkProxy, drop_connection, expire_session
-from tests.integration.election.support import Pool
+from tests.integration.election.support import Pool, wait_line
 
 ClientFactory = Callable[..., KazooClient]
 
@@ -69,11 +69,12 @@ def test_graceful_stop_hands_over_at_once_with_a_higher_epoch(pool: Pool) -> Non
     assert new_epoch > epoch
 
 
-def test_priority_orders_takeover(pool: Pool) -> None:
+def test_priority_orders_takeover(pool: Pool, zk_client: ClientFactory) -> None:
     pool.add("low")
     assert pool.wait_leader() == "low"
     pool.add("mid", priority=1)
     pool.add("high", priority=5)
+    wait_line(zk_client(), pool.cluster, 3)
     # No preemption: the leader keeps the lease while it is healthy.
     assert pool.wait_leader() == "low"
     pool.electors["low"].stop()
@@ -99,6 +100,7 @@ def test_switchover_to_a_named_member(pool: Pool, zk_client: ClientFactory) -> N
     leader = pool.wait_leader()
     target = "c3" if leader != "c3" else "c2"
     client = zk_client()
+    wait_line(client, pool.cluster, 3)
     with pytest.raises(SwitchoverError, match="not an eligible member"):
         request_switchover(client, pool.cluster, to="maint")
     with pytest.raises(SwitchoverError, match="already leads"):
@@ -124,6 +126,7 @@ def test_switchover_to_anyone(pool: Pool, zk_client: ClientFactory) -> None:
     for name in ("c1", "c2"):
         pool.add(name)
     leader = pool.wait_leader()
+    wait_line(zk_client(), pool.cluster, 2)
     request_switchover(zk_client(), pool.cluster)
     assert pool.wait_leader(timeout=3, exclude=leader) != leader
 
