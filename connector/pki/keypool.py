@@ -12,11 +12,15 @@ or the first requests after a takeover, start at once::
 
 Keys never leave memory; a key is handed out once and forgotten by the pool.
 OpenSSL releases the GIL while generating, so the worker threads use other
-cores while the agent's own thread is busy.
+cores while the agent's own thread is busy. On Linux the filler threads run
+at a lower scheduling priority (``nice``, per thread), so the pool fills
+from idle CPU and yields to requests being served.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -35,6 +39,7 @@ class KeyPool:
         *,
         workers: int = 1,
         generate: Callable[[KeyType], PrivateKey] = generate_key,
+        nice: int = 10,
     ) -> None:
         if workers < 1:
             raise ValueError("KeyPool workers must be >= 1")
@@ -47,6 +52,7 @@ class KeyPool:
         self._pending: dict[KeyType, int] = dict.fromkeys(self._capacity, 0)
         self._generate = generate
         self._workers = workers
+        self._nice = nice
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
         self._stopping = False
@@ -92,6 +98,10 @@ class KeyPool:
         return best
 
     def _fill(self) -> None:
+        if self._nice and hasattr(os, "setpriority"):
+            # Linux: a thread is a task, and PRIO_PROCESS with its id renices only it.
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
         while True:
             with self._cond:
                 kt = self._next_type()
