@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chaos.drill.scenarios import ALL, SCENARIOS, parse_scenarios
+from chaos.lab.state import LabState, ProcessRecord, alive, read_state, write_state
+
+
+def test_parse_scenarios_keeps_order_and_knows_all() -> None:
+    assert [s.name for s in parse_scenarios("ca-down, connector-down")] == [
+        "ca-down",
+        "connector-down",
+    ]
+    assert [s.name for s in parse_scenarios("all")] == ALL
+    assert {"connector-down", "ca-down", "both-down", "partition", "zk-quorum-loss"} <= set(ALL)
+    assert len(ALL) == 10
+    with pytest.raises(ValueError, match="unknown scenario"):
+        parse_scenarios("connector-down,meteor")
+    with pytest.raises(ValueError, match="none given"):
+        parse_scenarios(" , ")
+
+
+def test_scenario_kinds_decide_the_measurement() -> None:
+    assert SCENARIOS["ca-down"].kind == "ca"
+    assert SCENARIOS["zk-quorum-loss"].kind == "blocking"
+    assert SCENARIOS["ca-all-down"].hold_s > 0
+    assert all(SCENARIOS[n].kind == "leader" for n in ("connector-down", "both-down", "pause"))
+
+
+def test_state_round_trip_is_private(tmp_path: Path) -> None:
+    state = LabState(
+        run_dir=str(tmp_path),
+        status="up",
+        supervisor_pid=os.getpid(),
+        processes=[ProcessRecord("zk1", 123, ["java", "-cp", "x"], "zk1.log")],
+        endpoints={"zookeeper": "127.0.0.1:2181"},
+    )
+    write_state(state, tmp_path)
+    assert read_state(tmp_path) == state
+    assert (tmp_path / "lab.json").stat().st_mode & 0o077 == 0
+    assert read_state(tmp_path / "nothing") is None
+
+
+def test_alive_checks_the_command_not_just_the_pid() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        argv = [sys.executable, "-c", "import time; time.sleep(30)"]
+        assert alive(proc.pid)
+        assert alive(proc.pid, argv)
+        assert not alive(proc.pid, ["java", "something-else"])
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not alive(proc.pid, argv)
