@@ -265,3 +265,28 @@ def test_epoch_survives_a_restart_of_the_ensemble_and_every_member(tmp_path: Pat
             finally:
                 pool.stop()
     assert epochs[1] > epochs[0]
+
+
+@pytest.mark.parametrize("victim", ["leader-node", "election-node"])
+def test_leader_steps_down_at_once_when_its_nodes_disappear(
+    pool: Pool, zk_client: ClientFactory, victim: str
+) -> None:
+    for name in ("c1", "c2"):
+        pool.add(name, auth_digest=("connector", "pw"))
+    leader = pool.wait_leader()
+    epoch = pool.electors[leader].fresh_epoch()
+    assert epoch is not None
+    operator = zk_client(auth_data=[("digest", "connector:pw")])
+    status = read_cluster_status(operator, pool.cluster)
+    assert status.leader is not None
+    base = f"/pfxha/{pool.cluster}"
+    if victim == "leader-node":
+        operator.delete(f"{base}/leader")
+    else:
+        assert status.leader.node is not None
+        operator.delete(f"{base}/election/{status.leader.node}")
+    wait_for(lambda: pool.recorders[leader].demoted.is_set(), timeout=2, what="step down")
+    new_leader = pool.wait_leader(timeout=5)
+    new_epoch = pool.electors[new_leader].fresh_epoch()
+    assert new_epoch is not None
+    assert new_epoch > epoch
