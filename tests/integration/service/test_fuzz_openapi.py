@@ -21,7 +21,7 @@ from schemathesis.generation import GenerationMode
 
 from chaos.launch.service import ServiceProcess
 
-_EXAMPLES = 6
+_EXAMPLES = 5
 
 
 @pytest.fixture(scope="module")
@@ -81,13 +81,15 @@ def test_no_input_gives_a_server_error_or_a_partial_change(
             database=None,
         )
         def call(case: Any) -> None:
-            before = _visible_state(reader)
+            # Reads are fuzzed for 5xx only; only writes could leave a partial change.
+            writes = case.method.upper() != "GET"
+            before = _visible_state(reader) if writes else None
             response = case.call(base_url=fuzzed_service.url, timeout=35)
             where = f"{case.method} {case.formatted_path}"
             assert response.status_code < 500, (
                 f"{where} -> {response.status_code}: {response.text[:300]}"
             )
-            if 400 <= response.status_code < 500:
+            if writes and 400 <= response.status_code < 500:
                 assert _visible_state(reader) == before, (
                     f"{where} {response.status_code} changed state"
                 )
