@@ -255,6 +255,8 @@ def run_flow_bench(
             "leader": leader,
             "workers_per_connector": workers,
             "keygen_per_s_before": round(keygen_before, 2),
+            # Other work on the machine shows here: the ratio is what matters.
+            "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
             "keygen_per_s_after": round(keygen_after, 2),
             "saturation": saturation,
             "half_load": paced,
