@@ -112,8 +112,8 @@ class ConnectorMetrics:
         )
         self.takeover_duration = Histogram(
             "pfxha_connector_takeover_duration_seconds",
-            "Time from this connector noticing the leader gone to holding the lease "
-            "and being registered, observed by the new leader.",
+            "Time from this connector winning the election to being registered with "
+            "the service under its new epoch (observed once per leadership).",
             buckets=TAKEOVER_BUCKETS,
             registry=registry,
         )
