@@ -167,6 +167,8 @@ class Agent(ElectionObserver):
             decision.reason,
         ):
             log.debug("decision %s: %s", decision.action.value, decision.reason)
+            if decision.reason.startswith("every CA unreachable"):
+                emit(log, Event.CA_ALL_DOWN, epoch=decision.epoch, cas=self._ca_states())
         self.last_decision = decision
         self.executor.execute(decision)
         self.last_turn = self.clock()

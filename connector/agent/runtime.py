@@ -94,6 +94,11 @@ class Runtime:
         """
         self.health.start()
         self.pool.start()
+        emit(
+            log,
+            Event.KEYPOOL_STARTED,
+            **{"types": self.config.loop.keypool_types, "size": self.config.loop.keypool_size},
+        )
         deadline = time.monotonic() + retry_for_s
         while True:
             try:
