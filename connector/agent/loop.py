@@ -64,6 +64,7 @@ class Agent(ElectionObserver):
         self._stopping = threading.Event()
         self.last_turn = clock()
         self.last_decision: Decision | None = None
+        self._all_down = False
         self.turns = 0
 
     # -- election observer (called from the elector's thread) ----------------
@@ -167,9 +168,10 @@ class Agent(ElectionObserver):
             decision.reason,
         ):
             log.debug("decision %s: %s", decision.action.value, decision.reason)
-            if decision.reason.startswith("every CA unreachable"):
-                emit(log, Event.CA_ALL_DOWN, epoch=decision.epoch, cas=self._ca_states())
         self.last_decision = decision
+        if snap.every_template_down and not self._all_down:
+            emit(log, Event.CA_ALL_DOWN, epoch=snap.epoch, standing=snap.standing.value)
+        self._all_down = snap.every_template_down
         self.executor.execute(decision)
         self.last_turn = self.clock()
         self.turns += 1
