@@ -139,6 +139,11 @@ class Executor:
             else:
                 self.state.service_retry_at = self.deps.clock() + self.deps.backoff_s
             log.error("service refused %s: %s", decision.action.value, exc.reason)
+        except Exception:
+            # A bug or an unexpected answer must not kill the connector (a crash
+            # loop would churn leadership): log it, back off, decide again.
+            log.exception("%s failed", decision.action.value)
+            self.state.service_retry_at = self.deps.clock() + self.deps.backoff_s
 
     # -- leadership ------------------------------------------------------------
 
