@@ -111,15 +111,17 @@ class KeyPool:
                 if self._stopping or kt is None:
                     return
                 self._pending[kt] += 1
+            key: PrivateKey | None = None
             try:
                 key = self._generate(kt)
             finally:
+                # One critical section: "pending" becomes "available" atomically, or
+                # another filler would see a free slot for a moment and overfill.
                 with self._cond:
                     self._pending[kt] -= 1
-            with self._cond:
-                if not self._stopping:
-                    self._keys[kt].append(key)
-                self._cond.notify_all()
+                    if key is not None and not self._stopping:
+                        self._keys[kt].append(key)
+                    self._cond.notify_all()
 
     def take(self, key_type: KeyType | str) -> PrivateKey:
         """A key from the pool, or a freshly generated one when none is ready."""
