@@ -78,10 +78,14 @@ class Workload:
         device_keys: int = 4,
         run_id: str = "",
         seed: int | None = None,
+        devices_due: Callable[[], set[str]] | None = None,
     ) -> None:
         self.history = history
         self.client = client
         self.requests_of = requests_of
+        # Which devices the service has something for (a certificate to collect,
+        # one to delete); without it every device with an open request checks in.
+        self.devices_due = devices_due
         self.root = root
         self.group = group
         self.enroll_per_s = enroll_per_s
@@ -133,7 +137,11 @@ class Workload:
             thread.join(timeout=10)
 
     def pending_devices(self) -> list[Device]:
-        """Devices still owed a certificate for some request (per the service)."""
+        """Devices the service has something for (or, without ``devices_due``, still owed one)."""
+        if self.devices_due is not None:
+            due = self.devices_due()
+            with self._lock:
+                return [d for d in self.devices.values() if d.id in due]
         with self._lock:
             devices = [d for d in self.devices.values() if not d.retired]
         return [d for d in devices if set(d.requests) - d.installed]

@@ -198,6 +198,13 @@ def _run(
         rows = db.rows("SELECT id FROM requests WHERE device_id = ? ORDER BY seq", (device,))
         return [str(r["id"]) for r in rows]
 
+    def devices_due() -> set[str]:
+        rows = db.rows(
+            "SELECT DISTINCT device_id FROM requests WHERE (state IN ('issued', 'delivered') "
+            "AND cancelled IS NULL AND revocation IS NULL) OR device_delete = 'pending'"
+        )
+        return {str(r["device_id"]) for r in rows}
+
     observer = Observer(
         history,
         zk_hosts=lab.zk.hosts,
@@ -213,6 +220,7 @@ def _run(
         group=WORKLOAD_GROUP,
         enroll_per_s=enroll_rate,
         revoke_every_s=revoke_every,
+        devices_due=devices_due,
     )
     engine = DrillEngine(
         lab, history, observer, workload, db, DrillSettings(session_timeout=session_timeout),
