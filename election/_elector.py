@@ -107,6 +107,7 @@ class Elector:
         self._epoch_read_next = False
         self._dead_attempts = 0
         self._last_snapshot: tuple[int, Snapshot, int] | None = None
+        self._leader_deleted = False
         self._released = threading.Event()
         self._started_at = utc_now_iso()
         self.transitions = 0
@@ -254,6 +255,8 @@ class Elector:
         if event.type == EventType.DELETED:
             with self._lock:
                 self._lease_ok = False
+                if event.path == self.paths.leader:
+                    self._leader_deleted = True
         self._wake.set()
 
     def _on_watch(self, _event: object) -> None:
@@ -362,17 +365,32 @@ class Elector:
         """
         with self._lock:
             dead = self._dead_leader
+            deleted, self._leader_deleted = self._leader_deleted, False
         last = self._last_snapshot
-        if dead is None or last is None or last[0] != session_id:
+        if last is None or last[0] != session_id or self._role is not Role.STANDBY:
             return False
         _, snapshot, leader_version = last
-        snapshot = replace(snapshot, dead_leader=dead, role=self._role)
-        decision = decide(snapshot)
-        if decision.action is not Action.CLEAR_DEAD:
-            return False
-        self._last_snapshot = None
-        self._clear_dead(client, snapshot, decision.reason, leader_version)
-        return True
+        old = snapshot.leader
+        if dead is not None:
+            snapshot = replace(snapshot, dead_leader=dead)
+            decision = decide(snapshot)
+            if decision.action is Action.CLEAR_DEAD:
+                self._last_snapshot = None
+                self._clear_dead(client, snapshot, decision.reason, leader_version)
+                return True
+        if deleted and old is not None and old.name != self.name:
+            # The leader released (or lost) the lease: if we are next, take it now; the
+            # transaction fails harmlessly if the line or the epoch moved meanwhile.
+            line = tuple(c for c in snapshot.line if c.node != old.node)
+            snapshot = replace(
+                snapshot, leader=None, line=line, dead_leader=None, role=Role.STANDBY
+            )
+            decision = decide(snapshot)
+            if decision.action is Action.TAKE:
+                self._last_snapshot = None
+                self._take(client, snapshot, self._clock(), decision.reason)
+                return True
+        return False
 
     def _execute(
         self,
