@@ -7,11 +7,13 @@ noticed yet, the case only the service's 409 can stop.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from cryptography.x509.oid import NameOID
 
 from chaos.bench._tenant import Tenant
 from chaos.launch.cfssl import CfsslLab
@@ -20,7 +22,7 @@ from connector.agent.decide import Action, Decision
 from connector.agent.executor import ExecutorDeps
 from connector.agent.loop import Agent
 from connector.agent.runtime import make_pki
-from connector.ca import CAError, is_retryable, router_from_description
+from connector.ca import CAError, CertDB, is_retryable, router_from_description
 from connector.config import LoopSettings
 from connector.pki import KeyPool, KeyType
 from connector.service_client import ServiceClient
@@ -47,12 +49,14 @@ class StubElector:
 @pytest.fixture
 def make_agent(
     service: ServiceProcess, cfssl_cas: CfsslLab
-) -> Iterator[Callable[[int], tuple[Agent, StubElector]]]:
+) -> Iterator[Callable[..., tuple[Agent, StubElector]]]:
     closers: list[Callable[[], None]] = []
 
-    def make(epoch: int) -> tuple[Agent, StubElector]:
+    def make(
+        epoch: int, *, service_url: str | None = None, timeout: float = 5.0
+    ) -> tuple[Agent, StubElector]:
         name = unique("inproc")
-        client = ServiceClient(service.url, timeout=5.0)
+        client = ServiceClient(service_url or service.url, timeout=timeout)
         router = router_from_description(
             cfssl_cas.describe(), call_timeout_s=0.5, breaker_reset_s=1.0
         )
@@ -103,7 +107,7 @@ def connector_row(admin: httpx.Client, name: str) -> dict[str, Any]:
 
 
 def test_a_409_stops_the_leader_at_once_and_it_steps_down(
-    make_agent: Callable[[int], tuple[Agent, StubElector]], admin: httpx.Client, service: Any
+    make_agent: Callable[..., tuple[Agent, StubElector]], admin: httpx.Client, service: Any
 ) -> None:
     epoch = next_epoch(admin)
     agent, elector = make_agent(epoch)
@@ -133,7 +137,7 @@ def test_a_409_stops_the_leader_at_once_and_it_steps_down(
 
 
 def test_every_ca_down_reports_unhealthy_and_keeps_requests_queued(
-    make_agent: Callable[[int], tuple[Agent, StubElector]],
+    make_agent: Callable[..., tuple[Agent, StubElector]],
     admin: httpx.Client,
     cfssl_cas: CfsslLab,
 ) -> None:
@@ -155,3 +159,39 @@ def test_every_ca_down_reports_unhealthy_and_keeps_requests_queued(
         cfssl_cas.start(name)
     turn_until(agent, lambda: states(tenant) == ["issued", "issued"], turns=400)
     turn_until(agent, lambda: connector_row(admin, agent.name)["health"] == "healthy")
+
+
+def test_service_frozen_mid_issuance_loses_nothing_and_leaves_no_orphan(
+    make_agent: Callable[..., tuple[Agent, StubElector]],
+    start_service: Callable[..., ServiceProcess],
+    cfssl_cas: CfsslLab,
+) -> None:
+    svc = start_service()
+    with svc.admin_client() as admin:
+        agent, _ = make_agent(1, service_url=svc.url, timeout=1.0)
+        turn_until(agent, lambda: agent.state.reconciled_epoch == 1)
+        tenant = Tenant(admin, prefix=unique("s"), key_type="p256")
+        tenant.create_profile()
+        tenant.enroll(6)
+        # Freeze the service the moment requests are in the workers' hands.
+        turn_until(agent, lambda: agent.executor.issue_capacity < 2 * agent.deps.workers)
+        svc.pause()
+        try:
+            stalled_until = time.monotonic() + 3.0
+            while time.monotonic() < stalled_until:
+                decision = agent.run_once()
+                if decision.action is Action.WAIT:
+                    agent._wake.wait(decision.wait_s)
+        finally:
+            svc.resume()
+        assert agent.state.counts["stalled"] >= 1
+        turn_until(agent, lambda: states(tenant) == ["issued"] * 6, turns=400)
+        rows = tenant.requests()
+    by_device: dict[str, list[tuple[int, bool]]] = {}
+    for ca in cfssl_cas.names:
+        for record in CertDB(cfssl_cas.certdb_path(ca)).records():
+            for attr in record.certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER):
+                by_device.setdefault(str(attr.value), []).append((record.serial, record.revoked))
+    for row in rows:
+        unrevoked = [serial for serial, revoked in by_device[row["device_id"]] if not revoked]
+        assert unrevoked == [int(row["serial"])], (row, by_device[row["device_id"]])
