@@ -145,6 +145,9 @@ def _issue(ctx: IssueContext, request: Any, progress: _Progress) -> tuple[Outcom
         ca=issued.ca_name,
         template=template,
     )
+    if getattr(issued, "uncertain", ()):
+        # An earlier attempt timed out after it was sent: that CA may have issued too.
+        _revoke_extras(ctx, request, key, issued)
     envelope = ctx.pki.seal(ctx.pki.pack_pfx(key, issued.certificate, issued.chain))
     del key  # the PFX inside the envelope is the only copy that leaves this function
     progress.upload = PendingUpload(envelope, issued.serial, issued.ca_name)
@@ -177,6 +180,40 @@ def _find_unrevoked(ctx: IssueContext, key: Any) -> Any | None:
         emit(log, Event.CA_UNAVAILABLE, during="find", error=str(exc))
         return None
     return found[0] if found else None
+
+
+def _revoke_extras(ctx: IssueContext, request: Any, key: Any, issued: Any) -> None:
+    """Revoke every other certificate the CAs hold for this key: only one may stay valid."""
+    try:
+        found = ctx.issuer.find(key.public_key())
+    except Exception as exc:
+        emit(log, Event.CA_UNAVAILABLE, during="find", error=str(exc))
+        return
+    for cert in found:
+        if getattr(cert, "revoked", False) or (cert.ca_name, cert.serial) == (
+            issued.ca_name,
+            issued.serial,
+        ):
+            continue
+        ctx.fence.epoch()
+        try:
+            ctx.issuer.revoke(cert.serial, cert.ca_name, "superseded", ctx.deadline())
+        except Exception as exc:
+            if not ctx.is_retryable(exc):
+                raise
+            emit(
+                log, Event.REVOCATION_DEFERRED, serial=cert.serial, ca=cert.ca_name, error=str(exc)
+            )
+            continue
+        emit(
+            log,
+            Event.ORPHAN_REVOKED,
+            request_id=request.id,
+            serial=cert.serial,
+            ca=cert.ca_name,
+            reason="superseded",
+            duplicate_of=issued.serial,
+        )
 
 
 def _hand_back(ctx: IssueContext, request: Any, exc: BaseException, retryable: bool) -> Outcome:
