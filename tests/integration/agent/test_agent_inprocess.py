@@ -195,3 +195,19 @@ def test_service_frozen_mid_issuance_loses_nothing_and_leaves_no_orphan(
     for row in rows:
         unrevoked = [serial for serial, revoked in by_device[row["device_id"]] if not revoked]
         assert unrevoked == [int(row["serial"])], (row, by_device[row["device_id"]])
+
+
+def test_primary_ca_down_secondary_issues_and_health_is_warning(
+    make_agent: Callable[..., tuple[Agent, StubElector]],
+    admin: httpx.Client,
+    cfssl_cas: CfsslLab,
+) -> None:
+    agent, _ = make_agent(next_epoch(admin))
+    turn_until(agent, lambda: agent.state.reconciled_epoch is not None)
+    tenant = Tenant(admin, prefix=unique("p"), key_type="p256")
+    tenant.create_profile()
+    cfssl_cas.kill("primary")
+    tenant.enroll(3)
+    turn_until(agent, lambda: states(tenant) == ["issued"] * 3, turns=400)
+    assert {r["ca_name"] for r in tenant.requests()} == {"secondary"}
+    turn_until(agent, lambda: connector_row(admin, agent.name)["health"] == "warning")
