@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from chaos.bench._tenant import Tenant
@@ -211,3 +212,36 @@ def test_primary_ca_down_secondary_issues_and_health_is_warning(
     turn_until(agent, lambda: states(tenant) == ["issued"] * 3, turns=400)
     assert {r["ca_name"] for r in tenant.requests()} == {"secondary"}
     turn_until(agent, lambda: connector_row(admin, agent.name)["health"] == "warning")
+
+
+def test_revocation_event_is_revoked_at_the_issuing_ca_and_on_its_crl(
+    make_agent: Callable[..., tuple[Agent, StubElector]],
+    admin: httpx.Client,
+    cfssl_cas: CfsslLab,
+) -> None:
+    agent, _ = make_agent(next_epoch(admin))
+    tenant = Tenant(admin, prefix=unique("r"), key_type="p256")
+    tenant.create_profile()
+    devices = tenant.enroll(2)
+    turn_until(agent, lambda: states(tenant) == ["issued", "issued"])
+    target = next(r for r in tenant.requests() if r["device_id"] == devices[0].id)
+    response = admin.post("/api/v1/admin/actions/block", json={"device_id": devices[0].id})
+    assert response.status_code < 300, response.text
+
+    def revoked_and_confirmed() -> bool:
+        rows = admin.get("/api/v1/read/revocations").json()
+        return any(r["request_id"] == target["id"] and r["state"] == "done" for r in rows)
+
+    turn_until(agent, revoked_and_confirmed)
+    ca, serial = target["ca_name"], int(target["serial"])
+    record = CertDB(cfssl_cas.certdb_path(ca)).by_serial(serial)
+    assert record is not None
+    assert record.revoked
+    crl = x509.load_der_x509_crl(httpx.get(cfssl_cas.crl_url(ca), timeout=5).content)
+    entry = crl.get_revoked_certificate_by_serial_number(serial)
+    assert entry is not None
+    # The other device's certificate is untouched.
+    other = next(r for r in tenant.requests() if r["device_id"] == devices[1].id)
+    assert (
+        not CertDB(cfssl_cas.certdb_path(other["ca_name"])).by_serial(int(other["serial"])).revoked
+    )  # type: ignore[union-attr]
