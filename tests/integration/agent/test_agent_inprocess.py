@@ -242,6 +242,6 @@ def test_revocation_event_is_revoked_at_the_issuing_ca_and_on_its_crl(
     assert entry is not None
     # The other device's certificate is untouched.
     other = next(r for r in tenant.requests() if r["device_id"] == devices[1].id)
-    assert (
-        not CertDB(cfssl_cas.certdb_path(other["ca_name"])).by_serial(int(other["serial"])).revoked
-    )  # type: ignore[union-attr]
+    untouched = CertDB(cfssl_cas.certdb_path(other["ca_name"])).by_serial(int(other["serial"]))
+    assert untouched is not None
+    assert not untouched.revoked
