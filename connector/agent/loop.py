@@ -108,6 +108,10 @@ class Agent(ElectionObserver):
     def stopped(self) -> bool:
         return self.state.stopped
 
+    @property
+    def stop_requested(self) -> bool:
+        return self._stopping.is_set()
+
     # -- the loop -------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:

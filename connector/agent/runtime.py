@@ -105,7 +105,7 @@ class Runtime:
                 self.elector.start()
                 return
             except Exception as exc:
-                if time.monotonic() >= deadline or self.agent.state.stopped:
+                if time.monotonic() >= deadline or self.agent.stop_requested:
                     raise
                 log.warning("joining the election failed, retrying: %s", exc)
                 time.sleep(1.0)
