@@ -223,7 +223,7 @@ class Elector:
                     txn.delete(self.paths.leader, version=self._lease_version)
                     if self._my_node is not None:
                         txn.delete(self.paths.candidate(self._my_node))
-                    if not _failed(txn.commit()):
+                    if not _failed(self._sync(txn.commit_async())):
                         self._my_node = None
                 self._delete_own_nodes(client, leader=True, member=True)
         if self._role is Role.LEADER:
@@ -413,8 +413,10 @@ class Elector:
             return False
         if action is Action.JOIN:
             prefix = Candidate.prefix(self.name, self.config.priority)
-            path = client.create(
-                self.paths.candidate(prefix), b"", acl=self._acl, ephemeral=True, sequence=True
+            path = self._sync(
+                client.create_async(
+                    self.paths.candidate(prefix), b"", acl=self._acl, ephemeral=True, sequence=True
+                )
             )
             self._my_node = path.rsplit("/", 1)[1]
             log.info(
@@ -474,7 +476,7 @@ class Elector:
         txn.create(self.paths.leader, info.to_json(), acl=self._acl, ephemeral=True)
         if s.switchover is not None:
             txn.delete(self.paths.switchover, version=s.switchover.version)
-        if _failed(txn.commit()):
+        if _failed(self._sync(txn.commit_async())):
             log.debug("take lease lost a race or a stale epoch guess; re-evaluating")
             self._epoch_cache = None
             self._epoch_read_next = True
@@ -497,7 +499,7 @@ class Elector:
         txn.check(self.paths.candidate(self._my_node), -1)
         txn.set_data(self.paths.epoch, str(epoch).encode(), version=version)
         txn.set_data(self.paths.leader, info.to_json(), version=leader_version)
-        if _failed(txn.commit()):
+        if _failed(self._sync(txn.commit_async())):
             log.debug("resume lost a race or a stale epoch guess; re-evaluating")
             self._epoch_cache = None
             self._epoch_read_next = True
@@ -510,7 +512,7 @@ class Elector:
         """(value, version) of /epoch: the cached guess, or read after a failed CAS."""
         if self._epoch_cache is not None and not self._epoch_read_next:
             return self._epoch_cache
-        raw, stat = client.get(self.paths.epoch)
+        raw, stat = self._sync(client.get_async(self.paths.epoch))
         self._epoch_read_next = False
         self._epoch_cache = (int(raw or b"0"), int(stat.version))
         return self._epoch_cache
@@ -534,7 +536,7 @@ class Elector:
             txn.delete(self.paths.candidate(self._my_node))
         if s.switchover is not None and s.switchover.to is None:
             txn.delete(self.paths.switchover, version=s.switchover.version)
-        results = txn.commit()
+        results = self._sync(txn.commit_async())
         self._stop_server()
         if not _failed(results):
             self._my_node = None
@@ -568,7 +570,7 @@ class Elector:
         else:
             txn = client.transaction()
             self._add_clear_ops(txn, dead, version)
-            done = not _failed(txn.commit())
+            done = not _failed(self._sync(txn.commit_async()))
         self._dead_attempts += 1
         if done or self._dead_attempts >= 3:
             with self._lock:
@@ -691,6 +693,16 @@ class Elector:
                     return candidate.node
         return None
 
+    def _sync(self, result: Any) -> Any:
+        """Wait for a kazoo async result, but never longer than the session timeout.
+
+        kazoo queues requests while reconnecting; an unbounded wait would hold the loop
+        (and the SUSPENDED/LOST bookkeeping) hostage for as long as a quorum is gone.
+        A request that times out here may still run later: every action is safe to
+        have happened or not, the next snapshot shows which.
+        """
+        return result.get(timeout=self.config.session_timeout)
+
     def _read_snapshot(
         self, client: KazooClient, own_path: str | None
     ) -> tuple[list[str], LeaderInfo | None, int, SwitchoverRequest | None]:
@@ -703,20 +715,20 @@ class Elector:
         own_watch = (
             client.exists_async(own_path, watch=self._on_lease_node_event) if own_path else None
         )
-        children: list[str] = children_async.get()
-        leader_watch.get()
-        request_watch.get()
+        children: list[str] = self._sync(children_async)
+        self._sync(leader_watch)
+        self._sync(request_watch)
         if own_watch is not None:
-            own_watch.get()
+            self._sync(own_watch)
         leader: LeaderInfo | None = None
         leader_version = -1
         with contextlib.suppress(NoNodeError):
-            raw, stat = leader_async.get()
+            raw, stat = self._sync(leader_async)
             leader = LeaderInfo.parse(raw, czxid=stat.czxid, session_id=stat.ephemeralOwner)
             leader_version = stat.version
         request: SwitchoverRequest | None = None
         with contextlib.suppress(NoNodeError):
-            raw, stat = request_async.get()
+            raw, stat = self._sync(request_async)
             request = SwitchoverRequest.parse(raw, version=stat.version)
         return children, leader, leader_version, request
 
