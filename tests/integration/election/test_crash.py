@@ -42,7 +42,9 @@ def test_killed_leader_is_replaced_with_a_higher_epoch(
     if fast_path:
         assert took < 0.8, f"fast path took {took:.3f}s"
     else:
-        assert took > 0.7, f"takeover after {took:.3f}s, before the session could expire"
+        # The session expires 1 s after the leader's last contact, which precedes the
+        # kill by at most one heartbeat or kazoo ping (about 0.33 s).
+        assert took > 0.5, f"takeover after {took:.3f}s, before the session could expire"
     # The new leader is stable and the dead one's nodes are gone once its session ends.
     wait_line(client, members.cluster, 2)
     assert leader_of(client, members.cluster) == (new_name, new_epoch)
