@@ -106,6 +106,7 @@ class Workload:
         self._stop_all = threading.Event()
         self._threads: list[threading.Thread] = []
         self._actions = itertools.cycle(REVOCATION_ACTIONS)
+        self._prepared: list[tuple[int, str]] = []
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -151,10 +152,57 @@ class Workload:
     def enroll_now(self, count: int = 1) -> list[str]:
         return [d for d in (self.enroll_one() for _ in range(count)) if d]
 
+    def prepare(self, count: int) -> None:
+        """Create users (already group members) whose device enrollment is one call away.
+
+        The drill prepares these before a fault and enrolls them right after it
+        (:meth:`enroll_prepared`), so new work reaches the service within one
+        request of the fault.
+        """
+        for _ in range(count):
+            slot = self._new_user()
+            if slot is not None:
+                with self._lock:
+                    self._prepared.append(slot)
+
+    def enroll_prepared(self) -> list[str]:
+        """Enroll every prepared device at once, in parallel."""
+        with self._lock:
+            slots, self._prepared = self._prepared, []
+        done: list[str] = []
+        threads = [
+            threading.Thread(target=lambda s=slot: done.append(self._enroll_device(*s) or ""))
+            for slot in slots
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        return [d for d in done if d]
+
     def enroll_one(self) -> str | None:
+        slot = self._new_user()
+        return self._enroll_device(*slot) if slot is not None else None
+
+    def _new_user(self) -> tuple[int, str] | None:
         n = next(self._counter)
-        device_id = f"dev-{self.run_id}-{n}"
         user_id = f"user-{self.run_id}-{n}"
+        op = self.history.invoke(ADMIN, "add-user", {"user": user_id})
+        try:
+            self._post(
+                "/api/v1/admin/users",
+                {"id": user_id, "name": f"User {n}", "upn": f"{user_id}@lab",
+                 "email": f"{user_id}@lab"},
+            )  # fmt: skip
+            self._post(f"/api/v1/admin/groups/{self.group}/members", {"user_id": user_id})
+        except httpx.HTTPError as exc:
+            self.history.complete(op, "fail", {"user": user_id, "error": str(exc)})
+            return None
+        self.history.complete(op, "ok", {"user": user_id})
+        return n, user_id
+
+    def _enroll_device(self, n: int, user_id: str) -> str | None:
+        device_id = f"dev-{self.run_id}-{n}"
         process = device_process(device_id)
         op = self.history.invoke(process, ENROLL, {"device": device_id, "user": user_id})
         key = self._keys[n % len(self._keys)]
@@ -166,16 +214,6 @@ class Workload:
             .decode()
         )
         try:
-            self._post(
-                "/api/v1/admin/users",
-                {
-                    "id": user_id,
-                    "name": f"User {n}",
-                    "upn": f"{user_id}@lab",
-                    "email": f"{user_id}@lab",
-                },
-            )
-            self._post(f"/api/v1/admin/groups/{self.group}/members", {"user_id": user_id})
             body = self._post(
                 "/api/v1/admin/devices",
                 {"id": device_id, "user_id": user_id, "public_key_pem": public_pem},

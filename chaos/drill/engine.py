@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from chaos.checkers import (
@@ -62,6 +63,7 @@ class DrillLab(FaultTarget, Protocol):
     def connector_members(self) -> list[str]: ...
     def snapshot(self) -> Snapshot: ...
     def wait_whole(self, timeout: float) -> None: ...
+    def dump_stacks(self, name: str) -> Path | None: ...
 
 
 @dataclass
@@ -170,6 +172,7 @@ class DrillEngine:
         if leader is None or before.epoch is None:
             raise RuntimeError("no leader before the fault")
         fault = scenario.build(self.lab, leader)
+        self.workload.prepare(s.burst)
         self._phase(scenario.name, number, self.progress.rounds, "inject")
         t0 = self.history.now()
         details = fault.inject()
@@ -179,7 +182,7 @@ class DrillEngine:
             {"scenario": scenario.name, "round": number, "phase": "start", "fault": fault.name,
              "details": details, "leader": leader, "epoch": before.epoch},
         )  # fmt: skip
-        burst = threading.Thread(target=self.workload.enroll_now, args=(s.burst,), daemon=True)
+        burst = threading.Thread(target=self.workload.enroll_prepared, daemon=True)
         burst.start()
         outcome = RoundResult(
             scenario.name, number, fault_at=t0, old_leader=leader, old_epoch=before.epoch
@@ -238,7 +241,12 @@ class DrillEngine:
         if stuck is None:
             return None
         log.error("drill: %s; restarting %s to continue", wedge, stuck)
-        self.history.info(NEMESIS, "repair", {"restart": stuck, "why": str(wedge)})
+        stacks = self.lab.dump_stacks(stuck)
+        if stacks is not None:
+            log.error("drill: stacks of the stuck %s written to %s", stuck, stacks)
+        self.history.info(
+            NEMESIS, "repair", {"restart": stuck, "why": str(wedge), "stacks": str(stacks or "")}
+        )
         try:
             self.lab.kill_connector(stuck)
             self.lab.start_connector(stuck)
@@ -247,7 +255,8 @@ class DrillEngine:
         except Exception as exc:
             log.error("drill: repair failed: %s", exc)
             return None
-        return f"the drill restarted {stuck} (held the lease without acting) and went on"
+        where = f"; its thread stacks: {stacks}" if stacks else ""
+        return f"the drill restarted {stuck} (held the lease without acting) and went on{where}"
 
     def _heal_best_effort(self) -> None:
         try:

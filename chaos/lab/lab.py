@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,6 +259,30 @@ class Lab:
 
     def connector_pid(self, name: str) -> int | None:
         return self._fleet().pid(name)
+
+    def dump_stacks(self, name: str, timeout: float = 60.0) -> Path | None:
+        """Python stacks of every thread of connector ``name`` (via gdb), for a post-mortem.
+
+        Returns the file written under the connector's directory, or None when
+        gdb is missing or the process is gone.
+        """
+        pid = self.connector_pid(name)
+        gdb = shutil.which("gdb")
+        if pid is None or gdb is None:
+            return None
+        python = Path(os.path.realpath(sys.executable))
+        helper = python.with_name(python.name + "-gdb.py")
+        out = self.run_dir / "connectors" / name / f"stacks-{pid}-{int(time.time())}.txt"
+        argv = [gdb, "-p", str(pid), "-batch"]
+        if helper.exists():
+            argv += ["-iex", f"add-auto-load-safe-path {helper}"]
+        argv += ["-ex", "thread apply all py-bt", "-ex", "thread apply all bt 8"]
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        out.write_text(result.stdout + result.stderr)
+        return out
 
     def kill_connector(self, name: str) -> None:
         self._fleet().kill(name)
