@@ -733,19 +733,20 @@ class Elector:
         return children, leader, leader_version, request
 
     def _delete_own_nodes(self, client: KazooClient, *, leader: bool, member: bool) -> None:
+        """Best-effort cleanup at stop; bounded waits (closing the session removes the rest)."""
         session_id = client.client_id[0] if client.client_id else None
         if leader:
             with contextlib.suppress(NoNodeError):
-                stat = client.exists(self.paths.leader)
+                stat = self._sync(client.exists_async(self.paths.leader))
                 if stat is not None and stat.ephemeralOwner == session_id:
-                    client.delete(self.paths.leader, version=stat.version)
+                    self._sync(client.delete_async(self.paths.leader, version=stat.version))
         if self._my_node is not None:
             with contextlib.suppress(NoNodeError):
-                client.delete(self.paths.candidate(self._my_node))
+                self._sync(client.delete_async(self.paths.candidate(self._my_node)))
             self._my_node = None
         if member:
             with contextlib.suppress(NoNodeError):
-                client.delete(self.paths.member(self.name))
+                self._sync(client.delete_async(self.paths.member(self.name)))
 
     def _liveness_address(self) -> str | None:
         if not self.config.fast_path:
