@@ -6,13 +6,13 @@ One run starts a 3-node ZooKeeper, the CFSSL lab (root + two issuing CAs), the
 stand-in service and ``--connectors`` connector processes, then measures:
 
 1. ``keygen_per_s``: raw key generation of the profile's key type with every
-   core (one process per core, nothing else running but idle servers),
-   measured before and after the flow and averaged, so both see the same
-   background load;
-2. saturation: ``--devices`` requests queued at once (one assignment makes
-   them all due); ``throughput_per_s`` = requests / time until the last PFX
-   was delivered to its device (device check-in opened it with its
-   management key). ``ratio`` = throughput / keygen;
+   core (one process per core, nothing else running but idle servers), in
+   windows that alternate with the saturation rounds (K S K S K ...), so both
+   see the same background load on a shared machine;
+2. saturation: ``--rounds`` rounds of ``--devices``/rounds requests queued at
+   once (one assignment makes them all due); ``throughput_per_s`` = requests /
+   time until the last PFX was delivered to its device (device check-in opened
+   it with its management key), over all rounds. ``ratio`` = throughput / keygen;
 3. half load: requests created at half the measured keygen rate for
    ``--paced-seconds``; ``latency_s`` is per request, from creation to the
    device holding its PFX.
