@@ -116,8 +116,12 @@ def _note_dangling(ctx: IssueContext, request: Any, progress: _Progress) -> None
 
 def _issue(ctx: IssueContext, request: Any, progress: _Progress) -> tuple[Outcome, str]:
     template = request.profile.template
-    key = ctx.pki.new_key(request.profile.key_type)
-    csr = ctx.pki.build_csr(request, key)
+    try:
+        key = ctx.pki.new_key(request.profile.key_type)
+        csr = ctx.pki.build_csr(request, key)
+    except ValueError as exc:
+        # A key type or template the connector refuses: no retry will help.
+        return _refuse(ctx, request, f"profile refused: {exc}"), "-"
     public_pem = _public_pem(key)
 
     epoch = ctx.fence.epoch()
@@ -148,7 +152,11 @@ def _issue(ctx: IssueContext, request: Any, progress: _Progress) -> tuple[Outcom
     if getattr(issued, "uncertain", ()):
         # An earlier attempt timed out after it was sent: that CA may have issued too.
         _revoke_extras(ctx, request, key, issued)
-    envelope = ctx.pki.seal(ctx.pki.pack_pfx(key, issued.certificate, issued.chain))
+    try:
+        envelope = ctx.pki.seal(ctx.pki.pack_pfx(key, issued.certificate, issued.chain))
+    except ValueError as exc:
+        _revoke_undeliverable(ctx, request, issued, f"cannot pack the PFX: {exc}")
+        return _refuse(ctx, request, f"cannot pack the PFX: {exc}"), issued.ca_name
     del key  # the PFX inside the envelope is the only copy that leaves this function
     progress.upload = PendingUpload(envelope, issued.serial, issued.ca_name)
 
@@ -214,6 +222,12 @@ def _revoke_extras(ctx: IssueContext, request: Any, key: Any, issued: Any) -> No
             reason="superseded",
             duplicate_of=issued.serial,
         )
+
+
+def _refuse(ctx: IssueContext, request: Any, reason: str) -> Outcome:
+    ctx.service.fail_request(ctx.name, ctx.fence.epoch(), request.id, reason[:500], False)
+    emit(log, Event.REQUEST_FAILED, request_id=request.id, reason=reason[:500])
+    return Outcome.FAILED
 
 
 def _hand_back(ctx: IssueContext, request: Any, exc: BaseException, retryable: bool) -> Outcome:

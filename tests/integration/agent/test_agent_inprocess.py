@@ -245,3 +245,32 @@ def test_revocation_event_is_revoked_at_the_issuing_ca_and_on_its_crl(
     untouched = CertDB(cfssl_cas.certdb_path(other["ca_name"])).by_serial(int(other["serial"]))
     assert untouched is not None
     assert not untouched.revoked
+
+
+def test_a_profile_the_connector_refuses_fails_the_request_with_a_reason(
+    make_agent: Callable[..., tuple[Agent, StubElector]], admin: httpx.Client
+) -> None:
+    agent, _ = make_agent(next_epoch(admin))
+    prefix = unique("bad")
+    response = admin.post(
+        "/api/v1/admin/profiles",
+        json={
+            "id": f"{prefix}-profile",
+            "key_type": "p256",
+            "template": "user-auth",
+            "validity_days": 30,
+            "renewal_threshold_percent": 20,
+            "subject_template": "CN={{NoSuchVariable}}",
+            "san_templates": [],
+        },
+    )
+    assert response.status_code < 300, response.text
+    tenant = Tenant(admin, prefix=prefix, key_type="p256")
+    tenant.profile_id = f"{prefix}-profile"
+    admin.post("/api/v1/admin/groups", json={"id": tenant.group_id, "name": "bad"})
+    tenant.assign()
+    tenant.enroll(1)
+    turn_until(agent, lambda: states(tenant) == ["failed"])
+    (row,) = tenant.requests()
+    assert "NoSuchVariable" in row["reason"]
+    assert row["serial"] is None
