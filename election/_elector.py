@@ -202,6 +202,8 @@ class Elector:
             self._release_reason = reason
             self._released.clear()
         self._wake.set()
+        if threading.current_thread() is self._thread:
+            return True  # called from an observer: the loop releases right after it returns
         return self._released.wait(timeout)
 
     def stop(self, timeout: float = 5.0) -> None:

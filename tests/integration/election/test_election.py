@@ -290,3 +290,18 @@ def test_leader_steps_down_at_once_when_its_nodes_disappear(
     new_epoch = pool.electors[new_leader].fresh_epoch()
     assert new_epoch is not None
     assert new_epoch > epoch
+
+
+def test_release_hands_over_and_rejoins_as_standby(pool: Pool, zk_client: ClientFactory) -> None:
+    for name in ("c1", "c2"):
+        pool.add(name)
+    leader = pool.wait_leader()
+    wait_line(zk_client(), pool.cluster, 2)
+    elector = pool.electors[leader]
+    assert elector.release("maintenance")
+    assert elector.fresh_epoch() is None
+    assert ("demoted", "maintenance") in [(k, v) for _, k, v in pool.recorders[leader].events]
+    assert pool.wait_leader(timeout=3) != leader
+    wait_line(zk_client(), pool.cluster, 2)  # back in line after the successor took over
+    assert elector.role is Role.STANDBY
+    assert not elector.release("not leading")
