@@ -65,3 +65,24 @@ def test_plan_revokes_every_unrevoked_certificate_of_a_stale_intent() -> None:
 
 def test_plan_for_an_intent_the_ca_never_saw_is_empty() -> None:
     assert plan_orphans("r1", 4, []) == []
+
+
+def test_dangling_work_of_an_older_epoch_is_left_to_reconciliation() -> None:
+    from connector.agent.dangling import Dangling, DanglingWork
+
+    work = DanglingWork()
+    work.add(Dangling("r1", epoch=6, public_key_pem="pem"))
+    work.add(Dangling("r2", epoch=7))
+    assert len(work) == 2
+    assert [d.request_id for d in work.take(epoch=7)] == ["r2"]
+    assert len(work) == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "word"),
+    [("closed", "closed"), ("half-open", "half_open"), ("HALF_OPEN", "half_open"), ("?", "open")],
+)
+def test_breaker_states_from_the_router(raw: str, word: str) -> None:
+    from connector.agent.loop import ca_state_word
+
+    assert ca_state_word(raw) == word
