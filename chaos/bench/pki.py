@@ -155,8 +155,12 @@ def _round(
     description: dict[str, Any],
     template: str,
     kra_pem: bytes,
-) -> tuple[float, list[float], list[float]]:
-    """One measured window in one worker process: ``keygen`` alone or the whole ``pipeline``."""
+) -> tuple[float, list[float], list[float], float, int]:
+    """One measured window in one worker process: ``keygen`` alone or the whole ``pipeline``.
+
+    Returns the window credit, per-item latencies and CA times, and the process CPU
+    seconds spent on all items started in the window (finished or not) with their count.
+    """
     kt = KeyType.parse(key_type)
     lanes = 1 if mode == "keygen" else threads
     if mode == "pipeline":
@@ -182,13 +186,28 @@ def _round(
                 ca_times.append(ca_time)
 
     runners = [threading.Thread(target=lane, args=(i,)) for i in range(lanes)]
+    _wait_until(start)
+    cpu_before = time.process_time()
     for r in runners:
         r.start()
     for r in runners:
         r.join()
+    cpu = time.process_time() - cpu_before
+    items = len(spans)
     if mode == "keygen":
         totals, ca_times = [], []
-    return _credit(spans, start, end), totals, ca_times
+    return _credit(spans, start, end), totals, ca_times, cpu, items
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) of another process so far, from /proc; 0 if unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _noop(_: int) -> int:
@@ -276,6 +295,8 @@ def run_pki_bench(
                 # Warm the workers up (spawn + imports) outside the measured windows.
                 list(pool.map(_noop, range(workers * 2)))
                 credit = {"keygen": 0.0, "pipeline": 0.0}
+                cpu = {"keygen": 0.0, "pipeline": 0.0, "cfssl": 0.0}
+                items = {"keygen": 0, "pipeline": 0}
                 totals: list[float] = []
                 ca_times: list[float] = []
                 # Short alternating windows (K P, P K, ...), so that both modes see the
@@ -283,6 +304,7 @@ def run_pki_bench(
                 for i in range(rounds):
                     for mode in ("keygen", "pipeline") if i % 2 == 0 else ("pipeline", "keygen"):
                         start = time.time() + 0.05
+                        cfssl_before = _cpu_seconds(lab.pid("primary"))
                         futures = [
                             pool.submit(
                                 _round,
@@ -298,10 +320,14 @@ def run_pki_bench(
                             for _ in range(workers)
                         ]
                         for future in futures:
-                            got, item_totals, item_ca = future.result()
+                            got, item_totals, item_ca, used, done = future.result()
                             credit[mode] += got
                             totals.extend(item_totals)
                             ca_times.extend(item_ca)
+                            cpu[mode] += used
+                            items[mode] += done
+                        if mode == "pipeline":
+                            cpu["cfssl"] += _cpu_seconds(lab.pid("primary")) - cfssl_before
             burst = _burst(
                 description, template, key_type, kra_pem, pool_size, threads=burst_threads
             )
@@ -309,6 +335,9 @@ def run_pki_bench(
             lab.stop()
     keygen_per_s = credit["keygen"] / seconds
     pipeline_per_s = credit["pipeline"] / seconds
+    keygen_cpu = cpu["keygen"] / max(1, items["keygen"])
+    pipeline_cpu = cpu["pipeline"] / max(1, items["pipeline"])
+    cfssl_cpu = cpu["cfssl"] / max(1, items["pipeline"])
     return {
         "key": key_type.value,
         "template": template,
@@ -320,6 +349,16 @@ def run_pki_bench(
         "keygen_per_s": round(keygen_per_s, 2),
         "pipeline_per_s": round(pipeline_per_s, 2),
         "ratio": round(pipeline_per_s / keygen_per_s, 4) if keygen_per_s else None,
+        # CPU cost per item (ours, and the CA's for the pipeline): what the ratio would be
+        # on an otherwise idle machine, whatever else shared this one during the run.
+        "cpu_ms_per_item": {
+            "keygen": round(keygen_cpu * 1000, 3),
+            "pipeline": round(pipeline_cpu * 1000, 3),
+            "cfssl": round(cfssl_cpu * 1000, 3),
+        },
+        "cpu_ratio": round(keygen_cpu / (pipeline_cpu + cfssl_cpu), 4)
+        if pipeline_cpu + cfssl_cpu
+        else None,
         "pipeline_latency_s": summarize(totals),
         "ca_round_trip_s": summarize(ca_times),
         "burst": burst,
@@ -390,6 +429,7 @@ def command(
     click.echo(
         f"{result['key']}: keygen {result['keygen_per_s']}/s, "
         f"pipeline {result['pipeline_per_s']}/s, ratio {result['ratio']:.1%} "
+        f"[CPU-cost ratio {result['cpu_ratio']:.1%}] "
         f"({result['cores']} cores, {result['workers']} processes x "
         f"{result['threads_per_worker']} threads, {seconds:g} s each); "
         f"burst from a full pool of {pool_size}: {result['burst']['per_s']}/s"
