@@ -384,6 +384,13 @@ class CfsslLab:
     def pid(self, name: str) -> int | None:
         return self._proc(name).pid
 
+    def pids(self) -> dict[str, int]:
+        """Every running process of the lab by name (``cfssl-<ca>``, ``crl-server``)."""
+        found = {p.name: p.pid for p in self._procs.values() if p.running() and p.pid}
+        if self._crl_proc is not None and self._crl_proc.running() and self._crl_proc.pid:
+            found[self._crl_proc.name] = self._crl_proc.pid
+        return {name: pid for name, pid in found.items() if pid is not None}
+
     def __enter__(self) -> CfsslLab:
         self.start()
         return self

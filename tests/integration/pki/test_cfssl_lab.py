@@ -36,6 +36,12 @@ def test_certdb_schema_exists_and_secrets_are_private(cfssl_cas: CfsslLab) -> No
     assert stat.S_IMODE((cfssl_cas.run_dir / "state.json").stat().st_mode) == 0o600
 
 
+def test_pids_name_every_process_of_the_lab(cfssl_cas: CfsslLab) -> None:
+    pids = cfssl_cas.pids()
+    assert set(pids) == {"cfssl-primary", "cfssl-secondary", "crl-server"}
+    assert pids["cfssl-primary"] == cfssl_cas.pid("primary")
+
+
 def test_kill_then_start_comes_back_on_the_same_port(cfssl_cas: CfsslLab) -> None:
     url = cfssl_cas.url("secondary")
     port = int(url.rsplit(":", 1)[1])
