@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+from collections.abc import Callable, Sequence
 
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Depends
@@ -25,6 +26,9 @@ from chaos.service.store import ApiError, Store
 
 __all__ = ["admin_router"]
 
+# An admin change: applies itself, returns the devices it may have un-targeted.
+Change = Callable[[sqlite3.Connection], Sequence[str] | None]
+
 
 def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
     router = APIRouter(prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(auth.admin)])
@@ -37,13 +41,15 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
         if exists(tx, table, row_id):
             raise ApiError(409, f"{table.rstrip('s')} {row_id!r} already exists")
 
-    def act(event: Event, change: object = None) -> m.ActionResult:
-        """Run ``change(tx)`` then apply the revocation table to every dropped slot."""
+    def act(event: Event, change: Change) -> m.ActionResult:
+        """Run ``change(tx)`` then apply the revocation table to every slot it dropped.
+
+        ``change`` returns the devices it can have affected (None: any device).
+        """
         with store.db.transaction() as tx:
             store.outcome_or_refuse(tx, event)
-            if callable(change):
-                change(tx)
-            counts = store.retire_untargeted(tx, event)
+            devices = change(tx)
+            counts = store.retire_untargeted(tx, event, devices)
             store.event(tx, "admin-action", event.value, **counts)
             mode = store.current_mode(tx)
         emit(log, LogEvent.REVOCATION_EVENT, action=event.value, mode=mode.value, **counts)
@@ -120,6 +126,7 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
             store.row(tx, "profiles", profile_id)
             tx.execute("DELETE FROM assignments WHERE profile_id = ?", (profile_id,))
             tx.execute("DELETE FROM profiles WHERE id = ?", (profile_id,))
+            return None
 
         return act(Event.DELETE_PROFILE, change)
 
@@ -211,18 +218,19 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 "INSERT INTO memberships(group_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 (group_id, body.user_id),
             )
-            queued = store.queue_missing(tx)
+            queued = store.queue_missing(tx, store.devices_of(tx, user=body.user_id))
         emit(log, LogEvent.REQUESTS_QUEUED, cause="membership", group=group_id, count=queued)
         store.wake()
         return m.MembershipOut(group_id=group_id, user_id=body.user_id, requests_queued=queued)
 
     def leave(group_id: str, user_id: str) -> m.ActionResult:
-        def change(tx: sqlite3.Connection) -> None:
+        def change(tx: sqlite3.Connection) -> list[str]:
             gone = tx.execute(
                 "DELETE FROM memberships WHERE group_id = ? AND user_id = ?", (group_id, user_id)
             ).rowcount
             if gone == 0:
                 raise ApiError(404, f"user {user_id!r} is not a member of group {group_id!r}")
+            return store.devices_of(tx, user=user_id)
 
         return act(Event.LEAVE_GROUP, change)
 
@@ -265,7 +273,7 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
                     store.now_iso(),
                 ),
             )
-            queued = store.queue_missing(tx)
+            queued = store.queue_missing(tx, [body.id])
             row = store.row(tx, "devices", body.id)
         emit(log, LogEvent.REQUESTS_QUEUED, cause="device", device=body.id, count=queued)
         store.wake()
@@ -277,9 +285,10 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
             return device_out(store.row(tx, "devices", device_id))
 
     def device_event(event: Event, device_id: str, state: str) -> m.ActionResult:
-        def change(tx: sqlite3.Connection) -> None:
+        def change(tx: sqlite3.Connection) -> list[str]:
             store.row(tx, "devices", device_id)
             tx.execute("UPDATE devices SET state = ? WHERE id = ?", (state, device_id))
+            return [device_id]
 
         return act(event, change)
 
@@ -305,7 +314,7 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 "INSERT INTO assignments(id, profile_id, group_id) VALUES (?, ?, ?)",
                 (body.id, body.profile_id, body.group_id),
             )
-            queued = store.queue_missing(tx)
+            queued = store.queue_missing(tx, store.devices_of(tx, group=body.group_id))
         emit(log, LogEvent.REQUESTS_QUEUED, cause="assignment", assignment=body.id, count=queued)
         store.wake()
         return m.AssignmentOut(
@@ -313,9 +322,10 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
         )
 
     def unassign(assignment_id: str) -> m.ActionResult:
-        def change(tx: sqlite3.Connection) -> None:
-            store.row(tx, "assignments", assignment_id)
+        def change(tx: sqlite3.Connection) -> list[str]:
+            assignment = store.row(tx, "assignments", assignment_id)
             tx.execute("DELETE FROM assignments WHERE id = ?", (assignment_id,))
+            return store.devices_of(tx, group=assignment["group_id"])
 
         return act(Event.REMOVE_ASSIGNMENT, change)
 
@@ -362,9 +372,10 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
     def revoke_all_of_user(body: m.UserAction) -> m.ActionResult:
         """Every certificate of every device of the user, in one action; no new ones."""
 
-        def change(tx: sqlite3.Connection) -> None:
+        def change(tx: sqlite3.Connection) -> list[str]:
             store.row(tx, "users", body.user_id)
             tx.execute("UPDATE users SET state = 'revoked' WHERE id = ?", (body.user_id,))
+            return store.devices_of(tx, user=body.user_id)
 
         return act(Event.REVOKE_ALL_OF_USER, change)
 

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,26 +116,53 @@ class Store:
     # -- targeting and request queueing ----------------------------------------
 
     @staticmethod
-    def targeted(tx: sqlite3.Connection) -> set[tuple[str, str]]:
-        """Every (device, profile) that should hold a certificate right now."""
+    def targeted(
+        tx: sqlite3.Connection, devices: Sequence[str] | None = None
+    ) -> set[tuple[str, str]]:
+        """Every (device, profile) that should hold a certificate right now.
+
+        ``devices`` narrows the question to those devices (a change that can
+        only affect them need not scan the whole tenant).
+        """
         rows = tx.execute(
             "SELECT DISTINCT d.id AS device_id, a.profile_id FROM devices d "
             "JOIN users u ON u.id = d.user_id "
             "JOIN memberships m ON m.user_id = u.id "
             "JOIN assignments a ON a.group_id = m.group_id "
             "JOIN profiles p ON p.id = a.profile_id "
-            "WHERE d.state = 'active' AND u.state = 'active'"
+            "WHERE d.state = 'active' AND u.state = 'active' "
+            "AND (? IS NULL OR d.id IN (SELECT value FROM json_each(?)))",
+            _device_filter(devices),
         ).fetchall()
         return {(r["device_id"], r["profile_id"]) for r in rows}
 
-    def queue_missing(self, tx: sqlite3.Connection) -> int:
+    @staticmethod
+    def devices_of(
+        tx: sqlite3.Connection, *, user: str | None = None, group: str | None = None
+    ) -> list[str]:
+        """Device ids of a user, or of every member of a group."""
+        if user is not None:
+            rows = tx.execute("SELECT id FROM devices WHERE user_id = ?", (user,))
+        else:
+            rows = tx.execute(
+                "SELECT d.id FROM devices d JOIN memberships m ON m.user_id = d.user_id "
+                "WHERE m.group_id = ?",
+                (group,),
+            )
+        return [r["id"] for r in rows]
+
+    def queue_missing(self, tx: sqlite3.Connection, devices: Sequence[str] | None = None) -> int:
         """Queue one request for each targeted slot that has no live request (seed step 2)."""
         live = {
             (r["device_id"], r["profile_id"])
-            for r in tx.execute(f"SELECT device_id, profile_id FROM requests WHERE {LIVE}")  # noqa: S608
+            for r in tx.execute(
+                f"SELECT device_id, profile_id FROM requests WHERE {LIVE} "  # noqa: S608
+                "AND (? IS NULL OR device_id IN (SELECT value FROM json_each(?)))",
+                _device_filter(devices),
+            )
         }
         queued = 0
-        for device_id, profile_id in sorted(self.targeted(tx) - live):
+        for device_id, profile_id in sorted(self.targeted(tx, devices) - live):
             self.insert_request(tx, device_id, profile_id, kind="new", replaces=None)
             queued += 1
         return queued
@@ -231,13 +258,29 @@ class Store:
         )
         tx.execute("UPDATE requests SET revocation = 'pending' WHERE id = ?", (req["id"],))
 
-    def retire_untargeted(self, tx: sqlite3.Connection, event: Event) -> dict[str, int]:
-        """After a change that narrows targeting: apply the table to every slot it dropped."""
+    def retire_untargeted(
+        self, tx: sqlite3.Connection, event: Event, devices: Sequence[str] | None = None
+    ) -> dict[str, int]:
+        """After a change that narrows targeting: apply the table to every slot it dropped.
+
+        ``devices``: the only devices the change can have affected (None: all).
+        """
         outcome = self.outcome_or_refuse(tx, event)
-        targeted = self.targeted(tx)
+        targeted = self.targeted(tx, devices)
         dropped = [
             req
-            for req in tx.execute(f"SELECT * FROM requests WHERE {LIVE} ORDER BY seq")  # noqa: S608
+            for req in tx.execute(
+                f"SELECT * FROM requests WHERE {LIVE} "  # noqa: S608
+                "AND (? IS NULL OR device_id IN (SELECT value FROM json_each(?))) ORDER BY seq",
+                _device_filter(devices),
+            )
             if (req["device_id"], req["profile_id"]) not in targeted
         ]
         return self.retire_requests(tx, dropped, event, outcome)
+
+
+def _device_filter(devices: Sequence[str] | None) -> tuple[str | None, str | None]:
+    if devices is None:
+        return None, None
+    encoded = json.dumps(list(devices))
+    return encoded, encoded
