@@ -44,21 +44,23 @@ class Event(IntEnum):
     ORPHAN_FOUND = 3020
     ORPHAN_REVOKED = 3021
     UNDELIVERABLE_REVOKED = 3022
-    # 5000s: leadership, registration, health
-    AGENT_STARTED = 5000
+    # 5000s: leadership. 5001-5003 mean what the election's own lines mean;
+    # the agent's own events are 5200s (the election uses 5010-5099, the
+    # service 5100s).
     ELECTED = 5001
     DEMOTED = 5002
     ROLE_CHANGED = 5003
-    REGISTERED = 5004
-    STALE_EPOCH = 5005
-    STEPPED_DOWN = 5006
-    RELEASED = 5007
-    RECONCILE_STARTED = 5010
-    RECONCILE_DONE = 5011
-    HEALTH_CHANGED = 5020
-    SERVICE_UNAVAILABLE = 5021
-    LEASE_NOT_FRESH = 5022
-    AGENT_STOPPED = 5099
+    AGENT_STARTED = 5200
+    REGISTERED = 5204
+    STALE_EPOCH = 5205
+    STEPPED_DOWN = 5206
+    RELEASED = 5207
+    RECONCILE_STARTED = 5210
+    RECONCILE_DONE = 5211
+    HEALTH_CHANGED = 5220
+    SERVICE_UNAVAILABLE = 5221
+    LEASE_NOT_FRESH = 5222
+    AGENT_STOPPED = 5299
 
 
 _LEVELS: dict[Event, int] = {

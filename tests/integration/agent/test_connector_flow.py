@@ -266,7 +266,7 @@ def test_paused_leader_past_its_session_is_fenced_and_delivers_nothing(
         lambda: (
             connectors(admin)[leader]["role"] == "standby"
             and any(
-                '"event_id": 5006' in line or '"event_id": 5022' in line
+                '"event_id": 5206' in line or '"event_id": 5222' in line
                 for line in fleet.log_lines(leader)
             )
         ),

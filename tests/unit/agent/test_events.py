@@ -16,7 +16,8 @@ def test_ranges_are_stable() -> None:
     assert all(1000 <= e < 2000 for e in issuance)
     assert all(3000 <= e < 4000 for e in revocation)
     assert Event.ELECTED == 5001
-    assert Event.STALE_EPOCH == 5005
+    assert Event.STALE_EPOCH == 5205
+    assert all(5000 <= e < 6000 for e in (Event.ELECTED, Event.STEPPED_DOWN, Event.RELEASED))
     assert len({int(e) for e in Event}) == len(Event)
 
 
