@@ -379,6 +379,30 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
 
         return act(Event.REVOKE_ALL_OF_USER, change)
 
+    # -- connectors ------------------------------------------------------------------
+
+    @router.post("/connectors/{name}/revoke", response_model=m.ConnectorRevoked)
+    def revoke_connector(name: m.Id, body: m.ConnectorRevokeIn) -> m.ConnectorRevoked:
+        """Refuse every later call from connector ``name`` (403), whatever its epoch.
+
+        If it holds the current epoch it stays the holder on record, so no
+        other connector is fenced by this; the next leader registers a higher
+        epoch as usual.
+        """
+        with store.db.transaction() as tx:
+            known = tx.execute("SELECT 1 FROM connectors WHERE name = ?", (name,)).fetchone()
+            if known is None:
+                raise ApiError(404, f"unknown connector {name!r}")
+            tx.execute(
+                "INSERT INTO revoked_connectors(name, at, reason) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO NOTHING",
+                (name, store.now_iso(), body.reason),
+            )
+            row = tx.execute("SELECT * FROM revoked_connectors WHERE name = ?", (name,)).fetchone()
+        emit(log, LogEvent.CONNECTOR_REVOKED, name=name)
+        store.wake()  # its long polls must end now
+        return m.ConnectorRevoked(name=name, revoked_at=row["at"], reason=row["reason"])
+
     # -- renewal -------------------------------------------------------------------
 
     @router.post("/renewal-scan", response_model=m.Queued)

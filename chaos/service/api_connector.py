@@ -68,11 +68,26 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
             (store.now_iso(), name, epoch, current, endpoint, reason),
         )
 
+    def revoked(tx: sqlite3.Connection, name: str) -> str | None:
+        row = tx.execute("SELECT reason FROM revoked_connectors WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row["reason"])
+
+    def refuse_revoked(endpoint: str, name: str, reason: str) -> ApiError:
+        store.on_revoked(endpoint)
+        emit(log, LogEvent.REVOKED_CONNECTOR_REFUSED, endpoint=endpoint, name=name)
+        return ApiError(403, f"connector {name!r} was revoked by an admin: {reason}")
+
     def fenced(
         endpoint: str, name: str, epoch: int, action: Callable[[sqlite3.Connection], T]
     ) -> T:
         """Run ``action`` in one transaction if (name, epoch) holds the highest epoch."""
         refusal: ApiError | None = None
+        with store.db.transaction() as tx:
+            why = revoked(tx, name)
+            if why is not None:
+                refusal = refuse_revoked(endpoint, name, why)
+        if refusal is not None:
+            raise refusal
         with store.db.transaction() as tx:
             current, holder = highest(tx)
             verdict = fence(epoch, name, current, holder)
@@ -98,6 +113,10 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
 
     @router.post("/register", response_model=m.RoleOut)
     def register(body: m.ConnectorCall) -> m.RoleOut:
+        with store.db.transaction() as tx:
+            why = revoked(tx, body.name)
+        if why is not None:
+            raise refuse_revoked("register", body.name, why)
         with store.db.transaction() as tx:
             current, holder = highest(tx)
             verdict = register_verdict(body.epoch, body.name, current, holder)
@@ -143,8 +162,12 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
             fenced("heartbeat", body.name, body.epoch, record)
             return m.RoleOut(name=body.name, role="active", epoch=body.epoch)
         with store.db.transaction() as tx:
-            record(tx)
+            why = revoked(tx, body.name)
+            if why is None:
+                record(tx)
             _, holder = highest(tx)
+        if why is not None:
+            raise refuse_revoked("heartbeat", body.name, why)
         if holder == body.name:
             return m.RoleOut(name=body.name, role="active", epoch=0)
         return m.RoleOut(name=body.name, role="standby", epoch=0)

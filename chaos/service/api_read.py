@@ -20,10 +20,12 @@ _MAX_ROWS = 100_000
 def connector_list(store: Store, tx: sqlite3.Connection) -> list[m.ConnectorOut]:
     """Every connector; the holder of the highest epoch is "active" while it is live."""
     holder = store.db.meta_get(tx, "holder", "") or None
+    revoked = {r["name"] for r in tx.execute("SELECT name FROM revoked_connectors")}
     now = store.clock()
     out = []
     for row in tx.execute("SELECT * FROM connectors ORDER BY name"):
         live = now - row["last_seen"] <= store.settings.connector_stale_after_s
+        live = live and row["name"] not in revoked
         out.append(
             m.ConnectorOut(
                 name=row["name"],
@@ -32,6 +34,7 @@ def connector_list(store: Store, tx: sqlite3.Connection) -> list[m.ConnectorOut]
                 health=row["health"] if live else "unknown",
                 last_seen=row["last_seen_at"],
                 details=json.loads(row["details"]),
+                revoked=row["name"] in revoked,
             )
         )
     return out

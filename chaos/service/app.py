@@ -64,6 +64,7 @@ def create_app(config: ServiceConfig, *, clock: Callable[[], float] = time.time)
     )
     metrics = ServiceMetrics(lambda: gauge_snapshot(store))
     store.on_stale = metrics.stale_rejected
+    store.on_revoked = metrics.revoked_refused
     auth = AuthPolicy.with_admin_token(config.admin_token)
     stop = threading.Event()
 

@@ -77,7 +77,16 @@ class ServiceMetrics:
             ["endpoint"],
             registry=self.registry,
         )
+        self._revoked = Counter(
+            "pfxha_service_revoked_connector_calls",
+            "Connector calls refused with 403 because an admin revoked that connector",
+            ["endpoint"],
+            registry=self.registry,
+        )
         self.registry.register(_StoreCollector(snapshot))
+
+    def revoked_refused(self, endpoint: str) -> None:
+        self._revoked.labels(endpoint=endpoint).inc()
 
     def stale_rejected(self, endpoint: str) -> None:
         self._stale.labels(endpoint=endpoint).inc()

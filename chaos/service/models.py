@@ -313,6 +313,7 @@ class ConnectorOut(Strict):
     health: Literal["healthy", "warning", "unhealthy", "unknown"]
     last_seen: str
     details: dict[str, Any]
+    revoked: bool = False
 
 
 class RejectionOut(Strict):
@@ -361,6 +362,16 @@ class MembershipOut(Strict):
     group_id: str
     user_id: str
     requests_queued: int
+
+
+class ConnectorRevokeIn(Strict):
+    reason: Reason = "revoked by an admin"
+
+
+class ConnectorRevoked(Strict):
+    name: str
+    revoked_at: str
+    reason: str
 
 
 class ModeOut(Strict):

@@ -60,6 +60,7 @@ class Store:
     settings: StoreSettings = field(default_factory=StoreSettings)
     clock: Callable[[], float] = time.time
     on_stale: Callable[[str], None] = lambda endpoint: None
+    on_revoked: Callable[[str], None] = lambda endpoint: None
     _work: threading.Condition = field(default_factory=threading.Condition)
     _generation: int = 0
 

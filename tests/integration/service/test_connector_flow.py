@@ -203,3 +203,32 @@ def test_retryable_failure_requeues_and_final_failure_keeps_the_reason(
     again = [r.id for r in client.poll_requests(name, epoch, 500, 0)]
     assert batch[first].id in again
     assert batch[second].id not in again
+
+
+def test_revoked_connector_is_refused_whatever_its_epoch(
+    admin: httpx.Client, client: ServiceClient
+) -> None:
+    rogue, good = unique("rogue"), unique("good")
+    epoch = next_epoch(admin)
+    client.register(rogue, epoch)
+    client.heartbeat(good, 0, "healthy", {})
+    revoked = ok(admin.post(f"/api/v1/admin/connectors/{rogue}/revoke", json={"reason": "stolen"}))
+    assert revoked["reason"] == "stolen"
+    for call in (
+        lambda: client.poll_requests(rogue, epoch, 10, 0),
+        lambda: client.register(rogue, epoch + 100),
+        lambda: client.heartbeat(rogue, 0, "healthy", {}),
+    ):
+        with pytest.raises(BadRequest) as err:
+            call()
+        assert err.value.status == 403
+    assert next_epoch(admin) == epoch + 1  # the refused register changed nothing
+    client.register(good, epoch + 1)
+    listed = {c["name"]: c for c in ok(admin.get("/api/v1/read/connectors"))}
+    assert listed[rogue]["revoked"]
+    assert listed[rogue]["role"] == "standby"
+    assert listed[good]["role"] == "active"
+    metrics = admin.get("/metrics").text
+    assert 'pfxha_service_revoked_connector_calls_total{endpoint="register"} 1.0' in metrics
+    missing = admin.post("/api/v1/admin/connectors/nobody/revoke", json={})
+    assert missing.status_code == 404
