@@ -130,12 +130,18 @@ class Observer:
                 epoch = int(value["epoch"]) if value.get("epoch") is not None else None
             except (ValueError, TypeError, KeyError):
                 log.warning("observer: unreadable /leader: %r", data[:200])
+        # ZooKeeper stamps the node's creation (ctime, ms, this machine's clock): more
+        # precise than when the watch reached us, which can lag under load.
+        ctime = getattr(stat, "ctime", None) if data else None
+        at = self.to_history_time(ctime / 1000.0) if ctime else self.history.now()
         with self._lock:
-            change = LeaderChange(self.history.now(), name, epoch)
+            change = LeaderChange(min(at, self.history.now()), name, epoch)
             last = self.changes[-1] if self.changes else None
             if last is None or (last.name, last.epoch) != (name, epoch):
                 self.changes.append(change)
-                self.history.info(OBSERVER, LEADER, {"name": name, "epoch": epoch})
+                self.history.info(
+                    OBSERVER, LEADER, {"name": name, "epoch": epoch, "at": round(change.at, 4)}
+                )
             self._lock.notify_all()
 
     def _poll_loop(self) -> None:

@@ -148,7 +148,7 @@ def plot_timeline(events: Sequence[Event], path: Path, *, title: str = "pfxha dr
             ys.append(float(event.value["latency"]))
         elif event.f == LEADER:
             epoch = event.value.get("epoch")
-            epoch_t.append(event.time)
+            epoch_t.append(float(event.value.get("at", event.time)))
             epoch_v.append(float(epoch) if event.value.get("name") and epoch is not None else 0.0)
     end = max((e.time for e in events), default=1.0)
 
