@@ -157,6 +157,10 @@ def plot_timeline(events: Sequence[Event], path: Path, *, title: str = "pfxha dr
     )
     for ca, (xs, ys) in sorted(deliveries.items()):
         ax_lat.scatter(xs, ys, s=8, label=f"delivered via {ca}", alpha=0.7)
+    latencies = [y for _, ys in deliveries.values() for y in ys if y > 0]
+    if latencies and max(latencies) / max(min(latencies), 1e-3) > 50:
+        # A backlog after an outage would flatten everything else: log scale.
+        ax_lat.set_yscale("log")
     ax_lat.set_ylabel("request latency (s)")
     ax_lat.set_title(title)
     ax_lat.grid(alpha=0.3)
