@@ -167,6 +167,12 @@ class DrillEngine:
     def run_round(self, scenario: Scenario, number: int) -> RoundResult:
         s = self.settings
         self._wait_steady()
+        notes: list[str] = []
+        if scenario.kind == "ca" and not self._wait_on_primary():
+            notes.append(
+                f"the leader did not return to {self.lab.primary_ca} within "
+                f"{s.settle_timeout:.0f}s; the fault hit an idle CA"
+            )
         before = self.observer.leader
         leader = before.name
         if leader is None or before.epoch is None:
@@ -187,6 +193,7 @@ class DrillEngine:
         outcome = RoundResult(
             scenario.name, number, fault_at=t0, old_leader=leader, old_epoch=before.epoch
         )
+        outcome.notes += notes
         healed_at: float | None = None
         try:
             if scenario.kind == "blocking":
@@ -343,6 +350,23 @@ class DrillEngine:
         if self.observer.active != [leader.name]:
             return False
         return any(r.epoch == leader.epoch for r in self.observer.issued[-50:])
+
+    def _wait_on_primary(self) -> bool:
+        """Until the leader issues from the primary CA again (its breaker closed after a heal).
+
+        A CA fault only measures failover when it hits the CA in use.
+        """
+        primary = self.lab.primary_ca
+
+        def on_primary() -> bool:
+            return bool(self.observer.issued) and self.observer.issued[-1].ca == primary
+
+        deadline = time.monotonic() + self.settings.settle_timeout
+        while time.monotonic() < deadline:
+            if self.observer.wait(on_primary, timeout=0.5):
+                return True
+            self.workload.enroll_now(1)  # work to show which CA is in use
+        return False
 
     def _wait_steady(self) -> None:
         # A steady system keeps delivering; enroll one device so there is work to see.

@@ -109,6 +109,9 @@ def render_report(
                 f"| {_fmt(r.other_ca_s)} | {_fmt(r.failover_s)} | {r.delayed_requests} | "
                 f"{_fmt(r.worst_latency_s)} |"
             )
+        notes = [f"round {r.round}: {n}" for r in s.rounds for n in r.notes]
+        if notes:
+            lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
         violations = s.all_violations()
         lines += ["", "Violations: " + ("none." if not violations else ""), ""]
         lines += [f"- {v}" for v in violations]

@@ -65,6 +65,8 @@ class RoundResult:
     delayed_requests: int = 0
     worst_latency_s: float | None = None
     violations: list[str] = field(default_factory=list)
+    # Facts about the round that are not invariant violations.
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
