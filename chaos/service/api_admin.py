@@ -31,7 +31,12 @@ Change = Callable[[sqlite3.Connection], Sequence[str] | None]
 
 
 def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(auth.admin)])
+    router = APIRouter(
+        responses=m.errors(401, 404, 409, 413),
+        prefix="/api/v1/admin",
+        tags=["admin"],
+        dependencies=[Depends(auth.admin)],
+    )
 
     def exists(tx: sqlite3.Connection, table: str, row_id: str) -> bool:
         sql = f"SELECT 1 FROM {table} WHERE id = ?"  # noqa: S608 - table is ours

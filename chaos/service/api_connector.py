@@ -38,7 +38,10 @@ T = TypeVar("T")
 
 def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
     router = APIRouter(
-        prefix="/api/v1/connector", tags=["connector"], dependencies=[Depends(auth.connector)]
+        responses=m.errors(400, 403, 404, 409, 413, 428),
+        prefix="/api/v1/connector",
+        tags=["connector"],
+        dependencies=[Depends(auth.connector)],
     )
 
     def highest(tx: sqlite3.Connection) -> tuple[int, str | None]:

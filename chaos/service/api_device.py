@@ -26,7 +26,10 @@ __all__ = ["device_router"]
 
 def device_router(store: Store, auth: AuthPolicy) -> APIRouter:
     router = APIRouter(
-        prefix="/api/v1/devices", tags=["device"], dependencies=[Depends(auth.device)]
+        responses=m.errors(400, 404, 413),
+        prefix="/api/v1/devices",
+        tags=["device"],
+        dependencies=[Depends(auth.device)],
     )
 
     @router.post("/{device_id}/checkin", response_model=m.CheckinOut)

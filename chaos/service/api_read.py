@@ -60,7 +60,12 @@ def gauge_snapshot(store: Store) -> GaugeSnapshot:
 
 
 def read_router(store: Store, auth: AuthPolicy) -> APIRouter:
-    router = APIRouter(prefix="/api/v1/read", tags=["read"], dependencies=[Depends(auth.admin)])
+    router = APIRouter(
+        responses=m.errors(401),
+        prefix="/api/v1/read",
+        tags=["read"],
+        dependencies=[Depends(auth.admin)],
+    )
 
     @router.get("/certificates", response_model=list[m.CertificateOut])
     def certificates(

@@ -35,6 +35,27 @@ class Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
+class ErrorOut(BaseModel):
+    """Every refusal: ``detail`` says why; fencing refusals add ``highest_epoch``."""
+
+    detail: Any
+    highest_epoch: int | None = None
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the refusals a route can answer with."""
+    text = {
+        400: "Wrong state for this call (e.g. no intent under this epoch)",
+        401: "Admin credential missing or wrong",
+        403: "Connector revoked by an admin",
+        404: "Unknown id",
+        409: "Stale epoch (connector API) or duplicate id (admin API)",
+        413: "Request body too large",
+        428: "Epoch not registered: register first",
+    }
+    return {code: {"model": ErrorOut, "description": text[code]} for code in codes}
+
+
 # -- admin ------------------------------------------------------------------
 
 
