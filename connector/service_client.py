@@ -85,7 +85,7 @@ class ServiceUnavailable(ServiceError):  # noqa: N818 - the agreed contract name
 
 
 class BadRequest(ServiceError):  # noqa: N818 - the agreed contract name
-    """Any other 4xx (404 unknown id, 422 invalid input, 428 not registered, ...)."""
+    """Any other 4xx (400 refused input, 403 revoked, 404 unknown id, 422 schema, 428 ...)."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Creating targeting (membership, device, assignment) queues one request per
 newly targeted (device, profile). Each row of the seed's revocation table is
 one action under ``/actions/<event>``; the DELETE routes of the same objects
-run the same action. In standalone mode the table's "n/a" rows answer 422.
+run the same action. In standalone mode the table's "n/a" rows answer 400.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ Change = Callable[[sqlite3.Connection], Sequence[str] | None]
 
 def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
     router = APIRouter(
-        responses=m.errors(401, 404, 409, 413),
+        responses=m.errors(400, 401, 404, 409, 413),
         prefix="/api/v1/admin",
         tags=["admin"],
         dependencies=[Depends(auth.admin)],
@@ -265,7 +265,7 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 body.id, body.public_key_pem.encode() if body.public_key_pem else None
             )
         except (ValueError, TypeError) as exc:
-            raise ApiError(422, f"public_key_pem: {exc}") from exc
+            raise ApiError(400, f"public_key_pem: {exc}") from exc
         with store.db.transaction() as tx:
             refuse_duplicate(tx, "devices", body.id)
             store.row(tx, "users", body.user_id)

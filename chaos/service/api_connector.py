@@ -150,9 +150,9 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
             # Stored as given and served back as JSON: it must be plain, finite JSON.
             details = json.dumps(body.details, sort_keys=True, allow_nan=False)
         except (ValueError, TypeError) as exc:
-            raise ApiError(422, f"details must be finite JSON: {exc}") from exc
+            raise ApiError(400, f"details must be finite JSON: {exc}") from exc
         if len(details) > 20_000:
-            raise ApiError(422, "details larger than 20000 characters as JSON")
+            raise ApiError(400, "details larger than 20000 characters as JSON")
 
         def record(tx: sqlite3.Connection) -> None:
             touch(tx, body.name)
@@ -235,7 +235,7 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
         try:
             spki = public_key_fingerprint(body.public_key_pem.encode())
         except (ValueError, TypeError) as exc:
-            raise ApiError(422, f"public_key_pem is not a PEM public key: {exc}") from exc
+            raise ApiError(400, f"public_key_pem is not a PEM public key: {exc}") from exc
 
         def act(tx: sqlite3.Connection) -> m.Ack:
             req = store.row(tx, "requests", request_id)
@@ -276,14 +276,14 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
         try:
             envelope = base64.b64decode(body.envelope_b64, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise ApiError(422, f"envelope_b64 is not base64: {exc}") from exc
+            raise ApiError(400, f"envelope_b64 is not base64: {exc}") from exc
         try:
             pfx = store.keys.open_from_connector(envelope)
         except EnvelopeError as exc:
-            raise ApiError(422, f"envelope does not open with the KRA key: {exc}") from exc
+            raise ApiError(400, f"envelope does not open with the KRA key: {exc}") from exc
         cert = _certificate_from_pfx(pfx)
         if str(cert.serial_number) != body.serial:
-            raise ApiError(422, f"serial {body.serial} is not the certificate's serial")
+            raise ApiError(400, f"serial {body.serial} is not the certificate's serial")
         spki = certificate_fingerprint(cert)
         device_ids = [
             str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
@@ -300,10 +300,10 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
                     400, f"request {request_id} has no intent recorded under epoch {body.epoch}"
                 )
             if spki != req["intent_spki_sha256"]:
-                raise ApiError(422, "the certificate's public key is not the recorded intent's")
+                raise ApiError(400, "the certificate's public key is not the recorded intent's")
             if req["device_id"] not in device_ids:
                 raise ApiError(
-                    422, f"the certificate's subject serialNumber is not {req['device_id']!r}"
+                    400, f"the certificate's subject serialNumber is not {req['device_id']!r}"
                 )
             now = store.now_iso()
             tx.execute(
@@ -467,9 +467,9 @@ def _certificate_from_pfx(pfx: bytes) -> x509.Certificate:
     try:
         loaded = pkcs12.load_pkcs12(pfx, None)
     except (ValueError, TypeError) as exc:
-        raise ApiError(422, f"the envelope does not hold a password-less PKCS#12: {exc}") from exc
+        raise ApiError(400, f"the envelope does not hold a password-less PKCS#12: {exc}") from exc
     if loaded.cert is None or loaded.key is None:
-        raise ApiError(422, "the PKCS#12 must hold the private key and its certificate")
+        raise ApiError(400, "the PKCS#12 must hold the private key and its certificate")
     cert = loaded.cert.certificate
     key_spki = loaded.key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -478,5 +478,5 @@ def _certificate_from_pfx(pfx: bytes) -> x509.Certificate:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     if key_spki != cert_spki:
-        raise ApiError(422, "the PKCS#12's private key does not belong to its certificate")
+        raise ApiError(400, "the PKCS#12's private key does not belong to its certificate")
     return cert

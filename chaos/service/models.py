@@ -1,7 +1,8 @@
 """Request and response bodies of the service API (strict pydantic models).
 
 Strict types (no "1" for 1), unknown fields refused, every string and number
-bounded: bad input is a 422 with the reason, before any handler runs.
+bounded: bad input is a 422 with the reason, before any handler runs. Refusals
+the schema cannot express (a PFX that does not match its intent) are 400.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class ErrorOut(BaseModel):
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the refusals a route can answer with."""
     text = {
-        400: "Wrong state for this call (e.g. no intent under this epoch)",
+        400: "Refused input the schema cannot express (a PFX that does not match its"
+        " intent, an event n/a in this mode) or a call in the wrong state",
         401: "Admin credential missing or wrong",
         403: "Connector revoked by an admin",
         404: "Unknown id",

@@ -193,7 +193,7 @@ class Store:
         outcome = revocation_outcome(event, mode)
         if outcome is None:
             raise ApiError(
-                422, f"{event.value} is not available in {mode.value} mode (n/a in the seed table)"
+                400, f"{event.value} is not available in {mode.value} mode (n/a in the seed table)"
             )
         return outcome
 

@@ -1,6 +1,7 @@
 """Schema-driven fuzzing of every endpoint (schemathesis, positive and negative cases).
 
-Outcome for every generated call: never a 5xx, and a refused call (4xx)
+Outcome for every generated call: never a 5xx; the status code, content type
+and body are the ones the OpenAPI document declares; and a refused write (4xx)
 changes nothing visible through the read API. Bounded to a few hundred
 examples in all (``_EXAMPLES`` per operation).
 """
@@ -18,10 +19,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.core.result import Ok
 from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from chaos.launch.service import ServiceProcess
 
 _EXAMPLES = 5
+_CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +95,14 @@ def test_no_input_gives_a_server_error_or_a_partial_change(
             where = f"{case.method} {case.formatted_path}"
             assert response.status_code < 500, (
                 f"{where} -> {response.status_code}: {response.text[:300]}"
+            )
+            case.validate_response(
+                response,
+                checks=[
+                    status_code_conformance,
+                    content_type_conformance,
+                    response_schema_conformance,
+                ],
             )
             if writes and 400 <= response.status_code < 500:
                 assert _visible_state(reader) == before, (

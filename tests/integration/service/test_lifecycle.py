@@ -203,7 +203,7 @@ def test_bad_input_is_4xx_and_changes_nothing(
             "POST",
             "/api/v1/connector/heartbeat",
             b'{"name": "x", "epoch": 0, "health": "healthy", "details": {"x": NaN}}',
-            422,
+            400,
         ),
         (
             "POST",
@@ -225,7 +225,7 @@ def test_bad_input_is_4xx_and_changes_nothing(
             "POST",
             "/api/v1/connector/requests/req-nope/intent",
             {"name": name, "epoch": epoch, "public_key_pem": "x"},
-            422,
+            400,
         ),
         (
             "POST",
@@ -237,7 +237,7 @@ def test_bad_input_is_4xx_and_changes_nothing(
             "POST",
             "/api/v1/connector/requests/req-nope/result",
             {"name": name, "epoch": epoch, "envelope_b64": "!!", "serial": "1", "ca_name": "ca"},
-            422,
+            400,
         ),
     ]
     for method, path, body, status in cases:

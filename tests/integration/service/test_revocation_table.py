@@ -109,7 +109,7 @@ def test_revocation_table_row(
     )
     expected = outcomes[mode]
     if expected is None:
-        assert response.status_code == 422
+        assert response.status_code == 400
         assert "n/a" in response.json()["detail"]
         assert ok(admin.get("/api/v1/read/revocations")) == before
         assert ok(admin.get(f"/api/v1/admin/devices/{device_id}"))["state"] == "active"

@@ -152,8 +152,8 @@ class ServiceMachine(RuleBasedStateMachine):
             "remove-assignment": {"assignment_id": f"{profile}-{group}"},
             "revoke-all-of-user": {"user_id": user},
         }[event]
-        # 404: that object is gone; 422: n/a in standalone mode.
-        self.post(f"/api/v1/admin/actions/{event}", body, allowed=(404, 422))
+        # 404: that object is gone; 400: n/a in standalone mode.
+        self.post(f"/api/v1/admin/actions/{event}", body, allowed=(400, 404))
 
     @rule(mode=st.sampled_from(["hybrid", "standalone"]), odds=st.integers(0, 2))
     def switch_mode(self, mode: str, odds: int) -> None:
