@@ -67,12 +67,25 @@ def tenant(admin: httpx.Client) -> Tenant:
     return t
 
 
-def wait_issued(tenant: Tenant, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+def wait_issued(
+    tenant: Tenant, count: int, timeout: float = 30.0, fleet: ConnectorFleet | None = None
+) -> list[dict[str, Any]]:
     def done() -> bool:
         rows = tenant.requests()
         return len(rows) == count and all(r["state"] in ("issued", "delivered") for r in rows)
 
-    wait_until(done, timeout, f"{count} requests issued")
+    try:
+        wait_until(done, timeout, f"{count} requests issued")
+    except AssertionError as exc:
+        stuck = [r for r in tenant.requests() if r["state"] not in ("issued", "delivered")]
+        trail = []
+        for name in fleet.names if fleet is not None else ():
+            trail += [
+                f"{name}: {line[:300]}"
+                for line in fleet.log_lines(name)
+                if any(r["id"] in line for r in stuck) or '"event_id": 50' in line
+            ]
+        raise AssertionError(f"{exc}\nstuck: {stuck}\n" + "\n".join(trail[-80:])) from None
     return tenant.requests()
 
 
@@ -228,7 +241,7 @@ def test_leader_killed_mid_issuance_new_leader_revokes_the_orphans(
         if not _catch_between_ca_and_upload(fleet, cfssl_cas, tenant, leader):
             continue
         successors.append(fleet.wait_for_leader(exclude=leader, above_epoch=epoch, timeout=10))
-        wait_issued(tenant, total, timeout=40)
+        wait_issued(tenant, total, timeout=40, fleet=fleet)
         orphans = _undelivered(cfssl_cas, tenant)
         fleet.start(leader)  # back as a standby for the next attempt
         if orphans:
