@@ -40,6 +40,8 @@ __all__ = ["IssueContext", "Outcome", "issue_one"]
 
 log = logging.getLogger("pfxha.connector.issuance")
 
+_UNPROCESSABLE = 422
+
 
 class Outcome(StrEnum):
     DELIVERED = "delivered"
@@ -169,6 +171,10 @@ def _issue(ctx: IssueContext, request: Any, progress: _Progress) -> tuple[Outcom
         raise
     except BadRequest as exc:
         _revoke_undeliverable(ctx, request, issued, exc.reason)
+        if exc.status == _UNPROCESSABLE:
+            # The service refused this certificate itself (it does not match the
+            # request): say so, rather than leave the request in flight.
+            return _refuse(ctx, request, f"result refused: {exc.reason}"), issued.ca_name
         return Outcome.FAILED, issued.ca_name
     emit(
         log,
