@@ -183,7 +183,7 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
             batch = fenced(
                 "requests/poll", body.name, body.epoch, lambda tx: take_requests(tx, body)
             )
-            if batch or time.monotonic() >= deadline:
+            if batch or time.monotonic() >= deadline or store.closing.is_set():
                 return m.RequestBatch(requests=batch)
             store.wait_for_work(seen, min(5.0, max(0.0, deadline - time.monotonic())))
 
@@ -413,7 +413,7 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
         while True:
             seen = store.work_generation()
             batch = fenced("revocations/poll", body.name, body.epoch, take)
-            if batch or time.monotonic() >= deadline:
+            if batch or time.monotonic() >= deadline or store.closing.is_set():
                 return m.RevocationBatch(revocations=batch)
             store.wait_for_work(seen, min(5.0, max(0.0, deadline - time.monotonic())))
 

@@ -84,10 +84,11 @@ def create_app(config: ServiceConfig, *, clock: Callable[[], float] = time.time)
             yield
         finally:
             stop.set()
-            store.wake()
+            store.close()
             if worker is not None:
                 worker.join(timeout=5)
-            store.db.close()
+            # The database stays open: a request thread still finishing must
+            # not fail on a closed connection; the process exit closes it.
 
     app = FastAPI(
         title="pfxha stand-in cloud certificate service",

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 
 import click
+import uvicorn
 
 from chaos.service.rules import Mode
 
@@ -97,8 +100,6 @@ def run(
     import ssl
     import sys
 
-    import uvicorn
-
     from chaos.service.app import ServiceConfig, create_app
 
     host, port = _listen(listen)
@@ -124,8 +125,9 @@ def run(
         poll_lease_s=poll_lease,
         renewal_interval_s=renewal_interval,
     )
-    uvicorn.run(
-        create_app(config),
+    app = create_app(config)
+    server_config = uvicorn.Config(
+        app,
         host=host,
         port=port,
         log_level="warning",
@@ -136,3 +138,20 @@ def run(
         ssl_cert_reqs=ssl.CERT_OPTIONAL if ssl_ca_certs else ssl.CERT_NONE,
         timeout_graceful_shutdown=3,
     )
+    _Server(server_config, on_exit=app.state.store.close).run()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, but long polls are told to answer the moment shutdown begins.
+
+    uvicorn waits for open requests before the app's lifespan shutdown runs;
+    a long poll would hold it for up to 30 s, then be cut off with a 500.
+    """
+
+    def __init__(self, config: uvicorn.Config, *, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._on_exit()
+        super().handle_exit(sig, frame)

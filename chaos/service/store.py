@@ -63,6 +63,7 @@ class Store:
     on_revoked: Callable[[str], None] = lambda endpoint: None
     _work: threading.Condition = field(default_factory=threading.Condition)
     _generation: int = 0
+    closing: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         with self.db.transaction() as tx:
@@ -89,6 +90,11 @@ class Store:
         """Read before looking for work; pass to :meth:`wait_for_work` (no lost wake-ups)."""
         with self._work:
             return self._generation
+
+    def close(self) -> None:
+        """Shutting down: long polls answer now (empty) instead of waiting out their time."""
+        self.closing.set()
+        self.wake()
 
     def wake(self) -> None:
         with self._work:
