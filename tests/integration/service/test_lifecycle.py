@@ -295,3 +295,27 @@ def test_tls_serves_https_to_clients_that_trust_the_server_ca(
         client.kra_certificate()
     with ServiceClient(svc.url) as untrusting, pytest.raises(ServiceUnavailable):
         untrusting.kra_certificate()  # the lab CA is not in the system store
+
+
+def test_shutdown_answers_open_long_polls(start_service: Callable[..., ServiceProcess]) -> None:
+    svc = start_service()
+    answers: list[object] = []
+    with ServiceClient(svc.url) as client, svc.admin_client() as admin:
+        client.register("conn-a", 1)
+
+        def last_seen() -> str:
+            (row,) = ok(admin.get("/api/v1/read/connectors"))
+            return str(row["last_seen"])
+
+        registered = last_seen()
+        polling = threading.Thread(
+            target=lambda: answers.append(client.poll_requests("conn-a", 1, 10, 25))
+        )
+        polling.start()
+        # Every accepted call stamps last_seen: the poll has arrived and is waiting.
+        wait_for(lambda: last_seen() != registered, timeout=10, what="the long poll to arrive")
+        started = time.monotonic()
+        svc.stop()
+        polling.join(timeout=10)
+    assert answers == [[]]  # an empty batch, not a 500 or a cut connection
+    assert time.monotonic() - started < 10  # not held for the 25 s poll
