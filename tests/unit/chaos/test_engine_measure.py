@@ -1,0 +1,120 @@
+"""How a round's numbers come out of what the observer saw (no servers)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from chaos.drill.engine import DrillEngine
+from chaos.drill.observer import LeaderChange
+from chaos.drill.result import RoundResult
+from chaos.drill.scenarios import SCENARIOS
+from chaos.drill.state import IssuedRow
+from chaos.history import History
+
+# Observer times are history times; service times are "Unix" times. Here the
+# two clocks differ by a fixed 1000 s, so a conversion bug shows.
+OFFSET = 1000.0
+
+
+class FakeObserver:
+    def __init__(self, changes: list[LeaderChange], issued: list[IssuedRow]) -> None:
+        self.changes = changes
+        self.issued = issued
+
+    def to_history_time(self, unix: float) -> float:
+        return unix - OFFSET
+
+    def issued_after(self, at: float) -> list[IssuedRow]:
+        return [r for r in self.issued if self.to_history_time(r.issued) >= at]
+
+
+class FakeDb:
+    def __init__(self, registrations: dict[str, tuple[int, float | None]]) -> None:
+        self._registrations = registrations
+
+    def registrations(self) -> dict[str, tuple[int, float | None]]:
+        return self._registrations
+
+
+class FakeLab:
+    primary_ca = "primary"
+    secondary_ca = "secondary"
+
+
+def _engine(observer: FakeObserver, db: FakeDb) -> DrillEngine:
+    return DrillEngine(
+        cast(Any, FakeLab()), History(), cast(Any, observer), cast(Any, None), cast(Any, db)
+    )
+
+
+def _row(request: str, created: float, issued: float, epoch: int, ca: str) -> IssuedRow:
+    return IssuedRow(request, created + OFFSET, issued + OFFSET, epoch, ca, "c2")
+
+
+def test_leader_failover_runs_from_the_fault_to_the_new_epochs_first_certificate() -> None:
+    observer = FakeObserver(
+        changes=[
+            LeaderChange(5.0, "c1", 3),
+            LeaderChange(10.02, None, None),
+            LeaderChange(10.05, "c2", 4),
+        ],
+        issued=[
+            _row("late-old", 9.9, 10.01, 3, "primary"),  # the old leader's last upload
+            _row("r1", 9.95, 10.40, 4, "primary"),
+            _row("r2", 10.30, 10.45, 4, "primary"),
+        ],
+    )
+    engine = _engine(observer, FakeDb({"c2": (4, 10.08 + OFFSET)}))
+    scenario = SCENARIOS["connector-down"]
+    outcome = RoundResult("connector-down", 1, fault_at=10.0, old_leader="c1", old_epoch=3)
+    recovered = engine._recovered(scenario, 3, 10.0)
+    assert recovered is not None
+    assert recovered.request == "r1"
+    engine._measure(outcome, scenario, recovered, healed_at=12.0)
+    assert (outcome.new_leader, outcome.new_epoch) == ("c2", 4)
+    assert outcome.new_leader_s == 0.05
+    assert outcome.registered_s == 0.08
+    assert outcome.failover_s == 0.4
+    assert outcome.first_delivery_s == 0.4
+    assert outcome.delayed_requests == 3  # every one created before the recovery at 10.40
+    assert outcome.worst_latency_s == 0.45
+    assert outcome.violations == []
+
+
+def test_ca_failover_waits_for_the_other_ca() -> None:
+    observer = FakeObserver(
+        changes=[LeaderChange(1.0, "c1", 2)],
+        issued=[
+            _row("p", 9.0, 10.1, 2, "primary"),
+            _row("s", 10.0, 10.3, 2, "secondary"),
+        ],
+    )
+    engine = _engine(observer, FakeDb({}))
+    scenario = SCENARIOS["ca-down"]
+    recovered = engine._recovered(scenario, 2, 10.0)
+    assert recovered is not None
+    assert recovered.request == "s"
+    outcome = RoundResult("ca-down", 1, fault_at=10.0, old_leader="c1", old_epoch=2)
+    engine._measure(outcome, scenario, recovered, healed_at=11.0)
+    assert outcome.other_ca_s == 0.3
+    assert outcome.failover_s == 0.3
+    assert outcome.new_leader is None
+    assert outcome.violations == []  # no leader change expected
+
+
+def test_blocking_faults_measure_from_the_heal_and_missing_recovery_is_a_violation() -> None:
+    observer = FakeObserver(
+        changes=[LeaderChange(1.0, "c1", 2)], issued=[_row("r", 10.0, 13.25, 2, "primary")]
+    )
+    engine = _engine(observer, FakeDb({}))
+    scenario = SCENARIOS["zk-quorum-loss"]
+    outcome = RoundResult("zk-quorum-loss", 1, fault_at=10.0, old_leader="c1", old_epoch=2)
+    engine._measure(outcome, scenario, engine._recovered(scenario, 2, 13.0), healed_at=13.0)
+    assert outcome.failover_s == 0.25
+    assert outcome.first_delivery_s == 3.25
+
+    lost = RoundResult("connector-down", 2, fault_at=20.0, old_leader="c1", old_epoch=2)
+    engine._measure(lost, SCENARIOS["connector-down"], None, healed_at=21.0)
+    assert "no new leader was elected" in lost.violations
+    assert any(v.startswith("no recovery within") for v in lost.violations)
+    assert lost.failover_s is None
