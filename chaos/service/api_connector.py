@@ -8,32 +8,24 @@ epoch may poll, record intents, upload, fail and confirm.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import sqlite3
 import time
-from collections.abc import Callable
-from typing import TypeVar
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
 from fastapi import APIRouter, Depends
 
 from chaos.service import models as m
 from chaos.service.auth import AuthPolicy
 from chaos.service.events import Event as LogEvent
 from chaos.service.events import emit, log
-from chaos.service.keys import certificate_fingerprint, public_key_fingerprint
-from chaos.service.rules import Event, Mode, fence, register_verdict, revocation_outcome
+from chaos.service.fencing import Gate
+from chaos.service.keys import public_key_fingerprint
+from chaos.service.rules import Event, Mode, revocation_outcome
 from chaos.service.store import ApiError, Store
-from connector.pki.envelope import EnvelopeError
+from chaos.service.upload import check_upload
 
 __all__ = ["connector_router"]
-
-T = TypeVar("T")
 
 
 def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
@@ -44,70 +36,8 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
         dependencies=[Depends(auth.connector)],
     )
 
-    def highest(tx: sqlite3.Connection) -> tuple[int, str | None]:
-        epoch = int(store.db.meta_get(tx, "highest_epoch", "0"))
-        holder = store.db.meta_get(tx, "holder", "") or None
-        return epoch, holder
-
-    def touch(tx: sqlite3.Connection, name: str, epoch: int | None = None) -> None:
-        now = store.clock()
-        tx.execute(
-            "INSERT INTO connectors(name, epoch, health, details, last_seen, last_seen_at) "
-            "VALUES (?, 0, 'healthy', '{}', ?, ?) ON CONFLICT(name) DO UPDATE SET "
-            "last_seen = excluded.last_seen, last_seen_at = excluded.last_seen_at",
-            (name, now, store.now_iso()),
-        )
-        if epoch is not None:
-            tx.execute(
-                "UPDATE connectors SET epoch = ?, registered_at = ? WHERE name = ?",
-                (epoch, store.now_iso(), name),
-            )
-
-    def refuse(tx: sqlite3.Connection, endpoint: str, name: str, epoch: int, reason: str) -> None:
-        current, _ = highest(tx)
-        tx.execute(
-            "INSERT INTO stale_rejections(at, name, epoch, highest_epoch, endpoint, reason) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (store.now_iso(), name, epoch, current, endpoint, reason),
-        )
-
-    def revoked(tx: sqlite3.Connection, name: str) -> str | None:
-        row = tx.execute("SELECT reason FROM revoked_connectors WHERE name = ?", (name,)).fetchone()
-        return None if row is None else str(row["reason"])
-
-    def refuse_revoked(endpoint: str, name: str, reason: str) -> ApiError:
-        store.on_revoked(endpoint)
-        emit(log, LogEvent.REVOKED_CONNECTOR_REFUSED, endpoint=endpoint, name=name)
-        return ApiError(403, f"connector {name!r} was revoked by an admin: {reason}")
-
-    def fenced(
-        endpoint: str, name: str, epoch: int, action: Callable[[sqlite3.Connection], T]
-    ) -> T:
-        """Run ``action`` in one transaction if (name, epoch) holds the highest epoch."""
-        refusal: ApiError | None = None
-        with store.db.transaction() as tx:
-            why = revoked(tx, name)
-            if why is not None:
-                refusal = refuse_revoked(endpoint, name, why)
-        if refusal is not None:
-            raise refusal
-        with store.db.transaction() as tx:
-            current, holder = highest(tx)
-            verdict = fence(epoch, name, current, holder)
-            if verdict.ok:
-                touch(tx, name)
-                return action(tx)
-            if verdict.stale:
-                refuse(tx, endpoint, name, epoch, verdict.reason)
-                refusal = ApiError(409, verdict.reason, highest_epoch=current)
-            else:
-                refusal = ApiError(428, verdict.reason, highest_epoch=current)
-        if refusal.status == 409:
-            store.on_stale(endpoint)
-            emit(log, LogEvent.STALE_EPOCH_REFUSED, endpoint=endpoint, name=name, epoch=epoch)
-        else:
-            emit(log, LogEvent.NOT_REGISTERED_REFUSED, endpoint=endpoint, name=name, epoch=epoch)
-        raise refusal
+    gate = Gate(store)
+    fenced = gate.fenced
 
     @router.get("/kra-certificate", response_model=m.KraOut)
     def kra_certificate() -> m.KraOut:
@@ -116,32 +46,7 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
 
     @router.post("/register", response_model=m.RoleOut)
     def register(body: m.ConnectorCall) -> m.RoleOut:
-        with store.db.transaction() as tx:
-            why = revoked(tx, body.name)
-        if why is not None:
-            raise refuse_revoked("register", body.name, why)
-        with store.db.transaction() as tx:
-            current, holder = highest(tx)
-            verdict = register_verdict(body.epoch, body.name, current, holder)
-            if verdict.ok:
-                store.db.meta_set(tx, "highest_epoch", str(body.epoch))
-                store.db.meta_set(tx, "holder", body.name)
-                touch(tx, body.name, epoch=body.epoch)
-                store.event(tx, "register", body.name, epoch=body.epoch)
-            else:
-                refuse(tx, "register", body.name, body.epoch, verdict.reason)
-        if not verdict.ok:
-            store.on_stale("register")
-            emit(
-                log,
-                LogEvent.STALE_EPOCH_REFUSED,
-                endpoint="register",
-                name=body.name,
-                epoch=body.epoch,
-            )
-            raise ApiError(409, verdict.reason, highest_epoch=current)
-        emit(log, LogEvent.CONNECTOR_REGISTERED, name=body.name, epoch=body.epoch, previous=current)
-        store.wake()  # long polls of a deposed epoch must notice now
+        gate.register(body.name, body.epoch)
         return m.RoleOut(name=body.name, role="active", epoch=body.epoch)
 
     @router.post("/heartbeat", response_model=m.RoleOut)
@@ -155,7 +60,7 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
             raise ApiError(400, "details larger than 20000 characters as JSON")
 
         def record(tx: sqlite3.Connection) -> None:
-            touch(tx, body.name)
+            gate.touch(tx, body.name)
             tx.execute(
                 "UPDATE connectors SET health = ?, details = ? WHERE name = ?",
                 (body.health, details, body.name),
@@ -165,12 +70,9 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
             fenced("heartbeat", body.name, body.epoch, record)
             return m.RoleOut(name=body.name, role="active", epoch=body.epoch)
         with store.db.transaction() as tx:
-            why = revoked(tx, body.name)
-            if why is None:
-                record(tx)
-            _, holder = highest(tx)
-        if why is not None:
-            raise refuse_revoked("heartbeat", body.name, why)
+            gate.check_not_revoked(tx, "heartbeat", body.name)
+            record(tx)
+            _, holder = gate.highest(tx)
         if holder == body.name:
             return m.RoleOut(name=body.name, role="active", epoch=0)
         return m.RoleOut(name=body.name, role="standby", epoch=0)
@@ -273,21 +175,7 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
     @router.post("/requests/{request_id}/result", response_model=m.Ack)
     def upload_result(request_id: m.Id, body: m.ResultIn) -> m.Ack:
         # Decrypt and parse before taking the lock: the expensive part is pure.
-        try:
-            envelope = base64.b64decode(body.envelope_b64, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ApiError(400, f"envelope_b64 is not base64: {exc}") from exc
-        try:
-            pfx = store.keys.open_from_connector(envelope)
-        except EnvelopeError as exc:
-            raise ApiError(400, f"envelope does not open with the KRA key: {exc}") from exc
-        cert = _certificate_from_pfx(pfx)
-        if str(cert.serial_number) != body.serial:
-            raise ApiError(400, f"serial {body.serial} is not the certificate's serial")
-        spki = certificate_fingerprint(cert)
-        device_ids = [
-            str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
-        ]
+        checked = check_upload(store.keys, body.envelope_b64, body.serial)
 
         def act(tx: sqlite3.Connection) -> m.Ack:
             req = store.row(tx, "requests", request_id)
@@ -299,9 +187,9 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 raise ApiError(
                     400, f"request {request_id} has no intent recorded under epoch {body.epoch}"
                 )
-            if spki != req["intent_spki_sha256"]:
+            if checked.spki_sha256 != req["intent_spki_sha256"]:
                 raise ApiError(400, "the certificate's public key is not the recorded intent's")
-            if req["device_id"] not in device_ids:
+            if req["device_id"] not in checked.device_ids:
                 raise ApiError(
                     400, f"the certificate's subject serialNumber is not {req['device_id']!r}"
                 )
@@ -311,13 +199,13 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 "epoch = ?, certificate_pem = ?, not_before = ?, not_after = ?, issued_at = ?, "
                 "connector = ?, updated_at = ? WHERE id = ?",
                 (
-                    envelope,
+                    checked.envelope,
                     body.serial,
                     body.ca_name,
                     body.epoch,
-                    cert.public_bytes(serialization.Encoding.PEM).decode(),
-                    cert.not_valid_before_utc.isoformat(),
-                    cert.not_valid_after_utc.isoformat(),
+                    checked.certificate.public_bytes(serialization.Encoding.PEM).decode(),
+                    checked.certificate.not_valid_before_utc.isoformat(),
+                    checked.certificate.not_valid_after_utc.isoformat(),
                     now,
                     body.name,
                     now,
@@ -461,22 +349,3 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
         return fenced("intents/stale", body.name, body.epoch, act)
 
     return router
-
-
-def _certificate_from_pfx(pfx: bytes) -> x509.Certificate:
-    try:
-        loaded = pkcs12.load_pkcs12(pfx, None)
-    except (ValueError, TypeError) as exc:
-        raise ApiError(400, f"the envelope does not hold a password-less PKCS#12: {exc}") from exc
-    if loaded.cert is None or loaded.key is None:
-        raise ApiError(400, "the PKCS#12 must hold the private key and its certificate")
-    cert = loaded.cert.certificate
-    key_spki = loaded.key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    cert_spki = cert.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    if key_spki != cert_spki:
-        raise ApiError(400, "the PKCS#12's private key does not belong to its certificate")
-    return cert
