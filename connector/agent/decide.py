@@ -11,7 +11,8 @@ order of the checks is the safety argument, so read it top to bottom::
 2. A 409 from the service means a newer leader exists: step down, do nothing else.
 3. Without a fresh lease (standby, suspended, stopped, or a leader whose lease
    cannot be proven fresh) the agent causes no leader side effect; a standby
-   only heartbeats as standby.
+   only heartbeats as standby. A leader whose lease stays unproven past a
+   limit hands it over.
 4. A leader registers its epoch, then reconciles older epochs' intents, and
    only then takes new work; revocations come before new issuance.
 5. When every CA of every template is down, requests stay queued at the service.
@@ -84,6 +85,13 @@ def decide(s: Snapshot) -> Decision:
     if s.standing is Standing.SUSPENDED:
         return _wait("suspended: ZooKeeper connection lost, no side effects", s, _MAX_WAIT_S)
     if s.standing is Standing.LEADER and s.epoch is None:
+        if s.lease_unfresh_s > s.lease_unfresh_limit_s:
+            # A leader that cannot prove its lease for this long is useless and
+            # blocks everyone else: hand the lease over (a new epoch follows).
+            return Decision(
+                Action.STEP_DOWN,
+                f"leader without a fresh lease for {s.lease_unfresh_s:.1f}s: hand it over",
+            )
         return _wait("leader without a fresh lease: no side effects", s, _STALE_LEASE_WAIT_S)
     if s.standing is not Standing.LEADER or s.epoch is None:
         return _decide_standby(s)

@@ -153,7 +153,7 @@ class Executor:
         emit(log, Event.RELEASED, reason="shutdown", epoch=decision.epoch)
 
     def _step_down(self, decision: Decision) -> None:
-        self.deps.lease.release(f"service refused epoch {decision.epoch} (409)")
+        self.deps.lease.release(decision.reason)
         self.state.rejected_epoch = None
         self.state.registered_epoch = None
         self.state.reconciled_epoch = None

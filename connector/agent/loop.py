@@ -65,6 +65,9 @@ class Agent(ElectionObserver):
         self.last_turn = clock()
         self.last_decision: Decision | None = None
         self._all_down = False
+        self._unfresh_since: float | None = None
+        # Twice the session timeout: well past any heartbeat gap of a healthy lease.
+        self.lease_unfresh_limit_s = 2 * deps.lease_budget_s
         self.turns = 0
 
     # -- election observer (called from the elector's thread) ----------------
@@ -123,9 +126,15 @@ class Agent(ElectionObserver):
             TemplateView(t, tuple(CAView(ca, states.get(ca, "closed")) for ca in cas))
             for t, cas in self.templates.items()
         )
+        now = self.clock()
+        if standing is Standing.LEADER and epoch is None:
+            if self._unfresh_since is None:
+                self._unfresh_since = now
+        else:
+            self._unfresh_since = None
         s = self.state
         return Snapshot(
-            now=self.clock(),
+            now=now,
             standing=standing,
             epoch=epoch,
             stopping=self._stopping.is_set(),
@@ -149,6 +158,8 @@ class Agent(ElectionObserver):
             service_retry_at=s.service_retry_at,
             ca_retry_at=s.ca_retry_at,
             issue_capacity=self.executor.issue_capacity,
+            lease_unfresh_s=0.0 if self._unfresh_since is None else now - self._unfresh_since,
+            lease_unfresh_limit_s=self.lease_unfresh_limit_s,
         )
 
     def _ca_states(self) -> dict[str, str]:

@@ -109,6 +109,10 @@ class Snapshot:
     ca_retry_at: float | None = None
     # Requests the issuing workers can take right now (issuance is pipelined).
     issue_capacity: int = 1
+    # How long the election has said "leader" without a provably fresh lease,
+    # and how long that may last before the lease is handed over.
+    lease_unfresh_s: float = 0.0
+    lease_unfresh_limit_s: float = 2.0
 
     @property
     def health(self) -> Health:

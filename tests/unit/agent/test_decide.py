@@ -192,3 +192,11 @@ def test_busy_workers_wait_instead_of_taking_more_work() -> None:
     assert (
         decide(steady_leader(issue_capacity=0, last_heartbeat_at=90.0)).action is Action.HEARTBEAT
     )
+
+
+def test_a_leader_whose_lease_stays_unproven_hands_it_over() -> None:
+    brief = decide(steady_leader(epoch=None, lease_unfresh_s=0.3))
+    assert brief.action is Action.WAIT
+    stuck = decide(steady_leader(epoch=None, lease_unfresh_s=2.5, lease_unfresh_limit_s=2.0))
+    assert stuck.action is Action.STEP_DOWN
+    assert "fresh lease" in stuck.reason
