@@ -27,8 +27,10 @@ import concurrent.futures as cf
 import datetime as dt
 import json
 import logging
+import math
 import multiprocessing
 import os
+import statistics
 import tempfile
 import threading
 import time
@@ -194,8 +196,6 @@ def _round(
         r.join()
     cpu = time.process_time() - cpu_before
     items = len(spans)
-    if mode == "keygen":
-        totals, ca_times = [], []
     return _credit(spans, start, end), totals, ca_times, cpu, items
 
 
@@ -299,6 +299,7 @@ def run_pki_bench(
                 items = {"keygen": 0, "pipeline": 0}
                 totals: list[float] = []
                 ca_times: list[float] = []
+                keygen_times: list[float] = []
                 # Short alternating windows (K P, P K, ...), so that both modes see the
                 # same background load on a shared machine.
                 for i in range(rounds):
@@ -322,8 +323,11 @@ def run_pki_bench(
                         for future in futures:
                             got, item_totals, item_ca, used, done = future.result()
                             credit[mode] += got
-                            totals.extend(item_totals)
-                            ca_times.extend(item_ca)
+                            if mode == "keygen":
+                                keygen_times.extend(item_totals)
+                            else:
+                                totals.extend(item_totals)
+                                ca_times.extend(item_ca)
                             cpu[mode] += used
                             items[mode] += done
                         if mode == "pipeline":
@@ -338,6 +342,13 @@ def run_pki_bench(
     keygen_cpu = cpu["keygen"] / max(1, items["keygen"])
     pipeline_cpu = cpu["pipeline"] / max(1, items["pipeline"])
     cfssl_cpu = cpu["cfssl"] / max(1, items["pipeline"])
+    ratio = pipeline_per_s / keygen_per_s if keygen_per_s else None
+    # RSA key generation time is random (prime search; coefficient of variation ~0.5),
+    # so both rates carry sampling noise: one standard error of the ratio.
+    ratio_stderr = None
+    if ratio is not None and len(keygen_times) > 1 and totals:
+        cv = statistics.stdev(keygen_times) / statistics.mean(keygen_times)
+        ratio_stderr = ratio * cv * math.sqrt(1 / len(keygen_times) + 1 / len(totals))
     return {
         "key": key_type.value,
         "template": template,
@@ -348,7 +359,8 @@ def run_pki_bench(
         "rounds": rounds,
         "keygen_per_s": round(keygen_per_s, 2),
         "pipeline_per_s": round(pipeline_per_s, 2),
-        "ratio": round(pipeline_per_s / keygen_per_s, 4) if keygen_per_s else None,
+        "ratio": round(ratio, 4) if ratio is not None else None,
+        "ratio_stderr": round(ratio_stderr, 4) if ratio_stderr is not None else None,
         # CPU cost per item (ours, and the CA's for the pipeline): what the ratio would be
         # on an otherwise idle machine, whatever else shared this one during the run.
         "cpu_ms_per_item": {
@@ -429,6 +441,7 @@ def command(
     click.echo(
         f"{result['key']}: keygen {result['keygen_per_s']}/s, "
         f"pipeline {result['pipeline_per_s']}/s, ratio {result['ratio']:.1%} "
+        f"(+/- {result['ratio_stderr'] or 0:.1%}) "
         f"[CPU-cost ratio {result['cpu_ratio']:.1%}] "
         f"({result['cores']} cores, {result['workers']} processes x "
         f"{result['threads_per_worker']} threads, {seconds:g} s each); "

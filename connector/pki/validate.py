@@ -44,14 +44,17 @@ def parse_certificate(data: bytes | str | x509.Certificate) -> x509.Certificate:
 
 
 def _signed_by(child: x509.Certificate, parent: x509.Certificate, what: str) -> None:
-    if child.issuer != parent.subject:
-        raise CertificateValidationError(
-            f"{what}: issuer {child.issuer.rfc4514_string()!r} is not "
-            f"{parent.subject.rfc4514_string()!r}"
-        )
+    # verify_directly_issued_by also checks child.issuer == parent.subject (ValueError);
+    # the names are only decoded to explain a failure: decoding them costs more than
+    # the signature check on the hot path.
     try:
         child.verify_directly_issued_by(parent)
     except (InvalidSignature, ValueError, TypeError) as exc:
+        if child.issuer != parent.subject:
+            raise CertificateValidationError(
+                f"{what}: issuer {child.issuer.rfc4514_string()!r} is not "
+                f"{parent.subject.rfc4514_string()!r}"
+            ) from exc
         raise CertificateValidationError(f"{what}: signature does not verify: {exc}") from exc
 
 
@@ -112,9 +115,10 @@ def validate_issued(
             raise CertificateValidationError(
                 f"certificate lacks extended key usage {', '.join(missing)}"
             )
+    requested, issued = csr.subject, cert.subject
     for oid, label in ((NameOID.COMMON_NAME, "common name"), (NameOID.SERIAL_NUMBER, "device id")):
-        wanted = _values(csr.subject, oid)
-        if wanted and _values(cert.subject, oid) != wanted:
+        wanted = _values(requested, oid)
+        if wanted and _values(issued, oid) != wanted:
             raise CertificateValidationError(
                 f"certificate subject lost the {label} {wanted!r} of the request"
             )
