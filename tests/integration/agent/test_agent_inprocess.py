@@ -274,3 +274,17 @@ def test_a_profile_the_connector_refuses_fails_the_request_with_a_reason(
     (row,) = tenant.requests()
     assert "NoSuchVariable" in row["reason"]
     assert row["serial"] is None
+
+
+def test_a_leader_that_never_gets_a_fresh_lease_hands_it_over(
+    make_agent: Callable[..., tuple[Agent, StubElector]],
+) -> None:
+    # An elector stuck in "leader" without ever confirming its lease (seen once
+    # after a crash takeover): the agent must not sit on the lease forever.
+    agent, elector = make_agent(5)
+    elector.fresh_epoch = lambda: None  # type: ignore[method-assign]
+    agent.lease_unfresh_limit_s = 0.3
+    decisions = turn_until(agent, lambda: bool(elector.released), turns=100)
+    assert decisions[-1].action is Action.STEP_DOWN
+    assert "fresh lease" in elector.released[0]
+    assert all(d.action is Action.WAIT for d in decisions[:-1])
