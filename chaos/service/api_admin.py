@@ -1,17 +1,14 @@
-"""Admin API (/api/v1/admin): the directory, profiles, targeting, and the revocation table.
+"""Admin API (/api/v1/admin): the directory, profiles, devices, targeting, mode.
 
 Creating targeting (membership, device, assignment) queues one request per
-newly targeted (device, profile). Each row of the seed's revocation table is
-one action under ``/actions/<event>``; the DELETE routes of the same objects
-run the same action. In standalone mode the table's "n/a" rows answer 400.
+newly targeted (device, profile), in the same transaction. Taking targeting
+away is an action of the revocation table: see :mod:`api_actions`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
 
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Depends
@@ -20,14 +17,10 @@ from chaos.service import models as m
 from chaos.service.auth import AuthPolicy
 from chaos.service.events import Event as LogEvent
 from chaos.service.events import emit, log
-from chaos.service.renewal import scan_renewals
-from chaos.service.rules import Event, Mode
+from chaos.service.rules import Mode
 from chaos.service.store import ApiError, Store
 
 __all__ = ["admin_router"]
-
-# An admin change: applies itself, returns the devices it may have un-targeted.
-Change = Callable[[sqlite3.Connection], Sequence[str] | None]
 
 
 def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
@@ -45,21 +38,6 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
     def refuse_duplicate(tx: sqlite3.Connection, table: str, row_id: str) -> None:
         if exists(tx, table, row_id):
             raise ApiError(409, f"{table.rstrip('s')} {row_id!r} already exists")
-
-    def act(event: Event, change: Change) -> m.ActionResult:
-        """Run ``change(tx)`` then apply the revocation table to every slot it dropped.
-
-        ``change`` returns the devices it can have affected (None: any device).
-        """
-        with store.db.transaction() as tx:
-            store.outcome_or_refuse(tx, event)
-            devices = change(tx)
-            counts = store.retire_untargeted(tx, event, devices)
-            store.event(tx, "admin-action", event.value, **counts)
-            mode = store.current_mode(tx)
-        emit(log, LogEvent.REVOCATION_EVENT, action=event.value, mode=mode.value, **counts)
-        store.wake()
-        return m.ActionResult(event=event.value, mode=mode.value, **counts)
 
     # -- mode -------------------------------------------------------------------
 
@@ -125,19 +103,6 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
                     (stored, profile_id),
                 )
             return profile_out(store.row(tx, "profiles", profile_id))
-
-    def drop_profile(profile_id: str) -> m.ActionResult:
-        def change(tx: sqlite3.Connection) -> None:
-            store.row(tx, "profiles", profile_id)
-            tx.execute("DELETE FROM assignments WHERE profile_id = ?", (profile_id,))
-            tx.execute("DELETE FROM profiles WHERE id = ?", (profile_id,))
-            return None
-
-        return act(Event.DELETE_PROFILE, change)
-
-    @router.delete("/profiles/{profile_id}", response_model=m.ActionResult)
-    def delete_profile(profile_id: m.Id) -> m.ActionResult:
-        return drop_profile(profile_id)
 
     # -- users and groups ---------------------------------------------------------
 
@@ -228,21 +193,6 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
         store.wake()
         return m.MembershipOut(group_id=group_id, user_id=body.user_id, requests_queued=queued)
 
-    def leave(group_id: str, user_id: str) -> m.ActionResult:
-        def change(tx: sqlite3.Connection) -> list[str]:
-            gone = tx.execute(
-                "DELETE FROM memberships WHERE group_id = ? AND user_id = ?", (group_id, user_id)
-            ).rowcount
-            if gone == 0:
-                raise ApiError(404, f"user {user_id!r} is not a member of group {group_id!r}")
-            return store.devices_of(tx, user=user_id)
-
-        return act(Event.LEAVE_GROUP, change)
-
-    @router.delete("/groups/{group_id}/members/{user_id}", response_model=m.ActionResult)
-    def remove_member(group_id: m.Id, user_id: m.Id) -> m.ActionResult:
-        return leave(group_id, user_id)
-
     # -- devices -------------------------------------------------------------------
 
     def device_out(row: sqlite3.Row, key_pem: bytes | None = None) -> m.DeviceOut:
@@ -289,18 +239,6 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
         with store.db.transaction() as tx:
             return device_out(store.row(tx, "devices", device_id))
 
-    def device_event(event: Event, device_id: str, state: str) -> m.ActionResult:
-        def change(tx: sqlite3.Connection) -> list[str]:
-            store.row(tx, "devices", device_id)
-            tx.execute("UPDATE devices SET state = ? WHERE id = ?", (state, device_id))
-            return [device_id]
-
-        return act(event, change)
-
-    @router.delete("/devices/{device_id}", response_model=m.ActionResult)
-    def delete_device_route(device_id: m.Id) -> m.ActionResult:
-        return device_event(Event.DELETE_DEVICE, device_id, "deleted")
-
     # -- assignments ----------------------------------------------------------------
 
     @router.post("/assignments", response_model=m.AssignmentOut, status_code=201)
@@ -325,100 +263,5 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
         return m.AssignmentOut(
             id=body.id, profile_id=body.profile_id, group_id=body.group_id, requests_queued=queued
         )
-
-    def unassign(assignment_id: str) -> m.ActionResult:
-        def change(tx: sqlite3.Connection) -> list[str]:
-            assignment = store.row(tx, "assignments", assignment_id)
-            tx.execute("DELETE FROM assignments WHERE id = ?", (assignment_id,))
-            return store.devices_of(tx, group=assignment["group_id"])
-
-        return act(Event.REMOVE_ASSIGNMENT, change)
-
-    @router.delete("/assignments/{assignment_id}", response_model=m.ActionResult)
-    def delete_assignment(assignment_id: m.Id) -> m.ActionResult:
-        return unassign(assignment_id)
-
-    # -- the revocation table, one action per row ----------------------------------
-
-    @router.post("/actions/retire-user", response_model=m.ActionResult)
-    def retire_user(body: m.DeviceAction) -> m.ActionResult:
-        """Retire (user initiated): deleted & revoked in both modes."""
-        return device_event(Event.RETIRE_USER, body.device_id, "retired")
-
-    @router.post("/actions/retire-admin", response_model=m.ActionResult)
-    def retire_admin(body: m.DeviceAction) -> m.ActionResult:
-        """Retire (admin initiated): deleted & revoked in both modes."""
-        return device_event(Event.RETIRE_ADMIN, body.device_id, "retired")
-
-    @router.post("/actions/block", response_model=m.ActionResult)
-    def block(body: m.DeviceAction) -> m.ActionResult:
-        """Block: revoked (not deleted) in hybrid; n/a in standalone."""
-        return device_event(Event.BLOCK, body.device_id, "blocked")
-
-    @router.post("/actions/delete-device", response_model=m.ActionResult)
-    def delete_device(body: m.DeviceAction) -> m.ActionResult:
-        """Delete: deleted & revoked in hybrid; n/a in standalone."""
-        return device_event(Event.DELETE_DEVICE, body.device_id, "deleted")
-
-    @router.post("/actions/leave-group", response_model=m.ActionResult)
-    def leave_group(body: m.LeaveGroupAction) -> m.ActionResult:
-        """User leaves a group: deleted & revoked where no other group still targets them."""
-        return leave(body.group_id, body.user_id)
-
-    @router.post("/actions/delete-profile", response_model=m.ActionResult)
-    def delete_profile_action(body: m.ProfileAction) -> m.ActionResult:
-        return drop_profile(body.profile_id)
-
-    @router.post("/actions/remove-assignment", response_model=m.ActionResult)
-    def remove_assignment(body: m.AssignmentAction) -> m.ActionResult:
-        return unassign(body.assignment_id)
-
-    @router.post("/actions/revoke-all-of-user", response_model=m.ActionResult)
-    def revoke_all_of_user(body: m.UserAction) -> m.ActionResult:
-        """Every certificate of every device of the user, in one action; no new ones."""
-
-        def change(tx: sqlite3.Connection) -> list[str]:
-            store.row(tx, "users", body.user_id)
-            tx.execute("UPDATE users SET state = 'revoked' WHERE id = ?", (body.user_id,))
-            return store.devices_of(tx, user=body.user_id)
-
-        return act(Event.REVOKE_ALL_OF_USER, change)
-
-    # -- connectors ------------------------------------------------------------------
-
-    @router.post("/connectors/{name}/revoke", response_model=m.ConnectorRevoked)
-    def revoke_connector(name: m.Id, body: m.ConnectorRevokeIn) -> m.ConnectorRevoked:
-        """Refuse every later call from connector ``name`` (403), whatever its epoch.
-
-        If it holds the current epoch it stays the holder on record, so no
-        other connector is fenced by this; the next leader registers a higher
-        epoch as usual.
-        """
-        with store.db.transaction() as tx:
-            known = tx.execute("SELECT 1 FROM connectors WHERE name = ?", (name,)).fetchone()
-            if known is None:
-                raise ApiError(404, f"unknown connector {name!r}")
-            tx.execute(
-                "INSERT INTO revoked_connectors(name, at, reason) VALUES (?, ?, ?) "
-                "ON CONFLICT(name) DO NOTHING",
-                (name, store.now_iso(), body.reason),
-            )
-            row = tx.execute("SELECT * FROM revoked_connectors WHERE name = ?", (name,)).fetchone()
-        emit(log, LogEvent.CONNECTOR_REVOKED, name=name)
-        store.wake()  # its long polls must end now
-        return m.ConnectorRevoked(name=name, revoked_at=row["at"], reason=row["reason"])
-
-    # -- renewal -------------------------------------------------------------------
-
-    @router.post("/renewal-scan", response_model=m.Queued)
-    def renewal_scan(body: m.RenewalScanIn) -> m.Queued:
-        as_of = body.as_of or dt.datetime.fromtimestamp(store.clock(), dt.UTC)
-        if as_of.tzinfo is None:
-            as_of = as_of.replace(tzinfo=dt.UTC)
-        with store.db.transaction() as tx:
-            queued = scan_renewals(store, tx, as_of)
-        emit(log, LogEvent.RENEWALS_QUEUED, as_of=as_of.isoformat(), count=queued)
-        store.wake()
-        return m.Queued(requests_queued=queued)
 
     return router

@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from chaos.service.api_actions import actions_router
 from chaos.service.api_admin import admin_router
 from chaos.service.api_connector import connector_router
 from chaos.service.api_device import device_router
@@ -115,6 +116,7 @@ def create_app(config: ServiceConfig, *, clock: Callable[[], float] = time.time)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(admin_router(store, auth))
+    app.include_router(actions_router(store, auth))
     app.include_router(connector_router(store, auth))
     app.include_router(device_router(store, auth))
     app.include_router(read_router(store, auth))
