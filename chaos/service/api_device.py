@@ -26,7 +26,7 @@ __all__ = ["device_router"]
 
 def device_router(store: Store, auth: AuthPolicy) -> APIRouter:
     router = APIRouter(
-        responses=m.errors(400, 404, 413),
+        responses=m.errors(400, 404, 409, 413),
         prefix="/api/v1/devices",
         tags=["device"],
         dependencies=[Depends(auth.device)],
@@ -34,9 +34,23 @@ def device_router(store: Store, auth: AuthPolicy) -> APIRouter:
 
     @router.post("/{device_id}/checkin", response_model=m.CheckinOut)
     def checkin(device_id: m.Id) -> m.CheckinOut:
+        # Re-sealing is RSA work: done between two short transactions, not
+        # while holding the write lock the connector's uploads also need.
         with store.db.transaction() as tx:
             device = store.row(tx, "devices", device_id)
-            deliveries = deliver(tx, device) if device["state"] == "active" else []
+            candidates = deliverable(tx, device_id) if device["state"] == "active" else []
+        sealed = reseal(device, candidates)
+        with store.db.transaction() as tx:
+            device = store.row(tx, "devices", device_id)
+            still = set(deliverable(tx, device_id)) if device["state"] == "active" else set()
+            deliveries = [d for d in sealed if d.request_id in still]
+            now = store.now_iso()
+            for delivery in deliveries:
+                tx.execute(
+                    "UPDATE requests SET state = 'delivered', "
+                    "delivered_at = COALESCE(delivered_at, ?), updated_at = ? WHERE id = ?",
+                    (now, now, delivery.request_id),
+                )
             deletions = [
                 m.Deletion(request_id=r["id"], profile_id=r["profile_id"], serial=r["serial"])
                 for r in tx.execute(
@@ -51,32 +65,33 @@ def device_router(store: Store, auth: AuthPolicy) -> APIRouter:
             device_id=device_id, state=device["state"], deliveries=deliveries, deletions=deletions
         )
 
-    def deliver(tx: sqlite3.Connection, device: sqlite3.Row) -> list[m.Delivery]:
+    def deliverable(tx: sqlite3.Connection, device_id: str) -> list[str]:
+        """Issued, not yet installed, neither cancelled nor revoked: the device gets these."""
         rows = tx.execute(
-            "SELECT * FROM requests WHERE device_id = ? AND state IN ('issued', 'delivered') "
+            "SELECT id FROM requests WHERE device_id = ? AND state IN ('issued', 'delivered') "
             "AND cancelled IS NULL AND revocation IS NULL ORDER BY seq",
-            (device["id"],),
-        ).fetchall()
-        if not rows:
+            (device_id,),
+        )
+        return [r["id"] for r in rows]
+
+    def reseal(device: sqlite3.Row, request_ids: list[str]) -> list[m.Delivery]:
+        if not request_ids:
             return []
         device_cert = x509.load_pem_x509_certificate(device["certificate_pem"].encode())
         out = []
-        now = store.now_iso()
-        for row in rows:
+        for request_id in request_ids:
+            (row,) = store.db.query(
+                "SELECT id, profile_id, serial, envelope FROM requests WHERE id = ?", (request_id,)
+            )
             try:
                 blob = store.keys.reseal_for_device(row["envelope"], device_cert)
             except EnvelopeError as exc:  # checked at upload; only a changed KRA gets here
                 raise ApiError(
-                    409, f"request {row['id']}: stored envelope unusable: {exc}"
+                    409, f"request {request_id}: stored envelope unusable: {exc}"
                 ) from exc
-            tx.execute(
-                "UPDATE requests SET state = 'delivered', "
-                "delivered_at = COALESCE(delivered_at, ?), updated_at = ? WHERE id = ?",
-                (now, now, row["id"]),
-            )
             out.append(
                 m.Delivery(
-                    request_id=row["id"],
+                    request_id=request_id,
                     profile_id=row["profile_id"],
                     serial=row["serial"],
                     envelope_b64=base64.b64encode(blob).decode("ascii"),

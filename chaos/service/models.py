@@ -51,7 +51,7 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "Admin credential missing or wrong",
         403: "Connector revoked by an admin",
         404: "Unknown id",
-        409: "Stale epoch (connector API) or duplicate id (admin API)",
+        409: "Stale epoch (connector API), duplicate id (admin API), unusable stored PFX",
         413: "Request body too large",
         428: "Epoch not registered: register first",
     }
