@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -73,6 +74,12 @@ def _listen(value: str) -> tuple[str, int]:
     show_default=True,
     help="Environment variable holding the admin token (unset: admin API open).",
 )
+@click.option(
+    "--admin-token-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="File holding the admin token (mode 0600; wins over --admin-token-env).",
+)
 @click.option("--ssl-certfile", type=click.Path(path_type=Path), default=None)
 @click.option("--ssl-keyfile", type=click.Path(path_type=Path), default=None)
 @click.option(
@@ -91,6 +98,7 @@ def run(
     renewal_interval: float,
     max_body: int,
     admin_token_env: str,
+    admin_token_file: Path | None,
     ssl_certfile: Path | None,
     ssl_keyfile: Path | None,
     ssl_ca_certs: Path | None,
@@ -119,7 +127,7 @@ def run(
         db_path=db_path,
         kra_dir=kra_dir,
         mode=Mode(mode) if mode else None,
-        admin_token=os.environ.get(admin_token_env) or None,
+        admin_token=_admin_token(admin_token_file, admin_token_env),
         max_body_bytes=max_body,
         connector_stale_after_s=connector_stale_after,
         poll_lease_s=poll_lease,
@@ -139,6 +147,21 @@ def run(
         timeout_graceful_shutdown=3,
     )
     _Server(server_config, on_exit=app.state.store.close).run()
+
+
+def _admin_token(path: Path | None, env: str) -> str | None:
+    if path is None:
+        return os.environ.get(env) or None
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise click.BadParameter(
+            f"{path} is readable by others (mode {oct(mode)}); run: chmod 600 {path}",
+            param_hint="--admin-token-file",
+        )
+    token = path.read_text().strip()
+    if not token:
+        raise click.BadParameter(f"{path} is empty", param_hint="--admin-token-file")
+    return token
 
 
 class _Server(uvicorn.Server):

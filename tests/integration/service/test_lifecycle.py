@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from chaos.launch import wait_for
+from chaos.launch import LaunchError, wait_for
 from chaos.launch.service import ServiceProcess, ServiceTLS
 from connector.service_client import (
     CertificateRequest,
@@ -319,3 +319,18 @@ def test_shutdown_answers_open_long_polls(start_service: Callable[..., ServicePr
         polling.join(timeout=10)
     assert answers == [[]]  # an empty batch, not a 500 or a cut connection
     assert time.monotonic() - started < 10  # not held for the 25 s poll
+
+
+def test_admin_token_file_must_be_private(
+    start_service: Callable[..., ServiceProcess], tmp_path: Path
+) -> None:
+    token = tmp_path / "admin-token"
+    token.write_text("file-token\n")
+    token.chmod(0o644)
+    with pytest.raises(LaunchError, match="chmod 600"):
+        start_service(extra_args=["--admin-token-file", str(token)])
+    token.chmod(0o600)
+    svc = start_service(extra_args=["--admin-token-file", str(token)])
+    assert httpx.get(svc.url + "/api/v1/read/connectors").status_code == 401
+    authorised = {"Authorization": "Bearer file-token"}
+    assert httpx.get(svc.url + "/api/v1/read/connectors", headers=authorised).status_code == 200
