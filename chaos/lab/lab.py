@@ -76,6 +76,14 @@ class LeaderInfo:
     since: float | None = None
 
 
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
 def _record(proc: ManagedProcess) -> ProcessRecord | None:
     if proc.pid is None or not proc.running():
         return None
@@ -208,11 +216,13 @@ class Lab:
         if self.prometheus is not None and self.prometheus.process is not None:
             procs.append(self.prometheus.process)
         records = [r for r in (_record(p) for p in procs) if r is not None]
-        for name in self.cas.names if self.cas_started else ():
-            pid = self.cas.pid(name)
-            if pid is not None and self.cas.running(name):
-                log_path = str(self.cas.log_path(name))
-                records.append(ProcessRecord(f"cfssl-{name}", pid, [], log_path))
+        for name, pid in (self.cas.pids() if self.cas_started else {}).items():
+            log_name = f"{name}.log"
+            argv = _cmdline(pid)
+            if argv:
+                records.append(
+                    ProcessRecord(name, pid, argv, str(self.cas.run_dir / "logs" / log_name))
+                )
         return records
 
     @property
