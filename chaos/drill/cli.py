@@ -41,6 +41,10 @@ __all__ = ["drill", "summary_table"]
 log = logging.getLogger(__name__)
 
 
+class _LabDidNotStart(click.ClickException):
+    exit_code = 2  # not a verdict on the cluster: no drill ran
+
+
 def summary_table(results: list[ScenarioResult], title: str = "pfxha drill") -> Table:
     table = Table(title=title)
     for column in ("scenario", "rounds", "failover p50 s", "p99 s", "max s", "requests",
@@ -153,7 +157,7 @@ def drill(
         lab.start()
     except LaunchError as exc:
         history.close()
-        raise click.ClickException(f"the lab did not start: {exc}") from exc
+        raise _LabDidNotStart(f"the lab did not start: {exc}") from exc
     try:
         results = _run(lab, history, scenarios, rounds, progress, console, session_timeout,
                        enroll_rate, revoke_every)  # fmt: skip

@@ -168,7 +168,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("zk-node-loss", "zk", "the ZooKeeper ensemble's leader node killed",
                  _zk_node_loss, leader_change=False),
         Scenario("zk-quorum-loss", "blocking", "two of three ZooKeeper nodes down",
-                 _zk_quorum_loss, hold_s=2.0, leader_change=False),
+                 _zk_quorum_loss, hold_s=3.0, leader_change=False),
         Scenario("ca-all-down", "blocking", "both issuing CAs down: requests wait, none lost",
                  _ca_all_down, hold_s=2.0, leader_change=False),
     )

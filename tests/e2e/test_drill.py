@@ -28,7 +28,7 @@ def test_every_scenario_one_round_without_violations(tmp_path: Path) -> None:
         [
             sys.executable, "-c", "from connector.cli import main; main()",
             "drill", "--scenario", ",".join(scenarios), "--rounds", "1",
-            "--out", str(out), "--json", str(contract_path), "--hold", "1.5",
+            "--out", str(out), "--json", str(contract_path),
         ],
         capture_output=True,
         text=True,
