@@ -92,6 +92,9 @@ class Elector:
         self._role = Role.STOPPED
         self._epoch: int | None = None
         self._lease_ok = False
+        # One watch callback per leadership (see _lease_watch): kazoo keeps watchers in a
+        # set, so reusing the callable keeps re-armed watches from piling up.
+        self._lease_watcher: tuple[int | None, Callable[[WatchedEvent], None]] | None = None
         self._confirmed_at = -math.inf
         self._interrupted: str | None = None
         self._session_id: int | None = None
@@ -253,10 +256,30 @@ class Elector:
                 )
         self._wake.set()
 
-    def _on_lease_node_event(self, event: WatchedEvent) -> None:
+    def _lease_watch(self) -> Callable[[WatchedEvent], None]:
+        """The watch callback for /leader and our election node, bound to this leadership.
+
+        A watch set while standing by may fire after we took the lease: the crash
+        takeover deletes the dead leader's /leader in the same transaction that creates
+        ours, and the stale DELETED event arrives once we already lead. Only a watch
+        armed during *this* leadership may revoke *this* lease; an older one just wakes
+        the loop (and tells a standby the lease is free).
+        """
+        epoch = self._epoch if self._role is Role.LEADER else None
+        if self._lease_watcher is not None and self._lease_watcher[0] == epoch:
+            return self._lease_watcher[1]
+
+        def on_event(event: WatchedEvent) -> None:
+            self._on_lease_node_event(event, armed_for=epoch)
+
+        self._lease_watcher = (epoch, on_event)
+        return on_event
+
+    def _on_lease_node_event(self, event: WatchedEvent, armed_for: int | None = None) -> None:
         if event.type == EventType.DELETED:
             with self._lock:
-                self._lease_ok = False
+                if armed_for is not None and armed_for == self._epoch:
+                    self._lease_ok = False
                 if event.path == self.paths.leader:
                     self._leader_deleted = True
         self._wake.set()
@@ -710,13 +733,12 @@ class Elector:
     ) -> tuple[list[str], LeaderInfo | None, int, SwitchoverRequest | None]:
         """Children, /leader and /switchover (with watches) in one pipelined round trip."""
         children_async = client.get_children_async(self.paths.election, watch=self._on_watch)
-        leader_watch = client.exists_async(self.paths.leader, watch=self._on_lease_node_event)
+        lease_watch = self._lease_watch()
+        leader_watch = client.exists_async(self.paths.leader, watch=lease_watch)
         leader_async = client.get_async(self.paths.leader)
         request_watch = client.exists_async(self.paths.switchover, watch=self._on_watch)
         request_async = client.get_async(self.paths.switchover)
-        own_watch = (
-            client.exists_async(own_path, watch=self._on_lease_node_event) if own_path else None
-        )
+        own_watch = client.exists_async(own_path, watch=lease_watch) if own_path else None
         children: list[str] = self._sync(children_async)
         self._sync(leader_watch)
         self._sync(request_watch)
