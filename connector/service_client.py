@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +57,7 @@ __all__ = [
     "ServiceError",
     "ServiceUnavailable",
     "StaleEpochError",
+    "tls_context",
 ]
 
 API_PREFIX = "/api/v1/connector"
@@ -147,17 +150,30 @@ class ServiceClient:
         headers: dict[str, str] | None = None,
     ) -> None:
         self._timeout = timeout
+        self._cert = cert
+        self._ssl = tls_context(verify, cert)
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             transport=transport,
             timeout=timeout,
-            verify=verify,
-            cert=cert,
+            verify=self._ssl,
             headers=headers,
         )
 
     def close(self) -> None:
         self._http.close()
+
+    def reload_client_certificate(self) -> None:
+        """Present the (renewed) certificate files from now on: new connections use them."""
+        if self._cert is not None and isinstance(self._ssl, ssl.SSLContext):
+            _load_cert(self._ssl, self._cert)
+            self._http.close()  # drop kept-alive connections made with the old one
+            self._http = httpx.Client(
+                base_url=self._http.base_url,
+                timeout=self._timeout,
+                verify=self._ssl,
+                headers=self._http.headers,
+            )
 
     def __enter__(self) -> ServiceClient:
         return self
@@ -292,6 +308,36 @@ class ServiceClient:
         except httpx.TransportError as exc:
             raise ServiceUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
         return _decode(method, path, response)
+
+
+def tls_context(verify: Any = True, cert: Any = None) -> ssl.SSLContext | bool:
+    """An SSLContext trusting ``verify`` (a CA file, a context, True: the system's, False)
+    and presenting ``cert`` (``(cert_file, key_file)`` or one PEM file) for mutual TLS.
+
+    httpx ignores ``cert`` when ``verify`` is a path, so the context is built here.
+    """
+    if cert is None and isinstance(verify, bool):
+        return verify
+    if isinstance(verify, ssl.SSLContext):
+        context = verify
+    elif isinstance(verify, (str, os.PathLike)):
+        context = ssl.create_default_context(cafile=os.fspath(verify))
+    elif verify is False:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context = ssl.create_default_context()
+    if cert is not None:
+        _load_cert(context, cert)
+    return context
+
+
+def _load_cert(context: ssl.SSLContext, cert: Any) -> None:
+    if isinstance(cert, (str, os.PathLike)):
+        context.load_cert_chain(os.fspath(cert))
+    else:
+        context.load_cert_chain(os.fspath(cert[0]), os.fspath(cert[1]))
 
 
 def _decode(method: str, path: str, response: httpx.Response) -> dict[str, Any]:

@@ -37,6 +37,9 @@ class ServiceTLS:
     keyfile: Path
     server_ca: Path
     client_ca: Path | None = None
+    # Mutual TLS on the connector and device APIs: enrolled connector
+    # certificates, device management certificates (needs an admin token).
+    require_client_certs: bool = False
 
 
 class ServiceProcess:
@@ -78,6 +81,8 @@ class ServiceProcess:
             argv += ["--ssl-certfile", str(tls.certfile), "--ssl-keyfile", str(tls.keyfile)]
             if tls.client_ca is not None:
                 argv += ["--ssl-ca-certs", str(tls.client_ca)]
+            if tls.require_client_certs:
+                argv += ["--require-client-certs"]
         argv += list(extra_args)
         env = {_TOKEN_ENV: admin_token} if admin_token else {_TOKEN_ENV: ""}
         self.process = ManagedProcess(name, argv, log_path=directory / "service.log", env=env)
@@ -137,6 +142,20 @@ class ServiceProcess:
     def restart(self, timeout: float = 20.0) -> None:
         self.stop()
         self.start(timeout)
+
+    @property
+    def connector_ca(self) -> Path:
+        """The service's connector CA certificate (created at its first start)."""
+        return self.kra_dir / "connector-ca.pem"
+
+    def enrollment_token(self, name: str, ttl_s: int = 600) -> str:
+        """A one-time enrollment token for connector ``name`` (admin API)."""
+        with self.admin_client() as client:
+            answer = client.post(
+                f"/api/v1/admin/connectors/{name}/enrollment-token", json={"ttl_s": ttl_s}
+            )
+            answer.raise_for_status()
+            return str(answer.json()["token"])
 
     def admin_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}

@@ -162,7 +162,11 @@ def actions_router(store: Store, auth: AuthPolicy) -> APIRouter:
         epoch as usual.
         """
         with store.db.transaction() as tx:
-            known = tx.execute("SELECT 1 FROM connectors WHERE name = ?", (name,)).fetchone()
+            known = tx.execute(
+                "SELECT 1 FROM connectors WHERE name = ? UNION ALL "
+                "SELECT 1 FROM connector_certificates WHERE name = ?",
+                (name, name),
+            ).fetchone()
             if known is None:
                 raise ApiError(404, f"unknown connector {name!r}")
             tx.execute(

@@ -10,6 +10,7 @@ plus /healthz, /metrics and /openapi.json. See docs/service.md.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -25,9 +26,11 @@ from chaos.service.api_actions import actions_router
 from chaos.service.api_admin import admin_router
 from chaos.service.api_connector import connector_router
 from chaos.service.api_device import device_router
+from chaos.service.api_enroll import enroll_router
 from chaos.service.api_read import gauge_snapshot, read_router
 from chaos.service.auth import AuthPolicy
 from chaos.service.db import Database
+from chaos.service.enrollment import ConnectorCA
 from chaos.service.events import Event, emit, log
 from chaos.service.keys import ServiceKeys
 from chaos.service.limits import BodySizeLimit
@@ -36,7 +39,9 @@ from chaos.service.renewal import scan_renewals
 from chaos.service.rules import Mode
 from chaos.service.store import ApiError, Store, StoreSettings
 
-__all__ = ["ServiceConfig", "create_app"]
+__all__ = ["CLIENT_CA_BUNDLE", "ServiceConfig", "create_app", "write_client_ca_bundle"]
+
+CLIENT_CA_BUNDLE = "client-ca-bundle.pem"  # connector CA + device CA: what TLS accepts
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,11 @@ class ServiceConfig:
     connector_stale_after_s: float = 15.0
     poll_lease_s: float = 30.0
     renewal_interval_s: float = 60.0  # 0 disables the background scan
+    # Mutual TLS for the connector and device APIs (issue 8): the app checks
+    # the certificate uvicorn verified (chaos.service.tls puts it in the scope).
+    require_client_certs: bool = False
+    admin_credential_hash: str | None = field(default=None, repr=False)  # scrypt$...
+    connector_cert_validity_s: float = 30 * 86_400
 
     def key_dir(self) -> Path:
         return self.kra_dir or self.db_path.with_name(self.db_path.name + ".keys")
@@ -66,7 +76,23 @@ def create_app(config: ServiceConfig, *, clock: Callable[[], float] = time.time)
     metrics = ServiceMetrics(lambda: gauge_snapshot(store))
     store.on_stale = metrics.stale_rejected
     store.on_revoked = metrics.revoked_refused
-    auth = AuthPolicy.with_admin_token(config.admin_token)
+    connector_ca = ConnectorCA.load_or_create(
+        config.key_dir(), dt.timedelta(seconds=config.connector_cert_validity_s)
+    )
+    write_client_ca_bundle(config.key_dir(), connector_ca, store.keys)
+    auth = dataclasses.replace(
+        AuthPolicy.with_admin_token(config.admin_token),
+        admin_scrypt=config.admin_credential_hash,
+        on_refused=metrics.auth_refused,
+        clock=clock,
+    )
+    if config.require_client_certs:
+        auth = dataclasses.replace(
+            auth,
+            connector_ca=connector_ca,
+            device_ca=store.keys.device_ca_certificate,
+            device_certificate=lambda device_id: _device_certificate(store, device_id),
+        )
     stop = threading.Event()
 
     @contextlib.asynccontextmanager
@@ -120,7 +146,26 @@ def create_app(config: ServiceConfig, *, clock: Callable[[], float] = time.time)
     app.include_router(connector_router(store, auth))
     app.include_router(device_router(store, auth))
     app.include_router(read_router(store, auth))
+    app.include_router(enroll_router(store, auth, connector_ca))
     return app
+
+
+def write_client_ca_bundle(key_dir: Path, connector_ca: ConnectorCA, keys: ServiceKeys) -> Path:
+    """The CAs whose client certificates the TLS layer accepts (the app then checks which)."""
+    from cryptography.hazmat.primitives import serialization
+
+    path = key_dir / CLIENT_CA_BUNDLE
+    pem = (
+        connector_ca.pem
+        + keys.device_ca_certificate.public_bytes(serialization.Encoding.PEM).decode()
+    )
+    path.write_text(pem)
+    return path
+
+
+def _device_certificate(store: Store, device_id: str) -> str | None:
+    rows = store.db.query("SELECT certificate_pem FROM devices WHERE id = ?", (device_id,))
+    return str(rows[0]["certificate_pem"]) if rows else None
 
 
 def _renewal_loop(store: Store, interval: float, stop: threading.Event) -> None:

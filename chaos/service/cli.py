@@ -88,6 +88,34 @@ def _listen(value: str) -> tuple[str, int]:
     default=None,
     help="CA bundle for client certificates (mutual TLS).",
 )
+@click.option(
+    "--require-client-certs",
+    is_flag=True,
+    default=False,
+    help="Connector API: enrolled connector certificate; device API: the device's "
+    "management certificate (needs --ssl-certfile and an admin credential).",
+)
+@click.option(
+    "--admin-credential-file",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    default=None,
+    help="File holding an scrypt hash of the admin credential (chaos.service.auth."
+    "hash_credential), mode 0600.",
+)
+@click.option(
+    "--connector-cert-validity",
+    type=float,
+    default=30 * 86_400.0,
+    show_default=True,
+    help="Seconds a connector certificate is valid.",
+)
+@click.option(
+    "--max-connections-per-client",
+    type=int,
+    default=256,
+    show_default=True,
+    help="Open connections one client address may hold (0: no cap).",
+)
 def run(
     db_path: Path,
     listen: str,
@@ -102,13 +130,18 @@ def run(
     ssl_certfile: Path | None,
     ssl_keyfile: Path | None,
     ssl_ca_certs: Path | None,
+    require_client_certs: bool,
+    admin_credential_file: Path | None,
+    connector_cert_validity: float,
+    max_connections_per_client: int,
 ) -> None:
     """Serve the stand-in cloud certificate service."""
     import logging
     import ssl
     import sys
 
-    from chaos.service.app import ServiceConfig, create_app
+    from chaos.service.app import CLIENT_CA_BUNDLE, ServiceConfig, create_app
+    from chaos.service.tls import PeerCertH11Protocol
 
     host, port = _listen(listen)
     if not logging.getLogger().handlers:  # run as ``python -m chaos.service``
@@ -123,17 +156,47 @@ def run(
         raise click.BadParameter("must be > 0", param_hint="--poll-lease")
     if max_body < 1024:
         raise click.BadParameter("must be at least 1024", param_hint="--max-body")
+    if ssl_keyfile is not None:
+        _check_private(ssl_keyfile, "--ssl-keyfile")
+    admin_hash = None
+    if admin_credential_file is not None:
+        _check_private(admin_credential_file, "--admin-credential-file")
+        admin_hash = admin_credential_file.read_text().strip()
+        if not admin_hash.startswith("scrypt$"):
+            raise click.BadParameter(
+                f"{admin_credential_file} does not hold an scrypt$... hash",
+                param_hint="--admin-credential-file",
+            )
+    admin_token = _admin_token(admin_token_file, admin_token_env)
+    if require_client_certs:
+        if ssl_certfile is None:
+            raise click.BadParameter("needs --ssl-certfile", param_hint="--require-client-certs")
+        if admin_token is None and admin_hash is None:
+            raise click.BadParameter(
+                "needs an admin credential (--admin-token-file, --admin-token-env or "
+                "--admin-credential-file)",
+                param_hint="--require-client-certs",
+            )
+    if connector_cert_validity < 60:
+        raise click.BadParameter("must be >= 60", param_hint="--connector-cert-validity")
     config = ServiceConfig(
         db_path=db_path,
         kra_dir=kra_dir,
         mode=Mode(mode) if mode else None,
-        admin_token=_admin_token(admin_token_file, admin_token_env),
+        admin_token=admin_token,
+        admin_credential_hash=admin_hash,
+        require_client_certs=require_client_certs,
+        connector_cert_validity_s=connector_cert_validity,
         max_body_bytes=max_body,
         connector_stale_after_s=connector_stale_after,
         poll_lease_s=poll_lease,
         renewal_interval_s=renewal_interval,
     )
     app = create_app(config)
+    if require_client_certs:
+        # The TLS layer accepts certificates of the connector CA and the device
+        # CA; the app then checks which API may be called with which.
+        ssl_ca_certs = config.key_dir() / CLIENT_CA_BUNDLE
     server_config = uvicorn.Config(
         app,
         host=host,
@@ -145,19 +208,25 @@ def run(
         ssl_ca_certs=str(ssl_ca_certs) if ssl_ca_certs else None,
         ssl_cert_reqs=ssl.CERT_OPTIONAL if ssl_ca_certs else ssl.CERT_NONE,
         timeout_graceful_shutdown=3,
+        http=PeerCertH11Protocol.limited(max_connections_per_client),
     )
     _Server(server_config, on_exit=app.state.store.close).run()
+
+
+def _check_private(path: Path, option: str) -> None:
+    """Refuse to start on a secret file that group or others may read."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise click.BadParameter(
+            f"{path} is readable by others (mode {oct(mode)}); run: chmod 600 {path}",
+            param_hint=option,
+        )
 
 
 def _admin_token(path: Path | None, env: str) -> str | None:
     if path is None:
         return os.environ.get(env) or None
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise click.BadParameter(
-            f"{path} is readable by others (mode {oct(mode)}); run: chmod 600 {path}",
-            param_hint="--admin-token-file",
-        )
+    _check_private(path, "--admin-token-file")
     token = path.read_text().strip()
     if not token:
         raise click.BadParameter(f"{path} is empty", param_hint="--admin-token-file")

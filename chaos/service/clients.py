@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import os
+import ssl
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,6 +187,17 @@ class SyncResult:
     deleted: list[int] = field(default_factory=list)  # serials
 
 
+def load_client_certificate(context: ssl.SSLContext, cert_pem: str, key_pem: str) -> None:
+    """Present ``cert_pem``/``key_pem`` from ``context`` (ssl loads only from files: a
+    private 0600 file in a private directory, removed at once)."""
+    with tempfile.TemporaryDirectory(prefix="pfxha-client-") as directory:
+        path = os.path.join(directory, "client.pem")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key_pem + "\n" + cert_pem)
+        context.load_cert_chain(path)
+
+
 class DeviceClient:
     """A device: checks in, opens each PFX with its management key, reports back."""
 
@@ -204,6 +218,9 @@ class DeviceClient:
         if not isinstance(key, rsa.RSAPrivateKey):
             raise ValueError("device management keys are RSA")
         self._key = key
+        if isinstance(verify, ssl.SSLContext):
+            # Mutual TLS: the device proves itself with its management key.
+            load_client_certificate(verify, credentials.certificate_pem, credentials.key_pem)
         self._http = httpx.Client(
             base_url=base_url, transport=transport, timeout=timeout, verify=verify
         )

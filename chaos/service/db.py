@@ -75,6 +75,12 @@ CREATE TABLE IF NOT EXISTS intents (
 CREATE INDEX IF NOT EXISTS intents_request ON intents(request_id);
 CREATE TABLE IF NOT EXISTS revoked_connectors (
     name TEXT PRIMARY KEY, at TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS enrollment_tokens (
+    token_sha256 TEXT PRIMARY KEY, name TEXT NOT NULL, created_at TEXT NOT NULL,
+    expires_at REAL NOT NULL, used_at TEXT);
+CREATE TABLE IF NOT EXISTS connector_certificates (
+    serial TEXT PRIMARY KEY, name TEXT NOT NULL, issued_at TEXT NOT NULL,
+    not_after TEXT NOT NULL, via TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, kind TEXT NOT NULL,
     subject TEXT NOT NULL, detail TEXT NOT NULL);

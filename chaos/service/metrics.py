@@ -83,7 +83,18 @@ class ServiceMetrics:
             ["endpoint"],
             registry=self.registry,
         )
+        self._auth = Counter(
+            "pfxha_service_auth_refusals",
+            "Calls refused because the caller did not prove who it is (401/403)",
+            ["api", "reason"],
+            registry=self.registry,
+        )
         self.registry.register(_StoreCollector(snapshot))
+
+    def auth_refused(self, api: str, reason: str) -> None:
+        """``reason`` is a fixed word (no_certificate, wrong_ca, expired, name_mismatch,
+        bad_credential, bad_token): never anything the caller sent."""
+        self._auth.labels(api=api, reason=reason).inc()
 
     def revoked_refused(self, endpoint: str) -> None:
         self._revoked.labels(endpoint=endpoint).inc()

@@ -49,7 +49,8 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         400: "Refused input the schema cannot express (a PFX that does not match its"
         " intent, an event n/a in this mode) or a call in the wrong state",
         401: "Admin credential missing or wrong",
-        403: "Connector revoked by an admin",
+        403: "Connector revoked by an admin, client certificate refused or its name"
+        " does not match the call",
         404: "Unknown id",
         409: "Stale epoch (connector API), duplicate id (admin API), unusable stored PFX",
         413: "Request body too large",
@@ -399,3 +400,33 @@ class ConnectorRevoked(Strict):
 
 class ModeOut(Strict):
     mode: str
+
+
+# -- enrollment (issue 8) -------------------------------------------------------
+
+
+class EnrollmentTokenIn(Strict):
+    ttl_s: int = Field(default=600, ge=10, le=86_400)
+
+
+class EnrollmentTokenOut(Strict):
+    name: str
+    token: str
+    expires_at: str
+
+
+class EnrollIn(Strict):
+    token: str = Field(min_length=16, max_length=200)
+    csr_pem: str = Field(min_length=1, max_length=20_000)
+
+
+class RenewIn(Strict):
+    name: Id
+    csr_pem: str = Field(min_length=1, max_length=20_000)
+
+
+class EnrolledOut(Strict):
+    name: str
+    certificate_pem: str
+    ca_certificate_pem: str
+    not_after: str

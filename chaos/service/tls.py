@@ -1,0 +1,78 @@
+"""The client certificate into the ASGI scope, and a cap on connections per client.
+
+uvicorn verifies a client certificate during the handshake (``ssl_ca_certs``,
+``CERT_OPTIONAL``) but does not tell the application which one was shown.
+:class:`PeerCertH11Protocol` reads it from the TLS transport once per
+connection and puts it where the ASGI TLS extension says it goes::
+
+    scope["extensions"]["tls"]["client_cert_chain"]   # [PEM of the leaf] or []
+
+It also refuses a connection (closes it at once) when the same client address
+already holds ``max_per_client`` open connections, so one slow or greedy
+client cannot use up the server's sockets and starve the connectors::
+
+    config = uvicorn.Config(app, http=PeerCertH11Protocol.limited(64), ssl_...=...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import Counter
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+__all__ = ["PeerCertH11Protocol", "client_certificate_pem"]
+
+
+def client_certificate_pem(scope: dict[str, Any]) -> str | None:
+    """The verified client certificate of this request (PEM), or None."""
+    tls = scope.get("extensions", {}).get("tls") or {}
+    chain = tls.get("client_cert_chain") or []
+    return str(chain[0]) if chain else None
+
+
+class PeerCertH11Protocol(H11Protocol):
+    max_per_client: int = 0  # 0: no cap
+    _open: Counter[str] = Counter()
+
+    @classmethod
+    def limited(cls, max_per_client: int) -> type[PeerCertH11Protocol]:
+        """A subclass with its own counter and cap."""
+        return type(
+            "LimitedPeerCertH11Protocol",
+            (cls,),
+            {"max_per_client": max_per_client, "_open": Counter()},
+        )
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        peer = self.client[0] if self.client else "?"
+        self._peer_key = peer
+        self._open[peer] += 1
+        if self.max_per_client and self._open[peer] > self.max_per_client:
+            transport.close()
+            return
+        extension: dict[str, Any] = {"client_cert_chain": [], "server_cert": None}
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            der = ssl_object.getpeercert(binary_form=True)
+            if der:
+                extension["client_cert_chain"] = [ssl.DER_cert_to_PEM_cert(der)]
+            extension["tls_version"] = ssl_object.version()
+        inner = self.app
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            scope.setdefault("extensions", {})["tls"] = extension
+            await inner(scope, receive, send)
+
+        self.app = app
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        peer = getattr(self, "_peer_key", None)
+        if peer is not None:
+            self._open[peer] -= 1
+            if self._open[peer] <= 0:
+                del self._open[peer]
+        super().connection_lost(exc)
