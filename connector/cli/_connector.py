@@ -66,3 +66,56 @@ def run(config_path: Path, log_format: str, check: bool) -> None:
     from connector.agent.runtime import run as run_agent
 
     run_agent(config)
+
+
+@connector.command()
+@click.option("--service", "service_url", required=True, help="The service's base URL (https).")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="File holding the one-time enrollment token (default: $PFXHA_ENROLL_TOKEN). "
+    "Never pass a token on the command line: ps shows it.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for key.pem (0600), cert.pem and connector-ca.pem.",
+)
+@click.option(
+    "--ca-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="CA bundle that verifies the service's TLS certificate (default: system).",
+)
+@click.option("--name", default=None, help="Connector name (default: the token's).")
+def enroll(
+    service_url: str, token_file: Path | None, out_dir: Path, ca_file: Path | None, name: str | None
+) -> None:
+    """Exchange a one-time token for this connector's client certificate (issue 8)."""
+    import os
+
+    from connector.identity import EnrollmentError, InsecureFileError, check_private_file
+    from connector.identity import enroll as do_enroll
+
+    if token_file is not None:
+        try:
+            check_private_file(token_file)
+        except InsecureFileError as exc:
+            raise click.ClickException(str(exc)) from None
+        token = token_file.read_text().strip()
+    else:
+        token = os.environ.get("PFXHA_ENROLL_TOKEN", "").strip()
+    if not token:
+        raise click.ClickException("no token: use --token-file FILE or set PFXHA_ENROLL_TOKEN")
+    try:
+        identity = do_enroll(
+            service_url, token, out_dir, name=name, verify=str(ca_file) if ca_file else True
+        )
+    except EnrollmentError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"enrolled {identity.name!r}: {identity.cert_path} (valid until {identity.not_after()})"
+    )
