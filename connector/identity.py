@@ -15,8 +15,10 @@ crash leaves either the old pair or the new one, never a mix.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import stat
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from cryptography.x509.oid import NameOID
 from connector.service_client import tls_context
 
 __all__ = [
+    "CertificateRenewer",
     "ConnectorIdentity",
     "EnrollmentError",
     "InsecureFileError",
@@ -38,8 +41,11 @@ __all__ = [
     "enroll",
     "renew",
     "renew_if_due",
+    "service_client_tls",
     "write_private_file",
 ]
+
+_log = logging.getLogger("pfxha.connector")
 
 KEY_FILE, CERT_FILE, CA_FILE = "key.pem", "cert.pem", "connector-ca.pem"
 
@@ -240,3 +246,78 @@ def renew_if_due(
     if metrics is not None:
         metrics.set_certificate_expiry(identity.not_after())
     return due
+
+
+class CertificateRenewer:
+    """A daemon thread that keeps the connector certificate fresh without a person.
+
+    Every ``check_every_s`` it calls :func:`renew_if_due`; after a renewal the
+    service client presents the new certificate (``reload``). A refused or
+    failed renewal is logged and retried at the next check; the old pair stays
+    usable until it expires (and the expiry metric alerts before that)::
+
+        with CertificateRenewer(identity, url, verify=ca, reload=client.reload_client_certificate,
+                                metrics=metrics):
+            agent.run()
+    """
+
+    def __init__(
+        self,
+        identity: ConnectorIdentity,
+        service_url: str,
+        *,
+        verify: Any = True,
+        reload: Callable[[], None] = lambda: None,
+        metrics: _ExpiryMetric | None = None,
+        check_every_s: float = 3600.0,
+    ) -> None:
+        if check_every_s <= 0:
+            raise ValueError("service.renew_check_s must be > 0")
+        self.identity = identity
+        self.service_url = service_url
+        self.verify = verify
+        self.reload = reload
+        self.metrics = metrics
+        self.check_every_s = check_every_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def check(self) -> bool:
+        try:
+            renewed = renew_if_due(
+                self.identity, self.service_url, verify=self.verify, metrics=self.metrics
+            )
+        except (EnrollmentError, OSError, ValueError) as exc:
+            _log.warning("connector certificate renewal failed (will retry): %s", exc)
+            return False
+        if renewed:
+            self.reload()
+            _log.info("connector certificate renewed, valid until %s", self.identity.not_after())
+        return renewed
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.check()
+            self._stop.wait(self.check_every_s)
+
+    def __enter__(self) -> CertificateRenewer:
+        self._thread = threading.Thread(target=self._run, name="cert-renewal", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def service_client_tls(ca_file: str | None, identity_dir: str | None) -> dict[str, Any]:
+    """``verify``/``cert`` for :class:`ServiceClient` from the connector's settings.
+
+    Loads (and so checks the permissions of) the identity: a key file others
+    may read stops the connector at start-up with :class:`InsecureFileError`.
+    """
+    tls: dict[str, Any] = {"verify": ca_file or True}
+    if identity_dir:
+        tls["cert"] = ConnectorIdentity.load(Path(identity_dir)).cert_pair
+    return tls
