@@ -106,6 +106,11 @@ class ZooKeeperSettings:
 class ServiceSettings:
     url: str
     timeout_s: float = 10.0
+    # Issue 8: CA file that verifies the service's TLS certificate, and the
+    # directory `pfxha connector enroll --out` wrote (key.pem 0600, cert.pem).
+    ca_file: str | None = None
+    identity_dir: str | None = None
+    renew_check_s: float = 3600.0
 
 
 @dataclass(frozen=True)
