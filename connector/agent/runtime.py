@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -30,6 +31,7 @@ from connector.agent.ports import Pki
 from connector.ca import CAError, CARouter, CfsslCA, is_retryable
 from connector.config import ConnectorConfig
 from connector.health import HealthServer
+from connector.identity import CertificateRenewer, ConnectorIdentity, service_client_tls
 from connector.metrics import ConnectorMetrics
 from connector.pki import KeyPool, KeyType, build_csr, pack_pfx, seal
 from connector.service_client import ServiceClient
@@ -130,7 +132,11 @@ def build(config: ConnectorConfig) -> Runtime:
     election_config = config.election_config()
     loop = config.loop
     metrics = ConnectorMetrics(name=name, cluster=config.connector.cluster)
-    service = ServiceClient(config.service.url, timeout=config.service.timeout_s)
+    service = ServiceClient(
+        config.service.url,
+        timeout=config.service.timeout_s,
+        **service_client_tls(config.service.ca_file, config.service.identity_dir),
+    )
     cas = {ca.name: CfsslCA.from_dict(ca.as_spec(), timeout=ca.timeout_s) for ca in config.cas}
     router = CARouter(
         cas,
@@ -208,9 +214,24 @@ def run(config: ConnectorConfig, *, start_timeout_s: float = 60.0) -> None:
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     runtime = build(config)
-    with _signals(runtime.agent):
+    with _signals(runtime.agent), _renewal(config, runtime):
         try:
             runtime.start(retry_for_s=start_timeout_s)
             runtime.serve()
         finally:
             runtime.close()
+
+
+def _renewal(config: ConnectorConfig, runtime: Runtime) -> contextlib.AbstractContextManager[Any]:
+    """Keep the connector certificate fresh (issue 8), when the connector has one."""
+    settings = config.service
+    if not settings.identity_dir:
+        return contextlib.nullcontext()
+    return CertificateRenewer(
+        ConnectorIdentity.load(Path(settings.identity_dir)),
+        settings.url,
+        verify=settings.ca_file or True,
+        reload=runtime.service.reload_client_certificate,
+        metrics=runtime.metrics,
+        check_every_s=settings.renew_check_s,
+    )
