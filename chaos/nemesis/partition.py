@@ -15,7 +15,8 @@ How (root, Linux, iptables and cgroup v2, loopback only):
 
 Heal deletes exactly those rules and moves the process back. All rules live
 in one chain, ``PFXHA-PARTITION``, reached from OUTPUT on ``lo`` only, and
-match only 127.0.0.1 traffic.
+match only 127.0.0.1 traffic; the chain and its jump go when the last
+partition heals.
 
     cut = ZkPartition(pid, zk_ports=[2181, 2182, 2183])
     cut.inject()
@@ -74,6 +75,17 @@ def _ensure_chain() -> None:
     jump = ("OUTPUT", "-o", "lo", "-j", CHAIN)
     if not _iptables("-C", *jump, check=False):
         _iptables("-I", *jump)
+
+
+def _drop_chain_if_empty() -> None:
+    """Leave no trace once the last partition is healed."""
+    listing = subprocess.run(
+        ["iptables", "-w", "5", "-S", CHAIN], capture_output=True, text=True
+    ).stdout.split("\n")
+    if any(line.startswith("-A ") for line in listing):
+        return
+    _iptables("-D", "OUTPUT", "-o", "lo", "-j", CHAIN, check=False)
+    _iptables("-X", CHAIN, check=False)
 
 
 def _hex_endpoint(text: str) -> tuple[str, int]:
@@ -168,5 +180,6 @@ class ZkPartition:
             with contextlib.suppress(OSError):
                 self._cgroup.rmdir()
             self._cgroup = None
+        _drop_chain_if_empty()
         if errors:
             raise FaultError("; ".join(errors))

@@ -89,10 +89,9 @@ def test_partition_expires_the_session_and_heal_restores_it(
         timeout=10,
         what="victim reconnected with a new session",
     )
-    rules = subprocess.run(
-        ["iptables", "-S", "PFXHA-PARTITION"], capture_output=True, text=True, check=True
-    ).stdout
+    rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True, check=True).stdout
     assert f"pfxha-partition-{victim.pid}" not in rules
+    assert not Path(f"/sys/fs/cgroup/unified/pfxha-partition-{victim.pid}").exists()
 
 
 def _sessions(text: str) -> set[str]:
