@@ -19,7 +19,7 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +38,7 @@ __all__ = [
     "EnrollmentError",
     "InsecureFileError",
     "check_private_file",
+    "check_secret_files",
     "enroll",
     "renew",
     "renew_if_due",
@@ -321,3 +322,12 @@ def service_client_tls(ca_file: str | None, identity_dir: str | None) -> dict[st
     if identity_dir:
         tls["cert"] = ConnectorIdentity.load(Path(identity_dir)).cert_pair
     return tls
+
+
+def check_secret_files(paths: Iterable[str | None]) -> None:
+    """Refuse to start (:class:`InsecureFileError`) when a secret file others may read is
+    configured: the CA sign keys, the ZooKeeper password. Missing files are left to
+    the code that reads them (its error names the setting)."""
+    for path in paths:
+        if path and Path(path).exists():
+            check_private_file(Path(path))
