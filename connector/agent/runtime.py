@@ -31,7 +31,12 @@ from connector.agent.ports import Pki
 from connector.ca import CAError, CARouter, CfsslCA, is_retryable
 from connector.config import ConnectorConfig
 from connector.health import HealthServer
-from connector.identity import CertificateRenewer, ConnectorIdentity, service_client_tls
+from connector.identity import (
+    CertificateRenewer,
+    ConnectorIdentity,
+    check_secret_files,
+    service_client_tls,
+)
 from connector.metrics import ConnectorMetrics
 from connector.pki import KeyPool, KeyType, build_csr, pack_pfx, seal
 from connector.service_client import ServiceClient
@@ -132,6 +137,10 @@ def build(config: ConnectorConfig) -> Runtime:
     election_config = config.election_config()
     loop = config.loop
     metrics = ConnectorMetrics(name=name, cluster=config.connector.cluster)
+    # Issue 8: refuse to start on a secret file others may read.
+    check_secret_files(
+        [config.zookeeper.auth_password_file, *(c.auth_key_file for c in config.cas)]
+    )
     service = ServiceClient(
         config.service.url,
         timeout=config.service.timeout_s,
