@@ -23,7 +23,7 @@ import httpx
 
 from chaos.launch._process import LaunchError, ManagedProcess, free_port, wait_for
 
-__all__ = ["ServiceProcess", "ServiceTLS"]
+__all__ = ["ServiceProcess", "ServiceTLS", "self_signed_loopback"]
 
 _TOKEN_ENV = "PFXHA_ADMIN_TOKEN"  # noqa: S105 - the variable name, not a token
 
@@ -40,6 +40,7 @@ class ServiceTLS:
     # Mutual TLS on the connector and device APIs: enrolled connector
     # certificates, device management certificates (needs an admin token).
     require_client_certs: bool = False
+    require_connector_certs: bool = False  # the connector API only
 
 
 class ServiceProcess:
@@ -83,6 +84,8 @@ class ServiceProcess:
                 argv += ["--ssl-ca-certs", str(tls.client_ca)]
             if tls.require_client_certs:
                 argv += ["--require-client-certs"]
+            if tls.require_connector_certs:
+                argv += ["--require-connector-certs"]
         argv += list(extra_args)
         env = {_TOKEN_ENV: admin_token} if admin_token else {_TOKEN_ENV: ""}
         self.process = ManagedProcess(name, argv, log_path=directory / "service.log", env=env)
@@ -165,3 +168,47 @@ class ServiceProcess:
         return httpx.Client(
             base_url=self.url, headers=self.admin_headers(), timeout=timeout, verify=self.verify
         )
+
+
+def self_signed_loopback(directory: Path) -> tuple[Path, Path]:
+    """A self-signed server certificate for 127.0.0.1 and its key (0600): (cert, key)."""
+    import datetime as dt
+    import ipaddress
+    import os
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pfxha test service")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "server.pem", directory / "server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return cert_path, key_path

@@ -56,7 +56,9 @@ class ServiceConfig:
     renewal_interval_s: float = 60.0  # 0 disables the background scan
     # Mutual TLS for the connector and device APIs (issue 8): the app checks
     # the certificate uvicorn verified (chaos.service.tls puts it in the scope).
-    require_client_certs: bool = False
+    require_client_certs: bool = False  # both APIs
+    require_connector_certs: bool = False  # the connector API only (the lab's workload
+    # checks devices in through the admin client)
     admin_credential_hash: str | None = field(default=None, repr=False)  # scrypt$...
     connector_cert_validity_s: float = 30 * 86_400
 
@@ -86,10 +88,11 @@ def create_app(config: ServiceConfig, *, clock: Callable[[], float] = time.time)
         on_refused=metrics.auth_refused,
         clock=clock,
     )
+    if config.require_client_certs or config.require_connector_certs:
+        auth = dataclasses.replace(auth, connector_ca=connector_ca)
     if config.require_client_certs:
         auth = dataclasses.replace(
             auth,
-            connector_ca=connector_ca,
             device_ca=store.keys.device_ca_certificate,
             device_certificate=lambda device_id: _device_certificate(store, device_id),
         )

@@ -96,6 +96,12 @@ def _listen(value: str) -> tuple[str, int]:
     "management certificate (needs --ssl-certfile and an admin credential).",
 )
 @click.option(
+    "--require-connector-certs",
+    is_flag=True,
+    default=False,
+    help="Like --require-client-certs, for the connector API only.",
+)
+@click.option(
     "--admin-credential-file",
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     default=None,
@@ -131,6 +137,7 @@ def run(
     ssl_keyfile: Path | None,
     ssl_ca_certs: Path | None,
     require_client_certs: bool,
+    require_connector_certs: bool,
     admin_credential_file: Path | None,
     connector_cert_validity: float,
     max_connections_per_client: int,
@@ -168,7 +175,8 @@ def run(
                 param_hint="--admin-credential-file",
             )
     admin_token = _admin_token(admin_token_file, admin_token_env)
-    if require_client_certs:
+    mutual = require_client_certs or require_connector_certs
+    if mutual:
         if ssl_certfile is None:
             raise click.BadParameter("needs --ssl-certfile", param_hint="--require-client-certs")
         if admin_token is None and admin_hash is None:
@@ -186,6 +194,7 @@ def run(
         admin_token=admin_token,
         admin_credential_hash=admin_hash,
         require_client_certs=require_client_certs,
+        require_connector_certs=require_connector_certs,
         connector_cert_validity_s=connector_cert_validity,
         max_body_bytes=max_body,
         connector_stale_after_s=connector_stale_after,
@@ -193,7 +202,7 @@ def run(
         renewal_interval_s=renewal_interval,
     )
     app = create_app(config)
-    if require_client_certs:
+    if mutual:
         # The TLS layer accepts certificates of the connector CA and the device
         # CA; the app then checks which API may be called with which.
         ssl_ca_certs = config.key_dir() / CLIENT_CA_BUNDLE
