@@ -130,10 +130,11 @@ class Observer:
                 epoch = int(value["epoch"]) if value.get("epoch") is not None else None
             except (ValueError, TypeError, KeyError):
                 log.warning("observer: unreadable /leader: %r", data[:200])
-        # ZooKeeper stamps the node's creation (ctime, ms, this machine's clock): more
-        # precise than when the watch reached us, which can lag under load.
-        ctime = getattr(stat, "ctime", None) if data else None
-        at = self.to_history_time(ctime / 1000.0) if ctime else self.history.now()
+        # ZooKeeper stamps the node's last write (mtime, ms, this machine's clock: the
+        # creation, or a leader re-writing it with a new epoch): more precise than when
+        # the watch reached us, which can lag under load.
+        mtime = getattr(stat, "mtime", None) if data else None
+        at = self.to_history_time(mtime / 1000.0) if mtime else self.history.now()
         with self._lock:
             change = LeaderChange(min(at, self.history.now()), name, epoch)
             last = self.changes[-1] if self.changes else None
