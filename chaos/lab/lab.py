@@ -37,9 +37,10 @@ from chaos.lab.state import ProcessRecord
 from chaos.launch._process import LaunchError, ManagedProcess, wait_for
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.connector import ConnectorFleet
-from chaos.launch.prometheus import PrometheusServer
-from chaos.launch.service import ServiceProcess
+from chaos.launch.prometheus import PrometheusServer, ScrapeTLS
+from chaos.launch.service import ServiceProcess, ServiceTLS, self_signed_loopback
 from chaos.launch.zookeeper import ZOOKEEPER_JAR, ZooKeeperEnsemble
+from connector.identity import EnrollmentError, enroll
 from election import open_client, read_cluster_status, request_switchover
 
 __all__ = ["CLUSTER", "Lab", "LeaderInfo", "check_packages"]
@@ -103,6 +104,7 @@ class Lab:
         cluster: str = CLUSTER,
         connector_loop: dict[str, Any] | None = None,
         seed_devices: bool = True,
+        secure: bool = True,
     ) -> None:
         if connectors < 1:
             raise ValueError(f"connectors must be at least 1, got {connectors}")
@@ -115,6 +117,10 @@ class Lab:
         self.cas = CfsslLab(self.run_dir / "cfssl")
         self.connector_loop = connector_loop
         self.seed_devices = seed_devices
+        # Issue 8: the service speaks HTTPS and requires enrolled connector
+        # certificates; each connector enrolls with a one-time token at start.
+        self.secure = secure
+        self.service_ca: Path | None = None
         self.service: ServiceProcess | None = None
         self.fleet: ConnectorFleet | None = None
         self.prometheus: PrometheusServer | None = None
@@ -168,8 +174,16 @@ class Lab:
         if not token_file.exists():
             token_file.touch(mode=0o600)
             token_file.write_text(secrets.token_urlsafe(24))
+        tls = None
+        if self.secure:
+            cert, key = self_signed_loopback(self.run_dir / "service" / "tls")
+            self.service_ca = cert
+            tls = ServiceTLS(cert, key, server_ca=cert, require_connector_certs=True)
         self.service = ServiceProcess(
-            self.run_dir / "service", mode="hybrid", admin_token=token_file.read_text().strip()
+            self.run_dir / "service",
+            mode="hybrid",
+            admin_token=token_file.read_text().strip(),
+            tls=tls,
         )
         self._step("service", self.service.start, self.service.stop)
         with self.service.admin_client() as client:
@@ -189,16 +203,32 @@ class Lab:
             cas=self.cas.describe(),
             session_timeout=self.session_timeout,
             loop=self.connector_loop,
+            service_ca=self.service_ca,
+            enroll=self._enroll if self.secure else None,
         )
         self._step("connectors", self.fleet.start, self.fleet.stop)
         self.fleet.wait_for_leader(timeout=30)
+
+    def _enroll(self, name: str, identity_dir: Path) -> None:
+        service = self._service()
+        try:
+            enroll(
+                service.url,
+                service.enrollment_token(name),
+                identity_dir,
+                name=name,
+                verify=str(self.service_ca),
+            )
+        except (EnrollmentError, httpx.HTTPError) as exc:
+            raise LaunchError(f"enrolling connector {name} failed: {exc}") from exc
 
     def _start_prometheus(self) -> None:
         fleet, service = self._fleet(), self._service()
         self.prometheus = PrometheusServer(
             self.run_dir,
             connectors=[f"127.0.0.1:{fleet.metrics_ports[n]}" for n in fleet.names],
-            service=[service.url.removeprefix("http://")],
+            service=[service.url.removeprefix("http://").removeprefix("https://")],
+            service_tls=ScrapeTLS(ca_file=self.service_ca) if self.service_ca else None,
             cluster=self.cluster,
         )
         self._step("prometheus", self.prometheus.start, self.prometheus.stop)
@@ -242,6 +272,8 @@ class Lab:
             data["crls"] = {name: self.cas.crl_url(name) for name in self.cas.names}
         if self.service is not None:
             data["service"] = self.service.url
+            if self.service_ca is not None:
+                data["service_ca"] = str(self.service_ca)
             data["service_db"] = str(self.service.db_path)
         if self.fleet is not None:
             data["connectors"] = {n: self.fleet.metrics_url(n) for n in self.fleet.names}
