@@ -15,6 +15,7 @@ started. Logs stay in the run directory.
 from __future__ import annotations
 
 import logging
+import ssl
 import subprocess
 import sys
 import time
@@ -161,9 +162,14 @@ def _leader(endpoints: dict[str, Any]) -> tuple[str, str]:
     return cluster.leader.name, str(cluster.leader.epoch)
 
 
-def _http_ok(url: str, path: str) -> str:
+def _trust(verify: str | bool) -> ssl.SSLContext | bool:
+    """The lab's service certificate is self-signed: trust exactly it (issue 8)."""
+    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+
+
+def _http_ok(url: str, path: str, verify: str | bool = True) -> str:
     try:
-        reply = httpx.get(url + path, timeout=1.0)
+        reply = httpx.get(url + path, timeout=1.0, verify=_trust(verify))
     except httpx.HTTPError as exc:
         return f"down ({type(exc).__name__})"
     return "up" if reply.status_code < 500 else f"error {reply.status_code}"
@@ -177,7 +183,12 @@ def _active_at_service(state: LabState) -> str:
     token = token_file.read_text().strip() if token_file.exists() else ""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        reply = httpx.get(f"{url}/api/v1/read/connectors", headers=headers, timeout=1.0)
+        reply = httpx.get(
+            f"{url}/api/v1/read/connectors",
+            headers=headers,
+            timeout=1.0,
+            verify=_trust(state.endpoints.get("service_ca") or True),
+        )
         rows = reply.raise_for_status().json()
     except (httpx.HTTPError, ValueError) as exc:
         return f"unknown ({type(exc).__name__})"
@@ -213,7 +224,9 @@ def _print_status(state: LabState) -> None:
         facts.add_row(f"CA {name}", f"{url}  {'up' if port_open(host, int(port)) else 'down'}")
     if endpoints.get("service"):
         facts.add_row(
-            "service", f"{endpoints['service']}  {_http_ok(endpoints['service'], '/healthz')}"
+            "service",
+            f"{endpoints['service']}  "
+            f"{_http_ok(endpoints['service'], '/healthz', endpoints.get('service_ca') or True)}",
         )
     for name, url in sorted((endpoints.get("connectors") or {}).items()):
         facts.add_row(f"connector {name}", f"{url}  {_http_ok(url, '/healthz')}")
