@@ -61,6 +61,7 @@ def render_config(
     priority: int = 0,
     loop: Mapping[str, Any] | None = None,
     service: Mapping[str, Any] | None = None,
+    zookeeper: Mapping[str, Any] | None = None,
 ) -> str:
     """The TOML of one connector; ``cas[name]`` must hold ``auth_key_file`` (not the key).
 
@@ -71,7 +72,12 @@ def render_config(
         _table("[connector]", {"name": name, "cluster": cluster, "priority": priority}),
         _table(
             "[zookeeper]",
-            {"hosts": zk_hosts, "session_timeout": session_timeout, "fast_path": fast_path},
+            {
+                "hosts": zk_hosts,
+                "session_timeout": session_timeout,
+                "fast_path": fast_path,
+                **(zookeeper or {}),
+            },
         ),
         _table("[service]", {"url": service_url, **(service or {})}),
     ]
@@ -103,6 +109,7 @@ class ConnectorFleet:
         env: Mapping[str, str] | None = None,
         service_ca: Path | None = None,
         enroll: Callable[[str, Path], None] | None = None,
+        zk_auth: tuple[str, Path] | None = None,
     ) -> None:
         """``cas`` is :meth:`chaos.launch.cfssl.CfsslLab.describe` (``cas`` and ``templates``)."""
         if count < 1:
@@ -120,6 +127,8 @@ class ConnectorFleet:
         # connector gets its client certificate (enroll(name, identity_dir)).
         self.service_ca = service_ca
         self.enroll = enroll
+        # ZooKeeper digest ACLs: (user, password file 0600).
+        self.zk_auth = zk_auth
         self.names = [f"{prefix}{i}" for i in range(1, count + 1)]
         self.metrics_ports = {name: free_port() for name in self.names}
         self._procs: dict[str, ManagedProcess] = {}
@@ -153,7 +162,11 @@ class ConnectorFleet:
             if not (identity / "cert.pem").exists():
                 self.enroll(name, identity)
             service["identity_dir"] = str(identity)
+        zookeeper: dict[str, Any] = {}
+        if self.zk_auth is not None:
+            zookeeper = {"auth_user": self.zk_auth[0], "auth_password_file": str(self.zk_auth[1])}
         text = render_config(
+            zookeeper=zookeeper,
             service=service,
             name=name,
             cluster=self.cluster,
