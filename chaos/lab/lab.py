@@ -121,6 +121,9 @@ class Lab:
         # certificates; each connector enrolls with a one-time token at start.
         self.secure = secure
         self.service_ca: Path | None = None
+        # ZooKeeper digest ACLs (election docs, "ACLs"): the connectors and the
+        # lab's own writes (switchover) authenticate; anyone else may only read.
+        self.zk_auth: tuple[str, str] | None = None
         self.service: ServiceProcess | None = None
         self.fleet: ConnectorFleet | None = None
         self.prometheus: PrometheusServer | None = None
@@ -192,8 +195,21 @@ class Lab:
             except (SeedError, httpx.HTTPError) as exc:
                 raise LaunchError(f"seeding the service failed: {exc}") from exc
 
+    def _zk_credentials(self) -> tuple[str, Path] | None:
+        if not self.secure:
+            return None
+        password_file = self.run_dir / "zookeeper-auth" / "password"
+        password_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not password_file.exists():
+            fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(24))
+        self.zk_auth = ("pfxha", password_file.read_text().strip())
+        return "pfxha", password_file
+
     def _start_connectors(self) -> None:
         assert self.service is not None
+        zk_auth = self._zk_credentials()
         self.fleet = ConnectorFleet(
             self.run_dir / "connectors",
             count=self.connector_count,
@@ -205,6 +221,7 @@ class Lab:
             loop=self.connector_loop,
             service_ca=self.service_ca,
             enroll=self._enroll if self.secure else None,
+            zk_auth=zk_auth,
         )
         self._step("connectors", self.fleet.start, self.fleet.stop)
         self.fleet.wait_for_leader(timeout=30)
@@ -363,8 +380,8 @@ class Lab:
         return self.zk.client_ports
 
     def switchover(self, to: str | None = None) -> None:
-        with open_client(self.zk.hosts) as client:
-            request_switchover(client, self.cluster, to=to)
+        with open_client(self.zk.hosts, auth_digest=self.zk_auth) as client:
+            request_switchover(client, self.cluster, to=to, auth_digest=self.zk_auth)
 
     def leader(self) -> LeaderInfo:
         status = read_cluster_status(self.zk.hosts, self.cluster)
