@@ -103,6 +103,9 @@ class Workload:
         self._stop_work = threading.Event()
         self._running = threading.Event()
         self._running.set()
+        # Enrollments and admin actions under way; pause() waits for them to land.
+        self._busy = 0
+        self._idle = threading.Condition()
         self._stop_all = threading.Event()
         self._threads: list[threading.Thread] = []
         self._actions = itertools.cycle(REVOCATION_ACTIONS)
@@ -124,12 +127,34 @@ class Workload:
         """Stop enrolling and revoking; check-ins continue until :meth:`close`."""
         self._stop_work.set()
 
-    def pause(self) -> None:
-        """Hold enrollments and revocations (check-ins go on), e.g. to drain the backlog."""
-        self._running.clear()
+    def pause(self, timeout: float = 30.0) -> bool:
+        """Hold enrollments and revocations (check-ins go on), e.g. to drain the backlog.
+
+        Returns once an enrollment or admin action already under way has
+        landed (False if that took longer than ``timeout``): whoever drains
+        after a pause must see all the work the workload made, or a request
+        created just after the drain looked would seem lost.
+        """
+        with self._idle:
+            self._running.clear()
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
     def resume(self) -> None:
-        self._running.set()
+        with self._idle:
+            self._running.set()
+
+    def _begin(self) -> bool:
+        """Start one enrollment or admin action, unless paused."""
+        with self._idle:
+            if not self._running.is_set():
+                return False
+            self._busy += 1
+            return True
+
+    def _end(self) -> None:
+        with self._idle:
+            self._busy -= 1
+            self._idle.notify_all()
 
     def close(self) -> None:
         self._stop_work.set()
@@ -302,8 +327,11 @@ class Workload:
         interval = 1.0 / self.enroll_per_s
         next_at = time.monotonic()
         while not self._stop_work.is_set():
-            if self._running.is_set():
-                self.enroll_one()
+            if self._begin():
+                try:
+                    self.enroll_one()
+                finally:
+                    self._end()
             next_at += interval
             self._stop_work.wait(max(0.0, next_at - time.monotonic()))
 
@@ -319,8 +347,11 @@ class Workload:
         if self.revoke_every_s <= 0:
             return
         while not self._stop_work.wait(self.revoke_every_s):
-            if self._running.is_set():
-                self.revoke_one()
+            if self._begin():
+                try:
+                    self.revoke_one()
+                finally:
+                    self._end()
 
     def _post(self, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         response = self.client.post(path, json=body) if body is not None else self.client.post(path)

@@ -147,7 +147,8 @@ class DrillEngine:
             if self.wedged:
                 break
         self._phase(scenario.name, rounds, rounds, "drain")
-        self.workload.pause()
+        if not self.workload.pause():
+            log.warning("drill: %s: an enrollment or admin action did not land", scenario.name)
         self._drain()
         self._phase(scenario.name, rounds, rounds, "check")
         self._final_checks(result, started_unix, first_event)

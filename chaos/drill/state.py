@@ -175,9 +175,10 @@ class ServiceDb:
 
     def open_work(self) -> tuple[int, int]:
         """(requests not final, revocations not done): zero when the drill has drained."""
+        # A cancelled request still in flight is open too: its leader has yet to
+        # upload (then the service fails it) or a new leader to reconcile it.
         requests = self.rows(
-            "SELECT COUNT(*) AS n FROM requests WHERE state IN ('pending', 'in_flight') "
-            "AND cancelled IS NULL"
+            "SELECT COUNT(*) AS n FROM requests WHERE state IN ('pending', 'in_flight')"
         )[0]["n"]
         revocations = self.rows("SELECT COUNT(*) AS n FROM revocations WHERE state != 'done'")[0][
             "n"

@@ -1,0 +1,76 @@
+"""Workload.pause(): an enrollment under way lands before the drill drains."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from chaos.checkers.ops import ENROLL
+from chaos.history import History
+from chaos.workload import Workload
+
+
+def _certificate() -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device")])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+
+
+def test_pause_waits_for_the_enrollment_under_way() -> None:
+    cert = _certificate()
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    entered = threading.Event()
+    release = threading.Event()
+    device_posts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/admin/devices":
+            device_posts.append(request.url.path)
+            entered.set()
+            release.wait(10)
+            return httpx.Response(200, json={"management_certificate_pem": pem})
+        return httpx.Response(200, json={})
+
+    history = History()
+    client = httpx.Client(base_url="http://service", transport=httpx.MockTransport(handler))
+    workload = Workload(
+        history,
+        client,
+        requests_of=lambda device: [f"req-{device}"],
+        root=cert,
+        group="g",
+        enroll_per_s=20.0,
+        revoke_every_s=0,
+        device_keys=1,
+    )
+    workload.start()
+    try:
+        assert entered.wait(10), "the workload never enrolled a device"
+        # The device's enrollment is stuck in its POST: a pause cannot be complete yet.
+        assert workload.pause(timeout=0.2) is False
+        release.set()
+        assert workload.pause(timeout=10) is True
+        # Everything the workload started before the pause is known now.
+        assert len(workload.devices) == len(device_posts) >= 1
+        enrolled = [e for e in history.snapshot() if e.f == ENROLL and e.type == "ok"]
+        assert len(enrolled) == len(device_posts)
+    finally:
+        release.set()
+        workload.close()
+        client.close()
