@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -65,9 +65,12 @@ class ConnectorCA:
             csr = x509.load_pem_x509_csr(csr_pem.encode())
         except ValueError as exc:
             raise ApiError(400, "csr_pem is not a PEM certificate signing request") from exc
-        if not csr.is_signature_valid:
-            raise ApiError(400, "the CSR's signature does not verify")
-        public_key = csr.public_key()
+        try:
+            if not csr.is_signature_valid:
+                raise ApiError(400, "the CSR's signature does not verify")
+            public_key = csr.public_key()
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise ApiError(400, "the CSR's key is unreadable or of an unsupported kind") from exc
         if isinstance(public_key, rsa.RSAPublicKey):
             if public_key.key_size < 2048:
                 raise ApiError(400, "connector keys must be RSA >= 2048 bits or EC P-256/P-384")
