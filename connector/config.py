@@ -431,7 +431,10 @@ def _env_key(name: str) -> str:
 def _apply_env(raw: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
     """Overlay ``PFXHA_<SECTION>_<KEY>`` variables on the parsed file."""
     data: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in raw.items()}
-    cas: list[dict[str, Any]] = [dict(c) for c in data.get("ca", []) if isinstance(c, Mapping)]
+    listed = data.get("ca", [])
+    if not isinstance(listed, (list, Mapping)):
+        raise ConfigError("ca", "must be a list of [[ca]] tables")
+    cas: list[dict[str, Any]] = [dict(c) for c in listed if isinstance(c, Mapping)]
     if cas or "ca" in data:
         data["ca"] = cas
     for variable, value in environ.items():
@@ -444,11 +447,16 @@ def _apply_env(raw: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, 
             names = {_env_key(f.name): f.name for f in fields(_SECTIONS[section])}
             if key not in names:
                 continue  # not ours (e.g. PFXHA_SERVICE_* read by other tools)
-            data.setdefault(section, {})[names[key]] = value
+            table = data.setdefault(section, {})
+            if not isinstance(table, dict):
+                raise ConfigError(section, "must be a table")
+            table[names[key]] = value
         elif section == "ca":
             _apply_ca_env(data, cas, key, value)
         elif section == "templates":
             templates = data.setdefault("templates", {})
+            if not isinstance(templates, dict):
+                raise ConfigError("templates", "must be a table")
             match = [name for name in templates if _env_key(name) == key]
             templates[match[0] if match else key.lower().replace("_", "-")] = value
     return data
