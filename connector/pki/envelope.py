@@ -13,6 +13,7 @@ Output is DER, readable by ``openssl cms -decrypt -inform DER``.
 from __future__ import annotations
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import algorithms
@@ -44,5 +45,5 @@ def open_envelope(
     """Decrypt a DER CMS EnvelopedData addressed to ``recipient``."""
     try:
         return pkcs7.pkcs7_decrypt_der(blob, recipient, private_key, [])
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise EnvelopeError(f"cannot open envelope: {exc}") from exc
