@@ -96,8 +96,13 @@ class Executor:
         # Called when a background worker finishes (the loop sets it to wake itself).
         self.on_progress: Callable[[], None] = lambda: None
         self._pool = ThreadPoolExecutor(max_workers=deps.workers, thread_name_prefix="pfxha-issue")
+        # Revocations run on a thread of their own: a CA that is down (or slow)
+        # for a revocation must not hold up issuance at the other CAs.
+        self._revoker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pfxha-revoke")
+        self._revoking: Future[int] | None = None
 
     def close(self) -> None:
+        self._revoker.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def deadline(self) -> float:
@@ -210,20 +215,69 @@ class Executor:
             self.state.counts["requeued"] += len(report.requeued)
 
     def _revoke(self, decision: Decision) -> None:
+        """Poll revocations and hand them to the revoking thread; return at once.
+
+        Tasks for a CA whose circuit is open are put off without a call (they
+        stay queued at the service and come back with the next poll); the
+        others are revoked in the background, fenced for this epoch, while the
+        loop goes on to issue.
+        """
         deps = self.deps
+        if self._revoking is not None and not self._revoking.done():
+            # The last pass is still at work: its tasks would come back again.
+            self.state.last_revocation_poll_at = deps.clock()
+            return
         tasks = deps.service.poll_revocations(deps.name, self.fence.epoch(), deps.batch_size)
         self.state.last_revocation_poll_at = deps.clock()
+        self.state.revocations_backlog = False
         if deps.metrics is not None:
             deps.metrics.set_pending("revoke", len(tasks))
-        if tasks:
-            emit(log, Event.REVOCATIONS_RECEIVED, count=len(tasks), epoch=decision.epoch)
+        if not tasks:
+            return
+        assert decision.epoch is not None
+        emit(log, Event.REVOCATIONS_RECEIVED, count=len(tasks), epoch=decision.epoch)
+        states = self._ca_states()
+        ready = []
+        for task in tasks:
+            if states.get(task.ca_name) == "open":
+                self._defer_revocation(task, "circuit open", retryable=True)
+            else:
+                ready.append(task)
+        if not ready:
+            return
+        fence = self._batch_fence(decision.epoch)
+        future = self._revoker.submit(self._revoke_tasks, fence, ready)
+        future.add_done_callback(partial(self._revoked, decision.epoch, len(tasks)))
+        self._revoking = future
+
+    def _ca_states(self) -> Mapping[str, str]:
+        try:
+            return {name: str(state) for name, state in self.deps.issuer.ca_states().items()}
+        except Exception:  # a router that cannot say: try the calls
+            return {}
+
+    def _defer_revocation(self, task: Any, error: str, *, retryable: bool) -> None:
+        event = Event.REVOCATION_DEFERRED if retryable else Event.REVOCATION_FAILED
+        emit(
+            log,
+            event,
+            revocation_id=task.id,
+            serial=task.serial,
+            ca=task.ca_name,
+            error=error,
+        )
+        self._count("revoke", "deferred" if retryable else "failed", "-", task.ca_name)
+
+    def _revoke_tasks(self, fence: Fence, tasks: list[Any]) -> int:
+        """Revoke at each issuing CA and confirm (the revoking thread). Returns how many."""
+        deps = self.deps
         unreachable: set[str] = set()
         done = 0
         for task in tasks:
             if task.ca_name in unreachable:
                 continue  # stays queued at the service; do not wait on a dead CA twice
             started = deps.clock()
-            self.fence.epoch()
+            fence.epoch()
             try:
                 deps.issuer.revoke(task.serial, task.ca_name, task.reason, self.deadline())
             except Exception as exc:
@@ -232,16 +286,7 @@ class Executor:
                 retryable = deps.is_retryable(exc)
                 if retryable:
                     unreachable.add(task.ca_name)
-                event = Event.REVOCATION_DEFERRED if retryable else Event.REVOCATION_FAILED
-                emit(
-                    log,
-                    event,
-                    revocation_id=task.id,
-                    serial=task.serial,
-                    ca=task.ca_name,
-                    error=str(exc),
-                )
-                self._count("revoke", "deferred" if retryable else "failed", "-", task.ca_name)
+                self._defer_revocation(task, str(exc), retryable=retryable)
                 continue
             emit(
                 log,
@@ -251,14 +296,34 @@ class Executor:
                 ca=task.ca_name,
                 reason=task.reason,
             )
-            deps.service.confirm_revocation(deps.name, self.fence.epoch(), task.id)
+            deps.service.confirm_revocation(deps.name, fence.epoch(), task.id)
             emit(log, Event.REVOCATION_CONFIRMED, revocation_id=task.id, request_id=task.request_id)
             done += 1
             self._count("revoke", "revoked", "-", task.ca_name)
             if deps.metrics is not None:
                 deps.metrics.observe_revocation(deps.clock() - started, ca=task.ca_name)
-        # A full batch with progress means more may be waiting: poll again soon.
-        self.state.revocations_backlog = len(tasks) >= deps.batch_size and done > 0
+        return done
+
+    def _revoked(self, epoch: int, polled: int, future: Future[int]) -> None:
+        """The revoking thread finished a pass (called on that thread)."""
+        try:
+            done = future.result()
+        except StaleEpochError as exc:
+            self.state.rejected_epoch = epoch
+            emit(log, Event.STALE_EPOCH, epoch=epoch, reason=exc.reason, action="revoke")
+        except LeaseLost as exc:
+            emit(log, Event.LEASE_NOT_FRESH, action="revoke", reason=str(exc))
+        except ServiceUnavailable as exc:
+            self.state.service_retry_at = self.deps.clock() + self.deps.backoff_s
+            emit(log, Event.SERVICE_UNAVAILABLE, action="revoke", error=exc.reason)
+        except CancelledError:
+            pass
+        except Exception:
+            log.exception("revoking thread failed")
+        else:
+            # A full batch with progress means more may be waiting: poll again soon.
+            self.state.revocations_backlog = polled >= self.deps.batch_size and done > 0
+        self.on_progress()
 
     @property
     def issue_capacity(self) -> int:
