@@ -22,7 +22,7 @@ from chaos.service.events import emit, log
 from chaos.service.fencing import Gate
 from chaos.service.keys import public_key_fingerprint
 from chaos.service.rules import Event, Mode, revocation_outcome
-from chaos.service.store import ApiError, Store
+from chaos.service.store import STOOD_DOWN_EPOCH, ApiError, Store
 from chaos.service.upload import check_upload
 
 __all__ = ["connector_router"]
@@ -72,9 +72,11 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
         with store.db.transaction() as tx:
             gate.check_not_revoked(tx, "heartbeat", body.name)
             record(tx)
-            _, holder = gate.highest(tx)
-        if holder == body.name:
-            return m.RoleOut(name=body.name, role="active", epoch=0)
+            highest, holder = gate.highest(tx)
+            if holder == body.name:
+                # The holder's name standing by: that process restarted or lost its
+                # lease. Not active until it registers a newer epoch.
+                store.db.meta_set(tx, STOOD_DOWN_EPOCH, str(highest))
         return m.RoleOut(name=body.name, role="standby", epoch=0)
 
     @router.post("/requests/poll", response_model=m.RequestBatch)
@@ -174,6 +176,9 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
 
     @router.post("/requests/{request_id}/result", response_model=m.Ack)
     def upload_result(request_id: m.Id, body: m.ResultIn) -> m.Ack:
+        # Refuse a revoked or fenced caller before any RSA work on what it sent
+        # (the same checks run again, atomically, with the write below).
+        gate.precheck("requests/result", body.name, body.epoch)
         # Decrypt and parse before taking the lock: the expensive part is pure.
         checked = check_upload(store.keys, body.envelope_b64, body.serial)
 

@@ -75,6 +75,22 @@ class Gate:
             raise self._revoked_refusal(endpoint, name, why)
         raise self._fence_refusal(endpoint, name, epoch, current, verdict)
 
+    def precheck(self, endpoint: str, name: str, epoch: int) -> None:
+        """Refuse now what :meth:`fenced` would refuse, changing nothing on success: for
+        calls that must not make the service do expensive work for a refused caller."""
+        with self.store.db.transaction() as tx:
+            why = self.revoked(tx, name)
+            if why is None:
+                current, holder = self.highest(tx)
+                verdict = fence(epoch, name, current, holder)
+                if verdict.ok:
+                    return
+                if verdict.stale:
+                    self._record_stale(tx, endpoint, name, epoch, current, verdict)
+        if why is not None:
+            raise self._revoked_refusal(endpoint, name, why)
+        raise self._fence_refusal(endpoint, name, epoch, current, verdict)
+
     def register(self, name: str, epoch: int) -> int:
         """Make ``(name, epoch)`` the holder; returns the previous highest epoch."""
         with self.store.db.transaction() as tx:

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from kazoo.exceptions import NoAuthError
 
+from chaos.intruder import intrude
 from chaos.lab.lab import Lab
 from chaos.launch._process import wait_for
 from chaos.launch.service import ServiceProcess
@@ -46,6 +47,15 @@ def test_secure_lab_leaks_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert lab.service.url.startswith("https://")
         with lab.service.admin_client() as admin:
             wait_for(lambda: _issued(admin) >= 2, timeout=60, what="certificates issued")
+        # The drill's intruder: every attack refused, the leader undisturbed.
+        leader = lab.fleet.wait_for_leader() if lab.fleet else ""
+        report = intrude(lab, leader)
+        assert report["refused"] == report["attempts"] >= 12
+        with lab.service.admin_client() as admin:
+            counted = admin.get("/metrics").text
+        no_cert = 'pfxha_service_auth_refusals_total{api="connector",reason="no_certificate"} 4.0'
+        assert no_cert in counted
+        assert 'pfxha_service_revoked_connector_calls_total{endpoint="register"} 1.0' in counted
         # Without credentials, ZooKeeper lets nobody change the election.
         with open_client(lab.zk.hosts) as anonymous:
             with pytest.raises(NoAuthError):
@@ -54,7 +64,7 @@ def test_secure_lab_leaks_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                 anonymous.create(f"/pfxha/{lab.cluster}/election/m-rogue-p9-", sequence=True)
         pids = [record.pid for record in lab.processes()]
         cmdlines = [_read(Path(f"/proc/{pid}/cmdline")) for pid in pids]
-        assert len(tokens) == 2
+        assert len(tokens) == 3  # two connectors and the intruder's revoked one
         assert lab.zk_auth is not None
         admin_token = lab.service.admin_token
         assert admin_token is not None
@@ -73,7 +83,7 @@ def test_secure_lab_leaks_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             f"{what} in the command line of pid {pid}"
             for what, v in secrets.items()
             if v in cmdline
-        ]  # noqa: E501
+        ]
         if "PRIVATE KEY" in cmdline:
             leaks.append(f"a private key in the command line of pid {pid}")
     files = [p for p in (tmp_path / "lab").rglob("*") if p.is_file() and not p.is_symlink()]
