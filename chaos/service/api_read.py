@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from chaos.service import models as m
 from chaos.service.auth import AuthPolicy
 from chaos.service.metrics import GaugeSnapshot
-from chaos.service.store import Store
+from chaos.service.store import STOOD_DOWN_EPOCH, Store
 
 __all__ = ["connector_list", "gauge_snapshot", "read_router"]
 
@@ -20,6 +20,9 @@ _MAX_ROWS = 100_000
 def connector_list(store: Store, tx: sqlite3.Connection) -> list[m.ConnectorOut]:
     """Every connector; the holder of the highest epoch is "active" while it is live."""
     holder = store.db.meta_get(tx, "holder", "") or None
+    highest = store.db.meta_get(tx, "highest_epoch", "0")
+    if store.db.meta_get(tx, STOOD_DOWN_EPOCH, "") == highest:
+        holder = None  # it heartbeated as a standby since it registered
     revoked = {r["name"] for r in tx.execute("SELECT name FROM revoked_connectors")}
     now = store.clock()
     out = []

@@ -29,7 +29,7 @@ from chaos.service.db import Database
 from chaos.service.keys import ServiceKeys
 from chaos.service.rules import Event, Mode, Outcome, revocation_outcome
 
-__all__ = ["ApiError", "Store", "StoreSettings"]
+__all__ = ["STOOD_DOWN_EPOCH", "ApiError", "Store", "StoreSettings"]
 
 # A request slot (device, profile) is "live" while one of its requests may
 # still become or is the device's certificate.
@@ -44,6 +44,11 @@ class ApiError(Exception):
         self.status = status
         self.reason = reason
         self.extra = extra
+
+
+# meta key: the highest epoch at the moment its holder heartbeated as a standby
+# (the holder is not active while the highest epoch is still this one).
+STOOD_DOWN_EPOCH = "stood_down_epoch"
 
 
 @dataclass(frozen=True)
