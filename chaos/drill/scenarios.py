@@ -151,6 +151,15 @@ def _zk_quorum_loss(lab: FaultTarget, leader: str) -> Fault:
     )
 
 
+def _intruder(lab: FaultTarget, leader: str) -> Fault:
+    # Issue 8: the attacks run at inject; anything not refused fails the round.
+    from chaos.intruder import intrude
+
+    return ProcessFault(
+        "intruder: rogue, revoked and anonymous callers", lambda: intrude(lab, leader)
+    )
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
@@ -171,6 +180,8 @@ SCENARIOS: dict[str, Scenario] = {
                  _zk_quorum_loss, hold_s=3.0, leader_change=False),
         Scenario("ca-all-down", "blocking", "both issuing CAs down: requests wait, none lost",
                  _ca_all_down, hold_s=2.0, leader_change=False),
+        Scenario("intruder", "zk", "callers without credentials or revoked try to take over",
+                 _intruder, leader_change=False),
     )
 }  # fmt: skip
 
