@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import click
 from kazoo.client import KazooClient
@@ -102,11 +103,33 @@ def status(hosts: str, cluster: str, as_json: bool, timeout: float) -> None:
     "--auth",
     envvar="PFXHA_ZOOKEEPER_AUTH",
     default=None,
-    help="USER:PASSWORD of a connector identity when the cluster uses digest ACLs.",
+    help="USER:PASSWORD of a connector identity when the cluster uses digest ACLs "
+    "(prefer PFXHA_ZOOKEEPER_AUTH or --auth-file: ps shows command lines).",
+)
+@click.option(
+    "--auth-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="File (mode 0600) holding USER:PASSWORD; wins over --auth.",
 )
 @click.option("--wait", default=10.0, show_default=True, help="Seconds to wait for the new leader.")
-def switchover(hosts: str, cluster: str, target: str | None, auth: str | None, wait: float) -> None:
+def switchover(
+    hosts: str,
+    cluster: str,
+    target: str | None,
+    auth: str | None,
+    auth_file: Path | None,
+    wait: float,
+) -> None:
     """Hand the lease over now: the leader releases, TARGET (or the next in line) takes it."""
+    if auth_file is not None:
+        from connector.identity import InsecureFileError, check_private_file
+
+        try:
+            check_private_file(auth_file)
+        except InsecureFileError as exc:
+            raise click.BadParameter(str(exc), param_hint="--auth-file") from None
+        auth = auth_file.read_text().strip()
     auth_digest = _parse_auth(auth)
     try:
         with open_client(hosts, auth_digest=auth_digest) as client:
