@@ -1,0 +1,34 @@
+"""Command-line tools take secrets from 0600 files or the environment, never argv."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from connector.cli import root as main
+
+
+def test_switchover_refuses_an_auth_file_others_may_read(tmp_path: Path) -> None:
+    auth = tmp_path / "zk-auth"
+    auth.write_text("connector:pw\n")
+    auth.chmod(0o644)
+    args = ["switchover", "--hosts", "127.0.0.1:1", "--cluster", "x", "--auth-file", str(auth)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0
+    assert "chmod 600" in result.output
+
+
+def test_enroll_refuses_a_token_file_others_may_read_and_a_missing_token(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t" * 43)
+    token.chmod(0o640)
+    base = ["connector", "enroll", "--service", "https://127.0.0.1:1"]
+    base += ["--out", str(tmp_path / "id")]
+    loose = CliRunner().invoke(main, [*base, "--token-file", str(token)])
+    assert loose.exit_code != 0
+    assert "chmod 600" in loose.output
+    missing = CliRunner().invoke(main, base, env={"PFXHA_ENROLL_TOKEN": ""})
+    assert missing.exit_code != 0
+    assert "PFXHA_ENROLL_TOKEN" in missing.output
+    assert not (tmp_path / "id").exists()
