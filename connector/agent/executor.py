@@ -169,7 +169,9 @@ class Executor:
         self.deps.service.register(self.deps.name, epoch)
         self.state.registered_epoch = epoch
         self.state.reconciled_epoch = None
-        self.state.last_heartbeat_at = None
+        # The registration told the service we are alive and active; the health
+        # report can wait one interval rather than delay the first issuance.
+        self.state.last_heartbeat_at = self.deps.clock()
         self.state.service_retry_at = None
         took = None
         if self.state.elected_at is not None:

@@ -92,6 +92,7 @@ class Runtime:
     pool: KeyPool
     metrics: ConnectorMetrics
     health: HealthServer
+    kra: _KraCertificate | None = None
 
     def start(self, *, retry_for_s: float = 0.0) -> None:
         """Serve health, fill the key pool, join the election (the loop is :meth:`serve`).
@@ -110,12 +111,17 @@ class Runtime:
         while True:
             try:
                 self.elector.start()
-                return
+                break
             except Exception as exc:
                 if time.monotonic() >= deadline or self.agent.stop_requested:
                     raise
                 log.warning("joining the election failed, retrying: %s", exc)
                 time.sleep(1.0)
+        if self.kra is not None:
+            # Fetched while standing by, so the first PFX after a takeover does not
+            # wait for it (a service that is down now: fetched on first use).
+            with contextlib.suppress(Exception):
+                self.kra.get()
 
     def serve(self) -> None:
         self.agent.run()
@@ -181,7 +187,7 @@ def build(config: ConnectorConfig) -> Runtime:
     lease.target = elector
     host, port = config.metrics.host_port
     health = HealthServer(metrics.registry, host=host, port=port, provider=agent.health_snapshot)
-    return Runtime(config, agent, elector, service, router, pool, metrics, health)
+    return Runtime(config, agent, elector, service, router, pool, metrics, health, kra)
 
 
 def metrics_version() -> str:
