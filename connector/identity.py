@@ -271,6 +271,7 @@ class CertificateRenewer:
         reload: Callable[[], None] = lambda: None,
         metrics: _ExpiryMetric | None = None,
         check_every_s: float = 3600.0,
+        remaining_fraction: float = 1 / 3,
     ) -> None:
         if check_every_s <= 0:
             raise ValueError("service.renew_check_s must be > 0")
@@ -280,13 +281,18 @@ class CertificateRenewer:
         self.reload = reload
         self.metrics = metrics
         self.check_every_s = check_every_s
+        self.remaining_fraction = remaining_fraction
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def check(self) -> bool:
         try:
             renewed = renew_if_due(
-                self.identity, self.service_url, verify=self.verify, metrics=self.metrics
+                self.identity,
+                self.service_url,
+                verify=self.verify,
+                metrics=self.metrics,
+                remaining_fraction=self.remaining_fraction,
             )
         except (EnrollmentError, OSError, ValueError) as exc:
             _log.warning("connector certificate renewal failed (will retry): %s", exc)

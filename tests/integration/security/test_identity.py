@@ -20,6 +20,7 @@ import pytest
 from chaos.launch.service import ServiceProcess
 from chaos.service.clients import AdminClient, DeviceClient, DeviceCredentials
 from connector.identity import (
+    CertificateRenewer,
     ConnectorIdentity,
     EnrollmentError,
     InsecureFileError,
@@ -221,3 +222,31 @@ def test_admin_api_needs_the_admin_credential(secure_service: ServiceProcess) ->
             ).status_code
             == 401
         )
+
+
+def test_renewer_renews_and_the_client_presents_the_new_certificate(
+    secure_service: ServiceProcess, secure_admin: httpx.Client, tmp_path: Path
+) -> None:
+    assert secure_service.tls is not None
+    name = unique("conn")
+    identity = _enroll(secure_service, name, tmp_path / "id")
+    old_serial = identity.certificate().serial_number
+    verify = str(secure_service.tls.server_ca)
+    with _client(secure_service, identity) as client:
+        epoch = next_epoch(secure_admin)
+        client.register(name, epoch)
+        renewer = CertificateRenewer(
+            identity,
+            secure_service.url,
+            verify=verify,
+            reload=client.reload_client_certificate,
+            remaining_fraction=1.0,
+        )
+        assert renewer.check()
+        assert identity.certificate().serial_number != old_serial
+        assert client.heartbeat(name, epoch, "healthy", {}) == "active"
+    renewed_serial = identity.certificate().serial_number
+    unreachable = "https://127.0.0.1:1"
+    failing = CertificateRenewer(identity, unreachable, verify=verify, remaining_fraction=1.0)
+    assert not failing.check()  # unreachable: logged, the pair kept
+    assert identity.certificate().serial_number == renewed_serial
