@@ -64,8 +64,12 @@ def run(config_path: Path, log_format: str, check: bool) -> None:
         root.handlers[:] = [handler]
     # Imported here so that --check and --help do not load kazoo and the CA clients.
     from connector.agent.runtime import run as run_agent
+    from connector.identity import EnrollmentError, InsecureFileError
 
-    run_agent(config)
+    try:
+        run_agent(config)
+    except (InsecureFileError, EnrollmentError) as exc:  # a clear refusal, not a traceback
+        raise click.ClickException(str(exc)) from None
 
 
 @connector.command()
