@@ -32,3 +32,22 @@ def test_enroll_refuses_a_token_file_others_may_read_and_a_missing_token(tmp_pat
     assert missing.exit_code != 0
     assert "PFXHA_ENROLL_TOKEN" in missing.output
     assert not (tmp_path / "id").exists()
+
+
+def test_connector_refuses_to_start_with_a_readable_ca_key(tmp_path: Path) -> None:
+    key = tmp_path / "ca.key"
+    key.write_text("00" * 16)
+    key.chmod(0o644)
+    config = tmp_path / "connector.toml"
+    config.write_text(
+        '[connector]\nname = "c1"\ncluster = "t"\n'
+        '[zookeeper]\nhosts = "127.0.0.1:1"\n'
+        '[service]\nurl = "https://127.0.0.1:1"\n'
+        f'[[ca]]\nname = "a"\nurl = "http://127.0.0.1:1"\nauth_key_file = "{key}"\n'
+        f'certificate = "{key}"\nroot = "{key}"\n'
+        '[templates]\nuser-auth = ["a"]\n'
+        '[metrics]\nlisten = "127.0.0.1:0"\n'
+    )
+    result = CliRunner().invoke(main, ["connector", "run", "--config", str(config)])
+    assert result.exit_code != 0
+    assert f"chmod 600 {key}" in result.output
