@@ -11,6 +11,8 @@ command line; an enrollment token nowhere at all (only its SHA-256).
 from __future__ import annotations
 
 import stat
+import time
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -47,6 +49,14 @@ def test_secure_lab_leaks_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert lab.service.url.startswith("https://")
         with lab.service.admin_client() as admin:
             wait_for(lambda: _issued(admin) >= 2, timeout=60, what="certificates issued")
+        # Each connector exports its certificate's expiry (the renewal thread sets it).
+        assert lab.fleet is not None
+        for url in (lab.fleet.metrics_url(name) for name in lab.fleet.names):
+            wait_for(
+                partial(_expires_after, url, time.time() + 86_400),
+                timeout=20,
+                what=f"{url} exporting its certificate expiry",
+            )
         # The drill's intruder: every attack refused, the leader undisturbed.
         leader = lab.fleet.wait_for_leader() if lab.fleet else ""
         report = intrude(lab, leader)
@@ -105,6 +115,13 @@ def test_secure_lab_leaks_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     # The search is not vacuous: the secrets that must be on disk were found (in 0600 files).
     assert {"admin token", "zookeeper password", "a private key"} <= seen
     assert any(what.startswith("cfssl key") for what in seen)
+
+
+def _expires_after(metrics_url: str, deadline: float) -> bool:
+    for line in httpx.get(metrics_url + "/metrics", timeout=2).text.splitlines():
+        if line.startswith("pfxha_connector_certificate_expiry_timestamp_seconds"):
+            return float(line.split()[-1]) > deadline
+    return False
 
 
 def _read(path: Path) -> str:
