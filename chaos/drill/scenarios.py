@@ -13,6 +13,7 @@ lab and the current leader. ``kind`` decides the failover measurement:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -66,12 +67,26 @@ def _kill_connector(lab: FaultTarget, leader: str) -> Fault:
 
 
 def _terminate_connector(lab: FaultTarget, leader: str) -> Fault:
+    exiting: list[threading.Thread] = []
+
     def inject() -> dict[str, Any]:
         pid = lab.connector_pid(leader)
-        lab.terminate_connector(leader)
+        # SIGTERM, and wait for the exit aside: the fault is the signal, so the
+        # workload's burst goes out now (as with SIGKILL), not once the old
+        # process has wound down.
+        thread = threading.Thread(
+            target=lab.terminate_connector, args=(leader,), name="drill-sigterm", daemon=True
+        )
+        thread.start()
+        exiting.append(thread)
         return {"connector": leader, "pid": pid}
 
-    return ProcessFault(f"SIGTERM connector {leader}", inject, lambda: lab.start_connector(leader))
+    def heal() -> None:
+        for thread in exiting:
+            thread.join(timeout=30)
+        lab.start_connector(leader)
+
+    return ProcessFault(f"SIGTERM connector {leader}", inject, heal)
 
 
 def _pause_connector(lab: FaultTarget, leader: str) -> Fault:
