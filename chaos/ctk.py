@@ -24,6 +24,7 @@ Actions
 
 from __future__ import annotations
 
+import ssl
 import time
 import uuid
 from pathlib import Path
@@ -63,7 +64,11 @@ def _admin(path: Path, endpoints: dict[str, Any]) -> httpx.Client:
     token_file = path / "service" / "admin-token"
     token = token_file.read_text().strip() if token_file.exists() else ""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=str(endpoints["service"]), headers=headers, timeout=10.0)
+    ca = endpoints.get("service_ca")  # the secure lab's self-signed service certificate
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca)) if ca else True
+    return httpx.Client(
+        base_url=str(endpoints["service"]), headers=headers, timeout=10.0, verify=verify
+    )
 
 
 def _command(lab_dir: str, command: dict[str, Any]) -> dict[str, Any]:
