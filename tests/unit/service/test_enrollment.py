@@ -126,3 +126,12 @@ def test_service_with_an_scrypt_admin_credential(tmp_path: Path) -> None:
     ok = {"Authorization": "Bearer s3cret-admin"}
     assert client.get("/api/v1/read/connectors", headers=ok).status_code == 200
     assert client.get("/api/v1/read/connectors", headers=ok).status_code == 200  # cached
+
+
+def test_a_refused_csr_does_not_use_up_the_token(app: tuple[TestClient, Clock, Path]) -> None:
+    client, _, _ = app
+    token = _token(client, "conn-d")
+    refused = client.post("/api/v1/enroll", json={"token": token, "csr_pem": _csr("conn-x")})
+    assert refused.status_code == 400
+    accepted = client.post("/api/v1/enroll", json={"token": token, "csr_pem": _csr("conn-d")})
+    assert accepted.status_code == 200
