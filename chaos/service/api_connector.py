@@ -30,7 +30,7 @@ __all__ = ["connector_router"]
 
 def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
     router = APIRouter(
-        responses=m.errors(400, 403, 404, 409, 413, 428),
+        responses=m.errors(400, 401, 403, 404, 409, 413, 428),
         prefix="/api/v1/connector",
         tags=["connector"],
         dependencies=[Depends(auth.connector)],

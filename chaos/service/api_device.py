@@ -26,7 +26,7 @@ __all__ = ["device_router"]
 
 def device_router(store: Store, auth: AuthPolicy) -> APIRouter:
     router = APIRouter(
-        responses=m.errors(400, 404, 409, 413),
+        responses=m.errors(400, 401, 403, 404, 409, 413),
         prefix="/api/v1/devices",
         tags=["device"],
         dependencies=[Depends(auth.device)],

@@ -48,7 +48,8 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
         400: "Refused input the schema cannot express (a PFX that does not match its"
         " intent, an event n/a in this mode) or a call in the wrong state",
-        401: "Admin credential missing or wrong",
+        401: "Credential missing or wrong: the admin bearer token, or a client"
+        " certificate (mutual TLS) on the connector and device APIs",
         403: "Connector revoked by an admin, client certificate refused or its name"
         " does not match the call",
         404: "Unknown id",
