@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 
 from cryptography.hazmat.primitives import serialization
@@ -37,6 +38,10 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
     )
 
     gate = Gate(store)
+    # Checking an upload is CPU work that holds the GIL (opening the PKCS#12
+    # validates its RSA key): side by side, every upload of a batch finishes
+    # as late as the last; one at a time, the first is accepted first.
+    checking = threading.Lock()
     fenced = gate.fenced
 
     @router.get("/kra-certificate", response_model=m.KraOut)
@@ -179,8 +184,9 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
         # Refuse a revoked or fenced caller before any RSA work on what it sent
         # (the same checks run again, atomically, with the write below).
         gate.precheck("requests/result", body.name, body.epoch)
-        # Decrypt and parse before taking the lock: the expensive part is pure.
-        checked = check_upload(store.keys, body.envelope_b64, body.serial)
+        # Decrypt and parse before taking the write lock: the expensive part is pure.
+        with checking:
+            checked = check_upload(store.keys, body.envelope_b64, body.serial)
 
         def act(tx: sqlite3.Connection) -> m.Ack:
             req = store.row(tx, "requests", request_id)
