@@ -7,9 +7,10 @@ connection and puts it where the ASGI TLS extension says it goes::
 
     scope["extensions"]["tls"]["client_cert_chain"]   # [PEM of the leaf] or []
 
-It also refuses a connection (closes it at once) when the same client address
-already holds ``max_per_client`` open connections, so one slow or greedy
-client cannot use up the server's sockets and starve the connectors::
+It also refuses a connection (closes it at once) when the same client (its
+address, plus its certificate when it showed one) already holds
+``max_per_client`` open connections, so one slow or greedy client cannot use
+up the server's sockets and starve the connectors::
 
     config = uvicorn.Config(app, http=PeerCertH11Protocol.limited(64), ssl_...=...)
 """
@@ -17,6 +18,7 @@ client cannot use up the server's sockets and starve the connectors::
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ssl
 from collections import Counter
 from typing import Any
@@ -48,19 +50,24 @@ class PeerCertH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        extension: dict[str, Any] = {"client_cert_chain": [], "server_cert": None}
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        if ssl_object is not None:
+            if der:
+                extension["client_cert_chain"] = [ssl.DER_cert_to_PEM_cert(der)]
+            extension["tls_version"] = ssl_object.version()
+        # A client is its address and, when it showed one, its (verified)
+        # certificate: on a shared address (loopback, NAT) every connector keeps
+        # its own quota, and anonymous callers share theirs.
         peer = self.client[0] if self.client else "?"
+        if der:
+            peer += "|" + hashlib.sha256(der).hexdigest()[:16]
         self._peer_key = peer
         self._open[peer] += 1
         if self.max_per_client and self._open[peer] > self.max_per_client:
             transport.close()
             return
-        extension: dict[str, Any] = {"client_cert_chain": [], "server_cert": None}
-        ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is not None:
-            der = ssl_object.getpeercert(binary_form=True)
-            if der:
-                extension["client_cert_chain"] = [ssl.DER_cert_to_PEM_cert(der)]
-            extension["tls_version"] = ssl_object.version()
         inner = self.app
 
         async def app(scope: Any, receive: Any, send: Any) -> None:

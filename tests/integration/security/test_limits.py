@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
 import socket
+import ssl
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
 
 from chaos.launch._process import wait_for
-from chaos.launch.service import ServiceProcess
+from chaos.launch.service import ServiceProcess, ServiceTLS, self_signed_loopback
+from connector.identity import enroll
+from connector.service_client import ServiceClient
 
 
 def _healthy(url: str) -> bool:
@@ -49,3 +54,41 @@ def test_batch_long_poll_and_body_limits(
 ) -> None:
     answer = httpx.post(service.url + "/api/v1/connector/requests/poll", json=body, timeout=10)
     assert answer.status_code == status
+
+
+def test_slow_anonymous_clients_do_not_starve_an_enrolled_connector(
+    start_service: Callable[..., ServiceProcess], tmp_path: Path
+) -> None:
+    cert, key = self_signed_loopback(tmp_path / "tls")
+    svc = start_service(
+        admin_token=secrets.token_urlsafe(24),
+        tls=ServiceTLS(cert, key, server_ca=cert, require_connector_certs=True),
+        extra_args=["--max-connections-per-client", "2", "--renewal-interval", "0"],
+    )
+    identity = enroll(svc.url, svc.enrollment_token("c1"), tmp_path / "id", verify=str(cert))
+    context = ssl.create_default_context(cafile=str(cert))
+    slow = []
+    try:
+        for _ in range(2):  # the anonymous quota of this address, held by a slow client
+            conn = context.wrap_socket(
+                socket.create_connection((svc.host, svc.port)), server_hostname=svc.host
+            )
+            conn.sendall(b"POST /api/v1/connector/register HTTP/1.1\r\nHost: x\r\n")
+            slow.append(conn)
+        wait_for(
+            lambda: not _healthy_tls(svc.url, context),
+            timeout=5,
+            what="anonymous connections refused",
+        )
+        with ServiceClient(svc.url, verify=str(cert), cert=identity.cert_pair) as connector:
+            connector.register("c1", 1)  # its own quota: served
+    finally:
+        for conn in slow:
+            conn.close()
+
+
+def _healthy_tls(url: str, context: ssl.SSLContext) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=1.0, verify=context).status_code == 200
+    except httpx.HTTPError:
+        return False
