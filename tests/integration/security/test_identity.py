@@ -11,13 +11,14 @@ import ssl
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from chaos.launch.service import ServiceProcess
+from chaos.launch._process import LaunchError
+from chaos.launch.service import ServiceProcess, ServiceTLS, self_signed_loopback
 from chaos.service.clients import AdminClient, DeviceClient, DeviceCredentials
 from connector.identity import (
     CertificateRenewer,
@@ -250,3 +251,15 @@ def test_renewer_renews_and_the_client_presents_the_new_certificate(
     failing = CertificateRenewer(identity, unreachable, verify=verify, remaining_fraction=1.0)
     assert not failing.check()  # unreachable: logged, the pair kept
     assert identity.certificate().serial_number == renewed_serial
+
+
+def test_service_refuses_to_start_unsafely(
+    start_service: Callable[..., ServiceProcess], tmp_path: Path
+) -> None:
+    cert, key = self_signed_loopback(tmp_path / "tls")
+    mutual = ServiceTLS(cert, key, server_ca=cert, require_client_certs=True)
+    with pytest.raises(LaunchError, match="needs an admin credential"):
+        start_service(tls=mutual)
+    key.chmod(0o644)
+    with pytest.raises(LaunchError, match=f"chmod 600 {key}"):
+        start_service(tls=mutual, admin_token="t" * 32)
