@@ -157,9 +157,11 @@ def actions_router(store: Store, auth: AuthPolicy) -> APIRouter:
     def revoke_connector(name: m.Id, body: m.ConnectorRevokeIn) -> m.ConnectorRevoked:
         """Refuse every later call from connector ``name`` (403), whatever its epoch.
 
-        If it holds the current epoch it stays the holder on record, so no
-        other connector is fenced by this; the next leader registers a higher
-        epoch as usual.
+        If it holds the highest epoch, the highest epoch falls back to the
+        highest any connector still trusted registered (its holder with it): a
+        compromised connector that registered an absurd epoch must not fence
+        the real cluster out for good. Fencing among the trusted is unchanged
+        (their epochs only ever increased); the revoked one cannot act at all.
         """
         with store.db.transaction() as tx:
             known = tx.execute(
@@ -175,7 +177,8 @@ def actions_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 (name, store.now_iso(), body.reason),
             )
             row = tx.execute("SELECT * FROM revoked_connectors WHERE name = ?", (name,)).fetchone()
-        emit(log, LogEvent.CONNECTOR_REVOKED, name=name)
+            fallback = _fall_back_from_revoked_holder(tx, name)
+        emit(log, LogEvent.CONNECTOR_REVOKED, name=name, highest_epoch_now=fallback)
         store.wake()  # its long polls must end now
         return m.ConnectorRevoked(name=name, revoked_at=row["at"], reason=row["reason"])
 
@@ -192,3 +195,22 @@ def actions_router(store: Store, auth: AuthPolicy) -> APIRouter:
         return m.Queued(requests_queued=queued)
 
     return router
+
+
+def _fall_back_from_revoked_holder(tx: sqlite3.Connection, name: str) -> int | None:
+    """The new highest epoch when ``name`` held it, else None."""
+    holder = tx.execute("SELECT value FROM meta WHERE key = 'holder'").fetchone()
+    if holder is None or holder["value"] != name:
+        return None
+    trusted = tx.execute(
+        "SELECT name, epoch FROM connectors WHERE name NOT IN (SELECT name FROM revoked_connectors)"
+        " AND epoch > 0 ORDER BY epoch DESC LIMIT 1"
+    ).fetchone()
+    epoch, new_holder = (int(trusted["epoch"]), str(trusted["name"])) if trusted else (0, "")
+    for key, value in (("highest_epoch", str(epoch)), ("holder", new_holder)):
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+    return epoch

@@ -28,7 +28,7 @@ from connector.identity import (
     enroll,
     renew_if_due,
 )
-from connector.service_client import BadRequest, ServiceClient
+from connector.service_client import BadRequest, ServiceClient, StaleEpochError
 from tests.fixtures.service import next_epoch, unique
 
 
@@ -263,3 +263,22 @@ def test_service_refuses_to_start_unsafely(
     key.chmod(0o644)
     with pytest.raises(LaunchError, match=f"chmod 600 {key}"):
         start_service(tls=mutual, admin_token="t" * 32)
+
+
+def test_revoking_a_connector_that_registered_an_absurd_epoch_frees_the_cluster(
+    secure_service: ServiceProcess, secure_admin: httpx.Client, tmp_path: Path
+) -> None:
+    real, rogue = unique("conn"), unique("rogue")
+    real_id = _enroll(secure_service, real, tmp_path / "real")
+    rogue_id = _enroll(secure_service, rogue, tmp_path / "rogue")
+    epoch = next_epoch(secure_admin)
+    with _client(secure_service, real_id) as a, _client(secure_service, rogue_id) as b:
+        a.register(real, epoch)
+        b.register(rogue, epoch + 1_000_000)  # a compromised but enrolled connector
+        with pytest.raises(StaleEpochError):
+            a.heartbeat(real, epoch, "healthy", {})
+        revoked = secure_admin.post(f"/api/v1/admin/connectors/{rogue}/revoke", json={})
+        assert revoked.status_code == 200
+        assert a.heartbeat(real, epoch, "healthy", {}) == "active"
+        a.register(real, epoch + 1)  # the cluster's next epoch is good again
+    assert next_epoch(secure_admin) == epoch + 2
