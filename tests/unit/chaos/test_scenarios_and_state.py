@@ -47,9 +47,13 @@ def test_state_round_trip_is_private(tmp_path: Path) -> None:
 
 
 def test_alive_checks_the_command_not_just_the_pid() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    argv = [sys.executable, "-c", "import sys, time; print('up', flush=True); time.sleep(30)"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
     try:
-        argv = [sys.executable, "-c", "import time; time.sleep(30)"]
+        # Until the child has exec'd, /proc/<pid>/cmdline still shows the forking
+        # parent's command; the child's first line proves the exec happened.
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"up\n"
         assert alive(proc.pid)
         assert alive(proc.pid, argv)
         assert not alive(proc.pid, ["java", "something-else"])
