@@ -240,11 +240,16 @@ class Executor:
         emit(log, Event.REVOCATIONS_RECEIVED, count=len(tasks), epoch=decision.epoch)
         states = self._ca_states()
         ready = []
+        put_off: Counter[str] = Counter()
         for task in tasks:
             if states.get(task.ca_name) == "open":
-                self._defer_revocation(task, "circuit open", retryable=True)
+                put_off[task.ca_name] += 1
+                self._count("revoke", "deferred", "-", task.ca_name)
             else:
                 ready.append(task)
+        for ca, count in put_off.items():
+            # One line per CA and poll, not per task: a long outage would flood the log.
+            emit(log, Event.REVOCATION_DEFERRED, ca=ca, count=count, error="circuit open")
         if not ready:
             return
         fence = self._batch_fence(decision.epoch)
