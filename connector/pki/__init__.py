@@ -18,7 +18,7 @@ from connector.pki.keys import (
     key_type_of,
     public_key_id,
 )
-from connector.pki.pfx import PFX_PASSWORD, PfxError, load_pfx, pack_pfx
+from connector.pki.pfx import PFX_PASSWORD, PfxError, load_pfx, pack_pfx, read_pfx
 from connector.pki.templates import VARIABLES, ProfileTemplate, TemplateError, device_id_of
 from connector.pki.validate import (
     CertificateValidationError,
@@ -50,6 +50,7 @@ __all__ = [
     "pack_pfx",
     "parse_certificate",
     "public_key_id",
+    "read_pfx",
     "seal",
     "validate_chain",
     "validate_issued",
