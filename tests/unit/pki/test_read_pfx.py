@@ -51,18 +51,21 @@ def test_reads_what_openssl_reads(kind: str, rsa_key: rsa.RSAPrivateKey) -> None
     assert fast_key.public_key() == slow_key.public_key() == key.public_key()
 
 
-def test_refuses_a_key_that_does_not_work(rsa_key: rsa.RSAPrivateKey) -> None:
+@pytest.mark.parametrize("field", ["d", "dmp1", "dmq1", "iqmp"])
+def test_refuses_a_key_that_does_not_work(field: str, rsa_key: rsa.RSAPrivateKey) -> None:
     numbers = rsa_key.private_numbers()
-    # Wrong private exponent and CRT value: OpenSSL's CRT fallback cannot rescue it.
-    broken = rsa.RSAPrivateNumbers(
-        p=numbers.p,
-        q=numbers.q,
-        d=numbers.d + 2,
-        dmp1=numbers.dmp1 + 2,
-        dmq1=numbers.dmq1,
-        iqmp=numbers.iqmp,
-        public_numbers=numbers.public_numbers,
-    ).private_key(unsafe_skip_rsa_key_validation=True)
+    values = {
+        "p": numbers.p,
+        "q": numbers.q,
+        "d": numbers.d,
+        "dmp1": numbers.dmp1,
+        "dmq1": numbers.dmq1,
+        "iqmp": numbers.iqmp,
+    }
+    values[field] += 2  # one wrong private value; the public half still matches
+    broken = rsa.RSAPrivateNumbers(public_numbers=numbers.public_numbers, **values).private_key(
+        unsafe_skip_rsa_key_validation=True
+    )
     cert = _certificate(rsa_key, "user")
     pfx = pkcs12.serialize_key_and_certificates(
         b"user", broken, cert, None, serialization.NoEncryption()
