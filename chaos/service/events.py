@@ -12,6 +12,8 @@ import enum
 import logging
 from typing import Any
 
+from connector.logevents import log_event
+
 __all__ = ["Event", "emit", "log"]
 
 log = logging.getLogger("pfxha.service")
@@ -54,15 +56,4 @@ _LEVELS = {
 
 
 def emit(logger: logging.Logger, event: Event, /, **fields: Any) -> None:
-    level = _LEVELS.get(event, logging.INFO)
-    if not logger.isEnabledFor(level):
-        return
-    text = " ".join(f"{key}={value}" for key, value in fields.items())
-    logger.log(
-        level,
-        "[%d %s] %s",
-        int(event),
-        event.name.lower(),
-        text,
-        extra={"event_id": int(event), "event": event.name.lower(), "fields": fields},
-    )
+    log_event(logger, event, _LEVELS.get(event, logging.INFO), fields)

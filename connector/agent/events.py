@@ -21,6 +21,8 @@ import time
 from enum import IntEnum
 from typing import Any
 
+from connector.logevents import log_event
+
 __all__ = ["Event", "JsonFormatter", "emit"]
 
 
@@ -81,18 +83,7 @@ _LEVELS: dict[Event, int] = {
 
 def emit(logger: logging.Logger, event: Event, /, **fields: Any) -> None:
     """Log ``event`` with its stable ID and structured ``fields``."""
-    level = _LEVELS.get(event, logging.INFO)
-    if not logger.isEnabledFor(level):
-        return
-    text = " ".join(f"{key}={value}" for key, value in fields.items())
-    logger.log(
-        level,
-        "[%d %s] %s",
-        int(event),
-        event.name.lower(),
-        text,
-        extra={"event_id": int(event), "event": event.name.lower(), "fields": fields},
-    )
+    log_event(logger, event, _LEVELS.get(event, logging.INFO), fields)
 
 
 class JsonFormatter(logging.Formatter):
