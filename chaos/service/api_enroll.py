@@ -43,7 +43,7 @@ def enroll_router(store: Store, auth: AuthPolicy, ca: ConnectorCA) -> APIRouter:
         response_model=m.EnrollmentTokenOut,
         status_code=201,
         dependencies=[Depends(auth.admin)],
-        responses=m.errors(401, 403, 413),
+        responses=m.errors(400, 401, 403, 413),  # 400: a body that is not JSON
     )
     def create_enrollment_token(name: m.Id, body: m.EnrollmentTokenIn) -> m.EnrollmentTokenOut:
         with store.db.transaction() as tx:
