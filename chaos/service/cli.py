@@ -148,7 +148,7 @@ def run(
     import sys
 
     from chaos.service.app import CLIENT_CA_BUNDLE, ServiceConfig, create_app
-    from chaos.service.tls import PeerCertH11Protocol
+    from chaos.service.tls import peer_cert_protocol
 
     host, port = _listen(listen)
     if not logging.getLogger().handlers:  # run as ``python -m chaos.service``
@@ -217,7 +217,7 @@ def run(
         ssl_ca_certs=str(ssl_ca_certs) if ssl_ca_certs else None,
         ssl_cert_reqs=ssl.CERT_OPTIONAL if ssl_ca_certs else ssl.CERT_NONE,
         timeout_graceful_shutdown=3,
-        http=PeerCertH11Protocol.limited(max_connections_per_client),
+        http=peer_cert_protocol(max_connections_per_client),
     )
     _Server(server_config, on_exit=app.state.store.close).run()
 
