@@ -297,16 +297,7 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 "SELECT * FROM revocations WHERE state = 'pending' ORDER BY seq LIMIT ?",
                 (body.max_items,),
             ).fetchall()
-            return [
-                m.RevocationTaskOut(
-                    id=r["id"],
-                    serial=r["serial"],
-                    ca_name=r["ca_name"],
-                    reason=r["reason"],
-                    request_id=r["request_id"],
-                )
-                for r in rows
-            ]
+            return [m.RevocationTaskOut.from_row(r) for r in rows]
 
         deadline = time.monotonic() + body.wait_s
         while True:

@@ -107,31 +107,7 @@ def read_router(store: Store, auth: AuthPolicy) -> APIRouter:
             "AND (? IS NULL OR device_id = ?) ORDER BY seq LIMIT ?",
             (state, state, device_id, device_id, limit),
         )
-        return [
-            m.RequestOut(
-                id=r["id"],
-                device_id=r["device_id"],
-                profile_id=r["profile_id"],
-                kind=r["kind"],
-                replaces=r["replaces"],
-                state=r["state"],
-                reason=r["reason"],
-                cancelled=r["cancelled"],
-                intent_epoch=r["intent_epoch"],
-                epoch=r["epoch"],
-                connector=r["connector"],
-                serial=r["serial"],
-                ca_name=r["ca_name"],
-                revocation=r["revocation"],
-                device_delete=r["device_delete"],
-                created_at=r["created_at"],
-                updated_at=r["updated_at"],
-                issued_at=r["issued_at"],
-                delivered_at=r["delivered_at"],
-                installed_at=r["installed_at"],
-            )
-            for r in rows
-        ]
+        return [m.RequestOut.from_row(r) for r in rows]
 
     @router.get("/revocations", response_model=list[m.RevocationOut])
     def revocations(
@@ -142,21 +118,7 @@ def read_router(store: Store, auth: AuthPolicy) -> APIRouter:
             "SELECT * FROM revocations WHERE (? IS NULL OR state = ?) ORDER BY seq LIMIT ?",
             (state, state, limit),
         )
-        return [
-            m.RevocationOut(
-                id=r["id"],
-                request_id=r["request_id"],
-                serial=r["serial"],
-                ca_name=r["ca_name"],
-                reason=r["reason"],
-                event=r["event"],
-                state=r["state"],
-                created_at=r["created_at"],
-                done_at=r["done_at"],
-                done_epoch=r["done_epoch"],
-            )
-            for r in rows
-        ]
+        return [m.RevocationOut.from_row(r) for r in rows]
 
     @router.get("/connectors", response_model=list[m.ConnectorOut])
     def connectors() -> list[m.ConnectorOut]:

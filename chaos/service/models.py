@@ -8,7 +8,8 @@ the schema cannot express (a PFX that does not match its intent) are 400.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+import sqlite3
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,6 +35,11 @@ RevocationState = Literal["pending", "done"]
 
 class Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Self:
+        """The model from a DB row whose columns carry the fields' names."""
+        return cls(**{name: row[name] for name in cls.model_fields})
 
 
 class ErrorOut(BaseModel):

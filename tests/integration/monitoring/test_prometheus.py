@@ -8,8 +8,6 @@ scrape real connectors.
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import json
 import shutil
 import subprocess
@@ -18,14 +16,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from chaos.launch import wait_for
 from chaos.launch.prometheus import RULE_FILES, RULES_DIR, PrometheusServer, ScrapeTLS
-from chaos.launch.service import ServiceProcess, ServiceTLS
+from chaos.launch.service import ServiceProcess, ServiceTLS, self_signed_loopback
 from connector.health import HealthServer
 from connector.metrics import ConnectorMetrics
 from tests.fixtures.prometheus import LEADERS
@@ -170,7 +164,7 @@ def test_scrapes_the_real_service_over_https(
     start_service: Callable[..., ServiceProcess],
     tmp_path: Path,
 ) -> None:
-    cert_pem, key_pem = _self_signed_for_loopback(tmp_path)
+    cert_pem, key_pem = self_signed_loopback(tmp_path)
     service = start_service(tls=ServiceTLS(cert_pem, key_pem, server_ca=cert_pem))
     assert service.url.startswith("https://")
 
@@ -189,34 +183,3 @@ def test_scrapes_the_real_service_over_https(
         result = prom.query(expr)
         if "highest_epoch" in expr:
             assert result, expr
-
-
-def _self_signed_for_loopback(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "service.lab")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem, key_pem = directory / "server.pem", directory / "server.key"
-    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_pem.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_pem.chmod(0o600)
-    return cert_pem, key_pem

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,13 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from chaos.launch import LaunchError, wait_for
-from chaos.launch.service import ServiceProcess, ServiceTLS
+from chaos.launch.service import ServiceProcess, ServiceTLS, self_signed_loopback
 from connector.service_client import (
     CertificateRequest,
     ServiceClient,
@@ -260,35 +255,8 @@ def test_bad_input_is_4xx_and_changes_nothing(
 def test_tls_serves_https_to_clients_that_trust_the_server_ca(
     start_service: Callable[..., ServiceProcess], tmp_path: Path
 ) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "service.lab")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "server.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    (tmp_path / "server.key").chmod(0o600)
-    tls = ServiceTLS(
-        tmp_path / "server.pem", tmp_path / "server.key", server_ca=tmp_path / "server.pem"
-    )
+    cert, key = self_signed_loopback(tmp_path)
+    tls = ServiceTLS(cert, key, server_ca=cert)
     svc = start_service(tls=tls)
     assert svc.url.startswith("https://")
     with ServiceClient(svc.url, verify=svc.verify) as client:
