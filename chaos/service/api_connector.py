@@ -38,9 +38,9 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
     )
 
     gate = Gate(store)
-    # Checking an upload is CPU work that holds the GIL (opening the PKCS#12
-    # validates its RSA key): side by side, every upload of a batch finishes
-    # as late as the last; one at a time, the first is accepted first.
+    # Checking an upload is CPU work (an RSA private-key operation to open the
+    # KRA envelope, then read_pfx): side by side, every upload of a batch
+    # finishes as late as the last; one at a time, the first is accepted first.
     checking = threading.Lock()
     fenced = gate.fenced
 
