@@ -40,6 +40,7 @@ import base64
 import json
 import os
 import ssl
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,7 @@ __all__ = [
     "ServiceError",
     "ServiceUnavailable",
     "StaleEpochError",
+    "UploadItem",
     "tls_context",
 ]
 
@@ -64,6 +66,8 @@ API_PREFIX = "/api/v1/connector"
 # Long polls are answered by the service within wait_s; the socket may take
 # that long plus the ordinary timeout.
 _LONG_POLL_SLACK_S = 5.0
+# Batched results are split to stay well under the service's 1 MiB body limit.
+_BATCH_BODY_BYTES = 512 * 1024
 
 
 class ServiceError(Exception):
@@ -112,6 +116,16 @@ class CertificateRequest:
     profile: ProfileSpec
     variables: dict[str, str] = field(default_factory=dict)  # UserName, DeviceId, ...
     kind: str = "new"  # new | renewal
+
+
+@dataclass(frozen=True)
+class UploadItem:
+    """One result for :meth:`ServiceClient.upload_results`."""
+
+    request_id: str
+    envelope: bytes  # CMS EnvelopedData to the KRA, holding the PFX
+    serial: int
+    ca_name: str
 
 
 @dataclass(frozen=True)
@@ -239,6 +253,54 @@ class ServiceClient:
             },
         )
 
+    def record_intents(
+        self, name: str, epoch: int, intents: Sequence[tuple[str, str]]
+    ) -> dict[str, BadRequest | None]:
+        """Intents ``(request_id, public_key_pem)`` in one call: per request, None when
+        recorded or the :class:`BadRequest` that one item got. A refusal of the whole
+        call (409, 5xx, ...) raises as :meth:`record_intent` would."""
+        items = [{"request_id": rid, "public_key_pem": pem} for rid, pem in intents]
+        return self._batch("/requests/intents", name, epoch, items)
+
+    def upload_results(
+        self, name: str, epoch: int, results: Sequence[UploadItem]
+    ) -> dict[str, BadRequest | None]:
+        """Results in as few calls as the service's body limit allows; per request as
+        :meth:`record_intents`."""
+        items = [
+            {
+                "request_id": r.request_id,
+                "envelope_b64": base64.b64encode(r.envelope).decode("ascii"),
+                "serial": str(r.serial),
+                "ca_name": r.ca_name,
+            }
+            for r in results
+        ]
+        outcomes: dict[str, BadRequest | None] = {}
+        for chunk in _chunks(items, _BATCH_BODY_BYTES):
+            outcomes.update(self._batch("/requests/results", name, epoch, chunk))
+        return outcomes
+
+    def _batch(
+        self, path: str, name: str, epoch: int, items: list[dict[str, str]]
+    ) -> dict[str, BadRequest | None]:
+        body = self._call("POST", path, {"name": name, "epoch": epoch, "items": items})
+        outcomes: dict[str, BadRequest | None] = {}
+        for item in body["items"]:
+            status = item.get("status")
+            outcomes[str(item["id"])] = (
+                None
+                if status is None
+                else BadRequest(
+                    f"POST {path} [{item['id']}]: HTTP {status}: {item.get('reason')}",
+                    status=int(status),
+                )
+            )
+        missing = {str(i["request_id"]) for i in items} - outcomes.keys()
+        if missing:
+            raise ServiceUnavailable(f"POST {path}: no outcome for {sorted(missing)}")
+        return outcomes
+
     def fail_request(
         self, name: str, epoch: int, request_id: str, reason: str, retryable: bool
     ) -> None:
@@ -338,6 +400,21 @@ def _load_cert(context: ssl.SSLContext, cert: Any) -> None:
         context.load_cert_chain(os.fspath(cert))
     else:
         context.load_cert_chain(os.fspath(cert[0]), os.fspath(cert[1]))
+
+
+def _chunks(items: list[dict[str, str]], limit: int) -> Iterator[list[dict[str, str]]]:
+    """Consecutive runs of ``items`` whose JSON stays under ``limit`` bytes (one item at least)."""
+    chunk: list[dict[str, str]] = []
+    size = 0
+    for item in items:
+        length = sum(len(k) + len(v) + 8 for k, v in item.items())
+        if chunk and size + length > limit:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += length
+    if chunk:
+        yield chunk
 
 
 def _decode(method: str, path: str, response: httpx.Response) -> dict[str, Any]:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Depends
@@ -24,7 +26,7 @@ from chaos.service.fencing import Gate
 from chaos.service.keys import public_key_fingerprint
 from chaos.service.rules import Event, Mode, revocation_outcome
 from chaos.service.store import STOOD_DOWN_EPOCH, ApiError, Store
-from chaos.service.upload import check_upload
+from chaos.service.upload import CheckedUpload, check_upload
 
 __all__ = ["connector_router"]
 
@@ -38,10 +40,6 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
     )
 
     gate = Gate(store)
-    # Checking an upload is CPU work (an RSA private-key operation to open the
-    # KRA envelope, then read_pfx): side by side, every upload of a batch
-    # finishes as late as the last; one at a time, the first is accepted first.
-    checking = threading.Lock()
     fenced = gate.fenced
 
     @router.get("/kra-certificate", response_model=m.KraOut)
@@ -139,127 +137,243 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
             )
         return out
 
-    @router.post("/requests/{request_id}/intent", response_model=m.Ack)
-    def record_intent(request_id: m.Id, body: m.IntentIn) -> m.Ack:
+    def parse_spki(public_key_pem: str) -> str:
         try:
-            spki = public_key_fingerprint(body.public_key_pem.encode())
+            return public_key_fingerprint(public_key_pem.encode())
         except (ValueError, TypeError) as exc:
             raise ApiError(400, f"public_key_pem is not a PEM public key: {exc}") from exc
 
-        def act(tx: sqlite3.Connection) -> m.Ack:
-            req = store.row(tx, "requests", request_id)
-            if req["state"] not in ("pending", "in_flight"):
-                raise ApiError(400, f"request {request_id} is {req['state']}, not pending")
-            if req["state"] == "pending" and req["cancelled"] is not None:
-                raise ApiError(400, f"request {request_id} was cancelled ({req['cancelled']})")
-            tx.execute(
-                "UPDATE requests SET state = 'in_flight', intent_epoch = ?, "
-                "intent_spki_sha256 = ?, intent_public_key_pem = ?, intent_at = ?, "
-                "connector = ?, updated_at = ? WHERE id = ?",
-                (
-                    body.epoch,
-                    spki,
-                    body.public_key_pem,
-                    store.now_iso(),
-                    body.name,
-                    store.now_iso(),
-                    request_id,
-                ),
-            )
-            # History of every intent (the row above keeps only the latest): what
-            # checkers match CA certificates against.
-            tx.execute(
-                "INSERT INTO intents(request_id, epoch, connector, spki_sha256, at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (request_id, body.epoch, body.name, spki, store.now_iso()),
-            )
-            return m.Ack(id=request_id, state="in_flight")
+    def intent_act(
+        tx: sqlite3.Connection, name: str, epoch: int, request_id: str, pem: str, spki: str
+    ) -> m.Ack:
+        req = store.row(tx, "requests", request_id)
+        if req["state"] not in ("pending", "in_flight"):
+            raise ApiError(400, f"request {request_id} is {req['state']}, not pending")
+        if req["state"] == "pending" and req["cancelled"] is not None:
+            raise ApiError(400, f"request {request_id} was cancelled ({req['cancelled']})")
+        tx.execute(
+            "UPDATE requests SET state = 'in_flight', intent_epoch = ?, "
+            "intent_spki_sha256 = ?, intent_public_key_pem = ?, intent_at = ?, "
+            "connector = ?, updated_at = ? WHERE id = ?",
+            (epoch, spki, pem, store.now_iso(), name, store.now_iso(), request_id),
+        )
+        # History of every intent (the row above keeps only the latest): what
+        # checkers match CA certificates against.
+        tx.execute(
+            "INSERT INTO intents(request_id, epoch, connector, spki_sha256, at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (request_id, epoch, name, spki, store.now_iso()),
+        )
+        return m.Ack(id=request_id, state="in_flight")
 
-        ack = fenced("requests/intent", body.name, body.epoch, act)
+    @router.post("/requests/{request_id}/intent", response_model=m.Ack)
+    def record_intent(request_id: m.Id, body: m.IntentIn) -> m.Ack:
+        spki = parse_spki(body.public_key_pem)
+        ack = fenced(
+            "requests/intent",
+            body.name,
+            body.epoch,
+            partial(
+                intent_act,
+                name=body.name,
+                epoch=body.epoch,
+                request_id=request_id,
+                pem=body.public_key_pem,
+                spki=spki,
+            ),
+        )
         emit(log, LogEvent.INTENT_RECORDED, request=request_id, epoch=body.epoch, spki=spki[:16])
         return ack
+
+    @router.post("/requests/intents", response_model=m.BatchAck)
+    def record_intents(body: m.IntentsIn) -> m.BatchAck:
+        """Each item as ``/requests/{id}/intent`` would; one refused item spoils no other."""
+        parsed: list[tuple[m.IntentItem, str | ApiError]] = []
+        for item in body.items:
+            try:
+                parsed.append((item, parse_spki(item.public_key_pem)))
+            except ApiError as exc:
+                parsed.append((item, exc))
+
+        def act(tx: sqlite3.Connection) -> list[m.ItemOutcome]:
+            outcomes = []
+            for item, spki in parsed:
+                if isinstance(spki, ApiError):
+                    outcomes.append(each_item(tx, item.request_id, refuse, spki))
+                    continue
+                one = partial(
+                    intent_act,
+                    name=body.name,
+                    epoch=body.epoch,
+                    request_id=item.request_id,
+                    pem=item.public_key_pem,
+                    spki=spki,
+                )
+                outcomes.append(each_item(tx, item.request_id, one))
+            return outcomes
+
+        outcomes = fenced("requests/intents", body.name, body.epoch, act)
+        for item, spki in parsed:
+            if not isinstance(spki, ApiError):
+                emit(
+                    log,
+                    LogEvent.INTENT_RECORDED,
+                    request=item.request_id,
+                    epoch=body.epoch,
+                    spki=spki[:16],
+                )
+        return m.BatchAck(items=outcomes)
+
+    def refuse(tx: sqlite3.Connection, refusal: ApiError) -> m.Ack:
+        raise refusal
+
+    def each_item(
+        tx: sqlite3.Connection,
+        item_id: str,
+        act: Callable[..., m.Ack],
+        *args: Any,
+    ) -> m.ItemOutcome:
+        """Run one item's ``act(tx, *args)`` in a savepoint: a refusal undoes that item only."""
+        tx.execute("SAVEPOINT item")
+        try:
+            ack = act(tx, *args)
+        except ApiError as exc:
+            tx.execute("ROLLBACK TO item")
+            tx.execute("RELEASE item")
+            return m.ItemOutcome(id=item_id, status=exc.status, reason=exc.reason)
+        tx.execute("RELEASE item")
+        return m.ItemOutcome(id=item_id, state=ack.state)
+
+    def result_act(
+        tx: sqlite3.Connection,
+        name: str,
+        epoch: int,
+        item: m.ResultItem,
+        checked: CheckedUpload,
+    ) -> m.Ack:
+        request_id = item.request_id
+        req = store.row(tx, "requests", request_id)
+        if req["serial"] is not None:
+            if req["serial"] == item.serial and req["epoch"] == epoch:
+                return m.Ack(id=request_id, state=req["state"])  # a retried upload
+            raise ApiError(400, f"request {request_id} already has a result")
+        if req["state"] != "in_flight" or req["intent_epoch"] != epoch:
+            raise ApiError(400, f"request {request_id} has no intent recorded under epoch {epoch}")
+        if checked.spki_sha256 != req["intent_spki_sha256"]:
+            raise ApiError(400, "the certificate's public key is not the recorded intent's")
+        if req["device_id"] not in checked.device_ids:
+            raise ApiError(
+                400, f"the certificate's subject serialNumber is not {req['device_id']!r}"
+            )
+        now = store.now_iso()
+        tx.execute(
+            "UPDATE requests SET state = 'issued', envelope = ?, serial = ?, ca_name = ?, "
+            "epoch = ?, certificate_pem = ?, not_before = ?, not_after = ?, issued_at = ?, "
+            "connector = ?, updated_at = ? WHERE id = ?",
+            (
+                checked.envelope,
+                item.serial,
+                item.ca_name,
+                epoch,
+                checked.certificate.public_bytes(serialization.Encoding.PEM).decode(),
+                checked.certificate.not_valid_before_utc.isoformat(),
+                checked.certificate.not_valid_after_utc.isoformat(),
+                now,
+                name,
+                now,
+                request_id,
+            ),
+        )
+        if req["cancelled"] is None:
+            return m.Ack(id=request_id, state="issued")
+        # Cancelled while in flight: never deliver, revoke what was issued.
+        event = Event(req["cancelled"])
+        outcome = revocation_outcome(event, Mode.HYBRID)
+        reason = outcome.reason if outcome else "cessationOfOperation"
+        issued = store.row(tx, "requests", request_id)
+        store.queue_revocation(tx, issued, event, reason)
+        tx.execute(
+            "UPDATE requests SET state = 'failed', reason = ? WHERE id = ?",
+            (f"cancelled while in flight: {event.value}", request_id),
+        )
+        return m.Ack(id=request_id, state="failed")
+
+    def log_result(epoch: int, item: m.ResultItem, outcome: m.ItemOutcome) -> None:
+        if outcome.status is not None:
+            if outcome.status != 409:
+                emit(
+                    log,
+                    LogEvent.RESULT_REFUSED,
+                    request=item.request_id,
+                    status=outcome.status,
+                    reason=outcome.reason,
+                )
+            return
+        emit(
+            log,
+            LogEvent.RESULT_ACCEPTED,
+            request=item.request_id,
+            serial=item.serial,
+            ca=item.ca_name,
+            epoch=epoch,
+            state=outcome.state,
+        )
 
     @router.post("/requests/{request_id}/result", response_model=m.Ack)
     def upload_result(request_id: m.Id, body: m.ResultIn) -> m.Ack:
         # Refuse a revoked or fenced caller before any RSA work on what it sent
         # (the same checks run again, atomically, with the write below).
         gate.precheck("requests/result", body.name, body.epoch)
-        # Decrypt and parse before taking the write lock: the expensive part is pure.
-        with checking:
-            checked = check_upload(store.keys, body.envelope_b64, body.serial)
-
-        def act(tx: sqlite3.Connection) -> m.Ack:
-            req = store.row(tx, "requests", request_id)
-            if req["serial"] is not None:
-                if req["serial"] == body.serial and req["epoch"] == body.epoch:
-                    return m.Ack(id=request_id, state=req["state"])  # a retried upload
-                raise ApiError(400, f"request {request_id} already has a result")
-            if req["state"] != "in_flight" or req["intent_epoch"] != body.epoch:
-                raise ApiError(
-                    400, f"request {request_id} has no intent recorded under epoch {body.epoch}"
-                )
-            if checked.spki_sha256 != req["intent_spki_sha256"]:
-                raise ApiError(400, "the certificate's public key is not the recorded intent's")
-            if req["device_id"] not in checked.device_ids:
-                raise ApiError(
-                    400, f"the certificate's subject serialNumber is not {req['device_id']!r}"
-                )
-            now = store.now_iso()
-            tx.execute(
-                "UPDATE requests SET state = 'issued', envelope = ?, serial = ?, ca_name = ?, "
-                "epoch = ?, certificate_pem = ?, not_before = ?, not_after = ?, issued_at = ?, "
-                "connector = ?, updated_at = ? WHERE id = ?",
-                (
-                    checked.envelope,
-                    body.serial,
-                    body.ca_name,
-                    body.epoch,
-                    checked.certificate.public_bytes(serialization.Encoding.PEM).decode(),
-                    checked.certificate.not_valid_before_utc.isoformat(),
-                    checked.certificate.not_valid_after_utc.isoformat(),
-                    now,
-                    body.name,
-                    now,
-                    request_id,
-                ),
-            )
-            if req["cancelled"] is None:
-                return m.Ack(id=request_id, state="issued")
-            # Cancelled while in flight: never deliver, revoke what was issued.
-            event = Event(req["cancelled"])
-            outcome = revocation_outcome(event, Mode.HYBRID)
-            reason = outcome.reason if outcome else "cessationOfOperation"
-            issued = store.row(tx, "requests", request_id)
-            store.queue_revocation(tx, issued, event, reason)
-            tx.execute(
-                "UPDATE requests SET state = 'failed', reason = ? WHERE id = ?",
-                (f"cancelled while in flight: {event.value}", request_id),
-            )
-            return m.Ack(id=request_id, state="failed")
-
-        try:
-            ack = fenced("requests/result", body.name, body.epoch, act)
-        except ApiError as exc:
-            if exc.status != 409:
-                emit(
-                    log,
-                    LogEvent.RESULT_REFUSED,
-                    request=request_id,
-                    status=exc.status,
-                    reason=exc.reason,
-                )
-            raise
-        emit(
-            log,
-            LogEvent.RESULT_ACCEPTED,
-            request=request_id,
+        item = m.ResultItem(
+            request_id=request_id,
+            envelope_b64=body.envelope_b64,
             serial=body.serial,
-            ca=body.ca_name,
-            epoch=body.epoch,
-            state=ack.state,
+            ca_name=body.ca_name,
         )
+        # Decrypt and parse before taking the write lock: the expensive part is pure.
+        checked = check_upload(store.keys, body.envelope_b64, body.serial)
+        try:
+            ack = fenced(
+                "requests/result",
+                body.name,
+                body.epoch,
+                partial(result_act, name=body.name, epoch=body.epoch, item=item, checked=checked),
+            )
+        except ApiError as exc:
+            log_result(body.epoch, item, m.ItemOutcome(id=request_id, status=exc.status))
+            raise
+        log_result(body.epoch, item, m.ItemOutcome(id=request_id, state=ack.state))
         store.wake()
         return ack
+
+    @router.post("/requests/results", response_model=m.BatchAck)
+    def upload_results(body: m.ResultsIn) -> m.BatchAck:
+        """Each item as ``/requests/{id}/result`` would; one refused item spoils no other."""
+        gate.precheck("requests/results", body.name, body.epoch)
+        checks: list[CheckedUpload | ApiError] = []
+        for item in body.items:
+            try:
+                checks.append(check_upload(store.keys, item.envelope_b64, item.serial))
+            except ApiError as exc:
+                checks.append(exc)
+
+        def act(tx: sqlite3.Connection) -> list[m.ItemOutcome]:
+            outcomes = []
+            for item, checked in zip(body.items, checks, strict=True):
+                if isinstance(checked, ApiError):
+                    outcomes.append(each_item(tx, item.request_id, refuse, checked))
+                    continue
+                one = partial(
+                    result_act, name=body.name, epoch=body.epoch, item=item, checked=checked
+                )
+                outcomes.append(each_item(tx, item.request_id, one))
+            return outcomes
+
+        outcomes = fenced("requests/results", body.name, body.epoch, act)
+        for item, outcome in zip(body.items, outcomes, strict=True):
+            log_result(body.epoch, item, outcome)
+        store.wake()
+        return m.BatchAck(items=outcomes)
 
     @router.post("/requests/{request_id}/fail", response_model=m.Ack)
     def fail_request(request_id: m.Id, body: m.FailIn) -> m.Ack:

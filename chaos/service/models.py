@@ -198,6 +198,43 @@ class ResultIn(ConnectorCall):
     ca_name: Id
 
 
+class IntentItem(Strict):
+    request_id: Id
+    public_key_pem: Pem
+
+
+class IntentsIn(ConnectorCall):
+    """Intents of several requests in one call: one fence check, one commit."""
+
+    items: list[IntentItem] = Field(min_length=1, max_length=500)
+
+
+class ResultItem(Strict):
+    request_id: Id
+    envelope_b64: str = Field(min_length=1, max_length=400_000)
+    serial: Serial
+    ca_name: Id
+
+
+class ResultsIn(ConnectorCall):
+    """Results of several requests in one call (the body limit still applies)."""
+
+    items: list[ResultItem] = Field(min_length=1, max_length=500)
+
+
+class ItemOutcome(Strict):
+    """One item of a batch: ``state`` when it was accepted, ``status`` + ``reason`` when not."""
+
+    id: str
+    state: str | None = None
+    status: int | None = None
+    reason: str | None = None
+
+
+class BatchAck(Strict):
+    items: list[ItemOutcome]
+
+
 class FailIn(ConnectorCall):
     reason: Reason
     retryable: bool

@@ -12,6 +12,7 @@ from connector.service_client import (
     ServiceError,
     ServiceUnavailable,
     StaleEpochError,
+    UploadItem,
 )
 
 
@@ -118,3 +119,43 @@ def test_revocations_and_intents_parse() -> None:
     (found,) = client_answering(200, {"intents": [intent]}).inflight_intents("a", 2)
     assert found.cancelled
     assert found.epoch == 1
+
+
+def test_batched_results_stay_under_the_body_limit_and_answer_item_by_item() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        items = json.loads(request.content)["items"]
+        return httpx.Response(
+            200,
+            json={
+                "items": [
+                    {"id": i["request_id"], "status": 400, "reason": "wrong key"}
+                    if i["request_id"] == "r3"
+                    else {"id": i["request_id"], "state": "issued"}
+                    for i in items
+                ]
+            },
+        )
+
+    client = ServiceClient("http://service.test", transport=httpx.MockTransport(handler))
+    big = b"x" * 200_000  # ~267 KB in base64: two fit under the 512 KiB chunk, not three
+    outcomes = client.upload_results(
+        "c1", 5, [UploadItem(f"r{i}", big, i, "primary") for i in range(5)]
+    )
+    # Five items of ~267 KB: more than one call, each under the service's 1 MiB limit.
+    assert len(seen) > 1
+    assert all(len(r.content) < 1_048_576 for r in seen)
+    assert sum(len(json.loads(r.content)["items"]) for r in seen) == 5
+    assert set(outcomes) == {f"r{i}" for i in range(5)}
+    refused = outcomes["r3"]
+    assert isinstance(refused, BadRequest)
+    assert refused.status == 400
+    assert all(outcomes[f"r{i}"] is None for i in (0, 1, 2, 4))
+
+
+def test_a_batch_answer_that_forgets_an_item_is_not_taken_as_success() -> None:
+    client = client_answering(200, {"items": [{"id": "r1", "state": "in_flight"}]})
+    with pytest.raises(ServiceUnavailable):
+        client.record_intents("c1", 5, [("r1", "pem"), ("r2", "pem")])
