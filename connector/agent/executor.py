@@ -19,20 +19,26 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
 from connector.agent.dangling import DanglingWork, settle
 from connector.agent.decide import Action, Decision
 from connector.agent.events import Event, emit
+from connector.agent.grouping import CallGroup
 from connector.agent.issuance import IssueContext, Outcome, issue_one
 from connector.agent.ports import Fence, Issuer, Lease, LeaseLost, Pki
 from connector.agent.reconcile import reconcile
 from connector.agent.snapshot import Health
-from connector.service_client import BadRequest, ServiceUnavailable, StaleEpochError
+from connector.service_client import (
+    BadRequest,
+    ServiceUnavailable,
+    StaleEpochError,
+    UploadItem,
+)
 
 __all__ = ["AgentState", "Executor", "ExecutorDeps"]
 
@@ -41,6 +47,11 @@ log = logging.getLogger("pfxha.connector.executor")
 # The service answers 428 when an epoch was never registered (e.g. its DB was
 # restored): register again rather than give up.
 _NOT_REGISTERED = 428
+# How long the first request of a batch to reach the intents (results) call
+# waits for the others: they make their keys side by side, so they arrive
+# close together; a CA retrying for one of them must not hold the rest long.
+_INTENTS_WAIT_S = 0.5
+_RESULTS_WAIT_S = 0.2
 
 
 @dataclass
@@ -95,7 +106,12 @@ class Executor:
         self.dangling = DanglingWork()
         # Called when a background worker finishes (the loop sets it to wake itself).
         self.on_progress: Callable[[], None] = lambda: None
-        self._pool = ThreadPoolExecutor(max_workers=deps.workers, thread_name_prefix="pfxha-issue")
+        # A thread for every request in hand (two per worker, see issue_capacity):
+        # requests of a batch wait for each other to share a call, so none may
+        # wait for a thread.
+        self._pool = ThreadPoolExecutor(
+            max_workers=2 * deps.workers, thread_name_prefix="pfxha-issue"
+        )
         # Revocations run on a thread of their own: a CA that is down (or slow)
         # for a revocation must not hold up issuance at the other CAs.
         self._revoker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pfxha-revoke")
@@ -338,10 +354,16 @@ class Executor:
 
         Up to two per worker thread are in hand, so a worker never waits for the
         next poll; more would only hold requests another leader could serve.
+        The hand is refilled once half of it is done, not after every request:
+        each poll is a round trip and a write at the service, so polling for
+        one request at a time would cost as much as the request's own calls.
         """
         with self._counts_lock:
             inflight = self._inflight
-        return max(0, min(self.deps.batch_size, 2 * self.deps.workers - inflight))
+        free = 2 * self.deps.workers - inflight
+        if free < self.deps.workers:
+            return 0
+        return min(self.deps.batch_size, free)
 
     def _issue(self, decision: Decision) -> None:
         deps = self.deps
@@ -360,12 +382,38 @@ class Executor:
         emit(log, Event.BATCH_RECEIVED, count=len(requests), epoch=decision.epoch)
         # A fence of its own: this batch belongs to this epoch, whatever the
         # loop does next (a re-election re-arms the loop's fence, not this one).
-        ctx = self._issue_context(self._batch_fence(decision.epoch))
+        fence = self._batch_fence(decision.epoch)
+        ctx = self._issue_context(fence)
+        if len(requests) > 1:
+            ctx = replace(ctx, intents=self._intents_group(fence, len(requests)))
+            ctx = replace(ctx, results=self._results_group(fence, len(requests)))
         with self._counts_lock:
             self._inflight += len(requests)
         for request in requests:
             future = self._pool.submit(issue_one, ctx, request)
             future.add_done_callback(partial(self._issued, decision.epoch))
+
+    def _intents_group(self, fence: Fence, members: int) -> CallGroup[str]:
+        deps = self.deps
+
+        def send(items: Sequence[tuple[str, str]]) -> dict[str, BadRequest | None]:
+            outcomes: dict[str, BadRequest | None] = deps.service.record_intents(
+                deps.name, fence.epoch(), items
+            )
+            return outcomes
+
+        return CallGroup(members, send, max_wait_s=_INTENTS_WAIT_S, clock=deps.clock)
+
+    def _results_group(self, fence: Fence, members: int) -> CallGroup[UploadItem]:
+        deps = self.deps
+
+        def send(items: Sequence[tuple[str, UploadItem]]) -> dict[str, BadRequest | None]:
+            outcomes: dict[str, BadRequest | None] = deps.service.upload_results(
+                deps.name, fence.epoch(), [item for _, item in items]
+            )
+            return outcomes
+
+        return CallGroup(members, send, max_wait_s=_RESULTS_WAIT_S, clock=deps.clock)
 
     def _batch_fence(self, epoch: int) -> Fence:
         fence = Fence(self.deps.lease)

@@ -24,23 +24,32 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from connector.agent.dangling import Dangling, DanglingWork, PendingUpload
 from connector.agent.events import Event, emit
+from connector.agent.grouping import CallGroup, Member
 from connector.agent.ports import Fence, Issuer, LeaseLost, Pki
-from connector.service_client import BadRequest, ServiceUnavailable, StaleEpochError
+from connector.service_client import (
+    BadRequest,
+    ServiceUnavailable,
+    StaleEpochError,
+    UploadItem,
+)
 
 __all__ = ["IssueContext", "Outcome", "issue_one"]
 
 log = logging.getLogger("pfxha.connector.issuance")
 
 _UNPROCESSABLE = 422
+
+P = TypeVar("P")
 
 
 class Outcome(StrEnum):
@@ -66,6 +75,10 @@ class IssueContext:
     dangling: DanglingWork
     on_result: Callable[[Any, Outcome, str, float], None] = lambda *_: None
     clock: Callable[[], float] = time.monotonic
+    # Requests polled together share their intents and results calls
+    # (:mod:`connector.agent.grouping`); None: each request calls alone.
+    intents: CallGroup[str] | None = None
+    results: CallGroup[UploadItem] | None = None
 
 
 def _public_pem(key: Any) -> str:
@@ -93,7 +106,8 @@ def issue_one(ctx: IssueContext, request: Any) -> Outcome:
     progress = _Progress(epoch=ctx.fence.expected_epoch)
     ca = "-"
     try:
-        outcome, ca = _issue(ctx, request, progress)
+        with _joined(ctx.intents) as intents, _joined(ctx.results) as results:
+            outcome, ca = _issue(ctx, request, progress, intents, results)
     except LeaseLost as exc:
         emit(log, Event.LEASE_NOT_FRESH, request_id=request.id, reason=str(exc))
         _note_dangling(ctx, request, progress)
@@ -116,7 +130,40 @@ def _note_dangling(ctx: IssueContext, request: Any, progress: _Progress) -> None
         ctx.dangling.add(item)
 
 
-def _issue(ctx: IssueContext, request: Any, progress: _Progress) -> tuple[Outcome, str]:
+@contextmanager
+def _joined(group: CallGroup[P] | None) -> Iterator[Member[P] | None]:
+    if group is None:
+        yield None
+        return
+    with group.member() as member:
+        yield member
+
+
+def _record_intent(
+    ctx: IssueContext, member: Member[str] | None, epoch: int, request_id: str, pem: str
+) -> None:
+    if member is None:
+        ctx.service.record_intent(ctx.name, epoch, request_id, pem)
+    else:
+        member.call(request_id, pem)  # sent with the batch's, under a fresh epoch
+
+
+def _upload(ctx: IssueContext, member: Member[UploadItem] | None, item: UploadItem) -> None:
+    if member is None:
+        ctx.service.upload_result(
+            ctx.name, ctx.fence.epoch(), item.request_id, item.envelope, item.serial, item.ca_name
+        )
+    else:
+        member.call(item.request_id, item)
+
+
+def _issue(
+    ctx: IssueContext,
+    request: Any,
+    progress: _Progress,
+    intents: Member[str] | None = None,
+    results: Member[UploadItem] | None = None,
+) -> tuple[Outcome, str]:
     template = request.profile.template
     try:
         key = ctx.pki.new_key(request.profile.key_type)
@@ -128,7 +175,7 @@ def _issue(ctx: IssueContext, request: Any, progress: _Progress) -> tuple[Outcom
 
     epoch = ctx.fence.epoch()
     progress.public_key_pem = public_pem  # from here on an intent may exist
-    ctx.service.record_intent(ctx.name, epoch, request.id, public_pem)
+    _record_intent(ctx, intents, epoch, request.id, public_pem)
     emit(log, Event.INTENT_RECORDED, request_id=request.id, epoch=epoch)
 
     ctx.fence.epoch()
@@ -163,9 +210,7 @@ def _issue(ctx: IssueContext, request: Any, progress: _Progress) -> tuple[Outcom
     progress.upload = PendingUpload(envelope, issued.serial, issued.ca_name)
 
     try:
-        ctx.service.upload_result(
-            ctx.name, ctx.fence.epoch(), request.id, envelope, issued.serial, issued.ca_name
-        )
+        _upload(ctx, results, UploadItem(request.id, envelope, issued.serial, issued.ca_name))
     except StaleEpochError:
         _revoke_undeliverable(ctx, request, issued, "service refused our epoch (409)")
         raise

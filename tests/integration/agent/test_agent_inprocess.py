@@ -153,7 +153,9 @@ def test_every_ca_down_reports_unhealthy_and_keeps_requests_queued(
         agent,
         lambda: connector_row(admin, agent.name)["health"] == "unhealthy",
     )
-    assert states(tenant) == ["pending", "pending"]
+    # Requests already in a worker's hands go back to the queue once their CA
+    # deadline (bounded by the lease) has passed: wait for that, not longer.
+    turn_until(agent, lambda: states(tenant) == ["pending", "pending"])
     assert agent.last_decision is not None
 
     for name in cfssl_cas.names:
