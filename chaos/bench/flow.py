@@ -17,8 +17,9 @@ stand-in service and ``--connectors`` connector processes, then measures:
    ``--paced-seconds``; ``latency_s`` is per request, from creation to the
    device holding its PFX.
 
-"Delivered" means the device checked in and opened the PFX: a watcher polls
-the service for issued requests and checks those devices in at once.
+"Delivered" means the device checked in and opened the PFX: a watcher plays
+the push service (it reads the service's database for issued requests) and
+checks those devices in at once over HTTP.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import tempfile
 import threading
 import time
@@ -38,6 +40,7 @@ from typing import Any
 import click
 import httpx
 
+from chaos.bench._cpu import CpuMeter, pin_process
 from chaos.bench._stats import summarize
 from chaos.bench._tenant import Device, Tenant, checkin
 from chaos.launch.cfssl import CfsslLab
@@ -46,16 +49,26 @@ from chaos.launch.service import ServiceProcess
 from chaos.launch.zookeeper import ZooKeeperEnsemble
 from connector.pki import KeyType, generate_key
 
-__all__ = ["command", "run_flow_bench"]
+__all__ = ["command", "run_flow_bench", "split_cpus"]
 
 log = logging.getLogger("pfxha.bench.flow")
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+def _cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
+
+
+def split_cpus(cpus: list[int]) -> tuple[list[int], list[int]]:
+    """(the connector's CPUs, everyone else's) for ``--isolate``: half each, at least one."""
+    if len(cpus) < 2:
+        raise ValueError("isolating the connector needs at least two CPUs")
+    half = len(cpus) // 2
+    return cpus[:half], cpus[half:]
+
+
+def _bind_worker(cpus: list[int] | None) -> None:
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
 
 
 def _keygen_worker(key_type: str, seconds: float) -> int:
@@ -68,9 +81,13 @@ def _keygen_worker(key_type: str, seconds: float) -> int:
     return count
 
 
-def measure_keygen(key_type: str, seconds: float, processes: int) -> float:
-    """Keys per second with ``processes`` processes generating for ``seconds``."""
-    with cf.ProcessPoolExecutor(max_workers=processes) as pool:
+def measure_keygen(
+    key_type: str, seconds: float, processes: int, cpus: list[int] | None = None
+) -> float:
+    """Keys per second with ``processes`` processes (bound to ``cpus``) for ``seconds``."""
+    with cf.ProcessPoolExecutor(
+        max_workers=processes, initializer=_bind_worker, initargs=(cpus,)
+    ) as pool:
         list(pool.map(_warm, range(processes)))  # start the workers before timing
         started = time.monotonic()
         counts = list(pool.map(_keygen_worker, [key_type] * processes, [seconds] * processes))
@@ -85,19 +102,24 @@ def _warm(_: int) -> None:
 class DeliveryWatcher:
     """Checks devices in as soon as the service has their PFX; records when each arrived.
 
-    Check-ins run on a few threads (devices are independent); one thread polls
-    the service for issued requests, which leave that state once checked in.
+    Real devices are woken by a push notification; here the watcher plays the
+    push service by reading the service's database (read-only, SQLite WAL
+    allows it beside the writer) for issued requests, so the notification
+    costs the service nothing. Check-ins then go over HTTP like a device's, on
+    a few threads (devices are independent); a request leaves ``issued`` once
+    its device checked in.
     """
 
-    def __init__(self, client: httpx.Client, devices: dict[str, Device], threads: int = 4) -> None:
+    def __init__(self, client: httpx.Client, db_path: Path, devices: dict[str, Device]) -> None:
         self.client = client
+        self.db_path = db_path
         self.devices = devices
         self.delivered: dict[str, float] = {}  # request id -> monotonic time
         self.failures: list[str] = []
         self._busy: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._pool = cf.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bench-device")
+        self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="bench-device")
         self._thread = threading.Thread(target=self._run, name="bench-watcher", daemon=True)
 
     def start(self) -> None:
@@ -119,25 +141,30 @@ class DeliveryWatcher:
             with self._lock:
                 self._busy.discard(device.id)
 
+    def _issued_devices(self, db: sqlite3.Connection) -> list[str]:
+        rows = db.execute("SELECT device_id FROM requests WHERE state = 'issued'").fetchall()
+        return [row[0] for row in rows]
+
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                rows = self.client.get("/api/v1/read/requests", params={"state": "issued"}).json()
-            except httpx.HTTPError as exc:
-                self.failures.append(f"poll: {exc}")
-                time.sleep(0.05)
-                continue
-            submitted = 0
-            for row in rows:
-                device_id = row["device_id"]
-                with self._lock:
-                    if device_id not in self.devices or device_id in self._busy:
-                        continue
-                    self._busy.add(device_id)
-                self._pool.submit(self._checkin, self.devices[device_id])
-                submitted += 1
-            # Polling the service harder would only slow it down for the connector.
-            time.sleep(0.02 if submitted else 0.05)
+        db = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5.0)
+        try:
+            while not self._stop.is_set():
+                try:
+                    issued = self._issued_devices(db)
+                except sqlite3.Error as exc:
+                    self.failures.append(f"poll: {exc}")
+                    issued = []
+                submitted = 0
+                for device_id in issued:
+                    with self._lock:
+                        if device_id not in self.devices or device_id in self._busy:
+                            continue
+                        self._busy.add(device_id)
+                    self._pool.submit(self._checkin, self.devices[device_id])
+                    submitted += 1
+                self._stop.wait(0.01 if submitted else 0.02)
+        finally:
+            db.close()
 
     def wait(self, count: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -149,18 +176,26 @@ class DeliveryWatcher:
 
 
 def _saturation(
-    admin: httpx.Client, key_type: str, devices_n: int, timeout: float, prefix: str
+    admin: httpx.Client,
+    db_path: Path,
+    key_type: str,
+    devices_n: int,
+    timeout: float,
+    prefix: str,
+    meter: CpuMeter,
 ) -> dict[str, Any]:
     tenant = Tenant(admin, prefix=prefix, key_type=key_type)
     # Users, memberships and devices first, the assignment last: it queues
     # every request in one transaction, so they are all "created" at once.
     tenant.create_profile(assign=False)
     devices = tenant.enroll(devices_n)
-    watcher = DeliveryWatcher(admin, {d.id: d for d in devices})
+    watcher = DeliveryWatcher(admin, db_path, {d.id: d for d in devices})
     watcher.start()
+    meter.start()  # from here on, the CPU is the flow's (enrolment is not)
     created = time.monotonic()
     tenant.assign()
     complete = watcher.wait(devices_n, timeout)
+    meter.stop()
     watcher.stop()
     elapsed = (max(watcher.delivered.values()) if watcher.delivered else time.monotonic()) - created
     return {
@@ -174,14 +209,19 @@ def _saturation(
 
 
 def _paced(
-    admin: httpx.Client, key_type: str, rate: float, seconds: float, timeout: float
+    admin: httpx.Client,
+    db_path: Path,
+    key_type: str,
+    rate: float,
+    seconds: float,
+    timeout: float,
 ) -> dict[str, Any]:
     """Requests at ``rate`` per second: each made due by adding its user to the group."""
     count = max(1, int(rate * seconds))
     tenant = Tenant(admin, prefix="paced", key_type=key_type)
     tenant.create_profile()
     devices = tenant.enroll(count, join_group=False)
-    watcher = DeliveryWatcher(admin, {d.id: d for d in devices})
+    watcher = DeliveryWatcher(admin, db_path, {d.id: d for d in devices})
     watcher.start()
     created: dict[str, float] = {}
     started = time.monotonic()
@@ -218,11 +258,28 @@ def run_flow_bench(
     paced_seconds: float = 10.0,
     rounds: int = 3,
     workers: int | None = None,
+    keypool: int = 0,
+    isolate: bool = False,
     run_dir: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
-    cores = _cores()
-    workers = workers or 2 * cores
+    """One run; ``isolate`` gives the leader half the CPUs and everything else the rest.
+
+    Isolated, the leader plays a connector host of its own (as in production:
+    the service, the CAs, ZooKeeper and the devices are other machines) and
+    the keygen windows run on the leader's CPUs only, so ``ratio`` compares
+    the connector with raw keygen on the same CPUs. Shared (the default),
+    every process competes for every CPU and ``ratio`` is the whole lab's.
+    """
+    original_cpus = _cpus()
+    connector_cpus, other_cpus = split_cpus(original_cpus) if isolate else (original_cpus, [])
+    cores = len(connector_cpus)
+    # Requests in hand are twice the workers; a batch shares its service calls,
+    # so even one CPU wants a few requests in hand to keep busy between calls.
+    workers = workers or max(4, 2 * cores)
+    if isolate:
+        # Set before any thread or child exists: all of them inherit it.
+        os.sched_setaffinity(0, other_cpus)
     own_dir = run_dir is None
     base = Path(tempfile.mkdtemp(prefix="pfxha-bench-flow-")) if run_dir is None else run_dir
     base.mkdir(parents=True, exist_ok=True)
@@ -242,11 +299,33 @@ def run_flow_bench(
             zk_hosts=zk.hosts,
             service_url=service.url,
             cas=lab.describe(),
-            loop={"batch_size": 100, "workers": workers, "poll_wait_s": 1.0},
+            # No key pool by default: keys made before a round starts would
+            # count as free throughput the machine never sustains.
+            loop={
+                "batch_size": 100,
+                "workers": workers,
+                "poll_wait_s": 1.0,
+                "keypool_size": keypool,
+            },
         )
         progress(f"starting {connectors} connectors")
         fleet.start()
         leader = fleet.wait_for_leader()
+        if isolate:
+            pin_process(fleet.process(leader).pid or 0, connector_cpus)
+        keygen_cpus = connector_cpus if isolate else None
+        meter = CpuMeter(
+            {
+                "connector_leader": [fleet.process(leader).pid or 0],
+                "connectors_standby": [
+                    fleet.process(n).pid or 0 for n in fleet.names if n != leader
+                ],
+                "service": [service.pid or 0],
+                "cfssl": list(lab.pids().values()),
+                "zookeeper": [zk.node(i).pid or 0 for i in range(3)],
+            },
+            include_self="bench_and_devices",
+        )
         with httpx.Client(base_url=service.url, timeout=30.0) as admin:
             # Let the key pools fill and the servers settle before measuring.
             time.sleep(2.0)
@@ -257,15 +336,21 @@ def run_flow_bench(
             per_round = max(1, devices // rounds)
             for index in range(rounds):
                 progress(f"raw {key_type} keygen, {cores} processes, {keygen_seconds:g} s")
-                keygen_rates.append(measure_keygen(key_type, keygen_seconds, cores))
+                keygen_rates.append(measure_keygen(key_type, keygen_seconds, cores, keygen_cpus))
                 progress(f"saturation round {index + 1}/{rounds}: {per_round} requests at once")
                 runs.append(
                     _saturation(
-                        admin, key_type, per_round, max(120.0, per_round), prefix=f"sat{index}"
+                        admin,
+                        service.db_path,
+                        key_type,
+                        per_round,
+                        max(120.0, per_round),
+                        prefix=f"sat{index}",
+                        meter=meter,
                     )
                 )
             progress(f"raw {key_type} keygen again")
-            keygen_rates.append(measure_keygen(key_type, keygen_seconds, cores))
+            keygen_rates.append(measure_keygen(key_type, keygen_seconds, cores, keygen_cpus))
             keygen = sum(keygen_rates) / len(keygen_rates)
             delivered = sum(r["delivered"] for r in runs)
             seconds = sum(r["seconds"] for r in runs)
@@ -282,10 +367,16 @@ def run_flow_bench(
                 ],
                 "latency_s": summarize([x for r in runs for x in r["latencies"]]),
                 "failures": [f for r in runs for f in r["failures"]][:10],
+                # Where the cores went during the rounds, per delivered request;
+                # keygen_ms is what one key costs a core in the keygen windows.
+                "cpu_ms_per_request": meter.per_item(delivered),
+                "keygen_ms": round(1000 * cores / keygen, 2) if keygen else None,
             }
-            rate = keygen / 2
+            # Half the keygen rate, but never beyond what the flow sustained: with
+            # a cheap key type (P-256) half the keygen rate is far past saturation.
+            rate = min(keygen / 2, 0.9 * saturation["throughput_per_s"])
             progress(f"half load: {rate:.1f} requests/s for {paced_seconds:g} s")
-            paced = _paced(admin, key_type, rate, paced_seconds, timeout=60.0)
+            paced = _paced(admin, service.db_path, key_type, rate, paced_seconds, timeout=60.0)
         throughput = saturation["throughput_per_s"]
         return {
             "requested": saturation["requested"],
@@ -296,9 +387,13 @@ def run_flow_bench(
             "latency_s": paced["latency_s"],
             "key": key_type,
             "cores": cores,
+            "isolated": (
+                {"connector_cpus": connector_cpus, "other_cpus": other_cpus} if isolate else None
+            ),
             "connectors": connectors,
             "leader": leader,
             "workers_per_connector": workers,
+            "keypool_per_connector": keypool,
             "keygen_windows_per_s": [round(k, 2) for k in keygen_rates],
             # Other work on the machine shows here: the ratio is what matters.
             "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
@@ -315,6 +410,8 @@ def run_flow_bench(
         service.stop(grace=5)
         lab.stop()
         zk.stop()
+        if isolate:
+            os.sched_setaffinity(0, original_cpus)
         if own_dir:
             shutil.rmtree(base, ignore_errors=True)
 
@@ -329,6 +426,17 @@ def run_flow_bench(
 )
 @click.option("--paced-seconds", default=10.0, show_default=True, help="Half-load phase length.")
 @click.option("--workers", type=int, default=None, help="Issuing threads per connector.")
+@click.option(
+    "--keypool",
+    default=0,
+    show_default=True,
+    help="Keys each connector makes ahead (0: every key is made inside the measured rounds).",
+)
+@click.option(
+    "--isolate",
+    is_flag=True,
+    help="Leader on half the CPUs, the rest of the lab on the other half; keygen on the leader's.",
+)
 @click.option("--run-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
 def command(
@@ -339,6 +447,8 @@ def command(
     rounds: int,
     paced_seconds: float,
     workers: int | None,
+    keypool: int,
+    isolate: bool,
     run_dir: Path | None,
     json_path: Path | None,
 ) -> None:
@@ -346,6 +456,10 @@ def command(
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if connectors < 1 or devices < 1 or rounds < 1:
         raise click.BadParameter("--connectors, --devices and --rounds must be >= 1")
+    if keypool < 0:
+        raise click.BadParameter("--keypool must be >= 0")
+    if isolate and len(_cpus()) < 2:
+        raise click.BadParameter("--isolate needs at least two CPUs")
     KeyType.parse(key_type)
     result = run_flow_bench(
         connectors=connectors,
@@ -355,16 +469,24 @@ def command(
         paced_seconds=paced_seconds,
         rounds=rounds,
         workers=workers,
+        keypool=keypool,
+        isolate=isolate,
         run_dir=run_dir,
         progress=lambda text: click.echo(f"... {text}", err=True),
     )
     half = result["half_load"]
+    where = "cores, leader isolated" if result["isolated"] else "cores"
     click.echo(
         f"{result['key']}: delivered {result['delivered']}/{result['requested']} at "
         f"{result['throughput_per_s']}/s end to end; raw keygen {result['keygen_per_s']}/s "
-        f"({result['cores']} cores); ratio {result['ratio']:.1%}; at half load "
+        f"({result['cores']} {where}); ratio {result['ratio']:.1%}; at half load "
         f"({half['rate_per_s']}/s) latency p50 {half['latency_s']['p50']} s, "
         f"p99 {half['latency_s']['p99']} s"
+    )
+    cpu = result["saturation"]["cpu_ms_per_request"]
+    click.echo(
+        f"CPU ms per request (a key costs {result['saturation']['keygen_ms']} ms of one core): "
+        + ", ".join(f"{part} {ms}" for part, ms in cpu.items())
     )
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

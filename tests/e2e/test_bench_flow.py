@@ -1,0 +1,56 @@
+"""``pfxha bench flow`` end to end on a small load: the JSON contract, not the speed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from chaos.bench.flow import command
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--isolate needs two CPUs")
+def test_flow_bench_delivers_everything_and_writes_the_agreed_json(tmp_path: Path) -> None:
+    out = tmp_path / "flow.json"
+    result = CliRunner().invoke(
+        command,
+        [
+            "--connectors=2",
+            "--devices=12",
+            "--rounds=1",
+            "--key=p256",
+            "--keygen-seconds=0.3",
+            "--paced-seconds=1",
+            "--isolate",
+            f"--json={out}",
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    body = json.loads(out.read_text())
+    assert body["requested"] == body["delivered"] == 12
+    assert body["saturation"]["failures"] == []
+    assert body["half_load"]["delivered"] == body["half_load"]["requested"]
+    for key in ("throughput_per_s", "keygen_per_s", "ratio"):
+        assert isinstance(body[key], float)
+        assert body[key] > 0
+    assert set(body["latency_s"]) >= {"p50", "p99"}
+    # Isolated: the leader had its own CPUs, keygen ran on those only.
+    assert body["isolated"]["connector_cpus"]
+    assert not set(body["isolated"]["connector_cpus"]) & set(body["isolated"]["other_cpus"])
+    assert body["cores"] == len(body["isolated"]["connector_cpus"])
+    # Every part of the lab is accounted for, and the leader did real work.
+    cpu = body["saturation"]["cpu_ms_per_request"]
+    assert set(cpu) == {
+        "connector_leader",
+        "connectors_standby",
+        "service",
+        "cfssl",
+        "zookeeper",
+        "bench_and_devices",
+    }
+    assert cpu["connector_leader"] > 0
+    assert body["keypool_per_connector"] == 0

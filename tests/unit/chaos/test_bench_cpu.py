@@ -1,0 +1,48 @@
+"""The flow benchmark's CPU accounting and its split of CPUs for ``--isolate``."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from chaos.bench._cpu import CpuMeter, process_cpu_seconds
+from chaos.bench.flow import split_cpus
+
+
+def burn(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_the_meter_counts_only_inside_its_windows() -> None:
+    meter = CpuMeter({"me": [os.getpid()]})
+    meter.start()
+    burn(0.05)
+    meter.stop()
+    burn(0.1)  # outside any window: not counted
+    meter.start()
+    burn(0.05)
+    meter.stop()
+    counted = meter.totals()["me"]
+    assert 0.09 <= counted < 0.14
+    assert meter.per_item(10)["me"] == pytest.approx(1000 * counted / 10, rel=0.02)
+
+
+def test_a_process_that_is_gone_counts_up_to_its_last_reading() -> None:
+    assert process_cpu_seconds(2**22 + 12345) is None  # above the kernel's pid limit
+    meter = CpuMeter({"gone": [2**22 + 12345]})
+    meter.start()
+    meter.stop()
+    assert meter.totals() == {"gone": 0.0}
+    with pytest.raises(RuntimeError, match="without start"):
+        meter.stop()
+
+
+def test_isolation_gives_the_connector_half_the_cpus() -> None:
+    assert split_cpus([0, 1]) == ([0], [1])
+    assert split_cpus([0, 1, 2, 3, 4]) == ([0, 1], [2, 3, 4])
+    with pytest.raises(ValueError, match="at least two CPUs"):
+        split_cpus([0])
