@@ -75,25 +75,15 @@ def read_router(store: Store, auth: AuthPolicy) -> APIRouter:
         device_id: m.Id | None = None, profile_id: m.Id | None = None
     ) -> list[m.CertificateOut]:
         """Certificates that reached a device (delivered or installed), with their fate."""
+        # Columns renamed to the answer's field names, so the row maps as is.
         sql = (
-            "SELECT * FROM requests WHERE serial IS NOT NULL AND delivered_at IS NOT NULL "
+            "SELECT id AS request_id, serial, ca_name AS issuer_ca, device_id, profile_id, "
+            "epoch, state, revocation, not_after FROM requests "
+            "WHERE serial IS NOT NULL AND delivered_at IS NOT NULL "
             "AND (? IS NULL OR device_id = ?) AND (? IS NULL OR profile_id = ?) ORDER BY seq"
         )
         rows = store.db.query(sql, (device_id, device_id, profile_id, profile_id))
-        return [
-            m.CertificateOut(
-                request_id=r["id"],
-                serial=r["serial"],
-                issuer_ca=r["ca_name"],
-                device_id=r["device_id"],
-                profile_id=r["profile_id"],
-                epoch=r["epoch"],
-                state=r["state"],
-                revocation=r["revocation"],
-                not_after=r["not_after"],
-            )
-            for r in rows
-        ]
+        return [m.CertificateOut.from_row(r) for r in rows]
 
     @router.get("/requests", response_model=list[m.RequestOut])
     def requests(
