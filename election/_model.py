@@ -36,9 +36,15 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _refuse_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity, which no writer of ours produces
+    # and int() cannot take: a node holding them is as unreadable as garbage.
+    raise ValueError(f"{name} is not JSON")
+
+
 def _loads(raw: bytes) -> dict[str, Any]:
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
@@ -82,7 +88,7 @@ class LeaderInfo:
                 czxid=czxid,
                 session_id=session_id,
             )
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             return None
 
 

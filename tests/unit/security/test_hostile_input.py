@@ -234,6 +234,19 @@ def test_zookeeper_node_json(raw: bytes, node_name: str) -> None:
     assert candidate is None or isinstance(candidate.priority, int)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"epoch":Infinity,"name":null}',  # found by the test above in CI, 2026-11-30
+        b'{"epoch":-Infinity,"name":"a"}',
+        b'{"epoch":NaN,"name":"a"}',
+        b'{"epoch":1e999,"name":"a"}',  # a float too large: infinity without the word
+    ],
+)
+def test_a_leader_node_with_a_non_finite_epoch_is_unreadable_not_a_crash(raw: bytes) -> None:
+    assert LeaderInfo.parse(raw) is None
+
+
 # -- the service's enrollment: CSRs and client certificates ---------------------------------
 
 
