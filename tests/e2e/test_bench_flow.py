@@ -38,6 +38,8 @@ def test_flow_bench_delivers_everything_and_writes_the_agreed_json(tmp_path: Pat
         assert isinstance(body[key], float)
         assert body[key] > 0
     assert set(body["latency_s"]) >= {"p50", "p99"}
+    low, high = body["ratio_range"]
+    assert low <= body["ratio"] <= high
     # Isolated: the leader had its own CPUs, keygen ran on those only.
     assert body["isolated"]["connector_cpus"]
     assert not set(body["isolated"]["connector_cpus"]) & set(body["isolated"]["other_cpus"])
