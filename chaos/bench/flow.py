@@ -41,6 +41,7 @@ import click
 import httpx
 
 from chaos.bench._cpu import CpuMeter, pin_process
+from chaos.bench._plot import cpu_budget_plot
 from chaos.bench._stats import summarize
 from chaos.bench._tenant import Device, Tenant, checkin
 from chaos.launch.cfssl import CfsslLab
@@ -446,6 +447,13 @@ def run_flow_bench(
 )
 @click.option("--run-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="PNG: where one request's CPU went, against the 80 % budget.",
+)
 def command(
     connectors: int,
     devices: int,
@@ -458,6 +466,7 @@ def command(
     isolate: bool,
     run_dir: Path | None,
     json_path: Path | None,
+    plot_path: Path | None,
 ) -> None:
     """End-to-end throughput and latency of the PFX flow, beside the raw keygen rate."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -501,3 +510,5 @@ def command(
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2) + "\n")
         click.echo(f"wrote {json_path}")
+    if plot_path is not None:
+        click.echo(f"wrote {cpu_budget_plot(result, plot_path)}")

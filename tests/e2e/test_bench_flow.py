@@ -15,6 +15,7 @@ from chaos.bench.flow import command
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--isolate needs two CPUs")
 def test_flow_bench_delivers_everything_and_writes_the_agreed_json(tmp_path: Path) -> None:
     out = tmp_path / "flow.json"
+    plot = tmp_path / "flow.png"
     result = CliRunner().invoke(
         command,
         [
@@ -26,6 +27,7 @@ def test_flow_bench_delivers_everything_and_writes_the_agreed_json(tmp_path: Pat
             "--paced-seconds=1",
             "--isolate",
             f"--json={out}",
+            f"--plot={plot}",
         ],
         catch_exceptions=False,
     )
@@ -56,3 +58,4 @@ def test_flow_bench_delivers_everything_and_writes_the_agreed_json(tmp_path: Pat
     }
     assert cpu["connector_leader"] > 0
     assert body["keypool_per_connector"] == 0
+    assert plot.read_bytes().startswith(b"\x89PNG")

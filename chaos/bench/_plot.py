@@ -1,0 +1,64 @@
+"""Where one request's CPU went in ``pfxha bench flow``, against the budget of the target.
+
+    cpu_budget_plot(result, Path("runs/bench/flow.png"), target=0.8)
+
+One horizontal bar, stacked: the leader's key generation (``keygen_ms``), the
+rest of the leader, then the other parts of the lab. The dashed line is the CPU
+one request may cost for the flow to reach ``target`` of raw keygen: over the
+whole bar when every process shares the CPUs, over the leader's two segments
+when the leader is isolated (``--isolate``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["cpu_budget_plot"]
+
+_OTHER_PARTS = (
+    ("service", "stand-in service"),
+    ("bench_and_devices", "devices and bench"),
+    ("zookeeper", "ZooKeeper x3"),
+    ("cfssl", "CFSSL"),
+    ("connectors_standby", "standby connectors"),
+)
+
+
+def cpu_budget_plot(result: dict[str, Any], path: Path, *, target: float = 0.8) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    saturation = result["saturation"]
+    cpu = saturation["cpu_ms_per_request"]
+    key_ms = float(saturation["keygen_ms"] or 0.0)
+    leader_rest = max(0.0, float(cpu["connector_leader"]) - key_ms)
+    segments = [("leader: key generation", key_ms), ("leader: everything else", leader_rest)]
+    segments += [(label, float(cpu.get(part, 0.0))) for part, label in _OTHER_PARTS]
+    isolated = bool(result.get("isolated"))
+    # Budget: the CPUs the ratio is about, divided by the target rate.
+    budget = 1000 * result["cores"] / (target * result["keygen_per_s"])
+
+    fig, ax = plt.subplots(figsize=(9, 2.8))
+    left = 0.0
+    palette = plt.get_cmap("tab10")
+    for index, (label, width) in enumerate(segments):
+        ax.barh([0], [width], left=left, color=palette(index % 10), label=label)
+        left += width
+    scope = "the leader's share" if isolated else "the whole bar"
+    ax.axvline(budget, color="black", linestyle="--", label=f"{target:.0%} budget ({scope})")
+    ax.set_yticks([])
+    ax.set_xlabel("CPU ms per delivered request")
+    layout = "leader isolated" if isolated else "every process on every CPU"
+    ax.set_title(
+        f"{result['key']}: {result['throughput_per_s']}/s, ratio {result['ratio']:.1%} "
+        f"of raw keygen ({layout})"
+    )
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
