@@ -340,7 +340,8 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 partial(result_act, name=body.name, epoch=body.epoch, item=item, checked=checked),
             )
         except ApiError as exc:
-            log_result(body.epoch, item, m.ItemOutcome(id=request_id, status=exc.status))
+            refused = m.ItemOutcome(id=request_id, status=exc.status, reason=exc.reason)
+            log_result(body.epoch, item, refused)
             raise
         log_result(body.epoch, item, m.ItemOutcome(id=request_id, state=ack.state))
         store.wake()

@@ -144,7 +144,7 @@ def test_stale_epoch_is_refused_counted_and_changes_nothing(
 
 
 def test_upload_that_does_not_match_the_intent_is_refused(
-    admin: httpx.Client, client: ServiceClient
+    admin: httpx.Client, client: ServiceClient, service: ServiceProcess
 ) -> None:
     world = build_world(admin, unique)
     ((device_id, _),) = world.devices.items()
@@ -173,6 +173,14 @@ def test_upload_that_does_not_match_the_intent_is_refused(
         with pytest.raises(BadRequest) as err:
             client.upload_result(name, epoch, req.id, blob, serial, ca.name)
         assert err.value.status == 400, label
+    # Refusals decided against the stored request are logged with their reason.
+    refusals = [
+        line
+        for line in (service.directory / "service.log").read_text().splitlines()
+        if "result_refused" in line and req.id in line
+    ]
+    assert any("not the recorded intent's" in line for line in refusals)
+    assert any("subject serialNumber" in line for line in refusals)
 
     mine = next(r for r in ok(admin.get("/api/v1/read/requests")) if r["id"] == req.id)
     assert mine["state"] == "in_flight"
