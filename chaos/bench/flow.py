@@ -474,8 +474,11 @@ def command(
         raise click.BadParameter("--connectors, --devices and --rounds must be >= 1")
     if keypool < 0:
         raise click.BadParameter("--keypool must be >= 0")
-    if isolate and len(_cpus()) < 2:
-        raise click.BadParameter("--isolate needs at least two CPUs")
+    if isolate:
+        try:
+            split_cpus(_cpus())
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--isolate") from exc
     KeyType.parse(key_type)
     result = run_flow_bench(
         connectors=connectors,

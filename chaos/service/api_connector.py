@@ -13,7 +13,6 @@ import sqlite3
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Depends
@@ -198,16 +197,17 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
         def act(tx: sqlite3.Connection) -> list[m.ItemOutcome]:
             outcomes = []
             for item, spki in parsed:
-                if isinstance(spki, ApiError):
-                    outcomes.append(each_item(tx, item.request_id, refuse, spki))
-                    continue
-                one = partial(
-                    intent_act,
-                    name=body.name,
-                    epoch=body.epoch,
-                    request_id=item.request_id,
-                    pem=item.public_key_pem,
-                    spki=spki,
+                one = (
+                    spki
+                    if isinstance(spki, ApiError)
+                    else partial(
+                        intent_act,
+                        name=body.name,
+                        epoch=body.epoch,
+                        request_id=item.request_id,
+                        pem=item.public_key_pem,
+                        spki=spki,
+                    )
                 )
                 outcomes.append(each_item(tx, item.request_id, one))
             return outcomes
@@ -224,19 +224,21 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 )
         return m.BatchAck(items=outcomes)
 
-    def refuse(tx: sqlite3.Connection, refusal: ApiError) -> m.Ack:
-        raise refusal
-
     def each_item(
         tx: sqlite3.Connection,
         item_id: str,
-        act: Callable[..., m.Ack],
-        *args: Any,
+        act: Callable[[sqlite3.Connection], m.Ack] | ApiError,
     ) -> m.ItemOutcome:
-        """Run one item's ``act(tx, *args)`` in a savepoint: a refusal undoes that item only."""
+        """Run one item's ``act`` in a savepoint: a refusal undoes that item only.
+
+        ``act`` may already be the item's refusal (its input failed the checks
+        made before the transaction): nothing to run, nothing to undo.
+        """
+        if isinstance(act, ApiError):
+            return m.ItemOutcome(id=item_id, status=act.status, reason=act.reason)
         tx.execute("SAVEPOINT item")
         try:
-            ack = act(tx, *args)
+            ack = act(tx)
         except ApiError as exc:
             tx.execute("ROLLBACK TO item")
             tx.execute("RELEASE item")
@@ -361,11 +363,12 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
         def act(tx: sqlite3.Connection) -> list[m.ItemOutcome]:
             outcomes = []
             for item, checked in zip(body.items, checks, strict=True):
-                if isinstance(checked, ApiError):
-                    outcomes.append(each_item(tx, item.request_id, refuse, checked))
-                    continue
-                one = partial(
-                    result_act, name=body.name, epoch=body.epoch, item=item, checked=checked
+                one = (
+                    checked
+                    if isinstance(checked, ApiError)
+                    else partial(
+                        result_act, name=body.name, epoch=body.epoch, item=item, checked=checked
+                    )
                 )
                 outcomes.append(each_item(tx, item.request_id, one))
             return outcomes

@@ -385,8 +385,11 @@ class Executor:
         fence = self._batch_fence(decision.epoch)
         ctx = self._issue_context(fence)
         if len(requests) > 1:
-            ctx = replace(ctx, intents=self._intents_group(fence, len(requests)))
-            ctx = replace(ctx, results=self._results_group(fence, len(requests)))
+            ctx = replace(
+                ctx,
+                intents=self._intents_group(fence, len(requests)),
+                results=self._results_group(fence, len(requests)),
+            )
         with self._counts_lock:
             self._inflight += len(requests)
         for request in requests:

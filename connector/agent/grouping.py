@@ -63,7 +63,6 @@ class CallGroup(Generic[P]):
         self._cond = threading.Condition()
         self._settled = 0  # members that called or left
         self._round: _Round[P] = _Round()
-        self.calls = 0  # how many times ``send`` ran (for tests and metrics)
 
     @contextmanager
     def member(self) -> Iterator[Member[P]]:
@@ -103,7 +102,6 @@ class CallGroup(Generic[P]):
             except BaseException as exc:
                 this.error = exc
             with self._cond:
-                self.calls += 1
                 this.done = True
                 self._cond.notify_all()
         if this.error is not None:
