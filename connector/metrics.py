@@ -7,6 +7,7 @@
     with metrics.time_issuance(ca="primary"):
         ...
     metrics.request_processed(kind="issue", result="delivered", template="wifi", ca="primary")
+    metrics.observe_key_generation(0.071, key_type="rsa2048")  # thread CPU seconds
     metrics.set_ca_state("primary", up=True, circuit="closed")
     metrics.set_pending("issue", 12)
     metrics.mark_poll_success()
@@ -42,6 +43,7 @@ from connector._version import __version__
 
 __all__ = [
     "CIRCUIT_STATES",
+    "KEYGEN_CPU_BUCKETS",
     "LATENCY_BUCKETS",
     "REQUEST_KINDS",
     "ROLES",
@@ -65,6 +67,9 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 # exactly: deploy/prometheus/alerts.yml uses le="5.0".
 TAKEOVER_SLO_SECONDS = 5.0
 TAKEOVER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, TAKEOVER_SLO_SECONDS, 10.0, 30.0, 60.0)
+# CPU one private key costs: under a millisecond for EC, tens of milliseconds
+# for RSA-2048, about a second for RSA-4096 on a slow core.
+KEYGEN_CPU_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 
 
 class ConnectorMetrics:
@@ -143,6 +148,14 @@ class ConnectorMetrics:
             "Time to revoke one certificate at its issuing CA and acknowledge it.",
             ["ca"],
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.key_generation_cpu = Histogram(
+            "pfxha_connector_key_generation_cpu_seconds",
+            "CPU time (of the generating thread) one private key cost, pooled or made on "
+            "demand, by key type: the floor under every issuance's cost.",
+            ["key_type"],
+            buckets=KEYGEN_CPU_BUCKETS,
             registry=registry,
         )
         self.ca_up = Gauge(
@@ -247,6 +260,9 @@ class ConnectorMetrics:
 
     def observe_revocation(self, seconds: float, *, ca: str) -> None:
         self.revocation_duration.labels(ca=ca).observe(seconds)
+
+    def observe_key_generation(self, cpu_seconds: float, *, key_type: str) -> None:
+        self.key_generation_cpu.labels(key_type=key_type).observe(cpu_seconds)
 
     @contextmanager
     def time_issuance(self, *, ca: str) -> Iterator[None]:

@@ -39,6 +39,7 @@ from typing import Any
 
 import click
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from chaos.bench._cpu import CpuMeter, pin_process
 from chaos.bench._plot import cpu_budget_plot
@@ -244,6 +245,32 @@ def _paced(
     }
 
 
+_KEYGEN_METRIC = "pfxha_connector_key_generation_cpu_seconds"
+
+
+def keygen_cpu_so_far(metrics_text: str, key_type: str) -> tuple[float, int]:
+    """(CPU seconds, keys) a connector's key generation has cost so far, from its /metrics."""
+    cpu, keys = 0.0, 0
+    wanted = str(KeyType.parse(key_type))
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != _KEYGEN_METRIC:
+            continue
+        for sample in family.samples:
+            if sample.labels.get("key_type") != wanted:
+                continue
+            if sample.name.endswith("_sum"):
+                cpu = sample.value
+            elif sample.name.endswith("_count"):
+                keys = int(sample.value)
+    return cpu, keys
+
+
+def _leader_keygen(fleet: ConnectorFleet, leader: str, key_type: str) -> tuple[float, int]:
+    response = httpx.get(fleet.metrics_url(leader) + "/metrics", timeout=5.0)
+    response.raise_for_status()
+    return keygen_cpu_so_far(response.text, key_type)
+
+
 def _sleep_until(moment: float) -> None:
     delay = moment - time.monotonic()
     if delay > 0:
@@ -334,11 +361,14 @@ def run_flow_bench(
             # both see the same background load on a shared machine.
             keygen_rates: list[float] = []
             runs: list[dict[str, Any]] = []
+            # What the leader's own keys cost it inside the rounds (its metrics).
+            leader_keygen_cpu, leader_keys = 0.0, 0
             per_round = max(1, devices // rounds)
             for index in range(rounds):
                 progress(f"raw {key_type} keygen, {cores} processes, {keygen_seconds:g} s")
                 keygen_rates.append(measure_keygen(key_type, keygen_seconds, cores, keygen_cpus))
                 progress(f"saturation round {index + 1}/{rounds}: {per_round} requests at once")
+                cpu_before, keys_before = _leader_keygen(fleet, leader, key_type)
                 runs.append(
                     _saturation(
                         admin,
@@ -350,6 +380,9 @@ def run_flow_bench(
                         meter=meter,
                     )
                 )
+                cpu_after, keys_after = _leader_keygen(fleet, leader, key_type)
+                leader_keygen_cpu += cpu_after - cpu_before
+                leader_keys += keys_after - keys_before
             progress(f"raw {key_type} keygen again")
             keygen_rates.append(measure_keygen(key_type, keygen_seconds, cores, keygen_cpus))
             keygen = sum(keygen_rates) / len(keygen_rates)
@@ -372,7 +405,19 @@ def run_flow_bench(
                 # keygen_ms is what one key costs a core in the keygen windows.
                 "cpu_ms_per_request": meter.per_item(delivered),
                 "keygen_ms": round(1000 * cores / keygen, 2) if keygen else None,
+                # The same keys as the leader made them during the rounds, and what
+                # the leader spent per request beyond its keys (CSR, CA call, PFX,
+                # envelope, service calls, lease upkeep): the connector's own overhead.
+                "leader_keys": leader_keys,
+                "leader_keygen_ms": (
+                    round(1000 * leader_keygen_cpu / leader_keys, 2) if leader_keys else None
+                ),
             }
+            cpu_per_request = saturation["cpu_ms_per_request"]
+            if delivered and "connector_leader" in cpu_per_request:
+                saturation["leader_beyond_keygen_ms"] = round(
+                    cpu_per_request["connector_leader"] - 1000 * leader_keygen_cpu / delivered, 2
+                )
             # Half the keygen rate, but never beyond what the flow sustained: with
             # a cheap key type (P-256) half the keygen rate is far past saturation.
             rate = min(keygen / 2, 0.9 * saturation["throughput_per_s"])
@@ -504,11 +549,17 @@ def command(
         f"({half['rate_per_s']}/s) latency p50 {half['latency_s']['p50']} s, "
         f"p99 {half['latency_s']['p99']} s"
     )
-    cpu = result["saturation"]["cpu_ms_per_request"]
+    saturation = result["saturation"]
+    cpu = saturation["cpu_ms_per_request"]
     click.echo(
-        f"CPU ms per request (a key costs {result['saturation']['keygen_ms']} ms of one core): "
+        f"CPU ms per request (a key costs {saturation['keygen_ms']} ms of one core): "
         + ", ".join(f"{part} {ms}" for part, ms in cpu.items())
     )
+    if saturation.get("leader_keygen_ms") is not None:
+        click.echo(
+            f"the leader's own keys cost it {saturation['leader_keygen_ms']} ms each; beyond "
+            f"its keys it spent {saturation.get('leader_beyond_keygen_ms')} ms per request"
+        )
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2) + "\n")

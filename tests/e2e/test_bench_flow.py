@@ -57,5 +57,10 @@ def test_flow_bench_delivers_everything_and_writes_the_agreed_json(tmp_path: Pat
         "bench_and_devices",
     }
     assert cpu["connector_leader"] > 0
+    # With no key pool the leader made one key per request inside the rounds,
+    # and its own metrics say what they cost it.
+    assert body["saturation"]["leader_keys"] == 12
+    assert body["saturation"]["leader_keygen_ms"] > 0
+    assert "leader_beyond_keygen_ms" in body["saturation"]
     assert body["keypool_per_connector"] == 0
     assert plot.read_bytes().startswith(b"\x89PNG")

@@ -46,3 +46,21 @@ def test_isolation_gives_the_connector_half_the_cpus() -> None:
     assert split_cpus([0, 1, 2, 3, 4]) == ([0, 1], [2, 3, 4])
     with pytest.raises(ValueError, match="at least two CPUs"):
         split_cpus([0])
+
+
+def test_keygen_cpu_is_read_from_a_connectors_metrics_by_key_type() -> None:
+    from prometheus_client import generate_latest
+
+    from chaos.bench.flow import keygen_cpu_so_far
+    from connector.metrics import ConnectorMetrics
+
+    metrics = ConnectorMetrics(name="a", cluster="c")
+    metrics.observe_key_generation(0.07, key_type="rsa2048")
+    metrics.observe_key_generation(0.05, key_type="rsa2048")
+    metrics.observe_key_generation(0.001, key_type="p256")
+    text = generate_latest(metrics.registry).decode()
+
+    cpu, keys = keygen_cpu_so_far(text, "RSA-2048")
+    assert keys == 2
+    assert abs(cpu - 0.12) < 1e-9
+    assert keygen_cpu_so_far(text, "p384") == (0.0, 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -122,3 +123,34 @@ def test_shared_registry_is_used_as_given() -> None:
     assert m.registry is registry
     # No process collector was added to a registry we did not create.
     assert registry.get_sample_value("process_start_time_seconds") is None
+
+
+def test_metered_keygen_records_thread_cpu_not_wall_time() -> None:
+    import time
+
+    from connector.agent.runtime import metered_keygen
+    from connector.pki import KeyType
+
+    m = ConnectorMetrics(name="a", cluster="c")
+    marker = object()
+
+    def busy(_kt: KeyType) -> Any:
+        spin_until = time.thread_time() + 0.02
+        while time.thread_time() < spin_until:
+            pass
+        return marker
+
+    def idle(_kt: KeyType) -> Any:
+        time.sleep(0.05)  # the workload itself: wall time that costs no CPU
+        return marker
+
+    assert metered_keygen(m, busy)(KeyType.RSA2048) is marker
+    cpu_busy = _value(m, "pfxha_connector_key_generation_cpu_seconds_sum", key_type="rsa2048")
+    assert cpu_busy is not None
+    assert cpu_busy >= 0.02
+
+    metered_keygen(m, idle)(KeyType.P256)
+    cpu_idle = _value(m, "pfxha_connector_key_generation_cpu_seconds_sum", key_type="p256")
+    assert cpu_idle is not None
+    assert cpu_idle < 0.02
+    assert _value(m, "pfxha_connector_key_generation_cpu_seconds_count", key_type="rsa2048") == 1
