@@ -332,9 +332,9 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
             serial=body.serial,
             ca_name=body.ca_name,
         )
-        # Decrypt and parse before taking the write lock: the expensive part is pure.
-        checked = check_upload(store.keys, body.envelope_b64, body.serial)
         try:
+            # Decrypt and parse before taking the write lock: the expensive part is pure.
+            checked = check_upload(store.keys, body.envelope_b64, body.serial)
             ack = fenced(
                 "requests/result",
                 body.name,

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from chaos.bench.flow import command
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="--isolate needs two CPUs")
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the isolated layout needs two CPUs")
 def test_flow_bench_delivers_everything_and_writes_the_agreed_json(tmp_path: Path) -> None:
     out = tmp_path / "flow.json"
     plot = tmp_path / "flow.png"
@@ -25,7 +25,7 @@ def test_flow_bench_delivers_everything_and_writes_the_agreed_json(tmp_path: Pat
             "--key=p256",
             "--keygen-seconds=0.3",
             "--paced-seconds=1",
-            "--isolate",
+            # No layout flag: with two CPUs the default is the isolated one.
             f"--json={out}",
             f"--plot={plot}",
         ],
@@ -43,6 +43,7 @@ def test_flow_bench_delivers_everything_and_writes_the_agreed_json(tmp_path: Pat
     low, high = body["ratio_range"]
     assert low <= body["ratio"] <= high
     # Isolated: the leader had its own CPUs, keygen ran on those only.
+    assert body["layout"] == "isolated"
     assert body["isolated"]["connector_cpus"]
     assert not set(body["isolated"]["connector_cpus"]) & set(body["isolated"]["other_cpus"])
     assert body["cores"] == len(body["isolated"]["connector_cpus"])
@@ -62,5 +63,8 @@ def test_flow_bench_delivers_everything_and_writes_the_agreed_json(tmp_path: Pat
     assert body["saturation"]["leader_keys"] == 12
     assert body["saturation"]["leader_keygen_ms"] > 0
     assert "leader_beyond_keygen_ms" in body["saturation"]
+    # Against the leader's own keys: it cannot beat the keys it had to make.
+    assert body["ratio_own_keys"] is not None
+    assert 0 <= body["ratio_own_keys"] <= 1.0
     assert body["keypool_per_connector"] == 0
     assert plot.read_bytes().startswith(b"\x89PNG")

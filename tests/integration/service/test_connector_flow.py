@@ -173,14 +173,18 @@ def test_upload_that_does_not_match_the_intent_is_refused(
         with pytest.raises(BadRequest) as err:
             client.upload_result(name, epoch, req.id, blob, serial, ca.name)
         assert err.value.status == 400, label
-    # Refusals decided against the stored request are logged with their reason.
+    # Every refusal is logged with its reason: those decided against the stored
+    # request and those of the envelope itself, checked before the transaction.
     refusals = [
         line
         for line in (service.directory / "service.log").read_text().splitlines()
         if "result_refused" in line and req.id in line
     ]
+    assert len(refusals) == len(cases)
     assert any("not the recorded intent's" in line for line in refusals)
     assert any("subject serialNumber" in line for line in refusals)
+    assert any("does not open with the KRA key" in line for line in refusals)
+    assert any("is not the certificate's serial" in line for line in refusals)
 
     mine = next(r for r in ok(admin.get("/api/v1/read/requests")) if r["id"] == req.id)
     assert mine["state"] == "in_flight"
