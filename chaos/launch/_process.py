@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -30,10 +32,47 @@ class LaunchError(RuntimeError):
     """A server could not be started or did not become ready; the message says why."""
 
 
+_LOCAL_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_SERVER_PORT = 10000  # below: well-known and registered services
+_handed_out: set[tuple[str, int]] = set()
+_handed_out_lock = threading.Lock()
+
+
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel picks for outgoing connections (Linux default 32768)."""
+    try:
+        return int(_LOCAL_PORT_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago on ``host`` (bind to port 0)."""
+    """A TCP port that was free a moment ago on ``host``, outside the ephemeral range.
+
+    ``bind(port 0)`` hands out a port from the ephemeral range, where every
+    outgoing connection (HTTP clients, ZooKeeper sessions) takes its local port
+    too: one of those may take it before our server binds it (seen: a flow
+    bench's service failing with "address already in use"). Below that range
+    only servers bind, so a port picked there stays free; ports handed out by
+    this process are never handed out again.
+    """
+    floor = _ephemeral_floor()
+    if floor - _LOWEST_SERVER_PORT >= 1000:
+        for _ in range(100):
+            port = random.randrange(_LOWEST_SERVER_PORT, floor)
+            with _handed_out_lock:
+                if (host, port) in _handed_out:
+                    continue
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+            with _handed_out_lock:
+                _handed_out.add((host, port))
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
+        sock.bind((host, 0))  # no room below the ephemeral range: take the kernel's pick
         return int(sock.getsockname()[1])
 
 
