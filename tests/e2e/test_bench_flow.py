@@ -13,7 +13,11 @@ from chaos.bench.flow import command
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the isolated layout needs two CPUs")
-def test_flow_bench_delivers_everything_and_writes_the_agreed_json(tmp_path: Path) -> None:
+# No layout flag: with two CPUs the default is the isolated one.
+@pytest.mark.parametrize(("flags", "layout"), [([], "isolated"), (["--shared"], "shared")])
+def test_flow_bench_delivers_everything_and_writes_the_agreed_json(
+    tmp_path: Path, flags: list[str], layout: str
+) -> None:
     out = tmp_path / "flow.json"
     plot = tmp_path / "flow.png"
     result = CliRunner().invoke(
@@ -25,7 +29,7 @@ def test_flow_bench_delivers_everything_and_writes_the_agreed_json(tmp_path: Pat
             "--key=p256",
             "--keygen-seconds=0.3",
             "--paced-seconds=1",
-            # No layout flag: with two CPUs the default is the isolated one.
+            *flags,
             f"--json={out}",
             f"--plot={plot}",
         ],
@@ -43,10 +47,14 @@ def test_flow_bench_delivers_everything_and_writes_the_agreed_json(tmp_path: Pat
     low, high = body["ratio_range"]
     assert low <= body["ratio"] <= high
     # Isolated: the leader had its own CPUs, keygen ran on those only.
-    assert body["layout"] == "isolated"
-    assert body["isolated"]["connector_cpus"]
-    assert not set(body["isolated"]["connector_cpus"]) & set(body["isolated"]["other_cpus"])
-    assert body["cores"] == len(body["isolated"]["connector_cpus"])
+    assert body["layout"] == layout
+    if layout == "isolated":
+        assert body["isolated"]["connector_cpus"]
+        assert not set(body["isolated"]["connector_cpus"]) & set(body["isolated"]["other_cpus"])
+        assert body["cores"] == len(body["isolated"]["connector_cpus"])
+    else:  # every CPU for everyone, keygen on all of them
+        assert body["isolated"] is None
+        assert body["cores"] == len(os.sched_getaffinity(0))
     # Every part of the lab is accounted for, and the leader did real work.
     cpu = body["saturation"]["cpu_ms_per_request"]
     assert set(cpu) == {
