@@ -213,8 +213,8 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
             return outcomes
 
         outcomes = fenced("requests/intents", body.name, body.epoch, act)
-        for item, spki in parsed:
-            if not isinstance(spki, ApiError):
+        for (item, spki), outcome in zip(parsed, outcomes, strict=True):
+            if outcome.status is None and not isinstance(spki, ApiError):
                 emit(
                     log,
                     LogEvent.INTENT_RECORDED,

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
 from chaos.launch.service import ServiceProcess
+from chaos.service.app import ServiceConfig, create_app
 from connector.service_client import BadRequest, ServiceClient, StaleEpochError, UploadItem
 from tests.fixtures.service import next_epoch, unique
 from tests.integration.service.helpers import MiniCA, build_world, issue_for, ok, public_pem
@@ -119,3 +127,28 @@ def test_an_empty_or_malformed_batch_is_a_4xx(admin: httpx.Client, service: Serv
         ("/api/v1/connector/requests/results", {"name": name, "epoch": epoch, "items": [{}]}),
     ):
         assert admin.post(path, json=body).status_code == 422, path
+
+
+def test_only_recorded_intents_of_a_batch_are_logged_as_recorded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # In process: the service logs intents at DEBUG, below what its process writes.
+    app = create_app(
+        ServiceConfig(db_path=tmp_path / "s.db", kra_dir=tmp_path / "keys", renewal_interval_s=0)
+    )
+    with (
+        TestClient(app) as http,
+        ServiceClient("http://testserver", transport=http._transport) as client,
+    ):
+        world = build_world(http, unique)
+        name = unique("conn")
+        client.register(name, 1)
+        (req,) = [r for r in client.poll_requests(name, 1, 500, 0) if r.device_id in world.devices]
+        pem = public_pem(issue_for(req, MiniCA(), client.kra_certificate()).key)
+        with caplog.at_level(logging.DEBUG, logger="pfxha.service"):
+            outcomes = client.record_intents(name, 1, [(req.id, pem), ("req-unknown", pem)])
+    assert outcomes[req.id] is None
+    assert isinstance(outcomes["req-unknown"], BadRequest)
+    recorded = [r.getMessage() for r in caplog.records if "intent_recorded" in r.getMessage()]
+    assert len(recorded) == 1
+    assert req.id in recorded[0]
