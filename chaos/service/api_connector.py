@@ -13,6 +13,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from functools import partial
+from typing import TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Depends
@@ -28,6 +29,16 @@ from chaos.service.store import STOOD_DOWN_EPOCH, ApiError, Store
 from chaos.service.upload import CheckedUpload, check_upload
 
 __all__ = ["connector_router"]
+
+T = TypeVar("T")
+
+
+def refusal_or(check: Callable[[], T]) -> T | ApiError:
+    """What ``check`` gives, or the refusal it raised: one item's check before a batch."""
+    try:
+        return check()
+    except ApiError as exc:
+        return exc
 
 
 def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
@@ -143,7 +154,7 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
             raise ApiError(400, f"public_key_pem is not a PEM public key: {exc}") from exc
 
     def intent_act(
-        tx: sqlite3.Connection, name: str, epoch: int, request_id: str, pem: str, spki: str
+        tx: sqlite3.Connection, spki: str, *, name: str, epoch: int, request_id: str, pem: str
     ) -> m.Ack:
         req = store.row(tx, "requests", request_id)
         if req["state"] not in ("pending", "in_flight"):
@@ -187,34 +198,28 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
     @router.post("/requests/intents", response_model=m.BatchAck)
     def record_intents(body: m.IntentsIn) -> m.BatchAck:
         """Each item as ``/requests/{id}/intent`` would; one refused item spoils no other."""
-        parsed: list[tuple[m.IntentItem, str | ApiError]] = []
-        for item in body.items:
-            try:
-                parsed.append((item, parse_spki(item.public_key_pem)))
-            except ApiError as exc:
-                parsed.append((item, exc))
+        spkis = [refusal_or(partial(parse_spki, item.public_key_pem)) for item in body.items]
 
         def act(tx: sqlite3.Connection) -> list[m.ItemOutcome]:
-            outcomes = []
-            for item, spki in parsed:
-                one = (
-                    spki
-                    if isinstance(spki, ApiError)
-                    else partial(
+            return [
+                each_item(
+                    tx,
+                    item.request_id,
+                    partial(
                         intent_act,
                         name=body.name,
                         epoch=body.epoch,
                         request_id=item.request_id,
                         pem=item.public_key_pem,
-                        spki=spki,
-                    )
+                    ),
+                    spki,
                 )
-                outcomes.append(each_item(tx, item.request_id, one))
-            return outcomes
+                for item, spki in zip(body.items, spkis, strict=True)
+            ]
 
         outcomes = fenced("requests/intents", body.name, body.epoch, act)
-        for (item, spki), outcome in zip(parsed, outcomes, strict=True):
-            if outcome.status is None and not isinstance(spki, ApiError):
+        for item, spki, outcome in zip(body.items, spkis, outcomes, strict=True):
+            if outcome.status is None and isinstance(spki, str):
                 emit(
                     log,
                     LogEvent.INTENT_RECORDED,
@@ -227,18 +232,18 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
     def each_item(
         tx: sqlite3.Connection,
         item_id: str,
-        act: Callable[[sqlite3.Connection], m.Ack] | ApiError,
+        act: Callable[[sqlite3.Connection, T], m.Ack],
+        checked: T | ApiError,
     ) -> m.ItemOutcome:
-        """Run one item's ``act`` in a savepoint: a refusal undoes that item only.
-
-        ``act`` may already be the item's refusal (its input failed the checks
-        made before the transaction): nothing to run, nothing to undo.
+        """Run ``act`` on one item's ``checked`` input in a savepoint: a refusal undoes
+        that item only. ``checked`` may be the item's refusal by the checks made before
+        the transaction: nothing to run, nothing to undo.
         """
-        if isinstance(act, ApiError):
-            return m.ItemOutcome(id=item_id, status=act.status, reason=act.reason)
+        if isinstance(checked, ApiError):
+            return m.ItemOutcome(id=item_id, status=checked.status, reason=checked.reason)
         tx.execute("SAVEPOINT item")
         try:
-            ack = act(tx)
+            ack = act(tx, checked)
         except ApiError as exc:
             tx.execute("ROLLBACK TO item")
             tx.execute("RELEASE item")
@@ -248,10 +253,11 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
 
     def result_act(
         tx: sqlite3.Connection,
+        checked: CheckedUpload,
+        *,
         name: str,
         epoch: int,
         item: m.ResultItem,
-        checked: CheckedUpload,
     ) -> m.Ack:
         request_id = item.request_id
         req = store.row(tx, "requests", request_id)
@@ -353,25 +359,21 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
     def upload_results(body: m.ResultsIn) -> m.BatchAck:
         """Each item as ``/requests/{id}/result`` would; one refused item spoils no other."""
         gate.precheck("requests/results", body.name, body.epoch)
-        checks: list[CheckedUpload | ApiError] = []
-        for item in body.items:
-            try:
-                checks.append(check_upload(store.keys, item.envelope_b64, item.serial))
-            except ApiError as exc:
-                checks.append(exc)
+        checks = [
+            refusal_or(partial(check_upload, store.keys, item.envelope_b64, item.serial))
+            for item in body.items
+        ]
 
         def act(tx: sqlite3.Connection) -> list[m.ItemOutcome]:
-            outcomes = []
-            for item, checked in zip(body.items, checks, strict=True):
-                one = (
-                    checked
-                    if isinstance(checked, ApiError)
-                    else partial(
-                        result_act, name=body.name, epoch=body.epoch, item=item, checked=checked
-                    )
+            return [
+                each_item(
+                    tx,
+                    item.request_id,
+                    partial(result_act, name=body.name, epoch=body.epoch, item=item),
+                    checked,
                 )
-                outcomes.append(each_item(tx, item.request_id, one))
-            return outcomes
+                for item, checked in zip(body.items, checks, strict=True)
+            ]
 
         outcomes = fenced("requests/results", body.name, body.epoch, act)
         for item, outcome in zip(body.items, outcomes, strict=True):
