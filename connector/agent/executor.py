@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -387,36 +387,24 @@ class Executor:
         if len(requests) > 1:
             ctx = replace(
                 ctx,
-                intents=self._intents_group(fence, len(requests)),
-                results=self._results_group(fence, len(requests)),
+                intents=CallGroup[str](
+                    len(requests),
+                    lambda items: deps.service.record_intents(deps.name, fence.epoch(), items),
+                    max_wait_s=_INTENTS_WAIT_S,
+                ),
+                results=CallGroup[UploadItem](
+                    len(requests),
+                    lambda items: deps.service.upload_results(
+                        deps.name, fence.epoch(), [item for _, item in items]
+                    ),
+                    max_wait_s=_RESULTS_WAIT_S,
+                ),
             )
         with self._counts_lock:
             self._inflight += len(requests)
         for request in requests:
             future = self._pool.submit(issue_one, ctx, request)
             future.add_done_callback(partial(self._issued, decision.epoch))
-
-    def _intents_group(self, fence: Fence, members: int) -> CallGroup[str]:
-        deps = self.deps
-
-        def send(items: Sequence[tuple[str, str]]) -> dict[str, BadRequest | None]:
-            outcomes: dict[str, BadRequest | None] = deps.service.record_intents(
-                deps.name, fence.epoch(), items
-            )
-            return outcomes
-
-        return CallGroup(members, send, max_wait_s=_INTENTS_WAIT_S, clock=deps.clock)
-
-    def _results_group(self, fence: Fence, members: int) -> CallGroup[UploadItem]:
-        deps = self.deps
-
-        def send(items: Sequence[tuple[str, UploadItem]]) -> dict[str, BadRequest | None]:
-            outcomes: dict[str, BadRequest | None] = deps.service.upload_results(
-                deps.name, fence.epoch(), [item for _, item in items]
-            )
-            return outcomes
-
-        return CallGroup(members, send, max_wait_s=_RESULTS_WAIT_S, clock=deps.clock)
 
     def _batch_fence(self, epoch: int) -> Fence:
         fence = Fence(self.deps.lease)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Generic, TypeVar
@@ -52,14 +51,12 @@ class CallGroup(Generic[P]):
         send: Send[P],
         *,
         max_wait_s: float,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if expected < 1:
             raise ValueError("a CallGroup needs at least one member")
         self._expected = expected
         self._send = send
         self._max_wait_s = max_wait_s
-        self._clock = clock
         self._cond = threading.Condition()
         self._settled = 0  # members that called or left
         self._round: _Round[P] = _Round()
@@ -85,17 +82,13 @@ class CallGroup(Generic[P]):
             self._settled += 1
             sender = len(this.items) == 1
             if sender:
-                deadline = self._clock() + self._max_wait_s
-                while self._settled < self._expected:
-                    remaining = deadline - self._clock()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
+                self._cond.wait_for(
+                    lambda: self._settled >= self._expected, timeout=self._max_wait_s
+                )
                 self._round = _Round()  # whoever arrives from now on waits for the next send
             else:
                 self._cond.notify_all()  # the sender may be waiting for us
-                while not this.done:
-                    self._cond.wait()
+                self._cond.wait_for(lambda: this.done)
         if sender:
             try:
                 this.outcomes = self._send(list(this.items))
