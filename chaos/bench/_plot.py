@@ -3,11 +3,12 @@
     cpu_budget_plot(result, Path("runs/bench/flow.png"), target=0.8)
 
 One horizontal bar, stacked: the leader's key generation (what its own keys
-cost it, ``leader_keygen_ms``; the keygen windows' ``keygen_ms`` for results
-that lack it), the rest of the leader, then the other parts of the lab. The dashed line is the CPU
-one request may cost for the flow to reach ``target`` of raw keygen: over the
-whole bar when every process shares the CPUs, over the leader's two segments
-when the leader is isolated (the default layout).
+cost it, the leader's CPU less ``leader_beyond_keygen_ms``; the keygen windows'
+``keygen_ms`` for results that lack it), the rest of the leader, then the
+other parts of the lab. The dashed line is the CPU one request may cost for
+the flow to reach ``target`` of raw keygen: over the whole bar when every
+process shares the CPUs, over the leader's two segments when the leader is
+isolated (the default layout).
 """
 
 from __future__ import annotations
@@ -34,16 +35,10 @@ def cpu_budget_plot(result: dict[str, Any], path: Path, *, target: float = 0.8) 
 
     saturation = result["saturation"]
     cpu = saturation["cpu_ms_per_request"]
-    own_keys = saturation.get("leader_keygen_ms")
-    keys_per_request = (
-        saturation.get("leader_keys", 0) / saturation["delivered"] if saturation["delivered"] else 0
-    )
-    key_ms = (
-        float(own_keys) * keys_per_request
-        if own_keys and keys_per_request
-        else float(saturation["keygen_ms"] or 0.0)
-    )
-    leader_rest = max(0.0, float(cpu["connector_leader"]) - key_ms)
+    leader = float(cpu["connector_leader"])
+    beyond = saturation.get("leader_beyond_keygen_ms")
+    key_ms = leader - beyond if beyond is not None else float(saturation["keygen_ms"] or 0.0)
+    leader_rest = max(0.0, leader - key_ms)
     segments = [("leader: key generation", key_ms), ("leader: everything else", leader_rest)]
     segments += [(label, float(cpu.get(part, 0.0))) for part, label in _OTHER_PARTS]
     isolated = bool(result.get("isolated"))

@@ -398,6 +398,7 @@ def run_flow_bench(
             keygen = sum(keygen_rates) / len(keygen_rates)
             delivered = sum(r["delivered"] for r in runs)
             seconds = sum(r["seconds"] for r in runs)
+            cpu_ms_per_request = meter.per_item(delivered)
             saturation = {
                 "rounds": rounds,
                 "requested": sum(r["requested"] for r in runs),
@@ -413,7 +414,7 @@ def run_flow_bench(
                 "failures": [f for r in runs for f in r["failures"]][:10],
                 # Where the cores went during the rounds, per delivered request;
                 # keygen_ms is what one key costs a core in the keygen windows.
-                "cpu_ms_per_request": meter.per_item(delivered),
+                "cpu_ms_per_request": cpu_ms_per_request,
                 "keygen_ms": round(1000 * cores / keygen, 2) if keygen else None,
                 # The same keys as the leader made them during the rounds, and what
                 # the leader spent per request beyond its keys (CSR, CA call, PFX,
@@ -422,12 +423,16 @@ def run_flow_bench(
                 "leader_keygen_ms": (
                     round(1000 * leader_keygen_cpu / leader_keys, 2) if leader_keys else None
                 ),
+                "leader_beyond_keygen_ms": (
+                    round(
+                        cpu_ms_per_request["connector_leader"]
+                        - 1000 * leader_keygen_cpu / delivered,
+                        2,
+                    )
+                    if delivered
+                    else None
+                ),
             }
-            cpu_per_request = saturation["cpu_ms_per_request"]
-            if delivered and "connector_leader" in cpu_per_request:
-                saturation["leader_beyond_keygen_ms"] = round(
-                    cpu_per_request["connector_leader"] - 1000 * leader_keygen_cpu / delivered, 2
-                )
             # Half the keygen rate, but never beyond what the flow sustained: with
             # a cheap key type (P-256) half the keygen rate is far past saturation.
             rate = min(keygen / 2, 0.9 * saturation["throughput_per_s"])

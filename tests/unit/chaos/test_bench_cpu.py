@@ -6,9 +6,11 @@ import os
 import time
 
 import pytest
+from prometheus_client import generate_latest
 
 from chaos.bench._cpu import CpuMeter, process_cpu_seconds
-from chaos.bench.flow import split_cpus
+from chaos.bench.flow import keygen_cpu_so_far, split_cpus
+from connector.metrics import ConnectorMetrics
 
 
 def burn(seconds: float) -> None:
@@ -49,11 +51,6 @@ def test_isolation_gives_the_connector_half_the_cpus() -> None:
 
 
 def test_keygen_cpu_is_read_from_a_connectors_metrics_by_key_type() -> None:
-    from prometheus_client import generate_latest
-
-    from chaos.bench.flow import keygen_cpu_so_far
-    from connector.metrics import ConnectorMetrics
-
     metrics = ConnectorMetrics(name="a", cluster="c")
     metrics.observe_key_generation(0.07, key_type="rsa2048")
     metrics.observe_key_generation(0.05, key_type="rsa2048")

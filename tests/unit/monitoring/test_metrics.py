@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,7 +10,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from connector.agent.runtime import metered_keygen
 from connector.metrics import ConnectorMetrics
+from connector.pki import KeyType
 
 
 def _value(metrics: ConnectorMetrics, sample: str, **labels: str) -> float | None:
@@ -126,11 +129,6 @@ def test_shared_registry_is_used_as_given() -> None:
 
 
 def test_metered_keygen_records_thread_cpu_not_wall_time() -> None:
-    import time
-
-    from connector.agent.runtime import metered_keygen
-    from connector.pki import KeyType
-
     m = ConnectorMetrics(name="a", cluster="c")
     marker = object()
 
