@@ -37,6 +37,7 @@ from chaos.lab.state import ProcessRecord
 from chaos.launch._process import LaunchError, ManagedProcess, wait_for
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.connector import ConnectorFleet
+from chaos.launch.netns import Host, HostNetwork
 from chaos.launch.prometheus import PrometheusServer, ScrapeTLS
 from chaos.launch.service import ServiceProcess, ServiceTLS, self_signed_loopback
 from chaos.launch.zookeeper import ZOOKEEPER_JAR, ZooKeeperEnsemble
@@ -105,10 +106,16 @@ class Lab:
         connector_loop: dict[str, Any] | None = None,
         seed_devices: bool = True,
         secure: bool = True,
+        hosts: bool = False,
     ) -> None:
+        """``hosts``: every part on its own lab host (network namespace); see :meth:`topology`."""
         if connectors < 1:
             raise ValueError(f"connectors must be at least 1, got {connectors}")
         self.run_dir = Path(run_dir).resolve()
+        self.use_hosts = hosts
+        self.network: HostNetwork | None = None
+        # Which lab host runs what (hosts mode only): name -> Host.
+        self.host_of: dict[str, Host] = {}
         self.connector_count = connectors
         self.with_prometheus = prometheus
         self.session_timeout = session_timeout
@@ -132,10 +139,17 @@ class Lab:
 
     # -- lifecycle -----------------------------------------------------------------
 
+    @property
+    def topology(self) -> str:
+        """``"hosts"`` (each part in its own network namespace) or ``"single-host"``."""
+        return "hosts" if self.use_hosts else "single-host"
+
     def start(self) -> None:
         check_packages(prometheus=self.with_prometheus)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
+            if self.use_hosts:
+                self._step("network", self._make_hosts, self._remove_hosts)
             self._step("zookeeper", self.zk.start, self.zk.stop)
             self._step("cfssl", self.cas.start, self.cas.stop)
             self._start_service()
@@ -146,6 +160,29 @@ class Lab:
             self.stop()
             raise
         (self.run_dir / "endpoints.json").write_text(json.dumps(self.endpoints(), indent=2))
+
+    def _make_hosts(self) -> None:
+        """Hosts ``node1..N`` (ZooKeeper node i and connector ci), ``ca`` and ``service``.
+
+        Three hosts each run a ZooKeeper node and a connector, as deployed; more
+        connectors get hosts of their own; the CAs and the service live elsewhere.
+        """
+        self.network = net = HostNetwork.create(self.run_dir)
+        nodes = [net.add_host(f"node{i}") for i in range(1, max(3, self.connector_count) + 1)]
+        for i in range(self.connector_count):
+            self.host_of[f"c{i + 1}"] = nodes[i]
+        for i in range(3):
+            self.host_of[f"zk{i + 1}"] = nodes[i]
+        self.host_of["ca"] = net.add_host("ca")
+        self.host_of["service"] = net.add_host("service")
+        self.zk = ZooKeeperEnsemble(self.run_dir / "zookeeper", heap_mb=128, placement=nodes[:3])
+        self.cas = CfsslLab(self.run_dir / "cfssl", placement=self.host_of["ca"])
+
+    def _remove_hosts(self) -> None:
+        if self.network is not None:
+            self.network.destroy()
+        else:
+            HostNetwork.sweep(self.run_dir)
 
     def _step(self, name: str, start: Callable[[], None], stop: Callable[[], None]) -> None:
         log.info("lab: starting %s", name)
@@ -178,8 +215,10 @@ class Lab:
             token_file.touch(mode=0o600)
             token_file.write_text(secrets.token_urlsafe(24))
         tls = None
+        placement = self.host_of.get("service")
         if self.secure:
-            cert, key = self_signed_loopback(self.run_dir / "service" / "tls")
+            addresses = ["127.0.0.1"] + ([placement.address] if placement is not None else [])
+            cert, key = self_signed_loopback(self.run_dir / "service" / "tls", addresses)
             self.service_ca = cert
             tls = ServiceTLS(cert, key, server_ca=cert, require_connector_certs=True)
         self.service = ServiceProcess(
@@ -187,6 +226,7 @@ class Lab:
             mode="hybrid",
             admin_token=token_file.read_text().strip(),
             tls=tls,
+            placement=placement,
         )
         self._step("service", self.service.start, self.service.stop)
         with self.service.admin_client() as client:
@@ -222,6 +262,11 @@ class Lab:
             service_ca=self.service_ca,
             enroll=self._enroll if self.secure else None,
             zk_auth=zk_auth,
+            placement={
+                f"c{i}": self.host_of[f"c{i}"]
+                for i in range(1, self.connector_count + 1)
+                if f"c{i}" in self.host_of
+            },
         )
         self._step("connectors", self.fleet.start, self.fleet.stop)
         self.fleet.wait_for_leader(timeout=30)
@@ -243,7 +288,7 @@ class Lab:
         fleet, service = self._fleet(), self._service()
         self.prometheus = PrometheusServer(
             self.run_dir,
-            connectors=[f"127.0.0.1:{fleet.metrics_ports[n]}" for n in fleet.names],
+            connectors=[f"{fleet.address(n)}:{fleet.metrics_ports[n]}" for n in fleet.names],
             service=[service.url.removeprefix("http://").removeprefix("https://")],
             service_tls=ScrapeTLS(ca_file=self.service_ca) if self.service_ca else None,
             cluster=self.cluster,
@@ -281,7 +326,9 @@ class Lab:
         return any(name == "cfssl" for name, _ in self._stops)
 
     def endpoints(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"cluster": self.cluster}
+        data: dict[str, Any] = {"cluster": self.cluster, "topology": self.topology}
+        if self.network is not None:
+            data["hosts"] = {name: host.address for name, host in self.host_of.items()}
         if self.zk_started:
             data["zookeeper"] = self.zk.hosts
         if self.cas_started:

@@ -115,9 +115,12 @@ class ManagedProcess:
         log_path: Path,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        wrap: Callable[[Sequence[str]], list[str]] | None = None,
     ) -> None:
+        """``wrap``: turns the argv into the one to exec, e.g. a lab host's
+        ``ip netns exec`` prefix (:meth:`chaos.launch.netns.Host.wrap`)."""
         self.name = name
-        self.argv = list(argv)
+        self.argv = wrap(argv) if wrap is not None else list(argv)
         self.log_path = log_path
         self.env = dict(env) if env is not None else None
         self.cwd = cwd

@@ -37,6 +37,7 @@ import httpx
 from cryptography import x509
 
 from chaos.launch._process import LaunchError, ManagedProcess, free_port, port_open, wait_for
+from chaos.launch.netns import Host
 from connector.ca._certdb import create_certdb
 from connector.ca._profiles import STANDARD_PROFILES, CaProfile
 
@@ -133,8 +134,13 @@ class CfsslLab:
         names: Sequence[str] = ("primary", "secondary"),
         profiles: Mapping[str, CaProfile] | None = None,
         ready_timeout: float = 20.0,
+        placement: Host | None = None,
     ) -> None:
+        """``placement``: run every CA server and the CRL server inside that lab host,
+        on its address (CFSSL from port 8888 up, CRLs on 8080)."""
         self.run_dir = Path(run_dir).resolve()
+        self.placement = placement
+        self.host = placement.address if placement is not None else HOST
         self.names = tuple(names)
         self.profiles = dict(profiles or STANDARD_PROFILES)
         self.ready_timeout = ready_timeout
@@ -190,9 +196,9 @@ class CfsslLab:
                 }
             )
         )
-        crl_port = free_port(HOST)
+        crl_port = 8080 if self.placement is not None else free_port(HOST)
         state: dict[str, Any] = {"crl_port": crl_port, "cas": {}}
-        for name in self.names:
+        for index, name in enumerate(self.names):
             ca_dir = self.run_dir / name
             ca_dir.mkdir(exist_ok=True)
             generated = _cfssl_json(
@@ -224,7 +230,7 @@ class CfsslLab:
             )
             (ca_dir / "ca.pem").write_text(signed["cert"])
             auth_key = secrets.token_hex(16)
-            crl_url = f"http://{HOST}:{crl_port}/{name}.crl"
+            crl_url = f"http://{self.host}:{crl_port}/{name}.crl"
             _write_secret(
                 ca_dir / "config.json",
                 json.dumps(_signing_config(auth_key, crl_url, self.profiles), indent=1),
@@ -234,7 +240,7 @@ class CfsslLab:
                 json.dumps({"driver": "sqlite3", "data_source": str(ca_dir / "certdb.sqlite")})
             )
             state["cas"][name] = {
-                "port": free_port(HOST),
+                "port": 8888 + index if self.placement is not None else free_port(HOST),
                 "auth_key": auth_key,
                 "crl_url": crl_url,
             }
@@ -267,7 +273,7 @@ class CfsslLab:
                     "cfssl",
                     "serve",
                     "-address",
-                    HOST,
+                    self.host,
                     "-port",
                     str(self._state["cas"][name]["port"]),
                     "-ca",
@@ -283,6 +289,7 @@ class CfsslLab:
                 ],
                 log_path=self.run_dir / "logs" / f"cfssl-{name}.log",
                 cwd=ca_dir,
+                wrap=self.placement.wrap if self.placement is not None else None,
             )
             self._procs[name] = proc
         return proc
@@ -295,7 +302,7 @@ class CfsslLab:
 
     def _ready(self, name: str) -> bool:
         port = int(self._state["cas"][name]["port"])
-        if not port_open(HOST, port):
+        if not port_open(self.host, port):
             return False
         try:
             reply = httpx.post(f"{self.url(name)}/api/v1/cfssl/info", json={}, timeout=1.0)
@@ -339,18 +346,19 @@ class CfsslLab:
                 "--spec",
                 str(self.run_dir / "crl.json"),
                 "--host",
-                HOST,
+                self.host,
                 "--port",
                 str(port),
             ],
             log_path=self.run_dir / "logs" / "crl-server.log",
             cwd=Path(__file__).resolve().parents[2],
+            wrap=self.placement.wrap if self.placement is not None else None,
         )
         self._crl_proc.start()
         proc = self._crl_proc
         try:
             wait_for(
-                lambda: port_open(HOST, port) or not proc.running(),
+                lambda: port_open(self.host, port) or not proc.running(),
                 timeout=self.ready_timeout,
                 what="CRL server listening",
             )
@@ -402,7 +410,7 @@ class CfsslLab:
 
     def url(self, name: str) -> str:
         self._check(name)
-        return f"http://{HOST}:{self._state['cas'][name]['port']}"
+        return f"http://{self.host}:{self._state['cas'][name]['port']}"
 
     def auth_key(self, name: str) -> str:
         self._check(name)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos.launch._process import LaunchError, ManagedProcess, free_port, wait_for
+from chaos.launch.netns import Host
 from election import open_client, read_cluster_status
 
 __all__ = ["ConnectorFleet", "render_config"]
@@ -110,8 +111,13 @@ class ConnectorFleet:
         service_ca: Path | None = None,
         enroll: Callable[[str, Path], None] | None = None,
         zk_auth: tuple[str, Path] | None = None,
+        placement: Mapping[str, Host] | None = None,
     ) -> None:
-        """``cas`` is :meth:`chaos.launch.cfssl.CfsslLab.describe` (``cas`` and ``templates``)."""
+        """``cas`` is :meth:`chaos.launch.cfssl.CfsslLab.describe` (``cas`` and ``templates``).
+
+        ``placement``: the lab host each connector runs in (by name); its metrics
+        endpoint then listens on that host's address, port 9464.
+        """
         if count < 1:
             raise ValueError(f"count must be at least 1, got {count}")
         self.directory = Path(directory)
@@ -130,7 +136,13 @@ class ConnectorFleet:
         # ZooKeeper digest ACLs: (user, password file 0600).
         self.zk_auth = zk_auth
         self.names = [f"{prefix}{i}" for i in range(1, count + 1)]
-        self.metrics_ports = {name: free_port() for name in self.names}
+        self.placement = dict(placement or {})
+        missing = [n for n in self.names if self.placement and n not in self.placement]
+        if missing:
+            raise ValueError(f"placement names no host for {', '.join(missing)}")
+        self.metrics_ports = {
+            name: 9464 if name in self.placement else free_port() for name in self.names
+        }
         self._procs: dict[str, ManagedProcess] = {}
 
     # -- files ----------------------------------------------------------------
@@ -141,8 +153,13 @@ class ConnectorFleet:
     def log_path(self, name: str) -> Path:
         return self.directory / name / "connector.log"
 
+    def address(self, name: str) -> str:
+        """The address connector ``name`` listens on: its lab host's, or loopback."""
+        host = self.placement.get(name)
+        return host.address if host is not None else "127.0.0.1"
+
     def metrics_url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.metrics_ports[name]}"
+        return f"http://{self.address(name)}:{self.metrics_ports[name]}"
 
     def write_config(self, name: str) -> Path:
         home = self.directory / name
@@ -174,7 +191,7 @@ class ConnectorFleet:
             service_url=self.service_url,
             cas=cas,
             templates=self.description["templates"],
-            metrics_listen=f"127.0.0.1:{self.metrics_ports[name]}",
+            metrics_listen=f"{self.address(name)}:{self.metrics_ports[name]}",
             session_timeout=self.session_timeout,
             fast_path=self.fast_path,
             loop=self.loop,
@@ -191,6 +208,8 @@ class ConnectorFleet:
             config = self.write_config(name)
             argv = [sys.executable, "-c", _ENTRY, "connector", "run", "--config", str(config)]
             argv += ["--log-format", "json"]
+            if name in self.placement:
+                argv = self.placement[name].wrap(argv)
             proc = ManagedProcess(name, argv, log_path=self.log_path(name), env=self.env)
             self._procs[name] = proc
         return proc

@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 
 from chaos.launch._process import LaunchError, ManagedProcess, free_port, wait_for
+from chaos.launch.netns import Host
 
 __all__ = ["ServiceProcess", "ServiceTLS", "self_signed_loopback"]
 
@@ -55,8 +56,13 @@ class ServiceProcess:
         extra_args: Sequence[str] = (),
         name: str = "service",
         tls: ServiceTLS | None = None,
+        placement: Host | None = None,
     ) -> None:
+        """``placement``: run inside that lab host, on its address (port 8443 by default)."""
         self.directory = directory
+        if placement is not None:
+            host = placement.address
+            port = port or 8443
         self.host = host
         self.port = port or free_port(host)
         self.admin_token = admin_token
@@ -88,6 +94,8 @@ class ServiceProcess:
                 argv += ["--require-connector-certs"]
         argv += list(extra_args)
         env = {_TOKEN_ENV: admin_token} if admin_token else {_TOKEN_ENV: ""}
+        if placement is not None:
+            argv = placement.wrap(argv)
         self.process = ManagedProcess(name, argv, log_path=directory / "service.log", env=env)
 
     @property
@@ -170,8 +178,10 @@ class ServiceProcess:
         )
 
 
-def self_signed_loopback(directory: Path) -> tuple[Path, Path]:
-    """A self-signed server certificate for 127.0.0.1 and its key (0600): (cert, key)."""
+def self_signed_loopback(
+    directory: Path, addresses: Sequence[str] = ("127.0.0.1",)
+) -> tuple[Path, Path]:
+    """A self-signed server certificate for ``addresses`` and its key (0600): (cert, key)."""
     import datetime as dt
     import ipaddress
     import os
@@ -193,7 +203,9 @@ def self_signed_loopback(directory: Path) -> tuple[Path, Path]:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
+            ),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)

@@ -22,11 +22,13 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from chaos.launch._process import LaunchError, ManagedProcess, free_port, wait_for
+from chaos.launch.netns import Host
 
 __all__ = ["ZOOKEEPER_JAR", "ZooKeeperEnsemble", "four_letter_word"]
 
@@ -91,7 +93,12 @@ class ZooKeeperEnsemble:
         fsync: bool = False,
         start_timeout: float = 60.0,
         java: str = "java",
+        placement: Sequence[Host] | None = None,
     ) -> None:
+        """``placement``: one lab host per node (``size`` is then its length); each node
+        runs inside its host on the standard ports (2181, 2888, 3888) of its address."""
+        if placement is not None:
+            size = len(placement)
         if size not in (1, 3, 5):
             raise ValueError(f"size must be 1, 3 or 5, got {size}")
         if tick_ms < 10:
@@ -103,8 +110,13 @@ class ZooKeeperEnsemble:
         self.fsync = fsync
         self.start_timeout = start_timeout
         self.java = java
+        self.placement = list(placement) if placement is not None else None
         self._ports: list[_Ports] = []
         self._nodes: list[ManagedProcess] = []
+
+    def address(self, index: int) -> str:
+        """The address node ``index`` serves on (its host's, or loopback)."""
+        return self.placement[index].address if self.placement is not None else "127.0.0.1"
 
     # -- public surface -------------------------------------------------------------
 
@@ -112,7 +124,7 @@ class ZooKeeperEnsemble:
     def hosts(self) -> str:
         """The client connect string, e.g. ``"127.0.0.1:41234,127.0.0.1:41240,..."``."""
         self._require_configured()
-        return ",".join(f"127.0.0.1:{p.client}" for p in self._ports)
+        return ",".join(f"{self.address(i)}:{p.client}" for i, p in enumerate(self._ports))
 
     @property
     def client_ports(self) -> list[int]:
@@ -132,7 +144,12 @@ class ZooKeeperEnsemble:
         """Start every node and wait until each one serves clients."""
         self._check_installation()
         if not self._ports:
-            self._ports = [_Ports(free_port(), free_port(), free_port()) for _ in range(self.size)]
+            if self.placement is not None:  # own hosts: the standard ports, as deployed
+                self._ports = [_Ports(2181, 2888, 3888) for _ in range(self.size)]
+            else:
+                self._ports = [
+                    _Ports(free_port(), free_port(), free_port()) for _ in range(self.size)
+                ]
             self._nodes = [self._make_node(i) for i in range(self.size)]
         for i in range(self.size):
             self._write_config(i)
@@ -171,7 +188,7 @@ class ZooKeeperEnsemble:
 
     def mode(self, index: int) -> str | None:
         """``"leader"``, ``"follower"`` or ``"standalone"``; None while not serving."""
-        reply = four_letter_word(self._ports[index].client, "srvr")
+        reply = four_letter_word(self._ports[index].client, "srvr", host=self.address(index))
         for line in reply.splitlines():
             if line.startswith("Mode:"):
                 return line.split(":", 1)[1].strip()
@@ -265,6 +282,8 @@ class ZooKeeperEnsemble:
             _MAIN_CLASS,
             str(node_dir / "zoo.cfg"),
         ]
+        if self.placement is not None:
+            argv = self.placement[index].wrap(argv)
         return ManagedProcess(f"zk{index + 1}", argv, log_path=node_dir / "zookeeper.log")
 
     def _write_config(self, index: int) -> None:
@@ -279,7 +298,7 @@ class ZooKeeperEnsemble:
             f"syncLimit={max(5, 2000 // self.tick_ms)}",
             f"dataDir={data_dir}",
             f"clientPort={ports.client}",
-            "clientPortAddress=127.0.0.1",
+            f"clientPortAddress={self.address(index)}",
             f"minSessionTimeout={2 * self.tick_ms}",
             "maxSessionTimeout=60000",
             "maxClientCnxns=200",
@@ -298,13 +317,13 @@ class ZooKeeperEnsemble:
             lines.append("standaloneEnabled=false")
             lines.append("cnxTimeout=1000")
             for i, p in enumerate(self._ports):
-                lines.append(f"server.{i + 1}=127.0.0.1:{p.quorum}:{p.election}")
+                lines.append(f"server.{i + 1}={self.address(i)}:{p.quorum}:{p.election}")
             (data_dir / "myid").write_text(f"{index + 1}\n")
         (node_dir / "zoo.cfg").write_text("\n".join(lines) + "\n")
 
     def _launch(self, index: int) -> None:
         ports = self._ports[index]
-        taken = [port for port in ports.all() if not _port_free(port)]
+        taken = [] if self.placement is not None else [p for p in ports.all() if not _port_free(p)]
         if taken:
             raise LaunchError(
                 f"ZooKeeper node {index + 1}: port(s) {', '.join(map(str, taken))} on "
