@@ -34,7 +34,7 @@ import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from chaos.drill.state import ServiceDb
+from chaos.checkers.state import ServiceDb
 from chaos.lab.seed import WORKLOAD_GROUP
 from chaos.lab.state import read_state
 from chaos.lab.supervisor import control

@@ -28,11 +28,13 @@ from chaos.drill.engine import DrillEngine, DrillSettings, Progress
 from chaos.drill.observer import Observer
 from chaos.drill.report import plot_timeline, write_report
 from chaos.drill.result import ScenarioResult, percentile, write_contract, write_rounds
-from chaos.drill.scenarios import ALL, parse_scenarios
+from chaos.drill.scenarios import ALL, ALL_HOSTS, parse_scenarios
 from chaos.history import History
+from chaos.lab.cli import HOSTS_OPTION, SINGLE_HOST_LIMITS
 from chaos.lab.lab import Lab
 from chaos.lab.seed import WORKLOAD_GROUP
 from chaos.launch._process import LaunchError
+from chaos.launch.netns import netns_unavailable
 from chaos.nemesis import partition_unavailable
 from chaos.workload import Workload
 
@@ -95,7 +97,8 @@ def _live_view(progress: Progress) -> Group:
     "scenario_text",
     default="connector-down,ca-down,both-down",
     show_default=True,
-    help=f"Comma-separated scenarios, or 'all' ({', '.join(ALL)}).",
+    help=f"Comma-separated scenarios, or 'all' ({', '.join(ALL)}; "
+    f"with --hosts also {', '.join(n for n in ALL_HOSTS if n not in ALL)}).",
 )
 @click.option("--rounds", type=click.IntRange(1, 1000), default=5, show_default=True)
 @click.option("--connectors", type=click.IntRange(2, 9), default=3, show_default=True)
@@ -109,6 +112,7 @@ def _live_view(progress: Progress) -> Group:
 @click.option("--enroll-rate", type=float, default=3.0, show_default=True, help="Devices/s.")
 @click.option("--revoke-every", type=float, default=3.0, show_default=True, help="Seconds.")
 @click.option("--hold", type=float, default=None, help="Override how long blocking faults last.")
+@HOSTS_OPTION
 def drill(
     scenario_text: str,
     rounds: int,
@@ -119,13 +123,17 @@ def drill(
     enroll_rate: float,
     revoke_every: float,
     hold: float | None,
+    hosts: bool,
 ) -> None:
     """Run disaster-recovery drills against a fresh lab and check every invariant."""
+    if hosts and (why := netns_unavailable()):
+        raise click.UsageError(f"--hosts: {why}; use --single-host")
     try:
-        scenarios = parse_scenarios(scenario_text)
+        scenarios = parse_scenarios(scenario_text, topology="hosts" if hosts else "single-host")
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--scenario") from exc
-    if any(s.name == "partition" for s in scenarios) and (why := partition_unavailable()):
+    partitioned = any(s.name == "partition" for s in scenarios)
+    if partitioned and not hosts and (why := partition_unavailable()):
         raise click.UsageError(f"scenario partition: {why}")
     if hold is not None:
         from dataclasses import replace
@@ -149,10 +157,13 @@ def drill(
         connectors=connectors,
         session_timeout=session_timeout,
         seed_devices=False,
+        hosts=hosts,
     )
     progress = Progress()
     results: list[ScenarioResult] = []
-    console.print(f"[bold]pfxha drill[/]: starting the lab in {lab.run_dir} ...")
+    console.print(f"[bold]pfxha drill[/]: starting the lab ({lab.topology}) in {lab.run_dir} ...")
+    if not hosts:
+        console.print(SINGLE_HOST_LIMITS, style="dim")
     try:
         lab.start()
     except LaunchError as exc:
@@ -164,7 +175,7 @@ def drill(
     finally:
         lab.stop()
         history.close()
-    data = _write_outputs(results, history, out_dir, json_path, command)
+    data = _write_outputs(results, history, out_dir, json_path, command, lab.topology)
     report_console.print(summary_table(results))
     report_console.print(f"report: {out_dir / 'report.md'}  timeline: {out_dir / 'timeline.png'}")
     for result in results:
@@ -266,10 +277,11 @@ def _write_outputs(
     out_dir: Path,
     json_path: Path | None,
     command: str,
+    topology: str,
 ) -> dict[str, Any]:
-    data = write_contract(results, out_dir / "result.json")
+    data = write_contract(results, out_dir / "result.json", topology=topology)
     if json_path is not None and json_path.resolve() != (out_dir / "result.json"):
-        write_contract(results, json_path)
+        write_contract(results, json_path, topology=topology)
     write_rounds(results, out_dir / "rounds.json")
     write_report(results, out_dir / "report.md", command=command)
     try:

@@ -39,10 +39,10 @@ from chaos.checkers import (
 from chaos.checkers.epochs import check_single_active
 from chaos.checkers.ops import CONNECTORS, FAULT, NEMESIS, OBSERVER
 from chaos.checkers.requests import DELIVERED_STATES
+from chaos.checkers.state import IssuedRow, ServiceDb
 from chaos.drill.observer import Observer
 from chaos.drill.result import RoundResult, ScenarioResult
 from chaos.drill.scenarios import FaultTarget, Scenario
-from chaos.drill.state import IssuedRow, ServiceDb
 from chaos.history import History
 from chaos.nemesis import FaultError
 from chaos.workload import Workload

@@ -28,7 +28,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException
 
 from chaos.checkers.ops import CONNECTORS, DELIVERY, LEADER, OBSERVER, STALE_REJECTED
-from chaos.drill.state import IssuedRow, ServiceDb
+from chaos.checkers.state import IssuedRow, ServiceDb
 from chaos.history import History
 
 __all__ = ["LeaderChange", "Observer"]

@@ -110,13 +110,22 @@ class ScenarioResult:
         }
 
 
-def contract(scenarios: Sequence[ScenarioResult]) -> dict[str, Any]:
+def contract(
+    scenarios: Sequence[ScenarioResult], *, topology: str = "single-host"
+) -> dict[str, Any]:
+    """The ``--json`` contract; ``topology`` is ``"hosts"`` or ``"single-host"``."""
     body = {s.name: s.to_contract() for s in scenarios}
-    return {"scenarios": body, "ok": all(not s["violations"] for s in body.values())}
+    return {
+        "scenarios": body,
+        "ok": all(not s["violations"] for s in body.values()),
+        "topology": topology,
+    }
 
 
-def write_contract(scenarios: Sequence[ScenarioResult], path: Path) -> dict[str, Any]:
-    data = contract(scenarios)
+def write_contract(
+    scenarios: Sequence[ScenarioResult], path: Path, *, topology: str = "single-host"
+) -> dict[str, Any]:
+    data = contract(scenarios, topology=topology)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return data

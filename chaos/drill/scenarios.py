@@ -9,6 +9,10 @@ lab and the current leader. ``kind`` decides the failover measurement:
   need to change when one ZooKeeper server dies);
 - ``blocking``: nobody can act until the fault heals (no quorum, no CA):
   the fault is held for ``hold_s``, and failover runs from the heal.
+
+Host scenarios (``host-crash``, ``host-isolate``) need the hosts topology
+(``pfxha drill --hosts``) and join ``all`` there; on hosts, ``partition`` cuts
+the leader's *host* from its ZooKeeper peers instead of one process's packets.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from typing import Any, Literal, Protocol
 
 from chaos.nemesis import CompositeFault, Fault, ProcessFault, ZkPartition
 
-__all__ = ["ALL", "SCENARIOS", "FaultTarget", "Scenario", "parse_scenarios"]
+__all__ = ["ALL", "ALL_HOSTS", "SCENARIOS", "FaultTarget", "Scenario", "parse_scenarios"]
+
+HostFaultKind = Literal["crash", "isolate", "partition"]
 
 Kind = Literal["leader", "ca", "zk", "blocking"]
 
@@ -30,6 +36,10 @@ class FaultTarget(Protocol):
 
     primary_ca: str
     secondary_ca: str
+
+    @property
+    def topology(self) -> str: ...
+    def host_fault(self, kind: HostFaultKind, connector: str) -> Fault: ...
 
     def connector_pid(self, name: str) -> int | None: ...
     def kill_connector(self, name: str) -> None: ...
@@ -55,6 +65,8 @@ class Scenario:
     hold_s: float = 0.0
     # Whether the leader is expected to change (the measured "new leader").
     leader_change: bool = True
+    # Only on the hosts topology (each part its own network namespace).
+    hosts_only: bool = False
 
 
 def _kill_connector(lab: FaultTarget, leader: str) -> Fault:
@@ -106,11 +118,21 @@ def _switchover(lab: FaultTarget, leader: str) -> Fault:
 
 
 def _partition(lab: FaultTarget, leader: str) -> Fault:
+    if lab.topology == "hosts":
+        return lab.host_fault("partition", leader)
     pid = lab.connector_pid(leader)
     if pid is None:
         raise RuntimeError(f"connector {leader} has no pid to partition")
     cut = ZkPartition(pid, lab.zk_client_ports(), name=f"partition {leader} from ZooKeeper")
     return cut
+
+
+def _host_crash(lab: FaultTarget, leader: str) -> Fault:
+    return lab.host_fault("crash", leader)
+
+
+def _host_isolate(lab: FaultTarget, leader: str) -> Fault:
+    return lab.host_fault("isolate", leader)
 
 
 def _kill_ca(lab: FaultTarget, name: str) -> Fault:
@@ -197,19 +219,37 @@ SCENARIOS: dict[str, Scenario] = {
                  _ca_all_down, hold_s=2.0, leader_change=False),
         Scenario("intruder", "zk", "callers without credentials or revoked try to take over",
                  _intruder, leader_change=False),
+        Scenario("host-crash", "leader",
+                 "the leader's host dies: every process frozen, its link dropped (no RST)",
+                 _host_crash, hosts_only=True),
+        Scenario("host-isolate", "leader",
+                 "the leader's host loses every link, its ZooKeeper node included",
+                 _host_isolate, hosts_only=True),
     )
 }  # fmt: skip
 
-ALL = list(SCENARIOS)
+ALL = [name for name, s in SCENARIOS.items() if not s.hosts_only]
+ALL_HOSTS = list(SCENARIOS)
 
 
-def parse_scenarios(text: str) -> list[Scenario]:
-    """``"all"`` or a comma-separated list of names, in the order given."""
-    names = ALL if text.strip() == "all" else [n.strip() for n in text.split(",") if n.strip()]
+def parse_scenarios(text: str, *, topology: str = "single-host") -> list[Scenario]:
+    """``"all"`` or a comma-separated list of names, in the order given.
+
+    ``all`` includes the host scenarios on the hosts topology; naming one
+    elsewhere is an error that says how to get it.
+    """
+    everything = ALL_HOSTS if topology == "hosts" else ALL
+    if text.strip() == "all":
+        names = everything
+    else:
+        names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown or not names:
         raise ValueError(
             f"unknown scenario(s) {', '.join(unknown) or '(none given)'}; "
-            f"choose from: all, {', '.join(ALL)}"
+            f"choose from: all, {', '.join(ALL_HOSTS)}"
         )
+    needs_hosts = [n for n in names if SCENARIOS[n].hosts_only and topology != "hosts"]
+    if needs_hosts:
+        raise ValueError(f"{', '.join(needs_hosts)} need(s) the hosts topology: add --hosts")
     return [SCENARIOS[n] for n in names]

@@ -30,6 +30,7 @@ from rich.table import Table
 from chaos.lab.lab import check_packages
 from chaos.lab.state import LabState, alive, read_state, stop_processes, write_state
 from chaos.launch._process import LaunchError, port_open
+from chaos.launch.netns import HostNetwork, netns_unavailable
 
 __all__ = ["down", "status", "up"]
 
@@ -40,6 +41,22 @@ _DIR = click.option(
     default=Path("runs/lab"),
     show_default=True,
     help="Run directory: state, data and logs.",
+)
+
+
+HOSTS_OPTION = click.option(
+    "--hosts/--single-host",
+    default=False,
+    show_default=True,
+    help="--hosts: every connector, ZooKeeper node, the CAs and the service in its own "
+    "network namespace on a lab bridge (needs root and iproute2). --single-host: all on "
+    "this machine's loopback.",
+)
+
+SINGLE_HOST_LIMITS = (
+    "note: single-host topology: every process shares one loopback, so what only holds "
+    "there (a liveness socket on 127.0.0.1, files on the same disk) is not exercised; "
+    "use --hosts for a lab of separate hosts."
 )
 
 
@@ -56,11 +73,14 @@ def _running_state(run_dir: Path) -> LabState | None:
 @click.command("up")
 @click.option("--connectors", type=click.IntRange(1, 9), default=3, show_default=True)
 @click.option("--prometheus", is_flag=True, help="Also start Prometheus with the repo's rules.")
+@HOSTS_OPTION
 @_DIR
 @click.option("--timeout", type=float, default=180.0, show_default=True)
-def up(connectors: int, prometheus: bool, run_dir: Path, timeout: float) -> None:
+def up(connectors: int, prometheus: bool, hosts: bool, run_dir: Path, timeout: float) -> None:
     """Start ZooKeeper x3, CFSSL CAs, the service and N connectors in the background."""
     run_dir = run_dir.resolve()
+    if hosts and (why := netns_unavailable()):
+        raise click.ClickException(f"--hosts: {why}; use --single-host")
     existing = _running_state(run_dir)
     if existing is not None:
         raise click.ClickException(
@@ -75,6 +95,7 @@ def up(connectors: int, prometheus: bool, run_dir: Path, timeout: float) -> None
     (run_dir / "lab.json").unlink(missing_ok=True)
     argv = [sys.executable, "-m", "chaos.lab.supervisor", "--dir", str(run_dir)]
     argv += ["--connectors", str(connectors)] + (["--prometheus"] if prometheus else [])
+    argv += ["--hosts"] if hosts else []
     with (run_dir / "lab.log").open("ab") as log:
         supervisor = subprocess.Popen(
             argv,
@@ -99,12 +120,15 @@ def up(connectors: int, prometheus: bool, run_dir: Path, timeout: float) -> None
             supervisor.wait(timeout=60)
         if state is not None and state.processes:
             stop_processes(state.processes, grace=5)
+        HostNetwork.sweep(run_dir)
         reason = state.error if state is not None and state.error else "see the log"
         raise click.ClickException(
             f"the lab did not start: {reason}\n(log: {run_dir / 'lab.log'}; "
             "nothing was left running)"
         )
     click.echo(f"lab up in {run_dir} (supervisor pid {state.supervisor_pid})")
+    if not hosts:
+        click.echo(SINGLE_HOST_LIMITS)
     _print_status(state)
 
 
@@ -140,6 +164,9 @@ def down(run_dir: Path, grace: float) -> None:
         while time.monotonic() < deadline and alive(state.supervisor_pid):
             time.sleep(0.1)
     leftovers = stop_processes(state.processes, grace=5)
+    # The supervisor removes its hosts when it stops; if it crashed, its record does.
+    if HostNetwork.sweep(run_dir):
+        leftovers.append("lab hosts (network namespaces and links)")
     state = read_state(run_dir) or state
     state.status = "down"
     write_state(state, run_dir)

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from chaos.checkers.model import Snapshot
-from chaos.drill.state import ServiceDb, read_snapshot
+from chaos.checkers.state import ServiceDb, read_snapshot
 from chaos.lab.seed import SeedError, seed_service
 from chaos.lab.state import ProcessRecord
 from chaos.launch._process import LaunchError, ManagedProcess, wait_for
@@ -41,6 +41,8 @@ from chaos.launch.netns import Host, HostNetwork
 from chaos.launch.prometheus import PrometheusServer, ScrapeTLS
 from chaos.launch.service import ServiceProcess, ServiceTLS, self_signed_loopback
 from chaos.launch.zookeeper import ZOOKEEPER_JAR, ZooKeeperEnsemble
+from chaos.nemesis import Fault
+from chaos.nemesis.host import HostCrash, HostIsolation, HostPartition
 from connector.identity import EnrollmentError, enroll
 from election import open_client, read_cluster_status, request_switchover
 
@@ -425,6 +427,25 @@ class Lab:
 
     def zk_client_ports(self) -> list[int]:
         return self.zk.client_ports
+
+    def host_fault(self, kind: str, connector: str) -> Fault:
+        """A fault of connector ``connector``'s whole host (hosts topology only).
+
+        ``crash``: every process of the host frozen and its link dropped;
+        ``isolate``: its link dropped; ``partition``: its packets to and from the
+        other ZooKeeper nodes' hosts dropped (service and CAs still reachable).
+        """
+        host = self.host_of.get(connector)
+        if self.network is None or host is None:
+            raise LaunchError(f"host faults need the hosts topology (lab of {self.topology})")
+        if kind == "crash":
+            return HostCrash(self.network, host)
+        if kind == "isolate":
+            return HostIsolation(self.network, host)
+        if kind == "partition":
+            peers = sorted({self.host_of[f"zk{i}"].address for i in (1, 2, 3)} - {host.address})
+            return HostPartition(host, peers, name=f"partition host of {connector} from ZooKeeper")
+        raise ValueError(f"unknown host fault {kind!r}")
 
     def switchover(self, to: str | None = None) -> None:
         with open_client(self.zk.hosts, auth_digest=self.zk_auth) as client:

@@ -8,7 +8,7 @@ from chaos.drill.engine import DrillEngine
 from chaos.drill.observer import LeaderChange
 from chaos.drill.result import RoundResult
 from chaos.drill.scenarios import SCENARIOS
-from chaos.drill.state import IssuedRow
+from chaos.checkers.state import IssuedRow
 from chaos.history import History
 
 # Observer times are history times; service times are "Unix" times. Here the
