@@ -109,12 +109,14 @@ class Lab:
         seed_devices: bool = True,
         secure: bool = True,
         hosts: bool = False,
+        zk_sync_limit_s: float = 0.5,
     ) -> None:
         """``hosts``: every part on its own lab host (network namespace); see :meth:`topology`."""
         if connectors < 1:
             raise ValueError(f"connectors must be at least 1, got {connectors}")
         self.run_dir = Path(run_dir).resolve()
         self.use_hosts = hosts
+        self.zk_sync_limit_s = zk_sync_limit_s
         self.network: HostNetwork | None = None
         # Which lab host runs what (hosts mode only): name -> Host.
         self.host_of: dict[str, Host] = {}
@@ -177,7 +179,17 @@ class Lab:
             self.host_of[f"zk{i + 1}"] = nodes[i]
         self.host_of["ca"] = net.add_host("ca")
         self.host_of["service"] = net.add_host("service")
-        self.zk = ZooKeeperEnsemble(self.run_dir / "zookeeper", heap_mb=128, placement=nodes[:3])
+        # A follower notices a dead quorum leader after sync_limit_s of silence,
+        # then the ensemble elects and every session gets a fresh timeout: a host
+        # crash that takes the ZooKeeper leader with it pays that on top of the
+        # session timeout, and until then a cut-off quorum leader keeps answering
+        # its own clients' pings. The single-host lab keeps 2 s.
+        self.zk = ZooKeeperEnsemble(
+            self.run_dir / "zookeeper",
+            heap_mb=128,
+            placement=nodes[:3],
+            sync_limit_s=self.zk_sync_limit_s,
+        )
         self.cas = CfsslLab(self.run_dir / "cfssl", placement=self.host_of["ca"])
 
     def _remove_hosts(self) -> None:
@@ -264,6 +276,7 @@ class Lab:
             service_ca=self.service_ca,
             enroll=self._enroll if self.secure else None,
             zk_auth=zk_auth,
+            fast_path=not self.use_hosts,  # TEMP
             placement={
                 f"c{i}": self.host_of[f"c{i}"]
                 for i in range(1, self.connector_count + 1)

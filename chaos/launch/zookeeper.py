@@ -94,6 +94,7 @@ class ZooKeeperEnsemble:
         start_timeout: float = 60.0,
         java: str = "java",
         placement: Sequence[Host] | None = None,
+        sync_limit_s: float = 2.0,
     ) -> None:
         """``placement``: one lab host per node (``size`` is then its length); each node
         runs inside its host on the standard ports (2181, 2888, 3888) of its address."""
@@ -111,6 +112,8 @@ class ZooKeeperEnsemble:
         self.start_timeout = start_timeout
         self.java = java
         self.placement = list(placement) if placement is not None else None
+        # How long a follower waits on a silent quorum leader before electing anew.
+        self.sync_limit_s = sync_limit_s
         self._ports: list[_Ports] = []
         self._nodes: list[ManagedProcess] = []
 
@@ -293,9 +296,9 @@ class ZooKeeperEnsemble:
         ports = self._ports[index]
         lines = [
             f"tickTime={self.tick_ms}",
-            # Followers get 5 s to sync at start and 2 s to stay in step.
+            # Followers get 5 s to sync at start and sync_limit_s to stay in step.
             f"initLimit={max(10, 5000 // self.tick_ms)}",
-            f"syncLimit={max(5, 2000 // self.tick_ms)}",
+            f"syncLimit={max(2, round(self.sync_limit_s * 1000 / self.tick_ms))}",
             f"dataDir={data_dir}",
             f"clientPort={ports.client}",
             f"clientPortAddress={self.address(index)}",
