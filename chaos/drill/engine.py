@@ -40,7 +40,7 @@ from chaos.checkers.epochs import check_single_active
 from chaos.checkers.ops import CONNECTORS, FAULT, NEMESIS, OBSERVER
 from chaos.checkers.requests import DELIVERED_STATES
 from chaos.checkers.state import IssuedRow, ServiceDb
-from chaos.drill.observer import Observer
+from chaos.drill.observer import LeaderChange, Observer
 from chaos.drill.result import RoundResult, ScenarioResult
 from chaos.drill.scenarios import FaultTarget, Scenario
 from chaos.history import History
@@ -303,14 +303,25 @@ class DrillEngine:
     ) -> None:
         t0 = outcome.fault_at
         old_epoch = outcome.old_epoch or 0
-        change = next(
-            (
-                c
-                for c in self.observer.changes
-                if c.at >= t0 and c.name and (c.epoch or 0) > old_epoch
-            ),
-            None,
-        )
+
+        def first_change() -> LeaderChange | None:
+            return next(
+                (
+                    c
+                    for c in self.observer.changes
+                    if c.at >= t0 and c.name and (c.epoch or 0) > old_epoch
+                ),
+                None,
+            )
+
+        change = first_change()
+        if change is None and recovered is not None and recovered.epoch > old_epoch:
+            # The service already accepted work under a newer epoch, so ZooKeeper has
+            # a new leader; the observer's own ZooKeeper server may have been on the
+            # crashed host and it is still catching up. Its record carries ZooKeeper's
+            # mtime, so waiting for it does not change what is measured.
+            self.observer.wait(lambda: first_change() is not None, timeout=10.0)
+            change = first_change()
         if change is not None:
             outcome.new_leader, outcome.new_epoch = change.name, change.epoch
             outcome.new_leader_s = round(change.at - t0, 4)

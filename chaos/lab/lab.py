@@ -189,6 +189,8 @@ class Lab:
             heap_mb=128,
             placement=nodes[:3],
             sync_limit_s=self.zk_sync_limit_s,
+            max_election_wait_ms=1000,
+            connect_timeout_ms=500,
         )
         self.cas = CfsslLab(self.run_dir / "cfssl", placement=self.host_of["ca"])
 

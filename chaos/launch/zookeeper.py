@@ -95,6 +95,8 @@ class ZooKeeperEnsemble:
         java: str = "java",
         placement: Sequence[Host] | None = None,
         sync_limit_s: float = 2.0,
+        max_election_wait_ms: int = 60000,
+        connect_timeout_ms: int = 1000,
     ) -> None:
         """``placement``: one lab host per node (``size`` is then its length); each node
         runs inside its host on the standard ports (2181, 2888, 3888) of its address."""
@@ -114,6 +116,9 @@ class ZooKeeperEnsemble:
         self.placement = list(placement) if placement is not None else None
         # How long a follower waits on a silent quorum leader before electing anew.
         self.sync_limit_s = sync_limit_s
+        self.max_election_wait_ms = max_election_wait_ms
+        # cnxTimeout: how long a server waits on a peer's election port (a dropped SYN).
+        self.connect_timeout_ms = connect_timeout_ms
         self._ports: list[_Ports] = []
         self._nodes: list[ManagedProcess] = []
 
@@ -277,6 +282,10 @@ class ZooKeeperEnsemble:
             "-XX:TieredStopAtLevel=1",
             "-Djava.net.preferIPv4Stack=true",
             "-Dzookeeper.admin.enableServer=false",
+            # Between a failed election round and the next, ZooKeeper doubles its
+            # wait up to 60 s; with a peer blackholed (a crashed or cut host) two
+            # rounds can fail and the survivors sit out seconds without a leader.
+            f"-Dzookeeper.fastleader.maxNotificationInterval={self.max_election_wait_ms}",
             "-Dzookeeper.jmx.log4j.disable=true",
             "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
             "-Dorg.slf4j.simpleLogger.showDateTime=true",
@@ -318,7 +327,7 @@ class ZooKeeperEnsemble:
             lines.append("standaloneEnabled=true")
         else:
             lines.append("standaloneEnabled=false")
-            lines.append("cnxTimeout=1000")
+            lines.append(f"cnxTimeout={self.connect_timeout_ms}")
             for i, p in enumerate(self._ports):
                 lines.append(f"server.{i + 1}={self.address(i)}:{p.quorum}:{p.election}")
             (data_dir / "myid").write_text(f"{index + 1}\n")
