@@ -15,6 +15,7 @@ import pytest
 
 from chaos.drill.scenarios import ALL
 from chaos.history import read_history
+from chaos.launch.netns import NETWORK_FILE, netns_unavailable
 from chaos.nemesis import partition_unavailable
 
 pytestmark = pytest.mark.timeout(400)
@@ -65,3 +66,32 @@ def test_every_scenario_one_round_without_violations(tmp_path: Path) -> None:
         if str(out) in line
     ]
     assert lab_pids == []
+
+
+@pytest.mark.skipif(netns_unavailable() is not None, reason=str(netns_unavailable()))
+def test_host_faults_on_the_hosts_lab_without_violations(tmp_path: Path) -> None:
+    """Each part in its own network namespace; a host crash and a host cut heal."""
+    scenarios = ["connector-down", "host-crash", "host-isolate", "partition"]
+    out = tmp_path / "drill"
+    contract_path = tmp_path / "contract.json"
+    result = subprocess.run(
+        [
+            sys.executable, "-c", "from connector.cli import main; main()",
+            "drill", "--hosts", "--scenario", ",".join(scenarios), "--rounds", "1",
+            "--out", str(out), "--json", str(contract_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=380,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    contract = json.loads(contract_path.read_text())
+    assert contract["ok"] is True
+    assert contract["topology"] == "hosts"
+    assert list(contract["scenarios"]) == scenarios
+    for name, body in contract["scenarios"].items():
+        assert body["violations"] == [], name
+        assert body["requests"]["lost"] == 0, name
+        assert 0 < body["failover_s"]["max"] < 15, name
+    # The lab removed its hosts: no namespace or link of it is left.
+    assert not (out / "lab" / NETWORK_FILE).exists()

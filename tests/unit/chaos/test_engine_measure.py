@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from chaos.checkers.state import IssuedRow
 from chaos.drill.engine import DrillEngine
 from chaos.drill.observer import LeaderChange
 from chaos.drill.result import RoundResult
 from chaos.drill.scenarios import SCENARIOS
-from chaos.checkers.state import IssuedRow
 from chaos.history import History
 
 # Observer times are history times; service times are "Unix" times. Here the
