@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -78,6 +79,7 @@ def create_app(config: ServiceConfig, *, clock: Callable[[], float] = time.time)
     metrics = ServiceMetrics(lambda: gauge_snapshot(store))
     store.on_stale = metrics.stale_rejected
     store.on_revoked = metrics.revoked_refused
+    store.on_forged = metrics.forged_refused
     connector_ca = ConnectorCA.load_or_create(
         config.key_dir(), dt.timedelta(seconds=config.connector_cert_validity_s)
     )
@@ -133,7 +135,13 @@ def create_app(config: ServiceConfig, *, clock: Callable[[], float] = time.time)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": exc.reason, **exc.extra}, status_code=exc.status)
+        headers = {}
+        retry = exc.extra.get("retry_after_s")
+        if isinstance(retry, int | float):
+            headers["Retry-After"] = str(max(1, math.ceil(retry)))
+        return JSONResponse(
+            {"detail": exc.reason, **exc.extra}, status_code=exc.status, headers=headers
+        )
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
