@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -34,7 +35,7 @@ from chaos.service.db import Database
 from chaos.service.enrollment import ConnectorCA
 from chaos.service.events import Event, emit, log
 from chaos.service.keys import ServiceKeys
-from chaos.service.limits import BodySizeLimit
+from chaos.service.limits import BodyGuard, bounded_validation_error
 from chaos.service.metrics import ServiceMetrics
 from chaos.service.renewal import scan_renewals
 from chaos.service.rules import Mode
@@ -52,6 +53,7 @@ class ServiceConfig:
     mode: Mode | None = None  # None: keep the stored mode (hybrid on first start)
     admin_token: str | None = field(default=None, repr=False)
     max_body_bytes: int = 1_048_576
+    body_timeout_s: float = 20.0  # the whole body must arrive within this (else 408)
     connector_stale_after_s: float = 15.0
     poll_lease_s: float = 30.0
     renewal_interval_s: float = 60.0  # 0 disables the background scan
@@ -131,7 +133,8 @@ def create_app(config: ServiceConfig, *, clock: Callable[[], float] = time.time)
     )
     app.state.store = store
     app.state.metrics = metrics
-    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(BodyGuard, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)
+    app.add_exception_handler(RequestValidationError, bounded_validation_error)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
