@@ -86,6 +86,8 @@ class BodyGuard:
         if first is None:
             await _refuse(send, 413, f"request body larger than {self.max_bytes} bytes")
             return
+        if first["type"] != "http.request":
+            return  # the client went away (or was closed) before its body was complete
         body = first.get("body", b"")
         if body and _is_json(scope):
             try:

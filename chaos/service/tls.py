@@ -14,12 +14,11 @@ previous response on a kept-alive connection, else the connection is closed
 few seconds held a connection for ever). A client (its address, plus its
 certificate when it showed one) holds at most ``max_per_client`` connections;
 when a new one would pass the cap, the client's oldest connection that is not
-serving a request (a head still arriving, or idle between requests) is closed
-to make room, and only when every one is serving a request is the new one
-refused. So slow or idle anonymous connections never lock out an admin, a
-device, a Prometheus scrape or /healthz from the same address; requests in
-progress are bounded by the body timeout (chaos.service.limits) and the
-handlers' own::
+being served (its head or body still arriving, or idle between requests) is
+closed to make room, and only when every one is being served (its whole
+request in, its answer not yet sent: a long poll) is the new one refused. So
+slow or idle anonymous connections never lock out an admin, a device, a
+Prometheus scrape or /healthz from the same address::
 
     config = uvicorn.Config(app, http=peer_cert_protocol(64, header_timeout_s=10), ...)
 """
@@ -79,7 +78,7 @@ class _PeerCert:
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
-        self._busy = False  # serving a request: from its complete head to its response
+        self._busy = False  # serving a request: from its complete body to its response
         self._head_timer: asyncio.TimerHandle | None = None
         self._peer_key: str | None = None
         extension: dict[str, Any] = {"client_cert_chain": [], "server_cert": None}
@@ -108,10 +107,16 @@ class _PeerCert:
         inner = self.app
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
-            self._busy = True
-            self._cancel_head_timer()
+            self._cancel_head_timer()  # the body timeout (chaos.service.limits) takes over
+
+            async def receiving() -> Any:
+                message = await receive()
+                if message.get("type") == "http.request" and not message.get("more_body"):
+                    self._busy = True  # the whole request is in: now it is being served
+                return message
+
             scope.setdefault("extensions", {})["tls"] = extension
-            await inner(scope, receive, send)
+            await inner(scope, receiving, send)
 
         self.app = app
 
