@@ -19,6 +19,7 @@ from chaos.service import models as m
 from chaos.service.auth import AuthPolicy
 from chaos.service.events import Event as LogEvent
 from chaos.service.events import emit, log
+from chaos.service.fencing import Gate
 from chaos.service.renewal import scan_renewals
 from chaos.service.rules import Event
 from chaos.service.store import ApiError, Store
@@ -37,6 +38,7 @@ def actions_router(store: Store, auth: AuthPolicy) -> APIRouter:
         tags=["admin"],
         dependencies=[Depends(auth.admin)],
     )
+    gate = Gate(store)
 
     def act(event: Event, change: Change) -> m.ActionResult:
         with store.db.transaction() as tx:
@@ -157,30 +159,24 @@ def actions_router(store: Store, auth: AuthPolicy) -> APIRouter:
     def revoke_connector(name: m.Id, body: m.ConnectorRevokeIn) -> m.ConnectorRevoked:
         """Refuse every later call from connector ``name`` (403), whatever its epoch.
 
-        If it holds the highest epoch, the highest epoch falls back to the
-        highest any connector still trusted registered (its holder with it): a
-        compromised connector that registered an absurd epoch must not fence
-        the real cluster out for good. Fencing among the trusted is unchanged
-        (their epochs only ever increased); the revoked one cannot act at all.
+        The highest epoch seen does not move (it never decreases): if the revoked
+        connector held it, the cluster's next leadership must register above it.
+        How far a forger can push it is bounded (see docs/security.md).
         """
-        with store.db.transaction() as tx:
-            known = tx.execute(
-                "SELECT 1 FROM connectors WHERE name = ? UNION ALL "
-                "SELECT 1 FROM connector_certificates WHERE name = ?",
-                (name, name),
-            ).fetchone()
-            if known is None:
-                raise ApiError(404, f"unknown connector {name!r}")
-            tx.execute(
-                "INSERT INTO revoked_connectors(name, at, reason) VALUES (?, ?, ?) "
-                "ON CONFLICT(name) DO NOTHING",
-                (name, store.now_iso(), body.reason),
-            )
-            row = tx.execute("SELECT * FROM revoked_connectors WHERE name = ?", (name,)).fetchone()
-            fallback = _fall_back_from_revoked_holder(tx, name)
-        emit(log, LogEvent.CONNECTOR_REVOKED, name=name, highest_epoch_now=fallback)
-        store.wake()  # its long polls must end now
+        row = gate.revoke(name, body.reason)
         return m.ConnectorRevoked(name=name, revoked_at=row["at"], reason=row["reason"])
+
+    @router.post("/connectors/{name}/accept-epoch", response_model=m.EpochAccepted)
+    def accept_epoch(name: m.Id, body: m.AcceptEpochIn) -> m.EpochAccepted:
+        """Let connector ``name`` register exactly ``epoch`` once, beyond the advance budget.
+
+        For the rare real jump the budget refuses (a service restored from an old
+        backup, a cluster that went through more leaderships than the budget while
+        the service was unreachable): check ZooKeeper's ``/epoch`` first. It never
+        lowers the highest epoch, and a revoked connector stays refused.
+        """
+        highest = gate.accept_epoch(name, body.epoch, body.reason)
+        return m.EpochAccepted(name=name, epoch=body.epoch, highest_epoch=highest)
 
     @router.post("/renewal-scan", response_model=m.Queued)
     def renewal_scan(body: m.RenewalScanIn) -> m.Queued:
@@ -195,22 +191,3 @@ def actions_router(store: Store, auth: AuthPolicy) -> APIRouter:
         return m.Queued(requests_queued=queued)
 
     return router
-
-
-def _fall_back_from_revoked_holder(tx: sqlite3.Connection, name: str) -> int | None:
-    """The new highest epoch when ``name`` held it, else None."""
-    holder = tx.execute("SELECT value FROM meta WHERE key = 'holder'").fetchone()
-    if holder is None or holder["value"] != name:
-        return None
-    trusted = tx.execute(
-        "SELECT name, epoch FROM connectors WHERE name NOT IN (SELECT name FROM revoked_connectors)"
-        " AND epoch > 0 ORDER BY epoch DESC LIMIT 1"
-    ).fetchone()
-    epoch, new_holder = (int(trusted["epoch"]), str(trusted["name"])) if trusted else (0, "")
-    for key, value in (("highest_epoch", str(epoch)), ("holder", new_holder)):
-        tx.execute(
-            "INSERT INTO meta(key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
-    return epoch

@@ -43,7 +43,7 @@ def refusal_or(check: Callable[[], T]) -> T | ApiError:
 
 def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
     router = APIRouter(
-        responses=m.errors(400, 401, 403, 404, 409, 413, 428),
+        responses=m.errors(400, 401, 403, 404, 409, 413, 428, 429),
         prefix="/api/v1/connector",
         tags=["connector"],
         dependencies=[Depends(auth.connector)],
@@ -58,7 +58,7 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
         return m.KraOut(certificate_pem=pem.decode())
 
     @router.post("/register", response_model=m.RoleOut)
-    def register(body: m.ConnectorCall) -> m.RoleOut:
+    def register(body: m.RegisterIn) -> m.RoleOut:
         gate.register(body.name, body.epoch)
         return m.RoleOut(name=body.name, role="active", epoch=body.epoch)
 

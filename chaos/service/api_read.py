@@ -19,9 +19,8 @@ _MAX_ROWS = 100_000
 
 def connector_list(store: Store, tx: sqlite3.Connection) -> list[m.ConnectorOut]:
     """Every connector; the holder of the highest epoch is "active" while it is live."""
-    holder = store.db.meta_get(tx, "holder", "") or None
-    highest = store.db.meta_get(tx, "highest_epoch", "0")
-    if store.db.meta_get(tx, STOOD_DOWN_EPOCH, "") == highest:
+    highest, holder = store.db.fence(tx)
+    if store.db.meta_get(tx, STOOD_DOWN_EPOCH, "") == str(highest):
         holder = None  # it heartbeated as a standby since it registered
     revoked = {r["name"] for r in tx.execute("SELECT name FROM revoked_connectors")}
     now = store.clock()
@@ -54,7 +53,7 @@ def gauge_snapshot(store: Store) -> GaugeSnapshot:
             for r in tx.execute("SELECT state, COUNT(*) AS n FROM revocations GROUP BY state")
         }
         connectors = connector_list(store, tx)
-        highest = int(store.db.meta_get(tx, "highest_epoch", "0"))
+        highest, _ = store.db.fence(tx)
     health: dict[str, int] = {}
     for c in connectors:
         health[c.health] = health.get(c.health, 0) + 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -33,7 +35,7 @@ from chaos.service.db import Database
 from chaos.service.enrollment import ConnectorCA
 from chaos.service.events import Event, emit, log
 from chaos.service.keys import ServiceKeys
-from chaos.service.limits import BodySizeLimit
+from chaos.service.limits import BodyGuard, bounded_validation_error
 from chaos.service.metrics import ServiceMetrics
 from chaos.service.renewal import scan_renewals
 from chaos.service.rules import Mode
@@ -51,6 +53,7 @@ class ServiceConfig:
     mode: Mode | None = None  # None: keep the stored mode (hybrid on first start)
     admin_token: str | None = field(default=None, repr=False)
     max_body_bytes: int = 1_048_576
+    body_timeout_s: float = 20.0  # the whole body must arrive within this (else 408)
     connector_stale_after_s: float = 15.0
     poll_lease_s: float = 30.0
     renewal_interval_s: float = 60.0  # 0 disables the background scan
@@ -78,6 +81,7 @@ def create_app(config: ServiceConfig, *, clock: Callable[[], float] = time.time)
     metrics = ServiceMetrics(lambda: gauge_snapshot(store))
     store.on_stale = metrics.stale_rejected
     store.on_revoked = metrics.revoked_refused
+    store.on_forged = metrics.forged_refused
     connector_ca = ConnectorCA.load_or_create(
         config.key_dir(), dt.timedelta(seconds=config.connector_cert_validity_s)
     )
@@ -129,11 +133,18 @@ def create_app(config: ServiceConfig, *, clock: Callable[[], float] = time.time)
     )
     app.state.store = store
     app.state.metrics = metrics
-    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(BodyGuard, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_s)
+    app.add_exception_handler(RequestValidationError, bounded_validation_error)
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": exc.reason, **exc.extra}, status_code=exc.status)
+        headers = {}
+        retry = exc.extra.get("retry_after_s")
+        if isinstance(retry, int | float):
+            headers["Retry-After"] = str(max(1, math.ceil(retry)))
+        return JSONResponse(
+            {"detail": exc.reason, **exc.extra}, status_code=exc.status, headers=headers
+        )
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

@@ -122,6 +122,23 @@ def _listen(value: str) -> tuple[str, int]:
     show_default=True,
     help="Open connections one client address may hold (0: no cap).",
 )
+@click.option(
+    "--header-timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds a client has to send a complete request head (request line and "
+    "headers), from connecting or from the previous response; then the connection is "
+    "closed (0: no limit).",
+)
+@click.option(
+    "--body-timeout",
+    type=float,
+    default=20.0,
+    show_default=True,
+    help="Seconds a client has to send a complete request body once its head arrived "
+    "(408 and the connection closed).",
+)
 def run(
     db_path: Path,
     listen: str,
@@ -141,6 +158,8 @@ def run(
     admin_credential_file: Path | None,
     connector_cert_validity: float,
     max_connections_per_client: int,
+    header_timeout: float,
+    body_timeout: float,
 ) -> None:
     """Serve the stand-in cloud certificate service."""
     import logging
@@ -148,6 +167,7 @@ def run(
     import sys
 
     from chaos.service.app import CLIENT_CA_BUNDLE, ServiceConfig, create_app
+    from chaos.service.limits import cap_log_records
     from chaos.service.tls import peer_cert_protocol
 
     host, port = _listen(listen)
@@ -161,6 +181,10 @@ def run(
         raise click.BadParameter("must be > 0", param_hint="--connector-stale-after")
     if poll_lease <= 0:
         raise click.BadParameter("must be > 0", param_hint="--poll-lease")
+    if header_timeout < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--header-timeout")
+    if body_timeout <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--body-timeout")
     if max_body < 1024:
         raise click.BadParameter("must be at least 1024", param_hint="--max-body")
     if ssl_keyfile is not None:
@@ -197,6 +221,7 @@ def run(
         require_connector_certs=require_connector_certs,
         connector_cert_validity_s=connector_cert_validity,
         max_body_bytes=max_body,
+        body_timeout_s=body_timeout,
         connector_stale_after_s=connector_stale_after,
         poll_lease_s=poll_lease,
         renewal_interval_s=renewal_interval,
@@ -217,8 +242,9 @@ def run(
         ssl_ca_certs=str(ssl_ca_certs) if ssl_ca_certs else None,
         ssl_cert_reqs=ssl.CERT_OPTIONAL if ssl_ca_certs else ssl.CERT_NONE,
         timeout_graceful_shutdown=3,
-        http=peer_cert_protocol(max_connections_per_client),
+        http=peer_cert_protocol(max_connections_per_client, header_timeout),
     )
+    cap_log_records()  # after uvicorn configured its own log handlers
     _Server(server_config, on_exit=app.state.store.close).run()
 
 

@@ -11,10 +11,23 @@ refused call changes nothing::
 
 A single connection behind one lock is plenty for a lab service and makes the
 order of writes the order of commits (what the invariant checkers read).
+
+The fencing state is one row of its own (``fence``): the highest epoch seen,
+its holder, and the epoch-advance budget. Triggers make SQLite itself refuse
+any update that would lower the highest epoch and any delete of the row, so no
+code path (revocation, an admin action, a restart) can move it backwards::
+
+    epoch, holder = db.fence(tx)
+    tx.execute("UPDATE fence SET highest_epoch = MAX(highest_epoch, ?) WHERE id = 1", (e,))
+
+The database file is created 0600 (SQLite gives its WAL and SHM files the
+same mode) in a directory that is made 0700.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -22,7 +35,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SCHEMA", "Database"]
+__all__ = ["SCHEMA", "Database", "secure_location"]
+
+log = logging.getLogger("pfxha.service")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -81,6 +96,19 @@ CREATE TABLE IF NOT EXISTS enrollment_tokens (
 CREATE TABLE IF NOT EXISTS connector_certificates (
     serial TEXT PRIMARY KEY, name TEXT NOT NULL, issued_at TEXT NOT NULL,
     not_after TEXT NOT NULL, via TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fence (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    highest_epoch INTEGER NOT NULL CHECK (highest_epoch >= 0),
+    holder TEXT NOT NULL DEFAULT '',
+    budget REAL NOT NULL, budget_at REAL NOT NULL);
+CREATE TRIGGER IF NOT EXISTS fence_never_decreases
+    BEFORE UPDATE OF highest_epoch ON fence WHEN NEW.highest_epoch < OLD.highest_epoch
+    BEGIN SELECT RAISE(ABORT, 'the highest epoch never decreases'); END;
+CREATE TRIGGER IF NOT EXISTS fence_never_deleted BEFORE DELETE ON fence
+    BEGIN SELECT RAISE(ABORT, 'the fence row is never deleted'); END;
+CREATE TABLE IF NOT EXISTS epoch_acceptances (
+    name TEXT NOT NULL, epoch INTEGER NOT NULL, at TEXT NOT NULL, reason TEXT NOT NULL,
+    used_at TEXT, PRIMARY KEY (name, epoch));
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, kind TEXT NOT NULL,
     subject TEXT NOT NULL, detail TEXT NOT NULL);
@@ -93,6 +121,7 @@ class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
+        secure_location(path)
         # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
         self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
@@ -102,6 +131,27 @@ class Database:
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA foreign_keys=OFF")
         self._conn.executescript(SCHEMA)
+        with self.transaction() as tx:
+            self._seed_fence(tx)
+
+    def _seed_fence(self, tx: sqlite3.Connection) -> None:
+        """Create the fence row once; a database from before it had the epoch in ``meta``
+        (it never goes below that, nor below any epoch a connector registered). The
+        advance budget was last spent at time 0: it is full."""
+        if tx.execute("SELECT 1 FROM fence WHERE id = 1").fetchone() is not None:
+            return
+        legacy = int(self.meta_get(tx, "highest_epoch", "0"))
+        registered = tx.execute("SELECT COALESCE(MAX(epoch), 0) AS e FROM connectors").fetchone()
+        tx.execute(
+            "INSERT INTO fence(id, highest_epoch, holder, budget, budget_at) "
+            "VALUES (1, ?, ?, 0, 0)",
+            (max(legacy, int(registered["e"])), self.meta_get(tx, "holder", "")),
+        )
+
+    def fence(self, conn: sqlite3.Connection) -> tuple[int, str | None]:
+        """The highest epoch ever seen and the connector that registered it."""
+        row = conn.execute("SELECT highest_epoch, holder FROM fence WHERE id = 1").fetchone()
+        return int(row["highest_epoch"]), (str(row["holder"]) or None)
 
     def close(self) -> None:
         with self._lock:
@@ -139,3 +189,20 @@ class Database:
         value = int(self.meta_get(conn, "seq", "0")) + 1
         self.meta_set(conn, "seq", str(value))
         return value
+
+
+def secure_location(path: Path) -> None:
+    """Make ``path``'s directory 0700 and ``path`` (created if missing) 0600.
+
+    SQLite creates ``-wal`` and ``-shm`` with the database file's mode, so they
+    are 0600 too; any that exist already are tightened here as well.
+    """
+    directory = path.parent
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if directory.stat().st_mode & 0o077:
+        log.warning("tightening %s to mode 0700 (it holds the service database)", directory)
+        directory.chmod(0o700)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if file.exists() and file.stat().st_mode & 0o077:
+            file.chmod(0o600)

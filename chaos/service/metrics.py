@@ -83,6 +83,13 @@ class ServiceMetrics:
             ["endpoint"],
             registry=self.registry,
         )
+        self._forged = Counter(
+            "pfxha_service_forged_epoch_refusals",
+            "Registers refused as suspected forgeries, by kind: bound (above the maximum "
+            "epoch) or jump (beyond the epoch-advance budget)",
+            ["kind"],
+            registry=self.registry,
+        )
         self._auth = Counter(
             "pfxha_service_auth_refusals",
             "Calls refused because the caller did not prove who it is (401/403)",
@@ -95,6 +102,10 @@ class ServiceMetrics:
         """``reason`` is a fixed word (no_certificate, wrong_ca, expired, name_mismatch,
         bad_credential, bad_token): never anything the caller sent."""
         self._auth.labels(api=api, reason=reason).inc()
+
+    def forged_refused(self, kind: str) -> None:
+        """``kind``: ``bound`` or ``jump`` (a fixed word, never caller input)."""
+        self._forged.labels(kind=kind).inc()
 
     def revoked_refused(self, endpoint: str) -> None:
         self._revoked.labels(endpoint=endpoint).inc()

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chaos.service.rules import MAX_EPOCH
+
 __all__ = [
     "Epoch",
     "Id",
@@ -21,8 +23,12 @@ __all__ = [
 
 Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
-Epoch = Annotated[int, Field(ge=0, le=2**62)]
-LeaderEpoch = Annotated[int, Field(ge=1, le=2**62)]
+# Bounded by rules.MAX_EPOCH (2**48): see docs/security.md. The register call
+# takes any non-negative integer so that one above the bound is refused (and
+# reported) as a forgery by the fencing gate rather than only by the schema.
+Epoch = Annotated[int, Field(ge=0, le=MAX_EPOCH)]
+LeaderEpoch = Annotated[int, Field(ge=1, le=MAX_EPOCH)]
+RegisterEpoch = Annotated[int, Field(ge=1)]
 Serial = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[0-9]+$")]
 Pem = Annotated[str, Field(min_length=1, max_length=20_000)]
 Reason = Annotated[str, Field(min_length=1, max_length=1000)]
@@ -47,6 +53,8 @@ class ErrorOut(BaseModel):
 
     detail: Any
     highest_epoch: int | None = None
+    forgery_suspected: bool | None = None  # a register refused as a suspected forgery
+    retry_after_s: float | None = None  # also as Retry-After (429)
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -62,6 +70,8 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         409: "Stale epoch (connector API), duplicate id (admin API), unusable stored PFX",
         413: "Request body too large",
         428: "Epoch not registered: register first",
+        429: "Register beyond the epoch-advance budget (suspected forgery): retry after"
+        " Retry-After seconds, or an admin accepts the epoch",
     }
     return {code: {"model": ErrorOut, "description": text[code]} for code in codes}
 
@@ -168,6 +178,13 @@ class Queued(Strict):
 class ConnectorCall(Strict):
     name: Id
     epoch: LeaderEpoch
+
+
+class RegisterIn(Strict):
+    name: Id
+    # Any integer >= 1 parses; above rules.MAX_EPOCH the gate refuses it (422) and
+    # reports a suspected forgery naming the connector.
+    epoch: RegisterEpoch
 
 
 class HeartbeatIn(Strict):
@@ -434,6 +451,17 @@ class MembershipOut(Strict):
 
 class ConnectorRevokeIn(Strict):
     reason: Reason = "revoked by an admin"
+
+
+class AcceptEpochIn(Strict):
+    epoch: LeaderEpoch
+    reason: Reason = "accepted by an admin"
+
+
+class EpochAccepted(Strict):
+    name: str
+    epoch: int
+    highest_epoch: int
 
 
 class ConnectorRevoked(Strict):

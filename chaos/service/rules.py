@@ -6,6 +6,8 @@ No I/O here; the store calls these and the unit tests pin them down::
     revocation_outcome(Event.BLOCK, Mode.STANDALONE)          # None: n/a in standalone
     renewal_due(not_before, not_after, threshold_percent=20, now=now)
     fence(call_epoch=4, caller="b", highest=5, holder="a")    # FenceVerdict(ok=False, ...)
+    epoch_problem(2**62)                                      # "epoch above the maximum ..."
+    advance_verdict(10**6, 404, budget=65536.0, budget_at=t, now=t, policy=AdvancePolicy())
 """
 
 from __future__ import annotations
@@ -15,10 +17,15 @@ import enum
 from dataclasses import dataclass
 
 __all__ = [
+    "MAX_EPOCH",
+    "AdvancePolicy",
+    "AdvanceVerdict",
     "Event",
     "FenceVerdict",
     "Mode",
     "Outcome",
+    "advance_verdict",
+    "epoch_problem",
     "fence",
     "renewal_due",
     "revocation_outcome",
@@ -129,4 +136,91 @@ def register_verdict(
         )
     return FenceVerdict(
         False, f"stale epoch {call_epoch}: the highest epoch seen is {highest}", stale=True
+    )
+
+
+# -- epoch bounds and the advance budget ------------------------------------------
+
+# The largest epoch the service accepts, anywhere. ZooKeeper's counter takes one
+# value per leadership and is written with a versioned compare-and-set, so a
+# real cluster cannot pass 2**31 (the znode version is an int32); 2**48 leaves
+# 131072 times that, stays exact in every IEEE double (JSON readers in other
+# languages, the Prometheus gauge) and far from SQLite's 2**63.
+MAX_EPOCH = 2**48
+
+
+def epoch_problem(epoch: object) -> str | None:
+    """Why ``epoch`` is no acceptable epoch (None: it is one).
+
+    Defence in depth under the schema: a bool, a float (also an integral or a
+    non-finite one), a negative number or one above :data:`MAX_EPOCH` is refused.
+    """
+    if isinstance(epoch, bool) or not isinstance(epoch, int):
+        return f"an epoch is an integer, not {type(epoch).__name__}"
+    if epoch < 0:
+        return "an epoch is never negative"
+    if epoch > MAX_EPOCH:
+        return f"epoch above the maximum {MAX_EPOCH} (2**48): refused as forged"
+    return None
+
+
+@dataclass(frozen=True)
+class AdvancePolicy:
+    """How fast registrations may move the highest epoch up (a token bucket).
+
+    A register of epoch ``e`` above the highest seen ``h`` spends ``e - h`` from
+    a budget of at most ``capacity`` that refills ``refill_per_s`` per second.
+    ZooKeeper hands out one epoch per leadership, so the budget is the number of
+    leaderships the service lets pass unseen (e.g. while it was unreachable).
+    """
+
+    capacity: int = 65_536
+    refill_per_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class AdvanceVerdict:
+    ok: bool
+    reason: str
+    budget: float  # what is left after this register (unchanged when refused)
+    retry_after_s: float | None = None  # None: waiting does not help, an admin must accept
+
+
+def advance_verdict(
+    epoch: int,
+    highest: int,
+    *,
+    budget: float,
+    budget_at: float,
+    now: float,
+    policy: AdvancePolicy,
+    admin_accepted: bool = False,
+) -> AdvanceVerdict:
+    """May a register move the highest epoch from ``highest`` to ``epoch`` now?
+
+    ``budget`` was left at time ``budget_at``; it refills up to the capacity (a
+    clock that went backwards refills nothing). An epoch an admin accepted for
+    this connector passes whatever the budget and spends none of it.
+    """
+    available = min(
+        float(policy.capacity), budget + max(0.0, now - budget_at) * policy.refill_per_s
+    )
+    jump = epoch - highest
+    if jump <= 0:
+        return AdvanceVerdict(True, "the highest epoch does not move", available)
+    if jump <= available:
+        return AdvanceVerdict(True, f"advance of {jump} within the budget", available - jump)
+    if admin_accepted:
+        return AdvanceVerdict(True, f"advance of {jump} accepted by an admin", available)
+    retry = None
+    if jump <= policy.capacity:
+        retry = (jump - available) / policy.refill_per_s
+    return AdvanceVerdict(
+        False,
+        f"epoch {epoch} is {jump} above the highest seen {highest}; at most "
+        f"{int(available)} accepted now (budget {policy.capacity}, refilling "
+        f"{policy.refill_per_s:g}/s): suspected forgery; an admin may accept it "
+        "(POST /api/v1/admin/connectors/{name}/accept-epoch)",
+        available,
+        retry,
     )

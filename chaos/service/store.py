@@ -27,7 +27,7 @@ from typing import Any
 
 from chaos.service.db import Database
 from chaos.service.keys import ServiceKeys
-from chaos.service.rules import Event, Mode, Outcome, revocation_outcome
+from chaos.service.rules import AdvancePolicy, Event, Mode, Outcome, revocation_outcome
 
 __all__ = ["STOOD_DOWN_EPOCH", "ApiError", "Store", "StoreSettings"]
 
@@ -55,6 +55,7 @@ STOOD_DOWN_EPOCH = "stood_down_epoch"
 class StoreSettings:
     connector_stale_after_s: float = 15.0  # no call for this long: health "unknown"
     poll_lease_s: float = 30.0  # a polled request is not handed out again for this long
+    advance: AdvancePolicy = field(default_factory=AdvancePolicy)  # epoch-advance budget
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Store:
     clock: Callable[[], float] = time.time
     on_stale: Callable[[str], None] = lambda endpoint: None
     on_revoked: Callable[[str], None] = lambda endpoint: None
+    on_forged: Callable[[str], None] = lambda kind: None
     _work: threading.Condition = field(default_factory=threading.Condition)
     _generation: int = 0
     closing: threading.Event = field(default_factory=threading.Event)

@@ -7,12 +7,20 @@ connection and puts it where the ASGI TLS extension says it goes::
 
     scope["extensions"]["tls"]["client_cert_chain"]   # [PEM of the leaf] or []
 
-It also refuses a connection (closes it at once) when the same client (its
-address, plus its certificate when it showed one) already holds
-``max_per_client`` open connections, so one slow or greedy client cannot use
-up the server's sockets and starve the connectors::
+Slow clients (issue 18). A request head (request line and headers) must be
+complete within ``header_timeout_s`` of the connection opening, or of the
+previous response on a kept-alive connection, else the connection is closed
+(uvicorn itself has no such timeout: a client dribbling a header byte every
+few seconds held a connection for ever). A client (its address, plus its
+certificate when it showed one) holds at most ``max_per_client`` connections;
+when a new one would pass the cap, the client's oldest connection that is not
+being served (its head or body still arriving, or idle between requests) is
+closed to make room, and only when every one is being served (its whole
+request in, its answer not yet sent: a long poll) is the new one refused. So
+slow or idle anonymous connections never lock out an admin, a device, a
+Prometheus scrape or /healthz from the same address::
 
-    config = uvicorn.Config(app, http=peer_cert_protocol(64), ssl_...=...)
+    config = uvicorn.Config(app, http=peer_cert_protocol(64, header_timeout_s=10), ...)
 """
 
 from __future__ import annotations
@@ -20,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ssl
-from collections import Counter
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -49,21 +56,31 @@ class _PeerCert:
     """Mixed into a uvicorn HTTP protocol class (h11 or httptools)."""
 
     max_per_client: int = 0  # 0: no cap
-    _open: Counter[str] = Counter()
+    header_timeout_s: float = 0.0  # 0: no header timeout
+    _clients: dict[str, list[_PeerCert]] = {}
     app: Any
     client: tuple[str, int] | None
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
 
     @classmethod
-    def limited(cls, max_per_client: int) -> type[Any]:
-        """A subclass with its own counter and cap."""
+    def limited(cls, max_per_client: int, header_timeout_s: float = 0.0) -> type[Any]:
+        """A subclass with its own connection table, cap and header timeout."""
         return type(
             f"Limited{cls.__name__}",
             (cls,),
-            {"max_per_client": max_per_client, "_open": Counter()},
+            {
+                "max_per_client": max_per_client,
+                "header_timeout_s": header_timeout_s,
+                "_clients": {},
+            },
         )
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
+        self._busy = False  # serving a request: from its complete body to its response
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._peer_key: str | None = None
         extension: dict[str, Any] = {"client_cert_chain": [], "server_cert": None}
         ssl_object = transport.get_extra_info("ssl_object")
         der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
@@ -77,26 +94,73 @@ class _PeerCert:
         peer = self.client[0] if self.client else "?"
         if der:
             peer += "|" + hashlib.sha256(der).hexdigest()[:16]
+        held = self._clients.setdefault(peer, [])
+        if self.max_per_client and len(held) >= self.max_per_client:
+            idle = next((other for other in held if not other._busy), None)  # oldest first
+            if idle is None:
+                transport.close()
+                return
+            idle._drop()
         self._peer_key = peer
-        self._open[peer] += 1
-        if self.max_per_client and self._open[peer] > self.max_per_client:
-            transport.close()
-            return
+        held.append(self)
+        self._arm_head_timer()
         inner = self.app
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
+            self._cancel_head_timer()  # the body timeout (chaos.service.limits) takes over
+
+            async def receiving() -> Any:
+                message = await receive()
+                if message.get("type") == "http.request" and not message.get("more_body"):
+                    self._busy = True  # the whole request is in: now it is being served
+                return message
+
             scope.setdefault("extensions", {})["tls"] = extension
-            await inner(scope, receive, send)
+            await inner(scope, receiving, send)
 
         self.app = app
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        self._busy = False
+        if not self.transport.is_closing():
+            self._arm_head_timer()  # the next request's head, on a kept-alive connection
+
     def connection_lost(self, exc: Exception | None) -> None:
-        peer = getattr(self, "_peer_key", None)
-        if peer is not None:
-            self._open[peer] -= 1
-            if self._open[peer] <= 0:
-                del self._open[peer]
+        self._forget()
         super().connection_lost(exc)  # type: ignore[misc]
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        if self.header_timeout_s > 0:
+            self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_too_slow)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if not self._busy:
+            self._drop()
+
+    def _drop(self) -> None:
+        """Close this connection now and free its place in the client's quota."""
+        self._forget()
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _forget(self) -> None:
+        self._cancel_head_timer()
+        peer, self._peer_key = getattr(self, "_peer_key", None), None
+        if peer is None:
+            return
+        held = self._clients.get(peer, [])
+        if self in held:
+            held.remove(self)
+        if not held:
+            self._clients.pop(peer, None)
 
 
 class PeerCertH11Protocol(_PeerCert, H11Protocol):  # type: ignore[misc]
@@ -112,6 +176,7 @@ else:  # pragma: no cover
     PeerCertHttpToolsProtocol = PeerCertH11Protocol  # type: ignore[misc,assignment]
 
 
-def peer_cert_protocol(max_per_client: int) -> type[Any]:
-    """The fastest available protocol class, with its own connection cap."""
-    return PeerCertHttpToolsProtocol.limited(max_per_client)
+def peer_cert_protocol(max_per_client: int, header_timeout_s: float = 0.0) -> type[Any]:
+    """The fastest available protocol class, with its own connection cap and header
+    timeout (0: none)."""
+    return PeerCertHttpToolsProtocol.limited(max_per_client, header_timeout_s)

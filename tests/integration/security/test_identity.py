@@ -265,7 +265,7 @@ def test_service_refuses_to_start_unsafely(
         start_service(tls=mutual, admin_token="t" * 32)
 
 
-def test_revoking_a_connector_that_registered_an_absurd_epoch_frees_the_cluster(
+def test_a_forging_connector_is_bounded_and_revocation_never_lowers_the_fence(
     secure_service: ServiceProcess, secure_admin: httpx.Client, tmp_path: Path
 ) -> None:
     real, rogue = unique("conn"), unique("rogue")
@@ -274,11 +274,28 @@ def test_revoking_a_connector_that_registered_an_absurd_epoch_frees_the_cluster(
     epoch = next_epoch(secure_admin)
     with _client(secure_service, real_id) as a, _client(secure_service, rogue_id) as b:
         a.register(real, epoch)
-        b.register(rogue, epoch + 1_000_000)  # a compromised but enrolled connector
+        # A compromised but enrolled connector: an absurd epoch is refused as a
+        # forgery (above the bound: 422; beyond the advance budget: 403), named.
+        for absurd, status in ((4611686018427387904, 422), (epoch + 1_000_000, 403)):
+            with pytest.raises(BadRequest) as refused:
+                b.register(rogue, absurd)
+            assert refused.value.status == status
+        assert a.heartbeat(real, epoch, "healthy", {}) == "active"
+        assert next_epoch(secure_admin) == epoch + 1
+        # Within the budget it can depose the leader, once...
+        b.register(rogue, epoch + 5)
         with pytest.raises(StaleEpochError):
             a.heartbeat(real, epoch, "healthy", {})
         revoked = secure_admin.post(f"/api/v1/admin/connectors/{rogue}/revoke", json={})
         assert revoked.status_code == 200
-        assert a.heartbeat(real, epoch, "healthy", {}) == "active"
-        a.register(real, epoch + 1)  # the cluster's next epoch is good again
-    assert next_epoch(secure_admin) == epoch + 2
+        # ...and revoking it never lowers the highest epoch: a deposed epoch stays deposed.
+        assert next_epoch(secure_admin) == epoch + 6
+        with pytest.raises(StaleEpochError):
+            a.heartbeat(real, epoch, "healthy", {})
+        a.register(real, epoch + 6)  # the cluster's next leadership above the forger's
+    assert next_epoch(secure_admin) == epoch + 7
+    metrics = secure_admin.get("/metrics").text
+    assert 'pfxha_service_forged_epoch_refusals_total{kind="bound"} 1.0' in metrics
+    assert 'pfxha_service_forged_epoch_refusals_total{kind="jump"} 1.0' in metrics
+    log = (secure_service.directory / "service.log").read_text()
+    assert f"[5113 epoch_forgery_refused] name={rogue}" in log
