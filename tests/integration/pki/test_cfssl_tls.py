@@ -47,7 +47,9 @@ def tls_primary(cfssl_lab: CfsslLab, tmp_path: Path) -> Iterator[tuple[dict[str,
 
 def _csr() -> Any:
     profile = ProfileTemplate("p", "CN={{UserName}}", [], KeyType.P256, "user-auth")
-    return csr_for_profile(generate_key(KeyType.P256), profile, {"UserName": "tls-test", "DeviceId": "tls-device"})
+    return csr_for_profile(
+        generate_key(KeyType.P256), profile, {"UserName": "tls-test", "DeviceId": "tls-device"}
+    )
 
 
 def test_https_ca_issues_with_its_ca_file(tls_primary: tuple[dict[str, Any], Path]) -> None:
