@@ -66,13 +66,13 @@ def pfxha_commands(path: Path) -> list[tuple[str, list[str]]]:
     for where, body in snippets:
         for line in _shell_lines(body):
             try:
-                words = shlex.split(line)
+                words = shlex.split(line, comments=True)
             except ValueError:
                 words = line.split()
-            for i, word in enumerate(words):
-                if word == "pfxha" or word.endswith("/bin/pfxha"):
-                    found.append((where, words[i + 1 :]))
-                    break
+            while words and re.match(r"^[A-Za-z_]\w*=", words[0]):
+                words = words[1:]  # VAR=value pfxha ...
+            if words and (words[0] == "pfxha" or words[0].endswith("/bin/pfxha")):
+                found.append((where, words[1:]))
     return found
 
 
@@ -196,3 +196,32 @@ def test_every_toml_example_passes_the_check(where: str, body: str, tmp_path: Pa
     config = parse_config(with_placeholder_files(raw, tmp_path), {})
     assert file_problems(config) == [], where
     config.election_config()
+
+
+# -- the walk-through uses what the reference deployment needs ---------------------------
+
+DEPLOYMENT = ROOT / "docs" / "deployment.md"
+
+
+def test_the_walk_through_shows_the_reference_config() -> None:
+    """The config in docs/deployment.md is deploy/systemd/connector.toml, setting for setting."""
+    (block,) = [body for _, _, body in code_blocks(DEPLOYMENT, "toml")]
+    reference = (ROOT / "deploy" / "systemd" / "connector.toml").read_text()
+    assert tomllib.loads(block) == tomllib.loads(reference)
+
+
+def test_the_walk_through_commands_carry_what_the_reference_setup_needs() -> None:
+    """Digest ACLs: switchover needs credentials; tokens never on a command line."""
+    commands = pfxha_commands(DEPLOYMENT)
+    switchovers = [w for _, w in commands if w[:1] == ["switchover"] and "--hosts" in w]
+    assert switchovers
+    for words in switchovers:
+        assert "--auth-file" in words, words
+    (enroll,) = [words for _, words in commands if words[:2] == ["connector", "enroll"]]
+    for flag in ("--token-file", "--ca-file", "--out", "--name"):
+        assert flag in enroll
+    reference = tomllib.loads((ROOT / "deploy" / "systemd" / "connector.toml").read_text())
+    assert enroll[enroll.index("--out") + 1] == reference["service"]["identity_dir"]
+    assert enroll[enroll.index("--ca-file") + 1] == reference["service"]["ca_file"]
+    checks = [words for _, words in commands if "--check" in words]
+    assert checks, "the walk-through runs `pfxha connector run --check`"
