@@ -129,6 +129,12 @@ def test_connector_issues_under_the_units_filter(
     secure_service: ServiceProcess,
 ) -> None:
     config, cluster = connector_config
+    # ExecStartPre= first: the check runs under the same filter.
+    check = [SYSTEM_PYTHON, str(LAUNCHER), str(UNIT), "--", sys.executable, "-c", ENTRY]
+    check += ["connector", "run", "--config", str(config), "--check"]
+    checked = subprocess.run(check, capture_output=True, text=True, timeout=60, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert ": ok (connector" in checked.stdout
     log = tmp_path / "connector.log"
     proc = start_under(UNIT, config, log)
     try:
