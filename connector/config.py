@@ -28,9 +28,10 @@
     certificate = "/etc/pfxha/ca1.pem"        # the issuing CA's certificate
     root = "/etc/pfxha/root.pem"              # its root (trust anchor)
     certdb = "/var/lib/cfssl/primary.db"      # read-only, for reconciliation
+    # ca_file = "/etc/pfxha/ca-tls.pem"       # verifies an https:// CA (default: certifi)
 
     [templates]
-    user-auth = ["primary", "secondary"]
+    user-auth = ["primary"]                   # CAs in failover order, each a [[ca]] name
 
     [metrics]
     listen = "127.0.0.1:9464"
@@ -42,18 +43,30 @@
 Environment overrides are ``PFXHA_<SECTION>_<KEY>`` (``PFXHA_ZOOKEEPER_HOSTS``,
 ``PFXHA_LOOP_POLL_WAIT_S``); a CA setting is ``PFXHA_CA_<NAME>_<KEY>`` (the name
 upper-cased, ``-`` as ``_``) and a template's CA list is
-``PFXHA_TEMPLATES_<NAME>="primary,secondary"``. Every error is a
+``PFXHA_TEMPLATES_<NAME>="primary,secondary"``. Any other ``PFXHA_*`` variable
+is an error (a misspelt override must not be ignored), except those other
+pfxha commands read (:data:`OTHER_COMMANDS_VARIABLES`). Every error is a
 :class:`ConfigError` whose message starts with the setting it is about.
+
+Parsing checks types (``workers = 4.9`` is an error, not 4), URLs (a scheme
+and a host), key types (nothing weaker than RSA-2048) and which CA each
+template names; it reads no file. What the files say (they exist, secrets are
+0600, certificates parse and chain, the identity's key matches its
+certificate) is :func:`connector.config_files.check_files`, run by
+``pfxha connector run`` and its ``--check``.
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from election import ElectionConfig
@@ -72,6 +85,19 @@ __all__ = [
 ]
 
 _ENV_PREFIX = "PFXHA_"
+
+# PFXHA_* variables that other pfxha commands read; the connector leaves them be.
+# Any other PFXHA_* variable that is not a connector setting is an error: a
+# misspelt override would otherwise be ignored while the operator trusts it.
+OTHER_COMMANDS_VARIABLES = frozenset(
+    {
+        "PFXHA_ZOOKEEPER_AUTH",  # pfxha status / switchover
+        "PFXHA_CLUSTER",  # pfxha status / switchover
+        "PFXHA_ENROLL_TOKEN",  # pfxha connector enroll
+        "PFXHA_ADMIN_TOKEN",  # pfxha service run
+        "PFXHA_LAB_DIR",  # chaos toolkit experiments
+    }
+)
 
 
 class ConfigError(ValueError):
@@ -127,6 +153,9 @@ class CASettings:
     certdb: str | None = None
     crl_url: str | None = None
     timeout_s: float = 2.0
+    # CA bundle (PEM) that verifies the CA's TLS certificate when url is https://
+    # (default: certifi's public CAs, not the system store).
+    ca_file: str | None = None
 
     def as_spec(self) -> dict[str, str | None]:
         """The shape ``connector.ca.CfsslCA.from_dict`` reads."""
@@ -138,6 +167,7 @@ class CASettings:
             "root": self.root,
             "certdb": self.certdb,
             "crl_url": self.crl_url,
+            "ca_file": self.ca_file,
         }
 
 
@@ -290,7 +320,8 @@ def _coerce(setting: str, value: Any, annotation: str) -> Any:
             return False
         raise ConfigError(setting, f"must be true or false, got {value!r}")
     if wants == "int":
-        if isinstance(value, bool):
+        # int(4.9) would be 4: a float is refused, not truncated.
+        if isinstance(value, bool | float):
             raise ConfigError(setting, f"must be an integer, got {value!r}")
         try:
             return int(value)
@@ -300,9 +331,12 @@ def _coerce(setting: str, value: Any, annotation: str) -> Any:
         if isinstance(value, bool):
             raise ConfigError(setting, f"must be a number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(setting, f"must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(setting, f"must be a finite number, got {value!r}")
+        return number
     if not isinstance(value, str) or not value:
         raise ConfigError(setting, f"must be a non-empty string, got {value!r}")
     return value
@@ -371,11 +405,12 @@ def _validate(config: ConnectorConfig) -> None:
         raise ConfigError(
             "zookeeper.auth_password_file", "auth_user and auth_password_file go together"
         )
-    if not config.service.url.startswith(("http://", "https://")):
-        raise ConfigError("service.url", "must start with http:// or https://")
+    _check_url("service.url", config.service.url)
     for ca in config.cas:
-        if not ca.url.startswith(("http://", "https://")):
-            raise ConfigError(f"ca[{ca.name}].url", "must start with http:// or https://")
+        _check_url(f"ca[{ca.name}].url", ca.url)
+        if ca.crl_url is not None:
+            _check_url(f"ca[{ca.name}].crl_url", ca.crl_url)
+    _check_key_types("loop.keypool_types", config.loop.keypool_types)
     try:
         host, port = config.metrics.host_port
     except ValueError:
@@ -383,6 +418,35 @@ def _validate(config: ConnectorConfig) -> None:
     if not host or not 0 <= port <= 65535:
         raise ConfigError("metrics.listen", "must be HOST:PORT")
     _validate_timing(config)
+
+
+def _check_url(setting: str, url: str) -> None:
+    """``http(s)://host[:port][/path]``: a scheme, a host and, if given, a valid port."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(setting, f"{url!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in {"http", "https"}:
+        raise ConfigError(setting, f"{url!r} must start with http:// or https://")
+    if not parts.hostname:
+        raise ConfigError(setting, f"{url!r} names no host")
+    if port == 0:
+        raise ConfigError(setting, f"{url!r} has port 0")
+
+
+def _check_key_types(setting: str, words: str) -> None:
+    """Every comma-separated key type parses, and none is weaker than the policy allows."""
+    from connector.pki.keys import KeyPolicyError, KeyType
+
+    names = [w.strip() for w in words.split(",") if w.strip()]
+    if not names:
+        raise ConfigError(setting, "must name at least one key type")
+    for word in names:
+        try:
+            KeyType.parse(word)
+        except KeyPolicyError as exc:
+            raise ConfigError(setting, str(exc)) from None
 
 
 def _validate_timing(config: ConnectorConfig) -> None:
@@ -437,8 +501,8 @@ def _apply_env(raw: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, 
     cas: list[dict[str, Any]] = [dict(c) for c in listed if isinstance(c, Mapping)]
     if cas or "ca" in data:
         data["ca"] = cas
-    for variable, value in environ.items():
-        if not variable.startswith(_ENV_PREFIX):
+    for variable, value in sorted(environ.items()):
+        if not variable.startswith(_ENV_PREFIX) or variable in OTHER_COMMANDS_VARIABLES:
             continue
         rest = variable[len(_ENV_PREFIX) :]
         section, _, key = rest.partition("_")
@@ -446,7 +510,7 @@ def _apply_env(raw: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, 
         if section in _SECTIONS:
             names = {_env_key(f.name): f.name for f in fields(_SECTIONS[section])}
             if key not in names:
-                continue  # not ours (e.g. PFXHA_SERVICE_* read by other tools)
+                _unknown_variable(variable)
             table = data.setdefault(section, {})
             if not isinstance(table, dict):
                 raise ConfigError(section, "must be a table")
@@ -459,7 +523,29 @@ def _apply_env(raw: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, 
                 raise ConfigError("templates", "must be a table")
             match = [name for name in templates if _env_key(name) == key]
             templates[match[0] if match else key.lower().replace("_", "-")] = value
+        else:
+            _unknown_variable(variable)
     return data
+
+
+def _known_variables() -> list[str]:
+    names = [
+        f"{_ENV_PREFIX}{section.upper()}_{_env_key(f.name)}"
+        for section, cls in _SECTIONS.items()
+        for f in fields(cls)
+    ]
+    names += [f"{_ENV_PREFIX}CA_<NAME>_{_env_key(f.name)}" for f in fields(CASettings)]
+    return [*names, f"{_ENV_PREFIX}TEMPLATES_<NAME>", *sorted(OTHER_COMMANDS_VARIABLES)]
+
+
+def _unknown_variable(variable: str) -> NoReturn:
+    close = difflib.get_close_matches(variable, _known_variables(), n=1, cutoff=0.8)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise ConfigError(
+        variable,
+        f"unknown environment variable: no connector setting has this name{hint} "
+        f"(PFXHA_<SECTION>_<KEY>, PFXHA_CA_<NAME>_<KEY>, PFXHA_TEMPLATES_<NAME>)",
+    )
 
 
 def _apply_ca_env(data: dict[str, Any], cas: list[dict[str, Any]], key: str, value: str) -> None:
@@ -470,7 +556,7 @@ def _apply_ca_env(data: dict[str, Any], cas: list[dict[str, Any]], key: str, val
             field_name = setting.lower()
             break
     else:
-        return
+        _unknown_variable(f"{_ENV_PREFIX}CA_{key}")
     for ca in cas:
         if _env_key(str(ca.get("name", ""))) == ca_key:
             ca[field_name] = value

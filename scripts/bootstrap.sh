@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up: installs the Debian packages pfxha runs against (ZooKeeper,
-# CFSSL, Prometheus + promtool, openssl) when they are missing, then creates or
-# refreshes the virtual environment in .venv. Safe to run any number of times;
-# it does nothing when everything is already in place.
+# CFSSL, Prometheus + promtool, openssl, systemd-analyze, python3-seccomp) when
+# they are missing, then creates or refreshes the virtual environment in .venv.
+# Safe to run any number of times; it does nothing when everything is already
+# in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,12 @@ command -v prometheus >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need_pkgs+=(iptables)
+# The systemd unit's checks: systemd-analyze verify / syscall-filter (nothing is
+# started: the package only provides the tools here), and libseccomp's bindings
+# for the system python3, which scripts/unit_seccomp.py uses to run the
+# connector under the unit's system-call filter.
+command -v systemd-analyze >/dev/null 2>&1 || need_pkgs+=(systemd)
+/usr/bin/python3 -c 'import seccomp' >/dev/null 2>&1 || need_pkgs+=(python3-seccomp)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${need_pkgs[*]}"

@@ -8,6 +8,7 @@
     ca.find(key.public_key())             # from the certdb (read-only)
 
     CfsslCA.from_dict(lab.describe()["cas"]["primary"])   # the lab's description
+    CfsslCA.from_dict({..., "url": "https://ca1:8888", "ca_file": "ca-tls.pem"})  # TLS
 
 Issuance uses the authenticated endpoint ``/api/v1/cfssl/authsign``: the
 request JSON is sent base64-encoded with ``token = HMAC-SHA256(auth key,
@@ -25,6 +26,7 @@ import hashlib
 import hmac
 import json
 import logging
+import ssl
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,7 @@ class CfsslCA:
         profiles: Mapping[str, CaProfile] | None = None,
         timeout: float = 5.0,
         transport: httpx.BaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self._name = name
         self.url = url.rstrip("/")
@@ -87,7 +90,7 @@ class CfsslCA:
         self.crl_url = crl_url
         self.profiles = dict(profiles if profiles is not None else STANDARD_PROFILES)
         self.timeout = timeout
-        self._http = httpx.Client(timeout=timeout, transport=transport)
+        self._http = httpx.Client(timeout=timeout, transport=transport, verify=verify)
 
     @classmethod
     def from_dict(
@@ -105,6 +108,10 @@ class CfsslCA:
             raise ValueError(f"CA {spec.get('name')}: auth_key or auth_key_file is required")
         certificate = x509.load_pem_x509_certificate(Path(spec["certificate"]).read_bytes())
         parents = x509.load_pem_x509_certificates(Path(spec["root"]).read_bytes())
+        # An https:// CA is verified against ca_file when given (httpx's default is
+        # certifi's public CAs, not the system store).
+        ca_file = spec.get("ca_file")
+        verify = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
         return cls(
             str(spec["name"]),
             str(spec["url"]),
@@ -115,6 +122,7 @@ class CfsslCA:
             crl_url=spec.get("crl_url"),
             timeout=timeout,
             transport=transport,
+            verify=verify,
         )
 
     @property

@@ -1,7 +1,9 @@
-"""``pfxha connector``: run a connector agent (``enroll`` joins here with issue 8).
+"""``pfxha connector``: run a connector agent, or enroll it with the service.
 
 pfxha connector run --config /etc/pfxha/connector.toml
+pfxha connector run --config /etc/pfxha/connector.toml --check    # settings and files, then exit
 PFXHA_ZOOKEEPER_HOSTS=zk1:2181 pfxha connector run --config connector.toml --log-format json
+pfxha connector enroll --service https://svc:8443 --token-file TOKEN --ca-file CA --out DIR
 """
 
 from __future__ import annotations
@@ -23,12 +25,23 @@ def connector() -> None:
     """The connector agent."""
 
 
-def _load(path: Path) -> ConnectorConfig:
+def _load(path: Path, *, every_problem: bool = False) -> ConnectorConfig:
+    """The validated config; with ``every_problem`` all file problems are listed, not one."""
+    from connector.config_files import file_problems
+
     try:
         config = load_config(path)
-        config.election_config()  # the election's timing rules, checked before anything starts
+        problems = file_problems(config)
+        if problems and not every_problem:
+            raise problems[0]
+        if not problems:
+            # The election's timing rules; it reads the ZooKeeper password file.
+            config.election_config()
     except ConfigError as exc:
         raise click.ClickException(f"invalid configuration: {exc}") from exc
+    if problems:
+        lines = "\n".join(f"  {problem}" for problem in problems)
+        raise click.ClickException(f"invalid configuration ({len(problems)} problems):\n{lines}")
     return config
 
 
@@ -47,10 +60,15 @@ def _load(path: Path) -> ConnectorConfig:
     show_default=True,
     help="json: one object per line with event_id and fields.",
 )
-@click.option("--check", is_flag=True, help="Validate the configuration and exit.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Validate the configuration and the files it names (exist, readable, secrets 0600, "
+    "certificates parse and chain, identity key matches its certificate) and exit.",
+)
 def run(config_path: Path, log_format: str, check: bool) -> None:
     """Run a connector: join the election, and act only while leading with a fresh lease."""
-    config = _load(config_path)
+    config = _load(config_path, every_problem=check)
     if check:
         click.echo(
             f"{config_path}: ok (connector {config.connector.name!r}, "

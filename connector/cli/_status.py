@@ -1,16 +1,21 @@
 """``pfxha status`` and ``pfxha switchover``: the cluster as ZooKeeper sees it.
 
-    pfxha status --hosts 127.0.0.1:2181 --cluster lab [--json]
-    pfxha switchover --hosts 127.0.0.1:2181 --cluster lab [--to c2] [--auth USER:PASSWORD]
+    pfxha status --hosts 127.0.0.1:2181 --cluster lab [--json] [--auth-file FILE]
+    pfxha switchover --hosts 127.0.0.1:2181 --cluster lab [--to c2] [--auth-file FILE]
 
-Both talk to ZooKeeper alone (no connector needs to answer). ``--hosts`` and
-``--auth`` may come from PFXHA_ZOOKEEPER_HOSTS and PFXHA_ZOOKEEPER_AUTH.
+Both talk to ZooKeeper alone (no connector needs to answer). ``--hosts``,
+``--cluster`` and ``--auth`` may come from PFXHA_ZOOKEEPER_HOSTS, PFXHA_CLUSTER
+and PFXHA_ZOOKEEPER_AUTH. ``--auth-file`` is a 0600 file holding
+``USER:PASSWORD`` of a connector's ZooKeeper digest identity: switchover needs
+it under digest ACLs (NoAuth otherwise); status only reads, which the ACLs
+allow anyone, and takes it too so one command line shape serves both.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -40,6 +45,24 @@ _cluster_option = click.option(
 )
 
 
+def _auth_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--auth`` and ``--auth-file``, the same on every command that talks to ZooKeeper."""
+    command = click.option(
+        "--auth-file",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        default=None,
+        help="File (mode 0600) holding USER:PASSWORD of a connector's ZooKeeper digest "
+        "identity; wins over --auth.",
+    )(command)
+    return click.option(
+        "--auth",
+        envvar="PFXHA_ZOOKEEPER_AUTH",
+        default=None,
+        help="USER:PASSWORD when the cluster uses digest ACLs "
+        "(prefer PFXHA_ZOOKEEPER_AUTH or --auth-file: ps shows command lines).",
+    )(command)
+
+
 def _parse_auth(value: str | None) -> tuple[str, str] | None:
     if not value:
         return None
@@ -49,15 +72,43 @@ def _parse_auth(value: str | None) -> tuple[str, str] | None:
     return user, password
 
 
+def _resolve_auth(auth: str | None, auth_file: Path | None) -> tuple[str, str] | None:
+    """The digest credentials from ``--auth-file`` (checked 0600) or ``--auth``."""
+    if auth_file is not None:
+        from connector.identity import InsecureFileError, check_private_file
+
+        try:
+            check_private_file(auth_file)
+        except InsecureFileError as exc:
+            raise click.BadParameter(str(exc), param_hint="--auth-file") from None
+        auth = auth_file.read_text().strip()
+        try:
+            return _parse_auth(auth)
+        except click.BadParameter:
+            raise click.BadParameter(
+                f"{auth_file} must hold USER:PASSWORD", param_hint="--auth-file"
+            ) from None
+    return _parse_auth(auth)
+
+
 @click.command()
 @_hosts_option
 @_cluster_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--timeout", default=10.0, show_default=True, help="Seconds to reach ZooKeeper.")
-def status(hosts: str, cluster: str, as_json: bool, timeout: float) -> None:
+@_auth_options
+def status(
+    hosts: str,
+    cluster: str,
+    as_json: bool,
+    timeout: float,
+    auth: str | None,
+    auth_file: Path | None,
+) -> None:
     """Members, who leads, the epoch and since when, each member's role."""
+    auth_digest = _resolve_auth(auth, auth_file)
     try:
-        with open_client(hosts, timeout=timeout) as client:
+        with open_client(hosts, timeout=timeout, auth_digest=auth_digest) as client:
             result = read_cluster_status(client, cluster)
     except Exception as exc:
         raise click.ClickException(f"cannot read cluster {cluster!r} from {hosts}: {exc}") from exc
@@ -99,19 +150,7 @@ def status(hosts: str, cluster: str, as_json: bool, timeout: float) -> None:
 @_hosts_option
 @_cluster_option
 @click.option("--to", "target", default=None, help="Member to hand over to (default: next).")
-@click.option(
-    "--auth",
-    envvar="PFXHA_ZOOKEEPER_AUTH",
-    default=None,
-    help="USER:PASSWORD of a connector identity when the cluster uses digest ACLs "
-    "(prefer PFXHA_ZOOKEEPER_AUTH or --auth-file: ps shows command lines).",
-)
-@click.option(
-    "--auth-file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="File (mode 0600) holding USER:PASSWORD; wins over --auth.",
-)
+@_auth_options
 @click.option("--wait", default=10.0, show_default=True, help="Seconds to wait for the new leader.")
 def switchover(
     hosts: str,
@@ -122,15 +161,7 @@ def switchover(
     wait: float,
 ) -> None:
     """Hand the lease over now: the leader releases, TARGET (or the next in line) takes it."""
-    if auth_file is not None:
-        from connector.identity import InsecureFileError, check_private_file
-
-        try:
-            check_private_file(auth_file)
-        except InsecureFileError as exc:
-            raise click.BadParameter(str(exc), param_hint="--auth-file") from None
-        auth = auth_file.read_text().strip()
-    auth_digest = _parse_auth(auth)
+    auth_digest = _resolve_auth(auth, auth_file)
     try:
         with open_client(hosts, auth_digest=auth_digest) as client:
             before = request_switchover(client, cluster, target, auth_digest=auth_digest)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -41,3 +43,32 @@ def test_status_and_switchover_from_zookeeper_alone(pool: Pool) -> None:
     unknown = runner.invoke(root, ["switchover", *base, "--to", "nobody", "--auth", "connector:pw"])
     assert unknown.exit_code != 0
     assert "not an eligible member" in unknown.output
+
+
+def test_status_and_switchover_take_the_same_auth_file(pool: Pool, tmp_path: Path) -> None:
+    """The documented commands: one 0600 USER:PASSWORD file for both (docs/deployment.md)."""
+    for name in ("c1", "c2"):
+        pool.add(name, auth_digest=("connector", "pw"))
+    leader = pool.wait_leader()
+    wait_line(pool.electors[leader].client, pool.cluster, 2)  # type: ignore[arg-type]
+    auth_file = tmp_path / "zk-auth"
+    fd = os.open(auth_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, b"connector:pw\n")
+    os.close(fd)
+    runner = CliRunner()
+    base = ["--hosts", pool.hosts, "--cluster", pool.cluster, "--auth-file", str(auth_file)]
+
+    status = runner.invoke(root, ["status", *base, "--json"])
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.output)["leader"] == leader
+
+    result = runner.invoke(root, ["switchover", *base])
+    assert result.exit_code == 0, result.output
+    assert pool.wait_leader() != leader
+
+    wrong = tmp_path / "zk-auth-wrong"
+    wrong.write_text("no-colon-here\n")
+    wrong.chmod(0o600)
+    bad = runner.invoke(root, ["status", *base[:4], "--auth-file", str(wrong)])
+    assert bad.exit_code == 2
+    assert "must hold USER:PASSWORD" in bad.output

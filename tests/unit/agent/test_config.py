@@ -80,7 +80,8 @@ def test_env_overrides_every_kind_of_setting(tmp_path: Path) -> None:
         "PFXHA_CA_SECONDARY_URL": "http://10.0.0.2:8888",
         "PFXHA_TEMPLATES_USER_AUTH": "secondary,primary",
         "PFXHA_METRICS_LISTEN": "0.0.0.0:9500",
-        "PFXHA_SERVICE_DB": "ignored: not a connector setting",
+        "PFXHA_ENROLL_TOKEN": "ignored: read by `pfxha connector enroll`",
+        "PFXHA_ZOOKEEPER_AUTH": "ignored: read by `pfxha switchover`",
         "HOME": "/root",
     }
     config = load_config(write(tmp_path), environ=env)
@@ -165,6 +166,51 @@ def edit(old: str, new: str) -> str:
             "templates.user-auth",
             "non-empty",
         ),
+        # Issue 17 item 2: types are not truncated, weak keys and hostless URLs refused.
+        (edit("batch_size = 50", "batch_size = 50\nworkers = 4.9"), {}, "loop.workers", "4.9"),
+        (GOOD, {"PFXHA_LOOP_WORKERS": "4.9"}, "loop.workers", "integer"),
+        (edit("batch_size = 50", "batch_size = 50.0"), {}, "loop.batch_size", "integer"),
+        (
+            edit("session_timeout = 1.0", "session_timeout = inf"),
+            {},
+            "zookeeper.session_timeout",
+            "finite",
+        ),
+        (GOOD, {"PFXHA_LOOP_CA_DEADLINE_S": "nan"}, "loop.ca_deadline_s", "finite"),
+        (
+            edit("batch_size = 50", 'batch_size = 50\nkeypool_types = "rsa1024"'),
+            {},
+            "loop.keypool_types",
+            "at least 2048",
+        ),
+        (
+            GOOD,
+            {"PFXHA_LOOP_KEYPOOL_TYPES": "p256, dsa1024"},
+            "loop.keypool_types",
+            "unknown key type",
+        ),
+        (GOOD, {"PFXHA_LOOP_KEYPOOL_TYPES": " , "}, "loop.keypool_types", "at least one"),
+        (GOOD, {"PFXHA_SERVICE_URL": "http://"}, "service.url", "no host"),
+        (GOOD, {"PFXHA_SERVICE_URL": "https://:8443/x"}, "service.url", "no host"),
+        (GOOD, {"PFXHA_CA_PRIMARY_URL": "http://ca1:99999"}, "ca[primary].url", "not a valid URL"),
+        (GOOD, {"PFXHA_CA_PRIMARY_URL": "ca1:8888"}, "ca[primary].url", "http://"),
+        (GOOD, {"PFXHA_CA_SECONDARY_CRL_URL": "ftp://crl"}, "ca[secondary].crl_url", "http://"),
+        # A PFXHA_* variable that is no setting is an error, with the likely one named.
+        (
+            GOOD,
+            {"PFXHA_ZOOKEEPER_SESION_TIMEOUT": "0.5"},
+            "PFXHA_ZOOKEEPER_SESION_TIMEOUT",
+            "did you mean PFXHA_ZOOKEEPER_SESSION_TIMEOUT?",
+        ),
+        (
+            GOOD,
+            {"PFXHA_ZOOKEPER_HOSTS": "zk:2181"},
+            "PFXHA_ZOOKEPER_HOSTS",
+            "PFXHA_ZOOKEEPER_HOSTS",
+        ),
+        (GOOD, {"PFXHA_SERVICE_DB": "x"}, "PFXHA_SERVICE_DB", "unknown environment variable"),
+        (GOOD, {"PFXHA_CA_PRIMARY_URLL": "http://x"}, "PFXHA_CA_PRIMARY_URLL", "unknown"),
+        (GOOD, {"PFXHA_CONNECTOR": "c2"}, "PFXHA_CONNECTOR", "unknown"),
     ],
 )
 def test_errors_name_the_setting(

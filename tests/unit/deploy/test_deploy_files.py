@@ -190,6 +190,89 @@ def test_systemd_credentials_match_the_example_config() -> None:
         assert path.removeprefix(prefix) in loaded
 
 
+def test_systemd_checks_the_config_before_every_start() -> None:
+    service = _unit()["Service"]
+    assert service["ExecStartPre"] == service["ExecStart"] + " --check"
+
+
+def test_systemd_identity_lives_in_the_state_directory() -> None:
+    """ProtectSystem=strict leaves only StateDirectory= writable: renewal writes there."""
+    service = _unit()["Service"]
+    assert service["ProtectSystem"] == "strict"
+    config = load_config(DEPLOY / "systemd" / "connector.toml", environ={})
+    identity = config.service.identity_dir
+    assert identity is not None
+    assert identity.startswith(f"/var/lib/{service['StateDirectory']}/")
+    assert service["StateDirectoryMode"] == "0700"
+    assert config.service.ca_file is not None, "the service's TLS CA, not certifi's"
+
+
+def test_https_cas_name_their_tls_bundle() -> None:
+    """httpx checks https:// against certifi, not the system store: internal CAs need ca_file."""
+    for name, config in _configs():
+        for ca in config.cas:
+            if ca.url.startswith("https://"):
+                assert ca.ca_file, f"{name}: ca[{ca.name}] is https:// without ca_file"
+
+
+def test_deployed_configs_pass_the_file_check(tmp_path: Path) -> None:
+    """Every file a deployed config names, given real content, passes `--check`'s file check."""
+    import tomllib
+
+    from connector.config_files import file_problems
+    from tests.fixtures.config_files import with_placeholder_files
+
+    texts = {name: (DEPLOY / name).read_text() for name in CONNECTOR_TOMLS}
+    texts["kubernetes/configmap.yaml"] = _k8s_docs()["ConfigMap"]["data"]["connector.toml"]
+    for name, text in texts.items():
+        raw = with_placeholder_files(tomllib.loads(text), tmp_path / name)
+        config = parse_config(raw, {"PFXHA_CONNECTOR_NAME": "pfx1"})
+        assert file_problems(config) == [], name
+
+
+def _load_unit_seccomp() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("unit_seccomp", ROOT / "scripts/unit_seccomp.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_systemd_filter_allows_what_the_connector_calls(tmp_path: Path) -> None:
+    """setpriority (the key pool's nice) is allowed; anything else unlisted fails with EPERM.
+
+    The old unit (no SystemCallErrorNumber=, setpriority removed with @resources)
+    killed the connector with SIGSYS; the integration test
+    tests/integration/deploy/test_systemd_seccomp.py runs it under both filters.
+    """
+    import errno
+
+    unit_seccomp = _load_unit_seccomp()
+    groups = unit_seccomp.syscall_groups()
+    lines = unit_seccomp.service_lines(DEPLOY / "systemd" / "pfxha-connector.service")
+    allow_list, allowed, default = unit_seccomp.syscall_policy(lines, groups)
+    assert allow_list
+    assert default == errno.EPERM
+    # Measured with strace -f -c: a connector enrolling, leading, issuing, stopping.
+    measured = {"setpriority", "clone3", "epoll_wait", "futex", "getrandom", "prlimit64"}
+    measured |= {"socket", "connect", "bind", "listen", "sendto", "recvfrom", "poll"}
+    assert measured <= set(allowed)
+    assert not {"setuid", "setrlimit", "sched_setaffinity", "mount"} & set(allowed)
+
+    old = [(k, v) for k, v in lines if k not in {"SystemCallFilter", "SystemCallErrorNumber"}]
+    old += [
+        ("SystemCallFilter", "@system-service"),
+        ("SystemCallFilter", "~@privileged @resources"),
+    ]
+    _, old_allowed, old_default = unit_seccomp.syscall_policy(old, groups)
+    assert "setpriority" not in old_allowed
+    assert old_default is None, "no errno: systemd kills the process with SIGSYS"
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
 def test_systemd_unit_verifies(tmp_path: Path) -> None:
     # verify insists that ExecStart exists: point it at this checkout's pfxha.
