@@ -11,6 +11,10 @@ Each node has its own directory ``run_dir/zk<i>/`` with ``zoo.cfg``, ``data/``
 the same ``run_dir`` reuses the data, so persistent nodes (the election epoch)
 survive a restart of the whole ensemble.
 
+On a lab host (a network namespace, see chaos/launch/netns.py), pass its address and
+its argv wrapper: ``ZooKeeperEnsemble(run_dir, host=zk1.address, wrap=zk1.wrap)``;
+every node then runs inside that host and serves on its address.
+
 Timing is scaled down so 1 s client sessions are allowed: ``tickTime`` 100 ms
 by default, ``minSessionTimeout`` two ticks. ``fsync`` is off by default: on a
 busy shared lab machine an fsync can stall every write for hundreds of
@@ -22,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -91,6 +96,8 @@ class ZooKeeperEnsemble:
         fsync: bool = False,
         start_timeout: float = 60.0,
         java: str = "java",
+        host: str = "127.0.0.1",
+        wrap: Callable[[Sequence[str]], list[str]] | None = None,
     ) -> None:
         if size not in (1, 3, 5):
             raise ValueError(f"size must be 1, 3 or 5, got {size}")
@@ -103,6 +110,10 @@ class ZooKeeperEnsemble:
         self.fsync = fsync
         self.start_timeout = start_timeout
         self.java = java
+        # Where every node binds and is dialled; ``wrap`` runs a node's argv elsewhere
+        # (e.g. ``Host.wrap``: inside a network namespace that owns ``host``).
+        self.host = host
+        self.wrap = wrap
         self._ports: list[_Ports] = []
         self._nodes: list[ManagedProcess] = []
 
@@ -112,7 +123,7 @@ class ZooKeeperEnsemble:
     def hosts(self) -> str:
         """The client connect string, e.g. ``"127.0.0.1:41234,127.0.0.1:41240,..."``."""
         self._require_configured()
-        return ",".join(f"127.0.0.1:{p.client}" for p in self._ports)
+        return ",".join(f"{self.host}:{p.client}" for p in self._ports)
 
     @property
     def client_ports(self) -> list[int]:
@@ -171,7 +182,7 @@ class ZooKeeperEnsemble:
 
     def mode(self, index: int) -> str | None:
         """``"leader"``, ``"follower"`` or ``"standalone"``; None while not serving."""
-        reply = four_letter_word(self._ports[index].client, "srvr")
+        reply = four_letter_word(self._ports[index].client, "srvr", host=self.host)
         for line in reply.splitlines():
             if line.startswith("Mode:"):
                 return line.split(":", 1)[1].strip()
@@ -265,6 +276,8 @@ class ZooKeeperEnsemble:
             _MAIN_CLASS,
             str(node_dir / "zoo.cfg"),
         ]
+        if self.wrap is not None:
+            argv = self.wrap(argv)
         return ManagedProcess(f"zk{index + 1}", argv, log_path=node_dir / "zookeeper.log")
 
     def _write_config(self, index: int) -> None:
@@ -279,7 +292,7 @@ class ZooKeeperEnsemble:
             f"syncLimit={max(5, 2000 // self.tick_ms)}",
             f"dataDir={data_dir}",
             f"clientPort={ports.client}",
-            "clientPortAddress=127.0.0.1",
+            f"clientPortAddress={self.host}",
             f"minSessionTimeout={2 * self.tick_ms}",
             "maxSessionTimeout=60000",
             "maxClientCnxns=200",
@@ -298,13 +311,14 @@ class ZooKeeperEnsemble:
             lines.append("standaloneEnabled=false")
             lines.append("cnxTimeout=1000")
             for i, p in enumerate(self._ports):
-                lines.append(f"server.{i + 1}=127.0.0.1:{p.quorum}:{p.election}")
+                lines.append(f"server.{i + 1}={self.host}:{p.quorum}:{p.election}")
             (data_dir / "myid").write_text(f"{index + 1}\n")
         (node_dir / "zoo.cfg").write_text("\n".join(lines) + "\n")
 
     def _launch(self, index: int) -> None:
         ports = self._ports[index]
-        taken = [port for port in ports.all() if not _port_free(port)]
+        # A wrapped node binds in another namespace, which this one cannot check.
+        taken = [] if self.wrap else [port for port in ports.all() if not _port_free(port)]
         if taken:
             raise LaunchError(
                 f"ZooKeeper node {index + 1}: port(s) {', '.join(map(str, taken))} on "
