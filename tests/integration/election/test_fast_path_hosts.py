@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -117,12 +116,15 @@ def events(proc: ManagedProcess) -> list[dict[str, Any]]:
     return out
 
 
-def wait_leader(lab: Lab, cluster: str, name: str | None = None, timeout: float = 60) -> str:
+def wait_leader(
+    lab: Lab, cluster: str, name: str | None = None, *, exclude: str = "", timeout: float = 60
+) -> str:
+    """Poll /leader until ``name`` (or anyone but ``exclude``) holds it."""
     found: list[str] = []
 
     def check() -> bool:
         leader = lab.status(cluster).leader
-        if leader is not None and name in (None, leader.name):
+        if leader is not None and name in (None, leader.name) and leader.name != exclude:
             found.append(leader.name)
             return True
         return False
@@ -199,17 +201,20 @@ def test_a_killed_leader_is_replaced_through_the_fast_path_across_hosts(lab: Lab
     assert procs["a"].pid is not None
     procs["a"].kill()  # SIGKILL: the kernel closes the liveness socket at once
     killed_at = time.monotonic()
-    successor = wait_leader(lab, cluster, timeout=2 * session_timeout)
+    successor = wait_leader(lab, cluster, exclude="a", timeout=2 * session_timeout)
     took = time.monotonic() - killed_at
     assert successor in ("b", "c")
     assert lab.status(cluster).epoch == before.epoch + 1
-    elected = [
-        e
-        for e in events(procs[successor])
-        if e["event"] == "role"
-        and e["new"] == "leader"
-        and "liveness socket of leader a" in e["reason"]
-    ]
-    assert elected, events(procs[successor])
     assert took < session_timeout / 2, f"takeover took {took:.2f}s"
-    print(f"takeover across hosts after SIGKILL: {took * 1000:.0f} ms ({signal.SIGKILL.name})")
+    print(f"takeover across hosts after SIGKILL: {took * 1000:.0f} ms")
+
+    def took_over_through_the_fast_path() -> bool:
+        # The successor prints its role change just after its transaction: poll for it.
+        return any(
+            e["event"] == "role"
+            and e["new"] == "leader"
+            and "liveness socket of leader a" in e["reason"]
+            for e in events(procs[successor])
+        )
+
+    wait_for(took_over_through_the_fast_path, timeout=30, what=f"{successor}'s takeover reason")
