@@ -36,7 +36,7 @@ from chaos.launch.zookeeper import ZooKeeperEnsemble
 from election import ClusterStatus, read_cluster_status
 
 ROOT = Path(__file__).resolve().parents[3]
-LIVENESS_PORT = 7946
+LIVENESS_PORT = 9470  # the deployments' port (docs/deployment.md)
 NO_CHANGE_WINDOW_S = 60.0
 
 _why_not = netns_unavailable() or (None if shutil.which("iptables") else "iptables missing")
