@@ -905,10 +905,10 @@ class Elector:
             return None
         if self._role is Role.LEADER or leader_is_mine:
             return FastPath.IDLE, ""
-        probe = self._probe
-        if leader is None or probe is None or probe.state is None:
+        status = self._probe.status if self._probe is not None else None
+        if leader is None or status is None:
             return None
-        return probe.state, probe.reason
+        return status
 
     def _publish_fast_path(self, seen: tuple[FastPath, str] | None, *, write: bool = True) -> None:
         if seen is None or seen[0] is self._fast_path[0]:

@@ -226,14 +226,22 @@ class LivenessProbe:
         self._closed_by_us = threading.Event()
         self._sock: socket.socket | None = None
         self._lock = threading.Lock()
-        self._state: FastPath | None = None
-        self.reason = ""
+        # (state, reason) as one value: the elector reads it from another thread.
+        self._status: tuple[FastPath, str] | None = None
         self.failed_attempts = 0
 
     @property
+    def status(self) -> tuple[FastPath, str] | None:
+        """(ARMED or UNAVAILABLE, why), or None before the first attempt has ended."""
+        return self._status
+
+    @property
     def state(self) -> FastPath | None:
-        """ARMED, UNAVAILABLE, or None before the first attempt has ended."""
-        return self._state
+        return self._status[0] if self._status is not None else None
+
+    @property
+    def reason(self) -> str:
+        return self._status[1] if self._status is not None else ""
 
     def start(self) -> None:
         threading.Thread(target=self._run, name="pfxha-liveness-probe", daemon=True).start()
@@ -321,7 +329,7 @@ class LivenessProbe:
         return data.split(b"\n", 1)[0] + b"\n" if b"\n" in data else data
 
     def _set_state(self, state: FastPath, reason: str) -> None:
-        if self._closed_by_us.is_set() or state is self._state:
+        if self._closed_by_us.is_set() or state is self.state:
             return
         if state is FastPath.ARMED and self.failed_attempts:
             log.info(
@@ -331,7 +339,7 @@ class LivenessProbe:
                 self.failed_attempts,
                 extra={"event_id": 5024},
             )
-        self._state, self.reason = state, reason
+        self._status = (state, reason)
         if self._on_state is not None:
             self._on_state(self.leader, state, reason)
 
@@ -339,7 +347,7 @@ class LivenessProbe:
         if self._closed_by_us.is_set():
             return
         self.failed_attempts += 1
-        if self._state is not FastPath.UNAVAILABLE:
+        if self.state is not FastPath.UNAVAILABLE:
             # Once per leader (one probe per leader) and per loss of the armed state,
             # not per retry.
             log.warning(
