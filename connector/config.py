@@ -14,6 +14,9 @@
     session_timeout = 1.0
     # connection_timeout = 10.0   # how long start-up waits for ZooKeeper
     fast_path = true
+    # liveness_host = "0.0.0.0"      # bind address of the fast path's liveness socket
+    # liveness_advertise = "10.0.0.5"  # what /leader tells the others to dial
+    # liveness_port = 7946           # 0: any free port (a firewall wants a fixed one)
     # auth_user = "connector"
     # auth_password_file = "/etc/pfxha/zk-password"
 
@@ -124,6 +127,11 @@ class ZooKeeperSettings:
     session_timeout: float = 1.0
     connection_timeout: float = 10.0
     fast_path: bool = True
+    # Unset: the local address of this host's route to ZooKeeper, bound and advertised
+    # (see election._config); a fixed port is what a firewall rule needs.
+    liveness_host: str | None = None
+    liveness_advertise: str | None = None
+    liveness_port: int = 0
     auth_user: str | None = None
     auth_password_file: str | None = None
 
@@ -243,6 +251,9 @@ class ConnectorConfig:
                 session_timeout=zk.session_timeout,
                 connection_timeout=zk.connection_timeout,
                 fast_path=zk.fast_path,
+                liveness_host=zk.liveness_host,
+                liveness_advertise=zk.liveness_advertise,
+                liveness_port=zk.liveness_port,
                 auth_digest=auth,
             )
             return cfg.validate()

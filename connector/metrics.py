@@ -4,6 +4,7 @@
     metrics.set_role("leader", reason="elected")
     metrics.set_epoch(7)
     metrics.set_session_state("CONNECTED")                   # kazoo's KazooState names work
+    metrics.set_fast_path("unavailable")                     # election.FastPath values
     with metrics.time_issuance(ca="primary"):
         ...
     metrics.request_processed(kind="issue", result="delivered", template="wifi", ca="primary")
@@ -43,6 +44,7 @@ from connector._version import __version__
 
 __all__ = [
     "CIRCUIT_STATES",
+    "FAST_PATH_STATES",
     "KEYGEN_CPU_BUCKETS",
     "LATENCY_BUCKETS",
     "REQUEST_KINDS",
@@ -58,6 +60,8 @@ ROLES = ("standby", "leader", "suspended", "stopped")
 # a connector that has not reached ZooKeeper yet must not look connected.
 SESSION_STATES = ("connecting", "connected", "suspended", "lost")
 CIRCUIT_STATES = ("closed", "open", "half_open")
+# election.FastPath's values; "idle" first, the state before anything is known.
+FAST_PATH_STATES = ("idle", "armed", "unavailable")
 REQUEST_KINDS = ("issue", "revoke")
 
 # CA round trips plus key generation: milliseconds for EC keys, seconds for
@@ -126,6 +130,15 @@ class ConnectorMetrics:
             "pfxha_connector_zookeeper_session_state",
             "State of this connector's ZooKeeper session.",
             states=list(SESSION_STATES),
+            registry=registry,
+        )
+        self.fast_path_state = Enum(
+            "pfxha_connector_fast_path_state",
+            "Crash detection of the leader as this connector sees it: armed (a connection "
+            "to the leader's liveness socket, verified by its greeting, is held: a crash "
+            "is noticed at once), unavailable (no verified connection: a crash waits for "
+            "the ZooKeeper session timeout), idle (leading, or the fast path is off).",
+            states=list(FAST_PATH_STATES),
             registry=registry,
         )
         self.requests_processed = Counter(
@@ -247,6 +260,13 @@ class ConnectorMetrics:
                 f"unknown session state {state!r}; expected one of {', '.join(SESSION_STATES)}"
             )
         self.zookeeper_session_state.state(normalized)
+
+    def set_fast_path(self, state: str) -> None:
+        if state not in FAST_PATH_STATES:
+            raise ValueError(
+                f"unknown fast path state {state!r}; expected one of {', '.join(FAST_PATH_STATES)}"
+            )
+        self.fast_path_state.state(state)
 
     # Work --------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from election._errors import ConfigError, ElectionError, NotAuthorizedError, Swi
 from election._model import (
     ClusterStatus,
     ElectionObserver,
+    FastPath,
     LeaderInfo,
     MemberInfo,
     Role,
@@ -41,6 +42,7 @@ __all__ = [
     "ElectionError",
     "ElectionObserver",
     "Elector",
+    "FastPath",
     "LeaderInfo",
     "MemberInfo",
     "NotAuthorizedError",

@@ -14,6 +14,15 @@ Timing rules (Patroni-style: every derived interval must fit inside the one abov
   healthy leader re-confirms its lease before it goes stale.
 - ``reconnect_max_delay`` below session_timeout/2, so a dropped connection is retried
   while the session can still be saved.
+
+The fast path's liveness socket (see election/_liveness.py) must be reachable by the
+other members, so by default it binds and advertises the local address this member
+uses to reach ZooKeeper (:meth:`ElectionConfig.liveness_addresses`):
+
+- ``liveness_host``: the IP address to bind (``0.0.0.0`` or ``::`` for every interface);
+- ``liveness_advertise``: what ``/leader`` tells the others to dial (an IP address or a
+  DNS name, e.g. a pod IP or a StatefulSet pod's name);
+- ``liveness_port``: 0 lets the kernel pick; a fixed port is what a firewall rule needs.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from election._errors import ConfigError
@@ -29,6 +39,10 @@ __all__ = ["ElectionConfig"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _HOSTPORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
+_DNS_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +61,9 @@ class ElectionConfig:
     standby_poll_interval: float = 1.0
     reconnect_max_delay: float = 0.2
     fast_path: bool = True
-    liveness_host: str = "127.0.0.1"
+    liveness_host: str | None = None
+    liveness_advertise: str | None = None
+    liveness_port: int = 0
     liveness_connect_timeout: float = 0.5
     release_holdoff: float | None = None
     auth_digest: tuple[str, str] | None = None
@@ -72,6 +88,20 @@ class ElectionConfig:
         if self.release_holdoff is not None:
             return self.release_holdoff
         return 2 * self.session_timeout
+
+    def liveness_addresses(self, route_source: Callable[[], str]) -> tuple[str, str]:
+        """(bind, advertised) address of the liveness socket.
+
+        The advertised address is ``liveness_advertise``, else ``liveness_host`` unless
+        that is a wildcard, else ``route_source()``: the local address of the route to
+        ZooKeeper (``election._liveness.source_address_towards``), called only then.
+        The bind address is ``liveness_host``, else the advertised address.
+        """
+        advertise = self.liveness_advertise
+        if advertise is None:
+            host = self.liveness_host
+            advertise = host if host is not None and not _wildcard(host) else route_source()
+        return (self.liveness_host or advertise), advertise
 
     # -- validation -----------------------------------------------------------------------
 
@@ -128,12 +158,7 @@ class ElectionConfig:
         if self.holdoff_s < 0:
             raise ConfigError("release_holdoff", self.holdoff_s, "must not be negative")
         if self.fast_path:
-            try:
-                ipaddress.ip_address(self.liveness_host)
-            except ValueError:
-                raise ConfigError(
-                    "liveness_host", self.liveness_host, "must be an IP address to bind"
-                ) from None
+            self._validate_liveness()
         if self.auth_digest is not None:
             user, password = self.auth_digest
             if not user or ":" in user:
@@ -141,3 +166,63 @@ class ElectionConfig:
             if not password:
                 raise ConfigError("auth_digest", "(user, ***)", "password must not be empty")
         return self
+
+    def _validate_liveness(self) -> None:
+        bind: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+        if self.liveness_host is not None:
+            try:
+                bind = ipaddress.ip_address(self.liveness_host)
+            except ValueError:
+                raise ConfigError(
+                    "liveness_host", self.liveness_host, "must be an IP address to bind"
+                ) from None
+        advertise = self.liveness_advertise
+        if advertise is not None:
+            advertised = _ip_or_none(advertise)
+            if advertised is None and not _DNS_NAME.match(advertise):
+                raise ConfigError(
+                    "liveness_advertise",
+                    advertise,
+                    "must be an IP address or a DNS name the other members can dial",
+                )
+            if advertised is None and bind is None:
+                raise ConfigError(
+                    "liveness_advertise",
+                    advertise,
+                    "is a DNS name, which cannot be bound: also set liveness_host (e.g. 0.0.0.0)",
+                )
+            if advertised is not None and advertised.is_unspecified:
+                raise ConfigError(
+                    "liveness_advertise",
+                    advertise,
+                    "must be an address others can dial, not a wildcard (bind the wildcard "
+                    "with liveness_host)",
+                )
+            # A specific bind address takes one IP version ("::" also takes IPv4 on Linux).
+            if (
+                advertised is not None
+                and bind is not None
+                and not bind.is_unspecified
+                and advertised.version != bind.version
+            ):
+                raise ConfigError(
+                    "liveness_advertise",
+                    advertise,
+                    f"must be of the same IP version as liveness_host ({self.liveness_host})",
+                )
+        if isinstance(self.liveness_port, bool) or not 0 <= self.liveness_port <= 65535:
+            raise ConfigError(
+                "liveness_port", self.liveness_port, "must be 0 (any free port) to 65535"
+            )
+
+
+def _ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _wildcard(host: str) -> bool:
+    address = _ip_or_none(host)
+    return address is not None and address.is_unspecified

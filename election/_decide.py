@@ -87,7 +87,14 @@ def decide(s: Snapshot) -> Decision:
         return Decision(Action.JOIN, "not in the election line")
     if s.leader is not None:
         dead = s.dead_leader
-        if dead is not None and dead.czxid == s.leader.czxid and s.my_node is not None:
+        # The report must be about this very /leader node and the liveness socket it
+        # names (a leader that resumed with a new socket has a new incarnation).
+        same = (
+            dead is not None
+            and dead.czxid == s.leader.czxid
+            and dead.incarnation == s.leader.incarnation
+        )
+        if same and s.my_node is not None:
             first = first_standby(s.line, s.leader)
             if first is not None and first.node == s.my_node:
                 return Decision(

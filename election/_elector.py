@@ -22,6 +22,7 @@ freshness at once, from kazoo's own thread, before the loop even wakes.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import math
 import os
@@ -47,10 +48,11 @@ from kazoo.protocol.states import EventType, KazooState, WatchedEvent
 from election._config import ElectionConfig
 from election._decide import Action, Decision, Snapshot, decide, successor
 from election._errors import ElectionError, NotAuthorizedError
-from election._liveness import LivenessProbe, LivenessServer
+from election._liveness import LivenessProbe, LivenessServer, source_address_towards
 from election._model import (
     Candidate,
     ElectionObserver,
+    FastPath,
     LeaderInfo,
     MemberInfo,
     Role,
@@ -104,6 +106,10 @@ class Elector:
         self._dead_leader: LeaderInfo | None = None
         self._probe: LivenessProbe | None = None
         self._server: LivenessServer | None = None
+        # (bind, advertised) address of our liveness socket, settled at start().
+        self._liveness_endpoint: tuple[str, str] | None = None
+        # What the member node says about our fast path (rewritten only on change).
+        self._fast_path = (FastPath.IDLE, "" if config.fast_path else "fast path off")
         self._release_reason: str | None = None
         self._epoch_cache: tuple[int, int] | None = None  # (value, version) of /epoch
         self._lease_version = -1
@@ -176,6 +182,8 @@ class Elector:
             ) from exc
         self._client = client
         try:
+            if self.config.fast_path:
+                self._liveness_endpoint = self._settle_liveness_endpoint()
             ensure_layout(client, self.paths, self._acl)
             self._session_id = client.client_id[0]
             try:
@@ -292,6 +300,9 @@ class Elector:
             self._dead_leader = leader
         self._wake.set()
 
+    def _on_probe_state(self, _leader: LeaderInfo, _state: FastPath, _reason: str) -> None:
+        self._wake.set()  # the loop publishes it (our member node is written from there)
+
     # -- the loop ------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -380,6 +391,7 @@ class Elector:
         if self._role is Role.SUSPENDED and decision.action is not Action.RESUME:
             self._set_role(Role.STANDBY, "reconnected to ZooKeeper")
         self._watch_leader(leader if not leader_is_mine else None)
+        self._publish_fast_path(self._fast_path_seen(leader, leader_is_mine))
         return self._execute(client, decision, snapshot, leader_version, started)
 
     def _try_fast_takeover(self, client: KazooClient, session_id: int) -> bool:
@@ -490,8 +502,14 @@ class Elector:
         assert s.my_node is not None
         value, version = self._epoch_for_cas(client)
         epoch = value + 1
+        liveness, incarnation = self._liveness_socket()
         info = LeaderInfo(
-            self.name, epoch, utc_now_iso(), liveness=self._liveness_address(), node=s.my_node
+            self.name,
+            epoch,
+            utc_now_iso(),
+            liveness=liveness,
+            node=s.my_node,
+            incarnation=incarnation,
         )
         txn = client.transaction()
         if clear is not None:
@@ -517,8 +535,14 @@ class Elector:
         assert self._my_node is not None
         value, version = self._epoch_for_cas(client)
         epoch = value + 1
+        liveness, incarnation = self._liveness_socket()
         info = LeaderInfo(
-            self.name, epoch, utc_now_iso(), liveness=self._liveness_address(), node=self._my_node
+            self.name,
+            epoch,
+            utc_now_iso(),
+            liveness=liveness,
+            node=self._my_node,
+            incarnation=incarnation,
         )
         txn = client.transaction()
         txn.check(self.paths.candidate(self._my_node), -1)
@@ -653,6 +677,9 @@ class Elector:
         if old is new:
             return
         self.transitions += 1
+        if new is Role.LEADER and self.config.fast_path:
+            # Written with the role below: no extra write for what a leader obviously is.
+            self._publish_fast_path((FastPath.IDLE, ""), write=False)
         log.info(
             "[5003] %s role %s -> %s: %s",
             self.name,
@@ -686,6 +713,8 @@ class Elector:
             version=self.config.member_version,
             started_at=self._started_at,
             role=self._role.value,
+            fast_path=self._fast_path[0].value,
+            fast_path_reason=self._fast_path[1],
         )
 
     def _register(self) -> None:
@@ -772,13 +801,64 @@ class Elector:
             with contextlib.suppress(NoNodeError):
                 self._sync(client.delete_async(self.paths.member(self.name)))
 
-    def _liveness_address(self) -> str | None:
-        if not self.config.fast_path:
-            return None
+    def _settle_liveness_endpoint(self) -> tuple[str, str]:
+        """(bind, advertised) address of the liveness socket we serve while leading.
+
+        By default the address of our route to ZooKeeper: the members reach the same
+        ZooKeeper, so they can most likely reach us there (a loopback address would
+        only be reachable from this host).
+        """
+        hosts = self.config.hosts
+        try:
+            bind, advertise = self.config.liveness_addresses(lambda: source_address_towards(hosts))
+        except OSError as exc:
+            raise ElectionError(
+                f"cannot find the local address that reaches ZooKeeper ({exc}): set "
+                "liveness_advertise (and liveness_host) for the fast path, or turn it off"
+            ) from exc
+        with contextlib.suppress(ValueError, OSError):
+            if ipaddress.ip_address(advertise).is_loopback:
+                towards_zk = source_address_towards(hosts)
+                if not ipaddress.ip_address(towards_zk).is_loopback:
+                    log.warning(
+                        "[5025] liveness socket advertised on loopback %s while ZooKeeper is "
+                        "reached from %s: members on other hosts cannot verify it, and a "
+                        "crash of %s as leader is detected by the session timeout there",
+                        advertise,
+                        towards_zk,
+                        self.name,
+                        extra={"event_id": 5025},
+                    )
+        return bind, advertise
+
+    def _liveness_socket(self) -> tuple[str | None, str | None]:
+        """(address, incarnation) of our liveness socket for /leader; (None, None) without.
+
+        A socket that cannot be bound (a fixed port taken) costs the fast path, not the
+        leadership: the standbys see "advertises no liveness socket" and say so.
+        """
+        if not self.config.fast_path or self._liveness_endpoint is None:
+            return None, None
         if self._server is None:
-            self._server = LivenessServer(self.config.liveness_host)
-            self._server.start()
-        return self._server.address
+            bind, advertise = self._liveness_endpoint
+            server = LivenessServer(
+                bind, name=self.name, port=self.config.liveness_port, advertise=advertise
+            )
+            try:
+                server.start()
+            except OSError as exc:
+                log.error(
+                    "[5026] %s cannot serve its liveness socket on %s port %d (%s): leading "
+                    "without the fast path",
+                    self.name,
+                    bind,
+                    self.config.liveness_port,
+                    exc,
+                    extra={"event_id": 5026},
+                )
+                return None, None
+            self._server = server
+        return self._server.address, self._server.incarnation
 
     def _stop_server(self) -> None:
         if self._server is not None:
@@ -787,14 +867,24 @@ class Elector:
 
     def _watch_leader(self, leader: LeaderInfo | None) -> None:
         """Keep one liveness probe on the current leader (standbys, fast path only)."""
-        if not self.config.fast_path or leader is None or leader.liveness is None:
+        if not self.config.fast_path or leader is None:
             self._close_probe()
             return
-        if self._probe is not None and self._probe.leader.czxid == leader.czxid:
+        # A leader without a (verifiable) liveness socket still gets a probe: it
+        # connects nowhere and just says why the fast path is unavailable.
+        watched = self._probe.leader if self._probe is not None else None
+        if (
+            watched is not None
+            and watched.czxid == leader.czxid
+            and (watched.liveness, watched.incarnation) == (leader.liveness, leader.incarnation)
+        ):
             return
         self._close_probe()
         self._probe = LivenessProbe(
-            leader, self._on_leader_socket_closed, self.config.liveness_connect_timeout
+            leader,
+            self._on_leader_socket_closed,
+            self.config.liveness_connect_timeout,
+            on_state=self._on_probe_state,
         )
         self._probe.start()
 
@@ -802,6 +892,41 @@ class Elector:
         if self._probe is not None:
             self._probe.close()
             self._probe = None
+
+    def _fast_path_seen(
+        self, leader: LeaderInfo | None, leader_is_mine: bool
+    ) -> tuple[FastPath, str] | None:
+        """Our fast-path state after this snapshot; None to keep the published one.
+
+        Between leaders, and until a new leader's probe has settled, the last state
+        stands: a normal takeover then costs no member-node write at all.
+        """
+        if not self.config.fast_path:
+            return None
+        if self._role is Role.LEADER or leader_is_mine:
+            return FastPath.IDLE, ""
+        status = self._probe.status if self._probe is not None else None
+        if leader is None or status is None:
+            return None
+        return status
+
+    def _publish_fast_path(self, seen: tuple[FastPath, str] | None, *, write: bool = True) -> None:
+        if seen is None or seen[0] is self._fast_path[0]:
+            return
+        self._fast_path = seen
+        state, reason = seen
+        log.info(
+            "[5027] %s fast path %s%s",
+            self.name,
+            state.value,
+            f": {reason}" if reason else "",
+            extra={"event_id": 5027, "fast_path": state.value},
+        )
+        self._notify("on_fast_path_change", state, reason)
+        client = self._client
+        if write and self._registered and client is not None:
+            with contextlib.suppress(Exception):
+                client.set_async(self.paths.member(self.name), self._member_info().to_json())
 
 
 def _failed(results: list[Any]) -> bool:

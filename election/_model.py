@@ -17,6 +17,7 @@ __all__ = [
     "Candidate",
     "ClusterStatus",
     "ElectionObserver",
+    "FastPath",
     "LeaderInfo",
     "MemberInfo",
     "Role",
@@ -30,6 +31,17 @@ class Role(enum.StrEnum):
     LEADER = "leader"
     SUSPENDED = "suspended"  # connection lost, session maybe alive: do nothing
     STOPPED = "stopped"
+
+
+class FastPath(enum.StrEnum):
+    """Whether this member would learn of the leader's crash at once (see docs/election.md).
+
+    Published in the member node (``fast_path``) only when it changes.
+    """
+
+    IDLE = "idle"  # nothing to watch: we lead, or the fast path is off here
+    ARMED = "armed"  # a connection verified by the leader's greeting is held open
+    UNAVAILABLE = "unavailable"  # no verified connection: takeover waits for the session
 
 
 def utc_now_iso() -> str:
@@ -50,13 +62,21 @@ def _loads(raw: bytes) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _optional_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 @dataclass(frozen=True)
 class LeaderInfo:
     """Content of ``/leader``: who holds the lease, its epoch, since when (ISO 8601 UTC).
 
     ``liveness`` is the "host:port" of the leader's liveness socket (fast path), or
-    None; ``node`` its election node (so a standby can remove exactly that one);
-    ``czxid`` and ``session_id`` identify this very znode (not part of the JSON).
+    None; ``incarnation`` the random token that socket greets every connection with,
+    so a standby can tell the leader's own socket from anything else listening there
+    (None in nodes written before the greeting existed: such a leader cannot be
+    verified, so its crash is detected by the session timeout); ``node`` its election
+    node (so a standby can remove exactly that one); ``czxid`` and ``session_id``
+    identify this very znode (not part of the JSON).
     """
 
     name: str
@@ -66,11 +86,14 @@ class LeaderInfo:
     node: str | None = None
     czxid: int = 0
     session_id: int = 0
+    incarnation: str | None = None
 
     def to_json(self) -> bytes:
-        data = {"name": self.name, "epoch": self.epoch, "since": self.since}
+        data: dict[str, Any] = {"name": self.name, "epoch": self.epoch, "since": self.since}
         if self.liveness is not None:
             data["liveness"] = self.liveness
+        if self.incarnation is not None:
+            data["incarnation"] = self.incarnation
         if self.node is not None:
             data["node"] = self.node
         return json.dumps(data, separators=(",", ":")).encode()
@@ -87,6 +110,7 @@ class LeaderInfo:
                 node=data.get("node"),
                 czxid=czxid,
                 session_id=session_id,
+                incarnation=_optional_str(data.get("incarnation")),
             )
         except (KeyError, TypeError, ValueError, OverflowError):
             return None
@@ -94,7 +118,12 @@ class LeaderInfo:
 
 @dataclass(frozen=True)
 class MemberInfo:
-    """Content of ``/members/<name>`` (``role`` is the member's own last word on it)."""
+    """Content of ``/members/<name>`` (``role`` is the member's own last word on it).
+
+    ``fast_path`` is a :class:`FastPath` value ("" from members that predate it) and
+    ``fast_path_reason`` why, e.g. why this standby holds no verified connection to the
+    leader's liveness socket; both are rewritten only when the state changes.
+    """
 
     name: str
     host: str = ""
@@ -104,6 +133,8 @@ class MemberInfo:
     version: str = ""
     started_at: str = ""
     role: str = ""
+    fast_path: str = ""
+    fast_path_reason: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -232,3 +263,6 @@ class ElectionObserver:
 
     def on_role_change(self, old: Role, new: Role, reason: str) -> None:
         """Every role transition, with the reason (for logs and metrics)."""
+
+    def on_fast_path_change(self, state: FastPath, reason: str) -> None:
+        """This member's fast-path state changed (once per change, not per retry)."""

@@ -2,13 +2,14 @@
 
     python -m chaos.bench._member --hosts H --cluster C --name c1 \
         [--priority 0] [--nofailover] [--session-timeout 1.0] [--no-fast-path] \
-        [--claims 127.0.0.1:PORT] [--auth USER:PASSWORD]
+        [--claims 127.0.0.1:PORT] [--auth USER:PASSWORD] \
+        [--liveness-host IP] [--liveness-advertise ADDRESS] [--liveness-port PORT]
 
 SIGTERM -> graceful stop (the lease is released at once), exit 0. With
 ``--claims``, every few milliseconds that ``fresh_epoch()`` returns an epoch the
 member sends a UDP datagram ``{"name", "epoch"}``: the side effect an independent
 watcher uses to catch two members acting as leader at the same time.
-Prints one JSON line per event on stdout (ready, elected, demoted).
+Prints one JSON line per event on stdout (ready, elected, demoted, role, fast_path).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import threading
 import time
 from types import FrameType
 
-from election import ElectionConfig, ElectionObserver, Elector, Role
+from election import ElectionConfig, ElectionObserver, Elector, FastPath, Role
 
 CLAIM_INTERVAL_S = 0.002
 
@@ -42,6 +43,9 @@ class _Printer(ElectionObserver):
     def on_role_change(self, old: Role, new: Role, reason: str) -> None:
         self._emit(event="role", old=old.value, new=new.value, reason=reason)
 
+    def on_fast_path_change(self, state: FastPath, reason: str) -> None:
+        self._emit(event="fast_path", state=state.value, reason=reason)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m chaos.bench._member")
@@ -54,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-fast-path", action="store_true")
     parser.add_argument("--claims", default=None)
     parser.add_argument("--auth", default=None)
+    parser.add_argument("--liveness-host", default=None)
+    parser.add_argument("--liveness-advertise", default=None)
+    parser.add_argument("--liveness-port", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
@@ -68,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         nofailover=args.nofailover,
         session_timeout=args.session_timeout,
         fast_path=not args.no_fast_path,
+        liveness_host=args.liveness_host,
+        liveness_advertise=args.liveness_advertise,
+        liveness_port=args.liveness_port,
         auth_digest=auth,
     )
     elector = Elector(config, observers=[_Printer()])

@@ -278,7 +278,6 @@ class Lab:
             service_ca=self.service_ca,
             enroll=self._enroll if self.secure else None,
             zk_auth=zk_auth,
-            fast_path=not self.use_hosts,  # TEMP
             placement={
                 f"c{i}": self.host_of[f"c{i}"]
                 for i in range(1, self.connector_count + 1)

@@ -11,6 +11,10 @@ Each node has its own directory ``run_dir/zk<i>/`` with ``zoo.cfg``, ``data/``
 the same ``run_dir`` reuses the data, so persistent nodes (the election epoch)
 survive a restart of the whole ensemble.
 
+On a lab host (a network namespace, see chaos/launch/netns.py), pass its address and
+its argv wrapper: ``ZooKeeperEnsemble(run_dir, host=zk1.address, wrap=zk1.wrap)``;
+every node then runs inside that host and serves on its address.
+
 Timing is scaled down so 1 s client sessions are allowed: ``tickTime`` 100 ms
 by default, ``minSessionTimeout`` two ticks. ``fsync`` is off by default: on a
 busy shared lab machine an fsync can stall every write for hundreds of
@@ -22,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -97,9 +101,15 @@ class ZooKeeperEnsemble:
         sync_limit_s: float = 2.0,
         max_election_wait_ms: int = 60000,
         connect_timeout_ms: int = 1000,
+        host: str = "127.0.0.1",
+        wrap: Callable[[Sequence[str]], list[str]] | None = None,
     ) -> None:
         """``placement``: one lab host per node (``size`` is then its length); each node
-        runs inside its host on the standard ports (2181, 2888, 3888) of its address."""
+        runs inside its host on the standard ports (2181, 2888, 3888) of its address.
+
+        ``host``/``wrap`` (without ``placement``): every node binds ``host`` on free
+        ports and runs its argv through ``wrap`` (e.g. one namespace's ``Host.wrap``).
+        """
         if placement is not None:
             size = len(placement)
         if size not in (1, 3, 5):
@@ -114,6 +124,8 @@ class ZooKeeperEnsemble:
         self.start_timeout = start_timeout
         self.java = java
         self.placement = list(placement) if placement is not None else None
+        self.host = host
+        self.wrap = wrap
         # How long a follower waits on a silent quorum leader before electing anew.
         self.sync_limit_s = sync_limit_s
         self.max_election_wait_ms = max_election_wait_ms
@@ -124,7 +136,7 @@ class ZooKeeperEnsemble:
 
     def address(self, index: int) -> str:
         """The address node ``index`` serves on (its host's, or loopback)."""
-        return self.placement[index].address if self.placement is not None else "127.0.0.1"
+        return self.placement[index].address if self.placement is not None else self.host
 
     # -- public surface -------------------------------------------------------------
 
@@ -296,6 +308,8 @@ class ZooKeeperEnsemble:
         ]
         if self.placement is not None:
             argv = self.placement[index].wrap(argv)
+        elif self.wrap is not None:
+            argv = self.wrap(argv)
         return ManagedProcess(f"zk{index + 1}", argv, log_path=node_dir / "zookeeper.log")
 
     def _write_config(self, index: int) -> None:
@@ -335,7 +349,9 @@ class ZooKeeperEnsemble:
 
     def _launch(self, index: int) -> None:
         ports = self._ports[index]
-        taken = [] if self.placement is not None else [p for p in ports.all() if not _port_free(p)]
+        # A node in another namespace binds where this one cannot check.
+        elsewhere = self.placement is not None or self.wrap is not None
+        taken = [] if elsewhere else [p for p in ports.all() if not _port_free(p)]
         if taken:
             raise LaunchError(
                 f"ZooKeeper node {index + 1}: port(s) {', '.join(map(str, taken))} on "

@@ -93,6 +93,11 @@ class Agent(ElectionObserver):
             metrics.set_session_state("connected" if connected else "suspended")
         self._wake.set()
 
+    def on_fast_path_change(self, state: Any, reason: str) -> None:
+        # The elector logs the change (event 5027); here it only becomes a metric.
+        if self.deps.metrics is not None:
+            self.deps.metrics.set_fast_path(str(getattr(state, "value", state)))
+
     # -- control --------------------------------------------------------------
 
     def request_stop(self) -> None:

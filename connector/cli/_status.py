@@ -127,13 +127,29 @@ def status(
         )
         + f" (epoch counter {data['epoch']})"
     )
-    table = Table("member", "role", "host", "pid", "priority", "nofailover", "version", "started")
+    table = Table(
+        "member",
+        "role",
+        "fast path",
+        "host",
+        "pid",
+        "priority",
+        "nofailover",
+        "version",
+        "started",
+    )
+    unavailable: list[str] = []
     for member in data["members"]:
         role = member["role"]
         style = {"leader": "bold green", "suspended": "yellow"}.get(role, "")
+        # A standby's own word on whether it would notice the leader's crash at once.
+        fast_path = str(member.get("fast_path") or "-")
+        if fast_path == "unavailable":
+            unavailable.append(f"{member['name']}: {member.get('fast_path_reason') or '?'}")
         table.add_row(
             member["name"],
             f"[{style}]{role}[/]" if style else role,
+            f"[yellow]{fast_path}[/]" if fast_path == "unavailable" else fast_path,
             member["host"],
             str(member["pid"]),
             str(member["priority"]),
@@ -142,6 +158,9 @@ def status(
             member["started_at"],
         )
     console.print(table)
+    for line in unavailable:
+        # A crash of the leader is then noticed only at the session timeout.
+        console.print(f"fast path unavailable on {line}", markup=False, soft_wrap=True)
     if data["switchover"]:
         console.print(f"pending switchover: {data['switchover']}")
 

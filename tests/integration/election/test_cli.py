@@ -8,7 +8,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from chaos.launch import wait_for
 from connector.cli import root
+from election import read_cluster_status
 from tests.integration.election.support import Pool, wait_line
 
 
@@ -72,3 +74,49 @@ def test_status_and_switchover_take_the_same_auth_file(pool: Pool, tmp_path: Pat
     bad = runner.invoke(root, ["status", *base[:4], "--auth-file", str(wrong)])
     assert bad.exit_code == 2
     assert "must hold USER:PASSWORD" in bad.output
+
+
+def _fast_paths(hosts: str, cluster: str) -> dict[str, str]:
+    result = CliRunner().invoke(root, ["status", "--hosts", hosts, "--cluster", cluster, "--json"])
+    assert result.exit_code == 0, result.output
+    return {m["name"]: m["fast_path"] for m in json.loads(result.output)["members"]}
+
+
+def test_status_shows_whether_each_standby_would_notice_a_crash_at_once(pool: Pool) -> None:
+    pool.add("c1")
+    assert pool.wait_leader() == "c1"
+    pool.add("c2")
+    wait_for(
+        lambda: _fast_paths(pool.hosts, pool.cluster) == {"c1": "idle", "c2": "armed"},
+        timeout=10,
+        what="c2's probe armed on c1",
+    )
+
+
+def test_an_unreachable_liveness_socket_is_shown_and_deposes_nobody(pool: Pool) -> None:
+    # c1 advertises an address where nothing listens (a loopback stand-in for a wrong
+    # address or a firewall): every standby's connect is refused. That used to count
+    # as proof that c1's process was gone.
+    pool.add("c1", liveness_host="127.0.0.1", liveness_advertise="127.0.0.3")
+    assert pool.wait_leader() == "c1"
+    client = pool.electors["c1"].client
+    assert client is not None
+    epoch = read_cluster_status(client, pool.cluster).epoch
+    pool.add("c2")
+    pool.add("c3")
+    wait_for(
+        lambda: (
+            _fast_paths(pool.hosts, pool.cluster)
+            == {"c1": "idle", "c2": "unavailable", "c3": "unavailable"}
+        ),
+        timeout=10,
+        what="both standbys to publish that their fast path is unavailable",
+    )
+    status = read_cluster_status(client, pool.cluster)
+    assert status.leader is not None
+    assert (status.leader.name, status.epoch) == ("c1", epoch)
+    assert pool.leaders() == ["c1"]
+    reasons = [m.fast_path_reason for m in status.members if m.name != "c1"]
+    assert all("refused" in reason for reason in reasons), reasons
+    table = CliRunner().invoke(root, ["status", "--hosts", pool.hosts, "--cluster", pool.cluster])
+    assert "fast path unavailable on c2: connect to 127.0.0.3:" in table.output

@@ -261,3 +261,23 @@ def test_election_config_carries_identity_and_credentials(tmp_path: Path) -> Non
     election = load_config(write(tmp_path), environ=env).election_config()
     assert (election.name, election.cluster, election.priority) == ("c1", "lab", 5)
     assert election.auth_digest == ("connector", "s3cret")
+
+
+def test_liveness_settings_come_from_the_environment(tmp_path: Path) -> None:
+    # Kubernetes: the pod IP through the downward API, a fixed port for the firewall.
+    env = {
+        "PFXHA_ZOOKEEPER_LIVENESS_HOST": "0.0.0.0",
+        "PFXHA_ZOOKEEPER_LIVENESS_ADVERTISE": "10.244.1.7",
+        "PFXHA_ZOOKEEPER_LIVENESS_PORT": "7946",
+    }
+    election = load_config(write(tmp_path), environ=env).election_config()
+    assert (election.liveness_host, election.liveness_port) == ("0.0.0.0", 7946)
+    assert election.liveness_addresses(lambda: "unused") == ("0.0.0.0", "10.244.1.7")
+
+
+def test_a_broken_liveness_setting_is_named(tmp_path: Path) -> None:
+    env = {"PFXHA_ZOOKEEPER_LIVENESS_ADVERTISE": "0.0.0.0"}
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path), environ=env).election_config()
+    assert info.value.setting == "zookeeper.liveness_advertise"
+    assert "wildcard" in str(info.value)

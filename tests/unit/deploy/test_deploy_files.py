@@ -25,6 +25,9 @@ from connector.health import DEFAULT_HOST, DEFAULT_PORT
 
 ROOT = Path(__file__).resolve().parents[3]
 DEPLOY = ROOT / "deploy"
+# The leader's liveness socket (fast path): fixed in every deployment, opened in
+# the firewall table of docs/deployment.md.
+LIVENESS_PORT = 9470
 
 # Which test checks each file; test_every_deploy_file_is_checked keeps it complete.
 CHECKED_BY = {
@@ -100,6 +103,9 @@ def test_connector_configs_load() -> None:
         # without the digest, whose password file exists only on the host.
         zk = replace(config.zookeeper, auth_user=None, auth_password_file=None)
         replace(config, zookeeper=zk).election_config()
+        # A fixed liveness port: the one the firewall table opens.
+        assert config.zookeeper.liveness_port == LIVENESS_PORT, name
+    assert f"| {LIVENESS_PORT}/tcp" in (ROOT / "docs" / "deployment.md").read_text()
 
 
 # ZooKeeper -----------------------------------------------------------------------
@@ -315,6 +321,11 @@ def test_compose() -> None:
     host_ports = set()
     for name, svc in connectors.items():
         assert svc["environment"]["PFXHA_CONNECTOR_NAME"] == name
+        # Each connector advertises its liveness socket under its service name.
+        mine = load_config(DEPLOY / "compose" / "connector.toml", environ=svc["environment"])
+        zk = replace(mine.zookeeper, auth_user=None, auth_password_file=None)
+        election = replace(mine, zookeeper=zk).election_config()
+        assert election.liveness_addresses(lambda: "unused") == ("0.0.0.0", name)
         (mapping,) = svc["ports"]
         bind, host_port, container_port = mapping.split(":")
         assert bind == "127.0.0.1"
@@ -368,13 +379,17 @@ def test_kubernetes_manifests() -> None:
     assert mon["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
 
     (container,) = sts["spec"]["template"]["spec"]["containers"]
-    (port,) = container["ports"]
+    port, liveness = container["ports"]
     assert port == {"name": "metrics", "containerPort": DEFAULT_PORT}
+    assert liveness == {"name": "liveness", "containerPort": LIVENESS_PORT}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
     env = {e["name"]: e for e in container["env"]}
     assert env["PFXHA_CONNECTOR_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # Standbys on other nodes must dial the pod, not its loopback.
+    advertise = env["PFXHA_ZOOKEEPER_LIVENESS_ADVERTISE"]["valueFrom"]["fieldRef"]
+    assert advertise["fieldPath"] == "status.podIP"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
     annotations = sts["spec"]["template"]["metadata"]["annotations"]

@@ -47,3 +47,57 @@ def test_the_elector_validates_at_construction() -> None:
 
     with pytest.raises(ConfigError, match="session_timeout"):
         Elector(cfg(session_timeout=100))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "setting", "rule"),
+    [
+        ({"liveness_advertise": "bad name!"}, "liveness_advertise", "DNS name"),
+        ({"liveness_advertise": "pfx1.example"}, "liveness_advertise", "also set liveness_host"),
+        ({"liveness_advertise": "0.0.0.0"}, "liveness_advertise", "not a wildcard"),
+        (
+            {"liveness_host": "10.0.0.5", "liveness_advertise": "fd00::5"},
+            "liveness_advertise",
+            "same IP version",
+        ),
+        ({"liveness_port": 70000}, "liveness_port", "0 .any free port. to 65535"),
+        ({"liveness_port": -1}, "liveness_port", "65535"),
+    ],
+)
+def test_broken_liveness_settings_name_the_setting(
+    kwargs: dict[str, object], setting: str, rule: str
+) -> None:
+    with pytest.raises(ConfigError, match=rule) as info:
+        cfg(**kwargs).validate()
+    assert info.value.setting == setting
+
+
+def test_liveness_settings_are_not_checked_without_the_fast_path() -> None:
+    cfg(fast_path=False, liveness_host="not an ip", liveness_port=70000).validate()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({}, ("10.9.9.9", "10.9.9.9")),  # default: our side of the route to ZooKeeper
+        ({"liveness_host": "0.0.0.0"}, ("0.0.0.0", "10.9.9.9")),
+        ({"liveness_host": "10.0.0.5"}, ("10.0.0.5", "10.0.0.5")),
+        ({"liveness_advertise": "10.1.2.3"}, ("10.1.2.3", "10.1.2.3")),
+        (
+            {"liveness_host": "0.0.0.0", "liveness_advertise": "pfx1.example"},
+            ("0.0.0.0", "pfx1.example"),
+        ),
+    ],
+)
+def test_liveness_addresses_default_to_the_route_to_zookeeper(
+    kwargs: dict[str, object], expected: tuple[str, str]
+) -> None:
+    config = cfg(**kwargs).validate()
+    assert config.liveness_addresses(lambda: "10.9.9.9") == expected
+
+
+def test_the_route_is_only_looked_up_when_needed() -> None:
+    def no_route() -> str:
+        raise AssertionError("route looked up although the address was configured")
+
+    assert cfg(liveness_host="10.0.0.5").liveness_addresses(no_route) == ("10.0.0.5",) * 2

@@ -141,3 +141,11 @@ def test_a_report_about_an_older_leader_node_is_ignored() -> None:
 @pytest.mark.parametrize("role", [Role.STANDBY, Role.SUSPENDED])
 def test_a_non_leader_never_confirms_or_releases(role: Role) -> None:
     assert decide(snap(role=role)).action not in (Action.CONFIRM, Action.RELEASE)
+
+
+def test_a_report_about_another_liveness_incarnation_is_ignored() -> None:
+    # Same /leader node, but the leader resumed with a new liveness socket since.
+    current = replace(LEADER_C1, incarnation="new")
+    stale = replace(LEADER_C1, incarnation="old")
+    assert decide(snap(leader=current, dead_leader=stale)).action is Action.WAIT
+    assert decide(snap(leader=current, dead_leader=current)).action is Action.CLEAR_DEAD

@@ -53,11 +53,23 @@ def test_kazoo_state_names_are_accepted_and_read_only_counts_as_suspended() -> N
     assert _value(m, state, **{state: "suspended"}) == 1
 
 
+def test_fast_path_state_starts_idle_and_follows_the_election() -> None:
+    from election import FastPath
+
+    m = ConnectorMetrics()
+    state = "pfxha_connector_fast_path_state"
+    assert _value(m, state, **{state: "idle"}) == 1
+    for value in FastPath:  # the election's states are exactly the metric's
+        m.set_fast_path(value.value)
+        assert _value(m, state, **{state: value.value}) == 1
+
+
 @pytest.mark.parametrize(
     ("call", "arg"),
     [
         ("set_role", ("leaderish", "x")),
         ("set_session_state", ("weird",)),
+        ("set_fast_path", ("half-armed",)),
         ("set_pending", ("x", 1)),
     ],
 )

@@ -205,8 +205,9 @@ _JSON_DOC = st.recursive(
 )
 _NODE_FIELDS = st.dictionaries(
     st.sampled_from(
-        ["name", "epoch", "since", "liveness", "node", "host", "pid", "priority", "nofailover",
-         "version", "started_at", "role", "to", "requested_at"]
+        ["name", "epoch", "since", "liveness", "incarnation", "node", "host", "pid", "priority",
+         "nofailover", "version", "started_at", "role", "fast_path", "fast_path_reason", "to",
+         "requested_at"]
     ),
     _JSON_DOC,
 )  # fmt: skip
