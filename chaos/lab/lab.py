@@ -400,7 +400,7 @@ class Lab:
         names = self.cas.names
         return read_snapshot(
             self.service_db(),
-            certdbs={n: self.cas.certdb_path(n) for n in names},
+            certdbs={n: self.cas.certdb(n) for n in names},
             crl_urls={n: self.cas.crl_url(n) for n in names},
         )
 

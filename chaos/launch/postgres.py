@@ -173,6 +173,7 @@ class PostgresServer:
         allow_from: Sequence[str] = ("samenet",),
         ready_timeout: float = 30.0,
         bin_dir: Path | None = None,
+        log_path: Path | None = None,
     ) -> None:
         self.run_dir = Path(run_dir).resolve()
         self.listen_address = listen_address
@@ -181,6 +182,7 @@ class PostgresServer:
         self.allow_from = tuple(allow_from)
         self.ready_timeout = ready_timeout
         self._bin_dir = bin_dir
+        self._log_path = log_path
         self._state: dict[str, Any] = {}
         self._proc: ManagedProcess | None = None
 
@@ -212,7 +214,7 @@ class PostgresServer:
 
     @property
     def log_path(self) -> Path:
-        return self.run_dir / "logs" / "postgres.log"
+        return self._log_path or self.run_dir / "logs" / "postgres.log"
 
     @property
     def _state_path(self) -> Path:

@@ -23,7 +23,7 @@ from connector.agent.decide import Action, Decision
 from connector.agent.executor import ExecutorDeps
 from connector.agent.loop import Agent
 from connector.agent.runtime import make_pki
-from connector.ca import CAError, CertDB, is_retryable, router_from_description
+from connector.ca import CAError, is_retryable, router_from_description
 from connector.config import LoopSettings
 from connector.pki import KeyPool, KeyType
 from connector.service_client import ServiceClient
@@ -192,7 +192,7 @@ def test_service_frozen_mid_issuance_loses_nothing_and_leaves_no_orphan(
         rows = tenant.requests()
     by_device: dict[str, list[tuple[int, bool]]] = {}
     for ca in cfssl_cas.names:
-        for record in CertDB(cfssl_cas.certdb_path(ca)).records():
+        for record in cfssl_cas.certdb(ca).records():
             for attr in record.certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER):
                 by_device.setdefault(str(attr.value), []).append((record.serial, record.revoked))
     for row in rows:
@@ -236,7 +236,7 @@ def test_revocation_event_is_revoked_at_the_issuing_ca_and_on_its_crl(
 
     turn_until(agent, revoked_and_confirmed)
     ca, serial = target["ca_name"], int(target["serial"])
-    record = CertDB(cfssl_cas.certdb_path(ca)).by_serial(serial)
+    record = cfssl_cas.certdb(ca).by_serial(serial)
     assert record is not None
     assert record.revoked
     crl = x509.load_der_x509_crl(httpx.get(cfssl_cas.crl_url(ca), timeout=5).content)
@@ -244,7 +244,7 @@ def test_revocation_event_is_revoked_at_the_issuing_ca_and_on_its_crl(
     assert entry is not None
     # The other device's certificate is untouched.
     other = next(r for r in tenant.requests() if r["device_id"] == devices[1].id)
-    untouched = CertDB(cfssl_cas.certdb_path(other["ca_name"])).by_serial(int(other["serial"]))
+    untouched = cfssl_cas.certdb(other["ca_name"]).by_serial(int(other["serial"]))
     assert untouched is not None
     assert not untouched.revoked
 
