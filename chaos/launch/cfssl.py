@@ -10,6 +10,7 @@
     lab.describe()               # what a connector needs (also written to cas.json)
     lab.certdb("primary")        # PostgresCertDB as the read-only role, over TCP
     lab.stop()                   # everything down
+    lab.destroy()                # and the certdb server's data if it lives outside run_dir
 
     # The certdbs' PostgreSQL placed by the caller (e.g. on a lab host):
     CfsslLab(run_dir, certdb_server=PostgresServer(pg_dir, listen_address=..., wrap=...))
@@ -391,6 +392,11 @@ class CfsslLab:
         if self._crl_proc is not None:
             self._crl_proc.stop(grace=5)
         self.certdb_server.stop()
+
+    def destroy(self) -> None:
+        """Stop everything and remove certdb files kept outside the run dir (see postgres)."""
+        self.stop()
+        self.certdb_server.destroy()
 
     def kill(self, name: str) -> None:
         self._proc(name).kill()
