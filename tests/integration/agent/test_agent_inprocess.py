@@ -54,12 +54,16 @@ def make_agent(
     closers: list[Callable[[], None]] = []
 
     def make(
-        epoch: int, *, service_url: str | None = None, timeout: float = 5.0
+        epoch: int,
+        *,
+        service_url: str | None = None,
+        timeout: float = 5.0,
+        description: dict[str, Any] | None = None,
     ) -> tuple[Agent, StubElector]:
         name = unique("inproc")
         client = ServiceClient(service_url or service.url, timeout=timeout)
         router = router_from_description(
-            cfssl_cas.describe(), call_timeout_s=0.5, breaker_reset_s=1.0
+            description or cfssl_cas.describe(), call_timeout_s=0.5, breaker_reset_s=1.0
         )
         pool = KeyPool({KeyType.P256: 2})
         elector = StubElector(epoch)
