@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from click.testing import CliRunner
 
 from chaos.launch import free_port
 from chaos.launch.cfssl import CfsslLab
@@ -26,6 +27,7 @@ from connector.ca import (
     CfsslCA,
     PostgresCertDB,
 )
+from connector.cli import root
 from connector.pki import KeyType, ProfileTemplate, csr_for_profile, generate_key
 
 
@@ -184,3 +186,40 @@ def test_a_killed_server_comes_back_on_its_port(tmp_path: Path) -> None:
     finally:
         server.destroy()
     assert not server.home.exists()
+
+
+def _connector_toml(lab: CfsslLab, path: Path, password_file: Path) -> Path:
+    blocks = []
+    for name in lab.names:
+        spec = lab.describe()["cas"][name]
+        blocks.append(
+            f'[[ca]]\nname = "{name}"\nurl = "{spec["url"]}"\n'
+            f'auth_key_file = "{password_file}"\ncertificate = "{spec["certificate"]}"\n'
+            f'root = "{spec["root"]}"\ncertdb_dsn = "{spec["certdb_dsn"]}"\n'
+            f'certdb_password_file = "{password_file}"\n'
+        )
+    path.write_text(
+        '[connector]\nname = "c1"\ncluster = "t"\n[zookeeper]\nhosts = "127.0.0.1:1"\n'
+        '[service]\nurl = "http://127.0.0.1:1"\n'
+        + "\n".join(blocks)
+        + '[templates]\nuser-auth = ["primary", "secondary"]\n'
+    )
+    return path
+
+
+def test_check_online_asks_each_certdb(cfssl_cas: CfsslLab, tmp_path: Path) -> None:
+    good = tmp_path / "reader.password"
+    good.write_text(cfssl_cas.certdb_access("primary").reader_password_file.read_text())
+    good.chmod(0o600)
+    config = _connector_toml(cfssl_cas, tmp_path / "c.toml", good)
+    argv = ["connector", "run", "--config", str(config), "--check", "--online"]
+    result = CliRunner().invoke(root, argv)
+    assert result.exit_code == 0, result.output
+    for name in cfssl_cas.names:
+        assert f"ca[{name}]: certdb postgresql://pfxha_reader@127.0.0.1:" in result.output
+    assert result.output.count(" answers") == 2
+    good.write_text("wrong\n")
+    result = CliRunner().invoke(root, argv)
+    assert result.exit_code == 1
+    assert "ca[primary].certdb_dsn:" in result.output
+    assert "password authentication failed" in result.output
