@@ -174,7 +174,9 @@ class CfsslLab:
             self._state = json.loads(self._state_path.read_text())
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.run_dir, 0o700)
+        # Search only for others: the certdb server (run as postgres) lives below;
+        # every secret in here is a 0600 file.
+        os.chmod(self.run_dir, 0o711)  # noqa: S103
         root_dir = self.run_dir / "root"
         root_dir.mkdir(exist_ok=True)
         root = _cfssl_json(
