@@ -60,6 +60,8 @@ def check_packages(*, prometheus: bool = False) -> None:
     for binary in ("cfssl", "cfssljson"):
         if shutil.which(binary) is None:
             missing.append(f"{binary} (Debian package golang-cfssl)")
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/postgres")):
+        missing.append("postgres, for the CAs' certdbs (Debian package postgresql)")
     if prometheus and shutil.which("prometheus") is None:
         missing.append("prometheus (Debian package prometheus)")
     if missing:

@@ -32,8 +32,10 @@ owned by postgres) when that user can reach it; a run dir below a private
 directory (pytest's and mkdtemp's are 0700) cannot be reached (and pytest
 resets its directory to 0700 at every session start, so loosening it would
 race), and then the data and socket directories live in a private directory
-of their own under the system temp dir, ``<run_dir>/home`` a symlink to it;
-:meth:`destroy` removes it.
+of their own under ``<tmp>/pfxha-pg/``, ``<run_dir>/home`` a symlink to it;
+:meth:`destroy` removes it, and any provisioning removes such homes whose run
+dir is gone and whose server is not running (a test's tmp dir deleted
+without ``destroy``), so they do not pile up.
 Durability is PostgreSQL's default (fsync on): this is the CA's record.
 """
 
@@ -356,8 +358,11 @@ class PostgresServer:
         socket_path = self.run_dir / "socket" / ".s.PGSQL.65535.lock"
         if len(str(socket_path)) < 100 and self._reachable(self.run_dir):
             return self.run_dir
-        home = Path(tempfile.mkdtemp(prefix="pfxha-pg-"))
+        root = _fallback_root()
+        _sweep_fallback_homes(root)
+        home = Path(tempfile.mkdtemp(prefix="home-", dir=root))
         os.chmod(home, 0o711)  # noqa: S103  (search only: the server's user passes)
+        (home / "owner").write_text(str(self.run_dir))
         if not self._reachable(home):
             raise LaunchError(f"the {_OS_USER} user cannot reach {home}")
         (self.run_dir / "home").unlink(missing_ok=True)
@@ -555,6 +560,36 @@ class PostgresServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _fallback_root() -> Path:
+    root = Path(tempfile.gettempdir()) / "pfxha-pg"
+    root.mkdir(exist_ok=True)
+    if root.stat().st_uid != os.geteuid():
+        raise LaunchError(f"{root} belongs to another user: remove it or set TMPDIR")
+    os.chmod(root, 0o711)  # noqa: S103 - search only
+    return root
+
+
+def _server_alive(data: Path) -> bool:
+    """True when ``data/postmaster.pid`` names a live postgres process."""
+    try:
+        pid = int((data / "postmaster.pid").read_text().split()[0])
+        return b"postgres" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def _sweep_fallback_homes(root: Path) -> None:
+    """Remove homes whose run dir is gone and whose server is not running."""
+    for home in root.glob("home-*"):
+        try:
+            owner = Path((home / "owner").read_text().strip())
+        except OSError:
+            continue  # being made right now, or not ours to judge
+        if owner.exists() or _server_alive(home / "data"):
+            continue
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _ident(name: str) -> str:
