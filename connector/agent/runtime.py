@@ -316,10 +316,10 @@ def _signals(agent: Agent) -> Iterator[None]:
 
 def run(config: ConnectorConfig, *, start_timeout_s: float = 60.0) -> None:
     """Build, start and serve a connector until SIGTERM/SIGINT."""
+    runtime = build(config)  # refuses insecure secret files before anything is touched
     # One line per HTTP request would drown the connector's own events.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    runtime = build(config)
     with _signals(runtime.agent), _renewal(config, runtime):
         try:
             runtime.start(retry_for_s=start_timeout_s)
