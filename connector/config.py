@@ -30,7 +30,11 @@
     auth_key_file = "/etc/pfxha/ca1.key"      # hex auth key of /api/v1/cfssl/authsign
     certificate = "/etc/pfxha/ca1.pem"        # the issuing CA's certificate
     root = "/etc/pfxha/root.pem"              # its root (trust anchor)
-    certdb = "/var/lib/cfssl/primary.db"      # read-only, for reconciliation
+    # What the CA issued, for reconciliation: its certdb over the network as
+    # a read-only role (the password in a 0600 file, never in the DSN).
+    certdb_dsn = "postgresql://pfxha_reader@ca1:5432/certdb_primary"
+    certdb_password_file = "/etc/pfxha/certdb-primary.password"
+    # reconcile = "off"     # only on purpose: orphans at this CA are never found
     # ca_file = "/etc/pfxha/ca-tls.pem"       # verifies an https:// CA (default: certifi)
 
     [templates]
@@ -57,6 +61,11 @@ template names; it reads no file. What the files say (they exist, secrets are
 0600, certificates parse and chain, the identity's key matches its
 certificate) is :func:`connector.config_files.check_files`, run by
 ``pfxha connector run`` and its ``--check``.
+
+Every CFSSL ``[[ca]]`` needs its certdb (``certdb_dsn`` + ``certdb_password_file``,
+or ``certdb``, a SQLite path on the same host) unless ``reconcile = "off"``:
+CFSSL cannot be asked what it issued, so without its certdb a new leader
+cannot find a deposed leader's orphans, and that must never happen silently.
 """
 
 from __future__ import annotations
@@ -157,8 +166,15 @@ class CASettings:
     # returns is checked against them before it is packed into a PFX.
     certificate: str
     root: str
-    # The CA's certdb, opened read-only to find what it issued (reconciliation).
+    # The CA's certdb, read to find what it issued (reconciliation): PostgreSQL
+    # over the network as a read-only role (the password in a 0600 file) ...
+    certdb_dsn: str | None = None
+    certdb_password_file: str | None = None
+    # ... or a SQLite file on this host (CFSSL's default; only when they share a host).
     certdb: str | None = None
+    # "certdb" (the default) or "off": the operator's explicit choice to run
+    # without reconciliation at this CA (logged at start, exported as a metric).
+    reconcile: str = "certdb"
     crl_url: str | None = None
     timeout_s: float = 2.0
     # CA bundle (PEM) that verifies the CA's TLS certificate when url is https://
@@ -174,9 +190,17 @@ class CASettings:
             "certificate": self.certificate,
             "root": self.root,
             "certdb": self.certdb,
+            "certdb_dsn": self.certdb_dsn,
+            "certdb_password_file": self.certdb_password_file,
+            "reconcile": self.reconcile,
             "crl_url": self.crl_url,
             "ca_file": self.ca_file,
         }
+
+    @property
+    def certdb_source(self) -> str | None:
+        """Where reconciliation reads (a DSN without password, or a path); None: nowhere."""
+        return self.certdb_dsn or self.certdb
 
 
 @dataclass(frozen=True)
@@ -196,6 +220,9 @@ class LoopSettings:
     heartbeat_interval_s: float = 2.0
     revocation_interval_s: float = 1.0
     reconcile_interval_s: float = 30.0
+    # How often every member asks each CA's certdb whether it answers (health,
+    # readiness, and when waiting intents can be reconciled again).
+    certdb_probe_s: float = 10.0
     # Requests of one batch processed side by side (keygen releases the GIL).
     workers: int = 4
     # Pre-generated keys kept per key type, so bursts and takeovers do not wait.
@@ -421,6 +448,7 @@ def _validate(config: ConnectorConfig) -> None:
         _check_url(f"ca[{ca.name}].url", ca.url)
         if ca.crl_url is not None:
             _check_url(f"ca[{ca.name}].crl_url", ca.crl_url)
+        _validate_certdb(ca)
     _check_key_types("loop.keypool_types", config.loop.keypool_types)
     try:
         host, port = config.metrics.host_port
@@ -460,6 +488,40 @@ def _check_key_types(setting: str, words: str) -> None:
             raise ConfigError(setting, str(exc)) from None
 
 
+_RECONCILE_MODES = ("certdb", "off")
+
+
+def _validate_certdb(ca: CASettings) -> None:
+    """A CFSSL CA has a certdb to reconcile against, or reconciliation is off on purpose."""
+    label = f"ca[{ca.name}]"
+    if ca.reconcile not in _RECONCILE_MODES:
+        raise ConfigError(f"{label}.reconcile", "must be 'certdb' or 'off'")
+    if ca.certdb_dsn is not None and ca.certdb is not None:
+        raise ConfigError(f"{label}.certdb", "set certdb_dsn or certdb (a SQLite file), not both")
+    if ca.certdb_dsn is not None:
+        if not ca.certdb_dsn.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(
+                f"{label}.certdb_dsn", "must be a postgresql://user@host:port/database URL"
+            )
+        netloc = ca.certdb_dsn.split("://", 1)[1].split("/", 1)[0]
+        if ":" in netloc.rpartition("@")[0]:
+            raise ConfigError(
+                f"{label}.certdb_dsn",
+                "must not carry a password: put it in certdb_password_file (0600)",
+            )
+        if ca.certdb_password_file is None:
+            raise ConfigError(f"{label}.certdb_password_file", "is required with certdb_dsn")
+    elif ca.certdb_password_file is not None:
+        raise ConfigError(f"{label}.certdb_password_file", "only goes with certdb_dsn")
+    if ca.reconcile == "certdb" and ca.certdb_source is None:
+        raise ConfigError(
+            f"{label}.certdb_dsn",
+            "is required: CFSSL cannot be asked what it issued, so without its certdb a "
+            "new leader cannot find the certificates a deposed leader left behind "
+            '(set reconcile = "off" to run without reconciliation at this CA, on purpose)',
+        )
+
+
 def _validate_timing(config: ConnectorConfig) -> None:
     loop, zk, service = config.loop, config.zookeeper, config.service
     rules: list[tuple[str, bool, str]] = [
@@ -472,6 +534,7 @@ def _validate_timing(config: ConnectorConfig) -> None:
         ("loop.heartbeat_interval_s", loop.heartbeat_interval_s > 0, "must be > 0"),
         ("loop.revocation_interval_s", loop.revocation_interval_s > 0, "must be > 0"),
         ("loop.reconcile_interval_s", loop.reconcile_interval_s > 0, "must be > 0"),
+        ("loop.certdb_probe_s", loop.certdb_probe_s > 0, "must be > 0"),
         ("loop.ca_deadline_s", loop.ca_deadline_s > 0, "must be > 0"),
         ("loop.backoff_s", 0 < loop.backoff_s <= 60, "must be in (0, 60]"),
         ("loop.breaker_threshold", loop.breaker_threshold >= 1, "must be >= 1"),

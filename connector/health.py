@@ -15,7 +15,9 @@ this module only judges it (:func:`evaluate`, pure) and serves the verdict:
   session is not (restarting would not bring ZooKeeper back).
 - ``/readyz`` (readiness): a leader is ready when its lease is fresh and at
   least one issuing CA is reachable; a standby when its ZooKeeper session is
-  connected. Suspended and stopped connectors are not ready.
+  connected. Suspended and stopped connectors are not ready, and neither is
+  one that cannot reconcile: a CA whose certdb does not answer (or refuses
+  our credentials) means a deposed leader's orphans there cannot be found.
 
 Both answer 200 or 503 with a small JSON body saying why. Before a provider is
 set the process is live (it answers) but not ready.
@@ -66,6 +68,8 @@ class HealthSnapshot:
     lease_fresh: bool = False
     cas_reachable: int = 0
     epoch: int = 0
+    # "<ca>: <why>" for each CA whose certdb reconciliation cannot search now.
+    reconcile_problems: tuple[str, ...] = ()
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -111,6 +115,9 @@ def evaluate(snapshot: HealthSnapshot | None, *, now: float, max_loop_age: float
     else:
         ready = False
         reasons.append(f"role is {snapshot.role}")
+    if snapshot.reconcile_problems:
+        ready = False
+        reasons += [f"cannot reconcile at {problem}" for problem in snapshot.reconcile_problems]
     return HealthReport(live=live, ready=ready and live, reasons=tuple(reasons))
 
 

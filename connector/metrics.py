@@ -184,6 +184,27 @@ class ConnectorMetrics:
             states=list(CIRCUIT_STATES),
             registry=registry,
         )
+        self.reconcile_ready = Gauge(
+            "pfxha_connector_reconcile_ready",
+            "1 when reconciliation can search this CA (its certdb answered the last call "
+            "or probe, or reconcile is off on purpose), else 0: a deposed leader's "
+            "intents at this CA wait, and the connector is not ready.",
+            ["ca"],
+            registry=registry,
+        )
+        self.reconcile_off = Gauge(
+            "pfxha_connector_reconcile_off",
+            '1 when the operator set reconcile = "off" for this CA: orphans a deposed '
+            "leader left there are never searched for.",
+            ["ca"],
+            registry=registry,
+        )
+        self.intents_unreconciled = Gauge(
+            "pfxha_connector_intents_unreconciled",
+            "Older epochs' intents the last reconciliation could not settle because a "
+            "certdb did not answer (they stay in flight, never issued anew, until it does).",
+            registry=registry,
+        )
         self.pending_requests = Gauge(
             "pfxha_connector_pending_requests",
             "Requests waiting at the service, as last seen by this connector while "
@@ -301,6 +322,13 @@ class ConnectorMetrics:
             )
         self.ca_up.labels(ca=ca).set(1 if up else 0)
         self.ca_circuit_state.labels(ca=ca).state(circuit)
+
+    def set_reconcile_state(self, ca: str, *, ready: bool, off: bool) -> None:
+        self.reconcile_ready.labels(ca=ca).set(1 if ready else 0)
+        self.reconcile_off.labels(ca=ca).set(1 if off else 0)
+
+    def set_intents_unreconciled(self, count: int) -> None:
+        self.intents_unreconciled.set(count)
 
     def set_pending(self, kind: str, depth: int) -> None:
         if kind not in REQUEST_KINDS:

@@ -9,6 +9,7 @@ import pytest
 # Shared fixtures, one module per real server, usable from every tier.
 pytest_plugins = [
     "tests.fixtures.zookeeper",
+    "tests.fixtures.postgres",
     "tests.fixtures.cfssl",
     "tests.fixtures.service",
     "tests.fixtures.prometheus",

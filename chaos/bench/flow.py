@@ -485,7 +485,10 @@ def run_flow_bench(
         if fleet is not None:
             fleet.stop(grace=5)
         service.stop(grace=5)
-        lab.stop()
+        if own_dir:
+            lab.destroy()  # its certdb server's files too
+        else:
+            lab.stop()
         zk.stop()
         if isolate:
             os.sched_setaffinity(0, original_cpus)

@@ -340,7 +340,10 @@ def run_pki_bench(
                 description, template, key_type, kra_pem, pool_size, threads=burst_threads
             )
         finally:
-            lab.stop()
+            if run_dir is None:
+                lab.destroy()  # its certdb server's files too
+            else:
+                lab.stop()
     keygen_per_s = credit["keygen"] / seconds
     pipeline_per_s = credit["pipeline"] / seconds
     keygen_cpu = cpu["keygen"] / max(1, items["keygen"])

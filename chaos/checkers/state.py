@@ -1,11 +1,12 @@
 """Reading the system's state for the checkers: the service DB, each CA's certdb and CRL.
 
 Read-only, from the outside: the service's SQLite database (opened
-``mode=ro``; WAL lets us read while it writes), CFSSL's certdbs, and the CRLs
-from the CRL distribution points, exactly as a relying party would fetch them.
+``mode=ro``; WAL lets us read while it writes), CFSSL's certdbs (PostgreSQL,
+as the read-only role), and the CRLs from the CRL distribution points,
+exactly as a relying party would fetch them.
 
     db = ServiceDb(lab.service_db_path)
-    snapshot = read_snapshot(db, certdbs={"primary": path, ...}, crl_urls={...})
+    snapshot = read_snapshot(db, certdbs={"primary": lab.certdb("primary"), ...}, crl_urls={...})
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from chaos.checkers.model import (
     Revocation,
     Snapshot,
 )
-from connector.ca import CertDB
+from connector.ca import CertDB, open_certdb
 
 __all__ = ["IssuedRow", "ServiceDb", "ca_certificates", "fetch_crl", "parse_time", "read_snapshot"]
 
@@ -193,10 +194,12 @@ def _spki_sha256(cert: x509.Certificate) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def ca_certificates(certdbs: Mapping[str, Path]) -> list[CaCertificate]:
+def ca_certificates(certdbs: Mapping[str, CertDB | Path]) -> list[CaCertificate]:
+    """Every row of each CA's certdb (a :class:`CertDB`, or a SQLite path)."""
     out: list[CaCertificate] = []
-    for ca, path in certdbs.items():
-        for record in CertDB(path).records():
+    for ca, source in certdbs.items():
+        certdb = source if isinstance(source, CertDB) else open_certdb(source)
+        for record in certdb.records():
             serials = record.certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
             out.append(
                 CaCertificate(
@@ -223,7 +226,7 @@ def fetch_crl(url: str, *, timeout: float = 5.0) -> frozenset[str]:
 
 
 def read_snapshot(
-    db: ServiceDb, *, certdbs: Mapping[str, Path], crl_urls: Mapping[str, str]
+    db: ServiceDb, *, certdbs: Mapping[str, CertDB | Path], crl_urls: Mapping[str, str]
 ) -> Snapshot:
     crls: dict[str, frozenset[str]] = {}
     for ca, url in crl_urls.items():

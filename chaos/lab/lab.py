@@ -63,6 +63,8 @@ def check_packages(*, prometheus: bool = False) -> None:
     for binary in ("cfssl", "cfssljson"):
         if shutil.which(binary) is None:
             missing.append(f"{binary} (Debian package golang-cfssl)")
+    if not list(Path("/usr/lib/postgresql").glob("*/bin/postgres")):
+        missing.append("postgres, for the CAs' certdbs (Debian package postgresql)")
     if prometheus and shutil.which("prometheus") is None:
         missing.append("prometheus (Debian package prometheus)")
     if missing:
@@ -482,7 +484,7 @@ class Lab:
         names = self.cas.names
         return read_snapshot(
             self.service_db(),
-            certdbs={n: self.cas.certdb_path(n) for n in names},
+            certdbs={n: self.cas.certdb(n) for n in names},
             crl_urls={n: self.cas.crl_url(n) for n in names},
         )
 

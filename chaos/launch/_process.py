@@ -181,13 +181,13 @@ class ManagedProcess:
             self._popen.wait(timeout=10)
         self._close_log()
 
-    def stop(self, grace: float = 10.0) -> None:
-        """SIGTERM, wait up to ``grace`` seconds, then SIGKILL."""
+    def stop(self, grace: float = 10.0, signum: int | None = None) -> None:
+        """SIGTERM (or ``signum``), wait up to ``grace`` seconds, then SIGKILL."""
         if self._popen is None:
             return
         if self._popen.poll() is None:
             self.signal(signal.SIGCONT)
-            self.signal(signal.SIGTERM)
+            self.signal(signal.SIGTERM if signum is None else signum)
             try:
                 self._popen.wait(timeout=grace)
             except subprocess.TimeoutExpired:

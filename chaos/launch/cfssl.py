@@ -8,17 +8,29 @@
     lab.pause("secondary"); lab.resume("secondary")
     lab.crl_url("primary")       # the CDP URL written into issued certificates
     lab.describe()               # what a connector needs (also written to cas.json)
+    lab.certdb("primary")        # PostgresCertDB as the read-only role, over TCP
     lab.stop()                   # everything down
+    lab.destroy()                # and the certdb server's data if it lives outside run_dir
+
+    # The certdbs' PostgreSQL placed by the caller (e.g. on a lab host):
+    CfsslLab(run_dir, certdb_server=PostgresServer(pg_dir, listen_address=..., wrap=...))
 
 Provisioning (first start only): ``cfssl gencert -initca`` for the root,
 ``cfssl genkey`` + ``cfssl sign -profile intermediate`` for each issuing CA,
 a signing config per issuing CA with the profiles of
 :data:`connector.ca.STANDARD_PROFILES` (validity, usages, CDP URL, auth key
-for ``/api/v1/cfssl/authsign``), and the certdb schema, which the Debian
-CFSSL 1.2 does not create itself. Ports, auth keys and paths persist in
+for ``/api/v1/cfssl/authsign``). Ports, auth keys and paths persist in
 ``state.json`` so a restarted CA or lab comes back where clients expect it.
-The root only signs at provisioning and never serves. CRLs are served by
-:mod:`chaos.launch.crl_server`, a separate process, from each CA's certdb.
+The root only signs at provisioning and never serves.
+
+Each issuing CA keeps its certdb in PostgreSQL (:mod:`chaos.launch.postgres`:
+one database per CA, schema created there since the Debian CFSSL 1.2 does not
+migrate), written by ``cfssl serve -db-config`` as the CA's writer role and
+read by connectors, the CRL server and the checkers as the read-only role,
+over TCP as on separate hosts. The server starts before the CAs and stops
+after them; killing a CA leaves its certdb up (the database is its own
+service). CRLs are served by :mod:`chaos.launch.crl_server`, a separate
+process, from each CA's certdb.
 """
 
 from __future__ import annotations
@@ -38,7 +50,8 @@ from cryptography import x509
 
 from chaos.launch._process import LaunchError, ManagedProcess, free_port, port_open, wait_for
 from chaos.launch.netns import Host
-from connector.ca._certdb import create_certdb
+from chaos.launch.postgres import CertDBAccess, PostgresServer
+from connector.ca._certdb import PostgresCertDB
 from connector.ca._profiles import STANDARD_PROFILES, CaProfile
 
 __all__ = ["AUTH_KEY_NAME", "CfsslLab", "LabCA"]
@@ -58,7 +71,8 @@ class LabCA:
     auth_key: str  # hex, a secret: state.json and cas.json are 0600
     certificate: Path
     key: Path
-    certdb: Path
+    certdb_dsn: str  # the read-only role's DSN (no password)
+    certdb_password_file: Path  # 0600
     root: Path
     crl_url: str
     profiles: tuple[str, ...]
@@ -71,7 +85,8 @@ class LabCA:
             "auth_key": self.auth_key,
             "certificate": str(self.certificate),
             "root": str(self.root),
-            "certdb": str(self.certdb),
+            "certdb_dsn": self.certdb_dsn,
+            "certdb_password_file": str(self.certdb_password_file),
             "crl_url": self.crl_url,
             "profiles": list(self.profiles),
         }
@@ -135,12 +150,21 @@ class CfsslLab:
         profiles: Mapping[str, CaProfile] | None = None,
         ready_timeout: float = 20.0,
         placement: Host | None = None,
+        certdb_server: PostgresServer | None = None,
     ) -> None:
         """``placement``: run every CA server and the CRL server inside that lab host,
         on its address (CFSSL from port 8888 up, CRLs on 8080)."""
         self.run_dir = Path(run_dir).resolve()
         self.placement = placement
         self.host = placement.address if placement is not None else HOST
+        # Started before the CAs and stopped after them, by this lab; on a lab host
+        # it listens on that host's address, like the CAs.
+        self.certdb_server = certdb_server or PostgresServer(
+            self.run_dir / "postgres",
+            log_path=self.run_dir / "logs" / "postgres.log",
+            listen_address=self.host,
+            wrap=placement.wrap if placement is not None else None,
+        )
         self.names = tuple(names)
         self.profiles = dict(profiles or STANDARD_PROFILES)
         self.ready_timeout = ready_timeout
@@ -160,7 +184,9 @@ class CfsslLab:
             self._state = json.loads(self._state_path.read_text())
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.run_dir, 0o700)
+        # Search only for others: the certdb server (run as postgres) lives below;
+        # every secret in here is a 0600 file.
+        os.chmod(self.run_dir, 0o711)  # noqa: S103
         root_dir = self.run_dir / "root"
         root_dir.mkdir(exist_ok=True)
         root = _cfssl_json(
@@ -235,29 +261,31 @@ class CfsslLab:
                 ca_dir / "config.json",
                 json.dumps(_signing_config(auth_key, crl_url, self.profiles), indent=1),
             )
-            create_certdb(ca_dir / "certdb.sqlite")
-            (ca_dir / "db.json").write_text(
-                json.dumps({"driver": "sqlite3", "data_source": str(ca_dir / "certdb.sqlite")})
-            )
             state["cas"][name] = {
                 "port": 8888 + index if self.placement is not None else free_port(HOST),
                 "auth_key": auth_key,
                 "crl_url": crl_url,
             }
-        (self.run_dir / "crl.json").write_text(
-            json.dumps(
-                {
-                    name: {
-                        "cert": str(self.run_dir / name / "ca.pem"),
-                        "key": str(self.run_dir / name / "ca-key.pem"),
-                        "certdb": str(self.run_dir / name / "certdb.sqlite"),
-                    }
-                    for name in self.names
-                }
-            )
-        )
         _write_secret(self._state_path, json.dumps(state, indent=1))
         self._state = state
+
+    def _provision_certdbs(self) -> None:
+        """The server up, each CA's database, roles and schema, and the files that name them."""
+        self.certdb_server.start()
+        for name in self.names:
+            access = self.certdb_server.create_certdb(name)
+            # cfssl's -db-config holds the writer's password: 0600.
+            _write_secret(self.run_dir / name / "db.json", json.dumps(access.cfssl_db_config()))
+        crl_spec = {
+            name: {
+                "cert": str(self.run_dir / name / "ca.pem"),
+                "key": str(self.run_dir / name / "ca-key.pem"),
+                "certdb": self.certdb_access(name).reader_dsn,
+                "certdb_password_file": str(self.certdb_access(name).reader_password_file),
+            }
+            for name in self.names
+        }
+        (self.run_dir / "crl.json").write_text(json.dumps(crl_spec))
         _write_secret(self.run_dir / "cas.json", json.dumps(self.describe(), indent=1))
 
     # -- processes ---------------------------------------------------------------------
@@ -314,6 +342,7 @@ class CfsslLab:
         """Start everything (provisioning first if needed), or one CA by name."""
         self.provision()
         if name is None:
+            self._provision_certdbs()
             self._start_crl_server()
             for each in self.names:
                 self.start(each)
@@ -376,6 +405,12 @@ class CfsslLab:
             proc.stop(grace=5)
         if self._crl_proc is not None:
             self._crl_proc.stop(grace=5)
+        self.certdb_server.stop()
+
+    def destroy(self) -> None:
+        """Stop everything and remove certdb files kept outside the run dir (see postgres)."""
+        self.stop()
+        self.certdb_server.destroy()
 
     def kill(self, name: str) -> None:
         self._proc(name).kill()
@@ -393,10 +428,12 @@ class CfsslLab:
         return self._proc(name).pid
 
     def pids(self) -> dict[str, int]:
-        """Every running process of the lab by name (``cfssl-<ca>``, ``crl-server``)."""
+        """Every running process of the lab by name (``cfssl-<ca>``, ``crl-server``, postgres)."""
         found = {p.name: p.pid for p in self._procs.values() if p.running() and p.pid}
         if self._crl_proc is not None and self._crl_proc.running() and self._crl_proc.pid:
             found[self._crl_proc.name] = self._crl_proc.pid
+        if self.certdb_server.running() and self.certdb_server.pid:
+            found["postgres"] = self.certdb_server.pid
         return {name: pid for name, pid in found.items() if pid is not None}
 
     def __enter__(self) -> CfsslLab:
@@ -420,9 +457,19 @@ class CfsslLab:
         self._check(name)
         return str(self._state["cas"][name]["crl_url"])
 
-    def certdb_path(self, name: str) -> Path:
+    def certdb_access(self, name: str) -> CertDBAccess:
+        """Where CA ``name``'s certdb is and the secrets of its roles."""
         self._check(name)
-        return self.run_dir / name / "certdb.sqlite"
+        return self.certdb_server.certdb(name)
+
+    def certdb(self, name: str) -> PostgresCertDB:
+        """CA ``name``'s certdb as the read-only role sees it, over TCP (as connectors do)."""
+        access = self.certdb_access(name)
+        return PostgresCertDB(
+            access.reader_dsn,
+            password_file=access.reader_password_file,
+            application_name="pfxha-lab",
+        )
 
     def ca_certificate_path(self, name: str) -> Path:
         self._check(name)
@@ -454,7 +501,8 @@ class CfsslLab:
             auth_key=self.auth_key(name),
             certificate=self.ca_certificate_path(name),
             key=self.ca_key_path(name),
-            certdb=self.certdb_path(name),
+            certdb_dsn=self.certdb_access(name).reader_dsn,
+            certdb_password_file=self.certdb_access(name).reader_password_file,
             root=self.root_certificate_path,
             crl_url=self.crl_url(name),
             profiles=tuple(self.profiles),

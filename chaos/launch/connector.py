@@ -83,7 +83,17 @@ def render_config(
         _table("[service]", {"url": service_url, **(service or {})}),
     ]
     for ca_name, spec in cas.items():
-        keys = ("url", "auth_key_file", "certificate", "root", "certdb", "crl_url")
+        keys = (
+            "url",
+            "auth_key_file",
+            "certificate",
+            "root",
+            "certdb",
+            "certdb_dsn",
+            "certdb_password_file",
+            "reconcile",
+            "crl_url",
+        )
         values = {"name": ca_name, **{k: spec.get(k) for k in keys}}
         parts.append(_table("[[ca]]", values))
     parts.append(_table("[templates]", {t: list(names) for t, names in templates.items()}))

@@ -10,7 +10,10 @@ CDP lives on a web server and keeps serving while a CA is down::
     GET /primary.crl.pem   the same, PEM
     GET /healthz           200 "ok"
 
-The spec file maps CA names to ``{"cert": path, "key": path, "certdb": path}``.
+The spec file maps CA names to ``{"cert": path, "key": path, "certdb": DSN,
+"certdb_password_file": path}``: the certdb is read over TCP as the read-only
+role (a SQLite path still works for a CA on this host). A certdb that does
+not answer makes that CRL a 503, never an empty CRL.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from connector.ca._certdb import CertDB, CertDBError, CertRecord
+from connector.ca._certdb import CertDB, CertDBError, CertRecord, open_certdb
 
 __all__ = ["CrlAuthority", "build_crl", "load_spec", "main", "serve"]
 
@@ -107,7 +110,8 @@ def load_spec(path: Path) -> dict[str, CrlAuthority]:
         key = serialization.load_pem_private_key(Path(entry["key"]).read_bytes(), password=None)
         if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
             raise ValueError(f"{name}: CA key must be RSA or ECDSA")
-        authorities[name] = CrlAuthority(name, cert, key, CertDB(Path(entry["certdb"])))
+        certdb = open_certdb(entry["certdb"], password_file=entry.get("certdb_password_file"))
+        authorities[name] = CrlAuthority(name, cert, key, certdb)
     return authorities
 
 

@@ -137,7 +137,15 @@ def _settle_one(item: Dangling, ctx: Any) -> bool:
         return True
     if item.public_key_pem is not None:
         public_key = load_pem_public_key(item.public_key_pem.encode())
-        for orphan in plan_orphans(item.request_id, item.epoch, ctx.issuer.find(public_key)):
+        try:
+            found = ctx.issuer.find(public_key)
+        except Exception as exc:
+            if not ctx.is_retryable(exc):
+                raise
+            # A certdb that cannot be searched: keep it (in flight), try next sweep.
+            emit(log, Event.RECONCILE_BLOCKED, request_id=item.request_id, error=str(exc))
+            return False
+        for orphan in plan_orphans(item.request_id, item.epoch, found):
             ctx.fence.epoch()
             try:
                 ctx.issuer.revoke(orphan.serial, orphan.ca_name, "superseded", ctx.deadline())

@@ -14,7 +14,10 @@ order of the checks is the safety argument, so read it top to bottom::
    only heartbeats as standby. A leader whose lease stays unproven past a
    limit hands it over.
 4. A leader registers its epoch, then reconciles older epochs' intents, and
-   only then takes new work; revocations come before new issuance.
+   only then takes new work; revocations come before new issuance. An intent
+   at a CA whose certdb cannot be searched stays in flight (never issued
+   anew while an orphan may be valid); new requests, which have no earlier
+   intent, are still taken, and the connector reports itself unhealthy.
 5. When every CA of every template is down, requests stay queued at the service.
 """
 
@@ -103,10 +106,11 @@ def decide(s: Snapshot) -> Decision:
         return Decision(
             Action.REGISTER, f"leader epoch {epoch}: register with the service", epoch, health
         )
+    blind = _blind(s)
     if s.reconciled_epoch != epoch:
         return Decision(
             Action.RECONCILE,
-            f"leader epoch {epoch}: reconcile older epochs' intents before new work",
+            f"leader epoch {epoch}: reconcile older epochs' intents before new work{blind}",
             epoch,
             health,
         )
@@ -119,9 +123,8 @@ def decide(s: Snapshot) -> Decision:
             Action.REVOKE, f"leader epoch {epoch}: process revocations first", epoch, health
         )
     if _due(s.last_reconcile_at, s.reconcile_interval_s, s.now):
-        return Decision(
-            Action.RECONCILE, f"leader epoch {epoch}: periodic intent sweep", epoch, health
-        )
+        why = "intents wait for a certdb" if s.intents_waiting else "periodic intent sweep"
+        return Decision(Action.RECONCILE, f"leader epoch {epoch}: {why}{blind}", epoch, health)
     next_due = min(
         _until(s.last_heartbeat_at, s.heartbeat_interval_s, s.now),
         _until(s.last_revocation_poll_at, s.revocation_interval_s, s.now),
@@ -135,7 +138,21 @@ def decide(s: Snapshot) -> Decision:
         return _wait("CAs failed the last batch: backing off", s, wait, epoch)
     if s.issue_capacity <= 0:
         return _wait("every issuing worker busy: wait for a free one", s, next_due, epoch)
+    if s.intents_waiting:
+        return Decision(
+            Action.ISSUE,
+            f"leader epoch {epoch}: take new work; {s.intents_waiting} older intent(s) "
+            f"wait, not issued anew{blind}",
+            epoch,
+            health,
+        )
     return Decision(Action.ISSUE, f"leader epoch {epoch}: take new work", epoch, health)
+
+
+def _blind(s: Snapshot) -> str:
+    if not s.reconcile_blocked:
+        return ""
+    return f" (certdb of {', '.join(s.reconcile_blocked)} not answering: their intents wait)"
 
 
 def _decide_standby(s: Snapshot) -> Decision:

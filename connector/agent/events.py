@@ -59,6 +59,12 @@ class Event(IntEnum):
     RELEASED = 5207
     RECONCILE_STARTED = 5210
     RECONCILE_DONE = 5211
+    # An intent whose CA certdb cannot be searched: it stays in flight (not re-issued).
+    RECONCILE_BLOCKED = 5212
+    # A certdb stopped / started answering (probe or real call); reconcile = "off" at start.
+    CERTDB_UNAVAILABLE = 5213
+    CERTDB_AVAILABLE = 5214
+    RECONCILE_OFF = 5215
     HEALTH_CHANGED = 5220
     SERVICE_UNAVAILABLE = 5221
     LEASE_NOT_FRESH = 5222
@@ -78,6 +84,9 @@ _LEVELS: dict[Event, int] = {
     Event.STEPPED_DOWN: logging.WARNING,
     Event.SERVICE_UNAVAILABLE: logging.WARNING,
     Event.LEASE_NOT_FRESH: logging.WARNING,
+    Event.RECONCILE_BLOCKED: logging.ERROR,
+    Event.CERTDB_UNAVAILABLE: logging.ERROR,
+    Event.RECONCILE_OFF: logging.WARNING,
 }
 
 

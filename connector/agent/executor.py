@@ -72,6 +72,8 @@ class AgentState:
     stopped: bool = False
     # Orphans whose CA was down during the last reconciliation: sweep again soon.
     orphans_pending: bool = False
+    # Older intents the last reconciliation could not search for (certdb down).
+    intents_waiting: int = 0
     counts: Counter[str] = field(default_factory=Counter)
 
 
@@ -226,6 +228,9 @@ class Executor:
             is_retryable=self.deps.is_retryable,
         )
         self.state.orphans_pending = not report.complete
+        self.state.intents_waiting = len(report.waiting)
+        if self.deps.metrics is not None:
+            self.deps.metrics.set_intents_unreconciled(len(report.waiting))
         self.state.reconciled_epoch = decision.epoch
         self.state.last_reconcile_at = self.deps.clock()
         with self._counts_lock:
@@ -427,7 +432,7 @@ class Executor:
         else:
             if outcome is Outcome.STALLED:
                 self.state.service_retry_at = now + self.deps.backoff_s
-            elif outcome is Outcome.DEFERRED:
+            elif outcome in (Outcome.DEFERRED, Outcome.HELD):
                 self.state.ca_retry_at = now + self.deps.backoff_s
             elif outcome is Outcome.DELIVERED:
                 self.state.ca_retry_at = None

@@ -13,9 +13,13 @@ The order is the safety argument:
 
 If the CA call fails after the intent, the CA may still have issued (a lost
 answer): we look the key up at the CAs and deliver what we find rather than
-issue twice. If the upload is refused (409 or 4xx) the certificate can never
-be delivered, so we revoke it ourselves (``superseded``) before giving up: at
-most one unrevoked certificate per request, and it is the delivered one. If
+issue twice. If the CAs cannot be searched (a certdb down), the request is
+held: noted as dangling work, in flight at the service, and settled (found
+and delivered, or revoked and requeued) once the search answers; handing it
+back blind could leave a valid orphan next to its replacement. If the upload
+is refused (409 or 4xx) the certificate can never be delivered, so we revoke
+it ourselves (``superseded``) before giving up: at most one unrevoked
+certificate per request, and it is the delivered one. If
 we are interrupted (lease not fresh, service silent) the request is noted as
 dangling work (:mod:`connector.agent.dangling`) and finished by the next sweep.
 """
@@ -58,6 +62,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  # permanent: the service shows the reason
     FENCED = "fenced"  # lease lost or 409: nothing more done
     STALLED = "stalled"  # the service did not answer: noted as dangling work
+    HELD = "held"  # the CA may have issued and cannot be searched now: dangling work
 
 
 @dataclass(frozen=True)
@@ -185,7 +190,12 @@ def _issue(
         if not isinstance(exc, ctx.ca_errors):
             raise
         retryable = ctx.is_retryable(exc)
-        found = _find_unrevoked(ctx, key)
+        try:
+            found = _find_unrevoked(ctx, key)
+        except _CannotSearchError as blind:
+            emit(log, Event.RECONCILE_BLOCKED, request_id=request.id, error=str(blind))
+            _note_dangling(ctx, request, progress)
+            return Outcome.HELD, "-"
         if found is None:
             return _hand_back(ctx, request, exc, retryable), "-"
         # The CA issued although its answer was lost: deliver that one.
@@ -232,12 +242,19 @@ def _issue(
     return Outcome.DELIVERED, issued.ca_name
 
 
+class _CannotSearchError(Exception):
+    """The CAs could not say what they issued for a key."""
+
+
 def _find_unrevoked(ctx: IssueContext, key: Any) -> Any | None:
+    """The unrevoked certificate the CAs hold for ``key``; :class:`_CannotSearchError`."""
     try:
         found = [c for c in ctx.issuer.find(key.public_key()) if not getattr(c, "revoked", False)]
-    except Exception as exc:  # a certdb we cannot read: treat as nothing found, log it
+    except Exception as exc:  # "cannot tell" is never "nothing issued"
+        if not ctx.is_retryable(exc):
+            raise
         emit(log, Event.CA_UNAVAILABLE, during="find", error=str(exc))
-        return None
+        raise _CannotSearchError(str(exc)) from exc
     return found[0] if found else None
 
 

@@ -23,6 +23,7 @@ from connector.agent.decide import Action, Decision, decide
 from connector.agent.events import Event, emit
 from connector.agent.executor import AgentState, Executor, ExecutorDeps
 from connector.agent.snapshot import CAView, Snapshot, Standing, TemplateView, standing_from_role
+from connector.ca import ReconcileState
 from connector.config import LoopSettings
 from connector.health import HealthSnapshot
 from election import ElectionObserver
@@ -112,6 +113,10 @@ class Agent(ElectionObserver):
             target=self.deps.lease.release, args=("shutdown",), name="pfxha-release", daemon=True
         ).start()
 
+    def wake(self) -> None:
+        """Cut the current idle wait short (news from another thread)."""
+        self._wake.set()
+
     @property
     def stopped(self) -> bool:
         return self.state.stopped
@@ -137,6 +142,7 @@ class Agent(ElectionObserver):
                 self._unfresh_since = now
         else:
             self._unfresh_since = None
+        blocked = tuple(name for name, state in self._reconcile_states().items() if not state.ready)
         s = self.state
         return Snapshot(
             now=now,
@@ -153,11 +159,13 @@ class Agent(ElectionObserver):
             revocation_interval_s=self.loop.revocation_interval_s,
             revocations_backlog=s.revocations_backlog,
             last_reconcile_at=s.last_reconcile_at,
-            # Orphans awaiting a CA that was down, or interrupted work: sweep
-            # as often as revocations are polled.
+            # Orphans awaiting a CA that was down, interrupted work, or intents
+            # that waited for a certdb now answering again: sweep as often as
+            # revocations are polled. While a certdb is known not to answer,
+            # sweeping often would only pay its connect timeout again.
             reconcile_interval_s=(
                 self.loop.revocation_interval_s
-                if self.executor.sweep_soon
+                if (self.executor.sweep_soon or s.intents_waiting) and not blocked
                 else self.loop.reconcile_interval_s
             ),
             service_retry_at=s.service_retry_at,
@@ -165,7 +173,25 @@ class Agent(ElectionObserver):
             issue_capacity=self.executor.issue_capacity,
             lease_unfresh_s=0.0 if self._unfresh_since is None else now - self._unfresh_since,
             lease_unfresh_limit_s=self.lease_unfresh_limit_s,
+            reconcile_blocked=blocked,
+            intents_waiting=s.intents_waiting,
         )
+
+    def _reconcile_states(self) -> dict[str, ReconcileState]:
+        """Per CA, can reconciliation search it (the router's record: no I/O here)."""
+        states_of = getattr(self.deps.issuer, "reconcile_states", None)
+        if not callable(states_of):
+            return {}
+        try:
+            states: dict[str, ReconcileState] = dict(states_of())
+        except Exception as exc:  # a router that cannot say cannot vouch for its certdbs
+            return {"*": ReconcileState("*", "certdb", False, f"unknown: {exc!r}")}
+        if self.deps.metrics is not None:
+            for name, state in states.items():
+                self.deps.metrics.set_reconcile_state(
+                    name, ready=state.ready, off=state.mode == "off"
+                )
+        return states
 
     def _ca_states(self) -> dict[str, str]:
         try:
@@ -224,10 +250,16 @@ class Agent(ElectionObserver):
             lease_fresh=epoch is not None,
             cas_reachable=sum(1 for word in states.values() if word != "open"),
             epoch=epoch or self.state.registered_epoch or 0,
+            reconcile_problems=tuple(
+                f"{name}: {state.detail}"
+                for name, state in self._reconcile_states().items()
+                if not state.ready
+            ),
             detail={
                 "decision": decision.action.value if decision else None,
                 "reason": decision.reason if decision else None,
                 "health": decision.health.value if decision else None,
                 "counts": dict(self.state.counts),
+                "intents_waiting": self.state.intents_waiting,
             },
         )

@@ -8,9 +8,18 @@ they issued for each intent's public key, and revokes every such certificate
 (reason ``superseded``); the request is then issued anew under the new epoch::
 
     report = reconcile(service, issuer, fence, name="c2", deadline=lambda: now() + 5)
-    report.complete      # False if some CA was unreachable: try again next turn
+    report.complete      # False if some CA or certdb was unreachable: try again soon
+    report.waiting       # intents whose CAs could not be searched: still in flight
 
 Every CA and service call passes :class:`~connector.agent.ports.Fence` first.
+
+When the CAs cannot say what they issued for an intent's key (a certdb that
+does not answer, refuses our credentials, or is not configured), the intent
+is left in flight at the service: it is not requeued, so the request is not
+issued anew while an orphan may be valid, and the next sweep tries again.
+The other intents are settled, and new requests (which have no earlier
+intent) are still served: one blind CA does not stop the connector, but it
+is never silent (an error line per intent, the report, health and metrics).
 """
 
 from __future__ import annotations
@@ -48,10 +57,12 @@ class ReconcileReport:
     orphans_deferred: list[OrphanRevocation] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
     cancelled_failed: list[str] = field(default_factory=list)
+    # Intents whose key the CAs could not be searched for: left in flight.
+    waiting: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
-        return not self.orphans_deferred
+        return not self.orphans_deferred and not self.waiting
 
 
 def _is_revoked(cert: Any) -> bool:
@@ -76,6 +87,10 @@ def plan_orphans(
     ]
 
 
+class _StillBlind(Exception):  # noqa: N818 - a marker, never raised out of this module
+    """The search already failed in this sweep."""
+
+
 def reconcile(
     service: Any,
     issuer: Issuer,
@@ -95,9 +110,30 @@ def reconcile(
     report.intents = len(intents)
     if intents:
         emit(log, Event.RECONCILE_STARTED, intents=len(intents), epoch=fence.expected_epoch)
+    blind: str | None = None
     for intent in intents:
         public_key = load_pem_public_key(intent.public_key_pem.encode())
-        orphans = plan_orphans(intent.request_id, intent.epoch, issuer.find(public_key))
+        try:
+            if blind is not None:
+                # One unanswered search per sweep: a certdb that is away would
+                # cost its connect timeout again for every intent.
+                raise _StillBlind(blind)
+            found = issuer.find(public_key)
+        except Exception as exc:
+            if not isinstance(exc, _StillBlind) and not is_retryable(exc):
+                raise
+            blind = str(exc)
+            # Cannot tell what was issued: the intent stays in flight, untouched.
+            report.waiting.append(intent.request_id)
+            emit(
+                log,
+                Event.RECONCILE_BLOCKED,
+                request_id=intent.request_id,
+                intent_epoch=intent.epoch,
+                error=blind,
+            )
+            continue
+        orphans = plan_orphans(intent.request_id, intent.epoch, found)
         deferred = False
         for orphan in orphans:
             emit(
@@ -156,6 +192,7 @@ def reconcile(
         orphans_revoked=len(report.orphans_revoked),
         orphans_deferred=len(report.orphans_deferred),
         requeued=len(report.requeued),
+        waiting=len(report.waiting),
         epoch=fence.expected_epoch,
     )
     return report

@@ -111,6 +111,7 @@ class Runtime:
     metrics: ConnectorMetrics
     health: HealthServer
     kra: _KraCertificate | None = None
+    certdb_probe: CertDBProbe | None = None
 
     def start(self, *, retry_for_s: float = 0.0) -> None:
         """Serve health, fill the key pool, join the election (the loop is :meth:`serve`).
@@ -119,6 +120,8 @@ class Runtime:
         retried for ``retry_for_s`` seconds before the error propagates.
         """
         self.health.start()
+        if self.certdb_probe is not None:
+            self.certdb_probe.start()
         self.pool.start()
         emit(
             log,
@@ -145,6 +148,8 @@ class Runtime:
         self.agent.run()
 
     def close(self) -> None:
+        if self.certdb_probe is not None:
+            self.certdb_probe.stop()
         with contextlib.suppress(Exception):
             self.elector.stop()
         self.pool.stop()
@@ -163,8 +168,21 @@ def build(config: ConnectorConfig) -> Runtime:
     metrics = ConnectorMetrics(name=name, cluster=config.connector.cluster)
     # Issue 8: refuse to start on a secret file others may read.
     check_secret_files(
-        [config.zookeeper.auth_password_file, *(c.auth_key_file for c in config.cas)]
+        [
+            config.zookeeper.auth_password_file,
+            *(c.auth_key_file for c in config.cas),
+            *(c.certdb_password_file for c in config.cas),
+        ]
     )
+    for ca in config.cas:
+        if ca.reconcile == "off":
+            # The operator's explicit choice, but never a quiet one.
+            emit(
+                log,
+                Event.RECONCILE_OFF,
+                ca=ca.name,
+                effect="orphans a deposed leader leaves at this CA are never found or revoked",
+            )
     service = ServiceClient(
         config.service.url,
         timeout=config.service.timeout_s,
@@ -207,13 +225,66 @@ def build(config: ConnectorConfig) -> Runtime:
     lease.target = elector
     host, port = config.metrics.host_port
     health = HealthServer(metrics.registry, host=host, port=port, provider=agent.health_snapshot)
-    return Runtime(config, agent, elector, service, router, pool, metrics, health, kra)
+    probe = CertDBProbe(router, interval_s=loop.certdb_probe_s, on_change=agent.wake)
+    return Runtime(config, agent, elector, service, router, pool, metrics, health, kra, probe)
 
 
 def metrics_version() -> str:
     from connector._version import __version__
 
     return __version__
+
+
+class CertDBProbe:
+    """Asks every CA's certdb, every ``interval_s``, whether it answers; logs each change.
+
+    The answers land where health, readiness, metrics and the loop read them
+    (:meth:`CARouter.reconcile_states`); a certdb that answers again wakes the
+    loop (``on_change``), so intents that waited for it are reconciled soon.
+    """
+
+    def __init__(
+        self,
+        router: CARouter,
+        *,
+        interval_s: float,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.router = router
+        self.interval_s = interval_s
+        self.on_change = on_change
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._ready: dict[str, bool] = {}
+
+    def probe_once(self) -> None:
+        for name, state in self.router.probe_certdbs().items():
+            was = self._ready.get(name)
+            self._ready[name] = state.ready
+            if was == state.ready or (was is None and state.ready):
+                continue
+            if state.ready:
+                emit(log, Event.CERTDB_AVAILABLE, ca=name, certdb=state.detail)
+                self.on_change()
+            else:
+                emit(log, Event.CERTDB_UNAVAILABLE, ca=name, error=state.detail)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.probe_once()
+            except Exception:  # a probe must never end the probing
+                log.exception("certdb probe failed")
+            self._stop.wait(self.interval_s)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="pfxha-certdb-probe", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
 
 
 class _LateLease:
@@ -245,10 +316,10 @@ def _signals(agent: Agent) -> Iterator[None]:
 
 def run(config: ConnectorConfig, *, start_timeout_s: float = 60.0) -> None:
     """Build, start and serve a connector until SIGTERM/SIGINT."""
+    runtime = build(config)  # refuses insecure secret files before anything is touched
     # One line per HTTP request would drown the connector's own events.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    runtime = build(config)
     with _signals(runtime.agent), _renewal(config, runtime):
         try:
             runtime.start(retry_for_s=start_timeout_s)

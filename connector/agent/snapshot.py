@@ -113,11 +113,16 @@ class Snapshot:
     # and how long that may last before the lease is handed over.
     lease_unfresh_s: float = 0.0
     lease_unfresh_limit_s: float = 2.0
+    # CAs whose certdb cannot be searched now (reconciliation cannot run there),
+    # and older epochs' intents the last sweep had to leave waiting for them.
+    reconcile_blocked: tuple[str, ...] = ()
+    intents_waiting: int = 0
 
     @property
     def health(self) -> Health:
-        """Unhealthy when every CA of some template is down; warning when any CA is."""
-        if any(t.all_down for t in self.templates):
+        """Unhealthy when every CA of some template is down or a certdb cannot be searched
+        (reconciliation is blind); warning when any CA is down."""
+        if any(t.all_down for t in self.templates) or self.reconcile_blocked:
             return Health.UNHEALTHY
         if any(t.degraded for t in self.templates):
             return Health.WARNING

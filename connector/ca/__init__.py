@@ -12,8 +12,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from connector.ca._breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from connector.ca._certdb import CertDB, CertDBError, CertRecord, create_certdb
-from connector.ca._cfssl import CfsslCA
+from connector.ca._certdb import (
+    CertDB,
+    CertDBAuthError,
+    CertDBError,
+    CertDBUnavailableError,
+    CertRecord,
+    PostgresCertDB,
+    SqliteCertDB,
+    create_certdb,
+    open_certdb,
+    redact_dsn,
+)
+from connector.ca._cfssl import RECONCILE_MODES, CfsslCA
 from connector.ca._errors import (
     CAAuthError,
     CABadResponseError,
@@ -34,6 +45,7 @@ from connector.ca._types import (
     CertStatus,
     IssuedCertificate,
     IssuingCA,
+    ReconcileState,
     aki_of,
     normalise_reason,
 )
@@ -43,6 +55,7 @@ __all__ = [
     "HALF_OPEN",
     "ISSUE_POLICY",
     "OPEN",
+    "RECONCILE_MODES",
     "RETRY_POLICIES",
     "REVOCATION_REASONS",
     "REVOKE_POLICY",
@@ -58,7 +71,9 @@ __all__ = [
     "CAUnavailableError",
     "CaProfile",
     "CertDB",
+    "CertDBAuthError",
     "CertDBError",
+    "CertDBUnavailableError",
     "CertRecord",
     "CertStatus",
     "CfsslCA",
@@ -66,11 +81,16 @@ __all__ = [
     "IssuedCertificate",
     "IssuingCA",
     "NoCAAvailableError",
+    "PostgresCertDB",
+    "ReconcileState",
     "RetryPolicy",
+    "SqliteCertDB",
     "aki_of",
     "create_certdb",
     "is_retryable",
     "normalise_reason",
+    "open_certdb",
+    "redact_dsn",
     "router_from_description",
 ]
 

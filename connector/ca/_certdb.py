@@ -1,34 +1,69 @@
-"""Read-only access to a CFSSL certdb (the SQLite flavour the lab runs).
+"""Read-only access to a CFSSL certdb: PostgreSQL over the network, or a local SQLite file.
 
 CFSSL has no search API, so reconciliation and CRL building read the CA's
-own database, never write it::
+own database, never write it. The CA's database lives on the CA's host;
+connectors reach it over TCP as a read-only role (SELECT on ``certificates``)::
 
-    db = CertDB(Path("runs/lab/cfssl/primary/certdb.sqlite"))
+    db = PostgresCertDB("postgresql://pfxha_reader@ca1:5432/certdb_primary",
+                        password_file=Path("/run/credentials/.../certdb-primary.password"))
+    db.ping()                                  # raises CertDBError if it cannot answer
     for record in db.find_by_public_key(key.public_key()):
         print(record.serial, record.status)
     revoked = db.records(status="revoked")
 
+    SqliteCertDB(Path("runs/cfssl/primary/certdb.sqlite"))    # same API, same host only
+    open_certdb("postgresql://...", password_file=...)          # by the source's shape
+
+Every call opens its own connection with a short connect timeout and a
+statement timeout, in a read-only transaction: a certdb that is down costs a
+bounded wait and never a wedged thread. The password is read from its file
+at each connection (rotation needs no restart) and never appears in a
+message. ``last_error`` / ``last_ok`` say how the last call went (health).
+
+Errors (all :class:`CertDBError`):
+
+    CertDBError                 missing schema, corrupt row, unreadable file
+    ├── CertDBUnavailableError  cannot connect, timed out (try again later)
+    └── CertDBAuthError         credentials refused, or the role may not SELECT
+
 What the Debian CFSSL 1.2 build stores (measured): ``serial_number`` is the
-decimal serial as text, ``authority_key_identifier`` is the empty string,
-``status`` is ``good`` or ``revoked``, ``reason`` is the RFC 5280 reason code,
-``expiry`` looks like ``2027-11-25 17:56:00+00:00``, ``revoked_at`` like
-``2026-11-25 18:01:34`` (UTC) or the zero time ``0001-01-01 00:00:00+00:00``.
+decimal serial as text (bytea in PostgreSQL), ``authority_key_identifier`` is
+empty, ``status`` is ``good`` or ``revoked``, ``reason`` the RFC 5280 code,
+``expiry`` a timestamp, ``revoked_at`` a timestamp or the zero time
+``0001-01-01 00:00:00+00``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+import psycopg
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-__all__ = ["CERTDB_SCHEMA", "CertDB", "CertDBError", "CertRecord", "create_certdb"]
+__all__ = [
+    "CERTDB_SCHEMA",
+    "CertDB",
+    "CertDBAuthError",
+    "CertDBError",
+    "CertDBUnavailableError",
+    "CertRecord",
+    "PostgresCertDB",
+    "SqliteCertDB",
+    "create_certdb",
+    "open_certdb",
+    "redact_dsn",
+]
 
 # CFSSL's certdb/sqlite migration (goose "Up" section of 001_CreateCertificates.sql).
 CERTDB_SCHEMA = """
@@ -54,15 +89,28 @@ CREATE TABLE IF NOT EXISTS ocsp_responses (
 );
 """
 
+_COLUMNS = "serial_number, authority_key_identifier, status, reason, expiry, revoked_at, pem"
 
-_SELECT = (
-    "SELECT serial_number, authority_key_identifier, status, reason, expiry, revoked_at, pem "
-    "FROM certificates"
-)
+Row = Sequence[object]
+T = TypeVar("T")
 
 
 class CertDBError(RuntimeError):
-    """The certdb could not be read (missing file, unexpected schema, corrupt row)."""
+    """The certdb could not be read (unexpected schema, corrupt row, unreadable file)."""
+
+    kind = "error"
+
+
+class CertDBUnavailableError(CertDBError):
+    """The certdb did not answer (refused, unreachable, timed out): try again later."""
+
+    kind = "unreachable"
+
+
+class CertDBAuthError(CertDBError):
+    """The certdb refused our credentials, or our role may not read ``certificates``."""
+
+    kind = "auth"
 
 
 @dataclass(frozen=True)
@@ -83,10 +131,9 @@ class CertRecord:
 
 
 def create_certdb(path: Path) -> None:
-    """Create the schema CFSSL expects (idempotent): the Debian build does not migrate.
+    """Create the SQLite schema CFSSL expects (idempotent): the Debian build does not migrate.
 
     The database is switched to WAL mode (a persistent property of the file):
-    reconciliation and the CRL server read while CFSSL writes, and in WAL
     readers never block the CA's inserts, which also cost fewer fsyncs.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,12 +144,16 @@ def create_certdb(path: Path) -> None:
 
 
 def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode("ascii", errors="replace")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("ascii", errors="replace")
     return "" if value is None else str(value)
 
 
 def _timestamp(value: object) -> dt.datetime | None:
+    if isinstance(value, dt.datetime):
+        if value.year <= 1:
+            return None
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
     text = _text(value).strip()
     if not text or text.startswith("0001-01-01"):
         return None
@@ -125,60 +176,239 @@ def _spki(key: PublicKeyTypes) -> bytes:
 
 
 class CertDB:
-    """A read-only view of one CA's certdb; every call opens and closes its own connection."""
+    """A read-only view of one CA's certdb (the backends say how rows are fetched)."""
 
-    def __init__(self, path: Path, *, timeout: float = 5.0) -> None:
-        self.path = Path(path)
-        self._timeout = timeout
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.last_error: CertDBError | None = None
+        self.last_ok: float | None = None
 
-    def _rows(self, where: str = "", params: tuple[object, ...] = ()) -> Iterator[CertRecord]:
-        if not self.path.exists():
-            raise CertDBError(f"certdb not found: {self.path}")
-        uri = f"file:{self.path}?mode=ro"
-        # ``where`` is one of this module's literals, never caller input.
-        sql = f"{_SELECT} {where}"
+    @property
+    def source(self) -> str:
+        """Where the rows come from, fit for logs (never a password)."""
+        raise NotImplementedError
+
+    def _select(self, status: str | None, serial: int | None) -> list[Row]:
+        """Rows of ``certificates`` (``_COLUMNS`` order), optionally filtered."""
+        raise NotImplementedError
+
+    def _count(self) -> int:
+        raise NotImplementedError
+
+    def _recorded(self, call: Callable[[], T]) -> T:
         try:
-            with closing(sqlite3.connect(uri, uri=True, timeout=self._timeout)) as conn:
-                rows = conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise CertDBError(f"cannot read certdb {self.path}: {exc}") from exc
+            result = call()
+        except CertDBError as exc:
+            with self._lock:
+                self.last_error = exc
+            raise
+        with self._lock:
+            self.last_error = None
+            self.last_ok = time.monotonic()
+        return result
+
+    def _decode(self, rows: list[Row]) -> list[CertRecord]:
+        records = []
         for serial, aki, status, reason, expiry, revoked_at, pem in rows:
             try:
-                certificate = x509.load_pem_x509_certificate(
-                    pem if isinstance(pem, bytes) else str(pem).encode()
-                )
-                record = CertRecord(
-                    serial=int(_text(serial)),
-                    aki=_text(aki),
-                    status=_text(status),
-                    reason=int(reason or 0),
-                    expiry=_timestamp(expiry),
-                    revoked_at=_timestamp(revoked_at),
-                    certificate=certificate,
+                raw = pem if isinstance(pem, bytes) else _text(pem).encode()
+                records.append(
+                    CertRecord(
+                        serial=int(_text(serial)),
+                        aki=_text(aki),
+                        status=_text(status),
+                        reason=int(str(reason or 0)),
+                        expiry=_timestamp(expiry),
+                        revoked_at=_timestamp(revoked_at),
+                        certificate=x509.load_pem_x509_certificate(raw),
+                    )
                 )
             except ValueError as exc:
-                raise CertDBError(f"corrupt row in {self.path}: {exc}") from exc
-            yield record
+                raise CertDBError(f"corrupt row in {self.source}: {exc}") from exc
+        return records
 
     def records(self, status: str | None = None) -> list[CertRecord]:
         """Every certificate the CA recorded, optionally only ``good`` or ``revoked`` ones."""
-        if status is None:
-            return list(self._rows())
-        return list(self._rows("WHERE status = ?", (status,)))
+        return self._decode(self._recorded(lambda: self._select(status, None)))
 
     def by_serial(self, serial: int) -> CertRecord | None:
-        found = list(self._rows("WHERE serial_number = ?", (str(serial),)))
+        found = self._decode(self._recorded(lambda: self._select(None, serial)))
         return found[0] if found else None
 
     def find_by_public_key(self, public_key: PublicKeyTypes) -> list[CertRecord]:
         """Every certificate issued for ``public_key`` (the reconciliation search)."""
         wanted = _spki(public_key)
-        return [r for r in self._rows() if _spki(r.certificate.public_key()) == wanted]
+        return [r for r in self.records() if _spki(r.certificate.public_key()) == wanted]
 
     def count(self) -> int:
+        return self._recorded(self._count)
+
+    def ping(self) -> None:
+        """Raise :class:`CertDBError` unless the certdb answers a read of ``certificates``."""
+        self._recorded(self._count)
+
+
+class SqliteCertDB(CertDB):
+    """A CFSSL SQLite certdb file opened read-only (``mode=ro``): only on the CA's own host."""
+
+    def __init__(self, path: Path, *, timeout: float = 5.0) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._timeout = timeout
+
+    @property
+    def source(self) -> str:
+        return str(self.path)
+
+    def _connect(self) -> sqlite3.Connection:
         if not self.path.exists():
             raise CertDBError(f"certdb not found: {self.path}")
-        uri = f"file:{self.path}?mode=ro"
-        with closing(sqlite3.connect(uri, uri=True, timeout=self._timeout)) as conn:
-            (n,) = conn.execute("SELECT COUNT(*) FROM certificates").fetchone()
+        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self._timeout)
+
+    def _select(self, status: str | None, serial: int | None) -> list[Row]:
+        where: str = ""
+        params: tuple[str, ...] = ()
+        if status is not None:
+            where, params = "WHERE status = ?", (status,)
+        elif serial is not None:
+            where, params = "WHERE serial_number = ?", (str(serial),)
+        try:
+            with closing(self._connect()) as conn:
+                # ``where`` is one of the literals above, never caller input.
+                rows = conn.execute(f"SELECT {_COLUMNS} FROM certificates {where}", params)  # noqa: S608
+                return list(rows.fetchall())
+        except sqlite3.Error as exc:
+            raise CertDBError(f"cannot read certdb {self.path}: {exc}") from exc
+
+    def _count(self) -> int:
+        try:
+            with closing(self._connect()) as conn:
+                (n,) = conn.execute("SELECT COUNT(*) FROM certificates").fetchone()
+        except sqlite3.Error as exc:
+            raise CertDBError(f"cannot read certdb {self.path}: {exc}") from exc
         return int(n)
+
+
+def redact_dsn(dsn: str) -> str:
+    """``postgresql://user@host:port/db`` from any libpq DSN, without a password."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "<unparsable certdb DSN>"
+    user = parts.get("user", "")
+    host = parts.get("host", "")
+    port = parts.get("port", "5432")
+    db = parts.get("dbname", "")
+    return f"postgresql://{user}{'@' if user else ''}{host}:{port}/{db}"
+
+
+# libpq words that mean "your credentials", not "the server is away".
+_AUTH_WORDS = ("password authentication failed", "no password supplied", "authentication")
+_AUTH_SQLSTATES = {"28000", "28P01", "42501"}
+
+
+class PostgresCertDB(CertDB):
+    """A CFSSL PostgreSQL certdb read over TCP as a read-only role.
+
+    ``connect_timeout`` is whole seconds (libpq's rule, at least 2);
+    ``statement_timeout`` bounds each query.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        password_file: Path | None = None,
+        connect_timeout: int = 2,
+        statement_timeout: float = 3.0,
+        application_name: str = "pfxha-connector",
+    ) -> None:
+        super().__init__()
+        try:
+            parts = conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError as exc:
+            raise CertDBError(f"certdb DSN is not a libpq connection string: {exc}") from None
+        if parts.get("password"):
+            raise CertDBError("certdb DSN must not carry a password: use a password file")
+        self.dsn = dsn
+        self.password_file = Path(password_file) if password_file is not None else None
+        self.connect_timeout = max(2, int(connect_timeout))
+        self.statement_timeout = statement_timeout
+        self.application_name = application_name
+
+    @property
+    def source(self) -> str:
+        return redact_dsn(self.dsn)
+
+    def _password(self) -> str | None:
+        if self.password_file is None:
+            return None
+        try:
+            return self.password_file.read_text().strip()
+        except OSError as exc:
+            raise CertDBAuthError(
+                f"cannot read the certdb password file {self.password_file}: {exc.strerror or exc}"
+            ) from None
+
+    def _connect(self) -> psycopg.Connection[tuple[object, ...]]:
+        millis = max(1, int(self.statement_timeout * 1000))
+        settings: dict[str, str | int] = {
+            "connect_timeout": self.connect_timeout,
+            "application_name": self.application_name,
+            "options": f"-c statement_timeout={millis} -c default_transaction_read_only=on",
+        }
+        password = self._password()
+        if password is not None:
+            settings["password"] = password
+        return psycopg.connect(make_conninfo(self.dsn, **settings))
+
+    def _classify(self, exc: psycopg.Error) -> CertDBError:
+        message = " ".join(str(exc).split())
+        where = self.source
+        sqlstate = getattr(exc, "sqlstate", None)
+        lowered = message.lower()
+        if sqlstate in _AUTH_SQLSTATES or any(w in lowered for w in _AUTH_WORDS):
+            return CertDBAuthError(f"certdb {where} refused us: {message}")
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            return CertDBUnavailableError(f"certdb {where} timed out: {message}")
+        if isinstance(exc, psycopg.OperationalError):
+            return CertDBUnavailableError(f"certdb {where} unreachable: {message}")
+        return CertDBError(f"cannot read certdb {where}: {message}")
+
+    def _query(self, query: str, params: tuple[object, ...]) -> list[Row]:
+        try:
+            with self._connect() as conn:
+                return list(conn.execute(query.encode(), params).fetchall())
+        except psycopg.Error as exc:
+            raise self._classify(exc) from None
+
+    def _select(self, status: str | None, serial: int | None) -> list[Row]:
+        base = f"SELECT {_COLUMNS} FROM certificates"  # noqa: S608 - constant columns
+        if status is not None:
+            return self._query(base + " WHERE status = %s", (status.encode(),))
+        if serial is not None:
+            return self._query(base + " WHERE serial_number = %s", (str(serial).encode(),))
+        return self._query(base, ())
+
+    def _count(self) -> int:
+        rows = self._query("SELECT COUNT(*) FROM certificates", ())
+        return int(str(rows[0][0]))
+
+
+def open_certdb(
+    source: str | Path,
+    *,
+    password_file: Path | str | None = None,
+    connect_timeout: int = 2,
+    statement_timeout: float = 3.0,
+) -> CertDB:
+    """A :class:`PostgresCertDB` for a ``postgres://``/``postgresql://`` DSN, else SQLite."""
+    text = str(source)
+    if text.startswith(("postgres://", "postgresql://")) or "dbname=" in text:
+        return PostgresCertDB(
+            text,
+            password_file=Path(password_file) if password_file else None,
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+        )
+    return SqliteCertDB(Path(text))

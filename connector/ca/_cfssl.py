@@ -2,10 +2,12 @@
 
     ca = CfsslCA("primary", "http://127.0.0.1:8888", auth_key_hex,
                  certificate=issuing_ca_cert, parents=[root_cert],
-                 certdb=CertDB(path), crl_url="http://127.0.0.1:8080/primary.crl")
+                 certdb=PostgresCertDB(dsn, password_file=path),
+                 crl_url="http://127.0.0.1:8080/primary.crl")
     issued = ca.issue(csr, "user-auth", request_id="r1", timeout=2.0)
     ca.revoke(issued.serial, "superseded")
-    ca.find(key.public_key())             # from the certdb (read-only)
+    ca.find(key.public_key())             # from the certdb (read-only role, over TCP)
+    ca.probe_certdb()                     # ReconcileState(ca, "certdb", ready, detail)
 
     CfsslCA.from_dict(lab.describe()["cas"]["primary"])   # the lab's description
     CfsslCA.from_dict({..., "url": "https://ca1:8888", "ca_file": "ca-tls.pem"})  # TLS
@@ -17,11 +19,18 @@ serial and the AKI as the certdb stores it (empty in the Debian 1.2 build);
 that endpoint has no authentication in CFSSL 1.2, so CFSSL must only be
 reachable by connectors. Every certificate returned is validated before it
 is handed out (:func:`connector.pki.validate_issued`).
+
+Without a certdb the CA cannot be searched, and :meth:`CfsslCA.find` says so
+(:class:`CAUnavailableError`) rather than answer "nothing issued": a
+reconciliation that silently finds nothing leaves a deposed leader's orphans
+valid. Only ``reconcile="off"``, the operator's explicit choice, makes it
+answer ``[]`` (and :meth:`CfsslCA.reconcile_state` reports ``off``).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -37,7 +46,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from connector.ca._certdb import CertDB, CertDBError
+from connector.ca._certdb import CertDB, CertDBError, open_certdb
 from connector.ca._errors import (
     CAAuthError,
     CABadResponseError,
@@ -48,10 +57,13 @@ from connector.ca._errors import (
     CAUnavailableError,
 )
 from connector.ca._profiles import STANDARD_PROFILES, CaProfile
-from connector.ca._types import CertStatus, IssuedCertificate, normalise_reason
+from connector.ca._types import CertStatus, IssuedCertificate, ReconcileState, normalise_reason
 from connector.pki.validate import CertificateValidationError, validate_chain, validate_issued
 
-__all__ = ["CfsslCA"]
+__all__ = ["RECONCILE_MODES", "CfsslCA"]
+
+# "certdb": find by reading the CA's certdb; "off": the operator's explicit opt-out.
+RECONCILE_MODES = ("certdb", "off")
 
 log = logging.getLogger("pfxha.connector.ca")
 
@@ -71,6 +83,8 @@ class CfsslCA:
         certificate: x509.Certificate,
         parents: Sequence[x509.Certificate],
         certdb: CertDB | Path | str | None = None,
+        certdb_password_file: Path | str | None = None,
+        reconcile: str = "certdb",
         crl_url: str | None = None,
         profiles: Mapping[str, CaProfile] | None = None,
         timeout: float = 5.0,
@@ -86,7 +100,14 @@ class CfsslCA:
         self._certificate = certificate
         self.chain: list[x509.Certificate] = [certificate, *parents]
         validate_chain(self.chain)
-        self.certdb = CertDB(Path(certdb)) if isinstance(certdb, str | Path) else certdb
+        if reconcile not in RECONCILE_MODES:
+            raise ValueError(f"CA {name}: reconcile must be one of {RECONCILE_MODES}")
+        self.reconcile = reconcile
+        self.certdb: CertDB | None = (
+            open_certdb(certdb, password_file=certdb_password_file)
+            if isinstance(certdb, str | Path)
+            else certdb
+        )
         self.crl_url = crl_url
         self.profiles = dict(profiles if profiles is not None else STANDARD_PROFILES)
         self.timeout = timeout
@@ -118,7 +139,9 @@ class CfsslCA:
             str(auth_key),
             certificate=certificate,
             parents=parents,
-            certdb=spec.get("certdb"),
+            certdb=spec.get("certdb_dsn") or spec.get("certdb"),
+            certdb_password_file=spec.get("certdb_password_file"),
+            reconcile=str(spec.get("reconcile") or "certdb"),
             crl_url=spec.get("crl_url"),
             timeout=timeout,
             transport=transport,
@@ -298,9 +321,37 @@ class CfsslCA:
             raise CABadResponseError("CRL is not signed by this CA", ca_name=self.name)
         return crl
 
-    def find(self, public_key: PublicKeyTypes) -> list[IssuedCertificate]:
+    def reconcile_state(self) -> ReconcileState:
+        """How the last certdb call went (no I/O): what health and metrics show."""
+        if self.reconcile == "off":
+            return ReconcileState(self.name, "off", True, "reconcile = off: orphans not searched")
         if self.certdb is None:
+            return ReconcileState(self.name, "certdb", False, "no certdb configured")
+        error = self.certdb.last_error
+        if error is not None:
+            return ReconcileState(self.name, "certdb", False, f"{error.kind}: {error}")
+        return ReconcileState(self.name, "certdb", True, self.certdb.source)
+
+    def probe_certdb(self) -> ReconcileState:
+        """Ask the certdb now (a read of ``certificates``); report as :meth:`reconcile_state`."""
+        if self.reconcile != "off" and self.certdb is not None:
+            with contextlib.suppress(CertDBError):
+                self.certdb.ping()
+        return self.reconcile_state()
+
+    def find(self, public_key: PublicKeyTypes) -> list[IssuedCertificate]:
+        """Every certificate this CA issued for ``public_key``, from its certdb.
+
+        Raises :class:`CAUnavailableError` when the certdb cannot be searched
+        (none configured, unreachable, credentials refused): "cannot tell" is
+        never reported as "nothing issued".
+        """
+        if self.reconcile == "off":
             return []
+        if self.certdb is None:
+            raise CAUnavailableError(
+                "no certdb configured: cannot search what this CA issued", ca_name=self.name
+            )
         try:
             records = self.certdb.find_by_public_key(public_key)
         except CertDBError as exc:

@@ -5,6 +5,8 @@
     issued = router.issue(csr, "user-auth", "req-1", deadline=time.monotonic() + 5)
     router.revoke(issued.serial, issued.ca_name, "superseded", deadline=...)
     router.find(key.public_key())        # every CA's certdb, for reconciliation
+    router.reconcile_states()            # {"primary": ReconcileState(..., ready=True, ...)}
+    router.probe_certdbs()               # the same, after asking each certdb now
     router.ca_states()                   # {"primary": "open", "secondary": "closed"}
 
 ``issue`` walks the template's CAs in order within one attempt, skipping
@@ -34,7 +36,13 @@ from connector.ca._errors import (
     NoCAAvailableError,
 )
 from connector.ca._retry import RETRY_POLICIES, RetryPolicy
-from connector.ca._types import CertStatus, IssuedCertificate, IssuingCA, aki_of
+from connector.ca._types import (
+    CertStatus,
+    IssuedCertificate,
+    IssuingCA,
+    ReconcileState,
+    aki_of,
+)
 
 __all__ = ["CARouter"]
 
@@ -272,8 +280,27 @@ class CARouter:
             found.extend(ca.find(public_key))
         return found
 
+    def reconcile_states(self) -> dict[str, ReconcileState]:
+        """Per CA: can reconciliation search it (from the last certdb call, no I/O)."""
+        return {name: _reconcile_state(name, ca, probe=False) for name, ca in self.cas.items()}
+
+    def probe_certdbs(self) -> dict[str, ReconcileState]:
+        """Per CA: ask each certdb now (bounded by its timeouts), then report."""
+        return {name: _reconcile_state(name, ca, probe=True) for name, ca in self.cas.items()}
+
     def close(self) -> None:
         for ca in self.cas.values():
             close = getattr(ca, "close", None)
             if callable(close):
                 close()
+
+
+def _reconcile_state(name: str, ca: IssuingCA, *, probe: bool) -> ReconcileState:
+    """A CA without certdb methods searches through its own API (OpenBao-like)."""
+    method = getattr(ca, "probe_certdb" if probe else "reconcile_state", None)
+    if not callable(method):
+        return ReconcileState(name, "api", True, "the CA searches itself")
+    state = method()
+    if not isinstance(state, ReconcileState):
+        return ReconcileState(name, "api", False, f"unexpected reconcile state {state!r}")
+    return state

@@ -6,7 +6,7 @@ class IssuingCA(Protocol):
     def revoke(self, serial, reason, *, timeout=None) -> None   # already revoked: OK
     def status(self, serial) -> CertStatus
     def crl(self, *, timeout=None) -> x509.CertificateRevocationList
-    def find(self, public_key) -> list[IssuedCertificate]
+    def find(self, public_key) -> list[IssuedCertificate]   # cannot search: CAUnavailableError
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ __all__ = [
     "CertStatus",
     "IssuedCertificate",
     "IssuingCA",
+    "ReconcileState",
     "aki_of",
     "normalise_reason",
 ]
@@ -116,6 +117,22 @@ class IssuedCertificate:
             aki=aki_of(certificate),
             status=status,
         )
+
+
+@dataclass(frozen=True)
+class ReconcileState:
+    """Can this CA say what it issued for a key (reconciliation), and if not, why.
+
+    ``mode`` is ``certdb`` (read from the CA's database), ``api`` (the CA searches
+    itself) or ``off`` (the operator turned reconciliation off for this CA:
+    orphans of a deposed leader at this CA are never found). ``ready`` is false
+    when the search cannot run now; ``detail`` says why, fit for logs.
+    """
+
+    ca: str
+    mode: str
+    ready: bool
+    detail: str = ""
 
 
 @runtime_checkable

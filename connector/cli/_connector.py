@@ -1,7 +1,8 @@
 """``pfxha connector``: run a connector agent, or enroll it with the service.
 
 pfxha connector run --config /etc/pfxha/connector.toml
-pfxha connector run --config /etc/pfxha/connector.toml --check    # settings and files, then exit
+pfxha connector run --config /etc/pfxha/connector.toml --check            # settings, files, certdbs
+pfxha connector run --config /etc/pfxha/connector.toml --check --online   # ... and ask each certdb
 PFXHA_ZOOKEEPER_HOSTS=zk1:2181 pfxha connector run --config connector.toml --log-format json
 pfxha connector enroll --service https://svc:8443 --token-file TOKEN --ca-file CA --out DIR
 """
@@ -66,15 +67,27 @@ def _load(path: Path, *, every_problem: bool = False) -> ConnectorConfig:
     help="Validate the configuration and the files it names (exist, readable, secrets 0600, "
     "certificates parse and chain, identity key matches its certificate) and exit.",
 )
-def run(config_path: Path, log_format: str, check: bool) -> None:
+@click.option(
+    "--online",
+    is_flag=True,
+    help="With --check: also ask each CA's certdb whether it answers (as the connector would).",
+)
+def run(config_path: Path, log_format: str, check: bool, online: bool) -> None:
     """Run a connector: join the election, and act only while leading with a fresh lease."""
     config = _load(config_path, every_problem=check)
     if check:
+        problems = _check_certdbs(config, online=online)
+        if problems:
+            raise click.ClickException(
+                f"{config_path}: " + "; ".join(problems) + " (reconciliation would be blind)"
+            )
         click.echo(
             f"{config_path}: ok (connector {config.connector.name!r}, "
             f"cluster {config.connector.cluster!r})"
         )
         return
+    if online:
+        raise click.UsageError("--online goes with --check")
     if log_format == "json":
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
@@ -88,6 +101,47 @@ def run(config_path: Path, log_format: str, check: bool) -> None:
         run_agent(config)
     except (InsecureFileError, EnrollmentError) as exc:  # a clear refusal, not a traceback
         raise click.ClickException(str(exc)) from None
+
+
+def _check_certdbs(config: ConnectorConfig, *, online: bool) -> list[str]:
+    """Print where each CA's certdb is and whether it can be used; return the problems."""
+    from connector.ca import CertDBError, open_certdb, redact_dsn
+    from connector.identity import InsecureFileError, check_private_file
+
+    problems: list[str] = []
+    for ca in config.cas:
+        setting = f"ca[{ca.name}]"
+        if ca.reconcile == "off":
+            click.echo(
+                f"{setting}: reconcile = off: a deposed leader's orphans at this CA are "
+                "never found (on purpose, loudly)",
+                err=True,
+            )
+            continue
+        source = ca.certdb_source
+        assert source is not None  # the config refused a CA without one
+        shown = redact_dsn(source) if ca.certdb_dsn else source
+        if ca.certdb_password_file is not None:
+            password_file = Path(ca.certdb_password_file)
+            try:
+                check_private_file(password_file)
+            except FileNotFoundError:
+                problems.append(f"{setting}.certdb_password_file: {password_file} does not exist")
+                continue
+            except InsecureFileError as exc:
+                problems.append(f"{setting}.certdb_password_file: {exc}")
+                continue
+        if not online:
+            click.echo(f"{setting}: certdb {shown} (not asked; --online asks it)")
+            continue
+        try:
+            certdb = open_certdb(source, password_file=ca.certdb_password_file)
+            certdb.ping()
+        except CertDBError as exc:
+            problems.append(f"{setting}.certdb_dsn: {exc}")
+            continue
+        click.echo(f"{setting}: certdb {shown} answers")
+    return problems
 
 
 @connector.command()

@@ -23,7 +23,7 @@ from connector.agent.decide import Action, Decision
 from connector.agent.executor import ExecutorDeps
 from connector.agent.loop import Agent
 from connector.agent.runtime import make_pki
-from connector.ca import CAError, CertDB, is_retryable, router_from_description
+from connector.ca import CAError, is_retryable, router_from_description
 from connector.config import LoopSettings
 from connector.pki import KeyPool, KeyType
 from connector.service_client import ServiceClient
@@ -54,12 +54,16 @@ def make_agent(
     closers: list[Callable[[], None]] = []
 
     def make(
-        epoch: int, *, service_url: str | None = None, timeout: float = 5.0
+        epoch: int,
+        *,
+        service_url: str | None = None,
+        timeout: float = 5.0,
+        description: dict[str, Any] | None = None,
     ) -> tuple[Agent, StubElector]:
         name = unique("inproc")
         client = ServiceClient(service_url or service.url, timeout=timeout)
         router = router_from_description(
-            cfssl_cas.describe(), call_timeout_s=0.5, breaker_reset_s=1.0
+            description or cfssl_cas.describe(), call_timeout_s=0.5, breaker_reset_s=1.0
         )
         pool = KeyPool({KeyType.P256: 2})
         elector = StubElector(epoch)
@@ -192,7 +196,7 @@ def test_service_frozen_mid_issuance_loses_nothing_and_leaves_no_orphan(
         rows = tenant.requests()
     by_device: dict[str, list[tuple[int, bool]]] = {}
     for ca in cfssl_cas.names:
-        for record in CertDB(cfssl_cas.certdb_path(ca)).records():
+        for record in cfssl_cas.certdb(ca).records():
             for attr in record.certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER):
                 by_device.setdefault(str(attr.value), []).append((record.serial, record.revoked))
     for row in rows:
@@ -236,7 +240,7 @@ def test_revocation_event_is_revoked_at_the_issuing_ca_and_on_its_crl(
 
     turn_until(agent, revoked_and_confirmed)
     ca, serial = target["ca_name"], int(target["serial"])
-    record = CertDB(cfssl_cas.certdb_path(ca)).by_serial(serial)
+    record = cfssl_cas.certdb(ca).by_serial(serial)
     assert record is not None
     assert record.revoked
     crl = x509.load_der_x509_crl(httpx.get(cfssl_cas.crl_url(ca), timeout=5).content)
@@ -244,7 +248,7 @@ def test_revocation_event_is_revoked_at_the_issuing_ca_and_on_its_crl(
     assert entry is not None
     # The other device's certificate is untouched.
     other = next(r for r in tenant.requests() if r["device_id"] == devices[1].id)
-    untouched = CertDB(cfssl_cas.certdb_path(other["ca_name"])).by_serial(int(other["serial"]))
+    untouched = cfssl_cas.certdb(other["ca_name"]).by_serial(int(other["serial"]))
     assert untouched is not None
     assert not untouched.revoked
 

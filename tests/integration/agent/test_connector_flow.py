@@ -21,7 +21,6 @@ from chaos.launch.cfssl import CfsslLab
 from chaos.launch.connector import ConnectorFleet
 from chaos.launch.service import ServiceProcess
 from chaos.launch.zookeeper import ZooKeeperEnsemble
-from connector.ca import CertDB
 from tests.fixtures.service import unique
 
 CLUSTER = "agent-it"
@@ -95,7 +94,7 @@ def certificates_by_device(lab: CfsslLab) -> dict[str, list[tuple[str, int, bool
 
     out: dict[str, list[tuple[str, int, bool]]] = {}
     for ca in lab.names:
-        for record in CertDB(lab.certdb_path(ca)).records():
+        for record in lab.certdb(ca).records():
             attrs = record.certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
             for attr in attrs:
                 out.setdefault(str(attr.value), []).append((ca, record.serial, record.revoked))
@@ -208,7 +207,7 @@ def _issued_count(tenant: Tenant) -> int:
 
 
 def _ca_count(lab: CfsslLab) -> int:
-    return sum(CertDB(lab.certdb_path(ca)).count() for ca in lab.names)
+    return sum(lab.certdb(ca).count() for ca in lab.names)
 
 
 def _catch_between_ca_and_upload(

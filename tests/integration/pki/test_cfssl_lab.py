@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import stat
 from pathlib import Path
 
@@ -28,17 +27,25 @@ def test_issuing_cas_chain_to_the_root_and_serve(cfssl_cas: CfsslLab) -> None:
 
 def test_certdb_schema_exists_and_secrets_are_private(cfssl_cas: CfsslLab) -> None:
     for name in cfssl_cas.names:
-        with sqlite3.connect(cfssl_cas.certdb_path(name)) as conn:
-            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        access = cfssl_cas.certdb_access(name)
+        with cfssl_cas.certdb_server.admin(access.database) as conn:
+            rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            tables = {row[0] for row in rows}
         assert {"certificates", "ocsp_responses"} <= tables
-        for secret in (cfssl_cas.ca_key_path(name), cfssl_cas.run_dir / name / "config.json"):
+        for secret in (
+            cfssl_cas.ca_key_path(name),
+            cfssl_cas.run_dir / name / "config.json",
+            cfssl_cas.run_dir / name / "db.json",  # the writer's password
+            access.reader_password_file,
+            access.writer_password_file,
+        ):
             assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert stat.S_IMODE((cfssl_cas.run_dir / "state.json").stat().st_mode) == 0o600
 
 
 def test_pids_name_every_process_of_the_lab(cfssl_cas: CfsslLab) -> None:
     pids = cfssl_cas.pids()
-    assert set(pids) == {"cfssl-primary", "cfssl-secondary", "crl-server"}
+    assert set(pids) == {"cfssl-primary", "cfssl-secondary", "crl-server", "postgres"}
     assert pids["cfssl-primary"] == cfssl_cas.pid("primary")
 
 
@@ -71,7 +78,7 @@ def test_crl_is_served_signed_by_each_issuing_ca(cfssl_cas: CfsslLab) -> None:
 
 
 def test_provisioning_is_idempotent(cfssl_cas: CfsslLab) -> None:
-    again = CfsslLab(cfssl_cas.run_dir)
+    again = CfsslLab(cfssl_cas.run_dir, certdb_server=cfssl_cas.certdb_server)
     again.provision()
     assert again.describe() == cfssl_cas.describe()
     assert (

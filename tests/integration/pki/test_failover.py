@@ -17,7 +17,6 @@ from connector.ca import (
     CARequestRejectedError,
     CARouter,
     CAUnavailableError,
-    CertDB,
     CfsslCA,
     NoCAAvailableError,
     is_retryable,
@@ -33,7 +32,7 @@ def _csr(key: PrivateKeyTypes | None = None):  # type: ignore[no-untyped-def]
 
 
 def _rows(lab: CfsslLab) -> dict[str, int]:
-    return {name: CertDB(lab.certdb_path(name)).count() for name in lab.names}
+    return {name: lab.certdb(name).count() for name in lab.names}
 
 
 def test_primary_killed_secondary_issues_then_primary_recovers_through_half_open(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ url = "http://127.0.0.1:8889"
 auth_key_file = "/tmp/k2"
 certificate = "/tmp/secondary.pem"
 root = "/tmp/root.pem"
+certdb_dsn = "postgresql://pfxha_reader@127.0.0.1:5432/certdb_secondary"
+certdb_password_file = "/tmp/certdb.password"
 
 [templates]
 user-auth = ["primary", "secondary"]
@@ -67,7 +70,11 @@ def test_good_file_loads_with_defaults(tmp_path: Path) -> None:
     assert config.connector.name == "c1"
     assert config.connector.mode == "hybrid"
     assert config.templates == {"user-auth": ("primary", "secondary")}
-    assert config.ca("primary").certdb == "/tmp/primary.db"
+    assert config.ca("primary").certdb == "/tmp/primary.db"  # SQLite, on the CA's host
+    secondary = config.ca("secondary")
+    assert secondary.certdb_dsn == "postgresql://pfxha_reader@127.0.0.1:5432/certdb_secondary"
+    assert secondary.certdb_source == secondary.certdb_dsn
+    assert secondary.reconcile == "certdb"
     assert config.loop.batch_size == 50
     assert config.metrics.host_port == ("127.0.0.1", 9464)
 
@@ -103,9 +110,12 @@ def test_settings_entirely_from_env() -> None:
         "PFXHA_CA_PRIMARY_AUTH_KEY_FILE": "/run/secrets/ca.key",
         "PFXHA_CA_PRIMARY_CERTIFICATE": "/etc/pfxha/ca.pem",
         "PFXHA_CA_PRIMARY_ROOT": "/etc/pfxha/root.pem",
+        "PFXHA_CA_PRIMARY_CERTDB_DSN": "postgresql://pfxha_reader@ca:5432/certdb_primary",
+        "PFXHA_CA_PRIMARY_CERTDB_PASSWORD_FILE": "/run/secrets/certdb.password",
         "PFXHA_TEMPLATES_WIFI": "primary",
     }
     config = parse_config({}, env)
+    assert config.ca("primary").certdb_password_file == "/run/secrets/certdb.password"
     assert config.connector.name == "c9"
     assert config.ca("primary").url == "http://ca:8888"
     assert config.ca("primary").auth_key_file == "/run/secrets/ca.key"
@@ -211,6 +221,33 @@ def edit(old: str, new: str) -> str:
         (GOOD, {"PFXHA_SERVICE_DB": "x"}, "PFXHA_SERVICE_DB", "unknown environment variable"),
         (GOOD, {"PFXHA_CA_PRIMARY_URLL": "http://x"}, "PFXHA_CA_PRIMARY_URLL", "unknown"),
         (GOOD, {"PFXHA_CONNECTOR": "c2"}, "PFXHA_CONNECTOR", "unknown"),
+        # Reconciliation is never silently off: a CFSSL CA names its certdb.
+        (edit('certdb = "/tmp/primary.db"\n', ""), {}, "ca[primary].certdb_dsn", "required"),
+        (GOOD, {"PFXHA_CA_SECONDARY_RECONCILE": "maybe"}, "ca[secondary].reconcile", "'off'"),
+        (
+            edit('certdb_password_file = "/tmp/certdb.password"\n', ""),
+            {},
+            "ca[secondary].certdb_password_file",
+            "required with certdb_dsn",
+        ),
+        (
+            GOOD,
+            {"PFXHA_CA_PRIMARY_CERTDB_DSN": "postgresql://r@h:5432/d"},
+            "ca[primary].certdb",
+            "not both",
+        ),
+        (
+            edit("pfxha_reader@127.0.0.1", "pfxha_reader:pw@127.0.0.1"),
+            {},
+            "ca[secondary].certdb_dsn",
+            "must not carry a password",
+        ),
+        (
+            GOOD,
+            {"PFXHA_CA_SECONDARY_CERTDB_DSN": "mysql://r@h/d"},
+            "ca[secondary].certdb_dsn",
+            "postgresql://",
+        ),
     ],
 )
 def test_errors_name_the_setting(
@@ -281,3 +318,11 @@ def test_a_broken_liveness_setting_is_named(tmp_path: Path) -> None:
         load_config(write(tmp_path), environ=env).election_config()
     assert info.value.setting == "zookeeper.liveness_advertise"
     assert "wildcard" in str(info.value)
+
+
+def test_reconcile_off_needs_no_certdb_and_is_kept() -> None:
+    text = edit('certdb = "/tmp/primary.db"\n', 'reconcile = "off"\n')
+    config = parse_config(tomllib.loads(text), {})
+    assert config.ca("primary").reconcile == "off"
+    assert config.ca("primary").certdb_source is None
+    assert config.ca("primary").as_spec()["reconcile"] == "off"

@@ -200,3 +200,24 @@ def test_a_leader_whose_lease_stays_unproven_hands_it_over() -> None:
     stuck = decide(steady_leader(epoch=None, lease_unfresh_s=2.5, lease_unfresh_limit_s=2.0))
     assert stuck.action is Action.STEP_DOWN
     assert "fresh lease" in stuck.reason
+
+
+def test_a_blind_certdb_still_reconciles_first_and_says_why() -> None:
+    decision = decide(steady_leader(reconciled_epoch=None, reconcile_blocked=("primary",)))
+    assert decision.action is Action.RECONCILE
+    assert "certdb of primary not answering" in decision.reason
+    assert decision.health is Health.UNHEALTHY
+
+
+def test_waiting_intents_do_not_stop_new_work_but_are_named() -> None:
+    decision = decide(steady_leader(intents_waiting=2, reconcile_blocked=("primary",)))
+    assert decision.action is Action.ISSUE
+    assert "2 older intent(s) wait, not issued anew" in decision.reason
+    assert "certdb of primary" in decision.reason
+    assert decision.health is Health.UNHEALTHY
+
+
+def test_waiting_intents_are_swept_when_due() -> None:
+    decision = decide(steady_leader(intents_waiting=1, last_reconcile_at=50.0))
+    assert decision.action is Action.RECONCILE
+    assert "intents wait for a certdb" in decision.reason

@@ -28,6 +28,8 @@ def test_rendered_config_parses_and_keeps_every_setting() -> None:
                 "auth_key_file": "/run/k2",
                 "certificate": "/run/c2.pem",
                 "root": "/run/root.pem",
+                "certdb_dsn": "postgresql://pfxha_reader@127.0.0.1:7/certdb_secondary",
+                "certdb_password_file": "/run/certdb.password",
             },
         },
         templates={"user-auth": ["primary", "secondary"], "wifi": ["secondary"]},
@@ -42,6 +44,10 @@ def test_rendered_config_parses_and_keeps_every_setting() -> None:
     assert config.zookeeper.fast_path is False
     assert config.ca("primary").crl_url == 'http://127.0.0.1:5/primary.crl?x="y"'
     assert config.ca("secondary").certdb is None
+    assert config.ca("secondary").certdb_dsn == (
+        "postgresql://pfxha_reader@127.0.0.1:7/certdb_secondary"
+    )
+    assert config.ca("secondary").certdb_password_file == "/run/certdb.password"
     assert config.templates == {"user-auth": ("primary", "secondary"), "wifi": ("secondary",)}
     assert config.metrics.host_port == ("127.0.0.1", 9999)
     assert (config.loop.poll_wait_s, config.loop.workers) == (0.25, 2)

@@ -99,6 +99,9 @@ def test_connector_configs_load() -> None:
         # Secrets come from files, never from the config itself.
         assert config.zookeeper.auth_password_file, name
         assert all(ca.auth_key_file for ca in config.cas), name
+        # Reconciliation reads each CA's certdb over the network, read-only.
+        assert all(ca.certdb_dsn and ca.certdb_password_file for ca in config.cas), name
+        assert all("pfxha_reader@" in str(ca.certdb_dsn) for ca in config.cas), name
         # The election accepts the timing (session timeout vs. lease and retries);
         # without the digest, whose password file exists only on the host.
         zk = replace(config.zookeeper, auth_user=None, auth_password_file=None)
@@ -190,6 +193,7 @@ def test_systemd_credentials_match_the_example_config() -> None:
     config = load_config(DEPLOY / "systemd" / "connector.toml", environ={})
     prefix = "/run/credentials/pfxha-connector.service/"
     wanted = [config.zookeeper.auth_password_file] + [ca.auth_key_file for ca in config.cas]
+    wanted += [ca.certdb_password_file for ca in config.cas]
     for path in wanted:
         assert path is not None
         assert path.startswith(prefix), f"{path} is not a systemd credential"
@@ -338,6 +342,7 @@ def test_compose() -> None:
         secrets = {f"/run/secrets/{s}" for s in svc["secrets"]}
         assert config.zookeeper.auth_password_file in secrets
         assert {ca.auth_key_file for ca in config.cas} <= secrets
+        assert {ca.certdb_password_file for ca in config.cas} <= secrets
     assert len(host_ports) == 3
     zk = next(iter(zookeepers.values()))["environment"]
     tick = int(zk["ZOO_TICK_TIME"])
@@ -406,6 +411,7 @@ def test_kubernetes_manifests() -> None:
     (_, config) = _configs()[-1]
     files = [config.zookeeper.auth_password_file]
     files += [p for ca in config.cas for p in (ca.auth_key_file, ca.certificate, ca.root)]
+    files += [ca.certdb_password_file for ca in config.cas]
     for path in files:
         assert any(str(path).startswith(m.rstrip("/") + "/") for m in mounts), path
     assert "/etc/pfxha/connector.toml" in mounts

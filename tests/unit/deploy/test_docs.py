@@ -159,6 +159,8 @@ BASE: dict[str, Any] = {
             "auth_key_file": "/etc/pfxha/ca1.key",
             "certificate": "/etc/pfxha/ca1.pem",
             "root": "/etc/pfxha/root.pem",
+            "certdb_dsn": "postgresql://pfxha_reader@ca1:5432/certdb_primary",
+            "certdb_password_file": "/etc/pfxha/certdb-primary.password",
         }
     ],
     "templates": {"user-auth": ["primary"]},
@@ -170,6 +172,10 @@ def _overlay(base: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
     for section, value in fragment.items():
         if isinstance(value, dict) and isinstance(merged.get(section), dict):
             merged[section] = {**merged[section], **value}
+        elif section == "ca" and isinstance(value, list):
+            # A [[ca]] fragment names a CA of the base and shows some of its settings.
+            by_name = {c["name"]: c for c in merged["ca"]}
+            merged[section] = [{**by_name.get(c.get("name"), {}), **c} for c in value]
         else:
             merged[section] = value
     return merged

@@ -117,3 +117,18 @@ def test_stop_releases_the_port() -> None:
     again = HealthServer(ConnectorMetrics().registry, port=port)
     again.start()
     again.stop()
+
+
+def test_a_connector_that_cannot_reconcile_is_not_ready() -> None:
+    snapshot = HealthSnapshot(
+        role="standby",
+        last_loop_turn=100.0,
+        session_connected=True,
+        reconcile_problems=("primary: unreachable: certdb postgresql://r@h:5432/d",),
+    )
+    report = evaluate(snapshot, now=100.0, max_loop_age=30.0)
+    assert report.live
+    assert not report.ready
+    assert report.reasons == (
+        "cannot reconcile at primary: unreachable: certdb postgresql://r@h:5432/d",
+    )

@@ -164,3 +164,14 @@ def test_metered_keygen_records_thread_cpu_not_wall_time() -> None:
     assert cpu_idle is not None
     assert cpu_idle < 0.02
     assert _value(m, "pfxha_connector_key_generation_cpu_seconds_count", key_type="rsa2048") == 1
+
+
+def test_reconcile_readiness_and_the_explicit_opt_out_are_exported() -> None:
+    m = ConnectorMetrics(name="c1", cluster="lab")
+    m.set_reconcile_state("primary", ready=False, off=False)
+    m.set_reconcile_state("secondary", ready=True, off=True)
+    m.set_intents_unreconciled(3)
+    assert _value(m, "pfxha_connector_reconcile_ready", ca="primary") == 0
+    assert _value(m, "pfxha_connector_reconcile_off", ca="primary") == 0
+    assert _value(m, "pfxha_connector_reconcile_off", ca="secondary") == 1
+    assert _value(m, "pfxha_connector_intents_unreconciled") == 3

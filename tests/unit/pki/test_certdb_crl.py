@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from chaos.launch.crl_server import build_crl
-from connector.ca import CertDB, CertDBError, create_certdb
+from connector.ca import CertDBError, SqliteCertDB, create_certdb
 from connector.pki import KeyType, generate_key
 from tests.unit.pki._ca import TestCA, make_intermediate, make_root
 
@@ -53,7 +53,7 @@ def test_rows_decode_and_find_by_public_key(tmp_path: Path, issuing: TestCA) -> 
     bad, _ = _leaf(issuing, "bad")
     _insert(db, good, "good", 0, "0001-01-01 00:00:00+00:00")
     _insert(db, bad, "revoked", 4, "2026-11-25 18:01:34.123456789")
-    certdb = CertDB(db)
+    certdb = SqliteCertDB(db)
     assert certdb.count() == 2
     record = certdb.by_serial(bad.serial_number)
     assert record is not None
@@ -72,10 +72,10 @@ def test_rows_decode_and_find_by_public_key(tmp_path: Path, issuing: TestCA) -> 
 
 def test_reader_never_writes_and_reports_a_missing_db(tmp_path: Path) -> None:
     with pytest.raises(CertDBError, match="not found"):
-        CertDB(tmp_path / "nope.sqlite").records()
+        SqliteCertDB(tmp_path / "nope.sqlite").records()
     db = tmp_path / "certdb.sqlite"
     create_certdb(db)
-    assert CertDB(db).records() == []
+    assert SqliteCertDB(db).records() == []
     with (
         sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn,
         pytest.raises(sqlite3.OperationalError),
@@ -92,7 +92,7 @@ def test_crl_lists_revoked_serials_with_reasons_and_is_signed_by_the_ca(
     unspecified, _ = _leaf(issuing, "b")
     _insert(db, superseded, "revoked", 4, "2026-11-25 18:01:34")
     _insert(db, unspecified, "revoked", 0, "2026-11-25 18:01:35")
-    crl = build_crl(issuing.certificate, issuing.key, CertDB(db).records(status="revoked"))
+    crl = build_crl(issuing.certificate, issuing.key, SqliteCertDB(db).records(status="revoked"))
     assert crl.is_signature_valid(issuing.key.public_key())
     assert crl.issuer == issuing.certificate.subject
     entry = crl.get_revoked_certificate_by_serial_number(superseded.serial_number)

@@ -44,7 +44,7 @@ def test_connector_refuses_to_start_with_a_readable_ca_key(tmp_path: Path) -> No
         '[zookeeper]\nhosts = "127.0.0.1:1"\n'
         '[service]\nurl = "https://127.0.0.1:1"\n'
         f'[[ca]]\nname = "a"\nurl = "http://127.0.0.1:1"\nauth_key_file = "{key}"\n'
-        f'certificate = "{key}"\nroot = "{key}"\n'
+        f'certificate = "{key}"\nroot = "{key}"\nreconcile = "off"\n'
         '[templates]\nuser-auth = ["a"]\n'
         '[metrics]\nlisten = "127.0.0.1:0"\n'
     )
