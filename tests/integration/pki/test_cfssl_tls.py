@@ -68,6 +68,8 @@ def test_https_ca_issues_with_its_ca_file(tls_primary: tuple[dict[str, Any], Pat
                     "certificate": spec["certificate"],
                     "root": spec["root"],
                     "ca_file": str(cert),
+                    # This test is about TLS to the CA, not reconciliation.
+                    "reconcile": "off",
                 }
             ],
             "templates": {"user-auth": ["primary"]},
