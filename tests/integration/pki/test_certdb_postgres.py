@@ -190,11 +190,14 @@ def test_a_killed_server_comes_back_on_its_port(tmp_path: Path) -> None:
 
 def _connector_toml(lab: CfsslLab, path: Path, password_file: Path) -> Path:
     blocks = []
+    key_file = path.parent / "ca-auth.key"  # the file check wants a hex CFSSL key, 0600
+    key_file.write_text("00" * 32)
+    key_file.chmod(0o600)
     for name in lab.names:
         spec = lab.describe()["cas"][name]
         blocks.append(
             f'[[ca]]\nname = "{name}"\nurl = "{spec["url"]}"\n'
-            f'auth_key_file = "{password_file}"\ncertificate = "{spec["certificate"]}"\n'
+            f'auth_key_file = "{key_file}"\ncertificate = "{spec["certificate"]}"\n'
             f'root = "{spec["root"]}"\ncertdb_dsn = "{spec["certdb_dsn"]}"\n'
             f'certdb_password_file = "{password_file}"\n'
         )
