@@ -6,6 +6,7 @@ has seen them); a fresh fleet of connector processes per test.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
@@ -206,8 +207,27 @@ def _issued_count(tenant: Tenant) -> int:
     return sum(1 for r in tenant.requests() if r["serial"])
 
 
-def _ca_count(lab: CfsslLab) -> int:
-    return sum(lab.certdb(ca).count() for ca in lab.names)
+@contextlib.contextmanager
+def _ca_counter(lab: CfsslLab) -> Iterator[Callable[[], int]]:
+    """Certificates the CAs hold, counted over connections kept open for the whole poll.
+
+    The window between a CA call and its upload is a few milliseconds: a count that
+    opens a TCP connection and logs in per CA (the reader's way, ~17 ms each) is
+    too coarse to land in it, while a held socket connection answers in about one.
+    """
+    server = lab.certdb_server
+    connections = [server.admin(lab.certdb_access(ca).database) for ca in lab.names]
+    query = "SELECT count(*) FROM certificates"
+
+    def count() -> int:
+        rows = [c.execute(query).fetchone() for c in connections]
+        return sum(int(str(row[0])) for row in rows if row is not None)
+
+    try:
+        yield count
+    finally:
+        for connection in connections:
+            connection.close()
 
 
 def _catch_between_ca_and_upload(
@@ -215,30 +235,26 @@ def _catch_between_ca_and_upload(
 ) -> bool:
     """Pause ``leader`` when a CA holds a certificate the service has not got; kill it then."""
     process = fleet.process(leader)
-    ca_base, issued_base = _ca_count(lab), _issued_count(tenant)
-    tenant.enroll(enroll)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        # Cheap counts first (only this test issues now); the exact check after the pause.
-        if _ca_count(lab) - ca_base > _issued_count(tenant) - issued_base:
-            process.pause()
-            # Below the session timeout: nobody takes over yet. An upload already
-            # on the wire may still land; the check after the kill decides.
-            time.sleep(0.6)
-            if any(not revoked for revoked in _undelivered(lab, tenant).values()):
-                process.kill()
-                return True
-            process.resume()
-        if _issued_count(tenant) - issued_base >= enroll:
-            return False
+    with _ca_counter(lab) as ca_count:
+        ca_base, issued_base = ca_count(), _issued_count(tenant)
+        tenant.enroll(enroll)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            # Cheap counts first (only this test issues now); the exact check after the pause.
+            if ca_count() - ca_base > _issued_count(tenant) - issued_base:
+                process.pause()
+                # Below the session timeout: nobody takes over yet. An upload already
+                # on the wire may still land; the check after the kill decides.
+                time.sleep(0.6)
+                if any(not revoked for revoked in _undelivered(lab, tenant).values()):
+                    process.kill()
+                    return True
+                process.resume()
+            if _issued_count(tenant) - issued_base >= enroll:
+                return False
     return False
 
 
-@pytest.mark.xfail(
-    reason="since the certdb merge (2026-12-02) the kill no longer lands between the CA "
-    "call and the upload in every run; to be re-timed (see the stop note)",
-    strict=False,
-)
 def test_leader_killed_mid_issuance_new_leader_revokes_the_orphans(
     fleet: ConnectorFleet, admin: httpx.Client, cfssl_cas: CfsslLab
 ) -> None:

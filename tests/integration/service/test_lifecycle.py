@@ -198,7 +198,7 @@ def test_bad_input_is_4xx_and_changes_nothing(
             "POST",
             "/api/v1/connector/heartbeat",
             b'{"name": "x", "epoch": 0, "health": "healthy", "details": {"x": NaN}}',
-            400,
+            422,  # non-finite JSON is refused before any route (docs/service.md)
         ),
         (
             "POST",
@@ -207,7 +207,7 @@ def test_bad_input_is_4xx_and_changes_nothing(
             + b"[" * 100_000
             + b"]" * 100_000
             + b"}",
-            400,
+            422,  # runaway nesting is refused before any route (docs/service.md)
         ),
         (
             "POST",
