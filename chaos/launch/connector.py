@@ -26,25 +26,26 @@ from chaos.launch._process import LaunchError, ManagedProcess, free_port, wait_f
 from chaos.launch.netns import Host
 from election import open_client, read_cluster_status
 
-__all__ = ["ConnectorFleet", "render_config"]
+__all__ = ["ConnectorFleet", "render_config", "toml_value"]
 
 _ENTRY = "from connector.cli import main; main()"
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """One TOML value: bool, number, list or (escaped) string."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
 
 
 def _table(header: str, values: Mapping[str, Any]) -> str:
     lines = [header]
-    lines += [f"{key} = {_toml_value(v)}" for key, v in values.items() if v is not None]
+    lines += [f"{key} = {toml_value(v)}" for key, v in values.items() if v is not None]
     return "\n".join(lines) + "\n"
 
 

@@ -8,18 +8,13 @@ and current epochs, admin revocations, an admin action, service restarts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chaos.launch.service import ServiceProcess
 from chaos.service.rules import MAX_EPOCH
 from tests.fixtures.service import next_epoch, unique
-
-TOKEN = "fencing-http-admin-token-0123456789"
 
 ACTIONS = st.lists(
     st.one_of(
@@ -35,18 +30,6 @@ ACTIONS = st.lists(
 )
 
 
-@pytest.fixture(scope="module")
-def fenced_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    svc = ServiceProcess(
-        tmp_path_factory.mktemp("fencing-http"),
-        admin_token=TOKEN,
-        extra_args=["--renewal-interval", "0"],
-    )
-    svc.start()
-    yield svc
-    svc.stop(grace=5)
-
-
 def _highest(admin: httpx.Client) -> int:
     return next_epoch(admin) - 1
 
@@ -54,16 +37,16 @@ def _highest(admin: httpx.Client) -> int:
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(actions=ACTIONS, restart_at=st.integers(0, 20))
 def test_fencing_holds_through_the_http_app(
-    fenced_service: ServiceProcess, actions: list[tuple[str, int, int]], restart_at: int
+    admin_service: ServiceProcess, actions: list[tuple[str, int, int]], restart_at: int
 ) -> None:
     names = [unique("c") for _ in range(3)]
     revoked: set[str] = set()
-    connector = f"{fenced_service.url}/api/v1/connector"
-    with fenced_service.admin_client() as admin, httpx.Client(timeout=10) as anon:
+    connector = f"{admin_service.url}/api/v1/connector"
+    with admin_service.admin_client() as admin, httpx.Client(timeout=10) as anon:
         last = _highest(admin)
         for step, (kind, who, value) in enumerate(actions):
             if step == restart_at:
-                fenced_service.restart()
+                admin_service.restart()
                 assert _highest(admin) == last  # nothing lost, nothing lowered
             name = names[who]
             highest = _highest(admin)

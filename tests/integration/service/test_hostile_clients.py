@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import secrets
 import select
 import socket
 import stat
@@ -17,25 +18,11 @@ import time
 from collections.abc import Callable, Iterator
 
 import httpx
-import pytest
 
 from chaos.launch.service import ServiceProcess
 
-TOKEN = "hostile-clients-admin-token-0123456789"
 NON_FINITE = ['{"name": "a", "epoch": NaN}', "[Infinity]", "-Infinity", '{"x": 1e999}']
 REFUSAL_BYTES = 4096
-
-
-@pytest.fixture(scope="module")
-def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    svc = ServiceProcess(
-        tmp_path_factory.mktemp("hostile"),
-        admin_token=TOKEN,
-        extra_args=["--renewal-interval", "0"],
-    )
-    svc.start()
-    yield svc
-    svc.stop(grace=5)
 
 
 def _operations(svc: ServiceProcess) -> list[tuple[str, str]]:
@@ -51,12 +38,12 @@ def _operations(svc: ServiceProcess) -> list[tuple[str, str]]:
     return out
 
 
-def test_non_finite_numbers_are_refused_on_every_endpoint(hostile: ServiceProcess) -> None:
-    operations = _operations(hostile)
+def test_non_finite_numbers_are_refused_on_every_endpoint(admin_service: ServiceProcess) -> None:
+    operations = _operations(admin_service)
     assert len(operations) > 30
     statuses: set[int] = set()
-    with httpx.Client(base_url=hostile.url, timeout=10) as client:
-        for headers in ({}, {"authorization": f"Bearer {TOKEN}"}):
+    with httpx.Client(base_url=admin_service.url, timeout=10) as client:
+        for headers in ({}, admin_service.admin_headers()):
             for method, path in operations:
                 for body in NON_FINITE:
                     answer = client.request(
@@ -69,28 +56,28 @@ def test_non_finite_numbers_are_refused_on_every_endpoint(hostile: ServiceProces
                     assert len(answer.content) < REFUSAL_BYTES
                     statuses.add(answer.status_code)
     assert statuses == {422}
-    log = (hostile.directory / "service.log").read_text()
+    log = (admin_service.directory / "service.log").read_text()
     assert "Traceback" not in log
 
 
-def test_a_huge_body_of_unknown_keys_gets_a_small_refusal(hostile: ServiceProcess) -> None:
+def test_a_huge_body_of_unknown_keys_gets_a_small_refusal(admin_service: ServiceProcess) -> None:
     marker = "ECHO"
     many = "{" + ",".join(f'"{marker}{i:05d}": 1' for i in range(60_000)) + "}"
     assert 900_000 < len(many) < 1_048_576
     few = "{" + ",".join(f'"{marker}{i}": "{"y" * 500}"' for i in range(900)) + "}"
 
     def post(body: str) -> httpx.Response:
-        with httpx.Client(base_url=hostile.url, timeout=30) as client:
+        with httpx.Client(base_url=admin_service.url, timeout=30) as client:
             return client.post(
                 "/api/v1/admin/users",
                 content=body,
-                headers={"content-type": "application/json", "authorization": f"Bearer {TOKEN}"},
+                headers={"content-type": "application/json", **admin_service.admin_headers()},
             )
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(post, [many, many, few, few]))
         started = time.monotonic()
-        assert httpx.get(hostile.url + "/healthz", timeout=10).status_code == 200
+        assert httpx.get(admin_service.url + "/healthz", timeout=10).status_code == 200
         assert time.monotonic() - started < 5
     for answer in answers:
         assert answer.status_code == 422
@@ -98,30 +85,32 @@ def test_a_huge_body_of_unknown_keys_gets_a_small_refusal(hostile: ServiceProces
     assert marker not in answers[0].text  # the object was refused whole: nothing echoed
     assert answers[2].json()["errors"] > 900  # every unknown key counted, ten shown
     assert len(answers[2].json()["detail"]) == 10
-    log = (hostile.directory / "service.log").read_text()
+    log = (admin_service.directory / "service.log").read_text()
     assert marker not in log
 
 
-def test_an_oversized_chunked_body_is_413(hostile: ServiceProcess) -> None:
+def test_an_oversized_chunked_body_is_413(admin_service: ServiceProcess) -> None:
     def chunks() -> Iterator[bytes]:
         for _ in range(40):
             yield b"x" * 65_536
 
-    answer = httpx.post(hostile.url + "/api/v1/admin/users", content=chunks(), timeout=30)
+    answer = httpx.post(admin_service.url + "/api/v1/admin/users", content=chunks(), timeout=30)
     assert answer.status_code == 413
-    declared = httpx.post(hostile.url + "/api/v1/admin/users", content=b"x" * 1_100_000, timeout=30)
+    declared = httpx.post(
+        admin_service.url + "/api/v1/admin/users", content=b"x" * 1_100_000, timeout=30
+    )
     assert declared.status_code == 413
 
 
-def test_the_database_is_private(hostile: ServiceProcess) -> None:
-    directory = hostile.db_path.parent
-    hostile.stop(grace=5)
+def test_the_database_is_private(admin_service: ServiceProcess) -> None:
+    directory = admin_service.db_path.parent
+    admin_service.stop(grace=5)
     directory.chmod(0o755)
-    hostile.db_path.chmod(0o644)
-    hostile.start()
+    admin_service.db_path.chmod(0o644)
+    admin_service.start()
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     for suffix in ("", "-wal", "-shm"):
-        path = hostile.db_path.with_name(hostile.db_path.name + suffix)
+        path = admin_service.db_path.with_name(admin_service.db_path.name + suffix)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
@@ -156,7 +145,7 @@ def test_slow_anonymous_heads_starve_nobody_and_are_closed(
 ) -> None:
     header_timeout = 6.0
     svc = start_service(
-        admin_token=TOKEN,
+        admin_token=secrets.token_urlsafe(24),
         extra_args=[
             "--renewal-interval",
             "0",
