@@ -2,7 +2,7 @@
 
     proc = ManagedProcess("zk1", ["java", ...], log_path=run_dir / "zk1.log")
     proc.start()
-    wait_for(lambda: port_open("127.0.0.1", 2181), timeout=20, what="zk1 serving")
+    proc.wait_ready(lambda: port_open("127.0.0.1", 2181), timeout=20, what="zk1 serving")
     proc.pause()      # SIGSTOP: a hung process that closes no socket
     proc.resume()     # SIGCONT
     proc.kill()       # SIGKILL: a crash; the kernel closes its sockets
@@ -154,6 +154,16 @@ class ManagedProcess:
         except FileNotFoundError as exc:
             self._close_log()
             raise LaunchError(f"{self.name}: executable not found: {self.argv[0]}") from exc
+
+    def wait_ready(self, ready: Callable[[], bool], *, timeout: float, what: str) -> None:
+        """Poll ``ready`` until it holds; raise :class:`LaunchError` with the log's tail
+        if the process exits first or the deadline passes."""
+        try:
+            wait_for(lambda: ready() or not self.running(), timeout=timeout, what=what)
+        except LaunchError as exc:
+            raise LaunchError(f"{exc}\n{self.tail()}") from exc
+        if not self.running():
+            raise LaunchError(f"{self.name} exited at start-up:\n{self.tail()}")
 
     def running(self) -> bool:
         return self._popen is not None and self._popen.poll() is None

@@ -48,7 +48,7 @@ from typing import Any
 import httpx
 from cryptography import x509
 
-from chaos.launch._process import LaunchError, ManagedProcess, free_port, port_open, wait_for
+from chaos.launch._process import LaunchError, ManagedProcess, free_port, port_open
 from chaos.launch.netns import Host
 from chaos.launch.postgres import CertDBAccess, PostgresServer
 from connector.ca._certdb import PostgresCertDB
@@ -351,16 +351,9 @@ class CfsslLab:
         if proc.running():
             return
         proc.start()
-        try:
-            wait_for(
-                lambda: self._ready(name) or not proc.running(),
-                timeout=self.ready_timeout,
-                what=f"cfssl {name} serving",
-            )
-        except LaunchError as exc:
-            raise LaunchError(f"{exc}\n{proc.tail()}") from exc
-        if not proc.running():
-            raise LaunchError(f"cfssl {name} exited at start-up:\n{proc.tail()}")
+        proc.wait_ready(
+            lambda: self._ready(name), timeout=self.ready_timeout, what=f"cfssl {name} serving"
+        )
 
     def _start_crl_server(self) -> None:
         if self._crl_proc is not None and self._crl_proc.running():
@@ -384,17 +377,11 @@ class CfsslLab:
             wrap=self.placement.wrap if self.placement is not None else None,
         )
         self._crl_proc.start()
-        proc = self._crl_proc
-        try:
-            wait_for(
-                lambda: port_open(self.host, port) or not proc.running(),
-                timeout=self.ready_timeout,
-                what="CRL server listening",
-            )
-        except LaunchError as exc:
-            raise LaunchError(f"{exc}\n{proc.tail()}") from exc
-        if not proc.running():
-            raise LaunchError(f"CRL server exited at start-up:\n{proc.tail()}")
+        self._crl_proc.wait_ready(
+            lambda: port_open(self.host, port),
+            timeout=self.ready_timeout,
+            what="CRL server listening",
+        )
 
     def stop(self, name: str | None = None) -> None:
         """SIGTERM one CA, or every CA and the CRL server."""

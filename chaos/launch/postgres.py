@@ -58,7 +58,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from chaos.launch._process import LaunchError, ManagedProcess, free_port, wait_for
+from chaos.launch._process import LaunchError, ManagedProcess, free_port
 
 __all__ = [
     "CERTDB_PG_SCHEMA",
@@ -407,16 +407,9 @@ class PostgresServer:
         if proc.running():
             return
         proc.start()
-        try:
-            wait_for(
-                lambda: self._accepts() or not proc.running(),
-                timeout=self.ready_timeout,
-                what="postgres accepting connections",
-            )
-        except LaunchError as exc:
-            raise LaunchError(f"{exc}\n{proc.tail()}") from exc
-        if not proc.running():
-            raise LaunchError(f"postgres exited at start-up:\n{proc.tail()}")
+        proc.wait_ready(
+            self._accepts, timeout=self.ready_timeout, what="postgres accepting connections"
+        )
 
     def _accepts(self) -> bool:
         try:
