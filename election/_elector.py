@@ -502,15 +502,7 @@ class Elector:
         assert s.my_node is not None
         value, version = self._epoch_for_cas(client)
         epoch = value + 1
-        liveness, incarnation = self._liveness_socket()
-        info = LeaderInfo(
-            self.name,
-            epoch,
-            utc_now_iso(),
-            liveness=liveness,
-            node=s.my_node,
-            incarnation=incarnation,
-        )
+        info = self._leader_info(epoch, s.my_node)
         txn = client.transaction()
         if clear is not None:
             self._add_clear_ops(txn, *clear)
@@ -535,15 +527,7 @@ class Elector:
         assert self._my_node is not None
         value, version = self._epoch_for_cas(client)
         epoch = value + 1
-        liveness, incarnation = self._liveness_socket()
-        info = LeaderInfo(
-            self.name,
-            epoch,
-            utc_now_iso(),
-            liveness=liveness,
-            node=self._my_node,
-            incarnation=incarnation,
-        )
+        info = self._leader_info(epoch, self._my_node)
         txn = client.transaction()
         txn.check(self.paths.candidate(self._my_node), -1)
         txn.set_data(self.paths.epoch, str(epoch).encode(), version=version)
@@ -556,6 +540,18 @@ class Elector:
         self._epoch_cache = (epoch, version + 1)
         self._lease_version = leader_version + 1
         self._become_leader(epoch, started, reason)
+
+    def _leader_info(self, epoch: int, node: str) -> LeaderInfo:
+        """What /leader says of us under ``epoch``: our liveness socket and its incarnation."""
+        liveness, incarnation = self._liveness_socket()
+        return LeaderInfo(
+            self.name,
+            epoch,
+            utc_now_iso(),
+            liveness=liveness,
+            node=node,
+            incarnation=incarnation,
+        )
 
     def _epoch_for_cas(self, client: KazooClient) -> tuple[int, int]:
         """(value, version) of /epoch: the cached guess, or read after a failed CAS."""
