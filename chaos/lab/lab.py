@@ -347,6 +347,8 @@ class Lab:
         data: dict[str, Any] = {"cluster": self.cluster, "topology": self.topology}
         if self.network is not None:
             data["hosts"] = {name: host.address for name, host in self.host_of.items()}
+            # Which namespace is which host: for `ip netns exec`, and to check removal.
+            data["namespaces"] = {h.name: h.netns for h in self.network.hosts.values()}
         if self.zk_started:
             data["zookeeper"] = self.zk.hosts
         if self.cas_started:

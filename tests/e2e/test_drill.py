@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,24 +22,29 @@ from chaos.nemesis import partition_unavailable
 pytestmark = pytest.mark.timeout(400)
 
 
-def test_every_scenario_one_round_without_violations(tmp_path: Path) -> None:
-    scenarios = [s for s in ALL if s != "partition" or partition_unavailable() is None]
-    out = tmp_path / "drill"
-    contract_path = tmp_path / "contract.json"
+def _drill(out: Path, *args: str) -> dict[str, Any]:
+    """``pfxha drill ARGS --rounds 1`` into ``out``; it must exit 0. Returns its contract."""
+    contract_path = out.parent / "contract.json"
     result = subprocess.run(
         [
             sys.executable, "-c", "from connector.cli import main; main()",
-            "drill", "--scenario", ",".join(scenarios), "--rounds", "1",
-            "--out", str(out), "--json", str(contract_path),
+            "drill", *args, "--rounds", "1", "--out", str(out), "--json", str(contract_path),
         ],
         capture_output=True,
         text=True,
         timeout=380,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
-    contract = json.loads(contract_path.read_text())
+    contract: dict[str, Any] = json.loads(contract_path.read_text())
     assert contract["ok"] is True
+    assert json.loads((out / "result.json").read_text()) == contract
+    return contract
+
+
+def test_every_scenario_one_round_without_violations(tmp_path: Path) -> None:
+    scenarios = [s for s in ALL if s != "partition" or partition_unavailable() is None]
+    out = tmp_path / "drill"
+    contract = _drill(out, "--scenario", ",".join(scenarios))
     assert list(contract["scenarios"]) == scenarios
     for name, body in contract["scenarios"].items():
         assert body["rounds"] == 1, name
@@ -49,7 +55,6 @@ def test_every_scenario_one_round_without_violations(tmp_path: Path) -> None:
         assert 0 < body["failover_s"]["max"] < 15, name
         assert body["requests"]["created"] >= 1, name
 
-    assert json.loads((out / "result.json").read_text()) == contract
     assert "Verdict: **OK**" in (out / "report.md").read_text()
     assert (out / "timeline.png").read_bytes()[:4] == b"\x89PNG"
     events = read_history(out / "history.jsonl")
@@ -73,25 +78,16 @@ def test_host_faults_on_the_hosts_lab_without_violations(tmp_path: Path) -> None
     """Each part in its own network namespace; a host crash and a host cut heal."""
     scenarios = ["connector-down", "host-crash", "host-isolate", "partition"]
     out = tmp_path / "drill"
-    contract_path = tmp_path / "contract.json"
-    result = subprocess.run(
-        [
-            sys.executable, "-c", "from connector.cli import main; main()",
-            "drill", "--hosts", "--scenario", ",".join(scenarios), "--rounds", "1",
-            "--out", str(out), "--json", str(contract_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=380,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    contract = json.loads(contract_path.read_text())
-    assert contract["ok"] is True
+    contract = _drill(out, "--hosts", "--scenario", ",".join(scenarios))
     assert contract["topology"] == "hosts"
     assert list(contract["scenarios"]) == scenarios
     for name, body in contract["scenarios"].items():
         assert body["violations"] == [], name
         assert body["requests"]["lost"] == 0, name
         assert 0 < body["failover_s"]["max"] < 15, name
-    # The lab removed its hosts: no namespace or link of it is left.
+    # The lab removed its hosts: none of its namespaces is left, nor its record.
+    namespaces = json.loads((out / "lab" / "endpoints.json").read_text())["namespaces"]
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert namespaces
+    assert not set(namespaces.values()) & {line.split()[0] for line in listed.splitlines() if line}
     assert not (out / "lab" / NETWORK_FILE).exists()
