@@ -18,14 +18,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from chaos.bench._tenant import Tenant
-from chaos.launch._process import ManagedProcess
+from chaos.launch._process import ManagedProcess, wait_for
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.connector import ConnectorFleet
 from chaos.launch.service import ServiceProcess
@@ -58,14 +56,6 @@ pytestmark = pytest.mark.skipif(
     reason="needs systemd-analyze and the system python3 with seccomp (Debian systemd, "
     "python3-seccomp; scripts/bootstrap.sh installs them)",
 )
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def old_unit(tmp_path: Path) -> Path:
@@ -144,7 +134,7 @@ def test_connector_issues_under_the_units_filter(
             with open_client(zk_single.hosts) as client:
                 return read_cluster_status(client, cluster).leader is not None
 
-        wait_until(leading, 60, "the filtered connector to lead")
+        wait_for(leading, timeout=60, what="the filtered connector to lead")
         with secure_service.admin_client() as admin:
             tenant = Tenant(admin, prefix=unique("sc"), template="user-auth", key_type="rsa2048")
             tenant.create_profile()
@@ -155,9 +145,9 @@ def test_connector_issues_under_the_units_filter(
                 rows = tenant.requests()
                 return len(rows) == 2 and all(r["state"] in ("issued", "delivered") for r in rows)
 
-            wait_until(issued, 60, "2 certificates issued by the filtered connector")
+            wait_for(issued, timeout=60, what="2 certificates issued by the filtered connector")
         proc.signal(signal.SIGTERM)  # the graceful handover, as systemctl stop sends it
-        wait_until(lambda: proc.returncode() is not None, 30, "the connector to stop")
+        wait_for(lambda: proc.returncode() is not None, timeout=30, what="the connector to stop")
         assert proc.returncode() == 0, proc.tail(40)
     finally:
         proc.stop(grace=5)
@@ -173,7 +163,7 @@ def test_the_old_filter_kills_the_connector_with_sigsys(
     proc = start_under(old_unit(tmp_path), config, tmp_path / "old.log")
     try:
         # The key pool starts before the election is joined: death comes at once.
-        wait_until(lambda: proc.returncode() is not None, 60, "the connector to die")
+        wait_for(lambda: proc.returncode() is not None, timeout=60, what="the connector to die")
     finally:
         proc.stop(grace=5)
     assert proc.returncode() == -signal.SIGSYS, proc.tail(40)
