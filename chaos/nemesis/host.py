@@ -43,36 +43,6 @@ def _signal_all(pids: Sequence[int], signum: int) -> None:
 
 
 @dataclass
-class HostCrash:
-    """The host stops dead: processes frozen, link down; heal brings both back."""
-
-    network: HostNetwork
-    host: Host
-    name: str = ""
-    _frozen: list[int] = field(default_factory=list, init=False)
-    _injected: bool = field(default=False, init=False)
-
-    def __post_init__(self) -> None:
-        self.name = self.name or f"host crash {self.host.name}"
-
-    def inject(self) -> dict[str, Any]:
-        self._injected = True
-        # Link first: a frozen process whose peers still see a live link would
-        # look alive to TCP keepalives for a moment; silence must start at once.
-        self.network.cut(self.host)
-        self._frozen = self.host.pids()
-        _signal_all(self._frozen, signal.SIGSTOP)
-        return {"host": self.host.name, "address": self.host.address, "frozen": self._frozen}
-
-    def heal(self) -> None:
-        if not self._injected:
-            return
-        self._injected = False
-        self.network.restore(self.host)
-        _signal_all(self._frozen, signal.SIGCONT)
-
-
-@dataclass
 class HostIsolation:
     """The host loses every link; its processes keep running and see only silence."""
 
@@ -93,6 +63,29 @@ class HostIsolation:
         if self._injected:
             self._injected = False
             self.network.restore(self.host)
+
+
+@dataclass
+class HostCrash(HostIsolation):
+    """An isolation whose processes are frozen too; heal brings both back."""
+
+    _frozen: list[int] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        self.name = self.name or f"host crash {self.host.name}"
+
+    def inject(self) -> dict[str, Any]:
+        # Link first: a frozen process whose peers still see a live link would
+        # look alive to TCP keepalives for a moment; silence must start at once.
+        details = super().inject()
+        self._frozen = self.host.pids()
+        _signal_all(self._frozen, signal.SIGSTOP)
+        return {**details, "frozen": self._frozen}
+
+    def heal(self) -> None:
+        if self._injected:
+            super().heal()
+            _signal_all(self._frozen, signal.SIGCONT)
 
 
 def _iptables(host: Host, *args: str, check: bool = True) -> bool:
