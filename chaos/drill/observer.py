@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException, NoNodeError
-from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.exceptions import KazooException
 
 from chaos.checkers.ops import CONNECTORS, DELIVERY, LEADER, OBSERVER, STALE_REJECTED
 from chaos.checkers.state import IssuedRow, ServiceDb
@@ -153,25 +152,7 @@ class Observer:
             except Exception:  # the observer must outlive a service hiccup
                 log.debug("observer: poll failed", exc_info=True)
 
-    def _reread_leader(self) -> None:
-        """Read ``/leader`` directly: a safety net for a watch event lost to a reconnect.
-
-        On the hosts topology the observer's ZooKeeper server can be the one on a
-        crashed or isolated host; until kazoo moves to another server, the watch
-        says nothing, and a change in between must still be recorded.
-        """
-        try:
-            # Bounded: a read stuck on a silent server must not hold up the poll.
-            data, stat = self._zk.get_async(f"/pfxha/{self.cluster}/leader").get(timeout=0.2)
-        except NoNodeError:
-            data, stat = None, None
-        except (KazooException, KazooTimeoutError):
-            return
-        self._on_leader(data, stat)
-
     def _poll_once(self) -> None:
-        if self._zk.connected:
-            self._reread_leader()
         rows = self.db.issued_since(self._since_unix)
         fresh = [row for row in rows if row.request not in self._issued_seen]
         connectors = self.fetch_connectors() if self.fetch_connectors else None

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import ipaddress
 import json
 import os
@@ -50,8 +51,9 @@ class NetnsError(RuntimeError):
     """A namespace, link or address could not be made or removed; the message says which."""
 
 
+@functools.cache
 def netns_unavailable() -> str | None:
-    """Why hosts cannot be made on this machine, or None when they can."""
+    """Why hosts cannot be made on this machine, or None when they can (asked once)."""
     if os.geteuid() != 0:
         return "hosts need root (network namespaces and veth links)"
     if shutil.which("ip") is None:
@@ -126,9 +128,8 @@ class HostNetwork:
             record = _Record(lab=lab, bridge=f"px{lab}br", subnet=str(subnet))
             net = cls(run_dir, record)
             net._save()
-            gateway = f"{next(subnet.hosts())}/{subnet.prefixlen}"
             _ip("link", "add", record.bridge, "type", "bridge")
-            _ip("addr", "add", gateway, "dev", record.bridge)
+            _ip("addr", "add", f"{net.gateway}/{subnet.prefixlen}", "dev", record.bridge)
             _ip("link", "set", record.bridge, "up")
         return net
 
@@ -204,9 +205,6 @@ class HostNetwork:
         _remove(record)
         path.unlink()
         return True
-
-    def describe(self) -> dict[str, object]:
-        return asdict(self._record)
 
     def _save(self) -> None:
         path = self.run_dir / NETWORK_FILE
