@@ -11,9 +11,9 @@ Each node has its own directory ``run_dir/zk<i>/`` with ``zoo.cfg``, ``data/``
 the same ``run_dir`` reuses the data, so persistent nodes (the election epoch)
 survive a restart of the whole ensemble.
 
-On a lab host (a network namespace, see chaos/launch/netns.py), pass its address and
-its argv wrapper: ``ZooKeeperEnsemble(run_dir, host=zk1.address, wrap=zk1.wrap)``;
-every node then runs inside that host and serves on its address.
+On lab hosts (network namespaces, see chaos/launch/netns.py), give each node its
+host: ``ZooKeeperEnsemble(run_dir, placement=[zk1, zk2, zk3])``; every node then
+runs inside its host and serves on its address, on the standard ports.
 
 Timing is scaled down so 1 s client sessions are allowed: ``tickTime`` 100 ms
 by default, ``minSessionTimeout`` two ticks. ``fsync`` is off by default: on a
@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -101,15 +101,9 @@ class ZooKeeperEnsemble:
         sync_limit_s: float = 2.0,
         max_election_wait_ms: int = 60000,
         connect_timeout_ms: int = 1000,
-        host: str = "127.0.0.1",
-        wrap: Callable[[Sequence[str]], list[str]] | None = None,
     ) -> None:
         """``placement``: one lab host per node (``size`` is then its length); each node
-        runs inside its host on the standard ports (2181, 2888, 3888) of its address.
-
-        ``host``/``wrap`` (without ``placement``): every node binds ``host`` on free
-        ports and runs its argv through ``wrap`` (e.g. one namespace's ``Host.wrap``).
-        """
+        runs inside its host on the standard ports (2181, 2888, 3888) of its address."""
         if placement is not None:
             size = len(placement)
         if size not in (1, 3, 5):
@@ -124,8 +118,6 @@ class ZooKeeperEnsemble:
         self.start_timeout = start_timeout
         self.java = java
         self.placement = list(placement) if placement is not None else None
-        self.host = host
-        self.wrap = wrap
         # How long a follower waits on a silent quorum leader before electing anew.
         self.sync_limit_s = sync_limit_s
         self.max_election_wait_ms = max_election_wait_ms
@@ -136,7 +128,7 @@ class ZooKeeperEnsemble:
 
     def address(self, index: int) -> str:
         """The address node ``index`` serves on (its host's, or loopback)."""
-        return self.placement[index].address if self.placement is not None else self.host
+        return self.placement[index].address if self.placement is not None else "127.0.0.1"
 
     # -- public surface -------------------------------------------------------------
 
@@ -308,8 +300,6 @@ class ZooKeeperEnsemble:
         ]
         if self.placement is not None:
             argv = self.placement[index].wrap(argv)
-        elif self.wrap is not None:
-            argv = self.wrap(argv)
         return ManagedProcess(f"zk{index + 1}", argv, log_path=node_dir / "zookeeper.log")
 
     def _write_config(self, index: int) -> None:
@@ -349,9 +339,8 @@ class ZooKeeperEnsemble:
 
     def _launch(self, index: int) -> None:
         ports = self._ports[index]
-        # A node in another namespace binds where this one cannot check.
-        elsewhere = self.placement is not None or self.wrap is not None
-        taken = [] if elsewhere else [p for p in ports.all() if not _port_free(p)]
+        # A node on a lab host binds in its own namespace, which this one cannot check.
+        taken = [] if self.placement else [p for p in ports.all() if not _port_free(p)]
         if taken:
             raise LaunchError(
                 f"ZooKeeper node {index + 1}: port(s) {', '.join(map(str, taken))} on "

@@ -87,7 +87,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     procs: list[ManagedProcess] = []
     try:
         zk_host = net.add_host("zk")
-        zk = ZooKeeperEnsemble(run_dir / "zk", size=1, host=zk_host.address, wrap=zk_host.wrap)
+        zk = ZooKeeperEnsemble(run_dir / "zk", placement=[zk_host])
         zk.start()
         client = KazooClient(hosts=zk.hosts, timeout=5.0)  # from the root namespace
         client.start(timeout=30)
