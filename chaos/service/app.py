@@ -142,8 +142,12 @@ def create_app(config: ServiceConfig, *, clock: Callable[[], float] = time.time)
         retry = exc.extra.get("retry_after_s")
         if isinstance(retry, int | float):
             headers["Retry-After"] = str(max(1, math.ceil(retry)))
+        detail: object = exc.reason
+        if exc.status == 422:
+            # The OpenAPI document gives every 422 FastAPI's validation shape: a list.
+            detail = [{"loc": ["body"], "msg": exc.reason, "type": "value_error"}]
         return JSONResponse(
-            {"detail": exc.reason, **exc.extra}, status_code=exc.status, headers=headers
+            {"detail": detail, **exc.extra}, status_code=exc.status, headers=headers
         )
 
     @app.get("/healthz", tags=["ops"])

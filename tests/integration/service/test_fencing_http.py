@@ -59,6 +59,9 @@ def test_fencing_holds_through_the_http_app(
                     assert answer.status_code == 403
                 elif kind == "absurd":
                     assert answer.status_code == 422
+                    # The documented 422 shape (the OpenAPI validation error): a list.
+                    assert [e["type"] for e in answer.json()["detail"]] == ["value_error"]
+                    assert answer.json()["forgery_suspected"] is True
                 elif kind == "jump":
                     assert answer.status_code == 403
                     assert answer.json()["forgery_suspected"] is True
