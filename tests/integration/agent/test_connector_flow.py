@@ -20,6 +20,7 @@ import pytest
 from chaos.bench._tenant import Tenant, checkin, report
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.connector import ConnectorFleet
+from chaos.launch.proxy import FaultProxy, LinkFaults, Toxics
 from chaos.launch.service import ServiceProcess
 from chaos.launch.zookeeper import ZooKeeperEnsemble
 from tests.fixtures.service import unique
@@ -203,18 +204,9 @@ def _undelivered(lab: CfsslLab, tenant: Tenant) -> dict[tuple[str, int], bool]:
     return {cert: revoked for cert, revoked in found.items() if cert not in uploaded}
 
 
-def _issued_count(tenant: Tenant) -> int:
-    return sum(1 for r in tenant.requests() if r["serial"])
-
-
 @contextlib.contextmanager
 def _ca_counter(lab: CfsslLab) -> Iterator[Callable[[], int]]:
-    """Certificates the CAs hold, counted over connections kept open for the whole poll.
-
-    The window between a CA call and its upload is a few milliseconds: a count that
-    opens a TCP connection and logs in per CA (the reader's way, ~17 ms each) is
-    too coarse to land in it, while a held socket connection answers in about one.
-    """
+    """Certificates the CAs hold, counted over connections kept open for the whole poll."""
     server = lab.certdb_server
     connections = [server.admin(lab.certdb_access(ca).database) for ca in lab.names]
     query = "SELECT count(*) FROM certificates"
@@ -230,61 +222,80 @@ def _ca_counter(lab: CfsslLab) -> Iterator[Callable[[], int]]:
             connection.close()
 
 
-def _catch_between_ca_and_upload(
-    fleet: ConnectorFleet, lab: CfsslLab, tenant: Tenant, leader: str, enroll: int
-) -> bool:
-    """Pause ``leader`` when a CA holds a certificate the service has not got; kill it then."""
-    process = fleet.process(leader)
-    with _ca_counter(lab) as ca_count:
-        ca_base, issued_base = ca_count(), _issued_count(tenant)
-        tenant.enroll(enroll)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            # Cheap counts first (only this test issues now); the exact check after the pause.
-            if ca_count() - ca_base > _issued_count(tenant) - issued_base:
-                process.pause()
-                # Below the session timeout: nobody takes over yet. An upload already
-                # on the wire may still land; the check after the kill decides.
-                time.sleep(0.6)
-                if any(not revoked for revoked in _undelivered(lab, tenant).values()):
-                    process.kill()
-                    return True
-                process.resume()
-            if _issued_count(tenant) - issued_base >= enroll:
-                return False
-    return False
+@contextlib.contextmanager
+def _fleet_behind_proxies(
+    tmp_path: Path, zk: ZooKeeperEnsemble, lab: CfsslLab, service: ServiceProcess
+) -> Iterator[tuple[ConnectorFleet, list[FaultProxy]]]:
+    """A fleet whose every CA call goes through a :class:`FaultProxy` the test controls."""
+    description = lab.describe()
+    proxies: list[FaultProxy] = []
+    cas: dict[str, Any] = {}
+    try:
+        for name, spec in description["cas"].items():
+            url = httpx.URL(spec["url"])
+            proxy = FaultProxy((url.host, url.port or 80)).start()
+            proxies.append(proxy)
+            cas[name] = {**spec, "url": f"http://{proxy.address}"}
+        fleet = ConnectorFleet(
+            tmp_path / "connectors",
+            count=3,
+            cluster=CLUSTER,
+            zk_hosts=zk.hosts,
+            service_url=service.url,
+            cas={**description, "cas": cas},
+            session_timeout=SESSION_S,
+            loop={"poll_wait_s": 0.3, "heartbeat_interval_s": 0.5, "keypool_size": 4},
+        )
+        fleet.start()
+        try:
+            yield fleet, proxies
+        finally:
+            fleet.stop(grace=5)
+    finally:
+        for proxy in proxies:
+            proxy.stop()
 
 
-def test_leader_killed_mid_issuance_new_leader_revokes_the_orphans(
-    fleet: ConnectorFleet, admin: httpx.Client, cfssl_cas: CfsslLab
+def test_leader_killed_after_the_ca_signed_new_leader_revokes_the_orphan(
+    tmp_path: Path,
+    zk_ensemble: ZooKeeperEnsemble,
+    cfssl_cas: CfsslLab,
+    service: ServiceProcess,
+    admin: httpx.Client,
 ) -> None:
-    # RSA keys make each issuance long enough to catch one between CA and upload.
-    tenant = Tenant(admin, prefix=unique("k"), template="user-auth", key_type="rsa2048")
+    """The CA signs, its answer never reaches the leader, the leader dies: no orphan survives.
+
+    The proxies let the sign request through and drop the answer, so the leader
+    is always caught between the CA call and the upload (no race to win).
+    """
+    tenant = Tenant(admin, prefix=unique("k"), template="user-auth", key_type="p256")
     tenant.create_profile()
-    total = 0
-    orphans: dict[tuple[str, int], bool] = {}
-    for _attempt in range(6):
+    with _fleet_behind_proxies(tmp_path, zk_ensemble, cfssl_cas, service) as (fleet, proxies):
         leader = fleet.wait_for_leader()
         _, epoch = fleet.leader()  # type: ignore[misc]
-        total += 8
-        if not _catch_between_ca_and_upload(fleet, cfssl_cas, tenant, leader, enroll=8):
-            continue
+        tenant.enroll(1)
+        wait_issued(tenant, 1, fleet=fleet)
+        with _ca_counter(cfssl_cas) as ca_count:
+            before = ca_count()
+            for proxy in proxies:
+                proxy.set(LinkFaults(down=Toxics(blackhole=True)))
+            tenant.enroll(1)
+            wait_until(lambda: ca_count() > before, 15, "a CA to sign the new request")
+        fleet.process(leader).kill()
+        for proxy in proxies:
+            proxy.clear()
+        assert sum(p.stats.discarded_bytes for p in proxies) > 0, "no CA answer was dropped"
+
         fleet.wait_for_leader(exclude=leader, above_epoch=epoch, timeout=10)
-        wait_issued(tenant, total, timeout=40, fleet=fleet)
+        rows = wait_issued(tenant, 2, timeout=40, fleet=fleet)
         orphans = _undelivered(cfssl_cas, tenant)
-        fleet.start(leader)  # back as a standby for the next attempt
-        if orphans:
-            break
-    assert orphans, "never caught a leader between the CA call and the upload"
-    # Every certificate a killed leader got but never delivered is revoked ...
-    assert all(orphans.values()), orphans
-    # ... and each request has exactly one unrevoked certificate: the delivered one.
-    rows = wait_issued(tenant, total)
-    assert assert_one_unrevoked_per_request(cfssl_cas, rows) >= len(orphans)
-    # Revoked by a leader's reconciliation (3021), or by the ex-leader itself
-    # when the service refused its upload (3022).
-    lines = "\n".join(line for name in fleet.names for line in fleet.log_lines(name))
-    assert '"event_id": 3021' in lines or '"event_id": 3022' in lines
+        assert orphans, "the CA's signed certificate should be an orphan nobody delivered"
+        # Every certificate the killed leader got but never delivered is revoked ...
+        assert all(orphans.values()), orphans
+        # ... and each request has exactly one unrevoked certificate: the delivered one.
+        assert assert_one_unrevoked_per_request(cfssl_cas, rows) >= len(orphans)
+        lines = "\n".join(line for name in fleet.names for line in fleet.log_lines(name))
+        assert '"event_id": 3021' in lines
 
 
 def test_paused_leader_past_its_session_is_fenced_and_delivers_nothing(
