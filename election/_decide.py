@@ -15,7 +15,15 @@ from dataclasses import dataclass
 
 from election._model import Candidate, LeaderInfo, Role, SwitchoverRequest
 
-__all__ = ["Action", "Decision", "Snapshot", "decide", "first_standby", "successor"]
+__all__ = [
+    "Action",
+    "Decision",
+    "Snapshot",
+    "decide",
+    "first_in_line",
+    "first_standby",
+    "successor",
+]
 
 
 class Action(enum.StrEnum):
@@ -28,6 +36,7 @@ class Action(enum.StrEnum):
     RELEASE = "release"  # hand over on request (switchover), stay out of line a while
     DROP_SWITCHOVER = "drop_switchover"  # a switchover request that cannot be honoured
     CLEAR_DEAD = "clear_dead"  # fast path: remove a crashed leader's nodes
+    CLEAR_FORGED = "clear_forged"  # remove a persistent /leader no member could have made
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,10 @@ class Snapshot:
     dead_leader: LeaderInfo | None = None
     holdoff: bool = False
     release_requested: str | None = None
+    # /leader exists but holds something unreadable (someone wrote over it).
+    leader_garbled: bool = False
+    # /leader is a persistent node: members only create it ephemeral, so it is forged.
+    leader_persistent: bool = False
 
 
 def successor(line: tuple[Candidate, ...], request: SwitchoverRequest | None) -> Candidate | None:
@@ -73,6 +86,11 @@ def first_standby(line: tuple[Candidate, ...], leader: LeaderInfo) -> Candidate 
     return None
 
 
+def first_in_line(line: tuple[Candidate, ...], leader: LeaderInfo | None) -> Candidate | None:
+    """Who clears a forged /leader: the first standby, or the first of all if it names none."""
+    return first_standby(line, leader) if leader is not None else (line[0] if line else None)
+
+
 def decide(s: Snapshot) -> Decision:
     if not s.connected:
         return Decision(Action.WAIT, "not connected to ZooKeeper")
@@ -85,6 +103,19 @@ def decide(s: Snapshot) -> Decision:
         return Decision(Action.STEP_DOWN, "stale /leader of ours without an election node")
     if s.eligible and s.my_node is None and not s.holdoff:
         return Decision(Action.JOIN, "not in the election line")
+    if s.leader_persistent:
+        first = first_in_line(s.line, s.leader)
+        if s.my_node is not None and first is not None and first.node == s.my_node:
+            return Decision(
+                Action.CLEAR_FORGED, "/leader is a persistent node no member made: forged"
+            )
+        return Decision(Action.WAIT, "a forged (persistent) /leader: the first in line clears it")
+    if s.leader_garbled:
+        # Its owner's session is alive (the node is ephemeral): a leader repairs its
+        # own; anyone else's ends with its session. Taking now would only fail.
+        return Decision(
+            Action.WAIT, "/leader holds unreadable data: waiting for its owner to repair it"
+        )
     if s.leader is not None:
         dead = s.dead_leader
         # The report must be about this very /leader node and the liveness socket it
@@ -125,7 +156,13 @@ def _as_leader(s: Snapshot) -> Decision:
         return Decision(Action.STEP_DOWN, "own election node disappeared")
     if s.release_requested is not None:
         return Decision(Action.RELEASE, s.release_requested)
+    if s.leader_garbled:
+        return Decision(
+            Action.RESUME, "our /leader was overwritten with unreadable data: rewriting it"
+        )
     request = s.switchover
+    if request is not None and not request.readable:
+        return Decision(Action.DROP_SWITCHOVER, "unreadable switchover request")
     if request is not None:
         if request.to is None:
             return Decision(Action.RELEASE, "switchover requested")

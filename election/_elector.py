@@ -10,21 +10,16 @@ One background thread runs the loop: read a snapshot of the cluster's nodes,
 ``decide()``, execute that one decision, wait for a watch, a connection-state
 change or the next heartbeat. Observers are called from that thread.
 
-Why the lease is "fresh": after every successful round trip the leader records the
-time *before* it sent the request. ZooKeeper cannot have expired the session
-earlier than ``session_timeout`` after that moment, so trusting the lease for
-``lease_validity`` (at most 2/3 of the session timeout) is safe even if the
-process was paused in between (a monotonic clock keeps running while stopped).
-SUSPENDED, LOST, or the deletion of ``/leader`` or our election node revoke
-freshness at once, from kazoo's own thread, before the loop even wakes.
+The ideas it executes live in their own modules: the decision in
+:mod:`election._decide`, lease freshness in :mod:`election._lease`, the epoch
+counter (read as untrusted input) in :mod:`election._epoch`, the fast crash path
+in :mod:`election._crash_path`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
-import math
 import os
 import threading
 import time
@@ -37,18 +32,19 @@ from kazoo.exceptions import (
     ConnectionClosedError,
     KazooException,
     NoAuthError,
-    NodeExistsError,
-    NoNodeError,
     OperationTimeoutError,
     SessionExpiredError,
 )
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import EventType, KazooState, WatchedEvent
 
+from election._cluster_nodes import ClusterNodes
 from election._config import ElectionConfig
+from election._crash_path import CrashPath
 from election._decide import Action, Decision, Snapshot, decide, successor
+from election._epoch import EpochCounter
 from election._errors import ElectionError, NotAuthorizedError
-from election._liveness import LivenessProbe, LivenessServer, source_address_towards
+from election._lease import Lease
 from election._model import (
     Candidate,
     ElectionObserver,
@@ -56,7 +52,6 @@ from election._model import (
     LeaderInfo,
     MemberInfo,
     Role,
-    SwitchoverRequest,
     utc_now_iso,
 )
 from election._paths import ClusterPaths
@@ -91,29 +86,21 @@ class Elector:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._client: KazooClient | None = None
+        self._nodes: ClusterNodes | None = None
         self._role = Role.STOPPED
-        self._epoch: int | None = None
-        self._lease_ok = False
-        # One watch callback per leadership (see _lease_watch): kazoo keeps watchers in a
-        # set, so reusing the callable keeps re-armed watches from piling up.
-        self._lease_watcher: tuple[int | None, Callable[[WatchedEvent], None]] | None = None
-        self._confirmed_at = -math.inf
+        self._lease = Lease(config.lease_s, clock)
+        self._epochs = EpochCounter()
+        self._crash_path = CrashPath(
+            self.config, on_dead=self._on_leader_socket_closed, on_change=self._wake.set
+        )
         self._interrupted: str | None = None
         self._session_id: int | None = None
         self._my_node: str | None = None
         self._registered = False
         self._holdoff_until = 0.0
         self._dead_leader: LeaderInfo | None = None
-        self._probe: LivenessProbe | None = None
-        self._server: LivenessServer | None = None
-        # (bind, advertised) address of our liveness socket, settled at start().
-        self._liveness_endpoint: tuple[str, str] | None = None
-        # What the member node says about our fast path (rewritten only on change).
-        self._fast_path = (FastPath.IDLE, "" if config.fast_path else "fast path off")
         self._release_reason: str | None = None
-        self._epoch_cache: tuple[int, int] | None = None  # (value, version) of /epoch
         self._lease_version = -1
-        self._epoch_read_next = False
         self._dead_attempts = 0
         self._last_snapshot: tuple[int, Snapshot, int] | None = None
         self._leader_deleted = False
@@ -141,15 +128,12 @@ class Elector:
 
     def fresh_epoch(self) -> int | None:
         """The epoch iff this member leads with a fresh lease right now, else None."""
-        with self._lock:
-            client = self._client
-            if self._role is not Role.LEADER or not self._lease_ok or self._epoch is None:
-                return None
-            if client is None or client.state != KazooState.CONNECTED:
-                return None
-            if self._clock() - self._confirmed_at > self.config.lease_s:
-                return None
-            return self._epoch
+        client = self._client
+        if self._role is not Role.LEADER or client is None:
+            return None
+        if client.state != KazooState.CONNECTED:
+            return None
+        return self._lease.fresh_epoch()
 
     def is_leader(self) -> bool:
         return self.fresh_epoch() is not None
@@ -181,9 +165,9 @@ class Elector:
                 f"connection_timeout={self.config.connection_timeout}s"
             ) from exc
         self._client = client
+        self._nodes = ClusterNodes(client, self.paths, self._acl, self.config.session_timeout)
         try:
-            if self.config.fast_path:
-                self._liveness_endpoint = self._settle_liveness_endpoint()
+            self._crash_path.settle()
             ensure_layout(client, self.paths, self._acl)
             self._session_id = client.client_id[0]
             try:
@@ -196,7 +180,7 @@ class Elector:
         except Exception:
             client.stop()
             client.close()
-            self._client = None
+            self._client = self._nodes = None
             raise
         self._set_role(Role.STANDBY, "joined the election")
         self._stopping.clear()
@@ -209,7 +193,7 @@ class Elector:
         with self._lock:
             if self._role is not Role.LEADER:
                 return False
-            self._lease_ok = False  # stop acting before anything else happens
+            self._lease.revoke()  # stop acting before anything else happens
             self._release_reason = reason
             self._released.clear()
         self._wake.set()
@@ -219,35 +203,31 @@ class Elector:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Graceful stop: hand the lease over at once, unregister, close the session."""
-        with self._lock:
-            self._lease_ok = False
+        self._lease.revoke()
         self._stopping.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        client = self._client
-        if client is not None and client.state == KazooState.CONNECTED:
+        client, nodes = self._client, self._nodes
+        if client is not None and nodes is not None and client.state == KazooState.CONNECTED:
             with contextlib.suppress(*_TRANSIENT):
                 if self._role is Role.LEADER:
                     self._demote(Role.STANDBY, "stopping")
                     # Hand over in one round trip; closing the session removes the rest.
-                    txn = client.transaction()
-                    txn.delete(self.paths.leader, version=self._lease_version)
-                    if self._my_node is not None:
-                        txn.delete(self.paths.candidate(self._my_node))
-                    if not _failed(self._sync(txn.commit_async())):
+                    if nodes.release(self._lease_version, self._my_node, None):
                         self._my_node = None
-                self._delete_own_nodes(client, leader=True, member=True)
+                nodes.delete_own(self.name, self._my_node, leader=True, member=True)
+                self._my_node = None
         if self._role is Role.LEADER:
             self._demote(Role.STOPPED, "stopping")
-        self._close_probe()
-        self._stop_server()
+        self._crash_path.close()
+        self._crash_path.stop_serving()
         if client is not None:
             with contextlib.suppress(Exception):
                 client.stop()
                 client.close()
-        self._client = None
+        self._client = self._nodes = None
         if self._role is not Role.STOPPED:
             self._set_role(Role.STOPPED, "stopped")
 
@@ -255,8 +235,8 @@ class Elector:
 
     def _on_connection_state(self, state: KazooState) -> None:
         if state in (KazooState.SUSPENDED, KazooState.LOST):
+            self._lease.revoke()
             with self._lock:
-                self._lease_ok = False
                 self._interrupted = (
                     "ZooKeeper session lost"
                     if state == KazooState.LOST
@@ -265,31 +245,13 @@ class Elector:
         self._wake.set()
 
     def _lease_watch(self) -> Callable[[WatchedEvent], None]:
-        """The watch callback for /leader and our election node, bound to this leadership.
+        """The watch for /leader and our election node (see :meth:`Lease.watcher`)."""
+        return self._lease.watcher(self._on_lease_node_event)
 
-        A watch set while standing by may fire after we took the lease: the crash
-        takeover deletes the dead leader's /leader in the same transaction that creates
-        ours, and the stale DELETED event arrives once we already lead. Only a watch
-        armed during *this* leadership may revoke *this* lease; an older one just wakes
-        the loop (and tells a standby the lease is free).
-        """
-        epoch = self._epoch if self._role is Role.LEADER else None
-        if self._lease_watcher is not None and self._lease_watcher[0] == epoch:
-            return self._lease_watcher[1]
-
-        def on_event(event: WatchedEvent) -> None:
-            self._on_lease_node_event(event, armed_for=epoch)
-
-        self._lease_watcher = (epoch, on_event)
-        return on_event
-
-    def _on_lease_node_event(self, event: WatchedEvent, armed_for: int | None = None) -> None:
-        if event.type == EventType.DELETED:
+    def _on_lease_node_event(self, event: WatchedEvent) -> None:
+        if event.type == EventType.DELETED and event.path == self.paths.leader:
             with self._lock:
-                if armed_for is not None and armed_for == self._epoch:
-                    self._lease_ok = False
-                if event.path == self.paths.leader:
-                    self._leader_deleted = True
+                self._leader_deleted = True
         self._wake.set()
 
     def _on_watch(self, _event: object) -> None:
@@ -299,9 +261,6 @@ class Elector:
         with self._lock:
             self._dead_leader = leader
         self._wake.set()
-
-    def _on_probe_state(self, _leader: LeaderInfo, _state: FastPath, _reason: str) -> None:
-        self._wake.set()  # the loop publishes it (our member node is written from there)
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -328,8 +287,9 @@ class Elector:
 
     def _step(self) -> bool:
         """One snapshot, one decision; True when another step should follow at once."""
-        client = self._client
+        client, nodes = self._client, self._nodes
         assert client is not None
+        assert nodes is not None
         with self._lock:
             interrupted, self._interrupted = self._interrupted, None
         if interrupted and self._role in (Role.LEADER, Role.STANDBY):
@@ -344,7 +304,7 @@ class Elector:
             self._registered = False
         if not self._registered:
             self._register()
-        if self._try_fast_takeover(client, session_id):
+        if self._try_fast_takeover(nodes, session_id):
             return True
 
         started = self._clock()
@@ -353,19 +313,15 @@ class Elector:
             if self._role is Role.LEADER and self._my_node is not None
             else None
         )
-        children, leader, leader_version, request = self._read_snapshot(client, own_path)
-        line = tuple(sorted(c for c in map(Candidate.parse, children) if c is not None))
-        if self._my_node not in children:
-            self._my_node = self._adopt_own_node(client, line, session_id)
-        if leader is not None and (
-            self._epoch_cache is None or leader.epoch > self._epoch_cache[0]
-        ):
-            # The epoch node is written once per leadership from "0" at version 0, so its
-            # version equals its value; a wrong guess only fails the CAS and forces a read.
-            self._epoch_cache = (leader.epoch, leader.epoch)
+        view = nodes.read(own_path, self._lease_watch(), self._on_watch)
+        leader = view.leader
+        if self._my_node not in view.children:
+            self._my_node = nodes.own_node(view.line, self.name, session_id)
+        if leader is not None:
+            self._epochs.saw(leader.epoch)
         leader_is_mine = (
             leader is not None and leader.session_id == session_id and leader.name == self.name
-        )
+        ) or (view.leader_garbled and view.leader_owner == session_id)
         holdoff = self._clock() < self._holdoff_until and (
             leader is None or leader.name == self.name
         )
@@ -378,23 +334,26 @@ class Elector:
             role=self._role,
             connected=True,
             my_node=self._my_node,
-            line=line,
+            line=view.line,
             leader=leader,
             leader_is_mine=leader_is_mine,
-            switchover=request,
+            switchover=view.switchover,
             dead_leader=dead,
             holdoff=holdoff,
             release_requested=release,
+            leader_garbled=view.leader_garbled,
+            leader_persistent=view.leader_persistent,
         )
-        self._last_snapshot = (session_id, snapshot, leader_version)
+        self._last_snapshot = (session_id, snapshot, view.leader_version)
         decision = decide(snapshot)
         if self._role is Role.SUSPENDED and decision.action is not Action.RESUME:
             self._set_role(Role.STANDBY, "reconnected to ZooKeeper")
-        self._watch_leader(leader if not leader_is_mine else None)
-        self._publish_fast_path(self._fast_path_seen(leader, leader_is_mine))
-        return self._execute(client, decision, snapshot, leader_version, started)
+        self._crash_path.watch(leader if not leader_is_mine else None)
+        leading = self._role is Role.LEADER or leader_is_mine
+        self._publish_fast_path(self._crash_path.seen(leader, leading=leading))
+        return self._execute(nodes, decision, snapshot, view.leader_version, started)
 
-    def _try_fast_takeover(self, client: KazooClient, session_id: int) -> bool:
+    def _try_fast_takeover(self, nodes: ClusterNodes, session_id: int) -> bool:
         """On a crash report, act on the last snapshot at once instead of reading a new one.
 
         Saves a round trip; safe because the clearing transaction checks every version
@@ -413,7 +372,7 @@ class Elector:
             decision = decide(snapshot)
             if decision.action is Action.CLEAR_DEAD:
                 self._last_snapshot = None
-                self._clear_dead(client, snapshot, decision.reason, leader_version)
+                self._clear_dead(nodes, snapshot, decision.reason, leader_version)
                 return True
         if deleted and old is not None and old.name != self.name:
             # The leader released (or lost) the lease: if we are next, take it now; the
@@ -425,74 +384,71 @@ class Elector:
             decision = decide(snapshot)
             if decision.action is Action.TAKE:
                 self._last_snapshot = None
-                self._take(client, snapshot, self._clock(), decision.reason)
+                self._take(nodes, snapshot, self._clock(), decision.reason)
                 return True
         return False
 
     def _execute(
         self,
-        client: KazooClient,
+        nodes: ClusterNodes,
         decision: Decision,
         s: Snapshot,
         leader_version: int,
         started: float,
     ) -> bool:
+        """Carry out ``decision``; True when the loop should look again at once."""
         action = decision.action
         if action is Action.WAIT:
             return False
         if action is Action.CONFIRM:
             assert s.leader is not None
-            if s.leader.epoch != self._epoch:
-                self._step_down(client, s, f"/leader shows epoch {s.leader.epoch}")
+            if s.leader.epoch != self._lease.epoch:
+                self._step_down(nodes, s, f"/leader shows epoch {s.leader.epoch}")
                 return True
-            with self._lock:
-                self._confirmed_at = started
+            self._lease.confirm(started)
             return False
         if action is Action.JOIN:
-            prefix = Candidate.prefix(self.name, self.config.priority)
-            path = self._sync(
-                client.create_async(
-                    self.paths.candidate(prefix), b"", acl=self._acl, ephemeral=True, sequence=True
-                )
-            )
-            self._my_node = path.rsplit("/", 1)[1]
+            self._my_node = nodes.join(Candidate.prefix(self.name, self.config.priority))
             log.info(
                 "[5010] %s joined the election line as %s",
                 self.name,
                 self._my_node,
                 extra={"event_id": 5010},
             )
-            return True
-        if action is Action.TAKE:
-            self._take(client, s, started, decision.reason)
-            return True
-        if action is Action.RESUME:
-            self._resume(client, leader_version, started, decision.reason)
-            return True
-        if action is Action.STEP_DOWN:
-            self._step_down(client, s, decision.reason, leader_version)
-            return True
-        if action is Action.RELEASE:
-            self._release(client, s, decision.reason, leader_version)
-            return True
-        if action is Action.DROP_SWITCHOVER:
+        elif action is Action.TAKE:
+            self._take(nodes, s, started, decision.reason)
+        elif action is Action.RESUME:
+            self._resume(nodes, leader_version, started, decision.reason)
+        elif action is Action.STEP_DOWN:
+            self._step_down(nodes, s, decision.reason, leader_version)
+        elif action is Action.RELEASE:
+            self._release(nodes, s, decision.reason, leader_version)
+        elif action is Action.DROP_SWITCHOVER:
             assert s.switchover is not None
             log.info(
                 "[5031] switchover request dropped: %s", decision.reason, extra={"event_id": 5031}
             )
-            with contextlib.suppress(NoNodeError, KazooException):
-                client.delete(self.paths.switchover, version=s.switchover.version)
-            return True
-        if action is Action.CLEAR_DEAD:
-            self._clear_dead(client, s, decision.reason, leader_version)
-            return True
-        raise AssertionError(f"unhandled action {action}")  # pragma: no cover
+            nodes.drop_switchover(s.switchover)
+        elif action is Action.CLEAR_DEAD:
+            self._clear_dead(nodes, s, decision.reason, leader_version)
+        elif action is Action.CLEAR_FORGED:
+            if nodes.delete_forged_leader(leader_version):
+                log.error(
+                    "[5117] %s removed a forged /leader (%s): %s",
+                    self.name,
+                    s.leader.name if s.leader is not None else "unreadable",
+                    decision.reason,
+                    extra={"event_id": 5117},
+                )
+        else:  # pragma: no cover
+            raise AssertionError(f"unhandled action {action}")
+        return True
 
     # -- actions -------------------------------------------------------------------------
 
     def _take(
         self,
-        client: KazooClient,
+        nodes: ClusterNodes,
         s: Snapshot,
         started: float,
         reason: str,
@@ -500,50 +456,36 @@ class Elector:
     ) -> bool:
         """New epoch + /leader in one transaction (first removing a crashed leader's nodes)."""
         assert s.my_node is not None
-        value, version = self._epoch_for_cas(client)
+        value, version = self._next_epoch_base(nodes)
         epoch = value + 1
         info = self._leader_info(epoch, s.my_node)
-        txn = client.transaction()
-        if clear is not None:
-            self._add_clear_ops(txn, *clear)
-        txn.check(self.paths.candidate(s.my_node), -1)
-        txn.set_data(self.paths.epoch, str(epoch).encode(), version=version)
-        txn.create(self.paths.leader, info.to_json(), acl=self._acl, ephemeral=True)
-        if s.switchover is not None:
-            txn.delete(self.paths.switchover, version=s.switchover.version)
-        if _failed(self._sync(txn.commit_async())):
+        if not nodes.take(s.my_node, epoch, version, info, switchover=s.switchover, clear=clear):
             log.debug("take lease lost a race or a stale epoch guess; re-evaluating")
-            self._epoch_cache = None
-            self._epoch_read_next = True
+            self._epochs.missed()
             return False
-        self._epoch_cache = (epoch, version + 1)
+        self._epochs.committed(epoch, version + 1)
         self._lease_version = 0
         self._become_leader(epoch, started, reason)
         return True
 
     def _resume(
-        self, client: KazooClient, leader_version: int, started: float, reason: str
+        self, nodes: ClusterNodes, leader_version: int, started: float, reason: str
     ) -> None:
         assert self._my_node is not None
-        value, version = self._epoch_for_cas(client)
+        value, version = self._next_epoch_base(nodes)
         epoch = value + 1
         info = self._leader_info(epoch, self._my_node)
-        txn = client.transaction()
-        txn.check(self.paths.candidate(self._my_node), -1)
-        txn.set_data(self.paths.epoch, str(epoch).encode(), version=version)
-        txn.set_data(self.paths.leader, info.to_json(), version=leader_version)
-        if _failed(self._sync(txn.commit_async())):
+        if not nodes.resume(self._my_node, epoch, version, info, leader_version):
             log.debug("resume lost a race or a stale epoch guess; re-evaluating")
-            self._epoch_cache = None
-            self._epoch_read_next = True
+            self._epochs.missed()
             return
-        self._epoch_cache = (epoch, version + 1)
+        self._epochs.committed(epoch, version + 1)
         self._lease_version = leader_version + 1
         self._become_leader(epoch, started, reason)
 
     def _leader_info(self, epoch: int, node: str) -> LeaderInfo:
         """What /leader says of us under ``epoch``: our liveness socket and its incarnation."""
-        liveness, incarnation = self._liveness_socket()
+        liveness, incarnation = self._crash_path.serve()
         return LeaderInfo(
             self.name,
             epoch,
@@ -553,37 +495,35 @@ class Elector:
             incarnation=incarnation,
         )
 
-    def _epoch_for_cas(self, client: KazooClient) -> tuple[int, int]:
-        """(value, version) of /epoch: the cached guess, or read after a failed CAS."""
-        if self._epoch_cache is not None and not self._epoch_read_next:
-            return self._epoch_cache
-        raw, stat = self._sync(client.get_async(self.paths.epoch))
-        self._epoch_read_next = False
-        self._epoch_cache = (int(raw or b"0"), int(stat.version))
-        return self._epoch_cache
+    def _next_epoch_base(self, nodes: ClusterNodes) -> tuple[int, int]:
+        """(value, version) of /epoch to count on from; a bad value is reported, then repaired."""
+        base = self._epochs.for_cas(nodes.read_epoch)
+        if self._epochs.problem is not None:
+            log.error(
+                "[5116] %s does not believe the epoch counter: %s; counting on from %d",
+                self.name,
+                self._epochs.problem,
+                base[0],
+                extra={"event_id": 5116, "problem": self._epochs.problem},
+            )
+        return base
 
     def _step_down(
-        self, client: KazooClient, s: Snapshot, reason: str, leader_version: int = -1
+        self, nodes: ClusterNodes, s: Snapshot, reason: str, leader_version: int = -1
     ) -> None:
         if self._role is Role.LEADER:
             self._demote(Role.STANDBY, reason)
         if s.leader_is_mine:
-            with contextlib.suppress(NoNodeError, KazooException):
-                client.delete(self.paths.leader, version=leader_version)
-        self._stop_server()
+            nodes.delete_leader(leader_version)
+        self._crash_path.stop_serving()
 
-    def _release(self, client: KazooClient, s: Snapshot, reason: str, leader_version: int) -> None:
+    def _release(self, nodes: ClusterNodes, s: Snapshot, reason: str, leader_version: int) -> None:
         release_reason = self._release_reason
         self._demote(Role.STANDBY, release_reason or reason)
-        txn = client.transaction()
-        txn.delete(self.paths.leader, version=leader_version)
-        if self._my_node is not None:
-            txn.delete(self.paths.candidate(self._my_node))
-        if s.switchover is not None and s.switchover.to is None:
-            txn.delete(self.paths.switchover, version=s.switchover.version)
-        results = self._sync(txn.commit_async())
-        self._stop_server()
-        if not _failed(results):
+        honoured = s.switchover if s.switchover is not None and s.switchover.to is None else None
+        done = nodes.release(leader_version, self._my_node, honoured)
+        self._crash_path.stop_serving()
+        if done:
             self._my_node = None
             # Stay out of line so the successor, not us, takes the lease.
             self._holdoff_until = self._clock() + self.config.holdoff_s
@@ -597,25 +537,16 @@ class Elector:
             self._release_reason = None
         self._released.set()
 
-    def _add_clear_ops(self, txn: Any, dead: LeaderInfo, version: int) -> None:
-        txn.delete(self.paths.leader, version=version)
-        # The dead leader's own election node (named in /leader): if its session already
-        # ended, this delete fails and so does the whole transaction.
-        if dead.node is not None:
-            txn.delete(self.paths.candidate(dead.node))
-
-    def _clear_dead(self, client: KazooClient, s: Snapshot, reason: str, version: int) -> None:
+    def _clear_dead(self, nodes: ClusterNodes, s: Snapshot, reason: str, version: int) -> None:
         dead = s.leader
         assert dead is not None
         remaining = tuple(c for c in s.line if c.node != dead.node)
         nxt = successor(remaining, s.switchover)
         if nxt is not None and nxt.node == s.my_node:
             # We are next anyway: clear and take over in one transaction.
-            done = self._take(client, s, self._clock(), reason, clear=(dead, version))
+            done = self._take(nodes, s, self._clock(), reason, clear=(dead, version))
         else:
-            txn = client.transaction()
-            self._add_clear_ops(txn, dead, version)
-            done = not _failed(self._sync(txn.commit_async()))
+            done = nodes.clear_dead(dead, version)
         self._dead_attempts += 1
         if done or self._dead_attempts >= 3:
             with self._lock:
@@ -640,12 +571,9 @@ class Elector:
     # -- helpers ---------------------------------------------------------------------------
 
     def _become_leader(self, epoch: int, started: float, reason: str) -> None:
-        with self._lock:
-            self._epoch = epoch
-            self._lease_ok = True
-            self._confirmed_at = started
-            self._holdoff_until = 0.0
-        self._close_probe()
+        self._lease.grant(epoch, started)
+        self._holdoff_until = 0.0
+        self._crash_path.close()
         log.info(
             "[5001] %s elected leader of %s with epoch %d: %s",
             self.name,
@@ -660,8 +588,7 @@ class Elector:
     def _demote(self, new: Role, reason: str) -> None:
         with self._lock:
             was_leader = self._role is Role.LEADER
-            self._lease_ok = False
-            self._epoch = None
+        self._lease.end()
         if was_leader:
             log.warning("[5002] %s demoted: %s", self.name, reason, extra={"event_id": 5002})
             self._notify("on_demoted", reason)
@@ -673,7 +600,7 @@ class Elector:
         if old is new:
             return
         self.transitions += 1
-        if new is Role.LEADER and self.config.fast_path:
+        if new is Role.LEADER:
             # Written with the role below: no extra write for what a leader obviously is.
             self._publish_fast_path((FastPath.IDLE, ""), write=False)
         log.info(
@@ -685,10 +612,7 @@ class Elector:
             extra={"event_id": 5003, "role": new.value, "reason": reason},
         )
         self._notify("on_role_change", old, new, reason)
-        client = self._client
-        if self._registered and client is not None and client.state == KazooState.CONNECTED:
-            with contextlib.suppress(Exception):
-                client.set_async(self.paths.member(self.name), self._member_info().to_json())
+        self._write_member()
 
     def _notify(self, method: str, *args: Any) -> None:
         for observer in list(self._observers):
@@ -700,6 +624,7 @@ class Elector:
                 )
 
     def _member_info(self) -> MemberInfo:
+        fast_path, fast_path_reason = self._crash_path.published
         return MemberInfo(
             name=self.name,
             host=self.config.member_host,
@@ -709,208 +634,27 @@ class Elector:
             version=self.config.member_version,
             started_at=self._started_at,
             role=self._role.value,
-            fast_path=self._fast_path[0].value,
-            fast_path_reason=self._fast_path[1],
+            fast_path=fast_path.value,
+            fast_path_reason=fast_path_reason,
         )
 
     def _register(self) -> None:
-        client = self._client
-        assert client is not None
-        path = self.paths.member(self.name)
-        data = self._member_info().to_json()
-        try:
-            client.create(path, data, acl=self._acl, ephemeral=True)
-        except NodeExistsError:
-            stat = client.exists(path)
-            if stat is not None and stat.ephemeralOwner == client.client_id[0]:
-                client.set(path, data)
-            else:
-                # A previous incarnation of this member whose session has not expired yet.
-                log.info("[5011] replacing stale member node %s", path, extra={"event_id": 5011})
-                with contextlib.suppress(NoNodeError):
-                    client.delete(path)
-                client.create(path, data, acl=self._acl, ephemeral=True)
+        assert self._nodes is not None
+        self._nodes.register(self.name, self._member_info().to_json())
         self._registered = True
 
-    def _adopt_own_node(
-        self, client: KazooClient, line: tuple[Candidate, ...], session_id: int
-    ) -> str | None:
-        """Find an election node of ours in this session (e.g. a create whose reply got lost)."""
-        for candidate in line:
-            if candidate.name == self.name:
-                stat = client.exists(self.paths.candidate(candidate.node))
-                if stat is not None and stat.ephemeralOwner == session_id:
-                    return candidate.node
-        return None
-
-    def _sync(self, result: Any) -> Any:
-        """Wait for a kazoo async result, but never longer than the session timeout.
-
-        kazoo queues requests while reconnecting; an unbounded wait would hold the loop
-        (and the SUSPENDED/LOST bookkeeping) hostage for as long as a quorum is gone.
-        A request that times out here may still run later: every action is safe to
-        have happened or not, the next snapshot shows which.
-        """
-        return result.get(timeout=self.config.session_timeout)
-
-    def _read_snapshot(
-        self, client: KazooClient, own_path: str | None
-    ) -> tuple[list[str], LeaderInfo | None, int, SwitchoverRequest | None]:
-        """Children, /leader and /switchover (with watches) in one pipelined round trip."""
-        children_async = client.get_children_async(self.paths.election, watch=self._on_watch)
-        lease_watch = self._lease_watch()
-        leader_watch = client.exists_async(self.paths.leader, watch=lease_watch)
-        leader_async = client.get_async(self.paths.leader)
-        request_watch = client.exists_async(self.paths.switchover, watch=self._on_watch)
-        request_async = client.get_async(self.paths.switchover)
-        own_watch = client.exists_async(own_path, watch=lease_watch) if own_path else None
-        children: list[str] = self._sync(children_async)
-        self._sync(leader_watch)
-        self._sync(request_watch)
-        if own_watch is not None:
-            self._sync(own_watch)
-        leader: LeaderInfo | None = None
-        leader_version = -1
-        with contextlib.suppress(NoNodeError):
-            raw, stat = self._sync(leader_async)
-            leader = LeaderInfo.parse(raw, czxid=stat.czxid, session_id=stat.ephemeralOwner)
-            leader_version = stat.version
-        request: SwitchoverRequest | None = None
-        with contextlib.suppress(NoNodeError):
-            raw, stat = self._sync(request_async)
-            request = SwitchoverRequest.parse(raw, version=stat.version)
-        return children, leader, leader_version, request
-
-    def _delete_own_nodes(self, client: KazooClient, *, leader: bool, member: bool) -> None:
-        """Best-effort cleanup at stop; bounded waits (closing the session removes the rest)."""
-        session_id = client.client_id[0] if client.client_id else None
-        if leader:
-            with contextlib.suppress(NoNodeError):
-                stat = self._sync(client.exists_async(self.paths.leader))
-                if stat is not None and stat.ephemeralOwner == session_id:
-                    self._sync(client.delete_async(self.paths.leader, version=stat.version))
-        if self._my_node is not None:
-            with contextlib.suppress(NoNodeError):
-                self._sync(client.delete_async(self.paths.candidate(self._my_node)))
-            self._my_node = None
-        if member:
-            with contextlib.suppress(NoNodeError):
-                self._sync(client.delete_async(self.paths.member(self.name)))
-
-    def _settle_liveness_endpoint(self) -> tuple[str, str]:
-        """(bind, advertised) address of the liveness socket we serve while leading.
-
-        By default the address of our route to ZooKeeper: the members reach the same
-        ZooKeeper, so they can most likely reach us there (a loopback address would
-        only be reachable from this host).
-        """
-        hosts = self.config.hosts
-        try:
-            bind, advertise = self.config.liveness_addresses(lambda: source_address_towards(hosts))
-        except OSError as exc:
-            raise ElectionError(
-                f"cannot find the local address that reaches ZooKeeper ({exc}): set "
-                "liveness_advertise (and liveness_host) for the fast path, or turn it off"
-            ) from exc
-        with contextlib.suppress(ValueError, OSError):
-            if ipaddress.ip_address(advertise).is_loopback:
-                towards_zk = source_address_towards(hosts)
-                if not ipaddress.ip_address(towards_zk).is_loopback:
-                    log.warning(
-                        "[5025] liveness socket advertised on loopback %s while ZooKeeper is "
-                        "reached from %s: members on other hosts cannot verify it, and a "
-                        "crash of %s as leader is detected by the session timeout there",
-                        advertise,
-                        towards_zk,
-                        self.name,
-                        extra={"event_id": 5025},
-                    )
-        return bind, advertise
-
-    def _liveness_socket(self) -> tuple[str | None, str | None]:
-        """(address, incarnation) of our liveness socket for /leader; (None, None) without.
-
-        A socket that cannot be bound (a fixed port taken) costs the fast path, not the
-        leadership: the standbys see "advertises no liveness socket" and say so.
-        """
-        if not self.config.fast_path or self._liveness_endpoint is None:
-            return None, None
-        if self._server is None:
-            bind, advertise = self._liveness_endpoint
-            server = LivenessServer(
-                bind, name=self.name, port=self.config.liveness_port, advertise=advertise
-            )
-            try:
-                server.start()
-            except OSError as exc:
-                log.error(
-                    "[5026] %s cannot serve its liveness socket on %s port %d (%s): leading "
-                    "without the fast path",
-                    self.name,
-                    bind,
-                    self.config.liveness_port,
-                    exc,
-                    extra={"event_id": 5026},
-                )
-                return None, None
-            self._server = server
-        return self._server.address, self._server.incarnation
-
-    def _stop_server(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-
-    def _watch_leader(self, leader: LeaderInfo | None) -> None:
-        """Keep one liveness probe on the current leader (standbys, fast path only)."""
-        if not self.config.fast_path or leader is None:
-            self._close_probe()
+    def _write_member(self) -> None:
+        """Rewrite our member node (role, fast path) if we are registered and connected."""
+        client, nodes = self._client, self._nodes
+        if not self._registered or client is None or nodes is None:
             return
-        # A leader without a (verifiable) liveness socket still gets a probe: it
-        # connects nowhere and just says why the fast path is unavailable.
-        watched = self._probe.leader if self._probe is not None else None
-        if (
-            watched is not None
-            and watched.czxid == leader.czxid
-            and (watched.liveness, watched.incarnation) == (leader.liveness, leader.incarnation)
-        ):
-            return
-        self._close_probe()
-        self._probe = LivenessProbe(
-            leader,
-            self._on_leader_socket_closed,
-            self.config.liveness_connect_timeout,
-            on_state=self._on_probe_state,
-        )
-        self._probe.start()
-
-    def _close_probe(self) -> None:
-        if self._probe is not None:
-            self._probe.close()
-            self._probe = None
-
-    def _fast_path_seen(
-        self, leader: LeaderInfo | None, leader_is_mine: bool
-    ) -> tuple[FastPath, str] | None:
-        """Our fast-path state after this snapshot; None to keep the published one.
-
-        Between leaders, and until a new leader's probe has settled, the last state
-        stands: a normal takeover then costs no member-node write at all.
-        """
-        if not self.config.fast_path:
-            return None
-        if self._role is Role.LEADER or leader_is_mine:
-            return FastPath.IDLE, ""
-        status = self._probe.status if self._probe is not None else None
-        if leader is None or status is None:
-            return None
-        return status
+        if client.state == KazooState.CONNECTED:
+            nodes.update_member(self.name, self._member_info().to_json())
 
     def _publish_fast_path(self, seen: tuple[FastPath, str] | None, *, write: bool = True) -> None:
-        if seen is None or seen[0] is self._fast_path[0]:
+        if not self._crash_path.adopt(seen):
             return
-        self._fast_path = seen
-        state, reason = seen
+        state, reason = self._crash_path.published
         log.info(
             "[5027] %s fast path %s%s",
             self.name,
@@ -919,11 +663,5 @@ class Elector:
             extra={"event_id": 5027, "fast_path": state.value},
         )
         self._notify("on_fast_path_change", state, reason)
-        client = self._client
-        if write and self._registered and client is not None:
-            with contextlib.suppress(Exception):
-                client.set_async(self.paths.member(self.name), self._member_info().to_json())
-
-
-def _failed(results: list[Any]) -> bool:
-    return any(isinstance(r, Exception) for r in results)
+        if write:
+            self._write_member()

@@ -57,7 +57,7 @@ def _refuse_constant(name: str) -> Any:
 def _loads(raw: bytes) -> dict[str, Any]:
     try:
         value = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 
@@ -106,8 +106,8 @@ class LeaderInfo:
                 name=str(data["name"]),
                 epoch=int(data["epoch"]),
                 since=str(data.get("since", "")),
-                liveness=data.get("liveness"),
-                node=data.get("node"),
+                liveness=_optional_str(data.get("liveness")),
+                node=_optional_str(data.get("node")),
                 czxid=czxid,
                 session_id=session_id,
                 incarnation=_optional_str(data.get("incarnation")),
@@ -193,6 +193,9 @@ class SwitchoverRequest:
     to: str | None
     requested_at: str
     version: int = 0
+    # False when the node holds something no `pfxha switchover` wrote: the leader
+    # drops it instead of taking it as "switch over to anyone".
+    readable: bool = True
 
     def to_json(self) -> bytes:
         return json.dumps({"to": self.to, "requested_at": self.requested_at}).encode()
@@ -201,10 +204,13 @@ class SwitchoverRequest:
     def parse(cls, raw: bytes, version: int = 0) -> SwitchoverRequest:
         data = _loads(raw)
         to = data.get("to")
+        requested_at = data.get("requested_at")
+        readable = isinstance(requested_at, str) and (to is None or isinstance(to, str))
         return cls(
-            to=str(to) if to else None,
-            requested_at=str(data.get("requested_at", "")),
+            to=to if isinstance(to, str) and to else None,
+            requested_at=requested_at if isinstance(requested_at, str) else "",
             version=version,
+            readable=readable,
         )
 
 

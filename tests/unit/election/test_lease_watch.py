@@ -8,51 +8,65 @@ Found in the agent's integration runs: the new leader kept role ``leader`` with
 
 from __future__ import annotations
 
-import time
-from types import SimpleNamespace
+from kazoo.protocol.states import EventType, KeeperState, WatchedEvent
 
-from kazoo.protocol.states import EventType, KazooState, KeeperState, WatchedEvent
-
-from election import ElectionConfig, Elector, Role
+from election._lease import Lease
 
 
-def _elector() -> Elector:
-    config = ElectionConfig(hosts="127.0.0.1:1", cluster="lab", name="c1", fast_path=False)
-    elector = Elector(config.validate())
-    # No ZooKeeper here: the lease checks only look at the client's connection state.
-    elector._client = SimpleNamespace(state=KazooState.CONNECTED)
-    return elector
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
-def _deleted(path: str) -> WatchedEvent:
-    return WatchedEvent(EventType.DELETED, KeeperState.CONNECTED, path)
+def _deleted() -> WatchedEvent:
+    return WatchedEvent(EventType.DELETED, KeeperState.CONNECTED, "/pfxha/lab/leader")
+
+
+def _lease() -> tuple[Lease, _Clock, list[WatchedEvent]]:
+    clock = _Clock()
+    return Lease(validity_s=0.6, clock=clock), clock, []
 
 
 def test_standby_era_watch_does_not_revoke_the_new_lease() -> None:
-    elector = _elector()
-    elector._role = Role.STANDBY
-    standby_watch = elector._lease_watch()
-    elector._become_leader(7, time.monotonic(), "test")
-    assert elector.fresh_epoch() == 7
+    lease, clock, seen = _lease()
+    standby_watch = lease.watcher(seen.append)
+    lease.grant(7, confirmed_at=clock.now)
 
-    standby_watch(_deleted(elector.paths.leader))
+    standby_watch(_deleted())
 
-    assert elector.fresh_epoch() == 7
+    assert lease.fresh_epoch() == 7
+    assert len(seen) == 1  # the loop is still woken
 
 
 def test_watch_armed_during_this_leadership_revokes_it() -> None:
-    elector = _elector()
-    elector._become_leader(8, time.monotonic(), "test")
-    leader_watch = elector._lease_watch()
-    assert elector.fresh_epoch() == 8
+    lease, clock, seen = _lease()
+    lease.grant(8, confirmed_at=clock.now)
+    leader_watch = lease.watcher(seen.append)
 
-    leader_watch(_deleted(elector.paths.leader))
+    leader_watch(_deleted())
 
-    assert elector.fresh_epoch() is None
-    assert elector.role is Role.LEADER  # the loop steps down; acting stopped already
+    assert lease.fresh_epoch() is None
+    assert lease.epoch == 8  # the loop steps down; acting stopped already
 
 
 def test_watch_callable_is_reused_within_a_leadership() -> None:
-    elector = _elector()
-    elector._become_leader(9, time.monotonic(), "test")
-    assert elector._lease_watch() is elector._lease_watch()
+    lease, clock, seen = _lease()
+    lease.grant(9, confirmed_at=clock.now)
+    assert lease.watcher(seen.append) is lease.watcher(seen.append)
+
+
+def test_a_lease_goes_stale_after_its_validity_without_a_confirmation() -> None:
+    lease, clock, _ = _lease()
+    lease.grant(10, confirmed_at=clock.now)
+    clock.now += 0.59
+    assert lease.fresh_epoch() == 10
+    clock.now += 0.02
+    assert lease.fresh_epoch() is None
+    lease.confirm(clock.now)
+    assert lease.fresh_epoch() == 10
+    lease.end()
+    assert lease.fresh_epoch() is None
+    assert lease.epoch is None
