@@ -65,6 +65,9 @@ class Event(IntEnum):
     CERTDB_UNAVAILABLE = 5213
     CERTDB_AVAILABLE = 5214
     RECONCILE_OFF = 5215
+    # A CA got the request but its answer was lost, and its certdb shows nothing yet:
+    # held for the same-epoch sweep instead of re-issued with a new key.
+    CA_ANSWER_LOST = 5216
     HEALTH_CHANGED = 5220
     SERVICE_UNAVAILABLE = 5221
     LEASE_NOT_FRESH = 5222
@@ -87,6 +90,7 @@ _LEVELS: dict[Event, int] = {
     Event.RECONCILE_BLOCKED: logging.ERROR,
     Event.CERTDB_UNAVAILABLE: logging.ERROR,
     Event.RECONCILE_OFF: logging.WARNING,
+    Event.CA_ANSWER_LOST: logging.WARNING,
 }
 
 

@@ -202,13 +202,16 @@ class CARouter:
         retrying = self.policies["issue"].retrying(deadline, clock=self._clock, sleep=self._sleep)
         try:
             return retrying(attempt)
-        except CARetryableError:
+        except CARetryableError as exc:
             log.error(
                 "[1021 ca_all_down] request_id=%s template=%s",
                 request_id,
                 template,
                 extra={"event_id": 1021, "event": "ca_all_down"},
             )
+            if uncertain and isinstance(exc, NoCAAvailableError):
+                # Any attempt may have signed, not only the last one's CA.
+                raise NoCAAvailableError(str(exc), uncertain=tuple(uncertain)) from exc
             raise
 
     # -- revocation ---------------------------------------------------------------------

@@ -298,6 +298,38 @@ def test_leader_killed_after_the_ca_signed_new_leader_revokes_the_orphan(
         assert '"event_id": 3021' in lines
 
 
+def test_a_lost_ca_answer_leaves_no_orphan_within_one_epoch(
+    tmp_path: Path,
+    zk_ensemble: ZooKeeperEnsemble,
+    cfssl_cas: CfsslLab,
+    service: ServiceProcess,
+    admin: httpx.Client,
+) -> None:
+    """The CA signs, its answer is lost, the leader lives on: one valid certificate, no re-key.
+
+    The leader either finds the signed certificate and delivers it, or holds the
+    request for its own sweep, which revokes what the CA signed before the request
+    is issued again: never a second valid certificate, never a takeover needed.
+    """
+    tenant = Tenant(admin, prefix=unique("l"), template="user-auth", key_type="p256")
+    tenant.create_profile()
+    with _fleet_behind_proxies(tmp_path, zk_ensemble, cfssl_cas, service) as (fleet, proxies):
+        leader = fleet.wait_for_leader()
+        _, epoch = fleet.leader()  # type: ignore[misc]
+        with _ca_counter(cfssl_cas) as ca_count:
+            before = ca_count()
+            for proxy in proxies:
+                proxy.set(LinkFaults(down=Toxics(blackhole=True)))
+            tenant.enroll(1)
+            wait_until(lambda: ca_count() > before, 15, "a CA to sign the request")
+        for proxy in proxies:
+            proxy.clear()
+        rows = wait_issued(tenant, 1, timeout=60, fleet=fleet)
+        assert fleet.leader() == (leader, epoch), "the lost answer cost a leadership change"
+        assert_one_unrevoked_per_request(cfssl_cas, rows)  # raises on a second valid one
+        assert all(_undelivered(cfssl_cas, tenant).values()), "an unrevoked orphan survived"
+
+
 def test_paused_leader_past_its_session_is_fenced_and_delivers_nothing(
     fleet: ConnectorFleet, tenant: Tenant, admin: httpx.Client, cfssl_cas: CfsslLab
 ) -> None:
