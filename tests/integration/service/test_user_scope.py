@@ -19,21 +19,6 @@ from tests.fixtures.service import next_epoch, unique
 from tests.integration.service.helpers import FakeConnector, World, build_world, ok
 
 
-@pytest.fixture
-def client(service: ServiceProcess) -> Iterator[ServiceClient]:
-    with ServiceClient(service.url) as c:
-        yield c
-
-
-@pytest.fixture
-def set_mode(admin: httpx.Client) -> Iterator[object]:
-    def set_to(mode: str) -> None:
-        ok(admin.put("/api/v1/admin/mode", json={"mode": mode}))
-
-    yield set_to
-    set_to("hybrid")
-
-
 class Tenant:
     """One user with devices under a user-scoped profile, the connector and the devices."""
 
@@ -46,6 +31,9 @@ class Tenant:
         )
         self.connector = FakeConnector(client, unique("conn"), next_epoch(admin))
         self.devices = {d: self.device(d) for d in self.world.devices}
+
+    def set_mode(self, mode: str) -> None:
+        ok(self.admin.put("/api/v1/admin/mode", json={"mode": mode}))
 
     def device(self, device_id: str) -> DeviceClient:
         made = self.world.devices[device_id]
@@ -70,6 +58,16 @@ class Tenant:
         """Issue the user's pending certificate; its serial."""
         return self.connector.issue([self.world.user])[self.world.user].cert.serial_number
 
+    def renew(self) -> tuple[int, int]:
+        """Issue and install the user's certificate, then renew it (as of 9 days later,
+        past the 20 % threshold of 10 days): (old serial, new serial)."""
+        old = self.issue()
+        self.sync_all()
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(days=9)
+        scan = ok(self.admin.post("/api/v1/admin/renewal-scan", json={"as_of": later.isoformat()}))
+        assert scan["requests_queued"] >= 1
+        return old, self.issue()
+
     def sync_all(self) -> None:
         for device in self.devices.values():
             device.sync()
@@ -89,9 +87,11 @@ class Tenant:
 
 
 @pytest.fixture
-def tenant(service: ServiceProcess, admin: httpx.Client, client: ServiceClient) -> Iterator[Tenant]:
-    made = Tenant(service, admin, client, devices=3)
-    yield made
+def tenant(service: ServiceProcess, admin: httpx.Client) -> Iterator[Tenant]:
+    with ServiceClient(service.url) as client:
+        made = Tenant(service, admin, client, devices=3)
+        yield made
+    made.set_mode("hybrid")
     for device in made.devices.values():
         device.close()
 
@@ -134,10 +134,8 @@ USER_EVENTS = ("leave-group", "delete-profile", "remove-assignment", "revoke-all
 
 @pytest.mark.parametrize("mode", ["hybrid", "standalone"])
 @pytest.mark.parametrize("event", DEVICE_EVENTS)
-def test_device_events_on_a_shared_certificate(
-    event: str, mode: str, tenant: Tenant, set_mode: object
-) -> None:
-    set_mode(mode)  # type: ignore[operator]
+def test_device_events_on_a_shared_certificate(event: str, mode: str, tenant: Tenant) -> None:
+    tenant.set_mode(mode)
     old = tenant.issue()
     tenant.sync_all()
     gone, *rest = tenant.devices
@@ -198,9 +196,9 @@ REASONS = {
 @pytest.mark.parametrize("mode", ["hybrid", "standalone"])
 @pytest.mark.parametrize("event", USER_EVENTS)
 def test_user_events_remove_the_certificate_and_its_history_everywhere(
-    event: str, mode: str, tenant: Tenant, set_mode: object
+    event: str, mode: str, tenant: Tenant
 ) -> None:
-    set_mode(mode)  # type: ignore[operator]
+    tenant.set_mode(mode)
     first = tenant.issue()
     tenant.sync_all()
     # A rollover first, so that there is a history key to remove as well.
@@ -236,13 +234,9 @@ def test_user_events_remove_the_certificate_and_its_history_everywhere(
 def test_renewal_once_for_all_devices_old_one_revoked_after_every_install(
     tenant: Tenant,
 ) -> None:
-    old = tenant.issue()
-    tenant.sync_all()
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=9)
-    assert tenant.admin.post("/api/v1/admin/renewal-scan", json={"as_of": later.isoformat()})
+    old, new = tenant.renew()
     renewals = [r for r in tenant.user_requests() if r["kind"] == "renewal"]
     assert len(renewals) == 1  # once for the user, not once per device
-    new = tenant.issue()
     first, *others = tenant.devices.values()
     first.sync()
     # One device installed it: the old one stays valid for the others meanwhile.
@@ -259,11 +253,7 @@ def test_renewal_once_for_all_devices_old_one_revoked_after_every_install(
 def test_renewal_deadline_retires_the_old_certificate_without_every_device(
     tenant: Tenant,
 ) -> None:
-    old = tenant.issue()
-    tenant.sync_all()
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=9)
-    tenant.admin.post("/api/v1/admin/renewal-scan", json={"as_of": later.isoformat()})
-    tenant.issue()
+    old, _ = tenant.renew()
     next(iter(tenant.devices.values())).sync()  # one device of three installs it
     assert not [t for t in tenant.connector.revocations() if t.serial == old]
     # The default deadline is 7 days after the renewal was issued.
