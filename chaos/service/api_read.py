@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from chaos.service import models as m
 from chaos.service.auth import AuthPolicy
 from chaos.service.metrics import GaugeSnapshot
+from chaos.service.scope import Scope, revocation_table
 from chaos.service.store import STOOD_DOWN_EPOCH, Store
 
 __all__ = ["connector_list", "gauge_snapshot", "read_router"]
@@ -97,6 +98,34 @@ def read_router(store: Store, auth: AuthPolicy) -> APIRouter:
             (state, state, device_id, device_id, limit),
         )
         return [m.RequestOut.from_row(r) for r in rows]
+
+    @router.get("/user-copies", response_model=list[m.UserCopyOut])
+    def user_copies(
+        device_id: m.Id | None = None,
+        user_id: m.Id | None = None,
+        limit: int = Query(default=10_000, ge=1, le=_MAX_ROWS),
+    ) -> list[m.UserCopyOut]:
+        """Each device's copy of each user-scoped certificate (current or decrypt-only)."""
+        rows = store.db.query(
+            "SELECT * FROM user_copies WHERE (? IS NULL OR device_id = ?) "
+            "AND (? IS NULL OR user_id = ?) ORDER BY seq LIMIT ?",
+            (device_id, device_id, user_id, user_id, limit),
+        )
+        return [m.UserCopyOut.from_row(r) for r in rows]
+
+    @router.get("/revocation-table", response_model=list[m.TableRowOut])
+    def table(scope: m.ScopeName = "device") -> list[m.TableRowOut]:
+        """What each admin action does to a certificate of a profile of this scope."""
+        return [
+            m.TableRowOut(
+                event=r.event,
+                scope=r.scope,
+                standalone=r.standalone,
+                hybrid=r.hybrid,
+                crl_reason=r.crl_reason,
+            )
+            for r in revocation_table(Scope(scope))
+        ]
 
     @router.get("/revocations", response_model=list[m.RevocationOut])
     def revocations(

@@ -57,6 +57,7 @@ class ServiceConfig:
     connector_stale_after_s: float = 15.0
     poll_lease_s: float = 30.0
     renewal_interval_s: float = 60.0  # 0 disables the background scan
+    user_renewal_deadline_s: float = 7 * 86_400.0  # see StoreSettings
     # Mutual TLS for the connector and device APIs (issue 8): the app checks
     # the certificate uvicorn verified (chaos.service.tls puts it in the scope).
     require_client_certs: bool = False  # both APIs
@@ -75,7 +76,11 @@ def create_app(config: ServiceConfig, *, clock: Callable[[], float] = time.time)
         Database(config.db_path),
         ServiceKeys.load_or_create(config.key_dir()),
         mode=config.mode,
-        settings=StoreSettings(config.connector_stale_after_s, config.poll_lease_s),
+        settings=StoreSettings(
+            config.connector_stale_after_s,
+            config.poll_lease_s,
+            user_renewal_deadline_s=config.user_renewal_deadline_s,
+        ),
         clock=clock,
     )
     metrics = ServiceMetrics(lambda: gauge_snapshot(store))

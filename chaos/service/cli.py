@@ -62,6 +62,14 @@ def _listen(value: str) -> tuple[str, int]:
     help="Seconds between renewal scans (0 disables).",
 )
 @click.option(
+    "--user-renewal-deadline",
+    type=float,
+    default=7 * 86_400.0,
+    show_default=True,
+    help="Seconds after a user-scoped renewal was issued after which the certificate it "
+    "replaces is revoked even if some of the user's devices have not installed the new one.",
+)
+@click.option(
     "--max-body",
     type=int,
     default=1_048_576,
@@ -147,6 +155,7 @@ def run(
     connector_stale_after: float,
     poll_lease: float,
     renewal_interval: float,
+    user_renewal_deadline: float,
     max_body: int,
     admin_token_env: str,
     admin_token_file: Path | None,
@@ -181,6 +190,8 @@ def run(
         raise click.BadParameter("must be > 0", param_hint="--connector-stale-after")
     if poll_lease <= 0:
         raise click.BadParameter("must be > 0", param_hint="--poll-lease")
+    if user_renewal_deadline <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--user-renewal-deadline")
     if header_timeout < 0:
         raise click.BadParameter("must be >= 0", param_hint="--header-timeout")
     if body_timeout <= 0:
@@ -225,6 +236,7 @@ def run(
         connector_stale_after_s=connector_stale_after,
         poll_lease_s=poll_lease,
         renewal_interval_s=renewal_interval,
+        user_renewal_deadline_s=user_renewal_deadline,
     )
     app = create_app(config)
     if mutual:

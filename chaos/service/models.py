@@ -37,6 +37,8 @@ Template = Annotated[str, Field(min_length=1, max_length=200)]
 Health = Literal["healthy", "warning", "unhealthy"]
 RequestState = Literal["pending", "in_flight", "issued", "delivered", "installed", "failed"]
 RevocationState = Literal["pending", "done"]
+ScopeName = Literal["device", "user"]
+Usage = Literal["current", "decrypt-only"]
 
 
 class Strict(BaseModel):
@@ -87,6 +89,9 @@ class ProfileIn(Strict):
     renewal_threshold_percent: int = Field(default=20, ge=1, le=99)
     subject_template: Template = "CN={{UserName}}"
     san_templates: list[Template] = Field(default_factory=list, max_length=10)
+    # device: one certificate per device (the seed's default); user: one per user,
+    # shared by all of the user's devices (S/MIME). Fixed once the profile exists.
+    scope: Literal["device", "user"] = "device"
 
 
 class ProfileUpdate(Strict):
@@ -166,6 +171,9 @@ class ActionResult(Strict):
     deletions_queued: int
     requests_cancelled: int
     requests_queued: int = 0
+    # User-scoped certificates re-issued because a device's copy of the key left
+    # our control (admin retire, block, delete).
+    rollovers_queued: int = 0
 
 
 class Queued(Strict):
@@ -268,10 +276,14 @@ class ProfileSpecOut(Strict):
 
 class CertificateRequestOut(Strict):
     id: str
+    # The subject the certificate names (its subject serialNumber): the device id,
+    # or for scope "user" the user id.
     device_id: str
     kind: str
     profile: ProfileSpecOut
     variables: dict[str, str]
+    scope: Literal["device", "user"] = "device"
+    user_id: str | None = None
 
 
 class RequestBatch(Strict):
@@ -315,16 +327,20 @@ class Ack(Strict):
 
 
 class Delivery(Strict):
-    request_id: str
+    request_id: str  # what the device reports on (for scope "user": its copy's id)
     profile_id: str
     serial: str
     envelope_b64: str  # CMS EnvelopedData to the device's management certificate
+    scope: ScopeName = "device"
+    # current: use it; decrypt-only: an older key of the user, kept to open old mail
+    usage: Usage = "current"
 
 
 class Deletion(Strict):
     request_id: str
     profile_id: str
     serial: str
+    scope: ScopeName = "device"
 
 
 class CheckinOut(Strict):
@@ -376,6 +392,35 @@ class RequestOut(Strict):
     issued_at: str | None
     delivered_at: str | None
     installed_at: str | None
+    scope: str = "device"
+    user_id: str | None = None
+    escrow: str | None = None  # scope user: current | history | withdrawn
+
+
+class UserCopyOut(Strict):
+    """One device's copy of a user-scoped certificate (read API)."""
+
+    id: str
+    request_id: str
+    device_id: str
+    user_id: str
+    profile_id: str
+    usage: str  # current | decrypt-only
+    state: str  # ready | delivered | installed | failed | withdrawn
+    reason: str | None
+    device_delete: str | None
+    delivered_at: str | None
+    installed_at: str | None
+
+
+class TableRowOut(Strict):
+    """One row of a revocation table (read API ``/revocation-table``)."""
+
+    event: str
+    scope: str
+    standalone: str
+    hybrid: str
+    crl_reason: str
 
 
 class RevocationOut(Strict):
