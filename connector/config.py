@@ -236,6 +236,23 @@ class LoopSettings:
     # Consecutive CA failures that open its circuit, and how long it stays open.
     breaker_threshold: int = 2
     breaker_reset_s: float = 2.0
+    # Work-aware leadership (docs/election.md): every member probes the service and
+    # each CA this often, each probe given this long.
+    probe_interval_s: float = 2.0
+    probe_timeout_s: float = 2.0
+    # A member rewrites what it reaches in its member node on change and at least
+    # this often (readers judge freshness by it): one ZooKeeper write per period.
+    reach_refresh_s: float = 5.0
+    # A leader that has not reached the service (or any CA of a template) for this
+    # long hands over to a standby that does; 0 turns yielding off.
+    yield_after_s: float = 15.0
+    # Anti-flapping: no yield before this long in office; a member that yielded
+    # stays out of the line this long (and until it reaches what it could not);
+    # at most yield_budget voluntary hand-overs per window, cluster-wide.
+    min_in_office_s: float = 60.0
+    hold_down_s: float = 60.0
+    yield_budget: int = 3
+    yield_budget_window_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -539,6 +556,27 @@ def _validate_timing(config: ConnectorConfig) -> None:
         ("loop.backoff_s", 0 < loop.backoff_s <= 60, "must be in (0, 60]"),
         ("loop.breaker_threshold", loop.breaker_threshold >= 1, "must be >= 1"),
         ("loop.breaker_reset_s", loop.breaker_reset_s > 0, "must be > 0"),
+        ("loop.probe_interval_s", loop.probe_interval_s > 0, "must be > 0"),
+        ("loop.probe_timeout_s", loop.probe_timeout_s > 0, "must be > 0"),
+        ("loop.reach_refresh_s", loop.reach_refresh_s > 0, "must be > 0"),
+        ("loop.yield_after_s", loop.yield_after_s >= 0, "must be >= 0 (0: never yield)"),
+        ("loop.min_in_office_s", loop.min_in_office_s >= 0, "must be >= 0"),
+        ("loop.hold_down_s", loop.hold_down_s >= 0, "must be >= 0"),
+        ("loop.yield_budget", loop.yield_budget >= 0, "must be >= 0 (0: never yield)"),
+        ("loop.yield_budget_window_s", loop.yield_budget_window_s > 0, "must be > 0"),
+        (
+            "loop.yield_after_s",
+            loop.yield_after_s == 0
+            or loop.yield_after_s >= 2 * loop.probe_interval_s + loop.probe_timeout_s,
+            "must be 0 or >= 2 * loop.probe_interval_s + loop.probe_timeout_s (one lost "
+            "probe must never move the lease)",
+        ),
+        (
+            "loop.reach_refresh_s",
+            loop.yield_after_s == 0 or loop.reach_refresh_s <= loop.yield_after_s,
+            "must be <= loop.yield_after_s (a standby's report must be fresh when a "
+            "leader decides to hand over to it)",
+        ),
         (
             "loop.poll_wait_s",
             loop.poll_wait_s <= loop.heartbeat_interval_s,

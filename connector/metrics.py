@@ -184,6 +184,19 @@ class ConnectorMetrics:
             states=list(CIRCUIT_STATES),
             registry=registry,
         )
+        self.reachable = Gauge(
+            "pfxha_connector_reachable",
+            "1 when this member's last probe of the target (service, ca:<name>) was "
+            "answered, else 0 (every member probes; see work-aware leadership).",
+            ["target"],
+            registry=registry,
+        )
+        self.yields = Counter(
+            "pfxha_connector_yields",
+            "Voluntary hand-overs by this member as leader, by what it could not reach.",
+            ["dependency"],
+            registry=registry,
+        )
         self.reconcile_ready = Gauge(
             "pfxha_connector_reconcile_ready",
             "1 when reconciliation can search this CA (its certdb answered the last call "
@@ -322,6 +335,12 @@ class ConnectorMetrics:
             )
         self.ca_up.labels(ca=ca).set(1 if up else 0)
         self.ca_circuit_state.labels(ca=ca).state(circuit)
+
+    def set_reachable(self, target: str, ok: bool) -> None:
+        self.reachable.labels(target=target).set(1 if ok else 0)
+
+    def yielded(self, dependency: str) -> None:
+        self.yields.labels(dependency=dependency[:40]).inc()
 
     def set_reconcile_state(self, ca: str, *, ready: bool, off: bool) -> None:
         self.reconcile_ready.labels(ca=ca).set(1 if ready else 0)

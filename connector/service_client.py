@@ -201,6 +201,10 @@ class ServiceClient:
         body = self._call("GET", "/kra-certificate")
         return x509.load_pem_x509_certificate(str(body["certificate_pem"]).encode())
 
+    def probe(self, *, timeout: float) -> None:
+        """An authenticated call with no side effect; :class:`ServiceUnavailable` if unreachable."""
+        self._call("GET", "/kra-certificate", timeout=timeout)
+
     def register(self, name: str, epoch: int) -> None:
         self._call("POST", "/register", {"name": name, "epoch": epoch})
 

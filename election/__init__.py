@@ -33,6 +33,7 @@ from election._model import (
 )
 from election._paths import ClusterPaths
 from election._status import open_client, read_cluster_status, request_switchover
+from election._yield_budget import YieldBudget
 
 __all__ = [
     "ClusterPaths",
@@ -49,6 +50,7 @@ __all__ = [
     "Role",
     "SwitchoverError",
     "SwitchoverRequest",
+    "YieldBudget",
     "open_client",
     "read_cluster_status",
     "request_switchover",

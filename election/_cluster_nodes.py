@@ -24,7 +24,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 from kazoo.protocol.states import WatchedEvent
 
-from election._model import Candidate, LeaderInfo, SwitchoverRequest
+from election._model import Candidate, LeaderInfo, MemberInfo, SwitchoverRequest
 from election._paths import ClusterPaths
 
 __all__ = ["ClusterNodes", "ClusterView"]
@@ -220,6 +220,28 @@ class ClusterNodes:
         except (NoNodeError, KazooException):
             return False
         return True
+
+    def leave(self, my_node: str) -> bool:
+        """Delete our election node (we keep our member node and session)."""
+        try:
+            self._wait(self.client.delete_async(self.paths.candidate(my_node)))
+        except NoNodeError:
+            return True
+        except KazooException:
+            return False
+        return True
+
+    def members(self) -> tuple[MemberInfo, ...]:
+        """Every member node, read in one pipelined round trip after the listing."""
+        client = self.client
+        names = sorted(self._wait(client.get_children_async(self.paths.members)))
+        pending = [(name, client.get_async(self.paths.member(name))) for name in names]
+        found: list[MemberInfo] = []
+        for name, result in pending:
+            with contextlib.suppress(NoNodeError):
+                raw, _ = self._wait(result)
+                found.append(MemberInfo.parse(name, raw))
+        return tuple(found)
 
     def delete_leader(self, version: int) -> None:
         with contextlib.suppress(NoNodeError, KazooException):

@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -55,6 +55,9 @@ from election._model import (
     utc_now_iso,
 )
 from election._paths import ClusterPaths
+from election._status import request_switchover
+from election._yield_budget import YieldBudget
+from election._yield_budget import claim as claim_yield
 from election._zk import client_for, cluster_acl, ensure_layout
 
 __all__ = ["Elector"]
@@ -105,6 +108,11 @@ class Elector:
         self._last_snapshot: tuple[int, Snapshot, int] | None = None
         self._leader_deleted = False
         self._released = threading.Event()
+        # What we reach, as our member node says it (see publish_reach).
+        self._reach: dict[str, str] = {}
+        self._reach_seq = 0
+        self._reach_written_at = -float("inf")
+        self._withheld: str | None = None
         self._started_at = utc_now_iso()
         self.transitions = 0
 
@@ -187,6 +195,74 @@ class Elector:
         self._thread = threading.Thread(target=self._run, name=f"pfxha-elector-{self.name}")
         self._thread.daemon = True
         self._thread.start()
+
+    def publish_reach(self, report: Mapping[str, str], refresh_s: float) -> bool:
+        """Say in our member node what we reach: on change, and at least every ``refresh_s``.
+
+        Every write bumps ``reach_seq``, from which readers judge freshness on their
+        own clock. Returns True when a write was sent (one per refresh per member).
+        """
+        now = self._clock()
+        with self._lock:
+            changed = dict(report) != self._reach
+            if not changed and now - self._reach_written_at < refresh_s:
+                return False
+            self._reach = dict(report)
+            self._reach_seq += 1
+            self._reach_written_at = now
+        self._write_member()
+        return True
+
+    def members(self) -> tuple[MemberInfo, ...]:
+        """Every member's node as ZooKeeper has it now (one listing, one pipelined read)."""
+        nodes = self._nodes
+        if nodes is None:
+            return ()
+        return nodes.members()
+
+    def withhold(self, reason: str | None) -> None:
+        """Keep out of the election line while ``reason`` holds (None: compete again).
+
+        A standby that cannot reach what a leader needs, while another member can,
+        should not be the one to take the lease. A leader is not affected (it hands
+        over by :meth:`hand_over`).
+        """
+        with self._lock:
+            if reason == self._withheld:
+                return
+            self._withheld = reason
+        self._wake.set()
+
+    def hand_over(self, to: str, reason: str, budget: YieldBudget) -> tuple[bool, str]:
+        """Hand the lease to ``to`` through the switchover path, within the cluster's budget.
+
+        Returns (done, why). Refused when we do not lead, when the yield budget of
+        the window is spent (members then stop yielding), or when ``to`` is no
+        eligible member any more.
+        """
+        client = self._client
+        if self._role is not Role.LEADER or client is None:
+            return False, "not the leader"
+        granted, used = claim_yield(
+            client, self.paths, budget, self._acl, who=self.name, why=reason
+        )
+        if not granted:
+            return False, (
+                f"yield budget spent: {used} voluntary hand-overs in the last "
+                f"{budget.window_s:.0f}s (limit {budget.limit})"
+            )
+        try:
+            request_switchover(client, self.config.cluster, to, auth_digest=self.config.auth_digest)
+        except (ElectionError, *_TRANSIENT) as exc:
+            return False, f"switchover to {to} not requested: {exc}"
+        log.warning(
+            "[5032] %s hands the lease to %s: %s",
+            self.name,
+            to,
+            reason,
+            extra={"event_id": 5032, "to": to, "reason": reason},
+        )
+        return True, f"switchover to {to} requested"
 
     def release(self, reason: str = "released", timeout: float = 5.0) -> bool:
         """Give up the lease now and rejoin as a standby; False if we were not leading."""
@@ -328,6 +404,7 @@ class Elector:
         with self._lock:
             dead = self._dead_leader
             release = self._release_reason
+            withheld = self._withheld
         snapshot = Snapshot(
             me=self.name,
             eligible=not self.config.nofailover,
@@ -343,6 +420,7 @@ class Elector:
             release_requested=release,
             leader_garbled=view.leader_garbled,
             leader_persistent=view.leader_persistent,
+            withheld=withheld,
         )
         self._last_snapshot = (session_id, snapshot, view.leader_version)
         decision = decide(snapshot)
@@ -431,6 +509,16 @@ class Elector:
             nodes.drop_switchover(s.switchover)
         elif action is Action.CLEAR_DEAD:
             self._clear_dead(nodes, s, decision.reason, leader_version)
+        elif action is Action.LEAVE:
+            assert s.my_node is not None
+            if nodes.leave(s.my_node):
+                self._my_node = None
+                log.info(
+                    "[5012] %s left the election line: %s",
+                    self.name,
+                    decision.reason,
+                    extra={"event_id": 5012},
+                )
         elif action is Action.CLEAR_FORGED:
             if nodes.delete_forged_leader(leader_version):
                 log.error(
@@ -636,6 +724,8 @@ class Elector:
             role=self._role.value,
             fast_path=fast_path.value,
             fast_path_reason=fast_path_reason,
+            reach=dict(self._reach),
+            reach_seq=self._reach_seq,
         )
 
     def _register(self) -> None:

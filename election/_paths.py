@@ -41,3 +41,8 @@ class ClusterPaths:
     @property
     def switchover(self) -> str:
         return f"{self.base}/switchover"
+
+    @property
+    def yields(self) -> str:
+        """One sequential node per voluntary hand-over (the cluster-wide yield budget)."""
+        return f"{self.base}/yields"

@@ -19,6 +19,11 @@ order of the checks is the safety argument, so read it top to bottom::
    anew while an orphan may be valid); new requests, which have no earlier
    intent, are still taken, and the connector reports itself unhealthy.
 5. When every CA of every template is down, requests stay queued at the service.
+6. Work-aware leadership: a leader that has not reached the service, or any CA
+   of a template, for ``yield_after_s`` hands the lease to a standby that
+   freshly reports it can (no new work meanwhile), unless it took office less
+   than ``min_in_office_s`` ago or the cluster's yield budget is spent. Down for
+   everyone: no hand-over, the leader backs off and reports unhealthy.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class Action(StrEnum):
     RECONCILE = "reconcile"
     REVOKE = "revoke"
     ISSUE = "issue"
+    YIELD = "yield"
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class Decision:
     wait_s: float = 0.0
     # HEARTBEAT: as the leader (with the epoch) or as a standby.
     as_leader: bool = False
+    # YIELD: the standby the lease is handed to.
+    target: str | None = None
 
 
 def _due(last: float | None, interval: float, now: float) -> bool:
@@ -100,6 +108,11 @@ def decide(s: Snapshot) -> Decision:
         return _decide_standby(s)
 
     epoch = s.epoch
+    if s.handing_over_to is not None:
+        return _wait(f"handing the lease over to {s.handing_over_to}", s, _MAX_WAIT_S, epoch)
+    handover = _work_aware(s, epoch)
+    if handover is not None:
+        return handover
     if s.service_retry_at is not None and s.service_retry_at > s.now:
         return _wait("service unavailable: backing off", s, s.service_retry_at - s.now, epoch)
     if s.registered_epoch != epoch:
@@ -147,6 +160,25 @@ def decide(s: Snapshot) -> Decision:
             health,
         )
     return Decision(Action.ISSUE, f"leader epoch {epoch}: take new work", epoch, health)
+
+
+def _work_aware(s: Snapshot, epoch: int) -> Decision | None:
+    """YIELD when this leader cannot do the work and a standby can; None: carry on."""
+    for blocked in s.blocked:
+        if blocked.for_s < s.yield_after_s or not blocked.able:
+            continue  # a blip, or down for everyone: keep the lease and back off
+        if s.in_office_s < s.min_in_office_s or s.yield_refused is not None:
+            return None  # anti-flapping: too new in office, or the budget is spent
+        to = blocked.able[0]
+        return Decision(
+            Action.YIELD,
+            f"{blocked.what} unreachable for {blocked.for_s:.1f}s while {to} reaches it: "
+            f"hand the lease to {to}",
+            epoch,
+            Health.UNHEALTHY,
+            target=to,
+        )
+    return None
 
 
 def _blind(s: Snapshot) -> str:

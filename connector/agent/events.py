@@ -68,6 +68,11 @@ class Event(IntEnum):
     # A CA got the request but its answer was lost, and its certdb shows nothing yet:
     # held for the same-epoch sweep instead of re-issued with a new key.
     CA_ANSWER_LOST = 5216
+    # Work-aware leadership: the leader handed over (or could not) to a standby
+    # that reaches what it cannot; a standby kept out of the line (or back in).
+    YIELDED = 5230
+    YIELD_REFUSED = 5231
+    WITHHELD = 5232
     HEALTH_CHANGED = 5220
     SERVICE_UNAVAILABLE = 5221
     LEASE_NOT_FRESH = 5222
@@ -91,6 +96,9 @@ _LEVELS: dict[Event, int] = {
     Event.CERTDB_UNAVAILABLE: logging.ERROR,
     Event.RECONCILE_OFF: logging.WARNING,
     Event.CA_ANSWER_LOST: logging.WARNING,
+    Event.YIELDED: logging.WARNING,
+    Event.YIELD_REFUSED: logging.ERROR,
+    Event.WITHHELD: logging.WARNING,
 }
 
 

@@ -42,6 +42,17 @@ from connector.service_client import (
 
 __all__ = ["AgentState", "Executor", "ExecutorDeps"]
 
+# Actions whose success proves the service answered (a standby's heartbeat too).
+_SERVICE_ACTIONS = frozenset(
+    {
+        Action.HEARTBEAT,
+        Action.REGISTER,
+        Action.RECONCILE,
+        Action.REVOKE,
+        Action.ISSUE,
+    }
+)
+
 log = logging.getLogger("pfxha.connector.executor")
 
 # The service answers 428 when an epoch was never registered (e.g. its DB was
@@ -74,6 +85,11 @@ class AgentState:
     orphans_pending: bool = False
     # Older intents the last reconciliation could not search for (certdb down).
     intents_waiting: int = 0
+    # Work-aware leadership: the standby we asked to take over, and when a
+    # hand-over was last refused (the cluster's yield budget spent) and why.
+    handing_over_to: str | None = None
+    yield_refused: tuple[float, str] | None = None
+    last_yield: tuple[float, str] | None = None  # (when, what was unreachable)
     counts: Counter[str] = field(default_factory=Counter)
 
 
@@ -96,6 +112,8 @@ class ExecutorDeps:
     metrics: Any = None  # connector.metrics.ConnectorMetrics
     details: Callable[[], Mapping[str, Any]] = dict
     clock: Callable[[], float] = time.monotonic
+    # Told the outcome of every service call (True: it answered), for reachability.
+    on_service_outcome: Callable[[bool], None] = lambda _ok: None
 
 
 class Executor:
@@ -137,11 +155,14 @@ class Executor:
             Action.RECONCILE: self._reconcile,
             Action.REVOKE: self._revoke,
             Action.ISSUE: self._issue,
+            Action.YIELD: self._yield,
         }[decision.action]
         if decision.epoch is not None and decision.action not in (Action.STOP, Action.STEP_DOWN):
             self.fence.arm(decision.epoch)
         try:
             handler(decision)
+            if decision.action in _SERVICE_ACTIONS:
+                self.reached_service(True)
         except StaleEpochError as exc:
             self.state.rejected_epoch = decision.epoch if decision.epoch is not None else -1
             emit(
@@ -154,6 +175,7 @@ class Executor:
         except LeaseLost as exc:
             emit(log, Event.LEASE_NOT_FRESH, action=decision.action.value, reason=str(exc))
         except ServiceUnavailable as exc:
+            self.reached_service(False)
             self.state.service_retry_at = self.deps.clock() + self.deps.backoff_s
             emit(log, Event.SERVICE_UNAVAILABLE, action=decision.action.value, error=exc.reason)
         except BadRequest as exc:
@@ -170,6 +192,9 @@ class Executor:
 
     # -- leadership ------------------------------------------------------------
 
+    def reached_service(self, ok: bool) -> None:
+        self.deps.on_service_outcome(ok)
+
     def _stop(self, decision: Decision) -> None:
         self.deps.lease.release("shutdown")
         self.state.stopped = True
@@ -181,6 +206,22 @@ class Executor:
         self.state.registered_epoch = None
         self.state.reconciled_epoch = None
         emit(log, Event.STEPPED_DOWN, epoch=decision.epoch, reason=decision.reason)
+
+    def _yield(self, decision: Decision) -> None:
+        """Hand the lease to a standby that can do the work; no new work meanwhile."""
+        assert decision.target is not None
+        done, why = self.deps.lease.hand_over(decision.target, decision.reason)
+        now = self.deps.clock()
+        what = decision.reason.split(" unreachable", 1)[0]
+        if done:
+            self.state.handing_over_to = decision.target
+            self.state.last_yield = (now, what)
+            emit(log, Event.YIELDED, to=decision.target, reason=decision.reason)
+            if self.deps.metrics is not None:
+                self.deps.metrics.yielded(what)
+        else:
+            self.state.yield_refused = (now, why)
+            emit(log, Event.YIELD_REFUSED, to=decision.target, reason=why)
 
     def _register(self, decision: Decision) -> None:
         epoch = self.fence.epoch()

@@ -38,6 +38,10 @@ class Lease(Protocol):
 
     def release(self, reason: str) -> None: ...
 
+    def hand_over(self, to: str, reason: str) -> tuple[bool, str]:
+        """Hand the lease to ``to`` (work-aware leadership); (done, why)."""
+        ...
+
 
 class Issued(Protocol):
     """What a CA returned (``connector.ca.IssuedCertificate``)."""

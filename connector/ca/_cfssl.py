@@ -208,6 +208,18 @@ class CfsslCA:
             return CAUnavailableError(message, ca_name=self.name, code=code)
         return CARequestRejectedError(message, ca_name=self.name, code=code)
 
+    def probe(self, *, timeout: float) -> None:
+        """A cheap call with no side effect (``info``): returns, or raises a :class:`CAError`.
+
+        Reachability only: a refusal (4xx, a CFSSL error) still proves the CA answers.
+        """
+        try:
+            self._post("/api/v1/cfssl/info", {}, timeout)
+        except (CAUnavailableError, CABadResponseError):
+            raise
+        except CAError:
+            return
+
     # -- IssuingCA -----------------------------------------------------------------------
 
     def issue(

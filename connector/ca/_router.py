@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from connector.ca._breaker import CLOSED, CircuitBreaker
 from connector.ca._errors import (
     CAAuthError,
+    CAError,
     CAPermanentError,
     CARequestRejectedError,
     CARetryableError,
@@ -290,6 +291,17 @@ class CARouter:
     def probe_certdbs(self) -> dict[str, ReconcileState]:
         """Per CA: ask each certdb now (bounded by its timeouts), then report."""
         return {name: _reconcile_state(name, ca, probe=True) for name, ca in self.cas.items()}
+
+    def probe(self, name: str, *, timeout: float) -> bool:
+        """Does CA ``name`` answer now? (reachability for work-aware leadership; no breaker)."""
+        probe = getattr(self.cas[name], "probe", None)
+        if not callable(probe):
+            return self.ca_up(name)
+        try:
+            probe(timeout=timeout)
+        except CAError:
+            return False
+        return True
 
     def close(self) -> None:
         for ca in self.cas.values():
