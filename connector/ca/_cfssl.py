@@ -42,7 +42,6 @@ from typing import Any
 
 import httpx
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -57,6 +56,7 @@ from connector.ca._errors import (
     CAUnavailableError,
 )
 from connector.ca._profiles import STANDARD_PROFILES, CaProfile
+from connector.ca._revocation import parse_crl
 from connector.ca._types import CertStatus, IssuedCertificate, ReconcileState, normalise_reason
 from connector.pki.validate import CertificateValidationError, validate_chain, validate_issued
 
@@ -302,24 +302,7 @@ class CfsslCA:
             raise CAUnavailableError(f"CRL unreachable: {exc!r}", ca_name=self.name) from exc
         if reply.status_code != 200:
             raise CAUnavailableError(f"CRL: HTTP {reply.status_code}", ca_name=self.name)
-        try:
-            body = reply.content
-            crl = (
-                x509.load_pem_x509_crl(body)
-                if body.lstrip().startswith(b"-----BEGIN")
-                else x509.load_der_x509_crl(body)
-            )
-        except ValueError as exc:
-            raise CABadResponseError(f"CRL is not a CRL: {exc}", ca_name=self.name) from exc
-        try:
-            valid = crl.issuer == self.certificate.subject and crl.is_signature_valid(
-                self.certificate.public_key()  # type: ignore[arg-type]
-            )
-        except (InvalidSignature, TypeError):
-            valid = False
-        if not valid:
-            raise CABadResponseError("CRL is not signed by this CA", ca_name=self.name)
-        return crl
+        return parse_crl(reply.content, issuer=self.certificate, ca_name=self.name)
 
     def reconcile_state(self) -> ReconcileState:
         """How the last certdb call went (no I/O): what health and metrics show."""
