@@ -45,6 +45,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from connector.ca._accept import accept_issued
 from connector.ca._certdb import CertDB, CertDBError, open_certdb
 from connector.ca._errors import (
     CAAuthError,
@@ -58,7 +59,7 @@ from connector.ca._errors import (
 from connector.ca._profiles import STANDARD_PROFILES, CaProfile
 from connector.ca._revocation import parse_crl
 from connector.ca._types import CertStatus, IssuedCertificate, ReconcileState, normalise_reason
-from connector.pki.validate import CertificateValidationError, validate_chain, validate_issued
+from connector.pki.validate import validate_chain
 
 __all__ = ["RECONCILE_MODES", "CfsslCA"]
 
@@ -237,25 +238,9 @@ class CfsslCA:
             },
             timeout,
         )
-        result = reply.get("result")
-        pem = result.get("certificate") if isinstance(result, dict) else None
-        if not isinstance(pem, str):
-            raise CABadResponseError("reply carries no certificate", ca_name=self.name)
-        try:
-            certificate = validate_issued(
-                pem, csr, self.chain, required_ekus=profile.ekus, chain_verified=True
-            )
-        except CertificateValidationError as exc:
-            log.warning(
-                "[1024 ca_response_rejected] ca=%s request_id=%s reason=%s",
-                self.name,
-                request_id,
-                exc,
-                extra={"event_id": 1024, "event": "ca_response_rejected"},
-            )
-            raise CABadResponseError(
-                f"rejected the issued certificate: {exc}", ca_name=self.name
-            ) from exc
+        certificate = accept_issued(
+            reply.get("result"), csr, self.chain, profile, ca_name=self.name, request_id=request_id
+        )
         return IssuedCertificate.of(certificate, self.chain, self.name)
 
     def revoke(self, serial: int, reason: str, *, timeout: float | None = None) -> None:

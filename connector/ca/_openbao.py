@@ -50,6 +50,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from connector.ca._accept import accept_issued
 from connector.ca._approle import AppRoleCredentials, Token, TokenAction, token_decision
 from connector.ca._errors import (
     CAAuthError,
@@ -64,7 +65,7 @@ from connector.ca._profiles import STANDARD_PROFILES, CaProfile
 from connector.ca._revocation import ocsp_request_der, parse_crl, parse_ocsp_response
 from connector.ca._types import CertStatus, IssuedCertificate, ReconcileState, normalise_reason
 from connector.pki.keys import KeyPolicyError, public_key_id
-from connector.pki.validate import CertificateValidationError, validate_chain, validate_issued
+from connector.pki.validate import validate_chain
 
 __all__ = ["RETRYABLE_STATUSES", "OpenBaoCA", "colon_serial"]
 
@@ -384,25 +385,9 @@ class OpenBaoCA:
         reply = self._call(
             "POST", f"{self.mount}/sign/{self.role_prefix}{template}", timeout=timeout, json=body
         )
-        data = reply.get("data")
-        pem = data.get("certificate") if isinstance(data, dict) else None
-        if not isinstance(pem, str):
-            raise CABadResponseError("reply carries no certificate", ca_name=self.name)
-        try:
-            certificate = validate_issued(
-                pem, csr, self.chain, required_ekus=profile.ekus, chain_verified=True
-            )
-        except CertificateValidationError as exc:
-            log.warning(
-                "[1024 ca_response_rejected] ca=%s request_id=%s reason=%s",
-                self.name,
-                request_id,
-                exc,
-                extra={"event_id": 1024, "event": "ca_response_rejected"},
-            )
-            raise CABadResponseError(
-                f"rejected the issued certificate: {exc}", ca_name=self.name
-            ) from exc
+        certificate = accept_issued(
+            reply.get("data"), csr, self.chain, profile, ca_name=self.name, request_id=request_id
+        )
         self._remember(colon_serial(certificate.serial_number), certificate)
         return IssuedCertificate.of(certificate, self.chain, self.name)
 
