@@ -160,12 +160,15 @@ class ServiceSettings:
 class CASettings:
     name: str
     url: str
-    # Hex key for CFSSL's authenticated sign endpoint (a secret: a 0600 file).
-    auth_key_file: str
     # PEM of this issuing CA's certificate and of its root: every certificate it
     # returns is checked against them before it is packed into a PFX.
     certificate: str
     root: str
+    # Hex key for CFSSL's authenticated sign endpoint (a secret: a 0600 file);
+    # required with kind = "cfssl".
+    auth_key_file: str | None = None
+    # "cfssl" (the default) or "openbao" (OpenBao or HashiCorp Vault PKI).
+    kind: str = "cfssl"
     # The CA's certdb, read to find what it issued (reconciliation): PostgreSQL
     # over the network as a read-only role (the password in a 0600 file) ...
     certdb_dsn: str | None = None
@@ -180,11 +183,27 @@ class CASettings:
     # CA bundle (PEM) that verifies the CA's TLS certificate when url is https://
     # (default: certifi's public CAs, not the system store).
     ca_file: str | None = None
+    # kind = "openbao": the PKI mount that issues, a role per template named
+    # role_prefix + template, AppRole credentials in 0600 files, and the other
+    # nodes of the cluster (comma-separated) tried when url does not answer.
+    mount: str | None = None
+    role_prefix: str = ""
+    role_id_file: str | None = None
+    secret_id_file: str | None = None
+    approle_mount: str = "approle"
+    cluster_urls: str | None = None
 
     def as_spec(self) -> dict[str, str | None]:
-        """The shape ``connector.ca.CfsslCA.from_dict`` reads."""
+        """The shape ``connector.ca.ca_from_dict`` reads."""
         return {
             "name": self.name,
+            "kind": self.kind,
+            "mount": self.mount,
+            "role_prefix": self.role_prefix,
+            "role_id_file": self.role_id_file,
+            "secret_id_file": self.secret_id_file,
+            "approle_mount": self.approle_mount,
+            "cluster_urls": self.cluster_urls,
             "url": self.url,
             "auth_key_file": self.auth_key_file,
             "certificate": self.certificate,
@@ -465,7 +484,14 @@ def _validate(config: ConnectorConfig) -> None:
         _check_url(f"ca[{ca.name}].url", ca.url)
         if ca.crl_url is not None:
             _check_url(f"ca[{ca.name}].crl_url", ca.crl_url)
-        _validate_certdb(ca)
+        if ca.kind == "openbao":
+            _validate_openbao(ca)
+        elif ca.kind == "cfssl":
+            if ca.auth_key_file is None:
+                raise ConfigError(f"ca[{ca.name}].auth_key_file", 'is required with kind = "cfssl"')
+            _validate_certdb(ca)
+        else:
+            raise ConfigError(f"ca[{ca.name}].kind", "must be 'cfssl' or 'openbao'")
     _check_key_types("loop.keypool_types", config.loop.keypool_types)
     try:
         host, port = config.metrics.host_port
@@ -537,6 +563,35 @@ def _validate_certdb(ca: CASettings) -> None:
             "new leader cannot find the certificates a deposed leader left behind "
             '(set reconcile = "off" to run without reconciliation at this CA, on purpose)',
         )
+
+
+_CFSSL_ONLY = ("auth_key_file", "certdb_dsn", "certdb_password_file", "certdb")
+
+
+def _validate_openbao(ca: CASettings) -> None:
+    """An OpenBao CA names its mount and AppRole files; CFSSL-only settings are refused."""
+    label = f"ca[{ca.name}]"
+    for setting in ("mount", "role_id_file", "secret_id_file"):
+        if getattr(ca, setting) is None:
+            raise ConfigError(f"{label}.{setting}", 'is required with kind = "openbao"')
+    for setting in _CFSSL_ONLY:
+        if getattr(ca, setting) is not None:
+            raise ConfigError(
+                f"{label}.{setting}",
+                'only goes with kind = "cfssl" (OpenBao is searched through its own API)',
+            )
+    if ca.reconcile != "certdb":
+        raise ConfigError(
+            f"{label}.reconcile", 'is not used with kind = "openbao" (it is always searched)'
+        )
+    if ca.crl_url is not None:
+        raise ConfigError(f"{label}.crl_url", 'is not used with kind = "openbao" (<mount>/crl)')
+    assert ca.mount is not None
+    if not ca.mount.strip("/") or " " in ca.mount:
+        raise ConfigError(f"{label}.mount", f"{ca.mount!r} is not a mount path (pki_issuing)")
+    for index, extra in enumerate(u.strip() for u in (ca.cluster_urls or "").split(",")):
+        if extra:
+            _check_url(f"{label}.cluster_urls[{index}]", extra)
 
 
 def _validate_timing(config: ConnectorConfig) -> None:

@@ -9,7 +9,8 @@
 setting at fault instead of a traceback:
 
 * every file named exists and is readable (a directory where one is meant);
-* secret files (``zookeeper.auth_password_file``, ``ca[*].auth_key_file``, the
+* secret files (``zookeeper.auth_password_file``, ``ca[*].auth_key_file``,
+  ``ca[*].role_id_file`` and ``secret_id_file`` of an OpenBao CA, the
   identity's ``key.pem``) are not accessible by group or others (0600, or a
   systemd credential), and hold something (a CFSSL key is hex);
 * certificates parse: ``ca[*].certificate`` is signed by ``ca[*].root``, which
@@ -68,7 +69,12 @@ def file_problems(config: ConnectorConfig, *, now: dt.datetime | None = None) ->
         checks.append(("service.identity_dir", partial(_identity, service.identity_dir, now)))
     for ca in config.cas:
         label = f"ca[{ca.name}]"
-        checks.append((f"{label}.auth_key_file", partial(_hex_key, ca.auth_key_file)))
+        if ca.auth_key_file is not None:
+            checks.append((f"{label}.auth_key_file", partial(_hex_key, ca.auth_key_file)))
+        for setting in ("role_id_file", "secret_id_file"):
+            secret_file = getattr(ca, setting)
+            if secret_file is not None:
+                checks.append((f"{label}.{setting}", partial(_secret, secret_file)))
         checks.append((f"{label}.certificate", partial(_certificates, ca.certificate)))
         checks.append((f"{label}.root", partial(_chain, ca.certificate, ca.root)))
         if ca.ca_file:

@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.fixtures.zookeeper",
     "tests.fixtures.postgres",
     "tests.fixtures.cfssl",
+    "tests.fixtures.openbao",
     "tests.fixtures.service",
     "tests.fixtures.prometheus",
 ]

@@ -31,7 +31,7 @@ from connector.agent.loop import Agent
 from connector.agent.ports import Pki
 from connector.agent.probes import Probe, ReachProber, probe_of
 from connector.agent.reach import Reach, ca_target
-from connector.ca import CAError, CARouter, CfsslCA, is_retryable
+from connector.ca import CAError, CARouter, ca_from_dict, is_retryable
 from connector.config import ConnectorConfig
 from connector.health import HealthServer
 from connector.identity import (
@@ -180,6 +180,8 @@ def build(config: ConnectorConfig) -> Runtime:
             config.zookeeper.auth_password_file,
             *(c.auth_key_file for c in config.cas),
             *(c.certdb_password_file for c in config.cas),
+            *(c.role_id_file for c in config.cas),
+            *(c.secret_id_file for c in config.cas),
         ]
     )
     for ca in config.cas:
@@ -196,7 +198,7 @@ def build(config: ConnectorConfig) -> Runtime:
         timeout=config.service.timeout_s,
         **service_client_tls(config.service.ca_file, config.service.identity_dir),
     )
-    cas = {ca.name: CfsslCA.from_dict(ca.as_spec(), timeout=ca.timeout_s) for ca in config.cas}
+    cas = {ca.name: ca_from_dict(ca.as_spec(), timeout=ca.timeout_s) for ca in config.cas}
     router = CARouter(
         cas,
         {t: list(names) for t, names in config.templates.items()},

@@ -42,10 +42,10 @@ from typing import Any
 
 import httpx
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from connector.ca._accept import accept_issued
 from connector.ca._certdb import CertDB, CertDBError, open_certdb
 from connector.ca._errors import (
     CAAuthError,
@@ -57,8 +57,9 @@ from connector.ca._errors import (
     CAUnavailableError,
 )
 from connector.ca._profiles import STANDARD_PROFILES, CaProfile
+from connector.ca._revocation import parse_crl
 from connector.ca._types import CertStatus, IssuedCertificate, ReconcileState, normalise_reason
-from connector.pki.validate import CertificateValidationError, validate_chain, validate_issued
+from connector.pki.validate import validate_chain
 
 __all__ = ["RECONCILE_MODES", "CfsslCA"]
 
@@ -249,25 +250,9 @@ class CfsslCA:
             },
             timeout,
         )
-        result = reply.get("result")
-        pem = result.get("certificate") if isinstance(result, dict) else None
-        if not isinstance(pem, str):
-            raise CABadResponseError("reply carries no certificate", ca_name=self.name)
-        try:
-            certificate = validate_issued(
-                pem, csr, self.chain, required_ekus=profile.ekus, chain_verified=True
-            )
-        except CertificateValidationError as exc:
-            log.warning(
-                "[1024 ca_response_rejected] ca=%s request_id=%s reason=%s",
-                self.name,
-                request_id,
-                exc,
-                extra={"event_id": 1024, "event": "ca_response_rejected"},
-            )
-            raise CABadResponseError(
-                f"rejected the issued certificate: {exc}", ca_name=self.name
-            ) from exc
+        certificate = accept_issued(
+            reply.get("result"), csr, self.chain, profile, ca_name=self.name, request_id=request_id
+        )
         return IssuedCertificate.of(certificate, self.chain, self.name)
 
     def revoke(self, serial: int, reason: str, *, timeout: float | None = None) -> None:
@@ -314,24 +299,7 @@ class CfsslCA:
             raise CAUnavailableError(f"CRL unreachable: {exc!r}", ca_name=self.name) from exc
         if reply.status_code != 200:
             raise CAUnavailableError(f"CRL: HTTP {reply.status_code}", ca_name=self.name)
-        try:
-            body = reply.content
-            crl = (
-                x509.load_pem_x509_crl(body)
-                if body.lstrip().startswith(b"-----BEGIN")
-                else x509.load_der_x509_crl(body)
-            )
-        except ValueError as exc:
-            raise CABadResponseError(f"CRL is not a CRL: {exc}", ca_name=self.name) from exc
-        try:
-            valid = crl.issuer == self.certificate.subject and crl.is_signature_valid(
-                self.certificate.public_key()  # type: ignore[arg-type]
-            )
-        except (InvalidSignature, TypeError):
-            valid = False
-        if not valid:
-            raise CABadResponseError("CRL is not signed by this CA", ca_name=self.name)
-        return crl
+        return parse_crl(reply.content, issuer=self.certificate, ca_name=self.name)
 
     def reconcile_state(self) -> ReconcileState:
         """How the last certdb call went (no I/O): what health and metrics show."""
