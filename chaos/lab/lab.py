@@ -96,6 +96,20 @@ def _record(proc: ManagedProcess) -> ProcessRecord | None:
     return ProcessRecord(proc.name, proc.pid, list(proc.argv), str(proc.log_path))
 
 
+# Work-aware leadership at lab speed (session 1.0 s): a probe every 0.5 s, a hand-over
+# after 1.5 s without the service or a template's CAs (the least the connector's
+# check allows: two lost probes and a timeout), 2 s in office before a yield, 5 s
+# hold-down. Production defaults and their reasons: docs/election.md.
+LAB_WORK_AWARE: dict[str, Any] = {
+    "probe_interval_s": 0.5,
+    "probe_timeout_s": 0.5,
+    "reach_refresh_s": 1.0,
+    "yield_after_s": 1.5,
+    "min_in_office_s": 2.0,
+    "hold_down_s": 5.0,
+}
+
+
 class Lab:
     """ZooKeeper x3, CFSSL CAs, the stand-in service and N connectors under ``run_dir``."""
 
@@ -276,7 +290,7 @@ class Lab:
             service_url=self.service.url,
             cas=self.cas.describe(),
             session_timeout=self.session_timeout,
-            loop=self.connector_loop,
+            loop={**LAB_WORK_AWARE, **(self.connector_loop or {})},
             service_ca=self.service_ca,
             enroll=self._enroll if self.secure else None,
             zk_auth=zk_auth,

@@ -222,6 +222,8 @@ class Executor:
         else:
             self.state.yield_refused = (now, why)
             emit(log, Event.YIELD_REFUSED, to=decision.target, reason=why)
+            if self.deps.metrics is not None:
+                self.deps.metrics.yield_refused()
 
     def _register(self, decision: Decision) -> None:
         epoch = self.fence.epoch()
