@@ -627,6 +627,11 @@ def _validate_timing(config: ConnectorConfig) -> None:
             "probe must never move the lease)",
         ),
         (
+            "loop.poll_wait_s",
+            loop.yield_after_s == 0 or loop.poll_wait_s < loop.yield_after_s,
+            "must be < loop.yield_after_s (a long-poll must end before a hand-over is due)",
+        ),
+        (
             "loop.reach_refresh_s",
             loop.yield_after_s == 0 or loop.reach_refresh_s <= loop.yield_after_s,
             "must be <= loop.yield_after_s (a standby's report must be fresh when a "

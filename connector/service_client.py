@@ -205,26 +205,44 @@ class ServiceClient:
         """An authenticated call with no side effect; :class:`ServiceUnavailable` if unreachable."""
         self._call("GET", "/kra-certificate", timeout=timeout)
 
-    def register(self, name: str, epoch: int) -> None:
-        self._call("POST", "/register", {"name": name, "epoch": epoch})
+    def register(self, name: str, epoch: int, *, timeout: float | None = None) -> None:
+        self._call("POST", "/register", {"name": name, "epoch": epoch}, timeout=timeout)
 
-    def heartbeat(self, name: str, epoch: int, health: str, details: dict[str, Any]) -> str:
+    def heartbeat(
+        self,
+        name: str,
+        epoch: int,
+        health: str,
+        details: dict[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> str:
         """Report health; returns the role the service shows (active | standby)."""
         body = self._call(
             "POST",
             "/heartbeat",
             {"name": name, "epoch": epoch, "health": health, "details": details},
+            timeout=timeout,
         )
         return str(body["role"])
 
     def poll_requests(
-        self, name: str, epoch: int, max_items: int, wait_s: float
+        self,
+        name: str,
+        epoch: int,
+        max_items: int,
+        wait_s: float,
+        *,
+        timeout: float | None = None,
     ) -> list[CertificateRequest]:
+        """Long-poll: the socket may take ``wait_s`` plus ``timeout`` (default: the
+        client's, plus a slack for a busy service)."""
         body = self._call(
             "POST",
             "/requests/poll",
             {"name": name, "epoch": epoch, "max_items": max_items, "wait_s": wait_s},
-            timeout=wait_s + self._timeout + _LONG_POLL_SLACK_S,
+            timeout=wait_s
+            + (timeout if timeout is not None else self._timeout + _LONG_POLL_SLACK_S),
         )
         return [_request_from_json(item) for item in body["requests"]]
 

@@ -97,14 +97,14 @@ def _record(proc: ManagedProcess) -> ProcessRecord | None:
 
 
 # Work-aware leadership at lab speed (session 1.0 s): a probe every 0.5 s, a hand-over
-# after 1.5 s without the service or a template's CAs (the least the connector's
-# check allows: two lost probes and a timeout), 2 s in office before a yield, 5 s
-# hold-down. Production defaults and their reasons: docs/election.md.
+# after 2 s without the service or a template's CAs (two lost probes and a timeout
+# fit in it, and a long-poll of 1 s plus a 1 s call timeout ends by then), 2 s in
+# office before a yield, 5 s hold-down. Production defaults: docs/election.md.
 LAB_WORK_AWARE: dict[str, Any] = {
     "probe_interval_s": 0.5,
     "probe_timeout_s": 0.5,
     "reach_refresh_s": 1.0,
-    "yield_after_s": 1.5,
+    "yield_after_s": 2.0,
     "min_in_office_s": 2.0,
     "hold_down_s": 5.0,
 }

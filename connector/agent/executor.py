@@ -114,6 +114,10 @@ class ExecutorDeps:
     clock: Callable[[], float] = time.monotonic
     # Told the outcome of every service call (True: it answered), for reachability.
     on_service_outcome: Callable[[bool], None] = lambda _ok: None
+    # The longest one of the loop's own service calls may block it beyond a
+    # long-poll's wait (None: the client's timeout): a link that swallows packets
+    # must free the loop before a hand-over is due (work-aware leadership).
+    loop_call_timeout_s: float | None = None
 
 
 class Executor:
@@ -227,7 +231,7 @@ class Executor:
 
     def _register(self, decision: Decision) -> None:
         epoch = self.fence.epoch()
-        self.deps.service.register(self.deps.name, epoch)
+        self.deps.service.register(self.deps.name, epoch, timeout=self.deps.loop_call_timeout_s)
         self.state.registered_epoch = epoch
         self.state.reconciled_epoch = None
         # The registration told the service we are alive and active; the health
@@ -244,7 +248,13 @@ class Executor:
     def _heartbeat(self, decision: Decision) -> None:
         epoch = self.fence.epoch() if decision.as_leader else 0
         health = decision.health
-        self.deps.service.heartbeat(self.deps.name, epoch, health.value, dict(self.deps.details()))
+        self.deps.service.heartbeat(
+            self.deps.name,
+            epoch,
+            health.value,
+            dict(self.deps.details()),
+            timeout=self.deps.loop_call_timeout_s,
+        )
         self.state.last_heartbeat_at = self.deps.clock()
         self.state.service_retry_at = None
         if health is not self.state.reported_health:
@@ -419,7 +429,11 @@ class Executor:
         if capacity <= 0:
             return
         requests = deps.service.poll_requests(
-            deps.name, self.fence.epoch(), capacity, deps.poll_wait_s
+            deps.name,
+            self.fence.epoch(),
+            capacity,
+            deps.poll_wait_s,
+            timeout=deps.loop_call_timeout_s,
         )
         if deps.metrics is not None:
             deps.metrics.mark_poll_success()

@@ -231,6 +231,7 @@ def build(config: ConnectorConfig) -> Runtime:
         metrics=metrics,
         details=lambda: {"version": metrics_version(), "cas": router.ca_states()},
         on_service_outcome=lambda ok: reach.record("service", ok=ok),
+        loop_call_timeout_s=loop_call_timeout(config),
     )
     agent = Agent(deps=deps, elector=None, templates=config.templates, loop=loop, reach=reach)
     elector = Elector(election_config, observers=[agent])
@@ -253,6 +254,18 @@ def build(config: ConnectorConfig) -> Runtime:
     return Runtime(
         config, agent, elector, service, router, pool, metrics, health, kra, probe, prober
     )
+
+
+def loop_call_timeout(config: ConnectorConfig) -> float | None:
+    """How long one of the loop's service calls may block it past a long-poll's wait.
+
+    With yielding on, the loop must be free to decide by ``yield_after_s`` after a
+    link started swallowing packets: a poll then ends within ``yield_after_s``.
+    """
+    loop = config.loop
+    if loop.yield_after_s == 0:
+        return None
+    return min(config.service.timeout_s, loop.yield_after_s - loop.poll_wait_s)
 
 
 def metrics_version() -> str:
