@@ -28,7 +28,7 @@ from chaos.drill.engine import DrillEngine, DrillSettings, Progress
 from chaos.drill.observer import Observer
 from chaos.drill.report import plot_timeline, write_report
 from chaos.drill.result import ScenarioResult, percentile, write_contract, write_rounds
-from chaos.drill.scenarios import ALL, ALL_HOSTS, parse_scenarios
+from chaos.drill.scenarios import ALL, ALL_HOSTS, BLIP_S, parse_scenarios, with_blip
 from chaos.history import History
 from chaos.lab.cli import HOSTS_OPTION, SINGLE_HOST_LIMITS
 from chaos.lab.lab import Lab
@@ -50,7 +50,7 @@ class _LabDidNotStart(click.ClickException):
 def summary_table(results: list[ScenarioResult], title: str = "pfxha drill") -> Table:
     table = Table(title=title)
     for column in ("scenario", "rounds", "failover p50 s", "p99 s", "max s", "requests",
-                   "lost", "dup", "stale 409", "violations"):  # fmt: skip
+                   "lost", "dup", "stale 409", "leader chg", "violations"):  # fmt: skip
         table.add_column(column, justify="left" if column == "scenario" else "right")
     for r in results:
         values = r.failovers
@@ -65,6 +65,7 @@ def summary_table(results: list[ScenarioResult], title: str = "pfxha drill") -> 
             str(r.lost),
             str(r.duplicates),
             str(r.stale_epoch_rejected),
+            str(r.leader_changes),
             Text(str(bad), style="bold red" if bad else "green"),
         )
     return table
@@ -98,7 +99,8 @@ def _live_view(progress: Progress) -> Group:
     default="connector-down,ca-down,both-down",
     show_default=True,
     help=f"Comma-separated scenarios, or 'all' ({', '.join(ALL)}; "
-    f"with --hosts also {', '.join(n for n in ALL_HOSTS if n not in ALL)}).",
+    f"with --hosts also {', '.join(n for n in ALL_HOSTS if n not in ALL)}, "
+    "without the link cuts).",
 )
 @click.option("--rounds", type=click.IntRange(1, 1000), default=5, show_default=True)
 @click.option("--connectors", type=click.IntRange(2, 9), default=3, show_default=True)
@@ -112,6 +114,20 @@ def _live_view(progress: Progress) -> Group:
 @click.option("--enroll-rate", type=float, default=3.0, show_default=True, help="Devices/s.")
 @click.option("--revoke-every", type=float, default=3.0, show_default=True, help="Seconds.")
 @click.option("--hold", type=float, default=None, help="Override how long blocking faults last.")
+@click.option(
+    "--blip",
+    "blip_s",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=BLIP_S,
+    show_default=True,
+    help="How long cut-blip cuts the leader from the service (keep it under the yield threshold).",
+)
+@click.option(
+    "--links/--no-links",
+    default=None,
+    help="Each connector reaches the service and each CA through its own fault proxy "
+    "(single-host only). Default: on when a scenario cuts links.",
+)
 @HOSTS_OPTION
 def drill(
     scenario_text: str,
@@ -123,6 +139,8 @@ def drill(
     enroll_rate: float,
     revoke_every: float,
     hold: float | None,
+    blip_s: float,
+    links: bool | None,
     hosts: bool,
 ) -> None:
     """Run disaster-recovery drills against a fresh lab and check every invariant."""
@@ -135,6 +153,14 @@ def drill(
     partitioned = any(s.name == "partition" for s in scenarios)
     if partitioned and not hosts and (why := partition_unavailable()):
         raise click.UsageError(f"scenario partition: {why}")
+    scenarios = [with_blip(s, blip_s) for s in scenarios]
+    needs_links = [s.name for s in scenarios if s.needs_links]
+    if links is None:
+        links = bool(needs_links)
+    if needs_links and not links:
+        raise click.UsageError(f"{', '.join(needs_links)} cut(s) links: drop --no-links")
+    if links and hosts:
+        raise click.UsageError("--links needs the single-host topology: drop --hosts")
     if hold is not None:
         from dataclasses import replace
 
@@ -158,6 +184,7 @@ def drill(
         session_timeout=session_timeout,
         seed_devices=False,
         hosts=hosts,
+        links=links,
     )
     progress = Progress()
     results: list[ScenarioResult] = []

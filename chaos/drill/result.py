@@ -8,8 +8,12 @@ The contract (tools depend on it; documented in docs/chaos.md)::
                           "requests": {"created": int, "delivered": int,
                                        "failed": int, "lost": int},
                           "duplicates": int,
-                          "stale_epoch_rejected": int}},
+                          "stale_epoch_rejected": int,
+                          "leader_changes": int}},
      "ok": bool}
+
+``leader_changes`` (added with the gray-failure scenarios, backward compatible):
+new leader epochs the observer saw in ZooKeeper during the scenario.
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ class RoundResult:
     failover_s: float | None = None
     delayed_requests: int = 0
     worst_latency_s: float | None = None
+    # New leader epochs from the fault to the end of the round (settled).
+    leader_changes: int = 0
     violations: list[str] = field(default_factory=list)
     # Facts about the round that are not invariant violations.
     notes: list[str] = field(default_factory=list)
@@ -80,6 +86,7 @@ class ScenarioResult:
     lost: int = 0
     duplicates: int = 0
     stale_epoch_rejected: int = 0
+    leader_changes: int = 0
 
     @property
     def failovers(self) -> list[float]:
@@ -107,6 +114,7 @@ class ScenarioResult:
             },
             "duplicates": self.duplicates,
             "stale_epoch_rejected": self.stale_epoch_rejected,
+            "leader_changes": self.leader_changes,
         }
 
 

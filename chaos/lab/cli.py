@@ -1,6 +1,6 @@
 """``pfxha lab up|status|down``: a whole cluster on this machine, in the background.
 
-    pfxha lab up --connectors 3 --dir runs/lab [--prometheus]
+    pfxha lab up --connectors 3 --dir runs/lab [--prometheus] [--links]
     pfxha lab status --dir runs/lab
     pfxha lab down --dir runs/lab
 
@@ -73,14 +73,24 @@ def _running_state(run_dir: Path) -> LabState | None:
 @click.command("up")
 @click.option("--connectors", type=click.IntRange(1, 9), default=3, show_default=True)
 @click.option("--prometheus", is_flag=True, help="Also start Prometheus with the repo's rules.")
+@click.option(
+    "--links",
+    is_flag=True,
+    help="Each connector reaches the service and each CA through its own fault proxy "
+    "(ports in endpoints.json; single-host only).",
+)
 @HOSTS_OPTION
 @_DIR
 @click.option("--timeout", type=float, default=180.0, show_default=True)
-def up(connectors: int, prometheus: bool, hosts: bool, run_dir: Path, timeout: float) -> None:
+def up(
+    connectors: int, prometheus: bool, links: bool, hosts: bool, run_dir: Path, timeout: float
+) -> None:
     """Start ZooKeeper x3, CFSSL CAs, the service and N connectors in the background."""
     run_dir = run_dir.resolve()
     if hosts and (why := netns_unavailable()):
         raise click.ClickException(f"--hosts: {why}; use --single-host")
+    if hosts and links:
+        raise click.ClickException("--links needs the single-host topology: drop --hosts")
     existing = _running_state(run_dir)
     if existing is not None:
         raise click.ClickException(
@@ -96,6 +106,7 @@ def up(connectors: int, prometheus: bool, hosts: bool, run_dir: Path, timeout: f
     argv = [sys.executable, "-m", "chaos.lab.supervisor", "--dir", str(run_dir)]
     argv += ["--connectors", str(connectors)] + (["--prometheus"] if prometheus else [])
     argv += ["--hosts"] if hosts else []
+    argv += ["--links"] if links else []
     with (run_dir / "lab.log").open("ab") as log:
         supervisor = subprocess.Popen(
             argv,

@@ -7,6 +7,10 @@
     lab.cas.kill("primary")
     lab.stop()             # everything this object started, by pid; logs stay
 
+    Lab(run_dir, links=True)   # each connector reaches the service and each CA
+                               # through its own fault proxy (chaos.launch.links)
+    lab.link_cut("c2", ("ca:*",), "blackhole")   # a Fault: c2 alone loses every CA
+
 Start-up is all or nothing: if any part fails, everything already started is
 stopped again before the error propagates. Every process logs under the run
 directory. The drill uses a :class:`Lab` in-process; ``pfxha lab up`` runs
@@ -15,6 +19,7 @@ one inside a small supervisor process (:mod:`chaos.lab.supervisor`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -29,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
 
 from chaos.checkers.model import Snapshot
 from chaos.checkers.state import ServiceDb, read_snapshot
@@ -37,12 +44,14 @@ from chaos.lab.state import ProcessRecord
 from chaos.launch._process import LaunchError, ManagedProcess, wait_for
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.connector import ConnectorFleet
+from chaos.launch.links import ConnectorLinks, ca_target, certdb_target
 from chaos.launch.netns import Host, HostNetwork
 from chaos.launch.prometheus import PrometheusServer, ScrapeTLS
 from chaos.launch.service import ServiceProcess, ServiceTLS, self_signed_loopback
 from chaos.launch.zookeeper import ZOOKEEPER_JAR, ZooKeeperEnsemble
 from chaos.nemesis import Fault
 from chaos.nemesis.host import HostCrash, HostIsolation, HostPartition
+from chaos.nemesis.link import CutMode, LinkCut
 from connector.identity import EnrollmentError, enroll
 from election import open_client, read_cluster_status, request_switchover
 
@@ -126,10 +135,21 @@ class Lab:
         secure: bool = True,
         hosts: bool = False,
         zk_sync_limit_s: float = 0.5,
+        links: bool = False,
     ) -> None:
-        """``hosts``: every part on its own lab host (network namespace); see :meth:`topology`."""
+        """``hosts``: every part on its own lab host (network namespace); see :meth:`topology`.
+
+        ``links``: each connector reaches the service and each CA (API and certdb)
+        through its own fault proxy, so one connector's links can be cut alone
+        (single-host topology only: the proxies bind this host's loopback).
+        """
         if connectors < 1:
             raise ValueError(f"connectors must be at least 1, got {connectors}")
+        if links and hosts:
+            raise ValueError(
+                "links (per-connector fault proxies) need the single-host topology; "
+                "drop --hosts or --links"
+            )
         self.run_dir = Path(run_dir).resolve()
         self.use_hosts = hosts
         self.zk_sync_limit_s = zk_sync_limit_s
@@ -153,9 +173,12 @@ class Lab:
         self.zk_auth: tuple[str, str] | None = None
         self.service: ServiceProcess | None = None
         self.fleet: ConnectorFleet | None = None
+        self.use_links = links
+        self.links: ConnectorLinks | None = None
         self.prometheus: PrometheusServer | None = None
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self._extra: list[Any] = []
+        self._reader: KazooClient | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -282,6 +305,9 @@ class Lab:
     def _start_connectors(self) -> None:
         assert self.service is not None
         zk_auth = self._zk_credentials()
+        names = [f"c{i}" for i in range(1, self.connector_count + 1)]
+        if self.use_links:
+            self._start_links(names)
         self.fleet = ConnectorFleet(
             self.run_dir / "connectors",
             count=self.connector_count,
@@ -299,9 +325,20 @@ class Lab:
                 for i in range(1, self.connector_count + 1)
                 if f"c{i}" in self.host_of
             },
+            endpoints={n: self.links.endpoints(n) for n in names} if self.links else None,
         )
         self._step("connectors", self.fleet.start, self.fleet.stop)
         self.fleet.wait_for_leader(timeout=30)
+
+    def _start_links(self, names: list[str]) -> None:
+        """A fault proxy per connector to the service and to each CA's API and certdb."""
+        service = self._service()
+        targets = {"service": service.url}
+        for name, spec in self.cas.describe()["cas"].items():
+            targets[ca_target(name)] = str(spec["url"])
+            targets[certdb_target(name)] = str(spec["certdb_dsn"])
+        self.links = links = ConnectorLinks(names, targets)
+        self._step("links", links.start, links.stop)
 
     def _enroll(self, name: str, identity_dir: Path) -> None:
         service = self._service()
@@ -375,6 +412,9 @@ class Lab:
             data["service_db"] = str(self.service.db_path)
         if self.fleet is not None:
             data["connectors"] = {n: self.fleet.metrics_url(n) for n in self.fleet.names}
+        if self.links is not None:
+            # Each connector's fault proxies: connector -> target -> loopback port.
+            data["links"] = self.links.ports()
         if self.prometheus is not None:
             data["prometheus"] = self.prometheus.url
         return data
@@ -479,9 +519,33 @@ class Lab:
             return HostPartition(host, peers, name=f"partition host of {connector} from ZooKeeper")
         raise ValueError(f"unknown host fault {kind!r}")
 
+    def link_cut(self, connector: str, targets: tuple[str, ...], mode: CutMode) -> Fault:
+        """Cut ``connector``'s links to ``targets`` (``service``, ``ca:*``, ...); needs links."""
+        if self.links is None:
+            raise LaunchError(
+                "link faults need the per-connector links: start the lab with links "
+                "(pfxha drill --links, pfxha lab up --links)"
+            )
+        return LinkCut(self.links, connector, targets, mode)
+
     def switchover(self, to: str | None = None) -> None:
         with open_client(self.zk.hosts, auth_digest=self.zk_auth) as client:
             request_switchover(client, self.cluster, to=to, auth_digest=self.zk_auth)
+
+    def leader_now(self) -> tuple[str | None, int | None]:
+        """``(name, epoch)`` of ``/leader`` through one long-lived client: cheap to poll."""
+        if self._reader is None:
+            stack = contextlib.ExitStack()
+            self._stops.append(("zookeeper reader", stack.close))
+            self._reader = stack.enter_context(open_client(self.zk.hosts))
+        try:
+            raw, _ = self._reader.get(f"/pfxha/{self.cluster}/leader")
+            value = json.loads(raw)
+            return str(value["name"]), int(value["epoch"])
+        except NoNodeError:
+            return None, None
+        except (ValueError, TypeError, KeyError):  # garbled or half-written: nobody proven
+            return None, None
 
     def leader(self) -> LeaderInfo:
         status = read_cluster_status(self.zk.hosts, self.cluster)

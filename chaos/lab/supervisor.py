@@ -1,6 +1,6 @@
 """The process that holds a running lab for ``pfxha lab up`` until ``pfxha lab down``.
 
-    python -m chaos.lab.supervisor --dir runs/lab --connectors 3 [--prometheus]
+    python -m chaos.lab.supervisor --dir runs/lab --connectors 3 [--prometheus] [--links]
 
 It starts a :class:`~chaos.lab.lab.Lab`, records every pid in ``lab.json``
 (status ``up``), and waits. SIGTERM or SIGINT stops the lab in order (each
@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connectors", type=int, default=3)
     parser.add_argument("--prometheus", action="store_true")
     parser.add_argument("--hosts", action="store_true")
+    # The per-connector fault proxies are threads of this process: they live as long as it.
+    parser.add_argument("--links", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     run_dir: Path = args.dir.resolve()
@@ -149,7 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    lab = Lab(run_dir, connectors=args.connectors, prometheus=args.prometheus, hosts=args.hosts)
+    lab = Lab(
+        run_dir,
+        connectors=args.connectors,
+        prometheus=args.prometheus,
+        hosts=args.hosts,
+        links=args.links,
+    )
     try:
         lab.start()
     except Exception as exc:

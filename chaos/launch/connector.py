@@ -8,6 +8,10 @@
     fleet.metrics_url("c1")                # http://127.0.0.1:PORT/metrics
     fleet.stop()
 
+    # Each connector through its own links (chaos.launch.links): per-connector URLs.
+    ConnectorFleet(..., endpoints={"c1": ConnectorEndpoints(service_url=..., cas={
+        "primary": {"url": ..., "certdb_dsn": ...}})})
+
 Each connector gets ``<dir>/<name>/connector.toml`` plus its secrets (the CA
 auth keys) in 0600 files beside it, and logs JSON lines to
 ``<dir>/<name>/connector.log``. ``loop`` overrides go into ``[loop]``
@@ -19,6 +23,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +31,7 @@ from chaos.launch._process import LaunchError, ManagedProcess, free_port, wait_f
 from chaos.launch.netns import Host
 from election import open_client, read_cluster_status
 
-__all__ = ["ConnectorFleet", "render_config", "toml_value"]
+__all__ = ["ConnectorEndpoints", "ConnectorFleet", "render_config", "toml_value"]
 
 _ENTRY = "from connector.cli import main; main()"
 
@@ -104,6 +109,18 @@ def render_config(
     return "\n".join(parts)
 
 
+@dataclass(frozen=True)
+class ConnectorEndpoints:
+    """Where one connector reaches the service and its CAs, when not where the fleet says.
+
+    ``service_url`` replaces the fleet's; ``cas[name]`` replaces keys of that CA's
+    description (``url``, ``certdb_dsn``, ...). Nothing given: the fleet's values.
+    """
+
+    service_url: str | None = None
+    cas: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+
 class ConnectorFleet:
     def __init__(
         self,
@@ -123,11 +140,14 @@ class ConnectorFleet:
         enroll: Callable[[str, Path], None] | None = None,
         zk_auth: tuple[str, Path] | None = None,
         placement: Mapping[str, Host] | None = None,
+        endpoints: Mapping[str, ConnectorEndpoints] | None = None,
     ) -> None:
         """``cas`` is :meth:`chaos.launch.cfssl.CfsslLab.describe` (``cas`` and ``templates``).
 
         ``placement``: the lab host each connector runs in (by name); its metrics
         endpoint then listens on that host's address, port 9464.
+        ``endpoints``: per-connector service and CA URLs (by name), e.g. each
+        connector through its own fault proxies (:mod:`chaos.launch.links`).
         """
         if count < 1:
             raise ValueError(f"count must be at least 1, got {count}")
@@ -148,6 +168,10 @@ class ConnectorFleet:
         self.zk_auth = zk_auth
         self.names = [f"{prefix}{i}" for i in range(1, count + 1)]
         self.placement = dict(placement or {})
+        self.endpoints = dict(endpoints or {})
+        unknown = sorted(set(self.endpoints) - set(self.names))
+        if unknown:
+            raise ValueError(f"endpoints name unknown connectors: {', '.join(unknown)}")
         missing = [n for n in self.names if self.placement and n not in self.placement]
         if missing:
             raise ValueError(f"placement names no host for {', '.join(missing)}")
@@ -175,13 +199,14 @@ class ConnectorFleet:
     def write_config(self, name: str) -> Path:
         home = self.directory / name
         home.mkdir(parents=True, exist_ok=True)
+        own = self.endpoints.get(name, ConnectorEndpoints())
         cas: dict[str, dict[str, Any]] = {}
         for ca_name, spec in self.description["cas"].items():
             key_file = home / f"ca-{ca_name}.key"
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(str(spec["auth_key"]))
-            cas[ca_name] = {**spec, "auth_key_file": str(key_file)}
+            cas[ca_name] = {**spec, **own.cas.get(ca_name, {}), "auth_key_file": str(key_file)}
         service: dict[str, Any] = {}
         if self.service_ca is not None:
             service["ca_file"] = str(self.service_ca)
@@ -199,7 +224,7 @@ class ConnectorFleet:
             name=name,
             cluster=self.cluster,
             zk_hosts=self.zk_hosts,
-            service_url=self.service_url,
+            service_url=own.service_url or self.service_url,
             cas=cas,
             templates=self.description["templates"],
             metrics_listen=f"{self.address(name)}:{self.metrics_ports[name]}",

@@ -1,0 +1,54 @@
+"""LinkCut on the real service: one connector's link goes silent or resets, another's works."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from chaos.launch.links import ConnectorLinks
+from chaos.launch.service import ServiceProcess
+from chaos.nemesis.link import LinkCut
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def links(service: ServiceProcess) -> Iterator[ConnectorLinks]:
+    with ConnectorLinks(["c1", "c2"], {"service": service.url}) as running:
+        yield running
+
+
+def _healthz(links: ConnectorLinks, connector: str, timeout: float = 5.0) -> int:
+    # A fresh connection each time, as a client that reconnects after a failure would.
+    with httpx.Client(timeout=timeout) as client:
+        return client.get(links.url(connector, "service") + "/healthz").status_code
+
+
+def test_a_blackholed_link_is_silent_for_its_connector_only_until_healed(
+    links: ConnectorLinks,
+) -> None:
+    assert _healthz(links, "c1") == 200
+    cut = LinkCut(links, "c1", ("service",), "blackhole")
+    cut.inject()
+    try:
+        with pytest.raises(httpx.TimeoutException):
+            _healthz(links, "c1", timeout=0.3)
+        assert _healthz(links, "c2") == 200
+    finally:
+        cut.heal()
+    assert _healthz(links, "c1") == 200
+    assert links.proxy("c1", "service").stats.discarded_bytes > 0
+
+
+def test_a_reset_link_fails_at_once(links: ConnectorLinks) -> None:
+    cut = LinkCut(links, "c2", ("service",), "reset")
+    cut.inject()
+    try:
+        # An error of the connection, not a timeout (httpx's timeouts are none of these).
+        with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
+            _healthz(links, "c2", timeout=30.0)
+    finally:
+        cut.heal()
+    assert _healthz(links, "c2") == 200
