@@ -33,7 +33,7 @@ from election._model import (
 )
 from election._paths import ClusterPaths
 from election._status import open_client, read_cluster_status, request_switchover
-from election._yield_budget import YieldBudget
+from election._yield_budget import HandOver, YieldBudget
 
 __all__ = [
     "ClusterPaths",
@@ -44,6 +44,7 @@ __all__ = [
     "ElectionObserver",
     "Elector",
     "FastPath",
+    "HandOver",
     "LeaderInfo",
     "MemberInfo",
     "NotAuthorizedError",

@@ -33,7 +33,7 @@ from enum import StrEnum
 
 from connector.agent.snapshot import Health, Snapshot, Standing
 
-__all__ = ["Action", "Decision", "decide"]
+__all__ = ["Action", "Decision", "decide", "decide_yield"]
 
 # Upper bound of one idle wait; role changes wake the loop earlier.
 _MAX_WAIT_S = 1.0
@@ -110,7 +110,7 @@ def decide(s: Snapshot) -> Decision:
     epoch = s.epoch
     if s.handing_over_to is not None:
         return _wait(f"handing the lease over to {s.handing_over_to}", s, _MAX_WAIT_S, epoch)
-    handover = _work_aware(s, epoch)
+    handover = decide_yield(s)
     if handover is not None:
         return handover
     if s.service_retry_at is not None and s.service_retry_at > s.now:
@@ -162,8 +162,16 @@ def decide(s: Snapshot) -> Decision:
     return Decision(Action.ISSUE, f"leader epoch {epoch}: take new work", epoch, health)
 
 
-def _work_aware(s: Snapshot, epoch: int) -> Decision | None:
-    """YIELD when this leader cannot do the work and a standby can; None: carry on."""
+def decide_yield(s: Snapshot) -> Decision | None:
+    """YIELD when this leader cannot do the work and a standby can; None: carry on.
+
+    Part of :func:`decide`, and also asked on its own by the agent's yield watch:
+    the loop can be held for seconds by the very calls that fail (a CA or certdb
+    that swallows packets), exactly when handing over matters.
+    """
+    epoch = s.epoch
+    if s.standing is not Standing.LEADER or epoch is None or s.handing_over_to is not None:
+        return None
     for blocked in s.blocked:
         if blocked.for_s < s.yield_after_s or not blocked.able:
             continue  # a blip, or down for everyone: keep the lease and back off

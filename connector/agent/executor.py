@@ -42,6 +42,11 @@ from connector.service_client import (
 
 __all__ = ["AgentState", "Executor", "ExecutorDeps"]
 
+# After a refused hand-over: ask again this late (the budget's window slides slowly;
+# another able standby may be there at the next look).
+_BUDGET_RETRY_S = 30.0
+_TARGET_RETRY_S = 1.0
+
 # Actions whose success proves the service answered (a standby's heartbeat too).
 _SERVICE_ACTIONS = frozenset(
     {
@@ -88,6 +93,8 @@ class AgentState:
     # Work-aware leadership: the standby we asked to take over, and when a
     # hand-over was last refused (the cluster's yield budget spent) and why.
     handing_over_to: str | None = None
+    handing_over_at: float | None = None
+    # (until when, why): no new attempt before then (long when the budget said no).
     yield_refused: tuple[float, str] | None = None
     last_yield: tuple[float, str] | None = None  # (when, what was unreachable)
     counts: Counter[str] = field(default_factory=Counter)
@@ -211,22 +218,33 @@ class Executor:
         self.state.reconciled_epoch = None
         emit(log, Event.STEPPED_DOWN, epoch=decision.epoch, reason=decision.reason)
 
+    def hand_over(self, decision: Decision) -> None:
+        """Carry out a YIELD (also called by the agent's yield watch, off the loop)."""
+        self._yield(decision)
+
     def _yield(self, decision: Decision) -> None:
         """Hand the lease to a standby that can do the work; no new work meanwhile."""
         assert decision.target is not None
-        done, why = self.deps.lease.hand_over(decision.target, decision.reason)
+        with self._counts_lock:
+            if self.state.handing_over_to is not None:
+                return  # the loop and the yield watch decided the same thing at once
+            self.state.handing_over_to = decision.target
+        done, why, budget_spent = self.deps.lease.hand_over(decision.target, decision.reason)
         now = self.deps.clock()
         what = decision.reason.split(" unreachable", 1)[0]
         if done:
-            self.state.handing_over_to = decision.target
+            self.state.handing_over_at = now
             self.state.last_yield = (now, what)
             emit(log, Event.YIELDED, to=decision.target, reason=decision.reason)
             if self.deps.metrics is not None:
                 self.deps.metrics.yielded(what)
         else:
-            self.state.yield_refused = (now, why)
+            self.state.handing_over_to = None
+            # A spent budget is a long wait; a target that just left the line is not.
+            retry = _BUDGET_RETRY_S if budget_spent else _TARGET_RETRY_S
+            self.state.yield_refused = (now + retry, why)
             emit(log, Event.YIELD_REFUSED, to=decision.target, reason=why)
-            if self.deps.metrics is not None:
+            if budget_spent and self.deps.metrics is not None:
                 self.deps.metrics.yield_refused()
 
     def _register(self, decision: Decision) -> None:

@@ -43,7 +43,7 @@ from connector.identity import (
 from connector.metrics import ConnectorMetrics
 from connector.pki import KeyPool, KeyType, PrivateKey, build_csr, generate_key, pack_pfx, seal
 from connector.service_client import ServiceClient
-from election import Elector, YieldBudget
+from election import Elector, HandOver, YieldBudget
 
 __all__ = ["Runtime", "build", "run"]
 
@@ -339,9 +339,9 @@ class _LateLease:
         if self.target is not None:
             self.target.release(reason)
 
-    def hand_over(self, to: str, reason: str) -> tuple[bool, str]:
+    def hand_over(self, to: str, reason: str) -> HandOver:
         if self.target is None:
-            return False, "no elector"
+            return HandOver(False, "no elector")
         return self.target.hand_over(to, reason, self.budget)
 
 

@@ -9,7 +9,7 @@ from kazoo.security import OPEN_ACL_UNSAFE
 
 from chaos.launch import wait_for
 from election import ClusterPaths, YieldBudget, read_cluster_status
-from election._yield_budget import claim
+from election._yield_budget import claim, withdraw
 from tests.integration.election.support import Pool, wait_line
 
 ClientFactory = Callable[..., KazooClient]
@@ -61,7 +61,12 @@ def test_hand_over_goes_to_the_named_standby_within_the_budget(pool: Pool) -> No
         pool.add(name, release_holdoff=0.5)
     leader = pool.wait_leader()
     target = sorted(n for n in pool.electors if n != leader)[-1]  # not the first in line
-    done, why = pool.electors[leader].hand_over(target, "service unreachable", YieldBudget(2, 60))
+    refused = pool.electors[leader].hand_over("nobody", "service unreachable", YieldBudget(2, 60))
+    assert not refused.done
+    assert "not in the election line" in refused.why
+    done, why, _ = pool.electors[leader].hand_over(
+        target, "service unreachable", YieldBudget(2, 60)
+    )
     assert done, why
     assert pool.wait_leader(exclude=leader) == target
 
@@ -74,9 +79,15 @@ def test_the_yield_budget_is_cluster_wide_and_refuses_past_its_limit(
     client.ensure_path(paths.base)
     budget = YieldBudget(limit=2, window_s=60)
     acl = OPEN_ACL_UNSAFE
-    assert claim(client, paths, budget, acl, who="c1", why="service") == (True, 1)
-    assert claim(client, paths, budget, acl, who="c2", why="service") == (True, 2)
-    granted, used = claim(client, paths, budget, acl, who="c3", why="service")
-    assert (granted, used) == (False, 2)
+    first, used = claim(client, paths, budget, acl, who="c1", why="service")
+    assert first is not None
+    assert used == 1
+    second, used = claim(client, paths, budget, acl, who="c2", why="service")
+    assert second is not None
+    assert used == 2
+    assert claim(client, paths, budget, acl, who="c3", why="service") == (None, 2)
     assert len(client.get_children(paths.yields)) == 2  # the refused claim withdrew itself
-    assert claim(client, paths, YieldBudget(limit=0), acl, who="c1", why="x") == (False, 0)
+    withdraw(client, second)  # a hand-over that did not happen gives its claim back
+    third, _ = claim(client, paths, budget, acl, who="c3", why="service")
+    assert third is not None
+    assert claim(client, paths, YieldBudget(limit=0), acl, who="c1", why="x") == (None, 0)
