@@ -70,6 +70,20 @@ def _listen(value: str) -> tuple[str, int]:
     "replaces is revoked even if some of the user's devices have not installed the new one.",
 )
 @click.option(
+    "--key-recovery-limit",
+    type=int,
+    default=5,
+    show_default=True,
+    help="Key recoveries allowed in any --key-recovery-window, for the whole service.",
+)
+@click.option(
+    "--key-recovery-window",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="Seconds of the key-recovery rate limit's window.",
+)
+@click.option(
     "--max-body",
     type=int,
     default=1_048_576,
@@ -156,6 +170,8 @@ def run(
     poll_lease: float,
     renewal_interval: float,
     user_renewal_deadline: float,
+    key_recovery_limit: int,
+    key_recovery_window: float,
     max_body: int,
     admin_token_env: str,
     admin_token_file: Path | None,
@@ -192,6 +208,10 @@ def run(
         raise click.BadParameter("must be > 0", param_hint="--poll-lease")
     if user_renewal_deadline <= 0:
         raise click.BadParameter("must be > 0", param_hint="--user-renewal-deadline")
+    if key_recovery_limit < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--key-recovery-limit")
+    if key_recovery_window <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--key-recovery-window")
     if header_timeout < 0:
         raise click.BadParameter("must be >= 0", param_hint="--header-timeout")
     if body_timeout <= 0:
@@ -237,6 +257,8 @@ def run(
         poll_lease_s=poll_lease,
         renewal_interval_s=renewal_interval,
         user_renewal_deadline_s=user_renewal_deadline,
+        key_recovery_limit=key_recovery_limit,
+        key_recovery_window_s=key_recovery_window,
     )
     app = create_app(config)
     if mutual:

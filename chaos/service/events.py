@@ -29,6 +29,8 @@ class Event(enum.IntEnum):
     DELIVERED = 1160
     INSTALLED = 1170
     DEVICE_FAILED = 1171
+    KEY_RECOVERED = 1180
+    KEY_RECOVERY_REFUSED = 1181
     REVOCATION_EVENT = 3100
     REVOCATION_CONFIRMED = 3110
     DEVICE_DELETED = 3120
@@ -56,6 +58,8 @@ _LEVELS = {
     Event.EPOCH_FORGERY_REFUSED: logging.WARNING,
     Event.EPOCH_ACCEPTED_BY_ADMIN: logging.WARNING,
     Event.DEVICE_FAILED: logging.WARNING,
+    Event.KEY_RECOVERED: logging.WARNING,  # an operator should see every one
+    Event.KEY_RECOVERY_REFUSED: logging.WARNING,
 }
 
 

@@ -62,6 +62,9 @@ class StoreSettings:
     # A user-scoped renewal retires the certificate it replaces once every device of
     # the user installed it, or this long after it was issued, whichever comes first.
     user_renewal_deadline_s: float = 7 * 86_400.0
+    # Key recovery: at most this many in any window, for the whole service.
+    key_recovery_limit: int = 5
+    key_recovery_window_s: float = 3600.0
 
 
 @dataclass
