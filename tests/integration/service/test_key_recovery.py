@@ -8,7 +8,6 @@ connector is :class:`FakeConnector`. The recovered envelope is opened with
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -17,14 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
 
 from chaos.launch.service import ServiceProcess
 from connector.pki.envelope import open_envelope
 from connector.service_client import ServiceClient
+from tests.fixtures.certs import key_pem, pem, rsa_key, self_signed
 from tests.fixtures.service import unique
 from tests.integration.service.helpers import ok
 from tests.integration.service.test_user_scope import Tenant
@@ -52,24 +50,8 @@ def admin(guarded: ServiceProcess) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def agent() -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "key recovery agent")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    key = rsa_key()
+    return key, self_signed(key, "key recovery agent")
 
 
 def recover(admin: httpx.Client, user: str, cert_pem: str, **extra: str) -> httpx.Response:
@@ -124,13 +106,7 @@ def test_recovery_returns_current_and_history_sealed_to_the_agent_and_is_audited
         assert pfx.cert.certificate.serial_number == int(item["serial"])
         assert pfx.key.private_numbers() == held[int(item["serial"])].key.private_numbers()  # type: ignore[union-attr]
     # The recovery agent's own tools open it (OpenSSL CMS), and no one else's key does.
-    (tmp_path / "agent.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    (tmp_path / "agent.key").write_bytes(key_pem(key))
     (tmp_path / "agent.pem").write_text(pem(cert))
     (tmp_path / "in.p7m").write_bytes(base64.b64decode(answer["keys"][0]["envelope_b64"]))
     opened = subprocess.run(
@@ -158,16 +134,7 @@ def test_bad_input_is_refused_with_a_reason_and_changes_nothing(
     admin, user = tenant.admin, tenant.world.user
     good = pem(agent[1])
     ec_key = ec.generate_private_key(ec.SECP256R1())
-    signing_only = (
-        x509.CertificateBuilder()
-        .subject_name(agent[1].subject)
-        .issuer_name(agent[1].subject)
-        .public_key(ec_key.public_key())
-        .serial_number(1)
-        .not_valid_before(agent[1].not_valid_before_utc)
-        .not_valid_after(agent[1].not_valid_after_utc)
-        .sign(ec_key, hashes.SHA256())
-    )
+    signing_only = self_signed(ec_key, "not for encryption")
     before = recoveries(admin)
     without_escrow = unique("user")
     ok(

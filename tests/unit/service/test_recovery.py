@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 
 from chaos.service.recovery import recovery_agent, recovery_allowed
+from tests.fixtures.certs import pem, rsa_key, self_signed
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
-
-
-@functools.cache
-def rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
 def agent_pem(
@@ -28,22 +21,9 @@ def agent_pem(
     ca: bool = False,
     days: int = 30,
 ) -> str:
-    key = key or rsa_key()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "recovery agent")])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(NOW - dt.timedelta(days=10))
-        .not_valid_after(NOW + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    return pem(
+        self_signed(key or rsa_key(), "recovery agent", now=NOW, days=days, ca=ca, usage=usage)
     )
-    if usage is not None:
-        builder = builder.add_extension(usage, critical=True)
-    cert = builder.sign(key, hashes.SHA256())
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 def usage(*, encipher: bool) -> x509.KeyUsage:
@@ -61,8 +41,8 @@ def usage(*, encipher: bool) -> x509.KeyUsage:
 
 
 def test_an_rsa_encryption_certificate_is_accepted() -> None:
-    for pem in (agent_pem(), agent_pem(usage=usage(encipher=True))):
-        check = recovery_agent(pem, NOW)
+    for text in (agent_pem(), agent_pem(usage=usage(encipher=True))):
+        check = recovery_agent(text, NOW)
         assert check.problem is None
         assert check.certificate is not None
 
