@@ -33,7 +33,11 @@ from chaos.checkers.model import (
     RequestRecord,
     Revocation,
     Snapshot,
+    UserCertificate,
+    UserCopy,
+    UserScopeState,
 )
+from chaos.service.user_certs import targeted_users
 from connector.ca import CertDB, open_certdb
 
 __all__ = ["IssuedRow", "ServiceDb", "ca_certificates", "fetch_crl", "parse_time", "read_snapshot"]
@@ -171,6 +175,40 @@ class ServiceDb:
             for r in self.rows("SELECT * FROM connectors")
         }
 
+    def user_scope(self) -> UserScopeState:
+        """User-scoped certificates, each device's copies, active devices, targeted users."""
+        with self._conn() as conn:
+            certificates = tuple(
+                UserCertificate(
+                    request=r["id"],
+                    user=r["user_id"],
+                    profile=r["profile_id"],
+                    serial=str(r["serial"]),
+                    issuer=str(r["ca_name"]),
+                    escrow=str(r["escrow"]),
+                    revoked=r["revocation"] is not None,
+                    kind=r["kind"],
+                    replaces=r["replaces"],
+                    state=r["state"],
+                )
+                for r in conn.execute(
+                    "SELECT * FROM requests WHERE scope = 'user' AND serial IS NOT NULL "
+                    "ORDER BY seq"
+                )
+            )
+            copies = tuple(
+                UserCopy(
+                    r["device_id"], r["request_id"], r["usage"], r["state"], r["device_delete"]
+                )
+                for r in conn.execute("SELECT * FROM user_copies ORDER BY seq")
+            )
+            devices = {
+                r["id"]: r["user_id"]
+                for r in conn.execute("SELECT id, user_id FROM devices WHERE state = 'active'")
+            }
+            targeted = frozenset(targeted_users(conn))
+        return UserScopeState(certificates, copies, devices, targeted)
+
     def stale_rejections(self) -> int:
         return int(self.rows("SELECT COUNT(*) AS n FROM stale_rejections")[0]["n"])
 
@@ -240,4 +278,5 @@ def read_snapshot(
         revocations=tuple(db.revocations()),
         crls=crls,
         accepted=tuple(db.accepted_actions()),
+        users=db.user_scope(),
     )
