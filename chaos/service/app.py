@@ -29,6 +29,7 @@ from chaos.service.api_admin import admin_router
 from chaos.service.api_connector import connector_router
 from chaos.service.api_device import device_router
 from chaos.service.api_enroll import enroll_router
+from chaos.service.api_import import import_router
 from chaos.service.api_read import gauge_snapshot, read_router
 from chaos.service.api_recovery import recovery_router
 from chaos.service.auth import AuthPolicy
@@ -174,6 +175,7 @@ def create_app(config: ServiceConfig, *, clock: Callable[[], float] = time.time)
     app.include_router(connector_router(store, auth))
     app.include_router(device_router(store, auth))
     app.include_router(recovery_router(store, auth))
+    app.include_router(import_router(store, auth))
     app.include_router(read_router(store, auth))
     app.include_router(enroll_router(store, auth, connector_ca))
     return app

@@ -31,6 +31,8 @@ class Event(enum.IntEnum):
     DEVICE_FAILED = 1171
     KEY_RECOVERED = 1180
     KEY_RECOVERY_REFUSED = 1181
+    PFX_IMPORTED = 1190
+    PFX_IMPORT_REFUSED = 1191
     REVOCATION_EVENT = 3100
     REVOCATION_CONFIRMED = 3110
     DEVICE_DELETED = 3120
@@ -60,6 +62,7 @@ _LEVELS = {
     Event.DEVICE_FAILED: logging.WARNING,
     Event.KEY_RECOVERED: logging.WARNING,  # an operator should see every one
     Event.KEY_RECOVERY_REFUSED: logging.WARNING,
+    Event.PFX_IMPORT_REFUSED: logging.WARNING,
 }
 
 

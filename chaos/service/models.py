@@ -93,6 +93,9 @@ class ProfileIn(Strict):
     # device: one certificate per device (the seed's default); user: one per user,
     # shared by all of the user's devices (S/MIME). Fixed once the profile exists.
     scope: Literal["device", "user"] = "device"
+    # ca: the connector requests certificates from the profile's template; imported:
+    # an admin imports each user's PFX (scope user only; never sent to a CA).
+    source: Literal["ca", "imported"] = "ca"
 
 
 class ProfileUpdate(Strict):

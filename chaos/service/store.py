@@ -29,7 +29,7 @@ from chaos.service.db import Database
 from chaos.service.keys import ServiceKeys
 from chaos.service.rules import AdvancePolicy, Event, Mode, Outcome, revocation_outcome
 
-__all__ = ["STOOD_DOWN_EPOCH", "ApiError", "Store", "StoreSettings"]
+__all__ = ["NOT_AT_CA", "STOOD_DOWN_EPOCH", "ApiError", "Store", "StoreSettings"]
 
 # A request slot (device, profile) is "live" while one of its requests may
 # still become or is the device's certificate.
@@ -48,6 +48,9 @@ class ApiError(Exception):
         self.reason = reason
         self.extra = extra
 
+
+# requests.revocation of an imported PFX that an event retired: not revoked at a CA.
+NOT_AT_CA = "not-at-ca"
 
 # meta key: the highest epoch at the moment its holder heartbeated as a standby
 # (the holder is not active while the highest epoch is still this one).
@@ -281,6 +284,14 @@ class Store:
     def queue_revocation(
         self, tx: sqlite3.Connection, req: sqlite3.Row, event: Event, reason: str
     ) -> None:
+        if req["kind"] == "imported":
+            # An imported PFX came from a CA pfxha does not run: it is removed from
+            # devices as the table says, never revoked at any CA.
+            tx.execute(
+                "UPDATE requests SET revocation = ?, updated_at = ? WHERE id = ?",
+                (NOT_AT_CA, self.now_iso(), req["id"]),
+            )
+            return
         tx.execute(
             "INSERT INTO revocations(id, seq, request_id, serial, ca_name, reason, event, state, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?) "

@@ -174,12 +174,3 @@ def test_recoveries_beyond_the_limit_wait_with_retry_after(
     assert "--key-recovery-limit 3" in refused.json()["detail"]
     assert int(refused.headers["Retry-After"]) > 0
     assert len(recoveries(tenant.admin)) == LIMIT  # the refusal is not counted
-
-
-def test_a_service_without_an_admin_credential_refuses_recovery(service: ServiceProcess) -> None:
-    response = httpx.post(
-        f"{service.url}/api/v1/admin/users/anyone/key-recovery",
-        json={"recovery_agent_certificate_pem": "x", "reason": "x"},
-    )
-    assert response.status_code == 403
-    assert "--admin-token-file" in response.json()["detail"]

@@ -1,0 +1,172 @@
+"""Imported PFX through the real service and ``pfxha service import-pfx``.
+
+An admin's password-protected PFX for a user is sealed to the KRA by the CLI
+(run in-process), delivered to every device of the user like a user-scoped
+certificate, replaced by a newer import (the old key stays decrypt-only), and
+removed from every device when the user leaves the group, never revoked at a CA.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from chaos.launch.service import ServiceProcess
+from chaos.service.clients import DeviceClient, DeviceCredentials
+from chaos.service.import_cli import import_pfx, sealed_for_import
+from tests.fixtures.certs import rsa_key, self_signed
+from tests.fixtures.service import unique
+from tests.integration.service.helpers import MiniCA, World, build_world, new_key, ok
+
+
+class Imports:
+    """A user with two devices under an imported-PFX profile, and a CA outside pfxha."""
+
+    def __init__(self, service: ServiceProcess, admin: httpx.Client, tmp: Path) -> None:
+        self.service, self.admin, self.tmp = service, admin, tmp
+        self.world: World = build_world(admin, unique, devices=2, scope="user", source="imported")
+        self.ca = MiniCA("an enterprise CA pfxha does not run")
+        self.devices = {
+            d: DeviceClient(service.url, DeviceCredentials(d, made["cert"], made["key"]))
+            for d, made in self.world.devices.items()
+        }
+        (tmp / "pass").write_text("s3cret\n")
+        (tmp / "pass").chmod(0o600)
+
+    def pfx_file(self, name: str) -> tuple[Path, x509.Certificate]:
+        key = new_key()
+        cert = self.ca.issue(key.public_key(), self.world.user, days=30, cn=name)
+        path = self.tmp / f"{name}.p12"
+        path.write_bytes(
+            pkcs12.serialize_key_and_certificates(
+                b"x", key, cert, [self.ca.cert], serialization.BestAvailableEncryption(b"s3cret")
+            )
+        )
+        return path, cert
+
+    def cli(self, pfx: Path, *extra: str) -> tuple[int, str]:
+        result = CliRunner().invoke(
+            import_pfx,
+            ["--url", self.service.url, "--user", self.world.user, "--profile",
+             self.world.profile, "--pfx", str(pfx), *extra],
+        )  # fmt: skip
+        return result.exit_code, result.output
+
+    def requests(self) -> list[dict[str, object]]:
+        rows = ok(self.admin.get("/api/v1/read/requests"))
+        return [r for r in rows if r["user_id"] == self.world.user]
+
+
+@pytest.fixture
+def imports(service: ServiceProcess, admin: httpx.Client, tmp_path: Path) -> Iterator[Imports]:
+    made = Imports(service, admin, tmp_path)
+    yield made
+    for device in made.devices.values():
+        device.close()
+
+
+def test_an_imported_pfx_reaches_every_device_and_a_newer_one_keeps_the_old_key(
+    imports: Imports,
+) -> None:
+    assert imports.requests() == []  # nothing is ever requested from a CA for this profile
+    first, first_cert = imports.pfx_file("ann-2025")
+    code, output = imports.cli(first, "--password-file", str(imports.tmp / "pass"))
+    assert code == 0, output
+    assert f'"serial": "{first_cert.serial_number}"' in output
+    for device in imports.devices.values():
+        device.sync()
+        held = device.store[imports.world.profile]
+        assert (held.serial, held.scope, held.usage) == (
+            first_cert.serial_number,
+            "user",
+            "current",
+        )
+        assert held.certificate == first_cert
+    second, second_cert = imports.pfx_file("ann-2026")
+    code, output = imports.cli(second, "--password-file", str(imports.tmp / "pass"))
+    assert code == 0, output
+    for device in imports.devices.values():
+        device.sync()
+        assert device.store[imports.world.profile].serial == second_cert.serial_number
+        assert set(device.history) == {first_cert.serial_number}  # old mail still opens
+    assert [(r["kind"], r["escrow"]) for r in imports.requests()] == [
+        ("imported", "history"),
+        ("imported", "current"),
+    ]
+    before = ok(imports.admin.get("/api/v1/read/revocations"))
+    ok(
+        imports.admin.post(
+            "/api/v1/admin/actions/leave-group",
+            json={"group_id": imports.world.group, "user_id": imports.world.user},
+        )
+    )
+    for device in imports.devices.values():
+        assert sorted(device.sync().deleted) == sorted(
+            [first_cert.serial_number, second_cert.serial_number]
+        )
+        assert not device.store
+        assert not device.history
+    # Removed everywhere, but no revocation is sent to any CA for an imported PFX.
+    assert ok(imports.admin.get("/api/v1/read/revocations")) == before
+    assert {(r["escrow"], r["revocation"]) for r in imports.requests()} == {
+        ("withdrawn", "not-at-ca")
+    }
+    audit = ok(
+        imports.admin.get(
+            "/api/v1/read/events", params={"kind": "pfx-imported", "subject": imports.world.user}
+        )
+    )
+    assert [e["detail"]["serial"] for e in audit] == [
+        str(first_cert.serial_number),
+        str(second_cert.serial_number),
+    ]
+
+
+def test_bad_imports_are_refused_with_a_reason_and_change_nothing(imports: Imports) -> None:
+    pfx, cert = imports.pfx_file("ann-bad")
+    code, output = imports.cli(pfx)  # the password file forgotten
+    assert code != 0
+    assert "--password-file" in output
+    kra = x509.load_pem_x509_certificate(
+        ok(imports.admin.get("/api/v1/admin/kra-certificate"))["certificate_pem"].encode()
+    )
+    good = base64.b64encode(sealed_for_import(pfx.read_bytes(), b"s3cret", kra)).decode()
+    stranger = self_signed(rsa_key(), "not the KRA")
+    elsewhere = base64.b64encode(sealed_for_import(pfx.read_bytes(), b"s3cret", stranger))
+    device_profile = ok(imports.admin.post("/api/v1/admin/profiles", json={"id": unique("p")}))
+    path = f"/api/v1/admin/users/{imports.world.user}/imported-pfx"
+    cases = [
+        (path, {"profile_id": imports.world.profile, "envelope_b64": elsewhere.decode()}, 400,
+         "does not open with the service's KRA key"),
+        (path, {"profile_id": imports.world.profile, "envelope_b64": "@@"}, 400, "not base64"),
+        (path, {"profile_id": device_profile["id"], "envelope_b64": good}, 400,
+         "not an imported-PFX profile"),
+        (path, {"profile_id": unique("p"), "envelope_b64": good}, 404, "unknown profile"),
+        (f"/api/v1/admin/users/{unique('u')}/imported-pfx",
+         {"profile_id": imports.world.profile, "envelope_b64": good}, 404, "unknown user"),
+    ]  # fmt: skip
+    for url, body, status, words in cases:
+        response = imports.admin.post(url, json=body)
+        assert response.status_code == status, response.text
+        assert words in response.json()["detail"]
+    assert imports.requests() == []
+    refused = imports.admin.post(
+        "/api/v1/admin/profiles",
+        json={"id": unique("p"), "scope": "device", "source": "imported"},
+    )
+    assert refused.status_code == 400
+    assert "source=imported needs scope=user" in refused.json()["detail"]
+    ok(imports.admin.post(path, json={"profile_id": imports.world.profile, "envelope_b64": good}))
+    again = imports.admin.post(
+        path, json={"profile_id": imports.world.profile, "envelope_b64": good}
+    )
+    assert again.status_code == 409
+    assert str(cert.serial_number) in again.json()["detail"]
