@@ -268,7 +268,7 @@ class Store:
                 counts["requests_cancelled"] += 1
             elif state in ("issued", "delivered", "installed"):
                 self.queue_revocation(tx, req, event, outcome.reason)
-                counts["revocations_queued"] += 1
+                counts["revocations_queued"] += req["kind"] != "imported"  # not at a CA
                 updates = "cancelled = ?, updated_at = ?"
                 params: list[Any] = [event.value, now]
                 if state == "issued":

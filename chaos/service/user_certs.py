@@ -338,7 +338,7 @@ def _device_event(
         if req["escrow"] != "current" or req["revocation"] is not None:
             continue  # a history key: revoked already
         retire_to_history(store, tx, req, event, outcome.reason)
-        counts["revocations_queued"] += 1
+        counts["revocations_queued"] += req["kind"] != "imported"  # not at a CA
         slots[(req["user_id"], req["profile_id"])] = request_id
     user_id = device["user_id"]
     targeted = targeted_users(tx, [user_id])

@@ -170,3 +170,23 @@ def test_bad_imports_are_refused_with_a_reason_and_change_nothing(imports: Impor
     )
     assert again.status_code == 409
     assert str(cert.serial_number) in again.json()["detail"]
+
+
+def test_a_lost_device_retires_an_imported_pfx_without_a_ca_call(imports: Imports) -> None:
+    pfx, cert = imports.pfx_file("ann-lost")
+    code, output = imports.cli(pfx, "--password-file", str(imports.tmp / "pass"))
+    assert code == 0, output
+    for device in imports.devices.values():
+        device.sync()
+    lost, kept = imports.devices
+    result = ok(imports.admin.post("/api/v1/admin/actions/retire-admin", json={"device_id": lost}))
+    # The key left our control: no longer current anywhere, kept decrypt-only on the
+    # other device; pfxha cannot revoke or re-issue it (the admin imports a new one).
+    assert (result["revocations_queued"], result["rollovers_queued"]) == (0, 0)
+    assert imports.devices[lost].sync().deleted == [cert.serial_number]
+    imports.devices[kept].sync()
+    assert not imports.devices[kept].store
+    assert set(imports.devices[kept].history) == {cert.serial_number}
+    assert [(r["kind"], r["escrow"], r["revocation"]) for r in imports.requests()] == [
+        ("imported", "history", "not-at-ca")
+    ]
