@@ -22,7 +22,7 @@ A device "holds" a copy it reported installed and was not told to delete
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from chaos.checkers.model import (
     CaCertificate,
@@ -112,21 +112,29 @@ def check_one_current(state: UserScopeState, ca: Iterable[CaCertificate] = ()) -
     return violations
 
 
-def check_same_serial(state: UserScopeState) -> list[str]:
-    violations: list[str] = []
+def _targeted_slots(
+    state: UserScopeState,
+) -> Iterator[tuple[str, str, list[UserCertificate], dict[str, dict[str, str]]]]:
+    """Each (user, profile) a profile targets now, its certificates, and what each active
+    device of the user holds (``device -> {request: usage}``)."""
     held, devices = _held(state), _devices_of(state)
     for (user, profile), certs in sorted(_slots(state).items()):
+        if (user, profile) in state.targeted:
+            yield user, profile, certs, {d: held.get(d, {}) for d in devices.get(user, [])}
+
+
+def check_same_serial(state: UserScopeState) -> list[str]:
+    violations: list[str] = []
+    for user, profile, certs, devices in _targeted_slots(state):
         current = _current(certs)
         newest = _newest(current)
-        if (user, profile) not in state.targeted or newest is None:
+        if newest is None:
             continue
         serial_of = {c.request: c.serial for c in certs}
         accepted = {c.serial for c in current}
-        for device in devices.get(user, []):
+        for device, holds in devices.items():
             mine = {
-                serial_of[r]
-                for r, usage in held.get(device, {}).items()
-                if usage == "current" and r in serial_of
+                serial_of[r] for r, usage in holds.items() if usage == "current" and r in serial_of
             }
             if not mine & accepted:
                 shown = ", ".join(sorted(mine)) or "nothing"
@@ -144,13 +152,10 @@ def check_same_serial(state: UserScopeState) -> list[str]:
 
 def check_history_copies(state: UserScopeState) -> list[str]:
     violations: list[str] = []
-    held, devices = _held(state), _devices_of(state)
-    for (user, profile), certs in sorted(_slots(state).items()):
-        if (user, profile) not in state.targeted:
-            continue
+    for user, profile, certs, devices in _targeted_slots(state):
         for cert in (c for c in certs if c.escrow == "history"):
-            for device in devices.get(user, []):
-                if held.get(device, {}).get(cert.request) != "decrypt-only":
+            for device, holds in devices.items():
+                if holds.get(cert.request) != "decrypt-only":
                     violations.append(
                         f"device {device} of user {user} lacks the decrypt-only history key "
                         f"{cert.issuer}:{cert.serial} of profile {profile} (old mail would "

@@ -219,10 +219,10 @@ def run(
     if max_body < 1024:
         raise click.BadParameter("must be at least 1024", param_hint="--max-body")
     if ssl_keyfile is not None:
-        _check_private(ssl_keyfile, "--ssl-keyfile")
+        check_private(ssl_keyfile, "--ssl-keyfile")
     admin_hash = None
     if admin_credential_file is not None:
-        _check_private(admin_credential_file, "--admin-credential-file")
+        check_private(admin_credential_file, "--admin-credential-file")
         admin_hash = admin_credential_file.read_text().strip()
         if not admin_hash.startswith("scrypt$"):
             raise click.BadParameter(
@@ -282,7 +282,7 @@ def run(
     _Server(server_config, on_exit=app.state.store.close).run()
 
 
-def _check_private(path: Path, option: str) -> None:
+def check_private(path: Path, option: str) -> None:
     """Refuse to start on a secret file that group or others may read."""
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
@@ -295,7 +295,7 @@ def _check_private(path: Path, option: str) -> None:
 def _admin_token(path: Path | None, env: str) -> str | None:
     if path is None:
         return os.environ.get(env) or None
-    _check_private(path, "--admin-token-file")
+    check_private(path, "--admin-token-file")
     token = path.read_text().strip()
     if not token:
         raise click.BadParameter(f"{path} is empty", param_hint="--admin-token-file")

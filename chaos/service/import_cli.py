@@ -16,13 +16,13 @@ from __future__ import annotations
 import base64
 import json
 import os
-import stat
 from pathlib import Path
 
 import click
 import httpx
 from cryptography import x509
 
+from chaos.service.cli import check_private
 from connector.pki.envelope import seal
 from connector.pki.pfx import PfxError, load_pfx, pack_pfx
 
@@ -30,12 +30,7 @@ __all__ = ["import_pfx", "sealed_for_import"]
 
 
 def _secret(path: Path, option: str) -> str:
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise click.BadParameter(
-            f"{path} is readable by others (mode {oct(mode)}); run: chmod 600 {path}",
-            param_hint=option,
-        )
+    check_private(path, option)
     return path.read_text().strip()
 
 
