@@ -282,7 +282,7 @@ def test_profile_scope_is_checked_and_the_table_is_served(admin: httpx.Client) -
 
 
 # Key recovery needs an admin credential: this module's service runs without one
-# (tests/integration/service/test_key_recovery.py has the rest).
+# (tests/integration/service/test_escrow_admin.py has the rest).
 def test_a_service_without_an_admin_credential_refuses_recovery(service: ServiceProcess) -> None:
     response = httpx.post(
         f"{service.url}/api/v1/admin/users/anyone/key-recovery",
