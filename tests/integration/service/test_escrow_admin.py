@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
+from chaos.checkers import Snapshot, check_user_scope
+from chaos.checkers.state import ServiceDb
 from chaos.launch.service import ServiceProcess
 from chaos.service.clients import DeviceClient, DeviceCredentials
 from chaos.service.import_cli import import_pfx, sealed_for_import
@@ -339,8 +341,11 @@ def test_a_lost_device_retires_an_imported_pfx_without_a_ca_call(imports: Import
     pfx, cert = imports.pfx_file("ann-lost")
     code, output = imports.cli(pfx, "--password-file", str(imports.tmp / "pass"))
     assert code == 0, output
+    db = ServiceDb(imports.service.db_path)  # what the drill reads
+    assert db.devices_due_user_copies() >= set(imports.devices)  # a copy to collect
     for device in imports.devices.values():
         device.sync()
+    assert not db.devices_due_user_copies() & set(imports.devices)
     lost, kept = imports.devices
     result = ok(imports.admin.post("/api/v1/admin/actions/retire-admin", json={"device_id": lost}))
     # The key left our control: no longer current anywhere, kept decrypt-only on the
@@ -353,3 +358,8 @@ def test_a_lost_device_retires_an_imported_pfx_without_a_ca_call(imports: Import
     assert [(r["kind"], r["escrow"], r["revocation"]) for r in imports.requests()] == [
         ("imported", "history", "not-at-ca")
     ]
+    assert not db.devices_due_user_copies() & set(imports.devices)  # both reported
+    # Nothing current is left, so the user-scope checkers have nothing to hold the
+    # remaining device to; its history key is there.
+    state = db.user_scope()
+    assert not [v for v in check_user_scope(Snapshot(users=state)) if imports.world.user in v]
