@@ -10,9 +10,8 @@ the remaining devices with the decrypt-only history key.
 from __future__ import annotations
 
 import base64
-import secrets
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +36,9 @@ from tests.integration.service.helpers import ok
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    """The module's service, with an admin token: key recovery needs an admin credential."""
-    svc = ServiceProcess(
-        tmp_path_factory.mktemp("service"),
-        admin_token=secrets.token_urlsafe(24),
-        extra_args=["--renewal-interval", "0"],
-    )
-    svc.start()
-    yield svc
-    svc.stop(grace=5)
+def service(admin_service: ServiceProcess) -> ServiceProcess:
+    """This module's service has an admin token: key recovery needs an admin credential."""
+    return admin_service
 
 
 def openssl(*args: str, stdin: bytes | None = None) -> bytes:
