@@ -15,7 +15,7 @@ __all__ = ["bench", "lab", "service"]
 
 @click.group(
     cls=LazyGroup,
-    lazy={"run": "chaos.service.cli:run"},
+    lazy={"run": "chaos.service.cli:run", "import-pfx": "chaos.service.import_cli:import_pfx"},
 )
 def service() -> None:
     """The stand-in cloud certificate service."""

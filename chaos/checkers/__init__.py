@@ -28,6 +28,7 @@ from chaos.checkers.model import (
 from chaos.checkers.pfx import check_pfx_history, verify_chain, verify_delivered_pfx
 from chaos.checkers.requests import RequestCounts, check_lost_requests, count_requests
 from chaos.checkers.revocations import check_revocations
+from chaos.checkers.user_scope import check_user_scope, count_user_scope
 from chaos.history import Event
 
 __all__ = [
@@ -47,8 +48,10 @@ __all__ = [
     "check_revocations",
     "check_single_active",
     "check_stale_epochs",
+    "check_user_scope",
     "count_duplicates",
     "count_requests",
+    "count_user_scope",
     "verify_chain",
     "verify_delivered_pfx",
 ]
@@ -64,4 +67,5 @@ def check_all(events: Iterable[Event], snapshot: Snapshot) -> list[str]:
         *check_duplicates(snapshot),
         *check_revocations(snapshot),
         *check_pfx_history(history),
+        *check_user_scope(snapshot),
     ]

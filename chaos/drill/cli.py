@@ -199,10 +199,11 @@ def drill(
     try:
         results = _run(lab, history, scenarios, rounds, progress, console, session_timeout,
                        enroll_rate, revoke_every)  # fmt: skip
+        certificates = lab.service_db().certificates_exercised()
     finally:
         lab.stop()
         history.close()
-    data = _write_outputs(results, history, out_dir, json_path, command, lab.topology)
+    data = _write_outputs(results, history, out_dir, json_path, command, lab.topology, certificates)
     report_console.print(summary_table(results))
     report_console.print(f"report: {out_dir / 'report.md'}  timeline: {out_dir / 'timeline.png'}")
     for result in results:
@@ -242,10 +243,11 @@ def _run(
 
     def devices_due() -> set[str]:
         rows = db.rows(
-            "SELECT DISTINCT device_id FROM requests WHERE (state IN ('issued', 'delivered') "
-            "AND cancelled IS NULL AND revocation IS NULL) OR device_delete = 'pending'"
+            "SELECT DISTINCT device_id FROM requests WHERE scope = 'device' AND "
+            "((state IN ('issued', 'delivered') AND cancelled IS NULL AND revocation IS NULL) "
+            "OR device_delete = 'pending')"
         )
-        return {str(r["device_id"]) for r in rows}
+        return {str(r["device_id"]) for r in rows} | db.devices_due_user_copies()
 
     observer = Observer(
         history,
@@ -305,10 +307,13 @@ def _write_outputs(
     json_path: Path | None,
     command: str,
     topology: str,
+    certificates: dict[str, dict[str, int]],
 ) -> dict[str, Any]:
-    data = write_contract(results, out_dir / "result.json", topology=topology)
+    data = write_contract(
+        results, out_dir / "result.json", topology=topology, certificates=certificates
+    )
     if json_path is not None and json_path.resolve() != (out_dir / "result.json"):
-        write_contract(results, json_path, topology=topology)
+        write_contract(results, json_path, topology=topology, certificates=certificates)
     write_rounds(results, out_dir / "rounds.json")
     write_report(results, out_dir / "report.md", command=command)
     try:

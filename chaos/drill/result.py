@@ -10,10 +10,18 @@ The contract (tools depend on it; documented in docs/chaos.md)::
                           "duplicates": int,
                           "stale_epoch_rejected": int,
                           "leader_changes": int}},
+     "certificates": {"device": {"delivered": int},
+                      "user": {"delivered": int, "users": int, "devices": int,
+                               "rollovers": int}},
      "ok": bool}
 
 ``leader_changes`` (added with the gray-failure scenarios, backward compatible):
 new leader epochs the observer saw in ZooKeeper during the scenario.
+
+``certificates`` says what the drill exercised, over the whole run (the
+service DB at the end): device-scoped certificates delivered; user-scoped
+ones delivered, for how many users, on how many devices, and how many
+rollovers (a lost device's shared certificate re-issued).
 """
 
 from __future__ import annotations
@@ -119,21 +127,33 @@ class ScenarioResult:
 
 
 def contract(
-    scenarios: Sequence[ScenarioResult], *, topology: str = "single-host"
+    scenarios: Sequence[ScenarioResult],
+    *,
+    topology: str = "single-host",
+    certificates: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, Any]:
     """The ``--json`` contract; ``topology`` is ``"hosts"`` or ``"single-host"``."""
     body = {s.name: s.to_contract() for s in scenarios}
     return {
         "scenarios": body,
+        "certificates": certificates
+        or {"device": {"delivered": 0}, "user": dict.fromkeys(USER_COUNTS, 0)},
         "ok": all(not s["violations"] for s in body.values()),
         "topology": topology,
     }
 
 
+USER_COUNTS = ("delivered", "users", "devices", "rollovers")
+
+
 def write_contract(
-    scenarios: Sequence[ScenarioResult], path: Path, *, topology: str = "single-host"
+    scenarios: Sequence[ScenarioResult],
+    path: Path,
+    *,
+    topology: str = "single-host",
+    certificates: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, Any]:
-    data = contract(scenarios, topology=topology)
+    data = contract(scenarios, topology=topology, certificates=certificates)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return data

@@ -60,6 +60,11 @@ def test_every_scenario_one_round_without_violations(tmp_path: Path) -> None:
         assert 0 < body["failover_s"]["max"] < 15, name
         assert body["requests"]["created"] >= 1, name
 
+    # The user-scoped S/MIME profile was exercised (its checkers ran in every scenario).
+    user = contract["certificates"]["user"]
+    assert user["delivered"] > 0
+    assert user["devices"] >= user["users"] > 0
+    assert contract["certificates"]["device"]["delivered"] > 0
     assert "Verdict: **OK**" in (out / "report.md").read_text()
     assert (out / "timeline.png").read_bytes()[:4] == b"\x89PNG"
     events = read_history(out / "history.jsonl")
