@@ -36,6 +36,9 @@
     certdb_password_file = "/etc/pfxha/certdb-primary.password"
     # reconcile = "off"     # only on purpose: orphans at this CA are never found
     # ca_file = "/etc/pfxha/ca-tls.pem"       # verifies an https:// CA (default: certifi)
+    # This connector's own client certificate for the CA's mutual TLS (docs/pki.md):
+    # client_certificate = "/etc/pfxha/ca-client.pem"
+    # client_key_file = "/etc/pfxha/ca-client.key"   # 0600
 
     [templates]
     user-auth = ["primary"]                   # CAs in failover order, each a [[ca]] name
@@ -180,6 +183,10 @@ class CASettings:
     # CA bundle (PEM) that verifies the CA's TLS certificate when url is https://
     # (default: certifi's public CAs, not the system store).
     ca_file: str | None = None
+    # This connector's own client certificate and key (0600) for the CA's mutual
+    # TLS: CFSSL serves every endpoint only to allowed client CNs (docs/pki.md).
+    client_certificate: str | None = None
+    client_key_file: str | None = None
 
     def as_spec(self) -> dict[str, str | None]:
         """The shape ``connector.ca.CfsslCA.from_dict`` reads."""
@@ -195,6 +202,8 @@ class CASettings:
             "reconcile": self.reconcile,
             "crl_url": self.crl_url,
             "ca_file": self.ca_file,
+            "client_certificate": self.client_certificate,
+            "client_key_file": self.client_key_file,
         }
 
     @property
@@ -449,6 +458,7 @@ def _validate(config: ConnectorConfig) -> None:
         if ca.crl_url is not None:
             _check_url(f"ca[{ca.name}].crl_url", ca.crl_url)
         _validate_certdb(ca)
+        _validate_ca_tls(ca)
     _check_key_types("loop.keypool_types", config.loop.keypool_types)
     try:
         host, port = config.metrics.host_port
@@ -489,6 +499,21 @@ def _check_key_types(setting: str, words: str) -> None:
 
 
 _RECONCILE_MODES = ("certdb", "off")
+
+
+def _validate_ca_tls(ca: CASettings) -> None:
+    """A client certificate comes with its key, and only over https://."""
+    label = f"ca[{ca.name}]"
+    if (ca.client_certificate is None) != (ca.client_key_file is None):
+        missing = "client_key_file" if ca.client_key_file is None else "client_certificate"
+        raise ConfigError(
+            f"{label}.{missing}", "client_certificate and client_key_file go together"
+        )
+    if ca.client_certificate is not None and not ca.url.startswith("https://"):
+        raise ConfigError(
+            f"{label}.url",
+            "must be https:// when client_certificate is set (mutual TLS to the CA)",
+        )
 
 
 def _validate_certdb(ca: CASettings) -> None:

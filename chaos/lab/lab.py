@@ -127,7 +127,7 @@ class Lab:
         self.session_timeout = session_timeout
         self.cluster = cluster
         self.zk = ZooKeeperEnsemble(self.run_dir / "zookeeper", size=3, heap_mb=128)
-        self.cas = CfsslLab(self.run_dir / "cfssl")
+        self.cas = CfsslLab(self.run_dir / "cfssl", clients=self.connector_names_planned)
         self.connector_loop = connector_loop
         self.seed_devices = seed_devices
         # Issue 8: the service speaks HTTPS and requires enrolled connector
@@ -144,6 +144,11 @@ class Lab:
         self._extra: list[Any] = []
 
     # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def connector_names_planned(self) -> list[str]:
+        """``c1`` .. ``cN``: each its own CA client certificate and ZooKeeper identity."""
+        return [f"c{i}" for i in range(1, self.connector_count + 1)]
 
     @property
     def topology(self) -> str:
@@ -194,7 +199,11 @@ class Lab:
             max_election_wait_ms=1000,
             connect_timeout_ms=500,
         )
-        self.cas = CfsslLab(self.run_dir / "cfssl", placement=self.host_of["ca"])
+        self.cas = CfsslLab(
+            self.run_dir / "cfssl",
+            placement=self.host_of["ca"],
+            clients=self.connector_names_planned,
+        )
 
     def _remove_hosts(self) -> None:
         if self.network is not None:
@@ -280,6 +289,7 @@ class Lab:
             service_ca=self.service_ca,
             enroll=self._enroll if self.secure else None,
             zk_auth=zk_auth,
+            ca_client=self.cas.client_spec,
             placement={
                 f"c{i}": self.host_of[f"c{i}"]
                 for i in range(1, self.connector_count + 1)

@@ -94,6 +94,9 @@ def render_config(
             "certdb_password_file",
             "reconcile",
             "crl_url",
+            "ca_file",
+            "client_certificate",
+            "client_key_file",
         )
         values = {"name": ca_name, **{k: spec.get(k) for k in keys}}
         parts.append(_table("[[ca]]", values))
@@ -123,6 +126,7 @@ class ConnectorFleet:
         enroll: Callable[[str, Path], None] | None = None,
         zk_auth: tuple[str, Path] | None = None,
         placement: Mapping[str, Host] | None = None,
+        ca_client: Callable[[str], Mapping[str, str]] | None = None,
     ) -> None:
         """``cas`` is :meth:`chaos.launch.cfssl.CfsslLab.describe` (``cas`` and ``templates``).
 
@@ -146,6 +150,8 @@ class ConnectorFleet:
         self.enroll = enroll
         # ZooKeeper digest ACLs: (user, password file 0600).
         self.zk_auth = zk_auth
+        # Each connector's own mutual-TLS pair for the CAs (CfsslLab.client_spec).
+        self.ca_client = ca_client
         self.names = [f"{prefix}{i}" for i in range(1, count + 1)]
         self.placement = dict(placement or {})
         missing = [n for n in self.names if self.placement and n not in self.placement]
@@ -181,7 +187,8 @@ class ConnectorFleet:
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(str(spec["auth_key"]))
-            cas[ca_name] = {**spec, "auth_key_file": str(key_file)}
+            own = self.ca_client(name) if self.ca_client is not None else {}
+            cas[ca_name] = {**spec, "auth_key_file": str(key_file), **own}
         service: dict[str, Any] = {}
         if self.service_ca is not None:
             service["ca_file"] = str(self.service_ca)

@@ -172,6 +172,7 @@ def build(config: ConnectorConfig) -> Runtime:
             config.zookeeper.auth_password_file,
             *(c.auth_key_file for c in config.cas),
             *(c.certdb_password_file for c in config.cas),
+            *(c.client_key_file for c in config.cas),
         ]
     )
     for ca in config.cas:
