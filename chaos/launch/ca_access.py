@@ -21,32 +21,21 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import re
 import ssl
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from chaos.launch._x509 import build_certificate, write_pair
 
 __all__ = ["CaAccess"]
 
 _VALIDITY = dt.timedelta(days=365)
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
 
 
 class CaAccess:
@@ -70,25 +59,15 @@ class CaAccess:
             return
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pfxha Lab CA access CA")])
-        now = dt.datetime.now(dt.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + 10 * _VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-                critical=True,
-            )
-            .sign(key, hashes.SHA256())
+        usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
+        cert = build_certificate(
+            "pfxha Lab CA access CA",
+            key.public_key(),
+            key,
+            validity=10 * _VALIDITY,
+            extensions=[(x509.BasicConstraints(ca=True, path_length=0), True), (usage, True)],
         )
-        _write_key(self.directory / "ca-key.pem", key)
-        self.ca_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        write_pair(self.ca_path, self.directory / "ca-key.pem", cert, key)
         sans = [x509.IPAddress(ipaddress.ip_address(h)) for h in self.hosts]
         self._issue("cfssl-server", *self.server_pair, sans, ExtendedKeyUsageOID.SERVER_AUTH)
 
@@ -106,24 +85,21 @@ class CaAccess:
         assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
         ca_cert = x509.load_pem_x509_certificate(self.ca_path.read_bytes())
         key = ec.generate_private_key(ec.SECP256R1())
-        now = dt.datetime.now(dt.UTC)
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + _VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        )
+        extensions: list[tuple[x509.ExtensionType, bool]] = [
+            (x509.BasicConstraints(ca=False, path_length=None), True),
+            (x509.ExtendedKeyUsage([usage]), False),
+        ]
         if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        _write_key(key_path, key)
-        cert_path.write_bytes(
-            builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+            extensions.append((x509.SubjectAlternativeName(sans), False))
+        cert = build_certificate(
+            cn,
+            key.public_key(),
+            ca_key,
+            issuer=ca_cert.subject,
+            validity=_VALIDITY,
+            extensions=extensions,
         )
+        write_pair(cert_path, key_path, cert, key)
 
     def client(self, name: str) -> tuple[Path, Path]:
         """(certificate, key 0600) of client ``name`` (CN = name), created on first use."""

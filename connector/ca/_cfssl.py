@@ -66,7 +66,7 @@ from connector.ca._profiles import STANDARD_PROFILES, CaProfile
 from connector.ca._types import CertStatus, IssuedCertificate, ReconcileState, normalise_reason
 from connector.pki.validate import CertificateValidationError, validate_chain, validate_issued
 
-__all__ = ["RECONCILE_MODES", "CfsslCA"]
+__all__ = ["RECONCILE_MODES", "CfsslCA", "tls_context"]
 
 # "certdb": find by reading the CA's certdb; "off": the operator's explicit opt-out.
 RECONCILE_MODES = ("certdb", "off")
@@ -75,6 +75,27 @@ log = logging.getLogger("pfxha.connector.ca")
 
 # CFSSL error categories (code // 1000) that say the CA, not the request, is in trouble.
 _RETRYABLE_CATEGORIES = {6, 8, 11}  # dial, OCSP, certstore (database)
+
+
+def tls_context(spec: Mapping[str, Any]) -> ssl.SSLContext | bool:
+    """How to reach the CA of ``spec`` (``ca_file``, ``client_certificate``, ``client_key_file``).
+
+    An https:// CA is verified against ``ca_file`` when given (httpx's default is
+    certifi's public CAs, not the system store); with a client pair the context
+    presents it (CFSSL's mutual TLS).
+    """
+    ca_file = spec.get("ca_file")
+    client_cert, client_key = spec.get("client_certificate"), spec.get("client_key_file")
+    if bool(client_cert) != bool(client_key):
+        raise ValueError(
+            f"CA {spec.get('name')}: client_certificate and client_key_file go together"
+        )
+    if not ca_file and not client_cert:
+        return True
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if client_cert:
+        context.load_cert_chain(str(client_cert), str(client_key))
+    return context
 
 
 class CfsslCA:
@@ -135,22 +156,7 @@ class CfsslCA:
             raise ValueError(f"CA {spec.get('name')}: auth_key or auth_key_file is required")
         certificate = x509.load_pem_x509_certificate(Path(spec["certificate"]).read_bytes())
         parents = x509.load_pem_x509_certificates(Path(spec["root"]).read_bytes())
-        # An https:// CA is verified against ca_file when given (httpx's default is
-        # certifi's public CAs, not the system store).
-        ca_file = spec.get("ca_file")
-        verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
-        )
-        client_cert, client_key = spec.get("client_certificate"), spec.get("client_key_file")
-        if bool(client_cert) != bool(client_key):
-            raise ValueError(
-                f"CA {spec.get('name')}: client_certificate and client_key_file go together"
-            )
-        if client_cert:
-            if verify is True:
-                verify = ssl.create_default_context()
-            assert isinstance(verify, ssl.SSLContext)
-            verify.load_cert_chain(str(client_cert), str(client_key))
+        verify = tls_context(spec)
         return cls(
             str(spec["name"]),
             str(spec["url"]),
