@@ -38,6 +38,10 @@ class Lease(Protocol):
 
     def release(self, reason: str) -> None: ...
 
+    def leave(self, reason: str) -> None:
+        """Hand the lease over (if held) and stop being a candidate, for good."""
+        ...
+
 
 class Issued(Protocol):
     """What a CA returned (``connector.ca.IssuedCertificate``)."""

@@ -300,6 +300,12 @@ class _LateLease:
         if self.target is not None:
             self.target.release(reason)
 
+    def leave(self, reason: str) -> None:
+        # Elector.stop() hands the lease over in one round trip and closes the
+        # session: the member and election nodes go with it. Nothing rejoins.
+        if self.target is not None:
+            self.target.stop()
+
 
 @contextlib.contextmanager
 def _signals(agent: Agent) -> Iterator[None]:

@@ -38,6 +38,7 @@ class StubElector:
         self.epoch = epoch
         self.role = Role.LEADER
         self.released: list[str] = []
+        self.left: list[str] = []
 
     def fresh_epoch(self) -> int | None:
         return self.epoch if self.role is Role.LEADER else None
@@ -45,6 +46,10 @@ class StubElector:
     def release(self, reason: str) -> None:
         self.released.append(reason)
         self.role = Role.STANDBY
+
+    def leave(self, reason: str) -> None:
+        self.left.append(reason)
+        self.role = Role.STOPPED
 
 
 @pytest.fixture
@@ -139,6 +144,36 @@ def test_a_409_stops_the_leader_at_once_and_it_steps_down(
     # Standing by, it only heartbeats as a standby from now on.
     follow = [agent.run_once() for _ in range(3)]
     assert all(d.action in (Action.WAIT, Action.HEARTBEAT) and not d.as_leader for d in follow)
+
+
+def test_a_revoked_leader_leaves_the_election_at_once_and_never_acts_again(
+    make_agent: Callable[..., tuple[Agent, StubElector]], admin: httpx.Client
+) -> None:
+    epoch = next_epoch(admin)
+    agent, elector = make_agent(epoch)
+    tenant = Tenant(admin, prefix=unique("rv"), key_type="p256")
+    tenant.create_profile()
+    tenant.enroll(1)
+    turn_until(agent, lambda: states(tenant) == ["issued"])
+
+    name = agent.executor.deps.name
+    admin.post(
+        f"/api/v1/admin/connectors/{name}/revoke", json={"reason": "test"}
+    ).raise_for_status()
+    tenant.enroll(1)
+    decisions = turn_until(agent, lambda: bool(elector.left))
+
+    assert decisions[-1].action is Action.LEAVE
+    assert "revoked" in elector.left[0]
+    # Leaving was the very next decision after the first refused call.
+    assert decisions[-2].action in (Action.HEARTBEAT, Action.REVOKE, Action.ISSUE)
+    assert agent.state.revoked is not None
+    # Out of the election for good: only waits, never another call or a lease.
+    follow = [agent.run_once() for _ in range(3)]
+    assert {d.action for d in follow} == {Action.WAIT}
+    assert elector.role is Role.STOPPED
+    assert elector.released == []
+    assert states(tenant) == ["issued", "pending"]
 
 
 def test_every_ca_down_reports_unhealthy_and_keeps_requests_queued(
