@@ -44,7 +44,15 @@ from chaos.launch.zookeeper import ZOOKEEPER_JAR, ZooKeeperEnsemble
 from chaos.nemesis import Fault
 from chaos.nemesis.host import HostCrash, HostIsolation, HostPartition
 from connector.identity import EnrollmentError, enroll
-from election import open_client, read_cluster_status, request_switchover
+from election import (
+    ClusterPaths,
+    layout_acl,
+    open_client,
+    provision,
+    read_cluster_status,
+    request_switchover,
+    revoke_member,
+)
 
 __all__ = ["CLUSTER", "Lab", "LeaderInfo", "check_packages"]
 
@@ -134,8 +142,9 @@ class Lab:
         # certificates; each connector enrolls with a one-time token at start.
         self.secure = secure
         self.service_ca: Path | None = None
-        # ZooKeeper digest ACLs (election docs, "ACLs"): the connectors and the
-        # lab's own writes (switchover) authenticate; anyone else may only read.
+        # ZooKeeper digest ACLs (election docs, "ACLs"): each connector has its own
+        # identity; the lab's own writes (provisioning, switchover, revocation) use
+        # the admin identity ``pfxha-admin``; anyone else may only read.
         self.zk_auth: tuple[str, str] | None = None
         self.service: ServiceProcess | None = None
         self.fleet: ConnectorFleet | None = None
@@ -262,17 +271,33 @@ class Lab:
             except (SeedError, httpx.HTTPError) as exc:
                 raise LaunchError(f"seeding the service failed: {exc}") from exc
 
-    def _zk_credentials(self) -> tuple[str, Path] | None:
-        if not self.secure:
-            return None
-        password_file = self.run_dir / "zookeeper-auth" / "password"
+    def _zk_password_file(self, user: str) -> Path:
+        """``run/zookeeper-auth/<user>`` (0600), made once with a random password."""
+        password_file = self.run_dir / "zookeeper-auth" / user
         password_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not password_file.exists():
             fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_urlsafe(24))
-        self.zk_auth = ("pfxha", password_file.read_text().strip())
-        return "pfxha", password_file
+        return password_file
+
+    def zk_member_auth(self, name: str) -> tuple[str, Path]:
+        """Connector ``name``'s own ZooKeeper identity: (user = name, password file)."""
+        return name, self._zk_password_file(name)
+
+    def _zk_credentials(self) -> Callable[[str], tuple[str, Path]] | None:
+        """The admin identity, and the layout provisioned listing every connector."""
+        if not self.secure:
+            return None
+        admin = ("pfxha-admin", self._zk_password_file("pfxha-admin").read_text().strip())
+        self.zk_auth = admin
+        members = {
+            name: self.zk_member_auth(name)[1].read_text().strip()
+            for name in self.connector_names_planned
+        }
+        with open_client(self.zk.hosts, auth_digest=admin) as client:
+            provision(client, ClusterPaths(self.cluster), layout_acl(members, admin))
+        return self.zk_member_auth
 
     def _start_connectors(self) -> None:
         assert self.service is not None
@@ -474,6 +499,23 @@ class Lab:
             peers = sorted({self.host_of[f"zk{i}"].address for i in (1, 2, 3)} - {host.address})
             return HostPartition(host, peers, name=f"partition host of {connector} from ZooKeeper")
         raise ValueError(f"unknown host fault {kind!r}")
+
+    def revoke_member(self, name: str, reason: str = "revoked") -> dict[str, Any]:
+        """Revoke connector ``name`` everywhere: at the service, in ZooKeeper, at the CAs.
+
+        The service refuses it (403) and its agent leaves the election; its
+        ZooKeeper identity leaves every ACL and its nodes are deleted (a leader
+        loses the lease at once); its CA client certificate's CN leaves every
+        CA's allow-list (a rolling restart of the CAs).
+        """
+        with self._service().admin_client() as admin:
+            admin.post(
+                f"/api/v1/admin/connectors/{name}/revoke", json={"reason": reason}
+            ).raise_for_status()
+        with open_client(self.zk.hosts, auth_digest=self.zk_auth) as client:
+            report = revoke_member(client, ClusterPaths(self.cluster), name)
+        self.cas.deny(name)
+        return {"zookeeper_acl_paths": report.acl_paths, "zookeeper_deleted": report.deleted}
 
     def switchover(self, to: str | None = None) -> None:
         with open_client(self.zk.hosts, auth_digest=self.zk_auth) as client:

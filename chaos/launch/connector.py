@@ -124,7 +124,7 @@ class ConnectorFleet:
         env: Mapping[str, str] | None = None,
         service_ca: Path | None = None,
         enroll: Callable[[str, Path], None] | None = None,
-        zk_auth: tuple[str, Path] | None = None,
+        zk_auth: tuple[str, Path] | Callable[[str], tuple[str, Path]] | None = None,
         placement: Mapping[str, Host] | None = None,
         ca_client: Callable[[str], Mapping[str, str]] | None = None,
     ) -> None:
@@ -148,7 +148,7 @@ class ConnectorFleet:
         # connector gets its client certificate (enroll(name, identity_dir)).
         self.service_ca = service_ca
         self.enroll = enroll
-        # ZooKeeper digest ACLs: (user, password file 0600).
+        # ZooKeeper digest ACLs: (user, password file 0600), shared or per connector.
         self.zk_auth = zk_auth
         # Each connector's own mutual-TLS pair for the CAs (CfsslLab.client_spec).
         self.ca_client = ca_client
@@ -199,7 +199,8 @@ class ConnectorFleet:
             service["identity_dir"] = str(identity)
         zookeeper: dict[str, Any] = {}
         if self.zk_auth is not None:
-            zookeeper = {"auth_user": self.zk_auth[0], "auth_password_file": str(self.zk_auth[1])}
+            user, password_file = self.zk_auth(name) if callable(self.zk_auth) else self.zk_auth
+            zookeeper = {"auth_user": user, "auth_password_file": str(password_file)}
         text = render_config(
             zookeeper=zookeeper,
             service=service,

@@ -8,6 +8,7 @@ cluster path someone created with an open ACL is refused, naming the path.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable
 
 import pytest
@@ -16,6 +17,7 @@ from kazoo.exceptions import NoAuthError
 from kazoo.security import OPEN_ACL_UNSAFE, make_digest_acl
 
 from chaos.launch import wait_for
+from chaos.launch.zookeeper import ZooKeeperEnsemble
 from election import (
     ClusterPaths,
     NotAuthorizedError,
@@ -105,3 +107,8 @@ def test_an_open_cluster_path_created_by_an_outsider_is_refused(
     anonymous.ensure_path(paths.base, acl=OPEN_ACL_UNSAFE)
     with pytest.raises(NotAuthorizedError, match=f"{paths.base}.*world:anyone may"):
         pool.add("c1", auth_digest=("c1", PASSWORDS["c1"]))
+
+
+def test_zookeeper_data_dirs_are_private(zk_ensemble: ZooKeeperEnsemble) -> None:
+    for index in range(zk_ensemble.size):
+        assert stat.S_IMODE(zk_ensemble.data_dir(index).stat().st_mode) == 0o700
