@@ -46,6 +46,7 @@ from chaos.nemesis.host import HostCrash, HostIsolation, HostPartition
 from connector.identity import EnrollmentError, enroll
 from election import (
     ClusterPaths,
+    grant_member,
     layout_acl,
     open_client,
     provision,
@@ -500,7 +501,27 @@ class Lab:
             return HostPartition(host, peers, name=f"partition host of {connector} from ZooKeeper")
         raise ValueError(f"unknown host fault {kind!r}")
 
-    def revoke_member(self, name: str, reason: str = "revoked") -> dict[str, Any]:
+    def add_connector(self, name: str) -> None:
+        """One more connector with its own identities (CA access, ZooKeeper, enrollment)."""
+        if not self.secure or self.zk_auth is None:
+            raise LaunchError("adding a connector needs a secure lab (Lab(secure=True))")
+        self.cas.allow(name)
+        _, password_file = self.zk_member_auth(name)
+        with open_client(self.zk.hosts, auth_digest=self.zk_auth) as client:
+            grant_member(
+                client, ClusterPaths(self.cluster), name, password_file.read_text().strip()
+            )
+        fleet = self._fleet()
+        fleet.add(name)
+        fleet.start(name)
+
+    def remove_connector(self, name: str) -> None:
+        """Stop a connector :meth:`add_connector` added and forget it (after revoking it)."""
+        self._fleet().remove(name)
+
+    def revoke_member(
+        self, name: str, reason: str = "revoked", *, ca: bool = True
+    ) -> dict[str, Any]:
         """Revoke connector ``name`` everywhere: at the service, in ZooKeeper, at the CAs.
 
         The service refuses it (403) and its agent leaves the election; its
@@ -514,7 +535,8 @@ class Lab:
             ).raise_for_status()
         with open_client(self.zk.hosts, auth_digest=self.zk_auth) as client:
             report = revoke_member(client, ClusterPaths(self.cluster), name)
-        self.cas.deny(name)
+        if ca:  # ca=False: the caller denies CA access itself (cas.deny), e.g. timed apart
+            self.cas.deny(name)
         return {"zookeeper_acl_paths": report.acl_paths, "zookeeper_deleted": report.deleted}
 
     def switchover(self, to: str | None = None) -> None:

@@ -219,6 +219,25 @@ class ConnectorFleet:
         path.write_text(text)
         return path
 
+    def add(self, name: str) -> None:
+        """One more connector (started with :meth:`start`); on a lab host, c1's, port 9465."""
+        if name in self.names:
+            raise LaunchError(f"connector {name!r} is already in the fleet")
+        if self.placement:
+            self.placement[name] = self.placement[self.names[0]]
+            self.metrics_ports[name] = 9465
+        else:
+            self.metrics_ports[name] = free_port()
+        self.names.append(name)
+
+    def remove(self, name: str) -> None:
+        """Stop connector ``name`` and forget it (its directory stays)."""
+        self.stop(name, grace=5)
+        self._procs.pop(name, None)
+        self.names.remove(name)
+        self.placement.pop(name, None)
+        self.metrics_ports.pop(name, None)
+
     # -- processes ------------------------------------------------------------
 
     def process(self, name: str) -> ManagedProcess:
