@@ -529,15 +529,23 @@ class Lab:
         loses the lease at once); its CA client certificate's CN leaves every
         CA's allow-list (a rolling restart of the CAs).
         """
-        with self._service().admin_client() as admin:
+        # Both sessions first: ``revoked_at`` is the first revoking act (monotonic).
+        with (
+            self._service().admin_client() as admin,
+            open_client(self.zk.hosts, auth_digest=self.zk_auth) as client,
+        ):
+            revoked_at = time.monotonic()
             admin.post(
                 f"/api/v1/admin/connectors/{name}/revoke", json={"reason": reason}
             ).raise_for_status()
-        with open_client(self.zk.hosts, auth_digest=self.zk_auth) as client:
             report = revoke_member(client, ClusterPaths(self.cluster), name)
         if ca:  # ca=False: the caller denies CA access itself (cas.deny), e.g. timed apart
             self.cas.deny(name)
-        return {"zookeeper_acl_paths": report.acl_paths, "zookeeper_deleted": report.deleted}
+        return {
+            "revoked_at": revoked_at,
+            "zookeeper_acl_paths": report.acl_paths,
+            "zookeeper_deleted": report.deleted,
+        }
 
     def switchover(self, to: str | None = None) -> None:
         with open_client(self.zk.hosts, auth_digest=self.zk_auth) as client:

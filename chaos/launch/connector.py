@@ -16,6 +16,7 @@ auth keys) in 0600 files beside it, and logs JSON lines to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -315,11 +316,21 @@ class ConnectorFleet:
         return status.leader.name, status.leader.epoch
 
     def wait_for_leader(
-        self, timeout: float = 30.0, *, exclude: str | None = None, above_epoch: int = 0
+        self,
+        timeout: float = 30.0,
+        *,
+        exclude: str | None = None,
+        above_epoch: int = 0,
+        client: Any = None,
     ) -> str:
-        """The leader's name once one (other than ``exclude``, above an epoch) holds the lease."""
+        """The leader's name once one (other than ``exclude``, above an epoch) holds the lease.
+
+        ``client``: a started KazooClient to poll with (else one is opened here).
+        """
         found: list[str] = []
-        with open_client(self.zk_hosts) as client:
+        with contextlib.ExitStack() as stack:
+            if client is None:
+                client = stack.enter_context(open_client(self.zk_hosts))
 
             def elected() -> bool:
                 current = self.leader(client)
