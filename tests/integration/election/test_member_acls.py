@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from kazoo.client import KazooClient
@@ -23,6 +24,7 @@ from election import (
     NotAuthorizedError,
     grant_member,
     layout_acl,
+    open_client,
     provision,
     read_cluster_status,
     revoke_member,
@@ -112,3 +114,42 @@ def test_an_open_cluster_path_created_by_an_outsider_is_refused(
 def test_zookeeper_data_dirs_are_private(zk_ensemble: ZooKeeperEnsemble) -> None:
     for index in range(zk_ensemble.size):
         assert stat.S_IMODE(zk_ensemble.data_dir(index).stat().st_mode) == 0o700
+
+
+def test_the_cli_grants_and_revokes_members(
+    zk_ensemble: ZooKeeperEnsemble, unique_cluster: str, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from connector.cli import root
+
+    def secret(name: str, text: str) -> str:
+        path = tmp_path / name
+        path.write_text(text)
+        path.chmod(0o600)
+        return str(path)
+
+    admin = secret("zk-admin", ":".join(ADMIN))
+    where = ["--hosts", zk_ensemble.hosts, "--cluster", unique_cluster, "--auth-file", admin]
+    runner = CliRunner()
+    for name in ("c1", "c2"):
+        pw = secret(f"zk-{name}", PASSWORDS[name])
+        result = runner.invoke(root, ["grant-member", name, "--password-file", pw, *where])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(root, ["revoke-member", "c2", *where])
+    assert result.exit_code == 0, result.output
+    assert "mutual-tls-cn" in result.output
+    paths = ClusterPaths(unique_cluster)
+    with (
+        open_client(zk_ensemble.hosts, auth_digest=("c2", PASSWORDS["c2"])) as c2,
+        pytest.raises(NoAuthError),
+    ):
+        c2.set(paths.epoch, b"7")
+    with open_client(zk_ensemble.hosts, auth_digest=("c1", PASSWORDS["c1"])) as c1:
+        c1.set(paths.epoch, b"1")  # the other member still may
+    loose = tmp_path / "loose"
+    loose.write_text(":".join(ADMIN))
+    loose.chmod(0o644)
+    refused = runner.invoke(root, ["revoke-member", "c1", *where[:4], "--auth-file", str(loose)])
+    assert refused.exit_code != 0
+    assert "chmod 600" in refused.output
