@@ -182,26 +182,52 @@ def revoke_member(
     """Remove ``user`` from every layout node's ACL, then delete member ``name``'s nodes.
 
     ``name`` (the member's connector name) defaults to ``user``. Its member node,
-    its election nodes and ``/leader`` if it holds it are deleted: a leader then
-    loses its lease (it watches both) and cannot take it again (NoAuth).
+    its election nodes and ``/leader`` if it holds it are deleted in one
+    transaction: a leader then loses its lease (it watches both) and cannot take
+    it again (NoAuth), and the next in line sees the lease and the line free at
+    once. The ACL reads and writes go out side by side (one round trip each), so
+    the lease moves a few round trips after the call.
     """
     name = name or user
     report = RevokeReport(user)
-    for path in (*layout_paths(paths), paths.switchover):
-        with contextlib.suppress(NoNodeError):
-            if _edit_acls(client, path, _without(user)):
-                report.acl_paths.append(path)
-    doomed = [paths.member(name)]
+    drop = _without(user)
+    targets = (*layout_paths(paths), paths.switchover)
+    reads = [(path, client.get_acls_async(path)) for path in targets]
+    writes = []
+    for path, pending in reads:
+        try:
+            current, stat = pending.get()
+        except NoNodeError:
+            continue
+        if drop(list(current)) != list(current):
+            writes.append((path, client.set_acls_async(path, drop(list(current)), stat.aversion)))
+    for path, pending in writes:
+        try:
+            pending.get()
+        except BadVersionError:  # edited meanwhile: the careful way for this one
+            _edit_acls(client, path, drop)
+        report.acl_paths.append(path)
+    line, leader, member = (
+        client.get_children_async(paths.election),
+        client.get_async(paths.leader),
+        client.exists_async(paths.member(name)),
+    )
+    present = [paths.member(name)] if member.get() is not None else []
     with contextlib.suppress(NoNodeError):
-        for node in client.get_children(paths.election):
+        for node in line.get():
             candidate = Candidate.parse(node)
             if candidate is not None and candidate.name == name:
-                doomed.append(paths.candidate(node))
+                present.append(paths.candidate(node))
     with contextlib.suppress(NoNodeError, ValueError):
-        data, _ = client.get(paths.leader)
-        if json.loads(data or b"{}").get("name") == name:
-            doomed.insert(0, paths.leader)
-    for path in doomed:
+        if json.loads(leader.get()[0] or b"{}").get("name") == name:
+            present.insert(0, paths.leader)
+    txn = client.transaction()
+    for path in present:
+        txn.delete(path)
+    if not any(isinstance(r, Exception) for r in txn.commit()):
+        report.deleted = present
+        return report
+    for path in present:  # one vanished meanwhile (the session ended): one by one
         with contextlib.suppress(NoNodeError):
             client.delete(path)
             report.deleted.append(path)
