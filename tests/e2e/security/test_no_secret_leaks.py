@@ -80,7 +80,11 @@ def test_secure_lab_leaks_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert admin_token is not None
         secrets = {
             "admin token": admin_token,
-            "zookeeper password": lab.zk_auth[1],
+            "zookeeper admin password": lab.zk_auth[1],
+            **{
+                f"zookeeper password of {name}": lab.zk_member_auth(name)[1].read_text().strip()
+                for name in lab.connector_names()
+            },
             **{f"enrollment token {i}": t for i, t in enumerate(tokens)},
             **{
                 f"cfssl key {name}": str(spec["auth_key"])
