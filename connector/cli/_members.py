@@ -20,6 +20,7 @@ access is the CA hosts' to remove (its CN out of ``cfssl serve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -38,6 +39,19 @@ from election import (
 )
 
 __all__ = ["grant", "revoke"]
+
+
+def _file_option(
+    flag: str, help_text: str, *, required: bool = False
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """An option naming an existing file (secrets among them are checked 0600 on use)."""
+    return click.option(
+        flag,
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        required=required,
+        default=None,
+        help=help_text,
+    )
 
 
 def _admin(auth: str | None, auth_file: Path | None) -> tuple[str, str]:
@@ -60,11 +74,10 @@ def _secret(path: Path, option: str) -> str:
 
 @click.command("grant-member")
 @click.argument("name")
-@click.option(
+@_file_option(
     "--password-file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    "0600 file with the member's own ZooKeeper password (its auth_password_file).",
     required=True,
-    help="0600 file with the member's own ZooKeeper password (its auth_password_file).",
 )
 @_hosts_option
 @_cluster_option
@@ -99,17 +112,9 @@ def grant(
 @_cluster_option
 @_auth_options
 @click.option("--service", "service_url", default=None, help="Also revoke NAME at the service.")
-@click.option(
-    "--admin-token-file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="0600 file with the service's admin token (with --service).",
-)
-@click.option(
-    "--service-ca-file",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    default=None,
-    help="CA that verifies the service's TLS certificate (with --service).",
+@_file_option("--admin-token-file", "0600 file with the service's admin token (with --service).")
+@_file_option(
+    "--service-ca-file", "CA that verifies the service's TLS certificate (with --service)."
 )
 def revoke(
     name: str,

@@ -111,6 +111,22 @@ def states(tenant: Tenant) -> list[str]:
     return sorted(r["state"] for r in tenant.requests())
 
 
+def leading_with_work(
+    make_agent: Callable[..., tuple[Agent, StubElector]],
+    admin: httpx.Client,
+    prefix: str,
+    devices: int,
+) -> tuple[Agent, StubElector, Tenant, int]:
+    """An agent leading at a fresh epoch that has issued for ``devices`` new devices."""
+    epoch = next_epoch(admin)
+    agent, elector = make_agent(epoch)
+    tenant = Tenant(admin, prefix=unique(prefix), key_type="p256")
+    tenant.create_profile()
+    tenant.enroll(devices)
+    turn_until(agent, lambda: states(tenant) == ["issued"] * devices)
+    return agent, elector, tenant, epoch
+
+
 def connector_row(admin: httpx.Client, name: str) -> dict[str, Any]:
     rows = admin.get("/api/v1/read/connectors").json()
     return next(r for r in rows if r["name"] == name)
@@ -119,12 +135,7 @@ def connector_row(admin: httpx.Client, name: str) -> dict[str, Any]:
 def test_a_409_stops_the_leader_at_once_and_it_steps_down(
     make_agent: Callable[..., tuple[Agent, StubElector]], admin: httpx.Client, service: Any
 ) -> None:
-    epoch = next_epoch(admin)
-    agent, elector = make_agent(epoch)
-    tenant = Tenant(admin, prefix=unique("f"), key_type="p256")
-    tenant.create_profile()
-    tenant.enroll(2)
-    turn_until(agent, lambda: states(tenant) == ["issued", "issued"])
+    agent, elector, tenant, epoch = leading_with_work(make_agent, admin, "f", 2)
 
     # Another connector takes over at the service; our stub still believes it leads.
     with ServiceClient(service.url) as other:
@@ -149,12 +160,7 @@ def test_a_409_stops_the_leader_at_once_and_it_steps_down(
 def test_a_revoked_leader_leaves_the_election_at_once_and_never_acts_again(
     make_agent: Callable[..., tuple[Agent, StubElector]], admin: httpx.Client
 ) -> None:
-    epoch = next_epoch(admin)
-    agent, elector = make_agent(epoch)
-    tenant = Tenant(admin, prefix=unique("rv"), key_type="p256")
-    tenant.create_profile()
-    tenant.enroll(1)
-    turn_until(agent, lambda: states(tenant) == ["issued"])
+    agent, elector, tenant, _ = leading_with_work(make_agent, admin, "rv", 1)
 
     name = agent.executor.deps.name
     admin.post(
