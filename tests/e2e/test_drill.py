@@ -54,6 +54,10 @@ def test_every_scenario_one_round_without_violations(tmp_path: Path) -> None:
         # A measured recovery, within a loose sanity bound (speed lives in `make drill`).
         assert 0 < body["failover_s"]["max"] < 15, name
         assert body["requests"]["created"] >= 1, name
+    # Issue 18: the intruder's report lists every attack, each refused or survived.
+    attacks = contract["scenarios"]["intruder"]["attacks"]
+    assert len(attacks) >= 40
+    assert set(attacks.values()) == {"refused", "survived"}
 
     assert "Verdict: **OK**" in (out / "report.md").read_text()
     assert (out / "timeline.png").read_bytes()[:4] == b"\x89PNG"
