@@ -51,6 +51,7 @@ __all__ = [
     "API_PREFIX",
     "BadRequest",
     "CertificateRequest",
+    "ConnectorRevokedError",
     "Intent",
     "ProfileSpec",
     "RevocationTask",
@@ -93,6 +94,10 @@ class ServiceUnavailable(ServiceError):  # noqa: N818 - the agreed contract name
 
 class BadRequest(ServiceError):  # noqa: N818 - the agreed contract name
     """Any other 4xx (400 refused input, 403 revoked, 404 unknown id, 422 schema, 428 ...)."""
+
+
+class ConnectorRevokedError(BadRequest):
+    """403 with ``connector_revoked: true``: an admin revoked this connector. Leave."""
 
 
 @dataclass(frozen=True)
@@ -456,6 +461,8 @@ def _decode(method: str, path: str, response: httpx.Response) -> dict[str, Any]:
         raise StaleEpochError(message, highest_epoch=highest if isinstance(highest, int) else None)
     if status >= 500:
         raise ServiceUnavailable(message, status=status)
+    if status == 403 and isinstance(body, dict) and body.get("connector_revoked") is True:
+        raise ConnectorRevokedError(message, status=status)
     raise BadRequest(message, status=status)
 
 

@@ -35,7 +35,6 @@ Two layouts (``layout`` in the JSON):
 from __future__ import annotations
 
 import concurrent.futures as cf
-import json
 import logging
 import os
 import shutil
@@ -53,7 +52,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chaos.bench._cpu import CpuMeter, pin_process
 from chaos.bench._plot import cpu_budget_plot
-from chaos.bench._stats import summarize
+from chaos.bench._stats import summarize, write_result
 from chaos.bench._tenant import Device, Tenant, checkin
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.connector import ConnectorFleet
@@ -603,8 +602,6 @@ def command(
             f"its keys it spent {saturation.get('leader_beyond_keygen_ms')} ms per request"
         )
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
-        click.echo(f"wrote {json_path}")
+        click.echo(f"wrote {write_result(json_path, result)}")
     if plot_path is not None:
         click.echo(f"wrote {cpu_budget_plot(result, plot_path)}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from chaos.checkers.agreement import check_ca_agreement
 from chaos.checkers.certificates import attribute_certificates, check_duplicates, count_duplicates
 from chaos.checkers.epochs import check_single_active, check_stale_epochs
 from chaos.checkers.model import (
@@ -42,6 +43,7 @@ __all__ = [
     "Snapshot",
     "attribute_certificates",
     "check_all",
+    "check_ca_agreement",
     "check_duplicates",
     "check_lost_requests",
     "check_pfx_history",
@@ -66,6 +68,7 @@ def check_all(events: Iterable[Event], snapshot: Snapshot) -> list[str]:
         *check_lost_requests(history, snapshot.requests),
         *check_duplicates(snapshot),
         *check_revocations(snapshot),
+        *check_ca_agreement(snapshot),
         *check_pfx_history(history),
         *check_user_scope(snapshot),
     ]

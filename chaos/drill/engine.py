@@ -197,6 +197,9 @@ class DrillEngine:
             scenario.name, number, fault_at=t0, old_leader=leader, old_epoch=before.epoch
         )
         outcome.notes += notes
+        attacks = details.get("attacks")
+        if isinstance(attacks, dict):
+            outcome.attacks = {str(k): str(v) for k, v in attacks.items()}
         healed_at: float | None = None
         try:
             if scenario.kind in HELD:

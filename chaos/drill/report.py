@@ -110,6 +110,10 @@ def render_report(
                 f"| {_fmt(r.other_ca_s)} | {_fmt(r.failover_s)} | {r.delayed_requests} | "
                 f"{_fmt(r.worst_latency_s)} | {r.leader_changes} |"
             )
+        attacks = s.attacks()
+        if attacks:
+            lines += ["", f"Attacks ({len(attacks)}, every round):", "", "| attack | outcome |"]
+            lines += ["|---|---|"] + [f"| {a} | {o} |" for a, o in attacks.items()]
         notes = [f"round {r.round}: {n}" for r in s.rounds for n in r.notes]
         if notes:
             lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]

@@ -81,6 +81,8 @@ class RoundResult:
     violations: list[str] = field(default_factory=list)
     # Facts about the round that are not invariant violations.
     notes: list[str] = field(default_factory=list)
+    # Attack scenarios (intruder): attack -> "refused" | "survived".
+    attacks: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,7 +125,17 @@ class ScenarioResult:
             "duplicates": self.duplicates,
             "stale_epoch_rejected": self.stale_epoch_rejected,
             "leader_changes": self.leader_changes,
+            **({"attacks": self.attacks()} if any(r.attacks for r in self.rounds) else {}),
         }
+
+    def attacks(self) -> dict[str, str]:
+        """Attack -> its outcome over every round ("refused", "survived"; the worst wins)."""
+        merged: dict[str, str] = {}
+        for r in self.rounds:
+            for attack, outcome in r.attacks.items():
+                if merged.get(attack) in (None, "refused", "survived"):
+                    merged[attack] = outcome
+        return dict(sorted(merged.items()))
 
 
 def contract(

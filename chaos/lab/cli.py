@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import httpx
@@ -258,7 +259,8 @@ def _print_status(state: LabState) -> None:
     facts.add_row("leader (ZooKeeper)", f"{leader}  epoch {epoch}")
     facts.add_row("active (service)", _active_at_service(state))
     for name, url in sorted((endpoints.get("cas") or {}).items()):
-        host, _, port = url.removeprefix("http://").partition(":")
+        where = urlsplit(url)  # https:// (mutual TLS) or http://
+        host, port = where.hostname or "127.0.0.1", where.port or 0
         facts.add_row(f"CA {name}", f"{url}  {'up' if port_open(host, int(port)) else 'down'}")
     if endpoints.get("service"):
         facts.add_row(

@@ -53,7 +53,16 @@ from chaos.nemesis import Fault
 from chaos.nemesis.host import HostCrash, HostIsolation, HostPartition
 from chaos.nemesis.link import CutMode, LinkCut
 from connector.identity import EnrollmentError, enroll
-from election import open_client, read_cluster_status, request_switchover
+from election import (
+    ClusterPaths,
+    grant_member,
+    layout_acl,
+    open_client,
+    provision,
+    read_cluster_status,
+    request_switchover,
+    revoke_member,
+)
 
 __all__ = ["CLUSTER", "Lab", "LeaderInfo", "check_packages"]
 
@@ -161,15 +170,16 @@ class Lab:
         self.session_timeout = session_timeout
         self.cluster = cluster
         self.zk = ZooKeeperEnsemble(self.run_dir / "zookeeper", size=3, heap_mb=128)
-        self.cas = CfsslLab(self.run_dir / "cfssl")
+        self.cas = CfsslLab(self.run_dir / "cfssl", clients=self.connector_names_planned)
         self.connector_loop = connector_loop
         self.seed_devices = seed_devices
         # Issue 8: the service speaks HTTPS and requires enrolled connector
         # certificates; each connector enrolls with a one-time token at start.
         self.secure = secure
         self.service_ca: Path | None = None
-        # ZooKeeper digest ACLs (election docs, "ACLs"): the connectors and the
-        # lab's own writes (switchover) authenticate; anyone else may only read.
+        # ZooKeeper digest ACLs (election docs, "ACLs"): each connector has its own
+        # identity; the lab's own writes (provisioning, switchover, revocation) use
+        # the admin identity ``pfxha-admin``; anyone else may only read.
         self.zk_auth: tuple[str, str] | None = None
         self.service: ServiceProcess | None = None
         self.fleet: ConnectorFleet | None = None
@@ -181,6 +191,11 @@ class Lab:
         self._reader: KazooClient | None = None
 
     # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def connector_names_planned(self) -> list[str]:
+        """``c1`` .. ``cN``: each its own CA client certificate and ZooKeeper identity."""
+        return [f"c{i}" for i in range(1, self.connector_count + 1)]
 
     @property
     def topology(self) -> str:
@@ -231,7 +246,11 @@ class Lab:
             max_election_wait_ms=1000,
             connect_timeout_ms=500,
         )
-        self.cas = CfsslLab(self.run_dir / "cfssl", placement=self.host_of["ca"])
+        self.cas = CfsslLab(
+            self.run_dir / "cfssl",
+            placement=self.host_of["ca"],
+            clients=self.connector_names_planned,
+        )
 
     def _remove_hosts(self) -> None:
         if self.network is not None:
@@ -290,17 +309,33 @@ class Lab:
             except (SeedError, httpx.HTTPError) as exc:
                 raise LaunchError(f"seeding the service failed: {exc}") from exc
 
-    def _zk_credentials(self) -> tuple[str, Path] | None:
-        if not self.secure:
-            return None
-        password_file = self.run_dir / "zookeeper-auth" / "password"
+    def _zk_password_file(self, user: str) -> Path:
+        """``run/zookeeper-auth/<user>`` (0600), made once with a random password."""
+        password_file = self.run_dir / "zookeeper-auth" / user
         password_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not password_file.exists():
             fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_urlsafe(24))
-        self.zk_auth = ("pfxha", password_file.read_text().strip())
-        return "pfxha", password_file
+        return password_file
+
+    def zk_member_auth(self, name: str) -> tuple[str, Path]:
+        """Connector ``name``'s own ZooKeeper identity: (user = name, password file)."""
+        return name, self._zk_password_file(name)
+
+    def _zk_credentials(self) -> Callable[[str], tuple[str, Path]] | None:
+        """The admin identity, and the layout provisioned listing every connector."""
+        if not self.secure:
+            return None
+        admin = ("pfxha-admin", self._zk_password_file("pfxha-admin").read_text().strip())
+        self.zk_auth = admin
+        members = {
+            name: self.zk_member_auth(name)[1].read_text().strip()
+            for name in self.connector_names_planned
+        }
+        with open_client(self.zk.hosts, auth_digest=admin) as client:
+            provision(client, ClusterPaths(self.cluster), layout_acl(members, admin))
+        return self.zk_member_auth
 
     def _start_connectors(self) -> None:
         assert self.service is not None
@@ -320,6 +355,7 @@ class Lab:
             service_ca=self.service_ca,
             enroll=self._enroll if self.secure else None,
             zk_auth=zk_auth,
+            ca_client=self.cas.client_spec,
             placement={
                 f"c{i}": self.host_of[f"c{i}"]
                 for i in range(1, self.connector_count + 1)
@@ -527,6 +563,52 @@ class Lab:
                 "(pfxha drill --links, pfxha lab up --links)"
             )
         return LinkCut(self.links, connector, targets, mode)
+
+    def add_connector(self, name: str) -> None:
+        """One more connector with its own identities (CA access, ZooKeeper, enrollment)."""
+        if not self.secure or self.zk_auth is None:
+            raise LaunchError("adding a connector needs a secure lab (Lab(secure=True))")
+        self.cas.allow(name)
+        _, password_file = self.zk_member_auth(name)
+        with open_client(self.zk.hosts, auth_digest=self.zk_auth) as client:
+            grant_member(
+                client, ClusterPaths(self.cluster), name, password_file.read_text().strip()
+            )
+        fleet = self._fleet()
+        fleet.add(name)
+        fleet.start(name)
+
+    def remove_connector(self, name: str) -> None:
+        """Stop a connector :meth:`add_connector` added and forget it (after revoking it)."""
+        self._fleet().remove(name)
+
+    def revoke_member(
+        self, name: str, reason: str = "revoked", *, ca: bool = True
+    ) -> dict[str, Any]:
+        """Revoke connector ``name`` everywhere: at the service, in ZooKeeper, at the CAs.
+
+        The service refuses it (403) and its agent leaves the election; its
+        ZooKeeper identity leaves every ACL and its nodes are deleted (a leader
+        loses the lease at once); its CA client certificate's CN leaves every
+        CA's allow-list (a rolling restart of the CAs).
+        """
+        # Both sessions first: ``revoked_at`` is the first revoking act (monotonic).
+        with (
+            self._service().admin_client() as admin,
+            open_client(self.zk.hosts, auth_digest=self.zk_auth) as client,
+        ):
+            revoked_at = time.monotonic()
+            admin.post(
+                f"/api/v1/admin/connectors/{name}/revoke", json={"reason": reason}
+            ).raise_for_status()
+            report = revoke_member(client, ClusterPaths(self.cluster), name)
+        if ca:  # ca=False: the caller denies CA access itself (cas.deny), e.g. timed apart
+            self.cas.deny(name)
+        return {
+            "revoked_at": revoked_at,
+            "zookeeper_acl_paths": report.acl_paths,
+            "zookeeper_deleted": report.deleted,
+        }
 
     def switchover(self, to: str | None = None) -> None:
         with open_client(self.zk.hosts, auth_digest=self.zk_auth) as client:

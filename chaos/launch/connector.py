@@ -20,6 +20,7 @@ auth keys) in 0600 files beside it, and logs JSON lines to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -99,6 +100,9 @@ def render_config(
             "certdb_password_file",
             "reconcile",
             "crl_url",
+            "ca_file",
+            "client_certificate",
+            "client_key_file",
         )
         values = {"name": ca_name, **{k: spec.get(k) for k in keys}}
         parts.append(_table("[[ca]]", values))
@@ -138,9 +142,10 @@ class ConnectorFleet:
         env: Mapping[str, str] | None = None,
         service_ca: Path | None = None,
         enroll: Callable[[str, Path], None] | None = None,
-        zk_auth: tuple[str, Path] | None = None,
+        zk_auth: tuple[str, Path] | Callable[[str], tuple[str, Path]] | None = None,
         placement: Mapping[str, Host] | None = None,
         endpoints: Mapping[str, ConnectorEndpoints] | None = None,
+        ca_client: Callable[[str], Mapping[str, str]] | None = None,
     ) -> None:
         """``cas`` is :meth:`chaos.launch.cfssl.CfsslLab.describe` (``cas`` and ``templates``).
 
@@ -164,8 +169,10 @@ class ConnectorFleet:
         # connector gets its client certificate (enroll(name, identity_dir)).
         self.service_ca = service_ca
         self.enroll = enroll
-        # ZooKeeper digest ACLs: (user, password file 0600).
+        # ZooKeeper digest ACLs: (user, password file 0600), shared or per connector.
         self.zk_auth = zk_auth
+        # Each connector's own mutual-TLS pair for the CAs (CfsslLab.client_spec).
+        self.ca_client = ca_client
         self.names = [f"{prefix}{i}" for i in range(1, count + 1)]
         self.placement = dict(placement or {})
         self.endpoints = dict(endpoints or {})
@@ -206,7 +213,13 @@ class ConnectorFleet:
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(str(spec["auth_key"]))
-            cas[ca_name] = {**spec, **own.cas.get(ca_name, {}), "auth_key_file": str(key_file)}
+            client = self.ca_client(name) if self.ca_client is not None else {}
+            cas[ca_name] = {
+                **spec,
+                **own.cas.get(ca_name, {}),
+                "auth_key_file": str(key_file),
+                **client,
+            }
         service: dict[str, Any] = {}
         if self.service_ca is not None:
             service["ca_file"] = str(self.service_ca)
@@ -217,7 +230,8 @@ class ConnectorFleet:
             service["identity_dir"] = str(identity)
         zookeeper: dict[str, Any] = {}
         if self.zk_auth is not None:
-            zookeeper = {"auth_user": self.zk_auth[0], "auth_password_file": str(self.zk_auth[1])}
+            user, password_file = self.zk_auth(name) if callable(self.zk_auth) else self.zk_auth
+            zookeeper = {"auth_user": user, "auth_password_file": str(password_file)}
         text = render_config(
             zookeeper=zookeeper,
             service=service,
@@ -235,6 +249,25 @@ class ConnectorFleet:
         path = self.config_path(name)
         path.write_text(text)
         return path
+
+    def add(self, name: str) -> None:
+        """One more connector (started with :meth:`start`); on a lab host, c1's, port 9465."""
+        if name in self.names:
+            raise LaunchError(f"connector {name!r} is already in the fleet")
+        if self.placement:
+            self.placement[name] = self.placement[self.names[0]]
+            self.metrics_ports[name] = 9465
+        else:
+            self.metrics_ports[name] = free_port()
+        self.names.append(name)
+
+    def remove(self, name: str) -> None:
+        """Stop connector ``name`` and forget it (its directory stays)."""
+        self.stop(name, grace=5)
+        self._procs.pop(name, None)
+        self.names.remove(name)
+        self.placement.pop(name, None)
+        self.metrics_ports.pop(name, None)
 
     # -- processes ------------------------------------------------------------
 
@@ -313,11 +346,21 @@ class ConnectorFleet:
         return status.leader.name, status.leader.epoch
 
     def wait_for_leader(
-        self, timeout: float = 30.0, *, exclude: str | None = None, above_epoch: int = 0
+        self,
+        timeout: float = 30.0,
+        *,
+        exclude: str | None = None,
+        above_epoch: int = 0,
+        client: Any = None,
     ) -> str:
-        """The leader's name once one (other than ``exclude``, above an epoch) holds the lease."""
+        """The leader's name once one (other than ``exclude``, above an epoch) holds the lease.
+
+        ``client``: a started KazooClient to poll with (else one is opened here).
+        """
         found: list[str] = []
-        with open_client(self.zk_hosts) as client:
+        with contextlib.ExitStack() as stack:
+            if client is None:
+                client = stack.enter_context(open_client(self.zk_hosts))
 
             def elected() -> bool:
                 current = self.leader(client)

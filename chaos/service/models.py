@@ -57,6 +57,7 @@ class ErrorOut(BaseModel):
     highest_epoch: int | None = None
     forgery_suspected: bool | None = None  # a register refused as a suspected forgery
     retry_after_s: float | None = None  # also as Retry-After (429)
+    connector_revoked: bool | None = None  # 403: the calling connector was revoked
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -8,6 +8,8 @@ order of the checks is the safety argument, so read it top to bottom::
     decision.reason   # "leader epoch 7: take new work"
 
 1. Shutting down beats everything (SIGTERM: release the lease at once).
+   Next, a connector the service refused as revoked (403) leaves the election
+   for good (hands the lease over if it holds it) and never acts again.
 2. A 409 from the service means a newer leader exists: step down, do nothing else.
 3. Without a fresh lease (standby, suspended, stopped, or a leader whose lease
    cannot be proven fresh) the agent causes no leader side effect; a standby
@@ -44,6 +46,7 @@ _STALE_LEASE_WAIT_S = 0.05
 class Action(StrEnum):
     STOP = "stop"
     STEP_DOWN = "step_down"
+    LEAVE = "leave"
     WAIT = "wait"
     HEARTBEAT = "heartbeat"
     REGISTER = "register"
@@ -87,6 +90,18 @@ def decide(s: Snapshot) -> Decision:
     health = s.health
     if s.stopping:
         return Decision(Action.STOP, "shutdown requested: release the lease and exit", s.epoch)
+    if s.revoked is not None:
+        if s.standing is Standing.STOPPED:
+            return _wait(
+                "revoked by an admin: out of the election, no side effects", s, _MAX_WAIT_S
+            )
+        return Decision(
+            Action.LEAVE,
+            f"the service refused this connector as revoked (403): leave the election "
+            f"({s.revoked})",
+            s.epoch,
+            health,
+        )
     if s.rejected_epoch is not None:
         return Decision(
             Action.STEP_DOWN,

@@ -35,6 +35,7 @@ from connector.agent.reconcile import reconcile
 from connector.agent.snapshot import Health
 from connector.service_client import (
     BadRequest,
+    ConnectorRevokedError,
     ServiceUnavailable,
     StaleEpochError,
     UploadItem,
@@ -68,6 +69,8 @@ _NOT_REGISTERED = 428
 # close together; a CA retrying for one of them must not hold the rest long.
 _INTENTS_WAIT_S = 0.5
 _RESULTS_WAIT_S = 0.2
+# Actions that take no fresh epoch (they give leadership up).
+_NO_FENCE = (Action.STOP, Action.STEP_DOWN, Action.LEAVE)
 
 
 @dataclass
@@ -81,6 +84,8 @@ class AgentState:
     revocations_backlog: bool = False
     last_reconcile_at: float | None = None
     rejected_epoch: int | None = None
+    # Set once the service refused us as revoked (403 connector_revoked): never cleared.
+    revoked: str | None = None
     service_retry_at: float | None = None
     ca_retry_at: float | None = None
     reported_health: Health | None = None
@@ -160,6 +165,7 @@ class Executor:
         handler: Callable[[Decision], None] = {
             Action.STOP: self._stop,
             Action.STEP_DOWN: self._step_down,
+            Action.LEAVE: self._leave,
             Action.WAIT: lambda _d: None,
             Action.HEARTBEAT: self._heartbeat,
             Action.REGISTER: self._register,
@@ -168,7 +174,7 @@ class Executor:
             Action.ISSUE: self._issue,
             Action.YIELD: self._yield,
         }[decision.action]
-        if decision.epoch is not None and decision.action not in (Action.STOP, Action.STEP_DOWN):
+        if decision.epoch is not None and decision.action not in _NO_FENCE:
             self.fence.arm(decision.epoch)
         try:
             handler(decision)
@@ -189,6 +195,8 @@ class Executor:
             self.reached_service(False)
             self.state.service_retry_at = self.deps.clock() + self.deps.backoff_s
             emit(log, Event.SERVICE_UNAVAILABLE, action=decision.action.value, error=exc.reason)
+        except ConnectorRevokedError as exc:
+            self._on_revoked(decision.action.value, exc)
         except BadRequest as exc:
             if exc.status == _NOT_REGISTERED:
                 self.state.registered_epoch = None
@@ -246,6 +254,20 @@ class Executor:
             emit(log, Event.YIELD_REFUSED, to=decision.target, reason=why)
             if budget_spent and self.deps.metrics is not None:
                 self.deps.metrics.yield_refused()
+
+    def _on_revoked(self, action: str, exc: ConnectorRevokedError) -> None:
+        """Revoked by an admin: no more side effects; the next decision leaves the election."""
+        if self.state.revoked is None:
+            emit(log, Event.CONNECTOR_REVOKED, action=action, reason=exc.reason)
+        self.state.revoked = exc.reason
+        self.fence.trip()
+        self.on_progress()
+
+    def _leave(self, decision: Decision) -> None:
+        self.deps.lease.leave(decision.reason)
+        self.state.registered_epoch = None
+        self.state.reconciled_epoch = None
+        emit(log, Event.LEFT_ELECTION, epoch=decision.epoch, reason=decision.reason)
 
     def _register(self, decision: Decision) -> None:
         epoch = self.fence.epoch()
@@ -410,6 +432,8 @@ class Executor:
         except StaleEpochError as exc:
             self.state.rejected_epoch = epoch
             emit(log, Event.STALE_EPOCH, epoch=epoch, reason=exc.reason, action="revoke")
+        except ConnectorRevokedError as exc:
+            self._on_revoked("revoke", exc)
         except LeaseLost as exc:
             emit(log, Event.LEASE_NOT_FRESH, action="revoke", reason=str(exc))
         except ServiceUnavailable as exc:
@@ -500,6 +524,8 @@ class Executor:
             outcome = future.result()
         except StaleEpochError:
             self.state.rejected_epoch = epoch
+        except ConnectorRevokedError as exc:
+            self._on_revoked("issue", exc)
         except CancelledError:
             pass
         except Exception:

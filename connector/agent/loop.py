@@ -185,6 +185,7 @@ class Agent(ElectionObserver):
             standing=standing,
             epoch=epoch,
             stopping=self._stopping.is_set(),
+            revoked=s.revoked,
             rejected_epoch=s.rejected_epoch,
             registered_epoch=s.registered_epoch,
             reconciled_epoch=s.reconciled_epoch,

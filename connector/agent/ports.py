@@ -44,6 +44,10 @@ class Lease(Protocol):
         """Hand the lease to ``to`` (work-aware leadership)."""
         ...
 
+    def leave(self, reason: str) -> None:
+        """Hand the lease over (if held) and stop being a candidate, for good."""
+        ...
+
 
 class Issued(Protocol):
     """What a CA returned (``connector.ca.IssuedCertificate``)."""

@@ -182,6 +182,7 @@ def build(config: ConnectorConfig) -> Runtime:
             *(c.certdb_password_file for c in config.cas),
             *(c.role_id_file for c in config.cas),
             *(c.secret_id_file for c in config.cas),
+            *(c.client_key_file for c in config.cas),
         ]
     )
     for ca in config.cas:
@@ -343,6 +344,12 @@ class _LateLease:
         if self.target is None:
             return HandOver(False, "no elector")
         return self.target.hand_over(to, reason, self.budget)
+
+    def leave(self, reason: str) -> None:
+        # Elector.stop() hands the lease over in one round trip and closes the
+        # session: the member and election nodes go with it. Nothing rejoins.
+        if self.target is not None:
+            self.target.stop()
 
 
 @contextlib.contextmanager

@@ -59,6 +59,10 @@ def test_every_scenario_one_round_without_violations(tmp_path: Path) -> None:
         # A measured recovery, within a loose sanity bound (speed lives in `make drill`).
         assert 0 < body["failover_s"]["max"] < 15, name
         assert body["requests"]["created"] >= 1, name
+    # Issue 18: the intruder's report lists every attack, each refused or survived.
+    attacks = contract["scenarios"]["intruder"]["attacks"]
+    assert len(attacks) >= 40
+    assert set(attacks.values()) == {"refused", "survived"}
 
     # The user-scoped S/MIME profile was exercised (its checkers ran in every scenario).
     user = contract["certificates"]["user"]

@@ -239,7 +239,8 @@ def _fleet_behind_proxies(
             url = httpx.URL(spec["url"])
             proxy = FaultProxy((url.host, url.port or 80)).start()
             proxies.append(proxy)
-            cas[name] = {**spec, "url": f"http://{proxy.address}"}
+            # The CAs speak mutual TLS: through the proxy too (it only moves bytes).
+            cas[name] = {**spec, "url": f"{url.scheme}://{proxy.address}"}
         fleet = ConnectorFleet(
             tmp_path / "connectors",
             count=3,

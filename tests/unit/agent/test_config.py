@@ -260,6 +260,22 @@ def edit(old: str, new: str) -> str:
             "ca[secondary].certdb_dsn",
             "postgresql://",
         ),
+        # Issue 18: the CA's mutual TLS needs both halves of the pair, over https://.
+        (
+            GOOD,
+            {"PFXHA_CA_PRIMARY_CLIENT_CERTIFICATE": "/etc/pfxha/ca-client.pem"},
+            "ca[primary].client_key_file",
+            "go together",
+        ),
+        (
+            GOOD,
+            {
+                "PFXHA_CA_PRIMARY_CLIENT_CERTIFICATE": "/etc/pfxha/ca-client.pem",
+                "PFXHA_CA_PRIMARY_CLIENT_KEY_FILE": "/etc/pfxha/ca-client.key",
+            },
+            "ca[primary].url",
+            "https://",
+        ),
     ],
 )
 def test_errors_name_the_setting(
