@@ -44,7 +44,7 @@ from chaos.lab.state import ProcessRecord
 from chaos.launch._process import LaunchError, ManagedProcess, wait_for
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.connector import ConnectorFleet
-from chaos.launch.links import ConnectorLinks, ca_target, certdb_target
+from chaos.launch.links import ConnectorLinks, ca_target, certdb_target, wan
 from chaos.launch.netns import Host, HostNetwork
 from chaos.launch.prometheus import PrometheusServer, ScrapeTLS
 from chaos.launch.service import ServiceProcess, ServiceTLS, self_signed_loopback
@@ -122,15 +122,21 @@ class Lab:
         hosts: bool = False,
         zk_sync_limit_s: float = 0.5,
         links: bool = False,
+        wan_rtt: float | None = None,
+        wan_jitter: float = 0.0,
     ) -> None:
         """``hosts``: every part on its own lab host (network namespace); see :meth:`topology`.
 
         ``links``: each connector reaches the service and each CA (API and certdb)
         through its own fault proxy, so one connector's links can be cut alone
         (single-host topology only: the proxies bind this host's loopback).
+        ``wan_rtt`` (seconds, ± ``wan_jitter``): the service across a WAN, as latency
+        on every connector's service link (both directions); implies ``links``.
         """
         if connectors < 1:
             raise ValueError(f"connectors must be at least 1, got {connectors}")
+        self.wan = wan(wan_rtt, wan_jitter) if wan_rtt is not None else None
+        links = links or self.wan is not None
         if links and hosts:
             raise ValueError(
                 "links (per-connector fault proxies) need the single-host topology; "
@@ -325,6 +331,8 @@ class Lab:
             targets[certdb_target(name)] = str(spec["certdb_dsn"])
         self.links = links = ConnectorLinks(names, targets)
         self._step("links", links.start, links.stop)
+        if self.wan is not None:
+            links.set_all("service", self.wan)
 
     def _enroll(self, name: str, identity_dir: Path) -> None:
         service = self._service()
@@ -401,6 +409,8 @@ class Lab:
         if self.links is not None:
             # Each connector's fault proxies: connector -> target -> loopback port.
             data["links"] = self.links.ports()
+        if self.wan is not None:
+            data["wan"] = {"rtt_s": 2 * self.wan.up.latency_s, "jitter_s": 2 * self.wan.up.jitter_s}
         if self.prometheus is not None:
             data["prometheus"] = self.prometheus.url
         return data

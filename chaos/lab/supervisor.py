@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hosts", action="store_true")
     # The per-connector fault proxies are threads of this process: they live as long as it.
     parser.add_argument("--links", action="store_true")
+    parser.add_argument("--wan-rtt", type=float, default=None)
+    parser.add_argument("--wan-jitter", type=float, default=0.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     run_dir: Path = args.dir.resolve()
@@ -157,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         prometheus=args.prometheus,
         hosts=args.hosts,
         links=args.links,
+        wan_rtt=args.wan_rtt,
+        wan_jitter=args.wan_jitter,
     )
     try:
         lab.start()

@@ -10,6 +10,7 @@
     links.select("c2", "ca:*")                 # {"ca:primary": proxy, "ca:primary:certdb": proxy}
     links.endpoints("c1")                      # ConnectorEndpoints for ConnectorFleet
     links.ports()                              # {"c1": {"service": PORT, ...}} (endpoints.json)
+    links.set_all("service", wan(0.08, 0.01))  # the service 80 ms (± 10 ms) away from everyone
     links.stop()
 
 A target is ``service`` or ``ca:<name>`` (the CA's API) or ``ca:<name>:certdb``
@@ -27,10 +28,22 @@ from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 from urllib.parse import urlsplit, urlunsplit
 
-from chaos.launch.connector import ConnectorEndpoints
-from chaos.launch.proxy import FaultProxy, ProxyStats
+import click
 
-__all__ = ["ConnectorLinks", "ca_target", "certdb_target", "proxied_url", "upstream_of"]
+from chaos.launch.connector import ConnectorEndpoints
+from chaos.launch.proxy import FaultProxy, LinkFaults, ProxyStats, Toxics
+
+__all__ = [
+    "WAN_JITTER_OPTION",
+    "WAN_RTT_OPTION",
+    "ConnectorLinks",
+    "ca_target",
+    "certdb_target",
+    "check_wan",
+    "proxied_url",
+    "upstream_of",
+    "wan",
+]
 
 SERVICE = "service"
 
@@ -41,6 +54,47 @@ def ca_target(ca: str) -> str:
 
 def certdb_target(ca: str) -> str:
     return f"ca:{ca}:certdb"
+
+
+def wan(rtt_s: float, jitter_s: float = 0.0) -> LinkFaults:
+    """A round trip of ``rtt_s`` ± ``jitter_s``: half of each on each direction.
+
+    Errors name the command-line settings (``--wan-rtt``, ``--wan-jitter``).
+    """
+    if rtt_s < 0:
+        raise ValueError(f"--wan-rtt must be 0 or more seconds, got {rtt_s}")
+    if not 0 <= jitter_s <= rtt_s:
+        raise ValueError(f"--wan-jitter must be between 0 and --wan-rtt ({rtt_s}), got {jitter_s}")
+    one_way = Toxics(latency_s=rtt_s / 2, jitter_s=jitter_s / 2)
+    return LinkFaults(up=one_way, down=one_way)
+
+
+WAN_RTT_OPTION = click.option(
+    "--wan-rtt",
+    type=float,
+    default=None,
+    help="Put the service across a WAN: this round trip (seconds) on every connector's "
+    "service link, half each way (runs on the links; single-host only).",
+)
+WAN_JITTER_OPTION = click.option(
+    "--wan-jitter",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="± this much (seconds, uniform) on the --wan-rtt round trip.",
+)
+
+
+def check_wan(rtt_s: float | None, jitter_s: float) -> None:
+    """Refuse bad ``--wan-rtt`` / ``--wan-jitter`` values before anything starts."""
+    if rtt_s is None:
+        if jitter_s:
+            raise click.UsageError("--wan-jitter needs --wan-rtt")
+        return
+    try:
+        wan(rtt_s, jitter_s)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 def upstream_of(url: str) -> tuple[str, int]:
@@ -129,6 +183,16 @@ class ConnectorLinks:
             cas.setdefault(ca, {})[key] = self.url(connector, target)
         service = self.url(connector, SERVICE) if SERVICE in self.targets else None
         return ConnectorEndpoints(service_url=service, cas=cas)
+
+    def set_all(self, pattern: str, faults: LinkFaults) -> None:
+        """Every connector's links matching ``pattern`` get ``faults`` (what a cut heals to)."""
+        for connector in self.proxies:
+            for proxy in self.select(connector, pattern).values():
+                proxy.set(faults)
+
+    def thread_cpu_s(self) -> float:
+        """CPU seconds the proxies' threads have used so far (Linux ``/proc``)."""
+        return sum(p.cpu_s() for proxies in self.proxies.values() for p in proxies.values())
 
     def ports(self) -> dict[str, dict[str, int]]:
         return {c: {t: p.port for t, p in proxies.items()} for c, proxies in self.proxies.items()}
