@@ -44,7 +44,8 @@ from chaos.lab.state import ProcessRecord
 from chaos.launch._process import LaunchError, ManagedProcess, wait_for
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.connector import ConnectorFleet
-from chaos.launch.links import ConnectorLinks, ca_target, certdb_target, wan
+from chaos.launch.link_server import LinkServer
+from chaos.launch.links import ca_target, certdb_target, wan
 from chaos.launch.netns import Host, HostNetwork
 from chaos.launch.prometheus import PrometheusServer, ScrapeTLS
 from chaos.launch.service import ServiceProcess, ServiceTLS, self_signed_loopback
@@ -166,7 +167,7 @@ class Lab:
         self.service: ServiceProcess | None = None
         self.fleet: ConnectorFleet | None = None
         self.use_links = links
-        self.links: ConnectorLinks | None = None
+        self.links: LinkServer | None = None
         self.prometheus: PrometheusServer | None = None
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self._extra: list[Any] = []
@@ -329,7 +330,7 @@ class Lab:
         for name, spec in self.cas.describe()["cas"].items():
             targets[ca_target(name)] = str(spec["url"])
             targets[certdb_target(name)] = str(spec["certdb_dsn"])
-        self.links = links = ConnectorLinks(names, targets)
+        self.links = links = LinkServer(names, targets, log_path=self.run_dir / "links.log")
         self._step("links", links.start, links.stop)
         if self.wan is not None:
             links.set_all("service", self.wan)
@@ -368,9 +369,15 @@ class Lab:
         procs += [self.zk.node(i) for i in range(self.zk.size)] if self.zk_started else []
         if self.service is not None:
             procs.append(self.service.process)
+        records: list[ProcessRecord] = []
+        if self.links is not None and self.links.process is not None:
+            links = self.links.process
+            if links.poll() is None:
+                log_path = str(self.links.log_path or "")
+                records.append(ProcessRecord("links", links.pid, list(self.links.argv), log_path))
         if self.prometheus is not None and self.prometheus.process is not None:
             procs.append(self.prometheus.process)
-        records = [r for r in (_record(p) for p in procs) if r is not None]
+        records += [r for r in (_record(p) for p in procs) if r is not None]
         for name, pid in (self.cas.pids() if self.cas_started else {}).items():
             log_name = f"{name}.log"
             argv = _cmdline(pid)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
+from typing import Generic, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import click
@@ -37,6 +38,8 @@ __all__ = [
     "WAN_JITTER_OPTION",
     "WAN_RTT_OPTION",
     "ConnectorLinks",
+    "LinkBook",
+    "LinkHandle",
     "ca_target",
     "certdb_target",
     "check_wan",
@@ -113,51 +116,35 @@ def proxied_url(url: str, address: tuple[str, int]) -> str:
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc}" if userinfo else netloc))
 
 
-class ConnectorLinks:
-    """One proxy per connector and target, each with its own faults."""
+class LinkHandle(Protocol):
+    """One link as the nemesis sees it: where it listens and its faults."""
 
-    def __init__(self, connectors: Sequence[str], targets: Mapping[str, str]) -> None:
-        if not targets:
-            raise ValueError("links need at least one target")
-        self.targets = dict(targets)
-        self.upstreams = {name: upstream_of(url) for name, url in self.targets.items()}
-        self.proxies: dict[str, dict[str, FaultProxy]] = {
-            connector: {t: FaultProxy(self.upstreams[t]) for t in self.targets}
-            for connector in connectors
-        }
+    listen_host: str
+    port: int
 
-    def start(self) -> None:
-        try:
-            for proxies in self.proxies.values():
-                for proxy in proxies.values():
-                    proxy.start()
-        except BaseException:
-            self.stop()
-            raise
+    @property
+    def faults(self) -> LinkFaults: ...
 
-    def stop(self) -> None:
-        for proxies in self.proxies.values():
-            for proxy in proxies.values():
-                proxy.stop()
+    def set(self, faults: LinkFaults) -> None: ...
 
-    def __enter__(self) -> ConnectorLinks:
-        self.start()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+H = TypeVar("H", bound=LinkHandle)
 
-    # -- lookups --------------------------------------------------------------
 
-    def proxy(self, connector: str, target: str) -> FaultProxy:
+class LinkBook(Generic[H]):
+    """Lookups over ``proxies[connector][target]``, wherever the proxies run."""
+
+    targets: dict[str, str]
+    proxies: dict[str, dict[str, H]]
+
+    def proxy(self, connector: str, target: str) -> H:
         try:
             return self.proxies[connector][target]
         except KeyError:
-            raise KeyError(
-                f"no link {connector} -> {target}; links: {', '.join(self._names())}"
-            ) from None
+            names = [f"{c}->{t}" for c, each in self.proxies.items() for t in each]
+            raise KeyError(f"no link {connector} -> {target}; links: {', '.join(names)}") from None
 
-    def select(self, connector: str, pattern: str) -> dict[str, FaultProxy]:
+    def select(self, connector: str, pattern: str) -> dict[str, H]:
         """The links of ``connector`` whose target matches ``pattern``; none is an error."""
         if connector not in self.proxies:
             raise KeyError(f"no links for connector {connector!r} ({', '.join(self.proxies)})")
@@ -190,12 +177,47 @@ class ConnectorLinks:
             for proxy in self.select(connector, pattern).values():
                 proxy.set(faults)
 
+    def ports(self) -> dict[str, dict[str, int]]:
+        return {c: {t: p.port for t, p in proxies.items()} for c, proxies in self.proxies.items()}
+
+
+class ConnectorLinks(LinkBook[FaultProxy]):
+    """One proxy per connector and target, each with its own faults, in this process."""
+
+    def __init__(self, connectors: Sequence[str], targets: Mapping[str, str]) -> None:
+        if not targets:
+            raise ValueError("links need at least one target")
+        self.targets = dict(targets)
+        self.upstreams = {name: upstream_of(url) for name, url in self.targets.items()}
+        self.proxies = {
+            connector: {t: FaultProxy(self.upstreams[t]) for t in self.targets}
+            for connector in connectors
+        }
+
+    def start(self) -> None:
+        try:
+            for proxies in self.proxies.values():
+                for proxy in proxies.values():
+                    proxy.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for proxies in self.proxies.values():
+            for proxy in proxies.values():
+                proxy.stop()
+
+    def __enter__(self) -> ConnectorLinks:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def thread_cpu_s(self) -> float:
         """CPU seconds the proxies' threads have used so far (Linux ``/proc``)."""
         return sum(p.cpu_s() for proxies in self.proxies.values() for p in proxies.values())
-
-    def ports(self) -> dict[str, dict[str, int]]:
-        return {c: {t: p.port for t, p in proxies.items()} for c, proxies in self.proxies.items()}
 
     def stats(self) -> ProxyStats:
         """Everything every link forwarded and dropped, summed."""
@@ -207,6 +229,3 @@ class ConnectorLinks:
                 total.forwarded_bytes += proxy.stats.forwarded_bytes
                 total.discarded_bytes += proxy.stats.discarded_bytes
         return total
-
-    def _names(self) -> list[str]:
-        return [f"{c}->{t}" for c, proxies in self.proxies.items() for t in proxies]
