@@ -48,6 +48,7 @@ from chaos.launch.link_server import LinkServer
 from chaos.launch.links import ca_target, certdb_target, wan
 from chaos.launch.netns import Host, HostNetwork
 from chaos.launch.prometheus import PrometheusServer, ScrapeTLS
+from chaos.launch.proxy import LinkFaults
 from chaos.launch.service import ServiceProcess, ServiceTLS, self_signed_loopback
 from chaos.launch.zookeeper import ZOOKEEPER_JAR, ZooKeeperEnsemble
 from chaos.nemesis import Fault
@@ -530,6 +531,14 @@ class Lab:
                 "(pfxha drill --links, pfxha lab up --links)"
             )
         return LinkCut(self.links, connector, targets, mode)
+
+    def heal_links(self) -> None:
+        """Every link back to its baseline: no fault, or the WAN's latency on the service."""
+        if self.links is None:
+            return
+        self.links.set_all("*", LinkFaults())
+        if self.wan is not None:
+            self.links.set_all("service", self.wan)
 
     def switchover(self, to: str | None = None) -> None:
         with open_client(self.zk.hosts, auth_digest=self.zk_auth) as client:
