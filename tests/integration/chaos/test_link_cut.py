@@ -10,9 +10,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from chaos.launch._process import LaunchError
 from chaos.launch.link_server import LinkServer
 from chaos.launch.links import ConnectorLinks, LinkBook, LinkHandle
 from chaos.launch.service import ServiceProcess
+from chaos.nemesis import FaultError
 from chaos.nemesis.link import LinkCut
 
 pytestmark = pytest.mark.timeout(60)
@@ -59,3 +61,19 @@ def test_a_reset_link_fails_at_once(links: Links) -> None:
     finally:
         cut.heal()
     assert _healthz(links, "c2") == 200
+
+
+def test_the_link_server_refuses_what_it_does_not_know_and_keeps_serving() -> None:
+    with LinkServer(["c1"], {"service": "http://127.0.0.1:9"}) as server:
+        with pytest.raises(LaunchError, match="refused set"):
+            server.call({"op": "set", "connector": "c9", "target": "service", "faults": {}})
+        with pytest.raises(LaunchError, match="unknown op"):
+            server.call({"op": "shutdown"})
+        with pytest.raises(FaultError, match="ca:\\*"):
+            LinkCut(server, "c1", ("ca:*",)).inject()
+        LinkCut(server, "c1", ("service",), "reset").inject()
+        assert server.proxy("c1", "service").faults.reset
+        assert server.stats().connections == 0
+        pid = server.pid
+    assert pid is not None
+    assert server.process is None
