@@ -34,6 +34,7 @@ from chaos.lab.cli import HOSTS_OPTION, SINGLE_HOST_LIMITS
 from chaos.lab.lab import Lab
 from chaos.lab.seed import WORKLOAD_GROUP
 from chaos.launch._process import LaunchError
+from chaos.launch.links import WAN_JITTER_OPTION, WAN_RTT_OPTION, check_wan
 from chaos.launch.netns import netns_unavailable
 from chaos.nemesis import partition_unavailable
 from chaos.workload import Workload
@@ -128,6 +129,8 @@ def _live_view(progress: Progress) -> Group:
     help="Each connector reaches the service and each CA through its own fault proxy "
     "(single-host only). Default: on when a scenario cuts links.",
 )
+@WAN_RTT_OPTION
+@WAN_JITTER_OPTION
 @HOSTS_OPTION
 def drill(
     scenario_text: str,
@@ -141,6 +144,8 @@ def drill(
     hold: float | None,
     blip_s: float,
     links: bool | None,
+    wan_rtt: float | None,
+    wan_jitter: float,
     hosts: bool,
 ) -> None:
     """Run disaster-recovery drills against a fresh lab and check every invariant."""
@@ -156,11 +161,14 @@ def drill(
     scenarios = [with_blip(s, blip_s) for s in scenarios]
     needs_links = [s.name for s in scenarios if s.needs_links]
     if links is None:
-        links = bool(needs_links)
+        links = bool(needs_links) or wan_rtt is not None
     if needs_links and not links:
         raise click.UsageError(f"{', '.join(needs_links)} cut(s) links: drop --no-links")
+    if wan_rtt is not None and not links:
+        raise click.UsageError("--wan-rtt runs on the links: drop --no-links")
+    check_wan(wan_rtt, wan_jitter)
     if links and hosts:
-        raise click.UsageError("--links needs the single-host topology: drop --hosts")
+        raise click.UsageError("--links and --wan-rtt need the single-host topology: drop --hosts")
     if hold is not None:
         from dataclasses import replace
 
@@ -185,6 +193,8 @@ def drill(
         seed_devices=False,
         hosts=hosts,
         links=links,
+        wan_rtt=wan_rtt,
+        wan_jitter=wan_jitter,
     )
     progress = Progress()
     results: list[ScenarioResult] = []

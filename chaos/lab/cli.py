@@ -31,6 +31,7 @@ from rich.table import Table
 from chaos.lab.lab import check_packages
 from chaos.lab.state import LabState, alive, read_state, stop_processes, write_state
 from chaos.launch._process import LaunchError, port_open
+from chaos.launch.links import WAN_JITTER_OPTION, WAN_RTT_OPTION, check_wan
 from chaos.launch.netns import HostNetwork, netns_unavailable
 
 __all__ = ["down", "status", "up"]
@@ -80,18 +81,31 @@ def _running_state(run_dir: Path) -> LabState | None:
     help="Each connector reaches the service and each CA through its own fault proxy "
     "(ports in endpoints.json; single-host only).",
 )
+@WAN_RTT_OPTION
+@WAN_JITTER_OPTION
 @HOSTS_OPTION
 @_DIR
 @click.option("--timeout", type=float, default=180.0, show_default=True)
 def up(
-    connectors: int, prometheus: bool, links: bool, hosts: bool, run_dir: Path, timeout: float
+    connectors: int,
+    prometheus: bool,
+    links: bool,
+    wan_rtt: float | None,
+    wan_jitter: float,
+    hosts: bool,
+    run_dir: Path,
+    timeout: float,
 ) -> None:
     """Start ZooKeeper x3, CFSSL CAs, the service and N connectors in the background."""
     run_dir = run_dir.resolve()
+    check_wan(wan_rtt, wan_jitter)
+    links = links or wan_rtt is not None
     if hosts and (why := netns_unavailable()):
         raise click.ClickException(f"--hosts: {why}; use --single-host")
     if hosts and links:
-        raise click.ClickException("--links needs the single-host topology: drop --hosts")
+        raise click.ClickException(
+            "--links and --wan-rtt need the single-host topology: drop --hosts"
+        )
     existing = _running_state(run_dir)
     if existing is not None:
         raise click.ClickException(
@@ -108,6 +122,8 @@ def up(
     argv += ["--connectors", str(connectors)] + (["--prometheus"] if prometheus else [])
     argv += ["--hosts"] if hosts else []
     argv += ["--links"] if links else []
+    if wan_rtt is not None:
+        argv += ["--wan-rtt", str(wan_rtt), "--wan-jitter", str(wan_jitter)]
     with (run_dir / "lab.log").open("ab") as log:
         supervisor = subprocess.Popen(
             argv,

@@ -44,9 +44,11 @@ from chaos.lab.state import ProcessRecord
 from chaos.launch._process import LaunchError, ManagedProcess, wait_for
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.connector import ConnectorFleet
-from chaos.launch.links import ConnectorLinks, ca_target, certdb_target
+from chaos.launch.link_server import LinkServer
+from chaos.launch.links import ca_target, certdb_target, wan
 from chaos.launch.netns import Host, HostNetwork
 from chaos.launch.prometheus import PrometheusServer, ScrapeTLS
+from chaos.launch.proxy import LinkFaults
 from chaos.launch.service import ServiceProcess, ServiceTLS, self_signed_loopback
 from chaos.launch.zookeeper import ZOOKEEPER_JAR, ZooKeeperEnsemble
 from chaos.nemesis import Fault
@@ -145,15 +147,21 @@ class Lab:
         hosts: bool = False,
         zk_sync_limit_s: float = 0.5,
         links: bool = False,
+        wan_rtt: float | None = None,
+        wan_jitter: float = 0.0,
     ) -> None:
         """``hosts``: every part on its own lab host (network namespace); see :meth:`topology`.
 
         ``links``: each connector reaches the service and each CA (API and certdb)
         through its own fault proxy, so one connector's links can be cut alone
         (single-host topology only: the proxies bind this host's loopback).
+        ``wan_rtt`` (seconds, ± ``wan_jitter``): the service across a WAN, as latency
+        on every connector's service link (both directions); implies ``links``.
         """
         if connectors < 1:
             raise ValueError(f"connectors must be at least 1, got {connectors}")
+        self.wan = wan(wan_rtt, wan_jitter) if wan_rtt is not None else None
+        links = links or self.wan is not None
         if links and hosts:
             raise ValueError(
                 "links (per-connector fault proxies) need the single-host topology; "
@@ -184,7 +192,7 @@ class Lab:
         self.service: ServiceProcess | None = None
         self.fleet: ConnectorFleet | None = None
         self.use_links = links
-        self.links: ConnectorLinks | None = None
+        self.links: LinkServer | None = None
         self.prometheus: PrometheusServer | None = None
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self._extra: list[Any] = []
@@ -373,8 +381,10 @@ class Lab:
         for name, spec in self.cas.describe()["cas"].items():
             targets[ca_target(name)] = str(spec["url"])
             targets[certdb_target(name)] = str(spec["certdb_dsn"])
-        self.links = links = ConnectorLinks(names, targets)
+        self.links = links = LinkServer(names, targets, log_path=self.run_dir / "links.log")
         self._step("links", links.start, links.stop)
+        if self.wan is not None:
+            links.set_all("service", self.wan)
 
     def _enroll(self, name: str, identity_dir: Path) -> None:
         service = self._service()
@@ -410,9 +420,15 @@ class Lab:
         procs += [self.zk.node(i) for i in range(self.zk.size)] if self.zk_started else []
         if self.service is not None:
             procs.append(self.service.process)
+        records: list[ProcessRecord] = []
+        if self.links is not None and self.links.process is not None:
+            links = self.links.process
+            if links.poll() is None:
+                log_path = str(self.links.log_path or "")
+                records.append(ProcessRecord("links", links.pid, list(self.links.argv), log_path))
         if self.prometheus is not None and self.prometheus.process is not None:
             procs.append(self.prometheus.process)
-        records = [r for r in (_record(p) for p in procs) if r is not None]
+        records += [r for r in (_record(p) for p in procs) if r is not None]
         for name, pid in (self.cas.pids() if self.cas_started else {}).items():
             log_name = f"{name}.log"
             argv = _cmdline(pid)
@@ -451,6 +467,8 @@ class Lab:
         if self.links is not None:
             # Each connector's fault proxies: connector -> target -> loopback port.
             data["links"] = self.links.ports()
+        if self.wan is not None:
+            data["wan"] = {"rtt_s": 2 * self.wan.up.latency_s, "jitter_s": 2 * self.wan.up.jitter_s}
         if self.prometheus is not None:
             data["prometheus"] = self.prometheus.url
         return data
@@ -609,6 +627,14 @@ class Lab:
             "zookeeper_acl_paths": report.acl_paths,
             "zookeeper_deleted": report.deleted,
         }
+
+    def heal_links(self) -> None:
+        """Every link back to its baseline: no fault, or the WAN's latency on the service."""
+        if self.links is None:
+            return
+        self.links.set_all("*", LinkFaults())
+        if self.wan is not None:
+            self.links.set_all("service", self.wan)
 
     def switchover(self, to: str | None = None) -> None:
         with open_client(self.zk.hosts, auth_digest=self.zk_auth) as client:

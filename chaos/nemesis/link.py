@@ -23,7 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
-from chaos.launch.proxy import FaultProxy, LinkFaults
+from chaos.launch.links import LinkHandle
+from chaos.launch.proxy import LinkFaults
 from chaos.nemesis.base import Fault, FaultError
 
 __all__ = ["Cascade", "CutMode", "LinkCut", "LinkSet", "cut_faults"]
@@ -34,9 +35,9 @@ CutMode = Literal["blackhole", "reset"]
 
 
 class LinkSet(Protocol):
-    """What :class:`LinkCut` needs (:class:`chaos.launch.links.ConnectorLinks`)."""
+    """What :class:`LinkCut` needs (``ConnectorLinks``, or ``LinkServer`` in its own process)."""
 
-    def select(self, connector: str, pattern: str) -> Mapping[str, FaultProxy]: ...
+    def select(self, connector: str, pattern: str) -> Mapping[str, LinkHandle]: ...
 
 
 def cut_faults(before: LinkFaults, mode: CutMode) -> LinkFaults:
@@ -59,7 +60,7 @@ class LinkCut:
     targets: Sequence[str] = ("service",)
     mode: CutMode = "blackhole"
     name: str = ""
-    _saved: dict[str, tuple[FaultProxy, LinkFaults]] = field(default_factory=dict, init=False)
+    _saved: dict[str, tuple[LinkHandle, LinkFaults]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         if self.mode not in ("blackhole", "reset"):
@@ -68,8 +69,8 @@ class LinkCut:
             raise ValueError("a link cut needs at least one target")
         self.name = self.name or f"{self.mode} {self.connector} -> {', '.join(self.targets)}"
 
-    def _select(self) -> dict[str, FaultProxy]:
-        chosen: dict[str, FaultProxy] = {}
+    def _select(self) -> dict[str, LinkHandle]:
+        chosen: dict[str, LinkHandle] = {}
         for pattern in self.targets:
             try:
                 chosen.update(self.links.select(self.connector, pattern))

@@ -13,6 +13,7 @@ import pytest
 
 from chaos.lab.lab import Lab
 from chaos.lab.state import alive, read_state
+from chaos.lab.supervisor import control
 from chaos.launch._process import LaunchError
 
 pytestmark = pytest.mark.timeout(240)
@@ -48,10 +49,19 @@ def test_up_status_down_and_double_start(tmp_path: Path) -> None:
                            "ca:secondary:certdb"}  # fmt: skip
         config = (run_dir / "connectors" / "c1" / "connector.toml").read_text()
         assert f"127.0.0.1:{c1['service']}" in config
-        through = httpx.get(
-            f"https://127.0.0.1:{c1['service']}/healthz", verify=endpoints["service_ca"], timeout=5
-        )
-        assert through.status_code == 200
+
+        def through() -> int:
+            url = f"https://127.0.0.1:{c1['service']}/healthz"
+            return httpx.get(url, verify=endpoints["service_ca"], timeout=5).status_code
+
+        assert through() == 200
+        # A link cut and its heal through the supervisor's control socket.
+        cut = control(run_dir, {"op": "cut-link", "name": "c1", "mode": "reset"})
+        assert cut == {"ok": True, "name": "c1", "links": ["service"]}
+        with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
+            through()
+        assert control(run_dir, {"op": "heal"})["ok"] is True
+        assert through() == 200
 
         again = _pfxha("lab", "up", "--dir", str(run_dir))
         assert again.returncode != 0

@@ -6,16 +6,20 @@ connects); only their fault settings are looked at.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 
 from chaos.launch.connector import ConnectorEndpoints, ConnectorFleet
-from chaos.launch.links import ConnectorLinks, proxied_url, upstream_of
+from chaos.launch.link_server import faults_from_json
+from chaos.launch.links import ConnectorLinks, check_wan, proxied_url, upstream_of, wan
 from chaos.launch.proxy import LinkFaults, Toxics
 from chaos.nemesis import FaultError, ProcessFault
 from chaos.nemesis.link import Cascade, LinkCut, cut_faults
@@ -198,3 +202,28 @@ def test_fleet_writes_each_connectors_own_urls(tmp_path: Path) -> None:
             cas=description,
             endpoints={"c9": ConnectorEndpoints()},
         )
+
+
+def test_wan_puts_half_the_round_trip_on_each_direction_and_names_bad_settings() -> None:
+    faults = wan(0.08, 0.02)
+    assert faults.up == faults.down == Toxics(latency_s=0.04, jitter_s=0.01)
+    assert wan(0.0) == LinkFaults()
+    with pytest.raises(ValueError, match="--wan-rtt"):
+        wan(-0.1)
+    with pytest.raises(ValueError, match="--wan-jitter"):
+        wan(0.02, 0.05)
+    check_wan(None, 0.0)
+    with pytest.raises(click.UsageError, match="--wan-jitter needs --wan-rtt"):
+        check_wan(None, 0.01)
+
+
+def test_set_all_gives_every_connector_the_same_baseline(links: ConnectorLinks) -> None:
+    links.set_all("service", wan(0.02))
+    assert {links.proxy(c, "service").faults for c in ("c1", "c2")} == {wan(0.02)}
+    assert links.proxy("c1", "ca:primary").faults == LinkFaults()
+    assert links.thread_cpu_s() >= 0.0
+
+
+def test_faults_cross_to_the_link_server_as_json() -> None:
+    faults = LinkFaults(up=Toxics(latency_s=0.1, blackhole=True), reset=True)
+    assert faults_from_json(json.loads(json.dumps(asdict(faults)))) == faults

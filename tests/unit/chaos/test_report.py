@@ -82,7 +82,7 @@ def test_contract_has_the_documented_shape_and_verdict(tmp_path: Path) -> None:
         "requests",
         "duplicates",
         "stale_epoch_rejected",
-        "leader_changes",
+        "leader_changes",  # added with the gray-failure scenarios (issue 13)
     }
     assert down["rounds"] == 20
     assert down["failover_s"] == {"p50": 1.0, "p99": 2.0, "max": 2.0}
