@@ -84,7 +84,7 @@ def layout_acl(members: Mapping[str, str], admin: tuple[str, str]) -> list[ACL]:
 
 def layout_paths(paths: ClusterPaths) -> tuple[str, ...]:
     """The persistent nodes whose ACL lists the members."""
-    return (paths.base, paths.members, paths.election, paths.epoch)
+    return (paths.base, paths.members, paths.election, paths.epoch, paths.yields)
 
 
 def _user(entry: ACL) -> str | None:

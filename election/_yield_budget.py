@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError
+from kazoo.exceptions import NodeExistsError, NoNodeError
 
 from election._errors import ConfigError
 from election._paths import ClusterPaths
@@ -62,7 +62,11 @@ def claim(
     the window including ours)."""
     if budget.limit == 0:
         return None, 0
-    client.ensure_path(paths.yields, acl=list(acl))
+    if client.exists(paths.yields) is None:
+        # Shared by every member: the cluster node's own ACL (with per-member
+        # identities it lists them all; our own ACL would lock the others out).
+        with contextlib.suppress(NodeExistsError):
+            client.create(paths.yields, b"", acl=client.get_acls(paths.base)[0])
     data = json.dumps({"member": who, "why": why[:200]}).encode()
     ours = client.create(f"{paths.yields}/y-", data, acl=list(acl), sequence=True)
     stat = client.exists(ours)

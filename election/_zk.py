@@ -106,6 +106,10 @@ def ensure_layout(client: KazooClient, paths: ClusterPaths, acl: Sequence[Any]) 
         if client.exists(paths.epoch) is None:
             with contextlib.suppress(NodeExistsError):
                 client.create(paths.epoch, b"0", acl=list(acl))
+        if client.exists(paths.yields) is None:
+            # Clusters laid out before the yield budget: shared like the cluster node.
+            with contextlib.suppress(NodeExistsError):
+                client.create(paths.yields, b"", acl=client.get_acls(paths.base)[0])
         own_user = next((e.id.id.split(":")[0] for e in acl if e.id.scheme == "digest"), None)
         for path in layout_paths(paths):
             problem = acl_problem(client.get_acls(path)[0], own_user)

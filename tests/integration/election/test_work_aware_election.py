@@ -56,10 +56,13 @@ def test_a_withheld_standby_leaves_the_line_and_never_takes_over(
     assert withheld in {c.name for c in read_cluster_status(client, pool.cluster).line}
 
 
-def test_hand_over_goes_to_the_named_standby_within_the_budget(pool: Pool) -> None:
+def test_hand_over_goes_to_the_named_standby_within_the_budget(
+    pool: Pool, zk_client: ClientFactory
+) -> None:
     for name in ("c1", "c2", "c3"):
         pool.add(name, release_holdoff=0.5)
     leader = pool.wait_leader()
+    wait_line(zk_client(), pool.cluster, 3)
     target = sorted(n for n in pool.electors if n != leader)[-1]  # not the first in line
     refused = pool.electors[leader].hand_over("nobody", "service unreachable", YieldBudget(2, 60))
     assert not refused.done
