@@ -30,15 +30,16 @@ Probe = Callable[[float], bool]
 
 
 def probe_of(call: Callable[..., object]) -> Probe:
-    """Wrap ``call(timeout=...)`` (raising when unreachable) into a :data:`Probe`."""
+    """Wrap ``call(timeout=...)`` into a :data:`Probe`: unreachable when it raises or
+    returns False (``CARouter.probe`` answers with a bool, the service client raises)."""
 
     def probe(timeout_s: float) -> bool:
         try:
-            call(timeout=timeout_s)
+            answered = call(timeout=timeout_s)
         except Exception as exc:
             log.debug("probe failed: %r", exc)
             return False
-        return True
+        return answered is not False
 
     return probe
 

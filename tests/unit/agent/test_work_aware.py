@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connector.agent.decide import Action, decide
+from connector.agent.probes import ReachProber, probe_of
 from connector.agent.reach import OK, UNREACHABLE, PeerReach, Reach
 from connector.agent.snapshot import Blocked, Health
 from tests.unit.agent.test_decide import steady_leader
@@ -139,3 +140,36 @@ def test_a_blocked_template_names_itself_in_the_reason() -> None:
     assert decision.action is Action.YIELD
     assert decision.target == "c3"
     assert decision.reason.startswith("template user-auth unreachable")
+
+
+# -- probes ---------------------------------------------------------------------------
+
+
+def test_a_probe_is_unreachable_when_its_call_raises_or_answers_false() -> None:
+    def raises(timeout: float) -> None:
+        raise ConnectionError("swallowed")
+
+    assert probe_of(lambda timeout: False)(0.5) is False  # CARouter.probe's "no"
+    assert probe_of(raises)(0.5) is False
+    assert probe_of(lambda timeout: None)(0.5) is True  # ServiceClient.probe returns None
+    assert probe_of(lambda timeout: True)(0.5) is True
+
+
+def test_the_prober_records_each_outcome_and_wakes_on_change() -> None:
+    clock = Clock()
+    reach = Reach(clock)
+    woken: list[bool] = []
+    answers = {"service": True, "ca:primary": False}
+    prober = ReachProber(
+        reach,
+        {t: (lambda timeout_s, t=t: answers[t]) for t in answers},
+        interval_s=1.0,
+        timeout_s=0.5,
+        on_change=lambda: woken.append(True),
+    )
+    prober.probe_once()
+    assert reach.report() == {"ca:primary": UNREACHABLE, "service": OK}
+    assert woken == [True]
+    prober.probe_once()
+    assert woken == [True]  # nothing changed
+    prober.stop()
