@@ -30,7 +30,7 @@ from chaos.drill.report import plot_timeline, write_report
 from chaos.drill.result import ScenarioResult, percentile, write_contract, write_rounds
 from chaos.drill.scenarios import ALL, ALL_HOSTS, parse_scenarios
 from chaos.history import History
-from chaos.lab.cli import HOSTS_OPTION, SINGLE_HOST_LIMITS
+from chaos.lab.cli import CA_OPTION, HOSTS_OPTION, SINGLE_HOST_LIMITS
 from chaos.lab.lab import Lab
 from chaos.lab.seed import WORKLOAD_GROUP
 from chaos.launch._process import LaunchError
@@ -113,6 +113,7 @@ def _live_view(progress: Progress) -> Group:
 @click.option("--revoke-every", type=float, default=3.0, show_default=True, help="Seconds.")
 @click.option("--hold", type=float, default=None, help="Override how long blocking faults last.")
 @HOSTS_OPTION
+@CA_OPTION
 def drill(
     scenario_text: str,
     rounds: int,
@@ -124,12 +125,17 @@ def drill(
     revoke_every: float,
     hold: float | None,
     hosts: bool,
+    ca: str,
 ) -> None:
     """Run disaster-recovery drills against a fresh lab and check every invariant."""
     if hosts and (why := netns_unavailable()):
         raise click.UsageError(f"--hosts: {why}; use --single-host")
+    if hosts and ca != "cfssl":
+        raise click.UsageError(f"--ca {ca}: OpenBao runs on the single-host lab only; drop --hosts")
     try:
-        scenarios = parse_scenarios(scenario_text, topology="hosts" if hosts else "single-host")
+        scenarios = parse_scenarios(
+            scenario_text, topology="hosts" if hosts else "single-host", ca=ca
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--scenario") from exc
     partitioned = any(s.name == "partition" for s in scenarios)
@@ -158,10 +164,13 @@ def drill(
         session_timeout=session_timeout,
         seed_devices=False,
         hosts=hosts,
+        ca=ca,
     )
     progress = Progress()
     results: list[ScenarioResult] = []
-    console.print(f"[bold]pfxha drill[/]: starting the lab ({lab.topology}) in {lab.run_dir} ...")
+    console.print(
+        f"[bold]pfxha drill[/]: starting the lab ({lab.topology}, CAs on {ca}) in {lab.run_dir} ..."
+    )
     if not hosts:
         console.print(SINGLE_HOST_LIMITS, style="dim")
     try:
@@ -175,7 +184,7 @@ def drill(
     finally:
         lab.stop()
         history.close()
-    data = _write_outputs(results, history, out_dir, json_path, command, lab.topology)
+    data = _write_outputs(results, history, out_dir, json_path, command, lab.topology, ca)
     report_console.print(summary_table(results))
     report_console.print(f"report: {out_dir / 'report.md'}  timeline: {out_dir / 'timeline.png'}")
     for result in results:
@@ -278,10 +287,11 @@ def _write_outputs(
     json_path: Path | None,
     command: str,
     topology: str,
+    ca: str = "cfssl",
 ) -> dict[str, Any]:
-    data = write_contract(results, out_dir / "result.json", topology=topology)
+    data = write_contract(results, out_dir / "result.json", topology=topology, ca=ca)
     if json_path is not None and json_path.resolve() != (out_dir / "result.json"):
-        write_contract(results, json_path, topology=topology)
+        write_contract(results, json_path, topology=topology, ca=ca)
     write_rounds(results, out_dir / "rounds.json")
     write_report(results, out_dir / "report.md", command=command)
     try:

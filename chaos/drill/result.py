@@ -111,21 +111,27 @@ class ScenarioResult:
 
 
 def contract(
-    scenarios: Sequence[ScenarioResult], *, topology: str = "single-host"
+    scenarios: Sequence[ScenarioResult], *, topology: str = "single-host", ca: str = "cfssl"
 ) -> dict[str, Any]:
-    """The ``--json`` contract; ``topology`` is ``"hosts"`` or ``"single-host"``."""
+    """The ``--json`` contract; ``topology`` is ``"hosts"`` or ``"single-host"``;
+    ``ca`` the CAs' vendor (``cfssl``, ``openbao``, ``mixed``)."""
     body = {s.name: s.to_contract() for s in scenarios}
     return {
         "scenarios": body,
         "ok": all(not s["violations"] for s in body.values()),
         "topology": topology,
+        "ca": ca,
     }
 
 
 def write_contract(
-    scenarios: Sequence[ScenarioResult], path: Path, *, topology: str = "single-host"
+    scenarios: Sequence[ScenarioResult],
+    path: Path,
+    *,
+    topology: str = "single-host",
+    ca: str = "cfssl",
 ) -> dict[str, Any]:
-    data = contract(scenarios, topology=topology)
+    data = contract(scenarios, topology=topology, ca=ca)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return data

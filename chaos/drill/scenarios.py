@@ -8,7 +8,13 @@ lab and the current leader. ``kind`` decides the failover measurement:
 - ``zk``: fault -> first certificate after the fault (leadership should not
   need to change when one ZooKeeper server dies);
 - ``blocking``: nobody can act until the fault heals (no quorum, no CA):
-  the fault is held for ``hold_s``, and failover runs from the heal.
+  the fault is held for ``hold_s``, and failover runs from the heal;
+- ``ca-node``: fault -> first certificate after the fault, from the *same*
+  CA (its cluster elects a new active node; failing over to the other CA
+  before the CA's patience ran out is a violation).
+
+``ca-node-loss`` needs the CAs on OpenBao (``pfxha drill --ca openbao``) and
+joins ``all`` there.
 
 Host scenarios (``host-crash``, ``host-isolate``) need the hosts topology
 (``pfxha drill --hosts``) and join ``all`` there; on hosts, ``partition`` cuts
@@ -24,11 +30,19 @@ from typing import Any, Literal, Protocol
 
 from chaos.nemesis import CompositeFault, Fault, ProcessFault, ZkPartition
 
-__all__ = ["ALL", "ALL_HOSTS", "SCENARIOS", "FaultTarget", "Scenario", "parse_scenarios"]
+__all__ = [
+    "ALL",
+    "ALL_HOSTS",
+    "OPENBAO_ONLY",
+    "SCENARIOS",
+    "FaultTarget",
+    "Scenario",
+    "parse_scenarios",
+]
 
 HostFaultKind = Literal["crash", "isolate", "partition"]
 
-Kind = Literal["leader", "ca", "zk", "blocking"]
+Kind = Literal["leader", "ca", "zk", "blocking", "ca-node"]
 
 
 class FaultTarget(Protocol):
@@ -49,6 +63,8 @@ class FaultTarget(Protocol):
     def start_connector(self, name: str) -> None: ...
     def kill_ca(self, name: str) -> None: ...
     def start_ca(self, name: str) -> None: ...
+    def kill_ca_node(self, name: str) -> str: ...
+    def start_ca_node(self, name: str, node: str) -> None: ...
     def zk_leader_index(self) -> int | None: ...
     def kill_zk_node(self, index: int) -> None: ...
     def start_zk_nodes(self, indices: list[int]) -> None: ...
@@ -67,6 +83,8 @@ class Scenario:
     leader_change: bool = True
     # Only on the hosts topology (each part its own network namespace).
     hosts_only: bool = False
+    # Only with the primary CA on OpenBao (a Raft cluster to lose a node of).
+    openbao_only: bool = False
 
 
 def _kill_connector(lab: FaultTarget, leader: str) -> Fault:
@@ -141,6 +159,20 @@ def _kill_ca(lab: FaultTarget, name: str) -> Fault:
         return {"ca": name}
 
     return ProcessFault(f"SIGKILL CA {name}", inject, lambda: lab.start_ca(name))
+
+
+def _ca_node_loss(lab: FaultTarget, leader: str) -> Fault:
+    killed: list[str] = []
+
+    def inject() -> dict[str, Any]:
+        killed.append(lab.kill_ca_node(lab.primary_ca))
+        return {"ca": lab.primary_ca, "node": killed[-1]}
+
+    def heal() -> None:
+        for node in killed:
+            lab.start_ca_node(lab.primary_ca, node)
+
+    return ProcessFault(f"SIGKILL the Raft active node of CA {lab.primary_ca}", inject, heal)
 
 
 def _ca_down(lab: FaultTarget, leader: str) -> Fault:
@@ -219,6 +251,9 @@ SCENARIOS: dict[str, Scenario] = {
                  _ca_all_down, hold_s=2.0, leader_change=False),
         Scenario("intruder", "zk", "callers without credentials or revoked try to take over",
                  _intruder, leader_change=False),
+        Scenario("ca-node-loss", "ca-node",
+                 "the primary CA's OpenBao Raft active node killed: its cluster elects",
+                 _ca_node_loss, leader_change=False, openbao_only=True),
         Scenario("host-crash", "leader",
                  "the leader's host dies: every process frozen, its link dropped (no RST)",
                  _host_crash, hosts_only=True),
@@ -228,17 +263,23 @@ SCENARIOS: dict[str, Scenario] = {
     )
 }  # fmt: skip
 
-ALL = [name for name, s in SCENARIOS.items() if not s.hosts_only]
-ALL_HOSTS = list(SCENARIOS)
+ALL = [name for name, s in SCENARIOS.items() if not s.hosts_only and not s.openbao_only]
+ALL_HOSTS = [name for name, s in SCENARIOS.items() if not s.openbao_only]
+OPENBAO_ONLY = [name for name, s in SCENARIOS.items() if s.openbao_only]
 
 
-def parse_scenarios(text: str, *, topology: str = "single-host") -> list[Scenario]:
+def parse_scenarios(
+    text: str, *, topology: str = "single-host", ca: str = "cfssl"
+) -> list[Scenario]:
     """``"all"`` or a comma-separated list of names, in the order given.
 
-    ``all`` includes the host scenarios on the hosts topology; naming one
-    elsewhere is an error that says how to get it.
+    ``all`` includes the host scenarios on the hosts topology and the OpenBao
+    ones with ``ca="openbao"``; naming one elsewhere is an error that says how
+    to get it.
     """
     everything = ALL_HOSTS if topology == "hosts" else ALL
+    if ca == "openbao":
+        everything = [*everything, *OPENBAO_ONLY]
     if text.strip() == "all":
         names = everything
     else:
@@ -247,9 +288,14 @@ def parse_scenarios(text: str, *, topology: str = "single-host") -> list[Scenari
     if unknown or not names:
         raise ValueError(
             f"unknown scenario(s) {', '.join(unknown) or '(none given)'}; "
-            f"choose from: all, {', '.join(ALL_HOSTS)}"
+            f"choose from: all, {', '.join([*ALL_HOSTS, *OPENBAO_ONLY])}"
         )
     needs_hosts = [n for n in names if SCENARIOS[n].hosts_only and topology != "hosts"]
     if needs_hosts:
         raise ValueError(f"{', '.join(needs_hosts)} need(s) the hosts topology: add --hosts")
+    needs_openbao = [n for n in names if SCENARIOS[n].openbao_only and ca != "openbao"]
+    if needs_openbao:
+        raise ValueError(
+            f"{', '.join(needs_openbao)} need(s) the primary CA on OpenBao: add --ca openbao"
+        )
     return [SCENARIOS[n] for n in names]

