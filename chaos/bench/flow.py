@@ -1,8 +1,10 @@
 """``pfxha bench flow``: the whole PFX flow end to end, beside this machine's raw keygen rate.
 
     pfxha bench flow --connectors 3 --devices 300 --json runs/bench/flow.json
+    pfxha bench flow --ca openbao --json runs/bench/flow-bao.json   # or --ca mixed
 
-One run starts a 3-node ZooKeeper, the CFSSL lab (root + two issuing CAs), the
+One run starts a 3-node ZooKeeper, the CA lab (``--ca``: CFSSL root + two issuing
+CAs; each issuing CA on its own OpenBao Raft cluster; or mixed), the
 stand-in service and ``--connectors`` connector processes, then measures:
 
 1. ``keygen_per_s``: raw key generation of the profile's key type with every
@@ -55,7 +57,7 @@ from chaos.bench._cpu import CpuMeter, pin_process
 from chaos.bench._plot import cpu_budget_plot
 from chaos.bench._stats import summarize
 from chaos.bench._tenant import Device, Tenant, checkin
-from chaos.launch.cfssl import CfsslLab
+from chaos.launch.ca_tier import CaTier
 from chaos.launch.connector import ConnectorFleet
 from chaos.launch.service import ServiceProcess
 from chaos.launch.zookeeper import ZooKeeperEnsemble
@@ -300,6 +302,7 @@ def run_flow_bench(
     isolate: bool = False,
     run_dir: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    ca: str = "cfssl",
 ) -> dict[str, Any]:
     """One run; ``isolate`` gives the leader half the CPUs and everything else the rest.
 
@@ -322,11 +325,11 @@ def run_flow_bench(
     base = Path(tempfile.mkdtemp(prefix="pfxha-bench-flow-")) if run_dir is None else run_dir
     base.mkdir(parents=True, exist_ok=True)
     zk = ZooKeeperEnsemble(base / "zookeeper", size=3, heap_mb=128)
-    lab = CfsslLab(base / "cfssl")
+    lab = CaTier(base / "cfssl", kind=ca, connectors=[f"c{i}" for i in range(1, connectors + 1)])
     service = ServiceProcess(base / "service", extra_args=["--renewal-interval", "0"])
     fleet: ConnectorFleet | None = None
     try:
-        progress("starting ZooKeeper x3, CFSSL, the service")
+        progress(f"starting ZooKeeper x3, the CAs ({ca}), the service")
         zk.start()
         lab.start()
         service.start()
@@ -337,6 +340,7 @@ def run_flow_bench(
             zk_hosts=zk.hosts,
             service_url=service.url,
             cas=lab.describe(),
+            cas_of=lab.describe,  # each connector its own CA credentials (OpenBao)
             # No key pool by default: keys made before a round starts would
             # count as free throughput the machine never sustains.
             loop={
@@ -462,6 +466,7 @@ def run_flow_bench(
             ),
             "latency_s": paced["latency_s"],
             "key": key_type,
+            "ca": ca,
             "layout": "isolated" if isolate else "shared",
             "cores": cores,
             "isolated": (
@@ -527,6 +532,14 @@ def run_flow_bench(
 @click.option("--run-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option(
+    "--ca",
+    type=click.Choice(["cfssl", "openbao", "mixed"]),
+    default="cfssl",
+    show_default=True,
+    help="The issuing CAs' vendor (openbao: each issuing CA on a 3-node Raft cluster; "
+    "mixed: primary CFSSL, secondary OpenBao). The leader issues from the primary.",
+)
+@click.option(
     "--plot",
     "plot_path",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -545,6 +558,7 @@ def command(
     isolate: bool | None,
     run_dir: Path | None,
     json_path: Path | None,
+    ca: str,
     plot_path: Path | None,
 ) -> None:
     """End-to-end throughput and latency of the PFX flow, beside the raw keygen rate."""
@@ -577,6 +591,7 @@ def command(
         isolate=isolate,
         run_dir=run_dir,
         progress=lambda text: click.echo(f"... {text}", err=True),
+        ca=ca,
     )
     half = result["half_load"]
     where = "cores, leader isolated" if result["isolated"] else "cores"

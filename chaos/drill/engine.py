@@ -282,7 +282,10 @@ class DrillEngine:
                 return row
             if scenario.kind == "ca" and row.ca == self.lab.secondary_ca:
                 return row
-            if scenario.kind in ("zk", "blocking", "ca-node") and row.epoch >= old_epoch:
+            if scenario.kind in ("zk", "blocking") and row.epoch >= old_epoch:
+                return row
+            # ca-node: signed after the fault for sure (its request came after it).
+            if scenario.kind == "ca-node" and self.observer.to_history_time(row.created) >= start:
                 return row
         return None
 

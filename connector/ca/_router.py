@@ -10,8 +10,11 @@
     router.ca_states()                   # {"primary": "open", "secondary": "closed"}
 
 A CA whose cluster answers but is electing a new active node
-(:class:`CAElectingError`) is waited for, not failed over from, for its
-``failover_patience_s`` (0 for CFSSL: a CA that does not answer fails over at once).
+(:class:`CAElectingError`), or that lost its answer to a request it got (an
+ambiguous failure: a node killed mid-request), is waited for, not failed over
+from, for its ``failover_patience_s`` (0 for CFSSL: such a CA fails over at
+once). Within the patience the request is not sent to the next CA: the one
+that may have signed it is searched again first (the caller holds it).
 
 ``issue`` walks the template's CAs in order within one attempt, skipping
 those whose breaker is open, so the first request after the primary dies is
@@ -159,18 +162,16 @@ class CARouter:
                     break
                 try:
                     issued = self.cas[name].issue(csr, template, request_id, timeout=timeout)
-                except CAElectingError as exc:
-                    if breaker.wait_out():
-                        # Its cluster elects a new active node: retry it, not the next CA.
+                except CARetryableError as exc:
+                    ambiguous = bool(getattr(exc, "ambiguous", False))
+                    if ambiguous and name not in uncertain:
+                        uncertain.append(name)
+                    if (ambiguous or isinstance(exc, CAElectingError)) and breaker.wait_out():
+                        # Its cluster elects a new active node, or may still commit what
+                        # it got: retry it (or hold the request), never the next CA yet.
                         breaker.release()
                         raise
                     breaker.record_failure()
-                    errors.append(str(exc))
-                    continue
-                except CARetryableError as exc:
-                    breaker.record_failure()
-                    if getattr(exc, "ambiguous", False) and name not in uncertain:
-                        uncertain.append(name)
                     errors.append(str(exc))
                     log.warning(
                         "[1020 ca_unavailable] ca=%s request_id=%s error=%s",
@@ -199,7 +200,9 @@ class CARouter:
                         extra={"event_id": 1023, "event": "ca_failover"},
                     )
                 if uncertain:
-                    others = tuple(n for n in uncertain if n != name)
+                    # Every CA that may have signed, this one included (an earlier try
+                    # here may have been committed too): the caller searches them all.
+                    others = tuple(uncertain)
                     issued = IssuedCertificate(
                         certificate=issued.certificate,
                         chain=issued.chain,
@@ -224,7 +227,7 @@ class CARouter:
                 template,
                 extra={"event_id": 1021, "event": "ca_all_down"},
             )
-            if uncertain and isinstance(exc, NoCAAvailableError):
+            if uncertain:
                 # Any attempt may have signed, not only the last one's CA.
                 raise NoCAAvailableError(str(exc), uncertain=tuple(uncertain)) from exc
             raise
@@ -260,15 +263,14 @@ class CARouter:
                 raise CAUnavailableError("deadline reached", ca_name=issuer_ca)
             try:
                 ca.revoke(serial, reason, timeout=timeout)
-            except CAElectingError:
-                # Within the patience an election opens no breaker (issuance stays here).
-                if breaker.wait_out():
+            except CARetryableError as exc:
+                # Within the patience an election (or a node lost mid-call) opens no
+                # breaker: issuance keeps to this CA while its cluster recovers.
+                patient = bool(getattr(exc, "ambiguous", False)) or isinstance(exc, CAElectingError)
+                if patient and breaker.wait_out():
                     breaker.release()
                 else:
                     breaker.record_failure()
-                raise
-            except CARetryableError:
-                breaker.record_failure()
                 raise
             except CAAuthError:
                 breaker.release()
