@@ -63,7 +63,8 @@ class FaultTarget(Protocol):
     def start_connector(self, name: str) -> None: ...
     def kill_ca(self, name: str) -> None: ...
     def start_ca(self, name: str) -> None: ...
-    def kill_ca_node(self, name: str) -> str: ...
+    def ca_active_node(self, name: str) -> str: ...
+    def kill_ca_node(self, name: str, node: str) -> None: ...
     def start_ca_node(self, name: str, node: str) -> None: ...
     def zk_leader_index(self) -> int | None: ...
     def kill_zk_node(self, index: int) -> None: ...
@@ -162,17 +163,18 @@ def _kill_ca(lab: FaultTarget, name: str) -> Fault:
 
 
 def _ca_node_loss(lab: FaultTarget, leader: str) -> Fault:
-    killed: list[str] = []
+    # Found now, before the fault's clock starts: inject is the kill alone.
+    node = lab.ca_active_node(lab.primary_ca)
 
     def inject() -> dict[str, Any]:
-        killed.append(lab.kill_ca_node(lab.primary_ca))
-        return {"ca": lab.primary_ca, "node": killed[-1]}
+        lab.kill_ca_node(lab.primary_ca, node)
+        return {"ca": lab.primary_ca, "node": node}
 
-    def heal() -> None:
-        for node in killed:
-            lab.start_ca_node(lab.primary_ca, node)
-
-    return ProcessFault(f"SIGKILL the Raft active node of CA {lab.primary_ca}", inject, heal)
+    return ProcessFault(
+        f"SIGKILL {node}, the Raft active node of CA {lab.primary_ca}",
+        inject,
+        lambda: lab.start_ca_node(lab.primary_ca, node),
+    )
 
 
 def _ca_down(lab: FaultTarget, leader: str) -> Fault:

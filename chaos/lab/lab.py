@@ -447,9 +447,13 @@ class Lab:
     def start_ca(self, name: str) -> None:
         self.cas.start(name)
 
-    def kill_ca_node(self, name: str) -> str:
-        """kill -9 of the Raft active node of CA ``name``'s OpenBao cluster; its name."""
-        return self.cas.kill_active_node(name)
+    def ca_active_node(self, name: str) -> str:
+        """The Raft active node of CA ``name``'s OpenBao cluster (LaunchError: none)."""
+        return self.cas.active_node(name)
+
+    def kill_ca_node(self, name: str, node: str) -> None:
+        """kill -9 of one node of CA ``name``'s OpenBao cluster."""
+        self.cas.kill_node(name, node)
 
     def start_ca_node(self, name: str, node: str) -> None:
         self.cas.start_node(name, node)

@@ -5,7 +5,8 @@
     tier.describe("c1")              # {"root", "cas", "templates"} with c1's own credentials
     tier.kill("primary")             # the whole CA down: its CFSSL server, or every node
     tier.start("primary")            #   of its OpenBao cluster; back (unsealed) again
-    tier.kill_active_node("primary") # OpenBao only: kill -9 the Raft active node -> "bao2"
+    tier.active_node("primary")      # OpenBao only: its cluster's Raft active node, "bao2"
+    tier.kill_node("primary", "bao2")  # kill -9; a standby takes over
     tier.start_node("primary", "bao2")
     tier.sources()                   # how the checkers read each CA (certdb, or listing + OCSP)
     tier.stop()
@@ -22,7 +23,9 @@ two-vendor failover with one root for the devices.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import concurrent.futures as cf
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +97,7 @@ class CaTier:
             else None
         )
         self.clusters: dict[str, OpenBaoLab] = {}
+        self._root_ready = threading.Event()  # clusters start together; signing waits
         for name in (n for n in self.names if self.vendor[n] == "openbao"):
             self.clusters[name] = OpenBaoLab(
                 self.run_dir.parent / f"openbao-{name}",
@@ -105,12 +109,18 @@ class CaTier:
             )
         self._sources: dict[str, CaSource] = {}
 
-    def _root_signer(self) -> tuple[Path, Any]:
+    def _root_signer(self) -> tuple[Path, Callable[[str], str]]:
         """The root every issuing CA chains to: CFSSL's, else the first OpenBao cluster's."""
         if self.cfssl is not None:
             return self.cfssl.root_certificate_path, self.cfssl.sign_intermediate
         first = next(iter(self.clusters.values()))
-        return first.root_certificate_path, first.sign_intermediate
+
+        def sign(csr: str) -> str:
+            if not self._root_ready.wait(timeout=180):
+                raise LaunchError("the root's OpenBao cluster did not come up within 180 s")
+            return first.sign_intermediate(csr)
+
+        return first.root_certificate_path, sign
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -129,9 +139,20 @@ class CaTier:
             return
         if self.cfssl is not None:
             self.cfssl.start()
-        for cluster in self.clusters.values():
-            cluster.start()
-            cluster.add_auditor()
+        self._root_ready.clear()
+
+        def bring_up(cluster: OpenBaoLab) -> None:
+            try:
+                cluster.start()
+                cluster.add_auditor()
+            finally:
+                self._root_ready.set()  # a failed root fails its dependants at once
+
+        # Raft clusters take ~20 s each to form: in parallel; the one that needs the
+        # root's signature waits for it inside its provisioning.
+        with cf.ThreadPoolExecutor(max(1, len(self.clusters))) as pool:
+            for done in [pool.submit(bring_up, c) for c in self.clusters.values()]:
+                done.result()
 
     def stop(self, name: str | None = None) -> None:
         if name is not None:
@@ -162,15 +183,24 @@ class CaTier:
             if vendor.running(node):
                 vendor.kill(node)
 
-    def kill_active_node(self, name: str) -> str:
-        """kill -9 of the Raft active node of CA ``name``'s cluster (OpenBao only)."""
+    def _cluster(self, name: str) -> OpenBaoLab:
         cluster = self.clusters.get(name)
         if cluster is None:
             raise LaunchError(f"CA {name} is not on OpenBao: it has no Raft nodes (--ca openbao)")
-        return cluster.kill_active()
+        return cluster
+
+    def active_node(self, name: str) -> str:
+        """The Raft active node of CA ``name``'s cluster (OpenBao only)."""
+        active = self._cluster(name).active_node()
+        if active is None:
+            raise LaunchError(f"CA {name}: its OpenBao cluster has no active node")
+        return active
+
+    def kill_node(self, name: str, node: str) -> None:
+        self._cluster(name).kill(node)
 
     def start_node(self, name: str, node: str) -> None:
-        self.clusters[name].start(node)
+        self._cluster(name).start(node)
 
     def running(self, name: str) -> bool:
         vendor = self._vendor_of(name)

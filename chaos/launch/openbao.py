@@ -358,14 +358,6 @@ class OpenBaoLab:
         """kill -9: the node is gone at once; a Raft standby takes over."""
         self._procs[name].kill()
 
-    def kill_active(self) -> str:
-        """kill -9 of the Raft active node; returns its name (heal: ``start(name)``)."""
-        active = self.active_node()
-        if active is None:
-            raise LaunchError(f"OpenBao cluster {self.run_dir.name}: no active node to kill")
-        self.kill(active)
-        return active
-
     def pause(self, name: str) -> None:
         self._procs[name].pause()
 
@@ -433,7 +425,6 @@ class OpenBaoLab:
             root = self._make_root()
             sign = self.sign_intermediate
         else:
-            root = self.external_root[0].read_text()
             sign = self.external_root[1]
         for ca in self.issuing:
             mount = self.mount(ca)
@@ -460,6 +451,8 @@ class OpenBaoLab:
         self._api("POST", "sys/auth/approle", {"type": "approle"})
         for connector in self.connectors:
             self.add_connector(connector)
+        if self.external_root is not None:  # read once the signer has signed: it exists
+            root = self.external_root[0].read_text()
         (self.run_dir / "root.pem").write_text(root.strip() + "\n")
 
     def add_auditor(self) -> tuple[Path, Path]:
