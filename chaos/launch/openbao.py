@@ -79,28 +79,27 @@ def bao_binary() -> str:
     return found
 
 
+_READ = (("cert/*", "read"), ("certs", "list"))
+_WRITE = (("sign/*", "update"), ("revoke", "update"))
+
+
+def _policy(mounts: Sequence[str], paths: Sequence[tuple[str, str]]) -> str:
+    rules = [
+        f'path "{mount}/{path}" {{ capabilities = ["{capability}"] }}'
+        for mount in mounts
+        for path, capability in paths
+    ]
+    return "\n".join(rules) + "\n"
+
+
 def connector_policy(mounts: Sequence[str]) -> str:
     """The least a connector needs on its issuing mounts (docs/pki.md, 'minimal policy')."""
-    rules = []
-    for mount in mounts:
-        rules += [
-            f'path "{mount}/sign/*" {{ capabilities = ["update"] }}',
-            f'path "{mount}/revoke" {{ capabilities = ["update"] }}',
-            f'path "{mount}/cert/*" {{ capabilities = ["read"] }}',
-            f'path "{mount}/certs" {{ capabilities = ["list"] }}',
-        ]
-    return "\n".join(rules) + "\n"
+    return _policy(mounts, _WRITE + _READ)
 
 
 def auditor_policy(mounts: Sequence[str]) -> str:
     """Read and list only: what the drill's checkers need to see every certificate."""
-    rules = []
-    for mount in mounts:
-        rules += [
-            f'path "{mount}/cert/*" {{ capabilities = ["read"] }}',
-            f'path "{mount}/certs" {{ capabilities = ["list"] }}',
-        ]
-    return "\n".join(rules) + "\n"
+    return _policy(mounts, _READ)
 
 
 def role_body(profile: CaProfile) -> dict[str, Any]:
