@@ -363,7 +363,8 @@ def run_flow_bench(
                     fleet.process(n).pid or 0 for n in fleet.names if n != leader
                 ],
                 "service": [service.pid or 0],
-                "cfssl": list(lab.pids().values()),
+                # The CA servers' CPU under their vendor ("cfssl", "openbao", "mixed").
+                ca: list(lab.pids().values()),
                 "zookeeper": [zk.node(i).pid or 0 for i in range(3)],
             },
             include_self="bench_and_devices",
