@@ -13,8 +13,11 @@ A CA whose cluster answers but is electing a new active node
 (:class:`CAElectingError`), or that lost its answer to a request it got (an
 ambiguous failure: a node killed mid-request), is waited for, not failed over
 from, for its ``failover_patience_s`` (0 for CFSSL: such a CA fails over at
-once). Within the patience the request is not sent to the next CA: the one
-that may have signed it is searched again first (the caller holds it).
+once). Within the patience the request is not sent to the next CA. And a
+request such a CA may have signed (its answer lost) is never sent to another
+CA, patience or not: only that CA can say whether it signed, so the caller
+holds the request until it can be searched (a CFSSL CA is searched in its
+certdb, which outlives the CA: there the walk goes on).
 
 ``issue`` walks the template's CAs in order within one attempt, skipping
 those whose breaker is open, so the first request after the primary dies is
@@ -151,6 +154,15 @@ class CARouter:
             errors: list[str] = []
             auth_failures = 0
             for name in order:
+                signer = self._may_have_signed(uncertain, name)
+                if signer is not None:
+                    # Only this CA can say whether it signed, and only once it answers
+                    # again: another CA now could leave two valid certificates.
+                    raise NoCAAvailableError(
+                        f"{signer} may have signed request {request_id} (its answer was "
+                        "lost); held until it can be searched",
+                        uncertain=tuple(uncertain),
+                    )
                 breaker = self.breakers[name]
                 if not breaker.allow():
                     errors.append(f"{name}: circuit open")
@@ -231,6 +243,14 @@ class CARouter:
                 # Any attempt may have signed, not only the last one's CA.
                 raise NoCAAvailableError(str(exc), uncertain=tuple(uncertain)) from exc
             raise
+
+    def _may_have_signed(self, uncertain: Sequence[str], before: str) -> str | None:
+        """A patient CA (one searched through its own API) that may have signed, other
+        than ``before``: the request must not go to ``before`` yet."""
+        for name in uncertain:
+            if name != before and self.breakers[name].patience_s > 0:
+                return name
+        return None
 
     # -- revocation ---------------------------------------------------------------------
 

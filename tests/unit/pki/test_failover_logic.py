@@ -395,3 +395,26 @@ def test_an_answer_lost_then_a_success_at_the_same_ca_names_it_uncertain(
     issued = router.issue(_csr()[0], "t", "r", clock.now + 1.0)
     assert issued.ca_name == "one"
     assert issued.uncertain == ("one",)  # the first try may have been committed too
+
+
+def test_a_request_a_patient_ca_may_have_signed_never_goes_to_another_ca(
+    clock: FakeClock, roots: tuple[TestCA, TestCA]
+) -> None:
+    router, one, two = _patient_router(clock, roots)
+    clock.now += 10  # long past any patience: the rule is about this request, not time
+    failures = [
+        CAUnavailableError("connection refused", ca_name="one"),  # the cluster is gone
+        CAUnavailableError("server disconnected", ca_name="one", ambiguous=True),
+    ]
+    original = one._call
+
+    def dying(what: str, timeout: float | None) -> None:
+        original(what, timeout)
+        raise failures.pop() if failures else CAUnavailableError("refused", ca_name="one")
+
+    one._call = dying  # type: ignore[method-assign]
+    with pytest.raises(NoCAAvailableError, match="may have signed") as caught:
+        router.issue(_csr()[0], "t", "r", clock.now + 1.0)
+    assert caught.value.uncertain == ("one",)  # the caller holds it and searches "one"
+    assert not two.calls
+    assert router.issue(_csr()[0], "t", "r-new", clock.now + 1.0).ca_name == "two"
