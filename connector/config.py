@@ -36,6 +36,9 @@
     certdb_password_file = "/etc/pfxha/certdb-primary.password"
     # reconcile = "off"     # only on purpose: orphans at this CA are never found
     # ca_file = "/etc/pfxha/ca-tls.pem"       # verifies an https:// CA (default: certifi)
+    # This connector's own client certificate for the CA's mutual TLS (docs/pki.md):
+    # client_certificate = "/etc/pfxha/ca-client.pem"
+    # client_key_file = "/etc/pfxha/ca-client.key"   # 0600
 
     [templates]
     user-auth = ["primary"]                   # CAs in failover order, each a [[ca]] name
@@ -195,6 +198,10 @@ class CASettings:
     # kind = "openbao": how long a cluster that answers but is electing a new active
     # node is waited for before the template's next CA is used (default 5 s).
     failover_patience_s: float | None = None
+    # This connector's own client certificate and key (0600) for the CA's mutual
+    # TLS: CFSSL serves every endpoint only to allowed client CNs (docs/pki.md).
+    client_certificate: str | None = None
+    client_key_file: str | None = None
 
     def as_spec(self) -> dict[str, str | float | None]:
         """The shape ``connector.ca.ca_from_dict`` reads."""
@@ -218,6 +225,8 @@ class CASettings:
             "reconcile": self.reconcile,
             "crl_url": self.crl_url,
             "ca_file": self.ca_file,
+            "client_certificate": self.client_certificate,
+            "client_key_file": self.client_key_file,
         }
 
     @property
@@ -499,6 +508,7 @@ def _validate(config: ConnectorConfig) -> None:
                     'only goes with kind = "openbao" (a CFSSL CA has no cluster to elect)',
                 )
             _validate_certdb(ca)
+            _validate_ca_tls(ca)
         else:
             raise ConfigError(f"ca[{ca.name}].kind", "must be 'cfssl' or 'openbao'")
     _check_key_types("loop.keypool_types", config.loop.keypool_types)
@@ -541,6 +551,21 @@ def _check_key_types(setting: str, words: str) -> None:
 
 
 _RECONCILE_MODES = ("certdb", "off")
+
+
+def _validate_ca_tls(ca: CASettings) -> None:
+    """A client certificate comes with its key, and only over https://."""
+    label = f"ca[{ca.name}]"
+    if (ca.client_certificate is None) != (ca.client_key_file is None):
+        missing = "client_key_file" if ca.client_key_file is None else "client_certificate"
+        raise ConfigError(
+            f"{label}.{missing}", "client_certificate and client_key_file go together"
+        )
+    if ca.client_certificate is not None and not ca.url.startswith("https://"):
+        raise ConfigError(
+            f"{label}.url",
+            "must be https:// when client_certificate is set (mutual TLS to the CA)",
+        )
 
 
 def _validate_certdb(ca: CASettings) -> None:
@@ -636,6 +661,11 @@ def _validate_timing(config: ConnectorConfig) -> None:
             or loop.yield_after_s >= 2 * loop.probe_interval_s + loop.probe_timeout_s,
             "must be 0 or >= 2 * loop.probe_interval_s + loop.probe_timeout_s (one lost "
             "probe must never move the lease)",
+        ),
+        (
+            "loop.poll_wait_s",
+            loop.yield_after_s == 0 or loop.poll_wait_s < loop.yield_after_s,
+            "must be < loop.yield_after_s (a long-poll must end before a hand-over is due)",
         ),
         (
             "loop.reach_refresh_s",

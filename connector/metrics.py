@@ -197,6 +197,11 @@ class ConnectorMetrics:
             ["dependency"],
             registry=registry,
         )
+        self.yields_refused = Counter(
+            "pfxha_connector_yields_refused",
+            "Hand-overs this leader wanted but the cluster's yield budget refused.",
+            registry=registry,
+        )
         self.reconcile_ready = Gauge(
             "pfxha_connector_reconcile_ready",
             "1 when reconciliation can search this CA (its certdb answered the last call "
@@ -341,6 +346,9 @@ class ConnectorMetrics:
 
     def yielded(self, dependency: str) -> None:
         self.yields.labels(dependency=dependency[:40]).inc()
+
+    def yield_refused(self) -> None:
+        self.yields_refused.inc()
 
     def set_reconcile_state(self, ca: str, *, ready: bool, off: bool) -> None:
         self.reconcile_ready.labels(ca=ca).set(1 if ready else 0)

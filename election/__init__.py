@@ -19,6 +19,14 @@ Observers are called from the elector's background thread. See docs/election.md
 for the ZooKeeper layout (a public contract), the timing rules and the fast path.
 """
 
+from election._acl import (
+    RevokeReport,
+    acl_problem,
+    grant_member,
+    layout_acl,
+    provision,
+    revoke_member,
+)
 from election._config import ElectionConfig
 from election._elector import Elector
 from election._errors import ConfigError, ElectionError, NotAuthorizedError, SwitchoverError
@@ -33,7 +41,7 @@ from election._model import (
 )
 from election._paths import ClusterPaths
 from election._status import open_client, read_cluster_status, request_switchover
-from election._yield_budget import YieldBudget
+from election._yield_budget import HandOver, YieldBudget
 
 __all__ = [
     "ClusterPaths",
@@ -44,14 +52,21 @@ __all__ = [
     "ElectionObserver",
     "Elector",
     "FastPath",
+    "HandOver",
     "LeaderInfo",
     "MemberInfo",
     "NotAuthorizedError",
+    "RevokeReport",
     "Role",
     "SwitchoverError",
     "SwitchoverRequest",
     "YieldBudget",
+    "acl_problem",
+    "grant_member",
+    "layout_acl",
     "open_client",
+    "provision",
     "read_cluster_status",
     "request_switchover",
+    "revoke_member",
 ]

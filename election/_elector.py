@@ -55,9 +55,10 @@ from election._model import (
     utc_now_iso,
 )
 from election._paths import ClusterPaths
-from election._status import request_switchover
-from election._yield_budget import YieldBudget
+from election._status import read_cluster_status, request_switchover
+from election._yield_budget import HandOver, YieldBudget
 from election._yield_budget import claim as claim_yield
+from election._yield_budget import withdraw as withdraw_yield
 from election._zk import client_for, cluster_acl, ensure_layout
 
 __all__ = ["Elector"]
@@ -233,28 +234,44 @@ class Elector:
             self._withheld = reason
         self._wake.set()
 
-    def hand_over(self, to: str, reason: str, budget: YieldBudget) -> tuple[bool, str]:
+    def line(self) -> tuple[str, ...]:
+        """Members in the election line at our last look (no ZooKeeper call)."""
+        last = self._last_snapshot
+        return tuple(c.name for c in last[1].line) if last is not None else ()
+
+    def hand_over(self, to: str, reason: str, budget: YieldBudget) -> HandOver:
         """Hand the lease to ``to`` through the switchover path, within the cluster's budget.
 
-        Returns (done, why). Refused when we do not lead, when the yield budget of
-        the window is spent (members then stop yielding), or when ``to`` is no
-        eligible member any more.
+        Refused when we do not lead, when ``to`` is not in the election line, or
+        when the yield budget of the window is spent (members then stop yielding).
+        The budget is charged only for a hand-over that was requested.
         """
         client = self._client
         if self._role is not Role.LEADER or client is None:
-            return False, "not the leader"
-        granted, used = claim_yield(
-            client, self.paths, budget, self._acl, who=self.name, why=reason
-        )
-        if not granted:
-            return False, (
-                f"yield budget spent: {used} voluntary hand-overs in the last "
-                f"{budget.window_s:.0f}s (limit {budget.limit})"
-            )
+            return HandOver(False, "not the leader")
         try:
-            request_switchover(client, self.config.cluster, to, auth_digest=self.config.auth_digest)
-        except (ElectionError, *_TRANSIENT) as exc:
-            return False, f"switchover to {to} not requested: {exc}"
+            line = read_cluster_status(client, self.config.cluster).line
+            if not any(c.name == to for c in line):
+                return HandOver(False, f"{to} is not in the election line")
+            claimed, used = claim_yield(
+                client, self.paths, budget, self._acl, who=self.name, why=reason
+            )
+            if claimed is None:
+                return HandOver(
+                    False,
+                    f"yield budget spent: {used} voluntary hand-overs in the last "
+                    f"{budget.window_s:.0f}s (limit {budget.limit})",
+                    budget_spent=True,
+                )
+            try:
+                request_switchover(
+                    client, self.config.cluster, to, auth_digest=self.config.auth_digest
+                )
+            except ElectionError as exc:
+                withdraw_yield(client, claimed)
+                return HandOver(False, f"switchover to {to} not requested: {exc}")
+        except _TRANSIENT as exc:
+            return HandOver(False, f"ZooKeeper did not answer: {exc!r}")
         log.warning(
             "[5032] %s hands the lease to %s: %s",
             self.name,
@@ -262,7 +279,7 @@ class Elector:
             reason,
             extra={"event_id": 5032, "to": to, "reason": reason},
         )
-        return True, f"switchover to {to} requested"
+        return HandOver(True, f"switchover to {to} requested")
 
     def release(self, reason: str = "released", timeout: float = 5.0) -> bool:
         """Give up the lease now and rejoin as a standby; False if we were not leading."""

@@ -17,15 +17,23 @@ import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError
+from kazoo.exceptions import NodeExistsError, NoNodeError
 
 from election._errors import ConfigError
 from election._paths import ClusterPaths
 
-__all__ = ["YieldBudget", "claim"]
+__all__ = ["HandOver", "YieldBudget", "claim", "withdraw"]
+
+
+class HandOver(NamedTuple):
+    """What :meth:`Elector.hand_over` did: ``done``, why, and whether the budget said no."""
+
+    done: bool
+    why: str
+    budget_spent: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,11 +57,16 @@ def claim(
     *,
     who: str,
     why: str,
-) -> tuple[bool, int]:
-    """Take one yield from the budget: (granted, claims in the window including ours)."""
+) -> tuple[str | None, int]:
+    """Take one yield from the budget: (our claim's path or None if refused, claims in
+    the window including ours)."""
     if budget.limit == 0:
-        return False, 0
-    client.ensure_path(paths.yields, acl=list(acl))
+        return None, 0
+    if client.exists(paths.yields) is None:
+        # Shared by every member: the cluster node's own ACL (with per-member
+        # identities it lists them all; our own ACL would lock the others out).
+        with contextlib.suppress(NodeExistsError):
+            client.create(paths.yields, b"", acl=client.get_acls(paths.base)[0])
     data = json.dumps({"member": who, "why": why[:200]}).encode()
     ours = client.create(f"{paths.yields}/y-", data, acl=list(acl), sequence=True)
     stat = client.exists(ours)
@@ -72,7 +85,12 @@ def claim(
         else:
             recent += 1
     if recent > budget.limit:
-        with contextlib.suppress(NoNodeError):
-            client.delete(ours)
-        return False, recent - 1
-    return True, recent
+        withdraw(client, ours)
+        return None, recent - 1
+    return ours, recent
+
+
+def withdraw(client: KazooClient, claim_path: str) -> None:
+    """Give a claim back (the hand-over it was for did not happen)."""
+    with contextlib.suppress(NoNodeError):
+        client.delete(claim_path)

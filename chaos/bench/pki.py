@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
-import json
 import logging
 import math
 import multiprocessing
@@ -46,7 +45,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from chaos.bench._stats import summarize
+from chaos.bench._stats import summarize, write_result
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.openbao import OpenBaoLab
 from connector.ca import CARouter, router_from_description
@@ -483,6 +482,4 @@ def command(
         f"burst from a full pool of {pool_size}: {result['burst']['per_s']}/s"
     )
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
-        click.echo(f"wrote {json_path}")
+        click.echo(f"wrote {write_result(json_path, result)}")

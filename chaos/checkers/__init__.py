@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from chaos.checkers.agreement import check_ca_agreement
 from chaos.checkers.certificates import attribute_certificates, check_duplicates, count_duplicates
 from chaos.checkers.epochs import check_single_active, check_stale_epochs
 from chaos.checkers.model import (
@@ -30,6 +31,7 @@ from chaos.checkers.ocsp import check_ocsp
 from chaos.checkers.pfx import check_pfx_history, verify_chain, verify_delivered_pfx
 from chaos.checkers.requests import RequestCounts, check_lost_requests, count_requests
 from chaos.checkers.revocations import check_revocations
+from chaos.checkers.user_scope import check_user_scope, count_user_scope
 from chaos.history import Event
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "Snapshot",
     "attribute_certificates",
     "check_all",
+    "check_ca_agreement",
     "check_duplicates",
     "check_lost_requests",
     "check_ocsp",
@@ -50,8 +53,10 @@ __all__ = [
     "check_revocations",
     "check_single_active",
     "check_stale_epochs",
+    "check_user_scope",
     "count_duplicates",
     "count_requests",
+    "count_user_scope",
     "verify_chain",
     "verify_delivered_pfx",
 ]
@@ -67,5 +72,7 @@ def check_all(events: Iterable[Event], snapshot: Snapshot) -> list[str]:
         *check_duplicates(snapshot),
         *check_revocations(snapshot),
         *check_ocsp(snapshot),
+        *check_ca_agreement(snapshot),
         *check_pfx_history(history),
+        *check_user_scope(snapshot),
     ]

@@ -9,6 +9,8 @@
     tier.kill_node("primary", "bao2")  # kill -9; a standby takes over
     tier.start_node("primary", "bao2")
     tier.sources()                   # how the checkers read each CA (certdb, or listing + OCSP)
+    tier.client_spec("c1")           # c1's CFSSL mutual-TLS pair ({} with no CFSSL CA)
+    tier.allow("c4"); tier.deny("c2")  # CFSSL: the CN allow-list; OpenBao: the AppRole secret-id
     tier.stop()
 
 ``cfssl`` is :class:`~chaos.launch.cfssl.CfsslLab` as it always was (this class
@@ -77,9 +79,11 @@ class CaTier:
         profiles: Mapping[str, CaProfile] | None = None,
         placement: Host | None = None,
         nodes: int = 3,
+        clients: Sequence[str] = (),
     ) -> None:
         """``run_dir``: CFSSL lives in ``run_dir`` itself (as before: ``<lab>/cfssl``),
-        each OpenBao cluster in ``run_dir/openbao-<ca>``. ``placement`` is CFSSL only."""
+        each OpenBao cluster in ``run_dir/openbao-<ca>``. ``placement`` is CFSSL only.
+        ``clients``: the connectors CFSSL's mutual TLS lets through (``CfsslLab``)."""
         self.vendor = vendors(kind)
         self.kind = kind
         if placement is not None and kind != "cfssl":
@@ -92,7 +96,13 @@ class CaTier:
         self.names = _ISSUING
         on_cfssl = tuple(n for n in self.names if self.vendor[n] == "cfssl")
         self.cfssl = (
-            CfsslLab(self.run_dir, names=on_cfssl, profiles=self.profiles, placement=placement)
+            CfsslLab(
+                self.run_dir,
+                names=on_cfssl,
+                profiles=self.profiles,
+                placement=placement,
+                clients=clients,
+            )
             if on_cfssl
             else None
         )
@@ -221,6 +231,30 @@ class CaTier:
             _, ca, node = process.split("-", 2)
             return self.clusters[ca].run_dir / "logs" / f"{node}.log"
         return self.run_dir / "logs" / f"{process}.log"
+
+    # -- who may reach the CAs -----------------------------------------------------------
+
+    def client_spec(self, client: str) -> dict[str, str]:
+        """``client``'s mutual-TLS settings for the CFSSL CAs (``{}`` when none is on CFSSL).
+
+        Only CFSSL entries take them (:class:`~chaos.launch.connector.ConnectorFleet`
+        adds them next to the auth key): OpenBao is reached with the AppRole alone.
+        """
+        return self.cfssl.client_spec(client) if self.cfssl is not None else {}
+
+    def allow(self, client: str) -> None:
+        """Let ``client`` reach every CA: CFSSL's allow-list, a fresh AppRole secret-id."""
+        if self.cfssl is not None:
+            self.cfssl.allow(client)
+        for cluster in self.clusters.values():
+            cluster.add_connector(client)
+
+    def deny(self, client: str) -> None:
+        """Take ``client``'s access to every CA away (its secret-id and tokens on OpenBao)."""
+        if self.cfssl is not None:
+            self.cfssl.deny(client)
+        for cluster in self.clusters.values():
+            cluster.remove_connector(client)
 
     # -- facts ----------------------------------------------------------------------------
 

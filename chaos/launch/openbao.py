@@ -479,6 +479,29 @@ class OpenBaoLab:
         write_private_file(secret_file, secret_id.encode())
         return role_file, secret_file
 
+    def remove_connector(self, connector: str) -> None:
+        """Take ``connector``'s access away: its secret-id destroyed, its tokens revoked.
+
+        Its role stays (:meth:`add_connector` gives it a fresh secret-id again).
+        """
+        if connector == AUDITOR:
+            raise LaunchError(f"{AUDITOR!r} is the checkers' own reader: it cannot be denied")
+        role = f"auth/approle/role/{connector}"
+        _, secret_file = self.credential_files(connector)
+        if secret_file.exists():
+            secret_id = secret_file.read_text().strip()
+            self._api("POST", f"{role}/secret-id/destroy", {"secret_id": secret_id})
+        # A token already issued outlives its secret-id: revoke the role's tokens too.
+        listed = self._api("LIST", "auth/token/accessors")
+        for accessor in (listed.get("data") or {}).get("keys") or []:
+            try:
+                found = self._api("POST", "auth/token/lookup-accessor", {"accessor": accessor})
+            except LaunchError:
+                continue  # expired between the listing and the lookup
+            meta = (found.get("data") or {}).get("meta") or {}
+            if meta.get("role_name") == connector:
+                self._api("POST", "auth/token/revoke-accessor", {"accessor": accessor})
+
     # -- what connectors and checkers need ----------------------------------------------
 
     @property

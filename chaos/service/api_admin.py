@@ -66,6 +66,7 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
             subject_template=row["subject_template"],
             san_templates=json.loads(row["san_templates"]),
             scope=row["scope"],
+            source=row["source"],
         )
 
     def refuse_bad_scope(scope: str, subject_template: str, san_templates: list[str]) -> None:
@@ -76,12 +77,16 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
     @router.post("/profiles", response_model=m.ProfileOut, status_code=201)
     def create_profile(body: m.ProfileIn) -> m.ProfileOut:
         refuse_bad_scope(body.scope, body.subject_template, body.san_templates)
+        if body.source == "imported" and body.scope != "user":
+            raise ApiError(
+                400, "source=imported needs scope=user: an imported PFX belongs to a user"
+            )
         with store.db.transaction() as tx:
             refuse_duplicate(tx, "profiles", body.id)
             tx.execute(
                 "INSERT INTO profiles(id, key_type, template, validity_days, "
-                "renewal_threshold_percent, subject_template, san_templates, created_at, scope) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "renewal_threshold_percent, subject_template, san_templates, created_at, scope, "
+                "source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     body.id,
                     body.key_type,
@@ -92,6 +97,7 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
                     json.dumps(body.san_templates),
                     store.now_iso(),
                     body.scope,
+                    body.source,
                 ),
             )
             return profile_out(store.row(tx, "profiles", body.id))

@@ -143,6 +143,29 @@ def read_router(store: Store, auth: AuthPolicy) -> APIRouter:
         with store.db.transaction() as tx:
             return connector_list(store, tx)
 
+    @router.get("/events", response_model=list[m.AuditEventOut])
+    def events(
+        kind: m.Id | None = None,
+        subject: m.Id | None = None,
+        limit: int = Query(default=10_000, ge=1, le=_MAX_ROWS),
+    ) -> list[m.AuditEventOut]:
+        """The audit trail: admin actions, key recoveries, renewals finished, ..."""
+        rows = store.db.query(
+            "SELECT * FROM events WHERE (? IS NULL OR kind = ?) AND (? IS NULL OR subject = ?) "
+            "ORDER BY id LIMIT ?",
+            (kind, kind, subject, subject, limit),
+        )
+        return [
+            m.AuditEventOut(
+                id=r["id"],
+                at=r["at"],
+                kind=r["kind"],
+                subject=r["subject"],
+                detail=json.loads(r["detail"]),
+            )
+            for r in rows
+        ]
+
     @router.get("/stale-rejections", response_model=list[m.RejectionOut])
     def stale_rejections(
         limit: int = Query(default=10_000, ge=1, le=_MAX_ROWS),

@@ -131,6 +131,9 @@ ADDED_COLUMNS = (
     ("requests", "scope", "TEXT NOT NULL DEFAULT 'device'"),
     ("requests", "user_id", "TEXT"),
     ("requests", "escrow", "TEXT"),
+    # Issue 15 item 5: ``source = 'imported'`` profiles hold PFX files an admin
+    # imported (Intune's "PKCS imported"): never requested from a CA.
+    ("profiles", "source", "TEXT NOT NULL DEFAULT 'ca'"),
 )
 INDEXES_ON_ADDED = ("CREATE INDEX IF NOT EXISTS requests_user ON requests(user_id, profile_id)",)
 

@@ -57,6 +57,7 @@ class ErrorOut(BaseModel):
     highest_epoch: int | None = None
     forgery_suspected: bool | None = None  # a register refused as a suspected forgery
     retry_after_s: float | None = None  # also as Retry-After (429)
+    connector_revoked: bool | None = None  # 403: the calling connector was revoked
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -67,13 +68,14 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "Credential missing or wrong: the admin bearer token, or a client"
         " certificate (mutual TLS) on the connector and device APIs",
         403: "Connector revoked by an admin, client certificate refused or its name"
-        " does not match the call",
+        " does not match the call, key recovery on a service without an admin credential",
         404: "Unknown id",
         409: "Stale epoch (connector API), duplicate id (admin API), unusable stored PFX",
         413: "Request body too large",
         428: "Epoch not registered: register first",
         429: "Register beyond the epoch-advance budget (suspected forgery): retry after"
-        " Retry-After seconds, or an admin accepts the epoch",
+        " Retry-After seconds, or an admin accepts the epoch; key recovery beyond its"
+        " rate limit",
     }
     return {code: {"model": ErrorOut, "description": text[code]} for code in codes}
 
@@ -92,6 +94,9 @@ class ProfileIn(Strict):
     # device: one certificate per device (the seed's default); user: one per user,
     # shared by all of the user's devices (S/MIME). Fixed once the profile exists.
     scope: Literal["device", "user"] = "device"
+    # ca: the connector requests certificates from the profile's template; imported:
+    # an admin imports each user's PFX (scope user only; never sent to a CA).
+    source: Literal["ca", "imported"] = "ca"
 
 
 class ProfileUpdate(Strict):
@@ -411,6 +416,16 @@ class UserCopyOut(Strict):
     device_delete: str | None
     delivered_at: str | None
     installed_at: str | None
+
+
+class AuditEventOut(Strict):
+    """One audit event (read API ``/events``): what happened to what, and the details."""
+
+    id: int
+    at: str
+    kind: str  # admin-action, key-recovered, user-renewal-finished, ...
+    subject: str
+    detail: dict[str, Any]
 
 
 class TableRowOut(Strict):

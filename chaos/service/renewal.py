@@ -33,6 +33,7 @@ def scan_renewals(store: Store, tx: sqlite3.Connection, as_of: dt.datetime) -> i
         "r.escrow, p.renewal_threshold_percent FROM requests r "
         "JOIN profiles p ON p.id = r.profile_id "
         "WHERE r.state IN ('delivered', 'installed') AND r.cancelled IS NULL "
+        "AND r.kind != 'imported' "  # an imported PFX is replaced by the admin, not renewed
         "AND r.revocation IS NULL ORDER BY r.seq"
     ).fetchall()
     # A user-scoped row's device_id is its user id: both kinds of slot in one set.

@@ -29,7 +29,7 @@ from chaos.service.db import Database
 from chaos.service.keys import ServiceKeys
 from chaos.service.rules import AdvancePolicy, Event, Mode, Outcome, revocation_outcome
 
-__all__ = ["STOOD_DOWN_EPOCH", "ApiError", "Store", "StoreSettings"]
+__all__ = ["NOT_AT_CA", "STOOD_DOWN_EPOCH", "ApiError", "Store", "StoreSettings"]
 
 # A request slot (device, profile) is "live" while one of its requests may
 # still become or is the device's certificate.
@@ -49,6 +49,9 @@ class ApiError(Exception):
         self.extra = extra
 
 
+# requests.revocation of an imported PFX that an event retired: not revoked at a CA.
+NOT_AT_CA = "not-at-ca"
+
 # meta key: the highest epoch at the moment its holder heartbeated as a standby
 # (the holder is not active while the highest epoch is still this one).
 STOOD_DOWN_EPOCH = "stood_down_epoch"
@@ -62,6 +65,9 @@ class StoreSettings:
     # A user-scoped renewal retires the certificate it replaces once every device of
     # the user installed it, or this long after it was issued, whichever comes first.
     user_renewal_deadline_s: float = 7 * 86_400.0
+    # Key recovery: at most this many in any window, for the whole service.
+    key_recovery_limit: int = 5
+    key_recovery_window_s: float = 3600.0
 
 
 @dataclass
@@ -262,7 +268,7 @@ class Store:
                 counts["requests_cancelled"] += 1
             elif state in ("issued", "delivered", "installed"):
                 self.queue_revocation(tx, req, event, outcome.reason)
-                counts["revocations_queued"] += 1
+                counts["revocations_queued"] += req["kind"] != "imported"  # not at a CA
                 updates = "cancelled = ?, updated_at = ?"
                 params: list[Any] = [event.value, now]
                 if state == "issued":
@@ -278,6 +284,14 @@ class Store:
     def queue_revocation(
         self, tx: sqlite3.Connection, req: sqlite3.Row, event: Event, reason: str
     ) -> None:
+        if req["kind"] == "imported":
+            # An imported PFX came from a CA pfxha does not run: it is removed from
+            # devices as the table says, never revoked at any CA.
+            tx.execute(
+                "UPDATE requests SET revocation = ?, updated_at = ? WHERE id = ?",
+                (NOT_AT_CA, self.now_iso(), req["id"]),
+            )
+            return
         tx.execute(
             "INSERT INTO revocations(id, seq, request_id, serial, ca_name, reason, event, state, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?) "

@@ -37,6 +37,7 @@ __all__ = [
     "mark_delivered",
     "queue_missing_users",
     "report_copy",
+    "retire_to_history",
     "targeted_users",
     "users_of",
 ]
@@ -96,12 +97,18 @@ def _live_slots(tx: sqlite3.Connection, users: Sequence[str] | None) -> set[tupl
     return {(r["user_id"], r["profile_id"]) for r in rows}
 
 
+def _imported_profiles(tx: sqlite3.Connection) -> set[str]:
+    """Profiles whose certificates an admin imports: nothing is ever requested for them."""
+    return {r["id"] for r in tx.execute("SELECT id FROM profiles WHERE source = 'imported'")}
+
+
 def queue_missing_users(store: Store, tx: sqlite3.Connection, users: Sequence[str] | None) -> int:
     """One request per targeted (user, profile) without a live one, once the user has an
     active device to hold it (no certificate is issued for nobody)."""
     queued = 0
+    imported = _imported_profiles(tx)
     for user_id, profile_id in sorted(targeted_users(tx, users) - _live_slots(tx, users)):
-        if _active_devices(tx, user_id):
+        if profile_id not in imported and _active_devices(tx, user_id):
             store.insert_request(
                 tx, user_id, profile_id, kind="new", replaces=None, user_id=user_id
             )
@@ -234,10 +241,11 @@ def report_copy(
 # -- rollover, renewal and the revocation table ---------------------------------------
 
 
-def _retire_to_history(
+def retire_to_history(
     store: Store, tx: sqlite3.Connection, req: sqlite3.Row, event: Event, reason: str
 ) -> None:
-    """Revoke ``req`` and keep its key, decrypt-only, on the user's active devices."""
+    """Revoke ``req`` (an imported PFX: not at a CA) and keep its key, decrypt-only, on
+    the user's active devices."""
     store.queue_revocation(tx, req, event, reason)
     now = store.now_iso()
     tx.execute(
@@ -288,7 +296,7 @@ def finish_renewals(
         )
         if verdict.done:
             old = store.row(tx, "requests", row["old_id"])
-            _retire_to_history(store, tx, old, Event.RENEWAL, "superseded")
+            retire_to_history(store, tx, old, Event.RENEWAL, "superseded")
             store.event(
                 tx, "user-renewal-finished", row["id"], replaces=old["id"], why=verdict.reason
             )
@@ -329,13 +337,16 @@ def _device_event(
         req = store.row(tx, "requests", request_id)
         if req["escrow"] != "current" or req["revocation"] is not None:
             continue  # a history key: revoked already
-        _retire_to_history(store, tx, req, event, outcome.reason)
-        counts["revocations_queued"] += 1
+        retire_to_history(store, tx, req, event, outcome.reason)
+        counts["revocations_queued"] += req["kind"] != "imported"  # not at a CA
         slots[(req["user_id"], req["profile_id"])] = request_id
     user_id = device["user_id"]
     targeted = targeted_users(tx, [user_id])
     live = _live_slots(tx, [user_id])
+    imported = _imported_profiles(tx)  # no re-issue: the admin imports a replacement
     for slot, replaced in sorted(slots.items()):
+        if slot[1] in imported:
+            continue
         if slot in targeted and slot not in live and _active_devices(tx, user_id):
             store.insert_request(
                 tx, user_id, slot[1], kind="rollover", replaces=replaced, user_id=user_id

@@ -8,6 +8,8 @@ order of the checks is the safety argument, so read it top to bottom::
     decision.reason   # "leader epoch 7: take new work"
 
 1. Shutting down beats everything (SIGTERM: release the lease at once).
+   Next, a connector the service refused as revoked (403) leaves the election
+   for good (hands the lease over if it holds it) and never acts again.
 2. A 409 from the service means a newer leader exists: step down, do nothing else.
 3. Without a fresh lease (standby, suspended, stopped, or a leader whose lease
    cannot be proven fresh) the agent causes no leader side effect; a standby
@@ -33,7 +35,7 @@ from enum import StrEnum
 
 from connector.agent.snapshot import Health, Snapshot, Standing
 
-__all__ = ["Action", "Decision", "decide"]
+__all__ = ["Action", "Decision", "decide", "decide_yield"]
 
 # Upper bound of one idle wait; role changes wake the loop earlier.
 _MAX_WAIT_S = 1.0
@@ -44,6 +46,7 @@ _STALE_LEASE_WAIT_S = 0.05
 class Action(StrEnum):
     STOP = "stop"
     STEP_DOWN = "step_down"
+    LEAVE = "leave"
     WAIT = "wait"
     HEARTBEAT = "heartbeat"
     REGISTER = "register"
@@ -87,6 +90,18 @@ def decide(s: Snapshot) -> Decision:
     health = s.health
     if s.stopping:
         return Decision(Action.STOP, "shutdown requested: release the lease and exit", s.epoch)
+    if s.revoked is not None:
+        if s.standing is Standing.STOPPED:
+            return _wait(
+                "revoked by an admin: out of the election, no side effects", s, _MAX_WAIT_S
+            )
+        return Decision(
+            Action.LEAVE,
+            f"the service refused this connector as revoked (403): leave the election "
+            f"({s.revoked})",
+            s.epoch,
+            health,
+        )
     if s.rejected_epoch is not None:
         return Decision(
             Action.STEP_DOWN,
@@ -110,7 +125,7 @@ def decide(s: Snapshot) -> Decision:
     epoch = s.epoch
     if s.handing_over_to is not None:
         return _wait(f"handing the lease over to {s.handing_over_to}", s, _MAX_WAIT_S, epoch)
-    handover = _work_aware(s, epoch)
+    handover = decide_yield(s)
     if handover is not None:
         return handover
     if s.service_retry_at is not None and s.service_retry_at > s.now:
@@ -162,8 +177,16 @@ def decide(s: Snapshot) -> Decision:
     return Decision(Action.ISSUE, f"leader epoch {epoch}: take new work", epoch, health)
 
 
-def _work_aware(s: Snapshot, epoch: int) -> Decision | None:
-    """YIELD when this leader cannot do the work and a standby can; None: carry on."""
+def decide_yield(s: Snapshot) -> Decision | None:
+    """YIELD when this leader cannot do the work and a standby can; None: carry on.
+
+    Part of :func:`decide`, and also asked on its own by the agent's yield watch:
+    the loop can be held for seconds by the very calls that fail (a CA or certdb
+    that swallows packets), exactly when handing over matters.
+    """
+    epoch = s.epoch
+    if s.standing is not Standing.LEADER or epoch is None or s.handing_over_to is not None:
+        return None
     for blocked in s.blocked:
         if blocked.for_s < s.yield_after_s or not blocked.able:
             continue  # a blip, or down for everyone: keep the lease and back off

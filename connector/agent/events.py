@@ -57,6 +57,9 @@ class Event(IntEnum):
     STALE_EPOCH = 5205
     STEPPED_DOWN = 5206
     RELEASED = 5207
+    # Issue 18: the service refused this connector as revoked; it leaves the election.
+    CONNECTOR_REVOKED = 5208
+    LEFT_ELECTION = 5209
     RECONCILE_STARTED = 5210
     RECONCILE_DONE = 5211
     # An intent whose CA certdb cannot be searched: it stays in flight (not re-issued).
@@ -90,6 +93,8 @@ _LEVELS: dict[Event, int] = {
     Event.DEMOTED: logging.WARNING,
     Event.STALE_EPOCH: logging.ERROR,
     Event.STEPPED_DOWN: logging.WARNING,
+    Event.CONNECTOR_REVOKED: logging.ERROR,
+    Event.LEFT_ELECTION: logging.ERROR,
     Event.SERVICE_UNAVAILABLE: logging.WARNING,
     Event.LEASE_NOT_FRESH: logging.WARNING,
     Event.RECONCILE_BLOCKED: logging.ERROR,

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from connector.agent.decide import Action, Decision, decide
+from connector.agent.decide import Action, Decision, decide, decide_yield
 from connector.agent.events import Event, emit
 from connector.agent.executor import AgentState, Executor, ExecutorDeps
 from connector.agent.reach import PeerReach, Reach, ca_target
@@ -41,8 +41,8 @@ __all__ = ["Agent", "ca_state_word"]
 
 log = logging.getLogger("pfxha.connector.agent")
 
-# After the cluster refused a hand-over (its yield budget spent), ask again this late.
-_YIELD_RETRY_S = 30.0
+# A hand-over the election has not carried out after this long is given up.
+_HANDOVER_PATIENCE_S = 10.0
 
 
 def ca_state_word(value: Any) -> str:
@@ -90,6 +90,8 @@ class Agent(ElectionObserver):
         self._peers_read_at = -float("inf")
         self._withheld: str | None = None
         self._eligible: set[str] = set()
+        # The loop and the yield watch both read the others' reports.
+        self._reach_lock = threading.Lock()
 
     # -- election observer (called from the elector's thread) ----------------
 
@@ -168,13 +170,22 @@ class Agent(ElectionObserver):
         self._withhold(standing, unreachable, now)
         s = self.state
         refused = s.yield_refused
-        if refused is not None and now - refused[0] > _YIELD_RETRY_S:
+        if refused is not None and now >= refused[0]:
             refused = s.yield_refused = None
+        if (
+            s.handing_over_to is not None
+            and s.handing_over_at is not None
+            and now - s.handing_over_at > _HANDOVER_PATIENCE_S
+        ):
+            # The switchover never happened (the target left, ZooKeeper was busy):
+            # take work again and decide afresh.
+            s.handing_over_to = s.handing_over_at = None
         return Snapshot(
             now=now,
             standing=standing,
             epoch=epoch,
             stopping=self._stopping.is_set(),
+            revoked=s.revoked,
             rejected_epoch=s.rejected_epoch,
             registered_epoch=s.registered_epoch,
             reconciled_epoch=s.reconciled_epoch,
@@ -215,6 +226,10 @@ class Agent(ElectionObserver):
         """What we have not reached lately, and which other members freshly do."""
         if self.loop.yield_after_s == 0:
             return ()
+        with self._reach_lock:
+            return self._unreachable_locked()
+
+    def _unreachable_locked(self) -> tuple[Blocked, ...]:
         own: list[tuple[str, float, tuple[str, ...]]] = [
             ("service", self.reach.unreachable_for("service"), ("service",))
         ]
@@ -249,8 +264,15 @@ class Agent(ElectionObserver):
             except Exception as exc:  # ZooKeeper busy or gone: keep the last view
                 log.debug("reading member nodes failed: %r", exc)
             else:
+                # Able only counts for members a switchover can hand to: those in line.
+                line = getattr(self.elector, "line", None)
+                in_line = set(line()) if callable(line) else None
                 self._eligible = {
-                    m.name for m in members if m.name != self.name and not m.nofailover
+                    m.name
+                    for m in members
+                    if m.name != self.name
+                    and not m.nofailover
+                    and (in_line is None or m.name in in_line)
                 }
                 for member in members:
                     if member.name != self.name:
@@ -279,6 +301,46 @@ class Agent(ElectionObserver):
             self._withheld = reason
             emit(log, Event.WITHHELD, withheld=reason is not None, reason=reason or "-")
         withhold(reason)
+
+    def yield_watch_once(self) -> Decision | None:
+        """Off the loop: does the leader have to hand over now? Then do it.
+
+        Builds only what :func:`decide_yield` reads; the loop's own snapshot may be
+        seconds away when a CA or certdb call holds it.
+        """
+        if standing_from_role(getattr(self.elector, "role", None)) is not Standing.LEADER:
+            return None
+        epoch = self.elector.fresh_epoch()
+        if epoch is None:
+            return None
+        now = self.clock()
+        s = self.state
+        refused = s.yield_refused
+        snapshot = Snapshot(
+            now=now,
+            standing=Standing.LEADER,
+            epoch=epoch,
+            blocked=self._unreachable(),
+            in_office_s=0.0 if s.elected_at is None else now - s.elected_at,
+            yield_after_s=self.loop.yield_after_s or float("inf"),
+            min_in_office_s=self.loop.min_in_office_s,
+            handing_over_to=s.handing_over_to,
+            yield_refused=refused[1] if refused is not None and now < refused[0] else None,
+        )
+        decision = decide_yield(snapshot)
+        if decision is not None:
+            self.executor.hand_over(decision)
+            self._wake.set()
+        return decision
+
+    def _yield_watch(self) -> None:
+        interval = min(self.loop.probe_interval_s, 0.5)
+        while not self.state.stopped and not self._stopping.is_set():
+            try:
+                self.yield_watch_once()
+            except Exception:  # the watch must never die; the loop decides the same way
+                log.exception("yield watch failed")
+            self._stopping.wait(interval)
 
     def publish_reach(self) -> None:
         """Our reachability into our member node (the elector writes only on change/refresh)."""
@@ -337,6 +399,10 @@ class Agent(ElectionObserver):
     def run(self) -> None:
         """Turn until stopped; waits are cut short by election news and stop requests."""
         emit(log, Event.AGENT_STARTED, name=self.name)
+        if self.loop.yield_after_s:
+            threading.Thread(
+                target=self._yield_watch, name="pfxha-yield-watch", daemon=True
+            ).start()
         try:
             while not self.state.stopped:
                 decision = self.run_once()

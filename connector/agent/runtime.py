@@ -43,7 +43,7 @@ from connector.identity import (
 from connector.metrics import ConnectorMetrics
 from connector.pki import KeyPool, KeyType, PrivateKey, build_csr, generate_key, pack_pfx, seal
 from connector.service_client import ServiceClient
-from election import Elector, YieldBudget
+from election import Elector, HandOver, YieldBudget
 
 __all__ = ["Runtime", "build", "run"]
 
@@ -182,6 +182,7 @@ def build(config: ConnectorConfig) -> Runtime:
             *(c.certdb_password_file for c in config.cas),
             *(c.role_id_file for c in config.cas),
             *(c.secret_id_file for c in config.cas),
+            *(c.client_key_file for c in config.cas),
         ]
     )
     for ca in config.cas:
@@ -231,6 +232,7 @@ def build(config: ConnectorConfig) -> Runtime:
         metrics=metrics,
         details=lambda: {"version": metrics_version(), "cas": router.ca_states()},
         on_service_outcome=lambda ok: reach.record("service", ok=ok),
+        loop_call_timeout_s=loop_call_timeout(config),
     )
     agent = Agent(deps=deps, elector=None, templates=config.templates, loop=loop, reach=reach)
     elector = Elector(election_config, observers=[agent])
@@ -253,6 +255,18 @@ def build(config: ConnectorConfig) -> Runtime:
     return Runtime(
         config, agent, elector, service, router, pool, metrics, health, kra, probe, prober
     )
+
+
+def loop_call_timeout(config: ConnectorConfig) -> float | None:
+    """How long one of the loop's service calls may block it past a long-poll's wait.
+
+    With yielding on, the loop must be free to decide by ``yield_after_s`` after a
+    link started swallowing packets: a poll then ends within ``yield_after_s``.
+    """
+    loop = config.loop
+    if loop.yield_after_s == 0:
+        return None
+    return min(config.service.timeout_s, loop.yield_after_s - loop.poll_wait_s)
 
 
 def metrics_version() -> str:
@@ -326,10 +340,16 @@ class _LateLease:
         if self.target is not None:
             self.target.release(reason)
 
-    def hand_over(self, to: str, reason: str) -> tuple[bool, str]:
+    def hand_over(self, to: str, reason: str) -> HandOver:
         if self.target is None:
-            return False, "no elector"
+            return HandOver(False, "no elector")
         return self.target.hand_over(to, reason, self.budget)
+
+    def leave(self, reason: str) -> None:
+        # Elector.stop() hands the lease over in one round trip and closes the
+        # session: the member and election nodes go with it. Nothing rejoins.
+        if self.target is not None:
+            self.target.stop()
 
 
 @contextlib.contextmanager

@@ -106,6 +106,8 @@ class Snapshot:
     # fresh_epoch() at snapshot time: an int only for a leader with a fresh lease.
     epoch: int | None
     stopping: bool = False
+    # Why the service refused this connector as revoked (403), once it did.
+    revoked: str | None = None
     # An epoch the service refused with 409 and we have not stepped down from yet.
     rejected_epoch: int | None = None
     registered_epoch: int | None = None
@@ -146,6 +148,8 @@ class Snapshot:
     def health(self) -> Health:
         """Unhealthy when every CA of some template is down or a certdb cannot be searched
         (reconciliation is blind); warning when any CA is down."""
+        if self.revoked is not None:
+            return Health.UNHEALTHY
         if any(t.all_down for t in self.templates) or self.reconcile_blocked:
             return Health.UNHEALTHY
         if any(t.degraded for t in self.templates):

@@ -11,14 +11,20 @@
 
     CfsslCA.from_dict(lab.describe()["cas"]["primary"])   # the lab's description
     CfsslCA.from_dict({..., "url": "https://ca1:8888", "ca_file": "ca-tls.pem"})  # TLS
+    CfsslCA.from_dict({..., "client_certificate": "c1.pem", "client_key_file": "c1-key.pem"})
 
 Issuance uses the authenticated endpoint ``/api/v1/cfssl/authsign``: the
 request JSON is sent base64-encoded with ``token = HMAC-SHA256(auth key,
 request bytes)``. Revocation uses ``/api/v1/cfssl/revoke`` with the decimal
 serial and the AKI as the certdb stores it (empty in the Debian 1.2 build);
-that endpoint has no authentication in CFSSL 1.2, so CFSSL must only be
-reachable by connectors. Every certificate returned is validated before it
-is handed out (:func:`connector.pki.validate_issued`).
+that endpoint has no authentication in CFSSL 1.2 (nor have ``newcert``,
+``certinfo``, ``scan``, ``init_ca``), so CFSSL runs with mutual TLS and a CN
+allow-list (docs/pki.md, "Mutual TLS to the CA"): the client presents this
+connector's own certificate (``client_certificate`` + ``client_key_file``).
+A CA that refuses it answers ``Invalid CN`` (:class:`CAAuthError`: this
+connector's CA access was revoked, or its name is not on the list). Every
+certificate returned is validated before it is handed out
+(:func:`connector.pki.validate_issued`).
 
 Without a certdb the CA cannot be searched, and :meth:`CfsslCA.find` says so
 (:class:`CAUnavailableError`) rather than answer "nothing issued": a
@@ -61,7 +67,7 @@ from connector.ca._revocation import parse_crl
 from connector.ca._types import CertStatus, IssuedCertificate, ReconcileState, normalise_reason
 from connector.pki.validate import validate_chain
 
-__all__ = ["RECONCILE_MODES", "CfsslCA"]
+__all__ = ["RECONCILE_MODES", "CfsslCA", "tls_context"]
 
 # "certdb": find by reading the CA's certdb; "off": the operator's explicit opt-out.
 RECONCILE_MODES = ("certdb", "off")
@@ -70,6 +76,27 @@ log = logging.getLogger("pfxha.connector.ca")
 
 # CFSSL error categories (code // 1000) that say the CA, not the request, is in trouble.
 _RETRYABLE_CATEGORIES = {6, 8, 11}  # dial, OCSP, certstore (database)
+
+
+def tls_context(spec: Mapping[str, Any]) -> ssl.SSLContext | bool:
+    """How to reach the CA of ``spec`` (``ca_file``, ``client_certificate``, ``client_key_file``).
+
+    An https:// CA is verified against ``ca_file`` when given (httpx's default is
+    certifi's public CAs, not the system store); with a client pair the context
+    presents it (CFSSL's mutual TLS).
+    """
+    ca_file = spec.get("ca_file")
+    client_cert, client_key = spec.get("client_certificate"), spec.get("client_key_file")
+    if bool(client_cert) != bool(client_key):
+        raise ValueError(
+            f"CA {spec.get('name')}: client_certificate and client_key_file go together"
+        )
+    if not ca_file and not client_cert:
+        return True
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if client_cert:
+        context.load_cert_chain(str(client_cert), str(client_key))
+    return context
 
 
 class CfsslCA:
@@ -130,10 +157,7 @@ class CfsslCA:
             raise ValueError(f"CA {spec.get('name')}: auth_key or auth_key_file is required")
         certificate = x509.load_pem_x509_certificate(Path(spec["certificate"]).read_bytes())
         parents = x509.load_pem_x509_certificates(Path(spec["root"]).read_bytes())
-        # An https:// CA is verified against ca_file when given (httpx's default is
-        # certifi's public CAs, not the system store).
-        ca_file = spec.get("ca_file")
-        verify = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+        verify = tls_context(spec)
         return cls(
             str(spec["name"]),
             str(spec["url"]),
@@ -183,6 +207,14 @@ class CfsslCA:
         if reply.status_code >= 500:
             raise CAUnavailableError(
                 f"HTTP {reply.status_code}: {reply.text[:200]}", ca_name=self.name
+            )
+        if reply.text.strip() == "Invalid CN":
+            # cfssl serve -mutual-tls-cn: our certificate's CN is not on the allow-list.
+            raise CAAuthError(
+                "refused our client certificate (Invalid CN): this connector's CA access "
+                "was revoked or its name is not on the CA's allow-list",
+                ca_name=self.name,
+                code=reply.status_code,
             )
         try:
             parsed = reply.json()

@@ -28,6 +28,8 @@ _LOCAL_COMMANDS: dict[str, str] = {
     "connector": "connector.cli._connector:connector",
     "status": "connector.cli._status:status",
     "switchover": "connector.cli._status:switchover",
+    "grant-member": "connector.cli._members:grant",
+    "revoke-member": "connector.cli._members:revoke",
 }
 
 

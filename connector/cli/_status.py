@@ -130,6 +130,7 @@ def status(
     table = Table(
         "member",
         "role",
+        "reaches",
         "fast path",
         "host",
         "pid",
@@ -149,6 +150,7 @@ def status(
         table.add_row(
             member["name"],
             f"[{style}]{role}[/]" if style else role,
+            _reach_cell(member.get("reach") or {}),
             f"[yellow]{fast_path}[/]" if fast_path == "unavailable" else fast_path,
             member["host"],
             str(member["pid"]),
@@ -163,6 +165,16 @@ def status(
         console.print(f"fast path unavailable on {line}", markup=False, soft_wrap=True)
     if data["switchover"]:
         console.print(f"pending switchover: {data['switchover']}")
+
+
+def _reach_cell(reach: dict[str, str]) -> str:
+    """What a member says it reaches: "ok", or the targets it cannot reach (in red)."""
+    if not reach:
+        return "-"
+    failing = sorted(target for target, word in reach.items() if word != "ok")
+    if not failing:
+        return "ok"
+    return "[red]cannot reach " + ", ".join(failing) + "[/]"
 
 
 @click.command()

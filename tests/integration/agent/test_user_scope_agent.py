@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
@@ -24,6 +25,7 @@ from chaos.launch.cfssl import CfsslLab
 from chaos.launch.service import ServiceProcess
 from chaos.service.clients import DeviceClient, DeviceCredentials
 from connector.agent.loop import Agent
+from tests.fixtures.certs import key_pem, pem, rsa_key, self_signed
 from tests.fixtures.service import next_epoch, unique
 from tests.integration.agent.test_agent_inprocess import (  # noqa: F401 - the fixture
     StubElector,
@@ -31,6 +33,12 @@ from tests.integration.agent.test_agent_inprocess import (  # noqa: F401 - the f
     turn_until,
 )
 from tests.integration.service.helpers import ok
+
+
+@pytest.fixture(scope="module")
+def service(admin_service: ServiceProcess) -> ServiceProcess:
+    """This module's service has an admin token: key recovery needs an admin credential."""
+    return admin_service
 
 
 def openssl(*args: str, stdin: bytes | None = None) -> bytes:
@@ -194,3 +202,39 @@ def test_one_ca_call_for_three_devices_smime_interop_and_rollover(
     assert [d["serial"] for d in lost.checkin()["deletions"]] == [str(old_serial)]
     for device in devices:
         device.close()
+
+    # Key recovery (admin): both escrowed keys, sealed to a recovery agent's certificate;
+    # the agent opens them with openssl and reads the mail sent before and after the loss.
+    agent_key = rsa_key()
+    (tmp_path / "agent.key").write_bytes(key_pem(agent_key))
+    (tmp_path / "agent.pem").write_text(pem(self_signed(agent_key, "recovery agent")))
+    answer = ok(
+        admin.post(
+            f"/api/v1/admin/users/{user}/key-recovery",
+            json={
+                "recovery_agent_certificate_pem": (tmp_path / "agent.pem").read_text(),
+                "reason": "legal hold",
+            },
+        )
+    )
+    mail = {
+        str(old_serial): (old_mail, b"before the phone was lost"),
+        str(new_serial): (new_mail, b"after"),
+    }
+    assert {(k["serial"], k["escrow"]) for k in answer["keys"]} == {
+        (str(old_serial), "history"),
+        (str(new_serial), "current"),
+    }
+    for item in answer["keys"]:
+        sealed = tmp_path / f"recovered-{item['serial']}.p7m"
+        sealed.write_bytes(base64.b64decode(item["envelope_b64"]))
+        pfx = openssl(
+            "cms", "-decrypt", "-binary", "-inform", "DER", "-in", str(sealed),
+            "-recip", str(tmp_path / "agent.pem"), "-inkey", str(tmp_path / "agent.key"),
+        )  # fmt: skip
+        recovered = tmp_path / f"recovered-{item['serial']}.pem"
+        recovered.write_bytes(
+            openssl("pkcs12", "-nocerts", "-noenc", "-passin", "pass:", stdin=pfx)
+        )
+        message, text = mail[item["serial"]]
+        assert reads(message, recovered) == text

@@ -279,3 +279,14 @@ def test_profile_scope_is_checked_and_the_table_is_served(admin: httpx.Client) -
     rows = ok(admin.get("/api/v1/read/revocation-table", params={"scope": "user"}))
     assert {r["event"]: r["crl_reason"] for r in rows}["block"] == "keyCompromise"
     assert len(ok(admin.get("/api/v1/read/revocation-table"))) == len(rows)
+
+
+# Key recovery needs an admin credential: this module's service runs without one
+# (tests/integration/service/test_escrow_admin.py has the rest).
+def test_a_service_without_an_admin_credential_refuses_recovery(service: ServiceProcess) -> None:
+    response = httpx.post(
+        f"{service.url}/api/v1/admin/users/anyone/key-recovery",
+        json={"recovery_agent_certificate_pem": "x", "reason": "x"},
+    )
+    assert response.status_code == 403
+    assert "--admin-token-file" in response.json()["detail"]
