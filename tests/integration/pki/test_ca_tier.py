@@ -12,7 +12,7 @@ import pytest
 from chaos.checkers import DeliveredCertificate, Revocation, Snapshot, check_ocsp
 from chaos.checkers.state import api_certificates, fetch_crl, ocsp_answers
 from chaos.launch.ca_tier import CaTier
-from connector.ca import CAAuthError, CARouter, router_from_description
+from connector.ca import CAAuthError, CARouter, OpenBaoCA, router_from_description
 from connector.pki import KeyType, ProfileTemplate, csr_for_profile, generate_key
 
 PROFILE = ProfileTemplate("p", "CN={{UserName}},SERIALNUMBER={{DeviceId}}", (), KeyType.P256,
@@ -88,3 +88,26 @@ def test_the_auditor_may_read_but_never_sign(tier: CaTier) -> None:
     csr = csr_for_profile(key, PROFILE, {"UserName": "u", "DeviceId": "dev-4"})
     with pytest.raises(CAAuthError):
         auditor.issue(csr, "user-auth", "r4", timeout=5)
+
+
+def test_allow_and_deny_give_and_take_a_connectors_approle(tier: CaTier) -> None:
+    assert tier.client_spec("c9") == {}  # no CFSSL CA: no mutual-TLS pair to add
+    tier.allow("c9")
+    spec = tier.describe("c9")["cas"]["primary"]
+    assert "approle/c9/" in spec["secret_id_file"]
+    ca = OpenBaoCA.from_dict(spec, timeout=10.0)
+    key = generate_key(KeyType.P256)
+    csr = csr_for_profile(key, PROFILE, {"UserName": "u", "DeviceId": "dev-5"})
+    try:
+        ca.issue(csr, "user-auth", "r5", timeout=5)  # logged in: it holds a token now
+        tier.deny("c9")
+        with pytest.raises(CAAuthError):  # its token revoked, its secret-id gone
+            ca.issue(csr, "user-auth", "r6", timeout=5)
+    finally:
+        ca.close()
+    tier.allow("c9")  # a fresh secret-id
+    again = OpenBaoCA.from_dict(tier.describe("c9")["cas"]["primary"], timeout=10.0)
+    try:
+        again.issue(csr, "user-auth", "r7", timeout=5)
+    finally:
+        again.close()
