@@ -179,6 +179,14 @@ def _refused_by_ca(call: Callable[[], httpx.Response]) -> str | None:
     return f"HTTP {reply.status_code}: {reply.text[:120]}"
 
 
+def _cfssl_of(cas: Any) -> CfsslLab | None:
+    """The lab's CFSSL CAs (a :class:`~chaos.launch.ca_tier.CaTier`'s), None on OpenBao only.
+
+    The CA attacks are CFSSL's mutual TLS and endpoints; OpenBao CAs are not attacked here.
+    """
+    return cas if isinstance(cas, CfsslLab) else getattr(cas, "cfssl", None)
+
+
 def _ca_attacks(cas: CfsslLab, workdir: Path) -> dict[str, str | None]:
     """Anonymous, foreign-CA and not-allowed callers at every issuing CA."""
     anonymous = ssl.create_default_context(cafile=str(cas.access.ca_path))
@@ -330,7 +338,8 @@ def _revoked_leader(lab: Any) -> tuple[dict[str, str | None], dict[str, Any]]:
             results["revoked member: zk join the election"] = _refused_by_zookeeper(
                 lambda: own.create(f"{base}/election/m-{name}-p99-", ephemeral=True, sequence=True)
             )
-        results["revoked member: CA issue"] = _ca_refuses(lab.cas, name)
+        if (cfssl := _cfssl_of(lab.cas)) is not None:
+            results["revoked member: CA issue"] = _ca_refuses(cfssl, name)
         results["revoked member: never leads again"] = (
             None if lab.leader().name != name else "leads again"
         )
@@ -376,7 +385,8 @@ def intrude(lab: Any, leader: str) -> dict[str, Any]:
         results = _service_attacks(
             service, Path(lab.service_ca), leader, before.leader.epoch, Path(tmp)
         )
-        results.update(_ca_attacks(lab.cas, Path(tmp)))
+        if (cfssl := _cfssl_of(lab.cas)) is not None:
+            results.update(_ca_attacks(cfssl, Path(tmp)))
         results.update(
             _forged_epoch_attacks(
                 service, Path(lab.service_ca), max(service_epoch, before.leader.epoch), Path(tmp)

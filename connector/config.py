@@ -195,12 +195,15 @@ class CASettings:
     secret_id_file: str | None = None
     approle_mount: str = "approle"
     cluster_urls: str | None = None
+    # kind = "openbao": how long a cluster that answers but is electing a new active
+    # node is waited for before the template's next CA is used (default 5 s).
+    failover_patience_s: float | None = None
     # This connector's own client certificate and key (0600) for the CA's mutual
     # TLS: CFSSL serves every endpoint only to allowed client CNs (docs/pki.md).
     client_certificate: str | None = None
     client_key_file: str | None = None
 
-    def as_spec(self) -> dict[str, str | None]:
+    def as_spec(self) -> dict[str, str | float | None]:
         """The shape ``connector.ca.ca_from_dict`` reads."""
         return {
             "name": self.name,
@@ -211,6 +214,7 @@ class CASettings:
             "secret_id_file": self.secret_id_file,
             "approle_mount": self.approle_mount,
             "cluster_urls": self.cluster_urls,
+            "failover_patience_s": self.failover_patience_s,
             "url": self.url,
             "auth_key_file": self.auth_key_file,
             "certificate": self.certificate,
@@ -498,6 +502,11 @@ def _validate(config: ConnectorConfig) -> None:
         elif ca.kind == "cfssl":
             if ca.auth_key_file is None:
                 raise ConfigError(f"ca[{ca.name}].auth_key_file", 'is required with kind = "cfssl"')
+            if ca.failover_patience_s is not None:
+                raise ConfigError(
+                    f"ca[{ca.name}].failover_patience_s",
+                    'only goes with kind = "openbao" (a CFSSL CA has no cluster to elect)',
+                )
             _validate_certdb(ca)
             _validate_ca_tls(ca)
         else:
@@ -611,6 +620,8 @@ def _validate_openbao(ca: CASettings) -> None:
         )
     if ca.crl_url is not None:
         raise ConfigError(f"{label}.crl_url", 'is not used with kind = "openbao" (<mount>/crl)')
+    if ca.failover_patience_s is not None and not 0 <= ca.failover_patience_s <= 60:
+        raise ConfigError(f"{label}.failover_patience_s", "must be between 0 and 60 seconds")
     assert ca.mount is not None
     if not ca.mount.strip("/") or " " in ca.mount:
         raise ConfigError(f"{label}.mount", f"{ca.mount!r} is not a mount path (pki_issuing)")

@@ -23,6 +23,8 @@ _OTHER_PARTS = (
     ("bench_and_devices", "devices and bench"),
     ("zookeeper", "ZooKeeper x3"),
     ("cfssl", "CFSSL"),
+    ("openbao", "OpenBao"),
+    ("mixed", "CFSSL + OpenBao"),
     ("connectors_standby", "standby connectors"),
 )
 

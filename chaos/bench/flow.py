@@ -1,8 +1,10 @@
 """``pfxha bench flow``: the whole PFX flow end to end, beside this machine's raw keygen rate.
 
     pfxha bench flow --connectors 3 --devices 300 --json runs/bench/flow.json
+    pfxha bench flow --ca openbao --json runs/bench/flow-bao.json   # or --ca mixed
 
-One run starts a 3-node ZooKeeper, the CFSSL lab (root + two issuing CAs), the
+One run starts a 3-node ZooKeeper, the CA lab (``--ca``: CFSSL root + two issuing
+CAs; each issuing CA on its own OpenBao Raft cluster; or mixed), the
 stand-in service and ``--connectors`` connector processes, then measures:
 
 1. ``keygen_per_s``: raw key generation of the profile's key type with every
@@ -54,7 +56,7 @@ from chaos.bench._cpu import CpuMeter, pin_process
 from chaos.bench._plot import cpu_budget_plot
 from chaos.bench._stats import summarize, write_result
 from chaos.bench._tenant import Device, Tenant, checkin
-from chaos.launch.cfssl import CfsslLab
+from chaos.launch.ca_tier import CaTier
 from chaos.launch.connector import ConnectorFleet
 from chaos.launch.link_server import LinkServer
 from chaos.launch.links import WAN_JITTER_OPTION, WAN_RTT_OPTION, check_wan, wan
@@ -301,6 +303,7 @@ def run_flow_bench(
     isolate: bool = False,
     run_dir: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    ca: str = "cfssl",
     wan_rtt: float | None = None,
     wan_jitter: float = 0.0,
 ) -> dict[str, Any]:
@@ -325,12 +328,12 @@ def run_flow_bench(
     base = Path(tempfile.mkdtemp(prefix="pfxha-bench-flow-")) if run_dir is None else run_dir
     base.mkdir(parents=True, exist_ok=True)
     zk = ZooKeeperEnsemble(base / "zookeeper", size=3, heap_mb=128)
-    lab = CfsslLab(base / "cfssl")
+    lab = CaTier(base / "cfssl", kind=ca, connectors=[f"c{i}" for i in range(1, connectors + 1)])
     service = ServiceProcess(base / "service", extra_args=["--renewal-interval", "0"])
     fleet: ConnectorFleet | None = None
     links: LinkServer | None = None
     try:
-        progress("starting ZooKeeper x3, CFSSL, the service")
+        progress(f"starting ZooKeeper x3, the CAs ({ca}), the service")
         zk.start()
         lab.start()
         service.start()
@@ -350,6 +353,7 @@ def run_flow_bench(
             zk_hosts=zk.hosts,
             service_url=service.url,
             cas=lab.describe(),
+            cas_of=lab.describe,  # each connector its own CA credentials (OpenBao)
             # No key pool by default: keys made before a round starts would
             # count as free throughput the machine never sustains.
             loop={
@@ -373,7 +377,8 @@ def run_flow_bench(
                     fleet.process(n).pid or 0 for n in fleet.names if n != leader
                 ],
                 "service": [service.pid or 0],
-                "cfssl": list(lab.pids().values()),
+                # The CA servers' CPU under their vendor ("cfssl", "openbao", "mixed").
+                ca: list(lab.pids().values()),
                 "zookeeper": [zk.node(i).pid or 0 for i in range(3)],
             },
             include_self="bench_and_devices",
@@ -479,6 +484,7 @@ def run_flow_bench(
             ),
             "latency_s": paced["latency_s"],
             "key": key_type,
+            "ca": ca,
             "layout": "isolated" if isolate else "shared",
             "cores": cores,
             "isolated": (
@@ -582,6 +588,14 @@ def _proxy_hop(url: str, links: LinkServer, samples: int = 50) -> dict[str, floa
 @click.option("--run-dir", type=click.Path(path_type=Path, file_okay=False), default=None)
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), default=None)
 @click.option(
+    "--ca",
+    type=click.Choice(["cfssl", "openbao", "mixed"]),
+    default="cfssl",
+    show_default=True,
+    help="The issuing CAs' vendor (openbao: each issuing CA on a 3-node Raft cluster; "
+    "mixed: primary CFSSL, secondary OpenBao). The leader issues from the primary.",
+)
+@click.option(
     "--plot",
     "plot_path",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -602,6 +616,7 @@ def command(
     isolate: bool | None,
     run_dir: Path | None,
     json_path: Path | None,
+    ca: str,
     plot_path: Path | None,
     wan_rtt: float | None,
     wan_jitter: float,
@@ -637,6 +652,7 @@ def command(
         isolate=isolate,
         run_dir=run_dir,
         progress=lambda text: click.echo(f"... {text}", err=True),
+        ca=ca,
         wan_rtt=wan_rtt,
         wan_jitter=wan_jitter,
     )

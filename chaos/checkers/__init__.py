@@ -5,7 +5,8 @@ Each returns a list of violations as human-readable strings (empty = fine)::
     from chaos.checkers import Snapshot, check_all
     violations = check_all(events, snapshot)
 
-The snapshot is read from the service DB, each CA's certdb and CRL; the
+The snapshot is read from the service DB, each CA's certdb (or API listing),
+CRL and OCSP responder; the
 history from what the workload, observer and nemesis saw. Nothing here
 trusts the connectors' own account.
 """
@@ -26,6 +27,7 @@ from chaos.checkers.model import (
     Revocation,
     Snapshot,
 )
+from chaos.checkers.ocsp import check_ocsp
 from chaos.checkers.pfx import check_pfx_history, verify_chain, verify_delivered_pfx
 from chaos.checkers.requests import RequestCounts, check_lost_requests, count_requests
 from chaos.checkers.revocations import check_revocations
@@ -46,6 +48,7 @@ __all__ = [
     "check_ca_agreement",
     "check_duplicates",
     "check_lost_requests",
+    "check_ocsp",
     "check_pfx_history",
     "check_revocations",
     "check_single_active",
@@ -68,6 +71,7 @@ def check_all(events: Iterable[Event], snapshot: Snapshot) -> list[str]:
         *check_lost_requests(history, snapshot.requests),
         *check_duplicates(snapshot),
         *check_revocations(snapshot),
+        *check_ocsp(snapshot),
         *check_ca_agreement(snapshot),
         *check_pfx_history(history),
         *check_user_scope(snapshot),

@@ -141,4 +141,7 @@ class Snapshot:
     revocations: tuple[Revocation, ...] = ()
     crls: dict[str, frozenset[str]] = field(default_factory=dict)
     accepted: tuple[AcceptedAction, ...] = ()
+    # CA -> decimal serial -> its OCSP responder's answer (``good``, ``revoked``,
+    # ``unknown`` or ``error: ...``), for the CAs that run one (OpenBao).
+    ocsp: dict[str, dict[str, str]] = field(default_factory=dict)
     users: UserScopeState = field(default_factory=lambda: UserScopeState())

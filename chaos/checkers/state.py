@@ -7,10 +7,15 @@ exactly as a relying party would fetch them.
 
     db = ServiceDb(lab.service_db_path)
     snapshot = read_snapshot(db, certdbs={"primary": lab.certdb("primary"), ...}, crl_urls={...})
+
+    # A CA without a certdb (OpenBao): listed through its API, and every certificate
+    # it lists asked about at its OCSP responder.
+    snapshot = read_snapshot(db, certdbs={}, crl_urls={...}, apis={"secondary": openbao_ca})
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import datetime as dt
 import hashlib
@@ -18,7 +23,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from cryptography import x509
@@ -39,9 +44,31 @@ from chaos.checkers.model import (
 )
 from chaos.checkers.user_scope import count_user_scope
 from chaos.service.user_certs import targeted_users
-from connector.ca import CertDB, open_certdb
+from connector.ca import CAError, CertDB, CertStatus, IssuedCertificate, open_certdb
 
-__all__ = ["IssuedRow", "ServiceDb", "ca_certificates", "fetch_crl", "parse_time", "read_snapshot"]
+__all__ = [
+    "CertificateApi",
+    "IssuedRow",
+    "ServiceDb",
+    "api_certificates",
+    "ca_certificates",
+    "fetch_crl",
+    "ocsp_answers",
+    "parse_time",
+    "read_snapshot",
+]
+
+_OCSP_THREADS = 4
+
+
+class CertificateApi(Protocol):
+    """A CA that lists what it issued and answers OCSP (:class:`connector.ca.OpenBaoCA`)."""
+
+    def list_issued(self, *, timeout: float | None = None) -> list[IssuedCertificate]: ...
+
+    def ocsp_status(
+        self, certificate: x509.Certificate, *, timeout: float | None = None
+    ) -> CertStatus: ...
 
 
 def parse_time(text: str | None) -> float | None:
@@ -269,18 +296,43 @@ def ca_certificates(certdbs: Mapping[str, CertDB | Path]) -> list[CaCertificate]
     for ca, source in certdbs.items():
         certdb = source if isinstance(source, CertDB) else open_certdb(source)
         for record in certdb.records():
-            serials = record.certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
-            out.append(
-                CaCertificate(
-                    ca=ca,
-                    serial=str(record.serial),
-                    revoked=record.revoked,
-                    public_key_sha256=_spki_sha256(record.certificate),
-                    reason=str(record.reason) if record.revoked else None,
-                    device=str(serials[0].value) if serials else None,
-                )
-            )
+            out.append(_record(ca, record.certificate, record.revoked, record.reason))
     return out
+
+
+def _record(ca: str, certificate: x509.Certificate, revoked: bool, reason: Any) -> CaCertificate:
+    serials = certificate.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    return CaCertificate(
+        ca=ca,
+        serial=str(certificate.serial_number),
+        revoked=revoked,
+        public_key_sha256=_spki_sha256(certificate),
+        reason=str(reason) if revoked and reason is not None else None,
+        device=str(serials[0].value) if serials else None,
+    )
+
+
+def api_certificates(ca: str, api: CertificateApi) -> list[tuple[CaCertificate, x509.Certificate]]:
+    """Every certificate ``api`` lists, as the checkers' records (with the certificate)."""
+    return [
+        (_record(ca, issued.certificate, issued.revoked, None), issued.certificate)
+        for issued in api.list_issued(timeout=10.0)
+    ]
+
+
+def ocsp_answers(api: CertificateApi, certificates: list[x509.Certificate]) -> dict[str, str]:
+    """Decimal serial -> what the CA's OCSP responder says (``good``, ``revoked``,
+    ``unknown``, or ``error: ...`` when it gave no verifiable answer)."""
+
+    def ask(certificate: x509.Certificate) -> tuple[str, str]:
+        try:
+            status = api.ocsp_status(certificate, timeout=10.0)
+        except CAError as exc:
+            return str(certificate.serial_number), f"error: {exc}"
+        return str(certificate.serial_number), status.value
+
+    with cf.ThreadPoolExecutor(_OCSP_THREADS, thread_name_prefix="ocsp") as pool:
+        return dict(pool.map(ask, certificates))
 
 
 def fetch_crl(url: str, *, timeout: float = 5.0) -> frozenset[str]:
@@ -295,19 +347,31 @@ def fetch_crl(url: str, *, timeout: float = 5.0) -> frozenset[str]:
 
 
 def read_snapshot(
-    db: ServiceDb, *, certdbs: Mapping[str, CertDB | Path], crl_urls: Mapping[str, str]
+    db: ServiceDb,
+    *,
+    certdbs: Mapping[str, CertDB | Path],
+    crl_urls: Mapping[str, str],
+    apis: Mapping[str, CertificateApi] | None = None,
 ) -> Snapshot:
+    """``apis``: CAs read through their own API (listed; each certificate asked by OCSP)."""
     crls: dict[str, frozenset[str]] = {}
     for ca, url in crl_urls.items():
         with contextlib.suppress(httpx.HTTPError, ValueError):
             crls[ca] = fetch_crl(url)
+    listed = ca_certificates(certdbs)
+    ocsp: dict[str, dict[str, str]] = {}
+    for ca, api in (apis or {}).items():
+        pairs = api_certificates(ca, api)
+        listed += [record for record, _ in pairs]
+        ocsp[ca] = ocsp_answers(api, [certificate for _, certificate in pairs])
     return Snapshot(
         requests=tuple(db.requests()),
         delivered=tuple(db.delivered()),
         intents=tuple(db.intents()),
-        ca_certificates=tuple(ca_certificates(certdbs)),
+        ca_certificates=tuple(listed),
         revocations=tuple(db.revocations()),
         crls=crls,
         accepted=tuple(db.accepted_actions()),
+        ocsp=ocsp,
         users=db.user_scope(),
     )

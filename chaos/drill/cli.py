@@ -30,7 +30,7 @@ from chaos.drill.report import plot_timeline, write_report
 from chaos.drill.result import ScenarioResult, percentile, write_contract, write_rounds
 from chaos.drill.scenarios import ALL, ALL_HOSTS, BLIP_S, parse_scenarios, with_blip
 from chaos.history import History
-from chaos.lab.cli import HOSTS_OPTION, SINGLE_HOST_LIMITS
+from chaos.lab.cli import CA_OPTION, HOSTS_OPTION, SINGLE_HOST_LIMITS
 from chaos.lab.lab import Lab
 from chaos.lab.seed import WORKLOAD_GROUP
 from chaos.launch._process import LaunchError
@@ -132,6 +132,7 @@ def _live_view(progress: Progress) -> Group:
 @WAN_RTT_OPTION
 @WAN_JITTER_OPTION
 @HOSTS_OPTION
+@CA_OPTION
 def drill(
     scenario_text: str,
     rounds: int,
@@ -147,12 +148,17 @@ def drill(
     wan_rtt: float | None,
     wan_jitter: float,
     hosts: bool,
+    ca: str,
 ) -> None:
     """Run disaster-recovery drills against a fresh lab and check every invariant."""
     if hosts and (why := netns_unavailable()):
         raise click.UsageError(f"--hosts: {why}; use --single-host")
+    if hosts and ca != "cfssl":
+        raise click.UsageError(f"--ca {ca}: OpenBao runs on the single-host lab only; drop --hosts")
     try:
-        scenarios = parse_scenarios(scenario_text, topology="hosts" if hosts else "single-host")
+        scenarios = parse_scenarios(
+            scenario_text, topology="hosts" if hosts else "single-host", ca=ca
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--scenario") from exc
     partitioned = any(s.name == "partition" for s in scenarios)
@@ -192,13 +198,16 @@ def drill(
         session_timeout=session_timeout,
         seed_devices=False,
         hosts=hosts,
+        ca=ca,
         links=links,
         wan_rtt=wan_rtt,
         wan_jitter=wan_jitter,
     )
     progress = Progress()
     results: list[ScenarioResult] = []
-    console.print(f"[bold]pfxha drill[/]: starting the lab ({lab.topology}) in {lab.run_dir} ...")
+    console.print(
+        f"[bold]pfxha drill[/]: starting the lab ({lab.topology}, CAs on {ca}) in {lab.run_dir} ..."
+    )
     if not hosts:
         console.print(SINGLE_HOST_LIMITS, style="dim")
     try:
@@ -213,7 +222,9 @@ def drill(
     finally:
         lab.stop()
         history.close()
-    data = _write_outputs(results, history, out_dir, json_path, command, lab.topology, certificates)
+    data = _write_outputs(
+        results, history, out_dir, json_path, command, lab.topology, certificates, ca
+    )
     report_console.print(summary_table(results))
     report_console.print(f"report: {out_dir / 'report.md'}  timeline: {out_dir / 'timeline.png'}")
     for result in results:
@@ -318,12 +329,13 @@ def _write_outputs(
     command: str,
     topology: str,
     certificates: dict[str, dict[str, int]],
+    ca: str = "cfssl",
 ) -> dict[str, Any]:
     data = write_contract(
-        results, out_dir / "result.json", topology=topology, certificates=certificates
+        results, out_dir / "result.json", topology=topology, certificates=certificates, ca=ca
     )
     if json_path is not None and json_path.resolve() != (out_dir / "result.json"):
-        write_contract(results, json_path, topology=topology, certificates=certificates)
+        write_contract(results, json_path, topology=topology, certificates=certificates, ca=ca)
     write_rounds(results, out_dir / "rounds.json")
     write_report(results, out_dir / "report.md", command=command)
     try:

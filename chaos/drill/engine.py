@@ -47,6 +47,7 @@ from chaos.drill.scenarios import HELD, FaultTarget, Scenario
 from chaos.history import History
 from chaos.nemesis import FaultError
 from chaos.workload import Workload
+from connector.ca._openbao import DEFAULT_PATIENCE_S
 
 __all__ = ["DrillEngine", "DrillLab", "DrillSettings", "LabWedgedError", "Progress"]
 
@@ -76,6 +77,9 @@ class DrillSettings:
     # After a blocking fault, leaders may still finish what they started within
     # this grace (the leader suspends at once; in-flight calls complete).
     blocking_grace: float = 0.5
+    # ca-node-loss: the connectors' failover_patience_s for an electing CA cluster;
+    # a certificate from the other CA sooner than this after the fault is a violation.
+    ca_patience_s: float = DEFAULT_PATIENCE_S
 
 
 @dataclass
@@ -171,7 +175,7 @@ class DrillEngine:
         s = self.settings
         self._wait_steady()
         notes: list[str] = []
-        if scenario.kind == "ca" and not self._wait_on_primary():
+        if scenario.kind in ("ca", "ca-node") and not self._wait_on_primary():
             notes.append(
                 f"the leader did not return to {self.lab.primary_ca} within "
                 f"{s.settle_timeout:.0f}s; the fault hit an idle CA"
@@ -295,6 +299,9 @@ class DrillEngine:
                 return row
             if scenario.kind in ("zk", *HELD) and row.epoch >= old_epoch:
                 return row
+            # ca-node: signed after the fault for sure (its request came after it).
+            if scenario.kind == "ca-node" and self.observer.to_history_time(row.created) >= start:
+                return row
         return None
 
     def _wait_recovery(self, scenario: Scenario, old_epoch: int, start: float) -> IssuedRow | None:
@@ -362,6 +369,8 @@ class DrillEngine:
             outcome.first_delivery_s = round(at - t0, 4)
             if scenario.kind == "ca":
                 outcome.other_ca_s = round(at - t0, 4)
+            if scenario.kind == "ca-node":
+                outcome.violations += self._early_failover(t0)
             outcome.failover_s = round(at - start, 4)
             if outcome.new_epoch is None:
                 outcome.new_epoch = recovered.epoch
@@ -373,6 +382,21 @@ class DrillEngine:
             outcome.delayed_requests = len(late)
             if late:
                 outcome.worst_latency_s = round(max(r.issued - r.created for r in late), 4)
+
+    def _early_failover(self, t0: float) -> list[str]:
+        """ca-node: certificates from another CA before the patience ran out."""
+        until = t0 + self.settings.ca_patience_s
+        early = [
+            r for r in self.observer.issued_after(t0)
+            if r.ca != self.lab.primary_ca and self.observer.to_history_time(r.issued) < until
+        ]  # fmt: skip
+        if not early:
+            return []
+        return [
+            f"{len(early)} certificate(s) from {early[0].ca} within the "
+            f"{self.settings.ca_patience_s:g}s patience: failed over instead of waiting for "
+            f"{self.lab.primary_ca}'s cluster to elect (first: request {early[0].request})"
+        ]
 
     # -- steady state --------------------------------------------------------------
 

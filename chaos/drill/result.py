@@ -143,8 +143,10 @@ def contract(
     *,
     topology: str = "single-host",
     certificates: dict[str, dict[str, int]] | None = None,
+    ca: str = "cfssl",
 ) -> dict[str, Any]:
-    """The ``--json`` contract; ``topology`` is ``"hosts"`` or ``"single-host"``."""
+    """The ``--json`` contract; ``topology`` is ``"hosts"`` or ``"single-host"``;
+    ``ca`` the CAs' vendor (``cfssl``, ``openbao``, ``mixed``)."""
     body = {s.name: s.to_contract() for s in scenarios}
     return {
         "scenarios": body,
@@ -152,6 +154,7 @@ def contract(
         or {"device": {"delivered": 0}, "user": dict.fromkeys(USER_COUNTS, 0)},
         "ok": all(not s["violations"] for s in body.values()),
         "topology": topology,
+        "ca": ca,
     }
 
 
@@ -164,8 +167,9 @@ def write_contract(
     *,
     topology: str = "single-host",
     certificates: dict[str, dict[str, int]] | None = None,
+    ca: str = "cfssl",
 ) -> dict[str, Any]:
-    data = contract(scenarios, topology=topology, certificates=certificates)
+    data = contract(scenarios, topology=topology, certificates=certificates, ca=ca)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return data

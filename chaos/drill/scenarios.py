@@ -12,13 +12,19 @@ lab and the current leader. ``kind`` decides the failover measurement:
 - ``blip``: held for ``hold_s`` like ``blocking`` (a cut shorter than the
   yield threshold: nobody should take over), failover runs from the heal;
 - ``cascade``: fault -> first certificate under an epoch above the *second*
-  leader's (the first successor is cut too, so a third member must work).
+  leader's (the first successor is cut too, so a third member must work);
+- ``ca-node``: fault -> first certificate after the fault, from the *same*
+  CA (its cluster elects a new active node; failing over to the other CA
+  before the CA's patience ran out is a violation).
 
 Gray failures (issue 13) cut per-connector links (``needs_links``: the lab's
 fault proxies, single-host only) and leave ZooKeeper intact: ``service-cut``,
 ``ca-cut``, ``cascade`` must move the lease to a member that can work;
 ``service-down`` (every member cut from the service) and ``cut-blip`` are
 controls that must move none (``max_leader_changes`` 0, checked per round).
+
+``ca-node-loss`` needs the CAs on OpenBao (``pfxha drill --ca openbao``) and
+joins ``all`` there.
 
 Host scenarios (``host-crash``, ``host-isolate``) need the hosts topology
 (``pfxha drill --hosts``) and join ``all`` there; on hosts, ``partition`` cuts
@@ -39,6 +45,7 @@ __all__ = [
     "ALL",
     "ALL_HOSTS",
     "BLIP_S",
+    "OPENBAO_ONLY",
     "SCENARIOS",
     "FaultTarget",
     "Scenario",
@@ -48,7 +55,7 @@ __all__ = [
 
 HostFaultKind = Literal["crash", "isolate", "partition"]
 
-Kind = Literal["leader", "ca", "zk", "blocking", "blip", "cascade"]
+Kind = Literal["leader", "ca", "zk", "blocking", "blip", "cascade", "ca-node"]
 
 # Held faults: applied for ``hold_s``, then healed; recovery is measured from the heal.
 HELD: frozenset[str] = frozenset({"blocking", "blip"})
@@ -78,6 +85,9 @@ class FaultTarget(Protocol):
     def start_connector(self, name: str) -> None: ...
     def kill_ca(self, name: str) -> None: ...
     def start_ca(self, name: str) -> None: ...
+    def ca_active_node(self, name: str) -> str: ...
+    def kill_ca_node(self, name: str, node: str) -> None: ...
+    def start_ca_node(self, name: str, node: str) -> None: ...
     def zk_leader_index(self) -> int | None: ...
     def kill_zk_node(self, index: int) -> None: ...
     def start_zk_nodes(self, indices: list[int]) -> None: ...
@@ -96,6 +106,8 @@ class Scenario:
     leader_change: bool = True
     # Only on the hosts topology (each part its own network namespace).
     hosts_only: bool = False
+    # Only with the primary CA on OpenBao (a Raft cluster to lose a node of).
+    openbao_only: bool = False
     # Cuts per-connector links (fault proxies): single-host lab with links only.
     needs_links: bool = False
     # Leadership changes a round may show (None: any); above it is a violation.
@@ -176,6 +188,21 @@ def _kill_ca(lab: FaultTarget, name: str) -> Fault:
         return {"ca": name}
 
     return ProcessFault(f"SIGKILL CA {name}", inject, lambda: lab.start_ca(name))
+
+
+def _ca_node_loss(lab: FaultTarget, leader: str) -> Fault:
+    # Found now, before the fault's clock starts: inject is the kill alone.
+    node = lab.ca_active_node(lab.primary_ca)
+
+    def inject() -> dict[str, Any]:
+        lab.kill_ca_node(lab.primary_ca, node)
+        return {"ca": lab.primary_ca, "node": node}
+
+    return ProcessFault(
+        f"SIGKILL {node}, the Raft active node of CA {lab.primary_ca}",
+        inject,
+        lambda: lab.start_ca_node(lab.primary_ca, node),
+    )
 
 
 def _ca_down(lab: FaultTarget, leader: str) -> Fault:
@@ -284,6 +311,9 @@ SCENARIOS: dict[str, Scenario] = {
                  _ca_all_down, hold_s=2.0, leader_change=False),
         Scenario("intruder", "zk", "callers without credentials or revoked try to take over",
                  _intruder, leader_change=False),
+        Scenario("ca-node-loss", "ca-node",
+                 "the primary CA's OpenBao Raft active node killed: its cluster elects",
+                 _ca_node_loss, leader_change=False, openbao_only=True),
         Scenario("service-cut", "leader",
                  "the leader's link to the service blackholed (ZooKeeper intact)",
                  _service_cut, needs_links=True, max_leader_changes=1, recover_s=10.0),
@@ -309,8 +339,9 @@ SCENARIOS: dict[str, Scenario] = {
     )
 }  # fmt: skip
 
-ALL = [name for name, s in SCENARIOS.items() if not s.hosts_only]
-ALL_HOSTS = [name for name, s in SCENARIOS.items() if not s.needs_links]
+ALL = [name for name, s in SCENARIOS.items() if not s.hosts_only and not s.openbao_only]
+ALL_HOSTS = [name for name, s in SCENARIOS.items() if not s.needs_links and not s.openbao_only]
+OPENBAO_ONLY = [name for name, s in SCENARIOS.items() if s.openbao_only]
 
 
 def with_blip(scenario: Scenario, seconds: float) -> Scenario:
@@ -323,14 +354,18 @@ def with_blip(scenario: Scenario, seconds: float) -> Scenario:
     return replace(scenario, hold_s=seconds, summary=summary)
 
 
-def parse_scenarios(text: str, *, topology: str = "single-host") -> list[Scenario]:
+def parse_scenarios(
+    text: str, *, topology: str = "single-host", ca: str = "cfssl"
+) -> list[Scenario]:
     """``"all"`` or a comma-separated list of names, in the order given.
 
-    ``all`` includes the host scenarios on the hosts topology and the link
-    scenarios on the single-host one; naming one elsewhere is an error that
-    says how to get it.
+    ``all`` includes the host scenarios on the hosts topology, the link
+    scenarios on the single-host one and the OpenBao ones with
+    ``ca="openbao"``; naming one elsewhere is an error that says how to get it.
     """
     everything = ALL_HOSTS if topology == "hosts" else ALL
+    if ca == "openbao":
+        everything = [*everything, *OPENBAO_ONLY]
     if text.strip() == "all":
         names = everything
     else:
@@ -349,5 +384,10 @@ def parse_scenarios(text: str, *, topology: str = "single-host") -> list[Scenari
         raise ValueError(
             f"{', '.join(needs_links)} cut(s) per-connector links, which only the "
             "single-host lab has: drop --hosts"
+        )
+    needs_openbao = [n for n in names if SCENARIOS[n].openbao_only and ca != "openbao"]
+    if needs_openbao:
+        raise ValueError(
+            f"{', '.join(needs_openbao)} need(s) the primary CA on OpenBao: add --ca openbao"
         )
     return [SCENARIOS[n] for n in names]

@@ -55,6 +55,17 @@ HOSTS_OPTION = click.option(
     "this machine's loopback.",
 )
 
+CA_OPTION = click.option(
+    "--ca",
+    "ca",
+    type=click.Choice(["cfssl", "openbao", "mixed"]),
+    default="cfssl",
+    show_default=True,
+    help="The issuing CAs' vendor: cfssl; openbao (each issuing CA on its own 3-node "
+    "OpenBao Raft cluster); mixed (primary on CFSSL, secondary on OpenBao). "
+    "OpenBao needs the single-host lab.",
+)
+
 SINGLE_HOST_LIMITS = (
     "note: single-host topology: every process shares one loopback, so what only holds "
     "there (a liveness socket on 127.0.0.1, files on the same disk) is not exercised; "
@@ -84,6 +95,7 @@ def _running_state(run_dir: Path) -> LabState | None:
 @WAN_RTT_OPTION
 @WAN_JITTER_OPTION
 @HOSTS_OPTION
+@CA_OPTION
 @_DIR
 @click.option("--timeout", type=float, default=180.0, show_default=True)
 def up(
@@ -93,6 +105,7 @@ def up(
     wan_rtt: float | None,
     wan_jitter: float,
     hosts: bool,
+    ca: str,
     run_dir: Path,
     timeout: float,
 ) -> None:
@@ -102,6 +115,8 @@ def up(
     links = links or wan_rtt is not None
     if hosts and (why := netns_unavailable()):
         raise click.ClickException(f"--hosts: {why}; use --single-host")
+    if hosts and ca != "cfssl":
+        raise click.UsageError(f"--ca {ca}: OpenBao runs on the single-host lab only; drop --hosts")
     if hosts and links:
         raise click.ClickException(
             "--links and --wan-rtt need the single-host topology: drop --hosts"
@@ -113,7 +128,7 @@ def up(
             f"stop it first: pfxha lab down --dir {run_dir}"
         )
     try:
-        check_packages(prometheus=prometheus)
+        check_packages(prometheus=prometheus, ca=ca)
     except LaunchError as exc:
         raise click.ClickException(str(exc)) from exc
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -121,6 +136,7 @@ def up(
     argv = [sys.executable, "-m", "chaos.lab.supervisor", "--dir", str(run_dir)]
     argv += ["--connectors", str(connectors)] + (["--prometheus"] if prometheus else [])
     argv += ["--hosts"] if hosts else []
+    argv += ["--ca", ca]
     argv += ["--links"] if links else []
     if wan_rtt is not None:
         argv += ["--wan-rtt", str(wan_rtt), "--wan-jitter", str(wan_jitter)]

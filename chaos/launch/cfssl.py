@@ -311,6 +311,27 @@ class CfsslLab:
         _write_secret(self._state_path, json.dumps(state, indent=1))
         self._state = state
 
+    def sign_intermediate(self, csr: str) -> str:
+        """The lab root signs another issuing CA's CSR (PEM in, certificate PEM out).
+
+        For a mixed lab: an OpenBao issuing mount that chains to this root.
+        """
+        self.provision()
+        root_dir = self.run_dir / "root"
+        request = root_dir / f"request-{secrets.token_hex(4)}.csr"
+        request.write_text(csr)
+        try:
+            signed = _cfssl_json(
+                ["sign", "-ca", str(root_dir / "ca.pem"), "-ca-key", str(root_dir / "ca-key.pem"),
+                 "-config", str(root_dir / "config.json"), "-profile", "intermediate",
+                 str(request)],
+                None,
+                root_dir,
+            )  # fmt: skip
+        finally:
+            request.unlink(missing_ok=True)
+        return str(signed["cert"])
+
     def _provision_certdbs(self) -> None:
         """The server up, each CA's database, roles and schema, and the files that name them."""
         self.certdb_server.start()

@@ -100,6 +100,12 @@ def render_config(
             "certdb_password_file",
             "reconcile",
             "crl_url",
+            # kind = "openbao" (chaos.launch.ca_tier): the cluster, mount and AppRole files.
+            "kind",
+            "cluster_urls",
+            "mount",
+            "role_id_file",
+            "secret_id_file",
             "ca_file",
             "client_certificate",
             "client_key_file",
@@ -144,10 +150,14 @@ class ConnectorFleet:
         enroll: Callable[[str, Path], None] | None = None,
         zk_auth: tuple[str, Path] | Callable[[str], tuple[str, Path]] | None = None,
         placement: Mapping[str, Host] | None = None,
+        cas_of: Callable[[str], Mapping[str, Any]] | None = None,
         endpoints: Mapping[str, ConnectorEndpoints] | None = None,
         ca_client: Callable[[str], Mapping[str, str]] | None = None,
     ) -> None:
         """``cas`` is :meth:`chaos.launch.cfssl.CfsslLab.describe` (``cas`` and ``templates``).
+
+        ``cas_of(name)``: connector ``name``'s own description instead (its own CA
+        credentials, e.g. :meth:`chaos.launch.ca_tier.CaTier.describe`).
 
         ``placement``: the lab host each connector runs in (by name); its metrics
         endpoint then listens on that host's address, port 9464.
@@ -161,6 +171,7 @@ class ConnectorFleet:
         self.zk_hosts = zk_hosts
         self.service_url = service_url
         self.description = cas
+        self.cas_of = cas_of
         self.session_timeout = session_timeout
         self.fast_path = fast_path
         self.loop = dict(loop or {})
@@ -208,18 +219,19 @@ class ConnectorFleet:
         home.mkdir(parents=True, exist_ok=True)
         own = self.endpoints.get(name, ConnectorEndpoints())
         cas: dict[str, dict[str, Any]] = {}
-        for ca_name, spec in self.description["cas"].items():
-            key_file = home / f"ca-{ca_name}.key"
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(str(spec["auth_key"]))
-            client = self.ca_client(name) if self.ca_client is not None else {}
-            cas[ca_name] = {
-                **spec,
-                **own.cas.get(ca_name, {}),
-                "auth_key_file": str(key_file),
-                **client,
-            }
+        description = self.cas_of(name) if self.cas_of is not None else self.description
+        client = self.ca_client(name) if self.ca_client is not None else {}
+        for ca_name, spec in description["cas"].items():
+            # The spec, then this connector's endpoints (its links), then its credentials.
+            entry = {**spec, **own.cas.get(ca_name, {})}
+            if "auth_key" in spec:
+                key_file = home / f"ca-{ca_name}.key"
+                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(str(spec["auth_key"]))
+                # CFSSL's mutual TLS; an OpenBao entry names its AppRole files already.
+                entry = {**entry, "auth_key_file": str(key_file), **client}
+            cas[ca_name] = entry
         service: dict[str, Any] = {}
         if self.service_ca is not None:
             service["ca_file"] = str(self.service_ca)

@@ -10,6 +10,12 @@
 
     OpenBaoLab(tmp_path, nodes=0)  # `bao server -dev`: in memory, one process, for tests
 
+    # A second cluster whose issuing mount chains to another root (another cluster's
+    # root mount, or the CFSSL root in a mixed lab): no root mount of its own.
+    OpenBaoLab(dir2, issuing=("secondary",), root=(lab.root_certificate_path,
+                                                  lab.sign_intermediate))
+    lab.add_auditor()             # a read-only AppRole for the drill's checkers
+
 ``nodes=3`` starts a Raft cluster on loopback (``performance_multiplier = 1``:
 a new leader within seconds, not tens), initialises it with one unseal share
 and unseals every node; the unseal key and root token live in 0600 files
@@ -33,7 +39,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +50,20 @@ from chaos.launch._process import LaunchError, ManagedProcess, free_port, wait_f
 from connector.ca._profiles import STANDARD_PROFILES, CaProfile
 from connector.identity import write_private_file
 
-__all__ = ["ISSUING", "ROOT_MOUNT", "OpenBaoLab", "bao_binary", "connector_policy"]
+__all__ = [
+    "AUDITOR",
+    "ISSUING",
+    "ROOT_MOUNT",
+    "OpenBaoLab",
+    "auditor_policy",
+    "bao_binary",
+    "connector_policy",
+]
 
 HOST = "127.0.0.1"
 ROOT_MOUNT = "pki_root"
 ISSUING = ("primary", "secondary")
+AUDITOR = "pfxha-auditor"  # the AppRole the drill's checkers read the CA with
 _TTL = "87600h"
 _USAGES = {"digital signature": "DigitalSignature", "key encipherment": "KeyEncipherment"}
 _FLAGS = {"client auth": "client_flag", "server auth": "server_flag"}
@@ -64,17 +79,27 @@ def bao_binary() -> str:
     return found
 
 
+_READ = (("cert/*", "read"), ("certs", "list"))
+_WRITE = (("sign/*", "update"), ("revoke", "update"))
+
+
+def _policy(mounts: Sequence[str], paths: Sequence[tuple[str, str]]) -> str:
+    rules = [
+        f'path "{mount}/{path}" {{ capabilities = ["{capability}"] }}'
+        for mount in mounts
+        for path, capability in paths
+    ]
+    return "\n".join(rules) + "\n"
+
+
 def connector_policy(mounts: Sequence[str]) -> str:
     """The least a connector needs on its issuing mounts (docs/pki.md, 'minimal policy')."""
-    rules = []
-    for mount in mounts:
-        rules += [
-            f'path "{mount}/sign/*" {{ capabilities = ["update"] }}',
-            f'path "{mount}/revoke" {{ capabilities = ["update"] }}',
-            f'path "{mount}/cert/*" {{ capabilities = ["read"] }}',
-            f'path "{mount}/certs" {{ capabilities = ["list"] }}',
-        ]
-    return "\n".join(rules) + "\n"
+    return _policy(mounts, _WRITE + _READ)
+
+
+def auditor_policy(mounts: Sequence[str]) -> str:
+    """Read and list only: what the drill's checkers need to see every certificate."""
+    return _policy(mounts, _READ)
 
 
 def role_body(profile: CaProfile) -> dict[str, Any]:
@@ -122,7 +147,10 @@ class OpenBaoLab:
         connectors: Sequence[str] = ("c1",),
         issuing: Sequence[str] = ISSUING,
         profiles: Mapping[str, CaProfile] | None = None,
+        root: tuple[Path, Callable[[str], str]] | None = None,
     ) -> None:
+        """``root``: (root certificate file, signer of an intermediate CSR PEM) when the
+        issuing mounts chain to a root outside this cluster; None: a root mount here."""
         if nodes not in (0, 1, 3):
             raise ValueError("nodes must be 0 (dev mode), 1 or 3 (Raft)")
         self.run_dir = Path(run_dir).resolve()
@@ -132,6 +160,7 @@ class OpenBaoLab:
         self.connectors = tuple(connectors)
         self.issuing = tuple(issuing)
         self.profiles = dict(profiles if profiles is not None else STANDARD_PROFILES)
+        self.external_root = root
         state = self._load_state()
         self.nodes: dict[str, _Node] = {
             name: _Node(name, port, cluster)
@@ -361,12 +390,12 @@ class OpenBaoLab:
             "ocsp_servers": [f"{u}/v1/{mount}/ocsp" for u in urls],
         }
 
-    def provision(self) -> None:
-        """Root and issuing mounts, roles, policy, AppRoles: once per cluster."""
+    def _make_root(self) -> str:
+        """The root mount (a self-signed lab root); returns its certificate PEM."""
         self._api(
             "POST", f"sys/mounts/{ROOT_MOUNT}", {"type": "pki", "config": {"max_lease_ttl": _TTL}}
         )
-        root = self._api(
+        root: str = self._api(
             "POST",
             f"{ROOT_MOUNT}/root/generate/internal",
             {
@@ -377,6 +406,25 @@ class OpenBaoLab:
             },
         )["data"]["certificate"]
         self._api("POST", f"{ROOT_MOUNT}/config/urls", self._urls_config(ROOT_MOUNT))
+        return root
+
+    def sign_intermediate(self, csr: str) -> str:
+        """This cluster's root mount signs an issuing CA's CSR (PEM in, certificate PEM out)."""
+        signed: str = self._api(
+            "POST",
+            f"{ROOT_MOUNT}/root/sign-intermediate",
+            {"csr": csr, "format": "pem", "ttl": "43800h", "use_csr_values": True},
+        )["data"]["certificate"]
+        return signed
+
+    def provision(self) -> None:
+        """Root and issuing mounts, roles, policy, AppRoles: once per cluster."""
+        sign: Callable[[str], str]
+        if self.external_root is None:
+            root = self._make_root()
+            sign = self.sign_intermediate
+        else:
+            sign = self.external_root[1]
         for ca in self.issuing:
             mount = self.mount(ca)
             self._api(
@@ -391,11 +439,7 @@ class OpenBaoLab:
                     "key_bits": 256,
                 },
             )["data"]["csr"]
-            signed = self._api(
-                "POST",
-                f"{ROOT_MOUNT}/root/sign-intermediate",
-                {"csr": csr, "format": "pem", "ttl": "43800h", "use_csr_values": True},
-            )["data"]["certificate"]
+            signed = sign(csr)
             self._api("POST", f"{mount}/intermediate/set-signed", {"certificate": signed})
             self._api("POST", f"{mount}/config/urls", self._urls_config(mount))
             for name, profile in self.profiles.items():
@@ -406,15 +450,25 @@ class OpenBaoLab:
         self._api("POST", "sys/auth/approle", {"type": "approle"})
         for connector in self.connectors:
             self.add_connector(connector)
+        if self.external_root is not None:  # read once the signer has signed: it exists
+            root = self.external_root[0].read_text()
         (self.run_dir / "root.pem").write_text(root.strip() + "\n")
 
-    def add_connector(self, connector: str, *, token_ttl_s: int = 3600) -> tuple[Path, Path]:
+    def add_auditor(self) -> tuple[Path, Path]:
+        """A read-only AppRole (``pfxha-auditor``): lists and reads certificates, nothing else."""
+        mounts = [self.mount(ca) for ca in self.issuing]
+        self._api("PUT", f"sys/policies/acl/{AUDITOR}", {"policy": auditor_policy(mounts)})
+        return self.add_connector(AUDITOR, policy=AUDITOR)
+
+    def add_connector(
+        self, connector: str, *, token_ttl_s: int = 3600, policy: str = "pfxha-connector"
+    ) -> tuple[Path, Path]:
         """An AppRole for ``connector`` (its own credential), files written 0600."""
         role = f"auth/approle/role/{connector}"
         self._api(
             "POST",
             role,
-            {"token_policies": "pfxha-connector", "token_ttl": token_ttl_s, "token_max_ttl": "24h"},
+            {"token_policies": policy, "token_ttl": token_ttl_s, "token_max_ttl": "24h"},
         )
         role_id = self._api("GET", f"{role}/role-id")["data"]["role_id"]
         secret_id = self._api("POST", f"{role}/secret-id", {})["data"]["secret_id"]
@@ -424,6 +478,29 @@ class OpenBaoLab:
         write_private_file(role_file, role_id.encode())
         write_private_file(secret_file, secret_id.encode())
         return role_file, secret_file
+
+    def remove_connector(self, connector: str) -> None:
+        """Take ``connector``'s access away: its secret-id destroyed, its tokens revoked.
+
+        Its role stays (:meth:`add_connector` gives it a fresh secret-id again).
+        """
+        if connector == AUDITOR:
+            raise LaunchError(f"{AUDITOR!r} is the checkers' own reader: it cannot be denied")
+        role = f"auth/approle/role/{connector}"
+        _, secret_file = self.credential_files(connector)
+        if secret_file.exists():
+            secret_id = secret_file.read_text().strip()
+            self._api("POST", f"{role}/secret-id/destroy", {"secret_id": secret_id})
+        # A token already issued outlives its secret-id: revoke the role's tokens too.
+        listed = self._api("LIST", "auth/token/accessors")
+        for accessor in (listed.get("data") or {}).get("keys") or []:
+            try:
+                found = self._api("POST", "auth/token/lookup-accessor", {"accessor": accessor})
+            except LaunchError:
+                continue  # expired between the listing and the lookup
+            meta = (found.get("data") or {}).get("meta") or {}
+            if meta.get("role_name") == connector:
+                self._api("POST", "auth/token/revoke-accessor", {"accessor": accessor})
 
     # -- what connectors and checkers need ----------------------------------------------
 

@@ -28,6 +28,7 @@ from connector.ca._cfssl import RECONCILE_MODES, CfsslCA
 from connector.ca._errors import (
     CAAuthError,
     CABadResponseError,
+    CAElectingError,
     CAError,
     CANotFoundError,
     CAPermanentError,
@@ -66,6 +67,7 @@ __all__ = [
     "STANDARD_PROFILES",
     "CAAuthError",
     "CABadResponseError",
+    "CAElectingError",
     "CAError",
     "CANotFoundError",
     "CAPermanentError",

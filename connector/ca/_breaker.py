@@ -13,6 +13,15 @@
 While open, calls are skipped at once (the router goes to the next CA);
 after ``reset_timeout`` one probe call is let through (half-open). The clock
 is injectable; ``on_change(name, old, new)`` feeds metrics and logs.
+
+Patience (a CA cluster electing a new active node, e.g. OpenBao's Raft)::
+
+    breaker = CircuitBreaker("primary", patience_s=5.0)
+    if breaker.wait_out():      # electing for less than patience_s: wait, do not fail over
+        ...
+    # else: count it as a failure like any other
+
+The patience runs from the first "electing" answer since the last success.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ class CircuitBreaker:
         *,
         failure_threshold: int = 2,
         reset_timeout: float = 5.0,
+        patience_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[str, str, str], None] | None = None,
     ) -> None:
@@ -42,6 +52,10 @@ class CircuitBreaker:
             raise ValueError("breaker failure_threshold must be >= 1")
         if reset_timeout <= 0:
             raise ValueError("breaker reset_timeout must be > 0")
+        if patience_s < 0:
+            raise ValueError("breaker patience_s must be >= 0")
+        self.patience_s = patience_s
+        self._electing_since: float | None = None
         self.name = name
         self.failure_threshold = failure_threshold
         self.reset_timeout = reset_timeout
@@ -86,8 +100,21 @@ class CircuitBreaker:
                 return True
             return False
 
+    def wait_out(self) -> bool:
+        """The CA says it is electing: True while that has lasted less than ``patience_s``.
+
+        True costs the breaker nothing (no failure counted); False means the patience
+        has run out and the caller should record a failure as usual.
+        """
+        with self._lock:
+            now = self._clock()
+            if self._electing_since is None:
+                self._electing_since = now
+            return now - self._electing_since < self.patience_s
+
     def record_success(self) -> None:
         with self._lock:
+            self._electing_since = None
             self._failures = 0
             self._probe_in_flight = False
             self._set(CLOSED)

@@ -3,6 +3,7 @@
     CAError
     ├── CARetryableError          the request may succeed later or elsewhere
     │   ├── CAUnavailableError    refused, timed out, 5xx, circuit open (Intune: CA unavailable)
+    │   │   └── CAElectingError   a CA cluster answers but has no active node (Raft election)
     │   ├── CABadResponseError    garbage, wrong key/issuer/chain: rejected, never packed
     │   └── NoCAAvailableError    the router tried every CA of the template until the deadline
     └── CAPermanentError          retrying the same request cannot help
@@ -18,6 +19,7 @@ from __future__ import annotations
 __all__ = [
     "CAAuthError",
     "CABadResponseError",
+    "CAElectingError",
     "CAError",
     "CANotFoundError",
     "CAPermanentError",
@@ -63,6 +65,16 @@ class CAUnavailableError(CARetryableError):
     ):
         super().__init__(message, ca_name=ca_name, code=code)
         self.ambiguous = ambiguous
+
+
+class CAElectingError(CAUnavailableError):
+    """The CA's cluster answers but has no active node now (a leader election under way).
+
+    Worth waiting for: the router does not fail over to the next CA for it until the
+    CA's ``failover_patience_s`` has run out (:class:`connector.ca.CircuitBreaker`).
+    """
+
+    kind = "electing"
 
 
 class CABadResponseError(CARetryableError):

@@ -20,7 +20,11 @@ chain before it is handed out, as with CFSSL.
 Errors map to the common tree: a connection refused, 307 (a Raft standby
 pointing at an active node that may be gone: never followed), 429, 503 and
 "active node not found" are :class:`CAUnavailableError` and the next address
-of the cluster is tried within the same call; a 500/502/504 after the request
+of the cluster is tried within the same call; when no node serves but one
+answered 307 or "active cluster node not found", the cluster is electing a new
+active node: :class:`CAElectingError`, which the router waits out for
+``failover_patience_s`` (default 5 s, a ``[[ca]]`` setting) before it fails
+over to the template's next CA; a 500/502/504 after the request
 was sent is ambiguous (the CA may have signed); 403 with a fresh token is
 :class:`CAAuthError` (policy), 400 "not found" :class:`CANotFoundError`, any
 other 4xx :class:`CARequestRejectedError`.
@@ -55,6 +59,7 @@ from connector.ca._approle import AppRoleCredentials, Token, TokenAction, token_
 from connector.ca._errors import (
     CAAuthError,
     CABadResponseError,
+    CAElectingError,
     CAError,
     CANotFoundError,
     CAPermanentError,
@@ -67,7 +72,7 @@ from connector.ca._types import CertStatus, IssuedCertificate, ReconcileState, n
 from connector.pki.keys import KeyPolicyError, public_key_id
 from connector.pki.validate import validate_chain
 
-__all__ = ["RETRYABLE_STATUSES", "OpenBaoCA", "colon_serial"]
+__all__ = ["DEFAULT_PATIENCE_S", "RETRYABLE_STATUSES", "OpenBaoCA", "colon_serial"]
 
 log = logging.getLogger("pfxha.connector.ca")
 
@@ -76,6 +81,10 @@ log = logging.getLogger("pfxha.connector.ca")
 RETRYABLE_STATUSES = frozenset({307, 429, 503})
 # Answers after which the CA may have acted: retryable, but ambiguous.
 _AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
+_NO_ACTIVE_NODE = "active cluster node not found"
+# How long a cluster electing a new active node is waited for before failover: a Raft
+# failover took 2.9-4.9 s here with performance_multiplier = 1 (docs/pki.md).
+DEFAULT_PATIENCE_S = 5.0
 
 
 def colon_serial(serial: int) -> str:
@@ -117,6 +126,7 @@ class OpenBaoCA:
         transport: httpx.BaseTransport | None = None,
         verify: ssl.SSLContext | bool = True,
         clock: Callable[[], float] = time.monotonic,
+        failover_patience_s: float = DEFAULT_PATIENCE_S,
     ) -> None:
         if not urls:
             raise ValueError(f"CA {name}: at least one OpenBao address is required")
@@ -130,6 +140,8 @@ class OpenBaoCA:
         self.role_prefix = role_prefix
         self.profiles = dict(profiles if profiles is not None else STANDARD_PROFILES)
         self.timeout = timeout
+        # Read by the router: how long an election is waited out before failover.
+        self.failover_patience_s = failover_patience_s
         self._clock = clock
         self._http = httpx.Client(
             timeout=timeout, transport=transport, verify=verify, follow_redirects=False
@@ -171,6 +183,7 @@ class OpenBaoCA:
             certificate=x509.load_pem_x509_certificate(Path(spec["certificate"]).read_bytes()),
             parents=x509.load_pem_x509_certificates(Path(spec["root"]).read_bytes()),
             role_prefix=str(spec.get("role_prefix") or ""),
+            failover_patience_s=float(spec.get("failover_patience_s") or DEFAULT_PATIENCE_S),
             timeout=timeout,
             transport=transport,
             verify=verify,
@@ -218,6 +231,7 @@ class OpenBaoCA:
             )
         deadline = self._clock() + effective
         problems: list[str] = []
+        electing = False  # a node answered that the cluster has no active node now
         count = len(self.urls)
         for step in range(count):
             index = (self._preferred + step) % count
@@ -238,6 +252,7 @@ class OpenBaoCA:
                     f"{self.urls[index]}: no answer: {exc!r}", ca_name=self.name, ambiguous=True
                 ) from exc
             if reply.status_code in RETRYABLE_STATUSES:
+                electing = electing or reply.status_code == 307
                 where = reply.headers.get("location", "")
                 problems.append(
                     f"{self.urls[index]}: HTTP {reply.status_code}"
@@ -246,16 +261,23 @@ class OpenBaoCA:
                 continue
             if reply.status_code in _AMBIGUOUS_STATUSES:
                 text = _errors_text(reply)
-                # "active cluster node not found": a Raft election, nothing was done.
+                if _NO_ACTIVE_NODE in text:
+                    # A Raft election: nothing was done; another node may serve already.
+                    electing = True
+                    problems.append(f"{self.urls[index]}: HTTP {reply.status_code}: {text}")
+                    continue
                 raise CAUnavailableError(
                     f"{self.urls[index]}: HTTP {reply.status_code}: {text}",
                     ca_name=self.name,
                     code=reply.status_code,
-                    ambiguous="active cluster node not found" not in text,
+                    ambiguous=True,
                 )
             self._preferred = index
             return reply
-        raise CAUnavailableError("; ".join(problems) or "deadline reached", ca_name=self.name)
+        message = "; ".join(problems) or "deadline reached"
+        if electing:
+            raise CAElectingError(f"cluster electing an active node: {message}", ca_name=self.name)
+        raise CAUnavailableError(message, ca_name=self.name)
 
     def _classify(self, reply: httpx.Response) -> CAError:
         text = _errors_text(reply)
@@ -499,6 +521,21 @@ class OpenBaoCA:
                 ) from exc
             self._last_find_error = None
             return found
+
+    def list_issued(self, *, timeout: float | None = None) -> list[IssuedCertificate]:
+        """Every certificate of this mount's issuer, with its revocation state now.
+
+        What an auditor (the drill's orphan and duplicate checkers) reads: LIST the
+        serials, GET each (one call per certificate: OpenBao has no bulk read).
+        """
+        found = []
+        for serial in self._list_serials(timeout):
+            certificate, revoked = self._read_cert(serial, timeout)
+            if certificate.issuer != self.certificate.subject:
+                continue  # another issuer of the same mount
+            status = CertStatus.REVOKED if revoked else CertStatus.GOOD
+            found.append(IssuedCertificate.of(certificate, self.chain, self.name, status=status))
+        return found
 
     def probe(self, *, timeout: float) -> None:
         """Reachability (work-aware leadership): the active node answers ``sys/health``.

@@ -9,6 +9,16 @@
     router.probe_certdbs()               # the same, after asking each certdb now
     router.ca_states()                   # {"primary": "open", "secondary": "closed"}
 
+A CA whose cluster answers but is electing a new active node
+(:class:`CAElectingError`), or that lost its answer to a request it got (an
+ambiguous failure: a node killed mid-request), is waited for, not failed over
+from, for its ``failover_patience_s`` (0 for CFSSL: such a CA fails over at
+once). Within the patience the request is not sent to the next CA. And a
+request such a CA may have signed (its answer lost) is never sent to another
+CA, patience or not: only that CA can say whether it signed, so the caller
+holds the request until it can be searched (a CFSSL CA is searched in its
+certdb, which outlives the CA: there the walk goes on).
+
 ``issue`` walks the template's CAs in order within one attempt, skipping
 those whose breaker is open, so the first request after the primary dies is
 served by the secondary; the attempt repeats under the named ``issue`` retry
@@ -29,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from connector.ca._breaker import CLOSED, CircuitBreaker
 from connector.ca._errors import (
     CAAuthError,
+    CAElectingError,
     CAError,
     CAPermanentError,
     CARequestRejectedError,
@@ -94,6 +105,7 @@ class CARouter:
                 name,
                 failure_threshold=breaker_threshold,
                 reset_timeout=breaker_reset_s,
+                patience_s=float(getattr(cas[name], "failover_patience_s", 0.0)),
                 clock=clock,
                 on_change=self._breaker_changed,
             )
@@ -142,6 +154,15 @@ class CARouter:
             errors: list[str] = []
             auth_failures = 0
             for name in order:
+                signer = self._may_have_signed(uncertain, name)
+                if signer is not None:
+                    # Only this CA can say whether it signed, and only once it answers
+                    # again: another CA now could leave two valid certificates.
+                    raise NoCAAvailableError(
+                        f"{signer} may have signed request {request_id} (its answer was "
+                        "lost); held until it can be searched",
+                        uncertain=tuple(uncertain),
+                    )
                 breaker = self.breakers[name]
                 if not breaker.allow():
                     errors.append(f"{name}: circuit open")
@@ -154,9 +175,15 @@ class CARouter:
                 try:
                     issued = self.cas[name].issue(csr, template, request_id, timeout=timeout)
                 except CARetryableError as exc:
-                    breaker.record_failure()
-                    if getattr(exc, "ambiguous", False) and name not in uncertain:
+                    ambiguous = bool(getattr(exc, "ambiguous", False))
+                    if ambiguous and name not in uncertain:
                         uncertain.append(name)
+                    if (ambiguous or isinstance(exc, CAElectingError)) and breaker.wait_out():
+                        # Its cluster elects a new active node, or may still commit what
+                        # it got: retry it (or hold the request), never the next CA yet.
+                        breaker.release()
+                        raise
+                    breaker.record_failure()
                     errors.append(str(exc))
                     log.warning(
                         "[1020 ca_unavailable] ca=%s request_id=%s error=%s",
@@ -185,7 +212,9 @@ class CARouter:
                         extra={"event_id": 1023, "event": "ca_failover"},
                     )
                 if uncertain:
-                    others = tuple(n for n in uncertain if n != name)
+                    # Every CA that may have signed, this one included (an earlier try
+                    # here may have been committed too): the caller searches them all.
+                    others = tuple(uncertain)
                     issued = IssuedCertificate(
                         certificate=issued.certificate,
                         chain=issued.chain,
@@ -210,10 +239,18 @@ class CARouter:
                 template,
                 extra={"event_id": 1021, "event": "ca_all_down"},
             )
-            if uncertain and isinstance(exc, NoCAAvailableError):
+            if uncertain:
                 # Any attempt may have signed, not only the last one's CA.
                 raise NoCAAvailableError(str(exc), uncertain=tuple(uncertain)) from exc
             raise
+
+    def _may_have_signed(self, uncertain: Sequence[str], before: str) -> str | None:
+        """A patient CA (one searched through its own API) that may have signed, other
+        than ``before``: the request must not go to ``before`` yet."""
+        for name in uncertain:
+            if name != before and self.breakers[name].patience_s > 0:
+                return name
+        return None
 
     # -- revocation ---------------------------------------------------------------------
 
@@ -246,8 +283,14 @@ class CARouter:
                 raise CAUnavailableError("deadline reached", ca_name=issuer_ca)
             try:
                 ca.revoke(serial, reason, timeout=timeout)
-            except CARetryableError:
-                breaker.record_failure()
+            except CARetryableError as exc:
+                # Within the patience an election (or a node lost mid-call) opens no
+                # breaker: issuance keeps to this CA while its cluster recovers.
+                patient = bool(getattr(exc, "ambiguous", False)) or isinstance(exc, CAElectingError)
+                if patient and breaker.wait_out():
+                    breaker.release()
+                else:
+                    breaker.record_failure()
                 raise
             except CAAuthError:
                 breaker.release()

@@ -64,7 +64,8 @@ def test_contract_has_the_documented_shape_and_verdict(tmp_path: Path) -> None:
     data = write_contract(_scenarios(), tmp_path / "result.json")
     assert json.loads((tmp_path / "result.json").read_text()) == data
     assert data["ok"] is False
-    assert set(data) == {"scenarios", "certificates", "ok", "topology"}
+    assert set(data) == {"scenarios", "certificates", "ok", "topology", "ca"}
+    assert data["ca"] == "cfssl"
     assert data["topology"] == "single-host"
     assert data["certificates"] == {
         "device": {"delivered": 0},

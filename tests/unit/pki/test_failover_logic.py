@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from connector.ca import (
     CAAuthError,
+    CAElectingError,
     CANotFoundError,
     CARequestRejectedError,
     CARouter,
@@ -317,3 +318,103 @@ def test_router_configuration_is_validated(clock: FakeClock, roots: tuple[TestCA
         CARouter({"one": one}, {"t": ["one", "two"]})
     with pytest.raises(ValueError, match="lists no CA"):
         CARouter({"one": one}, {"t": []})
+
+
+# -- patience: a CA cluster electing a new active node ---------------------------------
+
+
+def test_breaker_waits_out_an_election_for_its_patience_then_counts_failures(
+    clock: FakeClock,
+) -> None:
+    b = CircuitBreaker("ca", failure_threshold=1, patience_s=3.0, clock=clock)
+    assert b.wait_out()  # the first "electing" starts the patience
+    clock.now += 2.9
+    assert b.wait_out()
+    assert b.state == "closed"
+    clock.now += 0.2
+    assert not b.wait_out()  # patience ran out: the caller records a failure
+    b.record_success()  # a success ends the streak: the next election gets full patience
+    clock.now += 10
+    assert b.wait_out()
+    assert not CircuitBreaker("cfssl", clock=clock).wait_out()  # no patience by default
+    with pytest.raises(ValueError, match="patience_s"):
+        CircuitBreaker("ca", patience_s=-1)
+
+
+def _patient_router(clock: FakeClock, roots: tuple[TestCA, TestCA]):  # type: ignore[no-untyped-def]
+    router, one, two = _router(clock, roots)
+    one.failover_patience_s = 3.0  # type: ignore[attr-defined]
+    router.breakers["one"].patience_s = 3.0
+    return router, one, two
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        CAElectingError("cluster electing an active node", ca_name="one"),
+        CAUnavailableError("server disconnected", ca_name="one", ambiguous=True),
+    ],
+)
+def test_an_electing_or_answer_lost_cluster_is_not_failed_over_from_within_patience(
+    clock: FakeClock, roots: tuple[TestCA, TestCA], error: CAUnavailableError
+) -> None:
+    router, one, two = _patient_router(clock, roots)
+    one.fail = error
+    with pytest.raises(NoCAAvailableError if error.ambiguous else CAElectingError):
+        router.issue(_csr()[0], "t", "r1", clock.now + 1.0)
+    assert not two.calls  # never the next CA while the cluster may recover (or commit)
+    assert router.breakers["one"].state == "closed"
+    one.fail = None  # the cluster has a new active node: the same CA serves
+    assert router.issue(_csr()[0], "t", "r2", clock.now + 1.0).ca_name == "one"
+
+
+def test_an_election_longer_than_the_patience_fails_over(
+    clock: FakeClock, roots: tuple[TestCA, TestCA]
+) -> None:
+    router, one, _two = _patient_router(clock, roots)
+    one.fail = CAElectingError("cluster electing an active node", ca_name="one")
+    with pytest.raises(CAElectingError):
+        router.issue(_csr()[0], "t", "r1", clock.now + 1.0)
+    clock.now += 3.5
+    assert router.issue(_csr()[0], "t", "r2", clock.now + 1.0).ca_name == "two"
+
+
+def test_an_answer_lost_then_a_success_at_the_same_ca_names_it_uncertain(
+    clock: FakeClock, roots: tuple[TestCA, TestCA]
+) -> None:
+    router, one, _ = _patient_router(clock, roots)
+    failures = [CAUnavailableError("server disconnected", ca_name="one", ambiguous=True)]
+    original = one._call
+
+    def flaky(what: str, timeout: float | None) -> None:
+        original(what, timeout)
+        if failures:
+            raise failures.pop()
+
+    one._call = flaky  # type: ignore[method-assign]
+    issued = router.issue(_csr()[0], "t", "r", clock.now + 1.0)
+    assert issued.ca_name == "one"
+    assert issued.uncertain == ("one",)  # the first try may have been committed too
+
+
+def test_a_request_a_patient_ca_may_have_signed_never_goes_to_another_ca(
+    clock: FakeClock, roots: tuple[TestCA, TestCA]
+) -> None:
+    router, one, two = _patient_router(clock, roots)
+    clock.now += 10  # long past any patience: the rule is about this request, not time
+    failures = [
+        CAUnavailableError("connection refused", ca_name="one"),  # the cluster is gone
+        CAUnavailableError("server disconnected", ca_name="one", ambiguous=True),
+    ]
+    original = one._call
+
+    def dying(what: str, timeout: float | None) -> None:
+        original(what, timeout)
+        raise failures.pop() if failures else CAUnavailableError("refused", ca_name="one")
+
+    one._call = dying  # type: ignore[method-assign]
+    with pytest.raises(NoCAAvailableError, match="may have signed") as caught:
+        router.issue(_csr()[0], "t", "r", clock.now + 1.0)
+    assert caught.value.uncertain == ("one",)  # the caller holds it and searches "one"
+    assert not two.calls
+    assert router.issue(_csr()[0], "t", "r-new", clock.now + 1.0).ca_name == "two"

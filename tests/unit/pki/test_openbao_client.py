@@ -12,6 +12,7 @@ import pytest
 
 from connector.ca import (
     CAAuthError,
+    CAElectingError,
     CANotFoundError,
     CARequestRejectedError,
     CAUnavailableError,
@@ -146,7 +147,7 @@ root = "/tmp/root.pem"
 """
 
 
-def _with_openbao(**changes: str | None) -> dict[str, object]:
+def _with_openbao(**changes: str | float | None) -> dict[str, object]:
     raw = tomllib.loads(GOOD + OPENBAO)
     bao = raw["ca"][-1]
     for key, value in changes.items():
@@ -190,3 +191,43 @@ def test_cfssl_ca_still_needs_its_auth_key() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(raw)
     assert caught.value.setting == "ca[primary].auth_key_file"
+
+
+def test_no_node_serving_while_one_says_electing_is_an_election() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "a":
+            return _errors(500, "active cluster node not found")
+        return httpx.Response(307, headers={"location": "http://dead:8200/v1/x"})
+
+    with pytest.raises(CAElectingError) as caught:
+        _ca(handler).revoke(1, "superseded")
+    assert not caught.value.ambiguous
+    assert "electing" in str(caught.value)
+
+
+def test_a_node_still_serving_answers_while_another_elects() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "a":
+            return _errors(500, "active cluster node not found")
+        return httpx.Response(204)
+
+    _ca(handler).revoke(1, "superseded")  # b answered: no error
+
+
+def test_refused_and_sealed_everywhere_is_down_not_electing() -> None:
+    with pytest.raises(CAUnavailableError) as caught:
+        _ca(lambda _: _errors(503, "sealed")).revoke(1, "superseded")
+    assert not isinstance(caught.value, CAElectingError)
+
+
+def test_failover_patience_is_an_openbao_setting_validated_by_name() -> None:
+    config = parse_config(_with_openbao(failover_patience_s=2.5))
+    assert config.ca("bao").as_spec()["failover_patience_s"] == 2.5
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_with_openbao(failover_patience_s=99.0))
+    assert caught.value.setting == "ca[bao].failover_patience_s"
+    raw = tomllib.loads(GOOD)
+    raw["ca"][0]["failover_patience_s"] = 1.0
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    assert caught.value.setting == "ca[primary].failover_patience_s"
