@@ -127,7 +127,7 @@ def _record(proc: ManagedProcess) -> ProcessRecord | None:
 # Work-aware leadership at lab speed (session 1.0 s): a probe every 0.5 s, a hand-over
 # after 2 s without the service or a template's CAs (two lost probes and a timeout
 # fit in it, and a long-poll of 1 s plus a 1 s call timeout ends by then), 2 s in
-# office before a yield, 5 s hold-down, 6 hand-overs per 30 s. Production defaults:
+# office before a yield, 5 s hold-down, 12 hand-overs per 30 s. Production defaults:
 # docs/election.md.
 LAB_WORK_AWARE: dict[str, Any] = {
     "probe_interval_s": 0.5,
@@ -137,8 +137,9 @@ LAB_WORK_AWARE: dict[str, Any] = {
     "min_in_office_s": 2.0,
     "hold_down_s": 5.0,
     # A drill cuts leaders on purpose, round after round: the cluster-wide budget
-    # still stops ping-pong (6 hand-overs per 30 s), not the drill.
-    "yield_budget": 6,
+    # still stops ping-pong (12 hand-overs per 30 s: cascade rounds hand over twice
+    # each, seconds apart), not the drill.
+    "yield_budget": 12,
     "yield_budget_window_s": 30.0,
 }
 
