@@ -227,5 +227,6 @@ class ConnectorLinks(LinkBook[FaultProxy]):
                 total.connections += proxy.stats.connections
                 total.resets += proxy.stats.resets
                 total.forwarded_bytes += proxy.stats.forwarded_bytes
+                total.held_bytes += proxy.stats.held_bytes
                 total.discarded_bytes += proxy.stats.discarded_bytes
         return total

@@ -35,6 +35,7 @@ from types import TracebackType
 __all__ = ["FaultProxy", "LinkFaults", "ProxyStats", "Toxics"]
 
 _CHUNK = 64 * 1024
+_STALL_POLL_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,11 @@ class Toxics:
     """What happens to bytes flowing one way.
 
     ``latency_s`` ± ``jitter_s`` (uniform) delays each chunk, order kept;
-    ``rate_bps`` caps bytes per second (0: no cap); ``blackhole`` reads and
-    discards (the peer sees silence, not an error).
+    ``rate_bps`` caps bytes per second (0: no cap); ``blackhole`` holds every
+    byte (and the end of stream) until it is lifted: the peer sees silence, not
+    an error, as over a link that drops packets while TCP retransmits. A peer
+    that gives up first closes its socket, and what was held for it is lost;
+    a stream is never cut in the middle (which no router does).
     """
 
     latency_s: float = 0.0
@@ -72,6 +76,9 @@ class ProxyStats:
     connections: int = 0
     resets: int = 0
     forwarded_bytes: int = 0
+    # Bytes that arrived while a blackhole held them; bytes never delivered
+    # (the receiving side was gone when they could go).
+    held_bytes: int = 0
     discarded_bytes: int = 0
 
 
@@ -209,8 +216,7 @@ class FaultProxy:
             while chunk := await reader.read(_CHUNK):
                 now_toxics = toxics()
                 if now_toxics.blackhole:
-                    self.stats.discarded_bytes += len(chunk)
-                    continue
+                    self.stats.held_bytes += len(chunk)
                 delay = now_toxics.latency_s
                 if now_toxics.jitter_s:
                     delay += self._rng.uniform(-now_toxics.jitter_s, now_toxics.jitter_s)
@@ -232,6 +238,10 @@ class FaultProxy:
     ) -> None:
         while True:
             due, chunk = await queue.get()
+            while toxics().blackhole:
+                # A link that drops packets: TCP retransmits, so the bytes (and the
+                # end of stream) arrive late, intact, once it heals, or never.
+                await asyncio.sleep(_STALL_POLL_S)
             if not chunk:
                 with contextlib.suppress(OSError):
                     if writer.can_write_eof():
@@ -249,6 +259,8 @@ class FaultProxy:
                 writer.write(chunk)
                 await writer.drain()
             except (ConnectionError, OSError):
+                self.stats.forwarded_bytes -= len(chunk)
+                self.stats.discarded_bytes += len(chunk)
                 return
 
 
