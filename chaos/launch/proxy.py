@@ -45,9 +45,9 @@ class Toxics:
     ``latency_s`` ± ``jitter_s`` (uniform) delays each chunk, order kept;
     ``rate_bps`` caps bytes per second (0: no cap); ``blackhole`` holds every
     byte (and the end of stream) until it is lifted: the peer sees silence, not
-    an error, as over a link that drops packets while TCP retransmits. A peer
-    that gives up first closes its socket, and what was held for it is lost;
-    a stream is never cut in the middle (which no router does).
+    an error, as over a link that drops packets while TCP retransmits. A side
+    that closes while held is taken to abort: what it sent since the cut never
+    arrives. A stream is never cut in the middle (which no router does).
     """
 
     latency_s: float = 0.0
@@ -210,7 +210,8 @@ class FaultProxy:
         toxics: Callable[[], Toxics],
     ) -> None:
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-        sender = asyncio.create_task(self._send(queue, writer, toxics))
+        aborted = asyncio.Event()
+        sender = asyncio.create_task(self._send(queue, writer, toxics, aborted))
         last_due = 0.0
         try:
             while chunk := await reader.read(_CHUNK):
@@ -226,6 +227,11 @@ class FaultProxy:
         except (ConnectionError, OSError):
             pass
         finally:
+            if toxics().blackhole:
+                # The sender gave up while the link was down: it aborts, so nothing it
+                # sent after the cut arrives later. (With a graceful close real TCP
+                # would still deliver it once the link heals: docs/chaos.md.)
+                aborted.set()
             queue.put_nowait((0.0, b""))
             with contextlib.suppress(Exception):
                 await sender
@@ -235,13 +241,20 @@ class FaultProxy:
         queue: asyncio.Queue[tuple[float, bytes]],
         writer: asyncio.StreamWriter,
         toxics: Callable[[], Toxics],
+        aborted: asyncio.Event,
     ) -> None:
         while True:
             due, chunk = await queue.get()
-            while toxics().blackhole:
+            while toxics().blackhole and not aborted.is_set():
                 # A link that drops packets: TCP retransmits, so the bytes (and the
                 # end of stream) arrive late, intact, once it heals, or never.
                 await asyncio.sleep(_STALL_POLL_S)
+            if aborted.is_set():
+                self.stats.discarded_bytes += len(chunk)
+                while not queue.empty():
+                    self.stats.discarded_bytes += len(queue.get_nowait()[1])
+                writer.transport.abort()
+                return
             if not chunk:
                 with contextlib.suppress(OSError):
                     if writer.can_write_eof():

@@ -122,3 +122,22 @@ def test_toxics_refuse_impossible_values() -> None:
         Toxics(latency_s=-1)
     with pytest.raises(ValueError, match="jitter"):
         Toxics(latency_s=0.01, jitter_s=0.02)
+
+
+def test_what_a_side_sent_into_a_blackhole_before_closing_never_arrives(
+    proxy: FaultProxy, echo: tuple[str, int]
+) -> None:
+    proxy.set(LinkFaults(up=Toxics(blackhole=True), down=Toxics(blackhole=True)))
+    with _connect(proxy) as sock:
+        sock.sendall(b"late request")
+        deadline = time.monotonic() + 2
+        while proxy.stats.held_bytes < len(b"late request") and time.monotonic() < deadline:
+            time.sleep(0.01)
+    # The client gave up (closed) while held: lifting the cut must not deliver it.
+    deadline = time.monotonic() + 2
+    while proxy.stats.discarded_bytes < len(b"late request") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proxy.clear()
+    with _connect(proxy) as fresh:
+        assert _round_trip(fresh, b"ok") == b"ok"
+    assert proxy.stats.discarded_bytes == len(b"late request")
