@@ -22,19 +22,29 @@ for the ZooKeeper layout (a public contract), the timing rules and the fast path
 from election._config import ElectionConfig
 from election._elector import Elector
 from election._errors import ConfigError, ElectionError, NotAuthorizedError, SwitchoverError
+from election._history import HISTORY_LENGTH, read_history
 from election._model import (
     ClusterStatus,
     ElectionObserver,
     FastPath,
+    HistoryEntry,
     LeaderInfo,
     MemberInfo,
+    PauseInfo,
     Role,
     SwitchoverRequest,
 )
 from election._paths import ClusterPaths
-from election._status import open_client, read_cluster_status, request_switchover
+from election._status import (
+    open_client,
+    pause_cluster,
+    read_cluster_status,
+    request_switchover,
+    resume_cluster,
+)
 
 __all__ = [
+    "HISTORY_LENGTH",
     "ClusterPaths",
     "ClusterStatus",
     "ConfigError",
@@ -43,13 +53,18 @@ __all__ = [
     "ElectionObserver",
     "Elector",
     "FastPath",
+    "HistoryEntry",
     "LeaderInfo",
     "MemberInfo",
     "NotAuthorizedError",
+    "PauseInfo",
     "Role",
     "SwitchoverError",
     "SwitchoverRequest",
     "open_client",
+    "pause_cluster",
     "read_cluster_status",
+    "read_history",
     "request_switchover",
+    "resume_cluster",
 ]

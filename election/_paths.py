@@ -41,3 +41,14 @@ class ClusterPaths:
     @property
     def switchover(self) -> str:
         return f"{self.base}/switchover"
+
+    @property
+    def pause(self) -> str:
+        return f"{self.base}/pause"
+
+    @property
+    def history(self) -> str:
+        return f"{self.base}/history"
+
+    def history_entry(self, node: str) -> str:
+        return f"{self.history}/{node}"

@@ -3,6 +3,8 @@
 status = read_cluster_status("127.0.0.1:2181", "lab")      # or an open KazooClient
 status.leader.name, status.epoch, [m.name for m in status.members]
 request_switchover(client, "lab", to="c2")                 # the leader hands over
+pause_cluster(client, "lab", reason="CA maintenance")       # automatic failover off
+resume_cluster(client, "lab")                              # and on again
 """
 
 from __future__ import annotations
@@ -13,19 +15,26 @@ from collections.abc import Iterator
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError, NodeExistsError, NoNodeError
 
-from election._errors import NotAuthorizedError, SwitchoverError
+from election._errors import ElectionError, NotAuthorizedError, SwitchoverError
 from election._model import (
     Candidate,
     ClusterStatus,
     LeaderInfo,
     MemberInfo,
+    PauseInfo,
     SwitchoverRequest,
     utc_now_iso,
 )
 from election._paths import ClusterPaths
 from election._zk import cluster_acl, make_client
 
-__all__ = ["open_client", "read_cluster_status", "request_switchover"]
+__all__ = [
+    "open_client",
+    "pause_cluster",
+    "read_cluster_status",
+    "request_switchover",
+    "resume_cluster",
+]
 
 
 @contextlib.contextmanager
@@ -77,6 +86,9 @@ def _read(client: KazooClient, cluster: str) -> ClusterStatus:
     with contextlib.suppress(NoNodeError):
         raw, stat = client.get(paths.switchover)
         request = SwitchoverRequest.parse(raw, version=stat.version)
+    paused: PauseInfo | None = None
+    with contextlib.suppress(NoNodeError):
+        paused = PauseInfo.parse(client.get(paths.pause)[0])
     return ClusterStatus(
         cluster=cluster,
         members=tuple(members),
@@ -84,6 +96,7 @@ def _read(client: KazooClient, cluster: str) -> ClusterStatus:
         epoch=epoch,
         line=line,
         switchover=request,
+        paused=paused,
     )
 
 
@@ -100,6 +113,11 @@ def request_switchover(
     member in the election line, or ``to`` already leads.
     """
     status = _read(client, cluster)
+    if status.paused is not None:
+        raise SwitchoverError(
+            f"cluster {cluster!r} is paused: nobody would take the lease the leader hands "
+            "over (run `pfxha resume` first)"
+        )
     if status.leader is None:
         raise SwitchoverError(f"cluster {cluster!r} has no leader to switch over from")
     if to is not None:
@@ -115,14 +133,55 @@ def request_switchover(
         raise SwitchoverError(f"cluster {cluster!r} has no standby that could take over")
     paths = ClusterPaths(cluster)
     data = SwitchoverRequest(to=to, requested_at=utc_now_iso()).to_json()
-    try:
+    with _authorized(paths, "the switchover request"):
         try:
             client.create(paths.switchover, data, acl=cluster_acl(auth_digest))
         except NodeExistsError:
             client.set(paths.switchover, data)
+    return status
+
+
+def pause_cluster(
+    client: KazooClient,
+    cluster: str,
+    reason: str = "",
+    *,
+    auth_digest: tuple[str, str] | None = None,
+) -> PauseInfo | None:
+    """Create ``/pause``: the leader leads on, nobody takes over until :func:`resume_cluster`.
+
+    Returns the pause already in place (left as it is), or None if this call paused.
+    """
+    paths = ClusterPaths(cluster)
+    if client.exists(paths.base) is None:
+        raise ElectionError(f"cluster {cluster!r} does not exist in ZooKeeper ({paths.base})")
+    with _authorized(paths, "the pause"):
+        try:
+            info = PauseInfo(paused_at=utc_now_iso(), reason=reason)
+            client.create(paths.pause, info.to_json(), acl=cluster_acl(auth_digest))
+        except NodeExistsError:
+            with contextlib.suppress(NoNodeError):
+                return PauseInfo.parse(client.get(paths.pause)[0])
+    return None
+
+
+def resume_cluster(client: KazooClient, cluster: str) -> bool:
+    """Delete ``/pause`` (automatic failover on again); False if the cluster was not paused."""
+    paths = ClusterPaths(cluster)
+    with _authorized(paths, "the resume"):
+        try:
+            client.delete(paths.pause)
+        except NoNodeError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def _authorized(paths: ClusterPaths, what: str) -> Iterator[None]:
+    try:
+        yield
     except NoAuthError as exc:
         raise NotAuthorizedError(
-            f"ZooKeeper refused the switchover request under {paths.base}: NoAuth "
-            "(give the connectors' credentials with --auth USER:PASSWORD)"
+            f"ZooKeeper refused {what} under {paths.base}: NoAuth (give a connector's "
+            "ZooKeeper credentials: --auth-file FILE holding USER:PASSWORD, mode 0600)"
         ) from exc
-    return status

@@ -81,7 +81,8 @@ def client_for(cfg: ElectionConfig) -> KazooClient:
 
 @transient_zk_retry
 def ensure_layout(client: KazooClient, paths: ClusterPaths, acl: Sequence[Any]) -> None:
-    """Create the persistent nodes (``members``, ``election``, ``epoch`` = 0) if missing."""
+    """Create the persistent nodes (``members``, ``election``, ``history``, ``epoch`` = 0)
+    if missing."""
     # The shared root lets any client add a cluster; each cluster's own nodes are fenced.
     root_acl = (
         list(OPEN_ACL_UNSAFE)
@@ -89,7 +90,7 @@ def ensure_layout(client: KazooClient, paths: ClusterPaths, acl: Sequence[Any]) 
         else [*acl, make_acl("world", "anyone", read=True, create=True)]
     )
     try:
-        for path in (paths.root, paths.base, paths.members, paths.election):
+        for path in (paths.root, paths.base, paths.members, paths.election, paths.history):
             if client.exists(path) is None:
                 with contextlib.suppress(NodeExistsError):
                     client.create(path, b"", acl=root_acl if path == paths.root else list(acl))
