@@ -216,3 +216,21 @@ def test_history_is_trimmed_to_its_bound(zk_client: ClientFactory, unique_cluste
         timeout=10,
         what="the three oldest entries to be trimmed",
     )
+
+
+def test_a_deleted_history_is_recreated_by_the_next_take(pool: Pool) -> None:
+    for name in ("c1", "c2"):
+        pool.add(name)
+    first = pool.wait_leader()
+    client = pool.electors[first].client
+    assert client is not None
+    wait_line(client, pool.cluster, 2)
+    client.delete(ClusterPaths(pool.cluster).history, recursive=True)
+    runner = CliRunner()
+    base = ["--hosts", pool.hosts, "--cluster", pool.cluster]
+    result = runner.invoke(root, ["switchover", *base])
+    assert result.exit_code == 0, result.output
+    second = pool.wait_leader()
+    assert second != first
+    history = runner.invoke(root, ["history", *base, "--json"])
+    assert [e["name"] for e in json.loads(history.output)] == [second]
