@@ -71,14 +71,18 @@ cannot find a deposed leader's orphans, and that must never happen silently.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
+
+from connector._version import __version__
 
 if TYPE_CHECKING:
     from election import ElectionConfig
@@ -255,6 +259,22 @@ class ConnectorConfig:
                 return ca
         raise KeyError(name)
 
+    def digest(self) -> str:
+        """A short digest of the settings every member of the cluster should share.
+
+        Left out: what differs between members on purpose (name, priority,
+        nofailover, the liveness address, the metrics listen address) and where the
+        file was read from. Secrets are never in it: the configuration names their
+        files, and file contents are not digested.
+        """
+        data = asdict(self)
+        del data["source"]
+        for section, keys in _PER_MEMBER.items():
+            for key in keys:
+                data[section].pop(key, None)
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=list)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
     def election_config(self) -> ElectionConfig:
         """The validated :class:`election.ElectionConfig` of this connector.
 
@@ -282,6 +302,8 @@ class ConnectorConfig:
                 liveness_advertise=zk.liveness_advertise,
                 liveness_port=zk.liveness_port,
                 auth_digest=auth,
+                member_version=__version__,
+                config_digest=self.digest(),
             )
             return cfg.validate()
         except ElectionConfigError as exc:
@@ -293,6 +315,13 @@ class ConnectorConfig:
 
 
 _CONNECTOR_ELECTION_SETTINGS = frozenset({"name", "cluster", "priority", "nofailover"})
+
+# Settings that differ between the members of one cluster on purpose (not digested).
+_PER_MEMBER: dict[str, tuple[str, ...]] = {
+    "connector": ("name", "priority", "nofailover"),
+    "zookeeper": ("liveness_host", "liveness_advertise"),
+    "metrics": ("listen",),
+}
 
 _SECTIONS: dict[str, type[Any]] = {
     "connector": ConnectorSettings,

@@ -665,6 +665,7 @@ class Elector:
             role=self._role.value,
             fast_path=fast_path.value,
             fast_path_reason=fast_path_reason,
+            config_digest=self.config.config_digest,
         )
 
     def _register(self) -> None:

@@ -137,6 +137,8 @@ class MemberInfo:
     role: str = ""
     fast_path: str = ""
     fast_path_reason: str = ""
+    # Digest of the member's effective configuration ("" from members that predate it).
+    config_digest: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()

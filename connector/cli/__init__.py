@@ -32,6 +32,7 @@ _LOCAL_COMMANDS: dict[str, str] = {
     "pause": "connector.cli._cluster:pause",
     "resume": "connector.cli._cluster:resume",
     "history": "connector.cli._cluster:history",
+    "show-config": "connector.cli._cluster:show_config",
 }
 
 

@@ -234,3 +234,19 @@ def test_a_deleted_history_is_recreated_by_the_next_take(pool: Pool) -> None:
     assert second != first
     history = runner.invoke(root, ["history", *base, "--json"])
     assert [e["name"] for e in json.loads(history.output)] == [second]
+
+
+def test_show_config_marks_the_member_whose_configuration_differs(pool: Pool) -> None:
+    for name, digest in (("c1", "aaaa"), ("c2", "aaaa"), ("c3", "bbbb")):
+        pool.add(name, config_digest=digest, member_version="0.1.0")
+    leader = pool.wait_leader()
+    wait_line(pool.electors[leader].client, pool.cluster, 3)  # type: ignore[arg-type]
+    base = ["--hosts", pool.hosts, "--cluster", pool.cluster]
+    result = CliRunner().invoke(root, ["show-config", *base, "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert rows["c1"]["config_digest"] == "aaaa"
+    assert rows["c1"]["differs"] is None
+    assert rows["c3"]["differs"] == "configuration bbbb, most members aaaa"
+    table = CliRunner().invoke(root, ["show-config", *base])
+    assert "bbbb" in table.output

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-COMMANDS = ("status", "switchover", "pause", "resume", "history")
+COMMANDS = ("status", "switchover", "pause", "resume", "history", "show-config")
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from connector._version import __version__
 from connector.config import ConfigError, load_config, parse_config
 
 GOOD = """
@@ -326,3 +327,17 @@ def test_reconcile_off_needs_no_certdb_and_is_kept() -> None:
     assert config.ca("primary").reconcile == "off"
     assert config.ca("primary").certdb_source is None
     assert config.ca("primary").as_spec()["reconcile"] == "off"
+
+
+def test_config_digest_ignores_what_differs_per_member_and_sees_the_rest() -> None:
+    base = parse_config(tomllib.loads(GOOD), environ={})
+    digest = base.digest()
+    assert len(digest) == 16
+    per_member = GOOD.replace('name = "c1"', 'name = "c2"\npriority = 5').replace(
+        "[loop]", '[metrics]\nlisten = "0.0.0.0:9999"\n\n[loop]'
+    )
+    assert parse_config(tomllib.loads(per_member), environ={}).digest() == digest
+    drifted = GOOD.replace("batch_size = 50", "batch_size = 60")
+    assert parse_config(tomllib.loads(drifted), environ={}).digest() != digest
+    election = base.election_config()
+    assert (election.config_digest, election.member_version) == (digest, __version__)
