@@ -39,6 +39,7 @@ from election._status import (
     open_client,
     pause_cluster,
     read_cluster_status,
+    request_failover,
     request_switchover,
     resume_cluster,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "pause_cluster",
     "read_cluster_status",
     "read_history",
+    "request_failover",
     "request_switchover",
     "resume_cluster",
 ]

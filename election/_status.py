@@ -5,6 +5,7 @@ status.leader.name, status.epoch, [m.name for m in status.members]
 request_switchover(client, "lab", to="c2")                 # the leader hands over
 pause_cluster(client, "lab", reason="CA maintenance")       # automatic failover off
 resume_cluster(client, "lab")                              # and on again
+request_failover(client, "lab", to="c2", force=True)       # depose the leader for c2
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError, NodeExistsError, NoNodeError
 
 from election._errors import ElectionError, NotAuthorizedError, SwitchoverError
+from election._failover import FailoverKind, FailoverPlan, plan_failover
 from election._model import (
     Candidate,
     ClusterStatus,
@@ -32,6 +34,7 @@ __all__ = [
     "open_client",
     "pause_cluster",
     "read_cluster_status",
+    "request_failover",
     "request_switchover",
     "resume_cluster",
 ]
@@ -139,6 +142,48 @@ def request_switchover(
         except NodeExistsError:
             client.set(paths.switchover, data)
     return status
+
+
+def request_failover(
+    client: KazooClient,
+    cluster: str,
+    to: str,
+    *,
+    force: bool = False,
+    auth_digest: tuple[str, str] | None = None,
+) -> tuple[ClusterStatus, FailoverPlan]:
+    """Hand the lease to ``to`` without the leader's help (see :mod:`election._failover`).
+
+    Raises :class:`SwitchoverError` when the plan refuses, or when the cluster
+    changed between the read and the write (nothing was written then).
+    """
+    status = _read(client, cluster)
+    plan = plan_failover(status, to, force=force)
+    if plan.kind is FailoverKind.REFUSE:
+        raise SwitchoverError(plan.reason)
+    paths = ClusterPaths(cluster)
+    request = SwitchoverRequest(to=to, requested_at=utc_now_iso()).to_json()
+    txn = client.transaction()
+    if plan.kind is FailoverKind.FORCE:
+        assert status.leader is not None
+        stat = client.exists(paths.leader)
+        if stat is None or stat.czxid != status.leader.czxid:
+            raise SwitchoverError("the leader changed while planning the failover; run it again")
+        txn.delete(paths.leader, version=stat.version)
+    if status.switchover is not None:
+        txn.set_data(paths.switchover, request, version=status.switchover.version)
+    else:
+        txn.create(paths.switchover, request, acl=cluster_acl(auth_digest))
+    results = txn.commit()
+    failed = [r for r in results if isinstance(r, Exception)]
+    if any(isinstance(r, NoAuthError) for r in failed):
+        raise NotAuthorizedError(
+            f"ZooKeeper refused the failover under {paths.base}: NoAuth (give a connector's "
+            "ZooKeeper credentials: --auth-file FILE holding USER:PASSWORD, mode 0600)"
+        )
+    if failed:
+        raise SwitchoverError("the cluster changed while requesting the failover; run it again")
+    return status, plan
 
 
 def pause_cluster(

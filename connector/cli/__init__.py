@@ -29,6 +29,7 @@ _LOCAL_COMMANDS: dict[str, str] = {
     "connector": "connector.cli._connector:connector",
     "status": "connector.cli._status:status",
     "switchover": "connector.cli._status:switchover",
+    "failover": "connector.cli._status:failover",
     "pause": "connector.cli._cluster:pause",
     "resume": "connector.cli._cluster:resume",
     "history": "connector.cli._cluster:history",

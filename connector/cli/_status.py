@@ -1,9 +1,10 @@
-"""``pfxha status`` and ``pfxha switchover``: the cluster as ZooKeeper sees it.
+"""``pfxha status``, ``switchover`` and ``failover``: the cluster as ZooKeeper sees it.
 
     pfxha status --hosts 127.0.0.1:2181 --cluster lab [--json] [--auth-file FILE]
     pfxha switchover --hosts 127.0.0.1:2181 --cluster lab [--to c2] [--auth-file FILE]
+    pfxha failover --hosts 127.0.0.1:2181 --cluster lab --to c2 [--force] [--auth-file FILE]
 
-Both talk to ZooKeeper alone (no connector needs to answer) and take the
+They talk to ZooKeeper alone (no connector needs to answer) and take the
 options every cluster command shares (:mod:`connector.cli._zk`: ``--hosts``,
 ``--cluster``, ``--auth-file``/``--auth``, ``--timeout``, ``-v``).
 ``--auth-file`` is a 0600 file holding ``USER:PASSWORD`` of a connector's
@@ -24,9 +25,15 @@ from rich.console import Console
 from rich.table import Table
 
 from connector.cli._zk import ZkTarget, cluster_command, connect
-from election import ClusterPaths, LeaderInfo, read_cluster_status, request_switchover
+from election import (
+    ClusterPaths,
+    LeaderInfo,
+    read_cluster_status,
+    request_failover,
+    request_switchover,
+)
 
-__all__ = ["status", "switchover", "wait_for_leader"]
+__all__ = ["failover", "status", "switchover", "wait_for_leader"]
 
 
 @click.command()
@@ -116,6 +123,32 @@ def switchover(target: ZkTarget, to: str | None, wait: float) -> None:
         )
     if new is None:
         raise click.ClickException(f"no new leader within {wait:.0f}s; see `pfxha status`")
+    click.echo(f"{new.name} leads with epoch {new.epoch}")
+
+
+@click.command()
+@cluster_command
+@click.option("--to", "to", required=True, help="Member to hand the lease to.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Depose a leader that still holds its ZooKeeper session (hung or cut off); "
+    "the epoch fences it.",
+)
+@click.option("--wait", default=10.0, show_default=True, help="Seconds to wait for the new leader.")
+def failover(target: ZkTarget, to: str, force: bool, wait: float) -> None:
+    """Make TO the leader without the current leader's help (it may be unreachable)."""
+    with connect(target) as client:
+        before, plan = request_failover(
+            client, target.cluster, to, force=force, auth_digest=target.auth_digest
+        )
+        click.echo(f"failover requested: {plan.reason}")
+        floor = before.epoch
+        new = wait_for_leader(
+            client, target.cluster, lambda i: i.epoch > floor and i.name == to, wait
+        )
+    if new is None:
+        raise click.ClickException(f"{to} does not lead after {wait:g}s; see `pfxha status`")
     click.echo(f"{new.name} leads with epoch {new.epoch}")
 
 

@@ -250,3 +250,28 @@ def test_show_config_marks_the_member_whose_configuration_differs(pool: Pool) ->
     assert rows["c3"]["differs"] == "configuration bbbb, most members aaaa"
     table = CliRunner().invoke(root, ["show-config", *base])
     assert "bbbb" in table.output
+
+
+def test_failover_deposes_a_leader_only_with_force(pool: Pool) -> None:
+    for name in ("c1", "c2", "c3"):
+        pool.add(name, auth_digest=AUTH)
+    old = pool.wait_leader()
+    client = pool.electors[old].client
+    assert client is not None
+    wait_line(client, pool.cluster, 3)
+    epoch = read_cluster_status(client, pool.cluster).epoch
+    target = "c3" if old != "c3" else "c2"
+    runner = CliRunner()
+    base = ["--hosts", pool.hosts, "--cluster", pool.cluster, "--auth", "connector:pw"]
+    refused = runner.invoke(root, ["failover", *base, "--to", target])
+    assert refused.exit_code == 1
+    assert "--force" in refused.output
+    result = runner.invoke(root, ["failover", *base, "--to", target, "--force"])
+    assert result.exit_code == 0, result.output
+    assert f"deposing {old} (epoch {epoch})" in result.output
+    assert f"{target} leads with epoch" in result.output
+    assert pool.wait_leader() == target  # and the deposed leader no longer acts
+    status = read_cluster_status(client, pool.cluster)
+    assert status.leader is not None
+    assert status.leader.epoch > epoch
+    assert status.switchover is None  # the target's take removed the request

@@ -14,7 +14,15 @@ from collections.abc import Iterator
 
 import pytest
 
-COMMANDS = ("status", "switchover", "pause", "resume", "history", "show-config")
+COMMANDS = {
+    "status": (),
+    "switchover": (),
+    "failover": ("--to", "c2", "--force"),
+    "pause": (),
+    "resume": (),
+    "history": (),
+    "show-config": (),
+}
 
 
 @pytest.fixture
@@ -35,12 +43,12 @@ def test_cluster_commands_fail_with_one_clear_line(closed_port: int) -> None:
     hosts = f"127.0.0.1:{closed_port}"
     procs = {
         name: subprocess.Popen(
-            [*_pfxha(), name, "--hosts", hosts, "--cluster", "lab", "--timeout", "0.5"],
+            [*_pfxha(), name, *extra, "--hosts", hosts, "--cluster", "lab", "--timeout", "0.5"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for name in COMMANDS
+        for name, extra in COMMANDS.items()
     }
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=60)
