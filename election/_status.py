@@ -177,10 +177,7 @@ def request_failover(
     results = txn.commit()
     failed = [r for r in results if isinstance(r, Exception)]
     if any(isinstance(r, NoAuthError) for r in failed):
-        raise NotAuthorizedError(
-            f"ZooKeeper refused the failover under {paths.base}: NoAuth (give a connector's "
-            "ZooKeeper credentials: --auth-file FILE holding USER:PASSWORD, mode 0600)"
-        )
+        raise _not_authorized(paths, "the failover")
     if failed:
         raise SwitchoverError("the cluster changed while requesting the failover; run it again")
     return status, plan
@@ -226,7 +223,11 @@ def _authorized(paths: ClusterPaths, what: str) -> Iterator[None]:
     try:
         yield
     except NoAuthError as exc:
-        raise NotAuthorizedError(
-            f"ZooKeeper refused {what} under {paths.base}: NoAuth (give a connector's "
-            "ZooKeeper credentials: --auth-file FILE holding USER:PASSWORD, mode 0600)"
-        ) from exc
+        raise _not_authorized(paths, what) from exc
+
+
+def _not_authorized(paths: ClusterPaths, what: str) -> NotAuthorizedError:
+    return NotAuthorizedError(
+        f"ZooKeeper refused {what} under {paths.base}: NoAuth (give a connector's "
+        "ZooKeeper credentials: --auth-file FILE holding USER:PASSWORD, mode 0600)"
+    )

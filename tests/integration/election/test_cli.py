@@ -140,13 +140,19 @@ def _holds(predicate: Callable[[], bool], seconds: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def test_pause_keeps_a_lost_leader_unreplaced_until_resume(pool: Pool) -> None:
+def _three_with_credentials(pool: Pool) -> tuple[str, KazooClient]:
+    """c1..c3 under digest ACLs, all in line: the leader's name and its client."""
     for name in ("c1", "c2", "c3"):
         pool.add(name, auth_digest=AUTH)
-    first = pool.wait_leader()
-    client = pool.electors[first].client
+    leader = pool.wait_leader()
+    client = pool.electors[leader].client
     assert client is not None
     wait_line(client, pool.cluster, 3)
+    return leader, client
+
+
+def test_pause_keeps_a_lost_leader_unreplaced_until_resume(pool: Pool) -> None:
+    first, client = _three_with_credentials(pool)
     runner = CliRunner()
     base = ["--hosts", pool.hosts, "--cluster", pool.cluster]
 
@@ -253,12 +259,7 @@ def test_show_config_marks_the_member_whose_configuration_differs(pool: Pool) ->
 
 
 def test_failover_deposes_a_leader_only_with_force(pool: Pool) -> None:
-    for name in ("c1", "c2", "c3"):
-        pool.add(name, auth_digest=AUTH)
-    old = pool.wait_leader()
-    client = pool.electors[old].client
-    assert client is not None
-    wait_line(client, pool.cluster, 3)
+    old, client = _three_with_credentials(pool)
     epoch = read_cluster_status(client, pool.cluster).epoch
     target = "c3" if old != "c3" else "c2"
     runner = CliRunner()
