@@ -365,12 +365,12 @@ class Elector:
         if said == self._pause_reported:
             return
         if said is not None:
-            log.warning("[5032] %s: %s", self.name, said, extra={"event_id": 5032})
+            log.warning("[5050] %s: %s", self.name, said, extra={"event_id": 5050})
         elif self._pause_reported is not None:
             log.warning(
-                "[5033] %s: cluster resumed, automatic failover on",
+                "[5051] %s: cluster resumed, automatic failover on",
                 self.name,
-                extra={"event_id": 5033},
+                extra={"event_id": 5051},
             )
         self._pause_reported = said
 

@@ -6,7 +6,7 @@
     pfxha show-config --hosts H --cluster C [--json]
 
 ``pause`` creates ``/pfxha/<C>/pause``: the leader keeps leading, no standby
-takes over (a crashed leader is reported, event 5032, and not replaced),
+takes over (a crashed leader is reported, event 5050, and not replaced),
 ``status`` says so and ``pfxha drill`` refuses to run. ``resume`` deletes it and
 waits for a leader. ``history`` lists every kept leadership (epoch, member,
 from, to, reason) from ``/pfxha/<C>/history``. ``show-config`` lists each
