@@ -15,7 +15,7 @@ __all__ = ["bench", "lab", "service"]
 
 @click.group(
     cls=LazyGroup,
-    lazy={"run": "chaos.service.cli:run"},
+    lazy={"run": "chaos.service.cli:run", "import-pfx": "chaos.service.import_cli:import_pfx"},
 )
 def service() -> None:
     """The stand-in cloud certificate service."""
@@ -39,6 +39,7 @@ def lab() -> None:
         "election": "chaos.bench.election:command",
         "pki": "chaos.bench.pki:command",
         "flow": "chaos.bench.flow:command",
+        "ca-tls": "chaos.bench.ca_tls:command",
     },
 )
 def bench() -> None:

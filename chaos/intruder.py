@@ -1,7 +1,9 @@
 """The ``intruder`` drill scenario: callers that cannot prove who they are try to
 take over, and must all be refused without disturbing the active connector.
 
-    details = intrude(lab, leader)    # {"attempts": 13, "refused": 13, "attacks": {...}}
+    details = intrude(lab, leader)
+    # {"attempts": 40, "refused": 40, "attacks": {"ca primary: anonymous newcert": "refused",
+    #  ..., "revoked leader: replaced": "survived"}, "revoked_leader_replaced_s": 0.05}
 
 Attacks (each must fail):
 
@@ -11,32 +13,63 @@ Attacks (each must fail):
 * a **revoked connector** (enrolled, then revoked by the admin) registers with
   a higher epoch, polls and uploads;
 * a ZooKeeper client **without credentials** deletes ``/leader``, joins the
-  election line, bumps ``/epoch``, writes a member node.
+  election line, bumps ``/epoch``, writes a member node;
+* (issue 18) at **each issuing CA**, without a client certificate, with a
+  certificate of another CA, and with an access-CA certificate whose CN is not
+  allowed: ``newcert``, ``revoke`` of a live certificate, ``removeFromCRL`` of
+  a revoked one, ``init_ca`` (and plain HTTP);
+* a **forging connector** (enrolled, valid certificate) registers an epoch
+  beyond the epoch-advance budget and one above the bound (2^48);
+* **slow clients**: 256 connections that never finish a request head, while
+  the service must still answer ``/healthz``.
 
 Afterwards ZooKeeper's leader and epoch and the service's highest epoch must be
-unchanged. Any attempt that was not refused raises :class:`FaultError` (the
-drill records it as a violation of the round).
+unchanged. Then the **revoked leader** round: a connector added for it
+(its own CA client certificate, ZooKeeper identity and enrollment) is made the
+leader, and the admin revokes it (service, ZooKeeper, CA): a standby must lead
+within the connector-down target (0.5 s), and the revoked member's ZooKeeper
+writes and CA calls must be refused. Any attempt that was not refused raises
+:class:`FaultError` (the drill records it as a violation of the round); the
+details list every attack as ``refused`` or ``survived``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import socket
+import ssl
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 from kazoo.exceptions import NoAuthError
 
+from chaos.launch._process import wait_for
+from chaos.launch.cfssl import CfsslLab
 from chaos.launch.service import ServiceProcess, self_signed_loopback
 from chaos.nemesis import FaultError
+from connector.ca import CAAuthError, CfsslCA
 from connector.identity import enroll
+from connector.pki import KeyType, ProfileTemplate, csr_for_profile, generate_key
 from connector.service_client import ServiceClient, ServiceError, ServiceUnavailable
 from election import open_client, read_cluster_status
 
-__all__ = ["intrude"]
+__all__ = ["REPLACE_TARGET_S", "intrude"]
 
 _FAR = 1_000_000  # an epoch far above anything real
+_BOUND = 2**48  # chaos.service.rules.MAX_EPOCH
+_BUDGET = 65536  # the service's epoch-advance budget
+# The connector-down target (README): a revoked leader is replaced within it.
+REPLACE_TARGET_S = 0.5
+_SLOW_CLIENTS = 256
+# Attacks that are outlived rather than refused (the report says "survived").
+_SURVIVED = ("slow clients", "replaced within", "never leads again")
 
 
 def _refused_by_service(call: Callable[[], object], statuses: tuple[int, ...]) -> str | None:
@@ -133,6 +166,195 @@ def _zookeeper_attacks(hosts: str, cluster: str) -> dict[str, str | None]:
         }
 
 
+def _refused_by_ca(call: Callable[[], httpx.Response]) -> str | None:
+    """None when the CA did not serve it (no TLS session, or ``Invalid CN``)."""
+    try:
+        reply = call()
+    except httpx.TransportError:
+        return None
+    if reply.text.strip() == "Invalid CN":
+        return None
+    if reply.status_code == 400 and "HTTPS server" in reply.text:
+        return None  # plain HTTP to the TLS port
+    return f"HTTP {reply.status_code}: {reply.text[:120]}"
+
+
+def _ca_attacks(cas: CfsslLab, workdir: Path) -> dict[str, str | None]:
+    """Anonymous, foreign-CA and not-allowed callers at every issuing CA."""
+    anonymous = ssl.create_default_context(cafile=str(cas.access.ca_path))
+    foreign = ssl.create_default_context(cafile=str(cas.access.ca_path))
+    foreign.load_cert_chain(*map(str, self_signed_loopback(workdir / "foreign")))
+    stranger = f"stranger-{secrets.token_hex(3)}"  # an access-CA certificate, CN not allowed
+    callers: dict[str, ssl.SSLContext | bool] = {
+        "anonymous": anonymous,
+        "foreign-CA cert": foreign,
+        "CN not allowed": cas.access.ssl_context(stranger),
+    }
+    results: dict[str, str | None] = {}
+    for name in cas.names:
+        certdb = cas.certdb(name)
+        live = next(iter(certdb.records("good")[-1:]), None)
+        gone = next(iter(certdb.records("revoked")[-1:]), None)
+        bodies = {
+            "newcert": ("newcert", {"request": {"CN": "intruder", "hosts": ["x.example"]}}),
+            "revoke": (
+                "revoke",
+                {"serial": str(live.serial if live else 1), "authority_key_id": "",
+                 "reason": "keyCompromise"},
+            ),
+            "removeFromCRL": (
+                "revoke",
+                {"serial": str(gone.serial if gone else 1), "authority_key_id": "",
+                 "reason": "removeFromCRL"},
+            ),
+            "init_ca": ("init_ca", {"CN": "intruder CA", "key": {"algo": "ecdsa", "size": 256}}),
+        }  # fmt: skip
+        for who, verify in callers.items():
+            with httpx.Client(verify=verify, timeout=5.0) as http:
+                for what, (endpoint, body) in bodies.items():
+                    url = f"{cas.url(name)}/api/v1/cfssl/{endpoint}"
+                    results[f"ca {name}: {who} {what}"] = _refused_by_ca(
+                        partial(http.post, url, json=body)
+                    )
+        plain = cas.url(name).replace("https://", "http://")
+        results[f"ca {name}: plain HTTP newcert"] = _refused_by_ca(
+            partial(
+                httpx.post,
+                f"{plain}/api/v1/cfssl/newcert",
+                json=bodies["newcert"][1],
+                timeout=5.0,
+            )
+        )
+        if gone is not None and not (certdb.by_serial(gone.serial) or gone).revoked:
+            results[f"ca {name}: revoked certificate still revoked"] = "un-revoked"
+    return results
+
+
+def _forged_epoch_attacks(
+    service: ServiceProcess, ca: Path, highest: int, workdir: Path
+) -> dict[str, str | None]:
+    """A connector with a valid certificate (compromised) registers forged epochs."""
+    name = f"forger-{secrets.token_hex(3)}"
+    identity = enroll(service.url, service.enrollment_token(name), workdir / name, verify=str(ca))
+    results: dict[str, str | None] = {}
+    try:
+        with ServiceClient(
+            service.url, verify=str(ca), cert=identity.cert_pair, timeout=5.0
+        ) as forger:
+            results["forged epoch beyond the advance budget"] = _refused_by_service(
+                lambda: forger.register(name, highest + 16 * _BUDGET), (403, 429)
+            )
+            results["forged epoch above the bound (2^48)"] = _refused_by_service(
+                lambda: forger.register(name, _BOUND + 1), (422,)
+            )
+    finally:
+        with service.admin_client() as admin:
+            admin.post(
+                f"/api/v1/admin/connectors/{name}/revoke", json={"reason": "drill: forger"}
+            ).raise_for_status()
+    return results
+
+
+@contextlib.contextmanager
+def _slow_connections(url: str, count: int) -> Iterator[int]:
+    """``count`` TLS connections that send half a request head and then nothing."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 443
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    opened: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            raw = socket.create_connection((host, port), timeout=5.0)
+            try:
+                conn = context.wrap_socket(raw, server_hostname=host)
+                conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            except OSError:
+                raw.close()  # evicted or refused while we opened more: still an attempt
+                continue
+            opened.append(conn)
+        yield len(opened)
+    finally:
+        for each in opened:
+            with contextlib.suppress(OSError):
+                each.close()
+
+
+def _slow_client_attack(service: ServiceProcess) -> dict[str, str | None]:
+    with _slow_connections(service.url, _SLOW_CLIENTS), service.admin_client() as admin:
+        try:
+            ok = admin.get("/healthz", timeout=5.0).status_code == 200
+        except httpx.HTTPError as exc:
+            return {f"{_SLOW_CLIENTS} slow clients: /healthz": f"starved: {exc!r}"}
+    return {f"{_SLOW_CLIENTS} slow clients: /healthz": None if ok else "not 200"}
+
+
+def _revoked_leader(lab: Any) -> tuple[dict[str, str | None], dict[str, Any]]:
+    """A connector added for the round leads, is revoked everywhere, and is replaced."""
+    name = f"x{secrets.token_hex(2)}"
+    results: dict[str, str | None] = {}
+    facts: dict[str, Any] = {"revoked_member": name}
+    lab.add_connector(name)
+    try:
+        wait_for(lambda: name in lab.connector_members(), timeout=20, what=f"{name} a member")
+        lab.switchover(to=name)
+        wait_for(lambda: lab.leader().name == name, timeout=20, what=f"{name} to lead")
+        epoch = lab.leader().epoch
+
+        def registered() -> bool:
+            with lab.service.admin_client() as admin:
+                rows = admin.get("/api/v1/read/connectors").json()
+            return any(r["name"] == name and r["epoch"] == epoch for r in rows)
+
+        wait_for(registered, timeout=20, what=f"{name} registered at the service")
+        with open_client(lab.zk.hosts) as watch:  # connected before the revocation
+            revoked = lab.revoke_member(name, reason="drill: revoked leader", ca=False)
+            successor = lab.fleet.wait_for_leader(
+                timeout=10, exclude=name, above_epoch=epoch, client=watch
+            )
+            replaced = time.monotonic() - float(revoked["revoked_at"])
+        facts |= {"revoked_leader_replaced_s": round(replaced, 3), "successor": successor}
+        results["revoked leader: replaced within the connector-down target"] = (
+            None if replaced <= REPLACE_TARGET_S else f"took {replaced:.3f}s"
+        )
+        lab.cas.deny(name)
+        user, password_file = lab.zk_member_auth(name)
+        with open_client(
+            lab.zk.hosts, auth_digest=(user, password_file.read_text().strip())
+        ) as own:
+            base = f"/pfxha/{lab.cluster}"
+            results["revoked member: zk bump /epoch"] = _refused_by_zookeeper(
+                lambda: own.set(f"{base}/epoch", str(_FAR).encode())
+            )
+            results["revoked member: zk join the election"] = _refused_by_zookeeper(
+                lambda: own.create(f"{base}/election/m-{name}-p99-", ephemeral=True, sequence=True)
+            )
+        results["revoked member: CA issue"] = _ca_refuses(lab.cas, name)
+        results["revoked member: never leads again"] = (
+            None if lab.leader().name != name else "leads again"
+        )
+    finally:
+        lab.remove_connector(name)
+    return results, facts
+
+
+def _ca_refuses(cas: CfsslLab, client: str) -> str | None:
+    ca = CfsslCA.from_dict({**cas.describe()["cas"][cas.names[0]], **cas.client_spec(client)})
+    profile = ProfileTemplate("p", "CN={{UserName}}", [], KeyType.P256, "user-auth")
+    variables = {"UserName": client, "DeviceId": f"{client}-device"}
+    csr = csr_for_profile(generate_key(KeyType.P256), profile, variables)
+    try:
+        ca.issue(csr, "user-auth", f"intruder-{client}", timeout=5.0)
+    except CAAuthError:
+        return None
+    except Exception as exc:  # any other outcome is worth reporting as is
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        ca.close()
+    return "issued"
+
+
 def _highest_epoch(service: ServiceProcess) -> int:
     with service.admin_client() as admin:
         for line in admin.get("/metrics").text.splitlines():
@@ -154,7 +376,14 @@ def intrude(lab: Any, leader: str) -> dict[str, Any]:
         results = _service_attacks(
             service, Path(lab.service_ca), leader, before.leader.epoch, Path(tmp)
         )
+        results.update(_ca_attacks(lab.cas, Path(tmp)))
+        results.update(
+            _forged_epoch_attacks(
+                service, Path(lab.service_ca), max(service_epoch, before.leader.epoch), Path(tmp)
+            )
+        )
     results.update(_zookeeper_attacks(lab.zk.hosts, lab.cluster))
+    results.update(_slow_client_attack(service))
     after = read_cluster_status(lab.zk.hosts, lab.cluster)
     disturbed: list[str] = []
     if after.leader is None or (after.leader.name, after.leader.epoch) != (
@@ -164,10 +393,20 @@ def intrude(lab: Any, leader: str) -> dict[str, Any]:
         disturbed.append(f"ZooKeeper leader changed: {before.leader} -> {after.leader}")
     if _highest_epoch(service) > max(service_epoch, before.leader.epoch):
         disturbed.append("the service's highest epoch moved past the real leader's")
+    revoked, facts = _revoked_leader(lab)
+    results.update(revoked)
     accepted = {attack: outcome for attack, outcome in results.items() if outcome is not None}
     if accepted or disturbed:
         raise FaultError(
             "intruder not refused: "
             + "; ".join([f"{a}: {o}" for a, o in accepted.items()] + disturbed)
         )
-    return {"attempts": len(results), "refused": len(results), "attacks": sorted(results)}
+    return {
+        "attempts": len(results),
+        "refused": len(results),
+        "attacks": {
+            attack: "survived" if any(w in attack for w in _SURVIVED) else "refused"
+            for attack in sorted(results)
+        },
+        **facts,
+    }

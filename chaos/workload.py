@@ -8,6 +8,13 @@
     workload.stop()           # stops creating work; devices keep checking in
     workload.drain(timeout=30)  # until every device has what the service holds for it
 
+Users have one to three devices: every ``more_devices_every``-th enrollment
+gives an existing user (still in the group, fewer than ``max_devices`` devices)
+another device, so a user-scoped certificate reaches several devices and a
+device enrolled later. Device-level admin actions prefer a device of a user
+with several active devices (a lost phone: the user's shared certificate is
+rolled over for the others).
+
 Every operation goes into the history as invoke / ok / fail / info. Each
 device receives its PFX sealed to its management key, opens it the way a
 device would (:func:`chaos.checkers.verify_delivered_pfx`), records the
@@ -79,6 +86,8 @@ class Workload:
         run_id: str = "",
         seed: int | None = None,
         devices_due: Callable[[], set[str]] | None = None,
+        more_devices_every: int = 3,
+        max_devices: int = 3,
     ) -> None:
         self.history = history
         self.client = client
@@ -98,6 +107,10 @@ class Workload:
             for _ in range(device_keys)
         ]
         self._counter = itertools.count(1)
+        self._enrollments = itertools.count(1)
+        self.more_devices_every = more_devices_every
+        self.max_devices = max_devices
+        self._left: set[str] = set()  # users who left the group
         self._lock = threading.Lock()
         self.devices: dict[str, Device] = {}
         self._stop_work = threading.Event()
@@ -206,8 +219,27 @@ class Workload:
         return [d for d in done if d]
 
     def enroll_one(self) -> str | None:
+        """A new user with a device, or now and then another device of an existing user."""
+        if self.more_devices_every > 0 and next(self._enrollments) % self.more_devices_every == 0:
+            user = self._user_for_another_device()
+            if user is not None:
+                return self._enroll_device(next(self._counter), user)
         slot = self._new_user()
         return self._enroll_device(*slot) if slot is not None else None
+
+    def _user_for_another_device(self) -> str | None:
+        count = self.users_with_devices()
+        left = self._left
+        eligible = sorted(u for u, n in count.items() if n < self.max_devices and u not in left)
+        return self._rng.choice(eligible) if eligible else None
+
+    def users_with_devices(self) -> dict[str, int]:
+        """user -> how many devices the workload enrolled for them."""
+        with self._lock:
+            out: dict[str, int] = {}
+            for device in self.devices.values():
+                out[device.user] = out.get(device.user, 0) + 1
+            return out
 
     def _new_user(self) -> tuple[int, str] | None:
         n = next(self._counter)
@@ -265,13 +297,17 @@ class Workload:
         delivered: list[dict[str, Any]] = []
         for item in body.get("deliveries", []):
             blob = base64.b64decode(item["envelope_b64"])
+            # A user-scoped certificate names the user, shared by all of their devices.
+            subject = device.user if item.get("scope") == "user" else device.id
             problems = verify_delivered_pfx(
-                blob, device.certificate, device.key, self.root, device_id=device.id
+                blob, device.certificate, device.key, self.root, device_id=subject
             )
             delivered.append(
                 {
                     "request": item["request_id"],
                     "serial": item["serial"],
+                    "scope": item.get("scope", "device"),
+                    "usage": item.get("usage", "current"),
                     "pfx_ok": not problems,
                     "pfx_errors": problems,
                 }
@@ -301,10 +337,17 @@ class Workload:
     def revoke_one(self) -> None:
         with self._lock:
             candidates = [d for d in self.devices.values() if d.installed and not d.retired]
+            active: dict[str, int] = {}
+            for d in self.devices.values():
+                if not d.retired:
+                    active[d.user] = active.get(d.user, 0) + 1
         if not candidates:
             return
-        device = self._rng.choice(candidates)
         action = next(self._actions)
+        if action != "leave-group":
+            # One device of a user who has others: the shared certificate's fate is tested.
+            candidates = [d for d in candidates if active[d.user] > 1] or candidates
+        device = self._rng.choice(candidates)
         op = self.history.invoke(ADMIN, REVOKE, {"action": action, "device": device.id})
         body: dict[str, Any]
         if action == "leave-group":
@@ -317,6 +360,12 @@ class Workload:
             self.history.complete(op, "fail", {"action": action, "error": str(exc)})
             return
         device.retired = True
+        if action == "leave-group":  # every device of the user loses the group's profiles
+            with self._lock:
+                self._left.add(device.user)
+                for other in self.devices.values():
+                    if other.user == device.user:
+                        other.retired = True
         self.history.complete(op, "ok", {"action": action, "device": device.id, "result": result})
 
     # -- loops ---------------------------------------------------------------------

@@ -36,6 +36,9 @@
     certdb_password_file = "/etc/pfxha/certdb-primary.password"
     # reconcile = "off"     # only on purpose: orphans at this CA are never found
     # ca_file = "/etc/pfxha/ca-tls.pem"       # verifies an https:// CA (default: certifi)
+    # This connector's own client certificate for the CA's mutual TLS (docs/pki.md):
+    # client_certificate = "/etc/pfxha/ca-client.pem"
+    # client_key_file = "/etc/pfxha/ca-client.key"   # 0600
 
     [templates]
     user-auth = ["primary"]                   # CAs in failover order, each a [[ca]] name
@@ -164,12 +167,15 @@ class ServiceSettings:
 class CASettings:
     name: str
     url: str
-    # Hex key for CFSSL's authenticated sign endpoint (a secret: a 0600 file).
-    auth_key_file: str
     # PEM of this issuing CA's certificate and of its root: every certificate it
     # returns is checked against them before it is packed into a PFX.
     certificate: str
     root: str
+    # Hex key for CFSSL's authenticated sign endpoint (a secret: a 0600 file);
+    # required with kind = "cfssl".
+    auth_key_file: str | None = None
+    # "cfssl" (the default) or "openbao" (OpenBao or HashiCorp Vault PKI).
+    kind: str = "cfssl"
     # The CA's certdb, read to find what it issued (reconciliation): PostgreSQL
     # over the network as a read-only role (the password in a 0600 file) ...
     certdb_dsn: str | None = None
@@ -184,11 +190,31 @@ class CASettings:
     # CA bundle (PEM) that verifies the CA's TLS certificate when url is https://
     # (default: certifi's public CAs, not the system store).
     ca_file: str | None = None
+    # kind = "openbao": the PKI mount that issues, a role per template named
+    # role_prefix + template, AppRole credentials in 0600 files, and the other
+    # nodes of the cluster (comma-separated) tried when url does not answer.
+    mount: str | None = None
+    role_prefix: str = ""
+    role_id_file: str | None = None
+    secret_id_file: str | None = None
+    approle_mount: str = "approle"
+    cluster_urls: str | None = None
+    # This connector's own client certificate and key (0600) for the CA's mutual
+    # TLS: CFSSL serves every endpoint only to allowed client CNs (docs/pki.md).
+    client_certificate: str | None = None
+    client_key_file: str | None = None
 
     def as_spec(self) -> dict[str, str | None]:
-        """The shape ``connector.ca.CfsslCA.from_dict`` reads."""
+        """The shape ``connector.ca.ca_from_dict`` reads."""
         return {
             "name": self.name,
+            "kind": self.kind,
+            "mount": self.mount,
+            "role_prefix": self.role_prefix,
+            "role_id_file": self.role_id_file,
+            "secret_id_file": self.secret_id_file,
+            "approle_mount": self.approle_mount,
+            "cluster_urls": self.cluster_urls,
             "url": self.url,
             "auth_key_file": self.auth_key_file,
             "certificate": self.certificate,
@@ -199,6 +225,8 @@ class CASettings:
             "reconcile": self.reconcile,
             "crl_url": self.crl_url,
             "ca_file": self.ca_file,
+            "client_certificate": self.client_certificate,
+            "client_key_file": self.client_key_file,
         }
 
     @property
@@ -240,6 +268,23 @@ class LoopSettings:
     # Consecutive CA failures that open its circuit, and how long it stays open.
     breaker_threshold: int = 2
     breaker_reset_s: float = 2.0
+    # Work-aware leadership (docs/election.md): every member probes the service and
+    # each CA this often, each probe given this long.
+    probe_interval_s: float = 2.0
+    probe_timeout_s: float = 2.0
+    # A member rewrites what it reaches in its member node on change and at least
+    # this often (readers judge freshness by it): one ZooKeeper write per period.
+    reach_refresh_s: float = 5.0
+    # A leader that has not reached the service (or any CA of a template) for this
+    # long hands over to a standby that does; 0 turns yielding off.
+    yield_after_s: float = 15.0
+    # Anti-flapping: no yield before this long in office; a member that yielded
+    # stays out of the line this long (and until it reaches what it could not);
+    # at most yield_budget voluntary hand-overs per window, cluster-wide.
+    min_in_office_s: float = 60.0
+    hold_down_s: float = 60.0
+    yield_budget: int = 3
+    yield_budget_window_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -487,7 +532,15 @@ def _validate(config: ConnectorConfig) -> None:
         _check_url(f"ca[{ca.name}].url", ca.url)
         if ca.crl_url is not None:
             _check_url(f"ca[{ca.name}].crl_url", ca.crl_url)
-        _validate_certdb(ca)
+        if ca.kind == "openbao":
+            _validate_openbao(ca)
+        elif ca.kind == "cfssl":
+            if ca.auth_key_file is None:
+                raise ConfigError(f"ca[{ca.name}].auth_key_file", 'is required with kind = "cfssl"')
+            _validate_certdb(ca)
+            _validate_ca_tls(ca)
+        else:
+            raise ConfigError(f"ca[{ca.name}].kind", "must be 'cfssl' or 'openbao'")
     _check_key_types("loop.keypool_types", config.loop.keypool_types)
     try:
         host, port = config.metrics.host_port
@@ -530,6 +583,21 @@ def _check_key_types(setting: str, words: str) -> None:
 _RECONCILE_MODES = ("certdb", "off")
 
 
+def _validate_ca_tls(ca: CASettings) -> None:
+    """A client certificate comes with its key, and only over https://."""
+    label = f"ca[{ca.name}]"
+    if (ca.client_certificate is None) != (ca.client_key_file is None):
+        missing = "client_key_file" if ca.client_key_file is None else "client_certificate"
+        raise ConfigError(
+            f"{label}.{missing}", "client_certificate and client_key_file go together"
+        )
+    if ca.client_certificate is not None and not ca.url.startswith("https://"):
+        raise ConfigError(
+            f"{label}.url",
+            "must be https:// when client_certificate is set (mutual TLS to the CA)",
+        )
+
+
 def _validate_certdb(ca: CASettings) -> None:
     """A CFSSL CA has a certdb to reconcile against, or reconciliation is off on purpose."""
     label = f"ca[{ca.name}]"
@@ -561,6 +629,35 @@ def _validate_certdb(ca: CASettings) -> None:
         )
 
 
+_CFSSL_ONLY = ("auth_key_file", "certdb_dsn", "certdb_password_file", "certdb")
+
+
+def _validate_openbao(ca: CASettings) -> None:
+    """An OpenBao CA names its mount and AppRole files; CFSSL-only settings are refused."""
+    label = f"ca[{ca.name}]"
+    for setting in ("mount", "role_id_file", "secret_id_file"):
+        if getattr(ca, setting) is None:
+            raise ConfigError(f"{label}.{setting}", 'is required with kind = "openbao"')
+    for setting in _CFSSL_ONLY:
+        if getattr(ca, setting) is not None:
+            raise ConfigError(
+                f"{label}.{setting}",
+                'only goes with kind = "cfssl" (OpenBao is searched through its own API)',
+            )
+    if ca.reconcile != "certdb":
+        raise ConfigError(
+            f"{label}.reconcile", 'is not used with kind = "openbao" (it is always searched)'
+        )
+    if ca.crl_url is not None:
+        raise ConfigError(f"{label}.crl_url", 'is not used with kind = "openbao" (<mount>/crl)')
+    assert ca.mount is not None
+    if not ca.mount.strip("/") or " " in ca.mount:
+        raise ConfigError(f"{label}.mount", f"{ca.mount!r} is not a mount path (pki_issuing)")
+    for index, extra in enumerate(u.strip() for u in (ca.cluster_urls or "").split(",")):
+        if extra:
+            _check_url(f"{label}.cluster_urls[{index}]", extra)
+
+
 def _validate_timing(config: ConnectorConfig) -> None:
     loop, zk, service = config.loop, config.zookeeper, config.service
     rules: list[tuple[str, bool, str]] = [
@@ -578,6 +675,32 @@ def _validate_timing(config: ConnectorConfig) -> None:
         ("loop.backoff_s", 0 < loop.backoff_s <= 60, "must be in (0, 60]"),
         ("loop.breaker_threshold", loop.breaker_threshold >= 1, "must be >= 1"),
         ("loop.breaker_reset_s", loop.breaker_reset_s > 0, "must be > 0"),
+        ("loop.probe_interval_s", loop.probe_interval_s > 0, "must be > 0"),
+        ("loop.probe_timeout_s", loop.probe_timeout_s > 0, "must be > 0"),
+        ("loop.reach_refresh_s", loop.reach_refresh_s > 0, "must be > 0"),
+        ("loop.yield_after_s", loop.yield_after_s >= 0, "must be >= 0 (0: never yield)"),
+        ("loop.min_in_office_s", loop.min_in_office_s >= 0, "must be >= 0"),
+        ("loop.hold_down_s", loop.hold_down_s >= 0, "must be >= 0"),
+        ("loop.yield_budget", loop.yield_budget >= 0, "must be >= 0 (0: never yield)"),
+        ("loop.yield_budget_window_s", loop.yield_budget_window_s > 0, "must be > 0"),
+        (
+            "loop.yield_after_s",
+            loop.yield_after_s == 0
+            or loop.yield_after_s >= 2 * loop.probe_interval_s + loop.probe_timeout_s,
+            "must be 0 or >= 2 * loop.probe_interval_s + loop.probe_timeout_s (one lost "
+            "probe must never move the lease)",
+        ),
+        (
+            "loop.poll_wait_s",
+            loop.yield_after_s == 0 or loop.poll_wait_s < loop.yield_after_s,
+            "must be < loop.yield_after_s (a long-poll must end before a hand-over is due)",
+        ),
+        (
+            "loop.reach_refresh_s",
+            loop.yield_after_s == 0 or loop.reach_refresh_s <= loop.yield_after_s,
+            "must be <= loop.yield_after_s (a standby's report must be fresh when a "
+            "leader decides to hand over to it)",
+        ),
         (
             "loop.poll_wait_s",
             loop.poll_wait_s <= loop.heartbeat_interval_s,

@@ -9,7 +9,8 @@
 setting at fault instead of a traceback:
 
 * every file named exists and is readable (a directory where one is meant);
-* secret files (``zookeeper.auth_password_file``, ``ca[*].auth_key_file``, the
+* secret files (``zookeeper.auth_password_file``, ``ca[*].auth_key_file``,
+  ``ca[*].role_id_file`` and ``secret_id_file`` of an OpenBao CA, the
   identity's ``key.pem``) are not accessible by group or others (0600, or a
   systemd credential), and hold something (a CFSSL key is hex);
 * certificates parse: ``ca[*].certificate`` is signed by ``ca[*].root``, which
@@ -68,11 +69,23 @@ def file_problems(config: ConnectorConfig, *, now: dt.datetime | None = None) ->
         checks.append(("service.identity_dir", partial(_identity, service.identity_dir, now)))
     for ca in config.cas:
         label = f"ca[{ca.name}]"
-        checks.append((f"{label}.auth_key_file", partial(_hex_key, ca.auth_key_file)))
+        if ca.auth_key_file is not None:
+            checks.append((f"{label}.auth_key_file", partial(_hex_key, ca.auth_key_file)))
+        for setting in ("role_id_file", "secret_id_file"):
+            secret_file = getattr(ca, setting)
+            if secret_file is not None:
+                checks.append((f"{label}.{setting}", partial(_secret, secret_file)))
         checks.append((f"{label}.certificate", partial(_certificates, ca.certificate)))
         checks.append((f"{label}.root", partial(_chain, ca.certificate, ca.root)))
         if ca.ca_file:
             checks.append((f"{label}.ca_file", partial(_certificates, ca.ca_file)))
+        if ca.client_certificate and ca.client_key_file:
+            checks.append(
+                (
+                    f"{label}.client_key_file",
+                    partial(_pair, ca.client_certificate, ca.client_key_file, now),
+                )
+            )
         if ca.certdb and "://" not in ca.certdb:
             checks.append((f"{label}.certdb", partial(_readable, ca.certdb)))
     problems = []
@@ -147,6 +160,30 @@ def _chain(certificate: str, root: str) -> None:
         raise _FileError(f"{root} does not verify {certificate}: {exc}") from None
 
 
+def _pair(
+    cert_path: str,
+    key_path: str,
+    now: dt.datetime,
+    *,
+    remedy: str = "issue a new pair",
+    expired: str = "(issue a new one)",
+) -> None:
+    """``key_path`` is a private PEM key (0600) and ``cert_path`` its valid certificate."""
+    key_pem = _secret(key_path)
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        raise _FileError(f"{key_path}: not an unencrypted PEM private key") from None
+    cert = _certificates(cert_path)[0]
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+        raise _FileError(f"{cert_path} is not the certificate of {key_path} ({remedy})")
+    if cert.not_valid_after_utc <= now:
+        raise _FileError(
+            f"{cert_path} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC {expired}"
+        )
+
+
 def _identity(directory: str | None, now: dt.datetime) -> None:
     assert directory is not None
     where = Path(directory)
@@ -154,21 +191,13 @@ def _identity(directory: str | None, now: dt.datetime) -> None:
         raise _FileError(
             f"{directory}: no such directory; run `pfxha connector enroll --out {directory}`"
         )
-    key_path, cert_path = where / KEY_FILE, where / CERT_FILE
-    key_pem = _secret(str(key_path))
-    try:
-        key = serialization.load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError):
-        raise _FileError(f"{key_path}: not an unencrypted PEM private key") from None
-    cert = _certificates(str(cert_path))[0]
-    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
-        raise _FileError(f"{cert_path} is not the certificate of {key_path} (enroll again)")
-    if cert.not_valid_after_utc <= now:
-        raise _FileError(
-            f"{cert_path} expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC and cannot "
-            "be renewed; enroll again with a new token"
-        )
+    _pair(
+        str(where / CERT_FILE),
+        str(where / KEY_FILE),
+        now,
+        remedy="enroll again",
+        expired="and cannot be renewed; enroll again with a new token",
+    )
     if not os.access(where, os.W_OK | os.X_OK):
         raise _FileError(
             f"{directory}: not writable by this user (uid {os.geteuid()}); renewal writes "

@@ -184,6 +184,24 @@ class ConnectorMetrics:
             states=list(CIRCUIT_STATES),
             registry=registry,
         )
+        self.reachable = Gauge(
+            "pfxha_connector_reachable",
+            "1 when this member's last probe of the target (service, ca:<name>) was "
+            "answered, else 0 (every member probes; see work-aware leadership).",
+            ["target"],
+            registry=registry,
+        )
+        self.yields = Counter(
+            "pfxha_connector_yields",
+            "Voluntary hand-overs by this member as leader, by what it could not reach.",
+            ["dependency"],
+            registry=registry,
+        )
+        self.yields_refused = Counter(
+            "pfxha_connector_yields_refused",
+            "Hand-overs this leader wanted but the cluster's yield budget refused.",
+            registry=registry,
+        )
         self.reconcile_ready = Gauge(
             "pfxha_connector_reconcile_ready",
             "1 when reconciliation can search this CA (its certdb answered the last call "
@@ -328,6 +346,15 @@ class ConnectorMetrics:
             )
         self.ca_up.labels(ca=ca).set(1 if up else 0)
         self.ca_circuit_state.labels(ca=ca).state(circuit)
+
+    def set_reachable(self, target: str, ok: bool) -> None:
+        self.reachable.labels(target=target).set(1 if ok else 0)
+
+    def yielded(self, dependency: str) -> None:
+        self.yields.labels(dependency=dependency[:40]).inc()
+
+    def yield_refused(self) -> None:
+        self.yields_refused.inc()
 
     def set_reconcile_state(self, ca: str, *, ready: bool, off: bool) -> None:
         self.reconcile_ready.labels(ca=ca).set(1 if ready else 0)

@@ -51,6 +51,7 @@ __all__ = [
     "API_PREFIX",
     "BadRequest",
     "CertificateRequest",
+    "ConnectorRevokedError",
     "Intent",
     "ProfileSpec",
     "RevocationTask",
@@ -93,6 +94,10 @@ class ServiceUnavailable(ServiceError):  # noqa: N818 - the agreed contract name
 
 class BadRequest(ServiceError):  # noqa: N818 - the agreed contract name
     """Any other 4xx (400 refused input, 403 revoked, 404 unknown id, 422 schema, 428 ...)."""
+
+
+class ConnectorRevokedError(BadRequest):
+    """403 with ``connector_revoked: true``: an admin revoked this connector. Leave."""
 
 
 @dataclass(frozen=True)
@@ -201,26 +206,48 @@ class ServiceClient:
         body = self._call("GET", "/kra-certificate")
         return x509.load_pem_x509_certificate(str(body["certificate_pem"]).encode())
 
-    def register(self, name: str, epoch: int) -> None:
-        self._call("POST", "/register", {"name": name, "epoch": epoch})
+    def probe(self, *, timeout: float) -> None:
+        """An authenticated call with no side effect; :class:`ServiceUnavailable` if unreachable."""
+        self._call("GET", "/kra-certificate", timeout=timeout)
 
-    def heartbeat(self, name: str, epoch: int, health: str, details: dict[str, Any]) -> str:
+    def register(self, name: str, epoch: int, *, timeout: float | None = None) -> None:
+        self._call("POST", "/register", {"name": name, "epoch": epoch}, timeout=timeout)
+
+    def heartbeat(
+        self,
+        name: str,
+        epoch: int,
+        health: str,
+        details: dict[str, Any],
+        *,
+        timeout: float | None = None,
+    ) -> str:
         """Report health; returns the role the service shows (active | standby)."""
         body = self._call(
             "POST",
             "/heartbeat",
             {"name": name, "epoch": epoch, "health": health, "details": details},
+            timeout=timeout,
         )
         return str(body["role"])
 
     def poll_requests(
-        self, name: str, epoch: int, max_items: int, wait_s: float
+        self,
+        name: str,
+        epoch: int,
+        max_items: int,
+        wait_s: float,
+        *,
+        timeout: float | None = None,
     ) -> list[CertificateRequest]:
+        """Long-poll: the socket may take ``wait_s`` plus ``timeout`` (default: the
+        client's, plus a slack for a busy service)."""
         body = self._call(
             "POST",
             "/requests/poll",
             {"name": name, "epoch": epoch, "max_items": max_items, "wait_s": wait_s},
-            timeout=wait_s + self._timeout + _LONG_POLL_SLACK_S,
+            timeout=wait_s
+            + (timeout if timeout is not None else self._timeout + _LONG_POLL_SLACK_S),
         )
         return [_request_from_json(item) for item in body["requests"]]
 
@@ -434,6 +461,8 @@ def _decode(method: str, path: str, response: httpx.Response) -> dict[str, Any]:
         raise StaleEpochError(message, highest_epoch=highest if isinstance(highest, int) else None)
     if status >= 500:
         raise ServiceUnavailable(message, status=status)
+    if status == 403 and isinstance(body, dict) and body.get("connector_revoked") is True:
+        raise ConnectorRevokedError(message, status=status)
     raise BadRequest(message, status=status)
 
 

@@ -19,6 +19,14 @@ Observers are called from the elector's background thread. See docs/election.md
 for the ZooKeeper layout (a public contract), the timing rules and the fast path.
 """
 
+from election._acl import (
+    RevokeReport,
+    acl_problem,
+    grant_member,
+    layout_acl,
+    provision,
+    revoke_member,
+)
 from election._config import ElectionConfig
 from election._elector import Elector
 from election._errors import ConfigError, ElectionError, NotAuthorizedError, SwitchoverError
@@ -43,6 +51,7 @@ from election._status import (
     request_switchover,
     resume_cluster,
 )
+from election._yield_budget import HandOver, YieldBudget
 
 __all__ = [
     "HISTORY_LENGTH",
@@ -54,19 +63,27 @@ __all__ = [
     "ElectionObserver",
     "Elector",
     "FastPath",
+    "HandOver",
     "HistoryEntry",
     "LeaderInfo",
     "MemberInfo",
     "NotAuthorizedError",
     "PauseInfo",
+    "RevokeReport",
     "Role",
     "SwitchoverError",
     "SwitchoverRequest",
+    "YieldBudget",
+    "acl_problem",
+    "grant_member",
+    "layout_acl",
     "open_client",
     "pause_cluster",
+    "provision",
     "read_cluster_status",
     "read_history",
     "request_failover",
     "request_switchover",
     "resume_cluster",
+    "revoke_member",
 ]

@@ -26,7 +26,7 @@ from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 from kazoo.protocol.states import WatchedEvent
 
 from election._history import HISTORY_LENGTH, history_seq
-from election._model import Candidate, HistoryEntry, LeaderInfo, SwitchoverRequest
+from election._model import Candidate, HistoryEntry, LeaderInfo, MemberInfo, SwitchoverRequest
 from election._paths import ClusterPaths
 
 __all__ = ["ClusterNodes", "ClusterView"]
@@ -234,10 +234,13 @@ class ClusterNodes:
         return path
 
     def _repair_history(self) -> None:
-        """Recreate /history if someone deleted it (every take would fail without it)."""
+        """Recreate /history if someone deleted it (every take would fail without it),
+        with the cluster node's ACL: every member writes its entries there."""
+        client = self.client
         with contextlib.suppress(NodeExistsError, KazooException):
-            if self._wait(self.client.exists_async(self.paths.history)) is None:
-                self._wait(self.client.create_async(self.paths.history, b"", acl=self.acl))
+            if self._wait(client.exists_async(self.paths.history)) is None:
+                shared = self._wait(client.get_acls_async(self.paths.base))[0]
+                self._wait(client.create_async(self.paths.history, b"", acl=shared))
 
     def trim_history(self, path: str, keep: int = HISTORY_LENGTH) -> None:
         """Delete the entries older than the last ``keep`` without waiting (fire and forget:
@@ -290,6 +293,28 @@ class ClusterNodes:
         except (NoNodeError, KazooException):
             return False
         return True
+
+    def leave(self, my_node: str) -> bool:
+        """Delete our election node (we keep our member node and session)."""
+        try:
+            self._wait(self.client.delete_async(self.paths.candidate(my_node)))
+        except NoNodeError:
+            return True
+        except KazooException:
+            return False
+        return True
+
+    def members(self) -> tuple[MemberInfo, ...]:
+        """Every member node, read in one pipelined round trip after the listing."""
+        client = self.client
+        names = sorted(self._wait(client.get_children_async(self.paths.members)))
+        pending = [(name, client.get_async(self.paths.member(name))) for name in names]
+        found: list[MemberInfo] = []
+        for name, result in pending:
+            with contextlib.suppress(NoNodeError):
+                raw, _ = self._wait(result)
+                found.append(MemberInfo.parse(name, raw))
+        return tuple(found)
 
     def delete_leader(self, version: int) -> None:
         with contextlib.suppress(NoNodeError, KazooException):

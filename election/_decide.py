@@ -37,6 +37,7 @@ class Action(enum.StrEnum):
     DROP_SWITCHOVER = "drop_switchover"  # a switchover request that cannot be honoured
     CLEAR_DEAD = "clear_dead"  # fast path: remove a crashed leader's nodes
     CLEAR_FORGED = "clear_forged"  # remove a persistent /leader no member could have made
+    LEAVE = "leave"  # withdraw our election node: we should not lead now (see withheld)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ class Snapshot:
     leader_persistent: bool = False
     # /pause exists (`pfxha pause`): automatic failover is off, the leader keeps leading.
     paused: bool = False
+    # Why this member keeps out of the line for now (e.g. it cannot reach the
+    # service while another member can); None: it competes as configured.
+    withheld: str | None = None
 
 
 def successor(line: tuple[Candidate, ...], request: SwitchoverRequest | None) -> Candidate | None:
@@ -103,7 +107,9 @@ def decide(s: Snapshot) -> Decision:
         if s.my_node is not None and s.eligible:
             return Decision(Action.RESUME, "reconnected with the lease still held")
         return Decision(Action.STEP_DOWN, "stale /leader of ours without an election node")
-    if s.eligible and s.my_node is None and not s.holdoff:
+    if s.withheld is not None and s.my_node is not None:
+        return Decision(Action.LEAVE, f"withdrawn from the line: {s.withheld}")
+    if s.eligible and s.my_node is None and not s.holdoff and s.withheld is None:
         return Decision(Action.JOIN, "not in the election line")
     if s.paused:
         # Maintenance: whatever happened to the leader, nobody but it acts until resumed.
@@ -132,6 +138,8 @@ def decide(s: Snapshot) -> Decision:
                 )
         return Decision(Action.WAIT, f"{s.leader.name} leads (epoch {s.leader.epoch})")
     if s.my_node is None:
+        if s.withheld is not None:
+            return Decision(Action.WAIT, f"out of the line: {s.withheld}")
         return Decision(
             Action.WAIT,
             "released the lease, waiting for a successor"

@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -56,6 +56,10 @@ from election._model import (
     utc_now_iso,
 )
 from election._paths import ClusterPaths
+from election._status import read_cluster_status, request_switchover
+from election._yield_budget import HandOver, YieldBudget
+from election._yield_budget import claim as claim_yield
+from election._yield_budget import withdraw as withdraw_yield
 from election._zk import client_for, cluster_acl, ensure_layout
 
 __all__ = ["Elector"]
@@ -107,6 +111,11 @@ class Elector:
         self._pause_reported: str | None = None
         self._leader_deleted = False
         self._released = threading.Event()
+        # What we reach, as our member node says it (see publish_reach).
+        self._reach: dict[str, str] = {}
+        self._reach_seq = 0
+        self._reach_written_at = -float("inf")
+        self._withheld: str | None = None
         self._started_at = utc_now_iso()
         self.transitions = 0
 
@@ -189,6 +198,90 @@ class Elector:
         self._thread = threading.Thread(target=self._run, name=f"pfxha-elector-{self.name}")
         self._thread.daemon = True
         self._thread.start()
+
+    def publish_reach(self, report: Mapping[str, str], refresh_s: float) -> bool:
+        """Say in our member node what we reach: on change, and at least every ``refresh_s``.
+
+        Every write bumps ``reach_seq``, from which readers judge freshness on their
+        own clock. Returns True when a write was sent (one per refresh per member).
+        """
+        now = self._clock()
+        with self._lock:
+            changed = dict(report) != self._reach
+            if not changed and now - self._reach_written_at < refresh_s:
+                return False
+            self._reach = dict(report)
+            self._reach_seq += 1
+            self._reach_written_at = now
+        self._write_member()
+        return True
+
+    def members(self) -> tuple[MemberInfo, ...]:
+        """Every member's node as ZooKeeper has it now (one listing, one pipelined read)."""
+        nodes = self._nodes
+        if nodes is None:
+            return ()
+        return nodes.members()
+
+    def withhold(self, reason: str | None) -> None:
+        """Keep out of the election line while ``reason`` holds (None: compete again).
+
+        A standby that cannot reach what a leader needs, while another member can,
+        should not be the one to take the lease. A leader is not affected (it hands
+        over by :meth:`hand_over`).
+        """
+        with self._lock:
+            if reason == self._withheld:
+                return
+            self._withheld = reason
+        self._wake.set()
+
+    def line(self) -> tuple[str, ...]:
+        """Members in the election line at our last look (no ZooKeeper call)."""
+        last = self._last_snapshot
+        return tuple(c.name for c in last[1].line) if last is not None else ()
+
+    def hand_over(self, to: str, reason: str, budget: YieldBudget) -> HandOver:
+        """Hand the lease to ``to`` through the switchover path, within the cluster's budget.
+
+        Refused when we do not lead, when ``to`` is not in the election line, or
+        when the yield budget of the window is spent (members then stop yielding).
+        The budget is charged only for a hand-over that was requested.
+        """
+        client = self._client
+        if self._role is not Role.LEADER or client is None:
+            return HandOver(False, "not the leader")
+        try:
+            line = read_cluster_status(client, self.config.cluster).line
+            if not any(c.name == to for c in line):
+                return HandOver(False, f"{to} is not in the election line")
+            claimed, used = claim_yield(
+                client, self.paths, budget, self._acl, who=self.name, why=reason
+            )
+            if claimed is None:
+                return HandOver(
+                    False,
+                    f"yield budget spent: {used} voluntary hand-overs in the last "
+                    f"{budget.window_s:.0f}s (limit {budget.limit})",
+                    budget_spent=True,
+                )
+            try:
+                request_switchover(
+                    client, self.config.cluster, to, auth_digest=self.config.auth_digest
+                )
+            except ElectionError as exc:
+                withdraw_yield(client, claimed)
+                return HandOver(False, f"switchover to {to} not requested: {exc}")
+        except _TRANSIENT as exc:
+            return HandOver(False, f"ZooKeeper did not answer: {exc!r}")
+        log.warning(
+            "[5032] %s hands the lease to %s: %s",
+            self.name,
+            to,
+            reason,
+            extra={"event_id": 5032, "to": to, "reason": reason},
+        )
+        return HandOver(True, f"switchover to {to} requested")
 
     def release(self, reason: str = "released", timeout: float = 5.0) -> bool:
         """Give up the lease now and rejoin as a standby; False if we were not leading."""
@@ -330,6 +423,7 @@ class Elector:
         with self._lock:
             dead = self._dead_leader
             release = self._release_reason
+            withheld = self._withheld
         snapshot = Snapshot(
             me=self.name,
             eligible=not self.config.nofailover,
@@ -346,6 +440,7 @@ class Elector:
             leader_garbled=view.leader_garbled,
             leader_persistent=view.leader_persistent,
             paused=view.paused,
+            withheld=withheld,
         )
         self._last_snapshot = (session_id, snapshot, view.leader_version)
         decision = decide(snapshot)
@@ -452,6 +547,16 @@ class Elector:
             nodes.drop_switchover(s.switchover)
         elif action is Action.CLEAR_DEAD:
             self._clear_dead(nodes, s, decision.reason, leader_version)
+        elif action is Action.LEAVE:
+            assert s.my_node is not None
+            if nodes.leave(s.my_node):
+                self._my_node = None
+                log.info(
+                    "[5012] %s left the election line: %s",
+                    self.name,
+                    decision.reason,
+                    extra={"event_id": 5012},
+                )
         elif action is Action.CLEAR_FORGED:
             if nodes.delete_forged_leader(leader_version):
                 log.error(
@@ -666,6 +771,8 @@ class Elector:
             fast_path=fast_path.value,
             fast_path_reason=fast_path_reason,
             config_digest=self.config.config_digest,
+            reach=dict(self._reach),
+            reach_seq=self._reach_seq,
         )
 
     def _register(self) -> None:

@@ -139,6 +139,11 @@ class MemberInfo:
     fast_path_reason: str = ""
     # Digest of the member's effective configuration ("" from members that predate it).
     config_digest: str = ""
+    # What the member reaches ({"service": "ok", "ca:primary": "failed"}), and a
+    # number it bumps at least every refresh interval: readers judge freshness by
+    # when they saw it change, on their own clock. Empty/0 from older members.
+    reach: dict[str, str] = field(default_factory=dict)
+    reach_seq: int = 0
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -148,6 +153,14 @@ class MemberInfo:
         data = _loads(raw)
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         known["name"] = name
+        reach = known.get("reach")
+        known["reach"] = (
+            {str(k): str(v) for k, v in reach.items() if isinstance(v, str)}
+            if isinstance(reach, dict)
+            else {}
+        )
+        if not isinstance(known.get("reach_seq", 0), int):
+            known["reach_seq"] = 0
         try:
             return cls(**known)
         except TypeError:

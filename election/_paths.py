@@ -52,3 +52,8 @@ class ClusterPaths:
 
     def history_entry(self, node: str) -> str:
         return f"{self.history}/{node}"
+
+    @property
+    def yields(self) -> str:
+        """One sequential node per voluntary hand-over (the cluster-wide yield budget)."""
+        return f"{self.base}/yields"

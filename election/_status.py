@@ -183,16 +183,12 @@ def request_failover(
     return status, plan
 
 
-def pause_cluster(
-    client: KazooClient,
-    cluster: str,
-    reason: str = "",
-    *,
-    auth_digest: tuple[str, str] | None = None,
-) -> PauseInfo | None:
+def pause_cluster(client: KazooClient, cluster: str, reason: str = "") -> PauseInfo | None:
     """Create ``/pause``: the leader leads on, nobody takes over until :func:`resume_cluster`.
 
-    Returns the pause already in place (left as it is), or None if this call paused.
+    ``/pause`` carries the cluster node's ACL (with per-member identities it lists
+    every member, so any of them, or the admin, can resume). Returns the pause
+    already in place (left as it is), or None if this call paused.
     """
     paths = ClusterPaths(cluster)
     if client.exists(paths.base) is None:
@@ -200,7 +196,7 @@ def pause_cluster(
     with _authorized(paths, "the pause"):
         try:
             info = PauseInfo(paused_at=utc_now_iso(), reason=reason)
-            client.create(paths.pause, info.to_json(), acl=cluster_acl(auth_digest))
+            client.create(paths.pause, info.to_json(), acl=client.get_acls(paths.base)[0])
         except NodeExistsError:
             with contextlib.suppress(NoNodeError):
                 return PauseInfo.parse(client.get(paths.pause)[0])

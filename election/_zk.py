@@ -4,10 +4,15 @@
     acl = cluster_acl(cfg.auth_digest)             # connector identities write, world reads
     ensure_layout(client, ClusterPaths("lab"), acl)
 
-With credentials every node under ``/pfxha/<cluster>`` gets the ACL
-``digest:<user>:<hash>`` (all permissions) plus ``world:anyone`` (read only):
-an unauthenticated client can read and watch but gets NoAuth on create/delete.
-Without credentials the nodes are open (OPEN_ACL_UNSAFE) and a warning is logged.
+With credentials every node a connector creates gets the ACL
+``digest:<user>:<hash>`` (READ|WRITE|CREATE|DELETE, never ADMIN) plus
+``world:anyone`` (read only): an unauthenticated client can read and watch but
+gets NoAuth on create/delete. With one identity per connector the operator
+provisions the layout listing every member (:mod:`election._acl`); a
+connector that finds an existing layout node whose ACL is not the expected one
+(world may write, another scheme, its own identity missing or with ADMIN)
+refuses to start, naming the path. Without credentials the nodes are open
+(OPEN_ACL_UNSAFE) and a warning is logged.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ from typing import Any
 from kazoo.client import KazooClient
 from kazoo.exceptions import ConnectionLoss, NoAuthError, NodeExistsError, OperationTimeoutError
 from kazoo.retry import KazooRetry
-from kazoo.security import OPEN_ACL_UNSAFE, make_acl, make_digest_acl
+from kazoo.security import OPEN_ACL_UNSAFE, make_acl
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from election._acl import acl_problem, layout_paths, member_acl
 from election._config import ElectionConfig
 from election._errors import NotAuthorizedError
 from election._paths import ClusterPaths
@@ -44,7 +50,7 @@ def cluster_acl(auth_digest: tuple[str, str] | None) -> list[Any]:
     if auth_digest is None:
         return list(OPEN_ACL_UNSAFE)
     user, password = auth_digest
-    return [make_digest_acl(user, password, all=True), make_acl("world", "anyone", read=True)]
+    return [member_acl(user, password), make_acl("world", "anyone", read=True)]
 
 
 def make_client(
@@ -81,8 +87,12 @@ def client_for(cfg: ElectionConfig) -> KazooClient:
 
 @transient_zk_retry
 def ensure_layout(client: KazooClient, paths: ClusterPaths, acl: Sequence[Any]) -> None:
-    """Create the persistent nodes (``members``, ``election``, ``history``, ``epoch`` = 0)
-    if missing."""
+    """Create the persistent nodes (``members``, ``election``, ``history``, ``epoch`` = 0,
+    ``yields``) if missing.
+
+    An existing node whose ACL is not what ``acl``'s identity expects raises
+    :class:`NotAuthorizedError` naming the path (:func:`election._acl.acl_problem`).
+    """
     # The shared root lets any client add a cluster; each cluster's own nodes are fenced.
     root_acl = (
         list(OPEN_ACL_UNSAFE)
@@ -90,13 +100,29 @@ def ensure_layout(client: KazooClient, paths: ClusterPaths, acl: Sequence[Any]) 
         else [*acl, make_acl("world", "anyone", read=True, create=True)]
     )
     try:
-        for path in (paths.root, paths.base, paths.members, paths.election, paths.history):
+        for path in (paths.root, paths.base, paths.members, paths.election):
             if client.exists(path) is None:
                 with contextlib.suppress(NodeExistsError):
                     client.create(path, b"", acl=root_acl if path == paths.root else list(acl))
         if client.exists(paths.epoch) is None:
             with contextlib.suppress(NodeExistsError):
                 client.create(paths.epoch, b"0", acl=list(acl))
+        for shared in (paths.yields, paths.history):
+            if client.exists(shared) is None:
+                # Clusters laid out before the yield budget or the history: shared like
+                # the cluster node (every member writes under them).
+                with contextlib.suppress(NodeExistsError):
+                    client.create(shared, b"", acl=client.get_acls(paths.base)[0])
+        own_user = next((e.id.id.split(":")[0] for e in acl if e.id.scheme == "digest"), None)
+        for path in layout_paths(paths):
+            problem = acl_problem(client.get_acls(path)[0], own_user)
+            if problem is not None:
+                raise NotAuthorizedError(
+                    f"ZooKeeper node {path} has an ACL this connector does not accept: "
+                    f"{problem}. Someone else created or changed it; have the operator "
+                    "set the cluster's ACL (pfxha members provision) or use another "
+                    "cluster name"
+                )
     except NoAuthError as exc:
         raise NotAuthorizedError(
             f"ZooKeeper refused to create the layout under {paths.base}: NoAuth "

@@ -9,10 +9,13 @@ p99 of 20 samples sits between the two largest rather than being the maximum.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
-__all__ = ["percentile", "summarize"]
+__all__ = ["percentile", "summarize", "write_result"]
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
@@ -51,3 +54,10 @@ def summarize(samples: Sequence[float], digits: int = 4) -> dict[str, float | in
         "min": round(min(samples), digits),
         "mean": round(sum(samples) / len(samples), digits),
     }
+
+
+def write_result(path: Path, result: Mapping[str, Any]) -> Path:
+    """Write a benchmark's JSON (indented, newline-terminated), making the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path

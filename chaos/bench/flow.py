@@ -35,7 +35,6 @@ Two layouts (``layout`` in the JSON):
 from __future__ import annotations
 
 import concurrent.futures as cf
-import json
 import logging
 import os
 import shutil
@@ -53,10 +52,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chaos.bench._cpu import CpuMeter, pin_process
 from chaos.bench._plot import cpu_budget_plot
-from chaos.bench._stats import summarize
+from chaos.bench._stats import summarize, write_result
 from chaos.bench._tenant import Device, Tenant, checkin
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.connector import ConnectorFleet
+from chaos.launch.link_server import LinkServer
+from chaos.launch.links import WAN_JITTER_OPTION, WAN_RTT_OPTION, check_wan, wan
 from chaos.launch.service import ServiceProcess
 from chaos.launch.zookeeper import ZooKeeperEnsemble
 from connector.pki import KeyType, generate_key
@@ -300,6 +301,8 @@ def run_flow_bench(
     isolate: bool = False,
     run_dir: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    wan_rtt: float | None = None,
+    wan_jitter: float = 0.0,
 ) -> dict[str, Any]:
     """One run; ``isolate`` gives the leader half the CPUs and everything else the rest.
 
@@ -325,11 +328,21 @@ def run_flow_bench(
     lab = CfsslLab(base / "cfssl")
     service = ServiceProcess(base / "service", extra_args=["--renewal-interval", "0"])
     fleet: ConnectorFleet | None = None
+    links: LinkServer | None = None
     try:
         progress("starting ZooKeeper x3, CFSSL, the service")
         zk.start()
         lab.start()
         service.start()
+        names = [f"c{i}" for i in range(1, connectors + 1)]
+        if wan_rtt is not None:
+            # Each connector reaches the service through its own link with the WAN's
+            # latency; one more link without faults measures what a proxy hop costs.
+            progress(f"service links with a {wan_rtt:g} s round trip (± {wan_jitter:g} s)")
+            links = LinkServer([*names, _PROBE], {"service": service.url})
+            links.start()
+            for name in names:
+                links.proxy(name, "service").set(wan(wan_rtt, wan_jitter))
         fleet = ConnectorFleet(
             base / "connectors",
             count=connectors,
@@ -345,6 +358,7 @@ def run_flow_bench(
                 "poll_wait_s": 1.0,
                 "keypool_size": keypool,
             },
+            endpoints={n: links.endpoints(n) for n in names} if links is not None else None,
         )
         progress(f"starting {connectors} connectors")
         fleet.start()
@@ -367,6 +381,8 @@ def run_flow_bench(
         with httpx.Client(base_url=service.url, timeout=30.0) as admin:
             # Let the key pools fill and the servers settle before measuring.
             time.sleep(2.0)
+            hop = _proxy_hop(service.url, links) if links is not None else None
+            links_cpu_before = links.cpu_s() if links is not None else 0.0
             # Keygen windows and saturation rounds alternate (K S K S ... K), so
             # both see the same background load on a shared machine.
             keygen_rates: list[float] = []
@@ -393,6 +409,7 @@ def run_flow_bench(
                 cpu_after, keys_after = _leader_keygen(fleet, leader, key_type)
                 leader_keygen_cpu += cpu_after - cpu_before
                 leader_keys += keys_after - keys_before
+            links_cpu = (links.cpu_s() - links_cpu_before) if links is not None else 0.0
             progress(f"raw {key_type} keygen again")
             keygen_rates.append(measure_keygen(key_type, keygen_seconds, cores, keygen_cpus))
             keygen = sum(keygen_rates) / len(keygen_rates)
@@ -476,6 +493,22 @@ def run_flow_bench(
             "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
             "saturation": saturation,
             "half_load": paced,
+            # The service across a WAN (--wan-rtt): the latency put on each connector's
+            # service link, and what the proxies themselves cost, so it is not hidden.
+            "wan": (
+                {
+                    "rtt_s": wan_rtt,
+                    "jitter_s": wan_jitter,
+                    "proxy_hop_ms": hop,
+                    "proxy_cpu_ms_per_request": (
+                        round(1000 * links_cpu / saturation["delivered"], 3)
+                        if saturation["delivered"]
+                        else None
+                    ),
+                }
+                if wan_rtt is not None
+                else None
+            ),
             "notes": (
                 "throughput: requests queued at once until the last PFX opened on its device; "
                 "latency_s: per request at half the keygen rate, creation to PFX on device"
@@ -484,6 +517,8 @@ def run_flow_bench(
     finally:
         if fleet is not None:
             fleet.stop(grace=5)
+        if links is not None:
+            links.stop()
         service.stop(grace=5)
         if own_dir:
             lab.destroy()  # its certdb server's files too
@@ -494,6 +529,26 @@ def run_flow_bench(
             os.sched_setaffinity(0, original_cpus)
         if own_dir:
             shutil.rmtree(base, ignore_errors=True)
+
+
+_PROBE = "overhead-probe"
+
+
+def _proxy_hop(url: str, links: LinkServer, samples: int = 50) -> dict[str, float]:
+    """Median ``GET /healthz`` round trip direct and through a fault-free link, in ms."""
+
+    def median_ms(base: str) -> float:
+        with httpx.Client(base_url=base, timeout=10.0) as client:
+            client.get("/healthz")  # connect outside the samples
+            times = []
+            for _ in range(samples):
+                start = time.perf_counter()
+                client.get("/healthz")
+                times.append(time.perf_counter() - start)
+        return round(1000 * sorted(times)[len(times) // 2], 3)
+
+    direct, proxied = median_ms(url), median_ms(links.url(_PROBE, "service"))
+    return {"direct": direct, "proxied": proxied, "added": round(proxied - direct, 3)}
 
 
 @click.command("flow")
@@ -533,6 +588,8 @@ def run_flow_bench(
     default=None,
     help="PNG: where one request's CPU went, against the 80 % budget.",
 )
+@WAN_RTT_OPTION
+@WAN_JITTER_OPTION
 def command(
     connectors: int,
     devices: int,
@@ -546,9 +603,12 @@ def command(
     run_dir: Path | None,
     json_path: Path | None,
     plot_path: Path | None,
+    wan_rtt: float | None,
+    wan_jitter: float,
 ) -> None:
     """End-to-end throughput and latency of the PFX flow, beside the raw keygen rate."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    check_wan(wan_rtt, wan_jitter)
     if connectors < 1 or devices < 1 or rounds < 1:
         raise click.BadParameter("--connectors, --devices and --rounds must be >= 1")
     if keypool < 0:
@@ -577,6 +637,8 @@ def command(
         isolate=isolate,
         run_dir=run_dir,
         progress=lambda text: click.echo(f"... {text}", err=True),
+        wan_rtt=wan_rtt,
+        wan_jitter=wan_jitter,
     )
     half = result["half_load"]
     where = "cores, leader isolated" if result["isolated"] else "cores"
@@ -602,9 +664,15 @@ def command(
             f"the leader's own keys cost it {saturation['leader_keygen_ms']} ms each; beyond "
             f"its keys it spent {saturation.get('leader_beyond_keygen_ms')} ms per request"
         )
+    if result["wan"] is not None:
+        hop = result["wan"]["proxy_hop_ms"]
+        click.echo(
+            f"service across a WAN: {result['wan']['rtt_s']} s round trip "
+            f"(± {result['wan']['jitter_s']} s); the proxy itself adds {hop['added']} ms per "
+            f"round trip (GET /healthz median {hop['proxied']} ms through it, {hop['direct']} ms "
+            f"direct) and {result['wan']['proxy_cpu_ms_per_request']} CPU ms per request"
+        )
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2) + "\n")
-        click.echo(f"wrote {json_path}")
+        click.echo(f"wrote {write_result(json_path, result)}")
     if plot_path is not None:
         click.echo(f"wrote {cpu_budget_plot(result, plot_path)}")

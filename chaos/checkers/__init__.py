@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from chaos.checkers.agreement import check_ca_agreement
 from chaos.checkers.certificates import attribute_certificates, check_duplicates, count_duplicates
 from chaos.checkers.epochs import check_single_active, check_stale_epochs
 from chaos.checkers.model import (
@@ -28,6 +29,7 @@ from chaos.checkers.model import (
 from chaos.checkers.pfx import check_pfx_history, verify_chain, verify_delivered_pfx
 from chaos.checkers.requests import RequestCounts, check_lost_requests, count_requests
 from chaos.checkers.revocations import check_revocations
+from chaos.checkers.user_scope import check_user_scope, count_user_scope
 from chaos.history import Event
 
 __all__ = [
@@ -41,14 +43,17 @@ __all__ = [
     "Snapshot",
     "attribute_certificates",
     "check_all",
+    "check_ca_agreement",
     "check_duplicates",
     "check_lost_requests",
     "check_pfx_history",
     "check_revocations",
     "check_single_active",
     "check_stale_epochs",
+    "check_user_scope",
     "count_duplicates",
     "count_requests",
+    "count_user_scope",
     "verify_chain",
     "verify_delivered_pfx",
 ]
@@ -63,5 +68,7 @@ def check_all(events: Iterable[Event], snapshot: Snapshot) -> list[str]:
         *check_lost_requests(history, snapshot.requests),
         *check_duplicates(snapshot),
         *check_revocations(snapshot),
+        *check_ca_agreement(snapshot),
         *check_pfx_history(history),
+        *check_user_scope(snapshot),
     ]

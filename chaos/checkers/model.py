@@ -20,6 +20,9 @@ __all__ = [
     "RequestRecord",
     "Revocation",
     "Snapshot",
+    "UserCertificate",
+    "UserCopy",
+    "UserScopeState",
 ]
 
 
@@ -93,6 +96,41 @@ class AcceptedAction:
 
 
 @dataclass(frozen=True)
+class UserCertificate:
+    """A user-scoped request the service accepted a certificate for."""
+
+    request: str
+    user: str
+    profile: str
+    serial: str
+    issuer: str
+    escrow: str  # current | history | withdrawn
+    revoked: bool  # the service queued its revocation
+    kind: str = "new"  # new | rollover | renewal
+    replaces: str | None = None
+    state: str = "issued"
+
+
+@dataclass(frozen=True)
+class UserCopy:
+    """One device's copy of a user-scoped certificate."""
+
+    device: str
+    request: str
+    usage: str  # current | decrypt-only
+    state: str  # ready | delivered | installed | failed | withdrawn
+    device_delete: str | None = None  # pending | done
+
+
+@dataclass(frozen=True)
+class UserScopeState:
+    certificates: tuple[UserCertificate, ...] = ()
+    copies: tuple[UserCopy, ...] = ()
+    devices: dict[str, str] = field(default_factory=dict)  # active device -> its user
+    targeted: frozenset[tuple[str, str]] = frozenset()  # (user, profile) a profile targets now
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything the checkers need from outside the history."""
 
@@ -103,3 +141,4 @@ class Snapshot:
     revocations: tuple[Revocation, ...] = ()
     crls: dict[str, frozenset[str]] = field(default_factory=dict)
     accepted: tuple[AcceptedAction, ...] = ()
+    users: UserScopeState = field(default_factory=lambda: UserScopeState())

@@ -25,7 +25,10 @@ __all__ = [
 DELIVERED_STATES = frozenset({"delivered", "installed"})
 # Final states that are not deliveries but are not losses either: the admin
 # withdrew the request (device deleted, assignment removed) before delivery.
-WITHDRAWN_STATES = frozenset({"cancelled", "canceled", "revoked", "withdrawn", "superseded"})
+# "escrowed": a user-scoped certificate held for the user's next device.
+WITHDRAWN_STATES = frozenset(
+    {"cancelled", "canceled", "revoked", "withdrawn", "superseded", "escrowed"}
+)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,12 @@ from chaos.checkers.model import (
     RequestRecord,
     Revocation,
     Snapshot,
+    UserCertificate,
+    UserCopy,
+    UserScopeState,
 )
+from chaos.checkers.user_scope import count_user_scope
+from chaos.service.user_certs import targeted_users
 from connector.ca import CertDB, open_certdb
 
 __all__ = ["IssuedRow", "ServiceDb", "ca_certificates", "fetch_crl", "parse_time", "read_snapshot"]
@@ -82,10 +87,17 @@ class ServiceDb:
 
     def requests(self) -> list[RequestRecord]:
         out = []
+        active_users = {
+            r["user_id"] for r in self.rows("SELECT user_id FROM devices WHERE state = 'active'")
+        }
         for r in self.rows("SELECT * FROM requests ORDER BY seq"):
             state = str(r["state"])
             if r["cancelled"] and state not in ("delivered", "installed", "failed"):
                 state = "cancelled"
+            elif r["scope"] == "user" and state == "issued" and r["user_id"] not in active_users:
+                # A user-scoped certificate whose user has no active device right now
+                # waits in escrow for the next one: held, not lost.
+                state = "escrowed"
             out.append(RequestRecord(r["id"], r["device_id"], r["profile_id"], state, r["reason"]))
         return out
 
@@ -171,6 +183,63 @@ class ServiceDb:
             for r in self.rows("SELECT * FROM connectors")
         }
 
+    def user_scope(self) -> UserScopeState:
+        """User-scoped certificates, each device's copies, active devices, targeted users."""
+        with self._conn() as conn:
+            certificates = tuple(
+                UserCertificate(
+                    request=r["id"],
+                    user=r["user_id"],
+                    profile=r["profile_id"],
+                    serial=str(r["serial"]),
+                    issuer=str(r["ca_name"]),
+                    escrow=str(r["escrow"]),
+                    revoked=r["revocation"] is not None,
+                    kind=r["kind"],
+                    replaces=r["replaces"],
+                    state=r["state"],
+                )
+                for r in conn.execute(
+                    "SELECT * FROM requests WHERE scope = 'user' AND serial IS NOT NULL "
+                    "ORDER BY seq"
+                )
+            )
+            copies = tuple(
+                UserCopy(
+                    r["device_id"], r["request_id"], r["usage"], r["state"], r["device_delete"]
+                )
+                for r in conn.execute("SELECT * FROM user_copies ORDER BY seq")
+            )
+            devices = {
+                r["id"]: r["user_id"]
+                for r in conn.execute("SELECT id, user_id FROM devices WHERE state = 'active'")
+            }
+            targeted = frozenset(targeted_users(conn))
+        return UserScopeState(certificates, copies, devices, targeted)
+
+    def devices_due_user_copies(self) -> set[str]:
+        """Devices the service has a user-scoped copy for (one not yet collected or made,
+        a history key to re-deliver as decrypt-only) or a copy to delete."""
+        rows = self.rows(
+            "SELECT DISTINCT d.id FROM devices d JOIN requests r ON r.user_id = d.user_id "
+            "WHERE d.state = 'active' AND r.scope = 'user' AND r.serial IS NOT NULL "
+            "AND ((r.escrow = 'current' AND r.cancelled IS NULL AND r.revocation IS NULL "
+            "AND r.state IN ('issued', 'delivered', 'installed')) OR r.escrow = 'history') "
+            "AND NOT EXISTS (SELECT 1 FROM user_copies c WHERE c.request_id = r.id "
+            "AND c.device_id = d.id AND (c.state IN ('installed', 'failed', 'withdrawn') "
+            "OR c.device_delete IS NOT NULL)) "
+            "UNION SELECT device_id FROM user_copies WHERE device_delete = 'pending'"
+        )
+        return {str(r[0]) for r in rows}
+
+    def certificates_exercised(self) -> dict[str, dict[str, int]]:
+        """The drill contract's ``certificates``: device- and user-scoped, what was delivered."""
+        (row,) = self.rows(
+            "SELECT COUNT(*) AS n FROM requests WHERE scope = 'device' "
+            "AND state IN ('delivered', 'installed')"
+        )
+        return {"device": {"delivered": int(row["n"])}, "user": count_user_scope(self.user_scope())}
+
     def stale_rejections(self) -> int:
         return int(self.rows("SELECT COUNT(*) AS n FROM stale_rejections")[0]["n"])
 
@@ -240,4 +309,5 @@ def read_snapshot(
         revocations=tuple(db.revocations()),
         crls=crls,
         accepted=tuple(db.accepted_actions()),
+        users=db.user_scope(),
     )

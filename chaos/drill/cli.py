@@ -29,12 +29,13 @@ from chaos.drill.observer import Observer
 from chaos.drill.preflight import paused_refusal
 from chaos.drill.report import plot_timeline, write_report
 from chaos.drill.result import ScenarioResult, percentile, write_contract, write_rounds
-from chaos.drill.scenarios import ALL, ALL_HOSTS, parse_scenarios
+from chaos.drill.scenarios import ALL, ALL_HOSTS, BLIP_S, parse_scenarios, with_blip
 from chaos.history import History
 from chaos.lab.cli import HOSTS_OPTION, SINGLE_HOST_LIMITS
 from chaos.lab.lab import Lab
 from chaos.lab.seed import WORKLOAD_GROUP
 from chaos.launch._process import LaunchError
+from chaos.launch.links import WAN_JITTER_OPTION, WAN_RTT_OPTION, check_wan
 from chaos.launch.netns import netns_unavailable
 from chaos.nemesis import partition_unavailable
 from chaos.workload import Workload
@@ -52,7 +53,7 @@ class _LabDidNotStart(click.ClickException):
 def summary_table(results: list[ScenarioResult], title: str = "pfxha drill") -> Table:
     table = Table(title=title)
     for column in ("scenario", "rounds", "failover p50 s", "p99 s", "max s", "requests",
-                   "lost", "dup", "stale 409", "violations"):  # fmt: skip
+                   "lost", "dup", "stale 409", "leader chg", "violations"):  # fmt: skip
         table.add_column(column, justify="left" if column == "scenario" else "right")
     for r in results:
         values = r.failovers
@@ -67,6 +68,7 @@ def summary_table(results: list[ScenarioResult], title: str = "pfxha drill") -> 
             str(r.lost),
             str(r.duplicates),
             str(r.stale_epoch_rejected),
+            str(r.leader_changes),
             Text(str(bad), style="bold red" if bad else "green"),
         )
     return table
@@ -100,7 +102,8 @@ def _live_view(progress: Progress) -> Group:
     default="connector-down,ca-down,both-down",
     show_default=True,
     help=f"Comma-separated scenarios, or 'all' ({', '.join(ALL)}; "
-    f"with --hosts also {', '.join(n for n in ALL_HOSTS if n not in ALL)}).",
+    f"with --hosts also {', '.join(n for n in ALL_HOSTS if n not in ALL)}, "
+    "without the link cuts).",
 )
 @click.option("--rounds", type=click.IntRange(1, 1000), default=5, show_default=True)
 @click.option("--connectors", type=click.IntRange(2, 9), default=3, show_default=True)
@@ -114,6 +117,22 @@ def _live_view(progress: Progress) -> Group:
 @click.option("--enroll-rate", type=float, default=3.0, show_default=True, help="Devices/s.")
 @click.option("--revoke-every", type=float, default=3.0, show_default=True, help="Seconds.")
 @click.option("--hold", type=float, default=None, help="Override how long blocking faults last.")
+@click.option(
+    "--blip",
+    "blip_s",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=BLIP_S,
+    show_default=True,
+    help="How long cut-blip cuts the leader from the service (keep it under the yield threshold).",
+)
+@click.option(
+    "--links/--no-links",
+    default=None,
+    help="Each connector reaches the service and each CA through its own fault proxy "
+    "(single-host only). Default: on when a scenario cuts links.",
+)
+@WAN_RTT_OPTION
+@WAN_JITTER_OPTION
 @HOSTS_OPTION
 def drill(
     scenario_text: str,
@@ -125,6 +144,10 @@ def drill(
     enroll_rate: float,
     revoke_every: float,
     hold: float | None,
+    blip_s: float,
+    links: bool | None,
+    wan_rtt: float | None,
+    wan_jitter: float,
     hosts: bool,
 ) -> None:
     """Run disaster-recovery drills against a fresh lab and check every invariant."""
@@ -137,6 +160,17 @@ def drill(
     partitioned = any(s.name == "partition" for s in scenarios)
     if partitioned and not hosts and (why := partition_unavailable()):
         raise click.UsageError(f"scenario partition: {why}")
+    scenarios = [with_blip(s, blip_s) for s in scenarios]
+    needs_links = [s.name for s in scenarios if s.needs_links]
+    if links is None:
+        links = bool(needs_links) or wan_rtt is not None
+    if needs_links and not links:
+        raise click.UsageError(f"{', '.join(needs_links)} cut(s) links: drop --no-links")
+    if wan_rtt is not None and not links:
+        raise click.UsageError("--wan-rtt runs on the links: drop --no-links")
+    check_wan(wan_rtt, wan_jitter)
+    if links and hosts:
+        raise click.UsageError("--links and --wan-rtt need the single-host topology: drop --hosts")
     if hold is not None:
         from dataclasses import replace
 
@@ -160,6 +194,9 @@ def drill(
         session_timeout=session_timeout,
         seed_devices=False,
         hosts=hosts,
+        links=links,
+        wan_rtt=wan_rtt,
+        wan_jitter=wan_jitter,
     )
     progress = Progress()
     results: list[ScenarioResult] = []
@@ -178,10 +215,11 @@ def drill(
     try:
         results = _run(lab, history, scenarios, rounds, progress, console, session_timeout,
                        enroll_rate, revoke_every)  # fmt: skip
+        certificates = lab.service_db().certificates_exercised()
     finally:
         lab.stop()
         history.close()
-    data = _write_outputs(results, history, out_dir, json_path, command, lab.topology)
+    data = _write_outputs(results, history, out_dir, json_path, command, lab.topology, certificates)
     report_console.print(summary_table(results))
     report_console.print(f"report: {out_dir / 'report.md'}  timeline: {out_dir / 'timeline.png'}")
     for result in results:
@@ -221,10 +259,11 @@ def _run(
 
     def devices_due() -> set[str]:
         rows = db.rows(
-            "SELECT DISTINCT device_id FROM requests WHERE (state IN ('issued', 'delivered') "
-            "AND cancelled IS NULL AND revocation IS NULL) OR device_delete = 'pending'"
+            "SELECT DISTINCT device_id FROM requests WHERE scope = 'device' AND "
+            "((state IN ('issued', 'delivered') AND cancelled IS NULL AND revocation IS NULL) "
+            "OR device_delete = 'pending')"
         )
-        return {str(r["device_id"]) for r in rows}
+        return {str(r["device_id"]) for r in rows} | db.devices_due_user_copies()
 
     observer = Observer(
         history,
@@ -284,10 +323,13 @@ def _write_outputs(
     json_path: Path | None,
     command: str,
     topology: str,
+    certificates: dict[str, dict[str, int]],
 ) -> dict[str, Any]:
-    data = write_contract(results, out_dir / "result.json", topology=topology)
+    data = write_contract(
+        results, out_dir / "result.json", topology=topology, certificates=certificates
+    )
     if json_path is not None and json_path.resolve() != (out_dir / "result.json"):
-        write_contract(results, json_path, topology=topology)
+        write_contract(results, json_path, topology=topology, certificates=certificates)
     write_rounds(results, out_dir / "rounds.json")
     write_report(results, out_dir / "report.md", command=command)
     try:

@@ -37,12 +37,13 @@ from chaos.checkers import (
     count_duplicates,
 )
 from chaos.checkers.epochs import check_single_active
+from chaos.checkers.leadership import check_leader_changes, count_leader_changes
 from chaos.checkers.ops import CONNECTORS, FAULT, NEMESIS, OBSERVER
 from chaos.checkers.requests import DELIVERED_STATES
 from chaos.checkers.state import IssuedRow, ServiceDb
 from chaos.drill.observer import LeaderChange, Observer
 from chaos.drill.result import RoundResult, ScenarioResult
-from chaos.drill.scenarios import FaultTarget, Scenario
+from chaos.drill.scenarios import HELD, FaultTarget, Scenario
 from chaos.history import History
 from chaos.nemesis import FaultError
 from chaos.workload import Workload
@@ -59,7 +60,6 @@ class LabWedgedError(RuntimeError):
 class DrillLab(FaultTarget, Protocol):
     """The lab as the engine uses it."""
 
-    def connector_names(self) -> list[str]: ...
     def connector_members(self) -> list[str]: ...
     def snapshot(self) -> Snapshot: ...
     def wait_whole(self, timeout: float) -> None: ...
@@ -122,6 +122,7 @@ class DrillEngine:
         stale_before = self.db.stale_rejections()
         duplicates_before = count_duplicates(self._attribution_snapshot())
         first_event = len(self.history.events)
+        baseline_epoch = self.observer.leader.epoch
         self.workload.resume()
         for number in range(1, rounds + 1):
             self._phase(scenario.name, number, rounds, "steady")
@@ -152,6 +153,7 @@ class DrillEngine:
         self._drain()
         self._phase(scenario.name, rounds, rounds, "check")
         self._final_checks(result, started_unix, first_event)
+        self._count_leader_changes(result, scenario, first_event, baseline_epoch)
         result.stale_epoch_rejected -= stale_before
         result.duplicates = max(0, result.duplicates - duplicates_before)
         with self.progress.lock:
@@ -195,9 +197,12 @@ class DrillEngine:
             scenario.name, number, fault_at=t0, old_leader=leader, old_epoch=before.epoch
         )
         outcome.notes += notes
+        attacks = details.get("attacks")
+        if isinstance(attacks, dict):
+            outcome.attacks = {str(k): str(v) for k, v in attacks.items()}
         healed_at: float | None = None
         try:
-            if scenario.kind == "blocking":
+            if scenario.kind in HELD:
                 self._phase(scenario.name, number, self.progress.rounds, "hold")
                 self.sleep(scenario.hold_s)
                 quiet_from = t0 + s.session_timeout + s.blocking_grace
@@ -224,6 +229,10 @@ class DrillEngine:
         self._wait_steady()
         window = [e for e in self.history.snapshot() if e.time >= t0]
         outcome.violations += check_single_active(window)
+        outcome.leader_changes = count_leader_changes(window, baseline_epoch=before.epoch)
+        outcome.violations += check_leader_changes(
+            outcome.leader_changes, limit=scenario.max_leader_changes, what=scenario.name
+        )
         outcome.violations += self._new(check_stale_epochs(self.db.accepted_actions()))
         outcome.heal_at = healed_at
         return outcome
@@ -273,12 +282,18 @@ class DrillEngine:
             log.exception("drill: lab did not become whole again")
 
     def _recovered(self, scenario: Scenario, old_epoch: int, start: float) -> IssuedRow | None:
+        if scenario.kind == "cascade":
+            # The first successor is cut too: recovery is a third leadership's work.
+            second = self._first_change(start, old_epoch)
+            if second is None:
+                return None
+            old_epoch = second.epoch or old_epoch
         for row in self.observer.issued_after(start):
-            if scenario.kind == "leader" and row.epoch > old_epoch:
+            if scenario.kind in ("leader", "cascade") and row.epoch > old_epoch:
                 return row
             if scenario.kind == "ca" and row.ca == self.lab.secondary_ca:
                 return row
-            if scenario.kind in ("zk", "blocking") and row.epoch >= old_epoch:
+            if scenario.kind in ("zk", *HELD) and row.epoch >= old_epoch:
                 return row
         return None
 
@@ -291,8 +306,16 @@ class DrillEngine:
                 found.append(row)
             return row is not None
 
-        self.observer.wait(done, timeout=self.settings.recover_timeout)
+        self.observer.wait(done, timeout=self._recover_window(scenario))
         return found[0] if found else None
+
+    def _recover_window(self, scenario: Scenario) -> float:
+        return scenario.recover_s or self.settings.recover_timeout
+
+    def _first_change(self, at: float, old_epoch: int) -> LeaderChange | None:
+        """The first leadership the observer saw from ``at`` with an epoch above ``old_epoch``."""
+        later = (c for c in self.observer.changes if c.at >= at and c.name)
+        return next((c for c in later if (c.epoch or 0) > old_epoch), None)
 
     def _measure(
         self,
@@ -303,16 +326,10 @@ class DrillEngine:
     ) -> None:
         t0 = outcome.fault_at
         old_epoch = outcome.old_epoch or 0
+        window = self._recover_window(scenario)
 
         def first_change() -> LeaderChange | None:
-            return next(
-                (
-                    c
-                    for c in self.observer.changes
-                    if c.at >= t0 and c.name and (c.epoch or 0) > old_epoch
-                ),
-                None,
-            )
+            return self._first_change(t0, old_epoch)
 
         change = first_change()
         if change is None and recovered is not None and recovered.epoch > old_epoch:
@@ -322,6 +339,10 @@ class DrillEngine:
             # mtime, so waiting for it does not change what is measured.
             self.observer.wait(lambda: first_change() is not None, timeout=10.0)
             change = first_change()
+        if scenario.kind == "cascade" and change is not None and recovered is not None:
+            # Report the leader that recovered, not the successor that was cut in turn.
+            last = self._first_change(t0, recovered.epoch - 1)
+            change = last if last is not None and last.epoch == recovered.epoch else change
         if change is not None:
             outcome.new_leader, outcome.new_epoch = change.name, change.epoch
             outcome.new_leader_s = round(change.at - t0, 4)
@@ -329,15 +350,15 @@ class DrillEngine:
             if registered and registered[0] >= (change.epoch or 0) and registered[1]:
                 outcome.registered_s = round(self.observer.to_history_time(registered[1]) - t0, 4)
         elif scenario.leader_change:
-            outcome.violations.append("no new leader was elected")
+            outcome.violations.append(f"no new leader within {window:g}s of the fault")
         if recovered is None:
-            outcome.violations.append(
-                f"no recovery within {self.settings.recover_timeout:.0f}s "
-                f"({'new epoch' if scenario.kind == 'leader' else scenario.kind} certificate)"
+            wanted = {"leader": "new epoch", "cascade": "third leader's"}.get(
+                scenario.kind, scenario.kind
             )
+            outcome.violations.append(f"no recovery within {window:g}s ({wanted} certificate)")
         else:
             at = self.observer.to_history_time(recovered.issued)
-            start = healed_at if scenario.kind == "blocking" else t0
+            start = healed_at if scenario.kind in HELD else t0
             outcome.first_delivery_s = round(at - t0, 4)
             if scenario.kind == "ca":
                 outcome.other_ca_s = round(at - t0, 4)
@@ -428,6 +449,18 @@ class DrillEngine:
         violations = self._new(check_all(events, snapshot))
         result.lost = sum(1 for v in violations if v.startswith("lost request"))
         result.violations += violations
+
+    def _count_leader_changes(
+        self, result: ScenarioResult, scenario: Scenario, first_event: int, baseline: int | None
+    ) -> None:
+        """Leadership changes over the whole scenario; rounds already checked their own."""
+        events = self.history.snapshot()[first_event:]
+        result.leader_changes = count_leader_changes(events, baseline_epoch=baseline)
+        if scenario.max_leader_changes == 0:
+            between = result.leader_changes - sum(r.leader_changes for r in result.rounds)
+            result.violations += check_leader_changes(
+                between, limit=0, what=f"{scenario.name} (between rounds)"
+            )
 
     def _attribution_snapshot(self) -> Snapshot:
         full = self.lab.snapshot()

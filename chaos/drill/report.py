@@ -77,8 +77,8 @@ def render_report(
         "through: heal -> first delivery). Percentiles are nearest-rank.",
         "",
         "| scenario | rounds | failover p50 s | p99 s | max s | created | delivered | failed "
-        "| lost | duplicates | stale rejected | violations |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| lost | duplicates | stale rejected | leader changes | violations |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in scenarios:
         values = s.failovers
@@ -86,7 +86,7 @@ def render_report(
             f"| {s.name} | {len(s.rounds)} | {percentile(values, 50):.3f} | "
             f"{percentile(values, 99):.3f} | {max(values, default=0.0):.3f} | {s.created} | "
             f"{s.delivered} | {s.failed} | {s.lost} | {s.duplicates} | "
-            f"{s.stale_epoch_rejected} | {len(s.all_violations())} |"
+            f"{s.stale_epoch_rejected} | {s.leader_changes} | {len(s.all_violations())} |"
         )
     lines.append("")
     if timeline:
@@ -96,8 +96,9 @@ def render_report(
             f"## {s.name}",
             "",
             "| round | old -> new leader | epoch | -> leader s | -> registered s "
-            "| -> first delivery s | -> other CA s | failover s | delayed | worst latency s |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| -> first delivery s | -> other CA s | failover s | delayed | worst latency s "
+            "| leader changes |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in s.rounds:
             epochs = f"{r.old_epoch if r.old_epoch is not None else '-'} -> " + (
@@ -107,8 +108,12 @@ def render_report(
                 f"| {r.round} | {r.old_leader or '-'} -> {r.new_leader or '-'} | {epochs} | "
                 f"{_fmt(r.new_leader_s)} | {_fmt(r.registered_s)} | {_fmt(r.first_delivery_s)} "
                 f"| {_fmt(r.other_ca_s)} | {_fmt(r.failover_s)} | {r.delayed_requests} | "
-                f"{_fmt(r.worst_latency_s)} |"
+                f"{_fmt(r.worst_latency_s)} | {r.leader_changes} |"
             )
+        attacks = s.attacks()
+        if attacks:
+            lines += ["", f"Attacks ({len(attacks)}, every round):", "", "| attack | outcome |"]
+            lines += ["|---|---|"] + [f"| {a} | {o} |" for a, o in attacks.items()]
         notes = [f"round {r.round}: {n}" for r in s.rounds for n in r.notes]
         if notes:
             lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]

@@ -8,8 +8,20 @@ The contract (tools depend on it; documented in docs/chaos.md)::
                           "requests": {"created": int, "delivered": int,
                                        "failed": int, "lost": int},
                           "duplicates": int,
-                          "stale_epoch_rejected": int}},
+                          "stale_epoch_rejected": int,
+                          "leader_changes": int}},
+     "certificates": {"device": {"delivered": int},
+                      "user": {"delivered": int, "users": int, "devices": int,
+                               "rollovers": int}},
      "ok": bool}
+
+``leader_changes`` (added with the gray-failure scenarios, backward compatible):
+new leader epochs the observer saw in ZooKeeper during the scenario.
+
+``certificates`` says what the drill exercised, over the whole run (the
+service DB at the end): device-scoped certificates delivered; user-scoped
+ones delivered, for how many users, on how many devices, and how many
+rollovers (a lost device's shared certificate re-issued).
 """
 
 from __future__ import annotations
@@ -64,9 +76,13 @@ class RoundResult:
     failover_s: float | None = None
     delayed_requests: int = 0
     worst_latency_s: float | None = None
+    # New leader epochs from the fault to the end of the round (settled).
+    leader_changes: int = 0
     violations: list[str] = field(default_factory=list)
     # Facts about the round that are not invariant violations.
     notes: list[str] = field(default_factory=list)
+    # Attack scenarios (intruder): attack -> "refused" | "survived".
+    attacks: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -80,6 +96,7 @@ class ScenarioResult:
     lost: int = 0
     duplicates: int = 0
     stale_epoch_rejected: int = 0
+    leader_changes: int = 0
 
     @property
     def failovers(self) -> list[float]:
@@ -107,25 +124,48 @@ class ScenarioResult:
             },
             "duplicates": self.duplicates,
             "stale_epoch_rejected": self.stale_epoch_rejected,
+            "leader_changes": self.leader_changes,
+            **({"attacks": self.attacks()} if any(r.attacks for r in self.rounds) else {}),
         }
+
+    def attacks(self) -> dict[str, str]:
+        """Attack -> its outcome over every round ("refused", "survived"; the worst wins)."""
+        merged: dict[str, str] = {}
+        for r in self.rounds:
+            for attack, outcome in r.attacks.items():
+                if merged.get(attack) in (None, "refused", "survived"):
+                    merged[attack] = outcome
+        return dict(sorted(merged.items()))
 
 
 def contract(
-    scenarios: Sequence[ScenarioResult], *, topology: str = "single-host"
+    scenarios: Sequence[ScenarioResult],
+    *,
+    topology: str = "single-host",
+    certificates: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, Any]:
     """The ``--json`` contract; ``topology`` is ``"hosts"`` or ``"single-host"``."""
     body = {s.name: s.to_contract() for s in scenarios}
     return {
         "scenarios": body,
+        "certificates": certificates
+        or {"device": {"delivered": 0}, "user": dict.fromkeys(USER_COUNTS, 0)},
         "ok": all(not s["violations"] for s in body.values()),
         "topology": topology,
     }
 
 
+USER_COUNTS = ("delivered", "users", "devices", "rollovers")
+
+
 def write_contract(
-    scenarios: Sequence[ScenarioResult], path: Path, *, topology: str = "single-host"
+    scenarios: Sequence[ScenarioResult],
+    path: Path,
+    *,
+    topology: str = "single-host",
+    certificates: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, Any]:
-    data = contract(scenarios, topology=topology)
+    data = contract(scenarios, topology=topology, certificates=certificates)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return data

@@ -8,7 +8,17 @@ lab and the current leader. ``kind`` decides the failover measurement:
 - ``zk``: fault -> first certificate after the fault (leadership should not
   need to change when one ZooKeeper server dies);
 - ``blocking``: nobody can act until the fault heals (no quorum, no CA):
-  the fault is held for ``hold_s``, and failover runs from the heal.
+  the fault is held for ``hold_s``, and failover runs from the heal;
+- ``blip``: held for ``hold_s`` like ``blocking`` (a cut shorter than the
+  yield threshold: nobody should take over), failover runs from the heal;
+- ``cascade``: fault -> first certificate under an epoch above the *second*
+  leader's (the first successor is cut too, so a third member must work).
+
+Gray failures (issue 13) cut per-connector links (``needs_links``: the lab's
+fault proxies, single-host only) and leave ZooKeeper intact: ``service-cut``,
+``ca-cut``, ``cascade`` must move the lease to a member that can work;
+``service-down`` (every member cut from the service) and ``cut-blip`` are
+controls that must move none (``max_leader_changes`` 0, checked per round).
 
 Host scenarios (``host-crash``, ``host-isolate``) need the hosts topology
 (``pfxha drill --hosts``) and join ``all`` there; on hosts, ``partition`` cuts
@@ -19,16 +29,32 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from chaos.nemesis import CompositeFault, Fault, ProcessFault, ZkPartition
+from chaos.nemesis.link import Cascade, CutMode
 
-__all__ = ["ALL", "ALL_HOSTS", "SCENARIOS", "FaultTarget", "Scenario", "parse_scenarios"]
+__all__ = [
+    "ALL",
+    "ALL_HOSTS",
+    "BLIP_S",
+    "SCENARIOS",
+    "FaultTarget",
+    "Scenario",
+    "parse_scenarios",
+    "with_blip",
+]
 
 HostFaultKind = Literal["crash", "isolate", "partition"]
 
-Kind = Literal["leader", "ca", "zk", "blocking"]
+Kind = Literal["leader", "ca", "zk", "blocking", "blip", "cascade"]
+
+# Held faults: applied for ``hold_s``, then healed; recovery is measured from the heal.
+HELD: frozenset[str] = frozenset({"blocking", "blip"})
+
+# How long ``cut-blip`` cuts the leader from the service (below the yield threshold).
+BLIP_S = 1.0
 
 
 class FaultTarget(Protocol):
@@ -41,7 +67,10 @@ class FaultTarget(Protocol):
     def topology(self) -> str: ...
     def host_fault(self, kind: HostFaultKind, connector: str) -> Fault: ...
 
+    def connector_names(self) -> list[str]: ...
     def connector_pid(self, name: str) -> int | None: ...
+    def leader_now(self) -> tuple[str | None, int | None]: ...
+    def link_cut(self, connector: str, targets: tuple[str, ...], mode: CutMode) -> Fault: ...
     def kill_connector(self, name: str) -> None: ...
     def terminate_connector(self, name: str) -> None: ...
     def pause_connector(self, name: str) -> None: ...
@@ -67,6 +96,12 @@ class Scenario:
     leader_change: bool = True
     # Only on the hosts topology (each part its own network namespace).
     hosts_only: bool = False
+    # Cuts per-connector links (fault proxies): single-host lab with links only.
+    needs_links: bool = False
+    # Leadership changes a round may show (None: any); above it is a violation.
+    max_leader_changes: int | None = None
+    # How long to wait for recovery (None: the drill's recover timeout).
+    recover_s: float | None = None
 
 
 def _kill_connector(lab: FaultTarget, leader: str) -> Fault:
@@ -188,6 +223,36 @@ def _zk_quorum_loss(lab: FaultTarget, leader: str) -> Fault:
     )
 
 
+def _cut_service(lab: FaultTarget, connector: str) -> Fault:
+    return lab.link_cut(connector, ("service",), "blackhole")
+
+
+def _service_cut(lab: FaultTarget, leader: str) -> Fault:
+    return _cut_service(lab, leader)
+
+
+def _ca_cut(lab: FaultTarget, leader: str) -> Fault:
+    return lab.link_cut(leader, ("ca:*",), "blackhole")
+
+
+def _service_down(lab: FaultTarget, leader: str) -> Fault:
+    return CompositeFault(
+        "service unreachable for every member",
+        [_cut_service(lab, name) for name in lab.connector_names()],
+    )
+
+
+def _cascade(lab: FaultTarget, leader: str) -> Fault:
+    _, epoch = lab.leader_now()
+    return Cascade(
+        leader,
+        leader=lab.leader_now,
+        cut=lambda name: _cut_service(lab, name),
+        above_epoch=epoch or 0,
+        name=f"cascade: {leader} cut from the service, then its successor",
+    )
+
+
 def _intruder(lab: FaultTarget, leader: str) -> Fault:
     # Issue 8: the attacks run at inject; anything not refused fails the round.
     from chaos.intruder import intrude
@@ -219,6 +284,22 @@ SCENARIOS: dict[str, Scenario] = {
                  _ca_all_down, hold_s=2.0, leader_change=False),
         Scenario("intruder", "zk", "callers without credentials or revoked try to take over",
                  _intruder, leader_change=False),
+        Scenario("service-cut", "leader",
+                 "the leader's link to the service blackholed (ZooKeeper intact)",
+                 _service_cut, needs_links=True, max_leader_changes=1, recover_s=10.0),
+        Scenario("ca-cut", "leader", "the leader's links to every CA blackholed (API and certdb)",
+                 _ca_cut, needs_links=True, max_leader_changes=1, recover_s=10.0),
+        Scenario("service-down", "blocking",
+                 "the service unreachable for every member: no lease may move",
+                 _service_down, hold_s=3.0, leader_change=False, needs_links=True,
+                 max_leader_changes=0),
+        Scenario("cut-blip", "blip",
+                 f"the leader cut from the service for {BLIP_S:g} s, under the yield threshold",
+                 _service_cut, hold_s=BLIP_S, leader_change=False, needs_links=True,
+                 max_leader_changes=0),
+        Scenario("cascade", "cascade",
+                 "the leader cut from the service; its successor cut as soon as it leads",
+                 _cascade, needs_links=True, max_leader_changes=2, recover_s=15.0),
         Scenario("host-crash", "leader",
                  "the leader's host dies: every process frozen, its link dropped (no RST)",
                  _host_crash, hosts_only=True),
@@ -229,14 +310,25 @@ SCENARIOS: dict[str, Scenario] = {
 }  # fmt: skip
 
 ALL = [name for name, s in SCENARIOS.items() if not s.hosts_only]
-ALL_HOSTS = list(SCENARIOS)
+ALL_HOSTS = [name for name, s in SCENARIOS.items() if not s.needs_links]
+
+
+def with_blip(scenario: Scenario, seconds: float) -> Scenario:
+    """``cut-blip`` with a cut of ``seconds`` (other scenarios unchanged)."""
+    if scenario.kind != "blip":
+        return scenario
+    if seconds <= 0:
+        raise ValueError(f"the blip must last more than 0 s, got {seconds}")
+    summary = f"the leader cut from the service for {seconds:g} s, under the yield threshold"
+    return replace(scenario, hold_s=seconds, summary=summary)
 
 
 def parse_scenarios(text: str, *, topology: str = "single-host") -> list[Scenario]:
     """``"all"`` or a comma-separated list of names, in the order given.
 
-    ``all`` includes the host scenarios on the hosts topology; naming one
-    elsewhere is an error that says how to get it.
+    ``all`` includes the host scenarios on the hosts topology and the link
+    scenarios on the single-host one; naming one elsewhere is an error that
+    says how to get it.
     """
     everything = ALL_HOSTS if topology == "hosts" else ALL
     if text.strip() == "all":
@@ -247,9 +339,15 @@ def parse_scenarios(text: str, *, topology: str = "single-host") -> list[Scenari
     if unknown or not names:
         raise ValueError(
             f"unknown scenario(s) {', '.join(unknown) or '(none given)'}; "
-            f"choose from: all, {', '.join(ALL_HOSTS)}"
+            f"choose from: all, {', '.join(SCENARIOS)}"
         )
     needs_hosts = [n for n in names if SCENARIOS[n].hosts_only and topology != "hosts"]
     if needs_hosts:
         raise ValueError(f"{', '.join(needs_hosts)} need(s) the hosts topology: add --hosts")
+    needs_links = [n for n in names if SCENARIOS[n].needs_links and topology == "hosts"]
+    if needs_links:
+        raise ValueError(
+            f"{', '.join(needs_links)} cut(s) per-connector links, which only the "
+            "single-host lab has: drop --hosts"
+        )
     return [SCENARIOS[n] for n in names]

@@ -1,6 +1,6 @@
 """``pfxha lab up|status|down``: a whole cluster on this machine, in the background.
 
-    pfxha lab up --connectors 3 --dir runs/lab [--prometheus]
+    pfxha lab up --connectors 3 --dir runs/lab [--prometheus] [--links]
     pfxha lab status --dir runs/lab
     pfxha lab down --dir runs/lab
 
@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import httpx
@@ -30,6 +31,7 @@ from rich.table import Table
 from chaos.lab.lab import check_packages
 from chaos.lab.state import LabState, alive, read_state, stop_processes, write_state
 from chaos.launch._process import LaunchError, port_open
+from chaos.launch.links import WAN_JITTER_OPTION, WAN_RTT_OPTION, check_wan
 from chaos.launch.netns import HostNetwork, netns_unavailable
 
 __all__ = ["down", "status", "up"]
@@ -73,14 +75,37 @@ def _running_state(run_dir: Path) -> LabState | None:
 @click.command("up")
 @click.option("--connectors", type=click.IntRange(1, 9), default=3, show_default=True)
 @click.option("--prometheus", is_flag=True, help="Also start Prometheus with the repo's rules.")
+@click.option(
+    "--links",
+    is_flag=True,
+    help="Each connector reaches the service and each CA through its own fault proxy "
+    "(ports in endpoints.json; single-host only).",
+)
+@WAN_RTT_OPTION
+@WAN_JITTER_OPTION
 @HOSTS_OPTION
 @_DIR
 @click.option("--timeout", type=float, default=180.0, show_default=True)
-def up(connectors: int, prometheus: bool, hosts: bool, run_dir: Path, timeout: float) -> None:
+def up(
+    connectors: int,
+    prometheus: bool,
+    links: bool,
+    wan_rtt: float | None,
+    wan_jitter: float,
+    hosts: bool,
+    run_dir: Path,
+    timeout: float,
+) -> None:
     """Start ZooKeeper x3, CFSSL CAs, the service and N connectors in the background."""
     run_dir = run_dir.resolve()
+    check_wan(wan_rtt, wan_jitter)
+    links = links or wan_rtt is not None
     if hosts and (why := netns_unavailable()):
         raise click.ClickException(f"--hosts: {why}; use --single-host")
+    if hosts and links:
+        raise click.ClickException(
+            "--links and --wan-rtt need the single-host topology: drop --hosts"
+        )
     existing = _running_state(run_dir)
     if existing is not None:
         raise click.ClickException(
@@ -96,6 +121,9 @@ def up(connectors: int, prometheus: bool, hosts: bool, run_dir: Path, timeout: f
     argv = [sys.executable, "-m", "chaos.lab.supervisor", "--dir", str(run_dir)]
     argv += ["--connectors", str(connectors)] + (["--prometheus"] if prometheus else [])
     argv += ["--hosts"] if hosts else []
+    argv += ["--links"] if links else []
+    if wan_rtt is not None:
+        argv += ["--wan-rtt", str(wan_rtt), "--wan-jitter", str(wan_jitter)]
     with (run_dir / "lab.log").open("ab") as log:
         supervisor = subprocess.Popen(
             argv,
@@ -247,7 +275,8 @@ def _print_status(state: LabState) -> None:
     facts.add_row("leader (ZooKeeper)", f"{leader}  epoch {epoch}")
     facts.add_row("active (service)", _active_at_service(state))
     for name, url in sorted((endpoints.get("cas") or {}).items()):
-        host, _, port = url.removeprefix("http://").partition(":")
+        where = urlsplit(url)  # https:// (mutual TLS) or http://
+        host, port = where.hostname or "127.0.0.1", where.port or 0
         facts.add_row(f"CA {name}", f"{url}  {'up' if port_open(host, int(port)) else 'down'}")
     if endpoints.get("service"):
         facts.add_row(

@@ -7,6 +7,10 @@
     lab.cas.kill("primary")
     lab.stop()             # everything this object started, by pid; logs stay
 
+    Lab(run_dir, links=True)   # each connector reaches the service and each CA
+                               # through its own fault proxy (chaos.launch.links)
+    lab.link_cut("c2", ("ca:*",), "blackhole")   # a Fault: c2 alone loses every CA
+
 Start-up is all or nothing: if any part fails, everything already started is
 stopped again before the error propagates. Every process logs under the run
 directory. The drill uses a :class:`Lab` in-process; ``pfxha lab up`` runs
@@ -15,6 +19,7 @@ one inside a small supervisor process (:mod:`chaos.lab.supervisor`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -29,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
 
 from chaos.checkers.model import Snapshot
 from chaos.checkers.state import ServiceDb, read_snapshot
@@ -37,14 +44,27 @@ from chaos.lab.state import ProcessRecord
 from chaos.launch._process import LaunchError, ManagedProcess, wait_for
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.connector import ConnectorFleet
+from chaos.launch.link_server import LinkServer
+from chaos.launch.links import ca_target, certdb_target, wan
 from chaos.launch.netns import Host, HostNetwork
 from chaos.launch.prometheus import PrometheusServer, ScrapeTLS
+from chaos.launch.proxy import LinkFaults
 from chaos.launch.service import ServiceProcess, ServiceTLS, self_signed_loopback
 from chaos.launch.zookeeper import ZOOKEEPER_JAR, ZooKeeperEnsemble
 from chaos.nemesis import Fault
 from chaos.nemesis.host import HostCrash, HostIsolation, HostPartition
+from chaos.nemesis.link import CutMode, LinkCut
 from connector.identity import EnrollmentError, enroll
-from election import open_client, read_cluster_status, request_switchover
+from election import (
+    ClusterPaths,
+    grant_member,
+    layout_acl,
+    open_client,
+    provision,
+    read_cluster_status,
+    request_switchover,
+    revoke_member,
+)
 
 __all__ = ["CLUSTER", "Lab", "LeaderInfo", "check_packages"]
 
@@ -96,6 +116,20 @@ def _record(proc: ManagedProcess) -> ProcessRecord | None:
     return ProcessRecord(proc.name, proc.pid, list(proc.argv), str(proc.log_path))
 
 
+# Work-aware leadership at lab speed (session 1.0 s): a probe every 0.5 s, a hand-over
+# after 2 s without the service or a template's CAs (two lost probes and a timeout
+# fit in it, and a long-poll of 1 s plus a 1 s call timeout ends by then), 2 s in
+# office before a yield, 5 s hold-down. Production defaults: docs/election.md.
+LAB_WORK_AWARE: dict[str, Any] = {
+    "probe_interval_s": 0.5,
+    "probe_timeout_s": 0.5,
+    "reach_refresh_s": 1.0,
+    "yield_after_s": 2.0,
+    "min_in_office_s": 2.0,
+    "hold_down_s": 5.0,
+}
+
+
 class Lab:
     """ZooKeeper x3, CFSSL CAs, the stand-in service and N connectors under ``run_dir``."""
 
@@ -112,10 +146,27 @@ class Lab:
         secure: bool = True,
         hosts: bool = False,
         zk_sync_limit_s: float = 0.5,
+        links: bool = False,
+        wan_rtt: float | None = None,
+        wan_jitter: float = 0.0,
     ) -> None:
-        """``hosts``: every part on its own lab host (network namespace); see :meth:`topology`."""
+        """``hosts``: every part on its own lab host (network namespace); see :meth:`topology`.
+
+        ``links``: each connector reaches the service and each CA (API and certdb)
+        through its own fault proxy, so one connector's links can be cut alone
+        (single-host topology only: the proxies bind this host's loopback).
+        ``wan_rtt`` (seconds, ± ``wan_jitter``): the service across a WAN, as latency
+        on every connector's service link (both directions); implies ``links``.
+        """
         if connectors < 1:
             raise ValueError(f"connectors must be at least 1, got {connectors}")
+        self.wan = wan(wan_rtt, wan_jitter) if wan_rtt is not None else None
+        links = links or self.wan is not None
+        if links and hosts:
+            raise ValueError(
+                "links (per-connector fault proxies) need the single-host topology; "
+                "drop --hosts or --links"
+            )
         self.run_dir = Path(run_dir).resolve()
         self.use_hosts = hosts
         self.zk_sync_limit_s = zk_sync_limit_s
@@ -127,23 +178,32 @@ class Lab:
         self.session_timeout = session_timeout
         self.cluster = cluster
         self.zk = ZooKeeperEnsemble(self.run_dir / "zookeeper", size=3, heap_mb=128)
-        self.cas = CfsslLab(self.run_dir / "cfssl")
+        self.cas = CfsslLab(self.run_dir / "cfssl", clients=self.connector_names_planned)
         self.connector_loop = connector_loop
         self.seed_devices = seed_devices
         # Issue 8: the service speaks HTTPS and requires enrolled connector
         # certificates; each connector enrolls with a one-time token at start.
         self.secure = secure
         self.service_ca: Path | None = None
-        # ZooKeeper digest ACLs (election docs, "ACLs"): the connectors and the
-        # lab's own writes (switchover) authenticate; anyone else may only read.
+        # ZooKeeper digest ACLs (election docs, "ACLs"): each connector has its own
+        # identity; the lab's own writes (provisioning, switchover, revocation) use
+        # the admin identity ``pfxha-admin``; anyone else may only read.
         self.zk_auth: tuple[str, str] | None = None
         self.service: ServiceProcess | None = None
         self.fleet: ConnectorFleet | None = None
+        self.use_links = links
+        self.links: LinkServer | None = None
         self.prometheus: PrometheusServer | None = None
         self._stops: list[tuple[str, Callable[[], None]]] = []
         self._extra: list[Any] = []
+        self._reader: KazooClient | None = None
 
     # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def connector_names_planned(self) -> list[str]:
+        """``c1`` .. ``cN``: each its own CA client certificate and ZooKeeper identity."""
+        return [f"c{i}" for i in range(1, self.connector_count + 1)]
 
     @property
     def topology(self) -> str:
@@ -194,7 +254,11 @@ class Lab:
             max_election_wait_ms=1000,
             connect_timeout_ms=500,
         )
-        self.cas = CfsslLab(self.run_dir / "cfssl", placement=self.host_of["ca"])
+        self.cas = CfsslLab(
+            self.run_dir / "cfssl",
+            placement=self.host_of["ca"],
+            clients=self.connector_names_planned,
+        )
 
     def _remove_hosts(self) -> None:
         if self.network is not None:
@@ -253,21 +317,40 @@ class Lab:
             except (SeedError, httpx.HTTPError) as exc:
                 raise LaunchError(f"seeding the service failed: {exc}") from exc
 
-    def _zk_credentials(self) -> tuple[str, Path] | None:
-        if not self.secure:
-            return None
-        password_file = self.run_dir / "zookeeper-auth" / "password"
+    def _zk_password_file(self, user: str) -> Path:
+        """``run/zookeeper-auth/<user>`` (0600), made once with a random password."""
+        password_file = self.run_dir / "zookeeper-auth" / user
         password_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not password_file.exists():
             fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_urlsafe(24))
-        self.zk_auth = ("pfxha", password_file.read_text().strip())
-        return "pfxha", password_file
+        return password_file
+
+    def zk_member_auth(self, name: str) -> tuple[str, Path]:
+        """Connector ``name``'s own ZooKeeper identity: (user = name, password file)."""
+        return name, self._zk_password_file(name)
+
+    def _zk_credentials(self) -> Callable[[str], tuple[str, Path]] | None:
+        """The admin identity, and the layout provisioned listing every connector."""
+        if not self.secure:
+            return None
+        admin = ("pfxha-admin", self._zk_password_file("pfxha-admin").read_text().strip())
+        self.zk_auth = admin
+        members = {
+            name: self.zk_member_auth(name)[1].read_text().strip()
+            for name in self.connector_names_planned
+        }
+        with open_client(self.zk.hosts, auth_digest=admin) as client:
+            provision(client, ClusterPaths(self.cluster), layout_acl(members, admin))
+        return self.zk_member_auth
 
     def _start_connectors(self) -> None:
         assert self.service is not None
         zk_auth = self._zk_credentials()
+        names = [f"c{i}" for i in range(1, self.connector_count + 1)]
+        if self.use_links:
+            self._start_links(names)
         self.fleet = ConnectorFleet(
             self.run_dir / "connectors",
             count=self.connector_count,
@@ -276,18 +359,32 @@ class Lab:
             service_url=self.service.url,
             cas=self.cas.describe(),
             session_timeout=self.session_timeout,
-            loop=self.connector_loop,
+            loop={**LAB_WORK_AWARE, **(self.connector_loop or {})},
             service_ca=self.service_ca,
             enroll=self._enroll if self.secure else None,
             zk_auth=zk_auth,
+            ca_client=self.cas.client_spec,
             placement={
                 f"c{i}": self.host_of[f"c{i}"]
                 for i in range(1, self.connector_count + 1)
                 if f"c{i}" in self.host_of
             },
+            endpoints={n: self.links.endpoints(n) for n in names} if self.links else None,
         )
         self._step("connectors", self.fleet.start, self.fleet.stop)
         self.fleet.wait_for_leader(timeout=30)
+
+    def _start_links(self, names: list[str]) -> None:
+        """A fault proxy per connector to the service and to each CA's API and certdb."""
+        service = self._service()
+        targets = {"service": service.url}
+        for name, spec in self.cas.describe()["cas"].items():
+            targets[ca_target(name)] = str(spec["url"])
+            targets[certdb_target(name)] = str(spec["certdb_dsn"])
+        self.links = links = LinkServer(names, targets, log_path=self.run_dir / "links.log")
+        self._step("links", links.start, links.stop)
+        if self.wan is not None:
+            links.set_all("service", self.wan)
 
     def _enroll(self, name: str, identity_dir: Path) -> None:
         service = self._service()
@@ -323,9 +420,15 @@ class Lab:
         procs += [self.zk.node(i) for i in range(self.zk.size)] if self.zk_started else []
         if self.service is not None:
             procs.append(self.service.process)
+        records: list[ProcessRecord] = []
+        if self.links is not None and self.links.process is not None:
+            links = self.links.process
+            if links.poll() is None:
+                log_path = str(self.links.log_path or "")
+                records.append(ProcessRecord("links", links.pid, list(self.links.argv), log_path))
         if self.prometheus is not None and self.prometheus.process is not None:
             procs.append(self.prometheus.process)
-        records = [r for r in (_record(p) for p in procs) if r is not None]
+        records += [r for r in (_record(p) for p in procs) if r is not None]
         for name, pid in (self.cas.pids() if self.cas_started else {}).items():
             log_name = f"{name}.log"
             argv = _cmdline(pid)
@@ -361,6 +464,11 @@ class Lab:
             data["service_db"] = str(self.service.db_path)
         if self.fleet is not None:
             data["connectors"] = {n: self.fleet.metrics_url(n) for n in self.fleet.names}
+        if self.links is not None:
+            # Each connector's fault proxies: connector -> target -> loopback port.
+            data["links"] = self.links.ports()
+        if self.wan is not None:
+            data["wan"] = {"rtt_s": 2 * self.wan.up.latency_s, "jitter_s": 2 * self.wan.up.jitter_s}
         if self.prometheus is not None:
             data["prometheus"] = self.prometheus.url
         return data
@@ -465,9 +573,87 @@ class Lab:
             return HostPartition(host, peers, name=f"partition host of {connector} from ZooKeeper")
         raise ValueError(f"unknown host fault {kind!r}")
 
+    def link_cut(self, connector: str, targets: tuple[str, ...], mode: CutMode) -> Fault:
+        """Cut ``connector``'s links to ``targets`` (``service``, ``ca:*``, ...); needs links."""
+        if self.links is None:
+            raise LaunchError(
+                "link faults need the per-connector links: start the lab with links "
+                "(pfxha drill --links, pfxha lab up --links)"
+            )
+        return LinkCut(self.links, connector, targets, mode)
+
+    def add_connector(self, name: str) -> None:
+        """One more connector with its own identities (CA access, ZooKeeper, enrollment)."""
+        if not self.secure or self.zk_auth is None:
+            raise LaunchError("adding a connector needs a secure lab (Lab(secure=True))")
+        self.cas.allow(name)
+        _, password_file = self.zk_member_auth(name)
+        with open_client(self.zk.hosts, auth_digest=self.zk_auth) as client:
+            grant_member(
+                client, ClusterPaths(self.cluster), name, password_file.read_text().strip()
+            )
+        fleet = self._fleet()
+        fleet.add(name)
+        fleet.start(name)
+
+    def remove_connector(self, name: str) -> None:
+        """Stop a connector :meth:`add_connector` added and forget it (after revoking it)."""
+        self._fleet().remove(name)
+
+    def revoke_member(
+        self, name: str, reason: str = "revoked", *, ca: bool = True
+    ) -> dict[str, Any]:
+        """Revoke connector ``name`` everywhere: at the service, in ZooKeeper, at the CAs.
+
+        The service refuses it (403) and its agent leaves the election; its
+        ZooKeeper identity leaves every ACL and its nodes are deleted (a leader
+        loses the lease at once); its CA client certificate's CN leaves every
+        CA's allow-list (a rolling restart of the CAs).
+        """
+        # Both sessions first: ``revoked_at`` is the first revoking act (monotonic).
+        with (
+            self._service().admin_client() as admin,
+            open_client(self.zk.hosts, auth_digest=self.zk_auth) as client,
+        ):
+            revoked_at = time.monotonic()
+            admin.post(
+                f"/api/v1/admin/connectors/{name}/revoke", json={"reason": reason}
+            ).raise_for_status()
+            report = revoke_member(client, ClusterPaths(self.cluster), name)
+        if ca:  # ca=False: the caller denies CA access itself (cas.deny), e.g. timed apart
+            self.cas.deny(name)
+        return {
+            "revoked_at": revoked_at,
+            "zookeeper_acl_paths": report.acl_paths,
+            "zookeeper_deleted": report.deleted,
+        }
+
+    def heal_links(self) -> None:
+        """Every link back to its baseline: no fault, or the WAN's latency on the service."""
+        if self.links is None:
+            return
+        self.links.set_all("*", LinkFaults())
+        if self.wan is not None:
+            self.links.set_all("service", self.wan)
+
     def switchover(self, to: str | None = None) -> None:
         with open_client(self.zk.hosts, auth_digest=self.zk_auth) as client:
             request_switchover(client, self.cluster, to=to, auth_digest=self.zk_auth)
+
+    def leader_now(self) -> tuple[str | None, int | None]:
+        """``(name, epoch)`` of ``/leader`` through one long-lived client: cheap to poll."""
+        if self._reader is None:
+            stack = contextlib.ExitStack()
+            self._stops.append(("zookeeper reader", stack.close))
+            self._reader = stack.enter_context(open_client(self.zk.hosts))
+        try:
+            raw, _ = self._reader.get(f"/pfxha/{self.cluster}/leader")
+            value = json.loads(raw)
+            return str(value["name"]), int(value["epoch"])
+        except NoNodeError:
+            return None, None
+        except (ValueError, TypeError, KeyError):  # garbled or half-written: nobody proven
+            return None, None
 
     def leader(self) -> LeaderInfo:
         status = read_cluster_status(self.zk.hosts, self.cluster)

@@ -6,6 +6,11 @@ each with one enrolled device unless ``devices=False`` (the drill enrolls
 its own devices, whose keys it holds, so it can check every delivery).
 The drill's workload enrolls its own devices into :data:`WORKLOAD_GROUP`.
 
+With the ``smime`` template there is also a user-scoped S/MIME profile,
+:data:`USER_SCOPE_PROFILE` (``scope: user``: one certificate per user, on all
+of the user's devices), assigned to :data:`WORKLOAD_GROUP` too, so every
+workload user also gets a shared certificate.
+
     seed_service(admin_client, templates=["user-auth", "smime", "wifi"])
 """
 
@@ -16,9 +21,10 @@ from typing import Any
 
 import httpx
 
-__all__ = ["WORKLOAD_GROUP", "SeedError", "profile_id", "seed_service"]
+__all__ = ["USER_SCOPE_PROFILE", "WORKLOAD_GROUP", "SeedError", "profile_id", "seed_service"]
 
 WORKLOAD_GROUP = "lab-user-auth"
+USER_SCOPE_PROFILE = "pfx-smime-user"
 
 
 class SeedError(RuntimeError):
@@ -80,3 +86,24 @@ def seed_service(
             _post(client, f"/api/v1/admin/groups/{group}/members", {"user_id": user})
             if devices:
                 _post(client, "/api/v1/admin/devices", {"id": f"{user}-dev", "user_id": user})
+    if "smime" in templates and "user-auth" in templates:  # the workload group exists
+        _post(
+            client,
+            "/api/v1/admin/profiles",
+            {
+                "id": USER_SCOPE_PROFILE,
+                "scope": "user",
+                "key_type": key_type,
+                "template": "smime",
+                "validity_days": 365,
+                "renewal_threshold_percent": 20,
+                "subject_template": "CN={{UserName}}",
+                "san_templates": ["email={{EmailAddress}}"],  # no {{DeviceId}}: shared
+            },
+        )
+        _post(
+            client,
+            "/api/v1/admin/assignments",
+            {"id": "assign-smime-user", "profile_id": USER_SCOPE_PROFILE,
+             "group_id": WORKLOAD_GROUP},
+        )  # fmt: skip

@@ -1,6 +1,6 @@
 """The process that holds a running lab for ``pfxha lab up`` until ``pfxha lab down``.
 
-    python -m chaos.lab.supervisor --dir runs/lab --connectors 3 [--prometheus]
+    python -m chaos.lab.supervisor --dir runs/lab --connectors 3 [--prometheus] [--links]
 
 It starts a :class:`~chaos.lab.lab.Lab`, records every pid in ``lab.json``
 (status ``up``), and waits. SIGTERM or SIGINT stops the lab in order (each
@@ -15,7 +15,10 @@ kill and restart what the lab owns without touching pids themselves::
 
     {"op": "kill-connector", "name": "leader"}   -> {"ok": true, "name": "c2", "pid": 123}
     {"op": "kill-ca", "name": "primary"}
-    {"op": "heal"}                               -> restarts every stopped connector and CA
+    {"op": "cut-link", "name": "leader", "targets": ["service"], "mode": "blackhole"}
+                                                 -> {"ok": true, "name": "c2", "links": [...]}
+    {"op": "heal"}                               -> restarts every stopped connector and CA,
+                                                    and puts every link back (lab up --links)
 """
 
 from __future__ import annotations
@@ -57,15 +60,31 @@ def control(run_dir: Path, command: dict[str, Any], timeout: float = 60.0) -> di
     return answer
 
 
+_ON_A_CONNECTOR = (
+    "kill-connector",
+    "stop-connector",
+    "pause-connector",
+    "resume-connector",
+    "cut-link",
+)
+
+
 def _execute(lab: Lab, command: dict[str, Any]) -> dict[str, Any]:
     op = str(command.get("op", ""))
     name = str(command.get("name", ""))
+    if op in _ON_A_CONNECTOR and name in ("", "leader"):
+        leader = lab.leader().name
+        if leader is None:
+            return {"ok": False, "error": "nobody leads"}
+        name = leader
+    if op == "cut-link":
+        mode = str(command.get("mode") or "blackhole")
+        if mode not in ("blackhole", "reset"):
+            return {"ok": False, "error": f"mode must be blackhole or reset, got {mode!r}"}
+        targets = tuple(str(t) for t in command.get("targets") or ["service"])
+        details = lab.link_cut(name, targets, "reset" if mode == "reset" else "blackhole").inject()
+        return {"ok": True, "name": name, "links": details["links"]}
     if op in ("kill-connector", "stop-connector", "pause-connector", "resume-connector"):
-        if name in ("", "leader"):
-            leader = lab.leader().name
-            if leader is None:
-                return {"ok": False, "error": "nobody leads"}
-            name = leader
         pid = lab.connector_pid(name)
         {
             "kill-connector": lab.kill_connector,
@@ -94,6 +113,8 @@ def _execute(lab: Lab, command: dict[str, Any]) -> dict[str, Any]:
             if lab.fleet is not None and not lab.fleet.running(each):
                 lab.start_connector(each)
                 restarted.append(each)
+        if lab.links is not None:
+            lab.heal_links()
         return {"ok": True, "restarted": restarted}
     return {"ok": False, "error": f"unknown op {op!r}"}
 
@@ -141,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connectors", type=int, default=3)
     parser.add_argument("--prometheus", action="store_true")
     parser.add_argument("--hosts", action="store_true")
+    # The per-connector fault proxies are threads of this process: they live as long as it.
+    parser.add_argument("--links", action="store_true")
+    parser.add_argument("--wan-rtt", type=float, default=None)
+    parser.add_argument("--wan-jitter", type=float, default=0.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     run_dir: Path = args.dir.resolve()
@@ -149,7 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    lab = Lab(run_dir, connectors=args.connectors, prometheus=args.prometheus, hosts=args.hosts)
+    lab = Lab(
+        run_dir,
+        connectors=args.connectors,
+        prometheus=args.prometheus,
+        hosts=args.hosts,
+        links=args.links,
+        wan_rtt=args.wan_rtt,
+        wan_jitter=args.wan_jitter,
+    )
     try:
         lab.start()
     except Exception as exc:

@@ -2,12 +2,14 @@
 
     lab = CfsslLab(Path("runs/lab/cfssl"))
     lab.start()                  # provisions once (idempotent), then serves everything
-    lab.url("primary")           # http://127.0.0.1:PORT, `cfssl serve` of the primary CA
+    lab.url("primary")           # https://127.0.0.1:PORT, `cfssl serve` of the primary CA
     lab.kill("primary")          # SIGKILL: the CA is down
     lab.start("primary")         # back, same port, same certdb
     lab.pause("secondary"); lab.resume("secondary")
     lab.crl_url("primary")       # the CDP URL written into issued certificates
     lab.describe()               # what a connector needs (also written to cas.json)
+    lab.client_spec("c1")        # c1's own client certificate and key for the CAs' mutual TLS
+    lab.deny("c2")               # c2 may no longer reach any CA (rolling restart of each)
     lab.certdb("primary")        # PostgresCertDB as the read-only role, over TCP
     lab.stop()                   # everything down
     lab.destroy()                # and the certdb server's data if it lives outside run_dir
@@ -31,6 +33,13 @@ over TCP as on separate hosts. The server starts before the CAs and stops
 after them; killing a CA leaves its certdb up (the database is its own
 service). CRLs are served by :mod:`chaos.launch.crl_server`, a separate
 process, from each CA's certdb.
+
+Every CA serves HTTPS with mutual TLS only (:mod:`chaos.launch.ca_access`):
+CFSSL 1.2 cannot disable its unauthenticated endpoints (``newcert``,
+``revoke``, ``certinfo``, ``scan``, ``init_ca``), so only clients with a
+certificate of the access CA whose CN is on the allowed list (``clients``,
+plus the lab's own prober ``lab``) get past the handshake and the CN check.
+``mtls=False`` serves plain HTTP (benchmarks compare the two; nothing else).
 """
 
 from __future__ import annotations
@@ -49,14 +58,17 @@ import httpx
 from cryptography import x509
 
 from chaos.launch._process import LaunchError, ManagedProcess, free_port, port_open
+from chaos.launch.ca_access import CaAccess
 from chaos.launch.netns import Host
 from chaos.launch.postgres import CertDBAccess, PostgresServer
 from connector.ca._certdb import PostgresCertDB
 from connector.ca._profiles import STANDARD_PROFILES, CaProfile
 
-__all__ = ["AUTH_KEY_NAME", "CfsslLab", "LabCA"]
+__all__ = ["AUTH_KEY_NAME", "LAB_CLIENT", "CfsslLab", "LabCA"]
 
 AUTH_KEY_NAME = "pfxha-connector"
+# The lab's own client identity at the CAs (readiness probes, tests, benchmarks).
+LAB_CLIENT = "lab"
 HOST = "127.0.0.1"
 _ORG = "pfxha lab"
 
@@ -76,9 +88,23 @@ class LabCA:
     root: Path
     crl_url: str
     profiles: tuple[str, ...]
+    # Mutual TLS (None: plain HTTP): the access CA and the client's own pair.
+    ca_file: Path | None = None
+    client_certificate: Path | None = None
+    client_key_file: Path | None = None  # 0600
 
     def as_dict(self) -> dict[str, Any]:
+        tls = {
+            key: str(value)
+            for key, value in (
+                ("ca_file", self.ca_file),
+                ("client_certificate", self.client_certificate),
+                ("client_key_file", self.client_key_file),
+            )
+            if value is not None
+        }
         return {
+            **tls,
             "name": self.name,
             "url": self.url,
             "auth_key_name": self.auth_key_name,
@@ -151,9 +177,13 @@ class CfsslLab:
         ready_timeout: float = 20.0,
         placement: Host | None = None,
         certdb_server: PostgresServer | None = None,
+        clients: Sequence[str] = (),
+        mtls: bool = True,
     ) -> None:
         """``placement``: run every CA server and the CRL server inside that lab host,
-        on its address (CFSSL from port 8888 up, CRLs on 8080)."""
+        on its address (CFSSL from port 8888 up, CRLs on 8080). ``clients``: the
+        names allowed through the CAs' mutual TLS (each with its own certificate),
+        besides :data:`LAB_CLIENT`; more with :meth:`allow`, fewer with :meth:`deny`."""
         self.run_dir = Path(run_dir).resolve()
         self.placement = placement
         self.host = placement.address if placement is not None else HOST
@@ -168,6 +198,9 @@ class CfsslLab:
         self.names = tuple(names)
         self.profiles = dict(profiles or STANDARD_PROFILES)
         self.ready_timeout = ready_timeout
+        self.mtls = mtls
+        self._initial_clients = (LAB_CLIENT, *clients)
+        self.access = CaAccess(self.run_dir / "access", hosts=(self.host, HOST))
         self._state: dict[str, Any] = {}
         self._procs: dict[str, ManagedProcess] = {}
         self._crl_proc: ManagedProcess | None = None
@@ -182,6 +215,10 @@ class CfsslLab:
         """Create keys, certificates, configs and certdbs once; later calls only load them."""
         if self._state_path.exists():
             self._state = json.loads(self._state_path.read_text())
+            # A run dir from before mutual TLS: its configured clients (a denied
+            # client stays denied: the list is only filled when missing).
+            self._state.setdefault("clients", sorted(set(self._initial_clients)))
+            self.access.ensure()
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         # Search only for others: the certdb server (run as postgres) lives below;
@@ -223,7 +260,12 @@ class CfsslLab:
             )
         )
         crl_port = 8080 if self.placement is not None else free_port(HOST)
-        state: dict[str, Any] = {"crl_port": crl_port, "cas": {}}
+        state: dict[str, Any] = {
+            "crl_port": crl_port,
+            "cas": {},
+            "clients": sorted(set(self._initial_clients)),
+        }
+        self.access.ensure()
         for index, name in enumerate(self.names):
             ca_dir = self.run_dir / name
             ca_dir.mkdir(exist_ok=True)
@@ -290,6 +332,49 @@ class CfsslLab:
 
     # -- processes ---------------------------------------------------------------------
 
+    def serve_argv(self, name: str, port: int, *, mtls: bool) -> list[str]:
+        """``cfssl serve`` of CA ``name`` on ``port``, with mutual TLS or plain HTTP."""
+        self._check(name)
+        ca_dir = self.run_dir / name
+        argv = ["cfssl", "serve", "-address", self.host, "-port", str(port)]
+        argv += ["-ca", str(ca_dir / "ca.pem"), "-ca-key", str(ca_dir / "ca-key.pem")]
+        argv += ["-config", str(ca_dir / "config.json"), "-db-config", str(ca_dir / "db.json")]
+        if mtls:
+            cert, key = self.access.server_pair
+            argv += ["-tls-cert", str(cert), "-tls-key", str(key)]
+            argv += ["-mutual-tls-ca", str(self.access.ca_path)]
+            argv += ["-mutual-tls-cn", self.access.cn_regex(self.clients)]
+        return [*argv, "-loglevel", "1"]
+
+    @property
+    def clients(self) -> list[str]:
+        """The client names the CAs let through now (the lab's own prober included)."""
+        if not self._state:
+            raise LaunchError("the CFSSL lab is not provisioned: call start() first")
+        return list(self._state.get("clients") or [LAB_CLIENT])
+
+    def _set_clients(self, names: Sequence[str]) -> None:
+        """Persist the allowed list and restart every running CA on it, one at a time."""
+        self._state["clients"] = sorted(set(names))
+        _write_secret(self._state_path, json.dumps(self._state, indent=1))
+        for name in self.names:
+            proc = self._procs.pop(name, None)
+            if proc is not None and proc.running():
+                proc.stop(grace=5)
+                self.start(name)
+
+    def allow(self, client: str) -> None:
+        """Let ``client`` (its own certificate, :meth:`client_spec`) reach every CA."""
+        if client not in self.clients:
+            self._set_clients([*self.clients, client])
+
+    def deny(self, client: str) -> None:
+        """Revoke ``client``'s access to every CA (the CN leaves each server's regex)."""
+        if client == LAB_CLIENT:
+            raise LaunchError(f"{LAB_CLIENT!r} is the lab's own prober: it cannot be denied")
+        if client in self.clients:
+            self._set_clients([c for c in self.clients if c != client])
+
     def _proc(self, name: str) -> ManagedProcess:
         self._check(name)
         proc = self._procs.get(name)
@@ -297,24 +382,7 @@ class CfsslLab:
             ca_dir = self.run_dir / name
             proc = ManagedProcess(
                 f"cfssl-{name}",
-                [
-                    "cfssl",
-                    "serve",
-                    "-address",
-                    self.host,
-                    "-port",
-                    str(self._state["cas"][name]["port"]),
-                    "-ca",
-                    str(ca_dir / "ca.pem"),
-                    "-ca-key",
-                    str(ca_dir / "ca-key.pem"),
-                    "-config",
-                    str(ca_dir / "config.json"),
-                    "-db-config",
-                    str(ca_dir / "db.json"),
-                    "-loglevel",
-                    "1",
-                ],
+                self.serve_argv(name, int(self._state["cas"][name]["port"]), mtls=self.mtls),
                 log_path=self.run_dir / "logs" / f"cfssl-{name}.log",
                 cwd=ca_dir,
                 wrap=self.placement.wrap if self.placement is not None else None,
@@ -333,7 +401,8 @@ class CfsslLab:
         if not port_open(self.host, port):
             return False
         try:
-            reply = httpx.post(f"{self.url(name)}/api/v1/cfssl/info", json={}, timeout=1.0)
+            with self.http(timeout=1.0) as http:
+                reply = http.post(f"{self.url(name)}/api/v1/cfssl/info", json={})
         except httpx.HTTPError:
             return False
         return reply.status_code == 200 and bool(reply.json().get("success"))
@@ -434,7 +503,8 @@ class CfsslLab:
 
     def url(self, name: str) -> str:
         self._check(name)
-        return f"http://{self.host}:{self._state['cas'][name]['port']}"
+        scheme = "https" if self.mtls else "http"
+        return f"{scheme}://{self.host}:{self._state['cas'][name]['port']}"
 
     def auth_key(self, name: str) -> str:
         self._check(name)
@@ -480,7 +550,24 @@ class CfsslLab:
     def log_path(self, name: str) -> Path:
         return self.run_dir / "logs" / f"cfssl-{name}.log"
 
-    def ca(self, name: str) -> LabCA:
+    def http(self, client: str = LAB_CLIENT, timeout: float = 5.0) -> httpx.Client:
+        """An httpx client that reaches the CAs as ``client`` (the lab's prober by default)."""
+        verify = self.access.ssl_context(client) if self.mtls else True
+        return httpx.Client(verify=verify, timeout=timeout)
+
+    def client_spec(self, client: str) -> dict[str, str]:
+        """``client``'s own mutual-TLS settings for every CA (``[[ca]]`` keys)."""
+        if not self.mtls:
+            return {}
+        cert, key = self.access.client(client)
+        return {
+            "ca_file": str(self.access.ca_path),
+            "client_certificate": str(cert),
+            "client_key_file": str(key),
+        }
+
+    def ca(self, name: str, client: str = LAB_CLIENT) -> LabCA:
+        tls = self.client_spec(client)
         return LabCA(
             name=name,
             url=self.url(name),
@@ -493,6 +580,9 @@ class CfsslLab:
             root=self.root_certificate_path,
             crl_url=self.crl_url(name),
             profiles=tuple(self.profiles),
+            ca_file=Path(tls["ca_file"]) if tls else None,
+            client_certificate=Path(tls["client_certificate"]) if tls else None,
+            client_key_file=Path(tls["client_key_file"]) if tls else None,
         )
 
     def describe(self) -> dict[str, Any]:

@@ -8,6 +8,10 @@
     fleet.metrics_url("c1")                # http://127.0.0.1:PORT/metrics
     fleet.stop()
 
+    # Each connector through its own links (chaos.launch.links): per-connector URLs.
+    ConnectorFleet(..., endpoints={"c1": ConnectorEndpoints(service_url=..., cas={
+        "primary": {"url": ..., "certdb_dsn": ...}})})
+
 Each connector gets ``<dir>/<name>/connector.toml`` plus its secrets (the CA
 auth keys) in 0600 files beside it, and logs JSON lines to
 ``<dir>/<name>/connector.log``. ``loop`` overrides go into ``[loop]``
@@ -16,9 +20,11 @@ auth keys) in 0600 files beside it, and logs JSON lines to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +32,7 @@ from chaos.launch._process import LaunchError, ManagedProcess, free_port, wait_f
 from chaos.launch.netns import Host
 from election import open_client, read_cluster_status
 
-__all__ = ["ConnectorFleet", "render_config", "toml_value"]
+__all__ = ["ConnectorEndpoints", "ConnectorFleet", "render_config", "toml_value"]
 
 _ENTRY = "from connector.cli import main; main()"
 
@@ -94,6 +100,9 @@ def render_config(
             "certdb_password_file",
             "reconcile",
             "crl_url",
+            "ca_file",
+            "client_certificate",
+            "client_key_file",
         )
         values = {"name": ca_name, **{k: spec.get(k) for k in keys}}
         parts.append(_table("[[ca]]", values))
@@ -102,6 +111,18 @@ def render_config(
     if loop:
         parts.append(_table("[loop]", loop))
     return "\n".join(parts)
+
+
+@dataclass(frozen=True)
+class ConnectorEndpoints:
+    """Where one connector reaches the service and its CAs, when not where the fleet says.
+
+    ``service_url`` replaces the fleet's; ``cas[name]`` replaces keys of that CA's
+    description (``url``, ``certdb_dsn``, ...). Nothing given: the fleet's values.
+    """
+
+    service_url: str | None = None
+    cas: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 class ConnectorFleet:
@@ -121,13 +142,17 @@ class ConnectorFleet:
         env: Mapping[str, str] | None = None,
         service_ca: Path | None = None,
         enroll: Callable[[str, Path], None] | None = None,
-        zk_auth: tuple[str, Path] | None = None,
+        zk_auth: tuple[str, Path] | Callable[[str], tuple[str, Path]] | None = None,
         placement: Mapping[str, Host] | None = None,
+        endpoints: Mapping[str, ConnectorEndpoints] | None = None,
+        ca_client: Callable[[str], Mapping[str, str]] | None = None,
     ) -> None:
         """``cas`` is :meth:`chaos.launch.cfssl.CfsslLab.describe` (``cas`` and ``templates``).
 
         ``placement``: the lab host each connector runs in (by name); its metrics
         endpoint then listens on that host's address, port 9464.
+        ``endpoints``: per-connector service and CA URLs (by name), e.g. each
+        connector through its own fault proxies (:mod:`chaos.launch.links`).
         """
         if count < 1:
             raise ValueError(f"count must be at least 1, got {count}")
@@ -144,10 +169,16 @@ class ConnectorFleet:
         # connector gets its client certificate (enroll(name, identity_dir)).
         self.service_ca = service_ca
         self.enroll = enroll
-        # ZooKeeper digest ACLs: (user, password file 0600).
+        # ZooKeeper digest ACLs: (user, password file 0600), shared or per connector.
         self.zk_auth = zk_auth
+        # Each connector's own mutual-TLS pair for the CAs (CfsslLab.client_spec).
+        self.ca_client = ca_client
         self.names = [f"{prefix}{i}" for i in range(1, count + 1)]
         self.placement = dict(placement or {})
+        self.endpoints = dict(endpoints or {})
+        unknown = sorted(set(self.endpoints) - set(self.names))
+        if unknown:
+            raise ValueError(f"endpoints name unknown connectors: {', '.join(unknown)}")
         missing = [n for n in self.names if self.placement and n not in self.placement]
         if missing:
             raise ValueError(f"placement names no host for {', '.join(missing)}")
@@ -175,13 +206,20 @@ class ConnectorFleet:
     def write_config(self, name: str) -> Path:
         home = self.directory / name
         home.mkdir(parents=True, exist_ok=True)
+        own = self.endpoints.get(name, ConnectorEndpoints())
         cas: dict[str, dict[str, Any]] = {}
         for ca_name, spec in self.description["cas"].items():
             key_file = home / f"ca-{ca_name}.key"
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(str(spec["auth_key"]))
-            cas[ca_name] = {**spec, "auth_key_file": str(key_file)}
+            client = self.ca_client(name) if self.ca_client is not None else {}
+            cas[ca_name] = {
+                **spec,
+                **own.cas.get(ca_name, {}),
+                "auth_key_file": str(key_file),
+                **client,
+            }
         service: dict[str, Any] = {}
         if self.service_ca is not None:
             service["ca_file"] = str(self.service_ca)
@@ -192,14 +230,15 @@ class ConnectorFleet:
             service["identity_dir"] = str(identity)
         zookeeper: dict[str, Any] = {}
         if self.zk_auth is not None:
-            zookeeper = {"auth_user": self.zk_auth[0], "auth_password_file": str(self.zk_auth[1])}
+            user, password_file = self.zk_auth(name) if callable(self.zk_auth) else self.zk_auth
+            zookeeper = {"auth_user": user, "auth_password_file": str(password_file)}
         text = render_config(
             zookeeper=zookeeper,
             service=service,
             name=name,
             cluster=self.cluster,
             zk_hosts=self.zk_hosts,
-            service_url=self.service_url,
+            service_url=own.service_url or self.service_url,
             cas=cas,
             templates=self.description["templates"],
             metrics_listen=f"{self.address(name)}:{self.metrics_ports[name]}",
@@ -210,6 +249,25 @@ class ConnectorFleet:
         path = self.config_path(name)
         path.write_text(text)
         return path
+
+    def add(self, name: str) -> None:
+        """One more connector (started with :meth:`start`); on a lab host, c1's, port 9465."""
+        if name in self.names:
+            raise LaunchError(f"connector {name!r} is already in the fleet")
+        if self.placement:
+            self.placement[name] = self.placement[self.names[0]]
+            self.metrics_ports[name] = 9465
+        else:
+            self.metrics_ports[name] = free_port()
+        self.names.append(name)
+
+    def remove(self, name: str) -> None:
+        """Stop connector ``name`` and forget it (its directory stays)."""
+        self.stop(name, grace=5)
+        self._procs.pop(name, None)
+        self.names.remove(name)
+        self.placement.pop(name, None)
+        self.metrics_ports.pop(name, None)
 
     # -- processes ------------------------------------------------------------
 
@@ -288,11 +346,21 @@ class ConnectorFleet:
         return status.leader.name, status.leader.epoch
 
     def wait_for_leader(
-        self, timeout: float = 30.0, *, exclude: str | None = None, above_epoch: int = 0
+        self,
+        timeout: float = 30.0,
+        *,
+        exclude: str | None = None,
+        above_epoch: int = 0,
+        client: Any = None,
     ) -> str:
-        """The leader's name once one (other than ``exclude``, above an epoch) holds the lease."""
+        """The leader's name once one (other than ``exclude``, above an epoch) holds the lease.
+
+        ``client``: a started KazooClient to poll with (else one is opened here).
+        """
         found: list[str] = []
-        with open_client(self.zk_hosts) as client:
+        with contextlib.ExitStack() as stack:
+            if client is None:
+                client = stack.enter_context(open_client(self.zk_hosts))
 
             def elected() -> bool:
                 current = self.leader(client)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import socket
 import struct
@@ -28,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 
 __all__ = ["FaultProxy", "LinkFaults", "ProxyStats", "Toxics"]
@@ -123,6 +125,18 @@ class FaultProxy:
     @property
     def address(self) -> str:
         return f"{self.listen_host}:{self.port}"
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) of the proxy's thread so far; 0.0 when not running."""
+        tid = self._thread.native_id
+        if tid is None or not self._thread.is_alive():
+            return 0.0
+        try:
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return 0.0
+        # Fields 14 and 15 (utime, stime) of stat(5), counted after the ")" as 12 and 13.
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     # -- faults ---------------------------------------------------------------
 

@@ -182,45 +182,25 @@ def self_signed_loopback(
     directory: Path, addresses: Sequence[str] = ("127.0.0.1",)
 ) -> tuple[Path, Path]:
     """A self-signed server certificate for ``addresses`` and its key (0600): (cert, key)."""
-    import datetime as dt
     import ipaddress
-    import os
 
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+
+    from chaos.launch._x509 import build_certificate, write_pair
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pfxha test service")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+    sans = [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
+    cert = build_certificate(
+        "pfxha test service",
+        key.public_key(),
+        key,
+        extensions=[
+            (x509.SubjectAlternativeName(sans), False),
+            (x509.BasicConstraints(ca=True, path_length=None), True),
+        ],
     )
     directory.mkdir(parents=True, exist_ok=True)
     cert_path, key_path = directory / "server.pem", directory / "server.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
+    write_pair(cert_path, key_path, cert, key)
     return cert_path, key_path

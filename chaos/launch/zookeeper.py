@@ -6,7 +6,8 @@
         zk.start_node(i)                              # bring it back, same data dir
     # leaving the block stops every node cleanly (SIGTERM)
 
-Each node has its own directory ``run_dir/zk<i>/`` with ``zoo.cfg``, ``data/``
+Each node has its own directory ``run_dir/zk<i>/`` with ``zoo.cfg``, ``data/`` (0700:
+snapshots and logs hold every node's data and the digest ACLs' hashes)
 (``myid``, snapshots, transaction log) and ``zookeeper.log``. Starting again from
 the same ``run_dir`` reuses the data, so persistent nodes (the election epoch)
 survive a restart of the whole ensemble.
@@ -269,6 +270,10 @@ class ZooKeeperEnsemble:
     def _node_dir(self, index: int) -> Path:
         return self.run_dir / f"zk{index + 1}"
 
+    def data_dir(self, index: int) -> Path:
+        """Node ``index``'s snapshots and transaction logs (0700)."""
+        return self._node_dir(index) / "data"
+
     def _classpath(self) -> str:
         parts = [str(p) for p in _EXTRA_CLASSPATH if p.exists()]
         parts.insert(1 if parts else 0, str(ZOOKEEPER_JAR))
@@ -304,8 +309,9 @@ class ZooKeeperEnsemble:
 
     def _write_config(self, index: int) -> None:
         node_dir = self._node_dir(index)
-        data_dir = node_dir / "data"
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir = self.data_dir(index)
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data_dir.chmod(0o700)  # also a data dir made before (mkdir keeps its mode)
         ports = self._ports[index]
         lines = [
             f"tickTime={self.tick_ms}",

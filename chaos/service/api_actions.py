@@ -23,6 +23,7 @@ from chaos.service.fencing import Gate
 from chaos.service.renewal import scan_renewals
 from chaos.service.rules import Event
 from chaos.service.store import ApiError, Store
+from chaos.service.user_certs import apply_event
 
 __all__ = ["actions_router"]
 
@@ -40,11 +41,15 @@ def actions_router(store: Store, auth: AuthPolicy) -> APIRouter:
     )
     gate = Gate(store)
 
-    def act(event: Event, change: Change) -> m.ActionResult:
+    def act(event: Event, change: Change, acted_on: str | None = None) -> m.ActionResult:
+        """``acted_on``: the device of a device action (its user-scoped copies follow the
+        user-scope table: removed there only, or rolled over when the key left our control)."""
         with store.db.transaction() as tx:
             store.outcome_or_refuse(tx, event)
             devices = change(tx)
             counts = store.retire_untargeted(tx, event, devices)
+            user = apply_event(store, tx, event, devices=devices, acted_on=acted_on)
+            counts = {k: counts.get(k, 0) + user[k] for k in user}
             store.event(tx, "admin-action", event.value, **counts)
             mode = store.current_mode(tx)
         emit(log, LogEvent.REVOCATION_EVENT, action=event.value, mode=mode.value, **counts)
@@ -57,7 +62,7 @@ def actions_router(store: Store, auth: AuthPolicy) -> APIRouter:
             tx.execute("UPDATE devices SET state = ? WHERE id = ?", (state, device_id))
             return [device_id]
 
-        return act(event, change)
+        return act(event, change, acted_on=device_id)
 
     def leave(group_id: str, user_id: str) -> m.ActionResult:
         def change(tx: sqlite3.Connection) -> list[str]:

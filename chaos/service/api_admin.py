@@ -18,7 +18,9 @@ from chaos.service.auth import AuthPolicy
 from chaos.service.events import Event as LogEvent
 from chaos.service.events import emit, log
 from chaos.service.rules import Mode
+from chaos.service.scope import profile_scope_problem
 from chaos.service.store import ApiError, Store
+from chaos.service.user_certs import queue_missing_users
 
 __all__ = ["admin_router"]
 
@@ -63,16 +65,28 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
             renewal_threshold_percent=row["renewal_threshold_percent"],
             subject_template=row["subject_template"],
             san_templates=json.loads(row["san_templates"]),
+            scope=row["scope"],
+            source=row["source"],
         )
+
+    def refuse_bad_scope(scope: str, subject_template: str, san_templates: list[str]) -> None:
+        problem = profile_scope_problem(scope, subject_template, san_templates)
+        if problem is not None:
+            raise ApiError(400, problem)
 
     @router.post("/profiles", response_model=m.ProfileOut, status_code=201)
     def create_profile(body: m.ProfileIn) -> m.ProfileOut:
+        refuse_bad_scope(body.scope, body.subject_template, body.san_templates)
+        if body.source == "imported" and body.scope != "user":
+            raise ApiError(
+                400, "source=imported needs scope=user: an imported PFX belongs to a user"
+            )
         with store.db.transaction() as tx:
             refuse_duplicate(tx, "profiles", body.id)
             tx.execute(
                 "INSERT INTO profiles(id, key_type, template, validity_days, "
-                "renewal_threshold_percent, subject_template, san_templates, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "renewal_threshold_percent, subject_template, san_templates, created_at, scope, "
+                "source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     body.id,
                     body.key_type,
@@ -82,6 +96,8 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
                     body.subject_template,
                     json.dumps(body.san_templates),
                     store.now_iso(),
+                    body.scope,
+                    body.source,
                 ),
             )
             return profile_out(store.row(tx, "profiles", body.id))
@@ -95,7 +111,14 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
     def update_profile(profile_id: m.Id, body: m.ProfileUpdate) -> m.ProfileOut:
         """Changes apply to requests queued from now on, not to issued certificates."""
         with store.db.transaction() as tx:
-            store.row(tx, "profiles", profile_id)
+            row = store.row(tx, "profiles", profile_id)
+            refuse_bad_scope(
+                row["scope"],
+                body.subject_template or row["subject_template"],
+                body.san_templates
+                if body.san_templates is not None
+                else json.loads(row["san_templates"]),
+            )
             for column, value in body.model_dump(exclude_none=True).items():
                 stored = json.dumps(value) if column == "san_templates" else value
                 tx.execute(
@@ -189,6 +212,7 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 (group_id, body.user_id),
             )
             queued = store.queue_missing(tx, store.devices_of(tx, user=body.user_id))
+            queued += queue_missing_users(store, tx, [body.user_id])
         emit(log, LogEvent.REQUESTS_QUEUED, cause="membership", group=group_id, count=queued)
         store.wake()
         return m.MembershipOut(group_id=group_id, user_id=body.user_id, requests_queued=queued)
@@ -229,6 +253,7 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 ),
             )
             queued = store.queue_missing(tx, [body.id])
+            queued += queue_missing_users(store, tx, [body.user_id])
             row = store.row(tx, "devices", body.id)
         emit(log, LogEvent.REQUESTS_QUEUED, cause="device", device=body.id, count=queued)
         store.wake()
@@ -258,6 +283,13 @@ def admin_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 (body.id, body.profile_id, body.group_id),
             )
             queued = store.queue_missing(tx, store.devices_of(tx, group=body.group_id))
+            members = [
+                r["user_id"]
+                for r in tx.execute(
+                    "SELECT user_id FROM memberships WHERE group_id = ?", (body.group_id,)
+                )
+            ]
+            queued += queue_missing_users(store, tx, members)
         emit(log, LogEvent.REQUESTS_QUEUED, cause="assignment", assignment=body.id, count=queued)
         store.wake()
         return m.AssignmentOut(

@@ -107,11 +107,12 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
     def take_requests(tx: sqlite3.Connection, body: m.PollIn) -> list[m.CertificateRequestOut]:
         expired = store.clock() - store.settings.poll_lease_s
         rows = tx.execute(
-            "SELECT r.id, r.device_id, r.kind, r.profile_id, p.key_type, p.template, "
-            "p.subject_template, p.san_templates, p.validity_days, "
+            "SELECT r.id, r.device_id, r.kind, r.profile_id, r.scope, r.user_id, p.key_type, "
+            "p.template, p.subject_template, p.san_templates, p.validity_days, "
             "u.name AS user_name, u.upn, u.email "
             "FROM requests r JOIN profiles p ON p.id = r.profile_id "
-            "JOIN devices d ON d.id = r.device_id JOIN users u ON u.id = d.user_id "
+            "LEFT JOIN devices d ON d.id = r.device_id AND r.scope = 'device' "
+            "JOIN users u ON u.id = COALESCE(r.user_id, d.user_id) "
             "WHERE r.state = 'pending' AND r.cancelled IS NULL "
             "AND (r.lease_epoch IS NULL OR r.lease_epoch != ? OR r.lease_at < ?) "
             "ORDER BY r.seq LIMIT ?",
@@ -124,6 +125,15 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 "UPDATE requests SET lease_epoch = ?, lease_at = ? WHERE id = ?",
                 (body.epoch, now, row["id"]),
             )
+            variables = {
+                "UserName": row["user_name"],
+                "UserPrincipalName": row["upn"],
+                "EmailAddress": row["email"],
+            }
+            if row["scope"] == "device":
+                # A user-scoped certificate names no device: its subject serialNumber
+                # is the user id, which travels as ``device_id``.
+                variables["DeviceId"] = row["device_id"]
             out.append(
                 m.CertificateRequestOut(
                     id=row["id"],
@@ -137,12 +147,9 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
                         san_templates=json.loads(row["san_templates"]),
                         validity_days=row["validity_days"],
                     ),
-                    variables={
-                        "UserName": row["user_name"],
-                        "UserPrincipalName": row["upn"],
-                        "EmailAddress": row["email"],
-                        "DeviceId": row["device_id"],
-                    },
+                    variables=variables,
+                    scope=row["scope"],
+                    user_id=row["user_id"],
                 )
             )
         return out

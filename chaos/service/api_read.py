@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from chaos.service import models as m
 from chaos.service.auth import AuthPolicy
 from chaos.service.metrics import GaugeSnapshot
+from chaos.service.scope import Scope, revocation_table
 from chaos.service.store import STOOD_DOWN_EPOCH, Store
 
 __all__ = ["connector_list", "gauge_snapshot", "read_router"]
@@ -98,6 +99,34 @@ def read_router(store: Store, auth: AuthPolicy) -> APIRouter:
         )
         return [m.RequestOut.from_row(r) for r in rows]
 
+    @router.get("/user-copies", response_model=list[m.UserCopyOut])
+    def user_copies(
+        device_id: m.Id | None = None,
+        user_id: m.Id | None = None,
+        limit: int = Query(default=10_000, ge=1, le=_MAX_ROWS),
+    ) -> list[m.UserCopyOut]:
+        """Each device's copy of each user-scoped certificate (current or decrypt-only)."""
+        rows = store.db.query(
+            "SELECT * FROM user_copies WHERE (? IS NULL OR device_id = ?) "
+            "AND (? IS NULL OR user_id = ?) ORDER BY seq LIMIT ?",
+            (device_id, device_id, user_id, user_id, limit),
+        )
+        return [m.UserCopyOut.from_row(r) for r in rows]
+
+    @router.get("/revocation-table", response_model=list[m.TableRowOut])
+    def table(scope: m.ScopeName = "device") -> list[m.TableRowOut]:
+        """What each admin action does to a certificate of a profile of this scope."""
+        return [
+            m.TableRowOut(
+                event=r.event,
+                scope=r.scope,
+                standalone=r.standalone,
+                hybrid=r.hybrid,
+                crl_reason=r.crl_reason,
+            )
+            for r in revocation_table(Scope(scope))
+        ]
+
     @router.get("/revocations", response_model=list[m.RevocationOut])
     def revocations(
         state: m.RevocationState | None = None,
@@ -113,6 +142,29 @@ def read_router(store: Store, auth: AuthPolicy) -> APIRouter:
     def connectors() -> list[m.ConnectorOut]:
         with store.db.transaction() as tx:
             return connector_list(store, tx)
+
+    @router.get("/events", response_model=list[m.AuditEventOut])
+    def events(
+        kind: m.Id | None = None,
+        subject: m.Id | None = None,
+        limit: int = Query(default=10_000, ge=1, le=_MAX_ROWS),
+    ) -> list[m.AuditEventOut]:
+        """The audit trail: admin actions, key recoveries, renewals finished, ..."""
+        rows = store.db.query(
+            "SELECT * FROM events WHERE (? IS NULL OR kind = ?) AND (? IS NULL OR subject = ?) "
+            "ORDER BY id LIMIT ?",
+            (kind, kind, subject, subject, limit),
+        )
+        return [
+            m.AuditEventOut(
+                id=r["id"],
+                at=r["at"],
+                kind=r["kind"],
+                subject=r["subject"],
+                detail=json.loads(r["detail"]),
+            )
+            for r in rows
+        ]
 
     @router.get("/stale-rejections", response_model=list[m.RejectionOut])
     def stale_rejections(

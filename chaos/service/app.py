@@ -29,7 +29,9 @@ from chaos.service.api_admin import admin_router
 from chaos.service.api_connector import connector_router
 from chaos.service.api_device import device_router
 from chaos.service.api_enroll import enroll_router
+from chaos.service.api_import import import_router
 from chaos.service.api_read import gauge_snapshot, read_router
+from chaos.service.api_recovery import recovery_router
 from chaos.service.auth import AuthPolicy
 from chaos.service.db import Database
 from chaos.service.enrollment import ConnectorCA
@@ -57,6 +59,9 @@ class ServiceConfig:
     connector_stale_after_s: float = 15.0
     poll_lease_s: float = 30.0
     renewal_interval_s: float = 60.0  # 0 disables the background scan
+    user_renewal_deadline_s: float = 7 * 86_400.0  # see StoreSettings
+    key_recovery_limit: int = 5  # see StoreSettings
+    key_recovery_window_s: float = 3600.0
     # Mutual TLS for the connector and device APIs (issue 8): the app checks
     # the certificate uvicorn verified (chaos.service.tls puts it in the scope).
     require_client_certs: bool = False  # both APIs
@@ -75,7 +80,13 @@ def create_app(config: ServiceConfig, *, clock: Callable[[], float] = time.time)
         Database(config.db_path),
         ServiceKeys.load_or_create(config.key_dir()),
         mode=config.mode,
-        settings=StoreSettings(config.connector_stale_after_s, config.poll_lease_s),
+        settings=StoreSettings(
+            config.connector_stale_after_s,
+            config.poll_lease_s,
+            user_renewal_deadline_s=config.user_renewal_deadline_s,
+            key_recovery_limit=config.key_recovery_limit,
+            key_recovery_window_s=config.key_recovery_window_s,
+        ),
         clock=clock,
     )
     metrics = ServiceMetrics(lambda: gauge_snapshot(store))
@@ -163,6 +174,8 @@ def create_app(config: ServiceConfig, *, clock: Callable[[], float] = time.time)
     app.include_router(actions_router(store, auth))
     app.include_router(connector_router(store, auth))
     app.include_router(device_router(store, auth))
+    app.include_router(recovery_router(store, auth))
+    app.include_router(import_router(store, auth))
     app.include_router(read_router(store, auth))
     app.include_router(enroll_router(store, auth, connector_ca))
     return app

@@ -62,6 +62,28 @@ def _listen(value: str) -> tuple[str, int]:
     help="Seconds between renewal scans (0 disables).",
 )
 @click.option(
+    "--user-renewal-deadline",
+    type=float,
+    default=7 * 86_400.0,
+    show_default=True,
+    help="Seconds after a user-scoped renewal was issued after which the certificate it "
+    "replaces is revoked even if some of the user's devices have not installed the new one.",
+)
+@click.option(
+    "--key-recovery-limit",
+    type=int,
+    default=5,
+    show_default=True,
+    help="Key recoveries allowed in any --key-recovery-window, for the whole service.",
+)
+@click.option(
+    "--key-recovery-window",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="Seconds of the key-recovery rate limit's window.",
+)
+@click.option(
     "--max-body",
     type=int,
     default=1_048_576,
@@ -147,6 +169,9 @@ def run(
     connector_stale_after: float,
     poll_lease: float,
     renewal_interval: float,
+    user_renewal_deadline: float,
+    key_recovery_limit: int,
+    key_recovery_window: float,
     max_body: int,
     admin_token_env: str,
     admin_token_file: Path | None,
@@ -181,6 +206,12 @@ def run(
         raise click.BadParameter("must be > 0", param_hint="--connector-stale-after")
     if poll_lease <= 0:
         raise click.BadParameter("must be > 0", param_hint="--poll-lease")
+    if user_renewal_deadline <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--user-renewal-deadline")
+    if key_recovery_limit < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--key-recovery-limit")
+    if key_recovery_window <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--key-recovery-window")
     if header_timeout < 0:
         raise click.BadParameter("must be >= 0", param_hint="--header-timeout")
     if body_timeout <= 0:
@@ -188,10 +219,10 @@ def run(
     if max_body < 1024:
         raise click.BadParameter("must be at least 1024", param_hint="--max-body")
     if ssl_keyfile is not None:
-        _check_private(ssl_keyfile, "--ssl-keyfile")
+        check_private(ssl_keyfile, "--ssl-keyfile")
     admin_hash = None
     if admin_credential_file is not None:
-        _check_private(admin_credential_file, "--admin-credential-file")
+        check_private(admin_credential_file, "--admin-credential-file")
         admin_hash = admin_credential_file.read_text().strip()
         if not admin_hash.startswith("scrypt$"):
             raise click.BadParameter(
@@ -225,6 +256,9 @@ def run(
         connector_stale_after_s=connector_stale_after,
         poll_lease_s=poll_lease,
         renewal_interval_s=renewal_interval,
+        user_renewal_deadline_s=user_renewal_deadline,
+        key_recovery_limit=key_recovery_limit,
+        key_recovery_window_s=key_recovery_window,
     )
     app = create_app(config)
     if mutual:
@@ -248,7 +282,7 @@ def run(
     _Server(server_config, on_exit=app.state.store.close).run()
 
 
-def _check_private(path: Path, option: str) -> None:
+def check_private(path: Path, option: str) -> None:
     """Refuse to start on a secret file that group or others may read."""
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
@@ -261,7 +295,7 @@ def _check_private(path: Path, option: str) -> None:
 def _admin_token(path: Path | None, env: str) -> str | None:
     if path is None:
         return os.environ.get(env) or None
-    _check_private(path, "--admin-token-file")
+    check_private(path, "--admin-token-file")
     token = path.read_text().strip()
     if not token:
         raise click.BadParameter(f"{path} is empty", param_hint="--admin-token-file")

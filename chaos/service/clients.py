@@ -12,6 +12,7 @@
     result = device.sync()    # check in, open each PFX with the management key, report
     result.installed          # [InstalledPfx(request_id, serial, certificate, key, chain)]
     result.deleted            # serials the service told the device to delete
+    device.store, device.history   # profile -> key in use; serial -> decrypt-only old keys
 
 Refusals raise :class:`ApiRefused` (status + reason); transport failures are httpx's.
 """
@@ -169,6 +170,13 @@ class AdminClient:
     def stale_rejections(self) -> list[dict[str, Any]]:
         return self._read("stale-rejections")
 
+    def user_copies(self, **filters: str) -> list[dict[str, Any]]:
+        """Each device's copy of each user-scoped certificate."""
+        return self._read("user-copies", **filters)
+
+    def revocation_table(self, scope: str = "device") -> list[dict[str, Any]]:
+        return self._read("revocation-table", scope=scope)
+
 
 @dataclass(frozen=True)
 class InstalledPfx:
@@ -178,6 +186,8 @@ class InstalledPfx:
     certificate: x509.Certificate
     key: PrivateKeyTypes = field(repr=False)
     chain: tuple[x509.Certificate, ...]
+    usage: str = "current"  # or "decrypt-only": an older key of a user-scoped certificate
+    scope: str = "device"
 
 
 @dataclass
@@ -225,6 +235,8 @@ class DeviceClient:
             base_url=base_url, transport=transport, timeout=timeout, verify=verify
         )
         self.store: dict[str, InstalledPfx] = {}  # profile id -> what is installed
+        # serial -> an older key of a user-scoped certificate, kept to decrypt old mail
+        self.history: dict[int, InstalledPfx] = {}
 
     def close(self) -> None:
         self._http.close()
@@ -252,6 +264,8 @@ class DeviceClient:
             certificate=cert,
             key=key,
             chain=tuple(chain),
+            usage=str(delivery.get("usage", "current")),
+            scope=str(delivery.get("scope", "device")),
         )
 
     def sync(self) -> SyncResult:
@@ -265,13 +279,20 @@ class DeviceClient:
                 self.report(delivery["request_id"], "failed", str(exc)[:500])
                 result.failed.append((delivery["request_id"], str(exc)))
                 continue
-            self.store[installed.profile_id] = installed
+            if installed.usage == "decrypt-only":
+                self.history[installed.serial] = installed
+                current = self.store.get(installed.profile_id)
+                if current is not None and current.serial == installed.serial:
+                    del self.store[installed.profile_id]
+            else:
+                self.store[installed.profile_id] = installed
             self.report(installed.request_id, "installed")
             result.installed.append(installed)
         for deletion in answer["deletions"]:
             current = self.store.get(deletion["profile_id"])
             if current is not None and current.serial == int(deletion["serial"]):
                 del self.store[deletion["profile_id"]]
+            self.history.pop(int(deletion["serial"]), None)
             self.report(deletion["request_id"], "deleted")
             result.deleted.append(int(deletion["serial"]))
         return result

@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SCHEMA", "Database", "secure_location"]
+__all__ = ["ADDED_COLUMNS", "SCHEMA", "Database", "secure_location"]
 
 log = logging.getLogger("pfxha.service")
 
@@ -112,7 +112,30 @@ CREATE TABLE IF NOT EXISTS epoch_acceptances (
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, kind TEXT NOT NULL,
     subject TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS user_copies (
+    id TEXT PRIMARY KEY, seq INTEGER NOT NULL, request_id TEXT NOT NULL,
+    device_id TEXT NOT NULL, user_id TEXT NOT NULL, profile_id TEXT NOT NULL,
+    usage TEXT NOT NULL, state TEXT NOT NULL, reason TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, delivered_at TEXT, installed_at TEXT,
+    device_delete TEXT, device_deleted_at TEXT, UNIQUE (request_id, device_id));
+CREATE INDEX IF NOT EXISTS user_copies_device ON user_copies(device_id, seq);
 """
+
+# Columns added after the first release, as (table, column, declaration): a
+# database from before gains them at start (columns are only ever added).
+ADDED_COLUMNS = (
+    # Issue 15: user-scoped profiles. ``requests.scope = 'user'`` rows are one
+    # certificate per (user, profile): ``device_id`` then holds the user id (the
+    # subject the certificate names) and ``escrow`` is current | history | withdrawn.
+    ("profiles", "scope", "TEXT NOT NULL DEFAULT 'device'"),
+    ("requests", "scope", "TEXT NOT NULL DEFAULT 'device'"),
+    ("requests", "user_id", "TEXT"),
+    ("requests", "escrow", "TEXT"),
+    # Issue 15 item 5: ``source = 'imported'`` profiles hold PFX files an admin
+    # imported (Intune's "PKCS imported"): never requested from a CA.
+    ("profiles", "source", "TEXT NOT NULL DEFAULT 'ca'"),
+)
+INDEXES_ON_ADDED = ("CREATE INDEX IF NOT EXISTS requests_user ON requests(user_id, profile_id)",)
 
 
 class Database:
@@ -132,7 +155,18 @@ class Database:
         self._conn.execute("PRAGMA foreign_keys=OFF")
         self._conn.executescript(SCHEMA)
         with self.transaction() as tx:
+            self._add_columns(tx)
             self._seed_fence(tx)
+
+    @staticmethod
+    def _add_columns(tx: sqlite3.Connection) -> None:
+        """Bring an older database up to :data:`ADDED_COLUMNS` (existing rows get the default)."""
+        for table, column, declaration in ADDED_COLUMNS:
+            present = {r["name"] for r in tx.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                tx.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        for statement in INDEXES_ON_ADDED:
+            tx.execute(statement)
 
     def _seed_fence(self, tx: sqlite3.Connection) -> None:
         """Create the fence row once; a database from before it had the epoch in ``meta``

@@ -307,7 +307,9 @@ class Gate:
     def _revoked_refusal(self, endpoint: str, name: str, reason: str) -> ApiError:
         self.store.on_revoked(endpoint)
         emit(log, LogEvent.REVOKED_CONNECTOR_REFUSED, endpoint=endpoint, name=name)
-        return ApiError(403, f"connector {name!r} was revoked by an admin: {reason}")
+        return ApiError(
+            403, f"connector {name!r} was revoked by an admin: {reason}", connector_revoked=True
+        )
 
 
 def _raise_highest(tx: sqlite3.Connection, epoch: int, *, holder: str | None = None) -> None:

@@ -37,6 +37,8 @@ Template = Annotated[str, Field(min_length=1, max_length=200)]
 Health = Literal["healthy", "warning", "unhealthy"]
 RequestState = Literal["pending", "in_flight", "issued", "delivered", "installed", "failed"]
 RevocationState = Literal["pending", "done"]
+ScopeName = Literal["device", "user"]
+Usage = Literal["current", "decrypt-only"]
 
 
 class Strict(BaseModel):
@@ -55,6 +57,7 @@ class ErrorOut(BaseModel):
     highest_epoch: int | None = None
     forgery_suspected: bool | None = None  # a register refused as a suspected forgery
     retry_after_s: float | None = None  # also as Retry-After (429)
+    connector_revoked: bool | None = None  # 403: the calling connector was revoked
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -65,13 +68,14 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "Credential missing or wrong: the admin bearer token, or a client"
         " certificate (mutual TLS) on the connector and device APIs",
         403: "Connector revoked by an admin, client certificate refused or its name"
-        " does not match the call",
+        " does not match the call, key recovery on a service without an admin credential",
         404: "Unknown id",
         409: "Stale epoch (connector API), duplicate id (admin API), unusable stored PFX",
         413: "Request body too large",
         428: "Epoch not registered: register first",
         429: "Register beyond the epoch-advance budget (suspected forgery): retry after"
-        " Retry-After seconds, or an admin accepts the epoch",
+        " Retry-After seconds, or an admin accepts the epoch; key recovery beyond its"
+        " rate limit",
     }
     return {code: {"model": ErrorOut, "description": text[code]} for code in codes}
 
@@ -87,6 +91,12 @@ class ProfileIn(Strict):
     renewal_threshold_percent: int = Field(default=20, ge=1, le=99)
     subject_template: Template = "CN={{UserName}}"
     san_templates: list[Template] = Field(default_factory=list, max_length=10)
+    # device: one certificate per device (the seed's default); user: one per user,
+    # shared by all of the user's devices (S/MIME). Fixed once the profile exists.
+    scope: Literal["device", "user"] = "device"
+    # ca: the connector requests certificates from the profile's template; imported:
+    # an admin imports each user's PFX (scope user only; never sent to a CA).
+    source: Literal["ca", "imported"] = "ca"
 
 
 class ProfileUpdate(Strict):
@@ -166,6 +176,9 @@ class ActionResult(Strict):
     deletions_queued: int
     requests_cancelled: int
     requests_queued: int = 0
+    # User-scoped certificates re-issued because a device's copy of the key left
+    # our control (admin retire, block, delete).
+    rollovers_queued: int = 0
 
 
 class Queued(Strict):
@@ -268,10 +281,14 @@ class ProfileSpecOut(Strict):
 
 class CertificateRequestOut(Strict):
     id: str
+    # The subject the certificate names (its subject serialNumber): the device id,
+    # or for scope "user" the user id.
     device_id: str
     kind: str
     profile: ProfileSpecOut
     variables: dict[str, str]
+    scope: Literal["device", "user"] = "device"
+    user_id: str | None = None
 
 
 class RequestBatch(Strict):
@@ -315,16 +332,20 @@ class Ack(Strict):
 
 
 class Delivery(Strict):
-    request_id: str
+    request_id: str  # what the device reports on (for scope "user": its copy's id)
     profile_id: str
     serial: str
     envelope_b64: str  # CMS EnvelopedData to the device's management certificate
+    scope: ScopeName = "device"
+    # current: use it; decrypt-only: an older key of the user, kept to open old mail
+    usage: Usage = "current"
 
 
 class Deletion(Strict):
     request_id: str
     profile_id: str
     serial: str
+    scope: ScopeName = "device"
 
 
 class CheckinOut(Strict):
@@ -376,6 +397,45 @@ class RequestOut(Strict):
     issued_at: str | None
     delivered_at: str | None
     installed_at: str | None
+    scope: str = "device"
+    user_id: str | None = None
+    escrow: str | None = None  # scope user: current | history | withdrawn
+
+
+class UserCopyOut(Strict):
+    """One device's copy of a user-scoped certificate (read API)."""
+
+    id: str
+    request_id: str
+    device_id: str
+    user_id: str
+    profile_id: str
+    usage: str  # current | decrypt-only
+    state: str  # ready | delivered | installed | failed | withdrawn
+    reason: str | None
+    device_delete: str | None
+    delivered_at: str | None
+    installed_at: str | None
+
+
+class AuditEventOut(Strict):
+    """One audit event (read API ``/events``): what happened to what, and the details."""
+
+    id: int
+    at: str
+    kind: str  # admin-action, key-recovered, user-renewal-finished, ...
+    subject: str
+    detail: dict[str, Any]
+
+
+class TableRowOut(Strict):
+    """One row of a revocation table (read API ``/revocation-table``)."""
+
+    event: str
+    scope: str
+    standalone: str
+    hybrid: str
+    crl_reason: str
 
 
 class RevocationOut(Strict):

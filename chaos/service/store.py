@@ -29,11 +29,14 @@ from chaos.service.db import Database
 from chaos.service.keys import ServiceKeys
 from chaos.service.rules import AdvancePolicy, Event, Mode, Outcome, revocation_outcome
 
-__all__ = ["STOOD_DOWN_EPOCH", "ApiError", "Store", "StoreSettings"]
+__all__ = ["NOT_AT_CA", "STOOD_DOWN_EPOCH", "ApiError", "Store", "StoreSettings"]
 
 # A request slot (device, profile) is "live" while one of its requests may
 # still become or is the device's certificate.
 LIVE = "cancelled IS NULL AND revocation IS NULL AND state != 'failed'"
+# Rows of device-scoped profiles (the seed's one certificate per device): the
+# slot logic here is theirs; user-scoped rows are :mod:`chaos.service.user_certs`'.
+DEVICE_SCOPE = "scope = 'device'"
 
 
 class ApiError(Exception):
@@ -46,6 +49,9 @@ class ApiError(Exception):
         self.extra = extra
 
 
+# requests.revocation of an imported PFX that an event retired: not revoked at a CA.
+NOT_AT_CA = "not-at-ca"
+
 # meta key: the highest epoch at the moment its holder heartbeated as a standby
 # (the holder is not active while the highest epoch is still this one).
 STOOD_DOWN_EPOCH = "stood_down_epoch"
@@ -56,6 +62,12 @@ class StoreSettings:
     connector_stale_after_s: float = 15.0  # no call for this long: health "unknown"
     poll_lease_s: float = 30.0  # a polled request is not handed out again for this long
     advance: AdvancePolicy = field(default_factory=AdvancePolicy)  # epoch-advance budget
+    # A user-scoped renewal retires the certificate it replaces once every device of
+    # the user installed it, or this long after it was issued, whichever comes first.
+    user_renewal_deadline_s: float = 7 * 86_400.0
+    # Key recovery: at most this many in any window, for the whole service.
+    key_recovery_limit: int = 5
+    key_recovery_window_s: float = 3600.0
 
 
 @dataclass
@@ -144,7 +156,7 @@ class Store:
             "JOIN memberships m ON m.user_id = u.id "
             "JOIN assignments a ON a.group_id = m.group_id "
             "JOIN profiles p ON p.id = a.profile_id "
-            "WHERE d.state = 'active' AND u.state = 'active' "
+            "WHERE d.state = 'active' AND u.state = 'active' AND p.scope = 'device' "
             "AND (? IS NULL OR d.id IN (SELECT value FROM json_each(?)))",
             _device_filter(devices),
         ).fetchall()
@@ -170,7 +182,7 @@ class Store:
         live = {
             (r["device_id"], r["profile_id"])
             for r in tx.execute(
-                f"SELECT device_id, profile_id FROM requests WHERE {LIVE} "  # noqa: S608
+                f"SELECT device_id, profile_id FROM requests WHERE {LIVE} AND {DEVICE_SCOPE} "  # noqa: S608
                 "AND (? IS NULL OR device_id IN (SELECT value FROM json_each(?)))",
                 _device_filter(devices),
             )
@@ -189,13 +201,30 @@ class Store:
         *,
         kind: str,
         replaces: str | None,
+        user_id: str | None = None,
     ) -> str:
+        """Queue a request for ``device_id``'s slot; with ``user_id``, the user's shared
+        certificate (scope user: ``device_id`` is then the user id, the subject it names)."""
         request_id = self.new_id("req")
         now = self.now_iso()
+        scope, escrow = ("device", None) if user_id is None else ("user", "current")
         tx.execute(
             "INSERT INTO requests(id, seq, device_id, profile_id, kind, replaces, state, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-            (request_id, self.db.next_seq(tx), device_id, profile_id, kind, replaces, now, now),
+            "created_at, updated_at, scope, user_id, escrow) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+            (
+                request_id,
+                self.db.next_seq(tx),
+                device_id,
+                profile_id,
+                kind,
+                replaces,
+                now,
+                now,
+                scope,
+                user_id,
+                escrow,
+            ),
         )
         return request_id
 
@@ -239,7 +268,7 @@ class Store:
                 counts["requests_cancelled"] += 1
             elif state in ("issued", "delivered", "installed"):
                 self.queue_revocation(tx, req, event, outcome.reason)
-                counts["revocations_queued"] += 1
+                counts["revocations_queued"] += req["kind"] != "imported"  # not at a CA
                 updates = "cancelled = ?, updated_at = ?"
                 params: list[Any] = [event.value, now]
                 if state == "issued":
@@ -255,6 +284,14 @@ class Store:
     def queue_revocation(
         self, tx: sqlite3.Connection, req: sqlite3.Row, event: Event, reason: str
     ) -> None:
+        if req["kind"] == "imported":
+            # An imported PFX came from a CA pfxha does not run: it is removed from
+            # devices as the table says, never revoked at any CA.
+            tx.execute(
+                "UPDATE requests SET revocation = ?, updated_at = ? WHERE id = ?",
+                (NOT_AT_CA, self.now_iso(), req["id"]),
+            )
+            return
         tx.execute(
             "INSERT INTO revocations(id, seq, request_id, serial, ca_name, reason, event, state, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?) "
@@ -284,7 +321,7 @@ class Store:
         dropped = [
             req
             for req in tx.execute(
-                f"SELECT * FROM requests WHERE {LIVE} "  # noqa: S608
+                f"SELECT * FROM requests WHERE {LIVE} AND {DEVICE_SCOPE} "  # noqa: S608
                 "AND (? IS NULL OR device_id IN (SELECT value FROM json_each(?))) ORDER BY seq",
                 _device_filter(devices),
             )

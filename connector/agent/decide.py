@@ -8,6 +8,8 @@ order of the checks is the safety argument, so read it top to bottom::
     decision.reason   # "leader epoch 7: take new work"
 
 1. Shutting down beats everything (SIGTERM: release the lease at once).
+   Next, a connector the service refused as revoked (403) leaves the election
+   for good (hands the lease over if it holds it) and never acts again.
 2. A 409 from the service means a newer leader exists: step down, do nothing else.
 3. Without a fresh lease (standby, suspended, stopped, or a leader whose lease
    cannot be proven fresh) the agent causes no leader side effect; a standby
@@ -19,6 +21,11 @@ order of the checks is the safety argument, so read it top to bottom::
    anew while an orphan may be valid); new requests, which have no earlier
    intent, are still taken, and the connector reports itself unhealthy.
 5. When every CA of every template is down, requests stay queued at the service.
+6. Work-aware leadership: a leader that has not reached the service, or any CA
+   of a template, for ``yield_after_s`` hands the lease to a standby that
+   freshly reports it can (no new work meanwhile), unless it took office less
+   than ``min_in_office_s`` ago or the cluster's yield budget is spent. Down for
+   everyone: no hand-over, the leader backs off and reports unhealthy.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from enum import StrEnum
 
 from connector.agent.snapshot import Health, Snapshot, Standing
 
-__all__ = ["Action", "Decision", "decide"]
+__all__ = ["Action", "Decision", "decide", "decide_yield"]
 
 # Upper bound of one idle wait; role changes wake the loop earlier.
 _MAX_WAIT_S = 1.0
@@ -39,12 +46,14 @@ _STALE_LEASE_WAIT_S = 0.05
 class Action(StrEnum):
     STOP = "stop"
     STEP_DOWN = "step_down"
+    LEAVE = "leave"
     WAIT = "wait"
     HEARTBEAT = "heartbeat"
     REGISTER = "register"
     RECONCILE = "reconcile"
     REVOKE = "revoke"
     ISSUE = "issue"
+    YIELD = "yield"
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,8 @@ class Decision:
     wait_s: float = 0.0
     # HEARTBEAT: as the leader (with the epoch) or as a standby.
     as_leader: bool = False
+    # YIELD: the standby the lease is handed to.
+    target: str | None = None
 
 
 def _due(last: float | None, interval: float, now: float) -> bool:
@@ -79,6 +90,18 @@ def decide(s: Snapshot) -> Decision:
     health = s.health
     if s.stopping:
         return Decision(Action.STOP, "shutdown requested: release the lease and exit", s.epoch)
+    if s.revoked is not None:
+        if s.standing is Standing.STOPPED:
+            return _wait(
+                "revoked by an admin: out of the election, no side effects", s, _MAX_WAIT_S
+            )
+        return Decision(
+            Action.LEAVE,
+            f"the service refused this connector as revoked (403): leave the election "
+            f"({s.revoked})",
+            s.epoch,
+            health,
+        )
     if s.rejected_epoch is not None:
         return Decision(
             Action.STEP_DOWN,
@@ -100,6 +123,11 @@ def decide(s: Snapshot) -> Decision:
         return _decide_standby(s)
 
     epoch = s.epoch
+    if s.handing_over_to is not None:
+        return _wait(f"handing the lease over to {s.handing_over_to}", s, _MAX_WAIT_S, epoch)
+    handover = decide_yield(s)
+    if handover is not None:
+        return handover
     if s.service_retry_at is not None and s.service_retry_at > s.now:
         return _wait("service unavailable: backing off", s, s.service_retry_at - s.now, epoch)
     if s.registered_epoch != epoch:
@@ -147,6 +175,33 @@ def decide(s: Snapshot) -> Decision:
             health,
         )
     return Decision(Action.ISSUE, f"leader epoch {epoch}: take new work", epoch, health)
+
+
+def decide_yield(s: Snapshot) -> Decision | None:
+    """YIELD when this leader cannot do the work and a standby can; None: carry on.
+
+    Part of :func:`decide`, and also asked on its own by the agent's yield watch:
+    the loop can be held for seconds by the very calls that fail (a CA or certdb
+    that swallows packets), exactly when handing over matters.
+    """
+    epoch = s.epoch
+    if s.standing is not Standing.LEADER or epoch is None or s.handing_over_to is not None:
+        return None
+    for blocked in s.blocked:
+        if blocked.for_s < s.yield_after_s or not blocked.able:
+            continue  # a blip, or down for everyone: keep the lease and back off
+        if s.in_office_s < s.min_in_office_s or s.yield_refused is not None:
+            return None  # anti-flapping: too new in office, or the budget is spent
+        to = blocked.able[0]
+        return Decision(
+            Action.YIELD,
+            f"{blocked.what} unreachable for {blocked.for_s:.1f}s while {to} reaches it: "
+            f"hand the lease to {to}",
+            epoch,
+            Health.UNHEALTHY,
+            target=to,
+        )
+    return None
 
 
 def _blind(s: Snapshot) -> str:

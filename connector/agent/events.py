@@ -57,6 +57,9 @@ class Event(IntEnum):
     STALE_EPOCH = 5205
     STEPPED_DOWN = 5206
     RELEASED = 5207
+    # Issue 18: the service refused this connector as revoked; it leaves the election.
+    CONNECTOR_REVOKED = 5208
+    LEFT_ELECTION = 5209
     RECONCILE_STARTED = 5210
     RECONCILE_DONE = 5211
     # An intent whose CA certdb cannot be searched: it stays in flight (not re-issued).
@@ -65,6 +68,14 @@ class Event(IntEnum):
     CERTDB_UNAVAILABLE = 5213
     CERTDB_AVAILABLE = 5214
     RECONCILE_OFF = 5215
+    # A CA got the request but its answer was lost, and its certdb shows nothing yet:
+    # held for the same-epoch sweep instead of re-issued with a new key.
+    CA_ANSWER_LOST = 5216
+    # Work-aware leadership: the leader handed over (or could not) to a standby
+    # that reaches what it cannot; a standby kept out of the line (or back in).
+    YIELDED = 5230
+    YIELD_REFUSED = 5231
+    WITHHELD = 5232
     HEALTH_CHANGED = 5220
     SERVICE_UNAVAILABLE = 5221
     LEASE_NOT_FRESH = 5222
@@ -82,11 +93,17 @@ _LEVELS: dict[Event, int] = {
     Event.DEMOTED: logging.WARNING,
     Event.STALE_EPOCH: logging.ERROR,
     Event.STEPPED_DOWN: logging.WARNING,
+    Event.CONNECTOR_REVOKED: logging.ERROR,
+    Event.LEFT_ELECTION: logging.ERROR,
     Event.SERVICE_UNAVAILABLE: logging.WARNING,
     Event.LEASE_NOT_FRESH: logging.WARNING,
     Event.RECONCILE_BLOCKED: logging.ERROR,
     Event.CERTDB_UNAVAILABLE: logging.ERROR,
     Event.RECONCILE_OFF: logging.WARNING,
+    Event.CA_ANSWER_LOST: logging.WARNING,
+    Event.YIELDED: logging.WARNING,
+    Event.YIELD_REFUSED: logging.ERROR,
+    Event.WITHHELD: logging.WARNING,
 }
 
 

@@ -35,12 +35,29 @@ from connector.agent.reconcile import reconcile
 from connector.agent.snapshot import Health
 from connector.service_client import (
     BadRequest,
+    ConnectorRevokedError,
     ServiceUnavailable,
     StaleEpochError,
     UploadItem,
 )
 
 __all__ = ["AgentState", "Executor", "ExecutorDeps"]
+
+# After a refused hand-over: ask again this late (the budget's window slides slowly;
+# another able standby may be there at the next look).
+_BUDGET_RETRY_S = 30.0
+_TARGET_RETRY_S = 1.0
+
+# Actions whose success proves the service answered (a standby's heartbeat too).
+_SERVICE_ACTIONS = frozenset(
+    {
+        Action.HEARTBEAT,
+        Action.REGISTER,
+        Action.RECONCILE,
+        Action.REVOKE,
+        Action.ISSUE,
+    }
+)
 
 log = logging.getLogger("pfxha.connector.executor")
 
@@ -52,6 +69,8 @@ _NOT_REGISTERED = 428
 # close together; a CA retrying for one of them must not hold the rest long.
 _INTENTS_WAIT_S = 0.5
 _RESULTS_WAIT_S = 0.2
+# Actions that take no fresh epoch (they give leadership up).
+_NO_FENCE = (Action.STOP, Action.STEP_DOWN, Action.LEAVE)
 
 
 @dataclass
@@ -65,6 +84,8 @@ class AgentState:
     revocations_backlog: bool = False
     last_reconcile_at: float | None = None
     rejected_epoch: int | None = None
+    # Set once the service refused us as revoked (403 connector_revoked): never cleared.
+    revoked: str | None = None
     service_retry_at: float | None = None
     ca_retry_at: float | None = None
     reported_health: Health | None = None
@@ -74,6 +95,13 @@ class AgentState:
     orphans_pending: bool = False
     # Older intents the last reconciliation could not search for (certdb down).
     intents_waiting: int = 0
+    # Work-aware leadership: the standby we asked to take over, and when a
+    # hand-over was last refused (the cluster's yield budget spent) and why.
+    handing_over_to: str | None = None
+    handing_over_at: float | None = None
+    # (until when, why): no new attempt before then (long when the budget said no).
+    yield_refused: tuple[float, str] | None = None
+    last_yield: tuple[float, str] | None = None  # (when, what was unreachable)
     counts: Counter[str] = field(default_factory=Counter)
 
 
@@ -96,6 +124,12 @@ class ExecutorDeps:
     metrics: Any = None  # connector.metrics.ConnectorMetrics
     details: Callable[[], Mapping[str, Any]] = dict
     clock: Callable[[], float] = time.monotonic
+    # Told the outcome of every service call (True: it answered), for reachability.
+    on_service_outcome: Callable[[bool], None] = lambda _ok: None
+    # The longest one of the loop's own service calls may block it beyond a
+    # long-poll's wait (None: the client's timeout): a link that swallows packets
+    # must free the loop before a hand-over is due (work-aware leadership).
+    loop_call_timeout_s: float | None = None
 
 
 class Executor:
@@ -131,17 +165,21 @@ class Executor:
         handler: Callable[[Decision], None] = {
             Action.STOP: self._stop,
             Action.STEP_DOWN: self._step_down,
+            Action.LEAVE: self._leave,
             Action.WAIT: lambda _d: None,
             Action.HEARTBEAT: self._heartbeat,
             Action.REGISTER: self._register,
             Action.RECONCILE: self._reconcile,
             Action.REVOKE: self._revoke,
             Action.ISSUE: self._issue,
+            Action.YIELD: self._yield,
         }[decision.action]
-        if decision.epoch is not None and decision.action not in (Action.STOP, Action.STEP_DOWN):
+        if decision.epoch is not None and decision.action not in _NO_FENCE:
             self.fence.arm(decision.epoch)
         try:
             handler(decision)
+            if decision.action in _SERVICE_ACTIONS:
+                self.reached_service(True)
         except StaleEpochError as exc:
             self.state.rejected_epoch = decision.epoch if decision.epoch is not None else -1
             emit(
@@ -154,8 +192,11 @@ class Executor:
         except LeaseLost as exc:
             emit(log, Event.LEASE_NOT_FRESH, action=decision.action.value, reason=str(exc))
         except ServiceUnavailable as exc:
+            self.reached_service(False)
             self.state.service_retry_at = self.deps.clock() + self.deps.backoff_s
             emit(log, Event.SERVICE_UNAVAILABLE, action=decision.action.value, error=exc.reason)
+        except ConnectorRevokedError as exc:
+            self._on_revoked(decision.action.value, exc)
         except BadRequest as exc:
             if exc.status == _NOT_REGISTERED:
                 self.state.registered_epoch = None
@@ -170,6 +211,9 @@ class Executor:
 
     # -- leadership ------------------------------------------------------------
 
+    def reached_service(self, ok: bool) -> None:
+        self.deps.on_service_outcome(ok)
+
     def _stop(self, decision: Decision) -> None:
         self.deps.lease.release("shutdown")
         self.state.stopped = True
@@ -182,9 +226,52 @@ class Executor:
         self.state.reconciled_epoch = None
         emit(log, Event.STEPPED_DOWN, epoch=decision.epoch, reason=decision.reason)
 
+    def hand_over(self, decision: Decision) -> None:
+        """Carry out a YIELD (also called by the agent's yield watch, off the loop)."""
+        self._yield(decision)
+
+    def _yield(self, decision: Decision) -> None:
+        """Hand the lease to a standby that can do the work; no new work meanwhile."""
+        assert decision.target is not None
+        with self._counts_lock:
+            if self.state.handing_over_to is not None:
+                return  # the loop and the yield watch decided the same thing at once
+            self.state.handing_over_to = decision.target
+        done, why, budget_spent = self.deps.lease.hand_over(decision.target, decision.reason)
+        now = self.deps.clock()
+        what = decision.reason.split(" unreachable", 1)[0]
+        if done:
+            self.state.handing_over_at = now
+            self.state.last_yield = (now, what)
+            emit(log, Event.YIELDED, to=decision.target, reason=decision.reason)
+            if self.deps.metrics is not None:
+                self.deps.metrics.yielded(what)
+        else:
+            self.state.handing_over_to = None
+            # A spent budget is a long wait; a target that just left the line is not.
+            retry = _BUDGET_RETRY_S if budget_spent else _TARGET_RETRY_S
+            self.state.yield_refused = (now + retry, why)
+            emit(log, Event.YIELD_REFUSED, to=decision.target, reason=why)
+            if budget_spent and self.deps.metrics is not None:
+                self.deps.metrics.yield_refused()
+
+    def _on_revoked(self, action: str, exc: ConnectorRevokedError) -> None:
+        """Revoked by an admin: no more side effects; the next decision leaves the election."""
+        if self.state.revoked is None:
+            emit(log, Event.CONNECTOR_REVOKED, action=action, reason=exc.reason)
+        self.state.revoked = exc.reason
+        self.fence.trip()
+        self.on_progress()
+
+    def _leave(self, decision: Decision) -> None:
+        self.deps.lease.leave(decision.reason)
+        self.state.registered_epoch = None
+        self.state.reconciled_epoch = None
+        emit(log, Event.LEFT_ELECTION, epoch=decision.epoch, reason=decision.reason)
+
     def _register(self, decision: Decision) -> None:
         epoch = self.fence.epoch()
-        self.deps.service.register(self.deps.name, epoch)
+        self.deps.service.register(self.deps.name, epoch, timeout=self.deps.loop_call_timeout_s)
         self.state.registered_epoch = epoch
         self.state.reconciled_epoch = None
         # The registration told the service we are alive and active; the health
@@ -201,7 +288,13 @@ class Executor:
     def _heartbeat(self, decision: Decision) -> None:
         epoch = self.fence.epoch() if decision.as_leader else 0
         health = decision.health
-        self.deps.service.heartbeat(self.deps.name, epoch, health.value, dict(self.deps.details()))
+        self.deps.service.heartbeat(
+            self.deps.name,
+            epoch,
+            health.value,
+            dict(self.deps.details()),
+            timeout=self.deps.loop_call_timeout_s,
+        )
         self.state.last_heartbeat_at = self.deps.clock()
         self.state.service_retry_at = None
         if health is not self.state.reported_health:
@@ -339,6 +432,8 @@ class Executor:
         except StaleEpochError as exc:
             self.state.rejected_epoch = epoch
             emit(log, Event.STALE_EPOCH, epoch=epoch, reason=exc.reason, action="revoke")
+        except ConnectorRevokedError as exc:
+            self._on_revoked("revoke", exc)
         except LeaseLost as exc:
             emit(log, Event.LEASE_NOT_FRESH, action="revoke", reason=str(exc))
         except ServiceUnavailable as exc:
@@ -376,7 +471,11 @@ class Executor:
         if capacity <= 0:
             return
         requests = deps.service.poll_requests(
-            deps.name, self.fence.epoch(), capacity, deps.poll_wait_s
+            deps.name,
+            self.fence.epoch(),
+            capacity,
+            deps.poll_wait_s,
+            timeout=deps.loop_call_timeout_s,
         )
         if deps.metrics is not None:
             deps.metrics.mark_poll_success()
@@ -425,6 +524,8 @@ class Executor:
             outcome = future.result()
         except StaleEpochError:
             self.state.rejected_epoch = epoch
+        except ConnectorRevokedError as exc:
+            self._on_revoked("issue", exc)
         except CancelledError:
             pass
         except Exception:

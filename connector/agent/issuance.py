@@ -197,6 +197,14 @@ def _issue(
             _note_dangling(ctx, request, progress)
             return Outcome.HELD, "-"
         if found is None:
+            if getattr(exc, "ambiguous", False):
+                # A CA got the request and its answer was lost: it may still commit the
+                # certificate after our search. A new key now would leave that one an
+                # orphan; the same-epoch sweep searches again, revokes what it finds,
+                # and only then offers the request again.
+                emit(log, Event.CA_ANSWER_LOST, request_id=request.id, error=str(exc))
+                _note_dangling(ctx, request, progress)
+                return Outcome.HELD, "-"
             return _hand_back(ctx, request, exc, retryable), "-"
         # The CA issued although its answer was lost: deliver that one.
         issued = found

@@ -13,16 +13,25 @@ and the fence stops a busy batch before its next side effect.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from connector.agent.decide import Action, Decision, decide
+from connector.agent.decide import Action, Decision, decide, decide_yield
 from connector.agent.events import Event, emit
 from connector.agent.executor import AgentState, Executor, ExecutorDeps
-from connector.agent.snapshot import CAView, Snapshot, Standing, TemplateView, standing_from_role
+from connector.agent.reach import PeerReach, Reach, ca_target
+from connector.agent.snapshot import (
+    Blocked,
+    CAView,
+    Snapshot,
+    Standing,
+    TemplateView,
+    standing_from_role,
+)
 from connector.ca import ReconcileState
 from connector.config import LoopSettings
 from connector.health import HealthSnapshot
@@ -31,6 +40,9 @@ from election import ElectionObserver
 __all__ = ["Agent", "ca_state_word"]
 
 log = logging.getLogger("pfxha.connector.agent")
+
+# A hand-over the election has not carried out after this long is given up.
+_HANDOVER_PATIENCE_S = 10.0
 
 
 def ca_state_word(value: Any) -> str:
@@ -51,6 +63,7 @@ class Agent(ElectionObserver):
         templates: Mapping[str, Sequence[str]],
         loop: LoopSettings,
         clock: Callable[[], float] = time.monotonic,
+        reach: Reach | None = None,
     ) -> None:
         self.name = deps.name
         self.deps = deps
@@ -70,6 +83,15 @@ class Agent(ElectionObserver):
         # Twice the session timeout: well past any heartbeat gap of a healthy lease.
         self.lease_unfresh_limit_s = 2 * deps.lease_budget_s
         self.turns = 0
+        # Work-aware leadership: what we reach (probes + real work), what the
+        # others say they reach (read only while something of ours fails).
+        self.reach = reach or Reach(clock, stale_s=2 * loop.probe_interval_s + loop.probe_timeout_s)
+        self.peers = PeerReach(clock, fresh_s=3 * loop.reach_refresh_s)
+        self._peers_read_at = -float("inf")
+        self._withheld: str | None = None
+        self._eligible: set[str] = set()
+        # The loop and the yield watch both read the others' reports.
+        self._reach_lock = threading.Lock()
 
     # -- election observer (called from the elector's thread) ----------------
 
@@ -82,6 +104,7 @@ class Agent(ElectionObserver):
 
     def on_demoted(self, reason: str) -> None:
         emit(log, Event.DEMOTED, name=self.name, reason=reason)
+        self.state.handing_over_to = None
         self._wake.set()
 
     def on_role_change(self, old: Any, new: Any, reason: str) -> None:
@@ -143,12 +166,26 @@ class Agent(ElectionObserver):
         else:
             self._unfresh_since = None
         blocked = tuple(name for name, state in self._reconcile_states().items() if not state.ready)
+        unreachable = self._unreachable()
+        self._withhold(standing, unreachable, now)
         s = self.state
+        refused = s.yield_refused
+        if refused is not None and now >= refused[0]:
+            refused = s.yield_refused = None
+        if (
+            s.handing_over_to is not None
+            and s.handing_over_at is not None
+            and now - s.handing_over_at > _HANDOVER_PATIENCE_S
+        ):
+            # The switchover never happened (the target left, ZooKeeper was busy):
+            # take work again and decide afresh.
+            s.handing_over_to = s.handing_over_at = None
         return Snapshot(
             now=now,
             standing=standing,
             epoch=epoch,
             stopping=self._stopping.is_set(),
+            revoked=s.revoked,
             rejected_epoch=s.rejected_epoch,
             registered_epoch=s.registered_epoch,
             reconciled_epoch=s.reconciled_epoch,
@@ -175,7 +212,142 @@ class Agent(ElectionObserver):
             lease_unfresh_limit_s=self.lease_unfresh_limit_s,
             reconcile_blocked=blocked,
             intents_waiting=s.intents_waiting,
+            blocked=unreachable,
+            in_office_s=0.0 if s.elected_at is None else now - s.elected_at,
+            yield_after_s=self.loop.yield_after_s or float("inf"),
+            min_in_office_s=self.loop.min_in_office_s,
+            handing_over_to=s.handing_over_to,
+            yield_refused=refused[1] if refused is not None else None,
         )
+
+    # -- work-aware leadership --------------------------------------------------
+
+    def _unreachable(self) -> tuple[Blocked, ...]:
+        """What we have not reached lately, and which other members freshly do."""
+        if self.loop.yield_after_s == 0:
+            return ()
+        with self._reach_lock:
+            return self._unreachable_locked()
+
+    def _unreachable_locked(self) -> tuple[Blocked, ...]:
+        own: list[tuple[str, float, tuple[str, ...]]] = [
+            ("service", self.reach.unreachable_for("service"), ("service",))
+        ]
+        for template, cas in self.templates.items():
+            targets = tuple(ca_target(ca) for ca in cas)
+            # Blocked only while every CA of the template fails.
+            worst = min((self.reach.unreachable_for(t) for t in targets), default=0.0)
+            own.append((f"template {template}", worst, targets))
+        failing = [entry for entry in own if entry[1] > 0]
+        if not failing:
+            return ()
+        eligible = self._read_peers()
+        service_ok = set(self.peers.able("service", among=eligible))
+        found = []
+        for what, for_s, targets in failing:
+            if targets == ("service",):
+                able = service_ok
+            else:
+                able = {n for t in targets for n in self.peers.able(t, among=eligible)}
+                able &= service_ok
+            found.append(Blocked(what, for_s, tuple(sorted(able))))
+        return tuple(found)
+
+    def _read_peers(self) -> set[str]:
+        """Other eligible members; their reports are re-read at most twice a refresh."""
+        now = self.clock()
+        read = getattr(self.elector, "members", None)
+        if callable(read) and now - self._peers_read_at >= self.loop.reach_refresh_s / 2:
+            self._peers_read_at = now
+            try:
+                members = read()
+            except Exception as exc:  # ZooKeeper busy or gone: keep the last view
+                log.debug("reading member nodes failed: %r", exc)
+            else:
+                # Able only counts for members a switchover can hand to: those in line.
+                line = getattr(self.elector, "line", None)
+                in_line = set(line()) if callable(line) else None
+                self._eligible = {
+                    m.name
+                    for m in members
+                    if m.name != self.name
+                    and not m.nofailover
+                    and (in_line is None or m.name in in_line)
+                }
+                for member in members:
+                    if member.name != self.name:
+                        self.peers.observe(member.name, member.reach, member.reach_seq)
+                self.peers.forget_except(m.name for m in members)
+        return set(self._eligible)
+
+    def _withhold(self, standing: Standing, unreachable: tuple[Blocked, ...], now: float) -> None:
+        """Keep a standby out of the line while it cannot do what another member can."""
+        withhold = getattr(self.elector, "withhold", None)
+        if not callable(withhold) or standing is Standing.LEADER:
+            return
+        reason: str | None = None
+        last = self.state.last_yield
+        if last is not None and now - last[0] < self.loop.hold_down_s:
+            reason = f"handed the lease over ({last[1]} unreachable): hold-down"
+        elif last is not None and any(b.what == last[1] for b in unreachable):
+            reason = f"still cannot reach {last[1]}"
+        else:
+            self.state.last_yield = None
+            for blocked in unreachable:
+                if blocked.for_s >= (self.loop.yield_after_s or float("inf")) and blocked.able:
+                    reason = f"cannot reach {blocked.what} while {', '.join(blocked.able)} can"
+                    break
+        if reason != self._withheld:
+            self._withheld = reason
+            emit(log, Event.WITHHELD, withheld=reason is not None, reason=reason or "-")
+        withhold(reason)
+
+    def yield_watch_once(self) -> Decision | None:
+        """Off the loop: does the leader have to hand over now? Then do it.
+
+        Builds only what :func:`decide_yield` reads; the loop's own snapshot may be
+        seconds away when a CA or certdb call holds it.
+        """
+        if standing_from_role(getattr(self.elector, "role", None)) is not Standing.LEADER:
+            return None
+        epoch = self.elector.fresh_epoch()
+        if epoch is None:
+            return None
+        now = self.clock()
+        s = self.state
+        refused = s.yield_refused
+        snapshot = Snapshot(
+            now=now,
+            standing=Standing.LEADER,
+            epoch=epoch,
+            blocked=self._unreachable(),
+            in_office_s=0.0 if s.elected_at is None else now - s.elected_at,
+            yield_after_s=self.loop.yield_after_s or float("inf"),
+            min_in_office_s=self.loop.min_in_office_s,
+            handing_over_to=s.handing_over_to,
+            yield_refused=refused[1] if refused is not None and now < refused[0] else None,
+        )
+        decision = decide_yield(snapshot)
+        if decision is not None:
+            self.executor.hand_over(decision)
+            self._wake.set()
+        return decision
+
+    def _yield_watch(self) -> None:
+        interval = min(self.loop.probe_interval_s, 0.5)
+        while not self.state.stopped and not self._stopping.is_set():
+            try:
+                self.yield_watch_once()
+            except Exception:  # the watch must never die; the loop decides the same way
+                log.exception("yield watch failed")
+            self._stopping.wait(interval)
+
+    def publish_reach(self) -> None:
+        """Our reachability into our member node (the elector writes only on change/refresh)."""
+        publish = getattr(self.elector, "publish_reach", None)
+        if callable(publish):
+            with contextlib.suppress(Exception):
+                publish(self.reach.report(), self.loop.reach_refresh_s)
 
     def _reconcile_states(self) -> dict[str, ReconcileState]:
         """Per CA, can reconciliation search it (the router's record: no I/O here)."""
@@ -219,6 +391,7 @@ class Agent(ElectionObserver):
             emit(log, Event.CA_ALL_DOWN, epoch=snap.epoch, standing=snap.standing.value)
         self._all_down = snap.every_template_down
         self.executor.execute(decision)
+        self.publish_reach()
         self.last_turn = self.clock()
         self.turns += 1
         return decision
@@ -226,6 +399,10 @@ class Agent(ElectionObserver):
     def run(self) -> None:
         """Turn until stopped; waits are cut short by election news and stop requests."""
         emit(log, Event.AGENT_STARTED, name=self.name)
+        if self.loop.yield_after_s:
+            threading.Thread(
+                target=self._yield_watch, name="pfxha-yield-watch", daemon=True
+            ).start()
         try:
             while not self.state.stopped:
                 decision = self.run_once()

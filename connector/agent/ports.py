@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 from cryptography import x509
 
+from election import HandOver
+
 __all__ = [
     "Fence",
     "Issued",
@@ -37,6 +39,14 @@ class Lease(Protocol):
     def fresh_epoch(self) -> int | None: ...
 
     def release(self, reason: str) -> None: ...
+
+    def hand_over(self, to: str, reason: str) -> HandOver:
+        """Hand the lease to ``to`` (work-aware leadership)."""
+        ...
+
+    def leave(self, reason: str) -> None:
+        """Hand the lease over (if held) and stop being a candidate, for good."""
+        ...
 
 
 class Issued(Protocol):

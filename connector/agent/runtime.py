@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -28,7 +29,9 @@ from connector.agent.events import Event, emit
 from connector.agent.executor import ExecutorDeps
 from connector.agent.loop import Agent
 from connector.agent.ports import Pki
-from connector.ca import CAError, CARouter, CfsslCA, is_retryable
+from connector.agent.probes import Probe, ReachProber, probe_of
+from connector.agent.reach import Reach, ca_target
+from connector.ca import CAError, CARouter, ca_from_dict, is_retryable
 from connector.config import ConnectorConfig
 from connector.health import HealthServer
 from connector.identity import (
@@ -40,7 +43,7 @@ from connector.identity import (
 from connector.metrics import ConnectorMetrics
 from connector.pki import KeyPool, KeyType, PrivateKey, build_csr, generate_key, pack_pfx, seal
 from connector.service_client import ServiceClient
-from election import Elector
+from election import Elector, HandOver, YieldBudget
 
 __all__ = ["Runtime", "build", "run"]
 
@@ -112,6 +115,7 @@ class Runtime:
     health: HealthServer
     kra: _KraCertificate | None = None
     certdb_probe: CertDBProbe | None = None
+    reach_prober: ReachProber | None = None
 
     def start(self, *, retry_for_s: float = 0.0) -> None:
         """Serve health, fill the key pool, join the election (the loop is :meth:`serve`).
@@ -122,6 +126,8 @@ class Runtime:
         self.health.start()
         if self.certdb_probe is not None:
             self.certdb_probe.start()
+        if self.reach_prober is not None:
+            self.reach_prober.start()
         self.pool.start()
         emit(
             log,
@@ -150,6 +156,8 @@ class Runtime:
     def close(self) -> None:
         if self.certdb_probe is not None:
             self.certdb_probe.stop()
+        if self.reach_prober is not None:
+            self.reach_prober.stop()
         with contextlib.suppress(Exception):
             self.elector.stop()
         self.pool.stop()
@@ -172,6 +180,9 @@ def build(config: ConnectorConfig) -> Runtime:
             config.zookeeper.auth_password_file,
             *(c.auth_key_file for c in config.cas),
             *(c.certdb_password_file for c in config.cas),
+            *(c.role_id_file for c in config.cas),
+            *(c.secret_id_file for c in config.cas),
+            *(c.client_key_file for c in config.cas),
         ]
     )
     for ca in config.cas:
@@ -188,7 +199,7 @@ def build(config: ConnectorConfig) -> Runtime:
         timeout=config.service.timeout_s,
         **service_client_tls(config.service.ca_file, config.service.identity_dir),
     )
-    cas = {ca.name: CfsslCA.from_dict(ca.as_spec(), timeout=ca.timeout_s) for ca in config.cas}
+    cas = {ca.name: ca_from_dict(ca.as_spec(), timeout=ca.timeout_s) for ca in config.cas}
     router = CARouter(
         cas,
         {t: list(names) for t, names in config.templates.items()},
@@ -202,6 +213,8 @@ def build(config: ConnectorConfig) -> Runtime:
     )
     kra = _KraCertificate(service)
     lease = _LateLease()
+    lease.budget = YieldBudget(loop.yield_budget, loop.yield_budget_window_s).validate()
+    reach = Reach(stale_s=2 * loop.probe_interval_s + loop.probe_timeout_s)
     deps = ExecutorDeps(
         name=name,
         service=service,
@@ -218,15 +231,42 @@ def build(config: ConnectorConfig) -> Runtime:
         lease_budget_s=config.zookeeper.session_timeout,
         metrics=metrics,
         details=lambda: {"version": metrics_version(), "cas": router.ca_states()},
+        on_service_outcome=lambda ok: reach.record("service", ok=ok),
+        loop_call_timeout_s=loop_call_timeout(config),
     )
-    agent = Agent(deps=deps, elector=None, templates=config.templates, loop=loop)
+    agent = Agent(deps=deps, elector=None, templates=config.templates, loop=loop, reach=reach)
     elector = Elector(election_config, observers=[agent])
     agent.elector = elector
     lease.target = elector
     host, port = config.metrics.host_port
     health = HealthServer(metrics.registry, host=host, port=port, provider=agent.health_snapshot)
     probe = CertDBProbe(router, interval_s=loop.certdb_probe_s, on_change=agent.wake)
-    return Runtime(config, agent, elector, service, router, pool, metrics, health, kra, probe)
+    probes: dict[str, Probe] = {"service": probe_of(service.probe)}
+    for ca in config.cas:
+        probes[ca_target(ca.name)] = probe_of(partial(router.probe, ca.name))
+    prober = ReachProber(
+        reach,
+        probes,
+        interval_s=loop.probe_interval_s,
+        timeout_s=loop.probe_timeout_s,
+        on_change=agent.wake,
+        on_outcome=metrics.set_reachable,
+    )
+    return Runtime(
+        config, agent, elector, service, router, pool, metrics, health, kra, probe, prober
+    )
+
+
+def loop_call_timeout(config: ConnectorConfig) -> float | None:
+    """How long one of the loop's service calls may block it past a long-poll's wait.
+
+    With yielding on, the loop must be free to decide by ``yield_after_s`` after a
+    link started swallowing packets: a poll then ends within ``yield_after_s``.
+    """
+    loop = config.loop
+    if loop.yield_after_s == 0:
+        return None
+    return min(config.service.timeout_s, loop.yield_after_s - loop.poll_wait_s)
 
 
 def metrics_version() -> str:
@@ -291,6 +331,7 @@ class _LateLease:
     """The elector, attached after construction (it needs the agent as observer first)."""
 
     target: Elector | None = None
+    budget: YieldBudget = YieldBudget()
 
     def fresh_epoch(self) -> int | None:
         return None if self.target is None else self.target.fresh_epoch()
@@ -298,6 +339,17 @@ class _LateLease:
     def release(self, reason: str) -> None:
         if self.target is not None:
             self.target.release(reason)
+
+    def hand_over(self, to: str, reason: str) -> HandOver:
+        if self.target is None:
+            return HandOver(False, "no elector")
+        return self.target.hand_over(to, reason, self.budget)
+
+    def leave(self, reason: str) -> None:
+        # Elector.stop() hands the lease over in one round trip and closes the
+        # session: the member and election nodes go with it. Nothing rejoins.
+        if self.target is not None:
+            self.target.stop()
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
+    "Blocked",
     "CAView",
     "Health",
     "Snapshot",
@@ -83,6 +84,20 @@ class TemplateView:
 
 
 @dataclass(frozen=True)
+class Blocked:
+    """Work this leader cannot do: a dependency it has not reached for ``for_s`` seconds.
+
+    ``what`` is ``"service"`` or ``"template <name>"`` (every CA of it unreachable);
+    ``able`` lists eligible standbys that freshly and continuously report they reach
+    it (empty: it is down for everyone, as far as anyone can tell).
+    """
+
+    what: str
+    for_s: float
+    able: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """Everything one turn of the loop decides on. Times are monotonic seconds."""
 
@@ -91,6 +106,8 @@ class Snapshot:
     # fresh_epoch() at snapshot time: an int only for a leader with a fresh lease.
     epoch: int | None
     stopping: bool = False
+    # Why the service refused this connector as revoked (403), once it did.
+    revoked: str | None = None
     # An epoch the service refused with 409 and we have not stepped down from yet.
     rejected_epoch: int | None = None
     registered_epoch: int | None = None
@@ -117,11 +134,22 @@ class Snapshot:
     # and older epochs' intents the last sweep had to leave waiting for them.
     reconcile_blocked: tuple[str, ...] = ()
     intents_waiting: int = 0
+    # Work-aware leadership: what this leader cannot reach, for how long, and who can;
+    # how long it has led; the rules (a yield threshold, a minimum time in office);
+    # whether a hand-over is under way, or was refused (the yield budget is spent).
+    blocked: tuple[Blocked, ...] = ()
+    in_office_s: float = 0.0
+    yield_after_s: float = float("inf")
+    min_in_office_s: float = 0.0
+    handing_over_to: str | None = None
+    yield_refused: str | None = None
 
     @property
     def health(self) -> Health:
         """Unhealthy when every CA of some template is down or a certdb cannot be searched
         (reconciliation is blind); warning when any CA is down."""
+        if self.revoked is not None:
+            return Health.UNHEALTHY
         if any(t.all_down for t in self.templates) or self.reconcile_blocked:
             return Health.UNHEALTHY
         if any(t.degraded for t in self.templates):

@@ -1,7 +1,7 @@
-"""Issuing certificate authorities: the CFSSL client, certdb reader, breakers and failover.
+"""Issuing certificate authorities: CFSSL and OpenBao clients, certdb reader, breakers, failover.
 
-from connector.ca import CARouter, CfsslCA
-cas = {name: CfsslCA.from_dict(spec) for name, spec in lab.describe()["cas"].items()}
+from connector.ca import CARouter, ca_from_dict
+cas = {name: ca_from_dict(spec) for name, spec in lab.describe()["cas"].items()}  # by "kind"
 router = CARouter(cas, {"user-auth": ["primary", "secondary"]})
 issued = router.issue(csr, "user-auth", request_id, deadline=time.monotonic() + 5)
 
@@ -37,8 +37,11 @@ from connector.ca._errors import (
     NoCAAvailableError,
     is_retryable,
 )
+from connector.ca._factory import CA_KINDS, ca_from_dict
+from connector.ca._openbao import OpenBaoCA, colon_serial
 from connector.ca._profiles import STANDARD_PROFILES, CaProfile
 from connector.ca._retry import ISSUE_POLICY, RETRY_POLICIES, REVOKE_POLICY, RetryPolicy
+from connector.ca._revocation import ocsp_request_der, parse_crl, parse_ocsp_response
 from connector.ca._router import CARouter
 from connector.ca._types import (
     REVOCATION_REASONS,
@@ -51,6 +54,7 @@ from connector.ca._types import (
 )
 
 __all__ = [
+    "CA_KINDS",
     "CLOSED",
     "HALF_OPEN",
     "ISSUE_POLICY",
@@ -81,29 +85,34 @@ __all__ = [
     "IssuedCertificate",
     "IssuingCA",
     "NoCAAvailableError",
+    "OpenBaoCA",
     "PostgresCertDB",
     "ReconcileState",
     "RetryPolicy",
     "SqliteCertDB",
     "aki_of",
+    "ca_from_dict",
+    "colon_serial",
     "create_certdb",
     "is_retryable",
     "normalise_reason",
+    "ocsp_request_der",
     "open_certdb",
+    "parse_crl",
+    "parse_ocsp_response",
     "redact_dsn",
     "router_from_description",
 ]
 
 
 def router_from_description(description: Mapping[str, Any], **router_options: Any) -> CARouter:
-    """A router over CFSSL CAs from ``{"cas": {name: spec}, "templates": {t: [names]}}``.
+    """A router over the CAs (by ``kind``) from ``{"cas": {name: spec}, "templates": {t: [..]}}``.
 
     That is the shape of ``chaos.launch.cfssl.CfsslLab.describe()``; ``router_options``
     go to :class:`CARouter` (timeouts, breaker settings, clock, sleep).
     """
     transport = router_options.pop("transport", None)
     cas = {
-        name: CfsslCA.from_dict(spec, transport=transport)
-        for name, spec in description["cas"].items()
+        name: ca_from_dict(spec, transport=transport) for name, spec in description["cas"].items()
     }
     return CARouter(cas, description["templates"], **router_options)

@@ -11,14 +11,20 @@
 
     CfsslCA.from_dict(lab.describe()["cas"]["primary"])   # the lab's description
     CfsslCA.from_dict({..., "url": "https://ca1:8888", "ca_file": "ca-tls.pem"})  # TLS
+    CfsslCA.from_dict({..., "client_certificate": "c1.pem", "client_key_file": "c1-key.pem"})
 
 Issuance uses the authenticated endpoint ``/api/v1/cfssl/authsign``: the
 request JSON is sent base64-encoded with ``token = HMAC-SHA256(auth key,
 request bytes)``. Revocation uses ``/api/v1/cfssl/revoke`` with the decimal
 serial and the AKI as the certdb stores it (empty in the Debian 1.2 build);
-that endpoint has no authentication in CFSSL 1.2, so CFSSL must only be
-reachable by connectors. Every certificate returned is validated before it
-is handed out (:func:`connector.pki.validate_issued`).
+that endpoint has no authentication in CFSSL 1.2 (nor have ``newcert``,
+``certinfo``, ``scan``, ``init_ca``), so CFSSL runs with mutual TLS and a CN
+allow-list (docs/pki.md, "Mutual TLS to the CA"): the client presents this
+connector's own certificate (``client_certificate`` + ``client_key_file``).
+A CA that refuses it answers ``Invalid CN`` (:class:`CAAuthError`: this
+connector's CA access was revoked, or its name is not on the list). Every
+certificate returned is validated before it is handed out
+(:func:`connector.pki.validate_issued`).
 
 Without a certdb the CA cannot be searched, and :meth:`CfsslCA.find` says so
 (:class:`CAUnavailableError`) rather than answer "nothing issued": a
@@ -42,10 +48,10 @@ from typing import Any
 
 import httpx
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from connector.ca._accept import accept_issued
 from connector.ca._certdb import CertDB, CertDBError, open_certdb
 from connector.ca._errors import (
     CAAuthError,
@@ -57,10 +63,11 @@ from connector.ca._errors import (
     CAUnavailableError,
 )
 from connector.ca._profiles import STANDARD_PROFILES, CaProfile
+from connector.ca._revocation import parse_crl
 from connector.ca._types import CertStatus, IssuedCertificate, ReconcileState, normalise_reason
-from connector.pki.validate import CertificateValidationError, validate_chain, validate_issued
+from connector.pki.validate import validate_chain
 
-__all__ = ["RECONCILE_MODES", "CfsslCA"]
+__all__ = ["RECONCILE_MODES", "CfsslCA", "tls_context"]
 
 # "certdb": find by reading the CA's certdb; "off": the operator's explicit opt-out.
 RECONCILE_MODES = ("certdb", "off")
@@ -69,6 +76,27 @@ log = logging.getLogger("pfxha.connector.ca")
 
 # CFSSL error categories (code // 1000) that say the CA, not the request, is in trouble.
 _RETRYABLE_CATEGORIES = {6, 8, 11}  # dial, OCSP, certstore (database)
+
+
+def tls_context(spec: Mapping[str, Any]) -> ssl.SSLContext | bool:
+    """How to reach the CA of ``spec`` (``ca_file``, ``client_certificate``, ``client_key_file``).
+
+    An https:// CA is verified against ``ca_file`` when given (httpx's default is
+    certifi's public CAs, not the system store); with a client pair the context
+    presents it (CFSSL's mutual TLS).
+    """
+    ca_file = spec.get("ca_file")
+    client_cert, client_key = spec.get("client_certificate"), spec.get("client_key_file")
+    if bool(client_cert) != bool(client_key):
+        raise ValueError(
+            f"CA {spec.get('name')}: client_certificate and client_key_file go together"
+        )
+    if not ca_file and not client_cert:
+        return True
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if client_cert:
+        context.load_cert_chain(str(client_cert), str(client_key))
+    return context
 
 
 class CfsslCA:
@@ -129,10 +157,7 @@ class CfsslCA:
             raise ValueError(f"CA {spec.get('name')}: auth_key or auth_key_file is required")
         certificate = x509.load_pem_x509_certificate(Path(spec["certificate"]).read_bytes())
         parents = x509.load_pem_x509_certificates(Path(spec["root"]).read_bytes())
-        # An https:// CA is verified against ca_file when given (httpx's default is
-        # certifi's public CAs, not the system store).
-        ca_file = spec.get("ca_file")
-        verify = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+        verify = tls_context(spec)
         return cls(
             str(spec["name"]),
             str(spec["url"]),
@@ -183,6 +208,14 @@ class CfsslCA:
             raise CAUnavailableError(
                 f"HTTP {reply.status_code}: {reply.text[:200]}", ca_name=self.name
             )
+        if reply.text.strip() == "Invalid CN":
+            # cfssl serve -mutual-tls-cn: our certificate's CN is not on the allow-list.
+            raise CAAuthError(
+                "refused our client certificate (Invalid CN): this connector's CA access "
+                "was revoked or its name is not on the CA's allow-list",
+                ca_name=self.name,
+                code=reply.status_code,
+            )
         try:
             parsed = reply.json()
         except ValueError as exc:
@@ -207,6 +240,18 @@ class CfsslCA:
         if code // 1000 in _RETRYABLE_CATEGORIES:
             return CAUnavailableError(message, ca_name=self.name, code=code)
         return CARequestRejectedError(message, ca_name=self.name, code=code)
+
+    def probe(self, *, timeout: float) -> None:
+        """A cheap call with no side effect (``info``): returns, or raises a :class:`CAError`.
+
+        Reachability only: a refusal (4xx, a CFSSL error) still proves the CA answers.
+        """
+        try:
+            self._post("/api/v1/cfssl/info", {}, timeout)
+        except (CAUnavailableError, CABadResponseError):
+            raise
+        except CAError:
+            return
 
     # -- IssuingCA -----------------------------------------------------------------------
 
@@ -237,25 +282,9 @@ class CfsslCA:
             },
             timeout,
         )
-        result = reply.get("result")
-        pem = result.get("certificate") if isinstance(result, dict) else None
-        if not isinstance(pem, str):
-            raise CABadResponseError("reply carries no certificate", ca_name=self.name)
-        try:
-            certificate = validate_issued(
-                pem, csr, self.chain, required_ekus=profile.ekus, chain_verified=True
-            )
-        except CertificateValidationError as exc:
-            log.warning(
-                "[1024 ca_response_rejected] ca=%s request_id=%s reason=%s",
-                self.name,
-                request_id,
-                exc,
-                extra={"event_id": 1024, "event": "ca_response_rejected"},
-            )
-            raise CABadResponseError(
-                f"rejected the issued certificate: {exc}", ca_name=self.name
-            ) from exc
+        certificate = accept_issued(
+            reply.get("result"), csr, self.chain, profile, ca_name=self.name, request_id=request_id
+        )
         return IssuedCertificate.of(certificate, self.chain, self.name)
 
     def revoke(self, serial: int, reason: str, *, timeout: float | None = None) -> None:
@@ -302,24 +331,7 @@ class CfsslCA:
             raise CAUnavailableError(f"CRL unreachable: {exc!r}", ca_name=self.name) from exc
         if reply.status_code != 200:
             raise CAUnavailableError(f"CRL: HTTP {reply.status_code}", ca_name=self.name)
-        try:
-            body = reply.content
-            crl = (
-                x509.load_pem_x509_crl(body)
-                if body.lstrip().startswith(b"-----BEGIN")
-                else x509.load_der_x509_crl(body)
-            )
-        except ValueError as exc:
-            raise CABadResponseError(f"CRL is not a CRL: {exc}", ca_name=self.name) from exc
-        try:
-            valid = crl.issuer == self.certificate.subject and crl.is_signature_valid(
-                self.certificate.public_key()  # type: ignore[arg-type]
-            )
-        except (InvalidSignature, TypeError):
-            valid = False
-        if not valid:
-            raise CABadResponseError("CRL is not signed by this CA", ca_name=self.name)
-        return crl
+        return parse_crl(reply.content, issuer=self.certificate, ca_name=self.name)
 
     def reconcile_state(self) -> ReconcileState:
         """How the last certdb call went (no I/O): what health and metrics show."""

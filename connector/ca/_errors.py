@@ -70,7 +70,25 @@ class CABadResponseError(CARetryableError):
 
 
 class NoCAAvailableError(CARetryableError):
+    """No CA of the template issued. ``uncertain`` names the CAs that got the request
+    but gave no answer: they may have signed (the certificate may appear later)."""
+
     kind = "all_unavailable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        ca_name: str | None = None,
+        code: int | None = None,
+        uncertain: tuple[str, ...] = (),
+    ):
+        super().__init__(message, ca_name=ca_name, code=code)
+        self.uncertain = uncertain
+
+    @property
+    def ambiguous(self) -> bool:
+        return bool(self.uncertain)
 
 
 class CAPermanentError(CAError):

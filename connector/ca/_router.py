@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from connector.ca._breaker import CLOSED, CircuitBreaker
 from connector.ca._errors import (
     CAAuthError,
+    CAError,
     CAPermanentError,
     CARequestRejectedError,
     CARetryableError,
@@ -202,13 +203,16 @@ class CARouter:
         retrying = self.policies["issue"].retrying(deadline, clock=self._clock, sleep=self._sleep)
         try:
             return retrying(attempt)
-        except CARetryableError:
+        except CARetryableError as exc:
             log.error(
                 "[1021 ca_all_down] request_id=%s template=%s",
                 request_id,
                 template,
                 extra={"event_id": 1021, "event": "ca_all_down"},
             )
+            if uncertain and isinstance(exc, NoCAAvailableError):
+                # Any attempt may have signed, not only the last one's CA.
+                raise NoCAAvailableError(str(exc), uncertain=tuple(uncertain)) from exc
             raise
 
     # -- revocation ---------------------------------------------------------------------
@@ -287,6 +291,17 @@ class CARouter:
     def probe_certdbs(self) -> dict[str, ReconcileState]:
         """Per CA: ask each certdb now (bounded by its timeouts), then report."""
         return {name: _reconcile_state(name, ca, probe=True) for name, ca in self.cas.items()}
+
+    def probe(self, name: str, *, timeout: float) -> bool:
+        """Does CA ``name`` answer now? (reachability for work-aware leadership; no breaker)."""
+        probe = getattr(self.cas[name], "probe", None)
+        if not callable(probe):
+            return self.ca_up(name)
+        try:
+            probe(timeout=timeout)
+        except CAError:
+            return False
+        return True
 
     def close(self) -> None:
         for ca in self.cas.values():

@@ -34,6 +34,8 @@ _LOCAL_COMMANDS: dict[str, str] = {
     "resume": "connector.cli._cluster:resume",
     "history": "connector.cli._cluster:history",
     "show-config": "connector.cli._cluster:show_config",
+    "grant-member": "connector.cli._members:grant",
+    "revoke-member": "connector.cli._members:revoke",
 }
 
 

@@ -62,6 +62,7 @@ def status(target: ZkTarget, as_json: bool) -> None:
     table = Table(
         "member",
         "role",
+        "reaches",
         "fast path",
         "host",
         "pid",
@@ -81,6 +82,7 @@ def status(target: ZkTarget, as_json: bool) -> None:
         table.add_row(
             member["name"],
             f"[{style}]{role}[/]" if style else role,
+            _reach_cell(member.get("reach") or {}),
             f"[yellow]{fast_path}[/]" if fast_path == "unavailable" else fast_path,
             member["host"],
             str(member["pid"]),
@@ -104,6 +106,16 @@ def status(target: ZkTarget, as_json: bool) -> None:
             "`pfxha resume`",
             soft_wrap=True,
         )
+
+
+def _reach_cell(reach: dict[str, str]) -> str:
+    """What a member says it reaches: "ok", or the targets it cannot reach (in red)."""
+    if not reach:
+        return "-"
+    failing = sorted(target for target, word in reach.items() if word != "ok")
+    if not failing:
+        return "ok"
+    return "[red]cannot reach " + ", ".join(failing) + "[/]"
 
 
 @click.command()

@@ -39,7 +39,8 @@ def parse_certificate(data: bytes | str | x509.Certificate) -> x509.Certificate:
         if raw.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(raw)
         return x509.load_der_x509_certificate(raw)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:
+        # InvalidVersion is no ValueError: a version field other than v1/v3 (fuzzing found it).
         raise CertificateValidationError(f"not a certificate: {exc}") from exc
 
 

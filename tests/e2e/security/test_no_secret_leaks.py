@@ -74,13 +74,18 @@ def test_secure_lab_leaks_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                 anonymous.create(f"/pfxha/{lab.cluster}/election/m-rogue-p9-", sequence=True)
         pids = [record.pid for record in lab.processes()]
         cmdlines = [_read(Path(f"/proc/{pid}/cmdline")) for pid in pids]
-        assert len(tokens) == 3  # two connectors and the intruder's revoked one
+        # two connectors; the intruder's revoked one, its forger and its revoked leader
+        assert len(tokens) == 5
         assert lab.zk_auth is not None
         admin_token = lab.service.admin_token
         assert admin_token is not None
         secrets = {
             "admin token": admin_token,
-            "zookeeper password": lab.zk_auth[1],
+            "zookeeper admin password": lab.zk_auth[1],
+            **{
+                f"zookeeper password of {name}": lab.zk_member_auth(name)[1].read_text().strip()
+                for name in lab.connector_names()
+            },
             **{f"enrollment token {i}": t for i, t in enumerate(tokens)},
             **{
                 f"cfssl key {name}": str(spec["auth_key"])
@@ -113,7 +118,8 @@ def test_secure_lab_leaks_no_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                 leaks.append(f"{what} in {path} (mode {oct(path.stat().st_mode & 0o777)})")
     assert leaks == []
     # The search is not vacuous: the secrets that must be on disk were found (in 0600 files).
-    assert {"admin token", "zookeeper password", "a private key"} <= seen
+    assert {"admin token", "zookeeper admin password", "a private key"} <= seen
+    assert any(what.startswith("zookeeper password of") for what in seen)
     assert any(what.startswith("cfssl key") for what in seen)
 
 

@@ -38,6 +38,7 @@ class StubElector:
         self.epoch = epoch
         self.role = Role.LEADER
         self.released: list[str] = []
+        self.left: list[str] = []
 
     def fresh_epoch(self) -> int | None:
         return self.epoch if self.role is Role.LEADER else None
@@ -45,6 +46,10 @@ class StubElector:
     def release(self, reason: str) -> None:
         self.released.append(reason)
         self.role = Role.STANDBY
+
+    def leave(self, reason: str) -> None:
+        self.left.append(reason)
+        self.role = Role.STOPPED
 
 
 @pytest.fixture
@@ -106,6 +111,22 @@ def states(tenant: Tenant) -> list[str]:
     return sorted(r["state"] for r in tenant.requests())
 
 
+def leading_with_work(
+    make_agent: Callable[..., tuple[Agent, StubElector]],
+    admin: httpx.Client,
+    prefix: str,
+    devices: int,
+) -> tuple[Agent, StubElector, Tenant, int]:
+    """An agent leading at a fresh epoch that has issued for ``devices`` new devices."""
+    epoch = next_epoch(admin)
+    agent, elector = make_agent(epoch)
+    tenant = Tenant(admin, prefix=unique(prefix), key_type="p256")
+    tenant.create_profile()
+    tenant.enroll(devices)
+    turn_until(agent, lambda: states(tenant) == ["issued"] * devices)
+    return agent, elector, tenant, epoch
+
+
 def connector_row(admin: httpx.Client, name: str) -> dict[str, Any]:
     rows = admin.get("/api/v1/read/connectors").json()
     return next(r for r in rows if r["name"] == name)
@@ -114,12 +135,7 @@ def connector_row(admin: httpx.Client, name: str) -> dict[str, Any]:
 def test_a_409_stops_the_leader_at_once_and_it_steps_down(
     make_agent: Callable[..., tuple[Agent, StubElector]], admin: httpx.Client, service: Any
 ) -> None:
-    epoch = next_epoch(admin)
-    agent, elector = make_agent(epoch)
-    tenant = Tenant(admin, prefix=unique("f"), key_type="p256")
-    tenant.create_profile()
-    tenant.enroll(2)
-    turn_until(agent, lambda: states(tenant) == ["issued", "issued"])
+    agent, elector, tenant, epoch = leading_with_work(make_agent, admin, "f", 2)
 
     # Another connector takes over at the service; our stub still believes it leads.
     with ServiceClient(service.url) as other:
@@ -139,6 +155,31 @@ def test_a_409_stops_the_leader_at_once_and_it_steps_down(
     # Standing by, it only heartbeats as a standby from now on.
     follow = [agent.run_once() for _ in range(3)]
     assert all(d.action in (Action.WAIT, Action.HEARTBEAT) and not d.as_leader for d in follow)
+
+
+def test_a_revoked_leader_leaves_the_election_at_once_and_never_acts_again(
+    make_agent: Callable[..., tuple[Agent, StubElector]], admin: httpx.Client
+) -> None:
+    agent, elector, tenant, _ = leading_with_work(make_agent, admin, "rv", 1)
+
+    name = agent.executor.deps.name
+    admin.post(
+        f"/api/v1/admin/connectors/{name}/revoke", json={"reason": "test"}
+    ).raise_for_status()
+    tenant.enroll(1)
+    decisions = turn_until(agent, lambda: bool(elector.left))
+
+    assert decisions[-1].action is Action.LEAVE
+    assert "revoked" in elector.left[0]
+    # Leaving was the very next decision after the first refused call.
+    assert decisions[-2].action in (Action.HEARTBEAT, Action.REVOKE, Action.ISSUE)
+    assert agent.state.revoked is not None
+    # Out of the election for good: only waits, never another call or a lease.
+    follow = [agent.run_once() for _ in range(3)]
+    assert {d.action for d in follow} == {Action.WAIT}
+    assert elector.role is Role.STOPPED
+    assert elector.released == []
+    assert states(tenant) == ["issued", "pending"]
 
 
 def test_every_ca_down_reports_unhealthy_and_keeps_requests_queued(

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,14 @@ import httpx
 import pytest
 
 from chaos.bench._tenant import Tenant, checkin, report
+from chaos.checkers import Snapshot, check_user_scope
+from chaos.checkers.state import ServiceDb, ca_certificates
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.connector import ConnectorFleet
 from chaos.launch.proxy import FaultProxy, LinkFaults, Toxics
 from chaos.launch.service import ServiceProcess
 from chaos.launch.zookeeper import ZooKeeperEnsemble
+from chaos.service.clients import DeviceClient, DeviceCredentials
 from tests.fixtures.service import unique
 
 CLUSTER = "agent-it"
@@ -235,7 +239,8 @@ def _fleet_behind_proxies(
             url = httpx.URL(spec["url"])
             proxy = FaultProxy((url.host, url.port or 80)).start()
             proxies.append(proxy)
-            cas[name] = {**spec, "url": f"http://{proxy.address}"}
+            # The CAs speak mutual TLS: through the proxy too (it only moves bytes).
+            cas[name] = {**spec, "url": f"{url.scheme}://{proxy.address}"}
         fleet = ConnectorFleet(
             tmp_path / "connectors",
             count=3,
@@ -298,6 +303,38 @@ def test_leader_killed_after_the_ca_signed_new_leader_revokes_the_orphan(
         assert '"event_id": 3021' in lines
 
 
+def test_a_lost_ca_answer_leaves_no_orphan_within_one_epoch(
+    tmp_path: Path,
+    zk_ensemble: ZooKeeperEnsemble,
+    cfssl_cas: CfsslLab,
+    service: ServiceProcess,
+    admin: httpx.Client,
+) -> None:
+    """The CA signs, its answer is lost, the leader lives on: one valid certificate, no re-key.
+
+    The leader either finds the signed certificate and delivers it, or holds the
+    request for its own sweep, which revokes what the CA signed before the request
+    is issued again: never a second valid certificate, never a takeover needed.
+    """
+    tenant = Tenant(admin, prefix=unique("l"), template="user-auth", key_type="p256")
+    tenant.create_profile()
+    with _fleet_behind_proxies(tmp_path, zk_ensemble, cfssl_cas, service) as (fleet, proxies):
+        leader = fleet.wait_for_leader()
+        _, epoch = fleet.leader()  # type: ignore[misc]
+        with _ca_counter(cfssl_cas) as ca_count:
+            before = ca_count()
+            for proxy in proxies:
+                proxy.set(LinkFaults(down=Toxics(blackhole=True)))
+            tenant.enroll(1)
+            wait_until(lambda: ca_count() > before, 15, "a CA to sign the request")
+        for proxy in proxies:
+            proxy.clear()
+        rows = wait_issued(tenant, 1, timeout=60, fleet=fleet)
+        assert fleet.leader() == (leader, epoch), "the lost answer cost a leadership change"
+        assert_one_unrevoked_per_request(cfssl_cas, rows)  # raises on a second valid one
+        assert all(_undelivered(cfssl_cas, tenant).values()), "an unrevoked orphan survived"
+
+
 def test_paused_leader_past_its_session_is_fenced_and_delivers_nothing(
     fleet: ConnectorFleet, tenant: Tenant, admin: httpx.Client, cfssl_cas: CfsslLab
 ) -> None:
@@ -337,3 +374,110 @@ def test_paused_leader_past_its_session_is_fenced_and_delivers_nothing(
     assert_one_unrevoked_per_request(cfssl_cas, rows)
     stale = admin.get("/api/v1/read/stale-rejections").json()
     assert all(r["epoch"] < new_epoch for r in stale if r["name"] == leader)
+
+
+def _user_scoped_user(admin: httpx.Client, service: ServiceProcess, devices: int) -> UserWorld:
+    """A user-scoped S/MIME profile, a user targeted by it and ``devices`` of theirs."""
+    prefix = unique("us")
+    world = UserWorld(f"{prefix}-smime", f"{prefix}-user", {})
+    for path, body in (
+        ("profiles", {"id": world.profile, "scope": "user", "template": "smime",
+                      "key_type": "p256", "subject_template": "CN={{UserName}}",
+                      "san_templates": ["email={{EmailAddress}}"]}),
+        ("users", {"id": world.user, "name": world.user, "upn": f"{world.user}@lab",
+                   "email": f"{world.user}@lab"}),
+        ("groups", {"id": f"{prefix}-g", "name": prefix}),
+        (f"groups/{prefix}-g/members", {"user_id": world.user}),
+        ("assignments", {"id": f"{prefix}-a", "profile_id": world.profile,
+                         "group_id": f"{prefix}-g"}),
+    ):  # fmt: skip
+        admin.post(f"/api/v1/admin/{path}", json=body).raise_for_status()
+    for n in range(devices):
+        made = admin.post(
+            "/api/v1/admin/devices", json={"id": f"{world.user}-d{n}", "user_id": world.user}
+        ).raise_for_status()
+        body = made.json()
+        world.devices[body["id"]] = DeviceClient(
+            service.url,
+            DeviceCredentials(
+                body["id"], body["management_certificate_pem"], body["management_key_pem"]
+            ),
+        )
+    return world
+
+
+@dataclass
+class UserWorld:
+    profile: str
+    user: str
+    devices: dict[str, DeviceClient]
+
+    def requests(self, admin: httpx.Client) -> list[dict[str, Any]]:
+        rows = admin.get("/api/v1/read/requests").json()
+        return [r for r in rows if r["user_id"] == self.user]
+
+
+def test_takeover_mid_rollover_of_a_user_certificate_leaves_one_on_every_device(
+    tmp_path: Path,
+    zk_ensemble: ZooKeeperEnsemble,
+    cfssl_cas: CfsslLab,
+    service: ServiceProcess,
+    admin: httpx.Client,
+) -> None:
+    """A lost device rolls the user's shared certificate over; the CA signs the new one,
+    its answer is dropped and the leader dies: the next leader revokes that orphan and
+    issues once more. One unrevoked certificate for the user at the CA, the same serial
+    on both remaining devices, the old key decrypt-only on each: the checkers agree."""
+    world = _user_scoped_user(admin, service, devices=3)
+    with _fleet_behind_proxies(tmp_path, zk_ensemble, cfssl_cas, service) as (fleet, proxies):
+        leader = fleet.wait_for_leader()
+        _, epoch = fleet.leader()  # type: ignore[misc]
+        wait_until(
+            lambda: [r["state"] for r in world.requests(admin)] == ["issued"], 30, "issuance"
+        )
+        for device in world.devices.values():
+            device.sync()
+        (first,) = world.requests(admin)
+        lost, *rest = world.devices
+        with _ca_counter(cfssl_cas) as ca_count:
+            before = ca_count()
+            for proxy in proxies:
+                proxy.set(LinkFaults(down=Toxics(blackhole=True)))
+            admin.post(
+                "/api/v1/admin/actions/retire-admin", json={"device_id": lost}
+            ).raise_for_status()
+            wait_until(lambda: ca_count() > before, 15, "a CA to sign the rollover")
+        fleet.process(leader).kill()
+        for proxy in proxies:
+            proxy.clear()
+        assert sum(p.stats.discarded_bytes for p in proxies) > 0, "no CA answer was dropped"
+        fleet.wait_for_leader(exclude=leader, above_epoch=epoch, timeout=10)
+
+        def settled() -> bool:
+            rows = world.requests(admin)
+            return [r["state"] for r in rows][-1:] == ["issued"] and len(rows) == 2
+
+        wait_until(settled, 40, "the rollover issued by the new leader")
+        wait_until(
+            lambda: not admin.get("/api/v1/read/revocations", params={"state": "pending"}).json(),
+            20,
+            "the revocations done",
+        )
+    _, rollover = world.requests(admin)
+    assert (rollover["kind"], rollover["replaces"]) == ("rollover", first["id"])
+    for device_id in rest:
+        world.devices[device_id].sync()
+        held = world.devices[device_id]
+        assert held.store[world.profile].serial == int(rollover["serial"])
+        assert set(held.history) == {int(first["serial"])}
+    world.devices[lost].sync()  # collects its deletion
+    ca = ca_certificates({name: cfssl_cas.certdb(name) for name in cfssl_cas.names})
+    mine = [c for c in ca if c.device == world.user]
+    assert len(mine) == 3  # the first, the orphan of the dead leader, the rollover
+    assert [(c.ca, c.serial) for c in mine if not c.revoked] == [
+        (rollover["ca_name"], rollover["serial"])
+    ]
+    users = ServiceDb(service.db_path).user_scope()
+    assert check_user_scope(Snapshot(ca_certificates=tuple(ca), users=users)) == []
+    for device in world.devices.values():
+        device.close()

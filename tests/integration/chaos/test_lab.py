@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from chaos.lab.lab import Lab
 from chaos.lab.state import alive, read_state
+from chaos.lab.supervisor import control
 from chaos.launch._process import LaunchError
 
 pytestmark = pytest.mark.timeout(240)
@@ -30,7 +32,7 @@ def _ours_running(marker: Path) -> list[str]:
 
 def test_up_status_down_and_double_start(tmp_path: Path) -> None:
     run_dir = tmp_path / "lab"
-    started = _pfxha("lab", "up", "--connectors", "2", "--dir", str(run_dir))
+    started = _pfxha("lab", "up", "--connectors", "2", "--links", "--dir", str(run_dir))
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         state = read_state(run_dir)
@@ -39,6 +41,27 @@ def test_up_status_down_and_double_start(tmp_path: Path) -> None:
         names = {p.name for p in state.processes}
         assert {"zk1", "zk2", "zk3", "service", "c1", "c2", "cfssl-primary"} <= names
         assert all(alive(p.pid) for p in state.processes)
+        # --links: each connector's fault proxies live in the supervisor while the lab runs,
+        # and the connector's config names them.
+        endpoints = json.loads((run_dir / "endpoints.json").read_text())
+        c1 = endpoints["links"]["c1"]
+        assert set(c1) == {"service", "ca:primary", "ca:primary:certdb", "ca:secondary",
+                           "ca:secondary:certdb"}  # fmt: skip
+        config = (run_dir / "connectors" / "c1" / "connector.toml").read_text()
+        assert f"127.0.0.1:{c1['service']}" in config
+
+        def through() -> int:
+            url = f"https://127.0.0.1:{c1['service']}/healthz"
+            return httpx.get(url, verify=endpoints["service_ca"], timeout=5).status_code
+
+        assert through() == 200
+        # A link cut and its heal through the supervisor's control socket.
+        cut = control(run_dir, {"op": "cut-link", "name": "c1", "mode": "reset"})
+        assert cut == {"ok": True, "name": "c1", "links": ["service"]}
+        with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
+            through()
+        assert control(run_dir, {"op": "heal"})["ok"] is True
+        assert through() == 200
 
         again = _pfxha("lab", "up", "--dir", str(run_dir))
         assert again.returncode != 0

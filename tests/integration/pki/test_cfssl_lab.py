@@ -13,6 +13,12 @@ from chaos.launch import port_open
 from chaos.launch.cfssl import CfsslLab
 
 
+def _info(lab: CfsslLab, name: str, timeout: float = 5.0) -> httpx.Response:
+    """``/info`` of CA ``name`` as the lab's own client (every CA is mutual TLS)."""
+    with lab.http(timeout=timeout) as http:
+        return http.post(f"{lab.url(name)}/api/v1/cfssl/info", json={})
+
+
 def test_issuing_cas_chain_to_the_root_and_serve(cfssl_cas: CfsslLab) -> None:
     root = cfssl_cas.root_certificate
     for name in cfssl_cas.names:
@@ -21,7 +27,7 @@ def test_issuing_cas_chain_to_the_root_and_serve(cfssl_cas: CfsslLab) -> None:
         constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
         assert constraints.ca
         assert constraints.path_length == 0
-        info = httpx.post(f"{cfssl_cas.url(name)}/api/v1/cfssl/info", json={}).json()
+        info = _info(cfssl_cas, name).json()
         assert x509.load_pem_x509_certificate(info["result"]["certificate"].encode()) == ca
 
 
@@ -57,15 +63,15 @@ def test_kill_then_start_comes_back_on_the_same_port(cfssl_cas: CfsslLab) -> Non
     assert not port_open("127.0.0.1", port)
     cfssl_cas.start("secondary")
     assert cfssl_cas.url("secondary") == url
-    assert httpx.post(f"{url}/api/v1/cfssl/info", json={}).status_code == 200
+    assert _info(cfssl_cas, "secondary").status_code == 200
 
 
 def test_paused_ca_accepts_connections_but_does_not_answer(cfssl_cas: CfsslLab) -> None:
     cfssl_cas.pause("primary")
     with pytest.raises(httpx.TimeoutException):
-        httpx.post(f"{cfssl_cas.url('primary')}/api/v1/cfssl/info", json={}, timeout=0.5)
+        _info(cfssl_cas, "primary", timeout=0.5)
     cfssl_cas.resume("primary")
-    assert httpx.post(f"{cfssl_cas.url('primary')}/api/v1/cfssl/info", json={}).status_code == 200
+    assert _info(cfssl_cas, "primary").status_code == 200
 
 
 def test_crl_is_served_signed_by_each_issuing_ca(cfssl_cas: CfsslLab) -> None:

@@ -110,6 +110,11 @@ def test_paused_primary_times_out_secondary_issues_and_the_late_orphan_is_findab
     cfssl_cas: CfsslLab, cfssl_router: Callable[..., CARouter]
 ) -> None:
     router = cfssl_router(call_timeout_s=1.0, breaker_threshold=1, breaker_reset_s=0.5)
+    # A connection to the primary already up, as in steady issuance: over mutual TLS
+    # a new connection to a paused CA stalls in the handshake, before any request
+    # is sent (a clean ConnectTimeout, nothing uncertain).
+    warm = router.issue(_csr()[0], "user-auth", "r-warm", time.monotonic() + 5)
+    assert warm.ca_name == "primary"
     csr, key = _csr()
     cfssl_cas.pause("primary")
     try:

@@ -149,6 +149,18 @@ def edit(old: str, new: str) -> str:
         ),
         (GOOD, {"PFXHA_LOOP_POLL_WAIT_S": "5"}, "loop.poll_wait_s", "heartbeat_interval_s"),
         (GOOD, {"PFXHA_SERVICE_TIMEOUT_S": "0.4"}, "service.timeout_s", "poll_wait_s"),
+        (GOOD, {"PFXHA_LOOP_YIELD_AFTER_S": "1"}, "loop.yield_after_s", "lost probe"),
+        (
+            GOOD,
+            {
+                "PFXHA_LOOP_YIELD_AFTER_S": "4.5",
+                "PFXHA_LOOP_PROBE_INTERVAL_S": "1",
+                "PFXHA_LOOP_PROBE_TIMEOUT_S": "1",
+            },
+            "loop.reach_refresh_s",
+            "fresh",
+        ),
+        (GOOD, {"PFXHA_LOOP_YIELD_BUDGET": "-1"}, "loop.yield_budget", ">= 0"),
         (GOOD, {"PFXHA_CONNECTOR_MODE": "cloudy"}, "connector.mode", "hybrid"),
         (GOOD, {"PFXHA_SERVICE_URL": "ftp://x"}, "service.url", "http"),
         (GOOD, {"PFXHA_METRICS_LISTEN": "nowhere"}, "metrics.listen", "HOST:PORT"),
@@ -248,6 +260,22 @@ def edit(old: str, new: str) -> str:
             {"PFXHA_CA_SECONDARY_CERTDB_DSN": "mysql://r@h/d"},
             "ca[secondary].certdb_dsn",
             "postgresql://",
+        ),
+        # Issue 18: the CA's mutual TLS needs both halves of the pair, over https://.
+        (
+            GOOD,
+            {"PFXHA_CA_PRIMARY_CLIENT_CERTIFICATE": "/etc/pfxha/ca-client.pem"},
+            "ca[primary].client_key_file",
+            "go together",
+        ),
+        (
+            GOOD,
+            {
+                "PFXHA_CA_PRIMARY_CLIENT_CERTIFICATE": "/etc/pfxha/ca-client.pem",
+                "PFXHA_CA_PRIMARY_CLIENT_KEY_FILE": "/etc/pfxha/ca-client.key",
+            },
+            "ca[primary].url",
+            "https://",
         ),
     ],
 )

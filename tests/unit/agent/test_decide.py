@@ -58,6 +58,21 @@ def test_rejected_epoch_steps_down_before_any_side_effect() -> None:
     assert "409" in decision.reason
 
 
+@pytest.mark.parametrize("standing", [Standing.LEADER, Standing.STANDBY, Standing.SUSPENDED])
+def test_a_revoked_connector_leaves_the_election_whatever_its_role(standing: Standing) -> None:
+    # Before the 409 check, before any side effect: a revoked member never leads.
+    decision = decide(steady_leader(standing=standing, revoked="403 revoked", rejected_epoch=7))
+    assert decision.action is Action.LEAVE
+    assert "revoked" in decision.reason
+    assert decision.health is Health.UNHEALTHY
+
+
+def test_a_revoked_connector_out_of_the_election_only_waits() -> None:
+    decision = decide(steady_leader(standing=Standing.STOPPED, epoch=None, revoked="403"))
+    assert decision.action is Action.WAIT
+    assert "revoked" in decision.reason
+
+
 def test_suspended_does_nothing() -> None:
     decision = decide(steady_leader(standing=Standing.SUSPENDED, epoch=None))
     assert decision.action is Action.WAIT

@@ -23,6 +23,9 @@ class FakeLease:
     def release(self, reason: str) -> None:
         pass
 
+    def leave(self, reason: str) -> None:
+        pass
+
 
 class FakeService:
     def __init__(self, tasks: list[RevocationTask]) -> None:

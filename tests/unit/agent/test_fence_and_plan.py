@@ -21,6 +21,9 @@ class Lease:
     def release(self, reason: str) -> None:
         self.released.append(reason)
 
+    def leave(self, reason: str) -> None:
+        self.released.append(reason)
+
 
 def test_fence_passes_only_the_armed_fresh_epoch() -> None:
     lease = Lease(7)

@@ -11,6 +11,7 @@ from chaos.checkers import (
     Revocation,
     Snapshot,
     check_all,
+    check_ca_agreement,
     check_duplicates,
     check_lost_requests,
     check_revocations,
@@ -163,3 +164,38 @@ def test_revocation_must_reach_the_issuing_ca_and_its_crl() -> None:
     assert any("v1" in v and "missing from primary's CRL" in v for v in violations)
     assert any("v2" in v and "not revoked at its CA" in v for v in violations)
     assert any("v3" in v and "pending" in v for v in violations)
+
+
+def test_a_delivered_certificate_revoked_behind_the_services_back_is_flagged() -> None:
+    snapshot = Snapshot(
+        delivered=(
+            DeliveredCertificate("r1", "1", "primary"),
+            DeliveredCertificate("r2", "2", "primary"),
+            DeliveredCertificate("r3", "3", "primary"),
+        ),
+        ca_certificates=(
+            CaCertificate("primary", "1", revoked=True, reason="1"),  # nobody asked
+            CaCertificate("primary", "2", revoked=True),  # the service asked
+            CaCertificate("primary", "3", revoked=False),
+        ),
+        revocations=(Revocation("v2", "2", "primary", "done"),),
+        crls={"primary": frozenset({"1", "2"})},
+    )
+    violations = check_ca_agreement(snapshot)
+    assert len(violations) == 1
+    assert "primary:1" in violations[0]
+    assert "r1" in violations[0]
+    assert "behind the service's back" in violations[0]
+    assert violations[0] in check_all([], snapshot)
+
+
+def test_a_revocation_undone_at_the_ca_is_flagged() -> None:
+    # removeFromCRL after the connector revoked it: good again at the CA, off the CRL.
+    snapshot = Snapshot(
+        ca_certificates=(CaCertificate("primary", "7", revoked=False),),
+        revocations=(Revocation("v7", "7", "primary", "done"),),
+        crls={"primary": frozenset()},
+    )
+    violations = check_all([], snapshot)
+    assert any("v7" in v and "not revoked at its CA" in v for v in violations)
+    assert any("v7" in v and "missing from primary's CRL" in v for v in violations)

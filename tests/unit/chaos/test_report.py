@@ -64,8 +64,16 @@ def test_contract_has_the_documented_shape_and_verdict(tmp_path: Path) -> None:
     data = write_contract(_scenarios(), tmp_path / "result.json")
     assert json.loads((tmp_path / "result.json").read_text()) == data
     assert data["ok"] is False
-    assert set(data) == {"scenarios", "ok", "topology"}
+    assert set(data) == {"scenarios", "certificates", "ok", "topology"}
     assert data["topology"] == "single-host"
+    assert data["certificates"] == {
+        "device": {"delivered": 0},
+        "user": {"delivered": 0, "users": 0, "devices": 0, "rollovers": 0},
+    }
+    exercised = {"device": {"delivered": 5}, "user": {"delivered": 2, "users": 2,
+                 "devices": 3, "rollovers": 1}}  # fmt: skip
+    written = write_contract(_scenarios(), tmp_path / "c.json", certificates=exercised)
+    assert written["certificates"] == exercised
     down = data["scenarios"]["connector-down"]
     assert set(down) == {
         "rounds",
@@ -74,6 +82,7 @@ def test_contract_has_the_documented_shape_and_verdict(tmp_path: Path) -> None:
         "requests",
         "duplicates",
         "stale_epoch_rejected",
+        "leader_changes",  # added with the gray-failure scenarios (issue 13)
     }
     assert down["rounds"] == 20
     assert down["failover_s"] == {"p50": 1.0, "p99": 2.0, "max": 2.0}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 
 import httpx
@@ -72,5 +73,38 @@ def test_pause_waits_for_the_enrollment_under_way() -> None:
         assert len(enrolled) == len(device_posts)
     finally:
         release.set()
+        workload.close()
+        client.close()
+
+
+def test_some_users_get_more_devices_and_lose_one_of_them() -> None:
+    cert = _certificate()
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    posted: list[tuple[str, dict[str, str]]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content) if request.content else {}
+        posted.append((request.url.path, body))
+        return httpx.Response(200, json={"management_certificate_pem": pem})
+
+    client = httpx.Client(base_url="http://service", transport=httpx.MockTransport(handler))
+    workload = Workload(
+        History(), client, requests_of=lambda device: [f"req-{device}"], root=cert, group="g",
+        enroll_per_s=0, revoke_every_s=0, device_keys=1, seed=7, more_devices_every=3,
+    )  # fmt: skip
+    try:
+        enrolled = workload.enroll_now(6)
+        assert len(enrolled) == 6
+        per_user = workload.users_with_devices()
+        assert len(per_user) == 4  # every third enrollment went to an existing user
+        assert sorted(per_user.values(), reverse=True)[0] >= 2
+        for device in workload.devices.values():
+            device.installed.add("r")
+        posted.clear()
+        workload.revoke_one()  # retire-user first: one device of a user who has others
+        ((path, body),) = posted
+        assert path == "/api/v1/admin/actions/retire-user"
+        assert per_user[workload.devices[body["device_id"]].user] >= 2
+    finally:
         workload.close()
         client.close()

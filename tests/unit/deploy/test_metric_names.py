@@ -49,6 +49,9 @@ def _exported() -> dict[str, set[str]]:
     m.observe_revocation(0.1, ca="x")
     m.observe_takeover(0.1)
     m.set_ca_state("x", up=True, circuit="closed")
+    m.set_reachable("service", True)
+    m.yielded("service")
+    m.yield_refused()
     service = ServiceMetrics(
         snapshot=lambda: GaugeSnapshot(
             requests_by_state={"pending": 1},

@@ -239,6 +239,29 @@ def test_router_reports_ambiguous_attempts(clock: FakeClock, roots: tuple[TestCA
     assert issued.uncertain == ("one",)
 
 
+def test_router_says_which_cas_may_have_signed_when_none_answered(
+    clock: FakeClock, roots: tuple[TestCA, TestCA]
+) -> None:
+    router, one, two = _router(clock, roots)
+    one.fail = CAUnavailableError("read timeout", ca_name="one", ambiguous=True)
+    two.fail = CAUnavailableError("connection refused", ca_name="two")
+    with pytest.raises(NoCAAvailableError) as caught:
+        router.issue(_csr()[0], "t", "r", clock.now + 5)
+    assert caught.value.uncertain == ("one",)
+    assert caught.value.ambiguous
+
+
+def test_router_with_no_ca_reached_is_not_ambiguous(
+    clock: FakeClock, roots: tuple[TestCA, TestCA]
+) -> None:
+    router, one, two = _router(clock, roots)
+    one.fail = CAUnavailableError("connection refused", ca_name="one")
+    two.fail = CAUnavailableError("connection refused", ca_name="two")
+    with pytest.raises(NoCAAvailableError) as caught:
+        router.issue(_csr()[0], "t", "r", clock.now + 5)
+    assert not caught.value.ambiguous
+
+
 def test_router_auth_failure_everywhere_is_permanent(
     clock: FakeClock, roots: tuple[TestCA, TestCA]
 ) -> None:

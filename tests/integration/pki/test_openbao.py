@@ -1,0 +1,157 @@
+"""The OpenBao driver against a real OpenBao: issuance, revocation (CRL and OCSP),
+reconciliation by listing, AppRole token handling, and a Raft active node killed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+
+from chaos.launch.openbao import OpenBaoLab
+from connector.ca import (
+    CAAuthError,
+    CANotFoundError,
+    CARouter,
+    CAUnavailableError,
+    CertStatus,
+    OpenBaoCA,
+    ca_from_dict,
+    router_from_description,
+)
+from connector.pki import KeyType, ProfileTemplate, csr_for_profile, generate_key
+
+VARIABLES = {
+    "UserName": "alice smith",
+    "UserPrincipalName": "alice@contoso.test",
+    "EmailAddress": "alice@contoso.test",
+    "DeviceId": "5f3c9a2e-0d1b-4c7e-9a61-2b8f0e4d7c11",
+}
+PROFILE = ProfileTemplate(
+    "p",
+    "CN={{UserName}},SERIALNUMBER={{DeviceId}}",
+    ("UPN={{UserPrincipalName}}", "email={{EmailAddress}}", "URI=IntuneDeviceId://{{DeviceId}}"),
+    KeyType.P256,
+    "user-auth",
+)
+
+
+@pytest.fixture
+def router(openbao_dev: OpenBaoLab) -> Iterator[CARouter]:
+    router = router_from_description(openbao_dev.describe("c1"))
+    yield router
+    router.close()
+
+
+def _csr(key_type: KeyType = KeyType.P256) -> tuple[x509.CertificateSigningRequest, object]:
+    key = generate_key(key_type)
+    return csr_for_profile(key, PROFILE, VARIABLES), key
+
+
+def test_issue_keeps_the_csr_subject_and_sans_and_carries_cdp_and_aia(router: CARouter) -> None:
+    csr, _ = _csr(KeyType.RSA2048)
+    issued = router.issue(csr, "user-auth", "r1", time.monotonic() + 10)
+    cert = issued.certificate
+    assert issued.ca_name == "primary"
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "alice smith"
+    assert (
+        cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)[0].value
+        == (VARIABLES["DeviceId"])
+    )
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    # Kept, with the scheme lower-cased (Go's URL parser; schemes are case-insensitive).
+    assert sans.get_values_for_type(x509.UniformResourceIdentifier) == [
+        f"intunedeviceid://{VARIABLES['DeviceId']}"
+    ]
+    assert sans.get_values_for_type(x509.DNSName) == []  # the CN is not copied in
+    cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert any("/v1/pki_primary/crl" in str(p.full_name) for p in cdp)
+    aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    assert any(d.access_method == AuthorityInformationAccessOID.OCSP for d in aia)
+
+
+def test_revocation_shows_in_status_crl_and_ocsp_and_find_reports_it(router: CARouter) -> None:
+    ca = router.cas["primary"]
+    assert isinstance(ca, OpenBaoCA)
+    csr, key = _csr()
+    kept = router.issue(csr, "user-auth", "r-kept", time.monotonic() + 10)
+    csr, key = _csr()
+    issued = router.issue(csr, "user-auth", "r2", time.monotonic() + 10)
+    assert [f.serial for f in router.find(key.public_key())] == [issued.serial]  # type: ignore[attr-defined]
+    assert ca.ocsp_status(issued.certificate) is CertStatus.GOOD
+    router.revoke(issued.serial, "primary", "superseded", time.monotonic() + 10)
+    router.revoke(issued.serial, "primary", "superseded", time.monotonic() + 10)  # idempotent
+    assert ca.status(issued.serial) is CertStatus.REVOKED
+    assert ca.ocsp_status(issued.certificate) is CertStatus.REVOKED
+    assert ca.ocsp_status(kept.certificate) is CertStatus.GOOD
+    revoked = {entry.serial_number for entry in ca.crl()}
+    assert issued.serial in revoked
+    assert kept.serial not in revoked
+    [found] = router.find(key.public_key())  # type: ignore[attr-defined]
+    assert found.revoked
+    assert router.find(generate_key(KeyType.P256).public_key()) == []
+    with pytest.raises(CANotFoundError):
+        ca.revoke(12345, "superseded")
+
+
+def test_a_refused_token_is_replaced_by_a_new_login(openbao_dev: OpenBaoLab) -> None:
+    ca = ca_from_dict(openbao_dev.describe("c2")["cas"]["secondary"])
+    assert isinstance(ca, OpenBaoCA)
+    try:
+        csr, _ = _csr()
+        ca.issue(csr, "smime", "r3", timeout=5)
+        token = ca._token
+        assert token is not None
+        httpx.post(
+            f"{ca.urls[0]}/v1/auth/token/revoke-self", headers={"X-Vault-Token": token.value}
+        ).raise_for_status()
+        csr, _ = _csr()
+        assert ca.issue(csr, "smime", "r4", timeout=5).ca_name == "secondary"
+        assert ca._token is not None
+        assert ca._token.value != token.value
+    finally:
+        ca.close()
+
+
+def test_wrong_secret_id_is_an_auth_error(openbao_dev: OpenBaoLab, tmp_path: Path) -> None:
+    spec = dict(openbao_dev.describe("c1")["cas"]["primary"])
+    wrong = tmp_path / "secret-id"
+    wrong.write_text("00000000-0000-0000-0000-000000000000")
+    wrong.chmod(0o600)
+    spec["secret_id_file"] = str(wrong)
+    ca = ca_from_dict(spec)
+    try:
+        with pytest.raises(CAAuthError, match="secret_id_file"):
+            ca.issue(_csr()[0], "user-auth", "r5", timeout=5)
+    finally:
+        ca.close()
+
+
+def test_raft_active_node_killed_signing_resumes(tmp_path: Path) -> None:
+    lab = OpenBaoLab(tmp_path / "raft", nodes=3, connectors=("c1",), issuing=("primary",))
+    lab.start()
+    ca = ca_from_dict(lab.describe("c1")["cas"]["primary"])
+    try:
+        ca.issue(_csr()[0], "user-auth", "before", timeout=5)
+        active = lab.active_node()
+        assert active is not None
+        lab.kill(active)
+        deadline = time.monotonic() + 60
+        errors: list[str] = []
+        while True:
+            try:
+                issued = ca.issue(_csr()[0], "user-auth", "after", timeout=2)
+                break
+            except CAUnavailableError as exc:
+                errors.append(str(exc))
+                assert time.monotonic() < deadline, errors[-3:]
+                time.sleep(0.1)
+        assert issued.ca_name == "primary"
+        assert lab.active_node() not in (None, active)
+    finally:
+        ca.close()
+        lab.stop()

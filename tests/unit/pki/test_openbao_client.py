@@ -1,0 +1,192 @@
+"""OpenBao driver: how HTTP answers map to the CA error tree (httpx.MockTransport), the token
+rule, serial spelling and the [[ca]] kind = "openbao" validation. Behaviour against a real
+OpenBao is in tests/integration/pki/test_openbao.py."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from connector.ca import (
+    CAAuthError,
+    CANotFoundError,
+    CARequestRejectedError,
+    CAUnavailableError,
+    OpenBaoCA,
+    colon_serial,
+)
+from connector.ca._approle import AppRoleCredentials, Token, TokenAction, token_decision
+from connector.config import ConfigError, parse_config
+from tests.unit.agent.test_config import GOOD
+from tests.unit.pki._ca import make_intermediate, make_root
+
+ROOT = make_root()
+ISSUING = make_intermediate(ROOT)
+LOGIN = {"auth": {"client_token": "t-1", "lease_duration": 3600, "renewable": True}}
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def _ca(handler: Handler, urls: tuple[str, ...] = ("http://a:8200", "http://b:8200")) -> OpenBaoCA:
+    def route(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/login"):
+            return httpx.Response(200, json=LOGIN)
+        return handler(request)
+
+    return OpenBaoCA(
+        "bao",
+        urls,
+        "pki_primary",
+        AppRoleCredentials("role", "secret"),
+        certificate=ISSUING.certificate,
+        parents=[ROOT.certificate],
+        transport=httpx.MockTransport(route),
+    )
+
+
+def _errors(status: int, *messages: str) -> httpx.Response:
+    return httpx.Response(status, json={"errors": list(messages)})
+
+
+def test_a_307_is_never_followed_and_the_next_node_is_tried() -> None:
+    hosts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        if request.url.host == "a":
+            return httpx.Response(307, headers={"location": "http://dead:8200/v1/x"})
+        return _errors(400, "certificate with serial 01 not found.")
+
+    with pytest.raises(CANotFoundError):
+        _ca(handler).revoke(1, "superseded")
+    assert hosts == ["a", "b"]  # dead:8200 never asked
+
+
+@pytest.mark.parametrize("status", [307, 429, 503])
+def test_every_node_saying_not_now_is_unavailable_and_not_ambiguous(status: int) -> None:
+    with pytest.raises(CAUnavailableError) as caught:
+        _ca(lambda _: _errors(status, "sealed")).revoke(1, "superseded")
+    assert not caught.value.ambiguous
+    assert f"HTTP {status}" in str(caught.value)
+
+
+def test_500_active_node_not_found_is_unavailable_but_not_ambiguous() -> None:
+    with pytest.raises(CAUnavailableError) as caught:
+        _ca(lambda _: _errors(500, "active cluster node not found")).revoke(1, "superseded")
+    assert not caught.value.ambiguous
+
+
+def test_other_500_may_have_acted() -> None:
+    with pytest.raises(CAUnavailableError) as caught:
+        _ca(lambda _: _errors(500, "internal error")).revoke(1, "superseded")
+    assert caught.value.ambiguous
+
+
+def test_400_is_rejected_and_403_after_a_fresh_login_is_auth() -> None:
+    with pytest.raises(CARequestRejectedError, match="bad serial"):
+        _ca(lambda _: _errors(400, "bad serial")).revoke(1, "superseded")
+    calls: list[str] = []
+
+    def forbidden(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return _errors(403, "permission denied")
+
+    with pytest.raises(CAAuthError, match="policy"):
+        _ca(forbidden).revoke(1, "superseded")
+    assert len(calls) == 2  # once with the first token, once after logging in again
+
+
+def test_refused_login_names_the_files() -> None:
+    ca = OpenBaoCA(
+        "bao",
+        ["http://a:8200"],
+        "pki",
+        AppRoleCredentials("role", "secret"),
+        certificate=ISSUING.certificate,
+        parents=[ROOT.certificate],
+        transport=httpx.MockTransport(lambda _: _errors(400, "invalid role or secret ID")),
+    )
+    with pytest.raises(CAAuthError, match="secret_id_file"):
+        ca.revoke(1, "superseded")
+    assert "secret" not in repr(ca._credentials).replace("secret_id", "")
+
+
+def test_token_decision() -> None:
+    fresh = Token("t", obtained_at=0.0, lease_s=30.0, renewable=True)
+    assert token_decision(None, now=0).action is TokenAction.LOGIN
+    assert token_decision(fresh, now=5).action is TokenAction.USE
+    assert token_decision(fresh, now=21).action is TokenAction.RENEW
+    assert token_decision(fresh, now=29.5).action is TokenAction.LOGIN
+    fixed = Token("t", obtained_at=0.0, lease_s=30.0, renewable=False)
+    assert token_decision(fixed, now=21).action is TokenAction.LOGIN
+    assert token_decision(Token("t", 0.0, 0.0, False), now=1e9).action is TokenAction.USE
+    assert "t" not in repr(fresh).replace("Token", "").replace("obtained_at", "")
+
+
+def test_colon_serial_matches_openbao_spelling() -> None:
+    assert colon_serial(0x68313A7C) == "68:31:3a:7c"
+    assert colon_serial(0x01FF) == "01:ff"
+    assert colon_serial(0) == "00"
+
+
+OPENBAO = """
+[[ca]]
+name = "bao"
+kind = "openbao"
+url = "http://127.0.0.1:8200"
+cluster_urls = "http://127.0.0.1:8201,http://127.0.0.1:8202"
+mount = "pki_primary"
+role_id_file = "/tmp/role-id"
+secret_id_file = "/tmp/secret-id"
+certificate = "/tmp/bao.pem"
+root = "/tmp/root.pem"
+"""
+
+
+def _with_openbao(**changes: str | None) -> dict[str, object]:
+    raw = tomllib.loads(GOOD + OPENBAO)
+    bao = raw["ca"][-1]
+    for key, value in changes.items():
+        if value is None:
+            bao.pop(key, None)
+        else:
+            bao[key] = value
+    return raw
+
+
+def test_openbao_ca_config_parses_and_cfssl_stays_the_default() -> None:
+    config = parse_config(_with_openbao())
+    assert config.ca("primary").kind == "cfssl"
+    bao = config.ca("bao")
+    assert bao.kind == "openbao"
+    assert bao.as_spec()["mount"] == "pki_primary"
+
+
+@pytest.mark.parametrize(
+    ("changes", "setting"),
+    [
+        ({"mount": None}, "ca[bao].mount"),
+        ({"secret_id_file": None}, "ca[bao].secret_id_file"),
+        ({"auth_key_file": "/tmp/k"}, "ca[bao].auth_key_file"),
+        ({"certdb": "/tmp/x.db"}, "ca[bao].certdb"),
+        ({"kind": "adcs"}, "ca[bao].kind"),
+        ({"cluster_urls": "ftp://x"}, "ca[bao].cluster_urls[0]"),
+    ],
+)
+def test_openbao_ca_config_errors_name_the_setting(
+    changes: dict[str, str | None], setting: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_with_openbao(**changes))
+    assert caught.value.setting == setting
+
+
+def test_cfssl_ca_still_needs_its_auth_key() -> None:
+    raw = tomllib.loads(GOOD)
+    del raw["ca"][0]["auth_key_file"]
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw)
+    assert caught.value.setting == "ca[primary].auth_key_file"
