@@ -25,6 +25,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 from kazoo.protocol.states import WatchedEvent
 
+from election._acl import shared_acl
 from election._history import HISTORY_LENGTH, history_seq
 from election._model import Candidate, HistoryEntry, LeaderInfo, MemberInfo, SwitchoverRequest
 from election._paths import ClusterPaths
@@ -239,8 +240,10 @@ class ClusterNodes:
         client = self.client
         with contextlib.suppress(NodeExistsError, KazooException):
             if self._wait(client.exists_async(self.paths.history)) is None:
-                shared = self._wait(client.get_acls_async(self.paths.base))[0]
-                self._wait(client.create_async(self.paths.history, b"", acl=shared))
+                base_acl = self._wait(client.get_acls_async(self.paths.base))[0]
+                shared = shared_acl(base_acl, self.acl)
+                if shared is not None:  # else only the operator can (provision)
+                    self._wait(client.create_async(self.paths.history, b"", acl=shared))
 
     def trim_history(self, path: str, keep: int = HISTORY_LENGTH) -> None:
         """Delete the entries older than the last ``keep`` without waiting (fire and forget:

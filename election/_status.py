@@ -183,12 +183,19 @@ def request_failover(
     return status, plan
 
 
-def pause_cluster(client: KazooClient, cluster: str, reason: str = "") -> PauseInfo | None:
+def pause_cluster(
+    client: KazooClient,
+    cluster: str,
+    reason: str = "",
+    *,
+    auth_digest: tuple[str, str] | None = None,
+) -> PauseInfo | None:
     """Create ``/pause``: the leader leads on, nobody takes over until :func:`resume_cluster`.
 
-    ``/pause`` carries the cluster node's ACL (with per-member identities it lists
-    every member, so any of them, or the admin, can resume). Returns the pause
-    already in place (left as it is), or None if this call paused.
+    Returns the pause already in place (left as it is), or None if this call paused.
+    ``/pause`` carries the pausing identity's ACL like ``/switchover``: nobody rewrites
+    it, and with per-member identities any member (or the admin) can still resume,
+    since ZooKeeper checks DELETE on the cluster node, which lists them all.
     """
     paths = ClusterPaths(cluster)
     if client.exists(paths.base) is None:
@@ -196,7 +203,7 @@ def pause_cluster(client: KazooClient, cluster: str, reason: str = "") -> PauseI
     with _authorized(paths, "the pause"):
         try:
             info = PauseInfo(paused_at=utc_now_iso(), reason=reason)
-            client.create(paths.pause, info.to_json(), acl=client.get_acls(paths.base)[0])
+            client.create(paths.pause, info.to_json(), acl=cluster_acl(auth_digest))
         except NodeExistsError:
             with contextlib.suppress(NoNodeError):
                 return PauseInfo.parse(client.get(paths.pause)[0])

@@ -44,7 +44,7 @@ __all__ = ["config_drift", "history", "pause", "resume", "show_config"]
 def pause(target: ZkTarget, reason: str) -> None:
     """Maintenance: the leader leads on, nobody takes over automatically until resumed."""
     with connect(target) as client:
-        earlier = pause_cluster(client, target.cluster, reason)
+        earlier = pause_cluster(client, target.cluster, reason, auth_digest=target.auth_digest)
         status = read_cluster_status(client, target.cluster)
     leader = status.leader
     leads = f"{leader.name} leads on (epoch {leader.epoch})" if leader else "nobody leads"

@@ -4,7 +4,7 @@
     @cluster_command
     def pause(target: ZkTarget, reason: str) -> None:
         with connect(target) as client:           # one clear line on any failure
-            pause_cluster(client, target.cluster, reason)
+            pause_cluster(client, target.cluster, reason, auth_digest=target.auth_digest)
 
 ``cluster_command`` adds ``--hosts``/``--cluster`` (or PFXHA_ZOOKEEPER_HOSTS,
 PFXHA_CLUSTER), ``--auth-file`` (0600, ``USER:PASSWORD`` of a connector's digest
