@@ -74,14 +74,18 @@ cannot find a deposed leader's orphans, and that must never happen silently.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
+
+from connector._version import __version__
 
 if TYPE_CHECKING:
     from election import ElectionConfig
@@ -304,6 +308,31 @@ class ConnectorConfig:
                 return ca
         raise KeyError(name)
 
+    def digest(self) -> str:
+        """A short digest of the settings every member of the cluster should share.
+
+        Left out: what differs between members on purpose (name, priority,
+        nofailover, the liveness address, the metrics listen address, where the
+        file was read from) and every secret: the files holding secrets (and the
+        identity directory) are left out, path and content. The certificates the
+        configuration names (``certificate``, ``root``, ``ca_file``) count by their
+        content, not their path, so members that keep the same CA files in
+        different places agree, and a member with another CA file does not.
+        """
+        data = asdict(self)
+        del data["source"]
+        for section, keys in _PER_MEMBER.items():
+            for key in keys:
+                data[section].pop(key, None)
+        data["service"]["ca_file"] = _file_digest(self.service.ca_file)
+        for ca in data["cas"]:
+            for key in ("auth_key_file", "certdb_password_file"):
+                del ca[key]
+            for key in ("certificate", "root", "ca_file"):
+                ca[key] = _file_digest(ca[key])
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=list)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
     def election_config(self) -> ElectionConfig:
         """The validated :class:`election.ElectionConfig` of this connector.
 
@@ -331,6 +360,8 @@ class ConnectorConfig:
                 liveness_advertise=zk.liveness_advertise,
                 liveness_port=zk.liveness_port,
                 auth_digest=auth,
+                member_version=__version__,
+                config_digest=self.digest(),
             )
             return cfg.validate()
         except ElectionConfigError as exc:
@@ -342,6 +373,14 @@ class ConnectorConfig:
 
 
 _CONNECTOR_ELECTION_SETTINGS = frozenset({"name", "cluster", "priority", "nofailover"})
+
+# Settings that differ between the members of one cluster on purpose (not digested).
+_PER_MEMBER: dict[str, tuple[str, ...]] = {
+    "connector": ("name", "priority", "nofailover"),
+    "zookeeper": ("liveness_host", "liveness_advertise", "auth_password_file"),
+    "service": ("identity_dir",),
+    "metrics": ("listen",),
+}
 
 _SECTIONS: dict[str, type[Any]] = {
     "connector": ConnectorSettings,
@@ -687,6 +726,16 @@ def _validate_timing(config: ConnectorConfig) -> None:
     for setting, ok, rule in rules:
         if not ok:
             raise ConfigError(setting, rule)
+
+
+def _file_digest(path: str | None) -> str | None:
+    """What a named (non-secret) file holds, for :meth:`ConnectorConfig.digest`."""
+    if path is None:
+        return None
+    try:
+        return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
 
 
 def _read_secret(path: str) -> str:

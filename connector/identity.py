@@ -60,7 +60,9 @@ class InsecureFileError(Exception):
 
 
 class _ExpiryMetric(Protocol):
-    def set_certificate_expiry(self, not_after: dt.datetime | float) -> None: ...
+    def set_certificate_expiry(
+        self, not_after: dt.datetime | float, not_before: dt.datetime | float | None = None
+    ) -> None: ...
 
 
 def check_private_file(path: Path) -> None:
@@ -236,7 +238,7 @@ def renew_if_due(
 ) -> bool:
     """Renew once less than ``remaining_fraction`` of the lifetime is left; True if renewed.
 
-    The expiry (after any renewal) goes to ``metrics.set_certificate_expiry``.
+    The validity (after any renewal) goes to ``metrics.set_certificate_expiry``.
     A refused renewal raises :class:`EnrollmentError`; the old pair stays.
     """
     cert = identity.certificate()
@@ -245,7 +247,10 @@ def renew_if_due(
     if due:
         identity = renew(identity, service_url, verify=verify, transport=transport)
     if metrics is not None:
-        metrics.set_certificate_expiry(identity.not_after())
+        current = identity.certificate()
+        metrics.set_certificate_expiry(
+            current.not_valid_after_utc, not_before=current.not_valid_before_utc
+        )
     return due
 
 

@@ -12,7 +12,7 @@
     metrics.set_ca_state("primary", up=True, circuit="closed")
     metrics.set_pending("issue", 12)
     metrics.mark_poll_success()
-    metrics.set_certificate_expiry(cert.not_valid_after_utc)
+    metrics.set_certificate_expiry(cert.not_valid_after_utc, not_before=cert.not_valid_before_utc)
 
 The registry (``metrics.registry``) is what :mod:`connector.health` serves on
 ``/metrics``. Names are a public contract: ``deploy/prometheus`` rules and the
@@ -240,6 +240,12 @@ class ConnectorMetrics:
             "Unix time at which this connector's own client certificate expires (0: not enrolled).",
             registry=registry,
         )
+        self.certificate_not_before = Gauge(
+            "pfxha_connector_certificate_not_before_timestamp_seconds",
+            "Unix time from which this connector's own client certificate is valid (0: not "
+            "enrolled); with the expiry it gives the lifetime the expiry alerts are relative to.",
+            registry=registry,
+        )
         self.build_info = Info(
             "pfxha_connector_build",
             "Version of the connector software and this instance's identity.",
@@ -366,11 +372,19 @@ class ConnectorMetrics:
         """Record a successful poll now (or at Unix time ``at``)."""
         self.last_successful_poll.set(self._wall_clock() if at is None else at)
 
-    def set_certificate_expiry(self, not_after: datetime | float) -> None:
-        """The connector certificate's notAfter, as an aware datetime or Unix time."""
-        if isinstance(not_after, datetime):
-            if not_after.tzinfo is None:
-                raise ValueError("not_after must be timezone-aware (use not_valid_after_utc)")
-            self.certificate_expiry.set(not_after.timestamp())
-        else:
-            self.certificate_expiry.set(not_after)
+    def set_certificate_expiry(
+        self, not_after: datetime | float, not_before: datetime | float | None = None
+    ) -> None:
+        """The connector certificate's notAfter (and notBefore), as aware datetimes or Unix
+        times."""
+        self.certificate_expiry.set(_unix_time(not_after, "not_after"))
+        if not_before is not None:
+            self.certificate_not_before.set(_unix_time(not_before, "not_before"))
+
+
+def _unix_time(value: datetime | float, name: str) -> float:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"{name} must be timezone-aware (use not_valid_{name[4:]}_utc)")
+        return value.timestamp()
+    return value

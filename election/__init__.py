@@ -30,20 +30,31 @@ from election._acl import (
 from election._config import ElectionConfig
 from election._elector import Elector
 from election._errors import ConfigError, ElectionError, NotAuthorizedError, SwitchoverError
+from election._history import HISTORY_LENGTH, read_history
 from election._model import (
     ClusterStatus,
     ElectionObserver,
     FastPath,
+    HistoryEntry,
     LeaderInfo,
     MemberInfo,
+    PauseInfo,
     Role,
     SwitchoverRequest,
 )
 from election._paths import ClusterPaths
-from election._status import open_client, read_cluster_status, request_switchover
+from election._status import (
+    open_client,
+    pause_cluster,
+    read_cluster_status,
+    request_failover,
+    request_switchover,
+    resume_cluster,
+)
 from election._yield_budget import HandOver, YieldBudget
 
 __all__ = [
+    "HISTORY_LENGTH",
     "ClusterPaths",
     "ClusterStatus",
     "ConfigError",
@@ -53,9 +64,11 @@ __all__ = [
     "Elector",
     "FastPath",
     "HandOver",
+    "HistoryEntry",
     "LeaderInfo",
     "MemberInfo",
     "NotAuthorizedError",
+    "PauseInfo",
     "RevokeReport",
     "Role",
     "SwitchoverError",
@@ -65,8 +78,12 @@ __all__ = [
     "grant_member",
     "layout_acl",
     "open_client",
+    "pause_cluster",
     "provision",
     "read_cluster_status",
+    "read_history",
+    "request_failover",
     "request_switchover",
+    "resume_cluster",
     "revoke_member",
 ]

@@ -7,9 +7,9 @@
     acl_problem(client.get_acls(path)[0], own_user="c1") # None, or why the ACL is wrong
 
 Each connector has its own digest identity (user = its name). The layout's
-persistent nodes (``/pfxha/<cluster>``, ``members``, ``election``, ``epoch``)
-list every current member with READ|WRITE|CREATE|DELETE, the operator's
-admin identity with ALL, and ``world:anyone`` with READ. Connectors never
+persistent nodes (``/pfxha/<cluster>``, ``members``, ``election``, ``epoch``,
+``yields``, ``history``) list every current member with READ|WRITE|CREATE|DELETE,
+the operator's admin identity with ALL, and ``world:anyone`` with READ. Connectors never
 get ADMIN: no member can change an ACL (lock the others out, let itself back
 in). A member's own ephemeral nodes carry only its own identity (and world
 READ): no other member can rewrite them, though any member can delete them
@@ -51,6 +51,7 @@ __all__ = [
     "member_acl",
     "provision",
     "revoke_member",
+    "shared_acl",
 ]
 
 # What a member may do on the layout's nodes: everything but ADMIN.
@@ -84,11 +85,38 @@ def layout_acl(members: Mapping[str, str], admin: tuple[str, str]) -> list[ACL]:
 
 def layout_paths(paths: ClusterPaths) -> tuple[str, ...]:
     """The persistent nodes whose ACL lists the members."""
-    return (paths.base, paths.members, paths.election, paths.epoch, paths.yields)
+    return (
+        paths.base,
+        paths.members,
+        paths.election,
+        paths.epoch,
+        paths.yields,
+        paths.history,
+    )
 
 
 def _user(entry: ACL) -> str | None:
     return entry.id.id.split(":", 1)[0] if entry.id.scheme == "digest" else None
+
+
+def shared_acl(current: Sequence[ACL], own: Sequence[ACL]) -> list[ACL] | None:
+    """The cluster node's ACL ``current`` for a new node every member writes under.
+
+    ZooKeeper redacts digest hashes for a reader without ADMIN (``user:x``): a node
+    created with that ACL as read would let nobody in. Our own redacted entry is
+    replaced by the real one from ``own``; None when another identity is redacted
+    (its hash is unknown here: the operator provisions, :func:`provision`).
+    """
+    real = {user: entry for entry in own if (user := _user(entry)) is not None}
+    shared: list[ACL] = []
+    for entry in current:
+        user = _user(entry)
+        if user is not None and entry.id.id == f"{user}:x":
+            if user not in real:
+                return None
+            entry = ACL(entry.perms, real[user].id)
+        shared.append(entry)
+    return shared
 
 
 def acl_problem(acl: Sequence[ACL], own_user: str | None) -> str | None:

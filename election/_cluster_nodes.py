@@ -3,7 +3,8 @@
     nodes = ClusterNodes(client, ClusterPaths("lab"), acl, timeout=1.0)
     view = nodes.read(own_path=None, lease_watch=w, wake=wake)   # one pipelined read
     node = nodes.join(Candidate.prefix("c1", priority=0))       # our election node
-    ok = nodes.take(my_node, epoch=8, epoch_version=7, leader=info)
+    path = nodes.take(my_node, epoch=8, epoch_version=7, leader=info, entry=entry)
+    nodes.trim_history(path)                                    # async, oldest beyond the bound
     ok = nodes.release(leader_version=0, my_node=node, switchover=None)
 
 Each method is one ZooKeeper round trip (a transaction or pipelined requests),
@@ -24,7 +25,9 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import KazooException, NodeExistsError, NoNodeError
 from kazoo.protocol.states import WatchedEvent
 
-from election._model import Candidate, LeaderInfo, MemberInfo, SwitchoverRequest
+from election._acl import shared_acl
+from election._history import HISTORY_LENGTH, history_seq
+from election._model import Candidate, HistoryEntry, LeaderInfo, MemberInfo, SwitchoverRequest
 from election._paths import ClusterPaths
 
 __all__ = ["ClusterNodes", "ClusterView"]
@@ -43,6 +46,8 @@ class ClusterView:
     # persistent node, which no member ever creates).
     leader_exists: bool = False
     leader_owner: int = 0
+    # /pause exists: automatic failover is off (`pfxha pause`).
+    paused: bool = False
 
     @property
     def leader_garbled(self) -> bool:
@@ -68,7 +73,18 @@ class ClusterNodes:
         return result.get(timeout=self.timeout)
 
     def _commit(self, txn: Any) -> bool:
-        return not any(isinstance(r, Exception) for r in self._wait(txn.commit_async()))
+        return self._commit_results(txn) is not None
+
+    def _commit_results(self, txn: Any) -> list[Any] | None:
+        """The transaction's per-operation results, or None if it failed (nothing done)."""
+        results: list[Any] = self._wait(txn.commit_async())
+        return None if any(isinstance(r, Exception) for r in results) else results
+
+    def _add_pause_guard(self, txn: Any) -> None:
+        # Fails the whole transaction if /pause exists, however stale the snapshot that
+        # decided to act: a pause holds from the moment `pfxha pause` returns.
+        txn.create(self.paths.pause, b"", acl=self.acl)
+        txn.delete(self.paths.pause)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -78,7 +94,7 @@ class ClusterNodes:
         lease_watch: Callable[[WatchedEvent], None],
         wake: Callable[[WatchedEvent], None],
     ) -> ClusterView:
-        """Children, /leader and /switchover (with watches) in one pipelined round trip.
+        """Children, /leader, /switchover and /pause (with watches) in one pipelined round trip.
 
         Contents are untrusted: a /leader or /switchover that does not parse reads as
         absent (see :meth:`LeaderInfo.parse`), a child that is not an election node
@@ -90,10 +106,12 @@ class ClusterNodes:
         leader_async = client.get_async(self.paths.leader)
         request_watch = client.exists_async(self.paths.switchover, watch=wake)
         request_async = client.get_async(self.paths.switchover)
+        pause_watch = client.exists_async(self.paths.pause, watch=wake)
         own_watch = client.exists_async(own_path, watch=lease_watch) if own_path else None
         children: list[str] = self._wait(children_async)
         self._wait(leader_watch)
         self._wait(request_watch)
+        paused = self._wait(pause_watch) is not None
         if own_watch is not None:
             self._wait(own_watch)
         leader: LeaderInfo | None = None
@@ -110,7 +128,14 @@ class ClusterNodes:
             request = SwitchoverRequest.parse(raw, version=stat.version)
         line = tuple(sorted(c for c in map(Candidate.parse, children) if c is not None))
         return ClusterView(
-            tuple(children), line, leader, leader_version, request, leader_exists, leader_owner
+            tuple(children),
+            line,
+            leader,
+            leader_version,
+            request,
+            leader_exists,
+            leader_owner,
+            paused,
         )
 
     def read_epoch(self) -> tuple[bytes | None, int]:
@@ -164,12 +189,15 @@ class ClusterNodes:
         epoch: int,
         epoch_version: int,
         leader: LeaderInfo,
+        entry: HistoryEntry,
         *,
         switchover: SwitchoverRequest | None = None,
         clear: tuple[LeaderInfo, int] | None = None,
-    ) -> bool:
-        """New epoch + /leader in one transaction (first removing a crashed leader's nodes)."""
+    ) -> str | None:
+        """New epoch + /leader + its history entry in one transaction (first removing a
+        crashed leader's nodes), unless paused; the entry's path, or None if not taken."""
         txn = self.client.transaction()
+        self._add_pause_guard(txn)
         if clear is not None:
             self._add_clear(txn, *clear)
         txn.check(self.paths.candidate(my_node), -1)
@@ -177,17 +205,64 @@ class ClusterNodes:
         txn.create(self.paths.leader, leader.to_json(), acl=self.acl, ephemeral=True)
         if switchover is not None:
             txn.delete(self.paths.switchover, version=switchover.version)
-        return self._commit(txn)
+        return self._commit_entry(txn, entry)
 
     def resume(
-        self, my_node: str, epoch: int, epoch_version: int, leader: LeaderInfo, leader_version: int
-    ) -> bool:
-        """Lead again under a new epoch with the /leader node we still own."""
+        self,
+        my_node: str,
+        epoch: int,
+        epoch_version: int,
+        leader: LeaderInfo,
+        leader_version: int,
+        entry: HistoryEntry,
+    ) -> str | None:
+        """Lead again under a new epoch with the /leader node we still own (paused or not:
+        the leader keeps leading); the history entry's path, or None."""
         txn = self.client.transaction()
         txn.check(self.paths.candidate(my_node), -1)
         txn.set_data(self.paths.epoch, str(epoch).encode(), version=epoch_version)
         txn.set_data(self.paths.leader, leader.to_json(), version=leader_version)
-        return self._commit(txn)
+        return self._commit_entry(txn, entry)
+
+    def _commit_entry(self, txn: Any, entry: HistoryEntry) -> str | None:
+        # Last in the transaction: its result is the sequential node's path.
+        txn.create(self.paths.history_entry("h-"), entry.to_json(), acl=self.acl, sequence=True)
+        results = self._commit_results(txn)
+        if results is None:
+            self._repair_history()
+            return None
+        path: str = results[-1]
+        return path
+
+    def _repair_history(self) -> None:
+        """Recreate /history if someone deleted it (every take would fail without it),
+        with the cluster node's ACL: every member writes its entries there."""
+        client = self.client
+        with contextlib.suppress(NodeExistsError, KazooException):
+            if self._wait(client.exists_async(self.paths.history)) is None:
+                base_acl = self._wait(client.get_acls_async(self.paths.base))[0]
+                shared = shared_acl(base_acl, self.acl)
+                if shared is not None:  # else only the operator can (provision)
+                    self._wait(client.create_async(self.paths.history, b"", acl=shared))
+
+    def trim_history(self, path: str, keep: int = HISTORY_LENGTH) -> None:
+        """Delete the entries older than the last ``keep`` without waiting (fire and forget:
+        a delete that is lost is retried by the next leadership's trim)."""
+        newest = history_seq(path.rsplit("/", 1)[1])
+        if newest is None or newest < keep:
+            return  # sequence numbers only grow: fewer than ``keep`` entries ever existed
+        client = self.client
+
+        def on_children(result: Any) -> None:
+            try:
+                children: list[str] = result.get()
+            except Exception:  # best effort: the next trim retries
+                return
+            entries = sorted(c for c in children if history_seq(c) is not None)
+            for child in entries[:-keep]:
+                client.delete_async(self.paths.history_entry(child))
+
+        client.get_children_async(self.paths.history).rawlink(on_children)
 
     def release(
         self, leader_version: int, my_node: str | None, switchover: SwitchoverRequest | None
@@ -203,6 +278,7 @@ class ClusterNodes:
 
     def clear_dead(self, dead: LeaderInfo, version: int) -> bool:
         txn = self.client.transaction()
+        self._add_pause_guard(txn)
         self._add_clear(txn, dead, version)
         return self._commit(txn)
 

@@ -69,6 +69,8 @@ class ElectionConfig:
     auth_digest: tuple[str, str] | None = None
     member_host: str = field(default_factory=socket.gethostname)
     member_version: str = ""
+    # Published in the member node for `pfxha show-config` (drift between members).
+    config_digest: str = ""
 
     # -- derived timings ----------------------------------------------------------------
 

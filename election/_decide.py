@@ -66,6 +66,8 @@ class Snapshot:
     leader_garbled: bool = False
     # /leader is a persistent node: members only create it ephemeral, so it is forged.
     leader_persistent: bool = False
+    # /pause exists (`pfxha pause`): automatic failover is off, the leader keeps leading.
+    paused: bool = False
     # Why this member keeps out of the line for now (e.g. it cannot reach the
     # service while another member can); None: it competes as configured.
     withheld: str | None = None
@@ -109,6 +111,9 @@ def decide(s: Snapshot) -> Decision:
         return Decision(Action.LEAVE, f"withdrawn from the line: {s.withheld}")
     if s.eligible and s.my_node is None and not s.holdoff and s.withheld is None:
         return Decision(Action.JOIN, "not in the election line")
+    if s.paused:
+        # Maintenance: whatever happened to the leader, nobody but it acts until resumed.
+        return Decision(Action.WAIT, _paused_reason(s))
     if s.leader_persistent:
         first = first_in_line(s.line, s.leader)
         if s.my_node is not None and first is not None and first.node == s.my_node:
@@ -123,15 +128,7 @@ def decide(s: Snapshot) -> Decision:
             Action.WAIT, "/leader holds unreadable data: waiting for its owner to repair it"
         )
     if s.leader is not None:
-        dead = s.dead_leader
-        # The report must be about this very /leader node and the liveness socket it
-        # names (a leader that resumed with a new socket has a new incarnation).
-        same = (
-            dead is not None
-            and dead.czxid == s.leader.czxid
-            and dead.incarnation == s.leader.incarnation
-        )
-        if same and s.my_node is not None:
+        if _reported_dead(s) and s.my_node is not None:
             first = first_standby(s.line, s.leader)
             if first is not None and first.node == s.my_node:
                 return Decision(
@@ -155,6 +152,29 @@ def decide(s: Snapshot) -> Decision:
             return Decision(Action.TAKE, "switchover target, lease free")
         return Decision(Action.TAKE, "first in line, lease free")
     return Decision(Action.WAIT, f"{nxt.name if nxt else '?'} is next in line")
+
+
+def _reported_dead(s: Snapshot) -> bool:
+    """Whether the crash report is about this very /leader node and the liveness socket
+    it names (a leader that resumed with a new socket has a new incarnation)."""
+    dead, leader = s.dead_leader, s.leader
+    return (
+        dead is not None
+        and leader is not None
+        and dead.czxid == leader.czxid
+        and dead.incarnation == leader.incarnation
+    )
+
+
+def _paused_reason(s: Snapshot) -> str:
+    if s.leader is None:
+        return "paused: the lease is free and nobody takes it until `pfxha resume`"
+    if _reported_dead(s):
+        return (
+            f"paused: liveness socket of leader {s.leader.name} (epoch {s.leader.epoch}) "
+            "closed, its process is gone; not taking over until `pfxha resume`"
+        )
+    return f"paused: {s.leader.name} leads (epoch {s.leader.epoch}), automatic failover off"
 
 
 def _as_leader(s: Snapshot) -> Decision:

@@ -49,6 +49,7 @@ from election._model import (
     Candidate,
     ElectionObserver,
     FastPath,
+    HistoryEntry,
     LeaderInfo,
     MemberInfo,
     Role,
@@ -107,6 +108,7 @@ class Elector:
         self._lease_version = -1
         self._dead_attempts = 0
         self._last_snapshot: tuple[int, Snapshot, int] | None = None
+        self._pause_reported: str | None = None
         self._leader_deleted = False
         self._released = threading.Event()
         # What we reach, as our member node says it (see publish_reach).
@@ -437,16 +439,35 @@ class Elector:
             release_requested=release,
             leader_garbled=view.leader_garbled,
             leader_persistent=view.leader_persistent,
+            paused=view.paused,
             withheld=withheld,
         )
         self._last_snapshot = (session_id, snapshot, view.leader_version)
         decision = decide(snapshot)
+        self._report_pause(view.paused, decision)
         if self._role is Role.SUSPENDED and decision.action is not Action.RESUME:
             self._set_role(Role.STANDBY, "reconnected to ZooKeeper")
         self._crash_path.watch(leader if not leader_is_mine else None)
         leading = self._role is Role.LEADER or leader_is_mine
         self._publish_fast_path(self._crash_path.seen(leader, leading=leading))
         return self._execute(nodes, decision, snapshot, view.leader_version, started)
+
+    def _report_pause(self, paused: bool, decision: Decision) -> None:
+        """Log entering and leaving maintenance, and a crash it keeps us from healing, once."""
+        said = decision.reason if paused and decision.action is Action.WAIT else None
+        if paused and self._role is Role.LEADER:
+            said = "paused: leading on, automatic failover off"
+        if said == self._pause_reported:
+            return
+        if said is not None:
+            log.warning("[5050] %s: %s", self.name, said, extra={"event_id": 5050})
+        elif self._pause_reported is not None:
+            log.warning(
+                "[5051] %s: cluster resumed, automatic failover on",
+                self.name,
+                extra={"event_id": 5051},
+            )
+        self._pause_reported = said
 
     def _try_fast_takeover(self, nodes: ClusterNodes, session_id: int) -> bool:
         """On a crash report, act on the last snapshot at once instead of reading a new one.
@@ -564,10 +585,15 @@ class Elector:
         value, version = self._next_epoch_base(nodes)
         epoch = value + 1
         info = self._leader_info(epoch, s.my_node)
-        if not nodes.take(s.my_node, epoch, version, info, switchover=s.switchover, clear=clear):
-            log.debug("take lease lost a race or a stale epoch guess; re-evaluating")
+        entry = HistoryEntry(epoch, self.name, info.since, reason)
+        path = nodes.take(
+            s.my_node, epoch, version, info, entry, switchover=s.switchover, clear=clear
+        )
+        if path is None:
+            log.debug("take lease lost a race, a stale epoch guess or a pause; re-evaluating")
             self._epochs.missed()
             return False
+        nodes.trim_history(path)
         self._epochs.committed(epoch, version + 1)
         self._lease_version = 0
         self._become_leader(epoch, started, reason)
@@ -580,10 +606,13 @@ class Elector:
         value, version = self._next_epoch_base(nodes)
         epoch = value + 1
         info = self._leader_info(epoch, self._my_node)
-        if not nodes.resume(self._my_node, epoch, version, info, leader_version):
+        entry = HistoryEntry(epoch, self.name, info.since, reason)
+        path = nodes.resume(self._my_node, epoch, version, info, leader_version, entry)
+        if path is None:
             log.debug("resume lost a race or a stale epoch guess; re-evaluating")
             self._epochs.missed()
             return
+        nodes.trim_history(path)
         self._epochs.committed(epoch, version + 1)
         self._lease_version = leader_version + 1
         self._become_leader(epoch, started, reason)
@@ -741,6 +770,7 @@ class Elector:
             role=self._role.value,
             fast_path=fast_path.value,
             fast_path_reason=fast_path_reason,
+            config_digest=self.config.config_digest,
             reach=dict(self._reach),
             reach_seq=self._reach_seq,
         )

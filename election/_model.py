@@ -18,8 +18,10 @@ __all__ = [
     "ClusterStatus",
     "ElectionObserver",
     "FastPath",
+    "HistoryEntry",
     "LeaderInfo",
     "MemberInfo",
+    "PauseInfo",
     "Role",
     "SwitchoverRequest",
     "utc_now_iso",
@@ -135,6 +137,8 @@ class MemberInfo:
     role: str = ""
     fast_path: str = ""
     fast_path_reason: str = ""
+    # Digest of the member's effective configuration ("" from members that predate it).
+    config_digest: str = ""
     # What the member reaches ({"service": "ok", "ca:primary": "failed"}), and a
     # number it bumps at least every refresh interval: readers judge freshness by
     # when they saw it change, on their own clock. Empty/0 from older members.
@@ -228,6 +232,68 @@ class SwitchoverRequest:
 
 
 @dataclass(frozen=True)
+class PauseInfo:
+    """Content of the persistent ``/pause`` node written by ``pfxha pause``.
+
+    The node's existence is the pause (automatic failover off); its content only
+    says since when and why, so content no ``pfxha pause`` wrote still pauses.
+    """
+
+    paused_at: str
+    reason: str = ""
+
+    def to_json(self) -> bytes:
+        return json.dumps({"paused_at": self.paused_at, "reason": self.reason}).encode()
+
+    @classmethod
+    def parse(cls, raw: bytes) -> PauseInfo:
+        data = _loads(raw)
+        paused_at, reason = data.get("paused_at"), data.get("reason")
+        return cls(
+            paused_at=paused_at if isinstance(paused_at, str) else "",
+            reason=reason if isinstance(reason, str) else "",
+        )
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One leadership, as ``/history/h-<seq>`` holds it: written by the new leader in the
+    transaction that takes the epoch, so entries are in epoch order.
+
+    ``since`` is when it began (ISO 8601 UTC), ``reason`` why this member took the
+    lease; ``to`` (not stored) is when the next leadership began, filled in by
+    :func:`election.read_history` (None for the last one: it may still last).
+    """
+
+    epoch: int
+    name: str
+    since: str
+    reason: str
+    to: str | None = None
+
+    def to_json(self) -> bytes:
+        data = {"epoch": self.epoch, "name": self.name, "since": self.since, "reason": self.reason}
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    @classmethod
+    def parse(cls, raw: bytes) -> HistoryEntry | None:
+        data = _loads(raw)
+        epoch, name = data.get("epoch"), data.get("name")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or not isinstance(name, str):
+            return None
+        since, reason = data.get("since"), data.get("reason")
+        return cls(
+            epoch=epoch,
+            name=name,
+            since=since if isinstance(since, str) else "",
+            reason=reason if isinstance(reason, str) else "",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class ClusterStatus:
     """What ZooKeeper alone says about a cluster (``pfxha status``)."""
 
@@ -237,6 +303,7 @@ class ClusterStatus:
     epoch: int
     line: tuple[Candidate, ...] = ()
     switchover: SwitchoverRequest | None = None
+    paused: PauseInfo | None = None
 
     @property
     def since(self) -> str | None:
@@ -264,6 +331,7 @@ class ClusterStatus:
                 if self.switchover
                 else None
             ),
+            "paused": asdict(self.paused) if self.paused else None,
         }
 
 

@@ -43,6 +43,17 @@ class ClusterPaths:
         return f"{self.base}/switchover"
 
     @property
+    def pause(self) -> str:
+        return f"{self.base}/pause"
+
+    @property
+    def history(self) -> str:
+        return f"{self.base}/history"
+
+    def history_entry(self, node: str) -> str:
+        return f"{self.history}/{node}"
+
+    @property
     def yields(self) -> str:
         """One sequential node per voluntary hand-over (the cluster-wide yield budget)."""
         return f"{self.base}/yields"

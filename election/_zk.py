@@ -28,7 +28,7 @@ from kazoo.retry import KazooRetry
 from kazoo.security import OPEN_ACL_UNSAFE, make_acl
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from election._acl import acl_problem, layout_paths, member_acl
+from election._acl import acl_problem, layout_paths, member_acl, shared_acl
 from election._config import ElectionConfig
 from election._errors import NotAuthorizedError
 from election._paths import ClusterPaths
@@ -87,7 +87,8 @@ def client_for(cfg: ElectionConfig) -> KazooClient:
 
 @transient_zk_retry
 def ensure_layout(client: KazooClient, paths: ClusterPaths, acl: Sequence[Any]) -> None:
-    """Create the persistent nodes (``members``, ``election``, ``epoch`` = 0) if missing.
+    """Create the persistent nodes (``members``, ``election``, ``history``, ``epoch`` = 0,
+    ``yields``) if missing.
 
     An existing node whose ACL is not what ``acl``'s identity expects raises
     :class:`NotAuthorizedError` naming the path (:func:`election._acl.acl_problem`).
@@ -106,10 +107,19 @@ def ensure_layout(client: KazooClient, paths: ClusterPaths, acl: Sequence[Any]) 
         if client.exists(paths.epoch) is None:
             with contextlib.suppress(NodeExistsError):
                 client.create(paths.epoch, b"0", acl=list(acl))
-        if client.exists(paths.yields) is None:
-            # Clusters laid out before the yield budget: shared like the cluster node.
-            with contextlib.suppress(NodeExistsError):
-                client.create(paths.yields, b"", acl=client.get_acls(paths.base)[0])
+        for path in (paths.yields, paths.history):
+            if client.exists(path) is None:
+                # Clusters laid out before the yield budget or the history: shared like
+                # the cluster node (every member writes under them).
+                shared = shared_acl(client.get_acls(paths.base)[0], acl)
+                if shared is None:
+                    raise NotAuthorizedError(
+                        f"ZooKeeper node {path} is missing and only the operator can "
+                        "create it with the cluster's ACL (every member on it): have the "
+                        "operator provision the layout (election.provision)"
+                    )
+                with contextlib.suppress(NodeExistsError):
+                    client.create(path, b"", acl=shared)
         own_user = next((e.id.id.split(":")[0] for e in acl if e.id.scheme == "digest"), None)
         for path in layout_paths(paths):
             problem = acl_problem(client.get_acls(path)[0], own_user)

@@ -26,6 +26,7 @@ from rich.text import Text
 
 from chaos.drill.engine import DrillEngine, DrillSettings, Progress
 from chaos.drill.observer import Observer
+from chaos.drill.preflight import paused_refusal
 from chaos.drill.report import plot_timeline, write_report
 from chaos.drill.result import ScenarioResult, percentile, write_contract, write_rounds
 from chaos.drill.scenarios import ALL, ALL_HOSTS, BLIP_S, parse_scenarios, with_blip
@@ -38,6 +39,7 @@ from chaos.launch.links import WAN_JITTER_OPTION, WAN_RTT_OPTION, check_wan
 from chaos.launch.netns import netns_unavailable
 from chaos.nemesis import partition_unavailable
 from chaos.workload import Workload
+from election import read_cluster_status
 
 __all__ = ["drill", "summary_table"]
 
@@ -215,6 +217,10 @@ def drill(
     except LaunchError as exc:
         history.close()
         raise _LabDidNotStart(f"the lab did not start: {exc}") from exc
+    if why := paused_refusal(read_cluster_status(lab.zk.hosts, lab.cluster), lab.zk.hosts):
+        lab.stop()
+        history.close()
+        raise _LabDidNotStart(why)
     try:
         results = _run(lab, history, scenarios, rounds, progress, console, session_timeout,
                        enroll_rate, revoke_every)  # fmt: skip

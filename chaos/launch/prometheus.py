@@ -92,6 +92,7 @@ class PrometheusServer:
         scrape_interval: float = 1.0,
         evaluation_interval: float = 1.0,
         rules_dir: Path = RULES_DIR,
+        runbook_base_url: str | None = None,
         binary: str = "prometheus",
         host: str = "127.0.0.1",
         port: int | None = None,
@@ -104,6 +105,7 @@ class PrometheusServer:
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
         self.rules_dir = rules_dir
+        self.runbook_base_url = runbook_base_url
         self.binary = binary
         self.host = host
         self.port = port if port is not None else free_port(host)
@@ -138,6 +140,7 @@ class PrometheusServer:
                 "scrape_interval": _duration(self.scrape_interval),
                 "scrape_timeout": _duration(min(self.scrape_interval, 10.0) * 0.8),
                 "evaluation_interval": _duration(self.evaluation_interval),
+                **self._external_labels(),
             },
             "rule_files": [str(self.rules_dir / name) for name in RULE_FILES],
             "scrape_configs": [self._scrape_config(job) for job in self._jobs],
@@ -283,6 +286,12 @@ class PrometheusServer:
         return list(self._api("/api/v1/rules", {})["groups"])
 
     # Internals -------------------------------------------------------------
+
+    def _external_labels(self) -> dict[str, Any]:
+        # The alerts' runbook_url is <runbook_base_url>/monitoring.md#<alert> when set.
+        if self.runbook_base_url is None:
+            return {}
+        return {"external_labels": {"runbook_base_url": self.runbook_base_url}}
 
     def _scrape_config(self, job: str) -> dict[str, Any]:
         config: dict[str, Any] = {

@@ -1,7 +1,8 @@
 """The ``pfxha`` command line.
 
 The root group lives here; each area contributes its commands as a module of
-this package (``connector``, ``status``, ``switchover``). Packages that sit
+this package (``connector``, ``status``, ``switchover``, ``pause``,
+``resume``, ``history``). Packages that sit
 above ``connector`` in the layering (``chaos``: ``service``, ``lab``, ``drill``,
 ``bench``) contribute theirs through the ``pfxha.commands`` entry-point group,
 so that ``connector`` never imports ``chaos``::
@@ -28,6 +29,11 @@ _LOCAL_COMMANDS: dict[str, str] = {
     "connector": "connector.cli._connector:connector",
     "status": "connector.cli._status:status",
     "switchover": "connector.cli._status:switchover",
+    "failover": "connector.cli._status:failover",
+    "pause": "connector.cli._cluster:pause",
+    "resume": "connector.cli._cluster:resume",
+    "history": "connector.cli._cluster:history",
+    "show-config": "connector.cli._cluster:show_config",
     "grant-member": "connector.cli._members:grant",
     "revoke-member": "connector.cli._members:revoke",
 }

@@ -26,17 +26,9 @@ from pathlib import Path
 import click
 import httpx
 
-from connector.cli._status import _auth_options, _cluster_option, _hosts_option, _resolve_auth
+from connector.cli._zk import ZkTarget, cluster_command, connect
 from connector.identity import InsecureFileError, check_private_file
-from election import (
-    ClusterPaths,
-    ElectionError,
-    grant_member,
-    layout_acl,
-    open_client,
-    provision,
-    revoke_member,
-)
+from election import ClusterPaths, grant_member, layout_acl, provision, revoke_member
 
 __all__ = ["grant", "revoke"]
 
@@ -54,11 +46,10 @@ def _file_option(
     )
 
 
-def _admin(auth: str | None, auth_file: Path | None) -> tuple[str, str]:
-    digest = _resolve_auth(auth, auth_file)
-    if digest is None:
+def _admin(target: ZkTarget) -> tuple[str, str]:
+    if target.auth_digest is None:
         raise click.UsageError("the ZooKeeper admin identity is required: --auth-file FILE")
-    return digest
+    return target.auth_digest
 
 
 def _secret(path: Path, option: str) -> str:
@@ -79,55 +70,38 @@ def _secret(path: Path, option: str) -> str:
     "0600 file with the member's own ZooKeeper password (its auth_password_file).",
     required=True,
 )
-@_hosts_option
-@_cluster_option
-@_auth_options
-def grant(
-    name: str,
-    password_file: Path,
-    hosts: str,
-    cluster: str,
-    auth: str | None,
-    auth_file: Path | None,
-) -> None:
+@cluster_command
+def grant(target: ZkTarget, name: str, password_file: Path) -> None:
     """Let member NAME (ZooKeeper user NAME) act for the cluster; provision it if new."""
-    admin = _admin(auth, auth_file)
+    admin = _admin(target)
     password = _secret(password_file, "--password-file")
-    paths = ClusterPaths(cluster)
-    try:
-        with open_client(hosts, auth_digest=admin) as client:
-            if client.exists(paths.epoch) is None:
-                provision(client, paths, layout_acl({name: password}, admin))
-                click.echo(f"provisioned {paths.base} for {name} (admin {admin[0]})")
-                return
-            changed = grant_member(client, paths, name, password)
-    except ElectionError as exc:
-        raise click.ClickException(str(exc)) from exc
+    paths = ClusterPaths(target.cluster)
+    with connect(target) as client:
+        if client.exists(paths.epoch) is None:
+            provision(client, paths, layout_acl({name: password}, admin))
+            click.echo(f"provisioned {paths.base} for {name} (admin {admin[0]})")
+            return
+        changed = grant_member(client, paths, name, password)
     click.echo(f"{name} on the ACL of {', '.join(changed) or 'every node already'}")
 
 
 @click.command("revoke-member")
 @click.argument("name")
-@_hosts_option
-@_cluster_option
-@_auth_options
 @click.option("--service", "service_url", default=None, help="Also revoke NAME at the service.")
 @_file_option("--admin-token-file", "0600 file with the service's admin token (with --service).")
 @_file_option(
     "--service-ca-file", "CA that verifies the service's TLS certificate (with --service)."
 )
+@cluster_command
 def revoke(
+    target: ZkTarget,
     name: str,
-    hosts: str,
-    cluster: str,
-    auth: str | None,
-    auth_file: Path | None,
     service_url: str | None,
     admin_token_file: Path | None,
     service_ca_file: Path | None,
 ) -> None:
     """Take member NAME off every ACL and out of the election (and revoke it at the service)."""
-    admin = _admin(auth, auth_file)
+    _admin(target)
     if service_url is not None:
         if admin_token_file is None:
             raise click.UsageError("--service needs --admin-token-file")
@@ -144,11 +118,8 @@ def revoke(
                 f"the service refused the revocation: HTTP {reply.status_code} {reply.text[:200]}"
             )
         click.echo(f"{name} revoked at the service: every later call is 403")
-    try:
-        with open_client(hosts, auth_digest=admin) as client:
-            report = revoke_member(client, ClusterPaths(cluster), name)
-    except ElectionError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with connect(target) as client:
+        report = revoke_member(client, ClusterPaths(target.cluster), name)
     click.echo(f"{name} off the ACL of {', '.join(report.acl_paths) or 'no node (not listed)'}")
     click.echo(f"deleted {', '.join(report.deleted) or 'no node of it (not running)'}")
     click.echo(

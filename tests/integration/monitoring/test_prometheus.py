@@ -24,6 +24,8 @@ from connector.health import HealthServer
 from connector.metrics import ConnectorMetrics
 from tests.fixtures.prometheus import LEADERS
 
+RUNBOOK_BASE = "https://runbooks.example.internal/pfxha/docs"
+
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None, reason="Debian prometheus not installed"
 )
@@ -60,7 +62,9 @@ def connectors() -> Iterator[list[Connector]]:
 def prometheus(
     prometheus_server: Callable[..., PrometheusServer], connectors: list[Connector]
 ) -> PrometheusServer:
-    return prometheus_server(connectors=[c.address for c in connectors])
+    return prometheus_server(
+        connectors=[c.address for c in connectors], runbook_base_url=RUNBOOK_BASE
+    )
 
 
 def test_generated_config_passes_promtool(tmp_path: Path) -> None:
@@ -138,6 +142,13 @@ def test_failover_seen_by_prometheus_and_alerts(
         what="PfxhaNoActiveConnector firing",
     )
     assert "PfxhaSplitBrain" not in prometheus.firing()
+    # Its runbook link is built from the runbook_base_url external label.
+    urls = {
+        a["annotations"]["runbook_url"]
+        for a in prometheus.alerts()
+        if a["labels"]["alertname"] == "PfxhaNoActiveConnector"
+    }
+    assert urls == {f"{RUNBOOK_BASE}/monitoring.md#pfxhanoactiveconnector"}
 
 
 def _rule_groups_in_repo() -> set[str]:

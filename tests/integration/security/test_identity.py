@@ -153,7 +153,7 @@ class _Expiry:
     def __init__(self) -> None:
         self.values: list[object] = []
 
-    def set_certificate_expiry(self, not_after: object) -> None:
+    def set_certificate_expiry(self, not_after: object, not_before: object = None) -> None:
         self.values.append(not_after)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from connector._version import __version__
 from connector.config import ConfigError, load_config, parse_config
 
 GOOD = """
@@ -354,3 +355,30 @@ def test_reconcile_off_needs_no_certdb_and_is_kept() -> None:
     assert config.ca("primary").reconcile == "off"
     assert config.ca("primary").certdb_source is None
     assert config.ca("primary").as_spec()["reconcile"] == "off"
+
+
+def test_config_digest_ignores_what_differs_per_member_and_sees_the_rest(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root.pem"
+    root.write_text("ROOT A\n")
+    good = GOOD.replace('"/tmp/root.pem"', f'"{root}"')
+    base = parse_config(tomllib.loads(good), environ={})
+    digest = base.digest()
+    assert len(digest) == 16
+    per_member = (
+        good.replace('name = "c1"', 'name = "c2"\npriority = 5')
+        .replace('"/tmp/k1"', '"/elsewhere/k1"')  # secrets: neither path nor content
+        .replace("[loop]", '[metrics]\nlisten = "0.0.0.0:9999"\n\n[loop]')
+    )
+    assert parse_config(tomllib.loads(per_member), environ={}).digest() == digest
+    moved = tmp_path / "moved-root.pem"
+    moved.write_text("ROOT A\n")  # the same CA file kept elsewhere: the same digest
+    same = good.replace(f'"{root}"', f'"{moved}"')
+    assert parse_config(tomllib.loads(same), environ={}).digest() == digest
+    moved.write_text("ROOT B\n")  # another CA file: drift
+    assert parse_config(tomllib.loads(same), environ={}).digest() != digest
+    drifted = good.replace("batch_size = 50", "batch_size = 60")
+    assert parse_config(tomllib.loads(drifted), environ={}).digest() != digest
+    election = base.election_config()
+    assert (election.config_digest, election.member_version) == (digest, __version__)

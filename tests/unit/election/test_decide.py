@@ -149,3 +149,35 @@ def test_a_report_about_another_liveness_incarnation_is_ignored() -> None:
     stale = replace(LEADER_C1, incarnation="old")
     assert decide(snap(leader=current, dead_leader=stale)).action is Action.WAIT
     assert decide(snap(leader=current, dead_leader=current)).action is Action.CLEAR_DEAD
+
+
+# -- maintenance (`pfxha pause`) -----------------------------------------------------------
+
+
+def test_paused_standby_does_not_take_a_free_lease() -> None:
+    decision = decide(snap(me="c1", my_node=C1.node, leader=None, paused=True))
+    assert decision.action is Action.WAIT
+    assert "paused" in decision.reason
+    assert decide(snap(me="c1", my_node=C1.node, leader=None)).action is Action.TAKE
+
+
+def test_paused_standby_reports_a_crashed_leader_instead_of_clearing_it() -> None:
+    crashed = snap(dead_leader=LEADER_C1, paused=True)
+    decision = decide(crashed)
+    assert decision.action is Action.WAIT
+    assert "paused" in decision.reason
+    assert "c1" in decision.reason
+    assert "process is gone" in decision.reason
+    assert decide(replace(crashed, paused=False)).action is Action.CLEAR_DEAD
+
+
+def test_paused_leader_keeps_leading_and_a_paused_member_still_joins_the_line() -> None:
+    mine = replace(LEADER_C1, name="c2")
+    leading = snap(role=Role.LEADER, leader=mine, leader_is_mine=True, paused=True)
+    assert decide(leading).action is Action.CONFIRM
+    assert decide(snap(my_node=None, paused=True)).action is Action.JOIN
+
+
+def test_paused_standby_leaves_a_forged_leader_alone() -> None:
+    forged = snap(me="c2", leader=LEADER_C1, leader_persistent=True, paused=True)
+    assert decide(forged).action is Action.WAIT

@@ -86,7 +86,9 @@ def test_work_metrics_and_timestamps() -> None:
         pass
     m.set_ca_state("primary", up=False, circuit="open")
     m.mark_poll_success()
-    m.set_certificate_expiry(datetime(2030, 1, 1, tzinfo=UTC))
+    m.set_certificate_expiry(
+        datetime(2030, 1, 1, tzinfo=UTC), not_before=datetime(2029, 12, 2, tzinfo=UTC)
+    )
 
     assert (
         _value(
@@ -108,6 +110,10 @@ def test_work_metrics_and_timestamps() -> None:
     assert (
         _value(m, "pfxha_connector_certificate_expiry_timestamp_seconds")
         == datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+    )
+    assert (
+        _value(m, "pfxha_connector_certificate_not_before_timestamp_seconds")
+        == datetime(2029, 12, 2, tzinfo=UTC).timestamp()
     )
     with pytest.raises(ValueError, match="timezone-aware"):
         m.set_certificate_expiry(datetime(2030, 1, 1))
