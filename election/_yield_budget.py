@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError, NoNodeError
 
+from election._acl import shared_acl
 from election._errors import ConfigError
 from election._paths import ClusterPaths
 
@@ -65,8 +66,12 @@ def claim(
     if client.exists(paths.yields) is None:
         # Shared by every member: the cluster node's own ACL (with per-member
         # identities it lists them all; our own ACL would lock the others out).
+        # ensure_layout creates it at start; this only repairs a deleted one.
+        shared = shared_acl(client.get_acls(paths.base)[0], acl)
+        if shared is None:
+            return None, 0  # others' entries are redacted to us: an operator provisions it
         with contextlib.suppress(NodeExistsError):
-            client.create(paths.yields, b"", acl=client.get_acls(paths.base)[0])
+            client.create(paths.yields, b"", acl=shared)
     data = json.dumps({"member": who, "why": why[:200]}).encode()
     ours = client.create(f"{paths.yields}/y-", data, acl=list(acl), sequence=True)
     stat = client.exists(ours)
