@@ -21,7 +21,10 @@ Attacks (each must fail):
 * a **forging connector** (enrolled, valid certificate) registers an epoch
   beyond the epoch-advance budget and one above the bound (2^48);
 * **slow clients**: 256 connections that never finish a request head, while
-  the service must still answer ``/healthz``.
+  the service must still answer ``/healthz``;
+* a **compromised member** (a standby's own ZooKeeper identity, which may write)
+  puts an unreadable ``/switchover`` (dropped, no leadership change) and sets
+  ``/epoch`` to 2^62 (the next take repairs it and stays within the bound).
 
 Afterwards ZooKeeper's leader and epoch and the service's highest epoch must be
 unchanged. Then the **revoked leader** round: a connector added for it
@@ -48,7 +51,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from kazoo.exceptions import NoAuthError
+from kazoo.exceptions import NoAuthError, NodeExistsError
 
 from chaos.launch._process import wait_for
 from chaos.launch.cfssl import CfsslLab
@@ -58,7 +61,7 @@ from connector.ca import CAAuthError, CfsslCA
 from connector.identity import enroll
 from connector.pki import KeyType, ProfileTemplate, csr_for_profile, generate_key
 from connector.service_client import ServiceClient, ServiceError, ServiceUnavailable
-from election import open_client, read_cluster_status
+from election import ClusterPaths, open_client, parse_epoch, read_cluster_status
 
 __all__ = ["REPLACE_TARGET_S", "intrude"]
 
@@ -69,7 +72,9 @@ _BUDGET = 65536  # the service's epoch-advance budget
 REPLACE_TARGET_S = 0.5
 _SLOW_CLIENTS = 256
 # Attacks that are outlived rather than refused (the report says "survived").
-_SURVIVED = ("slow clients", "replaced within", "never leads again")
+_SURVIVED = ("slow clients", "replaced within", "never leads again", "compromised member")
+# How long the cluster has to shrug off a compromised member's writes.
+_REPAIR_S = 15.0
 
 
 def _refused_by_service(call: Callable[[], object], statuses: tuple[int, ...]) -> str | None:
@@ -298,6 +303,62 @@ def _slow_client_attack(service: ServiceProcess) -> dict[str, str | None]:
     return {f"{_SLOW_CLIENTS} slow clients: /healthz": None if ok else "not 200"}
 
 
+def _coordination_data_attacks(lab: Any) -> dict[str, str | None]:
+    """A compromised standby writes garbage into the cluster's nodes with its own identity.
+
+    It cannot be refused (a member may write there), so the cluster must outlive
+    it: an unreadable switchover request is dropped with no leadership change,
+    and an absurd epoch counter is repaired by the next take, whose epoch stays
+    within the bound the service accepts (docs/election.md, "Coordination data
+    is untrusted input").
+    """
+    status = read_cluster_status(lab.zk.hosts, lab.cluster)
+    if status.leader is None:
+        return {"compromised member: no leader to test against": "no leader"}
+    leader = status.leader
+    member = next((c.name for c in status.line if c.name != leader.name), None)
+    if member is None:
+        return {"compromised member: no standby in line": "no standby"}
+    user, password_file = lab.zk_member_auth(member)
+    paths = ClusterPaths(lab.cluster)
+    results: dict[str, str | None] = {}
+    with open_client(lab.zk.hosts, auth_digest=(user, password_file.read_text().strip())) as own:
+        with contextlib.suppress(NodeExistsError):
+            own.create(paths.switchover, b"[1, 2]")
+        try:
+            wait_for(
+                lambda: own.exists(paths.switchover) is None,
+                timeout=_REPAIR_S,
+                what="the unreadable switchover request dropped",
+            )
+            now = lab.leader()
+            results["compromised member: unreadable /switchover"] = (
+                None
+                if (now.name, now.epoch) == (leader.name, leader.epoch)
+                else f"leadership moved to {now.name} (epoch {now.epoch})"
+            )
+        except Exception as exc:
+            results["compromised member: unreadable /switchover"] = str(exc)
+        own.set(paths.epoch, str(2**62).encode())
+    lab.switchover(to=member)  # any take reads the counter
+
+    def repaired() -> bool:
+        with open_client(lab.zk.hosts) as reader:
+            value, problem = parse_epoch(reader.get(paths.epoch)[0])
+        current = lab.leader()
+        return problem is None and value is not None and current.epoch > leader.epoch
+
+    try:
+        wait_for(repaired, timeout=_REPAIR_S, what="a take that repairs the epoch counter")
+        epoch = lab.leader().epoch
+        results["compromised member: /epoch set to 2^62"] = (
+            None if epoch <= _BOUND else f"a leader took epoch {epoch}"
+        )
+    except Exception as exc:
+        results["compromised member: /epoch set to 2^62"] = str(exc)
+    return results
+
+
 def _revoked_leader(lab: Any) -> tuple[dict[str, str | None], dict[str, Any]]:
     """A connector added for the round leads, is revoked everywhere, and is replaced."""
     name = f"x{secrets.token_hex(2)}"
@@ -403,6 +464,7 @@ def intrude(lab: Any, leader: str) -> dict[str, Any]:
         disturbed.append(f"ZooKeeper leader changed: {before.leader} -> {after.leader}")
     if _highest_epoch(service) > max(service_epoch, before.leader.epoch):
         disturbed.append("the service's highest epoch moved past the real leader's")
+    results.update(_coordination_data_attacks(lab))
     revoked, facts = _revoked_leader(lab)
     results.update(revoked)
     accepted = {attack: outcome for attack, outcome in results.items() if outcome is not None}

@@ -29,6 +29,7 @@ from election._acl import (
 )
 from election._config import ElectionConfig
 from election._elector import Elector
+from election._epoch import MAX_EPOCH, parse_epoch
 from election._errors import ConfigError, ElectionError, NotAuthorizedError, SwitchoverError
 from election._history import HISTORY_LENGTH, read_history
 from election._model import (
@@ -55,6 +56,7 @@ from election._yield_budget import HandOver, YieldBudget
 
 __all__ = [
     "HISTORY_LENGTH",
+    "MAX_EPOCH",
     "ClusterPaths",
     "ClusterStatus",
     "ConfigError",
@@ -78,6 +80,7 @@ __all__ = [
     "grant_member",
     "layout_acl",
     "open_client",
+    "parse_epoch",
     "pause_cluster",
     "provision",
     "read_cluster_status",
