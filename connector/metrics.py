@@ -197,6 +197,14 @@ class ConnectorMetrics:
             ["dependency"],
             registry=registry,
         )
+        self.coordination_problems = Counter(
+            "pfxha_connector_coordination_problems",
+            "Coordination data no member would write, repaired or dropped by this member "
+            "(kind: epoch, leader, switchover): someone with ZooKeeper write access "
+            "tampered with the cluster's nodes.",
+            ["kind"],
+            registry=registry,
+        )
         self.yields_refused = Counter(
             "pfxha_connector_yields_refused",
             "Hand-overs this leader wanted but the cluster's yield budget refused.",
@@ -352,6 +360,9 @@ class ConnectorMetrics:
 
     def yielded(self, dependency: str) -> None:
         self.yields.labels(dependency=dependency[:40]).inc()
+
+    def coordination_problem(self, kind: str) -> None:
+        self.coordination_problems.labels(kind=kind).inc()
 
     def yield_refused(self) -> None:
         self.yields_refused.inc()

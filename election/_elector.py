@@ -545,6 +545,8 @@ class Elector:
                 "[5031] switchover request dropped: %s", decision.reason, extra={"event_id": 5031}
             )
             nodes.drop_switchover(s.switchover)
+            if not s.switchover.readable:
+                self._notify("on_coordination_problem", "switchover", decision.reason)
         elif action is Action.CLEAR_DEAD:
             self._clear_dead(nodes, s, decision.reason, leader_version)
         elif action is Action.LEAVE:
@@ -566,6 +568,7 @@ class Elector:
                     decision.reason,
                     extra={"event_id": 5117},
                 )
+                self._notify("on_coordination_problem", "leader", decision.reason)
         else:  # pragma: no cover
             raise AssertionError(f"unhandled action {action}")
         return True
@@ -640,6 +643,7 @@ class Elector:
                 base[0],
                 extra={"event_id": 5116, "problem": self._epochs.problem},
             )
+            self._notify("on_coordination_problem", "epoch", self._epochs.problem)
         return base
 
     def _step_down(

@@ -351,5 +351,9 @@ class ElectionObserver:
     def on_role_change(self, old: Role, new: Role, reason: str) -> None:
         """Every role transition, with the reason (for logs and metrics)."""
 
+    def on_coordination_problem(self, kind: str, detail: str) -> None:
+        """Someone wrote what no member would into the cluster's nodes, and this member
+        repaired or dropped it: ``kind`` is ``epoch``, ``leader`` or ``switchover``."""
+
     def on_fast_path_change(self, state: FastPath, reason: str) -> None:
         """This member's fast-path state changed (once per change, not per retry)."""

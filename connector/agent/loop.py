@@ -117,6 +117,11 @@ class Agent(ElectionObserver):
             metrics.set_session_state("connected" if connected else "suspended")
         self._wake.set()
 
+    def on_coordination_problem(self, kind: str, detail: str) -> None:
+        # The elector logs it (5116, 5117, 5031); here it becomes a metric and an alert.
+        if self.deps.metrics is not None:
+            self.deps.metrics.coordination_problem(kind)
+
     def on_fast_path_change(self, state: Any, reason: str) -> None:
         # The elector logs the change (event 5027); here it only becomes a metric.
         if self.deps.metrics is not None:

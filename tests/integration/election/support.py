@@ -37,6 +37,9 @@ class Recorder(ElectionObserver):
     def on_role_change(self, old: Role, new: Role, reason: str) -> None:
         self.events.append((time.monotonic(), "role", (old, new, reason)))
 
+    def on_coordination_problem(self, kind: str, detail: str) -> None:
+        self.events.append((time.monotonic(), "tampered", kind))
+
     def times(self, kind: str) -> list[float]:
         return [t for t, k, _ in self.events if k == kind]
 

@@ -52,6 +52,7 @@ def _exported() -> dict[str, set[str]]:
     m.set_reachable("service", True)
     m.yielded("service")
     m.yield_refused()
+    m.coordination_problem("epoch")
     service = ServiceMetrics(
         snapshot=lambda: GaugeSnapshot(
             requests_by_state={"pending": 1},
@@ -61,6 +62,7 @@ def _exported() -> dict[str, set[str]]:
         )
     )
     service.stale_rejected("requests/poll")
+    service.forged_refused("bound")
     text = generate_latest(m.registry).decode() + generate_latest(service.registry).decode()
     out: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(text):
