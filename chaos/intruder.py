@@ -366,7 +366,12 @@ def _revoked_leader(lab: Any) -> tuple[dict[str, str | None], dict[str, Any]]:
     facts: dict[str, Any] = {"revoked_member": name}
     lab.add_connector(name)
     try:
-        wait_for(lambda: name in lab.connector_members(), timeout=20, what=f"{name} a member")
+        # In the election line, not only registered: a switchover names only those.
+        wait_for(
+            lambda: name in {c.name for c in read_cluster_status(lab.zk.hosts, lab.cluster).line},
+            timeout=20,
+            what=f"{name} in the election line",
+        )
         lab.switchover(to=name)
         wait_for(lambda: lab.leader().name == name, timeout=20, what=f"{name} to lead")
         epoch = lab.leader().epoch

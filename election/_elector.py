@@ -56,7 +56,7 @@ from election._model import (
     utc_now_iso,
 )
 from election._paths import ClusterPaths
-from election._status import read_cluster_status, request_switchover
+from election._status import request_switchover
 from election._yield_budget import HandOver, YieldBudget
 from election._yield_budget import claim as claim_yield
 from election._yield_budget import withdraw as withdraw_yield
@@ -251,10 +251,11 @@ class Elector:
         client = self._client
         if self._role is not Role.LEADER or client is None:
             return HandOver(False, "not the leader")
+        # The line of our last look saves a read on the failover path; the switchover
+        # request checks it again against ZooKeeper (and a refusal returns the claim).
+        if to not in self.line():
+            return HandOver(False, f"{to} is not in the election line")
         try:
-            line = read_cluster_status(client, self.config.cluster).line
-            if not any(c.name == to for c in line):
-                return HandOver(False, f"{to} is not in the election line")
             claimed, used = claim_yield(
                 client, self.paths, budget, self._acl, who=self.name, why=reason
             )

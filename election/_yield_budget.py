@@ -73,9 +73,10 @@ def claim(
         with contextlib.suppress(NodeExistsError):
             client.create(paths.yields, b"", acl=shared)
     data = json.dumps({"member": who, "why": why[:200]}).encode()
-    ours = client.create(f"{paths.yields}/y-", data, acl=list(acl), sequence=True)
-    stat = client.exists(ours)
-    now_ms = stat.ctime if stat is not None else 0
+    ours, stat = client.create(
+        f"{paths.yields}/y-", data, acl=list(acl), sequence=True, include_data=True
+    )
+    now_ms = stat.ctime
     window_ms = budget.window_s * 1000
     children = client.get_children(paths.yields)
     pending = [(name, client.exists_async(f"{paths.yields}/{name}")) for name in children]

@@ -68,8 +68,9 @@ class Decision:
     wait_s: float = 0.0
     # HEARTBEAT: as the leader (with the epoch) or as a standby.
     as_leader: bool = False
-    # YIELD: the standby the lease is handed to.
+    # YIELD: the standby the lease is handed to, and what this leader cannot reach.
     target: str | None = None
+    dependency: str | None = None
 
 
 def _due(last: float | None, interval: float, now: float) -> bool:
@@ -200,6 +201,7 @@ def decide_yield(s: Snapshot) -> Decision | None:
             epoch,
             Health.UNHEALTHY,
             target=to,
+            dependency=blocked.what,
         )
     return None
 

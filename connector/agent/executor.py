@@ -239,7 +239,7 @@ class Executor:
             self.state.handing_over_to = decision.target
         done, why, budget_spent = self.deps.lease.hand_over(decision.target, decision.reason)
         now = self.deps.clock()
-        what = decision.reason.split(" unreachable", 1)[0]
+        what = decision.dependency or "-"
         if done:
             self.state.handing_over_at = now
             self.state.last_yield = (now, what)

@@ -41,6 +41,22 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.05)
 
 
+def _new_fleet(
+    tmp_path: Path, zk: ZooKeeperEnsemble, service: ServiceProcess, cas: dict[str, Any]
+) -> ConnectorFleet:
+    """Three connectors of this module's cluster, quick to poll and heartbeat."""
+    return ConnectorFleet(
+        tmp_path / "connectors",
+        count=3,
+        cluster=CLUSTER,
+        zk_hosts=zk.hosts,
+        service_url=service.url,
+        cas=cas,
+        session_timeout=SESSION_S,
+        loop={"poll_wait_s": 0.3, "heartbeat_interval_s": 0.5, "keypool_size": 4},
+    )
+
+
 @pytest.fixture
 def fleet(
     tmp_path: Path,
@@ -48,16 +64,7 @@ def fleet(
     cfssl_cas: CfsslLab,
     service: ServiceProcess,
 ) -> Iterator[ConnectorFleet]:
-    fleet = ConnectorFleet(
-        tmp_path / "connectors",
-        count=3,
-        cluster=CLUSTER,
-        zk_hosts=zk_ensemble.hosts,
-        service_url=service.url,
-        cas=cfssl_cas.describe(),
-        session_timeout=SESSION_S,
-        loop={"poll_wait_s": 0.3, "heartbeat_interval_s": 0.5, "keypool_size": 4},
-    )
+    fleet = _new_fleet(tmp_path, zk_ensemble, service, cfssl_cas.describe())
     fleet.start()
     try:
         yield fleet
@@ -241,16 +248,7 @@ def _fleet_behind_proxies(
             proxies.append(proxy)
             # The CAs speak mutual TLS: through the proxy too (it only moves bytes).
             cas[name] = {**spec, "url": f"{url.scheme}://{proxy.address}"}
-        fleet = ConnectorFleet(
-            tmp_path / "connectors",
-            count=3,
-            cluster=CLUSTER,
-            zk_hosts=zk.hosts,
-            service_url=service.url,
-            cas={**description, "cas": cas},
-            session_timeout=SESSION_S,
-            loop={"poll_wait_s": 0.3, "heartbeat_interval_s": 0.5, "keypool_size": 4},
-        )
+        fleet = _new_fleet(tmp_path, zk, service, {**description, "cas": cas})
         fleet.start()
         try:
             yield fleet, proxies

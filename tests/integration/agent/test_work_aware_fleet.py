@@ -91,8 +91,7 @@ def test_a_leader_cut_from_the_service_hands_over_to_a_standby_that_reaches_it(
         _, epoch = fleet.leader()  # type: ignore[misc]
         tenant.enroll(1)
         wait_issued(tenant, 1, fleet=fleet)
-        # Past the minimum time in office, then cut only the leader's service link.
-        wait_for(lambda: len(fleet.log_lines(leader)) > 0, timeout=5, what="the leader's log")
+        # Only the leader's service link (ZooKeeper and the CAs stay reachable).
         proxies[leader].set(CUT)
         successor = fleet.wait_for_leader(exclude=leader, above_epoch=epoch, timeout=20)
         assert successor != leader
@@ -117,7 +116,7 @@ def test_the_service_down_for_everyone_moves_no_lease(
         before = fleet.leader()
         for proxy in proxies.values():
             proxy.set(CUT)
-        # Well past yield_after_s (1.5 s): wait until every member reports the
+        # Well past yield_after_s (2 s): wait until every member reports the
         # service unreachable, then some more, and the same leader still leads.
         wait_for(
             lambda: all(_events(fleet, n, 5221) for n in fleet.names),

@@ -64,6 +64,12 @@ def test_hand_over_goes_to_the_named_standby_within_the_budget(
     leader = pool.wait_leader()
     wait_line(zk_client(), pool.cluster, 3)
     target = sorted(n for n in pool.electors if n != leader)[-1]  # not the first in line
+    # The leader checks the target against the line of its own last look.
+    wait_for(
+        lambda: target in pool.electors[leader].line(),
+        timeout=10,
+        what=f"{target} in the leader's view of the line",
+    )
     refused = pool.electors[leader].hand_over("nobody", "service unreachable", YieldBudget(2, 60))
     assert not refused.done
     assert "not in the election line" in refused.why

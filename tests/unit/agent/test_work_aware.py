@@ -108,6 +108,7 @@ def test_a_leader_cut_from_the_service_hands_over_to_a_standby_that_reaches_it()
     decision = decide(_blocked_leader())  # type: ignore[arg-type]
     assert decision.action is Action.YIELD
     assert decision.target == "c2"
+    assert decision.dependency == "service"
     assert decision.health is Health.UNHEALTHY
     assert "service unreachable" in decision.reason
     assert "c2" in decision.reason
