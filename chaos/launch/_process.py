@@ -25,7 +25,14 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-__all__ = ["LaunchError", "ManagedProcess", "free_port", "port_open", "wait_for"]
+__all__ = [
+    "LaunchError",
+    "ManagedProcess",
+    "free_port",
+    "free_port_pair",
+    "port_open",
+    "wait_for",
+]
 
 
 class LaunchError(RuntimeError):
@@ -74,6 +81,29 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))  # no room below the ephemeral range: take the kernel's pick
         return int(sock.getsockname()[1])
+
+
+def free_port_pair(host: str = "127.0.0.1") -> int:
+    """A port ``p`` such that ``p`` and ``p + 1`` were both free, both reserved.
+
+    For servers that derive a second listener from the first (``bao server
+    -dev`` binds its cluster listener on the API port plus one): a plain
+    :func:`free_port` may hand the second one to another server of the lab.
+    """
+    for _ in range(100):
+        port = free_port(host)
+        with _handed_out_lock:
+            if (host, port + 1) in _handed_out:
+                continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port + 1))
+            except OSError:
+                continue
+        with _handed_out_lock:
+            _handed_out.add((host, port + 1))
+        return port
+    raise LaunchError(f"no two consecutive free ports on {host}")
 
 
 def port_open(host: str, port: int, timeout: float = 0.2) -> bool:

@@ -46,7 +46,13 @@ from typing import Any
 import httpx
 from cryptography import x509
 
-from chaos.launch._process import LaunchError, ManagedProcess, free_port, wait_for
+from chaos.launch._process import (
+    LaunchError,
+    ManagedProcess,
+    free_port,
+    free_port_pair,
+    wait_for,
+)
 from connector.ca._profiles import STANDARD_PROFILES, CaProfile
 from connector.identity import write_private_file
 
@@ -166,11 +172,18 @@ class OpenBaoLab:
             name: _Node(name, port, cluster)
             for name, (port, cluster) in (
                 state.get("nodes")
-                or {f"bao{i + 1}": (free_port(), free_port()) for i in range(max(nodes, 1))}
+                or {f"bao{i + 1}": self._fresh_ports() for i in range(max(nodes, 1))}
             ).items()
         }
         self._procs: dict[str, ManagedProcess] = {}
         self._save_state()
+
+    def _fresh_ports(self) -> tuple[int, int]:
+        if self.dev:
+            # Dev mode takes no cluster address: it binds the API port plus one.
+            port = free_port_pair()
+            return port, port + 1
+        return free_port(), free_port()
 
     # -- state and secrets --------------------------------------------------------------
 
@@ -318,19 +331,22 @@ class OpenBaoLab:
             token = os.urandom(16).hex()
             write_private_file(self._init_path, json.dumps({"root_token": token}).encode())
         names = list(self.nodes) if name is None else [name]
-        for each in names:
-            if self.running(each):
-                continue
-            proc = self._procs.get(each) or self._proc(each)
-            self._procs[each] = proc
-            proc.start()
+        if self.dev:
+            self._start_dev()
+        else:
+            for each in names:
+                if self.running(each):
+                    continue
+                proc = self._procs.get(each) or self._proc(each)
+                self._procs[each] = proc
+                proc.start()
         fresh = not self._init_path.exists()
         if not self.dev:
             self._init(self.nodes[names[0]])
             # A new cluster: the first node alone; a restarted one needs its quorum back.
             for each in names[:1] if fresh else names:
                 self._unseal(self.nodes[each])
-        wait_for(lambda: self.active_node() is not None, timeout=60, what="an active OpenBao node")
+            self._wait_active(names)
         if not self.dev and name is None and len(self.nodes) > 1:
             # Joiners start as non-voters and autopilot promotes them once stable (10 s
             # by default); until then losing the first node loses the quorum.
@@ -346,6 +362,38 @@ class OpenBaoLab:
         # Dev mode keeps nothing across a restart: provision whenever it starts anew.
         if not self.root_certificate_path.exists() or (self.dev and name is None):
             self.provision()
+
+    def _start_dev(self, attempts: int = 3) -> None:
+        """The dev server, on fresh ports again if it died at start-up: its ports were
+        free when picked, but another program may bind one before it does."""
+        (name,) = self.nodes
+        for attempt in range(1, attempts + 1):
+            if self.running(name):
+                return
+            proc = self._procs[name] = self._proc(name)
+            proc.start()
+            try:
+                self._wait_active([name])
+                return
+            except LaunchError:
+                if proc.running() or attempt == attempts:
+                    raise
+            port = free_port_pair()
+            self.nodes = {name: _Node(name, port, port + 1)}
+            self._save_state()
+
+    def _wait_active(self, started: Sequence[str]) -> None:
+        """Wait for an active node; fail at once, with the log's tail, if one we started
+        exits (a port taken, a bad config) rather than at the deadline."""
+
+        def settled() -> bool:
+            for each in started:
+                proc = self._procs[each]
+                if not proc.running():
+                    raise LaunchError(f"OpenBao {each} exited at start-up:\n{proc.tail()}")
+            return self.active_node() is not None
+
+        wait_for(settled, timeout=60, what="an active OpenBao node")
 
     def stop(self, name: str | None = None) -> None:
         for each in list(self.nodes) if name is None else [name]:

@@ -3,6 +3,7 @@ reconciliation by listing, AppRole token handling, and a Raft active node killed
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,3 +156,20 @@ def test_raft_active_node_killed_signing_resumes(tmp_path: Path) -> None:
     finally:
         ca.close()
         lab.stop()
+
+
+def test_a_dev_server_whose_port_is_taken_starts_on_fresh_ports(tmp_path: Path) -> None:
+    lab = OpenBaoLab(tmp_path / "dev", nodes=0, connectors=("c1",), issuing=("primary",))
+    (node,) = lab.nodes.values()
+    taken = node.port
+    # Another program binds the port picked for the dev server before the server does.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        lab.start()
+        try:
+            (moved,) = lab.nodes.values()
+            assert moved.port != taken
+            assert lab.active_node() == moved.name
+        finally:
+            lab.stop()
