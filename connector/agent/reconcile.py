@@ -59,6 +59,9 @@ class ReconcileReport:
     cancelled_failed: list[str] = field(default_factory=list)
     # Intents whose key the CAs could not be searched for: left in flight.
     waiting: list[str] = field(default_factory=list)
+    # (request id, public key PEM, intent epoch) of every intent settled here: a
+    # sign request for that key may still be on its way (:mod:`connector.agent.late`).
+    given_up: list[tuple[str, str, int]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -181,6 +184,7 @@ def reconcile(
             f"reconciled after epoch {intent.epoch}: {len(orphans)} orphan(s) revoked",
             not intent.cancelled,
         )
+        report.given_up.append((intent.request_id, intent.public_key_pem, intent.epoch))
         if intent.cancelled:
             report.cancelled_failed.append(intent.request_id)
         else:

@@ -51,6 +51,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from connector.ca._abort import aborting_transport
 from connector.ca._accept import accept_issued
 from connector.ca._certdb import CertDB, CertDBError, open_certdb
 from connector.ca._errors import (
@@ -139,7 +140,11 @@ class CfsslCA:
         self.crl_url = crl_url
         self.profiles = dict(profiles if profiles is not None else STANDARD_PROFILES)
         self.timeout = timeout
-        self._http = httpx.Client(timeout=timeout, transport=transport, verify=verify)
+        self._http = httpx.Client(
+            timeout=timeout,
+            transport=transport or aborting_transport(verify=verify),
+            verify=verify,
+        )
 
     @classmethod
     def from_dict(
