@@ -35,11 +35,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
 from connector.agent.events import Event, emit
 from connector.agent.ports import Fence, Issuer
-from connector.agent.reconcile import SUPERSEDED, OrphanRevocation, plan_orphans
+from connector.agent.reconcile import SUPERSEDED, OrphanRevocation, plan_orphans, search_keys
 
 __all__ = ["LateReport", "LateWatch", "Watched", "plan_late", "sweep_late"]
 
@@ -134,17 +132,14 @@ def sweep_late(
     may have been sent more than once (retries), each copy possibly late.
     """
     report = LateReport()
-    for entry in watch.due():
-        public_key = load_pem_public_key(entry.public_key_pem.encode())
-        report.searched += 1
-        try:
-            found = issuer.find(public_key)
-        except Exception as exc:
-            if not is_retryable(exc):
-                raise
+    entries = watch.due()
+    report.searched = len(entries)
+    found, _ = search_keys(issuer, [e.public_key_pem for e in entries], is_retryable)
+    for entry, held in zip(entries, found, strict=True):
+        if held is None:
             report.blind += 1
             continue  # cannot tell now; the next sweep asks again
-        for orphan in plan_late(entry, found):
+        for orphan in plan_late(entry, held):
             emit(
                 log,
                 Event.ORPHAN_FOUND,

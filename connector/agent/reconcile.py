@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from connector.agent.events import Event, emit
 from connector.agent.ports import Fence, Issuer
 
-__all__ = ["OrphanRevocation", "ReconcileReport", "plan_orphans", "reconcile"]
+__all__ = ["OrphanRevocation", "ReconcileReport", "plan_orphans", "reconcile", "search_keys"]
 
 log = logging.getLogger("pfxha.connector.reconcile")
 
@@ -94,6 +95,91 @@ class _StillBlind(Exception):  # noqa: N818 - a marker, never raised out of this
     """The search already failed in this sweep."""
 
 
+# Orphans revoked side by side (one CA call each): a takeover after a cut can
+# find one per request the old leader had in hand, and new work waits for them.
+_REVOKERS = 4
+
+
+def search_keys(
+    issuer: Issuer, pems: Sequence[str], is_retryable: Callable[[BaseException], bool]
+) -> tuple[list[Sequence[Any] | None], str | None]:
+    """Per public key PEM, what the CAs hold for it (None: could not tell), and why not.
+
+    One read per CA for every key where the issuer can (``find_many``): a search
+    per intent read and parsed a whole certdb each time.
+    """
+    keys = [load_pem_public_key(pem.encode()) for pem in pems]
+    many = getattr(issuer, "find_many", None)
+    if callable(many) and keys:
+        try:
+            return list(many(keys)), None
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            return [None] * len(keys), str(exc)
+    found: list[Sequence[Any] | None] = []
+    blind: str | None = None
+    for key in keys:
+        try:
+            if blind is not None:
+                # One unanswered search per sweep: a certdb that is away would
+                # cost its connect timeout again for every intent.
+                raise _StillBlind(blind)
+            found.append(issuer.find(key))
+        except Exception as exc:
+            if not isinstance(exc, _StillBlind) and not is_retryable(exc):
+                raise
+            blind = str(exc)
+            found.append(None)
+    return found, blind
+
+
+def _revoke_orphans(
+    issuer: Issuer,
+    fence: Fence,
+    orphans: Sequence[OrphanRevocation],
+    deadline: Callable[[], float],
+    is_retryable: Callable[[BaseException], bool],
+) -> tuple[list[OrphanRevocation], list[OrphanRevocation]]:
+    """Revoke one intent's orphans: (revoked, deferred). Non-retryable errors propagate."""
+    revoked: list[OrphanRevocation] = []
+    deferred: list[OrphanRevocation] = []
+    for orphan in orphans:
+        emit(
+            log,
+            Event.ORPHAN_FOUND,
+            request_id=orphan.request_id,
+            intent_epoch=orphan.intent_epoch,
+            serial=orphan.serial,
+            ca=orphan.ca_name,
+        )
+        fence.epoch()
+        try:
+            issuer.revoke(orphan.serial, orphan.ca_name, SUPERSEDED, deadline())
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            deferred.append(orphan)
+            emit(
+                log,
+                Event.REVOCATION_DEFERRED,
+                serial=orphan.serial,
+                ca=orphan.ca_name,
+                error=str(exc),
+            )
+            continue
+        revoked.append(orphan)
+        emit(
+            log,
+            Event.ORPHAN_REVOKED,
+            request_id=orphan.request_id,
+            serial=orphan.serial,
+            ca=orphan.ca_name,
+            reason=SUPERSEDED,
+        )
+    return revoked, deferred
+
+
 def reconcile(
     service: Any,
     issuer: Issuer,
@@ -107,25 +193,18 @@ def reconcile(
 
     A request whose orphan sits at an unreachable CA stays in flight (so it is
     not issued anew while the orphan is valid) and is retried on the next sweep.
+    Orphans of different intents are revoked side by side; each request is
+    requeued only after its own orphans are revoked.
     """
     report = ReconcileReport()
     intents = service.inflight_intents(name, fence.epoch())
     report.intents = len(intents)
     if intents:
         emit(log, Event.RECONCILE_STARTED, intents=len(intents), epoch=fence.expected_epoch)
-    blind: str | None = None
-    for intent in intents:
-        public_key = load_pem_public_key(intent.public_key_pem.encode())
-        try:
-            if blind is not None:
-                # One unanswered search per sweep: a certdb that is away would
-                # cost its connect timeout again for every intent.
-                raise _StillBlind(blind)
-            found = issuer.find(public_key)
-        except Exception as exc:
-            if not isinstance(exc, _StillBlind) and not is_retryable(exc):
-                raise
-            blind = str(exc)
+    found, blind = search_keys(issuer, [i.public_key_pem for i in intents], is_retryable)
+    plans: list[list[OrphanRevocation] | None] = []
+    for intent, held in zip(intents, found, strict=True):
+        if held is None:
             # Cannot tell what was issued: the intent stays in flight, untouched.
             report.waiting.append(intent.request_id)
             emit(
@@ -135,43 +214,22 @@ def reconcile(
                 intent_epoch=intent.epoch,
                 error=blind,
             )
+            plans.append(None)
+        else:
+            plans.append(plan_orphans(intent.request_id, intent.epoch, held))
+    with ThreadPoolExecutor(_REVOKERS, thread_name_prefix="pfxha-reconcile") as pool:
+        futures = [
+            pool.submit(_revoke_orphans, issuer, fence, plan, deadline, is_retryable)
+            if plan
+            else None
+            for plan in plans
+        ]
+        outcomes = [future.result() if future is not None else ([], []) for future in futures]
+    for intent, plan, (revoked, deferred) in zip(intents, plans, outcomes, strict=True):
+        if plan is None:
             continue
-        orphans = plan_orphans(intent.request_id, intent.epoch, found)
-        deferred = False
-        for orphan in orphans:
-            emit(
-                log,
-                Event.ORPHAN_FOUND,
-                request_id=orphan.request_id,
-                intent_epoch=orphan.intent_epoch,
-                serial=orphan.serial,
-                ca=orphan.ca_name,
-            )
-            fence.epoch()
-            try:
-                issuer.revoke(orphan.serial, orphan.ca_name, SUPERSEDED, deadline())
-            except Exception as exc:
-                if not is_retryable(exc):
-                    raise
-                deferred = True
-                report.orphans_deferred.append(orphan)
-                emit(
-                    log,
-                    Event.REVOCATION_DEFERRED,
-                    serial=orphan.serial,
-                    ca=orphan.ca_name,
-                    error=str(exc),
-                )
-                continue
-            report.orphans_revoked.append(orphan)
-            emit(
-                log,
-                Event.ORPHAN_REVOKED,
-                request_id=orphan.request_id,
-                serial=orphan.serial,
-                ca=orphan.ca_name,
-                reason=SUPERSEDED,
-            )
+        report.orphans_revoked.extend(revoked)
+        report.orphans_deferred.extend(deferred)
         if deferred:
             # The intent stays in flight at the service, so the request is not
             # issued anew while its orphan is valid; the next sweep retries.
@@ -181,7 +239,7 @@ def reconcile(
             name,
             fence.epoch(),
             intent.request_id,
-            f"reconciled after epoch {intent.epoch}: {len(orphans)} orphan(s) revoked",
+            f"reconciled after epoch {intent.epoch}: {len(plan)} orphan(s) revoked",
             not intent.cancelled,
         )
         report.given_up.append((intent.request_id, intent.public_key_pem, intent.epoch))
