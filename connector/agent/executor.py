@@ -30,7 +30,7 @@ from connector.agent.decide import Action, Decision
 from connector.agent.events import Event, emit
 from connector.agent.grouping import CallGroup
 from connector.agent.issuance import IssueContext, Outcome, issue_one
-from connector.agent.late import LateWatch, sweep_late
+from connector.agent.late import LateReport, LateWatch, sweep_late
 from connector.agent.ports import Fence, Issuer, Lease, LeaseLost, Pki
 from connector.agent.reconcile import reconcile
 from connector.agent.snapshot import Health
@@ -315,14 +315,17 @@ class Executor:
 
     def _reconcile(self, decision: Decision) -> None:
         assert decision.epoch is not None
-        # Keys given up on earlier first: the ones settled below were searched just now.
-        late = sweep_late(
-            self.late,
-            self.deps.issuer,
-            self.fence,
-            deadline=self.deadline,
-            is_retryable=self.deps.is_retryable,
-        )
+        late = LateReport()
+        if self.state.reconciled_epoch == decision.epoch:
+            # Keys given up on earlier, first (those settled below were searched just
+            # now); not in a takeover's first sweep: new work waits for that one.
+            late = sweep_late(
+                self.late,
+                self.deps.issuer,
+                self.fence,
+                deadline=self.deadline,
+                is_retryable=self.deps.is_retryable,
+            )
         left = settle(self.dangling.take(decision.epoch), self._issue_context(), watch=self.late)
         self.dangling.extend(left)
         report = reconcile(

@@ -28,6 +28,7 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -95,9 +96,10 @@ class _StillBlind(Exception):  # noqa: N818 - a marker, never raised out of this
     """The search already failed in this sweep."""
 
 
-# Orphans revoked side by side (one CA call each): a takeover after a cut can
-# find one per request the old leader had in hand, and new work waits for them.
-_REVOKERS = 4
+# Intents settled side by side (a CA call per orphan, a service call each): a
+# takeover after a cut finds one per request the old leader had in hand, and
+# new work waits for them.
+_WORKERS = 4
 
 
 def search_keys(
@@ -180,6 +182,33 @@ def _revoke_orphans(
     return revoked, deferred
 
 
+def _settle_intent(
+    service: Any,
+    issuer: Issuer,
+    fence: Fence,
+    name: str,
+    deadline: Callable[[], float],
+    is_retryable: Callable[[BaseException], bool],
+    intent: Any,
+    plan: Sequence[OrphanRevocation],
+) -> tuple[Any, list[OrphanRevocation], list[OrphanRevocation]]:
+    """Revoke one intent's orphans, then hand its request back: (intent, revoked, deferred)."""
+    revoked, deferred = _revoke_orphans(issuer, fence, plan, deadline, is_retryable)
+    if deferred:
+        # The intent stays in flight at the service, so the request is not
+        # issued anew while its orphan is valid; the next sweep retries.
+        return intent, revoked, deferred
+    # Back to pending (or failed, if it was cancelled meanwhile): issued anew.
+    service.fail_request(
+        name,
+        fence.epoch(),
+        intent.request_id,
+        f"reconciled after epoch {intent.epoch}: {len(plan)} orphan(s) revoked",
+        not intent.cancelled,
+    )
+    return intent, revoked, deferred
+
+
 def reconcile(
     service: Any,
     issuer: Issuer,
@@ -193,8 +222,8 @@ def reconcile(
 
     A request whose orphan sits at an unreachable CA stays in flight (so it is
     not issued anew while the orphan is valid) and is retried on the next sweep.
-    Orphans of different intents are revoked side by side; each request is
-    requeued only after its own orphans are revoked.
+    Intents are settled side by side; each request is handed back only after
+    its own orphans are revoked.
     """
     report = ReconcileReport()
     intents = service.inflight_intents(name, fence.epoch())
@@ -217,31 +246,18 @@ def reconcile(
             plans.append(None)
         else:
             plans.append(plan_orphans(intent.request_id, intent.epoch, held))
-    with ThreadPoolExecutor(_REVOKERS, thread_name_prefix="pfxha-reconcile") as pool:
+    settle = partial(_settle_intent, service, issuer, fence, name, deadline, is_retryable)
+    with ThreadPoolExecutor(_WORKERS, thread_name_prefix="pfxha-reconcile") as pool:
         futures = [
-            pool.submit(_revoke_orphans, issuer, fence, plan, deadline, is_retryable)
-            if plan
-            else None
-            for plan in plans
+            pool.submit(settle, intent, plan) if plan is not None else None
+            for intent, plan in zip(intents, plans, strict=True)
         ]
-        outcomes = [future.result() if future is not None else ([], []) for future in futures]
-    for intent, plan, (revoked, deferred) in zip(intents, plans, outcomes, strict=True):
-        if plan is None:
-            continue
+        outcomes = [future.result() for future in futures if future is not None]
+    for intent, revoked, deferred in outcomes:
         report.orphans_revoked.extend(revoked)
         report.orphans_deferred.extend(deferred)
         if deferred:
-            # The intent stays in flight at the service, so the request is not
-            # issued anew while its orphan is valid; the next sweep retries.
             continue
-        # Back to pending (or failed, if it was cancelled meanwhile): issued anew.
-        service.fail_request(
-            name,
-            fence.epoch(),
-            intent.request_id,
-            f"reconciled after epoch {intent.epoch}: {len(plan)} orphan(s) revoked",
-            not intent.cancelled,
-        )
         report.given_up.append((intent.request_id, intent.public_key_pem, intent.epoch))
         if intent.cancelled:
             report.cancelled_failed.append(intent.request_id)
