@@ -289,6 +289,10 @@ class LoopSettings:
     hold_down_s: float = 60.0
     yield_budget: int = 3
     yield_budget_window_s: float = 600.0
+    # A key whose request was settled without its certificate (requeued after an
+    # interrupted or ambiguous sign) is searched again this long, and a certificate
+    # that turns up late is revoked (connector/agent/late.py); 0 turns it off.
+    late_window_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -694,6 +698,7 @@ def _validate_timing(config: ConnectorConfig) -> None:
         ("loop.hold_down_s", loop.hold_down_s >= 0, "must be >= 0"),
         ("loop.yield_budget", loop.yield_budget >= 0, "must be >= 0 (0: never yield)"),
         ("loop.yield_budget_window_s", loop.yield_budget_window_s > 0, "must be > 0"),
+        ("loop.late_window_s", 0 <= loop.late_window_s <= 3600, "must be in [0, 3600]"),
         (
             "loop.yield_after_s",
             loop.yield_after_s == 0

@@ -11,6 +11,7 @@ of the same epoch finishes them::
     work = DanglingWork()
     work.add(Dangling("r1", epoch=7, public_key_pem=pem, upload=None))
     left = settle(work.take(epoch=7), ctx)     # retried upload, or revoke + requeue
+    left = settle(items, ctx, watch=late_watch)  # requeued keys watched for late certificates
 
 Entries of an older epoch are dropped: their intents are older-epoch intents,
 which :func:`connector.agent.reconcile.reconcile` handles.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -30,6 +31,9 @@ from connector.agent.reconcile import plan_orphans
 from connector.service_client import BadRequest, ServiceUnavailable
 
 __all__ = ["Dangling", "DanglingWork", "PendingUpload", "settle"]
+
+if TYPE_CHECKING:
+    from connector.agent.late import LateWatch
 
 log = logging.getLogger("pfxha.connector.dangling")
 
@@ -77,8 +81,11 @@ class DanglingWork:
             return len(self._items)
 
 
-def settle(items: list[Dangling], ctx: Any) -> list[Dangling]:
+def settle(items: list[Dangling], ctx: Any, watch: LateWatch | None = None) -> list[Dangling]:
     """Finish each entry with ``ctx`` (an IssueContext); return those still open.
+
+    An entry with an intent that is requeued goes into ``watch``: its sign
+    request may still reach a CA (:mod:`connector.agent.late`).
 
     :class:`ServiceUnavailable` puts this and every later entry back and
     propagates (the executor backs off); LeaseLost and 409 propagate likewise.
@@ -88,6 +95,8 @@ def settle(items: list[Dangling], ctx: Any) -> list[Dangling]:
         try:
             if not _settle_one(item, ctx):
                 left.append(item)
+            elif watch is not None and item.upload is None and item.public_key_pem is not None:
+                watch.add(item.request_id, item.public_key_pem, epoch=item.epoch)
         except BaseException:
             ctx.dangling.extend([*left, *items[index:]])
             raise

@@ -30,6 +30,7 @@ from connector.agent.decide import Action, Decision
 from connector.agent.events import Event, emit
 from connector.agent.grouping import CallGroup
 from connector.agent.issuance import IssueContext, Outcome, issue_one
+from connector.agent.late import LateReport, LateWatch, sweep_late
 from connector.agent.ports import Fence, Issuer, Lease, LeaseLost, Pki
 from connector.agent.reconcile import reconcile
 from connector.agent.snapshot import Health
@@ -130,6 +131,8 @@ class ExecutorDeps:
     # long-poll's wait (None: the client's timeout): a link that swallows packets
     # must free the loop before a hand-over is due (work-aware leadership).
     loop_call_timeout_s: float | None = None
+    # How long keys given up on are searched again for late certificates.
+    late_window_s: float = 30.0
 
 
 class Executor:
@@ -140,6 +143,8 @@ class Executor:
         self._counts_lock = threading.Lock()
         self._inflight = 0
         self.dangling = DanglingWork()
+        # Keys given up on whose certificate may still arrive (connector/agent/late.py).
+        self.late = LateWatch(deps.late_window_s, deps.clock)
         # Called when a background worker finishes (the loop sets it to wake itself).
         self.on_progress: Callable[[], None] = lambda: None
         # A thread for every request in hand (two per worker, see issue_capacity):
@@ -305,12 +310,23 @@ class Executor:
 
     @property
     def sweep_soon(self) -> bool:
-        """Orphans or interrupted work wait: the next sweep should not wait long."""
-        return self.state.orphans_pending or len(self.dangling) > 0
+        """Orphans, interrupted work or watched keys wait: the next sweep should not wait long."""
+        return self.state.orphans_pending or len(self.dangling) > 0 or len(self.late) > 0
 
     def _reconcile(self, decision: Decision) -> None:
         assert decision.epoch is not None
-        left = settle(self.dangling.take(decision.epoch), self._issue_context())
+        late = LateReport()
+        if self.state.reconciled_epoch == decision.epoch:
+            # Keys given up on earlier, first (those settled below were searched just
+            # now); not in a takeover's first sweep: new work waits for that one.
+            late = sweep_late(
+                self.late,
+                self.deps.issuer,
+                self.fence,
+                deadline=self.deadline,
+                is_retryable=self.deps.is_retryable,
+            )
+        left = settle(self.dangling.take(decision.epoch), self._issue_context(), watch=self.late)
         self.dangling.extend(left)
         report = reconcile(
             self.deps.service,
@@ -320,7 +336,9 @@ class Executor:
             deadline=self.deadline,
             is_retryable=self.deps.is_retryable,
         )
-        self.state.orphans_pending = not report.complete
+        for request_id, public_key_pem, epoch in report.given_up:
+            self.late.add(request_id, public_key_pem, epoch=epoch)
+        self.state.orphans_pending = not report.complete or bool(late.deferred)
         self.state.intents_waiting = len(report.waiting)
         if self.deps.metrics is not None:
             self.deps.metrics.set_intents_unreconciled(len(report.waiting))
@@ -329,6 +347,7 @@ class Executor:
         with self._counts_lock:
             self.state.counts["orphans_revoked"] += len(report.orphans_revoked)
             self.state.counts["requeued"] += len(report.requeued)
+            self.state.counts["late_orphans_revoked"] += len(late.revoked)
 
     def _revoke(self, decision: Decision) -> None:
         """Poll revocations and hand them to the revoking thread; return at once.

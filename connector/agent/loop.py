@@ -43,6 +43,10 @@ log = logging.getLogger("pfxha.connector.agent")
 
 # A hand-over the election has not carried out after this long is given up.
 _HANDOVER_PATIENCE_S = 10.0
+# How often the yield watch looks (a pure decision on what is in memory; the
+# others' reports are read from ZooKeeper at most twice a refresh): a hand-over
+# starts within this much of being due.
+_YIELD_WATCH_S = 0.1
 
 
 def ca_state_word(value: Any) -> str:
@@ -339,7 +343,7 @@ class Agent(ElectionObserver):
         return decision
 
     def _yield_watch(self) -> None:
-        interval = min(self.loop.probe_interval_s, 0.5)
+        interval = min(self.loop.probe_interval_s, _YIELD_WATCH_S)
         while not self.state.stopped and not self._stopping.is_set():
             try:
                 self.yield_watch_once()

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -34,7 +36,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from connector.agent.events import Event, emit
 from connector.agent.ports import Fence, Issuer
 
-__all__ = ["OrphanRevocation", "ReconcileReport", "plan_orphans", "reconcile"]
+__all__ = ["OrphanRevocation", "ReconcileReport", "plan_orphans", "reconcile", "search_keys"]
 
 log = logging.getLogger("pfxha.connector.reconcile")
 
@@ -59,6 +61,9 @@ class ReconcileReport:
     cancelled_failed: list[str] = field(default_factory=list)
     # Intents whose key the CAs could not be searched for: left in flight.
     waiting: list[str] = field(default_factory=list)
+    # (request id, public key PEM, intent epoch) of every intent settled here: a
+    # sign request for that key may still be on its way (:mod:`connector.agent.late`).
+    given_up: list[tuple[str, str, int]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -91,6 +96,119 @@ class _StillBlind(Exception):  # noqa: N818 - a marker, never raised out of this
     """The search already failed in this sweep."""
 
 
+# Intents settled side by side (a CA call per orphan, a service call each): a
+# takeover after a cut finds one per request the old leader had in hand, and
+# new work waits for them.
+_WORKERS = 4
+
+
+def search_keys(
+    issuer: Issuer, pems: Sequence[str], is_retryable: Callable[[BaseException], bool]
+) -> tuple[list[Sequence[Any] | None], str | None]:
+    """Per public key PEM, what the CAs hold for it (None: could not tell), and why not.
+
+    One read per CA for every key where the issuer can (``find_many``): a search
+    per intent read and parsed a whole certdb each time.
+    """
+    keys = [load_pem_public_key(pem.encode()) for pem in pems]
+    many = getattr(issuer, "find_many", None)
+    if callable(many) and keys:
+        try:
+            return list(many(keys)), None
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            return [None] * len(keys), str(exc)
+    found: list[Sequence[Any] | None] = []
+    blind: str | None = None
+    for key in keys:
+        try:
+            if blind is not None:
+                # One unanswered search per sweep: a certdb that is away would
+                # cost its connect timeout again for every intent.
+                raise _StillBlind(blind)
+            found.append(issuer.find(key))
+        except Exception as exc:
+            if not isinstance(exc, _StillBlind) and not is_retryable(exc):
+                raise
+            blind = str(exc)
+            found.append(None)
+    return found, blind
+
+
+def _revoke_orphans(
+    issuer: Issuer,
+    fence: Fence,
+    orphans: Sequence[OrphanRevocation],
+    deadline: Callable[[], float],
+    is_retryable: Callable[[BaseException], bool],
+) -> tuple[list[OrphanRevocation], list[OrphanRevocation]]:
+    """Revoke one intent's orphans: (revoked, deferred). Non-retryable errors propagate."""
+    revoked: list[OrphanRevocation] = []
+    deferred: list[OrphanRevocation] = []
+    for orphan in orphans:
+        emit(
+            log,
+            Event.ORPHAN_FOUND,
+            request_id=orphan.request_id,
+            intent_epoch=orphan.intent_epoch,
+            serial=orphan.serial,
+            ca=orphan.ca_name,
+        )
+        fence.epoch()
+        try:
+            issuer.revoke(orphan.serial, orphan.ca_name, SUPERSEDED, deadline())
+        except Exception as exc:
+            if not is_retryable(exc):
+                raise
+            deferred.append(orphan)
+            emit(
+                log,
+                Event.REVOCATION_DEFERRED,
+                serial=orphan.serial,
+                ca=orphan.ca_name,
+                error=str(exc),
+            )
+            continue
+        revoked.append(orphan)
+        emit(
+            log,
+            Event.ORPHAN_REVOKED,
+            request_id=orphan.request_id,
+            serial=orphan.serial,
+            ca=orphan.ca_name,
+            reason=SUPERSEDED,
+        )
+    return revoked, deferred
+
+
+def _settle_intent(
+    service: Any,
+    issuer: Issuer,
+    fence: Fence,
+    name: str,
+    deadline: Callable[[], float],
+    is_retryable: Callable[[BaseException], bool],
+    intent: Any,
+    plan: Sequence[OrphanRevocation],
+) -> tuple[Any, list[OrphanRevocation], list[OrphanRevocation]]:
+    """Revoke one intent's orphans, then hand its request back: (intent, revoked, deferred)."""
+    revoked, deferred = _revoke_orphans(issuer, fence, plan, deadline, is_retryable)
+    if deferred:
+        # The intent stays in flight at the service, so the request is not
+        # issued anew while its orphan is valid; the next sweep retries.
+        return intent, revoked, deferred
+    # Back to pending (or failed, if it was cancelled meanwhile): issued anew.
+    service.fail_request(
+        name,
+        fence.epoch(),
+        intent.request_id,
+        f"reconciled after epoch {intent.epoch}: {len(plan)} orphan(s) revoked",
+        not intent.cancelled,
+    )
+    return intent, revoked, deferred
+
+
 def reconcile(
     service: Any,
     issuer: Issuer,
@@ -104,25 +222,18 @@ def reconcile(
 
     A request whose orphan sits at an unreachable CA stays in flight (so it is
     not issued anew while the orphan is valid) and is retried on the next sweep.
+    Intents are settled side by side; each request is handed back only after
+    its own orphans are revoked.
     """
     report = ReconcileReport()
     intents = service.inflight_intents(name, fence.epoch())
     report.intents = len(intents)
     if intents:
         emit(log, Event.RECONCILE_STARTED, intents=len(intents), epoch=fence.expected_epoch)
-    blind: str | None = None
-    for intent in intents:
-        public_key = load_pem_public_key(intent.public_key_pem.encode())
-        try:
-            if blind is not None:
-                # One unanswered search per sweep: a certdb that is away would
-                # cost its connect timeout again for every intent.
-                raise _StillBlind(blind)
-            found = issuer.find(public_key)
-        except Exception as exc:
-            if not isinstance(exc, _StillBlind) and not is_retryable(exc):
-                raise
-            blind = str(exc)
+    found, blind = search_keys(issuer, [i.public_key_pem for i in intents], is_retryable)
+    plans: list[list[OrphanRevocation] | None] = []
+    for intent, held in zip(intents, found, strict=True):
+        if held is None:
             # Cannot tell what was issued: the intent stays in flight, untouched.
             report.waiting.append(intent.request_id)
             emit(
@@ -132,55 +243,22 @@ def reconcile(
                 intent_epoch=intent.epoch,
                 error=blind,
             )
-            continue
-        orphans = plan_orphans(intent.request_id, intent.epoch, found)
-        deferred = False
-        for orphan in orphans:
-            emit(
-                log,
-                Event.ORPHAN_FOUND,
-                request_id=orphan.request_id,
-                intent_epoch=orphan.intent_epoch,
-                serial=orphan.serial,
-                ca=orphan.ca_name,
-            )
-            fence.epoch()
-            try:
-                issuer.revoke(orphan.serial, orphan.ca_name, SUPERSEDED, deadline())
-            except Exception as exc:
-                if not is_retryable(exc):
-                    raise
-                deferred = True
-                report.orphans_deferred.append(orphan)
-                emit(
-                    log,
-                    Event.REVOCATION_DEFERRED,
-                    serial=orphan.serial,
-                    ca=orphan.ca_name,
-                    error=str(exc),
-                )
-                continue
-            report.orphans_revoked.append(orphan)
-            emit(
-                log,
-                Event.ORPHAN_REVOKED,
-                request_id=orphan.request_id,
-                serial=orphan.serial,
-                ca=orphan.ca_name,
-                reason=SUPERSEDED,
-            )
+            plans.append(None)
+        else:
+            plans.append(plan_orphans(intent.request_id, intent.epoch, held))
+    settle = partial(_settle_intent, service, issuer, fence, name, deadline, is_retryable)
+    with ThreadPoolExecutor(_WORKERS, thread_name_prefix="pfxha-reconcile") as pool:
+        futures = [
+            pool.submit(settle, intent, plan) if plan is not None else None
+            for intent, plan in zip(intents, plans, strict=True)
+        ]
+        outcomes = [future.result() for future in futures if future is not None]
+    for intent, revoked, deferred in outcomes:
+        report.orphans_revoked.extend(revoked)
+        report.orphans_deferred.extend(deferred)
         if deferred:
-            # The intent stays in flight at the service, so the request is not
-            # issued anew while its orphan is valid; the next sweep retries.
             continue
-        # Back to pending (or failed, if it was cancelled meanwhile): issued anew.
-        service.fail_request(
-            name,
-            fence.epoch(),
-            intent.request_id,
-            f"reconciled after epoch {intent.epoch}: {len(orphans)} orphan(s) revoked",
-            not intent.cancelled,
-        )
+        report.given_up.append((intent.request_id, intent.public_key_pem, intent.epoch))
         if intent.cancelled:
             report.cancelled_failed.append(intent.request_id)
         else:

@@ -233,6 +233,7 @@ def build(config: ConnectorConfig) -> Runtime:
         details=lambda: {"version": metrics_version(), "cas": router.ca_states()},
         on_service_outcome=lambda ok: reach.record("service", ok=ok),
         loop_call_timeout_s=loop_call_timeout(config),
+        late_window_s=loop.late_window_s,
     )
     agent = Agent(deps=deps, elector=None, templates=config.templates, loop=loop, reach=reach)
     elector = Elector(election_config, observers=[agent])

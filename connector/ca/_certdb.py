@@ -237,8 +237,24 @@ class CertDB:
 
     def find_by_public_key(self, public_key: PublicKeyTypes) -> list[CertRecord]:
         """Every certificate issued for ``public_key`` (the reconciliation search)."""
-        wanted = _spki(public_key)
-        return [r for r in self.records() if _spki(r.certificate.public_key()) == wanted]
+        return self.find_by_public_keys([public_key])[0]
+
+    def find_by_public_keys(self, keys: Sequence[PublicKeyTypes]) -> list[list[CertRecord]]:
+        """Per key, every certificate issued for it: one read of the table for them all.
+
+        A takeover searches every intent the old leader left in flight; reading and
+        parsing the whole table once per intent made that the slowest step.
+        """
+        wanted: dict[bytes, list[int]] = {}
+        for index, key in enumerate(keys):
+            wanted.setdefault(_spki(key), []).append(index)
+        found: list[list[CertRecord]] = [[] for _ in keys]
+        if not wanted:
+            return found
+        for record in self.records():
+            for index in wanted.get(_spki(record.certificate.public_key()), ()):
+                found[index].append(record)
+        return found
 
     def count(self) -> int:
         return self._recorded(self._count)

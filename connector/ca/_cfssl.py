@@ -51,6 +51,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from connector.ca._abort import aborting_transport
 from connector.ca._accept import accept_issued
 from connector.ca._certdb import CertDB, CertDBError, open_certdb
 from connector.ca._errors import (
@@ -139,7 +140,11 @@ class CfsslCA:
         self.crl_url = crl_url
         self.profiles = dict(profiles if profiles is not None else STANDARD_PROFILES)
         self.timeout = timeout
-        self._http = httpx.Client(timeout=timeout, transport=transport, verify=verify)
+        self._http = httpx.Client(
+            timeout=timeout,
+            transport=transport or aborting_transport(verify=verify),
+            verify=verify,
+        )
 
     @classmethod
     def from_dict(
@@ -358,17 +363,24 @@ class CfsslCA:
         (none configured, unreachable, credentials refused): "cannot tell" is
         never reported as "nothing issued".
         """
+        return self.find_many([public_key])[0]
+
+    def find_many(self, keys: Sequence[PublicKeyTypes]) -> list[list[IssuedCertificate]]:
+        """:meth:`find` for several keys with one read of the certdb (a takeover's search)."""
         if self.reconcile == "off":
-            return []
+            return [[] for _ in keys]
         if self.certdb is None:
             raise CAUnavailableError(
                 "no certdb configured: cannot search what this CA issued", ca_name=self.name
             )
         try:
-            records = self.certdb.find_by_public_key(public_key)
+            per_key = self.certdb.find_by_public_keys(keys)
         except CertDBError as exc:
             raise CAUnavailableError(str(exc), ca_name=self.name) from exc
         return [
-            IssuedCertificate.of(r.certificate, self.chain, self.name, status=r.status)
-            for r in records
+            [
+                IssuedCertificate.of(r.certificate, self.chain, self.name, status=r.status)
+                for r in records
+            ]
+            for records in per_key
         ]

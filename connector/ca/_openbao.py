@@ -54,6 +54,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from connector.ca._abort import aborting_transport
 from connector.ca._accept import accept_issued
 from connector.ca._approle import AppRoleCredentials, Token, TokenAction, token_decision
 from connector.ca._errors import (
@@ -144,7 +145,10 @@ class OpenBaoCA:
         self.failover_patience_s = failover_patience_s
         self._clock = clock
         self._http = httpx.Client(
-            timeout=timeout, transport=transport, verify=verify, follow_redirects=False
+            timeout=timeout,
+            transport=transport or aborting_transport(verify=verify),
+            verify=verify,
+            follow_redirects=False,
         )
         self._token: Token | None = None
         self._token_lock = threading.Lock()

@@ -327,6 +327,16 @@ class CARouter:
             found.extend(ca.find(public_key))
         return found
 
+    def find_many(self, keys: Sequence[PublicKeyTypes]) -> list[list[IssuedCertificate]]:
+        """:meth:`find` per key, each CA read once for them all where it can (a certdb)."""
+        found: list[list[IssuedCertificate]] = [[] for _ in keys]
+        for ca in self.cas.values():
+            many = getattr(ca, "find_many", None)
+            per_key = many(keys) if callable(many) else [ca.find(key) for key in keys]
+            for index, certificates in enumerate(per_key):
+                found[index].extend(certificates)
+        return found
+
     def reconcile_states(self) -> dict[str, ReconcileState]:
         """Per CA: can reconciliation search it (from the last certdb call, no I/O)."""
         return {name: _reconcile_state(name, ca, probe=False) for name, ca in self.cas.items()}

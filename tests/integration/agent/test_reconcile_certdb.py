@@ -8,10 +8,15 @@ the intent stays in flight, the connector says it is unhealthy and not
 ready, and fresh requests are still served. Once the certdb answers, the
 orphan is revoked (superseded) and the request issued anew: exactly one
 unrevoked certificate per request.
+
+A deposed leader's sign request can also arrive late, after the takeover
+(held by a cut link, delivered when it heals): the new leader keeps searching
+the keys it settled and revokes what turns up (connector/agent/late.py).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +28,7 @@ from cryptography.x509.oid import NameOID
 
 from chaos.bench._tenant import Tenant
 from chaos.launch.cfssl import CfsslLab
+from chaos.launch.proxy import FaultProxy, LinkFaults, Toxics
 from connector.agent.loop import Agent
 from connector.agent.runtime import CertDBProbe, make_pki
 from connector.ca import router_from_description
@@ -138,3 +144,83 @@ def test_a_blind_certdb_holds_old_intents_but_not_new_work(
     assert int(row["serial"]) != orphan_serial
     report = evaluate(agent.health_snapshot(), now=time.monotonic(), max_loop_age=30)
     assert not [r for r in report.reasons if "reconcile" in r]
+
+
+def _wait(done: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.02)
+
+
+def test_a_sign_request_held_by_a_cut_link_and_released_after_the_takeover_is_revoked(
+    make_agent: Callable[..., tuple[Agent, StubElector]],  # noqa: F811 - the fixture
+    admin: httpx.Client,
+    service: Any,
+    cfssl_cas: CfsslLab,
+) -> None:
+    """The late-request sequence of docs/chaos.md, exactly, with zero orphans at the end.
+
+    The deposed leader's sign request is held by its cut link (a fault proxy
+    that holds bytes, as a link dropping packets while TCP retransmits). The
+    new leader reconciles: the CA has nothing for that key, so the request is
+    issued anew. Then the link heals, the held request reaches the CA and is
+    signed: the new leader's late watch finds it and revokes it (superseded).
+    """
+    epoch = next_epoch(admin)
+    tenant = Tenant(admin, prefix=unique("late"), key_type="p256")
+    tenant.create_profile()
+    (device,) = tenant.enroll(1)
+    description = cfssl_cas.describe()
+    primary = description["cas"]["primary"]
+    url = httpx.URL(primary["url"])
+    proxy = FaultProxy((str(url.host), int(url.port or 443))).start()
+    old = {**description, "cas": {**description["cas"], "primary": {**primary}}}
+    old["cas"]["primary"]["url"] = str(url.copy_with(port=proxy.port))
+    router = router_from_description(old, call_timeout_s=20.0)
+    late: list[Any] = []
+    try:
+        # The deposed leader (epoch E): its intent is recorded, its connection to
+        # the primary is up, then the link is cut and its sign request is held.
+        name = unique("deposed")
+        with ServiceClient(service.url) as client:
+            client.register(name, epoch)
+            (request,) = client.poll_requests(name, epoch, 1, 2.0)
+            pki = make_pki(KeyPool({KeyType.P256: 0}), client.kra_certificate)
+            key = pki.new_key(request.profile.key_type)
+            pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+            client.record_intent(name, epoch, request.id, pem.decode())
+        csr = pki.build_csr(request, key)
+        assert router.probe("primary", timeout=5.0)  # the connection the request will use
+        proxy.set(LinkFaults(up=Toxics(blackhole=True)))
+        sender = threading.Thread(
+            target=lambda: late.append(
+                router.issue(csr, request.profile.template, request.id, time.monotonic() + 20)
+            ),
+            daemon=True,
+        )
+        sender.start()
+        _wait(lambda: proxy.stats.held_bytes > 0, 5.0, "the sign request held by the cut link")
+
+        # The new leader (E+1): nothing at the CA for that key, so the request is
+        # issued anew and the old key is watched.
+        agent, _ = make_agent(epoch + 1)
+        turn_until(agent, lambda: states(tenant) == ["issued"])
+        assert agent.state.counts["requeued"] == 1
+        assert len(agent.executor.late) == 1
+
+        # The link heals: the held request is signed, after the takeover.
+        proxy.clear()
+        sender.join(timeout=10)
+        (signed,) = late
+        turn_until(agent, lambda: agent.state.counts["late_orphans_revoked"] == 1, turns=400)
+    finally:
+        proxy.stop()
+        router.close()
+    record = cfssl_cas.certdb("primary").by_serial(signed.serial)
+    assert record is not None
+    assert record.revoked
+    assert record.reason == 4  # superseded
+    (row,) = tenant.requests()
+    assert _unrevoked_by_device(cfssl_cas)[device.id] == [int(row["serial"])]

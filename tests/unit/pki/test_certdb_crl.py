@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -68,6 +69,38 @@ def test_rows_decode_and_find_by_public_key(tmp_path: Path, issuing: TestCA) -> 
     ]
     assert [r.serial for r in certdb.records(status="revoked")] == [bad.serial_number]
     assert certdb.by_serial(1) is None
+
+
+def test_many_keys_are_found_with_one_read_of_the_table(tmp_path: Path, issuing: TestCA) -> None:
+    db = tmp_path / "certdb.sqlite"
+    create_certdb(db)
+    first, first_key = _leaf(issuing, "first")
+    again = issuing.sign(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "again")]), first_key.public_key()
+    )
+    second, second_key = _leaf(issuing, "second")
+    _, absent_key = _leaf(issuing, "absent")
+    for cert in (first, again, second):
+        _insert(db, cert, "good", 0, "0001-01-01 00:00:00+00:00")
+    certdb = SqliteCertDB(db)
+    reads = 0
+    select = certdb._select
+
+    def counted(status: str | None, serial: int | None) -> list[Any]:
+        nonlocal reads
+        reads += 1
+        return select(status, serial)
+
+    certdb._select = counted  # type: ignore[method-assign]
+    keys = [second_key.public_key(), absent_key.public_key(), first_key.public_key()]
+    found = certdb.find_by_public_keys(keys)  # type: ignore[arg-type]
+    assert [sorted(r.serial for r in records) for records in found] == [
+        [second.serial_number],
+        [],
+        sorted([first.serial_number, again.serial_number]),
+    ]
+    assert reads == 1
+    assert certdb.find_by_public_keys([]) == []
 
 
 def test_reader_never_writes_and_reports_a_missing_db(tmp_path: Path) -> None:

@@ -1,0 +1,177 @@
+"""Keys given up on are watched for a while: a certificate that arrives late is revoked.
+
+A sign request can outlive the decision to give up on it. A link that drops
+packets holds the request while TCP retransmits and delivers it once it heals;
+if by then the request was settled without it (a new leader's reconciliation
+searched the intent's key, found nothing and requeued the request; a sweep of
+the same epoch did the same after an ambiguous CA failure), the CA signs for a
+key nobody will ever deliver: an unrevoked orphan. No certificate for such a
+key can be delivered any more (the request is issued anew with a new key, and
+the service takes a result only for the current intent's key), so revoking
+whatever turns up for it is always safe.
+
+Every key given up on that way is watched for ``window_s``: each sweep searches
+the CAs for it again and revokes (``superseded``) every unrevoked certificate
+found. The window only has to outlast a request still on its way: the CA
+clients abort a connection they give up on (``SO_LINGER`` 0, so unsent bytes
+die with it rather than arrive later), which bounds that by the sender's CA
+deadline; the window adds margin for a sender on another host::
+
+    watch = LateWatch(window_s=30.0)
+    watch.add("r1", public_key_pem, epoch=6)     # requeued: nothing found for this key
+    report = sweep_late(watch, issuer, fence, deadline=deadline, is_retryable=is_retryable)
+    report.revoked       # OrphanRevocation(...) for each late certificate
+    len(watch)           # entries still inside their window
+
+What to revoke is decided by :func:`plan_late`, a pure function.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from connector.agent.events import Event, emit
+from connector.agent.ports import Fence, Issuer
+from connector.agent.reconcile import SUPERSEDED, OrphanRevocation, plan_orphans, search_keys
+
+__all__ = ["LateReport", "LateWatch", "Watched", "plan_late", "sweep_late"]
+
+log = logging.getLogger("pfxha.connector.late")
+
+# More than this many keys watched at once: the oldest make way (and say so).
+MAX_WATCHED = 4096
+
+
+@dataclass(frozen=True)
+class Watched:
+    request_id: str
+    public_key_pem: str
+    # The epoch of the intent whose key this is.
+    epoch: int
+    until: float
+
+
+@dataclass
+class LateReport:
+    searched: int = 0
+    revoked: list[OrphanRevocation] = field(default_factory=list)
+    # Late certificates at a CA that did not take the revocation: tried again next sweep.
+    deferred: list[OrphanRevocation] = field(default_factory=list)
+    # Keys the CAs could not be searched for this time (still watched).
+    blind: int = 0
+
+
+def plan_late(entry: Watched, found: Sequence[Any]) -> list[OrphanRevocation]:
+    """Pure: every unrevoked certificate found for a watched key must be revoked.
+
+    The key's request was settled without it, so none of them can ever be
+    delivered: each one that turned up is a late orphan.
+    """
+    return plan_orphans(entry.request_id, entry.epoch, found)
+
+
+class LateWatch:
+    """Thread-safe: keys given up on, each until its window ends."""
+
+    def __init__(self, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if window_s < 0:
+            raise ValueError(f"window_s must be >= 0, got {window_s}")
+        self.window_s = window_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], Watched] = {}
+
+    def add(self, request_id: str, public_key_pem: str, *, epoch: int) -> None:
+        """Watch this key from now for ``window_s`` (again, if it is watched already)."""
+        if self.window_s == 0:
+            return
+        until = self._clock() + self.window_s
+        with self._lock:
+            self._entries[(request_id, public_key_pem)] = Watched(
+                request_id, public_key_pem, epoch, until
+            )
+            while len(self._entries) > MAX_WATCHED:
+                oldest = min(self._entries, key=lambda k: self._entries[k].until)
+                dropped = self._entries.pop(oldest)
+                log.warning(
+                    "late watch full (%d keys): no longer watching request %s",
+                    MAX_WATCHED,
+                    dropped.request_id,
+                )
+
+    def due(self) -> list[Watched]:
+        """Entries still inside their window (expired ones are dropped)."""
+        now = self._clock()
+        with self._lock:
+            for key in [k for k, e in self._entries.items() if e.until <= now]:
+                del self._entries[key]
+            return list(self._entries.values())
+
+    def __len__(self) -> int:
+        now = self._clock()
+        with self._lock:
+            return sum(1 for e in self._entries.values() if e.until > now)
+
+
+def sweep_late(
+    watch: LateWatch,
+    issuer: Issuer,
+    fence: Fence,
+    *,
+    deadline: Callable[[], float],
+    is_retryable: Callable[[BaseException], bool],
+) -> LateReport:
+    """Search every watched key once; revoke what turned up. Keys stay watched.
+
+    A key stays watched after a certificate for it was revoked: the same request
+    may have been sent more than once (retries), each copy possibly late.
+    """
+    report = LateReport()
+    entries = watch.due()
+    report.searched = len(entries)
+    found, _ = search_keys(issuer, [e.public_key_pem for e in entries], is_retryable)
+    for entry, held in zip(entries, found, strict=True):
+        if held is None:
+            report.blind += 1
+            continue  # cannot tell now; the next sweep asks again
+        for orphan in plan_late(entry, held):
+            emit(
+                log,
+                Event.ORPHAN_FOUND,
+                request_id=orphan.request_id,
+                intent_epoch=orphan.intent_epoch,
+                serial=orphan.serial,
+                ca=orphan.ca_name,
+                late=True,
+            )
+            fence.epoch()
+            try:
+                issuer.revoke(orphan.serial, orphan.ca_name, SUPERSEDED, deadline())
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                report.deferred.append(orphan)
+                emit(
+                    log,
+                    Event.REVOCATION_DEFERRED,
+                    serial=orphan.serial,
+                    ca=orphan.ca_name,
+                    error=str(exc),
+                )
+                continue
+            report.revoked.append(orphan)
+            emit(
+                log,
+                Event.ORPHAN_REVOKED,
+                request_id=orphan.request_id,
+                serial=orphan.serial,
+                ca=orphan.ca_name,
+                reason=SUPERSEDED,
+                late=True,
+            )
+    return report

@@ -1,0 +1,166 @@
+"""Keys given up on stay watched for their window; what turns up late is revoked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from connector.agent.late import LateWatch, Watched, plan_late, sweep_late
+from connector.agent.ports import Fence, LeaseLost
+from connector.ca import CAUnavailableError, is_retryable
+
+
+def _pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Lease:
+    def __init__(self, epoch: int | None) -> None:
+        self.epoch = epoch
+
+    def fresh_epoch(self) -> int | None:
+        return self.epoch
+
+    def release(self, reason: str) -> None: ...
+
+    def leave(self, reason: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Found:
+    serial: int
+    ca_name: str
+    status: str = "good"
+
+    @property
+    def revoked(self) -> bool:
+        return self.status == "revoked"
+
+
+@dataclass
+class CAs:
+    """What the CAs hold per public key PEM, and what was revoked (an in-memory issuer)."""
+
+    held: dict[str, list[Found]] = field(default_factory=dict)
+    blind: bool = False
+    refuse_revoke: bool = False
+    revoked: list[tuple[int, str, str]] = field(default_factory=list)
+
+    def find(self, public_key: Any) -> list[Found]:
+        if self.blind:
+            raise CAUnavailableError("certdb away", ca_name="primary")
+        pem = public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+        return list(self.held.get(pem, []))
+
+    def revoke(self, serial: int, issuer_ca: str, reason: str, deadline: float) -> None:
+        if self.refuse_revoke:
+            raise CAUnavailableError("down", ca_name=issuer_ca)
+        self.revoked.append((serial, issuer_ca, reason))
+        for pem, certs in self.held.items():
+            self.held[pem] = [
+                Found(c.serial, c.ca_name, "revoked") if c.serial == serial else c for c in certs
+            ]
+
+
+def _sweep(watch: LateWatch, cas: CAs, epoch: int | None = 9) -> Any:
+    fence = Fence(Lease(epoch))  # type: ignore[arg-type]
+    fence.arm(9)
+    return sweep_late(
+        watch,
+        cas,  # type: ignore[arg-type]
+        fence,
+        deadline=lambda: 0.0,
+        is_retryable=is_retryable,
+    )
+
+
+def test_a_key_is_watched_for_its_window_then_forgotten() -> None:
+    clock = Clock()
+    watch = LateWatch(5.0, clock)
+    watch.add("r1", "pem-1", epoch=6)
+    clock.now += 4.9
+    assert [e.request_id for e in watch.due()] == ["r1"]
+    assert len(watch) == 1
+    clock.now += 0.2
+    assert watch.due() == []
+    assert len(watch) == 0
+
+
+def test_adding_a_key_again_restarts_its_window_and_window_zero_watches_nothing() -> None:
+    clock = Clock()
+    watch = LateWatch(5.0, clock)
+    watch.add("r1", "pem-1", epoch=6)
+    clock.now += 4.0
+    watch.add("r1", "pem-1", epoch=6)
+    clock.now += 4.0
+    assert len(watch) == 1
+    off = LateWatch(0.0, clock)
+    off.add("r1", "pem-1", epoch=6)
+    assert len(off) == 0
+    with pytest.raises(ValueError, match="window_s"):
+        LateWatch(-1.0)
+
+
+def test_plan_late_revokes_every_unrevoked_certificate_for_the_key() -> None:
+    entry = Watched("r1", "pem", 6, until=1.0)
+    found = [Found(1, "primary"), Found(2, "secondary", "revoked"), Found(3, "secondary")]
+    assert [(o.serial, o.ca_name, o.intent_epoch) for o in plan_late(entry, found)] == [
+        (1, "primary", 6),
+        (3, "secondary", 6),
+    ]
+    assert plan_late(entry, []) == []
+
+
+def test_a_late_certificate_is_revoked_and_the_key_stays_watched() -> None:
+    pem = _pem()
+    watch = LateWatch(30.0, Clock())
+    watch.add("r1", pem, epoch=6)
+    cas = CAs()
+    report = _sweep(watch, cas)
+    assert (report.searched, report.revoked, cas.revoked) == (1, [], [])
+
+    cas.held[pem] = [Found(11, "primary")]  # the held sign request arrived
+    report = _sweep(watch, cas)
+    assert [(o.request_id, o.serial) for o in report.revoked] == [("r1", 11)]
+    assert cas.revoked == [(11, "primary", "superseded")]
+    # A retry of the same request may arrive later still.
+    cas.held[pem].append(Found(12, "secondary"))
+    report = _sweep(watch, cas)
+    assert [o.serial for o in report.revoked] == [12]
+    assert len(watch) == 1
+
+
+def test_a_blind_search_or_a_refused_revocation_is_tried_again_next_sweep() -> None:
+    pem = _pem()
+    watch = LateWatch(30.0, Clock())
+    watch.add("r1", pem, epoch=6)
+    cas = CAs(held={pem: [Found(11, "primary")]}, blind=True)
+    assert _sweep(watch, cas).blind == 1
+    cas.blind, cas.refuse_revoke = False, True
+    assert [o.serial for o in _sweep(watch, cas).deferred] == [11]
+    cas.refuse_revoke = False
+    assert [o.serial for o in _sweep(watch, cas).revoked] == [11]
+
+
+def test_without_a_fresh_lease_nothing_is_revoked() -> None:
+    pem = _pem()
+    watch = LateWatch(30.0, Clock())
+    watch.add("r1", pem, epoch=6)
+    cas = CAs(held={pem: [Found(11, "primary")]})
+    with pytest.raises(LeaseLost):
+        _sweep(watch, cas, epoch=None)
+    assert cas.revoked == []
+    assert len(watch) == 1
