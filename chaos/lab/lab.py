@@ -56,7 +56,7 @@ from chaos.launch.service import ServiceProcess, ServiceTLS, self_signed_loopbac
 from chaos.launch.zookeeper import ZOOKEEPER_JAR, ZooKeeperEnsemble
 from chaos.nemesis import Fault
 from chaos.nemesis.host import HostCrash, HostIsolation, HostPartition
-from chaos.nemesis.link import CutMode, LinkCut
+from chaos.nemesis.link import CutMode, LinkCut, LinkSlow
 from connector.identity import EnrollmentError, enroll
 from election import (
     ClusterPaths,
@@ -612,6 +612,12 @@ class Lab:
                 "(pfxha drill --links, pfxha lab up --links)"
             )
         return LinkCut(self.links, connector, targets, mode)
+
+    def link_slow(self, connector: str, targets: tuple[str, ...], rtt_s: float) -> Fault:
+        """``rtt_s`` more round trip on ``connector``'s links to ``targets``; needs links."""
+        if self.links is None:
+            raise RuntimeError("latency spikes need the per-connector links (--links)")
+        return LinkSlow(self.links, connector, targets, rtt_s=rtt_s)
 
     def add_connector(self, name: str) -> None:
         """One more connector with its own identities (CA access, ZooKeeper, enrollment)."""
