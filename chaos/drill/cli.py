@@ -44,7 +44,14 @@ from chaos.lab.cli import CA_OPTION, HOSTS_OPTION, SINGLE_HOST_LIMITS
 from chaos.lab.lab import Lab
 from chaos.lab.seed import WORKLOAD_GROUP
 from chaos.launch._process import LaunchError
-from chaos.launch.links import WAN_JITTER_OPTION, WAN_RTT_OPTION, check_wan
+from chaos.launch.links import (
+    CA_RTT_OPTION,
+    WAN_JITTER_OPTION,
+    WAN_RTT_OPTION,
+    ZK_RTT_OPTION,
+    check_lan,
+    check_wan,
+)
 from chaos.launch.netns import netns_unavailable
 from chaos.nemesis import partition_unavailable
 from chaos.workload import Workload
@@ -163,6 +170,8 @@ def _live_view(progress: Progress) -> Group:
 )
 @WAN_RTT_OPTION
 @WAN_JITTER_OPTION
+@CA_RTT_OPTION
+@ZK_RTT_OPTION
 @HOSTS_OPTION
 @CA_OPTION
 def drill(
@@ -182,6 +191,8 @@ def drill(
     links: bool | None,
     wan_rtt: float | None,
     wan_jitter: float,
+    ca_rtt: float | None,
+    zk_rtt: float | None,
     hosts: bool,
     ca: str,
 ) -> None:
@@ -209,15 +220,20 @@ def drill(
         raise click.UsageError(f"scenario partition: {why}")
     scenarios = [with_blip(s, blip_s) for s in scenarios]
     needs_links = [s.name for s in scenarios if s.needs_links]
+    away = [f"--{n}-rtt" for n, v in (("wan", wan_rtt), ("ca", ca_rtt), ("zk", zk_rtt))
+            if v is not None]  # fmt: skip
     if links is None:
-        links = bool(needs_links) or wan_rtt is not None
+        links = bool(needs_links) or bool(away)
     if needs_links and not links:
         raise click.UsageError(f"{', '.join(needs_links)} cut(s) links: drop --no-links")
-    if wan_rtt is not None and not links:
-        raise click.UsageError("--wan-rtt runs on the links: drop --no-links")
+    if away and not links:
+        raise click.UsageError(f"{', '.join(away)} run(s) on the links: drop --no-links")
     check_wan(wan_rtt, wan_jitter)
+    check_lan(ca_rtt=ca_rtt, zk_rtt=zk_rtt)
     if links and hosts:
-        raise click.UsageError("--links and --wan-rtt need the single-host topology: drop --hosts")
+        raise click.UsageError(
+            "--links and --wan-rtt/--ca-rtt/--zk-rtt need the single-host topology: drop --hosts"
+        )
     if hold is not None:
         from dataclasses import replace
 
@@ -249,6 +265,8 @@ def drill(
         links=links,
         wan_rtt=wan_rtt,
         wan_jitter=wan_jitter,
+        ca_rtt=ca_rtt,
+        zk_rtt=zk_rtt,
     )
     progress = Progress()
     results: list[ScenarioResult] = []
