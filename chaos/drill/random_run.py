@@ -135,6 +135,15 @@ def measure_fault(
     if start is None:
         return out
     old_epoch = rec.epoch or 0
+    seen = max((d.epoch for d in deliveries if d.at < rec.at), default=0)
+    if recovery == "new-epoch" and seen > old_epoch:
+        # The observer's ZooKeeper view lagged (it reconnects after a quorum loss):
+        # the target may not have led; a newer epoch's certificate is no recovery.
+        out.notes.append(
+            f"{what}: the observer saw epoch {old_epoch} leading, but epoch {seen} had "
+            "already issued (its view lagged; no failover to measure)"
+        )
+        return out
 
     def recovers(d: Delivery) -> bool:
         if recovery == "new-epoch":

@@ -149,6 +149,16 @@ def test_a_fault_on_a_standby_measures_no_failover() -> None:
     assert "did not lead" in notes[0]
 
 
+def test_a_stale_view_of_the_leader_measures_no_failover() -> None:
+    # Epoch 5 issued before the fault, yet the observer still named epoch 3 leading.
+    failover, violations, notes = _measure(
+        _rec("kill"), [Delivery(9.0, 5, "p"), Delivery(10.1, 5, "p")]
+    )
+    assert failover is None
+    assert not violations
+    assert "its view lagged" in notes[0]
+
+
 def test_no_recovery_is_a_violation_alone_and_a_note_under_other_faults() -> None:
     rec = _rec("kill")
     late = [Delivery(40.0, 4, "primary")]
