@@ -59,7 +59,20 @@ from chaos.bench._tenant import Device, Tenant, checkin
 from chaos.launch.ca_tier import CaTier
 from chaos.launch.connector import ConnectorFleet
 from chaos.launch.link_server import LinkServer
-from chaos.launch.links import WAN_JITTER_OPTION, WAN_RTT_OPTION, check_wan, wan
+from chaos.launch.links import (
+    CA_RTT_OPTION,
+    WAN_JITTER_OPTION,
+    WAN_RTT_OPTION,
+    ZK_RTT_OPTION,
+    ca_target,
+    certdb_target,
+    check_lan,
+    check_wan,
+    lan,
+    wan,
+    zk_targets,
+)
+from chaos.launch.proxy import LinkFaults
 from chaos.launch.service import ServiceProcess
 from chaos.launch.zookeeper import ZooKeeperEnsemble
 from connector.pki import KeyType, generate_key
@@ -306,6 +319,8 @@ def run_flow_bench(
     ca: str = "cfssl",
     wan_rtt: float | None = None,
     wan_jitter: float = 0.0,
+    ca_rtt: float | None = None,
+    zk_rtt: float | None = None,
 ) -> dict[str, Any]:
     """One run; ``isolate`` gives the leader half the CPUs and everything else the rest.
 
@@ -338,14 +353,21 @@ def run_flow_bench(
         lab.start()
         service.start()
         names = [f"c{i}" for i in range(1, connectors + 1)]
-        if wan_rtt is not None:
-            # Each connector reaches the service through its own link with the WAN's
-            # latency; one more link without faults measures what a proxy hop costs.
-            progress(f"service links with a {wan_rtt:g} s round trip (± {wan_jitter:g} s)")
-            links = LinkServer([*names, _PROBE], {"service": service.url})
+        away = _away(service.url, lab.describe()["cas"], zk.hosts, wan_rtt, wan_jitter,
+                     ca_rtt, zk_rtt)  # fmt: skip
+        if away:
+            # Each connector reaches the service (and the CAs, ZooKeeper) through its own
+            # links with their latency; one more connector's links, without faults,
+            # measure what a proxy hop costs.
+            rtts = ", ".join(f"{p} {2 * f.up.latency_s:g} s" for p, (_, f) in away.items())
+            progress(f"links with these round trips: {rtts}")
+            targets = {t: url for each, _ in away.values() for t, url in each.items()}
+            links = LinkServer([*names, _PROBE], targets)
             links.start()
             for name in names:
-                links.proxy(name, "service").set(wan(wan_rtt, wan_jitter))
+                for pattern, (_, faults) in away.items():
+                    for proxy in links.select(name, pattern).values():
+                        proxy.set(faults)
         fleet = ConnectorFleet(
             base / "connectors",
             count=connectors,
@@ -386,7 +408,7 @@ def run_flow_bench(
         with httpx.Client(base_url=service.url, timeout=30.0) as admin:
             # Let the key pools fill and the servers settle before measuring.
             time.sleep(2.0)
-            hop = _proxy_hop(service.url, links) if links is not None else None
+            hop = _proxy_hop(service.url, links) if wan_rtt is not None and links else None
             links_cpu_before = links.cpu_s() if links is not None else 0.0
             # Keygen windows and saturation rounds alternate (K S K S ... K), so
             # both see the same background load on a shared machine.
@@ -515,6 +537,21 @@ def run_flow_bench(
                 if wan_rtt is not None
                 else None
             ),
+            # The CAs and ZooKeeper on a LAN (--ca-rtt, --zk-rtt): their round trips and
+            # what the proxies cost per request (with --wan-rtt too: all links together).
+            "lan": (
+                {
+                    "ca_rtt_s": ca_rtt,
+                    "zk_rtt_s": zk_rtt,
+                    "proxy_cpu_ms_per_request": (
+                        round(1000 * links_cpu / saturation["delivered"], 3)
+                        if saturation["delivered"]
+                        else None
+                    ),
+                }
+                if ca_rtt is not None or zk_rtt is not None
+                else None
+            ),
             "notes": (
                 "throughput: requests queued at once until the last PFX opened on its device; "
                 "latency_s: per request at half the keygen rate, creation to PFX on device"
@@ -538,6 +575,30 @@ def run_flow_bench(
 
 
 _PROBE = "overhead-probe"
+
+
+def _away(
+    service_url: str,
+    cas: dict[str, Any],
+    zk_hosts: str,
+    wan_rtt: float | None,
+    wan_jitter: float,
+    ca_rtt: float | None,
+    zk_rtt: float | None,
+) -> dict[str, tuple[dict[str, str], LinkFaults]]:
+    """Link pattern -> (its targets, its latency) for what the options put away."""
+    away: dict[str, tuple[dict[str, str], LinkFaults]] = {}
+    if wan_rtt is not None:
+        away["service"] = ({"service": service_url}, wan(wan_rtt, wan_jitter))
+    if ca_rtt is not None:
+        targets = {ca_target(n): str(spec["url"]) for n, spec in cas.items()}
+        targets |= {
+            certdb_target(n): str(s["certdb_dsn"]) for n, s in cas.items() if s.get("certdb_dsn")
+        }
+        away["ca:*"] = (targets, lan(ca_rtt, "--ca-rtt"))
+    if zk_rtt is not None:
+        away["zk:*"] = (zk_targets(zk_hosts), lan(zk_rtt, "--zk-rtt"))
+    return away
 
 
 def _proxy_hop(url: str, links: LinkServer, samples: int = 50) -> dict[str, float]:
@@ -604,6 +665,8 @@ def _proxy_hop(url: str, links: LinkServer, samples: int = 50) -> dict[str, floa
 )
 @WAN_RTT_OPTION
 @WAN_JITTER_OPTION
+@CA_RTT_OPTION
+@ZK_RTT_OPTION
 def command(
     connectors: int,
     devices: int,
@@ -620,10 +683,13 @@ def command(
     plot_path: Path | None,
     wan_rtt: float | None,
     wan_jitter: float,
+    ca_rtt: float | None,
+    zk_rtt: float | None,
 ) -> None:
     """End-to-end throughput and latency of the PFX flow, beside the raw keygen rate."""
     logging.getLogger("httpx").setLevel(logging.WARNING)
     check_wan(wan_rtt, wan_jitter)
+    check_lan(ca_rtt=ca_rtt, zk_rtt=zk_rtt)
     if connectors < 1 or devices < 1 or rounds < 1:
         raise click.BadParameter("--connectors, --devices and --rounds must be >= 1")
     if keypool < 0:
@@ -655,6 +721,8 @@ def command(
         ca=ca,
         wan_rtt=wan_rtt,
         wan_jitter=wan_jitter,
+        ca_rtt=ca_rtt,
+        zk_rtt=zk_rtt,
     )
     half = result["half_load"]
     where = "cores, leader isolated" if result["isolated"] else "cores"
@@ -687,6 +755,12 @@ def command(
             f"(± {result['wan']['jitter_s']} s); the proxy itself adds {hop['added']} ms per "
             f"round trip (GET /healthz median {hop['proxied']} ms through it, {hop['direct']} ms "
             f"direct) and {result['wan']['proxy_cpu_ms_per_request']} CPU ms per request"
+        )
+    if result["lan"] is not None:
+        lan_ = result["lan"]
+        click.echo(
+            f"CAs {lan_['ca_rtt_s']} s, ZooKeeper {lan_['zk_rtt_s']} s round trip away (LAN); "
+            f"the proxies cost {lan_['proxy_cpu_ms_per_request']} CPU ms per request"
         )
     if json_path is not None:
         click.echo(f"wrote {write_result(json_path, result)}")

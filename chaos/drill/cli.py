@@ -2,6 +2,11 @@
 
     pfxha drill --scenario connector-down,ca-down,both-down --rounds 20 \\
         --out runs/drill --json runs/drill/result.json
+    pfxha drill --scenario random --duration 120 --seed 7 --json F   # overlapping faults
+
+``--scenario random`` runs the random nemesis (:mod:`chaos.drill.schedule`,
+:mod:`chaos.drill.random_run`): its schedule is printed and written to
+``schedule.json`` in the run directory before the first fault.
 
 Exit status 0 when no invariant was violated, 1 when one was, 2 on bad usage
 or when the lab could not start.
@@ -10,7 +15,9 @@ or when the lab could not start.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import secrets
 import shlex
 import sys
 import threading
@@ -27,15 +34,24 @@ from rich.text import Text
 from chaos.drill.engine import DrillEngine, DrillSettings, Progress
 from chaos.drill.observer import Observer
 from chaos.drill.preflight import paused_refusal
+from chaos.drill.random_run import RANDOM, RandomDrill
 from chaos.drill.report import plot_timeline, write_report
 from chaos.drill.result import ScenarioResult, percentile, write_contract, write_rounds
 from chaos.drill.scenarios import ALL, ALL_HOSTS, BLIP_S, parse_scenarios, with_blip
+from chaos.drill.schedule import Schedule, available_kinds, format_schedule, make_schedule
 from chaos.history import History
 from chaos.lab.cli import CA_OPTION, HOSTS_OPTION, SINGLE_HOST_LIMITS
 from chaos.lab.lab import Lab
 from chaos.lab.seed import WORKLOAD_GROUP
 from chaos.launch._process import LaunchError
-from chaos.launch.links import WAN_JITTER_OPTION, WAN_RTT_OPTION, check_wan
+from chaos.launch.links import (
+    CA_RTT_OPTION,
+    WAN_JITTER_OPTION,
+    WAN_RTT_OPTION,
+    ZK_RTT_OPTION,
+    check_lan,
+    check_wan,
+)
 from chaos.launch.netns import netns_unavailable
 from chaos.nemesis import partition_unavailable
 from chaos.workload import Workload
@@ -103,7 +119,28 @@ def _live_view(progress: Progress) -> Group:
     show_default=True,
     help=f"Comma-separated scenarios, or 'all' ({', '.join(ALL)}; "
     f"with --hosts also {', '.join(n for n in ALL_HOSTS if n not in ALL)}, "
-    "without the link cuts).",
+    "without the link cuts), or 'random' (overlapping faults for --duration, from --seed).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="--scenario random: seconds of faults (every fault heals by then).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=None,
+    help="--scenario random: the schedule's seed (the same seed, the same schedule); "
+    "default: a fresh one, printed.",
+)
+@click.option(
+    "--max-concurrent",
+    type=click.IntRange(1, 6),
+    default=3,
+    show_default=True,
+    help="--scenario random: at most this many faults at once.",
 )
 @click.option("--rounds", type=click.IntRange(1, 1000), default=5, show_default=True)
 @click.option("--connectors", type=click.IntRange(2, 9), default=3, show_default=True)
@@ -133,10 +170,15 @@ def _live_view(progress: Progress) -> Group:
 )
 @WAN_RTT_OPTION
 @WAN_JITTER_OPTION
+@CA_RTT_OPTION
+@ZK_RTT_OPTION
 @HOSTS_OPTION
 @CA_OPTION
 def drill(
     scenario_text: str,
+    duration: float,
+    seed: int | None,
+    max_concurrent: int,
     rounds: int,
     connectors: int,
     json_path: Path | None,
@@ -149,6 +191,8 @@ def drill(
     links: bool | None,
     wan_rtt: float | None,
     wan_jitter: float,
+    ca_rtt: float | None,
+    zk_rtt: float | None,
     hosts: bool,
     ca: str,
 ) -> None:
@@ -157,26 +201,39 @@ def drill(
         raise click.UsageError(f"--hosts: {why}; use --single-host")
     if hosts and ca != "cfssl":
         raise click.UsageError(f"--ca {ca}: OpenBao runs on the single-host lab only; drop --hosts")
-    try:
-        scenarios = parse_scenarios(
-            scenario_text, topology="hosts" if hosts else "single-host", ca=ca
-        )
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--scenario") from exc
+    plan: Schedule | None = None
+    if scenario_text.strip() == RANDOM:
+        if hosts:
+            raise click.UsageError("--scenario random runs on the single-host lab: drop --hosts")
+        links = True if links is None else links
+        plan = _plan_random(seed, duration, connectors, max_concurrent, links=links)
+        scenarios = []
+    else:
+        try:
+            scenarios = parse_scenarios(
+                scenario_text, topology="hosts" if hosts else "single-host", ca=ca
+            )
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--scenario") from exc
     partitioned = any(s.name == "partition" for s in scenarios)
     if partitioned and not hosts and (why := partition_unavailable()):
         raise click.UsageError(f"scenario partition: {why}")
     scenarios = [with_blip(s, blip_s) for s in scenarios]
     needs_links = [s.name for s in scenarios if s.needs_links]
+    away = [f"--{n}-rtt" for n, v in (("wan", wan_rtt), ("ca", ca_rtt), ("zk", zk_rtt))
+            if v is not None]  # fmt: skip
     if links is None:
-        links = bool(needs_links) or wan_rtt is not None
+        links = bool(needs_links) or bool(away)
     if needs_links and not links:
         raise click.UsageError(f"{', '.join(needs_links)} cut(s) links: drop --no-links")
-    if wan_rtt is not None and not links:
-        raise click.UsageError("--wan-rtt runs on the links: drop --no-links")
+    if away and not links:
+        raise click.UsageError(f"{', '.join(away)} run(s) on the links: drop --no-links")
     check_wan(wan_rtt, wan_jitter)
+    check_lan(ca_rtt=ca_rtt, zk_rtt=zk_rtt)
     if links and hosts:
-        raise click.UsageError("--links and --wan-rtt need the single-host topology: drop --hosts")
+        raise click.UsageError(
+            "--links and --wan-rtt/--ca-rtt/--zk-rtt need the single-host topology: drop --hosts"
+        )
     if hold is not None:
         from dataclasses import replace
 
@@ -188,6 +245,10 @@ def drill(
     # The summary goes to stdout, wide enough to read in a log file too.
     report_console = Console(width=None if sys.stdout.isatty() else 140)
     command = "pfxha drill " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    if plan is not None:
+        (out_dir / "schedule.json").write_text(json.dumps(plan.to_json(), indent=2) + "\n")
+        report_console.print(format_schedule(plan), markup=False, highlight=False)
+        report_console.print(f"schedule: {out_dir / 'schedule.json'}")
 
     history = History(path=out_dir / "history.jsonl")
     # The history and the live view say what happens; per-request client logs would drown it.
@@ -204,6 +265,8 @@ def drill(
         links=links,
         wan_rtt=wan_rtt,
         wan_jitter=wan_jitter,
+        ca_rtt=ca_rtt,
+        zk_rtt=zk_rtt,
     )
     progress = Progress()
     results: list[ScenarioResult] = []
@@ -223,7 +286,7 @@ def drill(
         raise _LabDidNotStart(why)
     try:
         results = _run(lab, history, scenarios, rounds, progress, console, session_timeout,
-                       enroll_rate, revoke_every)  # fmt: skip
+                       enroll_rate, revoke_every, plan)  # fmt: skip
         certificates = lab.service_db().certificates_exercised()
     finally:
         lab.stop()
@@ -250,6 +313,7 @@ def _run(
     session_timeout: float,
     enroll_rate: float,
     revoke_every: float,
+    plan: Schedule | None = None,
 ) -> list[ScenarioResult]:
     assert lab.service is not None
     db = lab.service_db()
@@ -293,7 +357,7 @@ def _run(
         revoke_every_s=revoke_every,
         devices_due=devices_due,
     )
-    engine = DrillEngine(
+    engine = (RandomDrill if plan is not None else DrillEngine)(
         lab, history, observer, workload, db, DrillSettings(session_timeout=session_timeout),
         progress,
     )  # fmt: skip
@@ -307,6 +371,8 @@ def _run(
             refresh_per_second=4,
             transient=True,
         ):
+            if plan is not None and isinstance(engine, RandomDrill):
+                results.append(engine.run_random(plan))
             for scenario in scenarios:
                 if engine.wedged:
                     skipped = ScenarioResult(scenario.name)
@@ -325,6 +391,24 @@ def _run(
         client.close()
         read_client.close()
     return results
+
+
+def _plan_random(
+    seed: int | None, duration: float, connectors: int, max_concurrent: int, *, links: bool
+) -> Schedule:
+    """The random nemesis's schedule; kinds this lab cannot make are left out."""
+    seed = secrets.randbelow(2**31) if seed is None else seed
+    kinds = available_kinds(links=links, partition=partition_unavailable() is None)
+    try:
+        return make_schedule(
+            seed=seed,
+            duration_s=duration,
+            kinds=kinds,
+            connectors=connectors,
+            max_concurrent=max_concurrent,
+        )
+    except ValueError as exc:
+        raise click.UsageError(f"--scenario random: {exc}") from exc
 
 
 def _write_outputs(

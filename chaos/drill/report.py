@@ -29,11 +29,17 @@ class FaultWindow:
     round: int
     start: float
     end: float
+    # What the fault was, when the scenario says (the random nemesis: its kind).
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.label or self.scenario
 
 
 def fault_windows(events: Iterable[Event]) -> list[FaultWindow]:
     """Fault start -> heal (or end) per round, from the nemesis's events."""
-    opened: dict[tuple[str, int], float] = {}
+    opened: dict[tuple[str, int], tuple[float, str]] = {}
     windows: list[FaultWindow] = []
     last_time = 0.0
     for event in events:
@@ -43,10 +49,13 @@ def fault_windows(events: Iterable[Event]) -> list[FaultWindow]:
         key = (str(event.value.get("scenario")), int(event.value.get("round", 0)))
         phase = event.value.get("phase")
         if phase == "start":
-            opened[key] = event.time
+            opened[key] = (event.time, str(event.value.get("kind") or ""))
         elif phase in ("heal", "end") and key in opened:
-            windows.append(FaultWindow(key[0], key[1], opened.pop(key), event.time))
-    windows.extend(FaultWindow(k[0], k[1], start, last_time) for k, start in opened.items())
+            start, label = opened.pop(key)
+            windows.append(FaultWindow(key[0], key[1], start, event.time, label))
+    windows.extend(
+        FaultWindow(k[0], k[1], start, last_time, label) for k, (start, label) in opened.items()
+    )
     return sorted(windows, key=lambda w: w.start)
 
 
@@ -105,7 +114,8 @@ def render_report(
                 f"{r.new_epoch}" if r.new_epoch is not None else "-"
             )
             lines.append(
-                f"| {r.round} | {r.old_leader or '-'} -> {r.new_leader or '-'} | {epochs} | "
+                f"| {r.round}{' ' + r.fault if r.fault else ''} | "
+                f"{r.old_leader or '-'} -> {r.new_leader or '-'} | {epochs} | "
                 f"{_fmt(r.new_leader_s)} | {_fmt(r.registered_s)} | {_fmt(r.first_delivery_s)} "
                 f"| {_fmt(r.other_ca_s)} | {_fmt(r.failover_s)} | {r.delayed_requests} | "
                 f"{_fmt(r.worst_latency_s)} | {r.leader_changes} |"
@@ -179,14 +189,15 @@ def plot_timeline(events: Sequence[Event], path: Path, *, title: str = "pfxha dr
     ax_epoch.set_ylabel("leader epoch (0 = none)")
     ax_epoch.set_xlabel("time since drill start (s)")
     ax_epoch.grid(alpha=0.3)
-    colours = ["#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
-    names = sorted({w.scenario for w in fault_windows(events)})
+    colours = ["#d62728", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+               "#bcbd22", "#1f77b4", "#2ca02c", "#7f7f7f", "#aec7e8", "#ff9896"]  # fmt: skip
+    names = sorted({w.name for w in fault_windows(events)})
     for window in fault_windows(events):
-        colour = colours[names.index(window.scenario) % len(colours)]
+        colour = colours[names.index(window.name) % len(colours)]
         for ax in (ax_lat, ax_epoch):
             ax.axvspan(window.start, max(window.end, window.start + 0.05), color=colour, alpha=0.15)
         ax_lat.annotate(
-            f"{window.scenario} #{window.round}",
+            f"{window.name} #{window.round}",
             xy=(window.start, 1.0),
             xycoords=("data", "axes fraction"),
             fontsize=6,

@@ -18,6 +18,11 @@ The contract (tools depend on it; documented in docs/chaos.md)::
 ``leader_changes`` (added with the gray-failure scenarios, backward compatible):
 new leader epochs the observer saw in ZooKeeper during the scenario.
 
+Scenario ``random`` (the random nemesis) adds ``seed``, ``faults_planned`` and
+``faults_injected`` (faults its schedule planned, and those injected: a fault
+whose target was already faulted is skipped); its ``rounds`` are its faults and
+``failover_s`` covers the faults with a recovery defined.
+
 ``certificates`` says what the drill exercised, over the whole run (the
 service DB at the end): device-scoped certificates delivered; user-scoped
 ones delivered, for how many users, on how many devices, and how many
@@ -83,6 +88,8 @@ class RoundResult:
     notes: list[str] = field(default_factory=list)
     # Attack scenarios (intruder): attack -> "refused" | "survived".
     attacks: dict[str, str] = field(default_factory=dict)
+    # The random nemesis: this round's fault kind and target ("pause c2").
+    fault: str = ""
 
 
 @dataclass
@@ -97,6 +104,10 @@ class ScenarioResult:
     duplicates: int = 0
     stale_epoch_rejected: int = 0
     leader_changes: int = 0
+    # The random nemesis (scenario ``random``): its seed, faults planned and injected.
+    seed: int | None = None
+    faults_planned: int | None = None
+    faults_injected: int | None = None
 
     @property
     def failovers(self) -> list[float]:
@@ -126,6 +137,15 @@ class ScenarioResult:
             "stale_epoch_rejected": self.stale_epoch_rejected,
             "leader_changes": self.leader_changes,
             **({"attacks": self.attacks()} if any(r.attacks for r in self.rounds) else {}),
+            **(
+                {
+                    "seed": self.seed,
+                    "faults_planned": self.faults_planned,
+                    "faults_injected": self.faults_injected,
+                }
+                if self.faults_injected is not None
+                else {}
+            ),
         }
 
     def attacks(self) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """``pfxha lab up|status|down``: a whole cluster on this machine, in the background.
 
     pfxha lab up --connectors 3 --dir runs/lab [--prometheus] [--links]
+    pfxha lab up --wan-rtt 0.08 --ca-rtt 0.002 --zk-rtt 0.001   # service, CAs, ZooKeeper away
     pfxha lab status --dir runs/lab
     pfxha lab down --dir runs/lab
 
@@ -31,7 +32,14 @@ from rich.table import Table
 from chaos.lab.lab import check_packages
 from chaos.lab.state import LabState, alive, read_state, stop_processes, write_state
 from chaos.launch._process import LaunchError, port_open
-from chaos.launch.links import WAN_JITTER_OPTION, WAN_RTT_OPTION, check_wan
+from chaos.launch.links import (
+    CA_RTT_OPTION,
+    WAN_JITTER_OPTION,
+    WAN_RTT_OPTION,
+    ZK_RTT_OPTION,
+    check_lan,
+    check_wan,
+)
 from chaos.launch.netns import HostNetwork, netns_unavailable
 
 __all__ = ["down", "status", "up"]
@@ -94,6 +102,8 @@ def _running_state(run_dir: Path) -> LabState | None:
 )
 @WAN_RTT_OPTION
 @WAN_JITTER_OPTION
+@CA_RTT_OPTION
+@ZK_RTT_OPTION
 @HOSTS_OPTION
 @CA_OPTION
 @_DIR
@@ -104,6 +114,8 @@ def up(
     links: bool,
     wan_rtt: float | None,
     wan_jitter: float,
+    ca_rtt: float | None,
+    zk_rtt: float | None,
     hosts: bool,
     ca: str,
     run_dir: Path,
@@ -112,14 +124,15 @@ def up(
     """Start ZooKeeper x3, CFSSL CAs, the service and N connectors in the background."""
     run_dir = run_dir.resolve()
     check_wan(wan_rtt, wan_jitter)
-    links = links or wan_rtt is not None
+    check_lan(ca_rtt=ca_rtt, zk_rtt=zk_rtt)
+    links = links or any(x is not None for x in (wan_rtt, ca_rtt, zk_rtt))
     if hosts and (why := netns_unavailable()):
         raise click.ClickException(f"--hosts: {why}; use --single-host")
     if hosts and ca != "cfssl":
         raise click.UsageError(f"--ca {ca}: OpenBao runs on the single-host lab only; drop --hosts")
     if hosts and links:
         raise click.ClickException(
-            "--links and --wan-rtt need the single-host topology: drop --hosts"
+            "--links and --wan-rtt/--ca-rtt/--zk-rtt need the single-host topology: drop --hosts"
         )
     existing = _running_state(run_dir)
     if existing is not None:
@@ -140,6 +153,8 @@ def up(
     argv += ["--links"] if links else []
     if wan_rtt is not None:
         argv += ["--wan-rtt", str(wan_rtt), "--wan-jitter", str(wan_jitter)]
+    argv += ["--ca-rtt", str(ca_rtt)] if ca_rtt is not None else []
+    argv += ["--zk-rtt", str(zk_rtt)] if zk_rtt is not None else []
     with (run_dir / "lab.log").open("ab") as log:
         supervisor = subprocess.Popen(
             argv,

@@ -47,7 +47,7 @@ from chaos.launch._process import LaunchError, ManagedProcess, wait_for
 from chaos.launch.ca_tier import CaTier
 from chaos.launch.connector import ConnectorFleet
 from chaos.launch.link_server import LinkServer
-from chaos.launch.links import ca_target, certdb_target, wan
+from chaos.launch.links import ca_target, certdb_target, lan, wan, zk_targets
 from chaos.launch.netns import Host, HostNetwork
 from chaos.launch.openbao import bao_binary
 from chaos.launch.prometheus import PrometheusServer, ScrapeTLS
@@ -56,7 +56,7 @@ from chaos.launch.service import ServiceProcess, ServiceTLS, self_signed_loopbac
 from chaos.launch.zookeeper import ZOOKEEPER_JAR, ZooKeeperEnsemble
 from chaos.nemesis import Fault
 from chaos.nemesis.host import HostCrash, HostIsolation, HostPartition
-from chaos.nemesis.link import CutMode, LinkCut
+from chaos.nemesis.link import CutMode, LinkCut, LinkSlow
 from connector.identity import EnrollmentError, enroll
 from election import (
     ClusterPaths,
@@ -164,6 +164,8 @@ class Lab:
         links: bool = False,
         wan_rtt: float | None = None,
         wan_jitter: float = 0.0,
+        ca_rtt: float | None = None,
+        zk_rtt: float | None = None,
     ) -> None:
         """``hosts``: every part on its own lab host (network namespace); see :meth:`topology`.
 
@@ -174,13 +176,18 @@ class Lab:
         (single-host topology only: the proxies bind this host's loopback).
         ``wan_rtt`` (seconds, ± ``wan_jitter``): the service across a WAN, as latency
         on every connector's service link (both directions); implies ``links``.
+        ``ca_rtt`` / ``zk_rtt`` (seconds): the CA hosts / the ZooKeeper nodes on a LAN,
+        as latency on every connector's links to them; ``zk_rtt`` puts each
+        connector's ZooKeeper connections on links too. Both imply ``links``.
         """
         if connectors < 1:
             raise ValueError(f"connectors must be at least 1, got {connectors}")
         if hosts and ca != "cfssl":
             raise ValueError(f"--ca {ca} runs on the single-host lab only: drop --hosts")
         self.wan = wan(wan_rtt, wan_jitter) if wan_rtt is not None else None
-        links = links or self.wan is not None
+        self.ca_lan = lan(ca_rtt, "--ca-rtt") if ca_rtt is not None else None
+        self.zk_lan = lan(zk_rtt, "--zk-rtt") if zk_rtt is not None else None
+        links = links or any(x is not None for x in (self.wan, self.ca_lan, self.zk_lan))
         if links and hosts:
             raise ValueError(
                 "links (per-connector fault proxies) need the single-host topology; "
@@ -404,10 +411,19 @@ class Lab:
             targets[ca_target(name)] = str(spec["url"])
             if spec.get("certdb_dsn"):  # OpenBao CAs have no certdb: no link to it
                 targets[certdb_target(name)] = str(spec["certdb_dsn"])
+        if self.zk_lan is not None:  # ZooKeeper through the links only when it is away
+            targets.update(zk_targets(self.zk.hosts))
         self.links = links = LinkServer(names, targets, log_path=self.run_dir / "links.log")
         self._step("links", links.start, links.stop)
-        if self.wan is not None:
-            links.set_all("service", self.wan)
+        self._links_baseline()
+
+    def _links_baseline(self) -> None:
+        """The WAN's and the LANs' latency on their links (none: no fault)."""
+        assert self.links is not None
+        for pattern, faults in (("service", self.wan), ("ca:*", self.ca_lan),
+                                ("zk:*", self.zk_lan)):  # fmt: skip
+            if faults is not None:
+                self.links.set_all(pattern, faults)
 
     def _enroll(self, name: str, identity_dir: Path) -> None:
         service = self._service()
@@ -489,6 +505,9 @@ class Lab:
             data["links"] = self.links.ports()
         if self.wan is not None:
             data["wan"] = {"rtt_s": 2 * self.wan.up.latency_s, "jitter_s": 2 * self.wan.up.jitter_s}
+        for key, faults in (("ca_lan", self.ca_lan), ("zk_lan", self.zk_lan)):
+            if faults is not None:
+                data[key] = {"rtt_s": 2 * faults.up.latency_s}
         if self.prometheus is not None:
             data["prometheus"] = self.prometheus.url
         return data
@@ -583,7 +602,10 @@ class Lab:
         self.zk.wait_serving(indices)
 
     def zk_client_ports(self) -> list[int]:
-        return self.zk.client_ports
+        """Where connectors reach ZooKeeper: its nodes, and their links with ``zk_rtt``."""
+        own = self.links.ports() if self.links is not None else {}
+        linked = [port for ports in own.values() for t, port in ports.items() if t[:3] == "zk:"]
+        return [*self.zk.client_ports, *linked]
 
     def host_fault(self, kind: str, connector: str) -> Fault:
         """A fault of connector ``connector``'s whole host (hosts topology only).
@@ -612,6 +634,12 @@ class Lab:
                 "(pfxha drill --links, pfxha lab up --links)"
             )
         return LinkCut(self.links, connector, targets, mode)
+
+    def link_slow(self, connector: str, targets: tuple[str, ...], rtt_s: float) -> Fault:
+        """``rtt_s`` more round trip on ``connector``'s links to ``targets``; needs links."""
+        if self.links is None:
+            raise RuntimeError("latency spikes need the per-connector links (--links)")
+        return LinkSlow(self.links, connector, targets, rtt_s=rtt_s)
 
     def add_connector(self, name: str) -> None:
         """One more connector with its own identities (CA access, ZooKeeper, enrollment)."""
@@ -660,12 +688,11 @@ class Lab:
         }
 
     def heal_links(self) -> None:
-        """Every link back to its baseline: no fault, or the WAN's latency on the service."""
+        """Every link back to its baseline: no fault, or the WAN's and LANs' latency."""
         if self.links is None:
             return
         self.links.set_all("*", LinkFaults())
-        if self.wan is not None:
-            self.links.set_all("service", self.wan)
+        self._links_baseline()
 
     def switchover(self, to: str | None = None) -> None:
         with open_client(self.zk.hosts, auth_digest=self.zk_auth) as client:

@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--links", action="store_true")
     parser.add_argument("--wan-rtt", type=float, default=None)
     parser.add_argument("--wan-jitter", type=float, default=0.0)
+    parser.add_argument("--ca-rtt", type=float, default=None)
+    parser.add_argument("--zk-rtt", type=float, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     run_dir: Path = args.dir.resolve()
@@ -184,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         links=args.links,
         wan_rtt=args.wan_rtt,
         wan_jitter=args.wan_jitter,
+        ca_rtt=args.ca_rtt,
+        zk_rtt=args.zk_rtt,
     )
     try:
         lab.start()

@@ -124,11 +124,13 @@ class ConnectorEndpoints:
     """Where one connector reaches the service and its CAs, when not where the fleet says.
 
     ``service_url`` replaces the fleet's; ``cas[name]`` replaces keys of that CA's
-    description (``url``, ``certdb_dsn``, ...). Nothing given: the fleet's values.
+    description (``url``, ``certdb_dsn``, ...); ``zk_hosts`` the ZooKeeper
+    connection string. Nothing given: the fleet's values.
     """
 
     service_url: str | None = None
     cas: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    zk_hosts: str | None = None
 
 
 class ConnectorFleet:
@@ -249,7 +251,7 @@ class ConnectorFleet:
             service=service,
             name=name,
             cluster=self.cluster,
-            zk_hosts=self.zk_hosts,
+            zk_hosts=own.zk_hosts or self.zk_hosts,
             service_url=own.service_url or self.service_url,
             cas=cas,
             templates=self.description["templates"],

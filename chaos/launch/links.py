@@ -11,11 +11,14 @@
     links.endpoints("c1")                      # ConnectorEndpoints for ConnectorFleet
     links.ports()                              # {"c1": {"service": PORT, ...}} (endpoints.json)
     links.set_all("service", wan(0.08, 0.01))  # the service 80 ms (± 10 ms) away from everyone
+    links.set_all("ca:*", lan(0.002, "--ca-rtt"))  # the CA hosts 2 ms away on the LAN
     links.stop()
 
 A target is ``service`` or ``ca:<name>`` (the CA's API) or ``ca:<name>:certdb``
-(its certdb's PostgreSQL), so the pattern ``ca:*`` is "every CA host" and
-``ca:primary*`` "the primary CA host" (:func:`fnmatch.fnmatchcase`). Only the
+(its certdb's PostgreSQL) or ``zk:<i>`` (ZooKeeper node ``i``, ``zk://HOST:PORT``;
+the connector's ``hosts`` then names its links), so the pattern ``ca:*`` is
+"every CA host", ``ca:primary*`` "the primary CA host" and ``zk:*`` "the
+ensemble" (:func:`fnmatch.fnmatchcase`). Only the
 host and port of each URL change; scheme, credentials, path and query stay,
 so TLS to ``127.0.0.1`` still verifies. The proxies are threads of the process
 that calls :meth:`start` (the drill, or the ``pfxha lab up`` supervisor) and
@@ -35,17 +38,22 @@ from chaos.launch.connector import ConnectorEndpoints
 from chaos.launch.proxy import FaultProxy, LinkFaults, ProxyStats, Toxics
 
 __all__ = [
+    "CA_RTT_OPTION",
     "WAN_JITTER_OPTION",
     "WAN_RTT_OPTION",
+    "ZK_RTT_OPTION",
     "ConnectorLinks",
     "LinkBook",
     "LinkHandle",
     "ca_target",
     "certdb_target",
+    "check_lan",
     "check_wan",
+    "lan",
     "proxied_url",
     "upstream_of",
     "wan",
+    "zk_targets",
 ]
 
 SERVICE = "service"
@@ -57,6 +65,19 @@ def ca_target(ca: str) -> str:
 
 def certdb_target(ca: str) -> str:
     return f"ca:{ca}:certdb"
+
+
+def zk_targets(hosts: str) -> dict[str, str]:
+    """``zk:0``, ``zk:1``, ... for a ZooKeeper connection string ``HOST:PORT,HOST:PORT``."""
+    return {f"zk:{i}": f"zk://{address}" for i, address in enumerate(hosts.split(","))}
+
+
+def lan(rtt_s: float, option: str) -> LinkFaults:
+    """A LAN link's round trip ``rtt_s``, half each way; errors name ``option``."""
+    if not rtt_s >= 0:
+        raise ValueError(f"{option} must be 0 or more seconds, got {rtt_s}")
+    one_way = Toxics(latency_s=rtt_s / 2)
+    return LinkFaults(up=one_way, down=one_way)
 
 
 def wan(rtt_s: float, jitter_s: float = 0.0) -> LinkFaults:
@@ -86,6 +107,33 @@ WAN_JITTER_OPTION = click.option(
     show_default=True,
     help="± this much (seconds, uniform) on the --wan-rtt round trip.",
 )
+
+
+CA_RTT_OPTION = click.option(
+    "--ca-rtt",
+    type=float,
+    default=None,
+    help="The CA hosts on a LAN: this round trip (seconds) on every connector's links to "
+    "each CA's API and certdb, half each way (runs on the links; single-host only).",
+)
+ZK_RTT_OPTION = click.option(
+    "--zk-rtt",
+    type=float,
+    default=None,
+    help="ZooKeeper on a LAN: each connector reaches every ZooKeeper node through its own "
+    "link with this round trip (seconds), half each way (single-host only).",
+)
+
+
+def check_lan(**rtts: float | None) -> None:
+    """Refuse a bad ``--ca-rtt`` / ``--zk-rtt`` (keyword: the option's name) before starting."""
+    for name, rtt_s in rtts.items():
+        if rtt_s is None:
+            continue
+        try:
+            lan(rtt_s, "--" + name.replace("_", "-"))
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from exc
 
 
 def check_wan(rtt_s: float | None, jitter_s: float) -> None:
@@ -161,15 +209,19 @@ class LinkBook(Generic[H]):
     def endpoints(self, connector: str) -> ConnectorEndpoints:
         """What ``connector``'s config must name so every call goes through its links."""
         cas: dict[str, dict[str, str]] = {}
+        zk: list[str] = []
         for target in self.targets:
             kind, _, rest = target.partition(":")
+            if kind == "zk":
+                proxy = self.proxy(connector, target)
+                zk.append(f"{proxy.listen_host}:{proxy.port}")
             if kind != "ca":
                 continue
             ca, _, sub = rest.partition(":")
             key = "certdb_dsn" if sub == "certdb" else "url"
             cas.setdefault(ca, {})[key] = self.url(connector, target)
         service = self.url(connector, SERVICE) if SERVICE in self.targets else None
-        return ConnectorEndpoints(service_url=service, cas=cas)
+        return ConnectorEndpoints(service_url=service, cas=cas, zk_hosts=",".join(zk) or None)
 
     def set_all(self, pattern: str, faults: LinkFaults) -> None:
         """Every connector's links matching ``pattern`` get ``faults`` (what a cut heals to)."""

@@ -3,6 +3,7 @@
     cut = LinkCut(lab.links, "c2", ("service",), "blackhole")  # c2's bytes to the service vanish
     cut.inject(); ...; cut.heal()                              # the links' earlier faults back
     LinkCut(lab.links, "c2", ("ca:*",), "reset")              # every CA call of c2 gets an RST
+    LinkSlow(lab.links, "c2", ("service",), rtt_s=0.4)         # 0.4 s more round trip for c2
     cascade = Cascade("c1", leader=lab.leader_now, above_epoch=7,
                       cut=lambda n: lab.link_cut(n, ("service",), "blackhole"))
     cascade.inject()   # cut c1 now; the next member that leads is cut as soon as it leads
@@ -27,7 +28,7 @@ from chaos.launch.links import LinkHandle
 from chaos.launch.proxy import LinkFaults
 from chaos.nemesis.base import Fault, FaultError
 
-__all__ = ["Cascade", "CutMode", "LinkCut", "LinkSet", "cut_faults"]
+__all__ = ["Cascade", "CutMode", "LinkCut", "LinkSet", "LinkSlow", "cut_faults", "slow_faults"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,17 @@ def cut_faults(before: LinkFaults, mode: CutMode) -> LinkFaults:
         before,
         up=replace(before.up, blackhole=True),
         down=replace(before.down, blackhole=True),
+    )
+
+
+def slow_faults(before: LinkFaults, rtt_s: float) -> LinkFaults:
+    """``before`` with ``rtt_s`` more round trip, half each way (a latency spike)."""
+    if rtt_s <= 0:
+        raise ValueError(f"a latency spike must add more than 0 s, got {rtt_s}")
+    return replace(
+        before,
+        up=replace(before.up, latency_s=before.up.latency_s + rtt_s / 2),
+        down=replace(before.down, latency_s=before.down.latency_s + rtt_s / 2),
     )
 
 
@@ -83,13 +95,34 @@ class LinkCut:
         for target, proxy in chosen.items():
             if target not in self._saved:
                 self._saved[target] = (proxy, proxy.faults)
-            proxy.set(cut_faults(self._saved[target][1], self.mode))
+            proxy.set(self._apply(self._saved[target][1]))
         return {"connector": self.connector, "mode": self.mode, "links": sorted(chosen)}
+
+    def _apply(self, before: LinkFaults) -> LinkFaults:
+        return cut_faults(before, self.mode)
 
     def heal(self) -> None:
         while self._saved:
             _, (proxy, before) = self._saved.popitem()
             proxy.set(before)
+
+
+@dataclass
+class LinkSlow(LinkCut):
+    """Add ``rtt_s`` of round trip to ``connector``'s links matching ``targets``; heal restores."""
+
+    rtt_s: float = 0.2
+
+    def __post_init__(self) -> None:
+        slow_faults(LinkFaults(), self.rtt_s)  # refuses a spike of nothing
+        self.name = self.name or f"+{self.rtt_s:g} s {self.connector} -> {', '.join(self.targets)}"
+        super().__post_init__()
+
+    def _apply(self, before: LinkFaults) -> LinkFaults:
+        return slow_faults(before, self.rtt_s)
+
+    def inject(self) -> dict[str, Any]:
+        return {**super().inject(), "mode": "latency", "rtt_s": self.rtt_s}
 
 
 @dataclass
