@@ -143,6 +143,8 @@ def reconcile(
                 intent_epoch=orphan.intent_epoch,
                 serial=orphan.serial,
                 ca=orphan.ca_name,
+                connector=name,
+                epoch=fence.expected_epoch,
             )
             fence.epoch()
             try:
@@ -158,6 +160,8 @@ def reconcile(
                     serial=orphan.serial,
                     ca=orphan.ca_name,
                     error=str(exc),
+                    connector=name,
+                    epoch=fence.expected_epoch,
                 )
                 continue
             report.orphans_revoked.append(orphan)
@@ -168,6 +172,8 @@ def reconcile(
                 serial=orphan.serial,
                 ca=orphan.ca_name,
                 reason=SUPERSEDED,
+                connector=name,
+                epoch=fence.expected_epoch,
             )
         if deferred:
             # The intent stays in flight at the service, so the request is not
