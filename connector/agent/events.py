@@ -43,6 +43,9 @@ class Event(IntEnum):
     CA_UNAVAILABLE = 1020
     CA_ALL_DOWN = 1021
     KEYPOOL_STARTED = 1030
+    # SIGHUP: a CA's auth material re-read (or the new one refused, the old kept).
+    CA_AUTH_RELOADED = 1040
+    CA_AUTH_RELOAD_REFUSED = 1041
     # 3000s: revocation
     REVOCATIONS_RECEIVED = 3000
     CERT_REVOKED = 3001
@@ -109,6 +112,7 @@ _LEVELS: dict[Event, int] = {
     Event.REQUEST_DEFERRED: logging.WARNING,
     Event.CA_UNAVAILABLE: logging.WARNING,
     Event.CA_ALL_DOWN: logging.ERROR,
+    Event.CA_AUTH_RELOAD_REFUSED: logging.ERROR,
     Event.REVOCATION_DEFERRED: logging.WARNING,
     Event.REVOCATION_FAILED: logging.ERROR,
     Event.ORPHAN_FOUND: logging.WARNING,

@@ -10,11 +10,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 from connector.agent.events import AUDIT_EVENTS, Event
-
-pytestmark = pytest.mark.unit
 
 _ROOT = Path(__file__).resolve().parents[3] / "connector"
 

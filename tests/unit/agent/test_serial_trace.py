@@ -15,8 +15,6 @@ from connector.serial_trace import (
 )
 from election import HistoryEntry
 
-pytestmark = pytest.mark.unit
-
 HISTORY = (
     HistoryEntry(7, "c1", "2026-12-02T10:00:00Z", "elected", to="2026-12-02T11:00:00Z"),
     HistoryEntry(8, "c2", "2026-12-02T11:00:00Z", "c1's session expired"),

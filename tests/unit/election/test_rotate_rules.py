@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from kazoo.security import make_acl, make_digest_acl
 
 from election._acl import member_acl
@@ -13,8 +12,6 @@ from election._rotate import (
     with_new_entry,
     without_old_entries,
 )
-
-pytestmark = pytest.mark.unit
 
 ADMIN = make_digest_acl("pfxha-admin", "admin-pw", all=True)
 WORLD = make_acl("world", "anyone", read=True)
