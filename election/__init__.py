@@ -30,7 +30,13 @@ from election._acl import (
 from election._config import ElectionConfig
 from election._elector import Elector
 from election._epoch import MAX_EPOCH, parse_epoch
-from election._errors import ConfigError, ElectionError, NotAuthorizedError, SwitchoverError
+from election._errors import (
+    ConfigError,
+    ElectionError,
+    NotAuthorizedError,
+    RotationError,
+    SwitchoverError,
+)
 from election._history import HISTORY_LENGTH, read_history
 from election._model import (
     ClusterStatus,
@@ -44,6 +50,7 @@ from election._model import (
     SwitchoverRequest,
 )
 from election._paths import ClusterPaths
+from election._rotate import begin_rotation, finish_rotation
 from election._status import (
     open_client,
     pause_cluster,
@@ -73,10 +80,13 @@ __all__ = [
     "PauseInfo",
     "RevokeReport",
     "Role",
+    "RotationError",
     "SwitchoverError",
     "SwitchoverRequest",
     "YieldBudget",
     "acl_problem",
+    "begin_rotation",
+    "finish_rotation",
     "grant_member",
     "layout_acl",
     "open_client",

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ElectionError", "NotAuthorizedError", "SwitchoverError"]
+__all__ = [
+    "ConfigError",
+    "ElectionError",
+    "NotAuthorizedError",
+    "RotationError",
+    "SwitchoverError",
+]
 
 
 class ElectionError(Exception):
@@ -25,3 +31,7 @@ class NotAuthorizedError(ElectionError):
 
 class SwitchoverError(ElectionError):
     """A switchover request was refused (unknown or ineligible target, no leader)."""
+
+
+class RotationError(ElectionError):
+    """A password rotation step was refused: finishing would lock a member out."""

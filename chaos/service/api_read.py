@@ -89,13 +89,18 @@ def read_router(store: Store, auth: AuthPolicy) -> APIRouter:
     def requests(
         state: m.RequestState | None = None,
         device_id: m.Id | None = None,
+        serial: str | None = Query(default=None, max_length=100),
         limit: int = Query(default=10_000, ge=1, le=_MAX_ROWS),
     ) -> list[m.RequestOut]:
-        """Every request (all states) with its certificate, revocation and timestamps."""
+        """Every request (all states) with its certificate, revocation and timestamps.
+
+        ``serial``: the request whose certificate has that serial (``connector`` and
+        ``epoch`` say who uploaded it under which leadership: ``pfxha history --serial``).
+        """
         rows = store.db.query(
             "SELECT * FROM requests WHERE (? IS NULL OR state = ?) "
-            "AND (? IS NULL OR device_id = ?) ORDER BY seq LIMIT ?",
-            (state, state, device_id, device_id, limit),
+            "AND (? IS NULL OR device_id = ?) AND (? IS NULL OR serial = ?) ORDER BY seq LIMIT ?",
+            (state, state, device_id, device_id, serial, serial, limit),
         )
         return [m.RequestOut.from_row(r) for r in rows]
 
@@ -130,11 +135,13 @@ def read_router(store: Store, auth: AuthPolicy) -> APIRouter:
     @router.get("/revocations", response_model=list[m.RevocationOut])
     def revocations(
         state: m.RevocationState | None = None,
+        serial: str | None = Query(default=None, max_length=100),
         limit: int = Query(default=10_000, ge=1, le=_MAX_ROWS),
     ) -> list[m.RevocationOut]:
         rows = store.db.query(
-            "SELECT * FROM revocations WHERE (? IS NULL OR state = ?) ORDER BY seq LIMIT ?",
-            (state, state, limit),
+            "SELECT * FROM revocations WHERE (? IS NULL OR state = ?) "
+            "AND (? IS NULL OR serial = ?) ORDER BY seq LIMIT ?",
+            (state, state, serial, serial, limit),
         )
         return [m.RevocationOut.from_row(r) for r in rows]
 

@@ -449,6 +449,7 @@ class RevocationOut(Strict):
     created_at: str
     done_at: str | None
     done_epoch: int | None
+    done_by: str | None = None  # the connector that confirmed it
 
 
 class ConnectorOut(Strict):

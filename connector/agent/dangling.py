@@ -132,6 +132,8 @@ def _settle_one(item: Dangling, ctx: Any) -> bool:
                 serial=upload.serial,
                 ca=upload.ca_name,
                 why=exc.reason,
+                connector=ctx.name,
+                epoch=item.epoch,
             )
             return True
         emit(
@@ -140,6 +142,7 @@ def _settle_one(item: Dangling, ctx: Any) -> bool:
             request_id=item.request_id,
             serial=upload.serial,
             ca=upload.ca_name,
+            connector=ctx.name,
             epoch=item.epoch,
             retried=True,
         )
@@ -170,6 +173,8 @@ def _settle_one(item: Dangling, ctx: Any) -> bool:
                 ca=orphan.ca_name,
                 reason="superseded",
                 own_epoch=True,
+                connector=ctx.name,
+                epoch=ctx.fence.expected_epoch,
             )
     try:
         ctx.service.fail_request(

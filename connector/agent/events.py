@@ -6,7 +6,13 @@ ranges follow the Intune connector's (1000s issuance, 3000s revocation) plus
 
     from connector.agent.events import Event, emit
 
-    emit(log, Event.CERT_ISSUED, request_id="r1", serial="12", ca="primary", epoch=7)
+    emit(log, Event.CERT_ISSUED, request_id="r1", serial="12", ca="primary",
+         connector="c1", epoch=7)
+
+Every event of :data:`AUDIT_EVENTS` (issuance and revocation of one
+certificate) carries ``connector`` and ``epoch``: which member, under which
+leadership, did it. ``pfxha history --serial`` joins them with ZooKeeper's
+leadership history; ``tests/unit/test_audit_events.py`` checks every call site.
 
 Each record carries ``event_id``, ``event`` and the fields in ``record.fields``;
 :class:`JsonFormatter` writes one JSON object per line. Never pass key material
@@ -23,7 +29,7 @@ from typing import Any
 
 from connector.logevents import log_event
 
-__all__ = ["Event", "JsonFormatter", "emit"]
+__all__ = ["AUDIT_EVENTS", "Event", "JsonFormatter", "emit"]
 
 
 class Event(IntEnum):
@@ -37,6 +43,9 @@ class Event(IntEnum):
     CA_UNAVAILABLE = 1020
     CA_ALL_DOWN = 1021
     KEYPOOL_STARTED = 1030
+    # SIGHUP: a CA's auth material re-read (or the new one refused, the old kept).
+    CA_AUTH_RELOADED = 1040
+    CA_AUTH_RELOAD_REFUSED = 1041
     # 3000s: revocation
     REVOCATIONS_RECEIVED = 3000
     CERT_REVOKED = 3001
@@ -82,11 +91,28 @@ class Event(IntEnum):
     AGENT_STOPPED = 5299
 
 
+# The events that say what happened to one certificate (or revocation): each
+# names the connector and the epoch it acted under.
+AUDIT_EVENTS = frozenset(
+    {
+        Event.CERT_ISSUED,
+        Event.PFX_UPLOADED,
+        Event.CERT_REVOKED,
+        Event.REVOCATION_CONFIRMED,
+        Event.REVOCATION_DEFERRED,
+        Event.REVOCATION_FAILED,
+        Event.ORPHAN_FOUND,
+        Event.ORPHAN_REVOKED,
+        Event.UNDELIVERABLE_REVOKED,
+    }
+)
+
 _LEVELS: dict[Event, int] = {
     Event.REQUEST_FAILED: logging.WARNING,
     Event.REQUEST_DEFERRED: logging.WARNING,
     Event.CA_UNAVAILABLE: logging.WARNING,
     Event.CA_ALL_DOWN: logging.ERROR,
+    Event.CA_AUTH_RELOAD_REFUSED: logging.ERROR,
     Event.REVOCATION_DEFERRED: logging.WARNING,
     Event.REVOCATION_FAILED: logging.ERROR,
     Event.ORPHAN_FOUND: logging.WARNING,

@@ -323,6 +323,7 @@ class Executor:
                 self.late,
                 self.deps.issuer,
                 self.fence,
+                name=self.deps.name,
                 deadline=self.deadline,
                 is_retryable=self.deps.is_retryable,
             )
@@ -382,7 +383,15 @@ class Executor:
                 ready.append(task)
         for ca, count in put_off.items():
             # One line per CA and poll, not per task: a long outage would flood the log.
-            emit(log, Event.REVOCATION_DEFERRED, ca=ca, count=count, error="circuit open")
+            emit(
+                log,
+                Event.REVOCATION_DEFERRED,
+                ca=ca,
+                count=count,
+                error="circuit open",
+                connector=deps.name,
+                epoch=decision.epoch,
+            )
         if not ready:
             return
         fence = self._batch_fence(decision.epoch)
@@ -396,7 +405,9 @@ class Executor:
         except Exception:  # a router that cannot say: try the calls
             return {}
 
-    def _defer_revocation(self, task: Any, error: str, *, retryable: bool) -> None:
+    def _defer_revocation(
+        self, task: Any, error: str, *, retryable: bool, epoch: int | None
+    ) -> None:
         event = Event.REVOCATION_DEFERRED if retryable else Event.REVOCATION_FAILED
         emit(
             log,
@@ -405,6 +416,8 @@ class Executor:
             serial=task.serial,
             ca=task.ca_name,
             error=error,
+            connector=self.deps.name,
+            epoch=epoch,
         )
         self._count("revoke", "deferred" if retryable else "failed", "-", task.ca_name)
 
@@ -426,7 +439,9 @@ class Executor:
                 retryable = deps.is_retryable(exc)
                 if retryable:
                     unreachable.add(task.ca_name)
-                self._defer_revocation(task, str(exc), retryable=retryable)
+                self._defer_revocation(
+                    task, str(exc), retryable=retryable, epoch=fence.expected_epoch
+                )
                 continue
             emit(
                 log,
@@ -435,9 +450,18 @@ class Executor:
                 serial=task.serial,
                 ca=task.ca_name,
                 reason=task.reason,
+                connector=deps.name,
+                epoch=fence.expected_epoch,
             )
             deps.service.confirm_revocation(deps.name, fence.epoch(), task.id)
-            emit(log, Event.REVOCATION_CONFIRMED, revocation_id=task.id, request_id=task.request_id)
+            emit(
+                log,
+                Event.REVOCATION_CONFIRMED,
+                revocation_id=task.id,
+                request_id=task.request_id,
+                connector=deps.name,
+                epoch=fence.expected_epoch,
+            )
             done += 1
             self._count("revoke", "revoked", "-", task.ca_name)
             if deps.metrics is not None:

@@ -215,6 +215,8 @@ def _issue(
         serial=issued.serial,
         ca=issued.ca_name,
         template=template,
+        connector=ctx.name,
+        epoch=epoch,
     )
     if getattr(issued, "uncertain", ()):
         # An earlier attempt timed out after it was sent: that CA may have issued too.
@@ -245,6 +247,7 @@ def _issue(
         request_id=request.id,
         serial=issued.serial,
         ca=issued.ca_name,
+        connector=ctx.name,
         epoch=ctx.fence.expected_epoch,
     )
     return Outcome.DELIVERED, issued.ca_name
@@ -286,7 +289,13 @@ def _revoke_extras(ctx: IssueContext, request: Any, key: Any, issued: Any) -> No
             if not ctx.is_retryable(exc):
                 raise
             emit(
-                log, Event.REVOCATION_DEFERRED, serial=cert.serial, ca=cert.ca_name, error=str(exc)
+                log,
+                Event.REVOCATION_DEFERRED,
+                serial=cert.serial,
+                ca=cert.ca_name,
+                error=str(exc),
+                connector=ctx.name,
+                epoch=ctx.fence.expected_epoch,
             )
             continue
         emit(
@@ -297,6 +306,8 @@ def _revoke_extras(ctx: IssueContext, request: Any, key: Any, issued: Any) -> No
             ca=cert.ca_name,
             reason="superseded",
             duplicate_of=issued.serial,
+            connector=ctx.name,
+            epoch=ctx.fence.expected_epoch,
         )
 
 
@@ -310,7 +321,14 @@ def _hand_back(ctx: IssueContext, request: Any, exc: BaseException, retryable: b
     reason = f"CA {'unavailable' if retryable else 'refused'}: {exc}"[:500]
     ctx.service.fail_request(ctx.name, ctx.fence.epoch(), request.id, reason, retryable)
     event = Event.REQUEST_DEFERRED if retryable else Event.REQUEST_FAILED
-    emit(log, event, request_id=request.id, reason=reason)
+    emit(
+        log,
+        event,
+        request_id=request.id,
+        reason=reason,
+        connector=ctx.name,
+        epoch=ctx.fence.expected_epoch,
+    )
     return Outcome.DEFERRED if retryable else Outcome.FAILED
 
 
@@ -321,7 +339,13 @@ def _revoke_undeliverable(ctx: IssueContext, request: Any, issued: Any, why: str
     except Exception as exc:
         # The intent stays at the service: the next leader's reconciliation revokes it.
         emit(
-            log, Event.REVOCATION_DEFERRED, serial=issued.serial, ca=issued.ca_name, error=str(exc)
+            log,
+            Event.REVOCATION_DEFERRED,
+            serial=issued.serial,
+            ca=issued.ca_name,
+            error=str(exc),
+            connector=ctx.name,
+            epoch=ctx.fence.expected_epoch,
         )
         return
     emit(
@@ -331,4 +355,6 @@ def _revoke_undeliverable(ctx: IssueContext, request: Any, issued: Any, why: str
         serial=issued.serial,
         ca=issued.ca_name,
         why=why,
+        connector=ctx.name,
+        epoch=ctx.fence.expected_epoch,
     )

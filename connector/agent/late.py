@@ -123,6 +123,7 @@ def sweep_late(
     issuer: Issuer,
     fence: Fence,
     *,
+    name: str,
     deadline: Callable[[], float],
     is_retryable: Callable[[BaseException], bool],
 ) -> LateReport:
@@ -148,6 +149,8 @@ def sweep_late(
                 serial=orphan.serial,
                 ca=orphan.ca_name,
                 late=True,
+                connector=name,
+                epoch=fence.expected_epoch,
             )
             fence.epoch()
             try:
@@ -162,6 +165,8 @@ def sweep_late(
                     serial=orphan.serial,
                     ca=orphan.ca_name,
                     error=str(exc),
+                    connector=name,
+                    epoch=fence.expected_epoch,
                 )
                 continue
             report.revoked.append(orphan)
@@ -173,5 +178,7 @@ def sweep_late(
                 ca=orphan.ca_name,
                 reason=SUPERSEDED,
                 late=True,
+                connector=name,
+                epoch=fence.expected_epoch,
             )
     return report

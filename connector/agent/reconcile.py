@@ -139,6 +139,7 @@ def search_keys(
 def _revoke_orphans(
     issuer: Issuer,
     fence: Fence,
+    name: str,
     orphans: Sequence[OrphanRevocation],
     deadline: Callable[[], float],
     is_retryable: Callable[[BaseException], bool],
@@ -154,6 +155,8 @@ def _revoke_orphans(
             intent_epoch=orphan.intent_epoch,
             serial=orphan.serial,
             ca=orphan.ca_name,
+            connector=name,
+            epoch=fence.expected_epoch,
         )
         fence.epoch()
         try:
@@ -168,6 +171,8 @@ def _revoke_orphans(
                 serial=orphan.serial,
                 ca=orphan.ca_name,
                 error=str(exc),
+                connector=name,
+                epoch=fence.expected_epoch,
             )
             continue
         revoked.append(orphan)
@@ -178,6 +183,8 @@ def _revoke_orphans(
             serial=orphan.serial,
             ca=orphan.ca_name,
             reason=SUPERSEDED,
+            connector=name,
+            epoch=fence.expected_epoch,
         )
     return revoked, deferred
 
@@ -193,7 +200,7 @@ def _settle_intent(
     plan: Sequence[OrphanRevocation],
 ) -> tuple[Any, list[OrphanRevocation], list[OrphanRevocation]]:
     """Revoke one intent's orphans, then hand its request back: (intent, revoked, deferred)."""
-    revoked, deferred = _revoke_orphans(issuer, fence, plan, deadline, is_retryable)
+    revoked, deferred = _revoke_orphans(issuer, fence, name, plan, deadline, is_retryable)
     if deferred:
         # The intent stays in flight at the service, so the request is not
         # issued anew while its orphan is valid; the next sweep retries.

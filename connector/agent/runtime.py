@@ -1,7 +1,8 @@
 """Wiring a real connector from its configuration, and running it until a signal.
 
     config = load_config("connector.toml")
-    run(config)     # blocks; SIGTERM/SIGINT release the lease at once and return
+    run(config)     # blocks; SIGTERM/SIGINT release the lease at once and return;
+                    # SIGHUP re-reads the CAs' auth material (connector.agent.reload)
 
 :func:`build` assembles the pieces (service client, CA router over CFSSL,
 key pool, metrics and the /metrics /healthz /readyz server, the elector with
@@ -31,6 +32,7 @@ from connector.agent.loop import Agent
 from connector.agent.ports import Pki
 from connector.agent.probes import Probe, ReachProber, probe_of
 from connector.agent.reach import Reach, ca_target
+from connector.agent.reload import reload_in_background
 from connector.ca import CAError, CARouter, ca_from_dict, is_retryable
 from connector.config import ConnectorConfig
 from connector.health import HealthServer
@@ -354,12 +356,18 @@ class _LateLease:
 
 
 @contextlib.contextmanager
-def _signals(agent: Agent) -> Iterator[None]:
+def _signals(runtime: Runtime) -> Iterator[None]:
+    agent = runtime.agent
+
     def handler(signum: int, _frame: FrameType | None) -> None:
         emit(log, Event.RELEASED, reason=f"signal {signal.Signals(signum).name}", pending=True)
         agent.request_stop()
 
+    def reload(_signum: int, _frame: FrameType | None) -> None:
+        reload_in_background(runtime.router, runtime.config.cas)
+
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
     try:
         yield
     finally:
@@ -373,7 +381,7 @@ def run(config: ConnectorConfig, *, start_timeout_s: float = 60.0) -> None:
     # One line per HTTP request would drown the connector's own events.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    with _signals(runtime.agent), _renewal(config, runtime):
+    with _signals(runtime), _renewal(config, runtime):
         try:
             runtime.start(retry_for_s=start_timeout_s)
             runtime.serve()

@@ -41,6 +41,7 @@ from connector.ca._errors import (
 from connector.ca._factory import CA_KINDS, ca_from_dict
 from connector.ca._openbao import OpenBaoCA, colon_serial
 from connector.ca._profiles import STANDARD_PROFILES, CaProfile
+from connector.ca._reload import AuthMaterialError, ReloadOutcome, cfssl_material, openbao_material
 from connector.ca._retry import ISSUE_POLICY, RETRY_POLICIES, REVOKE_POLICY, RetryPolicy
 from connector.ca._revocation import ocsp_request_der, parse_crl, parse_ocsp_response
 from connector.ca._router import CARouter
@@ -65,6 +66,7 @@ __all__ = [
     "REVOCATION_REASONS",
     "REVOKE_POLICY",
     "STANDARD_PROFILES",
+    "AuthMaterialError",
     "CAAuthError",
     "CABadResponseError",
     "CAElectingError",
@@ -90,16 +92,19 @@ __all__ = [
     "OpenBaoCA",
     "PostgresCertDB",
     "ReconcileState",
+    "ReloadOutcome",
     "RetryPolicy",
     "SqliteCertDB",
     "aki_of",
     "ca_from_dict",
+    "cfssl_material",
     "colon_serial",
     "create_certdb",
     "is_retryable",
     "normalise_reason",
     "ocsp_request_der",
     "open_certdb",
+    "openbao_material",
     "parse_crl",
     "parse_ocsp_response",
     "redact_dsn",

@@ -64,6 +64,7 @@ from connector.ca._errors import (
     CAUnavailableError,
 )
 from connector.ca._profiles import STANDARD_PROFILES, CaProfile
+from connector.ca._reload import cfssl_material
 from connector.ca._revocation import parse_crl
 from connector.ca._types import CertStatus, IssuedCertificate, ReconcileState, normalise_reason
 from connector.pki.validate import validate_chain
@@ -140,11 +141,9 @@ class CfsslCA:
         self.crl_url = crl_url
         self.profiles = dict(profiles if profiles is not None else STANDARD_PROFILES)
         self.timeout = timeout
-        self._http = httpx.Client(
-            timeout=timeout,
-            transport=transport or aborting_transport(verify=verify),
-            verify=verify,
-        )
+        self._transport = transport
+        self._http = self._client(verify)
+        self._retired: list[httpx.Client] = []  # replaced by reload_auth, closed at close()
 
     @classmethod
     def from_dict(
@@ -186,8 +185,30 @@ class CfsslCA:
     def certificate(self) -> x509.Certificate:
         return self._certificate
 
+    def _client(self, verify: ssl.SSLContext | bool) -> httpx.Client:
+        # Connections given up on abort (RST): held bytes die with them (connector/ca/_abort.py).
+        transport = self._transport or aborting_transport(verify=verify)
+        return httpx.Client(timeout=self.timeout, transport=transport, verify=verify)
+
+    def reload_auth(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
+        """Re-read ``auth_key_file`` and the client pair of ``spec``; swap only if valid.
+
+        :class:`~connector.ca.AuthMaterialError` names the refused setting (the old
+        material stays). Calls already under way finish on the old client; the next
+        one uses the new material. Returns the settings re-read.
+        """
+        material = cfssl_material(spec)
+        http = self._client(material.verify)
+        if material.auth_key is not None:
+            self._auth_key = material.auth_key
+        self._http, old = http, self._http
+        self._retired.append(old)
+        return material.settings
+
     def close(self) -> None:
         self._http.close()
+        for old in self._retired:
+            old.close()
 
     def __repr__(self) -> str:
         return f"CfsslCA({self._name!r}, {self.url!r})"

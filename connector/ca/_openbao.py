@@ -65,9 +65,11 @@ from connector.ca._errors import (
     CANotFoundError,
     CAPermanentError,
     CARequestRejectedError,
+    CARetryableError,
     CAUnavailableError,
 )
 from connector.ca._profiles import STANDARD_PROFILES, CaProfile
+from connector.ca._reload import AuthMaterialError, openbao_material
 from connector.ca._revocation import ocsp_request_der, parse_crl, parse_ocsp_response
 from connector.ca._types import CertStatus, IssuedCertificate, ReconcileState, normalise_reason
 from connector.pki.keys import KeyPolicyError, public_key_id
@@ -208,6 +210,26 @@ class OpenBaoCA:
     @property
     def ocsp_url(self) -> str:
         return f"{self.urls[self._preferred]}/v1/{self.mount}/ocsp"
+
+    def reload_auth(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
+        """Re-read ``role_id_file`` and ``secret_id_file``; swap only if they log in.
+
+        Refused (:class:`~connector.ca.AuthMaterialError`, old credentials kept): a
+        file missing, empty or not 0600, or a login with the new pair that OpenBao
+        refuses. A cluster that cannot be reached cannot say: the new pair is taken
+        (the next call logs in with it). Returns the settings re-read.
+        """
+        credentials = openbao_material(spec)
+        try:
+            token: Token | None = self._login(self.timeout, credentials)
+        except CAAuthError as exc:
+            raise AuthMaterialError("secret_id_file", f"OpenBao refused it: {exc}") from None
+        except CARetryableError:
+            token = None  # unverified: the next call logs in with it
+        with self._token_lock:
+            self._credentials = credentials
+            self._token = token
+        return ("role_id_file", "secret_id_file")
 
     def close(self) -> None:
         self._http.close()
@@ -358,11 +380,12 @@ class OpenBaoCA:
             renewable=bool(auth.get("renewable")),
         )
 
-    def _login(self, timeout: float | None) -> Token:
+    def _login(self, timeout: float | None, credentials: AppRoleCredentials | None = None) -> Token:
         started = self._clock()
-        mount = self._credentials.mount
+        credentials = credentials or self._credentials
+        mount = credentials.mount
         reply = self._send(
-            "POST", f"auth/{mount}/login", timeout=timeout, json=self._credentials.login_body()
+            "POST", f"auth/{mount}/login", timeout=timeout, json=credentials.login_body()
         )
         if reply.status_code >= 400:
             raise CAAuthError(

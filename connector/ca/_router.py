@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -47,6 +48,7 @@ from connector.ca._errors import (
     CAUnavailableError,
     NoCAAvailableError,
 )
+from connector.ca._reload import AuthMaterialError, ReloadOutcome
 from connector.ca._retry import RETRY_POLICIES, RetryPolicy
 from connector.ca._types import (
     CertStatus,
@@ -355,6 +357,25 @@ class CARouter:
         except CAError:
             return False
         return True
+
+    def reload_auth(self, specs: Mapping[str, Mapping[str, Any]]) -> list[ReloadOutcome]:
+        """Each CA re-reads its auth material from ``specs[name]`` (SIGHUP).
+
+        A CA whose new material is refused keeps the old (the outcome names the
+        setting); the others are reloaded all the same.
+        """
+        outcomes = []
+        for name, ca in self.cas.items():
+            reload = getattr(ca, "reload_auth", None)
+            if name not in specs or not callable(reload):
+                continue
+            try:
+                settings = reload(specs[name])
+            except AuthMaterialError as exc:
+                outcomes.append(ReloadOutcome(name, refused=exc.setting, reason=exc.reason))
+                continue
+            outcomes.append(ReloadOutcome(name, tuple(settings)))
+        return outcomes
 
     def close(self) -> None:
         for ca in self.cas.values():

@@ -36,6 +36,7 @@ _LOCAL_COMMANDS: dict[str, str] = {
     "show-config": "connector.cli._cluster:show_config",
     "grant-member": "connector.cli._members:grant",
     "revoke-member": "connector.cli._members:revoke",
+    "rotate-zk-auth": "connector.cli._members:rotate_zk_auth",
 }
 
 

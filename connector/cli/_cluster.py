@@ -3,15 +3,18 @@
     pfxha pause   --hosts H --cluster C --auth-file FILE [--reason TEXT]
     pfxha resume  --hosts H --cluster C --auth-file FILE [--wait 10]
     pfxha history --hosts H --cluster C [--json]
+    pfxha history --hosts H --cluster C --serial X [--service URL --admin-token-file F] [--log F]
     pfxha show-config --hosts H --cluster C [--json]
 
 ``pause`` creates ``/pfxha/<C>/pause``: the leader keeps leading, no standby
 takes over (a crashed leader is reported, event 5050, and not replaced),
 ``status`` says so and ``pfxha drill`` refuses to run. ``resume`` deletes it and
 waits for a leader. ``history`` lists every kept leadership (epoch, member,
-from, to, reason) from ``/pfxha/<C>/history``. ``show-config`` lists each
-member's version and configuration digest (from its member node) and marks the
-ones that differ from the most common. All take the options every cluster
+from, to, reason) from ``/pfxha/<C>/history``; with ``--serial`` it answers who
+issued (or revoked) that certificate under which leadership
+(:mod:`connector.cli._serial`). ``show-config`` lists each member's version
+and configuration digest (from its member node) and marks the ones that
+differ from the most common. All take the options every cluster
 command shares (:mod:`connector.cli._zk`).
 """
 
@@ -20,13 +23,17 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from connector.cli._members import _secret
+from connector.cli._serial import print_trace, service_records
 from connector.cli._status import wait_for_leader
 from connector.cli._zk import ZkTarget, cluster_command, connect
+from connector.serial_trace import SerialRecord, parse_serial
 from election import (
     MemberInfo,
     pause_cluster,
@@ -89,10 +96,65 @@ def resume(target: ZkTarget, wait: float) -> None:
 @click.command()
 @cluster_command
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def history(target: ZkTarget, as_json: bool) -> None:
-    """Every kept leadership, oldest first: epoch, member, from, to, reason."""
+@click.option(
+    "--serial",
+    default=None,
+    help="Who issued/revoked this certificate serial (decimal, 0x hex or aa:bb), "
+    "under which leadership: needs --service and/or --log.",
+)
+@click.option("--service", "service_url", default=None, help="The service's URL (with --serial).")
+@click.option(
+    "--admin-token-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="0600 file with the service's admin token (with --service).",
+)
+@click.option(
+    "--service-ca-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="CA that verifies the service's TLS certificate (with --service).",
+)
+@click.option(
+    "--log",
+    "logs",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A connector's JSON log to search for the serial's events (repeatable).",
+)
+def history(
+    target: ZkTarget,
+    as_json: bool,
+    serial: str | None,
+    service_url: str | None,
+    admin_token_file: Path | None,
+    service_ca_file: Path | None,
+    logs: tuple[Path, ...],
+) -> None:
+    """Every kept leadership, oldest first: epoch, member, from, to, reason.
+
+    With --serial: which connector issued (or revoked) that certificate, under
+    which epoch, and that epoch's leadership.
+    """
+    service: list[SerialRecord] = []
+    if serial is not None:
+        try:
+            number = parse_serial(serial)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--serial") from None
+        if service_url is None and not logs:
+            raise click.UsageError("--serial needs --service URL and/or --log FILE")
+        if service_url is not None:
+            token = _secret(admin_token_file, "--admin-token-file") if admin_token_file else None
+            verify: str | bool = str(service_ca_file) if service_ca_file else True
+            service = service_records(
+                service_url, number, token=token, verify=verify, timeout=target.timeout
+            )
     with connect(target) as client:
         entries = read_history(client, target.cluster)
+    if serial is not None:
+        print_trace(serial, entries, service=service, logs=logs, as_json=as_json)
+        return
     if as_json:
         click.echo(json.dumps([e.to_dict() for e in entries], indent=2))
         return

@@ -5,6 +5,8 @@
     pfxha revoke-member c2 --hosts zk1:2181 --cluster prod \\
         --auth-file /etc/pfxha/credentials/zk-admin \\
         [--service https://svc:8443 --admin-token-file F --service-ca-file F]
+    pfxha rotate-zk-auth c1 --new-password-file F --phase begin|finish [--force] \\
+        --hosts zk1:2181 --cluster prod --auth-file /etc/pfxha/credentials/zk-admin
 
 ``--auth-file`` holds ``USER:PASSWORD`` of the operator's ZooKeeper **admin**
 identity (0600): the only one with ADMIN on the cluster's nodes, so the only
@@ -15,7 +17,10 @@ every ACL, deletes its member, election and leader nodes (a leader loses the
 lease at once), and with ``--service`` revokes its certificate at the
 service too (403 on every later call: its agent leaves the election). Its CA
 access is the CA hosts' to remove (its CN out of ``cfssl serve
--mutual-tls-cn``, docs/pki.md): the command says so.
+-mutual-tls-cn``, docs/pki.md): the command says so. ``rotate-zk-auth`` changes
+a member's password without lockout (:mod:`election._rotate`): ``begin`` makes
+the new password valid next to the old one, the member is restarted with the
+new file, ``finish`` removes the old one once that process has been replaced.
 """
 
 from __future__ import annotations
@@ -28,9 +33,18 @@ import httpx
 
 from connector.cli._zk import ZkTarget, cluster_command, connect
 from connector.identity import InsecureFileError, check_private_file
-from election import ClusterPaths, grant_member, layout_acl, provision, revoke_member
+from election import (
+    ClusterPaths,
+    RotationError,
+    begin_rotation,
+    finish_rotation,
+    grant_member,
+    layout_acl,
+    provision,
+    revoke_member,
+)
 
-__all__ = ["grant", "revoke"]
+__all__ = ["grant", "revoke", "rotate_zk_auth"]
 
 
 def _file_option(
@@ -126,3 +140,49 @@ def revoke(
         f"CA access: remove {name} from every issuing CA's -mutual-tls-cn and restart it "
         "(docs/pki.md, 'Mutual TLS to the CA')"
     )
+
+
+@click.command("rotate-zk-auth")
+@click.argument("name")
+@_file_option(
+    "--new-password-file",
+    "0600 file with the member's new ZooKeeper password (its next auth_password_file).",
+    required=True,
+)
+@click.option(
+    "--phase",
+    type=click.Choice(["begin", "finish"]),
+    required=True,
+    help="begin: old and new password both valid; finish: only the new one (after the "
+    "member was restarted with it).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="finish although the member still runs the process from before begin.",
+)
+@cluster_command
+def rotate_zk_auth(
+    target: ZkTarget, name: str, new_password_file: Path, phase: str, force: bool
+) -> None:
+    """Change member NAME's ZooKeeper password with no moment where it is locked out."""
+    admin = _admin(target)
+    password = _secret(new_password_file, "--new-password-file")
+    paths = ClusterPaths(target.cluster)
+    with connect(target) as client:
+        try:
+            if phase == "begin":
+                changed = begin_rotation(client, paths, name, password, admin_user=admin[0])
+            else:
+                changed = finish_rotation(client, paths, name, password, force=force)
+        except RotationError as exc:
+            raise click.ClickException(f"rotate-zk-auth {name} --phase {phase}: {exc}") from None
+    where = ", ".join(changed) or "no node (already done)"
+    if phase == "begin":
+        click.echo(f"{name}: old and new password both valid on {where}")
+        click.echo(
+            f"next: put the new password in {name}'s auth_password_file and restart it "
+            "(the leader after `pfxha switchover`), then run --phase finish"
+        )
+    else:
+        click.echo(f"{name}: only the new password is valid on {where}")

@@ -7,6 +7,7 @@ has seen them); a fresh fleet of connector processes per test.
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import subprocess
 import time
@@ -157,12 +158,50 @@ def openssl_verify(tmp_path: Path, lab: CfsslLab, delivered: Any) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def assert_history_traces_serial(
+    fleet: ConnectorFleet, zk_hosts: str, service: ServiceProcess, row: dict[str, Any]
+) -> None:
+    """Issue 17: ``pfxha history --serial``: serial -> connector, epoch (service and the
+    leader's log) -> that epoch's leadership in ZooKeeper's history, all the same member.
+
+    Part of the first test below (its fleet has issued already: no fleet of its own).
+    """
+    from click.testing import CliRunner
+
+    from connector.cli import root
+
+    leader, epoch = fleet.leader()  # type: ignore[misc]
+    # The service marks the request issued before its answer reaches the connector,
+    # which logs 1003 after it: wait for that line, not for time.
+    uploaded = f'"event_id": 1003, "event": "pfx_uploaded", "request_id": "{row["id"]}"'
+    wait_until(
+        lambda: any(uploaded in line for line in fleet.log_lines(leader)), 10, "event 1003 logged"
+    )
+    args = ["history", "--hosts", zk_hosts, "--cluster", CLUSTER, "--json"]
+    args += ["--serial", hex(int(row["serial"])), "--service", service.url]
+    args += ["--log", str(fleet.log_path(leader))]
+    result = CliRunner().invoke(root, args)
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.output)["records"]
+    assert {(r["source"].split()[0], r["what"]) for r in records} >= {
+        ("service", "uploaded"),
+        ("log", "cert_issued"),
+        ("log", "pfx_uploaded"),
+    }
+    for record in records:
+        assert (record["connector"], record["epoch"], record["note"]) == (leader, epoch, "")
+        assert record["leadership"]["name"] == leader
+        assert record["leadership"]["epoch"] == epoch
+
+
 def test_one_active_devices_get_pfx_that_open_and_chain_to_the_root(
     fleet: ConnectorFleet,
     tenant: Tenant,
     admin: httpx.Client,
     cfssl_cas: CfsslLab,
     tmp_path: Path,
+    zk_ensemble: ZooKeeperEnsemble,
+    service: ServiceProcess,
 ) -> None:
     leader = fleet.wait_for_leader()
     devices = tenant.enroll(4)
@@ -175,6 +214,7 @@ def test_one_active_devices_get_pfx_that_open_and_chain_to_the_root(
     assert [n for n, c in listed.items() if c["role"] == "active"] == [leader]
     assert all(c["health"] == "healthy" for c in listed.values())
     assert {r["epoch"] for r in rows} == {fleet.leader()[1]}  # type: ignore[index]
+    assert_history_traces_serial(fleet, zk_ensemble.hosts, service, rows[0])
 
     for device in devices:
         delivered = checkin(admin, device)

@@ -153,3 +153,74 @@ def test_the_cli_grants_and_revokes_members(
     refused = runner.invoke(root, ["revoke-member", "c1", *where[:4], "--auth-file", str(loose)])
     assert refused.exit_code != 0
     assert "chmod 600" in refused.output
+
+
+def test_a_password_rotation_locks_no_member_out(
+    pool: Pool, zk_client: ClientFactory, tmp_path: Path
+) -> None:
+    """Issue 17: begin -> old and new both valid; the old elector keeps leading; finish is
+    refused while it runs; restarted with the new password it rejoins; finish -> old gone."""
+    from click.testing import CliRunner
+
+    from connector.cli import root
+
+    admin = _provisioned(pool, zk_client)
+    paths = ClusterPaths(pool.cluster)
+    files = {"admin": ":".join(ADMIN), "new": "pw-c1-new"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o600)
+
+    def rotate(phase: str) -> tuple[int, str]:
+        args = ["rotate-zk-auth", "c1", "--new-password-file", str(tmp_path / "new")]
+        args += ["--phase", phase, "--hosts", pool.hosts, "--cluster", pool.cluster]
+        result = CliRunner().invoke(root, [*args, "--auth-file", str(tmp_path / "admin")])
+        return result.exit_code, result.output
+
+    pool.add("c2", auth_digest=("c2", PASSWORDS["c2"]))
+    assert pool.wait_leader() == "c2"
+    pool.add("c1", auth_digest=("c1", PASSWORDS["c1"]))
+    wait_for(
+        lambda: {m.name for m in read_cluster_status(admin, pool.cluster).members} >= {"c1"},
+        timeout=5,
+        what="c1 registered",
+    )
+    first, again = rotate("begin"), rotate("begin")
+    assert first[0] == 0
+    assert paths.epoch in first[1]
+    assert again[0] == 0
+    assert "no node (already done)" in again[1]  # idempotent
+    for password in (PASSWORDS["c1"], files["new"]):  # both identities may write
+        with open_client(pool.hosts, auth_digest=("c1", password)) as c1:
+            c1.set(paths.members, b"")
+    # The elector connected with the old password keeps working: it takes over
+    # (election, epoch, history and leader writes) after the leader leaves.
+    pool.electors["c2"].stop()
+    assert pool.wait_leader(exclude="c2") == "c1"
+    old_epoch = pool.electors["c1"].fresh_epoch()
+    pool.add("c2", auth_digest=("c2", PASSWORDS["c2"]))
+    code, output = rotate("finish")
+    assert code != 0
+    assert "still runs the process" in output
+    # c1 switches: stopped (the lease goes to c2), started again with the new password.
+    pool.electors["c1"].stop()
+    assert pool.wait_leader(exclude="c1") == "c2"
+    pool.add("c1", auth_digest=("c1", files["new"]))
+    wait_for(
+        lambda: {m.name for m in read_cluster_status(admin, pool.cluster).members} >= {"c1"},
+        timeout=5,
+        what="c1 registered with the new password",
+    )
+    assert rotate("finish")[0] == 0
+    with (
+        open_client(pool.hosts, auth_digest=("c1", PASSWORDS["c1"])) as stale,
+        pytest.raises(NoAuthError),
+    ):
+        stale.set(paths.members, b"")
+    # The new identity does everything a leader does, after the old one is gone.
+    pool.electors["c2"].stop()
+    assert pool.wait_leader(exclude="c2") == "c1"
+    new_epoch = pool.electors["c1"].fresh_epoch()
+    assert new_epoch is not None
+    assert old_epoch is not None
+    assert new_epoch > old_epoch

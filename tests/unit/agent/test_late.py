@@ -82,6 +82,7 @@ def _sweep(watch: LateWatch, cas: CAs, epoch: int | None = 9) -> Any:
         watch,
         cas,  # type: ignore[arg-type]
         fence,
+        name="c1",
         deadline=lambda: 0.0,
         is_retryable=is_retryable,
     )
