@@ -79,6 +79,11 @@ def _leaderships(client: KazooClient) -> list[tuple[int, str]]:
     return [(entry.epoch, entry.name) for entry in read_history(client, CLUSTER)]
 
 
+def _leaderships_at(zk: ZooKeeperEnsemble) -> list[tuple[int, str]]:
+    with open_client(zk.hosts) as client:
+        return _leaderships(client)
+
+
 def _cli(*args: str) -> str:
     result = CliRunner().invoke(root, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -123,12 +128,13 @@ def test_rolling_upgrade_loses_no_request_and_hands_over_once(
     prefix = unique("ru")
     Tenant(admin, prefix=prefix, template="user-auth", key_type="p256").create_profile()
     rows_of = Tenant(admin, prefix=prefix, template="user-auth", key_type="p256")
-    leader = fleet.wait_for_leader()
+    fleet.wait_for_leader()
     assert set(_versions(zk_single).values()) == {OLD}
     started = time.monotonic()
     with open_client(zk_single.hosts) as client, Workload(service, prefix) as workload:
         before = _leaderships(client)
-        first_epoch = before[-1][0]
+        first_epoch, leader = before[-1]
+        assert fleet.leader(client) == (leader, first_epoch)
         standbys = [n for n in fleet.names if n != leader]
         steps: dict[str, list[tuple[int, str]]] = {}
 
@@ -150,8 +156,10 @@ def test_rolling_upgrade_loses_no_request_and_hands_over_once(
 
         for name in standbys:
             upgrade(name)
-            assert steps[name] == [], f"restarting standby {name} changed the leadership"
-            assert fleet.leader(client) == (leader, first_epoch)
+            # Nothing handed over: at most the leader itself resumed its lease with a
+            # new epoch (a connection blip on a loaded machine), never another member.
+            assert {n for _, n in steps[name]} <= {leader}, steps
+            assert fleet.leader(client)[0] == leader  # type: ignore[index]
 
         # The leader last: hand over to an upgraded standby, then upgrade it as a standby.
         target = standbys[0]
@@ -164,10 +172,15 @@ def test_rolling_upgrade_loses_no_request_and_hands_over_once(
     upgrade_s = time.monotonic() - started
     assert workload.error is None, repr(workload.error)
 
-    # One leadership change for the whole upgrade: the switchover, to the target.
-    assert steps["switchover"] == [(first_epoch + 1, target)]
-    assert steps[leader] == []
-    assert fleet.leader() == (target, first_epoch + 1)
+    # One change of leader for the whole upgrade: the switchover, to the target.
+    assert [n for _, n in steps["switchover"]][:1] == [target], steps
+    assert {n for _, n in steps["switchover"] + steps[leader]} == {target}, steps
+    after = _leaderships_at(zk_single)[len(before) :]
+    changes = [n for i, (_, n) in enumerate(after) if n != ([leader] + [m for _, m in after])[i]]
+    assert changes == [target], after
+    last_epoch, last_name = after[-1]
+    assert fleet.leader() == (last_name, last_epoch)
+    assert last_name == target
     assert _versions(zk_single) == {name: NEW for name in fleet.names}
     drift = _cli("show-config", "--hosts", zk_single.hosts, "--cluster", CLUSTER)
     assert "all 3 members run the same version and configuration" in drift
@@ -176,9 +189,9 @@ def test_rolling_upgrade_loses_no_request_and_hands_over_once(
     # each device holds exactly one unrevoked certificate, the delivered one.
     rows = wait_issued(rows_of, workload.enrolled, fleet=fleet)
     assert len(rows) == workload.enrolled
-    assert {r["epoch"] for r in rows} <= {first_epoch, first_epoch + 1}
+    assert {r["epoch"] for r in rows} <= {first_epoch} | {e for e, _ in after}
     orphans = assert_one_unrevoked_per_request(cfssl_cas, rows)
     print(
         f"rolling upgrade: {len(rows)} requests issued, {orphans} revoked orphans, "
-        f"upgrade {upgrade_s:.1f}s"
+        f"leaderships during it {after}, upgrade {upgrade_s:.1f}s"
     )
