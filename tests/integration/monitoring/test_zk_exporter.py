@@ -1,11 +1,15 @@
 """`pfxha zk-exporter` against a real 3-node ZooKeeper: what it exposes, a stopped server.
 
-The exporter runs as the operator runs it (its own process, the CLI); the test
-scrapes its /metrics like Prometheus would and parses the exposition.
+The exporter runs as the operator runs it: its own process, the CLI, and, where
+the system python3 has seccomp (scripts/unit_seccomp.py, as
+tests/integration/deploy/test_systemd_seccomp.py uses it), under the
+system-call filter of deploy/systemd/pfxha-zk-exporter.service. The test scrapes
+its /metrics like Prometheus would and parses the exposition.
 """
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +26,21 @@ from chaos.launch._process import free_port
 from chaos.launch.zookeeper import ZooKeeperEnsemble
 
 pytestmark = pytest.mark.timeout(120)
+
+ROOT = Path(__file__).resolve().parents[3]
+UNIT = ROOT / "deploy" / "systemd" / "pfxha-zk-exporter.service"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _under_the_units_filter() -> list[str]:
+    """The seccomp launcher's argv prefix when it can run here, else nothing."""
+    if shutil.which("systemd-analyze") is None or not Path(SYSTEM_PYTHON).exists():
+        return []
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import seccomp"], capture_output=True)
+    if probe.returncode != 0:
+        return []
+    return [SYSTEM_PYTHON, str(ROOT / "scripts" / "unit_seccomp.py"), str(UNIT), "--"]
+
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -44,7 +63,8 @@ def exporter(zk_ensemble_healed: ZooKeeperEnsemble, tmp_path: Path) -> Iterator[
     """The exporter's /metrics URL; the process is stopped with SIGTERM and must exit 0."""
     port = free_port()
     log = (tmp_path / "zk-exporter.log").open("w")
-    argv = [sys.executable, "-c", "from connector.cli import main; main()", "zk-exporter"]
+    argv = _under_the_units_filter()
+    argv += [sys.executable, "-c", "from connector.cli import main; main()", "zk-exporter"]
     argv += ["--hosts", zk_ensemble_healed.hosts, "--listen", f"127.0.0.1:{port}"]
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/metrics"
