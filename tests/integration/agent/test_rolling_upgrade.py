@@ -16,9 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from kazoo.client import KazooClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from chaos.bench._tenant import Tenant
 from chaos.launch import wait_for
@@ -184,6 +186,15 @@ def test_rolling_upgrade_loses_no_request_and_hands_over_once(
     assert _versions(zk_single) == {name: NEW for name in fleet.names}
     drift = _cli("show-config", "--hosts", zk_single.hosts, "--cluster", CLUSTER)
     assert "all 3 members run the same version and configuration" in drift
+    for name in fleet.names:  # and what Prometheus scrapes (the dashboard's versions table)
+        text = httpx.get(fleet.metrics_url(name) + "/metrics", timeout=5).text
+        [info] = [
+            sample.labels
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "pfxha_connector_build_info"
+        ]
+        assert (info["name"], info["version"]) == (name, NEW)
 
     # Zero requests lost: every request enrolled during the upgrade is issued, and
     # each device holds exactly one unrevoked certificate, the delivered one.
