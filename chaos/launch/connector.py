@@ -6,6 +6,7 @@
     leader = fleet.wait_for_leader()       # "c2": from ZooKeeper's /leader, not their word
     fleet.kill(leader)                     # SIGKILL; also stop / pause / resume / start
     fleet.metrics_url("c1")                # http://127.0.0.1:PORT/metrics
+    fleet.restart("c1", version="0.2.0")   # SIGTERM, then start again as release 0.2.0
     fleet.stop()
 
     # Each connector through its own links (chaos.launch.links): per-connector URLs.
@@ -16,6 +17,11 @@ Each connector gets ``<dir>/<name>/connector.toml`` plus its secrets (the CA
 auth keys) in 0600 files beside it, and logs JSON lines to
 ``<dir>/<name>/connector.log``. ``loop`` overrides go into ``[loop]``
 (e.g. ``{"poll_wait_s": 0.2}``).
+
+``restart(name, version=...)`` is the lab's stand-in for installing another
+release: the same code, started with ``connector._version.__version__`` set to
+``version`` before anything reads it, so the member node, ``pfxha status``,
+``show-config`` and ``pfxha_connector_build_info`` report that release.
 """
 
 from __future__ import annotations
@@ -35,6 +41,13 @@ from election import open_client, read_cluster_status
 __all__ = ["ConnectorEndpoints", "ConnectorFleet", "render_config", "toml_value"]
 
 _ENTRY = "from connector.cli import main; main()"
+
+
+def _entry(version: str | None) -> str:
+    """The ``python -c`` program of a connector; with ``version``, reporting that release."""
+    if version is None:
+        return _ENTRY
+    return f"import connector._version as v; v.__version__ = {version!r}; {_ENTRY}"
 
 
 def toml_value(value: Any) -> str:
@@ -199,6 +212,7 @@ class ConnectorFleet:
             name: 9464 if name in self.placement else free_port() for name in self.names
         }
         self._procs: dict[str, ManagedProcess] = {}
+        self._versions: dict[str, str] = {}
 
     # -- files ----------------------------------------------------------------
 
@@ -289,7 +303,8 @@ class ConnectorFleet:
         proc = self._procs.get(name)
         if proc is None:
             config = self.write_config(name)
-            argv = [sys.executable, "-c", _ENTRY, "connector", "run", "--config", str(config)]
+            entry = _entry(self._versions.get(name))
+            argv = [sys.executable, "-c", entry, "connector", "run", "--config", str(config)]
             argv += ["--log-format", "json"]
             if name in self.placement:
                 argv = self.placement[name].wrap(argv)
@@ -322,6 +337,25 @@ class ConnectorFleet:
                 return False
 
         wait_for(serving, timeout=timeout, what=f"connector {name} serving /healthz")
+
+    def restart(
+        self,
+        name: str,
+        *,
+        version: str | None = None,
+        grace: float = 10.0,
+        timeout: float = 30.0,
+    ) -> None:
+        """Stop ``name`` gracefully (SIGTERM: a leader hands its lease over) and start it
+        again, as an upgrade does; ``version``: the release the new process reports.
+
+        Waits until the new process serves ``/healthz``; its log continues the old one.
+        """
+        self.stop(name, grace=grace)
+        self._procs.pop(name, None)
+        if version is not None:
+            self._versions[name] = version
+        self.start(name, timeout=timeout)
 
     def pid(self, name: str) -> int | None:
         return self.process(name).pid

@@ -2,7 +2,7 @@
 
 The root group lives here; each area contributes its commands as a module of
 this package (``connector``, ``status``, ``switchover``, ``pause``,
-``resume``, ``history``). Packages that sit
+``resume``, ``history``, ``zk-exporter``). Packages that sit
 above ``connector`` in the layering (``chaos``: ``service``, ``lab``, ``drill``,
 ``bench``) contribute theirs through the ``pfxha.commands`` entry-point group,
 so that ``connector`` never imports ``chaos``::
@@ -37,6 +37,7 @@ _LOCAL_COMMANDS: dict[str, str] = {
     "grant-member": "connector.cli._members:grant",
     "revoke-member": "connector.cli._members:revoke",
     "rotate-zk-auth": "connector.cli._members:rotate_zk_auth",
+    "zk-exporter": "connector.cli._zk_exporter:zk_exporter",
 }
 
 

@@ -36,6 +36,7 @@ CHECKED_BY = {
     "prometheus/alerts.yml": "test_prometheus_rules (promtool check/test rules)",
     "prometheus/tests/alerts_test.yml": "test_prometheus_rules (promtool test rules)",
     "prometheus/tests/certificate_test.yml": "test_prometheus_rules (promtool test rules)",
+    "prometheus/tests/zookeeper_test.yml": "test_prometheus_rules (promtool test rules)",
     "prometheus/file_sd/staging.yml.example": "test_prometheus_rules (installed as file_sd)",
     "grafana/pfxha-dashboard.json": "test_metric_names",
     "grafana/provisioning/dashboards.yml": "test_grafana_provisioning",
@@ -43,6 +44,7 @@ CHECKED_BY = {
     "zookeeper/zoo.cfg": "test_zookeeper_ensemble",
     "zookeeper/java.env": "test_zookeeper_jvm",
     "systemd/pfxha-connector.service": "test_systemd_unit_*",
+    "systemd/pfxha-zk-exporter.service": "test_systemd_unit_verifies, test_zk_exporter_unit_*",
     "systemd/connector.toml": "test_connector_configs_load",
     "compose/compose.yaml": "test_compose",
     "compose/connector.toml": "test_connector_configs_load",
@@ -285,13 +287,14 @@ def test_systemd_filter_allows_what_the_connector_calls(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
-def test_systemd_unit_verifies(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["pfxha-connector.service", "pfxha-zk-exporter.service"])
+def test_systemd_unit_verifies(tmp_path: Path, name: str) -> None:
     # verify insists that ExecStart exists: point it at this checkout's pfxha.
     pfxha = Path(sys.executable).parent / "pfxha"
     if not pfxha.exists():
         pytest.skip("pfxha console script not installed in this venv")
-    text = (DEPLOY / "systemd" / "pfxha-connector.service").read_text()
-    unit = tmp_path / "pfxha-connector.service"
+    text = (DEPLOY / "systemd" / name).read_text()
+    unit = tmp_path / name
     unit.write_text(text.replace("/opt/pfxha/venv/bin/pfxha", str(pfxha)))
     result = subprocess.run(
         ["systemd-analyze", "verify", str(unit)],
@@ -304,10 +307,30 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     problems = [
         line
         for line in (result.stdout + result.stderr).splitlines()
-        if "pfxha-connector" in line or "Unknown" in line
+        if name.removesuffix(".service") in line or "Unknown" in line
     ]
     assert result.returncode == 0, result.stdout + result.stderr
     assert problems == []
+
+
+def test_zk_exporter_unit_serves_where_prometheus_scrapes() -> None:
+    """The unit runs `pfxha zk-exporter` on the port of the pfxha-zookeeper scrape job."""
+    text = (DEPLOY / "systemd" / "pfxha-zk-exporter.service").read_text()
+    start = re.search(r"^ExecStart=(.*)$", text, re.MULTILINE)
+    assert start is not None
+    argv = start.group(1).split()
+    assert argv[1] == "zk-exporter"
+    port = argv[argv.index("--listen") + 1].rsplit(":", 1)[1]
+    prometheus = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    [job] = [j for j in prometheus["scrape_configs"] if j["job_name"] == "pfxha-zookeeper"]
+    targets = [t for group in job["static_configs"] for t in group["targets"]]
+    assert targets
+    assert all(t.rsplit(":", 1)[1] == port for t in targets)
+    hosts = re.search(r"^Environment=PFXHA_ZOOKEEPER_HOSTS=(\S+)$", text, re.MULTILINE)
+    assert hosts is not None
+    from connector.zk_exporter import parse_servers
+
+    assert len(parse_servers(hosts.group(1))) == 3
 
 
 # Compose ---------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 The exported names come from parsing the exposition of a fresh
 ConnectorMetrics registry (with each labelled metric touched once, so label
-names show up too) and of the stand-in service's ServiceMetrics. Dashboard
+names show up too), of the stand-in service's ServiceMetrics and of the
+ZooKeeper exporter's collector fed a real ``mntr`` reply. Dashboard
 queries are also parsed by the real promtool, by wrapping them as recording
 rules.
 """
@@ -19,11 +20,13 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chaos.service.metrics import GaugeSnapshot, ServiceMetrics
 from connector.metrics import ROLES, SESSION_STATES, ConnectorMetrics
+from connector.zk_exporter import STATES, ZooKeeperCollector
+from tests.fixtures.zookeeper_mntr import MNTR_LEADER
 
 ROOT = Path(__file__).resolve().parents[3]
 DASHBOARD = ROOT / "deploy" / "grafana" / "pfxha-dashboard.json"
@@ -63,7 +66,10 @@ def _exported() -> dict[str, set[str]]:
     )
     service.stale_rejected("requests/poll")
     service.forged_refused("bound")
+    zk = CollectorRegistry()
+    zk.register(ZooKeeperCollector([("zk1", 2181)], fetch=lambda *_: MNTR_LEADER))
     text = generate_latest(m.registry).decode() + generate_latest(service.registry).decode()
+    text += generate_latest(zk).decode()
     out: dict[str, set[str]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -133,7 +139,8 @@ def test_every_named_metric_and_label_is_exported(source: str) -> None:
             seen += 1
             if name not in exported:
                 problems.append(
-                    f"{name} is exported by neither ConnectorMetrics nor ServiceMetrics"
+                    f"{name} is exported by neither ConnectorMetrics, ServiceMetrics "
+                    "nor the ZooKeeper exporter"
                 )
                 continue
             for label, value in matchers.items():
@@ -146,6 +153,9 @@ def test_every_named_metric_and_label_is_exported(source: str) -> None:
                     and value not in SESSION_STATES
                 ):
                     problems.append(f"{name}: {value!r} is not a session state")
+                zk_state = name == "pfxha_zookeeper_server_state" and label == "state"
+                if zk_state and value not in STATES:
+                    problems.append(f"{name}: {value!r} is not a ZooKeeper server state")
     assert seen > 5
     assert problems == []
 
