@@ -66,9 +66,10 @@ def test_flow_bench_delivers_everything_and_writes_the_agreed_json(
         "bench_and_devices",
     }
     assert cpu["connector_leader"] > 0
-    # With no key pool the leader made one key per request inside the rounds,
+    # With no key pool the leader made at least one key per request inside the rounds
+    # (a CA call given up on under load is retried with a new key: more, never fewer),
     # and its own metrics say what they cost it.
-    assert body["saturation"]["leader_keys"] == 12
+    assert body["saturation"]["leader_keys"] >= 12
     assert body["saturation"]["leader_keygen_ms"] > 0
     assert "leader_beyond_keygen_ms" in body["saturation"]
     # Against the leader's own keys: it cannot beat the keys it had to make.
