@@ -10,6 +10,12 @@ exponentially (with jitter) but a sleep never reaches past the deadline, and
 no attempt starts when fewer than ``min_attempt_s`` would remain: the agent
 passes the remaining lease time, so retries never outlive the lease. When it
 stops, the last error is re-raised as it was.
+
+A CA cluster that answers "no active node" (:class:`~connector.ca.CAElectingError`)
+is retried every ``electing_wait_s`` instead: its election ends at a moment
+nobody can predict, and an exponential back-off grown to ``max_wait_s`` while
+it ran would add up to that much to the first signature after it (the standby
+nodes answer such a call in a millisecond, so asking often costs them little).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from dataclasses import dataclass
 
 import tenacity
 
-from connector.ca._errors import is_retryable
+from connector.ca._errors import CAElectingError, is_retryable
 
 __all__ = ["ISSUE_POLICY", "RETRY_POLICIES", "REVOKE_POLICY", "RetryPolicy"]
 
@@ -34,10 +40,13 @@ class RetryPolicy:
     multiplier: float = 2.0
     jitter: float = 0.2  # up to +20 % so that connectors do not retry in lock-step
     min_attempt_s: float = 0.02
+    electing_wait_s: float = 0.1
 
     def __post_init__(self) -> None:
         if not 0 < self.initial_wait_s <= self.max_wait_s:
             raise ValueError(f"retry policy {self.name}: need 0 < initial_wait_s <= max_wait_s")
+        if not 0 < self.electing_wait_s <= self.max_wait_s:
+            raise ValueError(f"retry policy {self.name}: need 0 < electing_wait_s <= max_wait_s")
         if self.multiplier < 1:
             raise ValueError(f"retry policy {self.name}: multiplier must be >= 1")
 
@@ -55,7 +64,12 @@ class RetryPolicy:
         before_sleep: Callable[[tenacity.RetryCallState], None] | None = None,
     ) -> tenacity.Retrying:
         def wait(state: tenacity.RetryCallState) -> float:
-            return max(0.0, min(self.backoff(state.attempt_number), deadline - clock()))
+            failed = state.outcome.exception() if state.outcome is not None else None
+            if isinstance(failed, CAElectingError):
+                pause = self.electing_wait_s * (1 + self.jitter * random.random())
+            else:
+                pause = self.backoff(state.attempt_number)
+            return max(0.0, min(pause, deadline - clock()))
 
         def stop(state: tenacity.RetryCallState) -> bool:
             upcoming = state.upcoming_sleep or 0.0

@@ -181,6 +181,23 @@ def test_retry_policy_never_sleeps_past_the_deadline(clock: FakeClock) -> None:
     assert max(clock.sleeps) <= 2.0 * 1.2
 
 
+def test_an_electing_cluster_is_asked_again_soon_not_after_a_grown_back_off(
+    clock: FakeClock,
+) -> None:
+    policy = RetryPolicy("t", initial_wait_s=0.1, max_wait_s=1.0, electing_wait_s=0.1)
+    errors = [CAUnavailableError("down")] * 5 + [CAElectingError("no active node")] * 3
+
+    def failing() -> None:
+        clock.now += 0.01
+        if errors:
+            raise errors.pop(0)
+
+    policy.retrying(clock.now + 30, clock=clock, sleep=clock.sleep)(failing)
+    # Down: the back-off grows to its cap; electing: back to the short wait at once.
+    assert clock.sleeps[4] >= 1.0
+    assert all(0.1 <= pause <= 0.12 for pause in clock.sleeps[5:]), clock.sleeps
+
+
 def test_retry_policy_does_not_retry_permanent_errors(clock: FakeClock) -> None:
     policy = RetryPolicy("t", initial_wait_s=0.1, max_wait_s=1.0)
     calls = []
@@ -197,6 +214,8 @@ def test_retry_policy_does_not_retry_permanent_errors(clock: FakeClock) -> None:
 def test_retry_policy_settings_are_validated() -> None:
     with pytest.raises(ValueError, match="initial_wait_s"):
         RetryPolicy("bad", initial_wait_s=2, max_wait_s=1)
+    with pytest.raises(ValueError, match="electing_wait_s"):
+        RetryPolicy("bad", initial_wait_s=0.1, max_wait_s=1, electing_wait_s=0)
 
 
 # -- router ----------------------------------------------------------------------------
