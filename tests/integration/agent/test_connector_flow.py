@@ -525,3 +525,40 @@ def test_takeover_mid_rollover_of_a_user_certificate_leaves_one_on_every_device(
     assert check_user_scope(Snapshot(ca_certificates=tuple(ca), users=users)) == []
     for device in world.devices.values():
         device.close()
+
+
+def test_pause_leaves_a_killed_leader_unreplaced_until_resume(
+    fleet: ConnectorFleet, zk_ensemble: ZooKeeperEnsemble, tenant: Tenant
+) -> None:
+    """Issue 17's maintenance mode on real connector processes: `pfxha pause`, kill -9
+    of the leader, nobody takes over for 10 s and `status` says why; `resume` heals."""
+    from click.testing import CliRunner
+
+    from connector.cli import root
+
+    base = ["--hosts", zk_ensemble.hosts, "--cluster", CLUSTER]
+
+    def cli(*args: str) -> str:
+        result = CliRunner().invoke(root, [*args, *base], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    leader = fleet.wait_for_leader()
+    _, epoch = fleet.leader()  # type: ignore[misc]
+    assert "paused" in cli("pause", "--reason", "CA certificate renewal")
+    fleet.kill(leader)  # SIGKILL: the fast path would replace it within milliseconds
+    wait_until(lambda: fleet.leader() is None, 10 * SESSION_S, "the dead leader's lease to go")
+    unreplaced_until = time.monotonic() + 10.0
+    while time.monotonic() < unreplaced_until:
+        assert fleet.leader() is None, "a standby took over while the cluster was paused"
+        time.sleep(0.2)  # the sampling period of the observation, not a synchronisation
+    status = json.loads(cli("status", "--json"))
+    assert status["leader"] is None
+    assert status["paused"]["reason"] == "CA certificate renewal"
+    assert "paused" in cli("status")
+
+    assert "resumed" in cli("resume")
+    successor = fleet.wait_for_leader(exclude=leader, above_epoch=epoch, timeout=10)
+    assert successor != leader
+    tenant.enroll(1)
+    wait_issued(tenant, 1, fleet=fleet)
