@@ -87,10 +87,6 @@ def plan_orphans(
     ]
 
 
-class _StillBlind(Exception):  # noqa: N818 - a marker, never raised out of this module
-    """The search already failed in this sweep."""
-
-
 def reconcile(
     service: Any,
     issuer: Issuer,
@@ -110,29 +106,28 @@ def reconcile(
     report.intents = len(intents)
     if intents:
         emit(log, Event.RECONCILE_STARTED, intents=len(intents), epoch=fence.expected_epoch)
-    blind: str | None = None
-    for intent in intents:
-        public_key = load_pem_public_key(intent.public_key_pem.encode())
-        try:
-            if blind is not None:
-                # One unanswered search per sweep: a certdb that is away would
-                # cost its connect timeout again for every intent.
-                raise _StillBlind(blind)
-            found = issuer.find(public_key)
-        except Exception as exc:
-            if not isinstance(exc, _StillBlind) and not is_retryable(exc):
-                raise
-            blind = str(exc)
-            # Cannot tell what was issued: the intent stays in flight, untouched.
+    # One search for every intent: each CA's certdb is read once per sweep, not
+    # once per intent (a takeover after a crash has a batch of them in flight,
+    # and each read is a connection and the whole table).
+    keys = [load_pem_public_key(intent.public_key_pem.encode()) for intent in intents]
+    try:
+        found_per_intent = list(issuer.find_many(keys)) if intents else []
+    except Exception as exc:
+        if not is_retryable(exc):
+            raise
+        # Cannot tell what was issued: every intent stays in flight, untouched.
+        for intent in intents:
             report.waiting.append(intent.request_id)
             emit(
                 log,
                 Event.RECONCILE_BLOCKED,
                 request_id=intent.request_id,
                 intent_epoch=intent.epoch,
-                error=blind,
+                error=str(exc),
             )
-            continue
+        found_per_intent = []
+        intents = []
+    for intent, found in zip(intents, found_per_intent, strict=True):
         orphans = plan_orphans(intent.request_id, intent.epoch, found)
         deferred = False
         for orphan in orphans:

@@ -237,8 +237,23 @@ class CertDB:
 
     def find_by_public_key(self, public_key: PublicKeyTypes) -> list[CertRecord]:
         """Every certificate issued for ``public_key`` (the reconciliation search)."""
-        wanted = _spki(public_key)
-        return [r for r in self.records() if _spki(r.certificate.public_key()) == wanted]
+        return self.find_by_public_keys([public_key])[0]
+
+    def find_by_public_keys(self, public_keys: Sequence[PublicKeyTypes]) -> list[list[CertRecord]]:
+        """Per key, in order, every certificate issued for it: one read of the table.
+
+        The certdb has no public-key column, so each search reads and decodes every
+        row; a takeover with several stale intents reads them once, not per intent.
+        """
+        if not public_keys:
+            return []
+        wanted = [_spki(k) for k in public_keys]
+        by_key: dict[bytes, list[CertRecord]] = {k: [] for k in wanted}
+        for record in self.records():
+            matches = by_key.get(_spki(record.certificate.public_key()))
+            if matches is not None:
+                matches.append(record)
+        return [list(by_key[k]) for k in wanted]
 
     def count(self) -> int:
         return self._recorded(self._count)

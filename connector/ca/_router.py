@@ -322,9 +322,21 @@ class CARouter:
 
     def find(self, public_key: PublicKeyTypes) -> list[IssuedCertificate]:
         """Every certificate any CA issued for ``public_key``; raises if a CA cannot be read."""
-        found: list[IssuedCertificate] = []
+        return self.find_many([public_key])[0]
+
+    def find_many(self, public_keys: Sequence[PublicKeyTypes]) -> list[list[IssuedCertificate]]:
+        """:meth:`find` for each key, in order: one search per CA (its ``find_many``, if
+        it has one), not one per key; raises if a CA cannot be read."""
+        found: list[list[IssuedCertificate]] = [[] for _ in public_keys]
         for ca in self.cas.values():
-            found.extend(ca.find(public_key))
+            find_many = getattr(ca, "find_many", None)
+            per_key = (
+                find_many(public_keys)
+                if callable(find_many)
+                else [ca.find(key) for key in public_keys]
+            )
+            for mine, theirs in zip(found, per_key, strict=True):
+                mine.extend(theirs)
         return found
 
     def reconcile_states(self) -> dict[str, ReconcileState]:
