@@ -30,6 +30,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 
 from election._acl import acl_problem, layout_paths, member_acl, shared_acl
 from election._config import ElectionConfig
+from election._connect import BoundedConnectHandler, connect_bound
 from election._errors import NotAuthorizedError
 from election._paths import ClusterPaths
 
@@ -60,11 +61,16 @@ def make_client(
     auth_digest: tuple[str, str] | None = None,
     reconnect_max_delay: float = 0.2,
 ) -> KazooClient:
-    """A kazoo client whose reconnects retry quickly and forever (we handle LOST ourselves)."""
+    """A kazoo client whose reconnects retry quickly and forever (we handle LOST ourselves).
+
+    Its TCP connects give up after ``session_timeout / len(hosts)``
+    (:mod:`election._connect`): a crashed server must not cost a whole session.
+    """
     auth = [("digest", f"{auth_digest[0]}:{auth_digest[1]}")] if auth_digest else None
     return KazooClient(
         hosts=hosts,
         timeout=session_timeout,
+        handler=BoundedConnectHandler(connect_bound(hosts, session_timeout)),
         auth_data=auth,
         default_acl=cluster_acl(auth_digest),
         connection_retry=KazooRetry(

@@ -46,6 +46,7 @@ from chaos.lab.state import ProcessRecord
 from chaos.launch._process import LaunchError, ManagedProcess, wait_for
 from chaos.launch.ca_tier import CaTier
 from chaos.launch.connector import ConnectorFleet
+from chaos.launch.deployed import enroll_as_documented
 from chaos.launch.link_server import LinkServer
 from chaos.launch.links import ca_target, certdb_target, lan, wan, zk_targets
 from chaos.launch.netns import Host, HostNetwork
@@ -399,6 +400,8 @@ class Lab:
                 if f"c{i}" in self.host_of
             },
             endpoints={n: self.links.endpoints(n) for n in names} if self.links else None,
+            # Hosts: each connector set up as deploy/systemd says (chaos.launch.deployed).
+            deployed=self.use_hosts and self.secure,
         )
         self._step("connectors", self.fleet.start, self.fleet.stop)
         self.fleet.wait_for_leader(timeout=30)
@@ -427,6 +430,16 @@ class Lab:
 
     def _enroll(self, name: str, identity_dir: Path) -> None:
         service = self._service()
+        host = self.host_of.get(name)
+        if self.use_hosts and host is not None:  # as docs/deployment.md step 4 says
+            try:
+                token = service.enrollment_token(name)
+            except httpx.HTTPError as exc:
+                raise LaunchError(f"no enrollment token for {name}: {exc}") from exc
+            enroll_as_documented(
+                name, identity_dir, service_url=service.url, token=token, wrap=host.wrap
+            )
+            return
         try:
             enroll(
                 service.url,

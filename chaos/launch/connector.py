@@ -35,7 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from chaos.launch._process import LaunchError, ManagedProcess, free_port, wait_for
+from chaos.launch.deployed import LabConnector, deploy_config, toml_value
 from chaos.launch.netns import Host
+from chaos.launch.unit import SystemdUnit, pfxha_script, run_checks
 from election import open_client, read_cluster_status
 
 __all__ = ["ConnectorEndpoints", "ConnectorFleet", "render_config", "toml_value"]
@@ -48,18 +50,6 @@ def _entry(version: str | None) -> str:
     if version is None:
         return _ENTRY
     return f"import connector._version as v; v.__version__ = {version!r}; {_ENTRY}"
-
-
-def toml_value(value: Any) -> str:
-    """One TOML value: bool, number, list or (escaped) string."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
 
 
 def _table(header: str, values: Mapping[str, Any]) -> str:
@@ -168,6 +158,7 @@ class ConnectorFleet:
         cas_of: Callable[[str], Mapping[str, Any]] | None = None,
         endpoints: Mapping[str, ConnectorEndpoints] | None = None,
         ca_client: Callable[[str], Mapping[str, str]] | None = None,
+        deployed: bool = False,
     ) -> None:
         """``cas`` is :meth:`chaos.launch.cfssl.CfsslLab.describe` (``cas`` and ``templates``).
 
@@ -178,6 +169,11 @@ class ConnectorFleet:
         endpoint then listens on that host's address, port 9464.
         ``endpoints``: per-connector service and CA URLs (by name), e.g. each
         connector through its own fault proxies (:mod:`chaos.launch.links`).
+        ``deployed``: each connector as deploy/systemd sets one up
+        (:mod:`chaos.launch.deployed`): its config from the reference template, its
+        files installed where that names them, enrolled into the unit's state
+        directory, checked and run with the unit's ExecStartPre/ExecStart.
+        Needs ``placement``, ``service_ca``, ``enroll`` and ``zk_auth``.
         """
         if count < 1:
             raise ValueError(f"count must be at least 1, got {count}")
@@ -213,10 +209,19 @@ class ConnectorFleet:
         }
         self._procs: dict[str, ManagedProcess] = {}
         self._versions: dict[str, str] = {}
+        self.unit: SystemdUnit | None = None
+        if deployed:
+            if not self.placement or service_ca is None or enroll is None or zk_auth is None:
+                raise ValueError("deployed connectors need placement, service_ca, enroll, zk_auth")
+            self.unit = SystemdUnit.read()
+        self._unit_env: dict[str, dict[str, str]] = {}
+        self._unit_argv: dict[str, dict[str, list[str]]] = {}
 
     # -- files ----------------------------------------------------------------
 
     def config_path(self, name: str) -> Path:
+        if self.unit is not None:  # /etc/pfxha/connector.toml, moved (chaos.launch.deployed)
+            return self.directory / name / "etc" / "connector.toml"
         return self.directory / name / "connector.toml"
 
     def log_path(self, name: str) -> Path:
@@ -251,7 +256,7 @@ class ConnectorFleet:
         service: dict[str, Any] = {}
         if self.service_ca is not None:
             service["ca_file"] = str(self.service_ca)
-        if self.enroll is not None:
+        if self.enroll is not None and self.unit is None:
             identity = home / "identity"
             if not (identity / "cert.pem").exists():
                 self.enroll(name, identity)
@@ -260,6 +265,8 @@ class ConnectorFleet:
         if self.zk_auth is not None:
             user, password_file = self.zk_auth(name) if callable(self.zk_auth) else self.zk_auth
             zookeeper = {"auth_user": user, "auth_password_file": str(password_file)}
+        if self.unit is not None:
+            return self._write_deployed(name, home, cas, Path(zookeeper["auth_password_file"]))
         text = render_config(
             zookeeper=zookeeper,
             service=service,
@@ -277,6 +284,46 @@ class ConnectorFleet:
         path = self.config_path(name)
         path.write_text(text)
         return path
+
+    def _write_deployed(
+        self, name: str, home: Path, cas: Mapping[str, Mapping[str, Any]], zk_password: Path
+    ) -> Path:
+        """Config from the template, files installed, enrolled, credentials loaded."""
+        assert self.unit is not None
+        assert self.service_ca is not None
+        assert self.enroll is not None
+        lab = LabConnector(
+            name=name,
+            cluster=self.cluster,
+            zk_hosts=self.zk_hosts,
+            session_timeout=self.session_timeout,
+            service_url=self.service_url,
+            service_ca=self.service_ca,
+            templates=self.description["templates"],
+            cas=cas,
+            zk_password_file=zk_password,
+            loop=self.loop,
+        )
+        config, plan = deploy_config(lab, home, self.unit)
+        identity = Path(plan.prefixes["/var/lib/pfxha"]) / "identity"
+        if not (identity / "cert.pem").exists():
+            self.enroll(name, identity)  # docs/deployment.md step 4
+        credentials = self.unit.load_credentials(plan.prefixes)
+        env = {**self.unit.environment, "CREDENTIALS_DIRECTORY": str(credentials)}
+        if self.metrics_ports[name] != 9464:  # a second connector on a host (add)
+            env["PFXHA_METRICS_LISTEN"] = f"{self.address(name)}:{self.metrics_ports[name]}"
+        self._unit_env[name] = env
+        self._unit_argv[name] = {
+            "start": self.unit.command(self.unit.exec_start, plan.prefixes, pfxha_script()),
+            "pre": self.unit.command(self.unit.exec_start_pre, plan.prefixes, pfxha_script()),
+        }
+        return config
+
+    def unit_command(self, name: str, which: str = "start") -> list[str]:
+        """The unit's ExecStart (``"pre"``: ExecStartPre) for ``name``, paths moved."""
+        if name not in self._unit_argv:
+            self.write_config(name)
+        return list(self._unit_argv[name][which])
 
     def add(self, name: str) -> None:
         """One more connector (started with :meth:`start`); on a lab host, c1's, port 9465."""
@@ -303,18 +350,34 @@ class ConnectorFleet:
         proc = self._procs.get(name)
         if proc is None:
             config = self.write_config(name)
-            entry = _entry(self._versions.get(name))
-            argv = [sys.executable, "-c", entry, "connector", "run", "--config", str(config)]
-            argv += ["--log-format", "json"]
+            env = self.env
+            if self.unit is not None:  # the unit's command line, its environment
+                argv = self.unit_command(name)
+                env = {**self.env, **self._unit_env[name]}
+            else:
+                entry = _entry(self._versions.get(name))
+                argv = [sys.executable, "-c", entry, "connector", "run", "--config", str(config)]
+                argv += ["--log-format", "json"]
             if name in self.placement:
                 argv = self.placement[name].wrap(argv)
-            proc = ManagedProcess(name, argv, log_path=self.log_path(name), env=self.env)
+            proc = ManagedProcess(name, argv, log_path=self.log_path(name), env=env)
             self._procs[name] = proc
         return proc
 
     def start(self, name: str | None = None, *, wait: bool = True, timeout: float = 30.0) -> None:
         """Start one connector (or all); wait until its health endpoint answers."""
         names = self.names if name is None else [name]
+        fresh = [n for n in names if n not in self._procs]
+        if self.unit is not None and fresh:  # the unit's ExecStartPre, all at once
+            run_checks(
+                {
+                    n: (
+                        self.placement[n].wrap(self.unit_command(n, "pre")),
+                        {**self.env, **self._unit_env[n]},
+                    )
+                    for n in fresh
+                }
+            )
         for each in names:
             proc = self.process(each)
             if not proc.running():

@@ -298,6 +298,10 @@ class ZooKeeperEnsemble:
             "-Dzookeeper.jmx.log4j.disable=true",
             "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
             "-Dorg.slf4j.simpleLogger.showDateTime=true",
+            # Wall-clock UTC times, to line up with the connectors' and the drill's logs
+            # (the default is milliseconds since the JVM started).
+            "-Duser.timezone=UTC",
+            "-Dorg.slf4j.simpleLogger.dateTimeFormat=yyyy-MM-dd'T'HH:mm:ss.SSS'Z'",
             "-cp",
             self._classpath(),
             _MAIN_CLASS,

@@ -74,6 +74,9 @@ class Issuer(Protocol):
 
     def find(self, public_key: Any) -> Sequence[Any]: ...
 
+    # find for each key, in order, in one search per CA (takeover reconciliation).
+    def find_many(self, public_keys: Sequence[Any]) -> Sequence[Sequence[Any]]: ...
+
     def ca_states(self) -> Mapping[str, Any]: ...
 
 

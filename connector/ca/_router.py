@@ -324,10 +324,7 @@ class CARouter:
 
     def find(self, public_key: PublicKeyTypes) -> list[IssuedCertificate]:
         """Every certificate any CA issued for ``public_key``; raises if a CA cannot be read."""
-        found: list[IssuedCertificate] = []
-        for ca in self.cas.values():
-            found.extend(ca.find(public_key))
-        return found
+        return self.find_many([public_key])[0]
 
     def find_many(self, keys: Sequence[PublicKeyTypes]) -> list[list[IssuedCertificate]]:
         """:meth:`find` per key, each CA read once for them all where it can (a certdb)."""

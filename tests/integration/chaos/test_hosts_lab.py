@@ -14,7 +14,10 @@ import pytest
 
 from chaos.lab.lab import Lab
 from chaos.launch._process import port_open
+from chaos.launch.deployed import ADDED, CONNECTOR_TEMPLATE, SUBSTITUTED, lab_prefixes
 from chaos.launch.netns import NETWORK_FILE, HostNetwork, netns_unavailable
+from chaos.launch.unit import SystemdUnit, pfxha_script
+from tests.unit.deploy.test_lab_template import changes
 
 pytestmark = [
     pytest.mark.integration,
@@ -74,6 +77,24 @@ def test_every_part_lives_on_its_own_host_and_nothing_is_left(tmp_path: Path) ->
         finally:
             network.restore(c1_host)
         assert port_open(c1_host.address, metrics_port, timeout=2.0)
+
+        # Each connector as deploy/systemd sets one up: its config is the reference
+        # template with only the documented substitutions, its command line the
+        # unit's ExecStart (program and paths moved), enrolled into the state dir.
+        fleet = lab.fleet
+        assert fleet is not None
+        home = fleet.directory / "c1"
+        prefixes = lab_prefixes(home)
+        generated = fleet.config_path("c1").read_text()
+        assert fleet.config_path("c1") == home / "etc" / "connector.toml"
+        template = CONNECTOR_TEMPLATE.read_text()
+        assert changes(template, generated, prefixes) <= SUBSTITUTED | ADDED
+        unit = SystemdUnit.read()
+        cmdline = Path(f"/proc/{lab.connector_pid('c1')}/cmdline").read_bytes().split(b"\0")
+        expected = unit.command(unit.exec_start, prefixes, pfxha_script())
+        assert [a.decode() for a in cmdline if a][-len(expected) :] == expected
+        assert (home / "state" / "identity" / "cert.pem").is_file()
+        assert not (home / "enroll-token").exists()
 
         record = json.loads((lab.run_dir / NETWORK_FILE).read_text())
         assert {h["name"] for h in record["hosts"]} == {"node1", "node2", "node3", "ca", "service"}

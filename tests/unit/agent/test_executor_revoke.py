@@ -57,6 +57,9 @@ class FakeIssuer:
     def find(self, public_key: Any) -> Sequence[Any]:
         return []
 
+    def find_many(self, public_keys: Sequence[Any]) -> Sequence[Sequence[Any]]:
+        return [[] for _ in public_keys]
+
     def ca_states(self) -> Mapping[str, str]:
         return self.states
 

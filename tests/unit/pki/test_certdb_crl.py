@@ -69,6 +69,11 @@ def test_rows_decode_and_find_by_public_key(tmp_path: Path, issuing: TestCA) -> 
     ]
     assert [r.serial for r in certdb.records(status="revoked")] == [bad.serial_number]
     assert certdb.by_serial(1) is None
+    # Many keys, one read: per key in the order asked, an unknown key finds nothing.
+    _, stranger = _leaf(issuing, "stranger")
+    keys = [stranger.public_key(), good_key.public_key()]
+    per_key = certdb.find_by_public_keys(keys)  # type: ignore[attr-defined]
+    assert [[r.serial for r in found] for found in per_key] == [[], [good.serial_number]]
 
 
 def test_many_keys_are_found_with_one_read_of_the_table(tmp_path: Path, issuing: TestCA) -> None:
