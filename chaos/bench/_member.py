@@ -7,8 +7,9 @@
 
 SIGTERM -> graceful stop (the lease is released at once), exit 0. With
 ``--claims``, every few milliseconds that ``fresh_epoch()`` returns an epoch the
-member sends a UDP datagram ``{"name", "epoch"}``: the side effect an independent
-watcher uses to catch two members acting as leader at the same time.
+member sends a UDP datagram ``{"name", "epoch", "checked"}`` (``checked``: the
+``time.monotonic()`` just before the lease was found fresh): the side effect an
+independent watcher uses to catch two members acting as leader at the same time.
 Prints one JSON line per event on stdout (ready, elected, demoted, role, fast_path).
 """
 
@@ -98,9 +99,13 @@ def main(argv: list[str] | None = None) -> int:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     while not done.is_set():
         if sock is not None and claim_to is not None:
+            checked = time.monotonic()  # one clock for every process of this machine
             epoch = elector.fresh_epoch()
             if epoch is not None:
-                message = json.dumps({"name": args.name, "epoch": epoch}).encode()
+                # When the lease was found fresh: a process paused between this check
+                # and the send delivers the claim late, which is no second leader.
+                claim = {"name": args.name, "epoch": epoch, "checked": checked}
+                message = json.dumps(claim).encode()
                 sock.sendto(message, claim_to)
         done.wait(CLAIM_INTERVAL_S if sock is not None else 0.5)
     elector.stop()

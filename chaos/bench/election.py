@@ -14,9 +14,12 @@ Two independent safety checks run throughout:
 - the watcher's own ZooKeeper client records every ``/leader`` it sees: epochs must
   strictly increase (``epochs_strictly_increasing``);
 - while ``fresh_epoch()`` returns an epoch, a member sends a UDP "claim" every few
-  milliseconds (the stand-in for a side effect). A claim with a lower epoch arriving
-  after a claim with a higher one means two members acted as leader at once
-  (``dual_leader_observations``; fencing would reject the older one).
+  milliseconds (the stand-in for a side effect), stamped with the monotonic time
+  it found its lease fresh. A claim with a lower epoch found fresh after the higher
+  epoch's first claim was means two members acted as leader at once
+  (``dual_leader_observations``; fencing would reject the older one). One found
+  fresh before it but delivered after (its sender paused between the check and
+  the send) is only counted (``late_claims``): no overlap.
 """
 
 from __future__ import annotations
@@ -79,6 +82,18 @@ class BenchSettings:
     progress: bool = False
 
 
+def is_overlap(stale_checked: float | None, newer_checked: float | None) -> bool:
+    """Did a member find its (older) lease fresh after a newer leader had found its own?
+
+    Both times are ``time.monotonic()`` of one machine. A claim checked before the
+    newer epoch's first one and delivered later (its sender was paused between the
+    check and the send) shows no two leaders at once. Without times: an overlap.
+    """
+    if stale_checked is None or newer_checked is None:
+        return True
+    return stale_checked >= newer_checked
+
+
 class ClaimCollector:
     """Receives the members' UDP claims and counts claims from a superseded epoch."""
 
@@ -90,6 +105,8 @@ class ClaimCollector:
         self.claims = 0
         self.max_epoch = 0
         self.max_epoch_holder = ""
+        self.max_epoch_checked: float | None = None  # when its holder first found it fresh
+        self.late = 0  # stale claims whose check came before the newer epoch's: no overlap
         self.dual: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-claims", daemon=True)
@@ -109,13 +126,19 @@ class ClaimCollector:
             except (ValueError, KeyError, TypeError):
                 continue
             self.claims += 1
+            checked = claim.get("checked")
+            checked = float(checked) if isinstance(checked, int | float) else None
             if epoch > self.max_epoch:
                 self.max_epoch, self.max_epoch_holder = epoch, name
+                self.max_epoch_checked = checked
             elif epoch < self.max_epoch:
-                self.dual.append(
-                    {"stale": name, "epoch": epoch, "current": self.max_epoch_holder,
-                     "current_epoch": self.max_epoch}
-                )  # fmt: skip
+                if is_overlap(checked, self.max_epoch_checked):
+                    self.dual.append(
+                        {"stale": name, "epoch": epoch, "current": self.max_epoch_holder,
+                         "current_epoch": self.max_epoch}
+                    )  # fmt: skip
+                else:
+                    self.late += 1
 
     def close(self) -> None:
         self._stop.set()
@@ -297,6 +320,7 @@ def run_election_bench(settings: BenchSettings) -> dict[str, Any]:
         "epochs_strictly_increasing": all(a < b for a, b in itertools.pairwise(epochs)),
         "leaderships_observed": len(epochs),
         "claims_received": claims.claims,
+        "late_claims": claims.late,
         "targets_p99_s": targets(settings.fast_path),
         "per_round": per_round,
         "duration_s": round(time.monotonic() - started, 2),
