@@ -15,8 +15,12 @@ lint: bootstrap
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Two workers: most of the suite waits on real servers, not on the CPU. Each
+# worker has its own port range (tests/conftest.py); a module stays on one worker.
+PYTEST_WORKERS ?= 2
+
 test: lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 unit: bootstrap
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO
 
 __all__ = [
+    "PORT_RANGE_ENV",
     "LaunchError",
     "ManagedProcess",
     "free_port",
@@ -53,6 +54,23 @@ def _ephemeral_floor() -> int:
         return 32768
 
 
+PORT_RANGE_ENV = "PFXHA_PORT_RANGE"  # "LOW-HIGH": this process tree's share of the ports
+
+
+def _server_port_range() -> tuple[int, int]:
+    """Where :func:`free_port` picks: below the ephemeral range, or ``$PFXHA_PORT_RANGE``.
+
+    Test runs that share the machine (pytest-xdist workers) each get a range of their
+    own, inherited by every lab process they start, so two runs never pick one port.
+    """
+    floor = _ephemeral_floor()
+    shared = os.environ.get(PORT_RANGE_ENV, "")
+    low, _, high = shared.partition("-")
+    if low.isdigit() and high.isdigit() and _LOWEST_SERVER_PORT <= int(low) < int(high) <= floor:
+        return int(low), int(high)
+    return _LOWEST_SERVER_PORT, floor
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago on ``host``, outside the ephemeral range.
 
@@ -63,10 +81,10 @@ def free_port(host: str = "127.0.0.1") -> int:
     only servers bind, so a port picked there stays free; ports handed out by
     this process are never handed out again.
     """
-    floor = _ephemeral_floor()
-    if floor - _LOWEST_SERVER_PORT >= 1000:
+    low, high = _server_port_range()
+    if high - low >= 1000:
         for _ in range(100):
-            port = random.randrange(_LOWEST_SERVER_PORT, floor)
+            port = random.randrange(low, high)
             with _handed_out_lock:
                 if (host, port) in _handed_out:
                     continue

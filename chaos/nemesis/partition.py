@@ -27,10 +27,11 @@ partition heals.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,21 @@ def _iptables(*args: str, check: bool = True) -> bool:
     if check and result.returncode != 0:
         raise FaultError(f"iptables {' '.join(args)}: {result.stderr.strip()}")
     return result.returncode == 0
+
+
+_CHAIN_LOCK = Path("/run/pfxha-partition.lock")
+
+
+@contextlib.contextmanager
+def _chain_lock() -> Iterator[None]:
+    """The shared chain is created, filled, emptied and dropped under a machine-wide
+    lock: a heal that finds it empty must not drop it under another run's new rule."""
+    with _CHAIN_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _ensure_chain() -> None:
@@ -132,34 +148,44 @@ class ZkPartition:
         reason = partition_unavailable()
         if reason:
             raise FaultError(reason)
+        existing: list[tuple[int, int]] = []
+        failure: BaseException | None = None
+        with _chain_lock():
+            _ensure_chain()
+            try:
+                existing = self._drop_packets()
+            except (OSError, FaultError) as exc:
+                failure = exc
+        if failure is not None:
+            self.heal()
+            raise FaultError(f"cannot partition pid {self.pid} from ZooKeeper: {failure}")
+        return {"pid": self.pid, "zk_ports": list(self.zk_ports), "connections": existing}
+
+    def _drop_packets(self) -> list[tuple[int, int]]:
+        """The cgroup's new connections and its open ones to ZooKeeper: dropped."""
         root = _cgroup2_root()
         assert root is not None
-        _ensure_chain()
         ports = ",".join(str(p) for p in self.zk_ports)
-        try:
-            self._cgroup = root / f"pfxha-partition-{self.pid}"
-            self._cgroup.mkdir(exist_ok=True)
-            (self._cgroup / "cgroup.procs").write_text(str(self.pid))
-            relative = str(self._cgroup.relative_to(root))
+        self._cgroup = root / f"pfxha-partition-{self.pid}"
+        self._cgroup.mkdir(exist_ok=True)
+        (self._cgroup / "cgroup.procs").write_text(str(self.pid))
+        relative = str(self._cgroup.relative_to(root))
+        self._add(
+            "-p", "tcp", "-d", _LOOPBACK, "-m", "multiport", "--dports", ports,
+            "-m", "cgroup", "--path", relative, "-j", "DROP",
+        )  # fmt: skip
+        zk = set(self.zk_ports)
+        existing = [(lp, rp) for lp, rp in tcp_connections(self.pid) if rp in zk]
+        for local, remote in existing:
             self._add(
-                "-p", "tcp", "-d", _LOOPBACK, "-m", "multiport", "--dports", ports,
-                "-m", "cgroup", "--path", relative, "-j", "DROP",
+                "-p", "tcp", "-s", _LOOPBACK, "--sport", str(local),
+                "-d", _LOOPBACK, "--dport", str(remote), "-j", "DROP",
             )  # fmt: skip
-            zk = set(self.zk_ports)
-            existing = [(lp, rp) for lp, rp in tcp_connections(self.pid) if rp in zk]
-            for local, remote in existing:
-                self._add(
-                    "-p", "tcp", "-s", _LOOPBACK, "--sport", str(local),
-                    "-d", _LOOPBACK, "--dport", str(remote), "-j", "DROP",
-                )  # fmt: skip
-                self._add(
-                    "-p", "tcp", "-s", _LOOPBACK, "--sport", str(remote),
-                    "-d", _LOOPBACK, "--dport", str(local), "-j", "DROP",
-                )  # fmt: skip
-        except (OSError, FaultError) as exc:
-            self.heal()
-            raise FaultError(f"cannot partition pid {self.pid} from ZooKeeper: {exc}") from exc
-        return {"pid": self.pid, "zk_ports": list(self.zk_ports), "connections": existing}
+            self._add(
+                "-p", "tcp", "-s", _LOOPBACK, "--sport", str(remote),
+                "-d", _LOOPBACK, "--dport", str(local), "-j", "DROP",
+            )  # fmt: skip
+        return existing
 
     def _add(self, *spec: str) -> None:
         rule = (*spec, "-m", "comment", "--comment", f"pfxha-partition-{self.pid}")
@@ -167,6 +193,10 @@ class ZkPartition:
         self._rules.append(rule)
 
     def heal(self) -> None:
+        with _chain_lock():
+            self._heal()
+
+    def _heal(self) -> None:
         errors: list[str] = []
         while self._rules:
             rule = self._rules.pop()
