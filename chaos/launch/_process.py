@@ -54,11 +54,13 @@ def _ephemeral_floor() -> int:
         return 32768
 
 
-PORT_RANGE_ENV = "PFXHA_PORT_RANGE"  # "LOW-HIGH": this process tree's share of the ports
+# "LOW-HIGH": this process tree's share of the ports. Not PFXHA_*: a connector started
+# under it would refuse an unknown PFXHA_ variable as a misspelt setting.
+PORT_RANGE_ENV = "CHAOS_PORT_RANGE"
 
 
 def _server_port_range() -> tuple[int, int]:
-    """Where :func:`free_port` picks: below the ephemeral range, or ``$PFXHA_PORT_RANGE``.
+    """Where :func:`free_port` picks: below the ephemeral range, or ``$CHAOS_PORT_RANGE``.
 
     Test runs that share the machine (pytest-xdist workers) each get a range of their
     own, inherited by every lab process they start, so two runs never pick one port.
