@@ -35,9 +35,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.agent.events import Event, emit
 from connector.agent.ports import Fence, Issuer
-from connector.agent.reconcile import SUPERSEDED, OrphanRevocation, plan_orphans, search_keys
+from connector.agent.reconcile import (
+    OrphanRevocation,
+    plan_orphans,
+    revoke_orphans,
+    search_keys,
+)
 
 __all__ = ["LateReport", "LateWatch", "Watched", "plan_late", "sweep_late"]
 
@@ -140,45 +144,9 @@ def sweep_late(
         if held is None:
             report.blind += 1
             continue  # cannot tell now; the next sweep asks again
-        for orphan in plan_late(entry, held):
-            emit(
-                log,
-                Event.ORPHAN_FOUND,
-                request_id=orphan.request_id,
-                intent_epoch=orphan.intent_epoch,
-                serial=orphan.serial,
-                ca=orphan.ca_name,
-                late=True,
-                connector=name,
-                epoch=fence.expected_epoch,
-            )
-            fence.epoch()
-            try:
-                issuer.revoke(orphan.serial, orphan.ca_name, SUPERSEDED, deadline())
-            except Exception as exc:
-                if not is_retryable(exc):
-                    raise
-                report.deferred.append(orphan)
-                emit(
-                    log,
-                    Event.REVOCATION_DEFERRED,
-                    serial=orphan.serial,
-                    ca=orphan.ca_name,
-                    error=str(exc),
-                    connector=name,
-                    epoch=fence.expected_epoch,
-                )
-                continue
-            report.revoked.append(orphan)
-            emit(
-                log,
-                Event.ORPHAN_REVOKED,
-                request_id=orphan.request_id,
-                serial=orphan.serial,
-                ca=orphan.ca_name,
-                reason=SUPERSEDED,
-                late=True,
-                connector=name,
-                epoch=fence.expected_epoch,
-            )
+        revoked, deferred = revoke_orphans(
+            issuer, fence, name, plan_late(entry, held), deadline, is_retryable, late=True
+        )
+        report.revoked.extend(revoked)
+        report.deferred.extend(deferred)
     return report

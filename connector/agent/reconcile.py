@@ -36,7 +36,14 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from connector.agent.events import Event, emit
 from connector.agent.ports import Fence, Issuer
 
-__all__ = ["OrphanRevocation", "ReconcileReport", "plan_orphans", "reconcile", "search_keys"]
+__all__ = [
+    "OrphanRevocation",
+    "ReconcileReport",
+    "plan_orphans",
+    "reconcile",
+    "revoke_orphans",
+    "search_keys",
+]
 
 log = logging.getLogger("pfxha.connector.reconcile")
 
@@ -136,15 +143,22 @@ def search_keys(
     return found, blind
 
 
-def _revoke_orphans(
+def revoke_orphans(
     issuer: Issuer,
     fence: Fence,
     name: str,
     orphans: Sequence[OrphanRevocation],
     deadline: Callable[[], float],
     is_retryable: Callable[[BaseException], bool],
+    *,
+    late: bool = False,
 ) -> tuple[list[OrphanRevocation], list[OrphanRevocation]]:
-    """Revoke one intent's orphans: (revoked, deferred). Non-retryable errors propagate."""
+    """Revoke orphans (superseded): (revoked, deferred). Non-retryable errors propagate.
+
+    ``late``: certificates that turned up after their request was settled
+    (:mod:`connector.agent.late`); their events say so.
+    """
+    marked: dict[str, Any] = {"late": True} if late else {}
     revoked: list[OrphanRevocation] = []
     deferred: list[OrphanRevocation] = []
     for orphan in orphans:
@@ -157,6 +171,7 @@ def _revoke_orphans(
             ca=orphan.ca_name,
             connector=name,
             epoch=fence.expected_epoch,
+            **marked,
         )
         fence.epoch()
         try:
@@ -185,6 +200,7 @@ def _revoke_orphans(
             reason=SUPERSEDED,
             connector=name,
             epoch=fence.expected_epoch,
+            **marked,
         )
     return revoked, deferred
 
@@ -200,7 +216,7 @@ def _settle_intent(
     plan: Sequence[OrphanRevocation],
 ) -> tuple[Any, list[OrphanRevocation], list[OrphanRevocation]]:
     """Revoke one intent's orphans, then hand its request back: (intent, revoked, deferred)."""
-    revoked, deferred = _revoke_orphans(issuer, fence, name, plan, deadline, is_retryable)
+    revoked, deferred = revoke_orphans(issuer, fence, name, plan, deadline, is_retryable)
     if deferred:
         # The intent stays in flight at the service, so the request is not
         # issued anew while its orphan is valid; the next sweep retries.
