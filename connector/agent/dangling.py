@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -33,6 +33,7 @@ from connector.service_client import BadRequest, ServiceUnavailable
 __all__ = ["Dangling", "DanglingWork", "PendingUpload", "settle"]
 
 if TYPE_CHECKING:
+    from connector.agent.issuance import IssueContext
     from connector.agent.late import LateWatch
 
 log = logging.getLogger("pfxha.connector.dangling")
@@ -81,7 +82,9 @@ class DanglingWork:
             return len(self._items)
 
 
-def settle(items: list[Dangling], ctx: Any, watch: LateWatch | None = None) -> list[Dangling]:
+def settle(
+    items: list[Dangling], ctx: IssueContext, watch: LateWatch | None = None
+) -> list[Dangling]:
     """Finish each entry with ``ctx`` (an IssueContext); return those still open.
 
     An entry with an intent that is requeued goes into ``watch``: its sign
@@ -103,7 +106,7 @@ def settle(items: list[Dangling], ctx: Any, watch: LateWatch | None = None) -> l
     return left
 
 
-def _settle_one(item: Dangling, ctx: Any) -> bool:
+def _settle_one(item: Dangling, ctx: IssueContext) -> bool:
     """True when the entry is done with."""
     if item.upload is not None:
         upload = item.upload

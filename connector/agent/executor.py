@@ -34,9 +34,13 @@ from connector.agent.late import LateReport, LateWatch, sweep_late
 from connector.agent.ports import Fence, Issuer, Lease, LeaseLost, Pki
 from connector.agent.reconcile import reconcile
 from connector.agent.snapshot import Health
+from connector.metrics import ConnectorMetrics
 from connector.service_client import (
     BadRequest,
+    CertificateRequest,
     ConnectorRevokedError,
+    RevocationTask,
+    ServiceClient,
     ServiceUnavailable,
     StaleEpochError,
     UploadItem,
@@ -109,7 +113,7 @@ class AgentState:
 @dataclass(frozen=True)
 class ExecutorDeps:
     name: str
-    service: Any  # connector.service_client.ServiceClient
+    service: ServiceClient
     issuer: Issuer
     pki: Pki
     lease: Lease
@@ -122,7 +126,7 @@ class ExecutorDeps:
     backoff_s: float = 0.5
     # Seconds a fresh lease is good for at most; caps every CA deadline.
     lease_budget_s: float = 1.0
-    metrics: Any = None  # connector.metrics.ConnectorMetrics
+    metrics: ConnectorMetrics | None = None
     details: Callable[[], Mapping[str, Any]] = dict
     clock: Callable[[], float] = time.monotonic
     # Told the outcome of every service call (True: it answered), for reachability.
@@ -406,7 +410,7 @@ class Executor:
             return {}
 
     def _defer_revocation(
-        self, task: Any, error: str, *, retryable: bool, epoch: int | None
+        self, task: RevocationTask, error: str, *, retryable: bool, epoch: int | None
     ) -> None:
         event = Event.REVOCATION_DEFERRED if retryable else Event.REVOCATION_FAILED
         emit(
@@ -421,7 +425,7 @@ class Executor:
         )
         self._count("revoke", "deferred" if retryable else "failed", "-", task.ca_name)
 
-    def _revoke_tasks(self, fence: Fence, tasks: list[Any]) -> int:
+    def _revoke_tasks(self, fence: Fence, tasks: list[RevocationTask]) -> int:
         """Revoke at each issuing CA and confirm (the revoking thread). Returns how many."""
         deps = self.deps
         unreachable: set[str] = set()
@@ -598,7 +602,9 @@ class Executor:
             clock=deps.clock,
         )
 
-    def _on_result(self, request: Any, outcome: Outcome, ca: str, seconds: float) -> None:
+    def _on_result(
+        self, request: CertificateRequest, outcome: Outcome, ca: str, seconds: float
+    ) -> None:
         with self._counts_lock:  # called from the issuing worker threads
             self.state.counts[outcome.value] += 1
         self._count("issue", outcome.value, request.profile.template, ca)

@@ -32,16 +32,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from connector.agent.dangling import Dangling, DanglingWork, PendingUpload
 from connector.agent.events import Event, emit
 from connector.agent.grouping import CallGroup, Member
-from connector.agent.ports import Fence, Issuer, LeaseLost, Pki
+from connector.agent.ports import Fence, IssuanceService, Issued, Issuer, LeaseLost, Pki
+from connector.pki import PrivateKey
 from connector.service_client import (
     BadRequest,
+    CertificateRequest,
     ServiceUnavailable,
     StaleEpochError,
     UploadItem,
@@ -68,7 +70,7 @@ class Outcome(StrEnum):
 @dataclass(frozen=True)
 class IssueContext:
     name: str
-    service: Any  # ServiceClient
+    service: IssuanceService
     issuer: Issuer
     pki: Pki
     fence: Fence
@@ -78,7 +80,7 @@ class IssueContext:
     ca_errors: tuple[type[BaseException], ...]
     is_retryable: Callable[[BaseException], bool]
     dangling: DanglingWork
-    on_result: Callable[[Any, Outcome, str, float], None] = lambda *_: None
+    on_result: Callable[[CertificateRequest, Outcome, str, float], None] = lambda *_: None
     clock: Callable[[], float] = time.monotonic
     # Requests polled together share their intents and results calls
     # (:mod:`connector.agent.grouping`); None: each request calls alone.
@@ -86,7 +88,7 @@ class IssueContext:
     results: CallGroup[UploadItem] | None = None
 
 
-def _public_pem(key: Any) -> str:
+def _public_pem(key: PrivateKey) -> str:
     pem: bytes = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     return pem.decode("ascii")
 
@@ -105,7 +107,7 @@ class _Progress:
         return Dangling(request_id, self.epoch, self.public_key_pem, self.upload)
 
 
-def issue_one(ctx: IssueContext, request: Any) -> Outcome:
+def issue_one(ctx: IssueContext, request: CertificateRequest) -> Outcome:
     """Process one request; only a 409 propagates (after tripping the fence)."""
     started = ctx.clock()
     progress = _Progress(epoch=ctx.fence.expected_epoch)
@@ -129,7 +131,7 @@ def issue_one(ctx: IssueContext, request: Any) -> Outcome:
     return outcome
 
 
-def _note_dangling(ctx: IssueContext, request: Any, progress: _Progress) -> None:
+def _note_dangling(ctx: IssueContext, request: CertificateRequest, progress: _Progress) -> None:
     item = progress.dangling(request.id)
     if item is not None:
         ctx.dangling.add(item)
@@ -164,7 +166,7 @@ def _upload(ctx: IssueContext, member: Member[UploadItem] | None, item: UploadIt
 
 def _issue(
     ctx: IssueContext,
-    request: Any,
+    request: CertificateRequest,
     progress: _Progress,
     intents: Member[str] | None = None,
     results: Member[UploadItem] | None = None,
@@ -218,7 +220,7 @@ def _issue(
         connector=ctx.name,
         epoch=epoch,
     )
-    if getattr(issued, "uncertain", ()):
+    if issued.uncertain:
         # An earlier attempt timed out after it was sent: that CA may have issued too.
         _revoke_extras(ctx, request, key, issued)
     try:
@@ -257,10 +259,10 @@ class _CannotSearchError(Exception):
     """The CAs could not say what they issued for a key."""
 
 
-def _find_unrevoked(ctx: IssueContext, key: Any) -> Any | None:
+def _find_unrevoked(ctx: IssueContext, key: PrivateKey) -> Issued | None:
     """The unrevoked certificate the CAs hold for ``key``; :class:`_CannotSearchError`."""
     try:
-        found = [c for c in ctx.issuer.find(key.public_key()) if not getattr(c, "revoked", False)]
+        found = [c for c in ctx.issuer.find(key.public_key()) if not c.revoked]
     except Exception as exc:  # "cannot tell" is never "nothing issued"
         if not ctx.is_retryable(exc):
             raise
@@ -269,7 +271,9 @@ def _find_unrevoked(ctx: IssueContext, key: Any) -> Any | None:
     return found[0] if found else None
 
 
-def _revoke_extras(ctx: IssueContext, request: Any, key: Any, issued: Any) -> None:
+def _revoke_extras(
+    ctx: IssueContext, request: CertificateRequest, key: PrivateKey, issued: Issued
+) -> None:
     """Revoke every other certificate the CAs hold for this key: only one may stay valid."""
     try:
         found = ctx.issuer.find(key.public_key())
@@ -277,7 +281,7 @@ def _revoke_extras(ctx: IssueContext, request: Any, key: Any, issued: Any) -> No
         emit(log, Event.CA_UNAVAILABLE, during="find", error=str(exc))
         return
     for cert in found:
-        if getattr(cert, "revoked", False) or (cert.ca_name, cert.serial) == (
+        if cert.revoked or (cert.ca_name, cert.serial) == (
             issued.ca_name,
             issued.serial,
         ):
@@ -311,13 +315,15 @@ def _revoke_extras(ctx: IssueContext, request: Any, key: Any, issued: Any) -> No
         )
 
 
-def _refuse(ctx: IssueContext, request: Any, reason: str) -> Outcome:
+def _refuse(ctx: IssueContext, request: CertificateRequest, reason: str) -> Outcome:
     ctx.service.fail_request(ctx.name, ctx.fence.epoch(), request.id, reason[:500], False)
     emit(log, Event.REQUEST_FAILED, request_id=request.id, reason=reason[:500])
     return Outcome.FAILED
 
 
-def _hand_back(ctx: IssueContext, request: Any, exc: BaseException, retryable: bool) -> Outcome:
+def _hand_back(
+    ctx: IssueContext, request: CertificateRequest, exc: BaseException, retryable: bool
+) -> Outcome:
     reason = f"CA {'unavailable' if retryable else 'refused'}: {exc}"[:500]
     ctx.service.fail_request(ctx.name, ctx.fence.epoch(), request.id, reason, retryable)
     event = Event.REQUEST_DEFERRED if retryable else Event.REQUEST_FAILED
@@ -332,7 +338,9 @@ def _hand_back(ctx: IssueContext, request: Any, exc: BaseException, retryable: b
     return Outcome.DEFERRED if retryable else Outcome.FAILED
 
 
-def _revoke_undeliverable(ctx: IssueContext, request: Any, issued: Any, why: str) -> None:
+def _revoke_undeliverable(
+    ctx: IssueContext, request: CertificateRequest, issued: Issued, why: str
+) -> None:
     """Undo our own certificate that can never be delivered (no leadership needed for that)."""
     try:
         ctx.issuer.revoke(issued.serial, issued.ca_name, "superseded", ctx.clock() + 2.0)

@@ -33,9 +33,8 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from connector.agent.ports import Fence, Issuer
+from connector.agent.ports import Fence, Issued, Issuer
 from connector.agent.reconcile import (
     OrphanRevocation,
     plan_orphans,
@@ -70,7 +69,7 @@ class LateReport:
     blind: int = 0
 
 
-def plan_late(entry: Watched, found: Sequence[Any]) -> list[OrphanRevocation]:
+def plan_late(entry: Watched, found: Sequence[Issued]) -> list[OrphanRevocation]:
     """Pure: every unrevoked certificate found for a watched key must be revoked.
 
     The key's request was settled without it, so none of them can ever be

@@ -15,19 +15,24 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
+from connector.pki import PrivateKey
+from connector.service_client import CertificateRequest, Intent
 from election import HandOver
 
 __all__ = [
     "Fence",
+    "IssuanceService",
     "Issued",
     "Issuer",
     "Lease",
     "LeaseLost",
     "Pki",
+    "ReconcileService",
 ]
 
 
@@ -64,20 +69,58 @@ class Issued(Protocol):
     @property
     def serial(self) -> int: ...
 
+    @property
+    def revoked(self) -> bool:
+        """Found revoked in the CA's database (a search result); False for a fresh issue."""
+        ...
+
+    @property
+    def uncertain(self) -> tuple[str, ...]:
+        """Other CAs where an attempt timed out after it was sent: they may have issued too."""
+        ...
+
 
 class Issuer(Protocol):
     """The CA router: ordered CAs per template with failover (``connector.ca.CARouter``)."""
 
-    def issue(self, csr: Any, template: str, request_id: str, deadline: float) -> Any: ...
+    def issue(
+        self, csr: x509.CertificateSigningRequest, template: str, request_id: str, deadline: float
+    ) -> Issued: ...
 
-    def revoke(self, serial: int, issuer_ca: str, reason: str, deadline: float) -> Any: ...
+    def revoke(self, serial: int, issuer_ca: str, reason: str, deadline: float) -> None: ...
 
-    def find(self, public_key: Any) -> Sequence[Any]: ...
+    def find(self, public_key: PublicKeyTypes) -> Sequence[Issued]: ...
 
     # find for each key, in order, in one search per CA (takeover reconciliation).
-    def find_many(self, public_keys: Sequence[Any]) -> Sequence[Sequence[Any]]: ...
+    def find_many(self, public_keys: Sequence[PublicKeyTypes]) -> Sequence[Sequence[Issued]]: ...
 
-    def ca_states(self) -> Mapping[str, Any]: ...
+    def ca_states(self) -> Mapping[str, str]: ...
+
+
+class IssuanceService(Protocol):
+    """The service calls one issuance makes (``connector.service_client.ServiceClient``)."""
+
+    def record_intent(
+        self, name: str, epoch: int, request_id: str, public_key_pem: str
+    ) -> None: ...
+
+    def upload_result(
+        self, name: str, epoch: int, request_id: str, envelope: bytes, serial: int, ca_name: str
+    ) -> None: ...
+
+    def fail_request(
+        self, name: str, epoch: int, request_id: str, reason: str, retryable: bool
+    ) -> None: ...
+
+
+class ReconcileService(Protocol):
+    """The service calls a takeover's reconciliation makes (``ServiceClient``)."""
+
+    def inflight_intents(self, name: str, epoch: int) -> Sequence[Intent]: ...
+
+    def fail_request(
+        self, name: str, epoch: int, request_id: str, reason: str, retryable: bool
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -85,11 +128,11 @@ class Pki:
     """Key, CSR and PFX operations, bound to their configuration by the loop."""
 
     # key_type (profile word, e.g. "rsa2048") -> private key; may come from a pool.
-    new_key: Callable[[str], Any]
+    new_key: Callable[[str], PrivateKey]
     # (request, private key) -> CSR
-    build_csr: Callable[[Any, Any], Any]
+    build_csr: Callable[[CertificateRequest, PrivateKey], x509.CertificateSigningRequest]
     # (private key, certificate, chain) -> PKCS#12 DER
-    pack_pfx: Callable[[Any, x509.Certificate, Sequence[x509.Certificate]], bytes]
+    pack_pfx: Callable[[PrivateKey, x509.Certificate, Sequence[x509.Certificate]], bytes]
     # PFX -> CMS EnvelopedData to the service's KRA certificate
     seal: Callable[[bytes], bytes]
 

@@ -34,7 +34,8 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from connector.agent.events import Event, emit
-from connector.agent.ports import Fence, Issuer
+from connector.agent.ports import Fence, Issued, Issuer, ReconcileService
+from connector.service_client import Intent
 
 __all__ = [
     "OrphanRevocation",
@@ -77,15 +78,8 @@ class ReconcileReport:
         return not self.orphans_deferred and not self.waiting
 
 
-def _is_revoked(cert: Any) -> bool:
-    revoked = getattr(cert, "revoked", False)
-    if callable(revoked):
-        revoked = revoked()
-    return bool(revoked) or getattr(cert, "status", "good") == "revoked"
-
-
 def plan_orphans(
-    request_id: str, intent_epoch: int, found: Sequence[Any]
+    request_id: str, intent_epoch: int, found: Sequence[Issued]
 ) -> list[OrphanRevocation]:
     """Pure: which certificates found for a stale intent must be revoked.
 
@@ -93,14 +87,10 @@ def plan_orphans(
     upload never arrived), so none of them may stay valid.
     """
     return [
-        OrphanRevocation(request_id, intent_epoch, int(cert.serial), str(cert.ca_name))
+        OrphanRevocation(request_id, intent_epoch, cert.serial, cert.ca_name)
         for cert in found
-        if not _is_revoked(cert)
+        if not cert.revoked
     ]
-
-
-class _StillBlind(Exception):  # noqa: N818 - a marker, never raised out of this module
-    """The search already failed in this sweep."""
 
 
 # Intents settled side by side (a CA call per orphan, a service call each): a
@@ -111,36 +101,21 @@ _WORKERS = 4
 
 def search_keys(
     issuer: Issuer, pems: Sequence[str], is_retryable: Callable[[BaseException], bool]
-) -> tuple[list[Sequence[Any] | None], str | None]:
+) -> tuple[list[Sequence[Issued] | None], str | None]:
     """Per public key PEM, what the CAs hold for it (None: could not tell), and why not.
 
     One read per CA for every key where the issuer can (``find_many``): a search
     per intent read and parsed a whole certdb each time.
     """
     keys = [load_pem_public_key(pem.encode()) for pem in pems]
-    many = getattr(issuer, "find_many", None)
-    if callable(many) and keys:
-        try:
-            return list(many(keys)), None
-        except Exception as exc:
-            if not is_retryable(exc):
-                raise
-            return [None] * len(keys), str(exc)
-    found: list[Sequence[Any] | None] = []
-    blind: str | None = None
-    for key in keys:
-        try:
-            if blind is not None:
-                # One unanswered search per sweep: a certdb that is away would
-                # cost its connect timeout again for every intent.
-                raise _StillBlind(blind)
-            found.append(issuer.find(key))
-        except Exception as exc:
-            if not isinstance(exc, _StillBlind) and not is_retryable(exc):
-                raise
-            blind = str(exc)
-            found.append(None)
-    return found, blind
+    if not keys:
+        return [], None
+    try:
+        return list(issuer.find_many(keys)), None
+    except Exception as exc:
+        if not is_retryable(exc):
+            raise
+        return [None] * len(keys), str(exc)
 
 
 def revoke_orphans(
@@ -206,15 +181,15 @@ def revoke_orphans(
 
 
 def _settle_intent(
-    service: Any,
+    service: ReconcileService,
     issuer: Issuer,
     fence: Fence,
     name: str,
     deadline: Callable[[], float],
     is_retryable: Callable[[BaseException], bool],
-    intent: Any,
+    intent: Intent,
     plan: Sequence[OrphanRevocation],
-) -> tuple[Any, list[OrphanRevocation], list[OrphanRevocation]]:
+) -> tuple[Intent, list[OrphanRevocation], list[OrphanRevocation]]:
     """Revoke one intent's orphans, then hand its request back: (intent, revoked, deferred)."""
     revoked, deferred = revoke_orphans(issuer, fence, name, plan, deadline, is_retryable)
     if deferred:
@@ -233,7 +208,7 @@ def _settle_intent(
 
 
 def reconcile(
-    service: Any,
+    service: ReconcileService,
     issuer: Issuer,
     fence: Fence,
     *,

@@ -44,7 +44,7 @@ from connector.identity import (
 )
 from connector.metrics import ConnectorMetrics
 from connector.pki import KeyPool, KeyType, PrivateKey, build_csr, generate_key, pack_pfx, seal
-from connector.service_client import ServiceClient
+from connector.service_client import CertificateRequest, ServiceClient
 from election import Elector, HandOver, YieldBudget
 
 __all__ = ["Runtime", "build", "run"]
@@ -67,7 +67,7 @@ class _KraCertificate:
             return self._cert
 
 
-def _variables(request: Any) -> dict[str, str]:
+def _variables(request: CertificateRequest) -> dict[str, str]:
     variables = dict(request.variables)
     variables.setdefault("DeviceId", request.device_id)
     return variables

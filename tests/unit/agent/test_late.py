@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,9 @@ class CAs:
             raise CAUnavailableError("certdb away", ca_name="primary")
         pem = public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
         return list(self.held.get(pem, []))
+
+    def find_many(self, public_keys: Sequence[Any]) -> list[list[Found]]:
+        return [self.find(key) for key in public_keys]
 
     def revoke(self, serial: int, issuer_ca: str, reason: str, deadline: float) -> None:
         if self.refuse_revoke:

@@ -39,6 +39,10 @@ class Cert:
     ca_name: str
     status: str = "good"
 
+    @property
+    def revoked(self) -> bool:
+        return self.status == "revoked"
+
 
 class AwayError(Exception):
     """A certdb that does not answer (retryable)."""
