@@ -104,8 +104,9 @@ def search_keys(
 ) -> tuple[list[Sequence[Issued] | None], str | None]:
     """Per public key PEM, what the CAs hold for it (None: could not tell), and why not.
 
-    One read per CA for every key where the issuer can (``find_many``): a search
-    per intent read and parsed a whole certdb each time.
+    One read per CA for every key (``find_many``): a search per intent read and
+    parsed a whole certdb each time. A CA that cannot be searched leaves every
+    key of this sweep unknown (one connect timeout, not one per intent).
     """
     keys = [load_pem_public_key(pem.encode()) for pem in pems]
     if not keys:
