@@ -285,8 +285,8 @@ class Executor:
         hands them back. Over a WAN each call here is a round trip of the takeover.
 
         The first batch is at most ``workers`` requests: its members wait for each other
-        at the intents and results calls, so a small one delivers the first certificate
-        sooner; the next poll, beside it, takes the rest."""
+        at the intents call, so a small one delivers the first certificate sooner; the
+        next poll, beside it, takes the rest. Its results are uploaded one by one."""
         epoch = self.fence.epoch()
         reply = self.deps.service.register(
             self.deps.name,
@@ -308,7 +308,7 @@ class Executor:
             if self.deps.metrics is not None:
                 self.deps.metrics.observe_takeover(took)
         emit(log, Event.REGISTERED, epoch=epoch, since_elected_s=took)
-        self._take(epoch, list(getattr(reply, "requests", None) or []))
+        self._take(epoch, list(getattr(reply, "requests", None) or []), group_results=False)
 
     def _heartbeat(self, decision: Decision) -> None:
         epoch = self.fence.epoch() if decision.as_leader else 0
@@ -550,8 +550,13 @@ class Executor:
         assert decision.epoch is not None
         self._take(decision.epoch, requests)
 
-    def _take(self, epoch: int, requests: list[Any]) -> None:
-        """Issue a polled batch in the background (the issuing threads)."""
+    def _take(self, epoch: int, requests: list[Any], *, group_results: bool = True) -> None:
+        """Issue a polled batch in the background (the issuing threads).
+
+        ``group_results=False`` (a takeover's first batch): each certificate is uploaded
+        as soon as it is packed, on a connection of its own (a standby keeps them warm),
+        rather than waiting for the batch's slowest at the shared results call.
+        """
         deps = self.deps
         if deps.metrics is not None:
             deps.metrics.mark_poll_success()
@@ -577,7 +582,9 @@ class Executor:
                         deps.name, fence.epoch(), [item for _, item in items]
                     ),
                     max_wait_s=_RESULTS_WAIT_S,
-                ),
+                )
+                if group_results
+                else None,
             )
         with self._counts_lock:
             self._inflight += len(requests)

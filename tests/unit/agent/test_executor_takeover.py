@@ -10,8 +10,12 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pytest
+
+from connector.agent import executor as executor_module
 from connector.agent.decide import Action, Decision
 from connector.agent.executor import AgentState, Executor, ExecutorDeps
+from connector.agent.issuance import IssueContext, Outcome
 from connector.agent.ports import Pki
 from connector.service_client import CertificateRequest, Intent, ProfileSpec, Registration
 
@@ -46,6 +50,7 @@ class FakeService:
         self.registered: list[tuple[int, int]] = []
         self.listed = 0
         self.warmed: list[int] = []
+        self.polled: list[CertificateRequest] = []
         self.failed: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         self.all_failed = threading.Event()
@@ -62,6 +67,12 @@ class FakeService:
     def keep_warm(self, connections: int, *, timeout: float | None = None) -> bool:
         self.warmed.append(connections)
         return True
+
+    def poll_requests(
+        self, name: str, epoch: int, max_items: int, wait_s: float, **_: Any
+    ) -> list[CertificateRequest]:
+        polled, self.polled = self.polled, []
+        return polled
 
     def inflight_intents(self, name: str, epoch: int) -> list[Intent]:
         self.listed += 1
@@ -160,5 +171,39 @@ def test_a_standby_keeps_connections_warm_with_its_heartbeat_and_a_leader_does_n
         assert service.warmed == [4]
         executor.execute(Decision(Action.HEARTBEAT, "test", epoch=EPOCH, as_leader=True))
         assert service.warmed == [4]
+    finally:
+        executor.close()
+
+
+def test_the_first_batch_uploads_one_by_one_and_later_batches_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A takeover's first certificate is not held back by the batch's slowest member."""
+    seen: dict[str, tuple[bool, bool]] = {}
+    lock = threading.Lock()
+    all_seen = threading.Event()
+
+    def record(ctx: IssueContext, request: Any) -> Outcome:
+        with lock:
+            seen[request.id] = (ctx.intents is not None, ctx.results is not None)
+            if len(seen) == 4:
+                all_seen.set()
+        return Outcome.DELIVERED
+
+    monkeypatch.setattr(executor_module, "issue_one", record)
+    service = FakeService(Registration(requests=[_request(1), _request(2)]))
+    service.polled = [_request(3), _request(4)]
+    executor = _executor(service)
+    try:
+        executor.execute(Decision(Action.REGISTER, "test", epoch=EPOCH))
+        executor.execute(Decision(Action.ISSUE, "test", epoch=EPOCH))
+        assert all_seen.wait(10)
+        # (intents shared, results shared): the intents in both, the results in the later
+        assert seen == {
+            "req-1": (True, False),
+            "req-2": (True, False),
+            "req-3": (True, True),
+            "req-4": (True, True),
+        }
     finally:
         executor.close()
