@@ -122,7 +122,7 @@ def _kill_connector(lab: FaultTarget, leader: str) -> Fault:
     def inject() -> dict[str, Any]:
         pid = lab.connector_pid(leader)
         # SIGKILL, reaped aside: the workload's burst goes out at the fault. Waiting
-        # for the reap held it back 0.006-1.24 s at load 15-24, and that counted as
+        # for the reap held it back 0.006-1.24 s at load 14-24, and that counted as
         # failover whenever no work was pending when the successor took over.
         thread = threading.Thread(
             target=lab.kill_connector, args=(leader,), name="drill-sigkill", daemon=True
