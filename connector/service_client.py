@@ -8,6 +8,8 @@ highest it has seen with HTTP 409, which this client raises as
     client = ServiceClient("http://127.0.0.1:8443", timeout=5.0)
     kra = client.kra_certificate()                      # x509.Certificate to seal PFX to
     client.register("conn-a", epoch)                    # claims "active" for this epoch
+    first = client.register("conn-a", epoch, max_items=8)   # and, in the same round trip,
+    first.intents, first.requests                       # the stale intents and a first poll
     client.heartbeat("conn-a", epoch, "healthy", {"cas_up": 2})
     client.heartbeat("conn-b", 0, "healthy", {})        # epoch 0: a standby's heartbeat
     for stale in client.inflight_intents("conn-a", epoch):   # reconcile a deposed epoch
@@ -40,6 +42,7 @@ import base64
 import json
 import os
 import ssl
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +57,7 @@ __all__ = [
     "ConnectorRevokedError",
     "Intent",
     "ProfileSpec",
+    "Registration",
     "RevocationTask",
     "ServiceClient",
     "ServiceError",
@@ -155,6 +159,18 @@ class Intent:
     cancelled: bool  # the request was cancelled meanwhile: revoke orphans, then fail it
 
 
+@dataclass(frozen=True)
+class Registration:
+    """What :meth:`ServiceClient.register` read in the same round trip as it registered.
+
+    ``intents`` as :meth:`ServiceClient.inflight_intents` would list them now (no older
+    epoch can add one once this one is registered); ``requests`` a first poll.
+    """
+
+    intents: list[Intent] = field(default_factory=list)
+    requests: list[CertificateRequest] = field(default_factory=list)
+
+
 class ServiceClient:
     """Synchronous client for the connector API; one instance per connector process."""
 
@@ -170,6 +186,7 @@ class ServiceClient:
     ) -> None:
         self._timeout = timeout
         self._cert = cert
+        self._warming = threading.Lock()  # held while a keep_warm round is out
         self._ssl = tls_context(verify, cert)
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -210,8 +227,49 @@ class ServiceClient:
         """An authenticated call with no side effect; :class:`ServiceUnavailable` if unreachable."""
         self._call("GET", "/kra-certificate", timeout=timeout)
 
-    def register(self, name: str, epoch: int, *, timeout: float | None = None) -> None:
-        self._call("POST", "/register", {"name": name, "epoch": epoch}, timeout=timeout)
+    def keep_warm(self, connections: int, *, timeout: float | None = None) -> bool:
+        """Keep up to ``connections`` TLS connections open and fresh; returns at once
+        (False when the last round is still out: it is not doubled).
+
+        A standby calls it with each heartbeat: that many probes go out side by side,
+        each on a thread of its own, so the pool holds that many kept-alive connections
+        (the service and httpx keep an idle one 5 s). A new leader's first calls, which
+        run side by side, then find their connections and their TLS done: over a WAN a
+        handshake costs a round trip or two.
+        """
+        if connections < 1 or not self._warming.acquire(blocking=False):
+            return False
+        left = [connections]
+        lock = threading.Lock()
+
+        def probe() -> None:
+            try:
+                self.probe(timeout=timeout if timeout is not None else self._timeout)
+            except ServiceError:
+                pass  # the heartbeat says whether the service answers
+            finally:
+                with lock:
+                    left[0] -= 1
+                    if left[0] == 0:
+                        self._warming.release()
+
+        for i in range(connections):
+            threading.Thread(target=probe, name=f"pfxha-warm-{i}", daemon=True).start()
+        return True
+
+    def register(
+        self, name: str, epoch: int, *, max_items: int = 0, timeout: float | None = None
+    ) -> Registration:
+        """Claim "active" for ``epoch``; the answer carries the stale intents and, with
+        ``max_items``, a first poll of that many requests (leased to this epoch)."""
+        payload: dict[str, Any] = {"name": name, "epoch": epoch}
+        if max_items:
+            payload["max_items"] = max_items
+        body = self._call("POST", "/register", payload, timeout=timeout)
+        return Registration(
+            intents=[_intent_from_json(item) for item in body.get("intents", [])],
+            requests=[_request_from_json(item) for item in body.get("requests", [])],
+        )
 
     def heartbeat(
         self,
@@ -366,16 +424,7 @@ class ServiceClient:
 
     def inflight_intents(self, name: str, epoch: int) -> list[Intent]:
         body = self._call("POST", "/intents/stale", {"name": name, "epoch": epoch})
-        return [
-            Intent(
-                request_id=str(item["request_id"]),
-                epoch=int(item["epoch"]),
-                public_key_pem=str(item["public_key_pem"]),
-                spki_sha256=str(item["spki_sha256"]),
-                cancelled=bool(item["cancelled"]),
-            )
-            for item in body["intents"]
-        ]
+        return [_intent_from_json(item) for item in body["intents"]]
 
     # -- plumbing ------------------------------------------------------------
 
@@ -491,4 +540,14 @@ def _request_from_json(item: dict[str, Any]) -> CertificateRequest:
         ),
         variables={str(k): str(v) for k, v in item["variables"].items()},
         kind=str(item.get("kind", "new")),
+    )
+
+
+def _intent_from_json(item: dict[str, Any]) -> Intent:
+    return Intent(
+        request_id=str(item["request_id"]),
+        epoch=int(item["epoch"]),
+        public_key_pem=str(item["public_key_pem"]),
+        spki_sha256=str(item["spki_sha256"]),
+        cancelled=bool(item["cancelled"]),
     )

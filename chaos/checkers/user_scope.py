@@ -141,6 +141,7 @@ def check_same_serial(state: UserScopeState) -> list[str]:
                 violations.append(
                     f"device {device} of user {user} holds {shown} as the current certificate "
                     f"of profile {profile}, not the user's current one (serial {newest.serial})"
+                    + _copy_note(state, device, {c.request for c in current})
                 )
             elif len(mine) > len(accepted):
                 violations.append(
@@ -148,6 +149,16 @@ def check_same_serial(state: UserScopeState) -> list[str]:
                     f"of profile {profile} ({', '.join(sorted(mine))})"
                 )
     return violations
+
+
+def _copy_note(state: UserScopeState, device: str, requests: set[str]) -> str:
+    """Where the device's copy of the current certificate is: a copy made and never
+    collected is the device's (or the drill's check-ins') lag, no copy at all the
+    service's."""
+    states = sorted({c.state for c in state.copies if c.device == device and c.request in requests})
+    if not states:
+        return "; the service made no copy for this device"
+    return f"; its copy is {'/'.join(states)} at the service"
 
 
 def check_history_copies(state: UserScopeState) -> list[str]:

@@ -9,7 +9,8 @@
 ``schedule.json`` in the run directory before the first fault.
 
 Exit status 0 when no invariant was violated, 1 when one was, 2 on bad usage
-or when the lab could not start.
+or when the lab could not start. SIGTERM ends a drill as Ctrl-C does: what was
+measured so far is written, the lab is stopped, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import json
 import logging
 import secrets
 import shlex
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -64,6 +66,36 @@ log = logging.getLogger(__name__)
 
 class _LabDidNotStart(click.ClickException):
     exit_code = 2  # not a verdict on the cluster: no drill ran
+
+
+class _Termination:
+    """SIGTERM raises KeyboardInterrupt once, so it takes Ctrl-C's path: outputs, lab stopped.
+
+    Without it SIGTERM ended the drill at once and left its whole lab running. Once the
+    lab is stopping (``quiet``), or after the first one, a SIGTERM is only logged: SIGKILL
+    is the way to skip the clean-up.
+
+        termination = _Termination()
+        termination.arm()      # before the lab starts
+        termination.quiet()    # before lab.stop()
+    """
+
+    def __init__(self) -> None:
+        self._fired = False
+        self._quiet = False
+
+    def arm(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_term)
+
+    def quiet(self) -> None:
+        self._quiet = True
+
+    def _on_term(self, signum: int, _frame: object) -> None:
+        if self._fired or self._quiet:
+            log.warning("drill: SIGTERM while the lab stops; still stopping it")
+            return
+        self._fired = True
+        raise KeyboardInterrupt(f"signal {signum}")
 
 
 def summary_table(results: list[ScenarioResult], title: str = "pfxha drill") -> Table:
@@ -242,6 +274,8 @@ def drill(
     out_dir = (out or Path("runs") / f"drill-{stamp}").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True)
+    termination = _Termination()
+    termination.arm()
     # The summary goes to stdout, wide enough to read in a log file too.
     report_console = Console(width=None if sys.stdout.isatty() else 140)
     command = "pfxha drill " + " ".join(shlex.quote(a) for a in sys.argv[2:])
@@ -280,15 +314,14 @@ def drill(
     except LaunchError as exc:
         history.close()
         raise _LabDidNotStart(f"the lab did not start: {exc}") from exc
-    if why := paused_refusal(read_cluster_status(lab.zk.hosts, lab.cluster), lab.zk.hosts):
-        lab.stop()
-        history.close()
-        raise _LabDidNotStart(why)
     try:
+        if why := paused_refusal(read_cluster_status(lab.zk.hosts, lab.cluster), lab.zk.hosts):
+            raise _LabDidNotStart(why)
         results = _run(lab, history, scenarios, rounds, progress, console, session_timeout,
                        enroll_rate, revoke_every, plan)  # fmt: skip
         certificates = lab.service_db().certificates_exercised()
     finally:
+        termination.quiet()
         lab.stop()
         history.close()
     data = _write_outputs(

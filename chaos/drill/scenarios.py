@@ -117,12 +117,26 @@ class Scenario:
 
 
 def _kill_connector(lab: FaultTarget, leader: str) -> Fault:
+    reaping: list[threading.Thread] = []
+
     def inject() -> dict[str, Any]:
         pid = lab.connector_pid(leader)
-        lab.kill_connector(leader)
+        # SIGKILL, reaped aside: the workload's burst goes out at the fault. Waiting
+        # for the reap held it back 0.006-1.24 s at load 14-24, and that counted as
+        # failover whenever no work was pending when the successor took over.
+        thread = threading.Thread(
+            target=lab.kill_connector, args=(leader,), name="drill-sigkill", daemon=True
+        )
+        thread.start()
+        reaping.append(thread)
         return {"connector": leader, "pid": pid}
 
-    return ProcessFault(f"SIGKILL connector {leader}", inject, lambda: lab.start_connector(leader))
+    def heal() -> None:
+        for thread in reaping:
+            thread.join(timeout=30)
+        lab.start_connector(leader)
+
+    return ProcessFault(f"SIGKILL connector {leader}", inject, heal)
 
 
 def _terminate_connector(lab: FaultTarget, leader: str) -> Fault:

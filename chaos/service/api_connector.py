@@ -26,6 +26,7 @@ from chaos.service.fencing import Gate
 from chaos.service.keys import public_key_fingerprint
 from chaos.service.rules import Event, Mode, revocation_outcome
 from chaos.service.store import STOOD_DOWN_EPOCH, ApiError, Store
+from chaos.service.takeover import stale_intents_of
 from chaos.service.upload import CheckedUpload, check_upload
 
 __all__ = ["connector_router"]
@@ -57,10 +58,23 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
         pem = store.keys.kra_certificate.public_bytes(serialization.Encoding.PEM)
         return m.KraOut(certificate_pem=pem.decode())
 
-    @router.post("/register", response_model=m.RoleOut)
-    def register(body: m.RegisterIn) -> m.RoleOut:
+    @router.post("/register", response_model=m.RegisterOut)
+    def register(body: m.RegisterIn) -> m.RegisterOut:
         gate.register(body.name, body.epoch)
-        return m.RoleOut(name=body.name, role="active", epoch=body.epoch)
+
+        # A takeover's first reads ride on the registration, fenced like their own calls:
+        # over a WAN each call is a round trip between "elected" and the first certificate.
+        def first_reads(tx: sqlite3.Connection) -> m.RegisterOut:
+            poll = m.PollIn(name=body.name, epoch=body.epoch, max_items=max(body.max_items, 1))
+            return m.RegisterOut(
+                name=body.name,
+                role="active",
+                epoch=body.epoch,
+                intents=stale_intents_of(tx, body.epoch),
+                requests=take_requests(tx, poll) if body.max_items else [],
+            )
+
+        return fenced("register", body.name, body.epoch, first_reads)
 
     @router.post("/heartbeat", response_model=m.RoleOut)
     def heartbeat(body: m.HeartbeatIn) -> m.RoleOut:
@@ -456,25 +470,11 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
 
     @router.post("/intents/stale", response_model=m.IntentList)
     def stale_intents(body: m.ConnectorCall) -> m.IntentList:
-        def act(tx: sqlite3.Connection) -> m.IntentList:
-            rows = tx.execute(
-                "SELECT * FROM requests WHERE state = 'in_flight' AND intent_epoch < ? "
-                "ORDER BY seq",
-                (body.epoch,),
-            ).fetchall()
-            return m.IntentList(
-                intents=[
-                    m.IntentOut(
-                        request_id=r["id"],
-                        epoch=r["intent_epoch"],
-                        public_key_pem=r["intent_public_key_pem"],
-                        spki_sha256=r["intent_spki_sha256"],
-                        cancelled=r["cancelled"] is not None,
-                    )
-                    for r in rows
-                ]
-            )
-
-        return fenced("intents/stale", body.name, body.epoch, act)
+        return fenced(
+            "intents/stale",
+            body.name,
+            body.epoch,
+            lambda tx: m.IntentList(intents=stale_intents_of(tx, body.epoch)),
+        )
 
     return router

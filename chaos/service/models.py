@@ -198,6 +198,9 @@ class RegisterIn(Strict):
     # Any integer >= 1 parses; above rules.MAX_EPOCH the gate refuses it (422) and
     # reports a suspected forgery naming the connector.
     epoch: RegisterEpoch
+    # A takeover's first poll rides on the registration (0: none): as /requests/poll
+    # with wait_s 0, under the epoch just registered.
+    max_items: int = Field(default=0, ge=0, le=500)
 
 
 class HeartbeatIn(Strict):
@@ -317,6 +320,16 @@ class IntentOut(Strict):
 
 class IntentList(Strict):
     intents: list[IntentOut]
+
+
+class RegisterOut(RoleOut):
+    """A registration's answer: the role, and what a takeover reads first (one round trip).
+
+    ``intents`` as /intents/stale, ``requests`` as /requests/poll (``max_items`` of them).
+    """
+
+    intents: list[IntentOut] = Field(default_factory=list)
+    requests: list[CertificateRequestOut] = Field(default_factory=list)
 
 
 class KraOut(Strict):

@@ -16,7 +16,9 @@ order of the checks is the safety argument, so read it top to bottom::
    only heartbeats as standby. A leader whose lease stays unproven past a
    limit hands it over.
 4. A leader registers its epoch, then reconciles older epochs' intents, and
-   only then takes new work; revocations come before new issuance. An intent
+   only then polls for new work; revocations come before new issuance. (The
+   registration's answer carries a first batch, issued beside the first sweep:
+   a polled request is pending, so it has no intent left to reconcile.) An intent
    at a CA whose certdb cannot be searched stays in flight (never issued
    anew while an orphan may be valid); new requests, which have no earlier
    intent, are still taken, and the connector reports itself unhealthy.

@@ -137,6 +137,8 @@ class ExecutorDeps:
     loop_call_timeout_s: float | None = None
     # How long keys given up on are searched again for late certificates.
     late_window_s: float = 30.0
+    # Service connections a standby keeps open for a takeover (0: none kept).
+    warm_connections: int = 4
 
 
 class Executor:
@@ -161,6 +163,8 @@ class Executor:
         # for a revocation must not hold up issuance at the other CAs.
         self._revoker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pfxha-revoke")
         self._revoking: Future[int] | None = None
+        # (epoch, intents) the registration listed, for that epoch's first sweep.
+        self._listed_intents: tuple[int, list[Any]] | None = None
 
     def close(self) -> None:
         self._revoker.shutdown(wait=True, cancel_futures=True)
@@ -279,8 +283,23 @@ class Executor:
         emit(log, Event.LEFT_ELECTION, epoch=decision.epoch, reason=decision.reason)
 
     def _register(self, decision: Decision) -> None:
+        """Register the epoch; the same round trip lists the stale intents (for the first
+        sweep) and polls a first batch, issued at once beside that sweep: it holds no
+        request of an older intent (those are in flight, never polled) until the sweep
+        hands them back. Over a WAN each call here is a round trip of the takeover.
+
+        The first batch is at most ``workers`` requests: its members wait for each other
+        at the intents call, so a small one delivers the first certificate sooner; the
+        next poll, beside it, takes the rest. Its results are uploaded one by one."""
         epoch = self.fence.epoch()
-        self.deps.service.register(self.deps.name, epoch, timeout=self.deps.loop_call_timeout_s)
+        reply = self.deps.service.register(
+            self.deps.name,
+            epoch,
+            max_items=min(self.issue_capacity, self.deps.workers),
+            timeout=self.deps.loop_call_timeout_s,
+        )
+        intents = getattr(reply, "intents", None)
+        self._listed_intents = None if intents is None else (epoch, list(intents))
         self.state.registered_epoch = epoch
         self.state.reconciled_epoch = None
         # The registration told the service we are alive and active; the health
@@ -293,6 +312,7 @@ class Executor:
             if self.deps.metrics is not None:
                 self.deps.metrics.observe_takeover(took)
         emit(log, Event.REGISTERED, epoch=epoch, since_elected_s=took)
+        self._take(epoch, list(getattr(reply, "requests", None) or []), group_results=False)
 
     def _heartbeat(self, decision: Decision) -> None:
         epoch = self.fence.epoch() if decision.as_leader else 0
@@ -306,6 +326,11 @@ class Executor:
         )
         self.state.last_heartbeat_at = self.deps.clock()
         self.state.service_retry_at = None
+        if not decision.as_leader and self.deps.warm_connections:
+            # A takeover's first calls run side by side; their TLS is done beforehand.
+            keep_warm = getattr(self.deps.service, "keep_warm", None)
+            if callable(keep_warm):
+                keep_warm(self.deps.warm_connections, timeout=self.deps.loop_call_timeout_s)
         if health is not self.state.reported_health:
             emit(log, Event.HEALTH_CHANGED, health=health.value, was=self.state.reported_health)
             self.state.reported_health = health
@@ -333,6 +358,7 @@ class Executor:
             )
         left = settle(self.dangling.take(decision.epoch), self._issue_context(), watch=self.late)
         self.dangling.extend(left)
+        listed, self._listed_intents = self._listed_intents, None
         report = reconcile(
             self.deps.service,
             self.deps.issuer,
@@ -340,6 +366,7 @@ class Executor:
             name=self.deps.name,
             deadline=self.deadline,
             is_retryable=self.deps.is_retryable,
+            intents=listed[1] if listed is not None and listed[0] == decision.epoch else None,
         )
         for request_id, public_key_pem, epoch in report.given_up:
             self.late.add(request_id, public_key_pem, epoch=epoch)
@@ -524,16 +551,26 @@ class Executor:
             deps.poll_wait_s,
             timeout=deps.loop_call_timeout_s,
         )
+        assert decision.epoch is not None
+        self._take(decision.epoch, requests)
+
+    def _take(self, epoch: int, requests: list[Any], *, group_results: bool = True) -> None:
+        """Issue a polled batch in the background (the issuing threads).
+
+        ``group_results=False`` (a takeover's first batch): each certificate is uploaded
+        as soon as it is packed, on a connection of its own (a standby keeps them warm),
+        rather than waiting for the batch's slowest at the shared results call.
+        """
+        deps = self.deps
         if deps.metrics is not None:
             deps.metrics.mark_poll_success()
             deps.metrics.set_pending("issue", len(requests))
         if not requests:
             return
-        assert decision.epoch is not None
-        emit(log, Event.BATCH_RECEIVED, count=len(requests), epoch=decision.epoch)
+        emit(log, Event.BATCH_RECEIVED, count=len(requests), epoch=epoch)
         # A fence of its own: this batch belongs to this epoch, whatever the
         # loop does next (a re-election re-arms the loop's fence, not this one).
-        fence = self._batch_fence(decision.epoch)
+        fence = self._batch_fence(epoch)
         ctx = self._issue_context(fence)
         if len(requests) > 1:
             ctx = replace(
@@ -549,13 +586,15 @@ class Executor:
                         deps.name, fence.epoch(), [item for _, item in items]
                     ),
                     max_wait_s=_RESULTS_WAIT_S,
-                ),
+                )
+                if group_results
+                else None,
             )
         with self._counts_lock:
             self._inflight += len(requests)
         for request in requests:
             future = self._pool.submit(issue_one, ctx, request)
-            future.add_done_callback(partial(self._issued, decision.epoch))
+            future.add_done_callback(partial(self._issued, epoch))
 
     def _batch_fence(self, epoch: int) -> Fence:
         fence = Fence(self.deps.lease)

@@ -216,8 +216,11 @@ def reconcile(
     name: str,
     deadline: Callable[[], float],
     is_retryable: Callable[[BaseException], bool],
+    intents: Sequence[Any] | None = None,
 ) -> ReconcileReport:
     """Revoke what older epochs' in-flight intents left at the CAs, then requeue the requests.
+
+    ``intents``: listed already for this epoch (the registration's answer); None: asked here.
 
     A request whose orphan sits at an unreachable CA stays in flight (so it is
     not issued anew while the orphan is valid) and is retried on the next sweep.
@@ -225,7 +228,10 @@ def reconcile(
     its own orphans are revoked.
     """
     report = ReconcileReport()
-    intents = service.inflight_intents(name, fence.epoch())
+    if intents is None:
+        intents = service.inflight_intents(name, fence.epoch())
+    else:
+        fence.epoch()  # the sweep's calls below are fenced; so is its start
     report.intents = len(intents)
     if intents:
         emit(log, Event.RECONCILE_STARTED, intents=len(intents), epoch=fence.expected_epoch)

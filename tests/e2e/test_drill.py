@@ -7,8 +7,12 @@ processes; the checkers read the service DB, the certdbs and the CRLs.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,63 @@ def _drill(out: Path, *args: str) -> dict[str, Any]:
     assert contract["ok"] is True
     assert json.loads((out / "result.json").read_text()) == contract
     return contract
+
+
+def _pids_running_from(out: Path) -> list[int]:
+    """Processes whose command line names a path under ``out`` (every part of a drill's lab).
+
+    PostgreSQL's data may live in a short path elsewhere, whose ``owner`` file names the lab.
+    """
+    homes = Path(tempfile.gettempdir()).glob("pfxha-pg/*/owner")
+    marks = [str(out).encode()] + [
+        str(owner.parent).encode() for owner in homes if str(out) in owner.read_text()
+    ]
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+            if any(mark in cmdline for mark in marks):
+                pids.append(int(entry.name))
+        except OSError:  # gone meanwhile
+            continue
+    return pids
+
+
+def test_sigterm_ends_the_drill_and_stops_its_lab(tmp_path: Path) -> None:
+    """SIGTERM takes Ctrl-C's path: the lab is stopped and the exit status is 1.
+
+    Before, the drill died at once (exit 143) and left ZooKeeper, CFSSL, PostgreSQL, the
+    service and the connectors running. The signal comes as soon as the lab's first
+    server runs (a whole lab takes tens of seconds to start on a loaded machine); a
+    drill signalled mid-scenario takes the same handler.
+    """
+    out = tmp_path / "drill"
+    drill = subprocess.Popen(
+        [
+            sys.executable, "-c", "from connector.cli import main; main()", "drill",
+            "--scenario", "connector-down", "--rounds", "50", "--connectors", "2",
+            "--no-links", "--out", str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not [pid for pid in _pids_running_from(out) if pid != drill.pid]:
+            assert drill.poll() is None, drill.communicate()[0][-3000:]
+            assert time.monotonic() < deadline, "the drill started no lab server in 60 s"
+            time.sleep(0.1)
+        drill.send_signal(signal.SIGTERM)
+        output = drill.communicate(timeout=60)[0]
+        assert drill.returncode == 1, (drill.returncode, output[-3000:])
+        assert _pids_running_from(out) == []
+    finally:
+        if drill.poll() is None:
+            drill.kill()
+            drill.wait()
+        for pid in _pids_running_from(out):  # what a failed run left behind
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_every_scenario_one_round_without_violations(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,37 @@ def test_alive_checks_the_command_not_just_the_pid() -> None:
         proc.kill()
         proc.wait()
     assert not alive(proc.pid, argv)
+
+
+class _SlowReapLab:
+    """kill_connector blocks until released, as a reap on a loaded machine can."""
+
+    def __init__(self) -> None:
+        self.killing = threading.Event()
+        self.reaped = threading.Event()
+        self.started: list[str] = []
+
+    def connector_pid(self, name: str) -> int:
+        return 4242
+
+    def kill_connector(self, name: str) -> None:
+        self.killing.set()
+        assert self.reaped.wait(10)
+
+    def start_connector(self, name: str) -> None:
+        assert self.reaped.is_set(), "restarted before the old process was reaped"
+        self.started.append(name)
+
+
+def test_connector_down_returns_before_the_reap_and_heals_after_it() -> None:
+    """The workload's burst goes out at the fault, not once the killed process is reaped."""
+    lab = _SlowReapLab()
+    fault = SCENARIOS["connector-down"].build(lab, "c1")  # type: ignore[arg-type]
+    assert fault.inject() == {"connector": "c1", "pid": 4242}
+    assert lab.killing.wait(10)
+    assert not lab.reaped.is_set()  # inject returned while the kill still waits
+    healing = threading.Thread(target=fault.heal)
+    healing.start()
+    lab.reaped.set()
+    healing.join(10)
+    assert lab.started == ["c1"]

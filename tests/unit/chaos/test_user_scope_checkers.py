@@ -67,7 +67,17 @@ def test_a_device_without_the_current_certificate_is_a_violation() -> None:
     stale = (*copies, UserCopy("tablet", "r1", "current", "installed"))
     (violation,) = check_same_serial(dataclasses.replace(clean(), copies=stale))
     assert "device tablet of user ann holds 11" in violation
-    assert "(serial 12)" in violation
+    assert "(serial 12); the service made no copy for this device" in violation
+
+
+def test_a_copy_never_collected_is_a_violation_that_says_where_the_copy_is() -> None:
+    """The drill's devices falling behind (a copy made, never collected) reads differently
+    from a copy the service never made."""
+    copies = tuple(c for c in clean().copies if (c.device, c.request) != ("tablet", "r2"))
+    waiting = (*copies, UserCopy("tablet", "r2", "current", "ready"))
+    (violation,) = check_same_serial(dataclasses.replace(clean(), copies=waiting))
+    assert "device tablet of user ann holds nothing" in violation
+    assert violation.endswith("; its copy is ready at the service")
 
 
 def test_a_missing_history_key_is_a_violation() -> None:

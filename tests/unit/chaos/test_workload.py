@@ -1,20 +1,22 @@
-"""Workload.pause(): an enrollment under way lands before the drill drains."""
+"""Workload.pause(): an enrollment under way lands before the drill drains; check-ins run
+side by side."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import threading
+import time
 
 import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from chaos.checkers.ops import ENROLL
+from chaos.checkers.ops import CHECKIN, ENROLL
 from chaos.history import History
-from chaos.workload import Workload
+from chaos.workload import Device, Workload
 
 
 def _certificate() -> x509.Certificate:
@@ -105,6 +107,49 @@ def test_some_users_get_more_devices_and_lose_one_of_them() -> None:
         ((path, body),) = posted
         assert path == "/api/v1/admin/actions/retire-user"
         assert per_user[workload.devices[body["device_id"]].user] >= 2
+    finally:
+        workload.close()
+        client.close()
+
+
+def test_devices_check_in_side_by_side() -> None:
+    """Four devices due, four check-in workers: each check-in is answered only once all
+    four are at the service at once, which one thread doing them in turn never is."""
+    cert = _certificate()
+    together = threading.Barrier(4)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/checkin"):
+            try:
+                together.wait(timeout=10)
+            except threading.BrokenBarrierError:
+                return httpx.Response(503, json={})
+        return httpx.Response(200, json={})
+
+    history = History()
+    client = httpx.Client(base_url="http://service", transport=httpx.MockTransport(handler))
+    due = {f"dev-{n}" for n in range(4)}
+    workload = Workload(
+        history, client, requests_of=lambda device: [], root=cert, group="g",
+        enroll_per_s=0, revoke_every_s=0, device_keys=1, devices_due=lambda: due,
+        checkin_workers=4,
+    )  # fmt: skip
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    for device_id in sorted(due):
+        workload.devices[device_id] = Device(device_id, "user", cert, key)
+
+    def checked_in() -> set[str]:
+        events = history.snapshot()
+        return {e.value["device"] for e in events if e.f == CHECKIN and e.type == "ok"}
+
+    workload.start()
+    try:
+        deadline = time.monotonic() + 20
+        while checked_in() != due:
+            assert time.monotonic() < deadline, f"checked in: {sorted(checked_in())}"
+            time.sleep(0.05)
+        failed = [e for e in history.snapshot() if e.f == CHECKIN and e.type == "fail"]
+        assert failed == []
     finally:
         workload.close()
         client.close()

@@ -1,0 +1,68 @@
+"""A registration answers with the stale intents and, on request, a first poll (one round trip).
+
+Fencing is unchanged: the reads ride under the epoch just registered, and a stale
+registration is refused (409) without leasing any request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from chaos.launch.service import ServiceProcess
+from connector.service_client import ServiceClient, StaleEpochError
+from tests.fixtures.service import next_epoch, unique
+from tests.integration.service.helpers import build_world, new_key, public_pem
+
+
+@pytest.fixture
+def client(service: ServiceProcess) -> Iterator[ServiceClient]:
+    with ServiceClient(service.url, timeout=10) as c:
+        yield c
+
+
+def test_registration_lists_stale_intents_and_polls_a_first_batch(
+    admin: httpx.Client, client: ServiceClient
+) -> None:
+    world = build_world(admin, unique, devices=3)
+    old, new = unique("old"), unique("new")
+    epoch = next_epoch(admin)
+    client.register(old, epoch)
+    mine = [r for r in client.poll_requests(old, epoch, 500, 0) if r.device_id in world.devices]
+    assert len(mine) == 3
+    held = mine[0]
+    client.record_intent(old, epoch, held.id, public_pem(new_key()))
+
+    reply = client.register(new, epoch + 1, max_items=500)
+    # The intent the old epoch left in flight, as /intents/stale lists it.
+    assert held.id in {i.request_id for i in reply.intents}
+    assert reply.intents == client.inflight_intents(new, epoch + 1)
+    # Its leases do not hold the new epoch back; the request in flight is not offered.
+    first = {r.id for r in reply.requests}
+    assert {r.id for r in mine[1:]} <= first
+    assert held.id not in first
+    # Leased to the new epoch: a poll right after does not offer them again.
+    again = {r.id for r in client.poll_requests(new, epoch + 1, 500, 0)}
+    assert not again & first
+
+    # Without max_items: the intents, no poll.
+    plain = client.register(new, epoch + 2)
+    assert plain.requests == []
+    assert held.id in {i.request_id for i in plain.intents}
+
+
+def test_a_stale_registration_is_refused_and_leases_nothing(
+    admin: httpx.Client, client: ServiceClient
+) -> None:
+    old, new = unique("old"), unique("new")
+    epoch = next_epoch(admin)
+    client.register(new, epoch + 1)
+    world = build_world(admin, unique, devices=2)
+    with pytest.raises(StaleEpochError):
+        client.register(old, epoch, max_items=500)
+    offered = [
+        r for r in client.poll_requests(new, epoch + 1, 500, 0) if r.device_id in world.devices
+    ]
+    assert len(offered) == 2
