@@ -142,6 +142,11 @@ LAB_WORK_AWARE: dict[str, Any] = {
     # each, seconds apart), not the drill.
     "yield_budget": 12,
     "yield_budget_window_s": 30.0,
+    # Placement (hosts lab: the template's colocated_server = "auto"): a leader on the
+    # ZooKeeper leader's host hands over after 2 s, at most 4 times per 60 s.
+    "placement_min_in_office_s": 2.0,
+    "placement_budget": 4,
+    "placement_budget_window_s": 60.0,
 }
 
 
