@@ -9,8 +9,11 @@
 Every look sends one ``srvr`` to the local server (no ZooKeeper session, no
 write). A change of seat is published in our member node (``zk_seat``: one write
 per change; ZooKeeper leaders move rarely). The others' seats are read from
-their member nodes only while ours is the leader's seat, and then at most every
-``_SEATS_REFRESH_LOOKS`` looks or when the line changes. The rule itself is the
+their member nodes only while ours is the leader's seat: at every look while a
+member in line has not said its seat yet (one that just joined), else when the
+line changes or every ``_SEATS_REFRESH_LOOKS`` looks. A drill heals a host and
+faults the next one a second or two later; the first standby must be in place
+by then (a 2 s cache was too slow for that in a hosts drill round). The rule itself is the
 pure :func:`election._placement.decide_placement`; a hand-over goes through
 :meth:`Elector.hand_over` with the placement budget (``/yields/p-*``, apart
 from the gray-failure yields' ``y-*``), a requeue through
@@ -36,11 +39,13 @@ __all__ = ["PLACEMENT_KIND", "LineFacts", "PlacementPort", "PlacementWatch"]
 log = logging.getLogger("pfxha.election")
 
 PLACEMENT_KIND = "p"
-# The others' seats are re-read at least this often (in looks) while ours leads ZooKeeper.
-_SEATS_REFRESH_LOOKS = 4
-# A hand-over or requeue requested is not requested again for this long (the
-# elector carries it out on its next step, milliseconds later).
-_PATIENCE_S = 5.0
+# The others' seats, all known, are re-read at least this often (in looks) while
+# ours leads ZooKeeper.
+_SEATS_REFRESH_LOOKS = 10
+# A hand-over (requeue) requested is not requested again for this long: the
+# elector carries it out on its next step, milliseconds later.
+_HAND_OVER_PATIENCE_S = 5.0
+_REQUEUE_PATIENCE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,8 @@ class PlacementWatch:
         self._seats: Mapping[str, ZkSeat] = {}
         self._seats_line: tuple[str, ...] | None = None
         self._seats_age = 0
-        self._moved_at = -float("inf")
+        self._handed_at = -float("inf")
+        self._requeued_at = -float("inf")
         self._refused: tuple[float, str] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -118,11 +124,12 @@ class PlacementWatch:
             self._thread = None
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._stop.is_set():
             try:
-                self.look_once()
+                self.look_once()  # the first at once: a member that starts says its seat
             except Exception:
                 log.exception("[5069] placement look failed", extra={"event_id": 5069})
+            self._stop.wait(self.interval_s)
 
     def look_once(self) -> Placement:
         """One look: read our server's seat, publish a change, decide, act."""
@@ -159,13 +166,15 @@ class PlacementWatch:
             budget_refused=self._refused[1] if self._refused is not None else None,
         )
         decision = decide_placement(view)
-        if decision.move is not Move.STAY and now - self._moved_at < _PATIENCE_S:
+        if (decision.move is Move.HAND_OVER and now - self._handed_at < _HAND_OVER_PATIENCE_S) or (
+            decision.move is Move.REQUEUE and now - self._requeued_at < _REQUEUE_PATIENCE_S
+        ):
             return self._done(Placement(Move.STAY, "a move requested a moment ago is under way"))
         if decision.move is Move.HAND_OVER:
             assert decision.to is not None
             self._hand_over(decision, now)
         elif decision.move is Move.REQUEUE:
-            self._moved_at = now
+            self._requeued_at = now
             log.info("[5062] %s: %s", self.port.name, decision.reason, extra={"event_id": 5062})
             self.port.requeue(decision.reason)
             self._on_event("requeue", decision.to or "")
@@ -179,7 +188,7 @@ class PlacementWatch:
         assert decision.to is not None
         result = self.port.hand_over(decision.to, decision.reason, self.budget, kind=PLACEMENT_KIND)
         if result.done:
-            self._moved_at = now
+            self._handed_at = now
             log.warning("[5061] %s: %s", self.port.name, decision.reason, extra={"event_id": 5061})
             self._on_event("hand_over", decision.to)
             return
@@ -203,7 +212,9 @@ class PlacementWatch:
             return {}
         names = tuple(c.name for c in facts.line)
         self._seats_age += 1
-        if names != self._seats_line or self._seats_age >= _SEATS_REFRESH_LOOKS:
+        me = self.port.name
+        unsaid = any(self._seats.get(n, ZkSeat.UNKNOWN) is ZkSeat.UNKNOWN for n in names if n != me)
+        if names != self._seats_line or unsaid or self._seats_age >= _SEATS_REFRESH_LOOKS:
             members = self.port.members()
             self._seats = {m.name: _seat_of(m) for m in members if m.name != self.port.name}
             self._seats_line, self._seats_age = names, 0
