@@ -17,6 +17,7 @@
     # liveness_host = "0.0.0.0"      # bind address of the fast path's liveness socket
     # liveness_advertise = "10.0.0.5"  # what /leader tells the others to dial
     # liveness_port = 7946           # 0: any free port (a firewall wants a fixed one)
+    # colocated_server = "auto"      # placement: keep the lease off the ZooKeeper leader's host
     # auth_user = "connector"
     # auth_password_file = "/etc/pfxha/zk-password"
 
@@ -148,6 +149,9 @@ class ZooKeeperSettings:
     liveness_host: str | None = None
     liveness_advertise: str | None = None
     liveness_port: int = 0
+    # Placement (docs/election.md): "" off, "auto" (the one server of hosts whose
+    # address this host owns) or this host's server as host:port.
+    colocated_server: str = ""
     auth_user: str | None = None
     auth_password_file: str | None = None
 
@@ -289,6 +293,12 @@ class LoopSettings:
     hold_down_s: float = 60.0
     yield_budget: int = 3
     yield_budget_window_s: float = 600.0
+    # Placement (with zookeeper.colocated_server): a leader on the ZooKeeper leader's
+    # host hands over after this long in office (and on that seat), at most
+    # placement_budget times per window, cluster-wide, apart from the yields.
+    placement_min_in_office_s: float = 60.0
+    placement_budget: int = 3
+    placement_budget_window_s: float = 3600.0
     # A key whose request was settled without its certificate (requeued after an
     # interrupted or ambiguous sign) is searched again this long, and a certificate
     # that turns up late is revoked (connector/agent/late.py); 0 turns it off.
@@ -363,6 +373,10 @@ class ConnectorConfig:
                 liveness_host=zk.liveness_host,
                 liveness_advertise=zk.liveness_advertise,
                 liveness_port=zk.liveness_port,
+                colocated_server=zk.colocated_server,
+                placement_min_in_office=self.loop.placement_min_in_office_s,
+                placement_budget=self.loop.placement_budget,
+                placement_budget_window=self.loop.placement_budget_window_s,
                 auth_digest=auth,
                 member_version=__version__,
                 config_digest=self.digest(),
@@ -381,7 +395,7 @@ _CONNECTOR_ELECTION_SETTINGS = frozenset({"name", "cluster", "priority", "nofail
 # Settings that differ between the members of one cluster on purpose (not digested).
 _PER_MEMBER: dict[str, tuple[str, ...]] = {
     "connector": ("name", "priority", "nofailover"),
-    "zookeeper": ("liveness_host", "liveness_advertise", "auth_password_file"),
+    "zookeeper": ("liveness_host", "liveness_advertise", "colocated_server", "auth_password_file"),
     "service": ("identity_dir",),
     "metrics": ("listen",),
 }
@@ -699,6 +713,9 @@ def _validate_timing(config: ConnectorConfig) -> None:
         ("loop.yield_budget", loop.yield_budget >= 0, "must be >= 0 (0: never yield)"),
         ("loop.yield_budget_window_s", loop.yield_budget_window_s > 0, "must be > 0"),
         ("loop.late_window_s", 0 <= loop.late_window_s <= 3600, "must be in [0, 3600]"),
+        ("loop.placement_min_in_office_s", loop.placement_min_in_office_s >= 0, "must be >= 0"),
+        ("loop.placement_budget", loop.placement_budget >= 0, "must be >= 0 (0: never)"),
+        ("loop.placement_budget_window_s", loop.placement_budget_window_s > 0, "must be > 0"),
         (
             "loop.yield_after_s",
             loop.yield_after_s == 0

@@ -47,11 +47,13 @@ __all__ = [
     "FAST_PATH_STATES",
     "KEYGEN_CPU_BUCKETS",
     "LATENCY_BUCKETS",
+    "PLACEMENT_MOVES",
     "REQUEST_KINDS",
     "ROLES",
     "SESSION_STATES",
     "TAKEOVER_BUCKETS",
     "TAKEOVER_SLO_SECONDS",
+    "ZK_SEATS",
     "ConnectorMetrics",
 ]
 
@@ -62,6 +64,9 @@ SESSION_STATES = ("connecting", "connected", "suspended", "lost")
 CIRCUIT_STATES = ("closed", "open", "half_open")
 # election.FastPath's values; "idle" first, the state before anything is known.
 FAST_PATH_STATES = ("idle", "armed", "unavailable")
+# election.ZkSeat's words: what the ZooKeeper server on this member's host is.
+ZK_SEATS = ("unknown", "follower", "leader")
+PLACEMENT_MOVES = ("hand_over", "requeue", "refused")
 REQUEST_KINDS = ("issue", "revoke")
 
 # CA round trips plus key generation: milliseconds for EC keys, seconds for
@@ -208,6 +213,21 @@ class ConnectorMetrics:
         self.yields_refused = Counter(
             "pfxha_connector_yields_refused",
             "Hand-overs this leader wanted but the cluster's yield budget refused.",
+            registry=registry,
+        )
+        self.zk_seat = Enum(
+            "pfxha_connector_zk_seat",
+            "What the ZooKeeper server on this member's host is (placement; unknown: "
+            "placement off or the server not answering srvr).",
+            states=list(ZK_SEATS),
+            registry=registry,
+        )
+        self.placement_moves = Counter(
+            "pfxha_connector_placement_moves",
+            "Placement moves by this member (hand_over: as leader on the ZooKeeper "
+            "leader's host; requeue: to the back of the line; refused: the placement "
+            "budget was spent).",
+            ["move"],
             registry=registry,
         )
         self.reconcile_ready = Gauge(
@@ -363,6 +383,14 @@ class ConnectorMetrics:
 
     def coordination_problem(self, kind: str) -> None:
         self.coordination_problems.labels(kind=kind).inc()
+
+    def set_zk_seat(self, seat: str) -> None:
+        self.zk_seat.state(seat if seat in ZK_SEATS else "unknown")
+
+    def placement_moved(self, move: str) -> None:
+        if move not in PLACEMENT_MOVES:
+            raise ValueError(f"unknown placement move {move!r}")
+        self.placement_moves.labels(move=move).inc()
 
     def yield_refused(self) -> None:
         self.yields_refused.inc()

@@ -297,6 +297,20 @@ class ClusterNodes:
             return False
         return True
 
+    def requeue(self, my_node: str, prefix: str, leader_version: int) -> str | None:
+        """Move our election node to the back of the line in one transaction, only while
+        the /leader we saw (``leader_version``) still holds: never while the lease is free.
+        Our new node's name, or None (nothing done)."""
+        txn = self.client.transaction()
+        txn.check(self.paths.leader, leader_version)
+        txn.delete(self.paths.candidate(my_node))
+        txn.create(self.paths.candidate(prefix), b"", acl=self.acl, ephemeral=True, sequence=True)
+        results = self._commit_results(txn)
+        if results is None:
+            return None
+        path: str = results[-1]
+        return path.rsplit("/", 1)[1]
+
     def leave(self, my_node: str) -> bool:
         """Delete our election node (we keep our member node and session)."""
         try:

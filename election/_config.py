@@ -23,6 +23,15 @@ uses to reach ZooKeeper (:meth:`ElectionConfig.liveness_addresses`):
 - ``liveness_advertise``: what ``/leader`` tells the others to dial (an IP address or a
   DNS name, e.g. a pod IP or a StatefulSet pod's name);
 - ``liveness_port``: 0 lets the kernel pick; a fixed port is what a firewall rule needs.
+
+Placement (election/_placement.py: the leader keeps off the ZooKeeper leader's host):
+
+- ``colocated_server``: ``""`` off (the default), ``"auto"`` (the one server of
+  ``hosts`` whose address this host owns) or the ``host:port`` of this host's server;
+- ``placement_min_in_office``: no placement hand-over before this long in office and
+  on the ZooKeeper leader's seat; ``placement_budget`` hand-overs per
+  ``placement_budget_window`` seconds, cluster-wide, apart from the yields' budget;
+- ``placement_probe_interval``: how often ``srvr`` is asked.
 """
 
 from __future__ import annotations
@@ -71,6 +80,11 @@ class ElectionConfig:
     member_version: str = ""
     # Published in the member node for `pfxha show-config` (drift between members).
     config_digest: str = ""
+    colocated_server: str = ""
+    placement_min_in_office: float = 60.0
+    placement_budget: int = 3
+    placement_budget_window: float = 3600.0
+    placement_probe_interval: float = 0.5
 
     # -- derived timings ----------------------------------------------------------------
 
@@ -161,6 +175,7 @@ class ElectionConfig:
             raise ConfigError("release_holdoff", self.holdoff_s, "must not be negative")
         if self.fast_path:
             self._validate_liveness()
+        self._validate_placement()
         if self.auth_digest is not None:
             user, password = self.auth_digest
             if not user or ":" in user:
@@ -168,6 +183,9 @@ class ElectionConfig:
             if not password:
                 raise ConfigError("auth_digest", "(user, ***)", "password must not be empty")
         return self
+
+    def _validate_placement(self) -> None:
+        _check_placement(self)
 
     def _validate_liveness(self) -> None:
         bind: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
@@ -216,6 +234,28 @@ class ElectionConfig:
             raise ConfigError(
                 "liveness_port", self.liveness_port, "must be 0 (any free port) to 65535"
             )
+
+
+def _check_placement(cfg: ElectionConfig) -> None:
+    server = cfg.colocated_server.strip()
+    if server not in ("", "auto") and (
+        not _HOSTPORT.match(server) or not 0 < int(server.rsplit(":", 1)[1]) < 65536
+    ):
+        raise ConfigError("colocated_server", server, "must be empty (off), 'auto' or host:port")
+    if cfg.placement_min_in_office < 0:
+        raise ConfigError("placement_min_in_office", cfg.placement_min_in_office, "must be >= 0")
+    if isinstance(cfg.placement_budget, bool) or cfg.placement_budget < 0:
+        raise ConfigError(
+            "placement_budget", cfg.placement_budget, "must be >= 0 (0: never hand over)"
+        )
+    if cfg.placement_budget_window <= 0:
+        raise ConfigError("placement_budget_window", cfg.placement_budget_window, "must be > 0")
+    if not 0.05 <= cfg.placement_probe_interval <= 60:
+        raise ConfigError(
+            "placement_probe_interval",
+            cfg.placement_probe_interval,
+            "must be between 0.05 and 60 seconds",
+        )
 
 
 def _ip_or_none(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -38,6 +38,7 @@ class Action(enum.StrEnum):
     CLEAR_DEAD = "clear_dead"  # fast path: remove a crashed leader's nodes
     CLEAR_FORGED = "clear_forged"  # remove a persistent /leader no member could have made
     LEAVE = "leave"  # withdraw our election node: we should not lead now (see withheld)
+    REQUEUE = "requeue"  # placement: our election node to the back of the line (see requeue)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,9 @@ class Snapshot:
     # Why this member keeps out of the line for now (e.g. it cannot reach the
     # service while another member can); None: it competes as configured.
     withheld: str | None = None
+    # Placement (election/_placement.py) asks this standby to move to the back of the
+    # line, why; done only while someone else leads (never with the lease free).
+    requeue: str | None = None
 
 
 def successor(line: tuple[Candidate, ...], request: SwitchoverRequest | None) -> Candidate | None:
@@ -111,6 +115,15 @@ def decide(s: Snapshot) -> Decision:
         return Decision(Action.LEAVE, f"withdrawn from the line: {s.withheld}")
     if s.eligible and s.my_node is None and not s.holdoff and s.withheld is None:
         return Decision(Action.JOIN, "not in the election line")
+    if (
+        s.requeue is not None
+        and s.my_node is not None
+        and s.leader is not None
+        and not s.paused
+        and not s.leader_persistent
+        and not _reported_dead(s)
+    ):
+        return Decision(Action.REQUEUE, s.requeue)
     if s.paused:
         # Maintenance: whatever happened to the leader, nobody but it acts until resumed.
         return Decision(Action.WAIT, _paused_reason(s))

@@ -56,11 +56,14 @@ from election._model import (
     utc_now_iso,
 )
 from election._paths import ClusterPaths
+from election._placement import ZkSeat
+from election._placement_watch import LineFacts, PlacementWatch
 from election._status import request_switchover
 from election._yield_budget import HandOver, YieldBudget
 from election._yield_budget import claim as claim_yield
 from election._yield_budget import withdraw as withdraw_yield
 from election._zk import client_for, cluster_acl, ensure_layout
+from election._zk_seat import colocated_server
 
 __all__ = ["Elector"]
 
@@ -116,6 +119,12 @@ class Elector:
         self._reach_seq = 0
         self._reach_written_at = -float("inf")
         self._withheld: str | None = None
+        # Placement (election/_placement.py): our host's ZooKeeper seat, a requested
+        # move to the back of the line, and since when we lead.
+        self._zk_seat = ZkSeat.UNKNOWN
+        self._requeue: str | None = None
+        self._elected_at: float | None = None
+        self.placement: PlacementWatch | None = None
         self._started_at = utc_now_iso()
         self.transitions = 0
 
@@ -198,6 +207,32 @@ class Elector:
         self._thread = threading.Thread(target=self._run, name=f"pfxha-elector-{self.name}")
         self._thread.daemon = True
         self._thread.start()
+        self._start_placement()
+
+    def _start_placement(self) -> None:
+        cfg = self.config
+        server, why = colocated_server(cfg.colocated_server, cfg.hosts)
+        if server is None:
+            if cfg.colocated_server:
+                log.warning("[5065] %s: %s", self.name, why, extra={"event_id": 5065})
+            return
+        log.info(
+            "[5065] %s: placement on, this host's ZooKeeper server is %s (%s)",
+            self.name,
+            server,
+            why,
+            extra={"event_id": 5065},
+        )
+        self.placement = PlacementWatch(
+            self,
+            server,
+            interval_s=cfg.placement_probe_interval,
+            min_s=cfg.placement_min_in_office,
+            budget=YieldBudget(cfg.placement_budget, cfg.placement_budget_window),
+            clock=self._clock,
+            on_event=lambda event, detail: self._notify("on_placement", event, detail),
+        )
+        self.placement.start()
 
     def publish_reach(self, report: Mapping[str, str], refresh_s: float) -> bool:
         """Say in our member node what we reach: on change, and at least every ``refresh_s``.
@@ -236,12 +271,43 @@ class Elector:
             self._withheld = reason
         self._wake.set()
 
+    def publish_seat(self, seat: ZkSeat) -> None:
+        """Say in our member node what our host's ZooKeeper server is (on change only)."""
+        with self._lock:
+            if seat is self._zk_seat:
+                return
+            self._zk_seat = seat
+        self._write_member()
+
+    def requeue(self, reason: str) -> None:
+        """Move to the back of the election line on the next step (a standby, while
+        someone else leads; otherwise nothing happens)."""
+        with self._lock:
+            self._requeue = reason
+        self._wake.set()
+
+    def line_facts(self) -> LineFacts | None:
+        """Our last look at the line (no ZooKeeper call); None before the first."""
+        last = self._last_snapshot
+        if last is None:
+            return None
+        snapshot = last[1]
+        leading = self._role is Role.LEADER
+        since = self._elected_at
+        return LineFacts(
+            leading=leading,
+            in_office_s=self._clock() - since if leading and since is not None else 0.0,
+            line=snapshot.line,
+            leader=snapshot.leader.name if snapshot.leader is not None else None,
+            paused=snapshot.paused,
+        )
+
     def line(self) -> tuple[str, ...]:
         """Members in the election line at our last look (no ZooKeeper call)."""
         last = self._last_snapshot
         return tuple(c.name for c in last[1].line) if last is not None else ()
 
-    def hand_over(self, to: str, reason: str, budget: YieldBudget) -> HandOver:
+    def hand_over(self, to: str, reason: str, budget: YieldBudget, *, kind: str = "y") -> HandOver:
         """Hand the lease to ``to`` through the switchover path, within the cluster's budget.
 
         Refused when we do not lead, when ``to`` is not in the election line, or
@@ -257,7 +323,7 @@ class Elector:
             return HandOver(False, f"{to} is not in the election line")
         try:
             claimed, used = claim_yield(
-                client, self.paths, budget, self._acl, who=self.name, why=reason
+                client, self.paths, budget, self._acl, who=self.name, why=reason, kind=kind
             )
             if claimed is None:
                 return HandOver(
@@ -299,6 +365,9 @@ class Elector:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Graceful stop: hand the lease over at once, unregister, close the session."""
+        if self.placement is not None:
+            self.placement.stop()
+            self.placement = None
         self._lease.revoke()
         self._stopping.set()
         self._wake.set()
@@ -425,6 +494,7 @@ class Elector:
             dead = self._dead_leader
             release = self._release_reason
             withheld = self._withheld
+            requeue = self._requeue
         snapshot = Snapshot(
             me=self.name,
             eligible=not self.config.nofailover,
@@ -442,9 +512,13 @@ class Elector:
             leader_persistent=view.leader_persistent,
             paused=view.paused,
             withheld=withheld,
+            requeue=requeue,
         )
         self._last_snapshot = (session_id, snapshot, view.leader_version)
         decision = decide(snapshot)
+        if requeue is not None and decision.action is not Action.REQUEUE:
+            with self._lock:
+                self._requeue = None  # no longer due (the watch asks again if it is)
         self._report_pause(view.paused, decision)
         if self._role is Role.SUSPENDED and decision.action is not Action.RESUME:
             self._set_role(Role.STANDBY, "reconnected to ZooKeeper")
@@ -560,6 +634,8 @@ class Elector:
                     decision.reason,
                     extra={"event_id": 5012},
                 )
+        elif action is Action.REQUEUE:
+            self._do_requeue(nodes, s, decision.reason, leader_version)
         elif action is Action.CLEAR_FORGED:
             if nodes.delete_forged_leader(leader_version):
                 log.error(
@@ -676,6 +752,26 @@ class Elector:
             self._release_reason = None
         self._released.set()
 
+    def _do_requeue(
+        self, nodes: ClusterNodes, s: Snapshot, reason: str, leader_version: int
+    ) -> None:
+        assert s.my_node is not None
+        with self._lock:
+            self._requeue = None  # asked once: the placement watch asks again if still due
+        moved = nodes.requeue(
+            s.my_node, Candidate.prefix(self.name, self.config.priority), leader_version
+        )
+        if moved is None:
+            return
+        self._my_node = moved
+        log.info(
+            "[5013] %s moved to the back of the election line as %s: %s",
+            self.name,
+            moved,
+            reason,
+            extra={"event_id": 5013},
+        )
+
     def _clear_dead(self, nodes: ClusterNodes, s: Snapshot, reason: str, version: int) -> None:
         dead = s.leader
         assert dead is not None
@@ -711,6 +807,7 @@ class Elector:
 
     def _become_leader(self, epoch: int, started: float, reason: str) -> None:
         self._lease.grant(epoch, started)
+        self._elected_at = started
         self._holdoff_until = 0.0
         self._crash_path.close()
         log.info(
@@ -778,6 +875,7 @@ class Elector:
             config_digest=self.config.config_digest,
             reach=dict(self._reach),
             reach_seq=self._reach_seq,
+            zk_seat=self._zk_seat.value,
         )
 
     def _register(self) -> None:

@@ -144,6 +144,9 @@ class MemberInfo:
     # when they saw it change, on their own clock. Empty/0 from older members.
     reach: dict[str, str] = field(default_factory=dict)
     reach_seq: int = 0
+    # What the ZooKeeper server on the member's host is ("leader", "follower"; "":
+    # placement off or not known), rewritten when it changes (election/_placement.py).
+    zk_seat: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -161,6 +164,8 @@ class MemberInfo:
         )
         if not isinstance(known.get("reach_seq", 0), int):
             known["reach_seq"] = 0
+        if not isinstance(known.get("zk_seat", ""), str):
+            known["zk_seat"] = ""
         try:
             return cls(**known)
         except TypeError:
@@ -357,3 +362,8 @@ class ElectionObserver:
 
     def on_fast_path_change(self, state: FastPath, reason: str) -> None:
         """This member's fast-path state changed (once per change, not per retry)."""
+
+    def on_placement(self, event: str, detail: str) -> None:
+        """Placement (docs/election.md): ``seat`` (detail: leader, follower, unknown),
+        ``hand_over`` or ``requeue`` (detail: the member that succeeds) or ``refused``
+        (the placement budget is spent). Called from the placement watch's thread."""

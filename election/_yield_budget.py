@@ -4,7 +4,9 @@
     granted, used = claim(client, ClusterPaths("lab"), budget, acl, who="c1", why="service")
     if granted: ... hand over ... else: keep the lease, raise the alert
 
-Each claim creates a sequential node under ``/yields``; ZooKeeper stamps its
+Each claim creates a sequential node under ``/yields`` (``y-``: gray-failure
+yields; another ``kind``, e.g. ``p-`` for placement, is a budget of its own,
+counted and trimmed apart); ZooKeeper stamps its
 ``ctime`` with the server's clock, the one clock every member shares, so the
 window is judged without comparing hosts' clocks. Claims older than the window
 are trimmed by the next claimer. A claim beyond the limit is withdrawn at once
@@ -58,9 +60,10 @@ def claim(
     *,
     who: str,
     why: str,
+    kind: str = "y",
 ) -> tuple[str | None, int]:
-    """Take one yield from the budget: (our claim's path or None if refused, claims in
-    the window including ours)."""
+    """Take one yield from the budget: (our claim's path or None if refused, claims of
+    ``kind`` in the window including ours)."""
     if budget.limit == 0:
         return None, 0
     if client.exists(paths.yields) is None:
@@ -74,11 +77,11 @@ def claim(
             client.create(paths.yields, b"", acl=shared)
     data = json.dumps({"member": who, "why": why[:200]}).encode()
     ours, stat = client.create(
-        f"{paths.yields}/y-", data, acl=list(acl), sequence=True, include_data=True
+        f"{paths.yields}/{kind}-", data, acl=list(acl), sequence=True, include_data=True
     )
     now_ms = stat.ctime
     window_ms = budget.window_s * 1000
-    children = client.get_children(paths.yields)
+    children = [c for c in client.get_children(paths.yields) if c.startswith(f"{kind}-")]
     pending = [(name, client.exists_async(f"{paths.yields}/{name}")) for name in children]
     recent = 0
     for name, result in pending:

@@ -85,6 +85,9 @@ class Event(IntEnum):
     YIELDED = 5230
     YIELD_REFUSED = 5231
     WITHHELD = 5232
+    # Placement: a leader on the ZooKeeper leader's host handed over, a standby moved
+    # to the back of the line, or the placement budget refused (election 5061-5063).
+    PLACEMENT = 5233
     HEALTH_CHANGED = 5220
     SERVICE_UNAVAILABLE = 5221
     LEASE_NOT_FRESH = 5222
@@ -130,6 +133,7 @@ _LEVELS: dict[Event, int] = {
     Event.YIELDED: logging.WARNING,
     Event.YIELD_REFUSED: logging.ERROR,
     Event.WITHHELD: logging.WARNING,
+    Event.PLACEMENT: logging.WARNING,
 }
 
 

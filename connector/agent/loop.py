@@ -131,6 +131,17 @@ class Agent(ElectionObserver):
         if self.deps.metrics is not None:
             self.deps.metrics.set_fast_path(str(getattr(state, "value", state)))
 
+    def on_placement(self, event: str, detail: str) -> None:
+        # The placement watch logs it (5060-5063); here it becomes metrics and an event.
+        metrics = self.deps.metrics
+        if event == "seat":
+            if metrics is not None:
+                metrics.set_zk_seat(detail)
+            return
+        emit(log, Event.PLACEMENT, name=self.name, move=event, detail=detail)
+        if metrics is not None:
+            metrics.placement_moved(event)
+
     # -- control --------------------------------------------------------------
 
     def request_stop(self) -> None:

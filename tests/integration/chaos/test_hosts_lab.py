@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from chaos.lab.lab import Lab
+from chaos.launch import wait_for
 from chaos.launch._process import port_open
 from chaos.launch.deployed import ADDED, CONNECTOR_TEMPLATE, SUBSTITUTED, lab_prefixes
 from chaos.launch.netns import NETWORK_FILE, HostNetwork, netns_unavailable
@@ -95,6 +96,18 @@ def test_every_part_lives_on_its_own_host_and_nothing_is_left(tmp_path: Path) ->
         assert [a.decode() for a in cmdline if a][-len(expected) :] == expected
         assert (home / "state" / "identity" / "cert.pem").is_file()
         assert not (home / "enroll-token").exists()
+
+        # Placement: the template's colocated_server = "auto" finds each host's own
+        # ZooKeeper node, and the lease settles off the ZooKeeper leader's host.
+        for i in (1, 2, 3):
+            said = f"placement on, this host's ZooKeeper server is {hosts[f'zk{i}']}:2181"
+            assert said in fleet.log_path(f"c{i}").read_text()
+
+        def off_the_zookeeper_leaders_host() -> bool:
+            leader, zk_leader = lab.leader_now()[0], lab.zk.leader_index()
+            return leader is not None and zk_leader is not None and leader != f"c{zk_leader + 1}"
+
+        wait_for(off_the_zookeeper_leaders_host, timeout=20, what="the lease off the ZK leader")
 
         record = json.loads((lab.run_dir / NETWORK_FILE).read_text())
         assert {h["name"] for h in record["hosts"]} == {"node1", "node2", "node3", "ca", "service"}

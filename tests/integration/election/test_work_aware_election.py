@@ -8,6 +8,7 @@ from kazoo.client import KazooClient
 from kazoo.security import OPEN_ACL_UNSAFE
 
 from chaos.launch import wait_for
+from chaos.launch.zookeeper import ZooKeeperEnsemble
 from election import ClusterPaths, YieldBudget, read_cluster_status
 from election._yield_budget import claim, withdraw
 from tests.integration.election.support import Pool, wait_line
@@ -100,3 +101,54 @@ def test_the_yield_budget_is_cluster_wide_and_refuses_past_its_limit(
     third, _ = claim(client, paths, budget, acl, who="c3", why="service")
     assert third is not None
     assert claim(client, paths, YieldBudget(limit=0), acl, who="c1", why="x") == (None, 0)
+
+
+def test_placement_keeps_the_lease_off_the_zookeeper_leaders_host(
+    pool: Pool, zk_ensemble: ZooKeeperEnsemble, zk_client: ClientFactory
+) -> None:
+    """Each member told which server is "on its host"; the one beside the quorum leader
+    moves back in line, succeeds only when alone, and hands over to a member elsewhere."""
+    client = zk_client()
+    servers = zk_ensemble.hosts.split(",")
+    zk_leader = zk_ensemble.leader_index()
+    assert zk_leader is not None
+    followers = [i for i in range(3) if i != zk_leader]
+    seat_of = {"f1": servers[followers[0]], "f2": servers[followers[1]], "z": servers[zk_leader]}
+
+    def add(name: str) -> None:
+        pool.add(
+            name,
+            colocated_server=seat_of[name],
+            placement_min_in_office=0.3,
+            placement_probe_interval=0.1,
+            placement_budget=1,
+            placement_budget_window=60.0,
+            release_holdoff=0.5,
+        )
+
+    def line() -> list[str]:
+        return [c.name for c in read_cluster_status(client, pool.cluster).line]
+
+    # f1 leads; z joins second, f2 third: z moves behind f2 while f1 keeps the lease.
+    add("f1")
+    assert pool.wait_leader() == "f1"
+    add("z")
+    wait_line(client, pool.cluster, 2)
+    add("f2")
+    wait_for(lambda: line() == ["f1", "f2", "z"], timeout=10, what="z behind f2 in line")
+    assert pool.recorders["f1"].epochs() == pool.recorders["f1"].epochs()[:1]  # no change
+    # f1 goes: f2 succeeds, not z.
+    pool.electors["f1"].stop()
+    assert pool.wait_leader(exclude="f1") == "f2"
+    # f2 goes too: z is the only candidate and takes the lease (never leaderless).
+    pool.electors["f2"].stop()
+    assert pool.wait_leader(exclude="f2") == "z"
+    # f1 is back: z, in office on the quorum leader's host, hands the lease over to it.
+    add("f1")
+    assert pool.wait_leader(exclude="z") == "f1"
+    claims = client.get_children(ClusterPaths(pool.cluster).yields)
+    assert [c[:2] for c in claims] == ["p-"], claims  # the placement budget, not the yields'
+    # The placement budget (1 per 60 s) is apart from the yields': both grant one now.
+    paths, acl = ClusterPaths(pool.cluster), OPEN_ACL_UNSAFE
+    assert claim(client, paths, YieldBudget(1, 60), acl, who="x", why="p", kind="p")[0] is None
+    assert claim(client, paths, YieldBudget(1, 60), acl, who="x", why="y")[0] is not None
