@@ -339,7 +339,10 @@ class Lab:
             tls=tls,
             placement=placement,
         )
-        self._step("service", self.service.start, self.service.stop)
+        service = self.service
+        # Its first log line came 20 s after its start at load 35 on 2 cores: the
+        # default 20 s wait made `pfxha drill` fail there before any round ran.
+        self._step("service", lambda: service.start(timeout=60.0), service.stop)
         with self.service.admin_client() as client:
             try:
                 seed_service(client, templates=list(self.cas.profiles), devices=self.seed_devices)
