@@ -204,7 +204,7 @@ class CASettings:
     approle_mount: str = "approle"
     cluster_urls: str | None = None
     # kind = "openbao": how long a cluster that answers but is electing a new active
-    # node is waited for before the template's next CA is used (default 5 s).
+    # node is waited for before the template's next CA is used (default 0: at once).
     failover_patience_s: float | None = None
     # This connector's own client certificate and key (0600) for the CA's mutual
     # TLS: CFSSL serves every endpoint only to allowed client CNs (docs/pki.md).

@@ -45,6 +45,7 @@ from chaos.drill.observer import LeaderChange, Observer
 from chaos.drill.result import RoundResult, ScenarioResult
 from chaos.drill.scenarios import HELD, FaultTarget, Scenario
 from chaos.history import History
+from chaos.launch import LaunchError
 from chaos.nemesis import FaultError
 from chaos.workload import Workload
 from connector.ca._openbao import DEFAULT_PATIENCE_S
@@ -223,6 +224,9 @@ class DrillEngine:
             self._phase(scenario.name, number, self.progress.rounds, "recover")
             start = healed_at if healed_at is not None else t0
             recovered = self._wait_recovery(scenario, before.epoch, start)
+            if scenario.kind == "ca-node":
+                # Before the heal: the cluster's own election, however the work recovered.
+                outcome.ca_elected_s = self._wait_ca_elected(t0)
         finally:
             if healed_at is None:
                 healed_at = self._heal(fault, scenario, number)
@@ -316,6 +320,22 @@ class DrillEngine:
         self.observer.wait(done, timeout=self._recover_window(scenario))
         return found[0] if found else None
 
+    def _wait_ca_elected(self, t0: float, poll_s: float = 0.05) -> float | None:
+        """Seconds from ``t0`` until the primary CA's cluster has an active node again.
+
+        Polled from the work's recovery on: exact to a poll when the work recovered
+        first (through the next CA), an upper bound when the election came first.
+        """
+        deadline = self.history.now() + self.settings.recover_timeout
+        while self.history.now() < deadline:
+            try:
+                self.lab.ca_active_node(self.lab.primary_ca)
+            except LaunchError:
+                self.sleep(poll_s)
+                continue
+            return round(self.history.now() - t0, 4)
+        return None
+
     def _recover_window(self, scenario: Scenario) -> float:
         return scenario.recover_s or self.settings.recover_timeout
 
@@ -367,7 +387,9 @@ class DrillEngine:
             at = self.observer.to_history_time(recovered.issued)
             start = healed_at if scenario.kind in HELD else t0
             outcome.first_delivery_s = round(at - t0, 4)
-            if scenario.kind == "ca":
+            if scenario.kind == "ca" or (
+                scenario.kind == "ca-node" and recovered.ca != self.lab.primary_ca
+            ):
                 outcome.other_ca_s = round(at - t0, 4)
             if scenario.kind == "ca-node":
                 outcome.violations += self._early_failover(t0)

@@ -125,6 +125,12 @@ def render_report(
             lines += ["", f"Attacks ({len(attacks)}, every round):", "", "| attack | outcome |"]
             lines += ["|---|---|"] + [f"| {a} | {o} |" for a, o in attacks.items()]
         notes = [f"round {r.round}: {n}" for r in s.rounds for n in r.notes]
+        notes += [
+            f"round {r.round}: the CA's cluster had a new active node {r.ca_elected_s:.3f} s "
+            "after the fault"
+            for r in s.rounds
+            if r.ca_elected_s is not None
+        ]
         if notes:
             lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
         violations = s.all_violations()

@@ -78,6 +78,8 @@ class RoundResult:
     registered_s: float | None = None
     first_delivery_s: float | None = None
     other_ca_s: float | None = None
+    # ca-node-loss: fault -> the CA's cluster has a new active node (its own recovery).
+    ca_elected_s: float | None = None
     failover_s: float | None = None
     delayed_requests: int = 0
     worst_latency_s: float | None = None

@@ -48,7 +48,7 @@ from chaos.launch.ca_tier import CaTier
 from chaos.launch.connector import ConnectorFleet
 from chaos.launch.deployed import enroll_as_documented
 from chaos.launch.link_server import LinkServer
-from chaos.launch.links import ca_target, certdb_target, lan, wan, zk_targets
+from chaos.launch.links import ca_target, certdb_target, lan, node_targets, wan, zk_targets
 from chaos.launch.netns import Host, HostNetwork
 from chaos.launch.openbao import bao_binary
 from chaos.launch.prometheus import PrometheusServer, ScrapeTLS
@@ -344,7 +344,10 @@ class Lab:
             tls=tls,
             placement=placement,
         )
-        self._step("service", self.service.start, self.service.stop)
+        service = self.service
+        # Its first log line came 20 s after its start at load 35 on 2 cores: the
+        # default 20 s wait made `pfxha drill` fail there before any round ran.
+        self._step("service", lambda: service.start(timeout=60.0), service.stop)
         with self.service.admin_client() as client:
             try:
                 seed_service(client, templates=list(self.cas.profiles), devices=self.seed_devices)
@@ -417,6 +420,8 @@ class Lab:
         targets = {"service": service.url}
         for name, spec in self.cas.describe()["cas"].items():
             targets[ca_target(name)] = str(spec["url"])
+            # An OpenBao cluster's other nodes: one link each, so ca-cut cuts it whole.
+            targets.update(node_targets(name, spec.get("cluster_urls")))
             if spec.get("certdb_dsn"):  # OpenBao CAs have no certdb: no link to it
                 targets[certdb_target(name)] = str(spec["certdb_dsn"])
         if self.zk_lan is not None:  # ZooKeeper through the links only when it is away

@@ -15,7 +15,9 @@
     links.stop()
 
 A target is ``service`` or ``ca:<name>`` (the CA's API) or ``ca:<name>:certdb``
-(its certdb's PostgreSQL) or ``zk:<i>`` (ZooKeeper node ``i``, ``zk://HOST:PORT``;
+(its certdb's PostgreSQL) or ``ca:<name>:node<i>`` (node ``i`` >= 2 of an
+OpenBao cluster, its ``cluster_urls`` in order: :func:`node_targets`) or
+``zk:<i>`` (ZooKeeper node ``i``, ``zk://HOST:PORT``;
 the connector's ``hosts`` then names its links), so the pattern ``ca:*`` is
 "every CA host", ``ca:primary*`` "the primary CA host" and ``zk:*`` "the
 ensemble" (:func:`fnmatch.fnmatchcase`). Only the
@@ -50,6 +52,7 @@ __all__ = [
     "check_lan",
     "check_wan",
     "lan",
+    "node_targets",
     "proxied_url",
     "upstream_of",
     "wan",
@@ -65,6 +68,13 @@ def ca_target(ca: str) -> str:
 
 def certdb_target(ca: str) -> str:
     return f"ca:{ca}:certdb"
+
+
+def node_targets(ca: str, cluster_urls: str | None) -> dict[str, str]:
+    """The links to a CA cluster's other nodes (``cluster_urls``, comma-separated), in order:
+    ``ca:<ca>:node2``, ``ca:<ca>:node3``, ... (``ca:<ca>`` is the first node, ``url``)."""
+    urls = [u.strip() for u in (cluster_urls or "").split(",") if u.strip()]
+    return {f"{ca_target(ca)}:node{i}": url for i, url in enumerate(urls, start=2)}
 
 
 def zk_targets(hosts: str) -> dict[str, str]:
@@ -209,6 +219,7 @@ class LinkBook(Generic[H]):
     def endpoints(self, connector: str) -> ConnectorEndpoints:
         """What ``connector``'s config must name so every call goes through its links."""
         cas: dict[str, dict[str, str]] = {}
+        nodes: dict[str, list[tuple[int, str]]] = {}
         zk: list[str] = []
         for target in self.targets:
             kind, _, rest = target.partition(":")
@@ -218,8 +229,13 @@ class LinkBook(Generic[H]):
             if kind != "ca":
                 continue
             ca, _, sub = rest.partition(":")
+            if sub.startswith("node"):
+                nodes.setdefault(ca, []).append((int(sub[4:]), self.url(connector, target)))
+                continue
             key = "certdb_dsn" if sub == "certdb" else "url"
             cas.setdefault(ca, {})[key] = self.url(connector, target)
+        for ca, numbered in nodes.items():
+            cas.setdefault(ca, {})["cluster_urls"] = ",".join(u for _, u in sorted(numbered))
         service = self.url(connector, SERVICE) if SERVICE in self.targets else None
         return ConnectorEndpoints(service_url=service, cas=cas, zk_hosts=",".join(zk) or None)
 

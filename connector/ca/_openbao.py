@@ -22,10 +22,13 @@ pointing at an active node that may be gone: never followed), 429, 503 and
 "active node not found" are :class:`CAUnavailableError` and the next address
 of the cluster is tried within the same call; when no node serves but one
 answered 307 or "active cluster node not found", the cluster is electing a new
-active node: :class:`CAElectingError`, which the router waits out for
-``failover_patience_s`` (default 5 s, a ``[[ca]]`` setting) before it fails
-over to the template's next CA; a 500/502/504 after the request
-was sent is ambiguous (the CA may have signed); 403 with a fresh token is
+active node: :class:`CAElectingError`. Nothing was signed, so by default
+(``failover_patience_s = 0``) the router goes to the template's next CA at
+once, as for a CA that is down; a ``[[ca]]`` that sets a patience is waited
+for that long first. A 500/502/504 after the request
+was sent is ambiguous (the CA may have signed), and such a request stays with
+this CA whatever the patience (``hold_lost_answers``: no certdb outlives the
+cluster, so only the cluster can say whether it signed); 403 with a fresh token is
 :class:`CAAuthError` (policy), 400 "not found" :class:`CANotFoundError`, any
 other 4xx :class:`CARequestRejectedError`.
 
@@ -85,9 +88,11 @@ RETRYABLE_STATUSES = frozenset({307, 429, 503})
 # Answers after which the CA may have acted: retryable, but ambiguous.
 _AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
 _NO_ACTIVE_NODE = "active cluster node not found"
-# How long a cluster electing a new active node is waited for before failover: a Raft
-# failover took 2.9-4.9 s here with performance_multiplier = 1 (docs/pki.md).
-DEFAULT_PATIENCE_S = 5.0
+# How long a cluster electing a new active node is waited for before the template's
+# next CA is used. 0: at once. An "electing" answer means the request was not acted on,
+# so the next CA cannot make a second certificate, and a Raft election took 2.9-4.9 s
+# here with performance_multiplier = 1 (docs/pki.md, "Failover patience").
+DEFAULT_PATIENCE_S = 0.0
 
 
 def colon_serial(serial: int) -> str:
@@ -113,6 +118,9 @@ class OpenBaoCA:
     """One PKI mount of an OpenBao (or Vault) cluster as an issuing CA."""
 
     kind = "openbao"
+    # Read by the router: a request whose answer was lost stays with this CA (held by
+    # the agent) until the cluster can be searched for it; no certdb outlives it.
+    hold_lost_answers = True
 
     def __init__(
         self,
@@ -189,7 +197,11 @@ class OpenBaoCA:
             certificate=x509.load_pem_x509_certificate(Path(spec["certificate"]).read_bytes()),
             parents=x509.load_pem_x509_certificates(Path(spec["root"]).read_bytes()),
             role_prefix=str(spec.get("role_prefix") or ""),
-            failover_patience_s=float(spec.get("failover_patience_s") or DEFAULT_PATIENCE_S),
+            failover_patience_s=float(
+                DEFAULT_PATIENCE_S
+                if spec.get("failover_patience_s") is None
+                else spec["failover_patience_s"]
+            ),
             timeout=timeout,
             transport=transport,
             verify=verify,

@@ -12,12 +12,14 @@
 A CA whose cluster answers but is electing a new active node
 (:class:`CAElectingError`), or that lost its answer to a request it got (an
 ambiguous failure: a node killed mid-request), is waited for, not failed over
-from, for its ``failover_patience_s`` (0 for CFSSL: such a CA fails over at
-once). Within the patience the request is not sent to the next CA. And a
-request such a CA may have signed (its answer lost) is never sent to another
-CA, patience or not: only that CA can say whether it signed, so the caller
-holds the request until it can be searched (a CFSSL CA is searched in its
-certdb, which outlives the CA: there the walk goes on).
+from, for its ``failover_patience_s`` (0 by default, CFSSL and OpenBao alike:
+an electing cluster did not act on the request, so the next CA serves it at
+once). Within a patience the request is not sent to the next CA. And a
+request that a CA with ``hold_lost_answers`` (OpenBao) may have signed (its
+answer lost) is never sent to another CA, patience or not: only that CA can
+say whether it signed, so the caller holds the request until it can be
+searched (a CFSSL CA is searched in its certdb, which outlives the CA: there
+the walk goes on).
 
 ``issue`` walks the template's CAs in order within one attempt, skipping
 those whose breaker is open, so the first request after the primary dies is
@@ -102,6 +104,10 @@ class CARouter:
         self._clock = clock
         self._sleep = sleep
         self._on_state_change = on_state_change
+        # CAs that alone can say whether they signed a request whose answer was lost.
+        self.holds_lost = frozenset(
+            name for name, ca in self.cas.items() if getattr(ca, "hold_lost_answers", False)
+        )
         self.breakers = {
             name: CircuitBreaker(
                 name,
@@ -247,10 +253,10 @@ class CARouter:
             raise
 
     def _may_have_signed(self, uncertain: Sequence[str], before: str) -> str | None:
-        """A patient CA (one searched through its own API) that may have signed, other
-        than ``before``: the request must not go to ``before`` yet."""
+        """A CA that holds lost answers (searched through its own API) and may have
+        signed, other than ``before``: the request must not go to ``before`` yet."""
         for name in uncertain:
-            if name != before and self.breakers[name].patience_s > 0:
+            if name != before and name in self.holds_lost:
                 return name
         return None
 

@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
@@ -107,13 +106,31 @@ def test_a_refused_token_is_replaced_by_a_new_login(openbao_dev: OpenBaoLab) -> 
         ca.issue(csr, "smime", "r3", timeout=5)
         token = ca._token
         assert token is not None
-        httpx.post(
-            f"{ca.urls[0]}/v1/auth/token/revoke-self", headers={"X-Vault-Token": token.value}
-        ).raise_for_status()
+        # Revoked by the operator (the connector's own policy cannot revoke it).
+        openbao_dev._api("POST", "auth/token/revoke", {"token": token.value})
         csr, _ = _csr()
         assert ca.issue(csr, "smime", "r4", timeout=5).ca_name == "secondary"
         assert ca._token is not None
         assert ca._token.value != token.value
+    finally:
+        ca.close()
+
+
+def test_the_token_is_renewed_under_the_connector_policy_alone(openbao_dev: OpenBaoLab) -> None:
+    # The AppRoles carry no "default" policy: renew-self must be in pfxha's own.
+    ca = ca_from_dict(openbao_dev.describe("c1")["cas"]["primary"])
+    assert isinstance(ca, OpenBaoCA)
+    now = [1000.0]
+    ca._clock = lambda: now[0]
+    try:
+        ca.issue(_csr()[0], "user-auth", "r-renew-1", timeout=5)
+        first = ca._token
+        assert first is not None
+        assert first.renewable
+        now[0] += first.lease_s * 0.7  # past two thirds of the lease: renew, not log in
+        ca.issue(_csr()[0], "user-auth", "r-renew-2", timeout=5)
+        assert ca._token is not None
+        assert (ca._token.value, ca._token.obtained_at) == (first.value, now[0])
     finally:
         ca.close()
 

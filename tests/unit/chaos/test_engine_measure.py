@@ -10,6 +10,7 @@ from chaos.drill.observer import LeaderChange
 from chaos.drill.result import RoundResult
 from chaos.drill.scenarios import SCENARIOS
 from chaos.history import History
+from chaos.launch import LaunchError
 
 # Observer times are history times; service times are "Unix" times. Here the
 # two clocks differ by a fixed 1000 s, so a conversion bug shows.
@@ -118,3 +119,52 @@ def test_blocking_faults_measure_from_the_heal_and_missing_recovery_is_a_violati
     assert "no new leader within 20s of the fault" in lost.violations
     assert any(v.startswith("no recovery within") for v in lost.violations)
     assert lost.failover_s is None
+
+
+def test_a_node_loss_served_by_the_next_ca_is_no_violation_without_a_patience() -> None:
+    observer = FakeObserver(
+        changes=[LeaderChange(1.0, "c1", 2)],
+        issued=[
+            _row("before", 9.0, 10.05, 2, "primary"),  # created before the fault: not counted
+            _row("s", 10.1, 10.25, 2, "secondary"),
+            _row("p", 15.3, 15.4, 2, "primary"),  # the primary back after its breaker reset
+        ],
+    )
+    scenario = SCENARIOS["ca-node-loss"]
+    engine = _engine(observer, FakeDb({}))  # the connectors' default: failover_patience_s 0
+    recovered = engine._recovered(scenario, 2, 10.0)
+    assert recovered is not None
+    assert recovered.request == "s"
+    outcome = RoundResult("ca-node-loss", 1, fault_at=10.0, old_leader="c1", old_epoch=2)
+    engine._measure(outcome, scenario, recovered, healed_at=14.0)
+    assert (outcome.failover_s, outcome.other_ca_s) == (0.25, 0.25)
+    assert outcome.violations == []
+
+    engine.settings.ca_patience_s = 5.0  # connectors told to wait elections out
+    patient = RoundResult("ca-node-loss", 2, fault_at=10.0, old_leader="c1", old_epoch=2)
+    engine._measure(patient, scenario, recovered, healed_at=14.0)
+    assert any("within the 5s patience" in v for v in patient.violations)
+
+
+def test_the_clusters_own_election_is_polled_until_it_has_an_active_node() -> None:
+    answers: list[str | None] = [None, None, "bao2"]
+
+    class ElectingLab(FakeLab):
+        def ca_active_node(self, name: str) -> str:
+            assert name == "primary"
+            found = answers.pop(0)
+            if found is None:
+                raise LaunchError("CA primary: its OpenBao cluster has no active node")
+            return found
+
+    sleeps: list[float] = []
+    history = History()
+    engine = DrillEngine(
+        cast(Any, ElectingLab()), history, cast(Any, None), cast(Any, None), cast(Any, None),
+        sleep=sleeps.append,
+    )  # fmt: skip
+    t0 = history.now()
+    elected = engine._wait_ca_elected(t0, poll_s=0.05)
+    assert elected is not None
+    assert elected >= 0
+    assert (answers, sleeps) == ([], [0.05, 0.05])

@@ -19,7 +19,14 @@ import pytest
 
 from chaos.launch.connector import ConnectorEndpoints, ConnectorFleet
 from chaos.launch.link_server import faults_from_json
-from chaos.launch.links import ConnectorLinks, check_wan, proxied_url, upstream_of, wan
+from chaos.launch.links import (
+    ConnectorLinks,
+    check_wan,
+    node_targets,
+    proxied_url,
+    upstream_of,
+    wan,
+)
 from chaos.launch.proxy import LinkFaults, Toxics
 from chaos.nemesis import FaultError, ProcessFault
 from chaos.nemesis.link import Cascade, LinkCut, cut_faults
@@ -227,3 +234,26 @@ def test_set_all_gives_every_connector_the_same_baseline(links: ConnectorLinks) 
 def test_faults_cross_to_the_link_server_as_json() -> None:
     faults = LinkFaults(up=Toxics(latency_s=0.1, blackhole=True), reset=True)
     assert faults_from_json(json.loads(json.dumps(asdict(faults)))) == faults
+
+
+def test_every_node_of_an_openbao_cluster_gets_a_link_named_in_cluster_urls() -> None:
+    cluster = "http://127.0.0.1:8202,http://127.0.0.1:8204"
+    targets = {
+        "ca:primary": "http://127.0.0.1:8200",
+        **node_targets("primary", cluster),
+        "ca:secondary": "http://127.0.0.1:8300",
+    }
+    assert node_targets("secondary", None) == {}
+    assert list(targets) == ["ca:primary", "ca:primary:node2", "ca:primary:node3", "ca:secondary"]
+    with ConnectorLinks(["c1"], targets) as bao:
+        ports = bao.ports()["c1"]
+        own = bao.endpoints("c1").cas
+        assert own["primary"] == {
+            "url": f"http://127.0.0.1:{ports['ca:primary']}",
+            "cluster_urls": f"http://127.0.0.1:{ports['ca:primary:node2']}"
+            f",http://127.0.0.1:{ports['ca:primary:node3']}",
+        }
+        assert set(bao.select("c1", "ca:primary*")) == {
+            "ca:primary", "ca:primary:node2", "ca:primary:node3"
+        }  # fmt: skip
+        assert bao.upstreams["ca:primary:node3"] == ("127.0.0.1", 8204)

@@ -46,6 +46,7 @@ class FakeCA:
     ca: TestCA
     clock: FakeClock
     fail: Exception | None = None
+    hold_lost_answers: bool = False  # True: searched through its own API (OpenBao-like)
     call_cost: float = 0.01
     calls: list[str] = field(default_factory=list)
     revoked: set[int] = field(default_factory=set)
@@ -95,8 +96,10 @@ def roots() -> tuple[TestCA, TestCA]:
     return make_intermediate(root, "CA one"), make_intermediate(root, "CA two")
 
 
-def _router(clock: FakeClock, roots: tuple[TestCA, TestCA], **kw: object):  # type: ignore[no-untyped-def]
-    one = FakeCA("one", roots[0], clock)
+def _router(  # type: ignore[no-untyped-def]
+    clock: FakeClock, roots: tuple[TestCA, TestCA], *, hold_lost: bool = False, **kw: object
+):
+    one = FakeCA("one", roots[0], clock, hold_lost_answers=hold_lost)
     two = FakeCA("two", roots[1], clock)
     router = CARouter(
         {"one": one, "two": two},
@@ -360,11 +363,27 @@ def test_breaker_waits_out_an_election_for_its_patience_then_counts_failures(
         CircuitBreaker("ca", patience_s=-1)
 
 
-def _patient_router(clock: FakeClock, roots: tuple[TestCA, TestCA]):  # type: ignore[no-untyped-def]
-    router, one, two = _router(clock, roots)
-    one.failover_patience_s = 3.0  # type: ignore[attr-defined]
-    router.breakers["one"].patience_s = 3.0
+def _patient_router(  # type: ignore[no-untyped-def]
+    clock: FakeClock, roots: tuple[TestCA, TestCA], patience: float = 3.0
+):
+    """ "one" is OpenBao-like: it holds lost answers, and waits elections out for ``patience``."""
+    router, one, two = _router(clock, roots, hold_lost=True)
+    one.failover_patience_s = patience  # type: ignore[attr-defined]
+    router.breakers["one"].patience_s = patience
     return router, one, two
+
+
+def test_an_electing_cluster_without_patience_fails_over_at_once(
+    clock: FakeClock, roots: tuple[TestCA, TestCA]
+) -> None:
+    # The default: "electing" means the request was not acted on, so the next CA
+    # serves it within the same call, as for a CA that is down.
+    router, one, _two = _patient_router(clock, roots, patience=0.0)
+    one.fail = CAElectingError("cluster electing an active node", ca_name="one")
+    issued = router.issue(_csr()[0], "t", "r1", clock.now + 1.0)
+    assert (issued.ca_name, issued.uncertain) == ("two", ())
+    assert one.calls == ["issue r1"]  # no retry of "one"
+    assert not clock.sleeps  # and no wait
 
 
 @pytest.mark.parametrize(
@@ -416,10 +435,11 @@ def test_an_answer_lost_then_a_success_at_the_same_ca_names_it_uncertain(
     assert issued.uncertain == ("one",)  # the first try may have been committed too
 
 
-def test_a_request_a_patient_ca_may_have_signed_never_goes_to_another_ca(
-    clock: FakeClock, roots: tuple[TestCA, TestCA]
+@pytest.mark.parametrize("patience", [0.0, 3.0])
+def test_a_request_a_holding_ca_may_have_signed_never_goes_to_another_ca(
+    clock: FakeClock, roots: tuple[TestCA, TestCA], patience: float
 ) -> None:
-    router, one, two = _patient_router(clock, roots)
+    router, one, two = _patient_router(clock, roots, patience)
     clock.now += 10  # long past any patience: the rule is about this request, not time
     failures = [
         CAUnavailableError("connection refused", ca_name="one"),  # the cluster is gone
