@@ -29,6 +29,7 @@ from connector.agent.dangling import DanglingWork, settle
 from connector.agent.decide import Action, Decision
 from connector.agent.events import Event, emit
 from connector.agent.grouping import CallGroup
+from connector.agent.hand import HandView, poll_size
 from connector.agent.issuance import IssueContext, Outcome, issue_one
 from connector.agent.late import LateReport, LateWatch, sweep_late
 from connector.agent.ports import Fence, Issuer, Lease, LeaseLost, Pki
@@ -118,6 +119,8 @@ class ExecutorDeps:
     batch_size: int = 100
     poll_wait_s: float = 1.0
     workers: int = 4
+    # Requests in hand at most, whatever their stage (connector/agent/hand.py).
+    max_in_hand: int = 64
     ca_deadline_s: float = 5.0
     backoff_s: float = 0.5
     # Seconds a fresh lease is good for at most; caps every CA deadline.
@@ -142,16 +145,16 @@ class Executor:
         self.fence = Fence(deps.lease)
         self._counts_lock = threading.Lock()
         self._inflight = 0
+        self._unkeyed = 0  # of those in flight, the ones still waiting for their key
         self.dangling = DanglingWork()
         # Keys given up on whose certificate may still arrive (connector/agent/late.py).
         self.late = LateWatch(deps.late_window_s, deps.clock)
         # Called when a background worker finishes (the loop sets it to wake itself).
         self.on_progress: Callable[[], None] = lambda: None
-        # A thread for every request in hand (two per worker, see issue_capacity):
-        # requests of a batch wait for each other to share a call, so none may
-        # wait for a thread.
+        # A thread for every request in hand (see issue_capacity): requests of a
+        # batch wait for each other to share a call, so none may wait for a thread.
         self._pool = ThreadPoolExecutor(
-            max_workers=2 * deps.workers, thread_name_prefix="pfxha-issue"
+            max_workers=max(deps.max_in_hand, 2 * deps.workers), thread_name_prefix="pfxha-issue"
         )
         # Revocations run on a thread of their own: a CA that is down (or slow)
         # for a revocation must not hold up issuance at the other CAs.
@@ -492,21 +495,30 @@ class Executor:
         self.on_progress()
 
     @property
+    def in_hand(self) -> int:
+        """Requests polled and not finished."""
+        with self._counts_lock:
+            return self._inflight
+
+    @property
     def issue_capacity(self) -> int:
         """Requests this leader can take now: issuing runs in the background, pipelined.
 
-        Up to two per worker thread are in hand, so a worker never waits for the
-        next poll; more would only hold requests another leader could serve.
-        The hand is refilled once half of it is done, not after every request:
-        each poll is a round trip and a write at the service, so polling for
-        one request at a time would cost as much as the request's own calls.
+        Up to two per worker wait for their key, so a worker never waits for the
+        next poll; requests past their key wait on the network only and do not
+        hold the next poll back (:func:`connector.agent.hand.poll_size`). The
+        hand is refilled once half of the key stage is done, not after every
+        request: each poll is a round trip and a write at the service.
         """
         with self._counts_lock:
-            inflight = self._inflight
-        free = 2 * self.deps.workers - inflight
-        if free < self.deps.workers:
-            return 0
-        return min(self.deps.batch_size, free)
+            view = HandView(
+                workers=self.deps.workers,
+                batch_size=self.deps.batch_size,
+                max_in_hand=self.deps.max_in_hand,
+                in_hand=self._inflight,
+                unkeyed=self._unkeyed,
+            )
+        return poll_size(view).count
 
     def _issue(self, decision: Decision) -> None:
         deps = self.deps
@@ -549,9 +561,35 @@ class Executor:
             )
         with self._counts_lock:
             self._inflight += len(requests)
+            self._unkeyed += len(requests)
         for request in requests:
-            future = self._pool.submit(issue_one, ctx, request)
+            future = self._pool.submit(self._issue_counted, ctx, request)
             future.add_done_callback(partial(self._issued, decision.epoch))
+
+    def _issue_counted(self, ctx: IssueContext, request: Any) -> Outcome:
+        """:func:`issue_one`, telling the hand when this request's key is made."""
+        keyed = threading.Event()
+
+        def new_key(key_type: str) -> Any:
+            try:
+                return ctx.pki.new_key(key_type)
+            finally:
+                self._keyed(keyed)
+
+        try:
+            return issue_one(replace(ctx, pki=replace(ctx.pki, new_key=new_key)), request)
+        finally:
+            self._keyed(keyed)  # a request that never got to its key leaves the stage too
+
+    def _keyed(self, keyed: threading.Event) -> None:
+        with self._counts_lock:
+            if keyed.is_set():
+                return
+            keyed.set()
+            self._unkeyed -= 1
+            room = self._unkeyed <= self.deps.workers
+        if room:
+            self.on_progress()  # the key stage has room: the loop may poll again
 
     def _batch_fence(self, epoch: int) -> Fence:
         fence = Fence(self.deps.lease)
@@ -563,6 +601,8 @@ class Executor:
         now = self.deps.clock()
         with self._counts_lock:
             self._inflight -= 1
+            if future.cancelled():  # never ran: it never left the key stage
+                self._unkeyed -= 1
         try:
             outcome = future.result()
         except StaleEpochError:
