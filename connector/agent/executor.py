@@ -29,7 +29,7 @@ from connector.agent.dangling import DanglingWork, settle
 from connector.agent.decide import Action, Decision
 from connector.agent.events import Event, emit
 from connector.agent.grouping import CallGroup
-from connector.agent.hand import HandView, poll_size
+from connector.agent.hand import Hand
 from connector.agent.issuance import IssueContext, Outcome, issue_one
 from connector.agent.late import LateReport, LateWatch, sweep_late
 from connector.agent.ports import Fence, Issuer, Lease, LeaseLost, Pki
@@ -144,8 +144,9 @@ class Executor:
         self.state = state
         self.fence = Fence(deps.lease)
         self._counts_lock = threading.Lock()
-        self._inflight = 0
-        self._unkeyed = 0  # of those in flight, the ones still waiting for their key
+        self.hand = Hand(
+            workers=deps.workers, batch_size=deps.batch_size, max_in_hand=deps.max_in_hand
+        )
         self.dangling = DanglingWork()
         # Keys given up on whose certificate may still arrive (connector/agent/late.py).
         self.late = LateWatch(deps.late_window_s, deps.clock)
@@ -497,8 +498,7 @@ class Executor:
     @property
     def in_hand(self) -> int:
         """Requests polled and not finished."""
-        with self._counts_lock:
-            return self._inflight
+        return self.hand.in_hand
 
     @property
     def issue_capacity(self) -> int:
@@ -510,15 +510,7 @@ class Executor:
         hand is refilled once half of the key stage is done, not after every
         request: each poll is a round trip and a write at the service.
         """
-        with self._counts_lock:
-            view = HandView(
-                workers=self.deps.workers,
-                batch_size=self.deps.batch_size,
-                max_in_hand=self.deps.max_in_hand,
-                in_hand=self._inflight,
-                unkeyed=self._unkeyed,
-            )
-        return poll_size(view).count
+        return self.hand.capacity
 
     def _issue(self, decision: Decision) -> None:
         deps = self.deps
@@ -559,9 +551,7 @@ class Executor:
                     max_wait_s=_RESULTS_WAIT_S,
                 ),
             )
-        with self._counts_lock:
-            self._inflight += len(requests)
-            self._unkeyed += len(requests)
+        self.hand.took(len(requests))
         for request in requests:
             future = self._pool.submit(self._issue_counted, ctx, request)
             future.add_done_callback(partial(self._issued, decision.epoch))
@@ -586,9 +576,7 @@ class Executor:
             if keyed.is_set():
                 return
             keyed.set()
-            self._unkeyed -= 1
-            room = self._unkeyed <= self.deps.workers
-        if room:
+        if self.hand.keyed():
             self.on_progress()  # the key stage has room: the loop may poll again
 
     def _batch_fence(self, epoch: int) -> Fence:
@@ -599,10 +587,9 @@ class Executor:
     def _issued(self, epoch: int, future: Future[Outcome]) -> None:
         """A worker finished one request (called on that worker's thread)."""
         now = self.deps.clock()
-        with self._counts_lock:
-            self._inflight -= 1
-            if future.cancelled():  # never ran: it never left the key stage
-                self._unkeyed -= 1
+        # A request that never ran never left the key stage.
+        opened = self.hand.finished(keyed=not future.cancelled())
+        outcome: Outcome | None = None
         try:
             outcome = future.result()
         except StaleEpochError:
@@ -620,7 +607,9 @@ class Executor:
                 self.state.ca_retry_at = now + self.deps.backoff_s
             elif outcome is Outcome.DELIVERED:
                 self.state.ca_retry_at = None
-        self.on_progress()
+        if opened or outcome is not Outcome.DELIVERED:
+            # Anything but a delivery is news the next decision must see at once.
+            self.on_progress()
 
     def _issue_context(self, fence: Fence | None = None) -> IssueContext:
         deps = self.deps

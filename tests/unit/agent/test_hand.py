@@ -9,7 +9,7 @@ from typing import Any
 
 from connector.agent.decide import Action, Decision
 from connector.agent.executor import AgentState, Executor, ExecutorDeps
-from connector.agent.hand import HandView, poll_size
+from connector.agent.hand import Hand, HandView, poll_size
 from connector.agent.ports import Pki
 from connector.service_client import (
     CertificateRequest,
@@ -44,6 +44,22 @@ def test_the_hand_is_bounded_and_never_polls_for_a_few() -> None:
     assert poll_size(view(in_hand=60)).count == 4
     assert poll_size(view(batch_size=3)).count == 3
     assert "in hand" in poll_size(view(in_hand=64)).reason
+
+
+def test_the_hand_says_once_when_room_for_a_poll_opens() -> None:
+    hand = Hand(workers=2, batch_size=100, max_in_hand=6)
+    hand.took(4)
+    assert hand.capacity == 0
+    assert hand.keyed() is False  # 3 wait for a key: still over half of the stage
+    assert hand.keyed() is True  # 2 wait: room opens, wake the loop once
+    assert hand.keyed() is False  # more room, no news
+    hand.took(2)  # 4 in hand past their key or making it; 6 in all
+    assert hand.capacity == 0
+    assert [hand.keyed(), hand.keyed()] == [False, False]  # the bound holds
+    assert hand.finished() is False  # room for 1 < workers
+    assert hand.finished() is True
+    assert hand.finished(keyed=False) is False  # a request that never ran
+    assert hand.view().unkeyed == 0  # took 6: 5 keyed, 1 never ran
 
 
 class FakeLease:
