@@ -86,7 +86,7 @@ def rtt_sweep_plot(result: dict[str, Any], path: Path) -> Path:
     for x, p in zip(rtt_ms, points, strict=True):
         if p["ratio"] is not None:
             left.annotate(
-                f"{p['ratio']:.0%}",
+                f"{p['ratio']:.0%}" + ("" if p.get("leader_kept", True) else " *"),
                 (x, p["throughput_per_s"]),
                 textcoords="offset points",
                 xytext=(0, -14),
@@ -96,7 +96,8 @@ def rtt_sweep_plot(result: dict[str, Any], path: Path) -> Path:
     left.set_xlabel("service round trip (ms)")
     left.set_ylabel("requests / s")
     left.set_ylim(bottom=0)
-    left.set_title("throughput (ratio to raw keygen)")
+    changed = not all(p.get("leader_kept", True) for p in points)
+    left.set_title("throughput (ratio to raw keygen)" + ("; * leader changed" if changed else ""))
     left.legend(fontsize=8, loc="lower left")
     for quantile, style in (("p50", "o-"), ("p99", "^-")):
         right.plot(rtt_ms, [p["latency_s"][quantile] for p in points], style, label=quantile)

@@ -383,6 +383,7 @@ def command(
                 f"{point['keygen_per_s']}/s, ratio {point['ratio']:.1%} "
                 f"({point['ratio_own_keys']:.1%} against the leader's own keys); half load "
                 f"latency p50 {point['latency_s']['p50']} s, p99 {point['latency_s']['p99']} s"
+                + ("" if point["leader_kept"] else " (the leader changed: not comparable)")
             )
         click.echo(f"the proxy hop adds {sweep['proxy_hop_ms']}; load {sweep['loadavg_1m_at_end']}")
         if json_path is not None:

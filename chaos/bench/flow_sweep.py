@@ -75,6 +75,7 @@ def run_rtt_sweep(
         for index, rtt in enumerate(rtts):
             lab.set_wan(rtt, min(wan_jitter, rtt))
             progress(f"round trip {rtt:g} s: {devices} requests at once")
+            before = lab.fleet.leader()
             cpu_before, keys_before = phases.leader_keygen(lab.fleet, lab.leader, key_type)
             run = phases.saturation(
                 lab.admin,
@@ -86,6 +87,7 @@ def run_rtt_sweep(
                 meter=lab.meter,
             )
             cpu_after, keys_after = phases.leader_keygen(lab.fleet, lab.leader, key_type)
+            after = lab.fleet.leader()
             windows.append(_keygen(lab, key_type, keygen_seconds, progress))
             keygen = (windows[-2] + windows[-1]) / 2
             throughput = run["delivered"] / run["seconds"] if run["seconds"] > 0 else 0.0
@@ -104,6 +106,10 @@ def run_rtt_sweep(
             points.append(
                 {
                     "rtt_s": rtt,
+                    # A loaded machine can cost the pinned leader its lease: then another
+                    # connector, on other CPUs, issued, and the point is not comparable.
+                    "leader_kept": before == after and after is not None and after[0] == lab.leader,
+                    "leader_after": list(after) if after is not None else None,
                     "requested": run["requested"],
                     "delivered": run["delivered"],
                     "complete": run["complete"],

@@ -106,6 +106,7 @@ def test_rtt_sweep_runs_every_round_trip_in_one_lab_and_plots_it(tmp_path: Path)
         assert point["half_load"]["delivered"] == point["half_load"]["requested"]
         assert point["throughput_per_s"] > 0
         assert point["ratio"] > 0
+        assert isinstance(point["leader_kept"], bool)
         assert set(point["latency_s"]) >= {"p50", "p99"}
     # The link's latency shows: a request's calls cross it at least three times
     # (poll answer, intent, upload), so no request of the far point beats 0.06 s.
