@@ -265,6 +265,9 @@ class LoopSettings:
     certdb_probe_s: float = 10.0
     # Requests of one batch processed side by side (keygen releases the GIL).
     workers: int = 4
+    # Requests in hand at most (polled, not finished): up to 2 * workers wait for
+    # their key, the rest for the network (connector/agent/hand.py).
+    max_in_hand: int = 64
     # Pre-generated keys kept per key type, so bursts and takeovers do not wait.
     keypool_size: int = 16
     # Longest a single CA call (with its retries) may take; also capped by the lease.
@@ -695,6 +698,11 @@ def _validate_timing(config: ConnectorConfig) -> None:
         ("loop.poll_wait_s", 0 < loop.poll_wait_s <= 30, "must be in (0, 30]"),
         ("loop.batch_size", 1 <= loop.batch_size <= 500, "must be in [1, 500]"),
         ("loop.workers", 1 <= loop.workers <= 64, "must be in [1, 64]"),
+        (
+            "loop.max_in_hand",
+            2 * loop.workers <= loop.max_in_hand <= 1000,
+            "must be in [2 * loop.workers, 1000]",
+        ),
         ("loop.keypool_size", 0 <= loop.keypool_size <= 4096, "must be in [0, 4096]"),
         ("loop.heartbeat_interval_s", loop.heartbeat_interval_s > 0, "must be > 0"),
         ("loop.revocation_interval_s", loop.revocation_interval_s > 0, "must be > 0"),

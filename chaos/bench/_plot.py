@@ -1,6 +1,7 @@
-"""Where one request's CPU went in ``pfxha bench flow``, against the budget of the target.
+"""Plots of ``pfxha bench flow``: where one request's CPU went; what a WAN does to the flow.
 
     cpu_budget_plot(result, Path("runs/bench/flow.png"), target=0.8)
+    rtt_sweep_plot(sweep_result, Path("runs/bench/flow-rtt.png"))   # --sweep-rtt
 
 One horizontal bar, stacked: the leader's key generation (what its own keys
 cost it, the leader's CPU less ``leader_beyond_keygen_ms``; the keygen windows'
@@ -16,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cpu_budget_plot"]
+__all__ = ["cpu_budget_plot", "rtt_sweep_plot"]
 
 _OTHER_PARTS = (
     ("service", "stand-in service"),
@@ -63,6 +64,54 @@ def cpu_budget_plot(result: dict[str, Any], path: Path, *, target: float = 0.8) 
         f"of raw keygen ({layout})"
     )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def rtt_sweep_plot(result: dict[str, Any], path: Path) -> Path:
+    """Throughput (beside raw keygen) and half-load p50/p99 latency per service round trip."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = result["sweep"]
+    rtt_ms = [1000 * p["rtt_s"] for p in points]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    left.plot(rtt_ms, [p["throughput_per_s"] for p in points], "o-", label="delivered")
+    left.plot(rtt_ms, [p["keygen_per_s"] for p in points], "s--", color="grey", label="raw keygen")
+    for x, p in zip(rtt_ms, points, strict=True):
+        if p["ratio"] is not None:
+            left.annotate(
+                f"{p['ratio']:.0%}" + ("" if p.get("leader_kept", True) else " *"),
+                (x, p["throughput_per_s"]),
+                textcoords="offset points",
+                xytext=(0, -14),
+                ha="center",
+                fontsize=8,
+            )
+    left.set_xlabel("service round trip (ms)")
+    left.set_ylabel("requests / s")
+    left.set_ylim(bottom=0)
+    changed = not all(p.get("leader_kept", True) for p in points)
+    left.set_title("throughput (ratio to raw keygen)" + ("; * leader changed" if changed else ""))
+    left.legend(fontsize=8, loc="lower left")
+    for quantile, style in (("p50", "o-"), ("p99", "^-")):
+        right.plot(rtt_ms, [p["latency_s"][quantile] for p in points], style, label=quantile)
+    right.set_xlabel("service round trip (ms)")
+    right.set_ylabel("seconds, creation to PFX on device")
+    right.set_ylim(bottom=0)
+    right.set_title("latency at half load")
+    right.legend(fontsize=8)
+    layout = "leader isolated" if result.get("layout") == "isolated" else "shared CPUs"
+    fig.suptitle(
+        f"{result['key']}, {result['connectors']} connectors, {layout}; "
+        f"load {result.get('loadavg_1m_at_end')}",
+        fontsize=10,
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -36,271 +36,33 @@ Two layouts (``layout`` in the JSON):
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import logging
 import os
-import shutil
-import sqlite3
-import tempfile
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
-from chaos.bench._cpu import CpuMeter, pin_process
-from chaos.bench._plot import cpu_budget_plot
+from chaos.bench import _flow_phases as phases
+from chaos.bench._flow_lab import FlowSetup, cpus, flow_lab, split_cpus
+from chaos.bench._flow_phases import keygen_cpu_so_far, leader_keygen, measure_keygen
+from chaos.bench._plot import cpu_budget_plot, rtt_sweep_plot
 from chaos.bench._stats import summarize, write_result
-from chaos.bench._tenant import Device, Tenant, checkin
-from chaos.launch.ca_tier import CaTier
-from chaos.launch.connector import ConnectorFleet
-from chaos.launch.link_server import LinkServer
+from chaos.bench.flow_sweep import parse_rtts, run_rtt_sweep
 from chaos.launch.links import (
     CA_RTT_OPTION,
     WAN_JITTER_OPTION,
     WAN_RTT_OPTION,
     ZK_RTT_OPTION,
-    ca_target,
-    certdb_target,
     check_lan,
     check_wan,
-    lan,
-    wan,
-    zk_targets,
 )
-from chaos.launch.proxy import LinkFaults
-from chaos.launch.service import ServiceProcess
-from chaos.launch.zookeeper import ZooKeeperEnsemble
-from connector.pki import KeyType, generate_key
+from connector.pki import KeyType
 
-__all__ = ["command", "run_flow_bench", "split_cpus"]
+__all__ = ["command", "keygen_cpu_so_far", "run_flow_bench", "split_cpus"]
 
 log = logging.getLogger("pfxha.bench.flow")
-
-
-def _cpus() -> list[int]:
-    return sorted(os.sched_getaffinity(0))
-
-
-def split_cpus(cpus: list[int]) -> tuple[list[int], list[int]]:
-    """(the connector's CPUs, everyone else's) for ``--isolate``: half each, at least one."""
-    if len(cpus) < 2:
-        raise ValueError("isolating the connector needs at least two CPUs")
-    half = len(cpus) // 2
-    return cpus[:half], cpus[half:]
-
-
-def _bind_worker(cpus: list[int] | None) -> None:
-    if cpus is not None:
-        os.sched_setaffinity(0, cpus)
-
-
-def _keygen_worker(key_type: str, seconds: float) -> int:
-    kt = KeyType.parse(key_type)
-    end = time.monotonic() + seconds
-    count = 0
-    while time.monotonic() < end:
-        generate_key(kt)
-        count += 1
-    return count
-
-
-def measure_keygen(
-    key_type: str, seconds: float, processes: int, cpus: list[int] | None = None
-) -> float:
-    """Keys per second with ``processes`` processes (bound to ``cpus``) for ``seconds``."""
-    with cf.ProcessPoolExecutor(
-        max_workers=processes, initializer=_bind_worker, initargs=(cpus,)
-    ) as pool:
-        list(pool.map(_warm, range(processes)))  # start the workers before timing
-        started = time.monotonic()
-        counts = list(pool.map(_keygen_worker, [key_type] * processes, [seconds] * processes))
-        elapsed = time.monotonic() - started
-    return sum(counts) / max(elapsed, seconds)
-
-
-def _warm(_: int) -> None:
-    return None
-
-
-class DeliveryWatcher:
-    """Checks devices in as soon as the service has their PFX; records when each arrived.
-
-    Real devices are woken by a push notification; here the watcher plays the
-    push service by reading the service's database (read-only, SQLite WAL
-    allows it beside the writer) for issued requests, so the notification
-    costs the service nothing. Check-ins then go over HTTP like a device's, on
-    a few threads (devices are independent); a request leaves ``issued`` once
-    its device checked in.
-    """
-
-    def __init__(self, client: httpx.Client, db_path: Path, devices: dict[str, Device]) -> None:
-        self.client = client
-        self.db_path = db_path
-        self.devices = devices
-        self.delivered: dict[str, float] = {}  # request id -> monotonic time
-        self.failures: list[str] = []
-        self._busy: set[str] = set()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._pool = cf.ThreadPoolExecutor(max_workers=4, thread_name_prefix="bench-device")
-        self._thread = threading.Thread(target=self._run, name="bench-watcher", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self._pool.shutdown(wait=True)
-
-    def _checkin(self, device: Device) -> None:
-        try:
-            for item in checkin(self.client, device):
-                with self._lock:
-                    self.delivered.setdefault(item.request_id, time.monotonic())
-        except Exception as exc:  # a PFX that does not open is a failure we report
-            self.failures.append(f"{device.id}: {exc}")
-        finally:
-            with self._lock:
-                self._busy.discard(device.id)
-
-    def _issued_devices(self, db: sqlite3.Connection) -> list[str]:
-        rows = db.execute("SELECT device_id FROM requests WHERE state = 'issued'").fetchall()
-        return [row[0] for row in rows]
-
-    def _run(self) -> None:
-        db = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5.0)
-        try:
-            while not self._stop.is_set():
-                try:
-                    issued = self._issued_devices(db)
-                except sqlite3.Error as exc:
-                    self.failures.append(f"poll: {exc}")
-                    issued = []
-                submitted = 0
-                for device_id in issued:
-                    with self._lock:
-                        if device_id not in self.devices or device_id in self._busy:
-                            continue
-                        self._busy.add(device_id)
-                    self._pool.submit(self._checkin, self.devices[device_id])
-                    submitted += 1
-                self._stop.wait(0.01 if submitted else 0.02)
-        finally:
-            db.close()
-
-    def wait(self, count: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while len(self.delivered) < count:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
-
-
-def _saturation(
-    admin: httpx.Client,
-    db_path: Path,
-    key_type: str,
-    devices_n: int,
-    timeout: float,
-    prefix: str,
-    meter: CpuMeter,
-) -> dict[str, Any]:
-    tenant = Tenant(admin, prefix=prefix, key_type=key_type)
-    # Users, memberships and devices first, the assignment last: it queues
-    # every request in one transaction, so they are all "created" at once.
-    tenant.create_profile(assign=False)
-    devices = tenant.enroll(devices_n)
-    watcher = DeliveryWatcher(admin, db_path, {d.id: d for d in devices})
-    watcher.start()
-    meter.start()  # from here on, the CPU is the flow's (enrolment is not)
-    created = time.monotonic()
-    tenant.assign()
-    complete = watcher.wait(devices_n, timeout)
-    meter.stop()
-    watcher.stop()
-    elapsed = (max(watcher.delivered.values()) if watcher.delivered else time.monotonic()) - created
-    return {
-        "requested": devices_n,
-        "delivered": len(watcher.delivered),
-        "complete": complete,
-        "seconds": round(elapsed, 3),
-        "latencies": [t - created for t in watcher.delivered.values()],
-        "failures": watcher.failures[:10],
-    }
-
-
-def _paced(
-    admin: httpx.Client,
-    db_path: Path,
-    key_type: str,
-    rate: float,
-    seconds: float,
-    timeout: float,
-) -> dict[str, Any]:
-    """Requests at ``rate`` per second: each made due by adding its user to the group."""
-    count = max(1, int(rate * seconds))
-    tenant = Tenant(admin, prefix="paced", key_type=key_type)
-    tenant.create_profile()
-    devices = tenant.enroll(count, join_group=False)
-    watcher = DeliveryWatcher(admin, db_path, {d.id: d for d in devices})
-    watcher.start()
-    created: dict[str, float] = {}
-    started = time.monotonic()
-    for index, device in enumerate(devices):
-        _sleep_until(started + index / rate)
-        created[device.id] = time.monotonic()
-        tenant.join_group(device.user_id)
-    complete = watcher.wait(count, timeout)
-    watcher.stop()
-    by_device = {r["id"]: r["device_id"] for r in tenant.requests()}
-    latencies = [t - created[by_device[rid]] for rid, t in watcher.delivered.items()]
-    return {
-        "rate_per_s": round(rate, 2),
-        "requested": count,
-        "delivered": len(watcher.delivered),
-        "complete": complete,
-        "latency_s": summarize(latencies),
-        "failures": watcher.failures[:10],
-    }
-
-
-_KEYGEN_METRIC = "pfxha_connector_key_generation_cpu_seconds"
-
-
-def keygen_cpu_so_far(metrics_text: str, key_type: str) -> tuple[float, int]:
-    """(CPU seconds, keys) a connector's key generation has cost so far, from its /metrics."""
-    cpu, keys = 0.0, 0
-    wanted = str(KeyType.parse(key_type))
-    for family in text_string_to_metric_families(metrics_text):
-        if family.name != _KEYGEN_METRIC:
-            continue
-        for sample in family.samples:
-            if sample.labels.get("key_type") != wanted:
-                continue
-            if sample.name.endswith("_sum"):
-                cpu = sample.value
-            elif sample.name.endswith("_count"):
-                keys = int(sample.value)
-    return cpu, keys
-
-
-def _leader_keygen(fleet: ConnectorFleet, leader: str, key_type: str) -> tuple[float, int]:
-    response = httpx.get(fleet.metrics_url(leader) + "/metrics", timeout=5.0)
-    response.raise_for_status()
-    return keygen_cpu_so_far(response.text, key_type)
-
-
-def _sleep_until(moment: float) -> None:
-    delay = moment - time.monotonic()
-    if delay > 0:
-        time.sleep(delay)
 
 
 def run_flow_bench(
@@ -330,158 +92,93 @@ def run_flow_bench(
     the connector with raw keygen on the same CPUs. Shared, every process
     competes for every CPU and ``ratio`` is the whole lab's.
     """
-    original_cpus = _cpus()
-    connector_cpus, other_cpus = split_cpus(original_cpus) if isolate else (original_cpus, [])
-    cores = len(connector_cpus)
-    # Requests in hand are twice the workers; a batch shares its service calls,
-    # so even one CPU wants a few requests in hand to keep busy between calls.
-    workers = workers or max(4, 2 * cores)
-    if isolate:
-        # Set before any thread or child exists: all of them inherit it.
-        os.sched_setaffinity(0, other_cpus)
-    own_dir = run_dir is None
-    base = Path(tempfile.mkdtemp(prefix="pfxha-bench-flow-")) if run_dir is None else run_dir
-    base.mkdir(parents=True, exist_ok=True)
-    zk = ZooKeeperEnsemble(base / "zookeeper", size=3, heap_mb=128)
-    lab = CaTier(base / "cfssl", kind=ca, connectors=[f"c{i}" for i in range(1, connectors + 1)])
-    service = ServiceProcess(base / "service", extra_args=["--renewal-interval", "0"])
-    fleet: ConnectorFleet | None = None
-    links: LinkServer | None = None
-    try:
-        progress(f"starting ZooKeeper x3, the CAs ({ca}), the service")
-        zk.start()
-        lab.start()
-        service.start()
-        names = [f"c{i}" for i in range(1, connectors + 1)]
-        away = _away(service.url, lab.describe()["cas"], zk.hosts, wan_rtt, wan_jitter,
-                     ca_rtt, zk_rtt)  # fmt: skip
-        if away:
-            # Each connector reaches the service (and the CAs, ZooKeeper) through its own
-            # links with their latency; one more connector's links, without faults,
-            # measure what a proxy hop costs.
-            rtts = ", ".join(f"{p} {2 * f.up.latency_s:g} s" for p, (_, f) in away.items())
-            progress(f"links with these round trips: {rtts}")
-            targets = {t: url for each, _ in away.values() for t, url in each.items()}
-            links = LinkServer([*names, _PROBE], targets)
-            links.start()
-            for name in names:
-                for pattern, (_, faults) in away.items():
-                    for proxy in links.select(name, pattern).values():
-                        proxy.set(faults)
-        fleet = ConnectorFleet(
-            base / "connectors",
-            count=connectors,
-            cluster="bench",
-            zk_hosts=zk.hosts,
-            service_url=service.url,
-            cas=lab.describe(),
-            cas_of=lab.describe,  # each connector its own CA credentials (OpenBao)
-            # No key pool by default: keys made before a round starts would
-            # count as free throughput the machine never sustains.
-            loop={
-                "batch_size": 100,
-                "workers": workers,
-                "poll_wait_s": 1.0,
-                "keypool_size": keypool,
-            },
-            endpoints={n: links.endpoints(n) for n in names} if links is not None else None,
-        )
-        progress(f"starting {connectors} connectors")
-        fleet.start()
-        leader = fleet.wait_for_leader()
-        if isolate:
-            pin_process(fleet.process(leader).pid or 0, connector_cpus)
-        keygen_cpus = connector_cpus if isolate else None
-        meter = CpuMeter(
-            {
-                "connector_leader": [fleet.process(leader).pid or 0],
-                "connectors_standby": [
-                    fleet.process(n).pid or 0 for n in fleet.names if n != leader
-                ],
-                "service": [service.pid or 0],
-                # The CA servers' CPU under their vendor ("cfssl", "openbao", "mixed").
-                ca: list(lab.pids().values()),
-                "zookeeper": [zk.node(i).pid or 0 for i in range(3)],
-            },
-            include_self="bench_and_devices",
-        )
-        with httpx.Client(base_url=service.url, timeout=30.0) as admin:
-            # Let the key pools fill and the servers settle before measuring.
-            time.sleep(2.0)
-            hop = _proxy_hop(service.url, links) if wan_rtt is not None and links else None
-            links_cpu_before = links.cpu_s() if links is not None else 0.0
-            # Keygen windows and saturation rounds alternate (K S K S ... K), so
-            # both see the same background load on a shared machine.
-            keygen_rates: list[float] = []
-            runs: list[dict[str, Any]] = []
-            # What the leader's own keys cost it inside the rounds (its metrics).
-            leader_keygen_cpu, leader_keys = 0.0, 0
-            per_round = max(1, devices // rounds)
-            for index in range(rounds):
-                progress(f"raw {key_type} keygen, {cores} processes, {keygen_seconds:g} s")
-                keygen_rates.append(measure_keygen(key_type, keygen_seconds, cores, keygen_cpus))
-                progress(f"saturation round {index + 1}/{rounds}: {per_round} requests at once")
-                cpu_before, keys_before = _leader_keygen(fleet, leader, key_type)
-                runs.append(
-                    _saturation(
-                        admin,
-                        service.db_path,
-                        key_type,
-                        per_round,
-                        max(120.0, per_round),
-                        prefix=f"sat{index}",
-                        meter=meter,
-                    )
+    setup = FlowSetup(
+        connectors=connectors,
+        workers=workers,
+        keypool=keypool,
+        isolate=isolate,
+        run_dir=run_dir,
+        ca=ca,
+        wan_rtt=wan_rtt,
+        wan_jitter=wan_jitter,
+        ca_rtt=ca_rtt,
+        zk_rtt=zk_rtt,
+    )
+    with flow_lab(setup, progress) as lab:
+        admin, service, meter, hop = lab.admin, lab.service, lab.meter, lab.hop
+        cores, leader, isolate = lab.cores, lab.leader, setup.isolate
+        connector_cpus, other_cpus, workers = lab.connector_cpus, lab.other_cpus, lab.workers
+        links_cpu_before = lab.links_cpu_s()
+        # Keygen windows and saturation rounds alternate (K S K S ... K), so
+        # both see the same background load on a shared machine.
+        keygen_rates: list[float] = []
+        runs: list[dict[str, Any]] = []
+        # What the leader's own keys cost it inside the rounds (its metrics).
+        leader_keygen_cpu, leader_keys = 0.0, 0
+        per_round = max(1, devices // rounds)
+        for index in range(rounds):
+            progress(f"raw {key_type} keygen, {cores} processes, {keygen_seconds:g} s")
+            keygen_rates.append(measure_keygen(key_type, keygen_seconds, cores, lab.keygen_cpus))
+            progress(f"saturation round {index + 1}/{rounds}: {per_round} requests at once")
+            cpu_before, keys_before = leader_keygen(lab.fleet, lab.leader, key_type)
+            runs.append(
+                phases.saturation(
+                    admin,
+                    service.db_path,
+                    key_type,
+                    per_round,
+                    max(120.0, per_round),
+                    prefix=f"sat{index}",
+                    meter=meter,
                 )
-                cpu_after, keys_after = _leader_keygen(fleet, leader, key_type)
-                leader_keygen_cpu += cpu_after - cpu_before
-                leader_keys += keys_after - keys_before
-            links_cpu = (links.cpu_s() - links_cpu_before) if links is not None else 0.0
-            progress(f"raw {key_type} keygen again")
-            keygen_rates.append(measure_keygen(key_type, keygen_seconds, cores, keygen_cpus))
-            keygen = sum(keygen_rates) / len(keygen_rates)
-            delivered = sum(r["delivered"] for r in runs)
-            seconds = sum(r["seconds"] for r in runs)
-            cpu_ms_per_request = meter.per_item(delivered)
-            saturation = {
-                "rounds": rounds,
-                "requested": sum(r["requested"] for r in runs),
-                "delivered": delivered,
-                "complete": all(r["complete"] for r in runs),
-                "seconds": round(seconds, 3),
-                "throughput_per_s": round(delivered / seconds, 2) if seconds > 0 else 0.0,
-                "round_throughput_per_s": [
-                    round(r["delivered"] / r["seconds"], 2) if r["seconds"] > 0 else 0.0
-                    for r in runs
-                ],
-                "latency_s": summarize([x for r in runs for x in r["latencies"]]),
-                "failures": [f for r in runs for f in r["failures"]][:10],
-                # Where the cores went during the rounds, per delivered request;
-                # keygen_ms is what one key costs a core in the keygen windows.
-                "cpu_ms_per_request": cpu_ms_per_request,
-                "keygen_ms": round(1000 * cores / keygen, 2) if keygen else None,
-                # The same keys as the leader made them during the rounds, and what
-                # the leader spent per request beyond its keys (CSR, CA call, PFX,
-                # envelope, service calls, lease upkeep): the connector's own overhead.
-                "leader_keys": leader_keys,
-                "leader_keygen_ms": (
-                    round(1000 * leader_keygen_cpu / leader_keys, 2) if leader_keys else None
-                ),
-                "leader_beyond_keygen_ms": (
-                    round(
-                        cpu_ms_per_request["connector_leader"]
-                        - 1000 * leader_keygen_cpu / delivered,
-                        2,
-                    )
-                    if delivered
-                    else None
-                ),
-            }
-            # Half the keygen rate, but never beyond what the flow sustained: with
-            # a cheap key type (P-256) half the keygen rate is far past saturation.
-            rate = min(keygen / 2, 0.9 * saturation["throughput_per_s"])
-            progress(f"half load: {rate:.1f} requests/s for {paced_seconds:g} s")
-            paced = _paced(admin, service.db_path, key_type, rate, paced_seconds, timeout=60.0)
+            )
+            cpu_after, keys_after = leader_keygen(lab.fleet, lab.leader, key_type)
+            leader_keygen_cpu += cpu_after - cpu_before
+            leader_keys += keys_after - keys_before
+        links_cpu = lab.links_cpu_s() - links_cpu_before
+        progress(f"raw {key_type} keygen again")
+        keygen_rates.append(measure_keygen(key_type, keygen_seconds, cores, lab.keygen_cpus))
+        keygen = sum(keygen_rates) / len(keygen_rates)
+        delivered = sum(r["delivered"] for r in runs)
+        seconds = sum(r["seconds"] for r in runs)
+        cpu_ms_per_request = meter.per_item(delivered)
+        saturation = {
+            "rounds": rounds,
+            "requested": sum(r["requested"] for r in runs),
+            "delivered": delivered,
+            "complete": all(r["complete"] for r in runs),
+            "seconds": round(seconds, 3),
+            "throughput_per_s": round(delivered / seconds, 2) if seconds > 0 else 0.0,
+            "round_throughput_per_s": [
+                round(r["delivered"] / r["seconds"], 2) if r["seconds"] > 0 else 0.0 for r in runs
+            ],
+            "latency_s": summarize([x for r in runs for x in r["latencies"]]),
+            "failures": [f for r in runs for f in r["failures"]][:10],
+            # Where the cores went during the rounds, per delivered request;
+            # keygen_ms is what one key costs a core in the keygen windows.
+            "cpu_ms_per_request": cpu_ms_per_request,
+            "keygen_ms": round(1000 * cores / keygen, 2) if keygen else None,
+            # The same keys as the leader made them during the rounds, and what
+            # the leader spent per request beyond its keys (CSR, CA call, PFX,
+            # envelope, service calls, lease upkeep): the connector's own overhead.
+            "leader_keys": leader_keys,
+            "leader_keygen_ms": (
+                round(1000 * leader_keygen_cpu / leader_keys, 2) if leader_keys else None
+            ),
+            "leader_beyond_keygen_ms": (
+                round(
+                    cpu_ms_per_request["connector_leader"] - 1000 * leader_keygen_cpu / delivered,
+                    2,
+                )
+                if delivered
+                else None
+            ),
+        }
+        # Half the keygen rate, but never beyond what the flow sustained: with
+        # a cheap key type (P-256) half the keygen rate is far past saturation.
+        rate = min(keygen / 2, 0.9 * saturation["throughput_per_s"])
+        progress(f"half load: {rate:.1f} requests/s for {paced_seconds:g} s")
+        paced = phases.paced(admin, service.db_path, key_type, rate, paced_seconds, timeout=60.0)
         throughput = saturation["throughput_per_s"]
         return {
             "requested": saturation["requested"],
@@ -557,65 +254,6 @@ def run_flow_bench(
                 "latency_s: per request at half the keygen rate, creation to PFX on device"
             ),
         }
-    finally:
-        if fleet is not None:
-            fleet.stop(grace=5)
-        if links is not None:
-            links.stop()
-        service.stop(grace=5)
-        if own_dir:
-            lab.destroy()  # its certdb server's files too
-        else:
-            lab.stop()
-        zk.stop()
-        if isolate:
-            os.sched_setaffinity(0, original_cpus)
-        if own_dir:
-            shutil.rmtree(base, ignore_errors=True)
-
-
-_PROBE = "overhead-probe"
-
-
-def _away(
-    service_url: str,
-    cas: dict[str, Any],
-    zk_hosts: str,
-    wan_rtt: float | None,
-    wan_jitter: float,
-    ca_rtt: float | None,
-    zk_rtt: float | None,
-) -> dict[str, tuple[dict[str, str], LinkFaults]]:
-    """Link pattern -> (its targets, its latency) for what the options put away."""
-    away: dict[str, tuple[dict[str, str], LinkFaults]] = {}
-    if wan_rtt is not None:
-        away["service"] = ({"service": service_url}, wan(wan_rtt, wan_jitter))
-    if ca_rtt is not None:
-        targets = {ca_target(n): str(spec["url"]) for n, spec in cas.items()}
-        targets |= {
-            certdb_target(n): str(s["certdb_dsn"]) for n, s in cas.items() if s.get("certdb_dsn")
-        }
-        away["ca:*"] = (targets, lan(ca_rtt, "--ca-rtt"))
-    if zk_rtt is not None:
-        away["zk:*"] = (zk_targets(zk_hosts), lan(zk_rtt, "--zk-rtt"))
-    return away
-
-
-def _proxy_hop(url: str, links: LinkServer, samples: int = 50) -> dict[str, float]:
-    """Median ``GET /healthz`` round trip direct and through a fault-free link, in ms."""
-
-    def median_ms(base: str) -> float:
-        with httpx.Client(base_url=base, timeout=10.0) as client:
-            client.get("/healthz")  # connect outside the samples
-            times = []
-            for _ in range(samples):
-                start = time.perf_counter()
-                client.get("/healthz")
-                times.append(time.perf_counter() - start)
-        return round(1000 * sorted(times)[len(times) // 2], 3)
-
-    direct, proxied = median_ms(url), median_ms(links.url(_PROBE, "service"))
-    return {"direct": direct, "proxied": proxied, "added": round(proxied - direct, 3)}
 
 
 @click.command("flow")
@@ -661,7 +299,16 @@ def _proxy_hop(url: str, links: LinkServer, samples: int = 50) -> dict[str, floa
     "plot_path",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="PNG: where one request's CPU went, against the 80 % budget.",
+    help="PNG: where one request's CPU went, against the 80 % budget; with --sweep-rtt, "
+    "throughput and p50/p99 latency per round trip.",
+)
+@click.option(
+    "--sweep-rtt",
+    "sweep_rtt",
+    default=None,
+    help="Round trips (seconds, comma-separated, e.g. 0,0.02,0.08,0.15) to put on every "
+    "connector's service link in turn, in one lab: one saturation round of --devices "
+    "and one half-load phase each (chaos/bench/flow_sweep.py). Not with --wan-rtt.",
 )
 @WAN_RTT_OPTION
 @WAN_JITTER_OPTION
@@ -681,6 +328,7 @@ def command(
     json_path: Path | None,
     ca: str,
     plot_path: Path | None,
+    sweep_rtt: str | None,
     wan_rtt: float | None,
     wan_jitter: float,
     ca_rtt: float | None,
@@ -699,13 +347,50 @@ def command(
         # raw keygen on the host it runs on. In production that host runs the
         # connector alone (the service, the CAs, ZooKeeper and the devices are
         # other machines), so that is the default layout when it can be had.
-        isolate = len(_cpus()) >= 2
+        isolate = len(cpus()) >= 2
     elif isolate:
         try:
-            split_cpus(_cpus())
+            split_cpus(cpus())
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--isolate") from exc
     KeyType.parse(key_type)
+    if sweep_rtt is not None:
+        if wan_rtt is not None or ca_rtt is not None or zk_rtt is not None:
+            raise click.UsageError("--sweep-rtt sets the service's round trip: not with --*-rtt")
+        try:
+            rtts = parse_rtts(sweep_rtt)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--sweep-rtt") from exc
+        sweep = run_rtt_sweep(
+            rtts=rtts,
+            connectors=connectors,
+            devices=devices,
+            key_type=key_type,
+            keygen_seconds=keygen_seconds,
+            paced_seconds=paced_seconds,
+            workers=workers,
+            keypool=keypool,
+            isolate=isolate,
+            run_dir=run_dir,
+            progress=lambda text: click.echo(f"... {text}", err=True),
+            ca=ca,
+            wan_jitter=wan_jitter,
+        )
+        for point in sweep["sweep"]:
+            click.echo(
+                f"round trip {point['rtt_s']:g} s: delivered {point['delivered']}/"
+                f"{point['requested']} at {point['throughput_per_s']}/s, raw keygen "
+                f"{point['keygen_per_s']}/s, ratio {point['ratio']:.1%} "
+                f"({point['ratio_own_keys']:.1%} against the leader's own keys); half load "
+                f"latency p50 {point['latency_s']['p50']} s, p99 {point['latency_s']['p99']} s"
+                + ("" if point["leader_kept"] else " (the leader changed: not comparable)")
+            )
+        click.echo(f"the proxy hop adds {sweep['proxy_hop_ms']}; load {sweep['loadavg_1m_at_end']}")
+        if json_path is not None:
+            click.echo(f"wrote {write_result(json_path, sweep)}")
+        if plot_path is not None:
+            click.echo(f"wrote {rtt_sweep_plot(sweep, plot_path)}")
+        return
     result = run_flow_bench(
         connectors=connectors,
         devices=devices,

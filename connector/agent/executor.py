@@ -29,16 +29,19 @@ from connector.agent.dangling import DanglingWork, settle
 from connector.agent.decide import Action, Decision
 from connector.agent.events import Event, emit
 from connector.agent.grouping import CallGroup
+from connector.agent.hand import Hand
 from connector.agent.issuance import IssueContext, Outcome, issue_one
 from connector.agent.late import LateReport, LateWatch, sweep_late
 from connector.agent.ports import Fence, Issuer, Lease, LeaseLost, Pki
 from connector.agent.reconcile import reconcile
 from connector.agent.snapshot import Health
 from connector.metrics import ConnectorMetrics
+from connector.pki import PrivateKey
 from connector.service_client import (
     BadRequest,
     CertificateRequest,
     ConnectorRevokedError,
+    Intent,
     RevocationTask,
     ServiceClient,
     ServiceUnavailable,
@@ -122,6 +125,8 @@ class ExecutorDeps:
     batch_size: int = 100
     poll_wait_s: float = 1.0
     workers: int = 4
+    # Requests in hand at most, whatever their stage (connector/agent/hand.py).
+    max_in_hand: int = 64
     ca_deadline_s: float = 5.0
     backoff_s: float = 0.5
     # Seconds a fresh lease is good for at most; caps every CA deadline.
@@ -147,24 +152,25 @@ class Executor:
         self.state = state
         self.fence = Fence(deps.lease)
         self._counts_lock = threading.Lock()
-        self._inflight = 0
+        self.hand = Hand(
+            workers=deps.workers, batch_size=deps.batch_size, max_in_hand=deps.max_in_hand
+        )
         self.dangling = DanglingWork()
         # Keys given up on whose certificate may still arrive (connector/agent/late.py).
         self.late = LateWatch(deps.late_window_s, deps.clock)
         # Called when a background worker finishes (the loop sets it to wake itself).
         self.on_progress: Callable[[], None] = lambda: None
-        # A thread for every request in hand (two per worker, see issue_capacity):
-        # requests of a batch wait for each other to share a call, so none may
-        # wait for a thread.
+        # A thread for every request in hand (see issue_capacity): requests of a
+        # batch wait for each other to share a call, so none may wait for a thread.
         self._pool = ThreadPoolExecutor(
-            max_workers=2 * deps.workers, thread_name_prefix="pfxha-issue"
+            max_workers=max(deps.max_in_hand, 2 * deps.workers), thread_name_prefix="pfxha-issue"
         )
         # Revocations run on a thread of their own: a CA that is down (or slow)
         # for a revocation must not hold up issuance at the other CAs.
         self._revoker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pfxha-revoke")
         self._revoking: Future[int] | None = None
         # (epoch, intents) the registration listed, for that epoch's first sweep.
-        self._listed_intents: tuple[int, list[Any]] | None = None
+        self._listed_intents: tuple[int, list[Intent]] | None = None
 
     def close(self) -> None:
         self._revoker.shutdown(wait=True, cancel_futures=True)
@@ -523,21 +529,21 @@ class Executor:
         self.on_progress()
 
     @property
+    def in_hand(self) -> int:
+        """Requests polled and not finished."""
+        return self.hand.in_hand
+
+    @property
     def issue_capacity(self) -> int:
         """Requests this leader can take now: issuing runs in the background, pipelined.
 
-        Up to two per worker thread are in hand, so a worker never waits for the
-        next poll; more would only hold requests another leader could serve.
-        The hand is refilled once half of it is done, not after every request:
-        each poll is a round trip and a write at the service, so polling for
-        one request at a time would cost as much as the request's own calls.
+        Up to two per worker wait for their key, so a worker never waits for the
+        next poll; requests past their key wait on the network only and do not
+        hold the next poll back (:func:`connector.agent.hand.poll_size`). The
+        hand is refilled once half of the key stage is done, not after every
+        request: each poll is a round trip and a write at the service.
         """
-        with self._counts_lock:
-            inflight = self._inflight
-        free = 2 * self.deps.workers - inflight
-        if free < self.deps.workers:
-            return 0
-        return min(self.deps.batch_size, free)
+        return self.hand.capacity
 
     def _issue(self, decision: Decision) -> None:
         deps = self.deps
@@ -554,7 +560,9 @@ class Executor:
         assert decision.epoch is not None
         self._take(decision.epoch, requests)
 
-    def _take(self, epoch: int, requests: list[Any], *, group_results: bool = True) -> None:
+    def _take(
+        self, epoch: int, requests: list[CertificateRequest], *, group_results: bool = True
+    ) -> None:
         """Issue a polled batch in the background (the issuing threads).
 
         ``group_results=False`` (a takeover's first batch): each certificate is uploaded
@@ -590,11 +598,33 @@ class Executor:
                 if group_results
                 else None,
             )
-        with self._counts_lock:
-            self._inflight += len(requests)
+        self.hand.took(len(requests))
         for request in requests:
-            future = self._pool.submit(issue_one, ctx, request)
+            future = self._pool.submit(self._issue_counted, ctx, request)
             future.add_done_callback(partial(self._issued, epoch))
+
+    def _issue_counted(self, ctx: IssueContext, request: CertificateRequest) -> Outcome:
+        """:func:`issue_one`, telling the hand when this request's key is made."""
+        keyed = threading.Event()
+
+        def new_key(key_type: str) -> PrivateKey:
+            try:
+                return ctx.pki.new_key(key_type)
+            finally:
+                self._keyed(keyed)
+
+        try:
+            return issue_one(replace(ctx, pki=replace(ctx.pki, new_key=new_key)), request)
+        finally:
+            self._keyed(keyed)  # a request that never got to its key leaves the stage too
+
+    def _keyed(self, keyed: threading.Event) -> None:
+        with self._counts_lock:
+            if keyed.is_set():
+                return
+            keyed.set()
+        if self.hand.keyed():
+            self.on_progress()  # the key stage has room: the loop may poll again
 
     def _batch_fence(self, epoch: int) -> Fence:
         fence = Fence(self.deps.lease)
@@ -604,8 +634,9 @@ class Executor:
     def _issued(self, epoch: int, future: Future[Outcome]) -> None:
         """A worker finished one request (called on that worker's thread)."""
         now = self.deps.clock()
-        with self._counts_lock:
-            self._inflight -= 1
+        # A request that never ran never left the key stage.
+        opened = self.hand.finished(keyed=not future.cancelled())
+        outcome: Outcome | None = None
         try:
             outcome = future.result()
         except StaleEpochError:
@@ -623,7 +654,9 @@ class Executor:
                 self.state.ca_retry_at = now + self.deps.backoff_s
             elif outcome is Outcome.DELIVERED:
                 self.state.ca_retry_at = None
-        self.on_progress()
+        if opened or outcome is not Outcome.DELIVERED:
+            # Anything but a delivery is news the next decision must see at once.
+            self.on_progress()
 
     def _issue_context(self, fence: Fence | None = None) -> IssueContext:
         deps = self.deps

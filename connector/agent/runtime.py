@@ -228,6 +228,7 @@ def build(config: ConnectorConfig) -> Runtime:
         batch_size=loop.batch_size,
         poll_wait_s=loop.poll_wait_s,
         workers=loop.workers,
+        max_in_hand=loop.max_in_hand,
         ca_deadline_s=loop.ca_deadline_s,
         backoff_s=loop.backoff_s,
         lease_budget_s=config.zookeeper.session_timeout,

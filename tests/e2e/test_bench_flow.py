@@ -77,3 +77,42 @@ def test_flow_bench_delivers_everything_and_writes_the_agreed_json(
     assert 0 <= body["ratio_own_keys"] <= 1.0
     assert body["keypool_per_connector"] == 0
     assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the isolated layout needs two CPUs")
+def test_rtt_sweep_runs_every_round_trip_in_one_lab_and_plots_it(tmp_path: Path) -> None:
+    out = tmp_path / "sweep.json"
+    plot = tmp_path / "sweep.png"
+    result = CliRunner().invoke(
+        command,
+        [
+            "--connectors=2",
+            "--devices=6",
+            "--key=p256",
+            "--keygen-seconds=0.2",
+            "--paced-seconds=0.5",
+            "--sweep-rtt=0,0.04",
+            f"--json={out}",
+            f"--plot={plot}",
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    body = json.loads(out.read_text())
+    assert [p["rtt_s"] for p in body["sweep"]] == [0.0, 0.04]
+    for point in body["sweep"]:
+        assert point["delivered"] == point["requested"] == 6
+        assert point["failures"] == []
+        assert point["half_load"]["delivered"] == point["half_load"]["requested"]
+        assert point["throughput_per_s"] > 0
+        assert point["ratio"] > 0
+        assert isinstance(point["leader_kept"], bool)
+        assert set(point["latency_s"]) >= {"p50", "p99"}
+    # The link's latency shows: a request's calls cross it at least three times
+    # (poll answer, intent, upload), so no request of the far point beats 0.06 s.
+    assert body["sweep"][1]["latency_s"]["min"] >= 0.06
+    # What the proxy hop itself costs is reported, never hidden in the figures.
+    assert body["proxy_hop_ms"]["proxied"] > 0
+    assert body["proxy_cpu_ms_per_request"] is not None
+    assert len(body["keygen_windows_per_s"]) == 3
+    assert plot.read_bytes().startswith(b"\x89PNG")

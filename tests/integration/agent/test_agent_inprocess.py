@@ -222,7 +222,7 @@ def test_service_frozen_mid_issuance_loses_nothing_and_leaves_no_orphan(
         tenant.create_profile()
         tenant.enroll(6)
         # Freeze the service the moment requests are in the workers' hands.
-        turn_until(agent, lambda: agent.executor.issue_capacity < 2 * agent.deps.workers)
+        turn_until(agent, lambda: agent.executor.in_hand > 0)
         svc.pause()
         try:
             stalled_until = time.monotonic() + 3.0

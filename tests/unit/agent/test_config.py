@@ -193,6 +193,8 @@ def edit(old: str, new: str) -> str:
         (edit("batch_size = 50", "batch_size = 50\nworkers = 4.9"), {}, "loop.workers", "4.9"),
         (GOOD, {"PFXHA_LOOP_WORKERS": "4.9"}, "loop.workers", "integer"),
         (edit("batch_size = 50", "batch_size = 50.0"), {}, "loop.batch_size", "integer"),
+        # The hand holds at least the key stage (two per worker).
+        (GOOD, {"PFXHA_LOOP_MAX_IN_HAND": "7"}, "loop.max_in_hand", "2 * loop.workers"),
         (
             edit("session_timeout = 1.0", "session_timeout = inf"),
             {},
