@@ -8,6 +8,7 @@ cluster path someone created with an open ACL is refused, naming the path.
 
 from __future__ import annotations
 
+import json
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -50,11 +51,13 @@ def test_members_never_hold_admin_and_cannot_change_acls(
         pool.add(name, auth_digest=(name, PASSWORDS[name]))
     leader = pool.wait_leader()
     paths = ClusterPaths(pool.cluster)
-    member = zk_client(auth_data=[("digest", f"c2:{PASSWORDS['c2']}")])
+    # The standby, whichever member won: the leader may write its own /leader.
+    standby = "c2" if leader == "c1" else "c1"
+    member = zk_client(auth_data=[("digest", f"{standby}:{PASSWORDS[standby]}")])
     with pytest.raises(NoAuthError):  # no ADMIN: cannot lock the others out
-        member.set_acls(paths.election, [make_digest_acl("c2", PASSWORDS["c2"], all=True)])
+        member.set_acls(paths.election, [make_digest_acl(standby, PASSWORDS[standby], all=True)])
     with pytest.raises(NoAuthError):  # another member's /leader is its own
-        member.set(paths.leader, b'{"name": "c2"}')
+        member.set(paths.leader, json.dumps({"name": standby}).encode())
     acl, _ = zk_client().get_acls(paths.leader)
     assert [(a.id.scheme, a.id.id.split(":")[0]) for a in acl] == [
         ("digest", leader),
