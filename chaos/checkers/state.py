@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+import tenacity
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
@@ -44,7 +45,14 @@ from chaos.checkers.model import (
 )
 from chaos.checkers.user_scope import count_user_scope
 from chaos.service.user_certs import targeted_users
-from connector.ca import CAError, CertDB, CertStatus, IssuedCertificate, open_certdb
+from connector.ca import (
+    CAError,
+    CertDB,
+    CertDBUnavailableError,
+    CertStatus,
+    IssuedCertificate,
+    open_certdb,
+)
 
 __all__ = [
     "CertificateApi",
@@ -290,13 +298,30 @@ def _spki_sha256(cert: x509.Certificate) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def ca_certificates(certdbs: Mapping[str, CertDB | Path]) -> list[CaCertificate]:
-    """Every row of each CA's certdb (a :class:`CertDB`, or a SQLite path)."""
+# A checker's read of a certdb outlives a slow moment of its server: the drill reads
+# it once, after the faults, and a hosts drill at loads of 48-60 saw PostgreSQL on the
+# CA host time out once ("connection timeout expired"), which stopped the whole drill.
+CERTDB_READ_RETRY = tenacity.Retrying(
+    retry=tenacity.retry_if_exception_type(CertDBUnavailableError),
+    stop=tenacity.stop_after_delay(30.0),
+    wait=tenacity.wait_exponential(multiplier=0.2, max=5.0),
+    reraise=True,
+)
+
+
+def ca_certificates(
+    certdbs: Mapping[str, CertDB | Path], *, retrying: tenacity.Retrying = CERTDB_READ_RETRY
+) -> list[CaCertificate]:
+    """Every row of each CA's certdb (a :class:`CertDB`, or a SQLite path).
+
+    A certdb that cannot be reached is asked again for up to 30 s
+    (:data:`CERTDB_READ_RETRY`) before :class:`CertDBUnavailableError` goes up.
+    """
     out: list[CaCertificate] = []
     for ca, source in certdbs.items():
         certdb = source if isinstance(source, CertDB) else open_certdb(source)
-        for record in certdb.records():
-            out.append(_record(ca, record.certificate, record.revoked, record.reason))
+        records = retrying(lambda db=certdb: list(db.records()))
+        out.extend(_record(ca, r.certificate, r.revoked, r.reason) for r in records)
     return out
 
 

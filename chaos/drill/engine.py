@@ -48,6 +48,7 @@ from chaos.history import History
 from chaos.launch import LaunchError
 from chaos.nemesis import FaultError
 from chaos.workload import Workload
+from connector.ca import CertDBUnavailableError
 from connector.ca._openbao import DEFAULT_PATIENCE_S
 
 __all__ = ["DrillEngine", "DrillLab", "DrillSettings", "LabWedgedError", "Progress"]
@@ -478,7 +479,14 @@ class DrillEngine:
 
     def _final_checks(self, result: ScenarioResult, started_unix: float, first_event: int) -> None:
         events = self.history.snapshot()[first_event:]
-        snapshot = self.lab.snapshot()
+        try:
+            snapshot = self.lab.snapshot()
+        except CertDBUnavailableError as exc:
+            # The checks cannot run: say so as a violation (the drill is not ok) and
+            # go on with the next scenario rather than stop the drill with a traceback.
+            log.error("drill: final checks could not read the lab's state: %s", exc)
+            result.violations.append(f"final checks could not run: {exc}")
+            return
         created = set(self.db.created_since(started_unix))
         mine = [r for r in snapshot.requests if r.id in created]
         result.created = len(mine)
