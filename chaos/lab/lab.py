@@ -615,6 +615,18 @@ class Lab:
     def zk_leader_index(self) -> int | None:
         return self.zk.leader_index()
 
+    def placed(self, connector: str) -> bool:
+        """Whether ``connector`` may lead where it is: on hosts, its host must not carry
+        the ZooKeeper quorum leader (the connectors' placement moves the lease off it,
+        2 s into a term in the lab). Always true on a single host.
+        """
+        if self.network is None or connector not in self.host_of:
+            return True
+        index = self.zk.leader_index()
+        if index is None:
+            return False
+        return self.host_of.get(f"zk{index + 1}") is not self.host_of[connector]
+
     def kill_zk_node(self, index: int) -> None:
         self.zk.kill_node(index)
 

@@ -168,3 +168,42 @@ def test_the_clusters_own_election_is_polled_until_it_has_an_active_node() -> No
     assert elected is not None
     assert elected >= 0
     assert (answers, sleeps) == ([], [0.05, 0.05])
+
+
+def test_a_round_waits_until_placement_has_moved_the_leader_off_the_zookeeper_leaders_host() -> (
+    None
+):
+    class PlacingObserver(FakeObserver):
+        def __init__(self) -> None:
+            super().__init__([], [_row("r", 0.0, 0.1, 2, "primary")])
+            self.leader = LeaderChange(0.0, "c1", 2)
+            self.active = ["c1"]
+
+    class PlacingLab(FakeLab):
+        """c1 shares a host with the ZooKeeper leader until placement moves the lease."""
+
+        def __init__(self, observer: PlacingObserver) -> None:
+            self.observer = observer
+            self.looks = 0
+
+        def placed(self, connector: str) -> bool:
+            self.looks += 1
+            if self.looks == 3:  # the move: c2 leads under a new epoch and delivers
+                self.observer.leader = LeaderChange(1.0, "c2", 3)
+                self.observer.active = ["c2"]
+                self.observer.issued.append(_row("r2", 1.0, 1.1, 3, "primary"))
+            return connector != "c1"
+
+    observer = PlacingObserver()
+    lab = PlacingLab(observer)
+    engine = DrillEngine(
+        cast(Any, lab), History(), cast(Any, observer), cast(Any, None), cast(Any, None),
+        sleep=lambda _: None,
+    )  # fmt: skip
+    assert engine._wait_placed()
+    assert observer.leader.name == "c2"
+    assert lab.looks == 4
+
+    engine.settings.settle_timeout = 0.0
+    observer.leader = LeaderChange(2.0, "c1", 4)
+    assert not engine._wait_placed()  # never moved: the round goes on with a note
