@@ -23,9 +23,10 @@ template names, fixed result and reason words), never request or device ids.
 
 from __future__ import annotations
 
+import functools
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -176,6 +177,19 @@ class ConnectorMetrics:
             buckets=KEYGEN_CPU_BUCKETS,
             registry=registry,
         )
+        self.keys_pooled = Gauge(
+            "pfxha_connector_keys_pooled",
+            "Private keys ready in the key pool, by key type. A standby with an empty pool "
+            "makes its first keys on demand after a takeover (tens of milliseconds each).",
+            ["key_type"],
+            registry=registry,
+        )
+        self.keys_pool_size = Gauge(
+            "pfxha_connector_keys_pool_size",
+            "How many keys the pool keeps ready per key type when full (loop.keypool_size).",
+            ["key_type"],
+            registry=registry,
+        )
         self.ca_up = Gauge(
             "pfxha_connector_ca_up",
             "1 when the issuing CA answered its last health check, else 0.",
@@ -318,6 +332,16 @@ class ConnectorMetrics:
     def set_epoch(self, epoch: int) -> None:
         self.epoch.set(epoch)
 
+    def watch_key_pool(
+        self, available: Callable[[str], int], key_types: Iterable[str], size: int
+    ) -> None:
+        """``pfxha_connector_keys_pooled`` reads ``available(key_type)`` at each scrape."""
+        for key_type in key_types:
+            self.keys_pool_size.labels(key_type=key_type).set(size)
+            self.keys_pooled.labels(key_type=key_type).set_function(
+                functools.partial(_as_float, available, key_type)
+            )
+
     def observe_takeover(self, seconds: float) -> None:
         self.takeover_duration.observe(seconds)
 
@@ -427,3 +451,7 @@ def _unix_time(value: datetime | float, name: str) -> float:
             raise ValueError(f"{name} must be timezone-aware (use not_valid_{name[4:]}_utc)")
         return value.timestamp()
     return value
+
+
+def _as_float(read: Callable[[str], int], key: str) -> float:
+    return float(read(key))

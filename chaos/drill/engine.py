@@ -67,6 +67,7 @@ class DrillLab(FaultTarget, Protocol):
     def snapshot(self) -> Snapshot: ...
     def wait_whole(self, timeout: float) -> None: ...
     def placed(self, connector: str) -> bool: ...
+    def key_pools_full(self, connectors: list[str]) -> bool: ...
     def dump_stacks(self, name: str) -> Path | None: ...
 
 
@@ -183,6 +184,8 @@ class DrillEngine:
                 f"the leader still shared a host with the ZooKeeper leader after "
                 f"{s.settle_timeout:.0f}s (placement did not move it)"
             )
+        if not self._wait_standbys_ready():
+            notes.append(f"a standby's key pool was not full after {s.settle_timeout:.0f}s")
         if scenario.kind in ("ca", "ca-node") and not self._wait_on_primary():
             notes.append(
                 f"the leader did not return to {self.lab.primary_ca} within "
@@ -452,6 +455,27 @@ class DrillEngine:
         deadline = time.monotonic() + self.settings.settle_timeout
         while time.monotonic() < deadline:
             if placed():
+                return True
+            self.sleep(0.2)
+        return False
+
+    def _wait_standbys_ready(self) -> bool:
+        """Until every standby's key pool is full: a round's fault hits a steady cluster.
+
+        A standby restarted by the round before (connector-down kills and restarts)
+        filled its pool for about a second; one that took over half a second after its
+        restart made the first batch's keys on demand (hosts drill, connector-down: 0.33 s
+        from the first batch to its intents against 0.06 s with a full pool).
+        """
+
+        def ready() -> bool:
+            leader = self.observer.leader.name
+            standbys = [m for m in self.lab.connector_members() if m != leader]
+            return self.lab.key_pools_full(standbys)
+
+        deadline = time.monotonic() + self.settings.settle_timeout
+        while time.monotonic() < deadline:
+            if ready():
                 return True
             self.sleep(0.2)
         return False

@@ -615,6 +615,12 @@ class Lab:
     def zk_leader_index(self) -> int | None:
         return self.zk.leader_index()
 
+    def key_pools_full(self, connectors: list[str]) -> bool:
+        """Whether each of ``connectors`` has its key pool full (see
+        :meth:`ConnectorFleet.key_pool_full`); a connector that does not answer is not."""
+        fleet = self._fleet()
+        return all(fleet.key_pool_full(name) for name in connectors)
+
     def placed(self, connector: str) -> bool:
         """Whether ``connector`` may lead where it is: on hosts, its host must not carry
         the ZooKeeper quorum leader (the connectors' placement moves the lease off it,

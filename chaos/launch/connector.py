@@ -34,13 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from chaos.launch._process import LaunchError, ManagedProcess, free_port, wait_for
 from chaos.launch.deployed import LabConnector, deploy_config, toml_value
 from chaos.launch.netns import Host
 from chaos.launch.unit import SystemdUnit, pfxha_script, run_checks
 from election import open_client, read_cluster_status
 
-__all__ = ["ConnectorEndpoints", "ConnectorFleet", "render_config", "toml_value"]
+__all__ = ["ConnectorEndpoints", "ConnectorFleet", "key_pool_full", "render_config", "toml_value"]
 
 _ENTRY = "from connector.cli import main; main()"
 
@@ -387,8 +390,6 @@ class ConnectorFleet:
                 self.wait_serving(each, timeout=timeout)
 
     def wait_serving(self, name: str, timeout: float = 30.0) -> None:
-        import httpx
-
         proc = self.process(name)
 
         def serving() -> bool:
@@ -419,6 +420,19 @@ class ConnectorFleet:
         if version is not None:
             self._versions[name] = version
         self.start(name, timeout=timeout)
+
+    def key_pool_full(self, name: str, timeout: float = 1.0) -> bool | None:
+        """Whether connector ``name``'s key pool holds as many keys as it keeps when full
+        (its ``/metrics``); None when it does not answer.
+
+        A standby restarted a moment ago makes its first keys on demand if it takes
+        over before its pool filled: the drill waits for full pools between rounds.
+        """
+        try:
+            body = httpx.get(self.metrics_url(name) + "/metrics", timeout=timeout).text
+        except httpx.HTTPError:
+            return None
+        return key_pool_full(body)
 
     def pid(self, name: str) -> int | None:
         return self.process(name).pid
@@ -488,3 +502,16 @@ class ConnectorFleet:
             return self.log_path(name).read_text(errors="replace").splitlines()
         except OSError:
             return []
+
+
+def key_pool_full(metrics_text: str) -> bool:
+    """Whether a connector's ``/metrics`` text shows every key type's pool at its size."""
+    pooled: dict[str, float] = {}
+    size: dict[str, float] = {}
+    into = {"pfxha_connector_keys_pooled": pooled, "pfxha_connector_keys_pool_size": size}
+    for family in text_string_to_metric_families(metrics_text):
+        target = into.get(family.name)
+        if target is not None:
+            for sample in family.samples:
+                target[sample.labels.get("key_type", "")] = sample.value
+    return all(pooled.get(key_type, 0.0) >= want for key_type, want in size.items())

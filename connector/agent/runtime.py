@@ -213,6 +213,7 @@ def build(config: ConnectorConfig) -> Runtime:
     pool = KeyPool(
         {kt: loop.keypool_size for kt in key_types}, workers=1, generate=metered_keygen(metrics)
     )
+    metrics.watch_key_pool(pool.available, [kt.value for kt in key_types], loop.keypool_size)
     kra = _KraCertificate(service)
     lease = _LateLease()
     lease.budget = YieldBudget(loop.yield_budget, loop.yield_budget_window_s).validate()

@@ -207,3 +207,26 @@ def test_a_round_waits_until_placement_has_moved_the_leader_off_the_zookeeper_le
     engine.settings.settle_timeout = 0.0
     observer.leader = LeaderChange(2.0, "c1", 4)
     assert not engine._wait_placed()  # never moved: the round goes on with a note
+
+
+def test_a_round_waits_until_every_standbys_key_pool_is_full() -> None:
+    class PoolLab(FakeLab):
+        def __init__(self) -> None:
+            self.asked: list[list[str]] = []
+
+        def connector_members(self) -> list[str]:
+            return ["c1", "c2", "c3"]
+
+        def key_pools_full(self, connectors: list[str]) -> bool:
+            self.asked.append(connectors)
+            return len(self.asked) >= 3  # c3, restarted, fills its pool
+
+    observer = FakeObserver([], [])
+    observer.leader = LeaderChange(0.0, "c1", 2)  # type: ignore[attr-defined]
+    lab = PoolLab()
+    engine = DrillEngine(
+        cast(Any, lab), History(), cast(Any, observer), cast(Any, None), cast(Any, None),
+        sleep=lambda _: None,
+    )  # fmt: skip
+    assert engine._wait_standbys_ready()
+    assert lab.asked == [["c2", "c3"]] * 3  # the leader's own pool is drained by its work
