@@ -13,43 +13,39 @@ change or the next heartbeat. Observers are called from that thread.
 The ideas it executes live in their own modules: the decision in
 :mod:`election._decide`, lease freshness in :mod:`election._lease`, the epoch
 counter (read as untrusted input) in :mod:`election._epoch`, the fast crash path
-in :mod:`election._crash_path`.
+in :mod:`election._crash_path`; what a decision does to ZooKeeper in
+:mod:`election._acts`, and what the member says about itself in
+:mod:`election._member_node`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import (
     ConnectionClosedError,
-    KazooException,
     NoAuthError,
-    OperationTimeoutError,
     SessionExpiredError,
 )
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import EventType, KazooState, WatchedEvent
 
+from election._acts import TRANSIENT_ZK_ERRORS, LeaseActions
 from election._cluster_nodes import ClusterNodes
 from election._config import ElectionConfig
 from election._crash_path import CrashPath
-from election._decide import Action, Decision, Snapshot, decide, successor
+from election._decide import Action, Decision, Snapshot, decide
 from election._epoch import EpochCounter
 from election._errors import ElectionError, NotAuthorizedError
 from election._lease import Lease
 from election._model import (
-    Candidate,
     ElectionObserver,
-    FastPath,
-    HistoryEntry,
     LeaderInfo,
     MemberInfo,
     Role,
@@ -57,11 +53,8 @@ from election._model import (
 )
 from election._paths import ClusterPaths
 from election._placement import ZkSeat
-from election._placement_watch import LineFacts, PlacementWatch
-from election._status import request_switchover
-from election._yield_budget import HandOver, YieldBudget
-from election._yield_budget import claim as claim_yield
-from election._yield_budget import withdraw as withdraw_yield
+from election._placement_watch import PlacementWatch
+from election._yield_budget import YieldBudget
 from election._zk import client_for, cluster_acl, ensure_layout
 from election._zk_seat import colocated_server
 
@@ -69,10 +62,8 @@ __all__ = ["Elector"]
 
 log = logging.getLogger("pfxha.election")
 
-_TRANSIENT = (KazooException, KazooTimeoutError, OperationTimeoutError)
 
-
-class Elector:
+class Elector(LeaseActions):
     """Takes part in the election of ``config.cluster`` as member ``config.name``."""
 
     def __init__(
@@ -133,10 +124,6 @@ class Elector:
     @property
     def role(self) -> Role:
         return self._role
-
-    @property
-    def name(self) -> str:
-        return self.config.name
 
     @property
     def client(self) -> KazooClient | None:
@@ -234,121 +221,12 @@ class Elector:
         )
         self.placement.start()
 
-    def publish_reach(self, report: Mapping[str, str], refresh_s: float) -> bool:
-        """Say in our member node what we reach: on change, and at least every ``refresh_s``.
-
-        Every write bumps ``reach_seq``, from which readers judge freshness on their
-        own clock. Returns True when a write was sent (one per refresh per member).
-        """
-        now = self._clock()
-        with self._lock:
-            changed = dict(report) != self._reach
-            if not changed and now - self._reach_written_at < refresh_s:
-                return False
-            self._reach = dict(report)
-            self._reach_seq += 1
-            self._reach_written_at = now
-        self._write_member()
-        return True
-
     def members(self) -> tuple[MemberInfo, ...]:
         """Every member's node as ZooKeeper has it now (one listing, one pipelined read)."""
         nodes = self._nodes
         if nodes is None:
             return ()
         return nodes.members()
-
-    def withhold(self, reason: str | None) -> None:
-        """Keep out of the election line while ``reason`` holds (None: compete again).
-
-        A standby that cannot reach what a leader needs, while another member can,
-        should not be the one to take the lease. A leader is not affected (it hands
-        over by :meth:`hand_over`).
-        """
-        with self._lock:
-            if reason == self._withheld:
-                return
-            self._withheld = reason
-        self._wake.set()
-
-    def publish_seat(self, seat: ZkSeat) -> None:
-        """Say in our member node what our host's ZooKeeper server is (on change only)."""
-        with self._lock:
-            if seat is self._zk_seat:
-                return
-            self._zk_seat = seat
-        self._write_member()
-
-    def requeue(self, reason: str) -> None:
-        """Move to the back of the election line on the next step (a standby, while
-        someone else leads; otherwise nothing happens)."""
-        with self._lock:
-            self._requeue = reason
-        self._wake.set()
-
-    def line_facts(self) -> LineFacts | None:
-        """Our last look at the line (no ZooKeeper call); None before the first."""
-        last = self._last_snapshot
-        if last is None:
-            return None
-        snapshot = last[1]
-        leading = self._role is Role.LEADER
-        since = self._elected_at
-        return LineFacts(
-            leading=leading,
-            in_office_s=self._clock() - since if leading and since is not None else 0.0,
-            line=snapshot.line,
-            leader=snapshot.leader.name if snapshot.leader is not None else None,
-            paused=snapshot.paused,
-        )
-
-    def line(self) -> tuple[str, ...]:
-        """Members in the election line at our last look (no ZooKeeper call)."""
-        last = self._last_snapshot
-        return tuple(c.name for c in last[1].line) if last is not None else ()
-
-    def hand_over(self, to: str, reason: str, budget: YieldBudget, *, kind: str = "y") -> HandOver:
-        """Hand the lease to ``to`` through the switchover path, within the cluster's budget.
-
-        Refused when we do not lead, when ``to`` is not in the election line, or
-        when the yield budget of the window is spent (members then stop yielding).
-        The budget is charged only for a hand-over that was requested.
-        """
-        client = self._client
-        if self._role is not Role.LEADER or client is None:
-            return HandOver(False, "not the leader")
-        # The line of our last look saves a read on the failover path; the switchover
-        # request checks it again against ZooKeeper (and a refusal returns the claim).
-        if to not in self.line():
-            return HandOver(False, f"{to} is not in the election line")
-        try:
-            claimed, used = claim_yield(
-                client, self.paths, budget, self._acl, who=self.name, why=reason, kind=kind
-            )
-            if claimed is None:
-                return HandOver(
-                    False,
-                    f"yield budget spent: {used} voluntary hand-overs in the last "
-                    f"{budget.window_s:.0f}s (limit {budget.limit})",
-                    budget_spent=True,
-                )
-            try:
-                request_switchover(
-                    client, self.config.cluster, to, auth_digest=self.config.auth_digest
-                )
-            except ElectionError as exc:
-                withdraw_yield(client, claimed)
-                return HandOver(False, f"switchover to {to} not requested: {exc}")
-        except _TRANSIENT as exc:
-            return HandOver(False, f"ZooKeeper did not answer: {exc!r}")
-        log.warning(
-            "[5032] %s hands the lease to %s: %s",
-            self.name,
-            to,
-            reason,
-            extra={"event_id": 5032, "to": to, "reason": reason},
-        )
-        return HandOver(True, f"switchover to {to} requested")
 
     def release(self, reason: str = "released", timeout: float = 5.0) -> bool:
         """Give up the lease now and rejoin as a standby; False if we were not leading."""
@@ -376,7 +254,7 @@ class Elector:
             self._thread = None
         client, nodes = self._client, self._nodes
         if client is not None and nodes is not None and client.state == KazooState.CONNECTED:
-            with contextlib.suppress(*_TRANSIENT):
+            with contextlib.suppress(*TRANSIENT_ZK_ERRORS):
                 if self._role is Role.LEADER:
                     self._demote(Role.STANDBY, "stopping")
                     # Hand over in one round trip; closing the session removes the rest.
@@ -436,7 +314,7 @@ class Elector:
                 again = self._step()
             except (ConnectionClosedError, SessionExpiredError) as exc:
                 log.debug("step interrupted: %r", exc)
-            except _TRANSIENT as exc:
+            except TRANSIENT_ZK_ERRORS as exc:
                 log.info("[5098] election step failed: %r", exc, extra={"event_id": 5098})
             except Exception:
                 log.exception("[5099] election step crashed", extra={"event_id": 5099})
@@ -578,330 +456,3 @@ class Elector:
                 self._take(nodes, snapshot, self._clock(), decision.reason)
                 return True
         return False
-
-    def _execute(
-        self,
-        nodes: ClusterNodes,
-        decision: Decision,
-        s: Snapshot,
-        leader_version: int,
-        started: float,
-    ) -> bool:
-        """Carry out ``decision``; True when the loop should look again at once."""
-        action = decision.action
-        if action is Action.WAIT:
-            return False
-        if action is Action.CONFIRM:
-            assert s.leader is not None
-            if s.leader.epoch != self._lease.epoch:
-                self._step_down(nodes, s, f"/leader shows epoch {s.leader.epoch}")
-                return True
-            self._lease.confirm(started)
-            return False
-        if action is Action.JOIN:
-            self._my_node = nodes.join(Candidate.prefix(self.name, self.config.priority))
-            log.info(
-                "[5010] %s joined the election line as %s",
-                self.name,
-                self._my_node,
-                extra={"event_id": 5010},
-            )
-        elif action is Action.TAKE:
-            self._take(nodes, s, started, decision.reason)
-        elif action is Action.RESUME:
-            self._resume(nodes, leader_version, started, decision.reason)
-        elif action is Action.STEP_DOWN:
-            self._step_down(nodes, s, decision.reason, leader_version)
-        elif action is Action.RELEASE:
-            self._release(nodes, s, decision.reason, leader_version)
-        elif action is Action.DROP_SWITCHOVER:
-            assert s.switchover is not None
-            log.info(
-                "[5031] switchover request dropped: %s", decision.reason, extra={"event_id": 5031}
-            )
-            nodes.drop_switchover(s.switchover)
-            if not s.switchover.readable:
-                self._notify("on_coordination_problem", "switchover", decision.reason)
-        elif action is Action.CLEAR_DEAD:
-            self._clear_dead(nodes, s, decision.reason, leader_version)
-        elif action is Action.LEAVE:
-            assert s.my_node is not None
-            if nodes.leave(s.my_node):
-                self._my_node = None
-                log.info(
-                    "[5012] %s left the election line: %s",
-                    self.name,
-                    decision.reason,
-                    extra={"event_id": 5012},
-                )
-        elif action is Action.REQUEUE:
-            self._do_requeue(nodes, s, decision.reason, leader_version)
-        elif action is Action.CLEAR_FORGED:
-            if nodes.delete_forged_leader(leader_version):
-                log.error(
-                    "[5117] %s removed a forged /leader (%s): %s",
-                    self.name,
-                    s.leader.name if s.leader is not None else "unreadable",
-                    decision.reason,
-                    extra={"event_id": 5117},
-                )
-                self._notify("on_coordination_problem", "leader", decision.reason)
-        else:  # pragma: no cover
-            raise AssertionError(f"unhandled action {action}")
-        return True
-
-    # -- actions -------------------------------------------------------------------------
-
-    def _take(
-        self,
-        nodes: ClusterNodes,
-        s: Snapshot,
-        started: float,
-        reason: str,
-        clear: tuple[LeaderInfo, int] | None = None,
-    ) -> bool:
-        """New epoch + /leader in one transaction (first removing a crashed leader's nodes)."""
-        assert s.my_node is not None
-        value, version = self._next_epoch_base(nodes)
-        epoch = value + 1
-        info = self._leader_info(epoch, s.my_node)
-        entry = HistoryEntry(epoch, self.name, info.since, reason)
-        path = nodes.take(
-            s.my_node, epoch, version, info, entry, switchover=s.switchover, clear=clear
-        )
-        if path is None:
-            log.debug("take lease lost a race, a stale epoch guess or a pause; re-evaluating")
-            self._epochs.missed()
-            return False
-        nodes.trim_history(path)
-        self._epochs.committed(epoch, version + 1)
-        self._lease_version = 0
-        self._become_leader(epoch, started, reason)
-        return True
-
-    def _resume(
-        self, nodes: ClusterNodes, leader_version: int, started: float, reason: str
-    ) -> None:
-        assert self._my_node is not None
-        value, version = self._next_epoch_base(nodes)
-        epoch = value + 1
-        info = self._leader_info(epoch, self._my_node)
-        entry = HistoryEntry(epoch, self.name, info.since, reason)
-        path = nodes.resume(self._my_node, epoch, version, info, leader_version, entry)
-        if path is None:
-            log.debug("resume lost a race or a stale epoch guess; re-evaluating")
-            self._epochs.missed()
-            return
-        nodes.trim_history(path)
-        self._epochs.committed(epoch, version + 1)
-        self._lease_version = leader_version + 1
-        self._become_leader(epoch, started, reason)
-
-    def _leader_info(self, epoch: int, node: str) -> LeaderInfo:
-        """What /leader says of us under ``epoch``: our liveness socket and its incarnation."""
-        liveness, incarnation = self._crash_path.serve()
-        return LeaderInfo(
-            self.name,
-            epoch,
-            utc_now_iso(),
-            liveness=liveness,
-            node=node,
-            incarnation=incarnation,
-        )
-
-    def _next_epoch_base(self, nodes: ClusterNodes) -> tuple[int, int]:
-        """(value, version) of /epoch to count on from; a bad value is reported, then repaired."""
-        base = self._epochs.for_cas(nodes.read_epoch)
-        if self._epochs.problem is not None:
-            log.error(
-                "[5116] %s does not believe the epoch counter: %s; counting on from %d",
-                self.name,
-                self._epochs.problem,
-                base[0],
-                extra={"event_id": 5116, "problem": self._epochs.problem},
-            )
-            self._notify("on_coordination_problem", "epoch", self._epochs.problem)
-        return base
-
-    def _step_down(
-        self, nodes: ClusterNodes, s: Snapshot, reason: str, leader_version: int = -1
-    ) -> None:
-        if self._role is Role.LEADER:
-            self._demote(Role.STANDBY, reason)
-        if s.leader_is_mine:
-            nodes.delete_leader(leader_version)
-        self._crash_path.stop_serving()
-
-    def _release(self, nodes: ClusterNodes, s: Snapshot, reason: str, leader_version: int) -> None:
-        release_reason = self._release_reason
-        self._demote(Role.STANDBY, release_reason or reason)
-        honoured = s.switchover if s.switchover is not None and s.switchover.to is None else None
-        done = nodes.release(leader_version, self._my_node, honoured)
-        self._crash_path.stop_serving()
-        if done:
-            self._my_node = None
-            # Stay out of line so the successor, not us, takes the lease.
-            self._holdoff_until = self._clock() + self.config.holdoff_s
-            log.info(
-                "[5030] %s released the lease: %s",
-                self.name,
-                release_reason or reason,
-                extra={"event_id": 5030},
-            )
-        with self._lock:
-            self._release_reason = None
-        self._released.set()
-
-    def _do_requeue(
-        self, nodes: ClusterNodes, s: Snapshot, reason: str, leader_version: int
-    ) -> None:
-        assert s.my_node is not None
-        with self._lock:
-            self._requeue = None  # asked once: the placement watch asks again if still due
-        moved = nodes.requeue(
-            s.my_node, Candidate.prefix(self.name, self.config.priority), leader_version
-        )
-        if moved is None:
-            return
-        self._my_node = moved
-        log.info(
-            "[5013] %s moved to the back of the election line as %s: %s",
-            self.name,
-            moved,
-            reason,
-            extra={"event_id": 5013},
-        )
-
-    def _clear_dead(self, nodes: ClusterNodes, s: Snapshot, reason: str, version: int) -> None:
-        dead = s.leader
-        assert dead is not None
-        remaining = tuple(c for c in s.line if c.node != dead.node)
-        nxt = successor(remaining, s.switchover)
-        if nxt is not None and nxt.node == s.my_node:
-            # We are next anyway: clear and take over in one transaction.
-            done = self._take(nodes, s, self._clock(), reason, clear=(dead, version))
-        else:
-            done = nodes.clear_dead(dead, version)
-        self._dead_attempts += 1
-        if done or self._dead_attempts >= 3:
-            with self._lock:
-                if self._dead_leader is not None and self._dead_leader.czxid == dead.czxid:
-                    self._dead_leader = None
-            self._dead_attempts = 0
-        if not done:
-            log.info(
-                "[5023] crashed leader %s not cleared (already gone, or a race)",
-                dead.name,
-                extra={"event_id": 5023},
-            )
-            return
-        log.warning(
-            "[5020] cleared crashed leader %s (epoch %d): %s",
-            dead.name,
-            dead.epoch,
-            reason,
-            extra={"event_id": 5020},
-        )
-
-    # -- helpers ---------------------------------------------------------------------------
-
-    def _become_leader(self, epoch: int, started: float, reason: str) -> None:
-        self._lease.grant(epoch, started)
-        self._elected_at = started
-        self._holdoff_until = 0.0
-        self._crash_path.close()
-        log.info(
-            "[5001] %s elected leader of %s with epoch %d: %s",
-            self.name,
-            self.config.cluster,
-            epoch,
-            reason,
-            extra={"event_id": 5001},
-        )
-        self._set_role(Role.LEADER, f"{reason} (epoch {epoch})")
-        self._notify("on_elected", epoch)
-
-    def _demote(self, new: Role, reason: str) -> None:
-        with self._lock:
-            was_leader = self._role is Role.LEADER
-        self._lease.end()
-        if was_leader:
-            log.warning("[5002] %s demoted: %s", self.name, reason, extra={"event_id": 5002})
-            self._notify("on_demoted", reason)
-        self._set_role(new, reason)
-
-    def _set_role(self, new: Role, reason: str) -> None:
-        with self._lock:
-            old, self._role = self._role, new
-        if old is new:
-            return
-        self.transitions += 1
-        if new is Role.LEADER:
-            # Written with the role below: no extra write for what a leader obviously is.
-            self._publish_fast_path((FastPath.IDLE, ""), write=False)
-        log.info(
-            "[5003] %s role %s -> %s: %s",
-            self.name,
-            old.value,
-            new.value,
-            reason,
-            extra={"event_id": 5003, "role": new.value, "reason": reason},
-        )
-        self._notify("on_role_change", old, new, reason)
-        self._write_member()
-
-    def _notify(self, method: str, *args: Any) -> None:
-        for observer in list(self._observers):
-            try:
-                getattr(observer, method)(*args)
-            except Exception:
-                log.exception(
-                    "[5090] observer %r failed in %s", observer, method, extra={"event_id": 5090}
-                )
-
-    def _member_info(self) -> MemberInfo:
-        fast_path, fast_path_reason = self._crash_path.published
-        return MemberInfo(
-            name=self.name,
-            host=self.config.member_host,
-            pid=os.getpid(),
-            priority=self.config.priority,
-            nofailover=self.config.nofailover,
-            version=self.config.member_version,
-            started_at=self._started_at,
-            role=self._role.value,
-            fast_path=fast_path.value,
-            fast_path_reason=fast_path_reason,
-            config_digest=self.config.config_digest,
-            reach=dict(self._reach),
-            reach_seq=self._reach_seq,
-            zk_seat=self._zk_seat.value,
-        )
-
-    def _register(self) -> None:
-        assert self._nodes is not None
-        self._nodes.register(self.name, self._member_info().to_json())
-        self._registered = True
-
-    def _write_member(self) -> None:
-        """Rewrite our member node (role, fast path) if we are registered and connected."""
-        client, nodes = self._client, self._nodes
-        if not self._registered or client is None or nodes is None:
-            return
-        if client.state == KazooState.CONNECTED:
-            nodes.update_member(self.name, self._member_info().to_json())
-
-    def _publish_fast_path(self, seen: tuple[FastPath, str] | None, *, write: bool = True) -> None:
-        if not self._crash_path.adopt(seen):
-            return
-        state, reason = self._crash_path.published
-        log.info(
-            "[5027] %s fast path %s%s",
-            self.name,
-            state.value,
-            f": {reason}" if reason else "",
-            extra={"event_id": 5027, "fast_path": state.value},
-        )
-        self._notify("on_fast_path_change", state, reason)
-        if write:
-            self._write_member()
