@@ -287,20 +287,7 @@ def _revoke_extras(
         ):
             continue
         ctx.fence.epoch()
-        try:
-            ctx.issuer.revoke(cert.serial, cert.ca_name, "superseded", ctx.deadline())
-        except Exception as exc:
-            if not ctx.is_retryable(exc):
-                raise
-            emit(
-                log,
-                Event.REVOCATION_DEFERRED,
-                serial=cert.serial,
-                ca=cert.ca_name,
-                error=str(exc),
-                connector=ctx.name,
-                epoch=ctx.fence.expected_epoch,
-            )
+        if not _revoke_or_defer(ctx, cert, ctx.deadline(), defer=ctx.is_retryable):
             continue
         emit(
             log,
@@ -313,6 +300,29 @@ def _revoke_extras(
             connector=ctx.name,
             epoch=ctx.fence.expected_epoch,
         )
+
+
+def _revoke_or_defer(
+    ctx: IssueContext, cert: Issued, deadline: float, *, defer: Callable[[BaseException], bool]
+) -> bool:
+    """Revoke ``cert`` as superseded; True when done. An error ``defer`` accepts is
+    logged as a deferred revocation (False); any other propagates."""
+    try:
+        ctx.issuer.revoke(cert.serial, cert.ca_name, "superseded", deadline)
+    except Exception as exc:
+        if not defer(exc):
+            raise
+        emit(
+            log,
+            Event.REVOCATION_DEFERRED,
+            serial=cert.serial,
+            ca=cert.ca_name,
+            error=str(exc),
+            connector=ctx.name,
+            epoch=ctx.fence.expected_epoch,
+        )
+        return False
+    return True
 
 
 def _refuse(ctx: IssueContext, request: CertificateRequest, reason: str) -> Outcome:
@@ -342,19 +352,9 @@ def _revoke_undeliverable(
     ctx: IssueContext, request: CertificateRequest, issued: Issued, why: str
 ) -> None:
     """Undo our own certificate that can never be delivered (no leadership needed for that)."""
-    try:
-        ctx.issuer.revoke(issued.serial, issued.ca_name, "superseded", ctx.clock() + 2.0)
-    except Exception as exc:
-        # The intent stays at the service: the next leader's reconciliation revokes it.
-        emit(
-            log,
-            Event.REVOCATION_DEFERRED,
-            serial=issued.serial,
-            ca=issued.ca_name,
-            error=str(exc),
-            connector=ctx.name,
-            epoch=ctx.fence.expected_epoch,
-        )
+    # Whatever the error: the intent stays at the service, and the next leader's
+    # reconciliation revokes the certificate.
+    if not _revoke_or_defer(ctx, issued, ctx.clock() + 2.0, defer=lambda _: True):
         return
     emit(
         log,
