@@ -93,6 +93,7 @@ class Agent(ElectionObserver):
         self.peers = PeerReach(clock, fresh_s=3 * loop.reach_refresh_s)
         self._peers_read_at = -float("inf")
         self._withheld: str | None = None
+        self._withhold_lock = threading.Lock()
         self._eligible: set[str] = set()
         # The loop and the yield watch both read the others' reports.
         self._reach_lock = threading.Lock()
@@ -317,10 +318,11 @@ class Agent(ElectionObserver):
                 if blocked.for_s >= (self.loop.yield_after_s or float("inf")) and blocked.able:
                     reason = f"cannot reach {blocked.what} while {', '.join(blocked.able)} can"
                     break
-        if reason != self._withheld:
-            self._withheld = reason
-            emit(log, Event.WITHHELD, withheld=reason is not None, reason=reason or "-")
-        withhold(reason)
+        with self._withhold_lock:  # the loop and the yield watch both come here
+            if reason != self._withheld:
+                self._withheld = reason
+                emit(log, Event.WITHHELD, withheld=reason is not None, reason=reason or "-")
+            withhold(reason)
 
     def yield_watch_once(self) -> Decision | None:
         """Off the loop: does the leader have to hand over now? Then do it.
@@ -349,9 +351,26 @@ class Agent(ElectionObserver):
         )
         decision = decide_yield(snapshot)
         if decision is not None:
+            before = s.last_yield
             self.executor.hand_over(decision)
+            self._after_yield(before)
             self._wake.set()
         return decision
+
+    def _after_yield(self, before: tuple[float, str] | None) -> None:
+        """Once a hand-over went out: hold down and say why, at once, not at the loop's
+        next turn.
+
+        The elector rejoins the line a few milliseconds after it releases, and the
+        loop may sit in a service call for seconds meanwhile; a successor that read
+        our member node then saw us in line, still reporting the service reachable,
+        and handed the lease straight back (drill cascade, 9 rounds of 20 with three
+        leadership changes instead of two).
+        """
+        if self.state.last_yield is None or self.state.last_yield is before:
+            return  # refused, or the other path already yielded
+        self._withhold(Standing.STANDBY, (), self.clock())
+        self.publish_reach()
 
     def _yield_watch(self) -> None:
         interval = min(self.loop.probe_interval_s, _YIELD_WATCH_S)
@@ -410,7 +429,9 @@ class Agent(ElectionObserver):
         if snap.every_template_down and not self._all_down:
             emit(log, Event.CA_ALL_DOWN, epoch=snap.epoch, standing=snap.standing.value)
         self._all_down = snap.every_template_down
+        before = self.state.last_yield
         self.executor.execute(decision)
+        self._after_yield(before)
         self.publish_reach()
         self.last_turn = self.clock()
         self.turns += 1
