@@ -41,6 +41,7 @@ from chaos.checkers.leadership import check_leader_changes, count_leader_changes
 from chaos.checkers.ops import CONNECTORS, FAULT, NEMESIS, OBSERVER
 from chaos.checkers.requests import DELIVERED_STATES
 from chaos.checkers.state import IssuedRow, ServiceDb
+from chaos.drill.drain import drain
 from chaos.drill.observer import LeaderChange, Observer
 from chaos.drill.result import RoundResult, ScenarioResult
 from chaos.drill.scenarios import HELD, FaultTarget, Scenario
@@ -519,12 +520,17 @@ class DrillEngine:
     # -- end of scenario -----------------------------------------------------------
 
     def _drain(self) -> None:
-        deadline = time.monotonic() + self.settings.drain_timeout
-        while time.monotonic() < deadline:
+        """Until no work is open, or none got done for the drain timeout
+        (:mod:`chaos.drill.drain`)."""
+
+        def left() -> int:
             requests, revocations = self.db.open_work()
-            if requests == 0 and revocations == 0 and not self.workload.pending_devices():
-                return
-            self.sleep(0.1)
+            return requests + revocations + len(self.workload.pending_devices())
+
+        took = drain(
+            left, timeout=self.settings.drain_timeout, clock=time.monotonic, sleep=self.sleep
+        )
+        log.info("drill: drained for %.1f s", took)
 
     def _final_checks(self, result: ScenarioResult, started_unix: float, first_event: int) -> None:
         events = self.history.snapshot()[first_event:]

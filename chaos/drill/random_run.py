@@ -39,6 +39,7 @@ from chaos.checkers.epochs import check_single_active
 from chaos.checkers.leadership import count_leader_changes
 from chaos.checkers.ops import FAULT, NEMESIS
 from chaos.checkers.state import ServiceDb
+from chaos.drill.drain import drain
 from chaos.drill.engine import DrillEngine, DrillLab, DrillSettings, LabWedgedError, Progress
 from chaos.drill.observer import LeaderChange, Observer
 from chaos.drill.result import RoundResult, ScenarioResult
@@ -64,8 +65,6 @@ _BUILT_BY = {
 
 # How long a fault waits for its resources when an earlier heal runs late.
 _RESOURCE_WAIT_S = 10.0
-# The drain goes on while the backlog shrinks, up to this many drain timeouts.
-_DRAIN_CAP = 10
 
 
 class RandomLab(DrillLab, Protocol):
@@ -262,20 +261,13 @@ class RandomDrill(DrillEngine):
 
     def _drain(self) -> None:
         """Until no work is open, or none got done for the drain timeout (see above)."""
-        timeout = self.settings.drain_timeout
-        started = self.clock()
-        cap = started + _DRAIN_CAP * timeout
-        best: int | None = None
-        deadline = started + timeout
-        while (now := self.clock()) < min(deadline, cap):
+
+        def left() -> int:
             requests, revocations = self.db.open_work()
-            left = requests + revocations + len(self.workload.pending_devices())
-            if left == 0:
-                break
-            if best is None or left < best:
-                best, deadline = left, now + timeout
-            self.sleep(0.5)
-        log.info("drill: random: drained for %.1f s", self.clock() - started)
+            return requests + revocations + len(self.workload.pending_devices())
+
+        took = drain(left, timeout=self.settings.drain_timeout, clock=self.clock, sleep=self.sleep)
+        log.info("drill: random: drained for %.1f s", took)
 
     # -- one fault -----------------------------------------------------------------
 
