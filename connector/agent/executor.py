@@ -672,6 +672,7 @@ class Executor:
             dangling=self.dangling,
             on_result=self._on_result,
             clock=deps.clock,
+            late=self.late,
         )
 
     def _on_result(

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from connector.agent.dangling import Dangling, DanglingWork, PendingUpload
 from connector.agent.events import Event, emit
 from connector.agent.grouping import CallGroup, Member
+from connector.agent.late import LateWatch
 from connector.agent.ports import Fence, IssuanceService, Issued, Issuer, LeaseLost, Pki
 from connector.pki import PrivateKey
 from connector.service_client import (
@@ -86,6 +87,8 @@ class IssueContext:
     # (:mod:`connector.agent.grouping`); None: each request calls alone.
     intents: CallGroup[str] | None = None
     results: CallGroup[UploadItem] | None = None
+    # Keys whose certificate may still arrive at a CA (connector/agent/late.py).
+    late: LateWatch | None = None
 
 
 def _public_pem(key: PrivateKey) -> str:
@@ -274,7 +277,20 @@ def _find_unrevoked(ctx: IssueContext, key: PrivateKey) -> Issued | None:
 def _revoke_extras(
     ctx: IssueContext, request: CertificateRequest, key: PrivateKey, issued: Issued
 ) -> None:
-    """Revoke every other certificate the CAs hold for this key: only one may stay valid."""
+    """Revoke every other certificate the CAs hold for this key: only one may stay valid.
+
+    A CA whose answer was lost may record its certificate after this search (a
+    one-round drill found two valid certificates for one request: the primary's
+    connection dropped, the secondary signed, the primary's certificate turned up
+    later), so the key is also watched for late ones, the delivered one kept.
+    """
+    if ctx.late is not None:
+        ctx.late.add(
+            request.id,
+            _public_pem(key),
+            epoch=ctx.fence.expected_epoch or 0,
+            keep=(issued.ca_name, issued.serial),
+        )
     try:
         found = ctx.issuer.find(key.public_key())
     except Exception as exc:

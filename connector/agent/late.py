@@ -57,6 +57,8 @@ class Watched:
     # The epoch of the intent whose key this is.
     epoch: int
     until: float
+    # (CA, serial) of the one certificate delivered for this key, if any: never revoked.
+    keep: tuple[str, int] | None = None
 
 
 @dataclass
@@ -70,12 +72,15 @@ class LateReport:
 
 
 def plan_late(entry: Watched, found: Sequence[Issued]) -> list[OrphanRevocation]:
-    """Pure: every unrevoked certificate found for a watched key must be revoked.
+    """Pure: every unrevoked certificate found for a watched key must be revoked,
+    but the one delivered for it (``entry.keep``).
 
-    The key's request was settled without it, so none of them can ever be
-    delivered: each one that turned up is a late orphan.
+    A key given up on was settled without any certificate, so each one that turned
+    up is a late orphan. A key delivered from one CA after another may have signed
+    (its answer lost) is watched with the delivered one kept: only one may stay valid.
     """
-    return plan_orphans(entry.request_id, entry.epoch, found)
+    others = [c for c in found if (c.ca_name, c.serial) != entry.keep]
+    return plan_orphans(entry.request_id, entry.epoch, others)
 
 
 class LateWatch:
@@ -89,14 +94,22 @@ class LateWatch:
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str], Watched] = {}
 
-    def add(self, request_id: str, public_key_pem: str, *, epoch: int) -> None:
-        """Watch this key from now for ``window_s`` (again, if it is watched already)."""
+    def add(
+        self,
+        request_id: str,
+        public_key_pem: str,
+        *,
+        epoch: int,
+        keep: tuple[str, int] | None = None,
+    ) -> None:
+        """Watch this key from now for ``window_s`` (again, if it is watched already);
+        ``keep``: the (CA, serial) delivered for it, which is never revoked."""
         if self.window_s == 0:
             return
         until = self._clock() + self.window_s
         with self._lock:
             self._entries[(request_id, public_key_pem)] = Watched(
-                request_id, public_key_pem, epoch, until
+                request_id, public_key_pem, epoch, until, keep
             )
             while len(self._entries) > MAX_WATCHED:
                 oldest = min(self._entries, key=lambda k: self._entries[k].until)

@@ -148,6 +148,23 @@ def test_a_late_certificate_is_revoked_and_the_key_stays_watched() -> None:
     assert len(watch) == 1
 
 
+def test_a_delivered_key_is_watched_with_its_certificate_kept() -> None:
+    """Delivered from the secondary after the primary lost its answer: the primary's
+    certificate, recorded after the delivery's own search, is revoked when it turns
+    up; the delivered one never is."""
+    pem = _pem()
+    watch = LateWatch(30.0, Clock())
+    watch.add("r1", pem, epoch=6, keep=("secondary", 21))
+    cas = CAs(held={pem: [Found(21, "secondary")]})
+    report = _sweep(watch, cas)
+    assert (report.revoked, cas.revoked) == ([], [])
+
+    cas.held[pem].append(Found(20, "primary"))  # the lost answer's certificate, late
+    report = _sweep(watch, cas)
+    assert [(o.serial, o.ca_name) for o in report.revoked] == [(20, "primary")]
+    assert cas.revoked == [(20, "primary", "superseded")]
+
+
 def test_a_blind_search_or_a_refused_revocation_is_tried_again_next_sweep() -> None:
     pem = _pem()
     watch = LateWatch(30.0, Clock())
