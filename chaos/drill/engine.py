@@ -453,12 +453,7 @@ class DrillEngine:
             leader = self.observer.leader.name
             return leader is not None and self.lab.placed(leader) and self._steady()
 
-        deadline = time.monotonic() + self.settings.settle_timeout
-        while time.monotonic() < deadline:
-            if placed():
-                return True
-            self.sleep(0.2)
-        return False
+        return self._poll_settle(placed)
 
     def _wait_standbys_ready(self) -> bool:
         """Until every standby's key pool is full: a round's fault hits a steady cluster.
@@ -474,11 +469,15 @@ class DrillEngine:
             standbys = [m for m in self.lab.connector_members() if m != leader]
             return self.lab.key_pools_full(standbys)
 
+        return self._poll_settle(ready)
+
+    def _poll_settle(self, check: Callable[[], bool], every_s: float = 0.2) -> bool:
+        """Whether ``check()`` came true within the settle timeout (asked every ``every_s``)."""
         deadline = time.monotonic() + self.settings.settle_timeout
         while time.monotonic() < deadline:
-            if ready():
+            if check():
                 return True
-            self.sleep(0.2)
+            self.sleep(every_s)
         return False
 
     def _wait_on_primary(self) -> bool:
