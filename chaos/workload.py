@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import tenacity
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -52,6 +53,23 @@ from chaos.history import History
 __all__ = ["REVOCATION_ACTIONS", "Device", "Workload"]
 
 log = logging.getLogger(__name__)
+
+
+def _not_there_yet(exc: BaseException) -> bool:
+    """A lookup worth repeating: 404 (the service may still be making the device, its
+    key and certificate, when the client sees the connection go) or no answer."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code == 404
+    return isinstance(exc, httpx.TransportError)
+
+
+# How long to look for a device whose enrollment answer was lost.
+LOST_ENROLLMENT_LOOKUP = tenacity.Retrying(
+    retry=tenacity.retry_if_exception(_not_there_yet),
+    stop=tenacity.stop_after_delay(5.0),
+    wait=tenacity.wait_fixed(0.2),
+    reraise=True,
+)
 
 # One admin action per row of the seed's revocation table that targets one device
 # (profile- and assignment-wide actions would revoke the whole lab at once).
@@ -276,11 +294,18 @@ class Workload:
             )
             .decode()
         )
+        recovered: dict[str, str] = {}
         try:
-            body = self._post(
-                "/api/v1/admin/devices",
-                {"id": device_id, "user_id": user_id, "public_key_pem": public_pem},
-            )
+            try:
+                body = self._post(
+                    "/api/v1/admin/devices",
+                    {"id": device_id, "user_id": user_id, "public_key_pem": public_pem},
+                )
+            except httpx.TransportError as exc:
+                # The answer was lost, not necessarily the enrollment: a device the
+                # service made must check in, or its certificates are never collected.
+                body = self._device_made(device_id, public_pem)
+                recovered = {"recovered_from": str(exc)}
             cert = x509.load_pem_x509_certificate(body["management_certificate_pem"].encode())
             requests = self.requests_of(device_id)
         except (httpx.HTTPError, KeyError, ValueError) as exc:
@@ -289,8 +314,26 @@ class Workload:
         device = Device(device_id, user_id, cert, key, requests=list(requests))
         with self._lock:
             self.devices[device_id] = device
-        self.history.complete(op, "ok", {"device": device_id, "requests": list(requests)})
+        self.history.complete(
+            op, "ok", {"device": device_id, "requests": list(requests), **recovered}
+        )
         return device_id
+
+    def _device_made(self, device_id: str, public_pem: str) -> dict[str, Any]:
+        """The service's record of a device whose enrollment answer was lost, if the
+        service made it with our key; raises httpx.HTTPError when it did not."""
+        for attempt in LOST_ENROLLMENT_LOOKUP.copy():
+            with attempt:
+                response = self.client.get(f"/api/v1/admin/devices/{device_id}")
+                response.raise_for_status()
+        body = response.json()
+        cert = x509.load_pem_x509_certificate(body["management_certificate_pem"].encode())
+        made_for = cert.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if made_for.decode() != public_pem:
+            raise ValueError(f"device {device_id} exists with another key")
+        return dict(body)
 
     def checkin(self, device: Device) -> None:
         process = device_process(device.id)

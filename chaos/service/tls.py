@@ -13,10 +13,11 @@ previous response on a kept-alive connection, else the connection is closed
 (uvicorn itself has no such timeout: a client dribbling a header byte every
 few seconds held a connection for ever). A client (its address, plus its
 certificate when it showed one) holds at most ``max_per_client`` connections;
-when a new one would pass the cap, the client's oldest connection that is not
-being served (its head or body still arriving, or idle between requests) is
-closed to make room, and only when every one is being served (its whole
-request in, its answer not yet sent: a long poll) is the new one refused. So
+when a new one would pass the cap, one of the client's connections that is not
+being served is closed to make room: the oldest that never sent a complete
+head, else the oldest idle between requests, else the oldest whose body is
+still arriving. Only when every one is being served (its whole request in, its
+answer not yet sent: a long poll) is the new one refused. So
 slow or idle anonymous connections never lock out an admin, a device, a
 Prometheus scrape or /healthz from the same address::
 
@@ -79,6 +80,8 @@ class _PeerCert:
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
         self._busy = False  # serving a request: from its complete body to its response
+        self._started = False  # a request head is in (its body may still be arriving)
+        self._served = 0  # responses sent on this connection
         self._head_timer: asyncio.TimerHandle | None = None
         self._peer_key: str | None = None
         extension: dict[str, Any] = {"client_cert_chain": [], "server_cert": None}
@@ -96,11 +99,11 @@ class _PeerCert:
             peer += "|" + hashlib.sha256(der).hexdigest()[:16]
         held = self._clients.setdefault(peer, [])
         if self.max_per_client and len(held) >= self.max_per_client:
-            idle = next((other for other in held if not other._busy), None)  # oldest first
-            if idle is None:
+            victim = _eviction_victim(held)
+            if victim is None:
                 transport.close()
                 return
-            idle._drop()
+            victim._drop()
         self._peer_key = peer
         held.append(self)
         self._arm_head_timer()
@@ -108,6 +111,7 @@ class _PeerCert:
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
             self._cancel_head_timer()  # the body timeout (chaos.service.limits) takes over
+            self._started = True
 
             async def receiving() -> Any:
                 message = await receive()
@@ -123,6 +127,8 @@ class _PeerCert:
     def on_response_complete(self) -> None:
         super().on_response_complete()  # type: ignore[misc]
         self._busy = False
+        self._started = False
+        self._served += 1
         if not self.transport.is_closing():
             self._arm_head_timer()  # the next request's head, on a kept-alive connection
 
@@ -161,6 +167,21 @@ class _PeerCert:
             held.remove(self)
         if not held:
             self._clients.pop(peer, None)
+
+
+def _eviction_victim(held: list[_PeerCert]) -> _PeerCert | None:
+    """The connection to close for a newcomer, or None when every one is being served.
+
+    First one that never got a request head in (a slow or silent opener), then one
+    idle between requests, then one whose body is still arriving; oldest first within
+    each. A request whose head is in may already be running: closing it loses the
+    answer of work the service does anyway (a drill's device enrolled, its client saw
+    "Server disconnected" while 256 anonymous openers shared its address).
+    """
+    waiting = [c for c in held if not c._busy]
+    if not waiting:
+        return None
+    return min(waiting, key=lambda c: (c._started, c._served > 0))  # min() keeps the oldest
 
 
 class PeerCertH11Protocol(_PeerCert, H11Protocol):  # type: ignore[misc]

@@ -208,3 +208,59 @@ def test_a_slow_body_gets_408(start_service: Callable[..., ServiceProcess]) -> N
         sock.close()
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert 2 <= elapsed < 15
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole HTTP/1.1 response (head and Content-Length body); b"" if closed first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_request_under_way_outlives_slow_openers_from_its_address(
+    start_service: Callable[..., ServiceProcess],
+) -> None:
+    """The cap closes silent openers before a kept-alive connection that is sending a
+    request (a drill's enrollment was cut mid-request while anonymous openers shared
+    its address: the device was made, its client saw "Server disconnected")."""
+    cap = 8
+    svc = start_service(
+        extra_args=["--renewal-interval", "0", "--max-connections-per-client", str(cap)]
+    )
+    client = socket.create_connection((svc.host, svc.port), timeout=20)
+    openers: list[socket.socket] = []
+    try:
+        client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_response(client).startswith(b"HTTP/1.1 200")  # served once: kept alive
+        client.sendall(
+            b"POST /api/v1/admin/users HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{"
+        )
+        for _ in range(cap * 2):  # each one past the cap evicts someone
+            opener = socket.create_connection((svc.host, svc.port), timeout=5)
+            opener.sendall(b"GET /healthz HTTP/1.1\r\n")  # never finishes its head
+            openers.append(opener)
+        # The newest opener was accepted: the server has settled every eviction before it.
+        assert httpx.get(svc.url + "/healthz", timeout=10).status_code == 200
+        client.sendall(b"}")
+        answer = _read_response(client)
+    finally:
+        client.close()
+        for opener in openers:
+            opener.close()
+    assert answer.startswith(b"HTTP/1.1 "), answer[:200]  # answered (a refusal), not closed

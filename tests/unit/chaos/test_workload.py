@@ -153,3 +153,93 @@ def test_devices_check_in_side_by_side() -> None:
     finally:
         workload.close()
         client.close()
+
+
+def _certificate_for(public_pem: str) -> str:
+    issuer_key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "device")])
+    now = dt.datetime.now(dt.UTC)
+    public_key = serialization.load_pem_public_key(public_pem.encode())
+    assert isinstance(public_key, rsa.RSAPublicKey)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public_key)
+        .serial_number(2)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(issuer_key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _lossy_service(*, made_with_our_key: bool) -> tuple[httpx.Client, list[str]]:
+    """A service that makes the device, drops the answer, and shows the device only on
+    the second look (it was still being made)."""
+    made: dict[str, str] = {}
+    lookups: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "POST" and path == "/api/v1/admin/devices":
+            body = json.loads(request.content)
+            key_pem = body["public_key_pem"]
+            if not made_with_our_key:
+                other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+                key_pem = (
+                    other.public_key()
+                    .public_bytes(
+                        serialization.Encoding.PEM,
+                        serialization.PublicFormat.SubjectPublicKeyInfo,
+                    )
+                    .decode()
+                )
+            made[body["id"]] = _certificate_for(key_pem)
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        if request.method == "GET" and path.startswith("/api/v1/admin/devices/"):
+            device_id = path.rsplit("/", 1)[1]
+            lookups.append(device_id)
+            if len(lookups) == 1:
+                return httpx.Response(404, json={"detail": "no such device"})
+            return httpx.Response(200, json={"management_certificate_pem": made[device_id]})
+        return httpx.Response(200, json={})
+
+    return httpx.Client(base_url="http://service", transport=httpx.MockTransport(handler)), lookups
+
+
+def test_an_enrollment_whose_answer_was_lost_is_found_and_checks_in() -> None:
+    client, lookups = _lossy_service(made_with_our_key=True)
+    history = History()
+    workload = Workload(
+        history, client, requests_of=lambda device: [f"req-{device}"], root=_certificate(),
+        group="g", enroll_per_s=0, revoke_every_s=0, device_keys=1,
+    )  # fmt: skip
+    try:
+        (device_id,) = workload.enroll_now(1)
+        assert lookups == [device_id, device_id]
+        assert workload.devices[device_id].requests == [f"req-{device_id}"]
+        (done,) = [e for e in history.snapshot() if e.f == ENROLL and e.type != "invoke"]
+        assert done.type == "ok"
+        assert "Server disconnected" in done.value["recovered_from"]
+    finally:
+        workload.close()
+        client.close()
+
+
+def test_a_device_made_with_another_key_is_not_taken_for_ours() -> None:
+    client, _ = _lossy_service(made_with_our_key=False)
+    history = History()
+    workload = Workload(
+        history, client, requests_of=lambda device: [], root=_certificate(),
+        group="g", enroll_per_s=0, revoke_every_s=0, device_keys=1,
+    )  # fmt: skip
+    try:
+        assert workload.enroll_now(1) == []
+        assert workload.devices == {}
+        (done,) = [e for e in history.snapshot() if e.f == ENROLL and e.type != "invoke"]
+        assert done.type == "info"
+        assert "another key" in done.value["error"]
+    finally:
+        workload.close()
+        client.close()
