@@ -465,12 +465,25 @@ def intrude(lab: Any, leader: str) -> dict[str, Any]:
     results.update(_slow_client_attack(service))
     after = read_cluster_status(lab.zk.hosts, lab.cluster)
     disturbed: list[str] = []
-    if after.leader is None or (after.leader.name, after.leader.epoch) != (
-        before.leader.name,
-        before.leader.epoch,
-    ):
+    notes: list[str] = []
+    # The same member in the same session may resume under the next epoch: its own
+    # ZooKeeper connection was suspended (a loaded machine) and came back with the
+    # lease still held. Nobody else led and nothing forged an epoch, so it is no
+    # intrusion; any other change of who leads, or how, is.
+    same_holder = after.leader is not None and (
+        after.leader.name,
+        after.leader.session_id,
+        after.leader.node,
+    ) == (before.leader.name, before.leader.session_id, before.leader.node)
+    if not same_holder or after.leader is None or after.leader.epoch < before.leader.epoch:
         disturbed.append(f"ZooKeeper leader changed: {before.leader} -> {after.leader}")
-    if _highest_epoch(service) > max(service_epoch, before.leader.epoch):
+    elif after.leader.epoch != before.leader.epoch:
+        notes.append(
+            f"{after.leader.name} resumed its lease under epoch {after.leader.epoch} "
+            f"(was {before.leader.epoch}): its ZooKeeper connection was suspended"
+        )
+    real_epoch = after.leader.epoch if after.leader is not None else before.leader.epoch
+    if _highest_epoch(service) > max(service_epoch, real_epoch):
         disturbed.append("the service's highest epoch moved past the real leader's")
     results.update(_coordination_data_attacks(lab))
     revoked, facts = _revoked_leader(lab)
@@ -489,4 +502,5 @@ def intrude(lab: Any, leader: str) -> dict[str, Any]:
             for attack in sorted(results)
         },
         **facts,
+        **({"notes": notes} if notes else {}),
     }

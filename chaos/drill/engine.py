@@ -213,6 +213,7 @@ class DrillEngine:
             scenario.name, number, fault_at=t0, old_leader=leader, old_epoch=before.epoch
         )
         outcome.notes += notes
+        outcome.notes += [str(n) for n in details.get("notes") or []]
         attacks = details.get("attacks")
         if isinstance(attacks, dict):
             outcome.attacks = {str(k): str(v) for k, v in attacks.items()}
