@@ -44,7 +44,7 @@ from chaos.launch.proxy import LinkFaults
 from chaos.launch.service import ServiceProcess
 from chaos.launch.zookeeper import ZooKeeperEnsemble
 
-__all__ = ["FlowLab", "FlowSetup", "cpus", "flow_lab", "split_cpus"]
+__all__ = ["FlowLab", "FlowLoad", "FlowSetup", "cpus", "flow_lab", "split_cpus"]
 
 _PROBE = "overhead-probe"
 
@@ -73,6 +73,17 @@ class FlowSetup:
     wan_jitter: float = 0.0
     ca_rtt: float | None = None
     zk_rtt: float | None = None
+
+
+@dataclass(frozen=True)
+class FlowLoad:
+    """What one bench run asks of a lab: requests, their key type and the windows."""
+
+    devices: int = 300
+    key_type: str = "rsa2048"
+    keygen_seconds: float = 5.0
+    paced_seconds: float = 10.0
+    rounds: int = 3
 
 
 @dataclass

@@ -45,7 +45,7 @@ from typing import Any
 import click
 
 from chaos.bench import _flow_phases as phases
-from chaos.bench._flow_lab import FlowSetup, cpus, flow_lab, split_cpus
+from chaos.bench._flow_lab import FlowLoad, FlowSetup, cpus, flow_lab, split_cpus
 from chaos.bench._flow_phases import keygen_cpu_so_far, leader_keygen, measure_keygen
 from chaos.bench._plot import cpu_budget_plot, rtt_sweep_plot
 from chaos.bench._stats import summarize, write_result
@@ -66,23 +66,7 @@ log = logging.getLogger("pfxha.bench.flow")
 
 
 def run_flow_bench(
-    *,
-    connectors: int,
-    devices: int,
-    key_type: str = "rsa2048",
-    keygen_seconds: float = 5.0,
-    paced_seconds: float = 10.0,
-    rounds: int = 3,
-    workers: int | None = None,
-    keypool: int = 0,
-    isolate: bool = False,
-    run_dir: Path | None = None,
-    progress: Callable[[str], None] = lambda _: None,
-    ca: str = "cfssl",
-    wan_rtt: float | None = None,
-    wan_jitter: float = 0.0,
-    ca_rtt: float | None = None,
-    zk_rtt: float | None = None,
+    setup: FlowSetup, load: FlowLoad, progress: Callable[[str], None] = lambda _: None
 ) -> dict[str, Any]:
     """One run; ``isolate`` gives the leader half the CPUs and everything else the rest.
 
@@ -92,18 +76,8 @@ def run_flow_bench(
     the connector with raw keygen on the same CPUs. Shared, every process
     competes for every CPU and ``ratio`` is the whole lab's.
     """
-    setup = FlowSetup(
-        connectors=connectors,
-        workers=workers,
-        keypool=keypool,
-        isolate=isolate,
-        run_dir=run_dir,
-        ca=ca,
-        wan_rtt=wan_rtt,
-        wan_jitter=wan_jitter,
-        ca_rtt=ca_rtt,
-        zk_rtt=zk_rtt,
-    )
+    devices, key_type, rounds = load.devices, load.key_type, load.rounds
+    keygen_seconds, paced_seconds = load.keygen_seconds, load.paced_seconds
     with flow_lab(setup, progress) as lab:
         admin, service, meter, hop = lab.admin, lab.service, lab.meter, lab.hop
         cores, leader, isolate = lab.cores, lab.leader, setup.isolate
@@ -203,16 +177,16 @@ def run_flow_bench(
             ),
             "latency_s": paced["latency_s"],
             "key": key_type,
-            "ca": ca,
+            "ca": setup.ca,
             "layout": "isolated" if isolate else "shared",
             "cores": cores,
             "isolated": (
                 {"connector_cpus": connector_cpus, "other_cpus": other_cpus} if isolate else None
             ),
-            "connectors": connectors,
+            "connectors": setup.connectors,
             "leader": leader,
             "workers_per_connector": workers,
-            "keypool_per_connector": keypool,
+            "keypool_per_connector": setup.keypool,
             "keygen_windows_per_s": [round(k, 2) for k in keygen_rates],
             # Other work on the machine shows here: the ratio is what matters.
             "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
@@ -222,8 +196,8 @@ def run_flow_bench(
             # service link, and what the proxies themselves cost, so it is not hidden.
             "wan": (
                 {
-                    "rtt_s": wan_rtt,
-                    "jitter_s": wan_jitter,
+                    "rtt_s": setup.wan_rtt,
+                    "jitter_s": setup.wan_jitter,
                     "proxy_hop_ms": hop,
                     "proxy_cpu_ms_per_request": (
                         round(1000 * links_cpu / saturation["delivered"], 3)
@@ -231,22 +205,22 @@ def run_flow_bench(
                         else None
                     ),
                 }
-                if wan_rtt is not None
+                if setup.wan_rtt is not None
                 else None
             ),
             # The CAs and ZooKeeper on a LAN (--ca-rtt, --zk-rtt): their round trips and
             # what the proxies cost per request (with --wan-rtt too: all links together).
             "lan": (
                 {
-                    "ca_rtt_s": ca_rtt,
-                    "zk_rtt_s": zk_rtt,
+                    "ca_rtt_s": setup.ca_rtt,
+                    "zk_rtt_s": setup.zk_rtt,
                     "proxy_cpu_ms_per_request": (
                         round(1000 * links_cpu / saturation["delivered"], 3)
                         if saturation["delivered"]
                         else None
                     ),
                 }
-                if ca_rtt is not None or zk_rtt is not None
+                if setup.ca_rtt is not None or setup.zk_rtt is not None
                 else None
             ),
             "notes": (
@@ -354,6 +328,19 @@ def command(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--isolate") from exc
     KeyType.parse(key_type)
+    setup = FlowSetup(
+        connectors=connectors, workers=workers, keypool=keypool, isolate=isolate,
+        run_dir=run_dir, ca=ca, wan_rtt=wan_rtt, wan_jitter=wan_jitter, ca_rtt=ca_rtt,
+        zk_rtt=zk_rtt,
+    )  # fmt: skip
+    load = FlowLoad(
+        devices=devices, key_type=key_type, keygen_seconds=keygen_seconds,
+        paced_seconds=paced_seconds, rounds=rounds,
+    )  # fmt: skip
+
+    def progress(text: str) -> None:
+        click.echo(f"... {text}", err=True)
+
     if sweep_rtt is not None:
         if wan_rtt is not None or ca_rtt is not None or zk_rtt is not None:
             raise click.UsageError("--sweep-rtt sets the service's round trip: not with --*-rtt")
@@ -361,21 +348,7 @@ def command(
             rtts = parse_rtts(sweep_rtt)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--sweep-rtt") from exc
-        sweep = run_rtt_sweep(
-            rtts=rtts,
-            connectors=connectors,
-            devices=devices,
-            key_type=key_type,
-            keygen_seconds=keygen_seconds,
-            paced_seconds=paced_seconds,
-            workers=workers,
-            keypool=keypool,
-            isolate=isolate,
-            run_dir=run_dir,
-            progress=lambda text: click.echo(f"... {text}", err=True),
-            ca=ca,
-            wan_jitter=wan_jitter,
-        )
+        sweep = run_rtt_sweep(rtts, setup, load, progress)
         for point in sweep["sweep"]:
             click.echo(
                 f"round trip {point['rtt_s']:g} s: delivered {point['delivered']}/"
@@ -391,24 +364,7 @@ def command(
         if plot_path is not None:
             click.echo(f"wrote {rtt_sweep_plot(sweep, plot_path)}")
         return
-    result = run_flow_bench(
-        connectors=connectors,
-        devices=devices,
-        key_type=key_type,
-        keygen_seconds=keygen_seconds,
-        paced_seconds=paced_seconds,
-        rounds=rounds,
-        workers=workers,
-        keypool=keypool,
-        isolate=isolate,
-        run_dir=run_dir,
-        progress=lambda text: click.echo(f"... {text}", err=True),
-        ca=ca,
-        wan_rtt=wan_rtt,
-        wan_jitter=wan_jitter,
-        ca_rtt=ca_rtt,
-        zk_rtt=zk_rtt,
-    )
+    result = run_flow_bench(setup, load, progress)
     half = result["half_load"]
     where = "cores, leader isolated" if result["isolated"] else "cores"
     low_high = result["ratio_range"]

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 from chaos.bench import _flow_phases as phases
-from chaos.bench._flow_lab import FlowLab, FlowSetup, flow_lab
+from chaos.bench._flow_lab import FlowLab, FlowLoad, FlowSetup, flow_lab
 from chaos.bench._stats import summarize
 
 __all__ = ["parse_rtts", "run_rtt_sweep"]
@@ -42,32 +42,17 @@ def parse_rtts(text: str) -> list[float]:
 
 
 def run_rtt_sweep(
-    *,
     rtts: Sequence[float],
-    connectors: int,
-    devices: int,
-    key_type: str = "rsa2048",
-    keygen_seconds: float = 5.0,
-    paced_seconds: float = 10.0,
-    workers: int | None = None,
-    keypool: int = 0,
-    isolate: bool = False,
-    run_dir: Path | None = None,
+    setup: FlowSetup,
+    load: FlowLoad,
     progress: Callable[[str], None] = lambda _: None,
-    ca: str = "cfssl",
-    wan_jitter: float = 0.0,
 ) -> dict[str, Any]:
-    """One lab, one saturation round and one half-load phase per round trip."""
-    setup = FlowSetup(
-        connectors=connectors,
-        workers=workers,
-        keypool=keypool,
-        isolate=isolate,
-        run_dir=run_dir,
-        ca=ca,
-        wan_rtt=rtts[0],
-        wan_jitter=min(wan_jitter, rtts[0]),
-    )
+    """One lab, one saturation round and one half-load phase per round trip (the
+    setup's own ``wan_rtt`` is replaced by the first of ``rtts``)."""
+    wan_jitter = setup.wan_jitter
+    setup = replace(setup, wan_rtt=rtts[0], wan_jitter=min(wan_jitter, rtts[0]))
+    devices, key_type, keygen_seconds = load.devices, load.key_type, load.keygen_seconds
+    paced_seconds = load.paced_seconds
     points: list[dict[str, Any]] = []
     with flow_lab(setup, progress) as lab:
         links_cpu_before = lab.links_cpu_s()
@@ -132,10 +117,10 @@ def run_rtt_sweep(
             "delivered": delivered,
             "requested": sum(p["requested"] for p in points),
             "key": key_type,
-            "ca": ca,
-            "layout": "isolated" if isolate else "shared",
+            "ca": setup.ca,
+            "layout": "isolated" if setup.isolate else "shared",
             "cores": lab.cores,
-            "connectors": connectors,
+            "connectors": setup.connectors,
             "leader": lab.leader,
             "workers_per_connector": lab.workers,
             "keygen_windows_per_s": [round(k, 2) for k in windows],
