@@ -20,7 +20,7 @@ lint: bootstrap
 PYTEST_WORKERS ?= 2
 
 test: lint
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope --durations=25 $(PYTEST_ARGS)
 
 unit: bootstrap
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
