@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import partial
-from typing import Any
 
 from connector.agent.dangling import DanglingWork, settle
 from connector.agent.decide import Action, Decision
@@ -32,18 +29,16 @@ from connector.agent.grouping import CallGroup
 from connector.agent.hand import Hand
 from connector.agent.issuance import IssueContext, Outcome, issue_one
 from connector.agent.late import LateReport, LateWatch, sweep_late
-from connector.agent.ports import Fence, Issuer, Lease, LeaseLost, Pki
+from connector.agent.ports import Fence, LeaseLost
 from connector.agent.reconcile import reconcile
-from connector.agent.snapshot import Health
-from connector.metrics import ConnectorMetrics
+from connector.agent.revocations import Revocations
+from connector.agent.state import AgentState, ExecutorDeps
 from connector.pki import PrivateKey
 from connector.service_client import (
     BadRequest,
     CertificateRequest,
     ConnectorRevokedError,
     Intent,
-    RevocationTask,
-    ServiceClient,
     ServiceUnavailable,
     StaleEpochError,
     UploadItem,
@@ -81,71 +76,6 @@ _RESULTS_WAIT_S = 0.2
 _NO_FENCE = (Action.STOP, Action.STEP_DOWN, Action.LEAVE)
 
 
-@dataclass
-class AgentState:
-    """The agent's own bookkeeping; written by the executor, read into snapshots."""
-
-    registered_epoch: int | None = None
-    reconciled_epoch: int | None = None
-    last_heartbeat_at: float | None = None
-    last_revocation_poll_at: float | None = None
-    revocations_backlog: bool = False
-    last_reconcile_at: float | None = None
-    rejected_epoch: int | None = None
-    # Set once the service refused us as revoked (403 connector_revoked): never cleared.
-    revoked: str | None = None
-    service_retry_at: float | None = None
-    ca_retry_at: float | None = None
-    reported_health: Health | None = None
-    elected_at: float | None = None
-    stopped: bool = False
-    # Orphans whose CA was down during the last reconciliation: sweep again soon.
-    orphans_pending: bool = False
-    # Older intents the last reconciliation could not search for (certdb down).
-    intents_waiting: int = 0
-    # Work-aware leadership: the standby we asked to take over, and when a
-    # hand-over was last refused (the cluster's yield budget spent) and why.
-    handing_over_to: str | None = None
-    handing_over_at: float | None = None
-    # (until when, why): no new attempt before then (long when the budget said no).
-    yield_refused: tuple[float, str] | None = None
-    last_yield: tuple[float, str] | None = None  # (when, what was unreachable)
-    counts: Counter[str] = field(default_factory=Counter)
-
-
-@dataclass(frozen=True)
-class ExecutorDeps:
-    name: str
-    service: ServiceClient
-    issuer: Issuer
-    pki: Pki
-    lease: Lease
-    ca_errors: tuple[type[BaseException], ...]
-    is_retryable: Callable[[BaseException], bool]
-    batch_size: int = 100
-    poll_wait_s: float = 1.0
-    workers: int = 4
-    # Requests in hand at most, whatever their stage (connector/agent/hand.py).
-    max_in_hand: int = 64
-    ca_deadline_s: float = 5.0
-    backoff_s: float = 0.5
-    # Seconds a fresh lease is good for at most; caps every CA deadline.
-    lease_budget_s: float = 1.0
-    metrics: ConnectorMetrics | None = None
-    details: Callable[[], Mapping[str, Any]] = dict
-    clock: Callable[[], float] = time.monotonic
-    # Told the outcome of every service call (True: it answered), for reachability.
-    on_service_outcome: Callable[[bool], None] = lambda _ok: None
-    # The longest one of the loop's own service calls may block it beyond a
-    # long-poll's wait (None: the client's timeout): a link that swallows packets
-    # must free the loop before a hand-over is due (work-aware leadership).
-    loop_call_timeout_s: float | None = None
-    # How long keys given up on are searched again for late certificates.
-    late_window_s: float = 30.0
-    # Service connections a standby keeps open for a takeover (0: none kept).
-    warm_connections: int = 4
-
-
 class Executor:
     def __init__(self, deps: ExecutorDeps, state: AgentState) -> None:
         self.deps = deps
@@ -167,18 +97,23 @@ class Executor:
         )
         # Revocations run on a thread of their own: a CA that is down (or slow)
         # for a revocation must not hold up issuance at the other CAs.
-        self._revoker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pfxha-revoke")
-        self._revoking: Future[int] | None = None
+        self.revocations = Revocations(
+            deps,
+            state,
+            self.fence,
+            on_revoked=self._on_revoked,
+            on_progress=lambda: self.on_progress(),
+        )
         # (epoch, intents) the registration listed, for that epoch's first sweep.
         self._listed_intents: tuple[int, list[Intent]] | None = None
 
     def close(self) -> None:
-        self._revoker.shutdown(wait=True, cancel_futures=True)
+        self.revocations.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def deadline(self) -> float:
         """Absolute monotonic deadline for one CA call: never beyond the lease."""
-        return self.deps.clock() + min(self.deps.ca_deadline_s, self.deps.lease_budget_s)
+        return self.deps.ca_deadline()
 
     def execute(self, decision: Decision) -> None:
         handler: Callable[[Decision], None] = {
@@ -189,7 +124,7 @@ class Executor:
             Action.HEARTBEAT: self._heartbeat,
             Action.REGISTER: self._register,
             Action.RECONCILE: self._reconcile,
-            Action.REVOKE: self._revoke,
+            Action.REVOKE: self.revocations.poll,
             Action.ISSUE: self._issue,
             Action.YIELD: self._yield,
         }[decision.action]
@@ -387,147 +322,6 @@ class Executor:
             self.state.counts["requeued"] += len(report.requeued)
             self.state.counts["late_orphans_revoked"] += len(late.revoked)
 
-    def _revoke(self, decision: Decision) -> None:
-        """Poll revocations and hand them to the revoking thread; return at once.
-
-        Tasks for a CA whose circuit is open are put off without a call (they
-        stay queued at the service and come back with the next poll); the
-        others are revoked in the background, fenced for this epoch, while the
-        loop goes on to issue.
-        """
-        deps = self.deps
-        if self._revoking is not None and not self._revoking.done():
-            # The last pass is still at work: its tasks would come back again.
-            self.state.last_revocation_poll_at = deps.clock()
-            return
-        tasks = deps.service.poll_revocations(deps.name, self.fence.epoch(), deps.batch_size)
-        self.state.last_revocation_poll_at = deps.clock()
-        self.state.revocations_backlog = False
-        if deps.metrics is not None:
-            deps.metrics.set_pending("revoke", len(tasks))
-        if not tasks:
-            return
-        assert decision.epoch is not None
-        emit(log, Event.REVOCATIONS_RECEIVED, count=len(tasks), epoch=decision.epoch)
-        states = self._ca_states()
-        ready = []
-        put_off: Counter[str] = Counter()
-        for task in tasks:
-            if states.get(task.ca_name) == "open":
-                put_off[task.ca_name] += 1
-                self._count("revoke", "deferred", "-", task.ca_name)
-            else:
-                ready.append(task)
-        for ca, count in put_off.items():
-            # One line per CA and poll, not per task: a long outage would flood the log.
-            emit(
-                log,
-                Event.REVOCATION_DEFERRED,
-                ca=ca,
-                count=count,
-                error="circuit open",
-                connector=deps.name,
-                epoch=decision.epoch,
-            )
-        if not ready:
-            return
-        fence = self._batch_fence(decision.epoch)
-        future = self._revoker.submit(self._revoke_tasks, fence, ready)
-        future.add_done_callback(partial(self._revoked, decision.epoch, len(tasks)))
-        self._revoking = future
-
-    def _ca_states(self) -> Mapping[str, str]:
-        try:
-            return {name: str(state) for name, state in self.deps.issuer.ca_states().items()}
-        except Exception:  # a router that cannot say: try the calls
-            return {}
-
-    def _defer_revocation(
-        self, task: RevocationTask, error: str, *, retryable: bool, epoch: int | None
-    ) -> None:
-        event = Event.REVOCATION_DEFERRED if retryable else Event.REVOCATION_FAILED
-        emit(
-            log,
-            event,
-            revocation_id=task.id,
-            serial=task.serial,
-            ca=task.ca_name,
-            error=error,
-            connector=self.deps.name,
-            epoch=epoch,
-        )
-        self._count("revoke", "deferred" if retryable else "failed", "-", task.ca_name)
-
-    def _revoke_tasks(self, fence: Fence, tasks: list[RevocationTask]) -> int:
-        """Revoke at each issuing CA and confirm (the revoking thread). Returns how many."""
-        deps = self.deps
-        unreachable: set[str] = set()
-        done = 0
-        for task in tasks:
-            if task.ca_name in unreachable:
-                continue  # stays queued at the service; do not wait on a dead CA twice
-            started = deps.clock()
-            fence.epoch()
-            try:
-                deps.issuer.revoke(task.serial, task.ca_name, task.reason, self.deadline())
-            except Exception as exc:
-                if not isinstance(exc, deps.ca_errors):
-                    raise
-                retryable = deps.is_retryable(exc)
-                if retryable:
-                    unreachable.add(task.ca_name)
-                self._defer_revocation(
-                    task, str(exc), retryable=retryable, epoch=fence.expected_epoch
-                )
-                continue
-            emit(
-                log,
-                Event.CERT_REVOKED,
-                revocation_id=task.id,
-                serial=task.serial,
-                ca=task.ca_name,
-                reason=task.reason,
-                connector=deps.name,
-                epoch=fence.expected_epoch,
-            )
-            deps.service.confirm_revocation(deps.name, fence.epoch(), task.id)
-            emit(
-                log,
-                Event.REVOCATION_CONFIRMED,
-                revocation_id=task.id,
-                request_id=task.request_id,
-                connector=deps.name,
-                epoch=fence.expected_epoch,
-            )
-            done += 1
-            self._count("revoke", "revoked", "-", task.ca_name)
-            if deps.metrics is not None:
-                deps.metrics.observe_revocation(deps.clock() - started, ca=task.ca_name)
-        return done
-
-    def _revoked(self, epoch: int, polled: int, future: Future[int]) -> None:
-        """The revoking thread finished a pass (called on that thread)."""
-        try:
-            done = future.result()
-        except StaleEpochError as exc:
-            self.state.rejected_epoch = epoch
-            emit(log, Event.STALE_EPOCH, epoch=epoch, reason=exc.reason, action="revoke")
-        except ConnectorRevokedError as exc:
-            self._on_revoked("revoke", exc)
-        except LeaseLost as exc:
-            emit(log, Event.LEASE_NOT_FRESH, action="revoke", reason=str(exc))
-        except ServiceUnavailable as exc:
-            self.state.service_retry_at = self.deps.clock() + self.deps.backoff_s
-            emit(log, Event.SERVICE_UNAVAILABLE, action="revoke", error=exc.reason)
-        except CancelledError:
-            pass
-        except Exception:
-            log.exception("revoking thread failed")
-        else:
-            # A full batch with progress means more may be waiting: poll again soon.
-            self.state.revocations_backlog = polled >= self.deps.batch_size and done > 0
-        self.on_progress()
-
     @property
     def in_hand(self) -> int:
         """Requests polled and not finished."""
@@ -680,10 +474,6 @@ class Executor:
     ) -> None:
         with self._counts_lock:  # called from the issuing worker threads
             self.state.counts[outcome.value] += 1
-        self._count("issue", outcome.value, request.profile.template, ca)
+        self.deps.count("issue", outcome.value, request.profile.template, ca)
         if outcome is Outcome.DELIVERED and self.deps.metrics is not None:
             self.deps.metrics.observe_issuance(seconds, ca=ca)
-
-    def _count(self, kind: str, result: str, template: str, ca: str) -> None:
-        if self.deps.metrics is not None:
-            self.deps.metrics.request_processed(kind=kind, result=result, template=template, ca=ca)

@@ -22,7 +22,7 @@ from typing import Any
 
 from connector.agent.decide import Action, Decision, decide, decide_yield
 from connector.agent.events import Event, emit
-from connector.agent.executor import AgentState, Executor, ExecutorDeps
+from connector.agent.executor import Executor
 from connector.agent.reach import PeerReach, Reach, ca_target
 from connector.agent.snapshot import (
     Blocked,
@@ -32,6 +32,7 @@ from connector.agent.snapshot import (
     TemplateView,
     standing_from_role,
 )
+from connector.agent.state import AgentState, ExecutorDeps
 from connector.ca import ReconcileState
 from connector.config import LoopSettings
 from connector.health import HealthSnapshot

@@ -27,12 +27,12 @@ from typing import Any
 from cryptography import x509
 
 from connector.agent.events import Event, emit
-from connector.agent.executor import ExecutorDeps
 from connector.agent.loop import Agent
 from connector.agent.ports import Pki
 from connector.agent.probes import Probe, ReachProber, probe_of
 from connector.agent.reach import Reach, ca_target
 from connector.agent.reload import reload_in_background
+from connector.agent.state import ExecutorDeps
 from connector.ca import CAError, CARouter, ca_from_dict, is_retryable
 from connector.config import ConnectorConfig
 from connector.health import HealthServer
