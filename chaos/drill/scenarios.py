@@ -116,50 +116,41 @@ class Scenario:
     recover_s: float | None = None
 
 
-def _kill_connector(lab: FaultTarget, leader: str) -> Fault:
-    reaping: list[threading.Thread] = []
+def _stop_connector(
+    lab: FaultTarget, leader: str, signal_name: str, stop: Callable[[str], None]
+) -> Fault:
+    """Signal the leader's process and wait for its end aside; restart it at heal.
+
+    The fault is the signal, so the workload's burst goes out now, not once the old
+    process is reaped or has wound down: waiting for the reap held the burst back
+    0.006-1.24 s at load 14-24, and that counted as failover whenever no work was
+    pending when the successor took over.
+    """
+    ending: list[threading.Thread] = []
 
     def inject() -> dict[str, Any]:
         pid = lab.connector_pid(leader)
-        # SIGKILL, reaped aside: the workload's burst goes out at the fault. Waiting
-        # for the reap held it back 0.006-1.24 s at load 14-24, and that counted as
-        # failover whenever no work was pending when the successor took over.
         thread = threading.Thread(
-            target=lab.kill_connector, args=(leader,), name="drill-sigkill", daemon=True
+            target=stop, args=(leader,), name=f"drill-{signal_name.lower()}", daemon=True
         )
         thread.start()
-        reaping.append(thread)
+        ending.append(thread)
         return {"connector": leader, "pid": pid}
 
     def heal() -> None:
-        for thread in reaping:
+        for thread in ending:
             thread.join(timeout=30)
         lab.start_connector(leader)
 
-    return ProcessFault(f"SIGKILL connector {leader}", inject, heal)
+    return ProcessFault(f"{signal_name} connector {leader}", inject, heal)
+
+
+def _kill_connector(lab: FaultTarget, leader: str) -> Fault:
+    return _stop_connector(lab, leader, "SIGKILL", lab.kill_connector)
 
 
 def _terminate_connector(lab: FaultTarget, leader: str) -> Fault:
-    exiting: list[threading.Thread] = []
-
-    def inject() -> dict[str, Any]:
-        pid = lab.connector_pid(leader)
-        # SIGTERM, and wait for the exit aside: the fault is the signal, so the
-        # workload's burst goes out now (as with SIGKILL), not once the old
-        # process has wound down.
-        thread = threading.Thread(
-            target=lab.terminate_connector, args=(leader,), name="drill-sigterm", daemon=True
-        )
-        thread.start()
-        exiting.append(thread)
-        return {"connector": leader, "pid": pid}
-
-    def heal() -> None:
-        for thread in exiting:
-            thread.join(timeout=30)
-        lab.start_connector(leader)
-
-    return ProcessFault(f"SIGTERM connector {leader}", inject, heal)
+    return _stop_connector(lab, leader, "SIGTERM", lab.terminate_connector)
 
 
 def _pause_connector(lab: FaultTarget, leader: str) -> Fault:
