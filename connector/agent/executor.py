@@ -111,10 +111,6 @@ class Executor:
         self.revocations.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def deadline(self) -> float:
-        """Absolute monotonic deadline for one CA call: never beyond the lease."""
-        return self.deps.ca_deadline()
-
     def execute(self, decision: Decision) -> None:
         handler: Callable[[Decision], None] = {
             Action.STOP: self._stop,
@@ -294,7 +290,7 @@ class Executor:
                 self.deps.issuer,
                 self.fence,
                 name=self.deps.name,
-                deadline=self.deadline,
+                deadline=self.deps.ca_deadline,
                 is_retryable=self.deps.is_retryable,
             )
         left = settle(self.dangling.take(decision.epoch), self._issue_context(), watch=self.late)
@@ -305,7 +301,7 @@ class Executor:
             self.deps.issuer,
             self.fence,
             name=self.deps.name,
-            deadline=self.deadline,
+            deadline=self.deps.ca_deadline,
             is_retryable=self.deps.is_retryable,
             intents=listed[1] if listed is not None and listed[0] == decision.epoch else None,
         )
@@ -372,7 +368,7 @@ class Executor:
         emit(log, Event.BATCH_RECEIVED, count=len(requests), epoch=epoch)
         # A fence of its own: this batch belongs to this epoch, whatever the
         # loop does next (a re-election re-arms the loop's fence, not this one).
-        fence = self._batch_fence(epoch)
+        fence = Fence.armed(self.deps.lease, epoch)
         ctx = self._issue_context(fence)
         if len(requests) > 1:
             ctx = replace(
@@ -420,11 +416,6 @@ class Executor:
         if self.hand.keyed():
             self.on_progress()  # the key stage has room: the loop may poll again
 
-    def _batch_fence(self, epoch: int) -> Fence:
-        fence = Fence(self.deps.lease)
-        fence.arm(epoch)
-        return fence
-
     def _issued(self, epoch: int, future: Future[Outcome]) -> None:
         """A worker finished one request (called on that worker's thread)."""
         now = self.deps.clock()
@@ -460,7 +451,7 @@ class Executor:
             issuer=deps.issuer,
             pki=deps.pki,
             fence=fence or self.fence,
-            deadline=self.deadline,
+            deadline=self.deps.ca_deadline,
             ca_errors=deps.ca_errors,
             is_retryable=deps.is_retryable,
             dangling=self.dangling,

@@ -154,6 +154,13 @@ class Fence:
         self.expected_epoch = epoch
         self._tripped.clear()
 
+    @classmethod
+    def armed(cls, lease: Lease, epoch: int) -> Fence:
+        """A fence of its own for one batch of work meant for ``epoch``."""
+        fence = cls(lease)
+        fence.arm(epoch)
+        return fence
+
     def trip(self) -> None:
         self._tripped.set()
 

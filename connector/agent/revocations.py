@@ -103,8 +103,7 @@ class Revocations:
             )
         if not ready:
             return
-        fence = Fence(deps.lease)
-        fence.arm(decision.epoch)
+        fence = Fence.armed(deps.lease, decision.epoch)
         future = self._pool.submit(self._revoke_tasks, fence, ready)
         future.add_done_callback(partial(self._revoked, decision.epoch, len(tasks)))
         self._running = future
