@@ -519,16 +519,19 @@ class DrillEngine:
 
     # -- end of scenario -----------------------------------------------------------
 
+    def _open_work(self) -> int:
+        """Requests and revocations still open, and devices with something to collect."""
+        requests, revocations = self.db.open_work()
+        return requests + revocations + len(self.workload.pending_devices())
+
     def _drain(self) -> None:
         """Until no work is open, or none got done for the drain timeout
         (:mod:`chaos.drill.drain`)."""
-
-        def left() -> int:
-            requests, revocations = self.db.open_work()
-            return requests + revocations + len(self.workload.pending_devices())
-
         took = drain(
-            left, timeout=self.settings.drain_timeout, clock=time.monotonic, sleep=self.sleep
+            self._open_work,
+            timeout=self.settings.drain_timeout,
+            clock=time.monotonic,
+            sleep=self.sleep,
         )
         log.info("drill: drained for %.1f s", took)
 

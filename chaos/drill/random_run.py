@@ -261,12 +261,9 @@ class RandomDrill(DrillEngine):
 
     def _drain(self) -> None:
         """Until no work is open, or none got done for the drain timeout (see above)."""
-
-        def left() -> int:
-            requests, revocations = self.db.open_work()
-            return requests + revocations + len(self.workload.pending_devices())
-
-        took = drain(left, timeout=self.settings.drain_timeout, clock=self.clock, sleep=self.sleep)
+        took = drain(
+            self._open_work, timeout=self.settings.drain_timeout, clock=self.clock, sleep=self.sleep
+        )
         log.info("drill: random: drained for %.1f s", took)
 
     # -- one fault -----------------------------------------------------------------
