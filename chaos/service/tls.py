@@ -81,7 +81,7 @@ class _PeerCert:
         super().connection_made(transport)  # type: ignore[misc]
         self._busy = False  # serving a request: from its complete body to its response
         self._started = False  # a request head is in (its body may still be arriving)
-        self._served = 0  # responses sent on this connection
+        self._kept_alive = False  # it has answered a request and stayed open
         self._head_timer: asyncio.TimerHandle | None = None
         self._peer_key: str | None = None
         extension: dict[str, Any] = {"client_cert_chain": [], "server_cert": None}
@@ -128,7 +128,7 @@ class _PeerCert:
         super().on_response_complete()  # type: ignore[misc]
         self._busy = False
         self._started = False
-        self._served += 1
+        self._kept_alive = True
         if not self.transport.is_closing():
             self._arm_head_timer()  # the next request's head, on a kept-alive connection
 
@@ -181,7 +181,7 @@ def _eviction_victim(held: list[_PeerCert]) -> _PeerCert | None:
     waiting = [c for c in held if not c._busy]
     if not waiting:
         return None
-    return min(waiting, key=lambda c: (c._started, c._served > 0))  # min() keeps the oldest
+    return min(waiting, key=lambda c: (c._started, c._kept_alive))  # min() keeps the oldest
 
 
 class PeerCertH11Protocol(_PeerCert, H11Protocol):  # type: ignore[misc]
