@@ -50,7 +50,7 @@ from chaos.checkers.ops import ADMIN, CHECKIN, ENROLL, REVOKE, device_process
 from chaos.checkers.pfx import verify_delivered_pfx
 from chaos.history import History
 
-__all__ = ["REVOCATION_ACTIONS", "Device", "Workload"]
+__all__ = ["LOST_ENROLLMENT_LOOKUP", "REVOCATION_ACTIONS", "Device", "Workload"]
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ class Workload:
         more_devices_every: int = 3,
         max_devices: int = 3,
         checkin_workers: int = 4,
+        lost_enrollment_lookup: tenacity.Retrying = LOST_ENROLLMENT_LOOKUP,
     ) -> None:
         self.history = history
         self.client = client
@@ -124,6 +125,7 @@ class Workload:
         # hundreds issued, uploaded and never collected).
         self.checkin_workers = max(1, checkin_workers)
         self.revoke_every_s = revoke_every_s
+        self._lost_enrollment_lookup = lost_enrollment_lookup
         self.run_id = run_id or f"{int(time.time()) % 100000}"
         self._rng = random.Random(seed)
         self._keys = [
@@ -322,7 +324,7 @@ class Workload:
     def _device_made(self, device_id: str, public_pem: str) -> dict[str, Any]:
         """The service's record of a device whose enrollment answer was lost, if the
         service made it with our key; raises httpx.HTTPError when it did not."""
-        for attempt in LOST_ENROLLMENT_LOOKUP.copy():
+        for attempt in self._lost_enrollment_lookup.copy():
             with attempt:
                 response = self.client.get(f"/api/v1/admin/devices/{device_id}")
                 response.raise_for_status()

@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from chaos.checkers.ops import CHECKIN, ENROLL
 from chaos.history import History
-from chaos.workload import Device, Workload
+from chaos.workload import LOST_ENROLLMENT_LOOKUP, Device, Workload
 
 
 def _certificate() -> x509.Certificate:
@@ -214,6 +214,7 @@ def test_an_enrollment_whose_answer_was_lost_is_found_and_checks_in() -> None:
     workload = Workload(
         history, client, requests_of=lambda device: [f"req-{device}"], root=_certificate(),
         group="g", enroll_per_s=0, revoke_every_s=0, device_keys=1,
+        lost_enrollment_lookup=LOST_ENROLLMENT_LOOKUP.copy(sleep=lambda _: None),
     )  # fmt: skip
     try:
         (device_id,) = workload.enroll_now(1)
