@@ -111,6 +111,10 @@ AUDIT_EVENTS = frozenset(
 )
 
 _LEVELS: dict[Event, int] = {
+    # One per request and no news: the service keeps every intent (it logs them at
+    # DEBUG too); cert_issued and pfx_uploaded stay INFO as the issuance trail.
+    # Each INFO line costs the leader's issuing threads about 0.2 ms of CPU.
+    Event.INTENT_RECORDED: logging.DEBUG,
     Event.REQUEST_FAILED: logging.WARNING,
     Event.REQUEST_DEFERRED: logging.WARNING,
     Event.CA_UNAVAILABLE: logging.WARNING,
