@@ -333,6 +333,11 @@ class Agent(ElectionObserver):
         """
         if standing_from_role(getattr(self.elector, "role", None)) is not Standing.LEADER:
             return None
+        if not self.reach.any_failing():
+            # Nothing of ours fails, so nothing is blocked and decide_yield keeps the
+            # lease: the watch runs ten times a second and costs the leader's keys
+            # nothing while all is well.
+            return None
         epoch = self.elector.fresh_epoch()
         if epoch is None:
             return None

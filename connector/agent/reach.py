@@ -4,6 +4,7 @@
     reach.record("service", ok=True)         # a probe or real work succeeded
     reach.record("ca:primary", ok=False)     # connection error, TLS error, timeout, 5xx
     reach.unreachable_for("service")         # 0.0 while it works, else seconds since a success
+    reach.any_failing()                      # False while every latest outcome was a success
     reach.report()                           # {"service": "ok", "ca:primary": "failed"}
 
     peers = PeerReach(clock=time.monotonic, fresh_s=6.0)
@@ -74,6 +75,11 @@ class Reach:
                 return 0.0
             since = state.last_ok if state.last_ok is not None else state.first_seen
         return max(0.0, now - since)
+
+    def any_failing(self) -> bool:
+        """Whether the latest outcome of any target was a failure (no clock, one lock)."""
+        with self._lock:
+            return any(not state.last_outcome_ok for state in self._targets.values())
 
     def ok(self, target: str) -> bool:
         """Reached recently, and the latest outcome was a success."""

@@ -53,6 +53,21 @@ def test_a_target_never_reached_is_unreachable_since_it_was_first_tried() -> Non
     assert reach.unreachable_for("never-asked") == 0.0
 
 
+def test_any_failing_follows_the_latest_outcome_of_every_target() -> None:
+    # The yield watch skips its snapshot while this is False: it must be False
+    # exactly when no target's unreachable_for is above zero.
+    clock = Clock()
+    reach = Reach(clock)
+    assert not reach.any_failing()
+    reach.record("service", ok=True)
+    reach.record("ca:primary", ok=False)
+    assert reach.any_failing()
+    reach.record("ca:primary", ok=True)
+    clock.now += 10.0  # stale is not failing: only a failed outcome blocks
+    assert not reach.any_failing()
+    assert reach.unreachable_for("service") == reach.unreachable_for("ca:primary") == 0.0
+
+
 # -- PeerReach: what the others publish, judged on our clock ----------------------------
 
 
