@@ -347,6 +347,9 @@ class PostgresCertDB(CertDB):
         if parts.get("password"):
             raise CertDBError("certdb DSN must not carry a password: use a password file")
         self.dsn = dsn
+        # Read on every turn of the agent's loop (its reconcile state): libpq parsing
+        # costs about 50 us, so it is done once.
+        self._source = redact_dsn(dsn)
         self.password_file = Path(password_file) if password_file is not None else None
         self.connect_timeout = max(2, int(connect_timeout))
         self.statement_timeout = statement_timeout
@@ -354,7 +357,7 @@ class PostgresCertDB(CertDB):
 
     @property
     def source(self) -> str:
-        return redact_dsn(self.dsn)
+        return self._source
 
     def _password(self) -> str | None:
         if self.password_file is None:
