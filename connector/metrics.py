@@ -9,6 +9,7 @@
         ...
     metrics.request_processed(kind="issue", result="delivered", template="wifi", ca="primary")
     metrics.observe_key_generation(0.071, key_type="rsa2048")  # thread CPU seconds
+    metrics.observe_issue_cpu("ca", 0.002)        # a request's CA call cost its thread 2 ms
     metrics.set_ca_state("primary", up=True, circuit="closed")
     metrics.set_pending("issue", 12)
     metrics.mark_poll_success()
@@ -175,6 +176,13 @@ class ConnectorMetrics:
             "demand, by key type: the floor under every issuance's cost.",
             ["key_type"],
             buckets=KEYGEN_CPU_BUCKETS,
+            registry=registry,
+        )
+        self.issue_cpu = Counter(
+            "pfxha_connector_issue_cpu_seconds",
+            "CPU time the issuing threads spent per stage of a request (key, csr, intent, "
+            "ca, pfx, seal, upload, other): where a leader's cores go beyond its keys.",
+            ["stage"],
             registry=registry,
         )
         self.keys_pooled = Gauge(
@@ -380,6 +388,9 @@ class ConnectorMetrics:
 
     def observe_key_generation(self, cpu_seconds: float, *, key_type: str) -> None:
         self.key_generation_cpu.labels(key_type=key_type).observe(cpu_seconds)
+
+    def observe_issue_cpu(self, stage: str, cpu_seconds: float) -> None:
+        self.issue_cpu.labels(stage=stage).inc(cpu_seconds)
 
     @contextmanager
     def time_issuance(self, *, ca: str) -> Iterator[None]:

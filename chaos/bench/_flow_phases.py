@@ -4,6 +4,7 @@
     sat = saturation(admin, db_path, "rsa2048", 100, 120.0, prefix="sat1", meter=meter)
     half = paced(admin, db_path, "rsa2048", rate / 2, 10.0, timeout=60.0)
     cpu_s, keys = leader_keygen(fleet, "c1", "rsa2048")   # from its /metrics
+    stages = leader_issue_cpu(fleet, "c1")                 # {"key": 21.3, "ca": 0.9, ...} s
 
 "Delivered" means the device checked in and opened the PFX: a
 :class:`DeliveryWatcher` plays the push service (it reads the service's
@@ -31,7 +32,9 @@ from connector.pki import KeyType, generate_key
 
 __all__ = [
     "DeliveryWatcher",
+    "issue_cpu_so_far",
     "keygen_cpu_so_far",
+    "leader_issue_cpu",
     "leader_keygen",
     "measure_keygen",
     "paced",
@@ -218,6 +221,7 @@ def paced(
 
 
 _KEYGEN_METRIC = "pfxha_connector_key_generation_cpu_seconds"
+_ISSUE_CPU_METRIC = "pfxha_connector_issue_cpu_seconds"
 
 
 def keygen_cpu_so_far(metrics_text: str, key_type: str) -> tuple[float, int]:
@@ -237,10 +241,30 @@ def keygen_cpu_so_far(metrics_text: str, key_type: str) -> tuple[float, int]:
     return cpu, keys
 
 
-def leader_keygen(fleet: ConnectorFleet, leader: str, key_type: str) -> tuple[float, int]:
+def issue_cpu_so_far(metrics_text: str) -> dict[str, float]:
+    """CPU seconds per issuing stage so far (connector/agent/stages.py), from /metrics."""
+    stages: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        if family.name != _ISSUE_CPU_METRIC:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                stages[sample.labels["stage"]] = sample.value
+    return stages
+
+
+def _leader_metrics(fleet: ConnectorFleet, leader: str) -> str:
     response = httpx.get(fleet.metrics_url(leader) + "/metrics", timeout=5.0)
     response.raise_for_status()
-    return keygen_cpu_so_far(response.text, key_type)
+    return response.text
+
+
+def leader_keygen(fleet: ConnectorFleet, leader: str, key_type: str) -> tuple[float, int]:
+    return keygen_cpu_so_far(_leader_metrics(fleet, leader), key_type)
+
+
+def leader_issue_cpu(fleet: ConnectorFleet, leader: str) -> dict[str, float]:
+    return issue_cpu_so_far(_leader_metrics(fleet, leader))
 
 
 def _sleep_until(moment: float) -> None:

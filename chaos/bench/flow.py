@@ -46,7 +46,12 @@ import click
 
 from chaos.bench import _flow_phases as phases
 from chaos.bench._flow_lab import FlowLoad, FlowSetup, cpus, flow_lab, split_cpus
-from chaos.bench._flow_phases import keygen_cpu_so_far, leader_keygen, measure_keygen
+from chaos.bench._flow_phases import (
+    keygen_cpu_so_far,
+    leader_issue_cpu,
+    leader_keygen,
+    measure_keygen,
+)
 from chaos.bench._plot import cpu_budget_plot, rtt_sweep_plot
 from chaos.bench._stats import summarize, write_result
 from chaos.bench.flow_sweep import parse_rtts, run_rtt_sweep
@@ -89,12 +94,15 @@ def run_flow_bench(
         runs: list[dict[str, Any]] = []
         # What the leader's own keys cost it inside the rounds (its metrics).
         leader_keygen_cpu, leader_keys = 0.0, 0
+        # And what each issuing stage cost its threads (connector/agent/stages.py).
+        stage_cpu: dict[str, float] = {}
         per_round = max(1, devices // rounds)
         for index in range(rounds):
             progress(f"raw {key_type} keygen, {cores} processes, {keygen_seconds:g} s")
             keygen_rates.append(measure_keygen(key_type, keygen_seconds, cores, lab.keygen_cpus))
             progress(f"saturation round {index + 1}/{rounds}: {per_round} requests at once")
             cpu_before, keys_before = leader_keygen(lab.fleet, lab.leader, key_type)
+            stages_before = leader_issue_cpu(lab.fleet, lab.leader)
             runs.append(
                 phases.saturation(
                     admin,
@@ -107,6 +115,9 @@ def run_flow_bench(
                 )
             )
             cpu_after, keys_after = leader_keygen(lab.fleet, lab.leader, key_type)
+            for stage, seconds in leader_issue_cpu(lab.fleet, lab.leader).items():
+                spent = seconds - stages_before.get(stage, 0.0)
+                stage_cpu[stage] = stage_cpu.get(stage, 0.0) + spent
             leader_keygen_cpu += cpu_after - cpu_before
             leader_keys += keys_after - keys_before
         links_cpu = lab.links_cpu_s() - links_cpu_before
@@ -147,6 +158,10 @@ def run_flow_bench(
                 if delivered
                 else None
             ),
+            # Where the leader's CPU went per request: each issuing stage on the
+            # issuing threads, and the rest of the process (the agent's loop, the
+            # elector and kazoo, probes, the thread pool's hand-offs).
+            "leader_cpu_ms": _leader_breakdown(stage_cpu, cpu_ms_per_request, delivered),
         }
         # Half the keygen rate, but never beyond what the flow sustained: with
         # a cheap key type (P-256) half the keygen rate is far past saturation.
@@ -228,6 +243,16 @@ def run_flow_bench(
                 "latency_s: per request at half the keygen rate, creation to PFX on device"
             ),
         }
+
+
+def _leader_breakdown(
+    stage_cpu: dict[str, float], cpu_ms_per_request: dict[str, float], delivered: int
+) -> dict[str, float] | None:
+    if not delivered or not stage_cpu:
+        return None
+    stages = {stage: round(1000 * s / delivered, 2) for stage, s in sorted(stage_cpu.items())}
+    elsewhere = cpu_ms_per_request["connector_leader"] - sum(stages.values())
+    return {**stages, "outside_issuing": round(elsewhere, 2)}
 
 
 @click.command("flow")
@@ -388,6 +413,12 @@ def command(
         click.echo(
             f"the leader's own keys cost it {saturation['leader_keygen_ms']} ms each; beyond "
             f"its keys it spent {saturation.get('leader_beyond_keygen_ms')} ms per request"
+        )
+    breakdown = saturation.get("leader_cpu_ms")
+    if breakdown:
+        click.echo(
+            "the leader's CPU ms per request: "
+            + ", ".join(f"{part} {ms}" for part, ms in breakdown.items())
         )
     if result["wan"] is not None:
         hop = result["wan"]["proxy_hop_ms"]

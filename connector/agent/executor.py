@@ -458,6 +458,11 @@ class Executor:
             on_result=self._on_result,
             clock=deps.clock,
             late=self.late,
+            stage_cpu=(
+                deps.metrics.observe_issue_cpu
+                if deps.metrics is not None
+                else lambda _stage, _seconds: None
+            ),
         )
 
     def _on_result(

@@ -41,6 +41,7 @@ from connector.agent.events import Event, emit
 from connector.agent.grouping import CallGroup, Member
 from connector.agent.late import LateWatch
 from connector.agent.ports import Fence, IssuanceService, Issued, Issuer, LeaseLost, Pki
+from connector.agent.stages import StageClock
 from connector.pki import PrivateKey
 from connector.service_client import (
     BadRequest,
@@ -89,6 +90,8 @@ class IssueContext:
     results: CallGroup[UploadItem] | None = None
     # Keys whose certificate may still arrive at a CA (connector/agent/late.py).
     late: LateWatch | None = None
+    # Thread CPU per stage of each request (connector/agent/stages.py): the metrics.
+    stage_cpu: Callable[[str, float], None] = lambda _stage, _seconds: None
 
 
 def _public_pem(key: PrivateKey) -> str:
@@ -115,9 +118,10 @@ def issue_one(ctx: IssueContext, request: CertificateRequest) -> Outcome:
     started = ctx.clock()
     progress = _Progress(epoch=ctx.fence.expected_epoch)
     ca = "-"
+    stages = StageClock(ctx.stage_cpu)
     try:
         with _joined(ctx.intents) as intents, _joined(ctx.results) as results:
-            outcome, ca = _issue(ctx, request, progress, intents, results)
+            outcome, ca = _issue(ctx, request, progress, stages, intents, results)
     except LeaseLost as exc:
         emit(log, Event.LEASE_NOT_FRESH, request_id=request.id, reason=str(exc))
         _note_dangling(ctx, request, progress)
@@ -130,6 +134,8 @@ def issue_one(ctx: IssueContext, request: CertificateRequest) -> Outcome:
         ctx.fence.trip()
         emit(log, Event.STALE_EPOCH, request_id=request.id, reason=exc.reason)
         raise
+    finally:
+        stages.close()
     ctx.on_result(request, outcome, ca, ctx.clock() - started)
     return outcome
 
@@ -171,13 +177,16 @@ def _issue(
     ctx: IssueContext,
     request: CertificateRequest,
     progress: _Progress,
+    stages: StageClock,
     intents: Member[str] | None = None,
     results: Member[UploadItem] | None = None,
 ) -> tuple[Outcome, str]:
     template = request.profile.template
     try:
-        key = ctx.pki.new_key(request.profile.key_type)
-        csr = ctx.pki.build_csr(request, key)
+        with stages("key"):
+            key = ctx.pki.new_key(request.profile.key_type)
+        with stages("csr"):
+            csr = ctx.pki.build_csr(request, key)
     except ValueError as exc:
         # A key type or template the connector refuses: no retry will help.
         return _refuse(ctx, request, f"profile refused: {exc}"), "-"
@@ -185,12 +194,14 @@ def _issue(
 
     epoch = ctx.fence.epoch()
     progress.public_key_pem = public_pem  # from here on an intent may exist
-    _record_intent(ctx, intents, epoch, request.id, public_pem)
+    with stages("intent"):
+        _record_intent(ctx, intents, epoch, request.id, public_pem)
     emit(log, Event.INTENT_RECORDED, request_id=request.id, epoch=epoch)
 
     ctx.fence.epoch()
     try:
-        issued = ctx.issuer.issue(csr, template, request.id, ctx.deadline())
+        with stages("ca"):
+            issued = ctx.issuer.issue(csr, template, request.id, ctx.deadline())
     except Exception as exc:
         if not isinstance(exc, ctx.ca_errors):
             raise
@@ -227,15 +238,19 @@ def _issue(
         # An earlier attempt timed out after it was sent: that CA may have issued too.
         _revoke_extras(ctx, request, key, issued)
     try:
-        envelope = ctx.pki.seal(ctx.pki.pack_pfx(key, issued.certificate, issued.chain))
+        with stages("pfx"):
+            pfx = ctx.pki.pack_pfx(key, issued.certificate, issued.chain)
+        with stages("seal"):
+            envelope = ctx.pki.seal(pfx)
     except ValueError as exc:
         _revoke_undeliverable(ctx, request, issued, f"cannot pack the PFX: {exc}")
         return _refuse(ctx, request, f"cannot pack the PFX: {exc}"), issued.ca_name
-    del key  # the PFX inside the envelope is the only copy that leaves this function
+    del key, pfx  # the PFX inside the envelope is the only copy that leaves this function
     progress.upload = PendingUpload(envelope, issued.serial, issued.ca_name)
 
     try:
-        _upload(ctx, results, UploadItem(request.id, envelope, issued.serial, issued.ca_name))
+        with stages("upload"):
+            _upload(ctx, results, UploadItem(request.id, envelope, issued.serial, issued.ca_name))
     except StaleEpochError:
         _revoke_undeliverable(ctx, request, issued, "service refused our epoch (409)")
         raise

@@ -65,6 +65,11 @@ def test_flow_bench_delivers_everything_and_writes_the_agreed_json(tmp_path: Pat
     assert body["saturation"]["leader_keys"] >= 12
     assert body["saturation"]["leader_keygen_ms"] > 0
     assert "leader_beyond_keygen_ms" in body["saturation"]
+    # Where the leader's CPU went: every issuing stage, and the rest of the process.
+    breakdown = body["saturation"]["leader_cpu_ms"]
+    assert {"key", "csr", "intent", "ca", "pfx", "seal", "upload", "other"} <= set(breakdown)
+    assert "outside_issuing" in breakdown
+    assert breakdown["key"] > 0 and breakdown["ca"] > 0
     # Against the leader's own keys: it cannot beat the keys it had to make.
     assert body["ratio_own_keys"] is not None
     assert 0 <= body["ratio_own_keys"] <= 1.0
