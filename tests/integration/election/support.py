@@ -17,6 +17,9 @@ from kazoo.client import KazooClient
 from chaos.launch import ManagedProcess, wait_for
 from election import ElectionConfig, ElectionObserver, Elector, Role, read_cluster_status
 
+ClientFactory = Callable[..., KazooClient]
+"""The ``zk_client`` fixture: a started kazoo client, closed at teardown."""
+
 
 @dataclass
 class Recorder(ElectionObserver):

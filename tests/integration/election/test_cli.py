@@ -17,7 +17,7 @@ from connector.cli import root
 from election import ClusterPaths, read_cluster_status
 from election._cluster_nodes import ClusterNodes
 from tests.fixtures.zookeeper import expire_session
-from tests.integration.election.support import Pool, leader_of, wait_line
+from tests.integration.election.support import ClientFactory, Pool, leader_of, wait_line
 
 
 def test_status_and_switchover_from_zookeeper_alone(pool: Pool) -> None:
@@ -128,7 +128,6 @@ def test_an_unreachable_liveness_socket_is_shown_and_deposes_nobody(pool: Pool) 
     assert "fast path unavailable on c2: connect to 127.0.0.3:" in table.output
 
 
-ClientFactory = Callable[..., KazooClient]
 AUTH = ("connector", "pw")
 
 

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
 
 import pytest
-from kazoo.client import KazooClient
 
 from election import read_history
 from tests.integration.election.support import (
+    ClientFactory,
     Members,
     kill,
     leader_of,
     wait_leader_in_zk,
     wait_line,
 )
-
-ClientFactory = Callable[..., KazooClient]
 
 
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "session-timeout"])

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError
 
 from chaos.launch import free_port, wait_for
@@ -23,9 +21,7 @@ from election import (
     request_switchover,
 )
 from tests.fixtures.zookeeper import ZkProxy, drop_connection, expire_session
-from tests.integration.election.support import Pool, wait_line
-
-ClientFactory = Callable[..., KazooClient]
+from tests.integration.election.support import ClientFactory, Pool, wait_line
 
 
 def test_three_members_elect_exactly_one_and_status_shows_it(

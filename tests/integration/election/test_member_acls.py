@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,9 +29,8 @@ from election import (
     read_cluster_status,
     revoke_member,
 )
-from tests.integration.election.support import Pool
+from tests.integration.election.support import ClientFactory, Pool
 
-ClientFactory = Callable[..., KazooClient]
 ADMIN = ("pfxha-admin", "admin-secret")
 PASSWORDS = {"c1": "pw-c1", "c2": "pw-c2", "c3": "pw-c3"}
 

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
 from chaos.launch import wait_for
 from election import ClusterPaths
 from election._epoch import MAX_EPOCH, parse_epoch
-from tests.integration.election.support import Pool
-
-ClientFactory = Callable[..., KazooClient]
+from tests.integration.election.support import ClientFactory, Pool
 
 _NASTY = [
     b"abc",

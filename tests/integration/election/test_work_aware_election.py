@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from kazoo.client import KazooClient
 from kazoo.security import OPEN_ACL_UNSAFE
 
 from chaos.launch import wait_for
 from chaos.launch.zookeeper import ZooKeeperEnsemble
 from election import ClusterPaths, YieldBudget, read_cluster_status
 from election._yield_budget import claim, withdraw
-from tests.integration.election.support import Pool, wait_line
-
-ClientFactory = Callable[..., KazooClient]
+from tests.integration.election.support import ClientFactory, Pool, wait_line
 
 
 def test_reach_is_published_in_the_member_node_and_refreshed(pool: Pool) -> None:
