@@ -2,6 +2,7 @@
 
     nodes = ClusterNodes(client, ClusterPaths("lab"), acl, timeout=1.0)
     view = nodes.read(own_path=None, lease_watch=w, wake=wake)   # one pipelined read
+    same = nodes.unchanged(own_path, view)                      # a leader's lean heartbeat
     node = nodes.join(Candidate.prefix("c1", priority=0))       # our election node
     path = nodes.take(my_node, epoch=8, epoch_version=7, leader=info, entry=entry)
     nodes.trim_history(path)                                    # async, oldest beyond the bound
@@ -136,6 +137,27 @@ class ClusterNodes:
             leader_exists,
             leader_owner,
             paused,
+        )
+
+    def unchanged(self, own_path: str, view: ClusterView) -> bool:
+        """One pipelined round trip: /leader (same version and owner) and our own
+        election node are still as ``view`` saw them.
+
+        A leader's heartbeat between full reads (:mod:`election._view_cache`): it
+        checks directly what the lease rests on rather than trusting that a watch
+        callback, dispatched on kazoo's other thread, has already run. No watches
+        are set: those of the last full read are still armed.
+        """
+        client = self.client
+        leader_async = client.exists_async(self.paths.leader)
+        own_async = client.exists_async(own_path)
+        leader = self._wait(leader_async)
+        own = self._wait(own_async)
+        return (
+            leader is not None
+            and own is not None
+            and leader.version == view.leader_version
+            and leader.ephemeralOwner == view.leader_owner
         )
 
     def read_epoch(self) -> tuple[bytes | None, int]:

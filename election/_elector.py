@@ -37,10 +37,10 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import EventType, KazooState, WatchedEvent
 
 from election._acts import TRANSIENT_ZK_ERRORS, LeaseActions
-from election._cluster_nodes import ClusterNodes
+from election._cluster_nodes import ClusterNodes, ClusterView
 from election._config import ElectionConfig
 from election._crash_path import CrashPath
-from election._decide import Action, Decision, Snapshot, decide
+from election._decide import Action, Snapshot, decide
 from election._epoch import EpochCounter
 from election._errors import ElectionError, NotAuthorizedError
 from election._lease import Lease
@@ -52,15 +52,19 @@ from election._model import (
     utc_now_iso,
 )
 from election._paths import ClusterPaths
+from election._pause_report import PauseReport
 from election._placement import ZkSeat
-from election._placement_watch import PlacementWatch
-from election._yield_budget import YieldBudget
+from election._placement_watch import PlacementWatch, placement_watch_for
+from election._view_cache import ViewCache
 from election._zk import client_for, cluster_acl, ensure_layout
-from election._zk_seat import colocated_server
 
 __all__ = ["Elector"]
 
 log = logging.getLogger("pfxha.election")
+
+# A leader re-reads the whole election at least every this many heartbeats, even
+# when no watch fired (see election/_view_cache.py).
+_FULL_READ_EVERY_HEARTBEATS = 5
 
 
 class Elector(LeaseActions):
@@ -88,6 +92,9 @@ class Elector(LeaseActions):
         self._nodes: ClusterNodes | None = None
         self._role = Role.STOPPED
         self._lease = Lease(config.lease_s, clock)
+        self._views = ViewCache(
+            full_every_s=_FULL_READ_EVERY_HEARTBEATS * self.config.heartbeat_s, clock=clock
+        )
         self._epochs = EpochCounter()
         self._crash_path = CrashPath(
             self.config, on_dead=self._on_leader_socket_closed, on_change=self._wake.set
@@ -102,7 +109,7 @@ class Elector(LeaseActions):
         self._lease_version = -1
         self._dead_attempts = 0
         self._last_snapshot: tuple[int, Snapshot, int] | None = None
-        self._pause_reported: str | None = None
+        self._pause_report = PauseReport(config.name)
         self._leader_deleted = False
         self._released = threading.Event()
         # What we reach, as our member node says it (see publish_reach).
@@ -197,29 +204,14 @@ class Elector(LeaseActions):
         self._start_placement()
 
     def _start_placement(self) -> None:
-        cfg = self.config
-        server, why = colocated_server(cfg.colocated_server, cfg.hosts)
-        if server is None:
-            if cfg.colocated_server:
-                log.warning("[5065] %s: %s", self.name, why, extra={"event_id": 5065})
-            return
-        log.info(
-            "[5065] %s: placement on, this host's ZooKeeper server is %s (%s)",
-            self.name,
-            server,
-            why,
-            extra={"event_id": 5065},
-        )
-        self.placement = PlacementWatch(
+        self.placement = placement_watch_for(
             self,
-            server,
-            interval_s=cfg.placement_probe_interval,
-            min_s=cfg.placement_min_in_office,
-            budget=YieldBudget(cfg.placement_budget, cfg.placement_budget_window),
+            self.config,
             clock=self._clock,
             on_event=lambda event, detail: self._notify("on_placement", event, detail),
         )
-        self.placement.start()
+        if self.placement is not None:
+            self.placement.start()
 
     def members(self) -> tuple[MemberInfo, ...]:
         """Every member's node as ZooKeeper has it now (one listing, one pipelined read)."""
@@ -277,6 +269,7 @@ class Elector(LeaseActions):
     # -- kazoo callbacks (kazoo's threads: set flags, never block) ----------------------
 
     def _on_connection_state(self, state: KazooState) -> None:
+        self._views.changed()
         if state in (KazooState.SUSPENDED, KazooState.LOST):
             self._lease.revoke()
             with self._lock:
@@ -292,12 +285,14 @@ class Elector(LeaseActions):
         return self._lease.watcher(self._on_lease_node_event)
 
     def _on_lease_node_event(self, event: WatchedEvent) -> None:
+        self._views.changed()
         if event.type == EventType.DELETED and event.path == self.paths.leader:
             with self._lock:
                 self._leader_deleted = True
         self._wake.set()
 
     def _on_watch(self, _event: object) -> None:
+        self._views.changed()
         self._wake.set()
 
     def _on_leader_socket_closed(self, leader: LeaderInfo) -> None:
@@ -356,7 +351,7 @@ class Elector(LeaseActions):
             if self._role is Role.LEADER and self._my_node is not None
             else None
         )
-        view = nodes.read(own_path, self._lease_watch(), self._on_watch)
+        view = self._read(nodes, own_path, session_id)
         leader = view.leader
         if self._my_node not in view.children:
             self._my_node = nodes.own_node(view.line, self.name, session_id)
@@ -397,30 +392,29 @@ class Elector(LeaseActions):
         if requeue is not None and decision.action is not Action.REQUEUE:
             with self._lock:
                 self._requeue = None  # no longer due (the watch asks again if it is)
-        self._report_pause(view.paused, decision)
+        self._pause_report.update(view.paused, decision, leading=self._role is Role.LEADER)
         if self._role is Role.SUSPENDED and decision.action is not Action.RESUME:
             self._set_role(Role.STANDBY, "reconnected to ZooKeeper")
         self._crash_path.watch(leader if not leader_is_mine else None)
         leading = self._role is Role.LEADER or leader_is_mine
         self._publish_fast_path(self._crash_path.seen(leader, leading=leading))
+        if decision.action not in (Action.CONFIRM, Action.WAIT):
+            self._views.forget()  # we are about to write the election's nodes ourselves
         return self._execute(nodes, decision, snapshot, view.leader_version, started)
 
-    def _report_pause(self, paused: bool, decision: Decision) -> None:
-        """Log entering and leaving maintenance, and a crash it keeps us from healing, once."""
-        said = decision.reason if paused and decision.action is Action.WAIT else None
-        if paused and self._role is Role.LEADER:
-            said = "paused: leading on, automatic failover off"
-        if said == self._pause_reported:
-            return
-        if said is not None:
-            log.warning("[5050] %s: %s", self.name, said, extra={"event_id": 5050})
-        elif self._pause_reported is not None:
-            log.warning(
-                "[5051] %s: cluster resumed, automatic failover on",
-                self.name,
-                extra={"event_id": 5051},
-            )
-        self._pause_reported = said
+    def _read(self, nodes: ClusterNodes, own_path: str | None, session_id: int) -> ClusterView:
+        """The election's nodes: re-read, or as last read if a lean check shows them so."""
+        if own_path is not None:
+            last = self._views.reusable(session_id)
+            if last is not None and nodes.unchanged(own_path, last):
+                return last
+        self._views.reading()
+        view = nodes.read(own_path, self._lease_watch(), self._on_watch)
+        if own_path is not None:
+            self._views.remember(session_id, view)
+        else:
+            self._views.forget()
+        return view
 
     def _try_fast_takeover(self, nodes: ClusterNodes, session_id: int) -> bool:
         """On a crash report, act on the last snapshot at once instead of reading a new one.

@@ -6,6 +6,8 @@
     watch.look_once()        # Placement(Move.STAY, "our host's ZooKeeper server is a follower")
     watch.stop()
 
+    watch = placement_watch_for(elector, config, on_event=notify)   # None: placement off
+
 Every look sends one ``srvr`` to the local server (no ZooKeeper session, no
 write). A change of seat is published in our member node (``zk_seat``: one write
 per change; ZooKeeper leaders move rarely). The others' seats are read from
@@ -29,12 +31,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from election._config import ElectionConfig
 from election._model import Candidate, MemberInfo
 from election._placement import Move, Placement, PlacementView, ZkSeat, decide_placement
 from election._yield_budget import HandOver, YieldBudget
-from election._zk_seat import read_seat
+from election._zk_seat import colocated_server, read_seat
 
-__all__ = ["PLACEMENT_KIND", "LineFacts", "PlacementPort", "PlacementWatch"]
+__all__ = ["PLACEMENT_KIND", "LineFacts", "PlacementPort", "PlacementWatch", "placement_watch_for"]
 
 log = logging.getLogger("pfxha.election")
 
@@ -226,3 +229,37 @@ def _seat_of(member: MemberInfo) -> ZkSeat:
         return ZkSeat(member.zk_seat)
     except ValueError:
         return ZkSeat.UNKNOWN
+
+
+def placement_watch_for(
+    port: PlacementPort,
+    config: ElectionConfig,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    on_event: Callable[[str, str], None] = lambda _event, _detail: None,
+) -> PlacementWatch | None:
+    """The watch of a member whose host runs one of the ensemble's servers, else None.
+
+    Says which (event 5065): placement on and the server, or why it stays off.
+    """
+    server, why = colocated_server(config.colocated_server, config.hosts)
+    if server is None:
+        if config.colocated_server:
+            log.warning("[5065] %s: %s", config.name, why, extra={"event_id": 5065})
+        return None
+    log.info(
+        "[5065] %s: placement on, this host's ZooKeeper server is %s (%s)",
+        config.name,
+        server,
+        why,
+        extra={"event_id": 5065},
+    )
+    return PlacementWatch(
+        port,
+        server,
+        interval_s=config.placement_probe_interval,
+        min_s=config.placement_min_in_office,
+        budget=YieldBudget(config.placement_budget, config.placement_budget_window),
+        clock=clock,
+        on_event=on_event,
+    )
