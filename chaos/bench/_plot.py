@@ -48,7 +48,18 @@ def cpu_budget_plot(result: dict[str, Any], path: Path, *, target: float = 0.8) 
     # Budget: the CPUs the ratio is about, divided by the target rate.
     budget = 1000 * result["cores"] / (target * result["keygen_per_s"])
 
-    fig, ax = plt.subplots(figsize=(9, 2.8))
+    breakdown = {
+        part: float(ms)
+        for part, ms in (saturation.get("leader_cpu_ms") or {}).items()
+        if part != "key"
+    }
+    if breakdown:
+        fig, (ax, stages_ax) = plt.subplots(
+            2, 1, figsize=(9, 5.6), gridspec_kw={"height_ratios": [1, 1.6]}
+        )
+        _leader_stages(stages_ax, breakdown, key_ms)
+    else:
+        fig, ax = plt.subplots(figsize=(9, 2.8))
     left = 0.0
     palette = plt.get_cmap("tab10")
     for index, (label, width) in enumerate(segments):
@@ -69,6 +80,37 @@ def cpu_budget_plot(result: dict[str, Any], path: Path, *, target: float = 0.8) 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _leader_stages(ax: Any, breakdown: dict[str, float], key_ms: float) -> None:
+    """The leader's CPU beyond its key, one bar per issuing stage (largest on top)."""
+    labels = {
+        "outside_issuing": "outside the stages (loop, elector, probes)",
+        "ca": "ca (CA call and its checks)",
+        "csr": "csr (signature)",
+        "pfx": "pfx (PKCS#12)",
+        "intent": "intent (share of the batch call)",
+        "upload": "upload (share of the batch call)",
+        "seal": "seal (KRA envelope)",
+        "other": "other (events, fences)",
+    }
+    parts = sorted(breakdown.items(), key=lambda item: item[1])
+    ax.barh(range(len(parts)), [ms for _, ms in parts], color="tab:orange")
+    ax.set_yticks(range(len(parts)), [labels.get(part, part) for part, _ in parts], fontsize=8)
+    for index, (_, ms) in enumerate(parts):
+        share = f" ({ms / key_ms:.1%} of a key)" if key_ms else ""
+        ax.annotate(
+            f"{ms:.2f} ms{share}",
+            (ms, index),
+            xytext=(3, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=8,
+        )
+    total = sum(breakdown.values())
+    ax.set_xlim(right=max(ms for _, ms in parts) * 1.6)
+    ax.set_xlabel("leader CPU ms per delivered request, beyond its key")
+    ax.set_title(f"where the leader's {total:.1f} ms beyond its key went", fontsize=10)
 
 
 def rtt_sweep_plot(result: dict[str, Any], path: Path) -> Path:
