@@ -26,7 +26,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from chaos.service.app import ServiceConfig, create_app
-from connector.service_client import _request_from_json
+from connector.service_client._models import request_from_json
 from tests.integration.service.helpers import MiniCA, issue_for, new_key, public_pem
 
 _KEYS = Path(tempfile.mkdtemp(prefix="svc-sm-keys-"))
@@ -180,7 +180,7 @@ class ServiceMachine(RuleBasedStateMachine):
         upload = skip_upload != 0
         batch = self.call("/requests/poll", {"max_items": take, "wait_s": 0})["requests"]
         for item in batch:
-            req = _request_from_json(item)
+            req = request_from_json(item)
             issued = issue_for(req, self.ca, self.kra)
             self.call(
                 f"/requests/{req.id}/intent",
