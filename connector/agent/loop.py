@@ -98,6 +98,9 @@ class Agent(ElectionObserver):
         self._eligible: set[str] = set()
         # The loop and the yield watch both read the others' reports.
         self._reach_lock = threading.Lock()
+        # The loop, the yield watch and the prober all publish ours: one at a time,
+        # or an older report could be written after a newer one.
+        self._publish_lock = threading.Lock()
 
     # -- election observer (called from the elector's thread) ----------------
 
@@ -391,8 +394,22 @@ class Agent(ElectionObserver):
         """Our reachability into our member node (the elector writes only on change/refresh)."""
         publish = getattr(self.elector, "publish_reach", None)
         if callable(publish):
-            with contextlib.suppress(Exception):
+            with self._publish_lock, contextlib.suppress(Exception):
                 publish(self.reach.report(), self.loop.reach_refresh_s)
+
+    def reach_changed(self) -> None:
+        """A probe's verdict changed (the prober's thread): say so in our member node now,
+        then wake the loop.
+
+        The loop publishes after every turn, but a turn can be held by the very call
+        that fails: a standby's heartbeat into a blackholed service waits for its
+        timeout while its probe failed up to half a second earlier, and meanwhile
+        the leader, cut off too, reads the standby's last "ok" and hands it the
+        lease (seen once, in a service-down round of a two-round drill of every
+        scenario).
+        """
+        self.publish_reach()
+        self._wake.set()
 
     def _reconcile_states(self) -> dict[str, ReconcileState]:
         """Per CA, can reconciliation search it (the router's record: no I/O here)."""

@@ -254,7 +254,7 @@ def build(config: ConnectorConfig) -> Runtime:
         probes,
         interval_s=loop.probe_interval_s,
         timeout_s=loop.probe_timeout_s,
-        on_change=agent.wake,
+        on_change=agent.reach_changed,
         on_outcome=metrics.set_reachable,
     )
     return Runtime(

@@ -59,3 +59,17 @@ def test_a_refused_hand_over_changes_nothing() -> None:
     agent._after_yield(agent.state.last_yield)  # no yield recorded: refused
     assert elector.withheld == []
     assert elector.published == []
+
+
+def test_a_changed_probe_verdict_is_published_at_once_from_the_probers_thread() -> None:
+    # The loop may be held in a call that fails (a heartbeat into a blackhole): the
+    # others must not go on reading our last "ok" until that call times out.
+    now = [100.0]
+    elector = FakeElector()
+    agent = _agent(elector, now)
+    agent.reach.record("service", ok=True)
+    agent.publish_reach()
+    agent.reach.record("service", ok=False)  # the prober's verdict, not the loop's
+    agent.reach_changed()
+    assert elector.published[-1] == {"service": "failed"}
+    assert len(elector.published) == 2
