@@ -49,6 +49,7 @@ def _exported() -> dict[str, set[str]]:
     m.set_session_state("connected")
     m.request_processed(kind="issue", result="delivered", template="t", ca="x")
     m.observe_issuance(0.1, ca="x")
+    m.observe_issue_cpu("ca", 0.002)
     m.observe_revocation(0.1, ca="x")
     m.observe_takeover(0.1)
     m.set_ca_state("x", up=True, circuit="closed")
