@@ -96,15 +96,25 @@ def make_agent(
         close()
 
 
-def turn_until(agent: Agent, done: Callable[[], bool], turns: int = 200) -> list[Decision]:
+def turn_until(agent: Agent, done: Callable[[], bool], timeout: float = 30.0) -> list[Decision]:
+    """Turn the agent's loop as :meth:`Agent.run` does until ``done()``, for ``timeout`` s.
+
+    Bounded by time, not by a number of turns: a wake left set by a worker used to
+    make every later wait return at once, and 200 turns could pass in a few
+    milliseconds before the CA deadline had handed a request back (CI failure of
+    ``test_every_ca_down_reports_unhealthy_and_keeps_requests_queued``).
+    """
     decisions = []
-    for _ in range(turns):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         decisions.append(agent.run_once())
         if done():
             return decisions
         if decisions[-1].action is Action.WAIT:
             agent._wake.wait(decisions[-1].wait_s)
-    raise AssertionError(f"not done after {turns} turns: {[d.reason for d in decisions[-5:]]}")
+            agent._wake.clear()
+    last = [d.reason for d in decisions[-5:]]
+    raise AssertionError(f"not done within {timeout} s ({len(decisions)} turns): {last}")
 
 
 def states(tenant: Tenant) -> list[str]:
@@ -205,7 +215,7 @@ def test_every_ca_down_reports_unhealthy_and_keeps_requests_queued(
 
     for name in cfssl_cas.names:
         cfssl_cas.start(name)
-    turn_until(agent, lambda: states(tenant) == ["issued", "issued"], turns=400)
+    turn_until(agent, lambda: states(tenant) == ["issued", "issued"], timeout=60.0)
     turn_until(agent, lambda: connector_row(admin, agent.name)["health"] == "healthy")
 
 
@@ -233,7 +243,7 @@ def test_service_frozen_mid_issuance_loses_nothing_and_leaves_no_orphan(
         finally:
             svc.resume()
         assert agent.state.counts["stalled"] >= 1
-        turn_until(agent, lambda: states(tenant) == ["issued"] * 6, turns=400)
+        turn_until(agent, lambda: states(tenant) == ["issued"] * 6, timeout=60.0)
         rows = tenant.requests()
     by_device: dict[str, list[tuple[int, bool]]] = {}
     for ca in cfssl_cas.names:
@@ -256,7 +266,7 @@ def test_primary_ca_down_secondary_issues_and_health_is_warning(
     tenant.create_profile()
     cfssl_cas.kill("primary")
     tenant.enroll(3)
-    turn_until(agent, lambda: states(tenant) == ["issued"] * 3, turns=400)
+    turn_until(agent, lambda: states(tenant) == ["issued"] * 3, timeout=60.0)
     assert {r["ca_name"] for r in tenant.requests()} == {"secondary"}
     turn_until(agent, lambda: connector_row(admin, agent.name)["health"] == "warning")
 
@@ -331,7 +341,7 @@ def test_a_leader_that_never_gets_a_fresh_lease_hands_it_over(
     agent, elector = make_agent(5)
     elector.fresh_epoch = lambda: None  # type: ignore[method-assign]
     agent.lease_unfresh_limit_s = 0.3
-    decisions = turn_until(agent, lambda: bool(elector.released), turns=100)
+    decisions = turn_until(agent, lambda: bool(elector.released), timeout=10.0)
     assert decisions[-1].action is Action.STEP_DOWN
     assert "fresh lease" in elector.released[0]
     assert all(d.action is Action.WAIT for d in decisions[:-1])

@@ -131,7 +131,7 @@ def test_a_blind_certdb_holds_old_intents_but_not_new_work(
     password.write_text(cfssl_cas.certdb_access("primary").reader_password_file.read_text())
     probe.probe_once()
     assert agent.snapshot().reconcile_blocked == ()
-    turn_until(agent, lambda: states(tenant) == ["issued"] * 3, turns=400)
+    turn_until(agent, lambda: states(tenant) == ["issued"] * 3, timeout=60.0)
     assert agent.state.intents_waiting == 0
     record = cfssl_cas.certdb(
         next(ca for ca in cfssl_cas.names if cfssl_cas.certdb(ca).by_serial(orphan_serial))
@@ -214,7 +214,7 @@ def test_a_sign_request_held_by_a_cut_link_and_released_after_the_takeover_is_re
         proxy.clear()
         sender.join(timeout=10)
         (signed,) = late
-        turn_until(agent, lambda: agent.state.counts["late_orphans_revoked"] == 1, turns=400)
+        turn_until(agent, lambda: agent.state.counts["late_orphans_revoked"] == 1, timeout=60.0)
     finally:
         proxy.stop()
         router.close()
