@@ -128,10 +128,31 @@ def test_the_service_down_for_everyone_moves_no_lease(
             timeout=20,
             what="the leader to keep failing for a while",
         )
-        assert fleet.leader() == before
+        assert_lease_kept(fleet, before)
         assert not _events(fleet, leader, 5230)
         for proxy in proxies.values():
             proxy.clear()
         tenant.enroll(1)
         wait_issued(tenant, 1, timeout=30, fleet=fleet)
-        assert fleet.leader() == before
+        assert_lease_kept(fleet, before)
+
+
+def assert_lease_kept(fleet: ConnectorFleet, before: tuple[str, int] | None) -> None:
+    """The same member leads and no other was ever elected.
+
+    Its epoch may have grown: a leader whose ZooKeeper connection was suspended
+    for a moment (a ping answered late on a loaded machine) resumes its own lease
+    under the next epoch (5001 "reconnected with the lease still held"), which
+    moves no lease (a fresh-clone CI run saw c2 go from epoch 3 to 4 that way).
+    """
+    now = fleet.leader()
+    assert now is not None
+    assert before is not None
+    assert now[0] == before[0]
+    assert now[1] >= before[1]
+    for other in fleet.names:
+        if other != now[0]:
+            assert not _events(fleet, other, 5001), f"{other} was elected"
+    elections = [e for e in _events(fleet, now[0], 5001) if e.get("logger") == "pfxha.election"]
+    for resumed in elections[1:]:
+        assert "reconnected with the lease still held" in str(resumed.get("message"))
