@@ -4,7 +4,8 @@
     sat = saturation(admin, db_path, "rsa2048", 100, 120.0, prefix="sat1", meter=meter)
     half = paced(admin, db_path, "rsa2048", rate / 2, 10.0, timeout=60.0)
     cpu_s, keys = leader_keygen(fleet, "c1", "rsa2048")   # from its /metrics
-    stages = leader_issue_cpu(fleet, "c1")                 # {"key": 21.3, "ca": 0.9, ...} s
+    text = leader_metrics(fleet, "c1")                     # one scrape for both readings:
+    keygen_cpu_so_far(text, "rsa2048"), issue_cpu_so_far(text)   # {"key": 21.3, "ca": 0.9, ...} s
 
 "Delivered" means the device checked in and opened the PFX: a
 :class:`DeliveryWatcher` plays the push service (it reads the service's
@@ -34,8 +35,8 @@ __all__ = [
     "DeliveryWatcher",
     "issue_cpu_so_far",
     "keygen_cpu_so_far",
-    "leader_issue_cpu",
     "leader_keygen",
+    "leader_metrics",
     "measure_keygen",
     "paced",
     "saturation",
@@ -253,18 +254,15 @@ def issue_cpu_so_far(metrics_text: str) -> dict[str, float]:
     return stages
 
 
-def _leader_metrics(fleet: ConnectorFleet, leader: str) -> str:
+def leader_metrics(fleet: ConnectorFleet, leader: str) -> str:
+    """The leader's /metrics text (read it once for several readings)."""
     response = httpx.get(fleet.metrics_url(leader) + "/metrics", timeout=5.0)
     response.raise_for_status()
     return response.text
 
 
 def leader_keygen(fleet: ConnectorFleet, leader: str, key_type: str) -> tuple[float, int]:
-    return keygen_cpu_so_far(_leader_metrics(fleet, leader), key_type)
-
-
-def leader_issue_cpu(fleet: ConnectorFleet, leader: str) -> dict[str, float]:
-    return issue_cpu_so_far(_leader_metrics(fleet, leader))
+    return keygen_cpu_so_far(leader_metrics(fleet, leader), key_type)
 
 
 def _sleep_until(moment: float) -> None:

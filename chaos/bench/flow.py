@@ -47,9 +47,9 @@ import click
 from chaos.bench import _flow_phases as phases
 from chaos.bench._flow_lab import FlowLoad, FlowSetup, cpus, flow_lab, split_cpus
 from chaos.bench._flow_phases import (
+    issue_cpu_so_far,
     keygen_cpu_so_far,
-    leader_issue_cpu,
-    leader_keygen,
+    leader_metrics,
     measure_keygen,
 )
 from chaos.bench._plot import cpu_budget_plot, rtt_sweep_plot
@@ -101,8 +101,9 @@ def run_flow_bench(
             progress(f"raw {key_type} keygen, {cores} processes, {keygen_seconds:g} s")
             keygen_rates.append(measure_keygen(key_type, keygen_seconds, cores, lab.keygen_cpus))
             progress(f"saturation round {index + 1}/{rounds}: {per_round} requests at once")
-            cpu_before, keys_before = leader_keygen(lab.fleet, lab.leader, key_type)
-            stages_before = leader_issue_cpu(lab.fleet, lab.leader)
+            text = leader_metrics(lab.fleet, lab.leader)
+            cpu_before, keys_before = keygen_cpu_so_far(text, key_type)
+            stages_before = issue_cpu_so_far(text)
             runs.append(
                 phases.saturation(
                     admin,
@@ -114,8 +115,9 @@ def run_flow_bench(
                     meter=meter,
                 )
             )
-            cpu_after, keys_after = leader_keygen(lab.fleet, lab.leader, key_type)
-            for stage, seconds in leader_issue_cpu(lab.fleet, lab.leader).items():
+            text = leader_metrics(lab.fleet, lab.leader)
+            cpu_after, keys_after = keygen_cpu_so_far(text, key_type)
+            for stage, seconds in issue_cpu_so_far(text).items():
                 spent = seconds - stages_before.get(stage, 0.0)
                 stage_cpu[stage] = stage_cpu.get(stage, 0.0) + spent
             leader_keygen_cpu += cpu_after - cpu_before
