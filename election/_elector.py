@@ -56,7 +56,7 @@ from election._pause_report import PauseReport
 from election._placement import ZkSeat
 from election._placement_watch import PlacementWatch, placement_watch_for
 from election._view_cache import ViewCache
-from election._zk import client_for, cluster_acl, ensure_layout
+from election._zk import client_for, cluster_acl, ensure_layout, transient_zk_retry
 
 __all__ = ["Elector"]
 
@@ -185,7 +185,8 @@ class Elector(LeaseActions):
             ensure_layout(client, self.paths, self._acl)
             self._session_id = client.client_id[0]
             try:
-                self._register()
+                # A connection hiccup at start-up is retried, not fatal (CI saw one).
+                transient_zk_retry(self._register)()
             except NoAuthError as exc:
                 raise NotAuthorizedError(
                     f"ZooKeeper refused to register {self.name} under {self.paths.members}: "

@@ -5,8 +5,12 @@ from __future__ import annotations
 import itertools
 import time
 
+import pytest
+from kazoo.exceptions import ConnectionLoss
+
 from chaos.launch import wait_for
 from chaos.launch.zookeeper import ZooKeeperEnsemble
+from election._cluster_nodes import ClusterNodes
 from tests.fixtures.zookeeper import heal
 from tests.integration.election.support import Pool
 
@@ -70,3 +74,23 @@ def test_nobody_leads_without_a_quorum_until_it_returns(
         assert epoch > first_epoch
     finally:
         heal(zk_ensemble)
+
+
+def test_a_connection_loss_while_registering_at_start_up_is_retried(
+    pool: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One CI run failed here: the connection dropped between connect and register,
+    # and the elector's start-up gave up on the first ConnectionLoss.
+    register = ClusterNodes.register
+    attempts: list[str] = []
+
+    def first_attempt_loses_the_connection(self: ClusterNodes, name: str, data: bytes) -> None:
+        attempts.append(name)
+        if len(attempts) == 1:
+            raise ConnectionLoss
+        register(self, name, data)
+
+    monkeypatch.setattr(ClusterNodes, "register", first_attempt_loses_the_connection)
+    pool.add("c1")
+    assert pool.wait_leader() == "c1"
+    assert attempts == ["c1", "c1"]
