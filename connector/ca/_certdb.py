@@ -35,21 +35,26 @@ empty, ``status`` is ``good`` or ``revoked``, ``reason`` the RFC 5280 code,
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
-import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import psycopg
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from connector.ca._certdb_base import (
+    CERTDB_SCHEMA,
+    CHUNK,
+    COLUMNS,
+    CertDB,
+    CertDBAuthError,
+    CertDBError,
+    CertDBUnavailableError,
+    CertRecord,
+    Row,
+    create_certdb,
+)
 
 __all__ = [
     "CERTDB_SCHEMA",
@@ -59,209 +64,12 @@ __all__ = [
     "CertDBUnavailableError",
     "CertRecord",
     "PostgresCertDB",
+    "Row",
     "SqliteCertDB",
     "create_certdb",
     "open_certdb",
     "redact_dsn",
 ]
-
-# CFSSL's certdb/sqlite migration (goose "Up" section of 001_CreateCertificates.sql).
-CERTDB_SCHEMA = """
-CREATE TABLE IF NOT EXISTS certificates (
-  serial_number            blob NOT NULL,
-  authority_key_identifier blob NOT NULL,
-  ca_label                 blob,
-  status                   blob NOT NULL,
-  reason                   int,
-  expiry                   timestamp,
-  revoked_at               timestamp,
-  pem                      blob NOT NULL,
-  PRIMARY KEY(serial_number, authority_key_identifier)
-);
-CREATE TABLE IF NOT EXISTS ocsp_responses (
-  serial_number            blob NOT NULL,
-  authority_key_identifier blob NOT NULL,
-  body                     blob NOT NULL,
-  expiry                   timestamp,
-  PRIMARY KEY(serial_number, authority_key_identifier),
-  FOREIGN KEY(serial_number, authority_key_identifier)
-    REFERENCES certificates(serial_number, authority_key_identifier)
-);
-"""
-
-_COLUMNS = "serial_number, authority_key_identifier, status, reason, expiry, revoked_at, pem"
-
-Row = Sequence[object]
-T = TypeVar("T")
-
-
-class CertDBError(RuntimeError):
-    """The certdb could not be read (unexpected schema, corrupt row, unreadable file)."""
-
-    kind = "error"
-
-
-class CertDBUnavailableError(CertDBError):
-    """The certdb did not answer (refused, unreachable, timed out): try again later."""
-
-    kind = "unreachable"
-
-
-class CertDBAuthError(CertDBError):
-    """The certdb refused our credentials, or our role may not read ``certificates``."""
-
-    kind = "auth"
-
-
-@dataclass(frozen=True)
-class CertRecord:
-    """One row of the ``certificates`` table, decoded."""
-
-    serial: int
-    aki: str
-    status: str
-    reason: int
-    expiry: dt.datetime | None
-    revoked_at: dt.datetime | None
-    certificate: x509.Certificate
-
-    @property
-    def revoked(self) -> bool:
-        return self.status == "revoked"
-
-
-def create_certdb(path: Path) -> None:
-    """Create the SQLite schema CFSSL expects (idempotent): the Debian build does not migrate.
-
-    The database is switched to WAL mode (a persistent property of the file):
-    readers never block the CA's inserts, which also cost fewer fsyncs.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with closing(sqlite3.connect(path)) as conn:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(CERTDB_SCHEMA)
-        conn.commit()
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).decode("ascii", errors="replace")
-    return "" if value is None else str(value)
-
-
-def _timestamp(value: object) -> dt.datetime | None:
-    if isinstance(value, dt.datetime):
-        if value.year <= 1:
-            return None
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    text = _text(value).strip()
-    if not text or text.startswith("0001-01-01"):
-        return None
-    text = text.replace("T", " ").replace("Z", "+00:00")
-    # Go may write nanoseconds; Python parses at most microseconds.
-    if "." in text:
-        head, _, tail = text.partition(".")
-        digits = "".join(ch for ch in tail if ch.isdigit())
-        zone = tail[len(digits) :]
-        text = f"{head}.{digits[:6]}{zone}"
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
-def _spki(key: PublicKeyTypes) -> bytes:
-    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-
-
-class CertDB:
-    """A read-only view of one CA's certdb (the backends say how rows are fetched)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.last_error: CertDBError | None = None
-        self.last_ok: float | None = None
-
-    @property
-    def source(self) -> str:
-        """Where the rows come from, fit for logs (never a password)."""
-        raise NotImplementedError
-
-    def _select(self, status: str | None, serial: int | None) -> list[Row]:
-        """Rows of ``certificates`` (``_COLUMNS`` order), optionally filtered."""
-        raise NotImplementedError
-
-    def _count(self) -> int:
-        raise NotImplementedError
-
-    def _recorded(self, call: Callable[[], T]) -> T:
-        try:
-            result = call()
-        except CertDBError as exc:
-            with self._lock:
-                self.last_error = exc
-            raise
-        with self._lock:
-            self.last_error = None
-            self.last_ok = time.monotonic()
-        return result
-
-    def _decode(self, rows: list[Row]) -> list[CertRecord]:
-        records = []
-        for serial, aki, status, reason, expiry, revoked_at, pem in rows:
-            try:
-                raw = pem if isinstance(pem, bytes) else _text(pem).encode()
-                records.append(
-                    CertRecord(
-                        serial=int(_text(serial)),
-                        aki=_text(aki),
-                        status=_text(status),
-                        reason=int(str(reason or 0)),
-                        expiry=_timestamp(expiry),
-                        revoked_at=_timestamp(revoked_at),
-                        certificate=x509.load_pem_x509_certificate(raw),
-                    )
-                )
-            except ValueError as exc:
-                raise CertDBError(f"corrupt row in {self.source}: {exc}") from exc
-        return records
-
-    def records(self, status: str | None = None) -> list[CertRecord]:
-        """Every certificate the CA recorded, optionally only ``good`` or ``revoked`` ones."""
-        return self._decode(self._recorded(lambda: self._select(status, None)))
-
-    def by_serial(self, serial: int) -> CertRecord | None:
-        found = self._decode(self._recorded(lambda: self._select(None, serial)))
-        return found[0] if found else None
-
-    def find_by_public_key(self, public_key: PublicKeyTypes) -> list[CertRecord]:
-        """Every certificate issued for ``public_key`` (the reconciliation search)."""
-        return self.find_by_public_keys([public_key])[0]
-
-    def find_by_public_keys(self, keys: Sequence[PublicKeyTypes]) -> list[list[CertRecord]]:
-        """Per key, every certificate issued for it: one read of the table for them all.
-
-        A takeover searches every intent the old leader left in flight; reading and
-        parsing the whole table once per intent made that the slowest step.
-        """
-        wanted: dict[bytes, list[int]] = {}
-        for index, key in enumerate(keys):
-            wanted.setdefault(_spki(key), []).append(index)
-        found: list[list[CertRecord]] = [[] for _ in keys]
-        if not wanted:
-            return found
-        for record in self.records():
-            for index in wanted.get(_spki(record.certificate.public_key()), ()):
-                found[index].append(record)
-        return found
-
-    def count(self) -> int:
-        return self._recorded(self._count)
-
-    def ping(self) -> None:
-        """Raise :class:`CertDBError` unless the certdb answers a read of ``certificates``."""
-        self._recorded(self._count)
 
 
 class SqliteCertDB(CertDB):
@@ -291,8 +99,27 @@ class SqliteCertDB(CertDB):
         try:
             with closing(self._connect()) as conn:
                 # ``where`` is one of the literals above, never caller input.
-                rows = conn.execute(f"SELECT {_COLUMNS} FROM certificates {where}", params)  # noqa: S608
+                rows = conn.execute(f"SELECT {COLUMNS} FROM certificates {where}", params)  # noqa: S608
                 return list(rows.fetchall())
+        except sqlite3.Error as exc:
+            raise CertDBError(f"cannot read certdb {self.path}: {exc}") from exc
+
+    def _row_ids(self) -> list[Row]:
+        return self._read("SELECT serial_number, authority_key_identifier FROM certificates", [()])
+
+    def _rows_by_serial(self, serials: Sequence[str]) -> list[Row]:
+        chunks = [tuple(serials[i : i + CHUNK]) for i in range(0, len(serials), CHUNK)]
+        marks = {len(chunk): ",".join("?" * len(chunk)) for chunk in chunks}
+        rows: list[Row] = []
+        for size in sorted(marks):
+            query = f"SELECT {COLUMNS} FROM certificates WHERE serial_number IN ({marks[size]})"  # noqa: S608 - placeholders only
+            rows += self._read(query, [chunk for chunk in chunks if len(chunk) == size])
+        return rows
+
+    def _read(self, query: str, param_sets: Sequence[tuple[object, ...]]) -> list[Row]:
+        try:
+            with closing(self._connect()) as conn:
+                return [row for params in param_sets for row in conn.execute(query, params)]
         except sqlite3.Error as exc:
             raise CertDBError(f"cannot read certdb {self.path}: {exc}") from exc
 
@@ -401,8 +228,26 @@ class PostgresCertDB(CertDB):
         except psycopg.Error as exc:
             raise self._classify(exc) from None
 
+    def _row_ids(self) -> list[Row]:
+        return self._query("SELECT serial_number, authority_key_identifier FROM certificates", ())
+
+    def _rows_by_serial(self, serials: Sequence[str]) -> list[Row]:
+        query = f"SELECT {COLUMNS} FROM certificates WHERE serial_number = ANY(%s)"  # noqa: S608 - constant columns
+        chunks = [serials[i : i + CHUNK] for i in range(0, len(serials), CHUNK)]
+        return self._query_each(query, [([s.encode() for s in chunk],) for chunk in chunks])
+
+    def _query_each(self, query: str, param_sets: Sequence[tuple[object, ...]]) -> list[Row]:
+        """``query`` once per parameter set, on one connection."""
+        try:
+            with self._connect() as conn:
+                return [
+                    row for params in param_sets for row in conn.execute(query.encode(), params)
+                ]
+        except psycopg.Error as exc:
+            raise self._classify(exc) from None
+
     def _select(self, status: str | None, serial: int | None) -> list[Row]:
-        base = f"SELECT {_COLUMNS} FROM certificates"  # noqa: S608 - constant columns
+        base = f"SELECT {COLUMNS} FROM certificates"  # noqa: S608 - constant columns
         if status is not None:
             return self._query(base + " WHERE status = %s", (status.encode(),))
         if serial is not None:

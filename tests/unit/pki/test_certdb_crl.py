@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from cryptography.x509.oid import NameOID
 
 from chaos.launch.crl_server import build_crl
 from connector.ca import CertDBError, SqliteCertDB, create_certdb
-from connector.pki import KeyType, generate_key
+from connector.pki import KeyType, PrivateKey, generate_key
 from tests.unit.pki._ca import TestCA, make_intermediate, make_root
 
 
@@ -40,7 +41,7 @@ def issuing() -> TestCA:
     return make_intermediate(make_root())
 
 
-def _leaf(ca: TestCA, cn: str) -> tuple[x509.Certificate, object]:
+def _leaf(ca: TestCA, cn: str) -> tuple[x509.Certificate, PrivateKey]:
     key = generate_key(KeyType.P256)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     return ca.sign(name, key.public_key()), key
@@ -63,7 +64,7 @@ def test_rows_decode_and_find_by_public_key(tmp_path: Path, issuing: TestCA) -> 
     assert record.aki == ""
     assert record.revoked_at == dt.datetime(2026, 11, 25, 18, 1, 34, 123456, tzinfo=dt.UTC)
     assert record.expiry == dt.datetime(2027, 11, 25, 17, 56, tzinfo=dt.UTC)
-    found = certdb.find_by_public_key(good_key.public_key())  # type: ignore[attr-defined]
+    found = certdb.find_by_public_key(good_key.public_key())
     assert [(r.serial, r.status, r.revoked_at) for r in found] == [
         (good.serial_number, "good", None)
     ]
@@ -72,7 +73,7 @@ def test_rows_decode_and_find_by_public_key(tmp_path: Path, issuing: TestCA) -> 
     # Many keys, one read: per key in the order asked, an unknown key finds nothing.
     _, stranger = _leaf(issuing, "stranger")
     keys = [stranger.public_key(), good_key.public_key()]
-    per_key = certdb.find_by_public_keys(keys)  # type: ignore[attr-defined]
+    per_key = certdb.find_by_public_keys(keys)
     assert [[r.serial for r in found] for found in per_key] == [[], [good.serial_number]]
 
 
@@ -87,25 +88,72 @@ def test_many_keys_are_found_with_one_read_of_the_table(tmp_path: Path, issuing:
     _, absent_key = _leaf(issuing, "absent")
     for cert in (first, again, second):
         _insert(db, cert, "good", 0, "0001-01-01 00:00:00+00:00")
-    certdb = SqliteCertDB(db)
-    reads = 0
-    select = certdb._select
-
-    def counted(status: str | None, serial: int | None) -> list[Any]:
-        nonlocal reads
-        reads += 1
-        return select(status, serial)
-
-    certdb._select = counted  # type: ignore[method-assign]
+    certdb, fetched = _counting(SqliteCertDB(db))
     keys = [second_key.public_key(), absent_key.public_key(), first_key.public_key()]
-    found = certdb.find_by_public_keys(keys)  # type: ignore[arg-type]
+    found = certdb.find_by_public_keys(keys)
     assert [sorted(r.serial for r in records) for records in found] == [
         [second.serial_number],
         [],
         sorted([first.serial_number, again.serial_number]),
     ]
-    assert reads == 1
+    assert len(fetched) == 1  # every row's PEM, in one read
     assert certdb.find_by_public_keys([]) == []
+
+
+def test_each_certificate_is_parsed_once_and_later_searches_read_only_what_they_need(
+    tmp_path: Path, issuing: TestCA
+) -> None:
+    db = tmp_path / "certdb.sqlite"
+    create_certdb(db)
+    rows = [_leaf(issuing, f"device-{i}") for i in range(30)]
+    for cert, _ in rows:
+        _insert(db, cert, "good", 0, "0001-01-01 00:00:00+00:00")
+    certdb, fetched = _counting(SqliteCertDB(db))
+    _, absent_key = _leaf(issuing, "absent")
+
+    assert certdb.find_by_public_key(absent_key.public_key()) == []
+    assert [len(serials) for serials in fetched] == [30]  # the first search learns every row
+
+    fetched.clear()
+    wanted_cert, wanted_key = rows[7]
+    found = certdb.find_by_public_key(wanted_key.public_key())
+    assert [r.serial for r in found] == [wanted_cert.serial_number]
+    assert fetched == [[str(wanted_cert.serial_number)]]  # only the row that holds the key
+
+    # A revocation since is seen (the row is read again), and a new row is read alone.
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE certificates SET status = 'revoked', reason = 4 WHERE serial_number = ?",
+            (str(wanted_cert.serial_number),),
+        )
+    late, late_key = _leaf(issuing, "late")
+    _insert(db, late, "good", 0, "0001-01-01 00:00:00+00:00")
+    fetched.clear()
+    per_key = certdb.find_by_public_keys([wanted_key.public_key(), late_key.public_key()])
+    assert [[(r.serial, r.status) for r in records] for records in per_key] == [
+        [(wanted_cert.serial_number, "revoked")],
+        [(late.serial_number, "good")],
+    ]
+    assert [sorted(serials) for serials in fetched] == [
+        sorted([str(wanted_cert.serial_number), str(late.serial_number)])
+    ]
+
+    fetched.clear()
+    assert certdb.find_by_public_key(absent_key.public_key()) == []
+    assert fetched == []  # nothing new, no key known: no PEM read at all
+
+
+def _counting(certdb: SqliteCertDB) -> tuple[SqliteCertDB, list[list[str]]]:
+    """``certdb``, recording the serial numbers of every PEM read of its key search."""
+    fetched: list[list[str]] = []
+    read = certdb._rows_by_serial
+
+    def counted(serials: Sequence[str]) -> list[Any]:
+        fetched.append(list(serials))
+        return read(serials)
+
+    certdb._rows_by_serial = counted  # type: ignore[method-assign]
+    return certdb, fetched
 
 
 def test_reader_never_writes_and_reports_a_missing_db(tmp_path: Path) -> None:
