@@ -47,16 +47,23 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
-import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 from cryptography import x509
 
+from chaos.launch._cfssl_tree import (
+    AUTH_KEY_NAME,
+    make_issuing_ca,
+    make_root,
+    sign_with_root,
+    signing_config,
+    write_secret,
+)
+from chaos.launch._crl_process import crl_server_process, write_crl_spec
+from chaos.launch._lab_ca import LabCA
 from chaos.launch._process import LaunchError, ManagedProcess, free_port, port_open
 from chaos.launch.ca_access import CaAccess
 from chaos.launch.netns import Host
@@ -66,103 +73,9 @@ from connector.ca._profiles import STANDARD_PROFILES, CaProfile
 
 __all__ = ["AUTH_KEY_NAME", "LAB_CLIENT", "CfsslLab", "LabCA"]
 
-AUTH_KEY_NAME = "pfxha-connector"
 # The lab's own client identity at the CAs (readiness probes, tests, benchmarks).
 LAB_CLIENT = "lab"
 HOST = "127.0.0.1"
-_ORG = "pfxha lab"
-
-
-@dataclass(frozen=True)
-class LabCA:
-    """Where one issuing CA lives and how to talk to it (``describe()`` serialises this)."""
-
-    name: str
-    url: str
-    auth_key_name: str
-    auth_key: str  # hex, a secret: state.json and cas.json are 0600
-    certificate: Path
-    key: Path
-    certdb_dsn: str  # the read-only role's DSN (no password)
-    certdb_password_file: Path  # 0600
-    root: Path
-    crl_url: str
-    profiles: tuple[str, ...]
-    # Mutual TLS (None: plain HTTP): the access CA and the client's own pair.
-    ca_file: Path | None = None
-    client_certificate: Path | None = None
-    client_key_file: Path | None = None  # 0600
-
-    def as_dict(self) -> dict[str, Any]:
-        tls = {
-            key: str(value)
-            for key, value in (
-                ("ca_file", self.ca_file),
-                ("client_certificate", self.client_certificate),
-                ("client_key_file", self.client_key_file),
-            )
-            if value is not None
-        }
-        return {
-            **tls,
-            "name": self.name,
-            "url": self.url,
-            "auth_key_name": self.auth_key_name,
-            "auth_key": self.auth_key,
-            "certificate": str(self.certificate),
-            "root": str(self.root),
-            "certdb_dsn": self.certdb_dsn,
-            "certdb_password_file": str(self.certdb_password_file),
-            "crl_url": self.crl_url,
-            "profiles": list(self.profiles),
-        }
-
-
-def _cfssl_json(args: Sequence[str], stdin: dict[str, Any] | None, cwd: Path) -> dict[str, Any]:
-    result = subprocess.run(
-        ["cfssl", *args],
-        input=json.dumps(stdin).encode() if stdin is not None else None,
-        capture_output=True,
-        cwd=cwd,
-        check=False,
-        timeout=60,
-    )
-    if result.returncode != 0:
-        raise LaunchError(f"cfssl {args[0]} failed: {result.stderr.decode(errors='replace')}")
-    parsed: dict[str, Any] = json.loads(result.stdout)
-    return parsed
-
-
-def _write_secret(path: Path, data: str | bytes) -> None:
-    """Create ``path`` as 0600 before any byte of the secret is written."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data.encode() if isinstance(data, str) else data)
-
-
-def _signing_config(
-    auth_key: str, crl_url: str, profiles: Mapping[str, CaProfile]
-) -> dict[str, Any]:
-    return {
-        "signing": {
-            # CFSSL signs unknown profile names with the default profile; lock it
-            # with a key nobody holds, so such requests fail instead.
-            "default": {"expiry": "1h", "usages": ["digital signature"], "auth_key": "locked"},
-            "profiles": {
-                name: {
-                    "expiry": f"{p.validity_hours}h",
-                    "usages": p.cfssl_usages,
-                    "auth_key": AUTH_KEY_NAME,
-                    "crl_url": crl_url,
-                }
-                for name, p in profiles.items()
-            },
-        },
-        "auth_keys": {
-            AUTH_KEY_NAME: {"type": "standard", "key": auth_key},
-            "locked": {"type": "standard", "key": secrets.token_hex(16)},
-        },
-    }
 
 
 class CfsslLab:
@@ -225,40 +138,7 @@ class CfsslLab:
         # every secret in here is a 0600 file.
         os.chmod(self.run_dir, 0o711)  # noqa: S103
         root_dir = self.run_dir / "root"
-        root_dir.mkdir(exist_ok=True)
-        root = _cfssl_json(
-            ["gencert", "-initca", "-"],
-            {
-                "CN": "pfxha Lab Root CA",
-                "key": {"algo": "ecdsa", "size": 256},
-                "names": [{"O": _ORG}],
-                "ca": {"expiry": "87600h"},
-            },
-            root_dir,
-        )
-        (root_dir / "ca.pem").write_text(root["cert"])
-        _write_secret(root_dir / "ca-key.pem", root["key"])
-        root_config = root_dir / "config.json"
-        root_config.write_text(
-            json.dumps(
-                {
-                    "signing": {
-                        "default": {"expiry": "43800h"},
-                        "profiles": {
-                            "intermediate": {
-                                "expiry": "43800h",
-                                "usages": ["cert sign", "crl sign"],
-                                "ca_constraint": {
-                                    "is_ca": True,
-                                    "max_path_len": 0,
-                                    "max_path_len_zero": True,
-                                },
-                            }
-                        },
-                    }
-                }
-            )
-        )
+        root_config = make_root(root_dir)
         crl_port = 8080 if self.placement is not None else free_port(HOST)
         state: dict[str, Any] = {
             "crl_port": crl_port,
@@ -268,47 +148,19 @@ class CfsslLab:
         self.access.ensure()
         for index, name in enumerate(self.names):
             ca_dir = self.run_dir / name
-            ca_dir.mkdir(exist_ok=True)
-            generated = _cfssl_json(
-                ["genkey", "-"],
-                {
-                    "CN": f"pfxha Issuing CA {name}",
-                    "key": {"algo": "ecdsa", "size": 256},
-                    "names": [{"O": _ORG}],
-                },
-                ca_dir,
-            )
-            _write_secret(ca_dir / "ca-key.pem", generated["key"])
-            (ca_dir / "ca.csr").write_text(generated["csr"])
-            signed = _cfssl_json(
-                [
-                    "sign",
-                    "-ca",
-                    str(root_dir / "ca.pem"),
-                    "-ca-key",
-                    str(root_dir / "ca-key.pem"),
-                    "-config",
-                    str(root_config),
-                    "-profile",
-                    "intermediate",
-                    str(ca_dir / "ca.csr"),
-                ],
-                None,
-                ca_dir,
-            )
-            (ca_dir / "ca.pem").write_text(signed["cert"])
+            make_issuing_ca(ca_dir, name, root_dir, root_config)
             auth_key = secrets.token_hex(16)
             crl_url = f"http://{self.host}:{crl_port}/{name}.crl"
-            _write_secret(
+            write_secret(
                 ca_dir / "config.json",
-                json.dumps(_signing_config(auth_key, crl_url, self.profiles), indent=1),
+                json.dumps(signing_config(auth_key, crl_url, self.profiles), indent=1),
             )
             state["cas"][name] = {
                 "port": 8888 + index if self.placement is not None else free_port(HOST),
                 "auth_key": auth_key,
                 "crl_url": crl_url,
             }
-        _write_secret(self._state_path, json.dumps(state, indent=1))
+        write_secret(self._state_path, json.dumps(state, indent=1))
         self._state = state
 
     def sign_intermediate(self, csr: str) -> str:
@@ -317,20 +169,7 @@ class CfsslLab:
         For a mixed lab: an OpenBao issuing mount that chains to this root.
         """
         self.provision()
-        root_dir = self.run_dir / "root"
-        request = root_dir / f"request-{secrets.token_hex(4)}.csr"
-        request.write_text(csr)
-        try:
-            signed = _cfssl_json(
-                ["sign", "-ca", str(root_dir / "ca.pem"), "-ca-key", str(root_dir / "ca-key.pem"),
-                 "-config", str(root_dir / "config.json"), "-profile", "intermediate",
-                 str(request)],
-                None,
-                root_dir,
-            )  # fmt: skip
-        finally:
-            request.unlink(missing_ok=True)
-        return str(signed["cert"])
+        return sign_with_root(self.run_dir / "root", csr)
 
     def _provision_certdbs(self) -> None:
         """The server up, each CA's database, roles and schema, and the files that name them."""
@@ -338,18 +177,19 @@ class CfsslLab:
         for name in self.names:
             access = self.certdb_server.create_certdb(name)
             # cfssl's -db-config holds the writer's password: 0600.
-            _write_secret(self.run_dir / name / "db.json", json.dumps(access.cfssl_db_config()))
-        crl_spec = {
-            name: {
-                "cert": str(self.run_dir / name / "ca.pem"),
-                "key": str(self.run_dir / name / "ca-key.pem"),
-                "certdb": self.certdb_access(name).reader_dsn,
-                "certdb_password_file": str(self.certdb_access(name).reader_password_file),
-            }
-            for name in self.names
-        }
-        (self.run_dir / "crl.json").write_text(json.dumps(crl_spec))
-        _write_secret(self.run_dir / "cas.json", json.dumps(self.describe(), indent=1))
+            write_secret(self.run_dir / name / "db.json", json.dumps(access.cfssl_db_config()))
+        write_crl_spec(
+            self.run_dir / "crl.json",
+            {
+                name: (
+                    self.run_dir / name / "ca.pem",
+                    self.run_dir / name / "ca-key.pem",
+                    self.certdb_access(name),
+                )
+                for name in self.names
+            },
+        )
+        write_secret(self.run_dir / "cas.json", json.dumps(self.describe(), indent=1))
 
     # -- processes ---------------------------------------------------------------------
 
@@ -377,7 +217,7 @@ class CfsslLab:
     def _set_clients(self, names: Sequence[str]) -> None:
         """Persist the allowed list and restart every running CA on it, one at a time."""
         self._state["clients"] = sorted(set(names))
-        _write_secret(self._state_path, json.dumps(self._state, indent=1))
+        write_secret(self._state_path, json.dumps(self._state, indent=1))
         for name in self.names:
             proc = self._procs.pop(name, None)
             if proc is not None and proc.running():
@@ -449,21 +289,11 @@ class CfsslLab:
         if self._crl_proc is not None and self._crl_proc.running():
             return
         port = int(self._state["crl_port"])
-        self._crl_proc = ManagedProcess(
-            "crl-server",
-            [
-                sys.executable,
-                "-m",
-                "chaos.launch.crl_server",
-                "--spec",
-                str(self.run_dir / "crl.json"),
-                "--host",
-                self.host,
-                "--port",
-                str(port),
-            ],
+        self._crl_proc = crl_server_process(
+            self.run_dir / "crl.json",
+            self.host,
+            port,
             log_path=self.run_dir / "logs" / "crl-server.log",
-            cwd=Path(__file__).resolve().parents[2],
             wrap=self.placement.wrap if self.placement is not None else None,
         )
         self._crl_proc.start()
