@@ -44,20 +44,25 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import secrets
 import shutil
 import signal
 import subprocess
-import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
+from chaos.launch._pg_certdb import (
+    CERTDB_PG_SCHEMA,
+    READER_ROLE,
+    CertDBAccess,
+    certdb_access_for,
+    create_certdb_objects,
+)
+from chaos.launch._pg_home import make_home
+from chaos.launch._pg_user import drop_to_server_user, own_by_server
 from chaos.launch._process import LaunchError, ManagedProcess, free_port
 
 __all__ = [
@@ -68,34 +73,7 @@ __all__ = [
     "postgres_bin_dir",
 ]
 
-READER_ROLE = "pfxha_reader"
 _SUPERUSER = "postgres"
-_OS_USER = "postgres"
-
-# CFSSL's certdb/pg migration as of the Debian 1.2 build (goose "Up" of
-# 001_CreateCertificates.sql): the columns its INSERT and UPDATE name.
-CERTDB_PG_SCHEMA = """
-CREATE TABLE IF NOT EXISTS certificates (
-  serial_number            bytea NOT NULL,
-  authority_key_identifier bytea NOT NULL,
-  ca_label                 bytea,
-  status                   bytea NOT NULL,
-  reason                   int,
-  expiry                   timestamptz,
-  revoked_at               timestamptz,
-  pem                      bytea NOT NULL,
-  PRIMARY KEY(serial_number, authority_key_identifier)
-);
-CREATE TABLE IF NOT EXISTS ocsp_responses (
-  serial_number            bytea NOT NULL,
-  authority_key_identifier bytea NOT NULL,
-  body                     bytea NOT NULL,
-  expiry                   timestamptz,
-  PRIMARY KEY(serial_number, authority_key_identifier),
-  FOREIGN KEY(serial_number, authority_key_identifier)
-    REFERENCES certificates(serial_number, authority_key_identifier)
-);
-"""
 
 
 def postgres_bin_dir() -> Path:
@@ -117,49 +95,6 @@ def _write_secret(path: Path, data: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(data)
-
-
-@dataclass(frozen=True)
-class CertDBAccess:
-    """One CA's certdb on the lab's PostgreSQL: the database, its two roles, their secrets."""
-
-    ca: str
-    host: str
-    port: int
-    database: str
-    writer: str
-    writer_password_file: Path
-    reader: str
-    reader_password_file: Path
-
-    @property
-    def reader_dsn(self) -> str:
-        """What a connector's ``certdb_dsn`` says (no password: that is in the file)."""
-        return f"postgresql://{self.reader}@{self.host}:{self.port}/{self.database}"
-
-    @property
-    def writer_dsn(self) -> str:
-        return f"postgresql://{self.writer}@{self.host}:{self.port}/{self.database}"
-
-    def cfssl_db_config(self) -> dict[str, str]:
-        """``cfssl serve -db-config`` (lib/pq): the writer's password is in it, keep it 0600."""
-        password = self.writer_password_file.read_text().strip()
-        return {
-            "driver": "postgres",
-            "data_source": (
-                f"postgres://{self.writer}:{password}@{self.host}:{self.port}/"
-                f"{self.database}?sslmode=disable&connect_timeout=5"
-            ),
-        }
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "ca": self.ca,
-            "dsn": self.reader_dsn,
-            "password_file": str(self.reader_password_file),
-            "writer_dsn": self.writer_dsn,
-            "writer_password_file": str(self.writer_password_file),
-        }
 
 
 class PostgresServer:
@@ -239,41 +174,6 @@ class PostgresServer:
     def process(self) -> ManagedProcess | None:
         return self._proc
 
-    # -- users ------------------------------------------------------------------------
-
-    @staticmethod
-    def _as_root() -> bool:
-        return os.geteuid() == 0
-
-    def _drop(self, argv: list[str]) -> list[str]:
-        """Run ``argv`` as the ``postgres`` user when we are root (setpriv execs: same pid)."""
-        if not self._as_root():
-            return argv
-        return ["setpriv", f"--reuid={_OS_USER}", f"--regid={_OS_USER}", "--init-groups", *argv]
-
-    def _owner(self) -> tuple[int, int]:
-        if not self._as_root():
-            return os.geteuid(), os.getegid()
-        try:
-            entry = pwd.getpwnam(_OS_USER)
-        except KeyError as exc:
-            raise LaunchError("no 'postgres' user: install the Debian package postgresql") from exc
-        return entry.pw_uid, entry.pw_gid
-
-    def _reachable(self, path: Path) -> bool:
-        """Can the server's user open ``path`` (search every directory above it)?"""
-        if not self._as_root():
-            return True
-        probe = subprocess.run(
-            self._drop(["test", "-x", str(path)]), capture_output=True, check=False
-        )
-        return probe.returncode == 0
-
-    def _own(self, path: Path, mode: int) -> None:
-        uid, gid = self._owner()
-        os.chown(path, uid, gid)
-        os.chmod(path, mode)
-
     # -- provisioning -----------------------------------------------------------------
 
     def _load(self) -> None:
@@ -306,18 +206,18 @@ class PostgresServer:
         self.secrets_dir.mkdir(mode=0o700, exist_ok=True)
         admin_password = secrets.token_hex(16)
         _write_secret(self.secrets_dir / f"{_SUPERUSER}.password", admin_password)
-        home = self._make_home()
+        home = make_home(self.run_dir)
         data, socket_dir = home / "data", home / "socket"
         for made in (data, socket_dir):
             made.mkdir(exist_ok=True)
-            self._own(made, 0o700)
+            own_by_server(made, 0o700)
         # initdb reads the superuser's password from a file the server's user owns.
         pwfile = home / ".initdb-password"
         _write_secret(pwfile, admin_password + "\n")
-        self._own(pwfile, 0o600)
+        own_by_server(pwfile, 0o600)
         try:
             result = subprocess.run(
-                self._drop(
+                drop_to_server_user(
                     [
                         str(self.bin_dir / "initdb"),
                         "-D",
@@ -350,30 +250,11 @@ class PostgresServer:
         self._state = {"port": self._pick_port(), "certdbs": {}, "home": str(home)}
         self._save()
 
-    def _make_home(self) -> Path:
-        """The run dir when the server's user can reach it, else a private temp dir.
-
-        A Unix socket path must also fit in 107 bytes: deep run dirs go outside too.
-        """
-        socket_path = self.run_dir / "socket" / ".s.PGSQL.65535.lock"
-        if len(str(socket_path)) < 100 and self._reachable(self.run_dir):
-            return self.run_dir
-        root = _fallback_root()
-        _sweep_fallback_homes(root)
-        home = Path(tempfile.mkdtemp(prefix="home-", dir=root))
-        os.chmod(home, 0o711)  # noqa: S103  (search only: the server's user passes)
-        (home / "owner").write_text(str(self.run_dir))
-        if not self._reachable(home):
-            raise LaunchError(f"the {_OS_USER} user cannot reach {home}")
-        (self.run_dir / "home").unlink(missing_ok=True)
-        (self.run_dir / "home").symlink_to(home)
-        return home
-
     # -- the server -------------------------------------------------------------------
 
     def _argv(self) -> list[str]:
         return self._wrap(
-            self._drop(
+            drop_to_server_user(
                 [
                     str(self.bin_dir / "postgres"),
                     "-D",
@@ -476,67 +357,16 @@ class PostgresServer:
         return self._access(ca)
 
     def _access(self, ca: str) -> CertDBAccess:
-        ident = _ident(ca)
-        return CertDBAccess(
-            ca=ca,
-            host=self.host,
-            port=self.port,
-            database=f"certdb_{ident}",
-            writer=f"cfssl_{ident}",
-            writer_password_file=self._password(f"cfssl_{ident}"),
-            reader=READER_ROLE,
-            reader_password_file=self._password(READER_ROLE),
-        )
+        return certdb_access_for(ca, self.host, self.port, self._password)
 
     def create_certdb(self, ca: str) -> CertDBAccess:
         """The database, schema, roles and grants for CA ``ca`` (idempotent; server running)."""
         self._load()
         access = self._access(ca)
-        with self.admin() as conn:
-            self._ensure_role(conn, access.writer, access.writer_password_file)
-            self._ensure_role(conn, access.reader, access.reader_password_file)
-            exists = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (access.database,)
-            ).fetchone()
-            if exists is None:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(access.database)))
-            for db in ("postgres", "template1", access.database):
-                conn.execute(
-                    sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(db))
-                )
-            conn.execute(
-                sql.SQL("GRANT CONNECT ON DATABASE {} TO {}, {}").format(
-                    sql.Identifier(access.database),
-                    sql.Identifier(access.writer),
-                    sql.Identifier(access.reader),
-                )
-            )
-        with self.admin(access.database) as conn:
-            conn.execute(CERTDB_PG_SCHEMA)
-            w, r = sql.Identifier(access.writer), sql.Identifier(access.reader)
-            for statement in (
-                "REVOKE ALL ON SCHEMA public FROM PUBLIC",
-                "GRANT USAGE ON SCHEMA public TO {w}, {r}",
-                "REVOKE ALL ON certificates, ocsp_responses FROM PUBLIC",
-                "GRANT SELECT, INSERT, UPDATE ON certificates TO {w}",
-                "GRANT SELECT, INSERT, UPDATE, DELETE ON ocsp_responses TO {w}",
-                "GRANT SELECT ON certificates TO {r}",
-            ):
-                conn.execute(sql.SQL(statement).format(w=w, r=r))
+        create_certdb_objects(self.admin, access)
         self._state["certdbs"][ca] = access.database
         self._save()
         return access
-
-    @staticmethod
-    def _ensure_role(conn: psycopg.Connection, role: str, password_file: Path) -> None:
-        password = password_file.read_text().strip()
-        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-        verb = "ALTER" if exists else "CREATE"
-        conn.execute(
-            sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}").format(
-                sql.Identifier(role), sql.Literal(password)
-            )
-        )
 
     def describe(self) -> dict[str, Any]:
         self._load()
@@ -553,41 +383,3 @@ class PostgresServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _fallback_root() -> Path:
-    root = Path(tempfile.gettempdir()) / "pfxha-pg"
-    root.mkdir(exist_ok=True)
-    if root.stat().st_uid != os.geteuid():
-        raise LaunchError(f"{root} belongs to another user: remove it or set TMPDIR")
-    os.chmod(root, 0o711)  # noqa: S103 - search only
-    return root
-
-
-def _server_alive(data: Path) -> bool:
-    """True when ``data/postmaster.pid`` names a live postgres process."""
-    try:
-        pid = int((data / "postmaster.pid").read_text().split()[0])
-        return b"postgres" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError, IndexError):
-        return False
-
-
-def _sweep_fallback_homes(root: Path) -> None:
-    """Remove homes whose run dir is gone and whose server is not running."""
-    for home in root.glob("home-*"):
-        try:
-            owner = Path((home / "owner").read_text().strip())
-        except OSError:
-            continue  # being made right now, or not ours to judge
-        if owner.exists() or _server_alive(home / "data"):
-            continue
-        shutil.rmtree(home, ignore_errors=True)
-
-
-def _ident(name: str) -> str:
-    """A CA name as a lower-case SQL identifier part (``eu-primary`` -> ``eu_primary``)."""
-    cleaned = "".join(ch if ch.isalnum() else "_" for ch in name.lower())
-    if not cleaned or not cleaned[0].isalpha():
-        cleaned = f"ca_{cleaned}"
-    return cleaned
