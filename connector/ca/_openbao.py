@@ -103,6 +103,8 @@ class OpenBaoCA(OpenBaoClient):
         clock: Callable[[], float] = time.monotonic,
         failover_patience_s: float = DEFAULT_PATIENCE_S,
     ) -> None:
+        chain = [certificate, *parents]
+        validate_chain(chain)  # before the client exists: a refused chain leaves nothing open
         super().__init__(
             name,
             urls,
@@ -114,8 +116,7 @@ class OpenBaoCA(OpenBaoClient):
         )
         self.mount = mount.strip("/")
         self._certificate = certificate
-        self.chain: list[x509.Certificate] = [certificate, *parents]
-        validate_chain(self.chain)
+        self.chain: list[x509.Certificate] = chain
         self.role_prefix = role_prefix
         self.profiles = dict(profiles if profiles is not None else STANDARD_PROFILES)
         # Read by the router: how long an election is waited out before failover.
