@@ -32,6 +32,7 @@ from connector.agent.ports import Pki
 from connector.agent.probes import Probe, ReachProber, probe_of
 from connector.agent.reach import Reach, ca_target
 from connector.agent.reload import reload_in_background
+from connector.agent.snapshot import Standing, standing_from_role
 from connector.agent.state import ExecutorDeps
 from connector.ca import CAError, CARouter, ca_from_dict, is_retryable
 from connector.config import ConnectorConfig
@@ -245,7 +246,12 @@ def build(config: ConnectorConfig) -> Runtime:
     lease.target = elector
     host, port = config.metrics.host_port
     health = HealthServer(metrics.registry, host=host, port=port, provider=agent.health_snapshot)
-    probe = CertDBProbe(router, interval_s=loop.certdb_probe_s, on_change=agent.wake)
+    probe = CertDBProbe(
+        router,
+        interval_s=loop.certdb_probe_s,
+        on_change=agent.wake,
+        warm=lambda: standing_from_role(elector.role) is Standing.STANDBY,
+    )
     probes: dict[str, Probe] = {"service": probe_of(service.probe)}
     for ca in config.cas:
         probes[ca_target(ca.name)] = probe_of(partial(router.probe, ca.name))
@@ -294,10 +300,14 @@ class CertDBProbe:
         *,
         interval_s: float,
         on_change: Callable[[], None] = lambda: None,
+        warm: Callable[[], bool] = lambda: False,
     ) -> None:
         self.router = router
         self.interval_s = interval_s
         self.on_change = on_change
+        # True while a standby: it then parses what the CAs issued since it last
+        # looked, so its first search as leader (the takeover's) reads only the rest.
+        self.warm = warm
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ready: dict[str, bool] = {}
@@ -313,6 +323,8 @@ class CertDBProbe:
                 self.on_change()
             else:
                 emit(log, Event.CERTDB_UNAVAILABLE, ca=name, error=state.detail)
+        if self.warm():
+            self.router.warm_certdbs()
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -233,6 +233,16 @@ class CertDB:
                 found[index].append(record)
         return found
 
+    def learn_new(self) -> int:
+        """Parse the rows added since the last search (a standby's warm-up); how many.
+
+        A standby that does this while it waits makes its first search as a new
+        leader (a takeover's) read only what was issued since.
+        """
+        before = len(self._index)
+        self._recorded(lambda: self._search(set()))
+        return len(self._index) - before
+
     def _search(self, digests: set[bytes]) -> list[tuple[CertRecord, bytes]]:
         listed = {(_text(serial), _text(aki)) for serial, aki in self._row_ids()}
         unseen = self._index.unknown(listed)

@@ -377,6 +377,15 @@ class CfsslCA:
                 self.certdb.ping()
         return self.reconcile_state()
 
+    def warm_certdb(self) -> int:
+        """Learn the keys of certificates issued since the last search (no answer: 0)."""
+        if self.reconcile == "off" or self.certdb is None:
+            return 0
+        try:
+            return self.certdb.learn_new()
+        except CertDBError:
+            return 0  # probe_certdb reports it; a warm-up has nothing to add
+
     def find(self, public_key: PublicKeyTypes) -> list[IssuedCertificate]:
         """Every certificate this CA issued for ``public_key``, from its certdb.
 

@@ -350,6 +350,15 @@ class CARouter:
         """Per CA: ask each certdb now (bounded by its timeouts), then report."""
         return {name: _reconcile_state(name, ca, probe=True) for name, ca in self.cas.items()}
 
+    def warm_certdbs(self) -> int:
+        """Every certdb learns the keys issued since its last search (CFSSL); how many."""
+        learnt = 0
+        for ca in self.cas.values():
+            warm = getattr(ca, "warm_certdb", None)
+            if callable(warm):
+                learnt += int(warm())
+        return learnt
+
     def probe(self, name: str, *, timeout: float) -> bool:
         """Does CA ``name`` answer now? (reachability for work-aware leadership; no breaker)."""
         probe = getattr(self.cas[name], "probe", None)

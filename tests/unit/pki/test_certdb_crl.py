@@ -190,3 +190,24 @@ def test_crl_lists_revoked_serials_with_reasons_and_is_signed_by_the_ca(
     assert len(plain.extensions) == 0  # RFC 5280: no reason code for "unspecified"
     assert crl.next_update_utc is not None
     assert crl.next_update_utc > dt.datetime.now(dt.UTC)
+
+
+def test_a_standby_warm_up_leaves_the_takeover_search_only_the_matches(
+    tmp_path: Path, issuing: TestCA
+) -> None:
+    db = tmp_path / "certdb.sqlite"
+    create_certdb(db)
+    rows = [_leaf(issuing, f"device-{i}") for i in range(12)]
+    for cert, _ in rows[:10]:
+        _insert(db, cert, "good", 0, "0001-01-01 00:00:00+00:00")
+    certdb, fetched = _counting(SqliteCertDB(db))
+    assert certdb.learn_new() == 10
+    for cert, _ in rows[10:]:
+        _insert(db, cert, "good", 0, "0001-01-01 00:00:00+00:00")
+    assert certdb.learn_new() == 2  # only what was issued since
+    assert certdb.learn_new() == 0
+    fetched.clear()
+    wanted_cert, wanted_key = rows[11]
+    found = certdb.find_by_public_key(wanted_key.public_key())
+    assert [r.serial for r in found] == [wanted_cert.serial_number]
+    assert fetched == [[str(wanted_cert.serial_number)]]
