@@ -249,11 +249,13 @@ class CertDB:
         fetch = unseen | (self._index.rows_for(digests) & listed)
         if not fetch:
             return []
-        rows = [
-            row
-            for row in self._rows_by_serial(sorted({serial for serial, _ in fetch}))
-            if (_text(row[0]), _text(row[1])) in fetch
-        ]
+        # Most rows unseen (a first search): one plain read beats many by serial.
+        candidates = (
+            self._select(None, None)
+            if 2 * len(fetch) > len(listed)
+            else self._rows_by_serial(sorted({serial for serial, _ in fetch}))
+        )
+        rows = [row for row in candidates if (_text(row[0]), _text(row[1])) in fetch]
         learnt: dict[RowId, bytes] = {}
         matches = []
         for row, record in zip(rows, self._decode(rows), strict=True):

@@ -144,15 +144,22 @@ def test_each_certificate_is_parsed_once_and_later_searches_read_only_what_they_
 
 
 def _counting(certdb: SqliteCertDB) -> tuple[SqliteCertDB, list[list[str]]]:
-    """``certdb``, recording the serial numbers of every PEM read of its key search."""
+    """``certdb``, recording the serial numbers of the rows each read returns."""
     fetched: list[list[str]] = []
-    read = certdb._rows_by_serial
+    by_serial, select = certdb._rows_by_serial, certdb._select
 
-    def counted(serials: Sequence[str]) -> list[Any]:
-        fetched.append(list(serials))
-        return read(serials)
+    def counted_by_serial(serials: Sequence[str]) -> list[Any]:
+        rows = by_serial(serials)
+        fetched.append([str(row[0]) for row in rows])
+        return rows
 
-    certdb._rows_by_serial = counted  # type: ignore[method-assign]
+    def counted_select(status: str | None, serial: int | None) -> list[Any]:
+        rows = select(status, serial)
+        fetched.append([str(row[0]) for row in rows])
+        return rows
+
+    certdb._rows_by_serial = counted_by_serial  # type: ignore[method-assign]
+    certdb._select = counted_select  # type: ignore[method-assign]
     return certdb, fetched
 
 
