@@ -13,19 +13,19 @@ and the fence stops a busy batch before its next side effect.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from connector.agent._ca_states import ca_state_word, read_ca_states, read_reconcile_states
+from connector.agent._work_aware import WorkAwareLeadership
 from connector.agent.decide import Action, Decision, decide, decide_yield
 from connector.agent.events import Event, emit
 from connector.agent.executor import Executor
-from connector.agent.reach import PeerReach, Reach, ca_target
+from connector.agent.reach import Reach
 from connector.agent.snapshot import (
-    Blocked,
     CAView,
     Snapshot,
     Standing,
@@ -48,13 +48,6 @@ _HANDOVER_PATIENCE_S = 10.0
 # others' reports are read from ZooKeeper at most twice a refresh): a hand-over
 # starts within this much of being due.
 _YIELD_WATCH_S = 0.1
-
-
-def ca_state_word(value: Any) -> str:
-    """A breaker state as ``closed`` / ``open`` / ``half_open`` from whatever the router gives."""
-    text = value if isinstance(value, str) else getattr(value, "state", None) or str(value)
-    text = str(getattr(text, "value", text)).lower().replace("-", "_")
-    return text if text in {"closed", "open", "half_open"} else "open"
 
 
 class Agent(ElectionObserver):
@@ -91,16 +84,16 @@ class Agent(ElectionObserver):
         # Work-aware leadership: what we reach (probes + real work), what the
         # others say they reach (read only while something of ours fails).
         self.reach = reach or Reach(clock, stale_s=2 * loop.probe_interval_s + loop.probe_timeout_s)
-        self.peers = PeerReach(clock, fresh_s=3 * loop.reach_refresh_s)
-        self._peers_read_at = -float("inf")
-        self._withheld: str | None = None
-        self._withhold_lock = threading.Lock()
-        self._eligible: set[str] = set()
-        # The loop and the yield watch both read the others' reports.
-        self._reach_lock = threading.Lock()
-        # The loop, the yield watch and the prober all publish ours: one at a time,
-        # or an older report could be written after a newer one.
-        self._publish_lock = threading.Lock()
+        self._leadership = WorkAwareLeadership(
+            name=self.name,
+            elector=lambda: self.elector,  # wired after the agent is built
+            templates=self.templates,
+            loop=loop,
+            clock=clock,
+            state=self.state,
+            reach=self.reach,
+        )
+        self.peers = self._leadership.peers
 
     # -- election observer (called from the elector's thread) ----------------
 
@@ -191,8 +184,8 @@ class Agent(ElectionObserver):
         else:
             self._unfresh_since = None
         blocked = tuple(name for name, state in self._reconcile_states().items() if not state.ready)
-        unreachable = self._unreachable()
-        self._withhold(standing, unreachable, now)
+        unreachable = self._leadership.unreachable()
+        self._leadership.withhold(standing, unreachable, now)
         s = self.state
         refused = s.yield_refused
         if refused is not None and now >= refused[0]:
@@ -247,87 +240,6 @@ class Agent(ElectionObserver):
 
     # -- work-aware leadership --------------------------------------------------
 
-    def _unreachable(self) -> tuple[Blocked, ...]:
-        """What we have not reached lately, and which other members freshly do."""
-        if self.loop.yield_after_s == 0:
-            return ()
-        with self._reach_lock:
-            return self._unreachable_locked()
-
-    def _unreachable_locked(self) -> tuple[Blocked, ...]:
-        own: list[tuple[str, float, tuple[str, ...]]] = [
-            ("service", self.reach.unreachable_for("service"), ("service",))
-        ]
-        for template, cas in self.templates.items():
-            targets = tuple(ca_target(ca) for ca in cas)
-            # Blocked only while every CA of the template fails.
-            worst = min((self.reach.unreachable_for(t) for t in targets), default=0.0)
-            own.append((f"template {template}", worst, targets))
-        failing = [entry for entry in own if entry[1] > 0]
-        if not failing:
-            return ()
-        eligible = self._read_peers()
-        service_ok = set(self.peers.able("service", among=eligible))
-        found = []
-        for what, for_s, targets in failing:
-            if targets == ("service",):
-                able = service_ok
-            else:
-                able = {n for t in targets for n in self.peers.able(t, among=eligible)}
-                able &= service_ok
-            found.append(Blocked(what, for_s, tuple(sorted(able))))
-        return tuple(found)
-
-    def _read_peers(self) -> set[str]:
-        """Other eligible members; their reports are re-read at most twice a refresh."""
-        now = self.clock()
-        read = getattr(self.elector, "members", None)
-        if callable(read) and now - self._peers_read_at >= self.loop.reach_refresh_s / 2:
-            self._peers_read_at = now
-            try:
-                members = read()
-            except Exception as exc:  # ZooKeeper busy or gone: keep the last view
-                log.debug("reading member nodes failed: %r", exc)
-            else:
-                # Able only counts for members a switchover can hand to: those in line.
-                line = getattr(self.elector, "line", None)
-                in_line = set(line()) if callable(line) else None
-                self._eligible = {
-                    m.name
-                    for m in members
-                    if m.name != self.name
-                    and not m.nofailover
-                    and (in_line is None or m.name in in_line)
-                }
-                for member in members:
-                    if member.name != self.name:
-                        self.peers.observe(member.name, member.reach, member.reach_seq)
-                self.peers.forget_except(m.name for m in members)
-        return set(self._eligible)
-
-    def _withhold(self, standing: Standing, unreachable: tuple[Blocked, ...], now: float) -> None:
-        """Keep a standby out of the line while it cannot do what another member can."""
-        withhold = getattr(self.elector, "withhold", None)
-        if not callable(withhold) or standing is Standing.LEADER:
-            return
-        reason: str | None = None
-        last = self.state.last_yield
-        if last is not None and now - last[0] < self.loop.hold_down_s:
-            reason = f"handed the lease over ({last[1]} unreachable): hold-down"
-        elif last is not None and any(b.what == last[1] for b in unreachable):
-            reason = f"still cannot reach {last[1]}"
-        else:
-            self.state.last_yield = None
-            for blocked in unreachable:
-                if blocked.for_s >= (self.loop.yield_after_s or float("inf")) and blocked.able:
-                    reason = f"cannot reach {blocked.what} while {', '.join(blocked.able)} can"
-                    break
-        with self._withhold_lock:  # the loop and the yield watch both come here
-            if reason != self._withheld:
-                self._withheld = reason
-                emit(log, Event.WITHHELD, withheld=reason is not None, reason=reason or "-")
-            withhold(reason)
-
     def yield_watch_once(self) -> Decision | None:
         """Off the loop: does the leader have to hand over now? Then do it.
 
@@ -352,7 +264,7 @@ class Agent(ElectionObserver):
             now=now,
             standing=Standing.LEADER,
             epoch=epoch,
-            blocked=self._unreachable(),
+            blocked=self._leadership.unreachable(),
             in_office_s=0.0 if s.elected_at is None else now - s.elected_at,
             yield_after_s=self.loop.yield_after_s or float("inf"),
             min_in_office_s=self.loop.min_in_office_s,
@@ -379,7 +291,7 @@ class Agent(ElectionObserver):
         """
         if self.state.last_yield is None or self.state.last_yield is before:
             return  # refused, or the other path already yielded
-        self._withhold(Standing.STANDBY, (), self.clock())
+        self._leadership.withhold(Standing.STANDBY, (), self.clock())
         self.publish_reach()
 
     def _yield_watch(self) -> None:
@@ -393,10 +305,7 @@ class Agent(ElectionObserver):
 
     def publish_reach(self) -> None:
         """Our reachability into our member node (the elector writes only on change/refresh)."""
-        publish = getattr(self.elector, "publish_reach", None)
-        if callable(publish):
-            with self._publish_lock, contextlib.suppress(Exception):
-                publish(self.reach.report(), self.loop.reach_refresh_s)
+        self._leadership.publish()
 
     def reach_changed(self) -> None:
         """A probe's verdict changed (the prober's thread): say so in our member node now,
@@ -414,30 +323,10 @@ class Agent(ElectionObserver):
 
     def _reconcile_states(self) -> dict[str, ReconcileState]:
         """Per CA, can reconciliation search it (the router's record: no I/O here)."""
-        states_of = getattr(self.deps.issuer, "reconcile_states", None)
-        if not callable(states_of):
-            return {}
-        try:
-            states: dict[str, ReconcileState] = dict(states_of())
-        except Exception as exc:  # a router that cannot say cannot vouch for its certdbs
-            return {"*": ReconcileState("*", "certdb", False, f"unknown: {exc!r}")}
-        if self.deps.metrics is not None:
-            for name, state in states.items():
-                self.deps.metrics.set_reconcile_state(
-                    name, ready=state.ready, off=state.mode == "off"
-                )
-        return states
+        return read_reconcile_states(self.deps)
 
     def _ca_states(self) -> dict[str, str]:
-        try:
-            raw = self.deps.issuer.ca_states()
-        except Exception:  # a router that cannot say is a router we do not trust
-            return {}
-        states = {name: ca_state_word(value) for name, value in raw.items()}
-        if self.deps.metrics is not None:
-            for name, word in states.items():
-                self.deps.metrics.set_ca_state(name, up=word != "open", circuit=word)
-        return states
+        return read_ca_states(self.deps)
 
     def run_once(self) -> Decision:
         """One turn: snapshot, decide, execute. Returns the decision (for tests and logs)."""
