@@ -1,0 +1,210 @@
+"""Bodies of the connector API: register, heartbeat, poll, intents, results, failures,
+revocations, and what a takeover reads first.
+
+    from chaos.service import models as m
+
+    @router.post("/requests/poll", response_model=m.RequestBatch)
+    def poll_requests(body: m.PollIn) -> m.RequestBatch: ...
+
+Every call past register carries the connector's name and epoch
+(:class:`ConnectorCall`): the fencing gate checks them before any handler runs.
+Importers use :mod:`chaos.service.models`, which re-exports every body.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from chaos.service._model_base import (
+    Epoch,
+    Health,
+    Id,
+    LeaderEpoch,
+    Pem,
+    Reason,
+    RegisterEpoch,
+    Serial,
+    Strict,
+)
+
+__all__ = [
+    "Ack",
+    "BatchAck",
+    "CertificateRequestOut",
+    "ConnectorCall",
+    "FailIn",
+    "HeartbeatIn",
+    "IntentIn",
+    "IntentItem",
+    "IntentList",
+    "IntentOut",
+    "IntentsIn",
+    "ItemOutcome",
+    "KraOut",
+    "PollIn",
+    "ProfileSpecOut",
+    "RegisterIn",
+    "RegisterOut",
+    "RequestBatch",
+    "ResultIn",
+    "ResultItem",
+    "ResultsIn",
+    "RevocationBatch",
+    "RevocationTaskOut",
+    "RoleOut",
+]
+
+
+class ConnectorCall(Strict):
+    name: Id
+    epoch: LeaderEpoch
+
+
+class RegisterIn(Strict):
+    name: Id
+    # Any integer >= 1 parses; above rules.MAX_EPOCH the gate refuses it (422) and
+    # reports a suspected forgery naming the connector.
+    epoch: RegisterEpoch
+    # A takeover's first poll rides on the registration (0: none): as /requests/poll
+    # with wait_s 0, under the epoch just registered.
+    max_items: int = Field(default=0, ge=0, le=500)
+
+
+class HeartbeatIn(Strict):
+    name: Id
+    epoch: Epoch  # 0: a standby's heartbeat, fences nothing
+    health: Health
+    details: dict[str, Any] = Field(default_factory=dict, max_length=50)
+
+
+class RoleOut(Strict):
+    name: str
+    role: Literal["active", "standby"]
+    epoch: int
+
+
+class PollIn(ConnectorCall):
+    max_items: int = Field(default=100, ge=1, le=500)
+    wait_s: float = Field(default=0.0, ge=0.0, le=30.0)
+
+
+class IntentIn(ConnectorCall):
+    public_key_pem: Pem
+
+
+class ResultIn(ConnectorCall):
+    envelope_b64: str = Field(min_length=1, max_length=400_000)
+    serial: Serial
+    ca_name: Id
+
+
+class IntentItem(Strict):
+    request_id: Id
+    public_key_pem: Pem
+
+
+class IntentsIn(ConnectorCall):
+    """Intents of several requests in one call: one fence check, one commit."""
+
+    items: list[IntentItem] = Field(min_length=1, max_length=500)
+
+
+class ResultItem(Strict):
+    request_id: Id
+    envelope_b64: str = Field(min_length=1, max_length=400_000)
+    serial: Serial
+    ca_name: Id
+
+
+class ResultsIn(ConnectorCall):
+    """Results of several requests in one call (the body limit still applies)."""
+
+    items: list[ResultItem] = Field(min_length=1, max_length=500)
+
+
+class ItemOutcome(Strict):
+    """One item of a batch: ``state`` when it was accepted, ``status`` + ``reason`` when not."""
+
+    id: str
+    state: str | None = None
+    status: int | None = None
+    reason: str | None = None
+
+
+class BatchAck(Strict):
+    items: list[ItemOutcome]
+
+
+class FailIn(ConnectorCall):
+    reason: Reason
+    retryable: bool
+
+
+class ProfileSpecOut(Strict):
+    id: str
+    key_type: str
+    template: str
+    subject_template: str
+    san_templates: list[str]
+    validity_days: int
+
+
+class CertificateRequestOut(Strict):
+    id: str
+    # The subject the certificate names (its subject serialNumber): the device id,
+    # or for scope "user" the user id.
+    device_id: str
+    kind: str
+    profile: ProfileSpecOut
+    variables: dict[str, str]
+    scope: Literal["device", "user"] = "device"
+    user_id: str | None = None
+
+
+class RequestBatch(Strict):
+    requests: list[CertificateRequestOut]
+
+
+class RevocationTaskOut(Strict):
+    id: str
+    serial: str
+    ca_name: str
+    reason: str
+    request_id: str
+
+
+class RevocationBatch(Strict):
+    revocations: list[RevocationTaskOut]
+
+
+class IntentOut(Strict):
+    request_id: str
+    epoch: int
+    public_key_pem: str
+    spki_sha256: str
+    cancelled: bool
+
+
+class IntentList(Strict):
+    intents: list[IntentOut]
+
+
+class RegisterOut(RoleOut):
+    """A registration's answer: the role, and what a takeover reads first (one round trip).
+
+    ``intents`` as /intents/stale, ``requests`` as /requests/poll (``max_items`` of them).
+    """
+
+    intents: list[IntentOut] = Field(default_factory=list)
+    requests: list[CertificateRequestOut] = Field(default_factory=list)
+
+
+class KraOut(Strict):
+    certificate_pem: str
+
+
+class Ack(Strict):
+    id: str
+    state: str
