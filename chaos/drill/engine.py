@@ -26,9 +26,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
 
 from chaos.checkers import (
     Snapshot,
@@ -38,69 +35,27 @@ from chaos.checkers import (
 )
 from chaos.checkers.epochs import check_single_active
 from chaos.checkers.leadership import check_leader_changes, count_leader_changes
-from chaos.checkers.ops import CONNECTORS, FAULT, NEMESIS, OBSERVER
+from chaos.checkers.ops import FAULT, NEMESIS
 from chaos.checkers.requests import DELIVERED_STATES
-from chaos.checkers.state import IssuedRow, ServiceDb
+from chaos.checkers.state import ServiceDb
+from chaos.drill._engine_base import DrillLab, DrillSettings, LabWedgedError, Progress
+from chaos.drill._round_measure import RoundMeasure
+from chaos.drill._steady_waits import SteadyWaits
 from chaos.drill.drain import drain
-from chaos.drill.observer import LeaderChange, Observer
+from chaos.drill.observer import Observer
 from chaos.drill.result import RoundResult, ScenarioResult
-from chaos.drill.scenarios import HELD, FaultTarget, Scenario
+from chaos.drill.scenarios import HELD, Scenario
 from chaos.history import History
-from chaos.launch import LaunchError
 from chaos.nemesis import FaultError
 from chaos.workload import Workload
 from connector.ca import CertDBUnavailableError
-from connector.ca._openbao import DEFAULT_PATIENCE_S
 
 __all__ = ["DrillEngine", "DrillLab", "DrillSettings", "LabWedgedError", "Progress"]
 
 log = logging.getLogger(__name__)
 
 
-class LabWedgedError(RuntimeError):
-    """The lab never came back to a steady state: later rounds would measure nothing."""
-
-
-class DrillLab(FaultTarget, Protocol):
-    """The lab as the engine uses it."""
-
-    def connector_members(self) -> list[str]: ...
-    def snapshot(self) -> Snapshot: ...
-    def wait_whole(self, timeout: float) -> None: ...
-    def placed(self, connector: str) -> bool: ...
-    def key_pools_full(self, connectors: list[str]) -> bool: ...
-    def dump_stacks(self, name: str) -> Path | None: ...
-
-
-@dataclass
-class DrillSettings:
-    session_timeout: float = 1.0
-    recover_timeout: float = 20.0
-    settle_timeout: float = 30.0
-    drain_timeout: float = 45.0
-    burst: int = 2
-    # After a blocking fault, leaders may still finish what they started within
-    # this grace (the leader suspends at once; in-flight calls complete).
-    blocking_grace: float = 0.5
-    # ca-node-loss: the connectors' failover_patience_s for an electing CA cluster;
-    # a certificate from the other CA sooner than this after the fault is a violation.
-    ca_patience_s: float = DEFAULT_PATIENCE_S
-
-
-@dataclass
-class Progress:
-    """What the live view shows; updated by the engine as it goes."""
-
-    scenario: str = ""
-    round: int = 0
-    rounds: int = 0
-    phase: str = ""
-    last: RoundResult | None = None
-    results: list[ScenarioResult] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class DrillEngine:
+class DrillEngine(SteadyWaits, RoundMeasure):
     def __init__(
         self,
         lab: DrillLab,
@@ -300,222 +255,6 @@ class DrillEngine:
             self.lab.wait_whole(timeout=self.settings.settle_timeout)
         except Exception:
             log.exception("drill: lab did not become whole again")
-
-    def _recovered(self, scenario: Scenario, old_epoch: int, start: float) -> IssuedRow | None:
-        if scenario.kind == "cascade":
-            # The first successor is cut too: recovery is a third leadership's work.
-            second = self._first_change(start, old_epoch)
-            if second is None:
-                return None
-            old_epoch = second.epoch or old_epoch
-        for row in self.observer.issued_after(start):
-            if scenario.kind in ("leader", "cascade") and row.epoch > old_epoch:
-                return row
-            if scenario.kind == "ca" and row.ca == self.lab.secondary_ca:
-                return row
-            if scenario.kind in ("zk", *HELD) and row.epoch >= old_epoch:
-                return row
-            # ca-node: signed after the fault for sure (its request came after it).
-            if scenario.kind == "ca-node" and self.observer.to_history_time(row.created) >= start:
-                return row
-        return None
-
-    def _wait_recovery(self, scenario: Scenario, old_epoch: int, start: float) -> IssuedRow | None:
-        found: list[IssuedRow] = []
-
-        def done() -> bool:
-            row = self._recovered(scenario, old_epoch, start)
-            if row is not None:
-                found.append(row)
-            return row is not None
-
-        self.observer.wait(done, timeout=self._recover_window(scenario))
-        return found[0] if found else None
-
-    def _wait_ca_elected(self, t0: float, poll_s: float = 0.05) -> float | None:
-        """Seconds from ``t0`` until the primary CA's cluster has an active node again.
-
-        Polled from the work's recovery on: exact to a poll when the work recovered
-        first (through the next CA), an upper bound when the election came first.
-        """
-        deadline = self.history.now() + self.settings.recover_timeout
-        while self.history.now() < deadline:
-            try:
-                self.lab.ca_active_node(self.lab.primary_ca)
-            except LaunchError:
-                self.sleep(poll_s)
-                continue
-            return round(self.history.now() - t0, 4)
-        return None
-
-    def _recover_window(self, scenario: Scenario) -> float:
-        return scenario.recover_s or self.settings.recover_timeout
-
-    def _first_change(self, at: float, old_epoch: int) -> LeaderChange | None:
-        """The first leadership the observer saw from ``at`` with an epoch above ``old_epoch``."""
-        later = (c for c in self.observer.changes if c.at >= at and c.name)
-        return next((c for c in later if (c.epoch or 0) > old_epoch), None)
-
-    def _measure(
-        self,
-        outcome: RoundResult,
-        scenario: Scenario,
-        recovered: IssuedRow | None,
-        healed_at: float,
-    ) -> None:
-        t0 = outcome.fault_at
-        old_epoch = outcome.old_epoch or 0
-        window = self._recover_window(scenario)
-
-        def first_change() -> LeaderChange | None:
-            return self._first_change(t0, old_epoch)
-
-        change = first_change()
-        if change is None and recovered is not None and recovered.epoch > old_epoch:
-            # The service already accepted work under a newer epoch, so ZooKeeper has
-            # a new leader; the observer's own ZooKeeper server may have been on the
-            # crashed host and it is still catching up. Its record carries ZooKeeper's
-            # mtime, so waiting for it does not change what is measured.
-            self.observer.wait(lambda: first_change() is not None, timeout=10.0)
-            change = first_change()
-        if scenario.kind == "cascade" and change is not None and recovered is not None:
-            # Report the leader that recovered, not the successor that was cut in turn.
-            last = self._first_change(t0, recovered.epoch - 1)
-            change = last if last is not None and last.epoch == recovered.epoch else change
-        if change is not None:
-            outcome.new_leader, outcome.new_epoch = change.name, change.epoch
-            outcome.new_leader_s = round(change.at - t0, 4)
-            registered = self.db.registrations().get(change.name or "")
-            if registered and registered[0] >= (change.epoch or 0) and registered[1]:
-                outcome.registered_s = round(self.observer.to_history_time(registered[1]) - t0, 4)
-        elif scenario.leader_change:
-            outcome.violations.append(f"no new leader within {window:g}s of the fault")
-        if recovered is None:
-            wanted = {"leader": "new epoch", "cascade": "third leader's"}.get(
-                scenario.kind, scenario.kind
-            )
-            outcome.violations.append(f"no recovery within {window:g}s ({wanted} certificate)")
-        else:
-            at = self.observer.to_history_time(recovered.issued)
-            start = healed_at if scenario.kind in HELD else t0
-            outcome.first_delivery_s = round(at - t0, 4)
-            if scenario.kind == "ca" or (
-                scenario.kind == "ca-node" and recovered.ca != self.lab.primary_ca
-            ):
-                outcome.other_ca_s = round(at - t0, 4)
-            if scenario.kind == "ca-node":
-                outcome.violations += self._early_failover(t0)
-            outcome.failover_s = round(at - start, 4)
-            if outcome.new_epoch is None:
-                outcome.new_epoch = recovered.epoch
-            window_end = at
-            late = [
-                r for r in self.observer.issued_after(t0)
-                if self.observer.to_history_time(r.created) <= window_end
-            ]  # fmt: skip
-            outcome.delayed_requests = len(late)
-            if late:
-                outcome.worst_latency_s = round(max(r.issued - r.created for r in late), 4)
-
-    def _early_failover(self, t0: float) -> list[str]:
-        """ca-node: certificates from another CA before the patience ran out."""
-        until = t0 + self.settings.ca_patience_s
-        early = [
-            r for r in self.observer.issued_after(t0)
-            if r.ca != self.lab.primary_ca and self.observer.to_history_time(r.issued) < until
-        ]  # fmt: skip
-        if not early:
-            return []
-        return [
-            f"{len(early)} certificate(s) from {early[0].ca} within the "
-            f"{self.settings.ca_patience_s:g}s patience: failed over instead of waiting for "
-            f"{self.lab.primary_ca}'s cluster to elect (first: request {early[0].request})"
-        ]
-
-    # -- steady state --------------------------------------------------------------
-
-    def _steady(self) -> bool:
-        leader = self.observer.leader
-        if leader.name is None or leader.epoch is None:
-            return False
-        if self.observer.active != [leader.name]:
-            return False
-        return any(r.epoch == leader.epoch for r in self.observer.issued[-50:])
-
-    def _wait_placed(self) -> bool:
-        """Until the leader is where placement wants it (hosts: off the ZooKeeper leader's host).
-
-        A leader that placement is about to move would hand over by itself a moment
-        into the round: a hosts drill's fault once hit the old leader 0.17 s after
-        such a move and measured the successor's own deliveries as a 0.09 s failover.
-        """
-
-        def placed() -> bool:
-            leader = self.observer.leader.name
-            return leader is not None and self.lab.placed(leader) and self._steady()
-
-        return self._poll_settle(placed)
-
-    def _wait_standbys_ready(self) -> bool:
-        """Until every standby's key pool is full: a round's fault hits a steady cluster.
-
-        A standby restarted by the round before (connector-down kills and restarts)
-        filled its pool for about a second; one that took over half a second after its
-        restart made the first batch's keys on demand (hosts drill, connector-down: 0.33 s
-        from the first batch to its intents against 0.06 s with a full pool).
-        """
-
-        def ready() -> bool:
-            leader = self.observer.leader.name
-            standbys = [m for m in self.lab.connector_members() if m != leader]
-            return self.lab.key_pools_full(standbys)
-
-        return self._poll_settle(ready)
-
-    def _poll_settle(self, check: Callable[[], bool], every_s: float = 0.2) -> bool:
-        """Whether ``check()`` came true within the settle timeout (asked every ``every_s``)."""
-        deadline = time.monotonic() + self.settings.settle_timeout
-        while time.monotonic() < deadline:
-            if check():
-                return True
-            self.sleep(every_s)
-        return False
-
-    def _wait_on_primary(self) -> bool:
-        """Until the leader issues from the primary CA again (its breaker closed after a heal).
-
-        A CA fault only measures failover when it hits the CA in use.
-        """
-        primary = self.lab.primary_ca
-
-        def on_primary() -> bool:
-            return bool(self.observer.issued) and self.observer.issued[-1].ca == primary
-
-        deadline = time.monotonic() + self.settings.settle_timeout
-        while time.monotonic() < deadline:
-            if self.observer.wait(on_primary, timeout=0.5):
-                return True
-            self.workload.enroll_now(1)  # work to show which CA is in use
-        return False
-
-    def _wait_steady(self) -> None:
-        # A steady system keeps delivering; enroll one device so there is work to see.
-        if not self._steady():
-            self.workload.enroll_now(1)
-        if not self.observer.wait(self._steady, timeout=self.settings.settle_timeout):
-            leader = self.observer.leader
-            raise LabWedgedError(
-                f"the lab did not reach a steady state within {self.settings.settle_timeout:.0f}s "
-                f"(ZooKeeper leader {leader.name} epoch {leader.epoch}, service active "
-                f"{self.observer.active})"
-            )
-        leader = self.observer.leader
-        self.history.info(
-            OBSERVER,
-            CONNECTORS,
-            {"active": list(self.observer.active), "epoch": leader.epoch, "quorum": True,
-             "settled": True},
-        )  # fmt: skip
 
     # -- end of scenario -----------------------------------------------------------
 
