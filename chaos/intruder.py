@@ -34,6 +34,11 @@ within the connector-down target (0.5 s), and the revoked member's ZooKeeper
 writes and CA calls must be refused. Any attempt that was not refused raises
 :class:`FaultError` (the drill records it as a violation of the round); the
 details list every attack as ``refused`` or ``survived``.
+
+The attacks live by target: :mod:`chaos._intruder_service`,
+:mod:`chaos._intruder_ca` and :mod:`chaos._intruder_cluster` (ZooKeeper, the
+compromised member, the revoked leader), each judged by the verdicts of
+:mod:`chaos._intruder_refusals`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ the live progress, and the error for a lab that never steadies.
     settings = DrillSettings(session_timeout=1.0, burst=2)
     progress = Progress()            # read (under progress.lock) by the live view
     engine = DrillEngine(lab, history, observer, workload, db, settings, progress)
-    ...
+    try:
+        engine.run_round(scenario, 1)
     except LabWedgedError: ...       # no steady state within settle_timeout
 
 Importers use :mod:`chaos.drill.engine`, which re-exports every name here; the

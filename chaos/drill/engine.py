@@ -18,6 +18,10 @@ One round:
 
 At the end of a scenario the workload pauses, the backlog drains, and every
 checker runs on the service DB, the CA certdbs and CRLs and the history.
+
+The waits for a steady lab are :mod:`chaos.drill._steady_waits`, a round's
+measurements :mod:`chaos.drill._round_measure`; the engine's settings, progress
+and lab protocol :mod:`chaos.drill._engine_base` (all re-exported here).
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ asks the pure :func:`decide` what to do, and lets the thin :class:`Executor`
 do it. Election callbacks arrive on a background thread; they only record
 the news and wake the loop, so a demotion interrupts an idle wait at once,
 and the fence stops a busy batch before its next side effect.
+
+Work-aware leadership's bookkeeping (the others' reach, staying out of the
+line, publishing ours) is :mod:`connector.agent._work_aware`; reading the CA
+router's states, :mod:`connector.agent._ca_states`.
 """
 
 from __future__ import annotations
