@@ -51,6 +51,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from connector._http import LeanClient
 from connector.ca._abort import aborting_transport
 from connector.ca._accept import accept_issued
 from connector.ca._certdb import CertDB, CertDBError, open_certdb
@@ -185,10 +186,10 @@ class CfsslCA:
     def certificate(self) -> x509.Certificate:
         return self._certificate
 
-    def _client(self, verify: ssl.SSLContext | bool) -> httpx.Client:
+    def _client(self, verify: ssl.SSLContext | bool) -> LeanClient:
         # Connections given up on abort (RST): held bytes die with them (connector/ca/_abort.py).
         transport = self._transport or aborting_transport(verify=verify)
-        return httpx.Client(timeout=self.timeout, transport=transport, verify=verify)
+        return LeanClient(timeout=self.timeout, transport=transport, verify=verify)
 
     def reload_auth(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
         """Re-read ``auth_key_file`` and the client pair of ``spec``; swap only if valid.
@@ -222,7 +223,9 @@ class CfsslCA:
                 "no time left for the call (deadline passed)", ca_name=self.name
             )
         try:
-            reply = self._http.post(f"{self.url}{path}", json=body, timeout=effective)
+            reply = self._http.post(
+                self._http.url_for(f"{self.url}{path}"), json=body, timeout=effective
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             raise CAUnavailableError(f"cannot connect: {exc!r}", ca_name=self.name) from exc
         except httpx.HTTPError as exc:

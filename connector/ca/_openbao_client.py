@@ -41,6 +41,7 @@ from typing import Any
 
 import httpx
 
+from connector._http import LeanClient
 from connector.ca._abort import aborting_transport
 from connector.ca._approle import AppRoleCredentials, Token, TokenAction, token_decision
 from connector.ca._errors import (
@@ -100,7 +101,7 @@ class OpenBaoClient:
         self._credentials = credentials
         self.timeout = timeout
         self._clock = clock
-        self._http = httpx.Client(
+        self._http = LeanClient(
             timeout=timeout,
             transport=transport or aborting_transport(verify=verify),
             verify=verify,
@@ -164,7 +165,7 @@ class OpenBaoClient:
             left = deadline - self._clock()
             if left <= 0:
                 break
-            url = f"{self.urls[index]}/v1/{path}"
+            url = self._http.url_for(f"{self.urls[index]}/v1/{path}")
             try:
                 reply = self._http.request(
                     method, url, json=json, content=content, headers=headers, timeout=left

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from cryptography import x509
 
+from connector._http import LeanClient
 from connector.service_client._errors import BadRequest, ServiceError, ServiceUnavailable
 from connector.service_client._models import (
     CertificateRequest,
@@ -50,7 +51,7 @@ class ServiceClient:
         self._cert = cert
         self._warming = threading.Lock()  # held while a keep_warm round is out
         self._ssl = tls_context(verify, cert)
-        self._http = httpx.Client(
+        self._http = LeanClient(
             base_url=base_url.rstrip("/"),
             transport=transport,
             timeout=timeout,
@@ -66,7 +67,7 @@ class ServiceClient:
         if self._cert is not None and isinstance(self._ssl, ssl.SSLContext):
             load_cert(self._ssl, self._cert)
             self._http.close()  # drop kept-alive connections made with the old one
-            self._http = httpx.Client(
+            self._http = LeanClient(
                 base_url=self._http.base_url,
                 timeout=self._timeout,
                 verify=self._ssl,
@@ -301,7 +302,7 @@ class ServiceClient:
         try:
             response = self._http.request(
                 method,
-                API_PREFIX + path,
+                self._http.url_for(API_PREFIX + path),
                 json=payload,
                 timeout=timeout if timeout is not None else self._timeout,
             )
