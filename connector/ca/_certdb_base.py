@@ -149,6 +149,11 @@ def _timestamp(value: object) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+def _row_id(row: Row) -> RowId:
+    """(serial_number, authority_key_identifier) of a row, as text: its primary key."""
+    return _text(row[0]), _text(row[1])
+
+
 class CertDB:
     """A read-only view of one CA's certdb (the backends say how rows are fetched)."""
 
@@ -244,7 +249,7 @@ class CertDB:
         return len(self._index) - before
 
     def _search(self, digests: set[bytes]) -> list[tuple[CertRecord, bytes]]:
-        listed = {(_text(serial), _text(aki)) for serial, aki in self._row_ids()}
+        listed = {_row_id(row) for row in self._row_ids()}
         unseen = self._index.unknown(listed)
         fetch = unseen | (self._index.rows_for(digests) & listed)
         if not fetch:
@@ -255,12 +260,12 @@ class CertDB:
             if 2 * len(fetch) > len(listed)
             else self._rows_by_serial(sorted({serial for serial, _ in fetch}))
         )
-        rows = [row for row in candidates if (_text(row[0]), _text(row[1])) in fetch]
+        rows = [row for row in candidates if _row_id(row) in fetch]
         learnt: dict[RowId, bytes] = {}
         matches = []
         for row, record in zip(rows, self._decode(rows), strict=True):
             digest = key_digest(record.certificate.public_key())
-            learnt[(_text(row[0]), _text(row[1]))] = digest
+            learnt[_row_id(row)] = digest
             if digest in digests:
                 matches.append((record, digest))
         self._index.learn_all(learnt)

@@ -13,7 +13,7 @@ certificates, on every takeover and every sweep for a late certificate, and
 past ``statement_timeout`` the search fails outright. A row's certificate
 never changes (only its status does, and CFSSL never deletes rows), so what
 is learnt about a row stays true: after the first search only rows added
-since are parsed. About 200 bytes a row (100,000 certificates: ~20 MB).
+since are parsed. About 400 bytes a row (measured: 100,000 rows, 39 MB).
 """
 
 from __future__ import annotations
