@@ -181,3 +181,20 @@ def test_reconcile_readiness_and_the_explicit_opt_out_are_exported() -> None:
     assert _value(m, "pfxha_connector_reconcile_off", ca="primary") == 0
     assert _value(m, "pfxha_connector_reconcile_off", ca="secondary") == 1
     assert _value(m, "pfxha_connector_intents_unreconciled") == 3
+
+
+def test_state_gauges_follow_every_change_though_repeats_are_skipped() -> None:
+    m = ConnectorMetrics(name="a", cluster="c")
+    for up, circuit in [(True, "closed"), (True, "closed"), (False, "open"), (True, "closed")]:
+        m.set_ca_state("primary", up=up, circuit=circuit)
+    m.set_reachable("service", False)
+    m.set_reachable("service", True)
+    m.set_reconcile_state("primary", ready=False, off=False)
+    m.set_reconcile_state("primary", ready=True, off=False)
+    m.set_reconcile_state("primary", ready=True, off=False)
+    assert _value(m, "pfxha_connector_ca_up", ca="primary") == 1.0
+    assert _value(m, "pfxha_connector_reachable", target="service") == 1.0
+    assert _value(m, "pfxha_connector_reconcile_ready", ca="primary") == 1.0
+    # Another label is a gauge of its own, not a repeat.
+    m.set_ca_state("secondary", up=True, circuit="closed")
+    assert _value(m, "pfxha_connector_ca_up", ca="secondary") == 1.0
