@@ -165,6 +165,9 @@ class CertificateRequestOut(Strict):
 
 class RequestBatch(Strict):
     requests: list[CertificateRequestOut]
+    # Revocation tasks pending when the batch was taken (same transaction): a
+    # leader told 0 need not poll revocations separately (one call fewer).
+    revocations_waiting: int = 0
 
 
 class RevocationTaskOut(Strict):

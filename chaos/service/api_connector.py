@@ -111,12 +111,19 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
         deadline = time.monotonic() + body.wait_s
         while True:
             seen = store.work_generation()
-            batch = fenced(
-                "requests/poll", body.name, body.epoch, lambda tx: take_requests(tx, body)
+            batch, revocations = fenced(
+                "requests/poll",
+                body.name,
+                body.epoch,
+                lambda tx: (take_requests(tx, body), revocations_waiting(tx)),
             )
             if batch or time.monotonic() >= deadline or store.closing.is_set():
-                return m.RequestBatch(requests=batch)
+                return m.RequestBatch(requests=batch, revocations_waiting=revocations)
             store.wait_for_work(seen, min(5.0, max(0.0, deadline - time.monotonic())))
+
+    def revocations_waiting(tx: sqlite3.Connection) -> int:
+        row = tx.execute("SELECT COUNT(*) FROM revocations WHERE state = 'pending'").fetchone()
+        return int(row[0])
 
     def take_requests(tx: sqlite3.Connection, body: m.PollIn) -> list[m.CertificateRequestOut]:
         expired = store.clock() - store.settings.poll_lease_s

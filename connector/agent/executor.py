@@ -340,15 +340,18 @@ class Executor:
         capacity = self.issue_capacity
         if capacity <= 0:
             return
-        requests = deps.service.poll_requests(
+        asked_at = deps.clock()
+        polled = deps.service.poll_work(
             deps.name,
             self.fence.epoch(),
             capacity,
             deps.poll_wait_s,
             timeout=deps.loop_call_timeout_s,
         )
+        if polled.revocations_waiting == 0:
+            self.revocations.none_waiting(asked_at)
         assert decision.epoch is not None
-        self._take(decision.epoch, requests)
+        self._take(decision.epoch, polled.requests)
 
     def _take(
         self, epoch: int, requests: list[CertificateRequest], *, group_results: bool = True
@@ -463,6 +466,7 @@ class Executor:
                 if deps.metrics is not None
                 else lambda _stage, _seconds: None
             ),
+            ca_answered=deps.on_ca_answer,
         )
 
     def _on_result(

@@ -5,6 +5,9 @@
     prober.start()        # a daemon thread; each round probes every target side by side
     prober.stop()
 
+A target that answered real work within half an interval is not probed that
+round (a leader's own calls prove it; see :meth:`ReachProber.probe_once`).
+
 A probe is a callable ``probe(timeout=...)`` that returns when the target
 answered and raises when it did not (connection, TLS, timeout, 5xx); an answer
 that refuses us still proves reachability and must not raise. Real work feeds
@@ -71,14 +74,23 @@ class ReachProber:
         self._last: dict[str, bool] = {}
 
     def probe_once(self) -> None:
+        # A target that answered real work within half an interval needs no probe:
+        # a busy leader's calls say more than a probe would, and each probe is a
+        # round trip and CPU the leader's keys do not get. A failure still shows
+        # within an interval: the next round probes once that answer has aged.
+        skipped = [t for t in self.probes if self.reach.answered_within(t, self.interval_s / 2)]
         futures = {
             target: self._pool.submit(probe, self.timeout_s)
             for target, probe in self.probes.items()
+            if target not in skipped
         }
-        changed = False
+        outcomes = {target: True for target in skipped}
         for target, future in futures.items():
             ok = bool(future.result())
             self.reach.record(target, ok=ok)
+            outcomes[target] = ok
+        changed = False
+        for target, ok in outcomes.items():
             self.on_outcome(target, ok)
             changed |= self._last.get(target) != ok
             self._last[target] = ok

@@ -76,6 +76,16 @@ class Reach:
             since = state.last_ok if state.last_ok is not None else state.first_seen
         return max(0.0, now - since)
 
+    def answered_within(self, target: str, seconds: float) -> bool:
+        """The latest outcome is a success, no older than ``seconds`` (from a probe or
+        from real work)."""
+        now = self._clock()
+        with self._lock:
+            state = self._targets.get(target)
+            if state is None or not state.last_outcome_ok or state.last_ok is None:
+                return False
+            return now - state.last_ok < seconds
+
     def any_failing(self) -> bool:
         """Whether the latest outcome of any target was a failure (no clock, one lock)."""
         with self._lock:

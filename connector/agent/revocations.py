@@ -2,6 +2,7 @@
 
     revocations = Revocations(deps, state, fence, on_revoked=..., on_progress=loop.wake)
     revocations.poll(decision)     # returns at once; the pass runs beside the loop
+    revocations.none_waiting(t)    # a request poll sent at t said none wait: not due yet
     revocations.close()
 
 A CA that is down (or slow) for a revocation must not hold up issuance at the
@@ -107,6 +108,18 @@ class Revocations:
         future = self._pool.submit(self._revoke_tasks, fence, ready)
         future.add_done_callback(partial(self._revoked, decision.epoch, len(tasks)))
         self._running = future
+
+    def none_waiting(self, asked_at: float) -> None:
+        """A request poll sent at ``asked_at`` said no revocation waits: that answers
+        what a revocation poll then would have, so the next one is due an interval
+        after it (a saturated leader polls requests several times a second and makes
+        no separate revocation call; each is a round trip and ~1.6 ms of its CPU).
+        A task stays pending until its revocation is confirmed, so 0 also means the
+        last pass left nothing behind.
+        """
+        last = self.state.last_revocation_poll_at
+        if last is None or asked_at > last:
+            self.state.last_revocation_poll_at = asked_at
 
     def _ca_states(self) -> Mapping[str, str]:
         try:

@@ -237,6 +237,7 @@ def build(config: ConnectorConfig) -> Runtime:
         metrics=metrics,
         details=lambda: {"version": metrics_version(), "cas": router.ca_states()},
         on_service_outcome=lambda ok: reach.record("service", ok=ok),
+        on_ca_answer=lambda ca: reach.record(ca_target(ca), ok=True),
         loop_call_timeout_s=loop_call_timeout(config),
         late_window_s=loop.late_window_s,
     )

@@ -77,6 +77,8 @@ class ExecutorDeps:
     clock: Callable[[], float] = time.monotonic
     # Told the outcome of every service call (True: it answered), for reachability.
     on_service_outcome: Callable[[bool], None] = lambda _ok: None
+    # A CA answered an issue (its name): the reach record, as for the service.
+    on_ca_answer: Callable[[str], None] = lambda _ca: None
     # The longest one of the loop's own service calls may block it beyond a
     # long-poll's wait (None: the client's timeout): a link that swallows packets
     # must free the loop before a hand-over is due (work-aware leadership).

@@ -14,7 +14,9 @@ highest it has seen with HTTP 409, which this client raises as
     client.heartbeat("conn-b", 0, "healthy", {})        # epoch 0: a standby's heartbeat
     for stale in client.inflight_intents("conn-a", epoch):   # reconcile a deposed epoch
         ...  # revoke what the CA issued for stale.public_key_pem, then issue anew
-    for req in client.poll_requests("conn-a", epoch, max_items=100, wait_s=10.0):
+    polled = client.poll_work("conn-a", epoch, max_items=100, wait_s=10.0)
+    polled.revocations_waiting                          # 0: no revocation poll needed now
+    for req in polled.requests:                         # (poll_requests: the list alone)
         key = generate(req.profile.key_type)
         client.record_intent("conn-a", epoch, req.id, public_key_pem)   # before the CA call
         ...  # CSR (subject serialNumber = req.device_id), issue at the CA, pack PFX
@@ -47,6 +49,7 @@ from connector.service_client._errors import (
 from connector.service_client._models import (
     CertificateRequest,
     Intent,
+    Polled,
     ProfileSpec,
     Registration,
     RevocationTask,
@@ -60,6 +63,7 @@ __all__ = [
     "CertificateRequest",
     "ConnectorRevokedError",
     "Intent",
+    "Polled",
     "ProfileSpec",
     "Registration",
     "RevocationTask",

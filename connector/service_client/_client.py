@@ -16,6 +16,7 @@ from connector.service_client._errors import BadRequest, ServiceError, ServiceUn
 from connector.service_client._models import (
     CertificateRequest,
     Intent,
+    Polled,
     Registration,
     RevocationTask,
     UploadItem,
@@ -163,6 +164,18 @@ class ServiceClient:
     ) -> list[CertificateRequest]:
         """Long-poll: the socket may take ``wait_s`` plus ``timeout`` (default: the
         client's, plus a slack for a busy service)."""
+        return self.poll_work(name, epoch, max_items, wait_s, timeout=timeout).requests
+
+    def poll_work(
+        self,
+        name: str,
+        epoch: int,
+        max_items: int,
+        wait_s: float,
+        *,
+        timeout: float | None = None,
+    ) -> Polled:
+        """:meth:`poll_requests`, with the count of revocations waiting at the service."""
         body = self._call(
             "POST",
             "/requests/poll",
@@ -170,7 +183,11 @@ class ServiceClient:
             timeout=wait_s
             + (timeout if timeout is not None else self._timeout + _LONG_POLL_SLACK_S),
         )
-        return [request_from_json(item) for item in body["requests"]]
+        waiting = body.get("revocations_waiting")
+        return Polled(
+            requests=[request_from_json(item) for item in body["requests"]],
+            revocations_waiting=waiting if type(waiting) is int else None,
+        )
 
     def record_intent(self, name: str, epoch: int, request_id: str, public_key_pem: str) -> None:
         self._call(

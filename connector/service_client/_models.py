@@ -8,6 +8,7 @@ from typing import Any
 __all__ = [
     "CertificateRequest",
     "Intent",
+    "Polled",
     "ProfileSpec",
     "Registration",
     "RevocationTask",
@@ -38,6 +39,19 @@ class CertificateRequest:
     profile: ProfileSpec
     variables: dict[str, str] = field(default_factory=dict)  # UserName, DeviceId, ...
     kind: str = "new"  # new | renewal
+
+
+@dataclass(frozen=True)
+class Polled:
+    """One poll's answer: the requests taken, and how many revocations wait.
+
+    ``revocations_waiting`` was counted in the same transaction as the take:
+    0 answers "any revocations?" as a revocation poll would have (no separate
+    call needed). None: the service did not say (an older service).
+    """
+
+    requests: list[CertificateRequest]
+    revocations_waiting: int | None = None
 
 
 @dataclass(frozen=True)

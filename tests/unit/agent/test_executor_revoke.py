@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import pytest
 
 from connector.agent.decide import Action, Decision
 from connector.agent.executor import AgentState, Executor, ExecutorDeps
 from connector.agent.ports import Pki
-from connector.service_client import RevocationTask
+from connector.service_client import Polled, RevocationTask
 
 
 class CADownError(Exception):
@@ -64,7 +67,20 @@ class FakeIssuer:
         return self.states
 
 
-def _executor(service: FakeService, issuer: FakeIssuer) -> Executor:
+class PollingService(FakeService):
+    """Request polls that find no work and say how many revocations wait."""
+
+    def __init__(self, waiting: int | None) -> None:
+        super().__init__([])
+        self.waiting = waiting
+
+    def poll_work(self, name: str, epoch: int, max_items: int, wait_s: float, **_: Any) -> Polled:
+        return Polled([], self.waiting)
+
+
+def _executor(
+    service: FakeService, issuer: FakeIssuer, *, clock: Callable[[], float] | None = None
+) -> Executor:
     def unused(*_: Any) -> Any:
         raise AssertionError("not called")
 
@@ -76,6 +92,7 @@ def _executor(service: FakeService, issuer: FakeIssuer) -> Executor:
         lease=FakeLease(),
         ca_errors=(CADownError,),
         is_retryable=lambda exc: True,
+        clock=clock or time.monotonic,
     )
     return Executor(deps, AgentState())
 
@@ -117,4 +134,29 @@ def test_revoking_runs_beside_the_loop_and_confirms() -> None:
         assert executor.state.rejected_epoch is None
     finally:
         issuer.release.set()
+        executor.close()
+
+
+@pytest.mark.parametrize(("waiting", "stands_in"), [(0, True), (3, False), (None, False)])
+def test_a_request_poll_saying_no_revocation_waits_stands_in_for_a_revocation_poll(
+    waiting: int | None, stands_in: bool
+) -> None:
+    now = [100.0]
+    executor = _executor(PollingService(waiting), FakeIssuer({}), clock=lambda: now[0])
+    executor.state.last_revocation_poll_at = 99.0
+    try:
+        executor.execute(Decision(Action.ISSUE, "test", epoch=7))
+        # Only "none wait" answers the question; a count or no word leaves it due.
+        assert executor.state.last_revocation_poll_at == (100.0 if stands_in else 99.0)
+    finally:
+        executor.close()
+
+
+def test_a_request_poll_never_moves_the_last_revocation_poll_back() -> None:
+    executor = _executor(PollingService(0), FakeIssuer({}), clock=lambda: 100.0)
+    executor.state.last_revocation_poll_at = 101.0  # a revocation poll answered since
+    try:
+        executor.execute(Decision(Action.ISSUE, "test", epoch=7))
+        assert executor.state.last_revocation_poll_at == 101.0
+    finally:
         executor.close()

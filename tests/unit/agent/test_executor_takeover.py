@@ -17,7 +17,13 @@ from connector.agent.decide import Action, Decision
 from connector.agent.executor import AgentState, Executor, ExecutorDeps
 from connector.agent.issuance import IssueContext, Outcome
 from connector.agent.ports import Pki
-from connector.service_client import CertificateRequest, Intent, ProfileSpec, Registration
+from connector.service_client import (
+    CertificateRequest,
+    Intent,
+    Polled,
+    ProfileSpec,
+    Registration,
+)
 
 EPOCH = 7
 PEM = (
@@ -68,11 +74,9 @@ class FakeService:
         self.warmed.append(connections)
         return True
 
-    def poll_requests(
-        self, name: str, epoch: int, max_items: int, wait_s: float, **_: Any
-    ) -> list[CertificateRequest]:
+    def poll_work(self, name: str, epoch: int, max_items: int, wait_s: float, **_: Any) -> Polled:
         polled, self.polled = self.polled, []
-        return polled
+        return Polled(polled)
 
     def inflight_intents(self, name: str, epoch: int) -> list[Intent]:
         self.listed += 1

@@ -13,6 +13,7 @@ from connector.agent.hand import Hand, HandView, poll_size
 from connector.agent.ports import Pki
 from connector.service_client import (
     CertificateRequest,
+    Polled,
     ProfileSpec,
     UploadItem,
 )
@@ -89,15 +90,15 @@ class SlowUploads:
         self.uploading = threading.Event()
         self.release = threading.Event()
 
-    def poll_requests(
+    def poll_work(
         self, name: str, epoch: int, max_items: int, wait_s: float, *, timeout: Any = None
-    ) -> list[CertificateRequest]:
+    ) -> Polled:
         profile = ProfileSpec("p", "rsa2048", "user-auth", "CN=x", (), 365)
         out = []
         for _ in range(max_items):
             self.count += 1
             out.append(CertificateRequest(f"r{self.count}", f"d{self.count}", profile))
-        return out
+        return Polled(out)
 
     def record_intents(
         self, name: str, epoch: int, items: Sequence[tuple[str, str]]
@@ -137,6 +138,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def test_the_executor_polls_again_while_a_batch_waits_on_the_network() -> None:
     service = SlowUploads()
+    answered: list[str] = []
     deps = ExecutorDeps(
         name="c1",
         service=service,
@@ -152,6 +154,7 @@ def test_the_executor_polls_again_while_a_batch_waits_on_the_network() -> None:
         is_retryable=lambda exc: True,
         workers=2,
         max_in_hand=12,
+        on_ca_answer=answered.append,
     )
     executor = Executor(deps, AgentState())
     issue = Decision(Action.ISSUE, "test", 7)
@@ -172,3 +175,5 @@ def test_the_executor_polls_again_while_a_batch_waits_on_the_network() -> None:
         executor.close()
     assert executor.in_hand == 0
     assert executor.state.counts["delivered"] == 12
+    # Each CA answer is reach news: the leader's probe of that CA can wait.
+    assert answered == [Issued.ca_name] * 12

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connector.agent.decide import Action, decide
-from connector.agent.probes import ReachProber, probe_of
+from connector.agent.probes import Probe, ReachProber, probe_of
 from connector.agent.reach import OK, UNREACHABLE, PeerReach, Reach
 from connector.agent.snapshot import Blocked, Health
 from tests.unit.agent.test_decide import steady_leader
@@ -188,4 +188,35 @@ def test_the_prober_records_each_outcome_and_wakes_on_change() -> None:
     assert woken == [True]
     prober.probe_once()
     assert woken == [True]  # nothing changed
+    prober.stop()
+
+
+def test_a_target_that_answered_real_work_within_half_an_interval_is_not_probed() -> None:
+    clock = Clock()
+    reach = Reach(clock)
+    probed: list[str] = []
+    answers = {"service": True, "ca:primary": True}
+
+    def probe(target: str) -> Probe:
+        def run(timeout_s: float) -> bool:
+            probed.append(target)
+            return answers[target]
+
+        return run
+
+    prober = ReachProber(reach, {t: probe(t) for t in answers}, interval_s=2.0, timeout_s=0.5)
+    reach.record("ca:primary", ok=True)  # an issue answered just now
+    clock.now += 0.9
+    prober.probe_once()
+    assert probed == ["service"]
+    clock.now += 0.2  # that answer is now older than half an interval: probe again
+    prober.probe_once()  # (the service's probe answered 0.2 s ago: not again)
+    assert probed == ["service", "ca:primary"]
+    # A failure of real work is never taken for an answer: the next round probes it.
+    reach.record("ca:primary", ok=False)
+    answers["ca:primary"] = False
+    probed.clear()
+    prober.probe_once()
+    assert "ca:primary" in probed
+    assert reach.report()["ca:primary"] == UNREACHABLE
     prober.stop()
