@@ -64,6 +64,10 @@ def test_renewal_at_threshold_then_old_certificate_superseded(
     assert new.cert.serial_number != old.cert.serial_number
     (task,) = [t for t in connector.revocations() if t.serial == old.cert.serial_number]
     assert task.reason == "superseded"
+    # A request poll says how many revocations wait, so a leader told 0 skips its own
+    # revocation poll: the count is the tasks a revocation poll would hand out.
+    polled = connector.client.poll_work(connector.name, connector.epoch, 1, 0)
+    assert polled.revocations_waiting == len(connector.revocations()) >= 1
     checkin = ok(admin.post(f"/api/v1/devices/{device_id}/checkin"))
     assert [d["serial"] for d in checkin["deletions"]] == [str(old.cert.serial_number)]
     states = {
