@@ -11,6 +11,10 @@ it, with a fresh epoch taken right before every side effect (through
 Failures become state, not exceptions: a 409 sets ``rejected_epoch`` (the next
 decision steps down at once), an unreachable service sets a back-off, a lost
 lease simply ends the action.
+
+Its two background halves are helpers it holds: :class:`~connector.agent.batches.Batches`
+(``executor.batches``) issues each polled request on a thread of its own, and
+:class:`~connector.agent.revocations.Revocations` (``executor.revocations``) revokes.
 """
 
 from __future__ import annotations
@@ -18,30 +22,23 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from dataclasses import replace
-from functools import partial
 
+from connector.agent.batches import Batches
 from connector.agent.dangling import DanglingWork, settle
 from connector.agent.decide import Action, Decision
 from connector.agent.events import Event, emit
-from connector.agent.grouping import CallGroup
 from connector.agent.hand import Hand
-from connector.agent.issuance import IssueContext, Outcome, issue_one
 from connector.agent.late import LateReport, LateWatch, sweep_late
 from connector.agent.ports import Fence, LeaseLost
 from connector.agent.reconcile import reconcile
 from connector.agent.revocations import Revocations
 from connector.agent.state import AgentState, ExecutorDeps
-from connector.pki import PrivateKey
 from connector.service_client import (
     BadRequest,
-    CertificateRequest,
     ConnectorRevokedError,
     Intent,
     ServiceUnavailable,
     StaleEpochError,
-    UploadItem,
 )
 
 __all__ = ["AgentState", "Executor", "ExecutorDeps"]
@@ -67,11 +64,6 @@ log = logging.getLogger("pfxha.connector.executor")
 # The service answers 428 when an epoch was never registered (e.g. its DB was
 # restored): register again rather than give up.
 _NOT_REGISTERED = 428
-# How long the first request of a batch to reach the intents (results) call
-# waits for the others: they make their keys side by side, so they arrive
-# close together; a CA retrying for one of them must not hold the rest long.
-_INTENTS_WAIT_S = 0.5
-_RESULTS_WAIT_S = 0.2
 # Actions that take no fresh epoch (they give leadership up).
 _NO_FENCE = (Action.STOP, Action.STEP_DOWN, Action.LEAVE)
 
@@ -81,6 +73,7 @@ class Executor:
         self.deps = deps
         self.state = state
         self.fence = Fence(deps.lease)
+        # Guards state.counts and the hand-over; the issuing threads (batches) take it too.
         self._counts_lock = threading.Lock()
         self.hand = Hand(
             workers=deps.workers, batch_size=deps.batch_size, max_in_hand=deps.max_in_hand
@@ -90,10 +83,17 @@ class Executor:
         self.late = LateWatch(deps.late_window_s, deps.clock)
         # Called when a background worker finishes (the loop sets it to wake itself).
         self.on_progress: Callable[[], None] = lambda: None
-        # A thread for every request in hand (see issue_capacity): requests of a
-        # batch wait for each other to share a call, so none may wait for a thread.
-        self._pool = ThreadPoolExecutor(
-            max_workers=max(deps.max_in_hand, 2 * deps.workers), thread_name_prefix="pfxha-issue"
+        # Polled requests are issued on threads of their own (connector/agent/batches.py).
+        self.batches = Batches(
+            deps,
+            state,
+            self.fence,
+            hand=self.hand,
+            dangling=self.dangling,
+            late=self.late,
+            counts_lock=self._counts_lock,
+            on_revoked=self._on_revoked,
+            on_progress=lambda: self.on_progress(),
         )
         # Revocations run on a thread of their own: a CA that is down (or slow)
         # for a revocation must not hold up issuance at the other CAs.
@@ -109,7 +109,7 @@ class Executor:
 
     def close(self) -> None:
         self.revocations.close()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.batches.close()
 
     def execute(self, decision: Decision) -> None:
         handler: Callable[[Decision], None] = {
@@ -249,7 +249,7 @@ class Executor:
             if self.deps.metrics is not None:
                 self.deps.metrics.observe_takeover(took)
         emit(log, Event.REGISTERED, epoch=epoch, since_elected_s=took)
-        self._take(epoch, list(getattr(reply, "requests", None) or []), group_results=False)
+        self.batches.take(epoch, list(getattr(reply, "requests", None) or []), group_results=False)
 
     def _heartbeat(self, decision: Decision) -> None:
         epoch = self.fence.epoch() if decision.as_leader else 0
@@ -293,7 +293,7 @@ class Executor:
                 deadline=self.deps.ca_deadline,
                 is_retryable=self.deps.is_retryable,
             )
-        left = settle(self.dangling.take(decision.epoch), self._issue_context(), watch=self.late)
+        left = settle(self.dangling.take(decision.epoch), self.batches.context(), watch=self.late)
         self.dangling.extend(left)
         listed, self._listed_intents = self._listed_intents, None
         report = reconcile(
@@ -351,129 +351,4 @@ class Executor:
         if polled.revocations_waiting == 0:
             self.revocations.none_waiting(asked_at)
         assert decision.epoch is not None
-        self._take(decision.epoch, polled.requests)
-
-    def _take(
-        self, epoch: int, requests: list[CertificateRequest], *, group_results: bool = True
-    ) -> None:
-        """Issue a polled batch in the background (the issuing threads).
-
-        ``group_results=False`` (a takeover's first batch): each certificate is uploaded
-        as soon as it is packed, on a connection of its own (a standby keeps them warm),
-        rather than waiting for the batch's slowest at the shared results call.
-        """
-        deps = self.deps
-        if deps.metrics is not None:
-            deps.metrics.mark_poll_success()
-            deps.metrics.set_pending("issue", len(requests))
-        if not requests:
-            return
-        emit(log, Event.BATCH_RECEIVED, count=len(requests), epoch=epoch)
-        # A fence of its own: this batch belongs to this epoch, whatever the
-        # loop does next (a re-election re-arms the loop's fence, not this one).
-        fence = Fence.armed(self.deps.lease, epoch)
-        ctx = self._issue_context(fence)
-        if len(requests) > 1:
-            ctx = replace(
-                ctx,
-                intents=CallGroup[str](
-                    len(requests),
-                    lambda items: deps.service.record_intents(deps.name, fence.epoch(), items),
-                    max_wait_s=_INTENTS_WAIT_S,
-                ),
-                results=CallGroup[UploadItem](
-                    len(requests),
-                    lambda items: deps.service.upload_results(
-                        deps.name, fence.epoch(), [item for _, item in items]
-                    ),
-                    max_wait_s=_RESULTS_WAIT_S,
-                )
-                if group_results
-                else None,
-            )
-        self.hand.took(len(requests))
-        for request in requests:
-            future = self._pool.submit(self._issue_counted, ctx, request)
-            future.add_done_callback(partial(self._issued, epoch))
-
-    def _issue_counted(self, ctx: IssueContext, request: CertificateRequest) -> Outcome:
-        """:func:`issue_one`, telling the hand when this request's key is made."""
-        keyed = threading.Event()
-
-        def new_key(key_type: str) -> PrivateKey:
-            try:
-                return ctx.pki.new_key(key_type)
-            finally:
-                self._keyed(keyed)
-
-        try:
-            return issue_one(replace(ctx, pki=replace(ctx.pki, new_key=new_key)), request)
-        finally:
-            self._keyed(keyed)  # a request that never got to its key leaves the stage too
-
-    def _keyed(self, keyed: threading.Event) -> None:
-        with self._counts_lock:
-            if keyed.is_set():
-                return
-            keyed.set()
-        if self.hand.keyed():
-            self.on_progress()  # the key stage has room: the loop may poll again
-
-    def _issued(self, epoch: int, future: Future[Outcome]) -> None:
-        """A worker finished one request (called on that worker's thread)."""
-        now = self.deps.clock()
-        # A request that never ran never left the key stage.
-        opened = self.hand.finished(keyed=not future.cancelled())
-        outcome: Outcome | None = None
-        try:
-            outcome = future.result()
-        except StaleEpochError:
-            self.state.rejected_epoch = epoch
-        except ConnectorRevokedError as exc:
-            self._on_revoked("issue", exc)
-        except CancelledError:
-            pass
-        except Exception:
-            log.exception("issuing worker failed")
-        else:
-            if outcome is Outcome.STALLED:
-                self.state.service_retry_at = now + self.deps.backoff_s
-            elif outcome in (Outcome.DEFERRED, Outcome.HELD):
-                self.state.ca_retry_at = now + self.deps.backoff_s
-            elif outcome is Outcome.DELIVERED:
-                self.state.ca_retry_at = None
-        if opened or outcome is not Outcome.DELIVERED:
-            # Anything but a delivery is news the next decision must see at once.
-            self.on_progress()
-
-    def _issue_context(self, fence: Fence | None = None) -> IssueContext:
-        deps = self.deps
-        return IssueContext(
-            name=deps.name,
-            service=deps.service,
-            issuer=deps.issuer,
-            pki=deps.pki,
-            fence=fence or self.fence,
-            deadline=self.deps.ca_deadline,
-            ca_errors=deps.ca_errors,
-            is_retryable=deps.is_retryable,
-            dangling=self.dangling,
-            on_result=self._on_result,
-            clock=deps.clock,
-            late=self.late,
-            stage_cpu=(
-                deps.metrics.observe_issue_cpu
-                if deps.metrics is not None
-                else lambda _stage, _seconds: None
-            ),
-            ca_answered=deps.on_ca_answer,
-        )
-
-    def _on_result(
-        self, request: CertificateRequest, outcome: Outcome, ca: str, seconds: float
-    ) -> None:
-        with self._counts_lock:  # called from the issuing worker threads
-            self.state.counts[outcome.value] += 1
-        self.deps.count("issue", outcome.value, request.profile.template, ca)
-        if outcome is Outcome.DELIVERED and self.deps.metrics is not None:
-            self.deps.metrics.observe_issuance(seconds, ca=ca)
+        self.batches.take(decision.epoch, polled.requests)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from connector.agent import executor as executor_module
+from connector.agent import batches as batches_module
 from connector.agent.decide import Action, Decision
 from connector.agent.executor import AgentState, Executor, ExecutorDeps
 from connector.agent.issuance import IssueContext, Outcome
@@ -194,7 +194,7 @@ def test_the_first_batch_uploads_one_by_one_and_later_batches_together(
                 all_seen.set()
         return Outcome.DELIVERED
 
-    monkeypatch.setattr(executor_module, "issue_one", record)
+    monkeypatch.setattr(batches_module, "issue_one", record)
     service = FakeService(Registration(requests=[_request(1), _request(2)]))
     service.polled = [_request(3), _request(4)]
     executor = _executor(service)
