@@ -154,6 +154,13 @@ class MetricFamilies:
             ["key_type"],
             registry=registry,
         )
+        self.certdb_indexed_rows = Gauge(
+            "pfxha_connector_certdb_indexed_rows",
+            "Certificates of a CA's certdb whose key this process has parsed and remembers "
+            "(each search then reads only new rows and matches; ~400 bytes of memory a row).",
+            ["ca"],
+            registry=registry,
+        )
         self.keys_pool_size = Gauge(
             "pfxha_connector_keys_pool_size",
             "How many keys the pool keeps ready per key type when full (loop.keypool_size).",

@@ -139,6 +139,13 @@ class ConnectorMetrics(MetricFamilies):
                 functools.partial(_as_float, available, key_type)
             )
 
+    def watch_certdb_index(self, indexed_rows: Callable[[str], int], cas: Iterable[str]) -> None:
+        """``pfxha_connector_certdb_indexed_rows`` reads ``indexed_rows(ca)`` at each scrape."""
+        for ca in cas:
+            self.certdb_indexed_rows.labels(ca=ca).set_function(
+                functools.partial(_as_float, indexed_rows, ca)
+            )
+
     def observe_takeover(self, seconds: float) -> None:
         self.takeover_duration.observe(seconds)
 

@@ -215,6 +215,7 @@ def build(config: ConnectorConfig) -> Runtime:
         {kt: loop.keypool_size for kt in key_types}, workers=1, generate=metered_keygen(metrics)
     )
     metrics.watch_key_pool(pool.available, [kt.value for kt in key_types], loop.keypool_size)
+    metrics.watch_certdb_index(router.certdb_indexed_rows, router.cas)
     kra = _KraCertificate(service)
     lease = _LateLease()
     lease.budget = YieldBudget(loop.yield_budget, loop.yield_budget_window_s).validate()

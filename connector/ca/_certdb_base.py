@@ -238,6 +238,11 @@ class CertDB:
                 found[index].append(record)
         return found
 
+    @property
+    def indexed_rows(self) -> int:
+        """Rows whose key this process has parsed and remembers (about 400 bytes each)."""
+        return len(self._index)
+
     def learn_new(self) -> int:
         """Parse the rows added since the last search (a standby's warm-up); how many.
 

@@ -380,6 +380,10 @@ class CfsslCA:
                 self.certdb.ping()
         return self.reconcile_state()
 
+    def certdb_indexed_rows(self) -> int:
+        """Certificates of this CA's certdb whose key this process remembers (0: none)."""
+        return 0 if self.certdb is None else self.certdb.indexed_rows
+
     def warm_certdb(self) -> int:
         """Learn the keys of certificates issued since the last search (no answer: 0)."""
         if self.reconcile == "off" or self.certdb is None:

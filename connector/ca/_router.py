@@ -350,14 +350,18 @@ class CARouter:
         """Per CA: ask each certdb now (bounded by its timeouts), then report."""
         return {name: _reconcile_state(name, ca, probe=True) for name, ca in self.cas.items()}
 
-    def warm_certdbs(self) -> int:
-        """Every certdb learns the keys issued since its last search (CFSSL); how many."""
-        learnt = 0
+    def warm_certdbs(self) -> None:
+        """Every certdb learns the keys issued since its last search (CFSSL)."""
         for ca in self.cas.values():
             warm = getattr(ca, "warm_certdb", None)
             if callable(warm):
-                learnt += int(warm())
-        return learnt
+                warm()
+
+    def certdb_indexed_rows(self, name: str) -> int:
+        """Certificates of CA ``name``'s certdb whose key this process remembers (0 for a
+        CA that keeps no such index)."""
+        rows = getattr(self.cas[name], "certdb_indexed_rows", None)
+        return int(rows()) if callable(rows) else 0
 
     def probe(self, name: str, *, timeout: float) -> bool:
         """Does CA ``name`` answer now? (reachability for work-aware leadership; no breaker)."""

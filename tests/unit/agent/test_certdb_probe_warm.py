@@ -13,9 +13,8 @@ class Router:
     def probe_certdbs(self) -> dict[str, ReconcileState]:
         return {"primary": ReconcileState("primary", "certdb", True, "ok")}
 
-    def warm_certdbs(self) -> int:
+    def warm_certdbs(self) -> None:
         self.warmed += 1
-        return 0
 
 
 def test_only_a_standby_warms_the_certdbs() -> None:

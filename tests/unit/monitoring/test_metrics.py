@@ -198,3 +198,12 @@ def test_state_gauges_follow_every_change_though_repeats_are_skipped() -> None:
     # Another label is a gauge of its own, not a repeat.
     m.set_ca_state("secondary", up=True, circuit="closed")
     assert _value(m, "pfxha_connector_ca_up", ca="secondary") == 1.0
+
+
+def test_the_certdb_index_gauge_reads_each_ca_at_scrape_time() -> None:
+    m = ConnectorMetrics(name="a", cluster="c")
+    rows = {"primary": 10, "secondary": 0}
+    m.watch_certdb_index(rows.__getitem__, rows)
+    rows["primary"] = 12  # a search learnt two more since
+    assert _value(m, "pfxha_connector_certdb_indexed_rows", ca="primary") == 12.0
+    assert _value(m, "pfxha_connector_certdb_indexed_rows", ca="secondary") == 0.0

@@ -208,11 +208,13 @@ def test_a_standby_warm_up_leaves_the_takeover_search_only_the_matches(
     for cert, _ in rows[:10]:
         _insert(db, cert, "good", 0, "0001-01-01 00:00:00+00:00")
     certdb, fetched = _counting(SqliteCertDB(db))
+    assert certdb.indexed_rows == 0
     assert certdb.learn_new() == 10
     for cert, _ in rows[10:]:
         _insert(db, cert, "good", 0, "0001-01-01 00:00:00+00:00")
     assert certdb.learn_new() == 2  # only what was issued since
     assert certdb.learn_new() == 0
+    assert certdb.indexed_rows == 12  # what the metric shows (connector/metrics.py)
     fetched.clear()
     wanted_cert, wanted_key = rows[11]
     found = certdb.find_by_public_key(wanted_key.public_key())
