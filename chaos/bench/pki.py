@@ -19,8 +19,9 @@ One run measures, with every core busy:
 Keygen and pipeline run in short alternating windows (K P, P K, ...) of
 about 2.5 s, in the same worker processes, so both see the same background
 load on a shared machine; an item cut by the end of a window counts by the
-share of it done inside (see ``_credit``). Figures depend on the machine
-and on what else runs on it; the JSON records the core count and settings.
+share of it done inside (see ``_pki_phases.credit``). Figures depend on the
+machine and on what else runs on it; the JSON records the core count and
+settings. The measured windows and the burst are in ``_pki_phases.py``.
 """
 
 from __future__ import annotations
@@ -33,9 +34,7 @@ import multiprocessing
 import os
 import statistics
 import tempfile
-import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,32 +44,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from chaos.bench import _pki_phases as phases
 from chaos.bench._stats import summarize, write_result
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.openbao import OpenBaoLab
-from connector.ca import CARouter, router_from_description
-from connector.pki import (
-    KeyPool,
-    KeyType,
-    PrivateKey,
-    ProfileTemplate,
-    csr_for_profile,
-    generate_key,
-    pack_pfx,
-    seal,
-)
+from connector.pki import KeyType
 
 __all__ = ["command", "run_pki_bench"]
-
-_PROFILE_SUBJECT = "CN={{UserName}},O=pfxha bench"
-_PROFILE_SANS = ("UPN={{UserPrincipalName}}", "email={{EmailAddress}}")
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def _kra_certificate() -> x509.Certificate:
@@ -88,120 +68,6 @@ def _kra_certificate() -> x509.Certificate:
         .not_valid_after(now + dt.timedelta(days=1))
         .sign(key, hashes.SHA256())
     )
-
-
-class _Pipeline:
-    """Everything after key generation, for one thread of one process."""
-
-    def __init__(
-        self, description: Mapping[str, Any], template: str, key_type: KeyType, kra_pem: bytes
-    ) -> None:
-        # The primary CA only: the benchmark measures issuance, not failover.
-        primary = {"primary": description["cas"]["primary"]}
-        self.router: CARouter = router_from_description(
-            {"cas": primary, "templates": {template: ["primary"]}}, call_timeout_s=10.0
-        )
-        self.template = template
-        self.kra = x509.load_pem_x509_certificate(kra_pem)
-        self.profile = ProfileTemplate("bench", _PROFILE_SUBJECT, _PROFILE_SANS, key_type, template)
-        self.count = 0
-
-    def run_one(self, key: PrivateKey) -> tuple[float, float]:
-        """Issue and package one certificate; returns (seconds total, seconds at the CA)."""
-        started = time.perf_counter()
-        n = self.count = self.count + 1
-        variables = {
-            "UserName": f"user{n}",
-            "UserPrincipalName": f"user{n}@bench.test",
-            "EmailAddress": f"user{n}@bench.test",
-            "DeviceId": f"dev-{os.getpid()}-{threading.get_ident()}-{n}",
-        }
-        csr = csr_for_profile(key, self.profile, variables)
-        before_ca = time.perf_counter()
-        issued = self.router.issue(csr, self.template, f"bench-{n}", time.monotonic() + 30)
-        ca_time = time.perf_counter() - before_ca
-        envelope = seal(pack_pfx(key, issued.certificate, issued.chain, "bench"), self.kra)
-        if not envelope:  # pragma: no cover - seal always returns bytes
-            raise RuntimeError("empty envelope")
-        return time.perf_counter() - started, ca_time
-
-
-def _wait_until(wall_time: float) -> None:
-    delay = wall_time - time.time()
-    if delay > 0:
-        time.sleep(delay)
-
-
-def _credit(spans: list[tuple[float, float]], start: float, end: float) -> float:
-    """Items completed in [start, end]; one that straddles ``end`` counts by its share inside.
-
-    Every item starts inside the window, and the ones running at ``end`` are finished
-    outside it, so neither mode gains or loses the work cut at the boundary.
-    """
-    total = 0.0
-    for s, e in spans:
-        if e <= s:
-            continue
-        total += max(0.0, min(e, end) - max(s, start)) / (e - s)
-    return total
-
-
-# Pipelines live as long as the worker process: clients and connections are reused.
-_PIPELINES: list[_Pipeline] = []
-
-
-def _round(
-    mode: str,
-    start: float,
-    end: float,
-    key_type: str,
-    threads: int,
-    description: dict[str, Any],
-    template: str,
-    kra_pem: bytes,
-) -> tuple[float, list[float], list[float], float, int]:
-    """One measured window in one worker process: ``keygen`` alone or the whole ``pipeline``.
-
-    Returns the window credit, per-item latencies and CA times, and the process CPU
-    seconds spent on all items started in the window (finished or not) with their count.
-    """
-    kt = KeyType.parse(key_type)
-    # The same number of threads in both modes: on a machine shared with other work
-    # the scheduler's share follows the runnable threads, and OpenSSL releases the GIL
-    # while generating, so extra keygen threads add no speed of their own.
-    lanes = threads
-    if mode == "pipeline":
-        while len(_PIPELINES) < lanes:
-            _PIPELINES.append(_Pipeline(description, template, kt, kra_pem))
-    lock = threading.Lock()
-    spans: list[tuple[float, float]] = []
-    totals: list[float] = []
-    ca_times: list[float] = []
-
-    def lane(index: int) -> None:
-        _wait_until(start)
-        while time.time() < end:
-            began = time.time()
-            key = generate_key(kt)
-            ca_time = 0.0
-            if mode == "pipeline":
-                _, ca_time = _PIPELINES[index].run_one(key)
-            finished = time.time()
-            with lock:
-                spans.append((began, finished))
-                totals.append(finished - began)
-                ca_times.append(ca_time)
-
-    runners = [threading.Thread(target=lane, args=(i,)) for i in range(lanes)]
-    _wait_until(start)
-    cpu_before = time.process_time()
-    for r in runners:
-        r.start()
-    for r in runners:
-        r.join()
-    cpu = time.process_time() - cpu_before
-    items = len(spans)
-    return _credit(spans, start, end), totals, ca_times, cpu, items
 
 
 def _cpu_seconds(pid: int | None) -> float:
@@ -230,63 +96,6 @@ def _ca_cpu_seconds(lab: CfsslLab | OpenBaoLab) -> float:
     return sum(_cpu_seconds(pid) for pid in lab.pids().values())
 
 
-def _noop(_: int) -> int:
-    return os.getpid()
-
-
-def _burst(
-    description: Mapping[str, Any],
-    template: str,
-    key_type: KeyType,
-    kra_pem: bytes,
-    pool_size: int,
-    threads: int,
-) -> dict[str, Any]:
-    """Drain a full key pool through the pipeline with ``threads`` threads."""
-    pool = KeyPool({key_type: pool_size}, workers=max(1, _cores())).start()
-    try:
-        if not pool.wait_full(timeout=600):
-            raise click.ClickException("the key pool did not fill within 600 s")
-        pipelines = [_Pipeline(description, template, key_type, kra_pem) for _ in range(threads)]
-        latencies: list[float] = []
-        lock = threading.Lock()
-        remaining = [pool_size]
-
-        def drain(pipeline: _Pipeline) -> None:
-            while True:
-                with lock:
-                    if remaining[0] == 0:
-                        return
-                    remaining[0] -= 1
-                t0 = time.perf_counter()
-                key = pool.take(key_type)
-                pipeline.run_one(key)
-                with lock:
-                    latencies.append(time.perf_counter() - t0)
-
-        started = time.perf_counter()
-        runners = [threading.Thread(target=drain, args=(p,)) for p in pipelines]
-        for r in runners:
-            r.start()
-        for r in runners:
-            r.join()
-        elapsed = time.perf_counter() - started
-        stats = pool.stats()
-        for p in pipelines:
-            p.router.close()
-    finally:
-        pool.stop()
-    return {
-        "pool_size": pool_size,
-        "threads": threads,
-        "seconds": round(elapsed, 4),
-        "per_s": round(pool_size / elapsed, 2),
-        "pool_hits": stats["hits"],
-        "pool_misses": stats["misses"],
-        "latency_s": summarize(latencies),
-    }
-
-
 def run_pki_bench(
     key: str,
     seconds: float,
@@ -301,7 +110,7 @@ def run_pki_bench(
 ) -> dict[str, Any]:
     key_type = KeyType.parse(key)
     load_before = os.getloadavg()
-    cores = _cores()
+    cores = phases.cores()
     workers = workers or cores
     rounds = max(1, round(seconds / 2.5))
     window = seconds / rounds
@@ -314,7 +123,7 @@ def run_pki_bench(
             ctx = multiprocessing.get_context("spawn")
             with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
                 # Warm the workers up (spawn + imports) outside the measured windows.
-                list(pool.map(_noop, range(workers * 2)))
+                list(pool.map(phases.worker_pid, range(workers * 2)))
                 credit = {"keygen": 0.0, "pipeline": 0.0}
                 cpu = {"keygen": 0.0, "pipeline": 0.0, "cfssl": 0.0}
                 items = {"keygen": 0, "pipeline": 0}
@@ -329,7 +138,7 @@ def run_pki_bench(
                         cfssl_before = _ca_cpu_seconds(lab)
                         futures = [
                             pool.submit(
-                                _round,
+                                phases.measure_window,
                                 mode,
                                 start,
                                 start + window,
@@ -353,7 +162,7 @@ def run_pki_bench(
                             items[mode] += done
                         if mode == "pipeline":
                             cpu["cfssl"] += _ca_cpu_seconds(lab) - cfssl_before
-            burst = _burst(
+            burst = phases.burst(
                 description, template, key_type, kra_pem, pool_size, threads=burst_threads
             )
         finally:
