@@ -16,9 +16,8 @@ with several active devices (a lost phone: the user's shared certificate is
 rolled over for the others).
 
 Every operation goes into the history as invoke / ok / fail / info. Each
-device receives its PFX sealed to its management key, opens it the way a
-device would (:func:`chaos.checkers.verify_delivered_pfx`), records the
-outcome and reports ``installed``. Device keys stay in this process; they are
+device opens the PFX it receives the way a device would and reports it
+(:mod:`chaos._workload_device`). Device keys stay in this process; they are
 never written to the history.
 
 Device management keys come from a small pool of RSA keys reused across
@@ -29,15 +28,11 @@ unchanged, and the lab machine is spared an RSA key generation per device.
 
 from __future__ import annotations
 
-import base64
 import itertools
-import logging
 import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -46,13 +41,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from chaos.checkers.ops import ADMIN, CHECKIN, ENROLL, REVOKE, device_process
-from chaos.checkers.pfx import verify_delivered_pfx
+from chaos._workload_device import Device, check_in, checkin_rounds
+from chaos.checkers.ops import ADMIN, ENROLL, REVOKE, device_process
 from chaos.history import History
 
 __all__ = ["LOST_ENROLLMENT_LOOKUP", "REVOCATION_ACTIONS", "Device", "Workload"]
-
-log = logging.getLogger(__name__)
 
 
 def _not_there_yet(exc: BaseException) -> bool:
@@ -74,17 +67,6 @@ LOST_ENROLLMENT_LOOKUP = tenacity.Retrying(
 # One admin action per row of the seed's revocation table that targets one device
 # (profile- and assignment-wide actions would revoke the whole lab at once).
 REVOCATION_ACTIONS = ("retire-user", "retire-admin", "block", "delete-device", "leave-group")
-
-
-@dataclass
-class Device:
-    id: str
-    user: str
-    certificate: x509.Certificate
-    key: rsa.RSAPrivateKey
-    requests: list[str] = field(default_factory=list)
-    installed: set[str] = field(default_factory=set)
-    retired: bool = False
 
 
 class Workload:
@@ -338,52 +320,14 @@ class Workload:
         return dict(body)
 
     def checkin(self, device: Device) -> None:
-        process = device_process(device.id)
-        op = self.history.invoke(process, CHECKIN, {"device": device.id})
-        try:
-            body = self._post(f"/api/v1/devices/{device.id}/checkin", None)
-        except httpx.HTTPError as exc:
-            self.history.complete(op, "fail", {"device": device.id, "error": str(exc)})
-            return
-        delivered: list[dict[str, Any]] = []
-        for item in body.get("deliveries", []):
-            blob = base64.b64decode(item["envelope_b64"])
-            # A user-scoped certificate names the user, shared by all of their devices.
-            subject = device.user if item.get("scope") == "user" else device.id
-            problems = verify_delivered_pfx(
-                blob, device.certificate, device.key, self.root, device_id=subject
-            )
-            delivered.append(
-                {
-                    "request": item["request_id"],
-                    "serial": item["serial"],
-                    "scope": item.get("scope", "device"),
-                    "usage": item.get("usage", "current"),
-                    "pfx_ok": not problems,
-                    "pfx_errors": problems,
-                }
-            )
-            status = "installed" if not problems else "failed"
-            report: dict[str, Any] = {"request_id": item["request_id"], "status": status}
-            if problems:
-                report["reason"] = "; ".join(problems)[:900]
-            try:
-                self._post(f"/api/v1/devices/{device.id}/report", report)
-            except httpx.HTTPError as exc:
-                log.warning("report for %s failed: %s", item["request_id"], exc)
-            device.installed.add(item["request_id"])
-        for item in body.get("deletions", []):
-            try:
-                self._post(
-                    f"/api/v1/devices/{device.id}/report",
-                    {"request_id": item["request_id"], "status": "deleted"},
-                )
-            except httpx.HTTPError as exc:
-                log.warning("deletion report for %s failed: %s", item["request_id"], exc)
-        # Renewals or re-issues add requests; learn them from the service.
-        known = set(self.requests_of(device.id))
-        device.requests = sorted(known | set(device.requests))
-        self.history.complete(op, "ok", {"device": device.id, "delivered": delivered})
+        """One check-in of ``device``: :func:`chaos._workload_device.check_in`."""
+        check_in(
+            device,
+            post=self._post,
+            requests_of=self.requests_of,
+            history=self.history,
+            root=self.root,
+        )
 
     def revoke_one(self) -> None:
         with self._lock:
@@ -436,24 +380,14 @@ class Workload:
             self._stop_work.wait(max(0.0, next_at - time.monotonic()))
 
     def _checkin_loop(self) -> None:
-        """Every device with something due checks in, ``checkin_workers`` at a time; each
-        device at most once per round (its state is its own thread's meanwhile)."""
-
-        def checkin_unless_stopped(device: Device) -> None:
-            if not self._stop_all.is_set():
-                self.checkin(device)
-
-        with ThreadPoolExecutor(
-            self.checkin_workers, thread_name_prefix="workload-checkin"
-        ) as pool:
-            while not self._stop_all.is_set():
-                futures = [pool.submit(checkin_unless_stopped, d) for d in self.pending_devices()]
-                for future in futures:
-                    try:
-                        future.result()
-                    except Exception:  # one device's surprise must not stop the others
-                        log.exception("check-in failed")
-                self._stop_all.wait(self.checkin_interval_s)
+        """The check-in rounds: :func:`chaos._workload_device.checkin_rounds`."""
+        checkin_rounds(
+            self.pending_devices,
+            self.checkin,
+            workers=self.checkin_workers,
+            interval_s=self.checkin_interval_s,
+            stop=self._stop_all,
+        )
 
     def _admin_loop(self) -> None:
         if self.revoke_every_s <= 0:
