@@ -13,7 +13,8 @@ change or the next heartbeat. Observers are called from that thread.
 The ideas it executes live in their own modules: the decision in
 :mod:`election._decide`, lease freshness in :mod:`election._lease`, the epoch
 counter (read as untrusted input) in :mod:`election._epoch`, the fast crash path
-in :mod:`election._crash_path`; what a decision does to ZooKeeper in
+in :mod:`election._crash_path`, the ZooKeeper session and what kazoo's threads
+report on it in :mod:`election._session`; what a decision does to ZooKeeper in
 :mod:`election._acts`, and what the member says about itself in
 :mod:`election._member_node`.
 """
@@ -28,21 +29,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import (
-    ConnectionClosedError,
-    NoAuthError,
-    SessionExpiredError,
-)
-from kazoo.handlers.threading import KazooTimeoutError
-from kazoo.protocol.states import EventType, KazooState, WatchedEvent
+from kazoo.exceptions import ConnectionClosedError, SessionExpiredError
+from kazoo.protocol.states import KazooState
 
 from election._acts import TRANSIENT_ZK_ERRORS, LeaseActions
-from election._cluster_nodes import ClusterNodes, ClusterView
+from election._cluster_nodes import ClusterNodes
 from election._config import ElectionConfig
 from election._crash_path import CrashPath
 from election._decide import Action, Snapshot, decide
 from election._epoch import EpochCounter
-from election._errors import ElectionError, NotAuthorizedError
+from election._errors import ElectionError
 from election._lease import Lease
 from election._model import (
     ElectionObserver,
@@ -55,8 +51,9 @@ from election._paths import ClusterPaths
 from election._pause_report import PauseReport
 from election._placement import ZkSeat
 from election._placement_watch import PlacementWatch, placement_watch_for
+from election._session import Session
 from election._view_cache import ViewCache
-from election._zk import client_for, cluster_acl, ensure_layout, transient_zk_retry
+from election._zk import client_for, cluster_acl
 
 __all__ = ["Elector"]
 
@@ -99,8 +96,15 @@ class Elector(LeaseActions):
         self._crash_path = CrashPath(
             self.config, on_dead=self._on_leader_socket_closed, on_change=self._wake.set
         )
-        self._interrupted: str | None = None
-        self._session_id: int | None = None
+        self._session = Session(
+            self.config,
+            self.paths,
+            self._acl,
+            lock=self._lock,
+            wake=self._wake,
+            lease=self._lease,
+            views=self._views,
+        )
         self._my_node: str | None = None
         self._registered = False
         self._holdoff_until = 0.0
@@ -110,7 +114,6 @@ class Elector(LeaseActions):
         self._dead_attempts = 0
         self._last_snapshot: tuple[int, Snapshot, int] | None = None
         self._pause_report = PauseReport(config.name)
-        self._leader_deleted = False
         self._released = threading.Event()
         # What we reach, as our member node says it (see publish_reach).
         self._reach: dict[str, str] = {}
@@ -160,38 +163,12 @@ class Elector(LeaseActions):
         """
         if self._thread is not None:
             raise ElectionError("elector already started")
-        if self.config.auth_digest is None:
-            log.warning(
-                "[5040] no ZooKeeper credentials for cluster %s: nodes are open to any "
-                "client (configure auth_digest to restrict writes to connectors)",
-                self.config.cluster,
-                extra={"event_id": 5040},
-            )
-        client = self._client_factory(self.config)
-        client.add_listener(self._on_connection_state)
-        try:
-            client.start(timeout=self.config.connection_timeout)
-        except KazooTimeoutError as exc:
-            with contextlib.suppress(Exception):
-                client.close()
-            raise ElectionError(
-                f"could not connect to ZooKeeper at {self.config.hosts} within "
-                f"connection_timeout={self.config.connection_timeout}s"
-            ) from exc
+        client = self._session.connect(self._client_factory)
         self._client = client
         self._nodes = ClusterNodes(client, self.paths, self._acl, self.config.session_timeout)
         try:
             self._crash_path.settle()
-            ensure_layout(client, self.paths, self._acl)
-            self._session_id = client.client_id[0]
-            try:
-                # A connection hiccup at start-up is retried, not fatal (CI saw one).
-                transient_zk_retry(self._register)()
-            except NoAuthError as exc:
-                raise NotAuthorizedError(
-                    f"ZooKeeper refused to register {self.name} under {self.paths.members}: "
-                    "NoAuth (credentials missing or not a connector identity)"
-                ) from exc
+            self._session.join(client, self._register)
         except Exception:
             client.stop()
             client.close()
@@ -260,41 +237,13 @@ class Elector(LeaseActions):
         self._crash_path.close()
         self._crash_path.stop_serving()
         if client is not None:
-            with contextlib.suppress(Exception):
-                client.stop()
-                client.close()
+            self._session.close(client)
         self._client = self._nodes = None
         if self._role is not Role.STOPPED:
             self._set_role(Role.STOPPED, "stopped")
 
-    # -- kazoo callbacks (kazoo's threads: set flags, never block) ----------------------
-
-    def _on_connection_state(self, state: KazooState) -> None:
-        self._views.changed()
-        if state in (KazooState.SUSPENDED, KazooState.LOST):
-            self._lease.revoke()
-            with self._lock:
-                self._interrupted = (
-                    "ZooKeeper session lost"
-                    if state == KazooState.LOST
-                    else "ZooKeeper connection suspended"
-                )
-        self._wake.set()
-
-    def _lease_watch(self) -> Callable[[WatchedEvent], None]:
-        """The watch for /leader and our election node (see :meth:`Lease.watcher`)."""
-        return self._lease.watcher(self._on_lease_node_event)
-
-    def _on_lease_node_event(self, event: WatchedEvent) -> None:
-        self._views.changed()
-        if event.type == EventType.DELETED and event.path == self.paths.leader:
-            with self._lock:
-                self._leader_deleted = True
-        self._wake.set()
-
-    def _on_watch(self, _event: object) -> None:
-        self._views.changed()
-        self._wake.set()
+    # -- the crash probe's callback (its thread: set a flag, never block) ----------------
+    # (kazoo's callbacks, on the connection state and the watches, are the Session's.)
 
     def _on_leader_socket_closed(self, leader: LeaderInfo) -> None:
         with self._lock:
@@ -329,16 +278,14 @@ class Elector(LeaseActions):
         client, nodes = self._client, self._nodes
         assert client is not None
         assert nodes is not None
-        with self._lock:
-            interrupted, self._interrupted = self._interrupted, None
+        interrupted = self._session.take_interrupted()
         if interrupted and self._role in (Role.LEADER, Role.STANDBY):
             self._demote(Role.SUSPENDED, interrupted)
         if client.state != KazooState.CONNECTED:
             return False
         session_id = client.client_id[0]
-        if session_id != self._session_id:
+        if self._session.renewed(session_id):
             # A new session: everything ephemeral we had is gone.
-            self._session_id = session_id
             self._my_node = None
             self._registered = False
         if not self._registered:
@@ -352,7 +299,7 @@ class Elector(LeaseActions):
             if self._role is Role.LEADER and self._my_node is not None
             else None
         )
-        view = self._read(nodes, own_path, session_id)
+        view = self._session.read(nodes, own_path, session_id)
         leader = view.leader
         if self._my_node not in view.children:
             self._my_node = nodes.own_node(view.line, self.name, session_id)
@@ -403,20 +350,6 @@ class Elector(LeaseActions):
             self._views.forget()  # we are about to write the election's nodes ourselves
         return self._execute(nodes, decision, snapshot, view.leader_version, started)
 
-    def _read(self, nodes: ClusterNodes, own_path: str | None, session_id: int) -> ClusterView:
-        """The election's nodes: re-read, or as last read if a lean check shows them so."""
-        if own_path is not None:
-            last = self._views.reusable(session_id)
-            if last is not None and nodes.unchanged(own_path, last):
-                return last
-        self._views.reading()
-        view = nodes.read(own_path, self._lease_watch(), self._on_watch)
-        if own_path is not None:
-            self._views.remember(session_id, view)
-        else:
-            self._views.forget()
-        return view
-
     def _try_fast_takeover(self, nodes: ClusterNodes, session_id: int) -> bool:
         """On a crash report, act on the last snapshot at once instead of reading a new one.
 
@@ -425,7 +358,7 @@ class Elector(LeaseActions):
         """
         with self._lock:
             dead = self._dead_leader
-            deleted, self._leader_deleted = self._leader_deleted, False
+            deleted = self._session.take_leader_deleted()  # the same (reentrant) lock
         last = self._last_snapshot
         if last is None or last[0] != session_id or self._role is not Role.STANDBY:
             return False
