@@ -27,18 +27,15 @@ from pathlib import Path
 from typing import Any
 
 import click
-import httpx
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
+from chaos.drill._output import live_view, summary_table, write_outputs
 from chaos.drill.engine import DrillEngine, DrillSettings, Progress
 from chaos.drill.observer import Observer
 from chaos.drill.preflight import paused_refusal
 from chaos.drill.random_run import RANDOM, RandomDrill
-from chaos.drill.report import plot_timeline, write_report
-from chaos.drill.result import ScenarioResult, percentile, write_contract, write_rounds
+from chaos.drill.result import ScenarioResult
 from chaos.drill.scenarios import ALL, ALL_HOSTS, BLIP_S, parse_scenarios, with_blip
 from chaos.drill.schedule import Schedule, available_kinds, format_schedule, make_schedule
 from chaos.history import History
@@ -96,51 +93,6 @@ class _Termination:
             return
         self._fired = True
         raise KeyboardInterrupt(f"signal {signum}")
-
-
-def summary_table(results: list[ScenarioResult], title: str = "pfxha drill") -> Table:
-    table = Table(title=title)
-    for column in ("scenario", "rounds", "failover p50 s", "p99 s", "max s", "requests",
-                   "lost", "dup", "stale 409", "leader chg", "violations"):  # fmt: skip
-        table.add_column(column, justify="left" if column == "scenario" else "right")
-    for r in results:
-        values = r.failovers
-        bad = len(r.all_violations())
-        table.add_row(
-            r.name,
-            str(len(r.rounds)),
-            f"{percentile(values, 50):.3f}",
-            f"{percentile(values, 99):.3f}",
-            f"{max(values, default=0.0):.3f}",
-            f"{r.delivered}/{r.created}",
-            str(r.lost),
-            str(r.duplicates),
-            str(r.stale_epoch_rejected),
-            str(r.leader_changes),
-            Text(str(bad), style="bold red" if bad else "green"),
-        )
-    return table
-
-
-def _live_view(progress: Progress) -> Group:
-    with progress.lock:
-        done = list(progress.results)
-        last = progress.last
-        line = Text(
-            f"{progress.scenario}  round {progress.round}/{progress.rounds}  [{progress.phase}]",
-            style="bold",
-        )
-    parts: list[Any] = [summary_table(done, title="done so far")] if done else []
-    if last is not None:
-        failover = "-" if last.failover_s is None else f"{last.failover_s:.3f}s"
-        leader = "-" if last.new_leader_s is None else f"{last.new_leader_s:.3f}s"
-        line.append(
-            f"   last: {last.scenario} #{last.round} failover {failover}, new leader {leader}"
-            + (f", {len(last.violations)} violation(s)" if last.violations else ""),
-            style="dim",
-        )
-    parts.append(line)
-    return Group(*parts)
 
 
 @click.command("drill")
@@ -324,7 +276,7 @@ def drill(
         termination.quiet()
         lab.stop()
         history.close()
-    data = _write_outputs(
+    data = write_outputs(
         results, history, out_dir, json_path, command, lab.topology, certificates, ca
     )
     report_console.print(summary_table(results))
@@ -399,7 +351,7 @@ def _run(
     workload.start()
     try:
         with Live(
-            get_renderable=lambda: _live_view(progress),
+            get_renderable=lambda: live_view(progress),
             console=console,
             refresh_per_second=4,
             transient=True,
@@ -442,27 +394,3 @@ def _plan_random(
         )
     except ValueError as exc:
         raise click.UsageError(f"--scenario random: {exc}") from exc
-
-
-def _write_outputs(
-    results: list[ScenarioResult],
-    history: History,
-    out_dir: Path,
-    json_path: Path | None,
-    command: str,
-    topology: str,
-    certificates: dict[str, dict[str, int]],
-    ca: str = "cfssl",
-) -> dict[str, Any]:
-    data = write_contract(
-        results, out_dir / "result.json", topology=topology, certificates=certificates, ca=ca
-    )
-    if json_path is not None and json_path.resolve() != (out_dir / "result.json"):
-        write_contract(results, json_path, topology=topology, certificates=certificates, ca=ca)
-    write_rounds(results, out_dir / "rounds.json")
-    write_report(results, out_dir / "report.md", command=command)
-    try:
-        plot_timeline(history.snapshot(), out_dir / "timeline.png", title=command)
-    except (ValueError, RuntimeError, httpx.HTTPError) as exc:  # a plot must not hide results
-        log.warning("timeline plot failed: %s", exc)
-    return data
