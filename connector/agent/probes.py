@@ -78,7 +78,7 @@ class ReachProber:
         # a busy leader's calls say more than a probe would, and each probe is a
         # round trip and CPU the leader's keys do not get. A failure still shows
         # within an interval: the next round probes once that answer has aged.
-        skipped = [t for t in self.probes if self.reach.answered_within(t, self.interval_s / 2)]
+        skipped = {t for t in self.probes if self.reach.answered_within(t, self.interval_s / 2)}
         futures = {
             target: self._pool.submit(probe, self.timeout_s)
             for target, probe in self.probes.items()

@@ -84,7 +84,7 @@ class Reach:
             state = self._targets.get(target)
             if state is None or not state.last_outcome_ok or state.last_ok is None:
                 return False
-            return now - state.last_ok < seconds
+            return now - state.last_ok <= seconds
 
     def any_failing(self) -> bool:
         """Whether the latest outcome of any target was a failure (no clock, one lock)."""
@@ -92,13 +92,8 @@ class Reach:
             return any(not state.last_outcome_ok for state in self._targets.values())
 
     def ok(self, target: str) -> bool:
-        """Reached recently, and the latest outcome was a success."""
-        now = self._clock()
-        with self._lock:
-            state = self._targets.get(target)
-            if state is None or not state.last_outcome_ok or state.last_ok is None:
-                return False
-            return now - state.last_ok <= self.stale_s
+        """Reached recently (within ``stale_s``), and the latest outcome was a success."""
+        return self.answered_within(target, self.stale_s)
 
     def report(self) -> dict[str, str]:
         with self._lock:

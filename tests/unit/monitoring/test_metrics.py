@@ -183,7 +183,7 @@ def test_reconcile_readiness_and_the_explicit_opt_out_are_exported() -> None:
     assert _value(m, "pfxha_connector_intents_unreconciled") == 3
 
 
-def test_state_gauges_follow_every_change_though_repeats_are_skipped() -> None:
+def test_state_gauges_follow_every_change_with_repeats_in_between() -> None:
     m = ConnectorMetrics(name="a", cluster="c")
     for up, circuit in [(True, "closed"), (True, "closed"), (False, "open"), (True, "closed")]:
         m.set_ca_state("primary", up=up, circuit=circuit)
