@@ -15,6 +15,8 @@ then for the request). A leader makes a CA call per certificate plus shares
 of its batched service calls and polls, so both are paid
 thousands of times an hour for nothing: :class:`LeanClient` keeps no cookies
 (setting one is an error) and :meth:`LeanClient.url_for` parses a path once.
+Unless given another, it sends through :class:`~connector._transport.KeepAliveTransport`
+(HTTP/1.1 by the standard library, kept-alive connections), not httpcore.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import threading
 from collections.abc import Mapping
 
 import httpx
+
+from connector._transport import KeepAliveTransport
 
 __all__ = ["LeanClient"]
 
@@ -55,7 +59,7 @@ class LeanClient(httpx.Client):
             base_url=base_url,
             timeout=timeout,
             verify=verify,
-            transport=transport,
+            transport=transport or KeepAliveTransport(verify=verify),
             headers=headers,
             follow_redirects=follow_redirects,
         )

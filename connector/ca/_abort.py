@@ -1,6 +1,6 @@
 """CA connections that abort when closed: a request given up on dies with its connection.
 
-    transport = aborting_transport(verify=context)     # httpx.HTTPTransport
+    transport = aborting_transport(verify=context)     # an httpx transport
     http = httpx.Client(transport=transport, timeout=2.0)
 
 Every socket gets ``SO_LINGER`` on with a zero timeout, so closing it (httpx
@@ -20,7 +20,7 @@ import socket
 import ssl
 import struct
 
-import httpx
+from connector._transport import KeepAliveTransport
 
 __all__ = ["ABORT_ON_CLOSE", "aborting_transport"]
 
@@ -32,6 +32,6 @@ ABORT_ON_CLOSE: tuple[int, int, bytes] = (
 )
 
 
-def aborting_transport(*, verify: ssl.SSLContext | bool = True) -> httpx.HTTPTransport:
+def aborting_transport(*, verify: ssl.SSLContext | bool = True) -> KeepAliveTransport:
     """An httpx transport whose connections abort (RST) rather than close gracefully."""
-    return httpx.HTTPTransport(verify=verify, socket_options=[ABORT_ON_CLOSE])
+    return KeepAliveTransport(verify=verify, socket_options=[ABORT_ON_CLOSE])
