@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -50,9 +51,11 @@ def test_up_status_down_and_double_start(tmp_path: Path) -> None:
         config = (run_dir / "connectors" / "c1" / "connector.toml").read_text()
         assert f"127.0.0.1:{c1['service']}" in config
 
+        trust = ssl.create_default_context(cafile=endpoints["service_ca"])
+
         def through() -> int:
             url = f"https://127.0.0.1:{c1['service']}/healthz"
-            return httpx.get(url, verify=endpoints["service_ca"], timeout=5).status_code
+            return httpx.get(url, verify=trust, timeout=5).status_code
 
         assert through() == 200
         # A link cut and its heal through the supervisor's control socket.
