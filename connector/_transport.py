@@ -32,8 +32,9 @@ What it keeps from httpcore's behaviour, because callers depend on it:
 - a connection that failed, or that the server will close, is closed at once
   and not reused.
 
-What it leaves out: HTTP/2, proxies, streaming bodies (a request's body is
-read whole; an answer too, and ours are small). Idle connections are kept in a
+What it leaves out: HTTP/2, proxies, streaming (a request's body is read
+whole, a generator's too, and sent as one chunk; an answer is read whole, and
+ours are small). Idle connections are kept in a
 last-in-first-out stack per origin, so under light load the most recent stay
 warm and the rest age out; :meth:`KeepAliveTransport.close` closes them all.
 """
@@ -199,7 +200,10 @@ class KeepAliveTransport(httpx.BaseTransport):
             )
             for name, value in request.headers.raw:
                 connection.putheader(name, value)
-            connection.endheaders(body or None)
+            # httpx says "chunked" for a body of unknown length (a generator); the
+            # body was read whole, and http.client frames it as one chunk then.
+            chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
+            connection.endheaders(body or None, encode_chunked=chunked)
         except TimeoutError as exc:
             raise httpx.WriteTimeout(str(exc) or "write timed out", request=request) from exc
         except (OSError, http.client.HTTPException) as exc:

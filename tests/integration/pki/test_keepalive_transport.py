@@ -33,9 +33,18 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.connections += 1
 
+    def _body(self) -> bytes:
+        if self.headers.get("transfer-encoding", "").lower() != "chunked":
+            return self.rfile.read(int(self.headers.get("content-length", 0)))
+        body = b""
+        while size := int(self.rfile.readline().strip(), 16):
+            body += self.rfile.read(size)
+            self.rfile.readline()  # the CRLF after each chunk
+        self.rfile.readline()  # the CRLF after the last (empty) chunk
+        return body
+
     def do_POST(self) -> None:
-        length = int(self.headers.get("content-length", 0))
-        sent = json.loads(self.rfile.read(length) or b"{}")
+        sent = json.loads(self._body() or b"{}")
         if self.path == "/silent":
             self.server.release.wait(10)  # never answers in time
             self.close_connection = True
@@ -147,6 +156,21 @@ def test_sequential_calls_share_one_connection_and_answers_arrive_whole(server: 
     assert [r.json()["echo"] for r in replies] == [{"n": n} for n in range(5)]
     assert replies[0].reason_phrase == "Created"
     assert replies[0].headers["content-type"] == "application/json"
+    assert server.connections == 1
+
+
+def test_a_body_of_unknown_length_goes_as_chunks_and_the_connection_stays(
+    server: _Server,
+) -> None:
+    def parts() -> Iterator[bytes]:
+        yield b'{"chunked": '
+        yield b"true}"
+
+    with httpx.Client(transport=KeepAliveTransport(), timeout=5) as client:
+        reply = client.post(f"http://127.0.0.1:{server.port}/ok", content=parts())
+        again = client.post(f"http://127.0.0.1:{server.port}/ok", json={"next": 1})
+    assert reply.json()["echo"] == {"chunked": True}
+    assert again.json()["echo"] == {"next": 1}
     assert server.connections == 1
 
 
