@@ -42,6 +42,7 @@ warm and the rest age out; :meth:`KeepAliveTransport.close` closes them all.
 from __future__ import annotations
 
 import http.client
+import logging
 import select
 import ssl
 import threading
@@ -54,6 +55,9 @@ import httpx
 __all__ = ["KeepAliveTransport", "SocketOption"]
 
 SocketOption = tuple[int, int, int | bytes]
+
+# DEBUG only, as httpcore logged: connections made and dropped, each exchange's status.
+log = logging.getLogger("pfxha.connector.http")
 
 _Origin = tuple[str, str, int]
 
@@ -99,9 +103,11 @@ class KeepAliveTransport(httpx.BaseTransport):
         try:
             self._send(connection, request, body, timeouts.get("write"))
             answer, content = self._receive(connection, request, timeouts.get("read"))
-        except BaseException:
+        except BaseException as exc:
+            log.debug("%s %s failed, connection dropped: %r", request.method, url, exc)
             connection.close()  # never reused: its state is unknown
             raise
+        log.debug("%s %s -> %d", request.method, url, answer.status)
         if answer.will_close:
             connection.close()
         else:
@@ -145,6 +151,7 @@ class KeepAliveTransport(httpx.BaseTransport):
                     break
                 stale.append(item.connection)
         for connection in stale:
+            log.debug("kept-alive connection to %s:%d dropped: expired or closed", *origin[1:])
             connection.close()
         return found
 
@@ -180,6 +187,7 @@ class KeepAliveTransport(httpx.BaseTransport):
         except OSError as exc:  # refused, unreachable, TLS handshake refused ...
             connection.close()
             raise httpx.ConnectError(str(exc), request=request) from exc
+        log.debug("connected to %s:%d (%s)", host, port, scheme)
         return connection
 
     @staticmethod

@@ -3,6 +3,10 @@
     left = lambda: requests + revocations + devices still to collect
     seconds = drain(left, timeout=45.0, clock=time.monotonic, sleep=time.sleep)
 
+    # then: the lab's state once no extra certificate waits for its revocation
+    state, waited = settle(lab.snapshot, count_duplicates, timeout=45.0,
+                           clock=time.monotonic, sleep=time.sleep)
+
 A request counts as lost when nothing moved for ``timeout`` seconds, not when
 the queue was long: rounds of faults on a loaded 2-core machine leave a backlog
 it clears in minutes (a 20-round zk-quorum-loss left 339 requests pending at a
@@ -13,8 +17,11 @@ whole drain is capped at ``cap`` timeouts.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
-__all__ = ["DRAIN_CAP", "drain"]
+__all__ = ["DRAIN_CAP", "drain", "settle"]
+
+S = TypeVar("S")
 
 # The drain goes on while the backlog shrinks, up to this many drain timeouts.
 DRAIN_CAP = 10
@@ -42,3 +49,29 @@ def drain(
             best, deadline = remaining, now + timeout
         sleep(poll_s)
     return clock() - started
+
+
+def settle(
+    read: Callable[[], S],
+    unsettled: Callable[[S], int],
+    *,
+    timeout: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    poll_s: float = 0.5,
+) -> tuple[S, float]:
+    """``read()`` again while ``unsettled(state)`` is not 0, for up to ``timeout`` s.
+
+    Returns the last state read and the seconds waited (0 when the first one
+    was settled). Work the service does not count can outlive the drain: a
+    CA that signed and lost its answer leaves a late certificate the leader
+    revokes once that CA's circuit closes again, seconds later.
+    """
+    started = clock()
+    state = read()
+    waited = False
+    while unsettled(state) and clock() - started < timeout:
+        sleep(poll_s)
+        waited = True
+        state = read()
+    return state, (clock() - started) if waited else 0.0

@@ -45,7 +45,7 @@ from chaos.checkers.state import ServiceDb
 from chaos.drill._engine_base import DrillLab, DrillSettings, LabWedgedError, Progress
 from chaos.drill._round_measure import RoundMeasure
 from chaos.drill._steady_waits import SteadyWaits
-from chaos.drill.drain import drain
+from chaos.drill.drain import drain, settle
 from chaos.drill.observer import Observer
 from chaos.drill.result import RoundResult, ScenarioResult
 from chaos.drill.scenarios import HELD, Scenario
@@ -281,7 +281,7 @@ class DrillEngine(SteadyWaits, RoundMeasure):
     def _final_checks(self, result: ScenarioResult, started_unix: float, first_event: int) -> None:
         events = self.history.snapshot()[first_event:]
         try:
-            snapshot = self.lab.snapshot()
+            snapshot = self._settled_snapshot()
         except CertDBUnavailableError as exc:
             # The checks cannot run: say so as a violation (the drill is not ok) and
             # go on with the next scenario rather than stop the drill with a traceback.
@@ -293,17 +293,25 @@ class DrillEngine(SteadyWaits, RoundMeasure):
         result.created = len(mine)
         result.delivered = sum(1 for r in mine if r.state in DELIVERED_STATES)
         result.failed = sum(1 for r in mine if r.state == "failed")
-        result.duplicates = count_duplicates(
-            Snapshot(
-                delivered=snapshot.delivered,
-                intents=snapshot.intents,
-                ca_certificates=snapshot.ca_certificates,
-            )
-        )
+        result.duplicates = count_duplicates(_certificates(snapshot))
         result.stale_epoch_rejected = self.db.stale_rejections()
         violations = self._new(check_all(events, snapshot))
         result.lost = sum(1 for v in violations if v.startswith("lost request"))
         result.violations += violations
+
+    def _settled_snapshot(self) -> Snapshot:
+        """The lab's state once no extra certificate waits for its revocation: a
+        duplicate counts only if it outlives the drain timeout (drain.settle)."""
+        snapshot, waited = settle(
+            self.lab.snapshot,
+            lambda state: count_duplicates(_certificates(state)),
+            timeout=self.settings.drain_timeout,
+            clock=time.monotonic,
+            sleep=self.sleep,
+        )
+        if waited > 0:
+            log.info("drill: waited %.1f s for late certificates to be revoked", waited)
+        return snapshot
 
     def _count_leader_changes(
         self, result: ScenarioResult, scenario: Scenario, first_event: int, baseline: int | None
@@ -318,13 +326,17 @@ class DrillEngine(SteadyWaits, RoundMeasure):
             )
 
     def _attribution_snapshot(self) -> Snapshot:
-        full = self.lab.snapshot()
-        return Snapshot(
-            delivered=full.delivered, intents=full.intents, ca_certificates=full.ca_certificates
-        )
+        return _certificates(self.lab.snapshot())
 
     def _new(self, violations: list[str]) -> list[str]:
         """Violations not reported before (the state is cumulative across scenarios)."""
         fresh = [v for v in violations if v not in self._reported]
         self._reported.update(fresh)
         return fresh
+
+
+def _certificates(full: Snapshot) -> Snapshot:
+    """What the duplicate check reads of the lab's state."""
+    return Snapshot(
+        delivered=full.delivered, intents=full.intents, ca_certificates=full.ca_certificates
+    )

@@ -1,8 +1,9 @@
-"""The drain waits while the backlog shrinks, and gives up once it stops moving."""
+"""The drain waits while the backlog shrinks, and gives up once it stops moving; settle waits
+for late certificates to be revoked, up to its timeout."""
 
 from __future__ import annotations
 
-from chaos.drill.drain import drain
+from chaos.drill.drain import drain, settle
 
 
 class FakeTime:
@@ -45,3 +46,35 @@ def test_the_drain_is_capped() -> None:
         lambda: 10**9 - int(time.now * 100), timeout=1.0, cap=3, clock=time.clock, sleep=time.sleep
     )
     assert took <= 3.5
+
+
+def test_settle_reads_again_until_the_late_certificate_is_revoked() -> None:
+    time = FakeTime()
+    reads: list[float] = []
+
+    def read() -> int:
+        reads.append(time.now)
+        return 1 if time.now < 3.0 else 0  # the leader revokes it 3 s on
+
+    state, waited = settle(
+        read, lambda extra: extra, timeout=45.0, clock=time.clock, sleep=time.sleep
+    )
+    assert state == 0
+    assert waited == 3.0
+    assert reads[-1] == 3.0  # it stopped as soon as the state settled
+
+
+def test_settle_gives_a_duplicate_that_stays_back_after_the_timeout() -> None:
+    time = FakeTime()
+    state, waited = settle(
+        lambda: 1, lambda extra: extra, timeout=10.0, clock=time.clock, sleep=time.sleep
+    )
+    assert state == 1  # still a duplicate: the checker reports it
+    assert 10.0 <= waited <= 10.5
+
+
+def test_settle_does_not_wait_when_nothing_is_left() -> None:
+    time = FakeTime()
+    assert settle(
+        lambda: 0, lambda extra: extra, timeout=10.0, clock=time.clock, sleep=time.sleep
+    ) == (0, 0.0)
