@@ -53,14 +53,14 @@ def drain(
 
 def settle(
     read: Callable[[], S],
-    unsettled: Callable[[S], int],
+    unsettled: Callable[[S], int | bool],
     *,
     timeout: float,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
     poll_s: float = 0.5,
 ) -> tuple[S, float]:
-    """``read()`` again while ``unsettled(state)`` is not 0, for up to ``timeout`` s.
+    """``read()`` again while ``unsettled(state)`` is true (not 0), for up to ``timeout`` s.
 
     Returns the last state read and the seconds waited (0 when the first one
     was settled). Work the service does not count can outlive the drain: a

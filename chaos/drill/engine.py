@@ -80,6 +80,9 @@ class DrillEngine(SteadyWaits, RoundMeasure):
         self.progress = progress or Progress()
         self.sleep = sleep
         self._reported: set[str] = set()
+        # Duplicates the last scenario's checks left (already reported): the next
+        # scenario's settle waits only for more than these.
+        self._duplicates_left = 0
         self.wedged: str | None = None
 
     # -- scenario ------------------------------------------------------------------
@@ -304,13 +307,14 @@ class DrillEngine(SteadyWaits, RoundMeasure):
         duplicate counts only if it outlives the drain timeout (drain.settle)."""
         snapshot, waited = settle(
             self.lab.snapshot,
-            lambda state: count_duplicates(_certificates(state)),
+            lambda state: count_duplicates(_certificates(state)) > self._duplicates_left,
             timeout=self.settings.drain_timeout,
             clock=time.monotonic,
             sleep=self.sleep,
         )
         if waited > 0:
             log.info("drill: waited %.1f s for late certificates to be revoked", waited)
+        self._duplicates_left = count_duplicates(_certificates(snapshot))
         return snapshot
 
     def _count_leader_changes(
