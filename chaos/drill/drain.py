@@ -4,8 +4,8 @@
     seconds = drain(left, timeout=45.0, clock=time.monotonic, sleep=time.sleep)
 
     # then: the lab's state once no extra certificate waits for its revocation
-    state, waited = settle(lab.snapshot, count_duplicates, timeout=45.0,
-                           clock=time.monotonic, sleep=time.sleep)
+    state, waited = settle(lab.snapshot, lambda s: count_duplicates(s) > 0,
+                           timeout=45.0, clock=time.monotonic, sleep=time.sleep)
 
 A request counts as lost when nothing moved for ``timeout`` seconds, not when
 the queue was long: rounds of faults on a loaded 2-core machine leave a backlog
@@ -53,14 +53,14 @@ def drain(
 
 def settle(
     read: Callable[[], S],
-    unsettled: Callable[[S], int | bool],
+    unsettled: Callable[[S], bool],
     *,
     timeout: float,
     clock: Callable[[], float],
     sleep: Callable[[float], None],
     poll_s: float = 0.5,
 ) -> tuple[S, float]:
-    """``read()`` again while ``unsettled(state)`` is true (not 0), for up to ``timeout`` s.
+    """``read()`` again while ``unsettled(state)``, for up to ``timeout`` s.
 
     Returns the last state read and the seconds waited (0 when the first one
     was settled). Work the service does not count can outlive the drain: a

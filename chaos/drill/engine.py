@@ -284,7 +284,7 @@ class DrillEngine(SteadyWaits, RoundMeasure):
     def _final_checks(self, result: ScenarioResult, started_unix: float, first_event: int) -> None:
         events = self.history.snapshot()[first_event:]
         try:
-            snapshot = self._settled_snapshot()
+            snapshot, duplicates = self._settled_snapshot()
         except CertDBUnavailableError as exc:
             # The checks cannot run: say so as a violation (the drill is not ok) and
             # go on with the next scenario rather than stop the drill with a traceback.
@@ -296,15 +296,15 @@ class DrillEngine(SteadyWaits, RoundMeasure):
         result.created = len(mine)
         result.delivered = sum(1 for r in mine if r.state in DELIVERED_STATES)
         result.failed = sum(1 for r in mine if r.state == "failed")
-        result.duplicates = count_duplicates(_certificates(snapshot))
+        result.duplicates = duplicates
         result.stale_epoch_rejected = self.db.stale_rejections()
         violations = self._new(check_all(events, snapshot))
         result.lost = sum(1 for v in violations if v.startswith("lost request"))
         result.violations += violations
 
-    def _settled_snapshot(self) -> Snapshot:
-        """The lab's state once no extra certificate waits for its revocation: a
-        duplicate counts only if it outlives the drain timeout (drain.settle)."""
+    def _settled_snapshot(self) -> tuple[Snapshot, int]:
+        """The lab's state once no extra certificate waits for its revocation, and its
+        duplicates: one counts only if it outlives the drain timeout (drain.settle)."""
         snapshot, waited = settle(
             self.lab.snapshot,
             lambda state: count_duplicates(_certificates(state)) > self._duplicates_left,
@@ -315,7 +315,7 @@ class DrillEngine(SteadyWaits, RoundMeasure):
         if waited > 0:
             log.info("drill: waited %.1f s for late certificates to be revoked", waited)
         self._duplicates_left = count_duplicates(_certificates(snapshot))
-        return snapshot
+        return snapshot, self._duplicates_left
 
     def _count_leader_changes(
         self, result: ScenarioResult, scenario: Scenario, first_event: int, baseline: int | None

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from chaos.launch.service import self_signed_loopback
 from connector._http import LeanClient
 from connector._transport import KeepAliveTransport, _closed_by_peer
 
@@ -99,9 +95,11 @@ def _poll(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 @pytest.fixture
 def server() -> Iterator[_Server]:
-    yield from _serving(None)
+    with _serving(None) as srv:
+        yield srv
 
 
+@contextmanager
 def _serving(context: ssl.SSLContext | None) -> Iterator[_Server]:
     srv = _Server(context)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
@@ -113,37 +111,6 @@ def _serving(context: ssl.SSLContext | None) -> Iterator[_Server]:
         srv.shutdown()
         srv.server_close()
         thread.join(timeout=10)
-
-
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 def test_sequential_calls_share_one_connection_and_answers_arrive_whole(server: _Server) -> None:
@@ -260,10 +227,10 @@ def test_a_server_that_hangs_up_without_answering_is_a_protocol_error(server: _S
 
 
 def test_tls_is_verified_and_a_stranger_is_refused_at_connect(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_loopback(tmp_path)
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(cert, key)
-    for srv in _serving(server_context):
+    with _serving(server_context) as srv:
         url = f"https://127.0.0.1:{srv.port}/ok"
         trusting = ssl.create_default_context(cafile=str(cert))
         with LeanClient(timeout=5, verify=trusting) as client:
