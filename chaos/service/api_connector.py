@@ -29,6 +29,13 @@ from chaos.service.fencing import Gate
 from chaos.service.store import STOOD_DOWN_EPOCH, ApiError, Store
 from chaos.service.takeover import stale_intents_of
 
+# A request a poll for epoch ? may take: pending, not cancelled, and not leased to
+# that epoch already unless the lease expired (before ?).
+_TAKEABLE = (
+    "r.state = 'pending' AND r.cancelled IS NULL "
+    "AND (r.lease_epoch IS NULL OR r.lease_epoch != ? OR r.lease_at < ?)"
+)
+
 __all__ = ["connector_router"]
 
 
@@ -101,18 +108,35 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
         deadline = time.monotonic() + body.wait_s
         while True:
             seen = store.work_generation()
-            batch, revocations = fenced(
+            batch, (revocations, waiting) = fenced(
                 "requests/poll",
                 body.name,
                 body.epoch,
-                lambda tx: (take_requests(tx, body), revocations_waiting(tx)),
+                lambda tx: (
+                    take_requests(tx, body),
+                    (revocations_waiting(tx), requests_waiting(tx, body.epoch)),
+                ),
             )
             if batch or time.monotonic() >= deadline or store.closing.is_set():
-                return m.RequestBatch(requests=batch, revocations_waiting=revocations)
+                return m.RequestBatch(
+                    requests=batch,
+                    revocations_waiting=revocations,
+                    requests_waiting=waiting,
+                )
             store.wait_for_work(seen, min(5.0, max(0.0, deadline - time.monotonic())))
 
     def revocations_waiting(tx: sqlite3.Connection) -> int:
         row = tx.execute("SELECT COUNT(*) FROM revocations WHERE state = 'pending'").fetchone()
+        return int(row[0])
+
+    def requests_waiting(tx: sqlite3.Connection, epoch: int) -> int:
+        """What a poll for ``epoch`` could still take (after this transaction's take)."""
+        expired = store.clock() - store.settings.poll_lease_s
+        row = tx.execute(
+            # Constant text: the values travel as parameters.
+            "SELECT COUNT(*) FROM requests r WHERE " + _TAKEABLE,  # noqa: S608
+            (epoch, expired),
+        ).fetchone()
         return int(row[0])
 
     def take_requests(tx: sqlite3.Connection, body: m.PollIn) -> list[m.CertificateRequestOut]:
@@ -124,9 +148,7 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
             "FROM requests r JOIN profiles p ON p.id = r.profile_id "
             "LEFT JOIN devices d ON d.id = r.device_id AND r.scope = 'device' "
             "JOIN users u ON u.id = COALESCE(r.user_id, d.user_id) "
-            "WHERE r.state = 'pending' AND r.cancelled IS NULL "
-            "AND (r.lease_epoch IS NULL OR r.lease_epoch != ? OR r.lease_at < ?) "
-            "ORDER BY r.seq LIMIT ?",
+            "WHERE " + _TAKEABLE + " ORDER BY r.seq LIMIT ?",
             (body.epoch, expired, body.max_items),
         ).fetchall()
         now = store.clock()

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
+from typing import Any
 
 from connector.agent.dangling import DanglingWork
 from connector.agent.events import Event, emit
@@ -79,6 +81,9 @@ class Batches:
         self._on_progress = on_progress
         # A thread for every request in hand (see Executor.issue_capacity): requests of a
         # batch wait for each other to share a call, so none may wait for a thread.
+        # The call groups of batches in flight (a batch's requests hold its context,
+        # so a group leaves this set with the batch's last request).
+        self._groups: weakref.WeakSet[CallGroup[Any]] = weakref.WeakSet()
         self._pool = ThreadPoolExecutor(
             max_workers=max(deps.max_in_hand, 2 * deps.workers), thread_name_prefix="pfxha-issue"
         )
@@ -87,18 +92,32 @@ class Batches:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def take(
-        self, epoch: int, requests: list[CertificateRequest], *, group_results: bool = True
+        self,
+        epoch: int,
+        requests: list[CertificateRequest],
+        *,
+        group_results: bool = True,
+        backlog_ended: bool = False,
     ) -> None:
         """Issue a polled batch in the background (the issuing threads).
 
         ``group_results=False`` (a takeover's first batch): each certificate is uploaded
         as soon as it is packed, on a connection of its own (a standby keeps them warm),
         rather than waiting for the batch's slowest at the shared results call.
+
+        ``backlog_ended`` (the service has nothing more waiting): this batch and those
+        still in flight end a burst. None of their requests waits for another
+        (:meth:`CallGroup.release <connector.agent.grouping.CallGroup.release>`): with
+        no more keys coming, a wait for the slowest key leaves the cores idle while
+        its batch-mates' CA calls and uploads could have gone.
         """
         deps = self.deps
         if deps.metrics is not None:
             deps.metrics.mark_poll_success()
             deps.metrics.set_pending("issue", len(requests))
+        if backlog_ended:
+            for group in list(self._groups):
+                group.release()
         if not requests:
             return
         emit(log, Event.BATCH_RECEIVED, count=len(requests), epoch=epoch)
@@ -106,15 +125,14 @@ class Batches:
         # loop does next (a re-election re-arms the loop's fence, not this one).
         fence = Fence.armed(self.deps.lease, epoch)
         ctx = self.context(fence)
-        if len(requests) > 1:
-            ctx = replace(
-                ctx,
-                intents=CallGroup[str](
-                    len(requests),
-                    lambda items: deps.service.record_intents(deps.name, fence.epoch(), items),
-                    max_wait_s=_INTENTS_WAIT_S,
-                ),
-                results=CallGroup[UploadItem](
+        if len(requests) > 1 and not backlog_ended:
+            intents = CallGroup[str](
+                len(requests),
+                lambda items: deps.service.record_intents(deps.name, fence.epoch(), items),
+                max_wait_s=_INTENTS_WAIT_S,
+            )
+            results = (
+                CallGroup[UploadItem](
                     len(requests),
                     lambda items: deps.service.upload_results(
                         deps.name, fence.epoch(), [item for _, item in items]
@@ -122,8 +140,12 @@ class Batches:
                     max_wait_s=_RESULTS_WAIT_S,
                 )
                 if group_results
-                else None,
+                else None
             )
+            ctx = replace(ctx, intents=intents, results=results)
+            self._groups.add(intents)
+            if results is not None:
+                self._groups.add(results)
         self.hand.took(len(requests))
         for request in requests:
             future = self._pool.submit(self._issue_counted, ctx, request)

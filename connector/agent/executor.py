@@ -351,4 +351,7 @@ class Executor:
         if polled.revocations_waiting == 0:
             self.revocations.none_waiting(asked_at)
         assert decision.epoch is not None
-        self.batches.take(decision.epoch, polled.requests)
+        # Nothing left at the service: this batch and those in flight end the backlog.
+        self.batches.take(
+            decision.epoch, polled.requests, backlog_ended=polled.requests_waiting == 0
+        )

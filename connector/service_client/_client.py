@@ -183,10 +183,12 @@ class ServiceClient:
             timeout=wait_s
             + (timeout if timeout is not None else self._timeout + _LONG_POLL_SLACK_S),
         )
-        waiting = body.get("revocations_waiting")
+        revocations = body.get("revocations_waiting")
+        left = body.get("requests_waiting")
         return Polled(
             requests=[request_from_json(item) for item in body["requests"]],
-            revocations_waiting=waiting if type(waiting) is int else None,
+            revocations_waiting=revocations if type(revocations) is int else None,
+            requests_waiting=left if type(left) is int else None,
         )
 
     def record_intent(self, name: str, epoch: int, request_id: str, public_key_pem: str) -> None:

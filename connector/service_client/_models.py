@@ -52,6 +52,9 @@ class Polled:
 
     requests: list[CertificateRequest]
     revocations_waiting: int | None = None
+    # Requests left at the service after this take (same transaction): 0 says this
+    # batch ends the backlog. None: the service did not say.
+    requests_waiting: int | None = None
 
 
 @dataclass(frozen=True)
