@@ -3,13 +3,16 @@
     batches = Batches(deps, state, fence, hand=hand, dangling=dangling, late=late,
                       counts_lock=lock, on_revoked=..., on_progress=loop.wake)
     batches.take(epoch, polled.requests)   # returns at once; the batch runs in the background
+    batches.take(epoch, last, backlog_ended=True)  # nothing left: none waits for batch-mates
     ctx = batches.context()                # the loop's fence: what a sweep settles work with
     batches.close()
 
 Every request in hand has a thread (see :attr:`Hand.capacity
 <connector.agent.hand.Hand.capacity>`): requests of a batch wait for each other
 to share a call (:mod:`connector.agent.grouping`), so none may wait for a
-thread. A batch is fenced for the epoch it was polled in, whatever the loop
+thread. When a poll says nothing is left at the service, the batches in flight
+stop waiting for each other (the end of a burst: see :meth:`Batches.take`).
+A batch is fenced for the epoch it was polled in, whatever the loop
 does next. The hand is told when a request's key is made and when it
 finishes; the loop is woken when room for a poll opens, or when a request ends
 in anything but a delivery. The callbacks run on the issuing threads: what they
