@@ -88,6 +88,9 @@ class RoleOut(Strict):
 class PollIn(ConnectorCall):
     max_items: int = Field(default=100, ge=1, le=500)
     wait_s: float = Field(default=0.0, ge=0.0, le=30.0)
+    # The lease sequence of the last answer this epoch received (None: say nothing).
+    # What a later answer leased to it is taken again: that answer never arrived.
+    received: int | None = Field(default=None, ge=0)
 
 
 class IntentIn(ConnectorCall):
@@ -171,6 +174,9 @@ class RequestBatch(Strict):
     # Requests still waiting once the batch was taken (same transaction): 0 tells the
     # leader this batch ends the backlog, so its requests need not wait for each other.
     requests_waiting: int = 0
+    # This answer's lease sequence (None: it holds no request); the next poll says it
+    # received it, or the requests it leased are taken again.
+    lease_seq: int | None = None
 
 
 class RevocationTaskOut(Strict):
@@ -205,6 +211,7 @@ class RegisterOut(RoleOut):
 
     intents: list[IntentOut] = Field(default_factory=list)
     requests: list[CertificateRequestOut] = Field(default_factory=list)
+    lease_seq: int | None = None  # as /requests/poll's
 
 
 class KraOut(Strict):

@@ -35,6 +35,14 @@ _TAKEABLE = (
     "r.state = 'pending' AND r.cancelled IS NULL "
     "AND (r.lease_epoch IS NULL OR r.lease_epoch != ? OR r.lease_at < ?)"
 )
+# Or leased to that epoch (?) by an answer the poller never received: one with a
+# lease sequence past the last it says it received (?), and before ? (this take's).
+_LOST = (
+    "r.state = 'pending' AND r.cancelled IS NULL "
+    "AND r.lease_epoch = ? AND r.lease_seq > ? AND r.lease_seq < ?"
+)
+# No lease sequence is this high: what a poll that names no answer re-takes.
+_NONE_RECEIVED = 2**62
 
 __all__ = ["connector_router"]
 
@@ -63,12 +71,14 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
         # over a WAN each call is a round trip between "elected" and the first certificate.
         def first_reads(tx: sqlite3.Connection) -> m.RegisterOut:
             poll = m.PollIn(name=body.name, epoch=body.epoch, max_items=max(body.max_items, 1))
+            requests, lease_seq = take_requests(tx, poll) if body.max_items else ([], None)
             return m.RegisterOut(
                 name=body.name,
                 role="active",
                 epoch=body.epoch,
                 intents=stale_intents_of(tx, body.epoch),
-                requests=take_requests(tx, poll) if body.max_items else [],
+                requests=requests,
+                lease_seq=lease_seq,
             )
 
         return fenced("register", body.name, body.epoch, first_reads)
@@ -108,55 +118,64 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
         deadline = time.monotonic() + body.wait_s
         while True:
             seen = store.work_generation()
-            batch, (revocations, waiting) = fenced(
-                "requests/poll",
-                body.name,
-                body.epoch,
-                lambda tx: (
-                    take_requests(tx, body),
-                    (revocations_waiting(tx), requests_waiting(tx, body.epoch)),
-                ),
-            )
-            if batch or time.monotonic() >= deadline or store.closing.is_set():
-                return m.RequestBatch(
-                    requests=batch,
-                    revocations_waiting=revocations,
-                    requests_waiting=waiting,
-                )
+            answer = fenced("requests/poll", body.name, body.epoch, lambda tx: poll_once(tx, body))
+            if answer.requests or time.monotonic() >= deadline or store.closing.is_set():
+                return answer
             store.wait_for_work(seen, min(5.0, max(0.0, deadline - time.monotonic())))
 
     def revocations_waiting(tx: sqlite3.Connection) -> int:
         row = tx.execute("SELECT COUNT(*) FROM revocations WHERE state = 'pending'").fetchone()
         return int(row[0])
 
-    def requests_waiting(tx: sqlite3.Connection, epoch: int) -> int:
-        """What a poll for ``epoch`` could still take (after this transaction's take)."""
+    def poll_once(tx: sqlite3.Connection, body: m.PollIn) -> m.RequestBatch:
+        """One take, and what is left, in one transaction."""
+        requests, lease_seq = take_requests(tx, body)
+        return m.RequestBatch(
+            requests=requests,
+            revocations_waiting=revocations_waiting(tx),
+            requests_waiting=requests_waiting(tx, body, lease_seq),
+            lease_seq=lease_seq,
+        )
+
+    def requests_waiting(tx: sqlite3.Connection, body: m.PollIn, taken: int | None) -> int:
+        """What the next poll for this epoch could take (after this transaction's take)."""
         expired = store.clock() - store.settings.poll_lease_s
+        received = _NONE_RECEIVED if body.received is None else body.received
         row = tx.execute(
             # Constant text: the values travel as parameters.
-            "SELECT COUNT(*) FROM requests r WHERE " + _TAKEABLE,  # noqa: S608
-            (epoch, expired),
+            f"SELECT COUNT(*) FROM requests r WHERE ({_TAKEABLE}) OR ({_LOST})",  # noqa: S608
+            (body.epoch, expired, body.epoch, received, taken or _NONE_RECEIVED),
         ).fetchone()
         return int(row[0])
 
-    def take_requests(tx: sqlite3.Connection, body: m.PollIn) -> list[m.CertificateRequestOut]:
+    def take_requests(
+        tx: sqlite3.Connection, body: m.PollIn
+    ) -> tuple[list[m.CertificateRequestOut], int | None]:
+        """Lease up to ``max_items`` to the poller's epoch: what nobody holds, and what
+        an answer it never received leased to it (``received``). The lease sequence
+        of this answer, None when it is empty."""
         expired = store.clock() - store.settings.poll_lease_s
+        received = _NONE_RECEIVED if body.received is None else body.received
         rows = tx.execute(
-            "SELECT r.id, r.device_id, r.kind, r.profile_id, r.scope, r.user_id, p.key_type, "
+            # Constant text: the values travel as parameters.
+            "SELECT r.id, r.device_id, r.kind, r.profile_id, r.scope, r.user_id, p.key_type, "  # noqa: S608
             "p.template, p.subject_template, p.san_templates, p.validity_days, "
             "u.name AS user_name, u.upn, u.email "
             "FROM requests r JOIN profiles p ON p.id = r.profile_id "
             "LEFT JOIN devices d ON d.id = r.device_id AND r.scope = 'device' "
             "JOIN users u ON u.id = COALESCE(r.user_id, d.user_id) "
-            "WHERE " + _TAKEABLE + " ORDER BY r.seq LIMIT ?",
-            (body.epoch, expired, body.max_items),
+            f"WHERE ({_TAKEABLE}) OR ({_LOST}) ORDER BY r.seq LIMIT ?",
+            (body.epoch, expired, body.epoch, received, _NONE_RECEIVED, body.max_items),
         ).fetchall()
+        if not rows:
+            return [], None
         now = store.clock()
+        lease_seq = store.db.next_seq(tx)
         out = []
         for row in rows:
             tx.execute(
-                "UPDATE requests SET lease_epoch = ?, lease_at = ? WHERE id = ?",
-                (body.epoch, now, row["id"]),
+                "UPDATE requests SET lease_epoch = ?, lease_at = ?, lease_seq = ? WHERE id = ?",
+                (body.epoch, now, lease_seq, row["id"]),
             )
             variables = {
                 "UserName": row["user_name"],
@@ -185,7 +204,7 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
                     user_id=row["user_id"],
                 )
             )
-        return out
+        return out, lease_seq
 
     # Intent, result and fail routes, between the two polls: route order is the order
     # the OpenAPI schema lists the paths in.

@@ -134,6 +134,9 @@ ADDED_COLUMNS = (
     # Issue 15 item 5: ``source = 'imported'`` profiles hold PFX files an admin
     # imported (Intune's "PKCS imported"): never requested from a CA.
     ("profiles", "source", "TEXT NOT NULL DEFAULT 'ca'"),
+    # The answer that leased a request (a poll's lease sequence): a poll that did not
+    # receive it takes the request again rather than wait for the lease to expire.
+    ("requests", "lease_seq", "INTEGER"),
 )
 INDEXES_ON_ADDED = ("CREATE INDEX IF NOT EXISTS requests_user ON requests(user_id, profile_id)",)
 

@@ -106,6 +106,10 @@ class Executor:
         )
         # (epoch, intents) the registration listed, for that epoch's first sweep.
         self._listed_intents: tuple[int, list[Intent]] | None = None
+        # (epoch, lease sequence) of the last answer that brought requests: the next
+        # poll names it, so requests leased by an answer lost on the way (a link that
+        # dropped it, a timeout) come back at once rather than when their lease expires.
+        self._received: tuple[int, int] | None = None
 
     def close(self) -> None:
         self.revocations.close()
@@ -237,6 +241,7 @@ class Executor:
         )
         intents = getattr(reply, "intents", None)
         self._listed_intents = None if intents is None else (epoch, list(intents))
+        self._note_received(epoch, getattr(reply, "lease_seq", None))
         self.state.registered_epoch = epoch
         self.state.reconciled_epoch = None
         # The registration told the service we are alive and active; the health
@@ -341,13 +346,17 @@ class Executor:
         if capacity <= 0:
             return
         asked_at = deps.clock()
+        epoch = self.fence.epoch()
+        received = self._received
         polled = deps.service.poll_work(
             deps.name,
-            self.fence.epoch(),
+            epoch,
             capacity,
             deps.poll_wait_s,
             timeout=deps.loop_call_timeout_s,
+            received=received[1] if received is not None and received[0] == epoch else None,
         )
+        self._note_received(epoch, polled.lease_seq)
         if polled.revocations_waiting == 0:
             self.revocations.none_waiting(asked_at)
         assert decision.epoch is not None
@@ -355,3 +364,8 @@ class Executor:
         self.batches.take(
             decision.epoch, polled.requests, backlog_ended=polled.requests_waiting == 0
         )
+
+    def _note_received(self, epoch: int, lease_seq: int | None) -> None:
+        """An answer of ``epoch`` that leased requests arrived: later polls name it."""
+        if lease_seq is not None:
+            self._received = (epoch, lease_seq)

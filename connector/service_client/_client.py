@@ -133,6 +133,7 @@ class ServiceClient:
         return Registration(
             intents=[intent_from_json(item) for item in body.get("intents", [])],
             requests=[request_from_json(item) for item in body.get("requests", [])],
+            lease_seq=_optional_int(body.get("lease_seq")),
         )
 
     def heartbeat(
@@ -174,21 +175,32 @@ class ServiceClient:
         wait_s: float,
         *,
         timeout: float | None = None,
+        received: int | None = None,
     ) -> Polled:
-        """:meth:`poll_requests`, with the count of revocations waiting at the service."""
+        """:meth:`poll_requests`, with the counts of what waits at the service.
+
+        ``received``: the :attr:`Polled.lease_seq` of the last answer this epoch got.
+        Requests a later answer leased (one lost on the way) are leased again now."""
+        payload: dict[str, Any] = {
+            "name": name,
+            "epoch": epoch,
+            "max_items": max_items,
+            "wait_s": wait_s,
+        }
+        if received is not None:
+            payload["received"] = received
         body = self._call(
             "POST",
             "/requests/poll",
-            {"name": name, "epoch": epoch, "max_items": max_items, "wait_s": wait_s},
+            payload,
             timeout=wait_s
             + (timeout if timeout is not None else self._timeout + _LONG_POLL_SLACK_S),
         )
-        revocations = body.get("revocations_waiting")
-        left = body.get("requests_waiting")
         return Polled(
             requests=[request_from_json(item) for item in body["requests"]],
-            revocations_waiting=revocations if type(revocations) is int else None,
-            requests_waiting=left if type(left) is int else None,
+            revocations_waiting=_optional_int(body.get("revocations_waiting")),
+            requests_waiting=_optional_int(body.get("requests_waiting")),
+            lease_seq=_optional_int(body.get("lease_seq")),
         )
 
     def record_intent(self, name: str, epoch: int, request_id: str, public_key_pem: str) -> None:
@@ -328,3 +340,8 @@ class ServiceClient:
         except httpx.TransportError as exc:
             raise ServiceUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
         return decode(method, path, response)
+
+
+def _optional_int(value: object) -> int | None:
+    """An integer the service may leave out (an older service): anything else is None."""
+    return value if type(value) is int else None

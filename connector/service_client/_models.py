@@ -55,6 +55,10 @@ class Polled:
     # Requests left at the service after this take (same transaction): 0 says this
     # batch ends the backlog. None: the service did not say.
     requests_waiting: int | None = None
+    # This answer's lease sequence (None: no request, or the service did not say).
+    # The next poll names it as ``received``: had this answer been lost on the way,
+    # the service would lease its requests again rather than after the lease expires.
+    lease_seq: int | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ class Registration:
 
     intents: list[Intent] = field(default_factory=list)
     requests: list[CertificateRequest] = field(default_factory=list)
+    lease_seq: int | None = None  # as :attr:`Polled.lease_seq`
 
 
 def request_from_json(item: dict[str, Any]) -> CertificateRequest:

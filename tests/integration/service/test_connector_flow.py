@@ -263,3 +263,39 @@ def test_a_poll_says_how_many_requests_are_left(admin: httpx.Client, client: Ser
     rest = client.poll_work(name, epoch, max_items=500, wait_s=0)
     assert len(rest.requests) == first.requests_waiting
     assert rest.requests_waiting == 0
+
+
+def test_requests_of_an_answer_lost_on_the_way_are_leased_again(
+    admin: httpx.Client, client: ServiceClient
+) -> None:
+    for _ in range(2):
+        build_world(admin, unique, subject_template="CN={{UserName}}", key_type="p256")
+    epoch = next_epoch(admin)
+    name = unique("conn")
+    client.register(name, epoch)
+
+    got = client.poll_work(name, epoch, max_items=1, wait_s=0)
+    assert got.lease_seq is not None
+    lost = client.poll_work(name, epoch, max_items=1, wait_s=0, received=got.lease_seq)
+    assert lost.lease_seq is not None
+    assert lost.lease_seq > got.lease_seq
+    (lost_request,) = lost.requests
+
+    # Naming nothing, or the lost answer itself, takes nothing again: the lease holds.
+    quiet = client.poll_work(name, epoch, max_items=500, wait_s=0, received=lost.lease_seq)
+    assert lost_request.id not in {r.id for r in quiet.requests}
+    assert lost_request.id not in {
+        r.id for r in client.poll_work(name, epoch, max_items=500, wait_s=0).requests
+    }
+    # The connector says it received only the first answer: the second never arrived.
+    again = client.poll_work(name, epoch, max_items=500, wait_s=0, received=got.lease_seq)
+    assert lost_request.id in {r.id for r in again.requests}
+    assert again.lease_seq is not None
+    assert again.lease_seq > lost.lease_seq
+    assert got.requests[0].id not in {r.id for r in again.requests}  # that one it holds
+    # Another epoch's answer is not this one's to name.
+    other = next_epoch(admin)
+    client.register(name, other)
+    # Leased to the old epoch: a new leader takes them at once, whatever it names.
+    taken = client.poll_work(name, other, max_items=500, wait_s=0, received=0)
+    assert lost_request.id in {r.id for r in taken.requests}

@@ -69,9 +69,7 @@ class Service:
         self.intents: list[list[str]] = []  # one entry per call
         self.results: list[list[str]] = []
 
-    def poll_work(
-        self, name: str, epoch: int, max_items: int, wait_s: float, *, timeout: Any = None
-    ) -> Polled:
+    def poll_work(self, name: str, epoch: int, max_items: int, wait_s: float, **_: Any) -> Polled:
         ids, left = self.plan.pop(0)
         assert len(ids) <= max_items
         return Polled([CertificateRequest(i, f"d-{i}", PROFILE) for i in ids], 0, left)
@@ -191,3 +189,35 @@ def test_the_end_of_the_backlog_releases_the_batches_in_flight(
         slow_key.set()
         executor.close()
     assert reported(first | {"r5"}) == first | {"r5"}
+
+
+class NamingService(Service):
+    """Also records what each poll said it received, and answers with lease sequences."""
+
+    def __init__(self, plan: list[tuple[list[str], int]]) -> None:
+        super().__init__(plan)
+        self.named: list[int | None] = []
+        self.seq = 10
+
+    def poll_work(
+        self, name: str, epoch: int, max_items: int, wait_s: float, **kwargs: Any
+    ) -> Polled:
+        self.named.append(kwargs.get("received"))
+        polled = super().poll_work(name, epoch, max_items, wait_s)
+        if not polled.requests:
+            return polled
+        self.seq += 1
+        return Polled(polled.requests, 0, polled.requests_waiting, self.seq)
+
+
+def test_each_poll_names_the_last_answer_that_brought_requests() -> None:
+    service = NamingService([(["r1"], 5), ([], 5), (["r2"], 5)])
+    executor = executor_for(service, lambda _kt: Key())
+    try:
+        for _ in range(3):
+            executor.execute(ISSUE)
+            wait_for(lambda: executor.in_hand == 0)
+    finally:
+        executor.close()
+    # The first poll names nothing; an empty answer leases nothing and changes nothing.
+    assert service.named == [None, 11, 11]

@@ -90,9 +90,7 @@ class SlowUploads:
         self.uploading = threading.Event()
         self.release = threading.Event()
 
-    def poll_work(
-        self, name: str, epoch: int, max_items: int, wait_s: float, *, timeout: Any = None
-    ) -> Polled:
+    def poll_work(self, name: str, epoch: int, max_items: int, wait_s: float, **_: Any) -> Polled:
         profile = ProfileSpec("p", "rsa2048", "user-auth", "CN=x", (), 365)
         out = []
         for _ in range(max_items):
