@@ -68,8 +68,9 @@ class RegisterIn(Strict):
     # reports a suspected forgery naming the connector.
     epoch: RegisterEpoch
     # A takeover's first poll rides on the registration (0: none): as /requests/poll
-    # with wait_s 0, under the epoch just registered.
+    # with wait_s 0, under the epoch just registered, ``received`` included.
     max_items: int = Field(default=0, ge=0, le=500)
+    received: int | None = Field(default=None, ge=0)
 
 
 class HeartbeatIn(Strict):

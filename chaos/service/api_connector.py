@@ -70,7 +70,12 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
         # A takeover's first reads ride on the registration, fenced like their own calls:
         # over a WAN each call is a round trip between "elected" and the first certificate.
         def first_reads(tx: sqlite3.Connection) -> m.RegisterOut:
-            poll = m.PollIn(name=body.name, epoch=body.epoch, max_items=max(body.max_items, 1))
+            poll = m.PollIn(
+                name=body.name,
+                epoch=body.epoch,
+                max_items=max(body.max_items, 1),
+                received=body.received,
+            )
             requests, lease_seq = take_requests(tx, poll) if body.max_items else ([], None)
             return m.RegisterOut(
                 name=body.name,

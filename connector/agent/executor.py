@@ -238,6 +238,9 @@ class Executor:
             epoch,
             max_items=min(self.issue_capacity, self.deps.workers),
             timeout=self.deps.loop_call_timeout_s,
+            # Nothing received in this epoch yet (0): a first batch leased by an
+            # earlier try whose answer was lost comes back with this one.
+            received=self._received_in(epoch) or 0,
         )
         intents = getattr(reply, "intents", None)
         self._listed_intents = None if intents is None else (epoch, list(intents))
@@ -347,14 +350,13 @@ class Executor:
             return
         asked_at = deps.clock()
         epoch = self.fence.epoch()
-        received = self._received
         polled = deps.service.poll_work(
             deps.name,
             epoch,
             capacity,
             deps.poll_wait_s,
             timeout=deps.loop_call_timeout_s,
-            received=received[1] if received is not None and received[0] == epoch else None,
+            received=self._received_in(epoch),
         )
         self._note_received(epoch, polled.lease_seq)
         if polled.revocations_waiting == 0:
@@ -364,6 +366,11 @@ class Executor:
         self.batches.take(
             decision.epoch, polled.requests, backlog_ended=polled.requests_waiting == 0
         )
+
+    def _received_in(self, epoch: int) -> int | None:
+        """The lease sequence of the last answer of ``epoch`` that brought requests."""
+        received = self._received
+        return received[1] if received is not None and received[0] == epoch else None
 
     def _note_received(self, epoch: int, lease_seq: int | None) -> None:
         """An answer of ``epoch`` that leased requests arrived: later polls name it."""

@@ -122,13 +122,22 @@ class ServiceClient:
         return True
 
     def register(
-        self, name: str, epoch: int, *, max_items: int = 0, timeout: float | None = None
+        self,
+        name: str,
+        epoch: int,
+        *,
+        max_items: int = 0,
+        timeout: float | None = None,
+        received: int | None = None,
     ) -> Registration:
         """Claim "active" for ``epoch``; the answer carries the stale intents and, with
-        ``max_items``, a first poll of that many requests (leased to this epoch)."""
+        ``max_items``, a first poll of that many requests (leased to this epoch;
+        ``received`` as :meth:`poll_work`'s: 0 when this epoch received nothing yet)."""
         payload: dict[str, Any] = {"name": name, "epoch": epoch}
         if max_items:
             payload["max_items"] = max_items
+        if received is not None:
+            payload["received"] = received
         body = self._call("POST", "/register", payload, timeout=timeout)
         return Registration(
             intents=[intent_from_json(item) for item in body.get("intents", [])],

@@ -299,3 +299,20 @@ def test_requests_of_an_answer_lost_on_the_way_are_leased_again(
     # Leased to the old epoch: a new leader takes them at once, whatever it names.
     taken = client.poll_work(name, other, max_items=500, wait_s=0, received=0)
     assert lost_request.id in {r.id for r in taken.requests}
+
+
+def test_a_registration_answer_lost_on_the_way_gives_its_first_batch_again(
+    admin: httpx.Client, client: ServiceClient
+) -> None:
+    build_world(admin, unique, subject_template="CN={{UserName}}", key_type="p256")
+    epoch = next_epoch(admin)
+    name = unique("conn")
+    lost = client.register(name, epoch, max_items=1, received=0)
+    (first,) = lost.requests
+    assert lost.lease_seq is not None
+    # The same registration again, as after a timeout: this epoch received nothing.
+    again = client.register(name, epoch, max_items=1, received=0)
+    assert [r.id for r in again.requests] == [first.id]
+    # Once it names what it received, the batch it holds stays with it.
+    held = client.register(name, epoch, max_items=1, received=again.lease_seq)
+    assert first.id not in {r.id for r in held.requests}

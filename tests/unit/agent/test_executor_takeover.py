@@ -61,9 +61,7 @@ class FakeService:
         self.lock = threading.Lock()
         self.all_failed = threading.Event()
 
-    def register(
-        self, name: str, epoch: int, *, max_items: int = 0, timeout: float | None = None
-    ) -> Registration:
+    def register(self, name: str, epoch: int, *, max_items: int = 0, **_: Any) -> Registration:
         self.registered.append((epoch, max_items))
         return self.registration
 
