@@ -82,11 +82,11 @@ class Batches:
         self._counts_lock = counts_lock
         self._on_revoked = on_revoked
         self._on_progress = on_progress
-        # A thread for every request in hand (see Executor.issue_capacity): requests of a
-        # batch wait for each other to share a call, so none may wait for a thread.
         # The call groups of batches in flight (a batch's requests hold its context,
         # so a group leaves this set with the batch's last request).
         self._groups: weakref.WeakSet[CallGroup[Any]] = weakref.WeakSet()
+        # A thread for every request in hand (see Executor.issue_capacity): requests of a
+        # batch wait for each other to share a call, so none may wait for a thread.
         self._pool = ThreadPoolExecutor(
             max_workers=max(deps.max_in_hand, 2 * deps.workers), thread_name_prefix="pfxha-issue"
         )
