@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -82,9 +81,9 @@ class Batches:
         self._counts_lock = counts_lock
         self._on_revoked = on_revoked
         self._on_progress = on_progress
-        # The call groups of batches in flight (a batch's requests hold its context,
-        # so a group leaves this set with the batch's last request).
-        self._groups: weakref.WeakSet[CallGroup[Any]] = weakref.WeakSet()
+        # The call groups of batches in flight (the loop's thread alone reads and
+        # writes it; a finished group is dropped at the next take).
+        self._groups: list[CallGroup[Any]] = []
         # A thread for every request in hand (see Executor.issue_capacity): requests of a
         # batch wait for each other to share a call, so none may wait for a thread.
         self._pool = ThreadPoolExecutor(
@@ -118,8 +117,9 @@ class Batches:
         if deps.metrics is not None:
             deps.metrics.mark_poll_success()
             deps.metrics.set_pending("issue", len(requests))
+        self._groups = [group for group in self._groups if not group.finished]
         if backlog_ended:
-            for group in list(self._groups):
+            for group in self._groups:
                 group.release()
         if not requests:
             return
@@ -146,9 +146,9 @@ class Batches:
                 else None
             )
             ctx = replace(ctx, intents=intents, results=results)
-            self._groups.add(intents)
+            self._groups.append(intents)
             if results is not None:
-                self._groups.add(results)
+                self._groups.append(results)
         self.hand.took(len(requests))
         for request in requests:
             future = self._pool.submit(self._issue_counted, ctx, request)

@@ -70,6 +70,12 @@ class CallGroup(Generic[P]):
         self._released = False  # no member waits for another any more
         self._round: _Round[P] = _Round()
 
+    @property
+    def finished(self) -> bool:
+        """Every member called or left: nothing more will wait here."""
+        with self._cond:
+            return self._settled >= self._expected
+
     def release(self) -> None:
         """Stop waiting for members still to come: send what waits, and each later call at once."""
         with self._cond:

@@ -142,3 +142,11 @@ def test_release_sends_what_waits_and_each_later_member_at_once() -> None:
     assert not first.is_alive(), "the released member still waits"
     assert run_members(group, ["b"]) == {"b": None}
     assert send.sent == [["a"], ["b"]]  # the third member never came, nobody waited for it
+
+
+def test_a_group_is_finished_once_every_member_called_or_left() -> None:
+    group = CallGroup(2, Recorder(all_ok), max_wait_s=0.01)
+    run_members(group, ["a"])
+    assert not group.finished  # one member has yet to call or leave
+    run_members(group, [None])
+    assert group.finished
