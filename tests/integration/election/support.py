@@ -151,6 +151,19 @@ def wait_line(client: KazooClient, cluster: str, size: int, timeout: float = 10.
     )
 
 
+def wait_armed(
+    client: KazooClient, cluster: str, standbys: set[str], timeout: float = 10.0
+) -> None:
+    """Until each of ``standbys`` publishes a verified connection to the leader's liveness
+    socket: before it, a crash of the leader is noticed by the session timeout only."""
+
+    def armed() -> bool:
+        seen = {m.name: m.fast_path for m in read_cluster_status(client, cluster).members}
+        return all(seen.get(name) == "armed" for name in standbys)
+
+    wait_for(armed, timeout=timeout, what=f"fast path armed on {sorted(standbys)}")
+
+
 def kill(proc: ManagedProcess, signum: int = signal.SIGKILL) -> None:
     assert proc.pid is not None
     os.kill(proc.pid, signum)
