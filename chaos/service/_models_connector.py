@@ -172,9 +172,6 @@ class RequestBatch(Strict):
     # Revocation tasks pending when the batch was taken (same transaction): a
     # leader told 0 need not poll revocations separately (one call fewer).
     revocations_waiting: int = 0
-    # Requests still waiting once the batch was taken (same transaction): 0 tells the
-    # leader this batch ends the backlog, so its requests need not wait for each other.
-    requests_waiting: int = 0
     # This answer's lease sequence (None: it holds no request); the next poll says it
     # received it, or the requests it leased are taken again.
     lease_seq: int | None = None

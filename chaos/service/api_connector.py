@@ -133,25 +133,11 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
         return int(row[0])
 
     def poll_once(tx: sqlite3.Connection, body: m.PollIn) -> m.RequestBatch:
-        """One take, and what is left, in one transaction."""
+        """One take, and the revocations waiting, in one transaction."""
         requests, lease_seq = take_requests(tx, body)
         return m.RequestBatch(
-            requests=requests,
-            revocations_waiting=revocations_waiting(tx),
-            requests_waiting=requests_waiting(tx, body, lease_seq),
-            lease_seq=lease_seq,
+            requests=requests, revocations_waiting=revocations_waiting(tx), lease_seq=lease_seq
         )
-
-    def requests_waiting(tx: sqlite3.Connection, body: m.PollIn, taken: int | None) -> int:
-        """What the next poll for this epoch could take (after this transaction's take)."""
-        expired = store.clock() - store.settings.poll_lease_s
-        received = _NONE_RECEIVED if body.received is None else body.received
-        row = tx.execute(
-            # Constant text: the values travel as parameters.
-            f"SELECT COUNT(*) FROM requests r WHERE ({_TAKEABLE}) OR ({_LOST})",  # noqa: S608
-            (body.epoch, expired, body.epoch, received, taken or _NONE_RECEIVED),
-        ).fetchone()
-        return int(row[0])
 
     def take_requests(
         tx: sqlite3.Connection, body: m.PollIn

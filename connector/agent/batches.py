@@ -3,16 +3,13 @@
     batches = Batches(deps, state, fence, hand=hand, dangling=dangling, late=late,
                       counts_lock=lock, on_revoked=..., on_progress=loop.wake)
     batches.take(epoch, polled.requests)   # returns at once; the batch runs in the background
-    batches.take(epoch, last, backlog_ended=True)  # nothing left: none waits for batch-mates
     ctx = batches.context()                # the loop's fence: what a sweep settles work with
     batches.close()
 
 Every request in hand has a thread (see :attr:`Hand.capacity
 <connector.agent.hand.Hand.capacity>`): requests of a batch wait for each other
 to share a call (:mod:`connector.agent.grouping`), so none may wait for a
-thread. When a poll says nothing is left at the service, the batches in flight
-stop waiting for each other (the end of a burst: see :meth:`Batches.take`).
-A batch is fenced for the epoch it was polled in, whatever the loop
+thread. A batch is fenced for the epoch it was polled in, whatever the loop
 does next. The hand is told when a request's key is made and when it
 finishes; the loop is woken when room for a poll opens, or when a request ends
 in anything but a delivery. The callbacks run on the issuing threads: what they
@@ -27,7 +24,6 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
-from typing import Any
 
 from connector.agent.dangling import DanglingWork
 from connector.agent.events import Event, emit
@@ -81,9 +77,6 @@ class Batches:
         self._counts_lock = counts_lock
         self._on_revoked = on_revoked
         self._on_progress = on_progress
-        # The call groups of batches in flight (the loop's thread alone reads and
-        # writes it; a finished group is dropped at the next take).
-        self._groups: list[CallGroup[Any]] = []
         # A thread for every request in hand (see Executor.issue_capacity): requests of a
         # batch wait for each other to share a call, so none may wait for a thread.
         self._pool = ThreadPoolExecutor(
@@ -94,33 +87,18 @@ class Batches:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def take(
-        self,
-        epoch: int,
-        requests: list[CertificateRequest],
-        *,
-        group_results: bool = True,
-        backlog_ended: bool = False,
+        self, epoch: int, requests: list[CertificateRequest], *, group_results: bool = True
     ) -> None:
         """Issue a polled batch in the background (the issuing threads).
 
         ``group_results=False`` (a takeover's first batch): each certificate is uploaded
         as soon as it is packed, on a connection of its own (a standby keeps them warm),
         rather than waiting for the batch's slowest at the shared results call.
-
-        ``backlog_ended`` (the service has nothing more waiting): this batch and those
-        still in flight end a burst. None of their requests waits for another
-        (:meth:`CallGroup.release <connector.agent.grouping.CallGroup.release>`): with
-        no more keys coming, a wait for the slowest key leaves the cores idle while
-        its batch-mates' CA calls and uploads could have gone.
         """
         deps = self.deps
         if deps.metrics is not None:
             deps.metrics.mark_poll_success()
             deps.metrics.set_pending("issue", len(requests))
-        self._groups = [group for group in self._groups if not group.finished]
-        if backlog_ended:
-            for group in self._groups:
-                group.release()
         if not requests:
             return
         emit(log, Event.BATCH_RECEIVED, count=len(requests), epoch=epoch)
@@ -128,14 +106,15 @@ class Batches:
         # loop does next (a re-election re-arms the loop's fence, not this one).
         fence = Fence.armed(self.deps.lease, epoch)
         ctx = self.context(fence)
-        if len(requests) > 1 and not backlog_ended:
-            intents = CallGroup[str](
-                len(requests),
-                lambda items: deps.service.record_intents(deps.name, fence.epoch(), items),
-                max_wait_s=_INTENTS_WAIT_S,
-            )
-            results = (
-                CallGroup[UploadItem](
+        if len(requests) > 1:
+            ctx = replace(
+                ctx,
+                intents=CallGroup[str](
+                    len(requests),
+                    lambda items: deps.service.record_intents(deps.name, fence.epoch(), items),
+                    max_wait_s=_INTENTS_WAIT_S,
+                ),
+                results=CallGroup[UploadItem](
                     len(requests),
                     lambda items: deps.service.upload_results(
                         deps.name, fence.epoch(), [item for _, item in items]
@@ -143,12 +122,8 @@ class Batches:
                     max_wait_s=_RESULTS_WAIT_S,
                 )
                 if group_results
-                else None
+                else None,
             )
-            ctx = replace(ctx, intents=intents, results=results)
-            self._groups.append(intents)
-            if results is not None:
-                self._groups.append(results)
         self.hand.took(len(requests))
         for request in requests:
             future = self._pool.submit(self._issue_counted, ctx, request)

@@ -362,10 +362,7 @@ class Executor:
         if polled.revocations_waiting == 0:
             self.revocations.none_waiting(asked_at)
         assert decision.epoch is not None
-        # Nothing left at the service: this batch and those in flight end the backlog.
-        self.batches.take(
-            decision.epoch, polled.requests, backlog_ended=polled.requests_waiting == 0
-        )
+        self.batches.take(decision.epoch, polled.requests)
 
     def _received_in(self, epoch: int) -> int | None:
         """The lease sequence of the last answer of ``epoch`` that brought requests."""

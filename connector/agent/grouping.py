@@ -15,14 +15,6 @@ arrived or left, or after ``max_wait_s``; members arriving later form the next
 round. Waiting costs latency, not CPU (other batches keep the cores busy), and
 ``max_wait_s`` bounds it when one member is slow (a CA retrying, say).
 
-Waiting pays only while other work keeps the cores busy. At the end of a
-backlog it does not: the batch's members finish their keys one by one while
-the cores run out of work, and the last one would hold the others' CA calls
-and uploads until the machine is idle. :meth:`CallGroup.release` ends the
-waiting: whoever waits sends now, and each later member sends at once::
-
-    group.release()   # the service has nothing more: report as soon as ready
-
 ``send`` gets ``[(key, payload), ...]`` and returns ``{key: None | exception}``
 for the items it answered; an exception it raises is every member's.
 """
@@ -67,20 +59,7 @@ class CallGroup(Generic[P]):
         self._max_wait_s = max_wait_s
         self._cond = threading.Condition()
         self._settled = 0  # members that called or left
-        self._released = False  # no member waits for another any more
         self._round: _Round[P] = _Round()
-
-    @property
-    def finished(self) -> bool:
-        """Every member called or left: nothing more will wait here."""
-        with self._cond:
-            return self._settled >= self._expected
-
-    def release(self) -> None:
-        """Stop waiting for members still to come: send what waits, and each later call at once."""
-        with self._cond:
-            self._released = True
-            self._cond.notify_all()
 
     @contextmanager
     def member(self) -> Iterator[Member[P]]:
@@ -104,8 +83,7 @@ class CallGroup(Generic[P]):
             sender = len(this.items) == 1
             if sender:
                 self._cond.wait_for(
-                    lambda: self._released or self._settled >= self._expected,
-                    timeout=self._max_wait_s,
+                    lambda: self._settled >= self._expected, timeout=self._max_wait_s
                 )
                 self._round = _Round()  # whoever arrives from now on waits for the next send
             else:

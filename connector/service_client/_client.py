@@ -208,7 +208,6 @@ class ServiceClient:
         return Polled(
             requests=[request_from_json(item) for item in body["requests"]],
             revocations_waiting=_optional_int(body.get("revocations_waiting")),
-            requests_waiting=_optional_int(body.get("requests_waiting")),
             lease_seq=_optional_int(body.get("lease_seq")),
         )
 

@@ -52,9 +52,6 @@ class Polled:
 
     requests: list[CertificateRequest]
     revocations_waiting: int | None = None
-    # Requests left at the service after this take (same transaction): 0 says this
-    # batch ends the backlog. None: the service did not say.
-    requests_waiting: int | None = None
     # This answer's lease sequence (None: no request, or the service did not say).
     # The next poll names it as ``received``: had this answer been lost on the way,
     # the service would lease its requests again rather than after the lease expires.

@@ -248,23 +248,6 @@ def test_revoked_connector_is_refused_whatever_its_epoch(
     assert missing.status_code == 404
 
 
-def test_a_poll_says_how_many_requests_are_left(admin: httpx.Client, client: ServiceClient) -> None:
-    for _ in range(2):
-        build_world(admin, unique, subject_template="CN={{UserName}}", key_type="p256")
-    epoch = next_epoch(admin)
-    name = unique("conn")
-    client.register(name, epoch)
-
-    first = client.poll_work(name, epoch, max_items=1, wait_s=0)
-    assert len(first.requests) == 1
-    assert first.requests_waiting is not None
-    assert first.requests_waiting >= 1  # the other world's request, at least
-    # Counted in the take's transaction: the next poll takes exactly that many.
-    rest = client.poll_work(name, epoch, max_items=500, wait_s=0)
-    assert len(rest.requests) == first.requests_waiting
-    assert rest.requests_waiting == 0
-
-
 def test_requests_of_an_answer_lost_on_the_way_are_leased_again(
     admin: httpx.Client, client: ServiceClient
 ) -> None:

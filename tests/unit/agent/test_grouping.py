@@ -129,24 +129,3 @@ def test_misuse_is_refused() -> None:
         handle.call("a", "x")
         with pytest.raises(RuntimeError, match="at most once"):
             handle.call("a", "x")
-
-
-def test_release_sends_what_waits_and_each_later_member_at_once() -> None:
-    send = Recorder(all_ok)
-    # Without the release, "a" would wait for its batch-mates far past the join timeout.
-    group = CallGroup(3, send, max_wait_s=60.0)
-    first = threading.Thread(target=run_members, args=(group, ["a"]))
-    first.start()
-    group.release()
-    first.join(timeout=10)
-    assert not first.is_alive(), "the released member still waits"
-    assert run_members(group, ["b"]) == {"b": None}
-    assert send.sent == [["a"], ["b"]]  # the third member never came, nobody waited for it
-
-
-def test_a_group_is_finished_once_every_member_called_or_left() -> None:
-    group = CallGroup(2, Recorder(all_ok), max_wait_s=0.01)
-    run_members(group, ["a"])
-    assert not group.finished  # one member has yet to call or leave
-    run_members(group, [None])
-    assert group.finished

@@ -1,0 +1,137 @@
+"""Each poll names the last answer of its epoch that brought requests (``received``).
+
+The service leases again what a later answer leased to that epoch: an answer lost
+on the way (a link that dropped it, a poll that timed out) would otherwise strand
+its requests until the poll lease expires.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from connector.agent.decide import Action, Decision
+from connector.agent.executor import AgentState, Executor, ExecutorDeps
+from connector.agent.ports import Pki
+from connector.service_client import CertificateRequest, Polled, ProfileSpec, UploadItem
+
+PROFILE = ProfileSpec("p", "rsa2048", "user-auth", "CN=x", (), 365)
+
+
+class Lease:
+    def __init__(self) -> None:
+        self.epoch = 7
+
+    def fresh_epoch(self) -> int | None:
+        return self.epoch
+
+    def release(self, reason: str) -> None:
+        pass
+
+    def leave(self, reason: str) -> None:
+        pass
+
+
+class Issued:
+    serial = 5
+    ca_name = "primary"
+    certificate = None
+    chain: list[Any] = []
+    uncertain = ()
+
+
+class Issuer:
+    def issue(self, csr: Any, template: str, request_id: str, deadline: float) -> Any:
+        return Issued()
+
+    def ca_states(self) -> Mapping[str, str]:
+        return {}
+
+
+class Key:
+    def public_key(self) -> Any:
+        return self
+
+    def public_bytes(self, *_: Any) -> bytes:
+        return b"PEM"
+
+
+class Service:
+    """Each poll answers the next planned batch of ids, with a lease sequence when it
+    holds any; it records what each poll said it received."""
+
+    def __init__(self, plan: list[list[str]]) -> None:
+        self.plan = plan
+        self.named: list[int | None] = []
+        self.seq = 10
+
+    def poll_work(
+        self, name: str, epoch: int, max_items: int, wait_s: float, **kwargs: Any
+    ) -> Polled:
+        self.named.append(kwargs.get("received"))
+        ids = self.plan.pop(0)
+        if not ids:
+            return Polled([], 0)
+        self.seq += 1
+        return Polled([CertificateRequest(i, f"d-{i}", PROFILE) for i in ids], 0, self.seq)
+
+    def record_intent(self, name: str, epoch: int, request_id: str, pem: str) -> None:
+        pass
+
+    def record_intents(
+        self, name: str, epoch: int, items: Sequence[tuple[str, str]]
+    ) -> Mapping[str, None]:
+        return dict.fromkeys((rid for rid, _ in items), None)
+
+    def upload_result(self, name: str, epoch: int, request_id: str, *_: Any) -> None:
+        pass
+
+    def upload_results(
+        self, name: str, epoch: int, items: Sequence[UploadItem]
+    ) -> Mapping[str, None]:
+        return dict.fromkeys((item.request_id for item in items), None)
+
+
+def executor_for(service: Service, lease: Lease) -> Executor:
+    deps = ExecutorDeps(
+        name="c1",
+        service=service,
+        issuer=Issuer(),
+        pki=Pki(
+            new_key=lambda _kt: Key(),
+            build_csr=lambda request, _key: request.id,
+            pack_pfx=lambda *_: b"pfx",
+            seal=lambda pfx: pfx,
+        ),
+        lease=lease,
+        ca_errors=(RuntimeError,),
+        is_retryable=lambda exc: True,
+        workers=2,
+        max_in_hand=12,
+    )
+    return Executor(deps, AgentState())
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def test_each_poll_names_the_last_answer_of_its_epoch_that_brought_requests() -> None:
+    service = Service([["r1"], [], ["r2"], ["r3"]])
+    lease = Lease()
+    executor = executor_for(service, lease)
+    try:
+        for epoch in (7, 7, 7, 8):
+            lease.epoch = epoch
+            executor.fence.arm(epoch)
+            executor.execute(Decision(Action.ISSUE, "test", epoch))
+            wait_for(lambda: executor.in_hand == 0)
+    finally:
+        executor.close()
+    # The first poll names nothing; an empty answer leases nothing and changes
+    # nothing; a new epoch has received nothing of its own yet.
+    assert service.named == [None, 11, 11, None]
