@@ -203,7 +203,11 @@ def _issue(
     ctx.fence.epoch()
     try:
         with stages("ca"):
-            issued = ctx.issuer.issue(csr, template, request.id, ctx.deadline())
+            # Fenced before each sign request, failovers included: a leader deposed
+            # while a CA hangs must not sign elsewhere after its successor searched.
+            issued = ctx.issuer.issue(
+                csr, template, request.id, ctx.deadline(), before_call=ctx.fence.epoch
+            )
         ctx.ca_answered(issued.ca_name)
     except Exception as exc:
         if not isinstance(exc, ctx.ca_errors):
