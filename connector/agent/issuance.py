@@ -203,11 +203,7 @@ def _issue(
     ctx.fence.epoch()
     try:
         with stages("ca"):
-            # Fenced before each sign request, failovers included: a leader deposed
-            # while a CA hangs must not sign elsewhere after its successor searched.
-            issued = ctx.issuer.issue(
-                csr, template, request.id, ctx.deadline(), before_call=ctx.fence.epoch
-            )
+            issued = ctx.issuer.issue(csr, template, request.id, ctx.deadline())
         ctx.ca_answered(issued.ca_name)
     except Exception as exc:
         if not isinstance(exc, ctx.ca_errors):

@@ -84,13 +84,7 @@ class Issuer(Protocol):
     """The CA router: ordered CAs per template with failover (``connector.ca.CARouter``)."""
 
     def issue(
-        self,
-        csr: x509.CertificateSigningRequest,
-        template: str,
-        request_id: str,
-        deadline: float,
-        *,
-        before_call: Callable[[], object] = ...,
+        self, csr: x509.CertificateSigningRequest, template: str, request_id: str, deadline: float
     ) -> Issued: ...
 
     def revoke(self, serial: int, issuer_ca: str, reason: str, deadline: float) -> None: ...

@@ -152,16 +152,7 @@ class CARouter:
         template: str,
         request_id: str,
         deadline: float,
-        *,
-        before_call: Callable[[], object] = lambda: None,
     ) -> IssuedCertificate:
-        """Sign at the template's first CA that answers, within ``deadline``.
-
-        ``before_call`` runs before each sign request goes out, failovers and retries
-        included; what it raises ends the issue. The agent passes its fence: a leader
-        deposed while one CA hangs must not start a signing at the next one, which
-        its successor's reconciliation may already have searched.
-        """
         order = self.templates.get(template)
         if order is None:
             raise CARequestRejectedError(f"no CA is configured for template {template!r}")
@@ -189,11 +180,6 @@ class CARouter:
                     breaker.release()
                     errors.append(f"{name}: deadline reached")
                     break
-                try:
-                    before_call()
-                except BaseException:
-                    breaker.release()
-                    raise
                 try:
                     issued = self.cas[name].issue(csr, template, request_id, timeout=timeout)
                 except CARetryableError as exc:

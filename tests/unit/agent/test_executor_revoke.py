@@ -49,7 +49,7 @@ class FakeIssuer:
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def issue(self, csr: Any, template: str, request_id: str, deadline: float, **_: Any) -> Any:
+    def issue(self, csr: Any, template: str, request_id: str, deadline: float) -> Any:
         raise AssertionError("not called")
 
     def revoke(self, serial: int, issuer_ca: str, reason: str, deadline: float) -> None:

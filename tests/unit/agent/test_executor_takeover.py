@@ -90,7 +90,7 @@ class FakeService:
 
 
 class FakeIssuer:
-    def issue(self, csr: Any, template: str, request_id: str, deadline: float, **_: Any) -> Any:
+    def issue(self, csr: Any, template: str, request_id: str, deadline: float) -> Any:
         raise AssertionError("not called")
 
     def revoke(self, serial: int, issuer_ca: str, reason: str, deadline: float) -> None:

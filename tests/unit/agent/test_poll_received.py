@@ -42,7 +42,7 @@ class Issued:
 
 
 class Issuer:
-    def issue(self, csr: Any, template: str, request_id: str, deadline: float, **_: Any) -> Any:
+    def issue(self, csr: Any, template: str, request_id: str, deadline: float) -> Any:
         return Issued()
 
     def ca_states(self) -> Mapping[str, str]:

@@ -239,34 +239,6 @@ def test_router_prefers_the_first_ca_and_fails_over_in_the_same_call(
     assert len(one.calls) == calls_before  # open: skipped without a call
 
 
-def test_a_fence_that_closes_while_one_ca_fails_stops_the_failover(
-    clock: FakeClock, roots: tuple[TestCA, TestCA]
-) -> None:
-    """A leader deposed while its first CA hangs must not sign at the next one: its
-    successor's reconciliation may have searched already, and would miss it."""
-    router, one, two = _router(clock, roots)
-    one.fail = CAUnavailableError("timed out", ca_name="one")
-    fresh = [True]
-
-    class DeposedError(Exception):
-        pass
-
-    def fence() -> None:
-        if not fresh[0]:
-            raise DeposedError
-        fresh[0] = False  # the lease is lost while the first CA is being asked
-
-    with pytest.raises(DeposedError):
-        router.issue(_csr()[0], "t", "r1", clock.now + 5, before_call=fence)
-    assert one.calls == ["issue r1"]
-    assert not two.calls  # no sign request went to the second CA
-    assert router.ca_states() == {"one": "closed", "two": "closed"}
-    # With the fence open throughout, the same failure fails over as before.
-    assert (
-        router.issue(_csr()[0], "t", "r2", clock.now + 5, before_call=lambda: None).ca_name == "two"
-    )
-
-
 def test_router_gives_up_at_the_deadline_with_a_retryable_error(
     clock: FakeClock, roots: tuple[TestCA, TestCA]
 ) -> None:
