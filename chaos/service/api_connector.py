@@ -29,21 +29,6 @@ from chaos.service.fencing import Gate
 from chaos.service.store import STOOD_DOWN_EPOCH, ApiError, Store
 from chaos.service.takeover import stale_intents_of
 
-# A request a poll for epoch ? may take: pending, not cancelled, and not leased to
-# that epoch already unless the lease expired (before ?).
-_TAKEABLE = (
-    "r.state = 'pending' AND r.cancelled IS NULL "
-    "AND (r.lease_epoch IS NULL OR r.lease_epoch != ? OR r.lease_at < ?)"
-)
-# Or leased to that epoch (?) by an answer the poller never received: one with a
-# lease sequence past the last it says it received (?), and before ? (this take's).
-_LOST = (
-    "r.state = 'pending' AND r.cancelled IS NULL "
-    "AND r.lease_epoch = ? AND r.lease_seq > ? AND r.lease_seq < ?"
-)
-# No lease sequence is this high: what a poll that names no answer re-takes.
-_NONE_RECEIVED = 2**62
-
 __all__ = ["connector_router"]
 
 
@@ -146,17 +131,20 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
         an answer it never received leased to it (``received``). The lease sequence
         of this answer, None when it is empty."""
         expired = store.clock() - store.settings.poll_lease_s
-        received = _NONE_RECEIVED if body.received is None else body.received
         rows = tx.execute(
-            # Constant text: the values travel as parameters.
-            "SELECT r.id, r.device_id, r.kind, r.profile_id, r.scope, r.user_id, p.key_type, "  # noqa: S608
+            "SELECT r.id, r.device_id, r.kind, r.profile_id, r.scope, r.user_id, p.key_type, "
             "p.template, p.subject_template, p.san_templates, p.validity_days, "
             "u.name AS user_name, u.upn, u.email "
             "FROM requests r JOIN profiles p ON p.id = r.profile_id "
             "LEFT JOIN devices d ON d.id = r.device_id AND r.scope = 'device' "
             "JOIN users u ON u.id = COALESCE(r.user_id, d.user_id) "
-            f"WHERE ({_TAKEABLE}) OR ({_LOST}) ORDER BY r.seq LIMIT ?",
-            (body.epoch, expired, body.epoch, received, _NONE_RECEIVED, body.max_items),
+            "WHERE r.state = 'pending' AND r.cancelled IS NULL "
+            # Not leased to this epoch, or the lease expired, or an answer after the
+            # last one the poller received leased it (NULL received: never true).
+            "AND (r.lease_epoch IS NULL OR r.lease_epoch != ? OR r.lease_at < ? "
+            "OR r.lease_seq > ?) "
+            "ORDER BY r.seq LIMIT ?",
+            (body.epoch, expired, body.received, body.max_items),
         ).fetchall()
         if not rows:
             return [], None
