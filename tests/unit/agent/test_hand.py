@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from chaos.launch import wait_for
 from connector.agent.decide import Action, Decision
 from connector.agent.executor import AgentState, Executor, ExecutorDeps
 from connector.agent.hand import Hand, HandView, poll_size
@@ -17,6 +17,7 @@ from connector.service_client import (
     ProfileSpec,
     UploadItem,
 )
+from tests.fixtures.executor import FakeIssuer, FakeLease, Issued, Key
 
 
 def view(**changes: int) -> HandView:
@@ -63,25 +64,6 @@ def test_the_hand_says_once_when_room_for_a_poll_opens() -> None:
     assert hand.view().unkeyed == 0  # took 6: 5 keyed, 1 never ran
 
 
-class FakeLease:
-    def fresh_epoch(self) -> int | None:
-        return 7
-
-    def release(self, reason: str) -> None:
-        pass
-
-    def leave(self, reason: str) -> None:
-        pass
-
-
-class Issued:
-    serial = 5
-    ca_name = "primary"
-    certificate = None
-    chain: list[Any] = []
-    uncertain = ()
-
-
 class SlowUploads:
     """Polls hand out requests; the results call blocks until released."""
 
@@ -109,29 +91,6 @@ class SlowUploads:
         self.uploading.set()
         assert self.release.wait(10)
         return dict.fromkeys((item.request_id for item in items), None)
-
-
-class FakeIssuer:
-    def issue(self, csr: Any, template: str, request_id: str, deadline: float) -> Any:
-        return Issued()
-
-    def ca_states(self) -> Mapping[str, str]:
-        return {}
-
-
-class Key:
-    def public_key(self) -> Any:
-        return self
-
-    def public_bytes(self, *_: Any) -> bytes:
-        return b"PEM"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
 
 
 def test_the_executor_polls_again_while_a_batch_waits_on_the_network() -> None:
@@ -162,9 +121,9 @@ def test_the_executor_polls_again_while_a_batch_waits_on_the_network() -> None:
         assert service.uploading.wait(10)
         # Every key of the first batch is made; its upload hangs on the network,
         # and the next batches are taken all the same.
-        wait_for(lambda: executor.issue_capacity == 4)
+        wait_for(lambda: executor.issue_capacity == 4, timeout=10, what="room for a poll")
         executor.execute(issue)
-        wait_for(lambda: executor.issue_capacity == 4)
+        wait_for(lambda: executor.issue_capacity == 4, timeout=10, what="room for a poll")
         executor.execute(issue)
         assert executor.in_hand == 12  # three batches in hand, two of them keyed
         assert executor.issue_capacity == 0  # the bound

@@ -7,54 +7,17 @@ its requests until the poll lease expires.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from chaos.launch import wait_for
 from connector.agent.decide import Action, Decision
 from connector.agent.executor import AgentState, Executor, ExecutorDeps
 from connector.agent.ports import Pki
 from connector.service_client import CertificateRequest, Polled, ProfileSpec, UploadItem
+from tests.fixtures.executor import FakeIssuer, FakeLease, Key
 
 PROFILE = ProfileSpec("p", "rsa2048", "user-auth", "CN=x", (), 365)
-
-
-class Lease:
-    def __init__(self) -> None:
-        self.epoch = 7
-
-    def fresh_epoch(self) -> int | None:
-        return self.epoch
-
-    def release(self, reason: str) -> None:
-        pass
-
-    def leave(self, reason: str) -> None:
-        pass
-
-
-class Issued:
-    serial = 5
-    ca_name = "primary"
-    certificate = None
-    chain: list[Any] = []
-    uncertain = ()
-
-
-class Issuer:
-    def issue(self, csr: Any, template: str, request_id: str, deadline: float) -> Any:
-        return Issued()
-
-    def ca_states(self) -> Mapping[str, str]:
-        return {}
-
-
-class Key:
-    def public_key(self) -> Any:
-        return self
-
-    def public_bytes(self, *_: Any) -> bytes:
-        return b"PEM"
 
 
 class Service:
@@ -93,11 +56,11 @@ class Service:
         return dict.fromkeys((item.request_id for item in items), None)
 
 
-def executor_for(service: Service, lease: Lease) -> Executor:
+def executor_for(service: Service, lease: FakeLease) -> Executor:
     deps = ExecutorDeps(
         name="c1",
         service=service,
-        issuer=Issuer(),
+        issuer=FakeIssuer(),
         pki=Pki(
             new_key=lambda _kt: Key(),
             build_csr=lambda request, _key: request.id,
@@ -113,23 +76,16 @@ def executor_for(service: Service, lease: Lease) -> Executor:
     return Executor(deps, AgentState())
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
-
-
 def test_each_poll_names_the_last_answer_of_its_epoch_that_brought_requests() -> None:
     service = Service([["r1"], [], ["r2"], ["r3"]])
-    lease = Lease()
+    lease = FakeLease()
     executor = executor_for(service, lease)
     try:
         for epoch in (7, 7, 7, 8):
             lease.epoch = epoch
             executor.fence.arm(epoch)
             executor.execute(Decision(Action.ISSUE, "test", epoch))
-            wait_for(lambda: executor.in_hand == 0)
+            wait_for(lambda: executor.in_hand == 0, timeout=10, what="the batch issued")
     finally:
         executor.close()
     # The first poll names nothing; an empty answer leases nothing and changes
