@@ -28,6 +28,9 @@ order of the checks is the safety argument, so read it top to bottom::
    freshly reports it can (no new work meanwhile), unless it took office less
    than ``min_in_office_s`` ago or the cluster's yield budget is spent. Down for
    everyone: no hand-over, the leader backs off and reports unhealthy.
+7. A standby still watching keys it gave up on while it led sweeps them for
+   late certificates (no lease needed: nobody can deliver one; see
+   :mod:`connector.agent.late`), as often as a leader would.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class Action(StrEnum):
     REVOKE = "revoke"
     ISSUE = "issue"
     YIELD = "yield"
+    SWEEP_LATE = "sweep_late"
 
 
 @dataclass(frozen=True)
@@ -221,8 +225,15 @@ def _decide_standby(s: Snapshot) -> Decision:
         return _wait("service unavailable: backing off", s, s.service_retry_at - s.now)
     if _due(s.last_heartbeat_at, s.heartbeat_interval_s, s.now):
         return Decision(Action.HEARTBEAT, "standby: heartbeat as standby", None, s.health)
-    return _wait(
-        "standby: waiting for leadership",
-        s,
-        _until(s.last_heartbeat_at, s.heartbeat_interval_s, s.now),
-    )
+    next_due = _until(s.last_heartbeat_at, s.heartbeat_interval_s, s.now)
+    if s.late_watched:
+        if _due(s.last_late_sweep_at, s.reconcile_interval_s, s.now):
+            return Decision(
+                Action.SWEEP_LATE,
+                f"standby: {s.late_watched} key(s) given up on while leading may still "
+                "get a late certificate: search and revoke",
+                None,
+                s.health,
+            )
+        next_due = min(next_due, _until(s.last_late_sweep_at, s.reconcile_interval_s, s.now))
+    return _wait("standby: waiting for leadership", s, next_due)

@@ -28,7 +28,7 @@ from connector.agent.dangling import DanglingWork, settle
 from connector.agent.decide import Action, Decision
 from connector.agent.events import Event, emit
 from connector.agent.hand import Hand
-from connector.agent.late import LateReport, LateWatch, sweep_late
+from connector.agent.late import LateReport, LateSweeps, LateWatch
 from connector.agent.ports import Fence, LeaseLost
 from connector.agent.reconcile import reconcile
 from connector.agent.revocations import Revocations
@@ -81,6 +81,15 @@ class Executor:
         self.dangling = DanglingWork()
         # Keys given up on whose certificate may still arrive (connector/agent/late.py).
         self.late = LateWatch(deps.late_window_s, deps.clock)
+        # Swept by the leader's reconciliation, and in the background once it stands by.
+        self.late_sweeps = LateSweeps(
+            self.late,
+            deps.issuer,
+            name=deps.name,
+            deadline=deps.ca_deadline,
+            is_retryable=deps.is_retryable,
+            on_report=self._count_late,
+        )
         # Called when a background worker finishes (the loop sets it to wake itself).
         self.on_progress: Callable[[], None] = lambda: None
         # Polled requests are issued on threads of their own (connector/agent/batches.py).
@@ -114,6 +123,7 @@ class Executor:
     def close(self) -> None:
         self.revocations.close()
         self.batches.close()
+        self.late_sweeps.close()
 
     def execute(self, decision: Decision) -> None:
         handler: Callable[[Decision], None] = {
@@ -127,6 +137,7 @@ class Executor:
             Action.REVOKE: self.revocations.poll,
             Action.ISSUE: self._issue,
             Action.YIELD: self._yield,
+            Action.SWEEP_LATE: self._sweep_late,
         }[decision.action]
         if decision.epoch is not None and decision.action not in _NO_FENCE:
             self.fence.arm(decision.epoch)
@@ -292,15 +303,9 @@ class Executor:
         late = LateReport()
         if self.state.reconciled_epoch == decision.epoch:
             # Keys given up on earlier, first (those settled below were searched just
-            # now); not in a takeover's first sweep: new work waits for that one.
-            late = sweep_late(
-                self.late,
-                self.deps.issuer,
-                self.fence,
-                name=self.deps.name,
-                deadline=self.deps.ca_deadline,
-                is_retryable=self.deps.is_retryable,
-            )
+            # now); not in a takeover's first sweep: new work waits for that one. A
+            # sweep begun while standing by may still run: the next one comes soon.
+            late = self.late_sweeps.now(self.fence) or late
         left = settle(self.dangling.take(decision.epoch), self.batches.context(), watch=self.late)
         self.dangling.extend(left)
         listed, self._listed_intents = self._listed_intents, None
@@ -324,7 +329,17 @@ class Executor:
         with self._counts_lock:
             self.state.counts["orphans_revoked"] += len(report.orphans_revoked)
             self.state.counts["requeued"] += len(report.requeued)
-            self.state.counts["late_orphans_revoked"] += len(late.revoked)
+
+    def _sweep_late(self, _decision: Decision) -> None:
+        """A standby's sweep of the keys it watched while leading: off the loop."""
+        self.late_sweeps.in_background()
+        self.state.last_late_sweep_at = self.deps.clock()
+
+    def _count_late(self, report: LateReport) -> None:
+        with self._counts_lock:
+            self.state.counts["late_orphans_revoked"] += len(report.revoked)
+        if report.revoked:
+            self.on_progress()
 
     @property
     def in_hand(self) -> int:

@@ -24,6 +24,19 @@ deadline; the window adds margin for a sender on another host::
     len(watch)           # entries still inside their window
 
 What to revoke is decided by :func:`plan_late`, a pure function.
+
+The watch outlives the lease that filled it. Revoking needs no lease (no
+certificate for a watched key can be delivered, by anyone), and the successor
+does not know these keys: a leader that searched a key, found nothing and is
+deposed a moment later is the only one left who would ever look again. So a
+standby goes on sweeping what it watched while it led, off its loop (a search
+that waits for a CA must not hold a takeover back), one sweep at a time::
+
+    sweeps = LateSweeps(watch, issuer, name="c1", deadline=deadline,
+                        is_retryable=is_retryable, on_report=count)
+    sweeps.now(fence)          # leading: on the loop, fenced; None if one runs already
+    sweeps.in_background()     # standing by: unfenced, on a thread; False if one runs
+    sweeps.close()
 """
 
 from __future__ import annotations
@@ -32,7 +45,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 from connector.agent.ports import Fence, Issued, Issuer
 from connector.agent.reconcile import (
@@ -42,7 +57,7 @@ from connector.agent.reconcile import (
     search_keys,
 )
 
-__all__ = ["LateReport", "LateWatch", "Watched", "plan_late", "sweep_late"]
+__all__ = ["LateReport", "LateSweeps", "LateWatch", "Watched", "plan_late", "sweep_late"]
 
 log = logging.getLogger("pfxha.connector.late")
 
@@ -137,7 +152,7 @@ class LateWatch:
 def sweep_late(
     watch: LateWatch,
     issuer: Issuer,
-    fence: Fence,
+    fence: Fence | None,
     *,
     name: str,
     deadline: Callable[[], float],
@@ -147,6 +162,7 @@ def sweep_late(
 
     A key stays watched after a certificate for it was revoked: the same request
     may have been sent more than once (retries), each copy possibly late.
+    ``fence`` None: a standby's sweep, which needs no lease (see above).
     """
     report = LateReport()
     entries = watch.due()
@@ -162,3 +178,60 @@ def sweep_late(
         report.revoked.extend(revoked)
         report.deferred.extend(deferred)
     return report
+
+
+class LateSweeps:
+    """Sweeps of one :class:`LateWatch`, never two at once (the module docstring)."""
+
+    def __init__(
+        self,
+        watch: LateWatch,
+        issuer: Issuer,
+        *,
+        name: str,
+        deadline: Callable[[], float],
+        is_retryable: Callable[[BaseException], bool],
+        on_report: Callable[[LateReport], None],
+    ) -> None:
+        self.watch = watch
+        self._sweep = partial(
+            sweep_late, watch, issuer, name=name, deadline=deadline, is_retryable=is_retryable
+        )
+        self._on_report = on_report
+        self._busy = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pfxha-late")
+
+    def now(self, fence: Fence) -> LateReport | None:
+        """Sweep on the caller's thread, fenced; None when a background sweep still runs."""
+        if not self._busy.acquire(blocking=False):
+            return None
+        try:
+            report = self._sweep(fence)
+        finally:
+            self._busy.release()
+        self._on_report(report)
+        return report
+
+    def in_background(self) -> bool:
+        """Start an unfenced sweep on the sweeping thread; False when one still runs."""
+        if not self._busy.acquire(blocking=False):
+            return False
+        try:
+            self._pool.submit(self._run_unfenced)
+        except BaseException:
+            self._busy.release()
+            raise
+        return True
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _run_unfenced(self) -> None:
+        try:
+            report = self._sweep(None)
+        except Exception:
+            log.exception("late sweep failed; the next one asks again")
+            return
+        finally:
+            self._busy.release()
+        self._on_report(report)

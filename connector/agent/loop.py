@@ -227,6 +227,8 @@ class Agent(ElectionObserver):
                 if (self.executor.sweep_soon or s.intents_waiting) and not blocked
                 else self.loop.reconcile_interval_s
             ),
+            late_watched=len(self.executor.late),
+            last_late_sweep_at=s.last_late_sweep_at,
             service_retry_at=s.service_retry_at,
             ca_retry_at=s.ca_retry_at,
             issue_capacity=self.executor.issue_capacity,

@@ -121,7 +121,7 @@ def search_keys(
 
 def revoke_orphans(
     issuer: Issuer,
-    fence: Fence,
+    fence: Fence | None,
     name: str,
     orphans: Sequence[OrphanRevocation],
     deadline: Callable[[], float],
@@ -132,8 +132,12 @@ def revoke_orphans(
     """Revoke orphans (superseded): (revoked, deferred). Non-retryable errors propagate.
 
     ``late``: certificates that turned up after their request was settled
-    (:mod:`connector.agent.late`); their events say so.
+    (:mod:`connector.agent.late`); their events say so. ``fence`` None: no lease
+    is checked (only for late certificates, which nobody can deliver).
     """
+    if fence is None and not late:
+        raise ValueError("only late certificates are revoked without a lease")
+    epoch = fence.expected_epoch if fence is not None else None
     marked: dict[str, Any] = {"late": True} if late else {}
     revoked: list[OrphanRevocation] = []
     deferred: list[OrphanRevocation] = []
@@ -146,10 +150,11 @@ def revoke_orphans(
             serial=orphan.serial,
             ca=orphan.ca_name,
             connector=name,
-            epoch=fence.expected_epoch,
+            epoch=epoch,
             **marked,
         )
-        fence.epoch()
+        if fence is not None:
+            fence.epoch()
         try:
             issuer.revoke(orphan.serial, orphan.ca_name, SUPERSEDED, deadline())
         except Exception as exc:
@@ -163,7 +168,7 @@ def revoke_orphans(
                 ca=orphan.ca_name,
                 error=str(exc),
                 connector=name,
-                epoch=fence.expected_epoch,
+                epoch=epoch,
             )
             continue
         revoked.append(orphan)
@@ -175,7 +180,7 @@ def revoke_orphans(
             ca=orphan.ca_name,
             reason=SUPERSEDED,
             connector=name,
-            epoch=fence.expected_epoch,
+            epoch=epoch,
             **marked,
         )
     return revoked, deferred

@@ -121,6 +121,10 @@ class Snapshot:
     revocations_backlog: bool = False
     last_reconcile_at: float | None = None
     reconcile_interval_s: float = 30.0
+    # Keys given up on that are still watched for late certificates, and when a
+    # standby last swept them (a leader sweeps them with its reconciliation).
+    late_watched: int = 0
+    last_late_sweep_at: float | None = None
     # Back-off windows after the service or every CA was unreachable.
     service_retry_at: float | None = None
     ca_retry_at: float | None = None

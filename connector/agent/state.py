@@ -32,6 +32,8 @@ class AgentState:
     last_revocation_poll_at: float | None = None
     revocations_backlog: bool = False
     last_reconcile_at: float | None = None
+    # A standby's last sweep of the keys it watched while leading.
+    last_late_sweep_at: float | None = None
     rejected_epoch: int | None = None
     # Set once the service refused us as revoked (403 connector_revoked): never cleared.
     revoked: str | None = None

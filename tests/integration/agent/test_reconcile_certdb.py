@@ -23,10 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from chaos.bench._tenant import Tenant
+from chaos.checkers import Snapshot, attribute_certificates, check_duplicates
+from chaos.checkers.state import ServiceDb, ca_certificates
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.proxy import FaultProxy, LinkFaults, Toxics
 from connector.agent.loop import Agent
@@ -154,11 +157,13 @@ def _wait(done: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.parametrize("new_leader", ["leading", "deposed"])
 def test_a_sign_request_held_by_a_cut_link_and_released_after_the_takeover_is_revoked(
     make_agent: Callable[..., tuple[Agent, StubElector]],  # noqa: F811 - the fixture
     admin: httpx.Client,
     service: Any,
     cfssl_cas: CfsslLab,
+    new_leader: str,
 ) -> None:
     """The late-request sequence of docs/chaos.md, exactly, with zero orphans at the end.
 
@@ -167,6 +172,10 @@ def test_a_sign_request_held_by_a_cut_link_and_released_after_the_takeover_is_re
     new leader reconciles: the CA has nothing for that key, so the request is
     issued anew. Then the link heals, the held request reaches the CA and is
     signed: the new leader's late watch finds it and revokes it (superseded).
+
+    ``deposed``: the new leader loses the lease before the link heals (the
+    ca-cut drill's next round). Nobody else knows that key, so it goes on
+    sweeping it as a standby, without a lease.
     """
     epoch = next_epoch(admin)
     tenant = Tenant(admin, prefix=unique("late"), key_type="p256")
@@ -205,10 +214,13 @@ def test_a_sign_request_held_by_a_cut_link_and_released_after_the_takeover_is_re
 
         # The new leader (E+1): nothing at the CA for that key, so the request is
         # issued anew and the old key is watched.
-        agent, _ = make_agent(epoch + 1)
+        agent, elector = make_agent(epoch + 1)
         turn_until(agent, lambda: states(tenant) == ["issued"])
         assert agent.state.counts["requeued"] == 1
         assert len(agent.executor.late) == 1
+        if new_leader == "deposed":
+            elector.release("the next round's cut")
+            turn_until(agent, lambda: agent.state.last_late_sweep_at is not None)
 
         # The link heals: the held request is signed, after the takeover.
         proxy.clear()
@@ -224,3 +236,15 @@ def test_a_sign_request_held_by_a_cut_link_and_released_after_the_takeover_is_re
     assert record.reason == 4  # superseded
     (row,) = tenant.requests()
     assert _unrevoked_by_device(cfssl_cas)[device.id] == [int(row["serial"])]
+    # The drill's checkers attribute the late certificate to its request through the
+    # deposed leader's intent (every intent, not only the request's current one).
+    certificates = ca_certificates({ca: cfssl_cas.certdb(ca) for ca in cfssl_cas.names})
+    db = ServiceDb(service.db_path)
+    snapshot = Snapshot(
+        delivered=tuple(db.delivered()),
+        intents=tuple(db.intents()),
+        ca_certificates=tuple(certificates),
+    )
+    by_request, _ = attribute_certificates(snapshot)
+    assert str(signed.serial) in {c.serial for c in by_request[row["id"]]}
+    assert check_duplicates(snapshot) == []

@@ -236,3 +236,26 @@ def test_waiting_intents_are_swept_when_due() -> None:
     decision = decide(steady_leader(intents_waiting=1, last_reconcile_at=50.0))
     assert decision.action is Action.RECONCILE
     assert "intents wait for a certdb" in decision.reason
+
+
+def test_a_standby_sweeps_the_keys_it_watched_while_leading() -> None:
+    standby = steady_leader(
+        standing=Standing.STANDBY, epoch=None, late_watched=2, reconcile_interval_s=1.0
+    )
+    decision = decide(standby)
+    assert decision.action is Action.SWEEP_LATE
+    assert decision.epoch is None
+    assert "2 key(s)" in decision.reason
+    # Swept 0.4 s ago: wait for the next sweep, which comes before the next heartbeat.
+    decision = decide(replace(standby, last_late_sweep_at=99.6))
+    assert decision.action is Action.WAIT
+    assert decision.wait_s == pytest.approx(0.6)
+    # A heartbeat that is due comes first; nothing watched, nothing swept.
+    assert decide(replace(standby, last_heartbeat_at=None)).action is Action.HEARTBEAT
+    assert decide(replace(standby, late_watched=0)).action is Action.WAIT
+
+
+def test_a_stopped_or_suspended_connector_does_not_sweep() -> None:
+    for standing in (Standing.STOPPED, Standing.SUSPENDED):
+        snapshot = steady_leader(standing=standing, epoch=None, late_watched=2)
+        assert decide(snapshot).action is Action.WAIT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,8 +11,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from connector.agent.late import LateWatch, Watched, plan_late, sweep_late
+from connector.agent.late import LateReport, LateSweeps, LateWatch, Watched, plan_late, sweep_late
 from connector.agent.ports import Fence, LeaseLost
+from connector.agent.reconcile import OrphanRevocation, revoke_orphans
 from connector.ca import CAUnavailableError, is_retryable
 
 
@@ -186,3 +188,79 @@ def test_without_a_fresh_lease_nothing_is_revoked() -> None:
         _sweep(watch, cas, epoch=None)
     assert cas.revoked == []
     assert len(watch) == 1
+
+
+class HeldCAs(CAs):
+    """CAs whose searches wait for ``go``: a sweep that is still at work."""
+
+    def __init__(self, held: dict[str, list[Found]]) -> None:
+        super().__init__(held=held)
+        self.go = threading.Event()
+        self.searching = threading.Event()
+
+    def find_many(self, public_keys: Sequence[Any]) -> list[list[Found]]:
+        self.searching.set()
+        assert self.go.wait(10), "the test never let the search go"
+        return super().find_many(public_keys)
+
+
+def _sweeps(watch: LateWatch, cas: CAs, reports: list[LateReport]) -> LateSweeps:
+    return LateSweeps(
+        watch,
+        cas,  # type: ignore[arg-type]
+        name="c1",
+        deadline=lambda: 0.0,
+        is_retryable=is_retryable,
+        on_report=reports.append,
+    )
+
+
+def test_a_standby_sweeps_without_a_lease_in_the_background_one_sweep_at_a_time() -> None:
+    pem = _pem()
+    watch = LateWatch(30.0, Clock())
+    watch.add("r1", pem, epoch=6)
+    cas = HeldCAs({pem: [Found(11, "primary")]})
+    reports: list[LateReport] = []
+    sweeps = _sweeps(watch, cas, reports)
+    try:
+        assert sweeps.in_background()
+        assert cas.searching.wait(10)
+        # One sweep at a time: neither another standby sweep nor a leader's.
+        assert not sweeps.in_background()
+        assert sweeps.now(Fence(Lease(9))) is None  # type: ignore[arg-type]
+        cas.go.set()
+    finally:
+        sweeps.close()
+    (report,) = reports
+    assert [(o.request_id, o.serial) for o in report.revoked] == [("r1", 11)]
+    assert cas.revoked == [(11, "primary", "superseded")]
+    assert len(watch) == 1
+
+
+def test_a_leaders_sweep_stays_fenced() -> None:
+    pem = _pem()
+    watch = LateWatch(30.0, Clock())
+    watch.add("r1", pem, epoch=6)
+    cas = CAs(held={pem: [Found(11, "primary")]})
+    reports: list[LateReport] = []
+    sweeps = _sweeps(watch, cas, reports)
+    try:
+        with pytest.raises(LeaseLost):
+            sweeps.now(Fence(Lease(None)))  # type: ignore[arg-type]
+        assert cas.revoked == []
+        fence = Fence(Lease(9))  # type: ignore[arg-type]
+        fence.arm(9)
+        report = sweeps.now(fence)
+    finally:
+        sweeps.close()
+    assert report is not None
+    assert [o.serial for o in report.revoked] == [11]
+    assert reports == [report]
+
+
+def test_only_late_certificates_are_revoked_without_a_lease() -> None:
+    orphan = OrphanRevocation("r1", 6, 11, "primary")
+    cas = CAs()
+    with pytest.raises(ValueError, match="without a lease"):
+        revoke_orphans(cas, None, "c1", [orphan], lambda: 0.0, is_retryable)  # type: ignore[arg-type]
+    assert cas.revoked == []
