@@ -16,7 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from chaos.checkers.agreement import check_ca_agreement
-from chaos.checkers.certificates import attribute_certificates, check_duplicates, count_duplicates
+from chaos.checkers.certificates import (
+    attribute_certificates,
+    check_duplicates,
+    count_duplicates,
+    count_orphans,
+)
 from chaos.checkers.epochs import check_single_active, check_stale_epochs
 from chaos.checkers.model import (
     AcceptedAction,
@@ -55,6 +60,7 @@ __all__ = [
     "check_stale_epochs",
     "check_user_scope",
     "count_duplicates",
+    "count_orphans",
     "count_requests",
     "count_user_scope",
     "verify_chain",

@@ -36,6 +36,7 @@ from chaos.checkers import (
     check_all,
     check_stale_epochs,
     count_duplicates,
+    count_orphans,
 )
 from chaos.checkers.epochs import check_single_active
 from chaos.checkers.leadership import check_leader_changes, count_leader_changes
@@ -80,9 +81,10 @@ class DrillEngine(SteadyWaits, RoundMeasure):
         self.progress = progress or Progress()
         self.sleep = sleep
         self._reported: set[str] = set()
-        # Duplicates the last scenario's checks left (already reported): the next
-        # scenario's settle waits only for more than these.
+        # Duplicates and orphans the last scenario's checks left (already reported):
+        # the next scenario's settle waits only for more than these.
         self._duplicates_left = 0
+        self._orphans_left = 0
         self.wedged: str | None = None
 
     # -- scenario ------------------------------------------------------------------
@@ -304,10 +306,20 @@ class DrillEngine(SteadyWaits, RoundMeasure):
 
     def _settled_snapshot(self) -> tuple[Snapshot, int]:
         """The lab's state once no extra certificate waits for its revocation, and its
-        duplicates: one counts only if it outlives the drain timeout (drain.settle)."""
+        duplicates: one counts only if it outlives the drain timeout (drain.settle).
+        A late orphan is revoked by whoever watched its key, leader or not, within a
+        sweep or two of its CA answering."""
+
+        def unsettled(state: Snapshot) -> bool:
+            certificates = _certificates(state)
+            return (
+                count_duplicates(certificates) > self._duplicates_left
+                or count_orphans(certificates) > self._orphans_left
+            )
+
         snapshot, waited = settle(
             self.lab.snapshot,
-            lambda state: count_duplicates(_certificates(state)) > self._duplicates_left,
+            unsettled,
             timeout=self.settings.drain_timeout,
             clock=time.monotonic,
             sleep=self.sleep,
@@ -315,6 +327,7 @@ class DrillEngine(SteadyWaits, RoundMeasure):
         if waited > 0:
             log.info("drill: waited %.1f s for late certificates to be revoked", waited)
         self._duplicates_left = count_duplicates(_certificates(snapshot))
+        self._orphans_left = count_orphans(_certificates(snapshot))
         return snapshot, self._duplicates_left
 
     def _count_leader_changes(
