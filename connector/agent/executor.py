@@ -253,9 +253,8 @@ class Executor:
             # earlier try whose answer was lost comes back with this one.
             received=self._received_in(epoch) or 0,
         )
-        intents = getattr(reply, "intents", None)
-        self._listed_intents = None if intents is None else (epoch, list(intents))
-        self._note_received(epoch, getattr(reply, "lease_seq", None))
+        self._listed_intents = (epoch, list(reply.intents))
+        self._note_received(epoch, reply.lease_seq)
         self.state.registered_epoch = epoch
         self.state.reconciled_epoch = None
         # The registration told the service we are alive and active; the health
@@ -268,7 +267,7 @@ class Executor:
             if self.deps.metrics is not None:
                 self.deps.metrics.observe_takeover(took)
         emit(log, Event.REGISTERED, epoch=epoch, since_elected_s=took)
-        self.batches.take(epoch, list(getattr(reply, "requests", None) or []), group_results=False)
+        self.batches.take(epoch, list(reply.requests), group_results=False)
 
     def _heartbeat(self, decision: Decision) -> None:
         epoch = self.fence.epoch() if decision.as_leader else 0
@@ -284,9 +283,9 @@ class Executor:
         self.state.service_retry_at = None
         if not decision.as_leader and self.deps.warm_connections:
             # A takeover's first calls run side by side; their TLS is done beforehand.
-            keep_warm = getattr(self.deps.service, "keep_warm", None)
-            if callable(keep_warm):
-                keep_warm(self.deps.warm_connections, timeout=self.deps.loop_call_timeout_s)
+            self.deps.service.keep_warm(
+                self.deps.warm_connections, timeout=self.deps.loop_call_timeout_s
+            )
         if health is not self.state.reported_health:
             emit(log, Event.HEALTH_CHANGED, health=health.value, was=self.state.reported_health)
             self.state.reported_health = health
