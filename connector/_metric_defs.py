@@ -26,6 +26,7 @@ __all__ = [
     "FAST_PATH_STATES",
     "KEYGEN_CPU_BUCKETS",
     "LATENCY_BUCKETS",
+    "ORPHAN_FINDS",
     "PLACEMENT_MOVES",
     "REQUEST_KINDS",
     "ROLES",
@@ -47,6 +48,8 @@ FAST_PATH_STATES = ("idle", "armed", "unavailable")
 ZK_SEATS = ("unknown", "follower", "leader")
 PLACEMENT_MOVES = ("hand_over", "requeue", "refused")
 REQUEST_KINDS = ("issue", "revoke")
+# How an orphan was found: a reconciliation's search, or a late watch's.
+ORPHAN_FINDS = ("reconcile", "late")
 
 # CA round trips plus key generation: milliseconds for EC keys, seconds for
 # RSA 4096 or a slow CA; the tail up to the retry budget.
@@ -240,6 +243,20 @@ class MetricFamilies:
             "pfxha_connector_intents_unreconciled",
             "Older epochs' intents the last reconciliation could not settle because a "
             "certdb did not answer (they stay in flight, never issued anew, until it does).",
+            registry=registry,
+        )
+        self.orphans_revoked = Counter(
+            "pfxha_connector_orphans_revoked",
+            "Certificates nobody can deliver, revoked (superseded) by this connector: found "
+            "by a takeover's or a periodic reconciliation (found=reconcile), or turned up "
+            "late for a key it had given up on (found=late; a standby revokes these too).",
+            ["found"],
+            registry=registry,
+        )
+        self.late_keys_watched = Gauge(
+            "pfxha_connector_late_keys_watched",
+            "Keys this connector gave up on and still searches the CAs for, in case a "
+            "certificate for one arrives late (loop.late_window_s); standbys keep theirs.",
             registry=registry,
         )
         self.pending_requests = Gauge(

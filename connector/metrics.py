@@ -43,6 +43,7 @@ from connector._metric_defs import (
     FAST_PATH_STATES,
     KEYGEN_CPU_BUCKETS,
     LATENCY_BUCKETS,
+    ORPHAN_FINDS,
     PLACEMENT_MOVES,
     REQUEST_KINDS,
     ROLES,
@@ -58,6 +59,7 @@ __all__ = [
     "FAST_PATH_STATES",
     "KEYGEN_CPU_BUCKETS",
     "LATENCY_BUCKETS",
+    "ORPHAN_FINDS",
     "PLACEMENT_MOVES",
     "REQUEST_KINDS",
     "ROLES",
@@ -256,6 +258,17 @@ class ConnectorMetrics(MetricFamilies):
         if kind not in REQUEST_KINDS:
             raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(REQUEST_KINDS)}")
         self.pending_requests.labels(kind=kind).set(depth)
+
+    def orphans_revoked_by(self, found: str, count: int) -> None:
+        """``count`` orphans revoked; ``found``: ``reconcile`` or ``late``."""
+        if found not in ORPHAN_FINDS:
+            raise ValueError(f"unknown find {found!r}; expected one of {', '.join(ORPHAN_FINDS)}")
+        if count:
+            self.orphans_revoked.labels(found=found).inc(count)
+
+    def watch_late_keys(self, count: Callable[[], int]) -> None:
+        """Export ``count()`` (read at each scrape) as the keys watched for late certificates."""
+        self.late_keys_watched.set_function(count)
 
     def mark_poll_success(self, at: float | None = None) -> None:
         """Record a successful poll now (or at Unix time ``at``)."""

@@ -81,6 +81,8 @@ class Executor:
         self.dangling = DanglingWork()
         # Keys given up on whose certificate may still arrive (connector/agent/late.py).
         self.late = LateWatch(deps.late_window_s, deps.clock)
+        if deps.metrics is not None:
+            deps.metrics.watch_late_keys(lambda: len(self.late))
         # Swept by the leader's reconciliation, and in the background once it stands by.
         self.late_sweeps = LateSweeps(
             self.late,
@@ -323,6 +325,7 @@ class Executor:
         self.state.intents_waiting = len(report.waiting)
         if self.deps.metrics is not None:
             self.deps.metrics.set_intents_unreconciled(len(report.waiting))
+            self.deps.metrics.orphans_revoked_by("reconcile", len(report.orphans_revoked))
         self.state.reconciled_epoch = decision.epoch
         self.state.last_reconcile_at = self.deps.clock()
         with self._counts_lock:
@@ -337,6 +340,8 @@ class Executor:
     def _count_late(self, report: LateReport) -> None:
         with self._counts_lock:
             self.state.counts["late_orphans_revoked"] += len(report.revoked)
+        if self.deps.metrics is not None:
+            self.deps.metrics.orphans_revoked_by("late", len(report.revoked))
         if report.revoked:
             self.on_progress()
 

@@ -183,6 +183,22 @@ def test_reconcile_readiness_and_the_explicit_opt_out_are_exported() -> None:
     assert _value(m, "pfxha_connector_intents_unreconciled") == 3
 
 
+def test_orphans_revoked_by_how_they_were_found_and_late_keys_read_at_scrape() -> None:
+    m = ConnectorMetrics(name="c1", cluster="lab")
+    m.orphans_revoked_by("reconcile", 2)
+    m.orphans_revoked_by("late", 0)
+    m.orphans_revoked_by("late", 3)
+    assert _value(m, "pfxha_connector_orphans_revoked_total", found="reconcile") == 2
+    assert _value(m, "pfxha_connector_orphans_revoked_total", found="late") == 3
+    with pytest.raises(ValueError, match="unknown find"):
+        m.orphans_revoked_by("guess", 1)
+    watched = [4]
+    m.watch_late_keys(lambda: watched[0])
+    assert _value(m, "pfxha_connector_late_keys_watched") == 4
+    watched[0] = 0
+    assert _value(m, "pfxha_connector_late_keys_watched") == 0
+
+
 def test_state_gauges_follow_every_change_with_repeats_in_between() -> None:
     m = ConnectorMetrics(name="a", cluster="c")
     for up, circuit in [(True, "closed"), (True, "closed"), (False, "open"), (True, "closed")]:
