@@ -70,9 +70,9 @@ def add_result_routes(router: APIRouter, store: Store, gate: Gate) -> None:
         # History of every intent (the row above keeps only the latest): what
         # checkers match CA certificates against.
         tx.execute(
-            "INSERT INTO intents(request_id, epoch, connector, spki_sha256, at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (request_id, epoch, name, spki, store.now_iso()),
+            "INSERT INTO intents(request_id, epoch, connector, spki_sha256, at, "
+            "public_key_pem, at_s) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (request_id, epoch, name, spki, store.now_iso(), pem, store.clock()),
         )
         return m.Ack(id=request_id, state="in_flight")
 

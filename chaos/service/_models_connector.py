@@ -54,6 +54,7 @@ __all__ = [
     "RevocationBatch",
     "RevocationTaskOut",
     "RoleOut",
+    "SupersededOut",
 ]
 
 
@@ -71,6 +72,9 @@ class RegisterIn(Strict):
     # with wait_s 0, under the epoch just registered, ``received`` included.
     max_items: int = Field(default=0, ge=0, le=500)
     received: int | None = Field(default=None, ge=0)
+    # Keys of intents given up on in this many seconds come back (0: none): the
+    # new leader watches them for late certificates.
+    superseded_within_s: float = Field(default=0.0, ge=0.0, le=600.0)
 
 
 class HeartbeatIn(Strict):
@@ -197,6 +201,15 @@ class IntentOut(Strict):
     cancelled: bool
 
 
+class SupersededOut(Strict):
+    """An intent no longer its request's current one, recorded ``age_s`` seconds ago."""
+
+    request_id: str
+    epoch: int
+    public_key_pem: str
+    age_s: float
+
+
 class IntentList(Strict):
     intents: list[IntentOut]
 
@@ -210,6 +223,7 @@ class RegisterOut(RoleOut):
     intents: list[IntentOut] = Field(default_factory=list)
     requests: list[CertificateRequestOut] = Field(default_factory=list)
     lease_seq: int | None = None  # as /requests/poll's
+    superseded: list[SupersededOut] = Field(default_factory=list)
 
 
 class KraOut(Strict):

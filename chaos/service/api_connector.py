@@ -27,7 +27,7 @@ from chaos.service.events import Event as LogEvent
 from chaos.service.events import emit, log
 from chaos.service.fencing import Gate
 from chaos.service.store import STOOD_DOWN_EPOCH, ApiError, Store
-from chaos.service.takeover import stale_intents_of
+from chaos.service.takeover import stale_intents_of, superseded_intents_of
 
 __all__ = ["connector_router"]
 
@@ -69,6 +69,9 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 intents=stale_intents_of(tx, body.epoch),
                 requests=requests,
                 lease_seq=lease_seq,
+                superseded=superseded_intents_of(
+                    tx, now=store.clock(), within_s=body.superseded_within_s
+                ),
             )
 
         return fenced("register", body.name, body.epoch, first_reads)

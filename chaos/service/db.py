@@ -137,8 +137,16 @@ ADDED_COLUMNS = (
     # The answer that leased a request (a poll's lease sequence): a poll that did not
     # receive it takes the request again rather than wait for the lease to expire.
     ("requests", "lease_seq", "INTEGER"),
+    # An intent's key and when it was recorded (the service's clock): a new leader is
+    # told the keys of recent intents no longer current, whose late certificates it
+    # revokes (chaos/service/takeover.py).
+    ("intents", "public_key_pem", "TEXT"),
+    ("intents", "at_s", "REAL"),
 )
-INDEXES_ON_ADDED = ("CREATE INDEX IF NOT EXISTS requests_user ON requests(user_id, profile_id)",)
+INDEXES_ON_ADDED = (
+    "CREATE INDEX IF NOT EXISTS requests_user ON requests(user_id, profile_id)",
+    "CREATE INDEX IF NOT EXISTS intents_at ON intents(at_s)",
+)
 
 
 class Database:

@@ -98,6 +98,7 @@ from chaos.service._models_connector import (
     RevocationBatch,
     RevocationTaskOut,
     RoleOut,
+    SupersededOut,
 )
 from chaos.service._models_device import (
     CheckinOut,
@@ -195,6 +196,7 @@ __all__ = [
     "ScopeName",
     "Serial",
     "Strict",
+    "SupersededOut",
     "TableRowOut",
     "Template",
     "Usage",

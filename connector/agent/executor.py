@@ -254,9 +254,19 @@ class Executor:
             # Nothing received in this epoch yet (0): a first batch leased by an
             # earlier try whose answer was lost comes back with this one.
             received=self._received_in(epoch) or 0,
+            superseded_within_s=self.deps.late_window_s,
         )
         self._listed_intents = (epoch, list(reply.intents))
         self._note_received(epoch, reply.lease_seq)
+        # Keys given up on lately, maybe by a process that is gone now: their late
+        # certificates are ours to revoke (the watch outlives who kept it).
+        for given_up in reply.superseded:
+            self.late.add(
+                given_up.request_id,
+                given_up.public_key_pem,
+                epoch=given_up.epoch,
+                age_s=given_up.age_s,
+            )
         self.state.registered_epoch = epoch
         self.state.reconciled_epoch = None
         # The registration told the service we are alive and active; the health

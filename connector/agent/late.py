@@ -37,6 +37,12 @@ that waits for a CA must not hold a takeover back), one sweep at a time::
     sweeps.now(fence)          # leading: on the loop, fenced; None if one runs already
     sweeps.in_background()     # standing by: unfenced, on a thread; False if one runs
     sweeps.close()
+
+A process can end inside the window too (a crash, a restart). So every new
+leader asks the service at its registration for the keys of intents given up
+on lately (requeued, maybe issued anew under another key) and watches them for
+what is left of their window (``watch.add(..., age_s=...)``): the watch
+outlives the process that kept it.
 """
 
 from __future__ import annotations
@@ -116,12 +122,15 @@ class LateWatch:
         *,
         epoch: int,
         keep: tuple[str, int] | None = None,
+        age_s: float = 0.0,
     ) -> None:
-        """Watch this key from now for ``window_s`` (again, if it is watched already);
-        ``keep``: the (CA, serial) delivered for it, which is never revoked."""
-        if self.window_s == 0:
+        """Watch this key for ``window_s`` (again, if it is watched already) counted from
+        ``age_s`` seconds ago (a key given up on elsewhere, told by the service; nothing
+        is watched when that window has passed); ``keep``: the (CA, serial) delivered
+        for it, which is never revoked."""
+        if self.window_s == 0 or age_s >= self.window_s:
             return
-        until = self._clock() + self.window_s
+        until = self._clock() + self.window_s - max(0.0, age_s)
         with self._lock:
             self._entries[(request_id, public_key_pem)] = Watched(
                 request_id, public_key_pem, epoch, until, keep

@@ -53,6 +53,7 @@ from connector.service_client._models import (
     ProfileSpec,
     Registration,
     RevocationTask,
+    Superseded,
     UploadItem,
 )
 from connector.service_client._wire import tls_context
@@ -71,6 +72,7 @@ __all__ = [
     "ServiceError",
     "ServiceUnavailable",
     "StaleEpochError",
+    "Superseded",
     "UploadItem",
     "tls_context",
 ]

@@ -22,6 +22,7 @@ from connector.service_client._models import (
     UploadItem,
     intent_from_json,
     request_from_json,
+    superseded_from_json,
 )
 from connector.service_client._wire import chunks, decode, load_cert, tls_context
 
@@ -129,20 +130,25 @@ class ServiceClient:
         max_items: int = 0,
         timeout: float | None = None,
         received: int | None = None,
+        superseded_within_s: float = 0.0,
     ) -> Registration:
         """Claim "active" for ``epoch``; the answer carries the stale intents and, with
         ``max_items``, a first poll of that many requests (leased to this epoch;
-        ``received`` as :meth:`poll_work`'s: 0 when this epoch received nothing yet)."""
+        ``received`` as :meth:`poll_work`'s: 0 when this epoch received nothing yet);
+        with ``superseded_within_s``, the keys of intents given up on that recently."""
         payload: dict[str, Any] = {"name": name, "epoch": epoch}
         if max_items:
             payload["max_items"] = max_items
         if received is not None:
             payload["received"] = received
+        if superseded_within_s > 0:
+            payload["superseded_within_s"] = superseded_within_s
         body = self._call("POST", "/register", payload, timeout=timeout)
         return Registration(
             intents=[intent_from_json(item) for item in body.get("intents", [])],
             requests=[request_from_json(item) for item in body.get("requests", [])],
             lease_seq=_optional_int(body.get("lease_seq")),
+            superseded=[superseded_from_json(item) for item in body.get("superseded", [])],
         )
 
     def heartbeat(

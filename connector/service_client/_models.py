@@ -91,16 +91,30 @@ class Intent:
 
 
 @dataclass(frozen=True)
+class Superseded:
+    """An intent given up on ``age_s`` seconds ago (its request was requeued): nobody can
+    deliver a certificate for its key, and one may still turn up late."""
+
+    request_id: str
+    epoch: int
+    public_key_pem: str
+    age_s: float
+
+
+@dataclass(frozen=True)
 class Registration:
     """What :meth:`ServiceClient.register` read in the same round trip as it registered.
 
     ``intents`` as :meth:`ServiceClient.inflight_intents` would list them now (no older
-    epoch can add one once this one is registered); ``requests`` a first poll.
+    epoch can add one once this one is registered); ``requests`` a first poll;
+    ``superseded`` the keys of recent intents given up on.
     """
 
     intents: list[Intent] = field(default_factory=list)
     requests: list[CertificateRequest] = field(default_factory=list)
     lease_seq: int | None = None  # as :attr:`Polled.lease_seq`
+    # Recent intents given up on (``superseded_within_s``): the new leader watches them.
+    superseded: list[Superseded] = field(default_factory=list)
 
 
 def request_from_json(item: dict[str, Any]) -> CertificateRequest:
@@ -128,4 +142,13 @@ def intent_from_json(item: dict[str, Any]) -> Intent:
         public_key_pem=str(item["public_key_pem"]),
         spki_sha256=str(item["spki_sha256"]),
         cancelled=bool(item["cancelled"]),
+    )
+
+
+def superseded_from_json(item: dict[str, Any]) -> Superseded:
+    return Superseded(
+        request_id=str(item["request_id"]),
+        epoch=int(item["epoch"]),
+        public_key_pem=str(item["public_key_pem"]),
+        age_s=float(item["age_s"]),
     )

@@ -157,7 +157,7 @@ def _wait(done: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-@pytest.mark.parametrize("new_leader", ["leading", "deposed"])
+@pytest.mark.parametrize("new_leader", ["leading", "deposed", "gone"])
 def test_a_sign_request_held_by_a_cut_link_and_released_after_the_takeover_is_revoked(
     make_agent: Callable[..., tuple[Agent, StubElector]],  # noqa: F811 - the fixture
     admin: httpx.Client,
@@ -174,8 +174,12 @@ def test_a_sign_request_held_by_a_cut_link_and_released_after_the_takeover_is_re
     signed: the new leader's late watch finds it and revokes it (superseded).
 
     ``deposed``: the new leader loses the lease before the link heals (the
-    ca-cut drill's next round). Nobody else knows that key, so it goes on
-    sweeping it as a standby, without a lease.
+    ca-cut drill's next round). It goes on sweeping that key as a standby,
+    without a lease.
+
+    ``gone``: the new leader's process ends before the link heals (its watch
+    with it). The next leader is told the key at its registration (an intent
+    given up on lately) and revokes what turns up.
     """
     epoch = next_epoch(admin)
     tenant = Tenant(admin, prefix=unique("late"), key_type="p256")
@@ -217,16 +221,28 @@ def test_a_sign_request_held_by_a_cut_link_and_released_after_the_takeover_is_re
         agent, elector = make_agent(epoch + 1)
         turn_until(agent, lambda: states(tenant) == ["issued"])
         assert agent.state.counts["requeued"] == 1
-        assert len(agent.executor.late) == 1
+        assert request.id in {e.request_id for e in agent.executor.late.due()}
         if new_leader == "deposed":
             elector.release("the next round's cut")
             turn_until(agent, lambda: agent.state.last_late_sweep_at is not None)
+        if new_leader == "gone":
+            elector.release("stopped")
+            agent.executor.close()
+            agent, _ = make_agent(epoch + 2)
+            turn_until(agent, lambda: agent.state.registered_epoch == epoch + 2)
+            assert request.id in {e.request_id for e in agent.executor.late.due()}
 
         # The link heals: the held request is signed, after the takeover.
         proxy.clear()
         sender.join(timeout=10)
         (signed,) = late
-        turn_until(agent, lambda: agent.state.counts["late_orphans_revoked"] == 1, timeout=60.0)
+
+        def revoked() -> bool:
+            record = cfssl_cas.certdb("primary").by_serial(signed.serial)
+            return record is not None and record.revoked
+
+        turn_until(agent, revoked, timeout=60.0)
+        assert agent.state.counts["late_orphans_revoked"] >= 1
     finally:
         proxy.stop()
         router.close()

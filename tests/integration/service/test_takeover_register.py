@@ -66,3 +66,43 @@ def test_a_stale_registration_is_refused_and_leases_nothing(
         r for r in client.poll_requests(new, epoch + 1, 500, 0) if r.device_id in world.devices
     ]
     assert len(offered) == 2
+
+
+def test_registration_tells_the_keys_of_recent_intents_given_up_on(
+    admin: httpx.Client, client: ServiceClient
+) -> None:
+    """A requeued request's old key (and one replaced by a newer intent) comes back
+    with ``superseded_within_s``; the current intent's key never does."""
+    world = build_world(admin, unique, devices=2)
+    old, new = unique("old"), unique("new")
+    epoch = next_epoch(admin)
+    client.register(old, epoch)
+    mine = [r for r in client.poll_requests(old, epoch, 500, 0) if r.device_id in world.devices]
+    requeued, current = mine
+    given_up, kept = public_pem(new_key()), public_pem(new_key())
+    client.record_intent(old, epoch, requeued.id, given_up)
+    client.record_intent(old, epoch, current.id, kept)
+    # A sign call that failed ambiguously: requeued, and its key given up on.
+    client.fail_request(old, epoch, requeued.id, "ambiguous CA failure", retryable=True)
+
+    reply = client.register(new, epoch + 1, superseded_within_s=30.0)
+    mine_only = [s for s in reply.superseded if s.request_id in {r.id for r in mine}]
+    assert [(s.request_id, s.epoch, s.public_key_pem) for s in mine_only] == [
+        (requeued.id, epoch, given_up)
+    ]
+    assert 0.0 <= mine_only[0].age_s < 30.0
+    # The new epoch issues it anew under another key: the old one stays given up on,
+    # the new one is current.
+    (again,) = [r for r in client.poll_requests(new, epoch + 1, 500, 0) if r.id == requeued.id]
+    client.record_intent(new, epoch + 1, again.id, public_pem(new_key()))
+    later = client.register(new, epoch + 2, superseded_within_s=30.0)
+    assert [s.public_key_pem for s in later.superseded if s.request_id in {r.id for r in mine}] == [
+        given_up
+    ]
+    # Not asked, or a window that ended: nothing.
+    assert client.register(new, epoch + 3).superseded == []
+    assert not [
+        s
+        for s in client.register(new, epoch + 4, superseded_within_s=1e-6).superseded
+        if s.request_id in {r.id for r in mine}
+    ]
