@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from chaos.launch import wait_for
 from chaos.launch.proxy import FaultProxy, LinkFaults, Toxics
 
 
@@ -80,7 +81,13 @@ def test_a_blackholed_answer_is_held_while_the_request_arrives(
         sock.sendall(b"sign this")
         with pytest.raises(TimeoutError):
             sock.recv(10)
-        assert proxy.stats.held_bytes == len(b"sign this")
+        # The echo's answer reaches the proxy when it does (a loaded machine can take
+        # longer than the 0.3 s above): wait for it, with a deadline.
+        wait_for(
+            lambda: proxy.stats.held_bytes == len(b"sign this"),
+            timeout=5.0,
+            what="the echoed answer held by the proxy",
+        )
         # Lifted: the stream goes on intact, as TCP retransmits over a healed link.
         proxy.clear()
         sock.settimeout(2)
