@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 from chaos.bench._tenant import Tenant
-from chaos.checkers import Snapshot, attribute_certificates, check_duplicates
+from chaos.checkers import Snapshot, attribute_certificates
 from chaos.checkers.state import ServiceDb, ca_certificates
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.proxy import FaultProxy, LinkFaults, Toxics
@@ -263,4 +263,6 @@ def test_a_sign_request_held_by_a_cut_link_and_released_after_the_takeover_is_re
     )
     by_request, _ = attribute_certificates(snapshot)
     assert str(signed.serial) in {c.serial for c in by_request[row["id"]]}
-    assert check_duplicates(snapshot) == []
+    # Only the delivered one stays valid (the CAs are shared with other tests: their
+    # certificates are not this test's to judge).
+    assert [c.serial for c in by_request[row["id"]] if not c.revoked] == [str(row["serial"])]
