@@ -21,9 +21,9 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 __all__ = [
     "PORT_RANGE_ENV",
@@ -154,6 +154,35 @@ def wait_for(
         sleep(interval)
 
 
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """SIGINT and SIGTERM arriving inside the block are delivered at its end.
+
+    Their Python handlers raise (KeyboardInterrupt; the drill turns SIGTERM into
+    one too), and only ever in the main thread: elsewhere there is nothing to hold.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous: dict[signal.Signals, Any] = {}
+    for interrupt in _INTERRUPTS:
+        handler = signal.getsignal(interrupt)
+        if callable(handler):
+            previous[interrupt] = handler
+            signal.signal(interrupt, lambda number, _frame: held.append(number))
+    try:
+        yield
+    finally:
+        for interrupt, handler in previous.items():
+            signal.signal(interrupt, handler)
+        for number in held:
+            signal.raise_signal(number)
+
+
 class ManagedProcess:
     """A child process started by us, with stdout/stderr appended to ``log_path``."""
 
@@ -190,17 +219,20 @@ class ManagedProcess:
         if self.env:
             env.update(self.env)
         try:
-            self._popen = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self.cwd,
-                # Own process group: a Ctrl-C in the terminal reaches the
-                # harness, which then stops its children in order.
-                start_new_session=True,
-            )
+            # A Ctrl-C (or the drill's SIGTERM) raised inside Popen, after the fork,
+            # would leave a child nobody knows of: it waits until the child is ours.
+            with _interrupts_held():
+                self._popen = subprocess.Popen(
+                    self.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=self._log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    cwd=self.cwd,
+                    # Own process group: a Ctrl-C in the terminal reaches the
+                    # harness, which then stops its children in order.
+                    start_new_session=True,
+                )
         except FileNotFoundError as exc:
             self._close_log()
             raise LaunchError(f"{self.name}: executable not found: {self.argv[0]}") from exc

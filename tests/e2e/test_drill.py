@@ -65,6 +65,19 @@ def _pids_running_from(out: Path) -> list[int]:
     return pids
 
 
+def _described(pids: list[int]) -> list[str]:
+    """Each pid with its parent and command line (what a failure must show)."""
+    out = []
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+        except OSError:
+            continue
+        out.append(f"{pid} (parent {ppid}): {cmdline[:300]}")
+    return out
+
+
 def test_sigterm_ends_the_drill_and_stops_its_lab(tmp_path: Path) -> None:
     """SIGTERM takes Ctrl-C's path: the lab is stopped and the exit status is 1.
 
@@ -99,7 +112,7 @@ def test_sigterm_ends_the_drill_and_stops_its_lab(tmp_path: Path) -> None:
         gone_by = time.monotonic() + 10
         while (left := _pids_running_from(out)) and time.monotonic() < gone_by:
             time.sleep(0.1)
-        assert left == []
+        assert left == [], (_described(left), output[-3000:])
     finally:
         if drill.poll() is None:
             drill.kill()
