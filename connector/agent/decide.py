@@ -221,19 +221,26 @@ def _blind(s: Snapshot) -> str:
 def _decide_standby(s: Snapshot) -> Decision:
     if s.standing is Standing.STOPPED:
         return _wait("election stopped: not a candidate", s, _MAX_WAIT_S)
+    # First: it needs the CAs only, not the service (a deposed leader is often cut
+    # from the service), and it only starts a background sweep.
+    late_due = s.late_watched and _due(s.last_late_sweep_at, s.reconcile_interval_s, s.now)
+    if late_due:
+        return Decision(
+            Action.SWEEP_LATE,
+            f"standby: {s.late_watched} key(s) given up on while leading may still "
+            "get a late certificate: search and revoke",
+            None,
+            s.health,
+        )
+    next_late = (
+        _until(s.last_late_sweep_at, s.reconcile_interval_s, s.now)
+        if s.late_watched
+        else _MAX_WAIT_S
+    )
     if s.service_retry_at is not None and s.service_retry_at > s.now:
-        return _wait("service unavailable: backing off", s, s.service_retry_at - s.now)
+        wait = min(s.service_retry_at - s.now, next_late)
+        return _wait("service unavailable: backing off", s, wait)
     if _due(s.last_heartbeat_at, s.heartbeat_interval_s, s.now):
         return Decision(Action.HEARTBEAT, "standby: heartbeat as standby", None, s.health)
-    next_due = _until(s.last_heartbeat_at, s.heartbeat_interval_s, s.now)
-    if s.late_watched:
-        if _due(s.last_late_sweep_at, s.reconcile_interval_s, s.now):
-            return Decision(
-                Action.SWEEP_LATE,
-                f"standby: {s.late_watched} key(s) given up on while leading may still "
-                "get a late certificate: search and revoke",
-                None,
-                s.health,
-            )
-        next_due = min(next_due, _until(s.last_late_sweep_at, s.reconcile_interval_s, s.now))
+    next_due = min(_until(s.last_heartbeat_at, s.heartbeat_interval_s, s.now), next_late)
     return _wait("standby: waiting for leadership", s, next_due)

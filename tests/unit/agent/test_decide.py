@@ -250,9 +250,19 @@ def test_a_standby_sweeps_the_keys_it_watched_while_leading() -> None:
     decision = decide(replace(standby, last_late_sweep_at=99.6))
     assert decision.action is Action.WAIT
     assert decision.wait_s == pytest.approx(0.6)
-    # A heartbeat that is due comes first; nothing watched, nothing swept.
-    assert decide(replace(standby, last_heartbeat_at=None)).action is Action.HEARTBEAT
+    # Nothing watched, nothing swept.
     assert decide(replace(standby, late_watched=0)).action is Action.WAIT
+    # A due sweep comes before a due heartbeat, and before the service's back-off:
+    # it needs the CAs only (a deposed leader is often cut from the service).
+    assert decide(replace(standby, last_heartbeat_at=None)).action is Action.SWEEP_LATE
+    backing_off = replace(standby, service_retry_at=105.0)
+    assert decide(backing_off).action is Action.SWEEP_LATE
+    decision = decide(replace(backing_off, last_late_sweep_at=99.8))
+    assert decision.action is Action.WAIT
+    assert decision.wait_s == pytest.approx(0.8)  # the next sweep, not the back-off's end
+    # Swept just now: the heartbeat that is due goes out.
+    swept = replace(standby, last_late_sweep_at=100.0, last_heartbeat_at=None)
+    assert decide(swept).action is Action.HEARTBEAT
 
 
 def test_a_stopped_or_suspended_connector_does_not_sweep() -> None:
