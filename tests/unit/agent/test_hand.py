@@ -10,14 +10,13 @@ from chaos.launch import wait_for
 from connector.agent.decide import Action, Decision
 from connector.agent.executor import AgentState, Executor, ExecutorDeps
 from connector.agent.hand import Hand, HandView, poll_size
-from connector.agent.ports import Pki
 from connector.service_client import (
     CertificateRequest,
     Polled,
     ProfileSpec,
     UploadItem,
 )
-from tests.fixtures.executor import FakeIssuer, FakeLease, Issued, Key
+from tests.fixtures.executor import FakeIssuer, FakeLease, Issued, fake_pki
 
 
 def view(**changes: int) -> HandView:
@@ -100,12 +99,7 @@ def test_the_executor_polls_again_while_a_batch_waits_on_the_network() -> None:
         name="c1",
         service=service,
         issuer=FakeIssuer(),
-        pki=Pki(
-            new_key=lambda _kt: Key(),
-            build_csr=lambda _r, _k: "csr",
-            pack_pfx=lambda *_: b"pfx",
-            seal=lambda pfx: pfx,
-        ),
+        pki=fake_pki(),
         lease=FakeLease(),
         ca_errors=(RuntimeError,),
         is_retryable=lambda exc: True,

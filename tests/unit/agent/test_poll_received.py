@@ -13,9 +13,8 @@ from typing import Any
 from chaos.launch import wait_for
 from connector.agent.decide import Action, Decision
 from connector.agent.executor import AgentState, Executor, ExecutorDeps
-from connector.agent.ports import Pki
 from connector.service_client import CertificateRequest, Polled, ProfileSpec, UploadItem
-from tests.fixtures.executor import FakeIssuer, FakeLease, Key
+from tests.fixtures.executor import FakeIssuer, FakeLease, fake_pki
 
 PROFILE = ProfileSpec("p", "rsa2048", "user-auth", "CN=x", (), 365)
 
@@ -61,12 +60,7 @@ def executor_for(service: Service, lease: FakeLease) -> Executor:
         name="c1",
         service=service,
         issuer=FakeIssuer(),
-        pki=Pki(
-            new_key=lambda _kt: Key(),
-            build_csr=lambda request, _key: request.id,
-            pack_pfx=lambda *_: b"pfx",
-            seal=lambda pfx: pfx,
-        ),
+        pki=fake_pki(),
         lease=lease,
         ca_errors=(RuntimeError,),
         is_retryable=lambda exc: True,
