@@ -20,7 +20,7 @@ from chaos.checkers.certificates import (
     attribute_certificates,
     check_duplicates,
     count_duplicates,
-    count_orphans,
+    count_extras,
 )
 from chaos.checkers.epochs import check_single_active, check_stale_epochs
 from chaos.checkers.model import (
@@ -60,7 +60,7 @@ __all__ = [
     "check_stale_epochs",
     "check_user_scope",
     "count_duplicates",
-    "count_orphans",
+    "count_extras",
     "count_requests",
     "count_user_scope",
     "verify_chain",

@@ -12,7 +12,7 @@ from collections import defaultdict
 
 from chaos.checkers.model import CaCertificate, Snapshot
 
-__all__ = ["attribute_certificates", "check_duplicates", "count_duplicates", "count_orphans"]
+__all__ = ["attribute_certificates", "check_duplicates", "count_duplicates", "count_extras"]
 
 
 def attribute_certificates(
@@ -66,11 +66,13 @@ def check_duplicates(snapshot: Snapshot) -> list[str]:
 
 def count_duplicates(snapshot: Snapshot) -> int:
     """Requests with more than one unrevoked certificate (the JSON's ``duplicates``)."""
-    by_request, _ = attribute_certificates(snapshot)
-    return sum(1 for certs in by_request.values() if sum(not c.revoked for c in certs) > 1)
+    return count_extras(snapshot)[0]
 
 
-def count_orphans(snapshot: Snapshot) -> int:
-    """Unrevoked certificates no request explains (a late one waits for its revocation)."""
-    _, unattributed = attribute_certificates(snapshot)
-    return sum(1 for cert in unattributed if not cert.revoked)
+def count_extras(snapshot: Snapshot) -> tuple[int, int]:
+    """``(duplicates, orphans)`` from one attribution: requests with more than one
+    unrevoked certificate, and unrevoked certificates no request explains (a late
+    one waits for its revocation)."""
+    by_request, unattributed = attribute_certificates(snapshot)
+    duplicates = sum(1 for certs in by_request.values() if sum(not c.revoked for c in certs) > 1)
+    return duplicates, sum(1 for cert in unattributed if not cert.revoked)

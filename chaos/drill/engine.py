@@ -36,7 +36,7 @@ from chaos.checkers import (
     check_all,
     check_stale_epochs,
     count_duplicates,
-    count_orphans,
+    count_extras,
 )
 from chaos.checkers.epochs import check_single_active
 from chaos.checkers.leadership import check_leader_changes, count_leader_changes
@@ -81,10 +81,9 @@ class DrillEngine(SteadyWaits, RoundMeasure):
         self.progress = progress or Progress()
         self.sleep = sleep
         self._reported: set[str] = set()
-        # Duplicates and orphans the last scenario's checks left (already reported):
-        # the next scenario's settle waits only for more than these.
-        self._duplicates_left = 0
-        self._orphans_left = 0
+        # (duplicates, orphans) the last scenario's checks left (already reported): the
+        # next scenario's settle waits only for more than these.
+        self._extras_left = (0, 0)
         self.wedged: str | None = None
 
     # -- scenario ------------------------------------------------------------------
@@ -311,11 +310,8 @@ class DrillEngine(SteadyWaits, RoundMeasure):
         sweep or two of its CA answering."""
 
         def unsettled(state: Snapshot) -> bool:
-            certificates = _certificates(state)
-            return (
-                count_duplicates(certificates) > self._duplicates_left
-                or count_orphans(certificates) > self._orphans_left
-            )
+            extras = count_extras(_certificates(state))
+            return any(now > left for now, left in zip(extras, self._extras_left, strict=True))
 
         snapshot, waited = settle(
             self.lab.snapshot,
@@ -326,9 +322,8 @@ class DrillEngine(SteadyWaits, RoundMeasure):
         )
         if waited > 0:
             log.info("drill: waited %.1f s for late certificates to be revoked", waited)
-        self._duplicates_left = count_duplicates(_certificates(snapshot))
-        self._orphans_left = count_orphans(_certificates(snapshot))
-        return snapshot, self._duplicates_left
+        self._extras_left = count_extras(_certificates(snapshot))
+        return snapshot, self._extras_left[0]
 
     def _count_leader_changes(
         self, result: ScenarioResult, scenario: Scenario, first_event: int, baseline: int | None

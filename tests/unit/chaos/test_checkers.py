@@ -18,6 +18,7 @@ from chaos.checkers import (
     check_single_active,
     check_stale_epochs,
     count_duplicates,
+    count_extras,
     count_requests,
 )
 from chaos.history import History
@@ -100,6 +101,7 @@ def test_planted_duplicate_certificate_is_caught() -> None:
     assert len(violations) == 1
     assert "duplicate certificates for request r1" in violations[0]
     assert count_duplicates(planted) == 1
+    assert count_extras(planted) == (1, 0)
 
 
 def test_live_certificate_that_is_not_the_delivered_one_is_caught() -> None:
@@ -114,6 +116,8 @@ def test_live_certificate_that_is_not_the_delivered_one_is_caught() -> None:
     )
     violations = check_duplicates(snapshot)
     assert any("primary:10" in v and "not the delivered one" in v for v in violations)
+    # One live certificate each for r1 and nobody: no duplicate, one orphan.
+    assert count_extras(snapshot) == (0, 1)
     assert any("secondary:99" in v and "orphan" in v for v in violations)
 
 
