@@ -223,8 +223,7 @@ def _decide_standby(s: Snapshot) -> Decision:
         return _wait("election stopped: not a candidate", s, _MAX_WAIT_S)
     # First: it needs the CAs only, not the service (a deposed leader is often cut
     # from the service), and it only starts a background sweep.
-    late_due = s.late_watched and _due(s.last_late_sweep_at, s.reconcile_interval_s, s.now)
-    if late_due:
+    if s.late_watched and _due(s.last_late_sweep_at, s.reconcile_interval_s, s.now):
         return Decision(
             Action.SWEEP_LATE,
             f"standby: {s.late_watched} key(s) given up on while leading may still "

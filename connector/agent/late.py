@@ -202,7 +202,6 @@ class LateSweeps:
         is_retryable: Callable[[BaseException], bool],
         on_report: Callable[[LateReport], None],
     ) -> None:
-        self.watch = watch
         self._sweep = partial(
             sweep_late, watch, issuer, name=name, deadline=deadline, is_retryable=is_retryable
         )
