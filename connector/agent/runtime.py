@@ -212,7 +212,10 @@ def build(config: ConnectorConfig) -> Runtime:
     )
     key_types = [KeyType.parse(word) for word in loop.keypool_types.split(",") if word.strip()]
     pool = KeyPool(
-        {kt: loop.keypool_size for kt in key_types}, workers=1, generate=metered_keygen(metrics)
+        {kt: loop.keypool_size for kt in key_types},
+        workers=1,
+        generate=metered_keygen(metrics),
+        on_demand=loop.keys_at_once or None,
     )
     metrics.watch_key_pool(pool.available, [kt.value for kt in key_types], loop.keypool_size)
     metrics.watch_certdb_index(router.certdb_indexed_rows, router.cas)

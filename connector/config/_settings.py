@@ -170,6 +170,9 @@ class LoopSettings:
     max_in_hand: int = 64
     # Pre-generated keys kept per key type, so bursts and takeovers do not wait.
     keypool_size: int = 16
+    # Keys made at once when the pool is empty (0: one per CPU the connector may
+    # run on, read at start): the rest wait their turn (connector/pki/keypool.py).
+    keys_at_once: int = 0
     # Longest a single CA call (with its retries) may take; also capped by the lease.
     ca_deadline_s: float = 5.0
     # Back-off after the service or every CA failed.

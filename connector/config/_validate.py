@@ -178,6 +178,7 @@ def _validate_timing(config: ConnectorConfig) -> None:
             "must be in [2 * loop.workers, 1000]",
         ),
         ("loop.keypool_size", 0 <= loop.keypool_size <= 4096, "must be in [0, 4096]"),
+        ("loop.keys_at_once", 0 <= loop.keys_at_once <= 256, "must be in [0, 256]"),
         ("loop.heartbeat_interval_s", loop.heartbeat_interval_s > 0, "must be > 0"),
         ("loop.revocation_interval_s", loop.revocation_interval_s > 0, "must be > 0"),
         ("loop.reconcile_interval_s", loop.reconcile_interval_s > 0, "must be > 0"),

@@ -10,11 +10,24 @@ or the first requests after a takeover, start at once::
     pool.stats()                      # {"hits": ..., "misses": ..., "available": {...}}
     pool.stop()
 
+    KeyPool({KeyType.RSA2048: 0}, on_demand=2)   # at most two keys made at once by take()
+
 Keys never leave memory; a key is handed out once and forgotten by the pool.
 OpenSSL releases the GIL while generating, so the worker threads use other
 cores while the agent's own thread is busy. On Linux the filler threads run
 at a lower scheduling priority (``nice``, per thread), so the pool fills
 from idle CPU and yields to requests being served.
+
+Keys made on demand (the pool is empty: a saturated leader) are made at most
+``on_demand`` at a time, by default one per CPU this process may run on; the
+other callers wait their turn, first come, first served. A caller that waits
+has the whole of its key ahead of it, so a count of requests waiting for
+their key measures CPU work still to do: the leader's hand polls for more
+once few are left (connector/agent/hand.py). When every caller made its key
+at once, sharing the cores, that count included keys already half made: they
+ran out before a poll's round trip came back, and across a WAN (80 ms) the
+leader's core sat idle for 4-6 % of each saturation round
+(docs/connector.md, "One key at a time per CPU").
 """
 
 from __future__ import annotations
@@ -27,7 +40,14 @@ from collections.abc import Callable, Mapping
 
 from connector.pki.keys import KeyType, PrivateKey, generate_key
 
-__all__ = ["KeyPool"]
+__all__ = ["KeyPool", "usable_cpus"]
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS tells it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 class KeyPool:
@@ -40,9 +60,14 @@ class KeyPool:
         workers: int = 1,
         generate: Callable[[KeyType], PrivateKey] = generate_key,
         nice: int = 10,
+        on_demand: int | None = None,
     ) -> None:
+        """``on_demand``: keys :meth:`take` makes at once when none is pooled (None:
+        one per CPU this process may run on, :func:`usable_cpus`)."""
         if workers < 1:
             raise ValueError("KeyPool workers must be >= 1")
+        if on_demand is not None and on_demand < 1:
+            raise ValueError("KeyPool on_demand must be >= 1")
         self._capacity: dict[KeyType, int] = {}
         for kt, bound in capacity.items():
             if bound < 0:
@@ -58,6 +83,9 @@ class KeyPool:
         self._stopping = False
         self._hits = 0
         self._misses = 0
+        # Waiters are woken first come, first served (threading.Condition's order;
+        # a caller arriving just as a turn frees up can slip in ahead).
+        self._on_demand = threading.BoundedSemaphore(on_demand or usable_cpus())
 
     def start(self) -> KeyPool:
         with self._cond:
@@ -134,7 +162,8 @@ class KeyPool:
                 self._cond.notify_all()  # a slot opened: refill it
                 return key
             self._misses += 1
-        return self._generate(kt)
+        with self._on_demand:
+            return self._generate(kt)
 
     def available(self, key_type: KeyType | str) -> int:
         kt = key_type if isinstance(key_type, KeyType) else KeyType.parse(key_type)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from connector.pki import KeyPool, KeyType, PfxError, generate_key, load_pfx, pack_pfx
+from connector.pki.keypool import usable_cpus
 from connector.pki.keys import PrivateKey
 from tests.unit.pki._ca import make_intermediate, make_root
 
@@ -83,8 +86,83 @@ def test_pool_hands_each_key_out_once_and_generates_inline_when_empty() -> None:
     pool.stop()
 
 
+def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def _wait_for_misses(pool: KeyPool, count: int) -> bool:
+    """Until ``count`` callers found the pool empty (each then waits for, or makes, a key)."""
+    return _wait_for(lambda: pool.stats()["misses"] == count)
+
+
+class HeldGenerator:
+    """Each key waits for its own release; records who entered, in order."""
+
+    def __init__(self) -> None:
+        self.entered: list[str] = []
+        self.release: dict[str, threading.Event] = {}
+        self.lock = threading.Lock()
+        self._key = generate_key(KeyType.P256)
+
+    def __call__(self, key_type: KeyType) -> PrivateKey:
+        name = threading.current_thread().name
+        with self.lock:
+            self.entered.append(name)
+        self.release[name].wait(timeout=10)
+        return self._key
+
+
+def test_an_empty_pool_makes_keys_on_demand_one_at_a_time_in_the_order_asked() -> None:
+    gen = HeldGenerator()
+    pool = KeyPool({KeyType.P256: 0}, generate=gen, on_demand=1)
+    callers = []
+    for name in ("first", "second", "third"):
+        gen.release[name] = threading.Event()
+        caller = threading.Thread(target=pool.take, args=(KeyType.P256,), name=name)
+        caller.start()
+        callers.append(caller)
+        assert _wait_for_misses(pool, len(callers))
+    # The others asked too, and wait their turn: none may start its key meanwhile.
+    assert not _wait_for(lambda: len(gen.entered) > 1, timeout=0.3)
+    assert gen.entered == ["first"]
+    gen.release["first"].set()
+    assert _wait_for(lambda: len(gen.entered) == 2)
+    gen.release["second"].set()
+    gen.release["third"].set()
+    for caller in callers:
+        caller.join(timeout=10)
+    assert gen.entered == ["first", "second", "third"]
+
+
+def test_on_demand_keys_default_to_one_per_usable_cpu() -> None:
+    gen = HeldGenerator()
+    pool = KeyPool({KeyType.P256: 0}, generate=gen)
+    cpus = usable_cpus()
+    callers = []
+    for i in range(cpus + 1):
+        gen.release[f"k{i}"] = threading.Event()
+        caller = threading.Thread(target=pool.take, args=(KeyType.P256,), name=f"k{i}")
+        caller.start()
+        callers.append(caller)
+    assert _wait_for_misses(pool, cpus + 1)
+    assert _wait_for(lambda: len(gen.entered) == cpus)
+    assert not _wait_for(lambda: len(gen.entered) > cpus, timeout=0.3)
+    for event in gen.release.values():
+        event.set()
+    for caller in callers:
+        caller.join(timeout=10)
+    assert len(gen.entered) == cpus + 1
+
+
 def test_pool_settings_are_validated() -> None:
     with pytest.raises(ValueError, match="workers"):
         KeyPool({KeyType.P256: 1}, workers=0)
     with pytest.raises(ValueError, match="capacity"):
         KeyPool({KeyType.P256: -1})
+    with pytest.raises(ValueError, match="on_demand"):
+        KeyPool({KeyType.P256: 0}, on_demand=0)
