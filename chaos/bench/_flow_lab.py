@@ -43,6 +43,7 @@ from chaos.launch.links import (
 from chaos.launch.proxy import LinkFaults
 from chaos.launch.service import ServiceProcess
 from chaos.launch.zookeeper import ZooKeeperEnsemble
+from connector.config import LoopSettings
 
 __all__ = ["FlowLab", "FlowLoad", "FlowSetup", "cpus", "flow_lab", "split_cpus"]
 
@@ -125,8 +126,9 @@ def flow_lab(
     connector_cpus, other_cpus = split_cpus(original_cpus) if isolate else (original_cpus, [])
     cores = len(connector_cpus)
     # A batch shares its service calls, so even one CPU wants a few requests
-    # waiting for their key to keep busy between calls (connector/agent/hand.py).
-    workers = setup.workers or max(4, 2 * cores)
+    # waiting for their key to keep busy between calls (connector/agent/hand.py):
+    # the connector's default, or more with many CPUs (each makes a key at once).
+    workers = setup.workers or max(LoopSettings().workers, 4 * cores)
     if isolate:
         # Set before any thread or child exists: all of them inherit it.
         os.sched_setaffinity(0, other_cpus)

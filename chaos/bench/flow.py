@@ -271,7 +271,15 @@ def _leader_breakdown(
     "--rounds", default=3, show_default=True, help="Saturation rounds between keygen windows."
 )
 @click.option("--paced-seconds", default=10.0, show_default=True, help="Half-load phase length.")
-@click.option("--workers", type=int, default=None, help="Issuing threads per connector.")
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help=(
+        "Each connector's loop.workers: requests per poll when saturated "
+        "(default: the connector's, more with many CPUs)."
+    ),
+)
 @click.option(
     "--keypool",
     default=0,

@@ -13,7 +13,10 @@ then its calls (intent, CA, upload: waiting on the network, no CPU). Only the
 first stage needs bounding by the cores: up to ``2 * workers`` requests wait
 for or make their key, and the hand is refilled once at most ``workers`` of
 them are left, so the next poll's round trip overlaps the keys of the other
-half. Requests past their key cost a thread and nothing else; bounding them
+half. The key pool makes them one per CPU at a time
+(:class:`connector.pki.KeyPool`, ``on_demand``), so those left have their
+keys still ahead of them: ``workers`` keys of CPU work cover the round trip.
+Requests past their key cost a thread and nothing else; bounding them
 by the first stage (as a single "two per worker" count did) leaves the cores
 idle for every round trip a batch waits on, which across a WAN (80 ms each,
 three per batch) is most of the time. They are bounded by ``max_in_hand``

@@ -163,8 +163,11 @@ class LoopSettings:
     # How often every member asks each CA's certdb whether it answers (health,
     # readiness, and when waiting intents can be reconciled again).
     certdb_probe_s: float = 10.0
-    # Requests of one batch processed side by side (keygen releases the GIL).
-    workers: int = 4
+    # Requests polled at once when saturated: the hand holds up to 2 * workers
+    # waiting for their key and polls again once workers are left (their keys,
+    # made keys_at_once at a time, cover the poll's round trip). 8 rather than 4:
+    # half the polls and shared calls per request (docs/connector.md).
+    workers: int = 8
     # Requests in hand at most (polled, not finished): up to 2 * workers wait for
     # their key, the rest for the network (connector/agent/hand.py).
     max_in_hand: int = 64
