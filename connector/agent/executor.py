@@ -41,10 +41,14 @@ from connector.service_client import (
     StaleEpochError,
 )
 
-__all__ = ["AgentState", "Executor", "ExecutorDeps"]
+__all__ = ["FIRST_BATCH", "AgentState", "Executor", "ExecutorDeps"]
 
 # After a refused hand-over: ask again this late (the budget's window slides slowly;
 # another able standby may be there at the next look).
+# Requests a registration takes as its first batch, whatever loop.workers is: the
+# batch's members meet at the intents call, and the first certificate waits for the
+# slowest (keys made one per CPU at a time when the pool is empty).
+FIRST_BATCH = 4
 _BUDGET_RETRY_S = 30.0
 _TARGET_RETRY_S = 1.0
 
@@ -242,14 +246,15 @@ class Executor:
         request of an older intent (those are in flight, never polled) until the sweep
         hands them back. Over a WAN each call here is a round trip of the takeover.
 
-        The first batch is at most ``workers`` requests: its members wait for each other
-        at the intents call, so a small one delivers the first certificate sooner; the
-        next poll, beside it, takes the rest. Its results are uploaded one by one."""
+        The first batch is at most :data:`FIRST_BATCH` requests: its members wait for
+        each other at the intents call, so a small one delivers the first certificate
+        sooner (with an empty key pool its keys are made one after another); the next
+        poll, beside it, takes the rest. Its results are uploaded one by one."""
         epoch = self.fence.epoch()
         reply = self.deps.service.register(
             self.deps.name,
             epoch,
-            max_items=min(self.issue_capacity, self.deps.workers),
+            max_items=min(self.issue_capacity, FIRST_BATCH),
             timeout=self.deps.loop_call_timeout_s,
             # Nothing received in this epoch yet (0): a first batch leased by an
             # earlier try whose answer was lost comes back with this one.

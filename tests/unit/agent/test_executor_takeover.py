@@ -14,7 +14,7 @@ import pytest
 
 from connector.agent import batches as batches_module
 from connector.agent.decide import Action, Decision
-from connector.agent.executor import AgentState, Executor, ExecutorDeps
+from connector.agent.executor import FIRST_BATCH, AgentState, Executor, ExecutorDeps
 from connector.agent.issuance import IssueContext, Outcome
 from connector.agent.ports import Pki
 from connector.service_client import (
@@ -106,7 +106,7 @@ class FakeIssuer:
         return {"primary": "closed"}
 
 
-def _executor(service: FakeService) -> Executor:
+def _executor(service: FakeService, *, workers: int = 8) -> Executor:
     def refuse(*_: Any) -> Any:
         # A profile the connector refuses: the request is failed at once, which
         # shows it reached an issuing thread without a CA behind the test.
@@ -120,7 +120,7 @@ def _executor(service: FakeService) -> Executor:
         lease=FakeLease(),
         ca_errors=(OSError,),
         is_retryable=lambda exc: True,
-        workers=2,
+        workers=workers,
     )
     return Executor(deps, AgentState())
 
@@ -131,8 +131,8 @@ def test_the_registration_brings_the_first_batch_and_the_first_sweeps_intents() 
     executor = _executor(service)
     try:
         executor.execute(Decision(Action.REGISTER, "test", epoch=EPOCH))
-        # At most ``workers`` requests: a small first batch delivers sooner.
-        assert service.registered == [(EPOCH, 2)]
+        # A small first batch delivers sooner: FIRST_BATCH, not a full poll of 2 * 8.
+        assert service.registered == [(EPOCH, FIRST_BATCH)]
         assert executor.state.registered_epoch == EPOCH
         # The sweep settles the listed intent without asking for the list again.
         executor.execute(Decision(Action.RECONCILE, "test", epoch=EPOCH))
@@ -160,7 +160,7 @@ def test_a_registration_without_pending_work_starts_no_batch() -> None:
         executor.execute(Decision(Action.RECONCILE, "test", epoch=EPOCH))
         assert service.failed == []
         assert service.listed == 0
-        assert executor.issue_capacity == 4
+        assert executor.issue_capacity == 2 * 8  # nothing in hand: the whole key stage
     finally:
         executor.close()
 
@@ -207,5 +207,15 @@ def test_the_first_batch_uploads_one_by_one_and_later_batches_together(
             "req-3": (True, True),
             "req-4": (True, True),
         }
+    finally:
+        executor.close()
+
+
+def test_the_first_batch_is_never_more_than_the_hand_can_take() -> None:
+    service = FakeService(Registration(intents=[], requests=[]))
+    executor = _executor(service, workers=1)  # a key stage of two
+    try:
+        executor.execute(Decision(Action.REGISTER, "test", epoch=EPOCH))
+        assert service.registered == [(EPOCH, 2)]
     finally:
         executor.close()
