@@ -67,6 +67,13 @@ def _one_sane_leader(pool: Pool) -> str:
     return leader
 
 
+# Hypothesis warns when the global ``random`` state moves while it draws an
+# argument. Here kazoo's client threads (retry jitter, host order) and the
+# pool's electors draw from it in the background; no strategy of ours does.
+@pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+    ":hypothesis.errors.HypothesisDeprecationWarning"
+)
 @settings(
     max_examples=14,
     deadline=None,
