@@ -43,12 +43,12 @@ from connector.service_client import (
 
 __all__ = ["FIRST_BATCH", "AgentState", "Executor", "ExecutorDeps"]
 
-# After a refused hand-over: ask again this late (the budget's window slides slowly;
-# another able standby may be there at the next look).
 # Requests a registration takes as its first batch, whatever loop.workers is: the
 # batch's members meet at the intents call, and the first certificate waits for the
 # slowest (keys made one per CPU at a time when the pool is empty).
 FIRST_BATCH = 4
+# After a refused hand-over: ask again this late (the budget's window slides slowly;
+# another able standby may be there at the next look).
 _BUDGET_RETRY_S = 30.0
 _TARGET_RETRY_S = 1.0
 
