@@ -7,6 +7,7 @@ partitioned client reconnects with a new session.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -58,10 +59,10 @@ def test_partition_expires_the_session_and_heal_restores_it(
     zk_single: ZooKeeperEnsemble, victim: subprocess.Popen[str], tmp_path: Path
 ) -> None:
     log = tmp_path / "victim.log"
-    wait_for(lambda: "SESSION" in log.read_text(), timeout=15, what="victim connected")
+    wait_for(lambda: bool(_sessions(log.read_text())), timeout=15, what="victim connected")
     zk_ports = set(zk_single.client_ports)
     assert any(rp in zk_ports for _, rp in tcp_connections(victim.pid))
-    first_session = log.read_text().split("SESSION ")[1].split()[0]
+    first_session = _sessions(log.read_text())[0]
 
     cut = ZkPartition(victim.pid, zk_single.client_ports)
     try:
@@ -94,5 +95,11 @@ def test_partition_expires_the_session_and_heal_restores_it(
     assert not Path(f"/sys/fs/cgroup/unified/pfxha-partition-{victim.pid}").exists()
 
 
-def _sessions(text: str) -> set[str]:
-    return {line.split()[1] for line in text.splitlines() if line.startswith("SESSION ")}
+# A whole line only: the victim may be writing one while we read the file (a
+# fresh-clone CI run once read "SESSION" before the rest of its line).
+_SESSION_LINE = re.compile(r"^SESSION (0x[0-9a-f]+)\n", re.MULTILINE)
+
+
+def _sessions(text: str) -> list[str]:
+    """The session ids the victim reported, in order, from complete lines."""
+    return _SESSION_LINE.findall(text)
