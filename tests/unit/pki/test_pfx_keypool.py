@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from chaos.launch import LaunchError, wait_for
 from connector.pki import KeyPool, KeyType, PfxError, generate_key, load_pfx, pack_pfx
 from connector.pki.keypool import usable_cpus
 from connector.pki.keys import PrivateKey
@@ -86,18 +86,15 @@ def test_pool_hands_each_key_out_once_and_generates_inline_when_empty() -> None:
     pool.stop()
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
-
-
-def _wait_for_misses(pool: KeyPool, count: int) -> bool:
+def _wait_for_misses(pool: KeyPool, count: int) -> None:
     """Until ``count`` callers found the pool empty (each then waits for, or makes, a key)."""
-    return _wait_for(lambda: pool.stats()["misses"] == count)
+    wait_for(lambda: pool.stats()["misses"] == count, timeout=10, what=f"{count} misses")
+
+
+def _never(condition: Callable[[], bool], what: str) -> None:
+    """``condition`` stays false for 0.3 s (the callers it is about are all waiting)."""
+    with pytest.raises(LaunchError):
+        wait_for(condition, timeout=0.3, what=what, interval=0.005)
 
 
 class HeldGenerator:
@@ -126,12 +123,12 @@ def test_an_empty_pool_makes_keys_on_demand_one_at_a_time_in_the_order_asked() -
         caller = threading.Thread(target=pool.take, args=(KeyType.P256,), name=name)
         caller.start()
         callers.append(caller)
-        assert _wait_for_misses(pool, len(callers))
+        _wait_for_misses(pool, len(callers))
     # The others asked too, and wait their turn: none may start its key meanwhile.
-    assert not _wait_for(lambda: len(gen.entered) > 1, timeout=0.3)
+    _never(lambda: len(gen.entered) > 1, "a second key started")
     assert gen.entered == ["first"]
     gen.release["first"].set()
-    assert _wait_for(lambda: len(gen.entered) == 2)
+    wait_for(lambda: len(gen.entered) == 2, timeout=10, what="the second key started")
     gen.release["second"].set()
     gen.release["third"].set()
     for caller in callers:
@@ -149,9 +146,9 @@ def test_on_demand_keys_default_to_one_per_usable_cpu() -> None:
         caller = threading.Thread(target=pool.take, args=(KeyType.P256,), name=f"k{i}")
         caller.start()
         callers.append(caller)
-    assert _wait_for_misses(pool, cpus + 1)
-    assert _wait_for(lambda: len(gen.entered) == cpus)
-    assert not _wait_for(lambda: len(gen.entered) > cpus, timeout=0.3)
+    _wait_for_misses(pool, cpus + 1)
+    wait_for(lambda: len(gen.entered) == cpus, timeout=10, what=f"{cpus} keys started")
+    _never(lambda: len(gen.entered) > cpus, "a key beyond one per CPU started")
     for event in gen.release.values():
         event.set()
     for caller in callers:
