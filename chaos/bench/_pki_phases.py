@@ -39,19 +39,12 @@ from connector.pki import (
     pack_pfx,
     seal,
 )
+from connector.pki.keypool import usable_cpus
 
-__all__ = ["Pipeline", "burst", "cores", "credit", "measure_window", "worker_pid"]
+__all__ = ["Pipeline", "burst", "credit", "measure_window", "worker_pid"]
 
 _PROFILE_SUBJECT = "CN={{UserName}},O=pfxha bench"
 _PROFILE_SANS = ("UPN={{UserPrincipalName}}", "email={{EmailAddress}}")
-
-
-def cores() -> int:
-    """The CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 class Pipeline:
@@ -182,7 +175,7 @@ def burst(
     threads: int,
 ) -> dict[str, Any]:
     """Drain a full key pool through the pipeline with ``threads`` threads."""
-    pool = KeyPool({key_type: pool_size}, workers=max(1, cores())).start()
+    pool = KeyPool({key_type: pool_size}, workers=usable_cpus()).start()
     try:
         if not pool.wait_full(timeout=600):
             raise click.ClickException("the key pool did not fill within 600 s")

@@ -49,6 +49,7 @@ from chaos.bench._stats import summarize, write_result
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.openbao import OpenBaoLab
 from connector.pki import KeyType
+from connector.pki.keypool import usable_cpus
 
 __all__ = ["command", "run_pki_bench"]
 
@@ -110,7 +111,7 @@ def run_pki_bench(
 ) -> dict[str, Any]:
     key_type = KeyType.parse(key)
     load_before = os.getloadavg()
-    cores = phases.cores()
+    cores = usable_cpus()
     workers = workers or cores
     rounds = max(1, round(seconds / 2.5))
     window = seconds / rounds
