@@ -1,8 +1,9 @@
 """The measured phases of ``pfxha bench flow``: raw keygen, saturation rounds, half load.
 
-    rate = measure_keygen("rsa2048", 5.0, processes=1, cpus=[0])
+    window = measure_keygen("rsa2048", 5.0, processes=1, cpus=[0])
+    window.per_s, window.keys, window.key_time_cv   # keys/s; how many; spread of their CPU
     sat = saturation(admin, db_path, "rsa2048", 100, 120.0, prefix="sat1", meter=meter)
-    half = paced(admin, db_path, "rsa2048", rate / 2, 10.0, timeout=60.0)
+    half = paced(admin, db_path, "rsa2048", window.per_s / 2, 10.0, timeout=60.0)
     cpu_s, keys = leader_keygen(fleet, "c1", "rsa2048")   # from its /metrics
     text = leader_metrics(fleet, "c1")                     # one scrape for both readings:
     keygen_cpu_so_far(text, "rsa2048"), issue_cpu_so_far(text)   # {"key": 21.3, "ca": 0.9, ...} s
@@ -19,6 +20,8 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +29,14 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from chaos.bench._cpu import CpuMeter
-from chaos.bench._stats import summarize
+from chaos.bench._stats import KeyTimes, summarize
 from chaos.bench._tenant import Device, Tenant, checkin
 from chaos.launch.connector import ConnectorFleet
 from connector.pki import KeyType, generate_key
 
 __all__ = [
     "DeliveryWatcher",
+    "KeygenWindow",
     "issue_cpu_so_far",
     "keygen_cpu_so_far",
     "leader_keygen",
@@ -48,28 +52,55 @@ def _bind_worker(cpus: list[int] | None) -> None:
         os.sched_setaffinity(0, cpus)
 
 
-def _keygen_worker(key_type: str, seconds: float) -> int:
+def _keygen_worker(key_type: str, seconds: float) -> tuple[int, KeyTimes]:
+    """Keys made in ``seconds``, and the CPU times of all but the first.
+
+    The first key of a fresh process also pays its one-time set-up (the library's
+    first use): it counts towards the rate, not towards the keys' spread.
+    """
     kt = KeyType.parse(key_type)
     end = time.monotonic() + seconds
-    count = 0
+    count, times = 0, KeyTimes()
     while time.monotonic() < end:
+        started = time.thread_time()  # the key's own CPU: preemption is not the key's spread
         generate_key(kt)
+        if count:
+            times = times.add(time.thread_time() - started)
         count += 1
-    return count
+    return count, times
+
+
+@dataclass(frozen=True)
+class KeygenWindow:
+    """One raw keygen window: its rate, its keys, and their CPU times (how random they are)."""
+
+    per_s: float
+    keys: int
+    times: KeyTimes
+
+    @property
+    def key_time_cv(self) -> float:
+        return self.times.cv
+
+    @staticmethod
+    def pooled(windows: Sequence[KeygenWindow]) -> KeyTimes:
+        """Every window's keys as one sample (the spread is the same random process)."""
+        return KeyTimes.merge(w.times for w in windows)
 
 
 def measure_keygen(
     key_type: str, seconds: float, processes: int, cpus: list[int] | None = None
-) -> float:
+) -> KeygenWindow:
     """Keys per second with ``processes`` processes (bound to ``cpus``) for ``seconds``."""
     with cf.ProcessPoolExecutor(
         max_workers=processes, initializer=_bind_worker, initargs=(cpus,)
     ) as pool:
         list(pool.map(_warm, range(processes)))  # start the workers before timing
         started = time.monotonic()
-        counts = list(pool.map(_keygen_worker, [key_type] * processes, [seconds] * processes))
+        samples = list(pool.map(_keygen_worker, [key_type] * processes, [seconds] * processes))
         elapsed = time.monotonic() - started
-    return sum(counts) / max(elapsed, seconds)
+    keys = sum(count for count, _ in samples)
+    return KeygenWindow(keys / max(elapsed, seconds), keys, KeyTimes.merge(t for _, t in samples))
 
 
 def _warm(_: int) -> None:

@@ -5,17 +5,26 @@
 
 Percentiles use linear interpolation between closest ranks (numpy's default), so
 p99 of 20 samples sits between the two largest rather than being the maximum.
+
+A throughput against raw key generation is noisy because key generation time is
+random (an RSA key's prime search takes as long as it takes): the spread of the
+keys' times says how far one run's ratio can move by luck alone.
+
+    times = KeyTimes().add(0.031).add(0.052)      # or KeyTimes.merge([a, b])
+    times.n, times.mean, times.cv                 # 2, 0.0415, 0.358
+    ratio_sd(0.91, times.cv, leader_keys=300, window_keys=570)   # about 0.91 * cv * 0.071
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["percentile", "summarize", "write_result"]
+__all__ = ["KeyTimes", "percentile", "ratio_sd", "summarize", "write_result"]
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
@@ -61,3 +70,48 @@ def write_result(path: Path, result: Mapping[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
+
+
+@dataclass(frozen=True)
+class KeyTimes:
+    """Running sums of key generation times (seconds): count, mean, spread."""
+
+    n: int = 0
+    total: float = 0.0
+    total_sq: float = 0.0
+
+    def add(self, seconds: float) -> KeyTimes:
+        return KeyTimes(self.n + 1, self.total + seconds, self.total_sq + seconds * seconds)
+
+    @staticmethod
+    def merge(parts: Iterable[KeyTimes]) -> KeyTimes:
+        n, total, total_sq = 0, 0.0, 0.0
+        for part in parts:
+            n, total, total_sq = n + part.n, total + part.total, total_sq + part.total_sq
+        return KeyTimes(n, total, total_sq)
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.n if self.n else math.nan
+
+    @property
+    def cv(self) -> float:
+        """Sample standard deviation over the mean (NaN below two keys)."""
+        if self.n < 2 or self.total <= 0:
+            return math.nan
+        variance = (self.total_sq - self.total * self.total / self.n) / (self.n - 1)
+        return math.sqrt(max(0.0, variance)) / self.mean
+
+
+def ratio_sd(ratio: float, key_time_cv: float, *, leader_keys: int, window_keys: int) -> float:
+    """One standard deviation of ``ratio`` from the random key times alone.
+
+    ``ratio`` is the leader's throughput over raw keygen: each side rests on the
+    mean time of its own random keys (``leader_keys`` keys made in the rounds,
+    ``window_keys`` in the keygen windows), so its relative error is the keys'
+    coefficient of variation over the root of each count, added in quadrature.
+    What the machine's own drift adds is not in it. NaN when a count is zero.
+    """
+    if leader_keys <= 0 or window_keys <= 0 or math.isnan(key_time_cv):
+        return math.nan
+    return ratio * key_time_cv * math.sqrt(1 / leader_keys + 1 / window_keys)

@@ -15,6 +15,9 @@ stand-in service and ``--connectors`` connector processes, then measures:
    once (one assignment makes them all due); ``throughput_per_s`` = requests /
    time until the last PFX was delivered to its device (device check-in opened
    it with its management key), over all rounds. ``ratio`` = throughput / keygen;
+   ``ratio_sd`` is how far one run's ratio moves by the random key times alone
+   (the windows' spread of key CPU times, ``keygen_time_cv``, over both key
+   counts); ``ratio_own_keys`` sets throughput against the leader's own keys;
 3. half load: requests created at half the measured keygen rate for
    ``--paced-seconds``; ``latency_s`` is per request, from creation to the
    device holding its PFX.
@@ -37,6 +40,7 @@ Two layouts (``layout`` in the JSON):
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -47,13 +51,15 @@ import click
 from chaos.bench import _flow_phases as phases
 from chaos.bench._flow_lab import FlowLoad, FlowSetup, cpus, flow_lab, split_cpus
 from chaos.bench._flow_phases import (
+    KeygenWindow,
     issue_cpu_so_far,
     keygen_cpu_so_far,
     leader_metrics,
     measure_keygen,
 )
+from chaos.bench._flow_report import summary_lines, sweep_lines
 from chaos.bench._plot import cpu_budget_plot, rtt_sweep_plot
-from chaos.bench._stats import summarize, write_result
+from chaos.bench._stats import ratio_sd, summarize, write_result
 from chaos.bench.flow_sweep import parse_rtts, run_rtt_sweep
 from chaos.launch.links import (
     CA_RTT_OPTION,
@@ -90,7 +96,7 @@ def run_flow_bench(
         links_cpu_before = lab.links_cpu_s()
         # Keygen windows and saturation rounds alternate (K S K S ... K), so
         # both see the same background load on a shared machine.
-        keygen_rates: list[float] = []
+        windows: list[KeygenWindow] = []
         runs: list[dict[str, Any]] = []
         # What the leader's own keys cost it inside the rounds (its metrics).
         leader_keygen_cpu, leader_keys = 0.0, 0
@@ -99,7 +105,7 @@ def run_flow_bench(
         per_round = max(1, devices // rounds)
         for index in range(rounds):
             progress(f"raw {key_type} keygen, {cores} processes, {keygen_seconds:g} s")
-            keygen_rates.append(measure_keygen(key_type, keygen_seconds, cores, lab.keygen_cpus))
+            windows.append(measure_keygen(key_type, keygen_seconds, cores, lab.keygen_cpus))
             progress(f"saturation round {index + 1}/{rounds}: {per_round} requests at once")
             text = leader_metrics(lab.fleet, lab.leader)
             cpu_before, keys_before = keygen_cpu_so_far(text, key_type)
@@ -124,8 +130,11 @@ def run_flow_bench(
             leader_keys += keys_after - keys_before
         links_cpu = lab.links_cpu_s() - links_cpu_before
         progress(f"raw {key_type} keygen again")
-        keygen_rates.append(measure_keygen(key_type, keygen_seconds, cores, lab.keygen_cpus))
+        windows.append(measure_keygen(key_type, keygen_seconds, cores, lab.keygen_cpus))
+        keygen_rates = [w.per_s for w in windows]
         keygen = sum(keygen_rates) / len(keygen_rates)
+        window_times = KeygenWindow.pooled(windows)
+        window_keys = sum(w.keys for w in windows)
         delivered = sum(r["delivered"] for r in runs)
         seconds = sum(r["seconds"] for r in runs)
         cpu_ms_per_request = meter.per_item(delivered)
@@ -177,6 +186,19 @@ def run_flow_bench(
             "throughput_per_s": throughput,
             "keygen_per_s": round(keygen, 2),
             "ratio": round(throughput / keygen, 4) if keygen else None,
+            # One standard deviation of that ratio from the random key times alone
+            # (_stats.ratio_sd): the leader's keys in the rounds and the windows'
+            # keys are two samples of the same random process.
+            "ratio_sd": _significant(
+                ratio_sd(
+                    throughput / keygen if keygen else 0.0,
+                    window_times.cv,
+                    leader_keys=saturation["leader_keys"],
+                    window_keys=window_keys,
+                )
+            ),
+            "keygen_keys": window_keys,
+            "keygen_time_cv": _rounded(window_times.cv, 3),
             # Key generation time is random: the ratio against the fastest and the
             # slowest keygen window shows how much of a difference is noise.
             "ratio_range": (
@@ -245,6 +267,18 @@ def run_flow_bench(
                 "latency_s: per request at half the keygen rate, creation to PFX on device"
             ),
         }
+
+
+def _rounded(value: float, digits: int = 4) -> float | None:
+    return None if math.isnan(value) else round(value, digits)
+
+
+def _significant(value: float, digits: int = 3) -> float | None:
+    # A spread is read as a share of its ratio: keep its leading digits even when the
+    # ratio is tiny (a cheap key type against its keygen).
+    if math.isnan(value):
+        return None
+    return float(f"{value:.{digits}g}")
 
 
 def _leader_breakdown(
@@ -384,66 +418,16 @@ def command(
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--sweep-rtt") from exc
         sweep = run_rtt_sweep(rtts, setup, load, progress)
-        for point in sweep["sweep"]:
-            click.echo(
-                f"round trip {point['rtt_s']:g} s: delivered {point['delivered']}/"
-                f"{point['requested']} at {point['throughput_per_s']}/s, raw keygen "
-                f"{point['keygen_per_s']}/s, ratio {point['ratio']:.1%} "
-                f"({point['ratio_own_keys']:.1%} against the leader's own keys); half load "
-                f"latency p50 {point['latency_s']['p50']} s, p99 {point['latency_s']['p99']} s"
-                + ("" if point["leader_kept"] else " (the leader changed: not comparable)")
-            )
-        click.echo(f"the proxy hop adds {sweep['proxy_hop_ms']}; load {sweep['loadavg_1m_at_end']}")
+        for line in sweep_lines(sweep):
+            click.echo(line)
         if json_path is not None:
             click.echo(f"wrote {write_result(json_path, sweep)}")
         if plot_path is not None:
             click.echo(f"wrote {rtt_sweep_plot(sweep, plot_path)}")
         return
     result = run_flow_bench(setup, load, progress)
-    half = result["half_load"]
-    where = "cores, leader isolated" if result["isolated"] else "cores"
-    low_high = result["ratio_range"]
-    band = f" (keygen windows: {low_high[0]:.1%}..{low_high[1]:.1%})" if low_high else ""
-    if result["ratio_own_keys"] is not None:
-        band += f", {result['ratio_own_keys']:.1%} against the leader's own keys"
-    click.echo(
-        f"{result['key']}: delivered {result['delivered']}/{result['requested']} at "
-        f"{result['throughput_per_s']}/s end to end; raw keygen {result['keygen_per_s']}/s "
-        f"({result['cores']} {where}); ratio {result['ratio']:.1%}{band}; at half load "
-        f"({half['rate_per_s']}/s) latency p50 {half['latency_s']['p50']} s, "
-        f"p99 {half['latency_s']['p99']} s"
-    )
-    saturation = result["saturation"]
-    cpu = saturation["cpu_ms_per_request"]
-    click.echo(
-        f"CPU ms per request (a key costs {saturation['keygen_ms']} ms of one core): "
-        + ", ".join(f"{part} {ms}" for part, ms in cpu.items())
-    )
-    if saturation.get("leader_keygen_ms") is not None:
-        click.echo(
-            f"the leader's own keys cost it {saturation['leader_keygen_ms']} ms each; beyond "
-            f"its keys it spent {saturation.get('leader_beyond_keygen_ms')} ms per request"
-        )
-    breakdown = saturation.get("leader_cpu_ms")
-    if breakdown:
-        click.echo(
-            "the leader's CPU ms per request: "
-            + ", ".join(f"{part} {ms}" for part, ms in breakdown.items())
-        )
-    if result["wan"] is not None:
-        hop = result["wan"]["proxy_hop_ms"]
-        click.echo(
-            f"service across a WAN: {result['wan']['rtt_s']} s round trip "
-            f"(± {result['wan']['jitter_s']} s); the proxy itself adds {hop['added']} ms per "
-            f"round trip (GET /healthz median {hop['proxied']} ms through it, {hop['direct']} ms "
-            f"direct) and {result['wan']['proxy_cpu_ms_per_request']} CPU ms per request"
-        )
-    if result["lan"] is not None:
-        lan_ = result["lan"]
-        click.echo(
-            f"CAs {lan_['ca_rtt_s']} s, ZooKeeper {lan_['zk_rtt_s']} s round trip away (LAN); "
-            f"the proxies cost {lan_['proxy_cpu_ms_per_request']} CPU ms per request"
-        )
+    for line in summary_lines(result):
+        click.echo(line)
     if json_path is not None:
         click.echo(f"wrote {write_result(json_path, result)}")
     if plot_path is not None:

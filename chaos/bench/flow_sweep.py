@@ -142,4 +142,4 @@ def run_rtt_sweep(
 
 def _keygen(lab: FlowLab, key_type: str, seconds: float, progress: Callable[[str], None]) -> float:
     progress(f"raw {key_type} keygen, {lab.cores} processes, {seconds:g} s")
-    return phases.measure_keygen(key_type, seconds, lab.cores, lab.keygen_cpus)
+    return phases.measure_keygen(key_type, seconds, lab.cores, lab.keygen_cpus).per_s

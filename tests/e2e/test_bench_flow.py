@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -43,6 +44,15 @@ def test_flow_bench_delivers_everything_and_writes_the_agreed_json(tmp_path: Pat
     assert set(body["latency_s"]) >= {"p50", "p99"}
     low, high = body["ratio_range"]
     assert low <= body["ratio"] <= high
+    # How far key luck alone moves the ratio, from the spread of the windows' key
+    # times (0.3 s windows of P-256 keys: hundreds of keys, never all equal).
+    assert body["keygen_keys"] >= 3
+    assert body["keygen_time_cv"] > 0
+    luck = body["keygen_time_cv"] * math.sqrt(
+        1 / body["saturation"]["leader_keys"] + 1 / body["keygen_keys"]
+    )
+    ratio = body["throughput_per_s"] / body["keygen_per_s"]  # "ratio" is rounded to 4 places
+    assert body["ratio_sd"] == pytest.approx(ratio * luck, rel=0.02)
     # Isolated: the leader had its own CPUs, keygen ran on those only.
     assert body["layout"] == "isolated"
     assert body["isolated"]["connector_cpus"]
