@@ -199,6 +199,9 @@ def run_flow_bench(
             ),
             "keygen_keys": window_keys,
             "keygen_time_cv": _rounded(window_times.cv, 3),
+            # What one key cost the windows' thread, to set beside the leader's own
+            # (saturation.leader_keygen_ms, thread CPU too): like for like.
+            "keygen_key_cpu_ms": _rounded(1000 * window_times.mean, 2),
             # Key generation time is random: the ratio against the fastest and the
             # slowest keygen window shows how much of a difference is noise.
             "ratio_range": (

@@ -1,5 +1,6 @@
 """Waiting for a steady lab before a round: a leader that acts, where placement wants
-it, standbys with full key pools, and the primary CA in use.
+it, standbys with full key pools and back in the election's line, and the primary CA
+in use.
 
     class DrillEngine(SteadyWaits, RoundMeasure): ...    # the engine's part, not used alone
     engine._wait_steady()        # or LabWedgedError after settle_timeout
@@ -72,6 +73,25 @@ class SteadyWaits:
             return self.lab.key_pools_full(standbys)
 
         return self._poll_settle(ready)
+
+    def _wait_standbys_in_line(self) -> bool:
+        """Until every standby is in the election's line again (none withholds itself).
+
+        A member that handed the lease over stays out of the line for its hold-down
+        (``loop.hold_down_s``, 5 s in the lab). Rounds run back to back: a cascade
+        round's fault came 0.4 s after the heal of the one before, while both members
+        that had yielded in it were still held down, and the cut leader could hand
+        over only once the first hold-down ended (3.1-3.5 s instead of 2.0-2.1 s;
+        2026-12-05, ``pfxha drill --scenario cascade --rounds 5``). A round measures
+        one failover from a steady cluster; overlapping faults are ``random``'s.
+        """
+
+        def in_line() -> bool:
+            leader = self.observer.leader.name
+            standbys = {m for m in self.lab.connector_members() if m != leader}
+            return standbys <= self.lab.election_line()
+
+        return self._poll_settle(in_line)
 
     def _poll_settle(self, check: Callable[[], bool], every_s: float = 0.2) -> bool:
         """Whether ``check()`` came true within the settle timeout (asked every ``every_s``)."""

@@ -150,6 +150,10 @@ class DrillEngine(SteadyWaits, RoundMeasure):
             )
         if not self._wait_standbys_ready():
             notes.append(f"a standby's key pool was not full after {s.settle_timeout:.0f}s")
+        if not self._wait_standbys_in_line():
+            notes.append(
+                f"a standby was still out of the election line after {s.settle_timeout:.0f}s"
+            )
         if scenario.kind in ("ca", "ca-node") and not self._wait_on_primary():
             notes.append(
                 f"the leader did not return to {self.lab.primary_ca} within "

@@ -278,6 +278,12 @@ class LabControls(LabBase):
         status = read_cluster_status(self.zk.hosts, self.cluster)
         return sorted(m.name for m in status.members)
 
+    def election_line(self) -> set[str]:
+        """Members in the election's line: those a crash or a hand-over can go to
+        (a member that withholds itself, e.g. in its hold-down after a yield, is not)."""
+        status = read_cluster_status(self.zk.hosts, self.cluster)
+        return {c.name for c in status.line}
+
     def service_db(self) -> ServiceDb:
         return ServiceDb(self._service().db_path)
 

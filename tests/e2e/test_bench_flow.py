@@ -48,6 +48,7 @@ def test_flow_bench_delivers_everything_and_writes_the_agreed_json(tmp_path: Pat
     # times (0.3 s windows of P-256 keys: hundreds of keys, never all equal).
     assert body["keygen_keys"] >= 3
     assert body["keygen_time_cv"] > 0
+    assert body["keygen_key_cpu_ms"] > 0
     luck = body["keygen_time_cv"] * math.sqrt(
         1 / body["saturation"]["leader_keys"] + 1 / body["keygen_keys"]
     )

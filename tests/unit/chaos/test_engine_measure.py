@@ -230,3 +230,41 @@ def test_a_round_waits_until_every_standbys_key_pool_is_full() -> None:
     )  # fmt: skip
     assert engine._wait_standbys_ready()
     assert lab.asked == [["c2", "c3"]] * 3  # the leader's own pool is drained by its work
+
+
+def test_a_round_waits_until_every_standby_is_back_in_the_election_line() -> None:
+    class LineLab(FakeLab):
+        """c3 handed the lease over a moment ago: out of the line for its hold-down."""
+
+        def __init__(self) -> None:
+            self.looks = 0
+
+        def connector_members(self) -> list[str]:
+            return ["c1", "c2", "c3"]
+
+        def election_line(self) -> set[str]:
+            self.looks += 1
+            return {"c1", "c2", "c3"} if self.looks >= 3 else {"c1", "c2"}
+
+    observer = FakeObserver([], [])
+    observer.leader = LeaderChange(0.0, "c1", 2)  # type: ignore[attr-defined]
+    lab = LineLab()
+    engine = DrillEngine(
+        cast(Any, lab), History(), cast(Any, observer), cast(Any, None), cast(Any, None),
+        sleep=lambda _: None,
+    )  # fmt: skip
+    assert engine._wait_standbys_in_line()
+    assert lab.looks == 3
+
+    # The leader itself need not be in line (it holds the lease): c3 leads, and the
+    # line without it is steady at the first look.
+    observer.leader = LeaderChange(1.0, "c3", 3)  # type: ignore[attr-defined]
+    lab.looks = 0
+    assert engine._wait_standbys_in_line()
+    assert lab.looks == 1
+
+    # A standby that never comes back lets the round go on, with a note.
+    engine.settings.settle_timeout = 0.0
+    observer.leader = LeaderChange(2.0, "c1", 4)  # type: ignore[attr-defined]
+    lab.looks = 0
+    assert not engine._wait_standbys_in_line()
