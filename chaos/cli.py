@@ -39,6 +39,7 @@ def lab() -> None:
         "election": "chaos.bench.election:command",
         "pki": "chaos.bench.pki:command",
         "flow": "chaos.bench.flow:command",
+        "runs": "chaos.bench.runs:command",
         "ca-tls": "chaos.bench.ca_tls:command",
     },
 )

@@ -2,6 +2,7 @@
 
     cpu_budget_plot(result, Path("runs/bench/flow.png"), target=0.8)
     rtt_sweep_plot(sweep_result, Path("runs/bench/flow-rtt.png"))   # --sweep-rtt
+    ratio_runs_plot(summarize_runs(results, 0.9), Path("runs/bench/flow-runs.png"))
 
 One horizontal bar, stacked: the leader's key generation (what its own keys
 cost it, the leader's CPU less ``leader_beyond_keygen_ms``; the keygen windows'
@@ -15,9 +16,10 @@ isolated (the default layout).
 from __future__ import annotations
 
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
-__all__ = ["cpu_budget_plot", "rtt_sweep_plot"]
+__all__ = ["cpu_budget_plot", "ratio_runs_plot", "rtt_sweep_plot"]
 
 _OTHER_PARTS = (
     ("service", "stand-in service"),
@@ -152,6 +154,81 @@ def rtt_sweep_plot(result: dict[str, Any], path: Path) -> Path:
     fig.suptitle(
         f"{result['key']}, {result['connectors']} connectors, {layout}; "
         f"load {result.get('loadavg_1m_at_end')}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def ratio_runs_plot(summary: dict[str, Any], path: Path) -> Path:
+    """Several flow runs (:func:`chaos.bench.runs.summarize_runs`): each run's ``ratio``
+    against its ``ratio_own_keys`` (bars: ``ratio_sd``), and the luck's histogram."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points, target = summary["points"], summary["target"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    own = [p["ratio_own_keys"] for p in points]
+    ratio = [p["ratio"] for p in points]
+    known = [p for p in points if p["ratio_sd"] is not None]
+    if known:
+        left.errorbar(
+            [p["ratio_own_keys"] for p in known],
+            [p["ratio"] for p in known],
+            yerr=[p["ratio_sd"] for p in known],
+            fmt="none",
+            ecolor="lightgrey",
+            zorder=1,
+        )
+    hit = [r >= target for r in ratio]
+    left.scatter(own, ratio, c=["tab:green" if h else "tab:red" for h in hit], s=18, zorder=2)
+    low = min(min(own), min(ratio)) - 0.02
+    high = max(max(own), max(ratio)) + 0.02
+    left.plot([low, high], [low, high], ":", color="grey", label="no luck either way")
+    left.axhline(target, color="black", linewidth=0.8, label=f"target {target:.0%}")
+    left.set_xlabel("ratio_own_keys (against the leader's own keys)")
+    left.set_ylabel("ratio (against the keygen windows)")
+    left.set_title(
+        f"{summary['ratio']['at_or_above_target']} of {summary['runs']} runs at or above "
+        f"{target:.0%}",
+        fontsize=10,
+    )
+    left.legend(fontsize=8, loc="upper left")
+    luck = [o / r for o, r in zip(own, ratio, strict=True)]
+    bins = max(5, min(20, len(luck) // 2))
+    _, edges, _ = right.hist(luck, bins=bins, color="tab:blue", alpha=0.7, label="runs")
+    right.axvline(1.0, color="grey", linestyle=":")
+    stats = summary["luck"]
+    if stats.get("predicted_sd"):
+        # What the key times alone predict: a normal curve around 1, scaled to the bins.
+        curve = NormalDist(1.0, stats["predicted_sd"])
+        width = float(edges[1] - edges[0])
+        lo, hi = (
+            min(float(edges[0]), 1 - 3 * curve.stdev),
+            max(float(edges[-1]), 1 + 3 * curve.stdev),
+        )
+        xs = [lo + (hi - lo) * i / 200 for i in range(201)]
+        right.plot(
+            xs,
+            [len(luck) * width * curve.pdf(x) for x in xs],
+            color="tab:orange",
+            label="key times alone",
+        )
+        right.legend(fontsize=8)
+    sd_text = f"sd {stats['sd']:.3f}"
+    if stats.get("predicted_sd"):
+        sd_text += f" (key times predict {stats['predicted_sd']:.3f})"
+    right.set_title(f"luck: mean {stats['mean']:.3f}, {sd_text}", fontsize=10)
+    right.set_xlabel("the leader's keys' cost over the windows' (ratio_own_keys / ratio)")
+    right.set_ylabel("runs")
+    fig.suptitle(
+        f"{summary['runs']} flow runs; single runs expected at or above {target:.0%}: "
+        f"{summary['share_at_target']:.0%}",
         fontsize=10,
     )
     fig.tight_layout()
