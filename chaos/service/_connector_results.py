@@ -192,6 +192,11 @@ def add_result_routes(router: APIRouter, store: Store, gate: Gate) -> None:
                 request_id,
             ),
         )
+        if item.uncertain:
+            tx.execute(
+                "UPDATE intents SET uncertain = 1 WHERE request_id = ? AND spki_sha256 = ?",
+                (request_id, checked.spki_sha256),
+            )
         if req["cancelled"] is None:
             return m.Ack(id=request_id, state="issued")
         # Cancelled while in flight: never deliver, revoke what was issued.
@@ -237,6 +242,7 @@ def add_result_routes(router: APIRouter, store: Store, gate: Gate) -> None:
             envelope_b64=body.envelope_b64,
             serial=body.serial,
             ca_name=body.ca_name,
+            uncertain=body.uncertain,
         )
         try:
             # Decrypt and parse before taking the write lock: the expensive part is pure.

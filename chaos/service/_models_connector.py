@@ -55,6 +55,7 @@ __all__ = [
     "RevocationTaskOut",
     "RoleOut",
     "SupersededOut",
+    "UncertainOut",
 ]
 
 
@@ -72,8 +73,8 @@ class RegisterIn(Strict):
     # with wait_s 0, under the epoch just registered, ``received`` included.
     max_items: int = Field(default=0, ge=0, le=500)
     received: int | None = Field(default=None, ge=0)
-    # Keys of intents given up on in this many seconds come back (0: none): the
-    # new leader watches them for late certificates.
+    # Keys of intents given up on in this many seconds come back (0: none), and of
+    # uncertain deliveries as long ago: the new leader watches them for late certificates.
     superseded_within_s: float = Field(default=0.0, ge=0.0, le=600.0)
 
 
@@ -106,6 +107,9 @@ class ResultIn(ConnectorCall):
     envelope_b64: str = Field(min_length=1, max_length=400_000)
     serial: Serial
     ca_name: Id
+    # Another CA may also have signed this key (its answer was lost): a new leader is
+    # told the key for the late-certificate window, the delivered certificate kept.
+    uncertain: bool = False
 
 
 class IntentItem(Strict):
@@ -124,6 +128,7 @@ class ResultItem(Strict):
     envelope_b64: str = Field(min_length=1, max_length=400_000)
     serial: Serial
     ca_name: Id
+    uncertain: bool = False  # as ResultIn's
 
 
 class ResultsIn(ConnectorCall):
@@ -210,6 +215,18 @@ class SupersededOut(Strict):
     age_s: float
 
 
+class UncertainOut(Strict):
+    """A key delivered (``ca_name``, ``serial``) after another CA's answer for it was lost,
+    its intent recorded ``age_s`` seconds ago: that CA may still sign it late."""
+
+    request_id: str
+    epoch: int
+    public_key_pem: str
+    age_s: float
+    ca_name: str
+    serial: Serial
+
+
 class IntentList(Strict):
     intents: list[IntentOut]
 
@@ -224,6 +241,8 @@ class RegisterOut(RoleOut):
     requests: list[CertificateRequestOut] = Field(default_factory=list)
     lease_seq: int | None = None  # as /requests/poll's
     superseded: list[SupersededOut] = Field(default_factory=list)
+    # Delivered keys another CA may also sign late, in the same window.
+    uncertain: list[UncertainOut] = Field(default_factory=list)
 
 
 class KraOut(Strict):

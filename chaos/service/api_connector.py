@@ -27,7 +27,11 @@ from chaos.service.events import Event as LogEvent
 from chaos.service.events import emit, log
 from chaos.service.fencing import Gate
 from chaos.service.store import STOOD_DOWN_EPOCH, ApiError, Store
-from chaos.service.takeover import stale_intents_of, superseded_intents_of
+from chaos.service.takeover import (
+    stale_intents_of,
+    superseded_intents_of,
+    uncertain_deliveries_of,
+)
 
 __all__ = ["connector_router"]
 
@@ -70,6 +74,9 @@ def connector_router(store: Store, auth: AuthPolicy) -> APIRouter:
                 requests=requests,
                 lease_seq=lease_seq,
                 superseded=superseded_intents_of(
+                    tx, now=store.clock(), within_s=body.superseded_within_s
+                ),
+                uncertain=uncertain_deliveries_of(
                     tx, now=store.clock(), within_s=body.superseded_within_s
                 ),
             )

@@ -142,6 +142,9 @@ ADDED_COLUMNS = (
     # revokes (chaos/service/takeover.py).
     ("intents", "public_key_pem", "TEXT"),
     ("intents", "at_s", "REAL"),
+    # 1: the certificate delivered for this intent's key came after another CA's answer
+    # was lost, so that CA may sign the key late (chaos/service/takeover.py).
+    ("intents", "uncertain", "INTEGER NOT NULL DEFAULT 0"),
 )
 INDEXES_ON_ADDED = (
     "CREATE INDEX IF NOT EXISTS requests_user ON requests(user_id, profile_id)",

@@ -99,6 +99,7 @@ from chaos.service._models_connector import (
     RevocationTaskOut,
     RoleOut,
     SupersededOut,
+    UncertainOut,
 )
 from chaos.service._models_device import (
     CheckinOut,
@@ -199,6 +200,7 @@ __all__ = [
     "SupersededOut",
     "TableRowOut",
     "Template",
+    "UncertainOut",
     "Usage",
     "UserAction",
     "UserCopyOut",

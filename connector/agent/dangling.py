@@ -44,6 +44,8 @@ class PendingUpload:
     envelope: bytes
     serial: int
     ca_name: str
+    # Another CA may also have signed the key (connector.service_client.UploadItem).
+    uncertain: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ def _settle_one(item: Dangling, ctx: IssueContext) -> bool:
                 upload.envelope,
                 upload.serial,
                 upload.ca_name,
+                uncertain=upload.uncertain,
             )
         except BadRequest as exc:
             # The service will not take it (another result, or no intent): never

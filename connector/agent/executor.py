@@ -272,6 +272,15 @@ class Executor:
                 epoch=given_up.epoch,
                 age_s=given_up.age_s,
             )
+        # And keys delivered while another CA may still sign them: the delivered one kept.
+        for delivered in reply.uncertain:
+            self.late.add(
+                delivered.request_id,
+                delivered.public_key_pem,
+                epoch=delivered.epoch,
+                age_s=delivered.age_s,
+                keep=(delivered.ca_name, delivered.serial),
+            )
         self.state.registered_epoch = epoch
         self.state.reconciled_epoch = None
         # The registration told the service we are alive and active; the health

@@ -169,7 +169,13 @@ def _record_intent(
 def _upload(ctx: IssueContext, member: Member[UploadItem] | None, item: UploadItem) -> None:
     if member is None:
         ctx.service.upload_result(
-            ctx.name, ctx.fence.epoch(), item.request_id, item.envelope, item.serial, item.ca_name
+            ctx.name,
+            ctx.fence.epoch(),
+            item.request_id,
+            item.envelope,
+            item.serial,
+            item.ca_name,
+            uncertain=item.uncertain,
         )
     else:
         member.call(item.request_id, item)
@@ -249,11 +255,16 @@ def _issue(
         _revoke_undeliverable(ctx, request, issued, f"cannot pack the PFX: {exc}")
         return _refuse(ctx, request, f"cannot pack the PFX: {exc}"), issued.ca_name
     del key, pfx  # the PFX inside the envelope is the only copy that leaves this function
-    progress.upload = PendingUpload(envelope, issued.serial, issued.ca_name)
+    uncertain = bool(issued.uncertain)  # a CA where an earlier attempt may have signed too
+    progress.upload = PendingUpload(envelope, issued.serial, issued.ca_name, uncertain)
 
     try:
         with stages("upload"):
-            _upload(ctx, results, UploadItem(request.id, envelope, issued.serial, issued.ca_name))
+            _upload(
+                ctx,
+                results,
+                UploadItem(request.id, envelope, issued.serial, issued.ca_name, uncertain),
+            )
     except StaleEpochError:
         _revoke_undeliverable(ctx, request, issued, "service refused our epoch (409)")
         raise

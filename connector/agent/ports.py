@@ -105,7 +105,15 @@ class IssuanceService(Protocol):
     ) -> None: ...
 
     def upload_result(
-        self, name: str, epoch: int, request_id: str, envelope: bytes, serial: int, ca_name: str
+        self,
+        name: str,
+        epoch: int,
+        request_id: str,
+        envelope: bytes,
+        serial: int,
+        ca_name: str,
+        *,
+        uncertain: bool = False,
     ) -> None: ...
 
     def fail_request(

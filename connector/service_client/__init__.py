@@ -54,6 +54,7 @@ from connector.service_client._models import (
     Registration,
     RevocationTask,
     Superseded,
+    Uncertain,
     UploadItem,
 )
 from connector.service_client._wire import tls_context
@@ -73,6 +74,7 @@ __all__ = [
     "ServiceUnavailable",
     "StaleEpochError",
     "Superseded",
+    "Uncertain",
     "UploadItem",
     "tls_context",
 ]

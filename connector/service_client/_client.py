@@ -23,8 +23,9 @@ from connector.service_client._models import (
     intent_from_json,
     request_from_json,
     superseded_from_json,
+    uncertain_from_json,
 )
-from connector.service_client._wire import chunks, decode, load_cert, tls_context
+from connector.service_client._wire import Item, chunks, decode, load_cert, tls_context
 
 __all__ = ["API_PREFIX", "ServiceClient"]
 
@@ -135,7 +136,8 @@ class ServiceClient:
         """Claim "active" for ``epoch``; the answer carries the stale intents and, with
         ``max_items``, a first poll of that many requests (leased to this epoch;
         ``received`` as :meth:`poll_work`'s: 0 when this epoch received nothing yet);
-        with ``superseded_within_s``, the keys of intents given up on that recently."""
+        with ``superseded_within_s``, the keys of intents given up on that recently, and
+        of deliveries that recent another CA may still sign late."""
         payload: dict[str, Any] = {"name": name, "epoch": epoch}
         if max_items:
             payload["max_items"] = max_items
@@ -149,6 +151,7 @@ class ServiceClient:
             requests=[request_from_json(item) for item in body.get("requests", [])],
             lease_seq=_optional_int(body.get("lease_seq")),
             superseded=[superseded_from_json(item) for item in body.get("superseded", [])],
+            uncertain=[uncertain_from_json(item) for item in body.get("uncertain", [])],
         )
 
     def heartbeat(
@@ -232,19 +235,21 @@ class ServiceClient:
         envelope: bytes,
         serial: int,
         ca_name: str,
+        *,
+        uncertain: bool = False,
     ) -> None:
-        self._call(
-            "POST",
-            f"/requests/{request_id}/result",
-            {
-                "name": name,
-                "epoch": epoch,
-                "envelope_b64": base64.b64encode(envelope).decode("ascii"),
-                # Decimal string: serials are up to 160 bits, beyond JSON's safe integers.
-                "serial": str(serial),
-                "ca_name": ca_name,
-            },
-        )
+        """``uncertain``: another CA may also have signed this key (see :class:`UploadItem`)."""
+        body: dict[str, Any] = {
+            "name": name,
+            "epoch": epoch,
+            "envelope_b64": base64.b64encode(envelope).decode("ascii"),
+            # Decimal string: serials are up to 160 bits, beyond JSON's safe integers.
+            "serial": str(serial),
+            "ca_name": ca_name,
+        }
+        if uncertain:
+            body["uncertain"] = True
+        self._call("POST", f"/requests/{request_id}/result", body)
 
     def record_intents(
         self, name: str, epoch: int, intents: Sequence[tuple[str, str]]
@@ -252,7 +257,7 @@ class ServiceClient:
         """Intents ``(request_id, public_key_pem)`` in one call: per request, None when
         recorded or the :class:`BadRequest` that one item got. A refusal of the whole
         call (409, 5xx, ...) raises as :meth:`record_intent` would."""
-        items = [{"request_id": rid, "public_key_pem": pem} for rid, pem in intents]
+        items: list[Item] = [{"request_id": rid, "public_key_pem": pem} for rid, pem in intents]
         return self._batch("/requests/intents", name, epoch, items)
 
     def upload_results(
@@ -260,12 +265,13 @@ class ServiceClient:
     ) -> dict[str, BadRequest | None]:
         """Results in as few calls as the service's body limit allows; per request as
         :meth:`record_intents`."""
-        items = [
+        items: list[Item] = [
             {
                 "request_id": r.request_id,
                 "envelope_b64": base64.b64encode(r.envelope).decode("ascii"),
                 "serial": str(r.serial),
                 "ca_name": r.ca_name,
+                **({"uncertain": True} if r.uncertain else {}),
             }
             for r in results
         ]
@@ -275,7 +281,7 @@ class ServiceClient:
         return outcomes
 
     def _batch(
-        self, path: str, name: str, epoch: int, items: list[dict[str, str]]
+        self, path: str, name: str, epoch: int, items: list[Item]
     ) -> dict[str, BadRequest | None]:
         body = self._call("POST", path, {"name": name, "epoch": epoch, "items": items})
         outcomes: dict[str, BadRequest | None] = {}

@@ -66,6 +66,9 @@ class UploadItem:
     envelope: bytes  # CMS EnvelopedData to the KRA, holding the PFX
     serial: int
     ca_name: str
+    # Another CA may also have signed this key (its answer was lost): the service then
+    # tells a new leader the key, to watch for that late certificate (:class:`Uncertain`).
+    uncertain: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,12 +105,27 @@ class Superseded:
 
 
 @dataclass(frozen=True)
+class Uncertain:
+    """A key delivered as ``(ca_name, serial)`` after another CA's answer for it was lost,
+    its intent recorded ``age_s`` seconds ago: that CA may still sign it late, and only
+    the delivered certificate may stay valid."""
+
+    request_id: str
+    epoch: int
+    public_key_pem: str
+    age_s: float
+    ca_name: str
+    serial: int
+
+
+@dataclass(frozen=True)
 class Registration:
     """What :meth:`ServiceClient.register` read in the same round trip as it registered.
 
     ``intents`` as :meth:`ServiceClient.inflight_intents` would list them now (no older
     epoch can add one once this one is registered); ``requests`` a first poll;
-    ``superseded`` the keys of recent intents given up on.
+    ``superseded`` the keys of recent intents given up on, ``uncertain`` those of
+    recent uncertain deliveries.
     """
 
     intents: list[Intent] = field(default_factory=list)
@@ -115,6 +133,8 @@ class Registration:
     lease_seq: int | None = None  # as :attr:`Polled.lease_seq`
     # Recent intents given up on (``superseded_within_s``): the new leader watches them.
     superseded: list[Superseded] = field(default_factory=list)
+    # Delivered keys another CA may sign late, in the same window: watched too.
+    uncertain: list[Uncertain] = field(default_factory=list)
 
 
 def request_from_json(item: dict[str, Any]) -> CertificateRequest:
@@ -151,4 +171,15 @@ def superseded_from_json(item: dict[str, Any]) -> Superseded:
         epoch=int(item["epoch"]),
         public_key_pem=str(item["public_key_pem"]),
         age_s=float(item["age_s"]),
+    )
+
+
+def uncertain_from_json(item: dict[str, Any]) -> Uncertain:
+    return Uncertain(
+        request_id=str(item["request_id"]),
+        epoch=int(item["epoch"]),
+        public_key_pem=str(item["public_key_pem"]),
+        age_s=float(item["age_s"]),
+        ca_name=str(item["ca_name"]),
+        serial=int(item["serial"]),
     )

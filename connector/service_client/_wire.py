@@ -50,12 +50,17 @@ def load_cert(context: ssl.SSLContext, cert: Any) -> None:
         context.load_cert_chain(os.fspath(cert[0]), os.fspath(cert[1]))
 
 
-def chunks(items: list[dict[str, str]], limit: int) -> Iterator[list[dict[str, str]]]:
+Item = dict[str, str | bool]
+"""One item of a batch call: strings, and flags such as a result's ``uncertain``."""
+
+
+def chunks(items: list[Item], limit: int) -> Iterator[list[Item]]:
     """Consecutive runs of ``items`` whose JSON stays under ``limit`` bytes (one item at least)."""
-    chunk: list[dict[str, str]] = []
+    chunk: list[Item] = []
     size = 0
     for item in items:
-        length = sum(len(k) + len(v) + 8 for k, v in item.items())
+        # A flag's JSON (true/false) is no longer than its str() ("True"/"False").
+        length = sum(len(k) + len(str(v)) + 8 for k, v in item.items())
         if chunk and size + length > limit:
             yield chunk
             chunk, size = [], 0

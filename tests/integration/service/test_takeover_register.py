@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from chaos.launch.service import ServiceProcess
-from connector.service_client import ServiceClient, StaleEpochError
+from connector.service_client import ServiceClient, StaleEpochError, UploadItem
 from tests.fixtures.service import next_epoch, unique
-from tests.integration.service.helpers import build_world, new_key, public_pem
+from tests.integration.service.helpers import MiniCA, build_world, issue_for, new_key, public_pem
 
 
 @pytest.fixture
@@ -105,4 +105,66 @@ def test_registration_tells_the_keys_of_recent_intents_given_up_on(
         s
         for s in client.register(new, epoch + 4, superseded_within_s=1e-6).superseded
         if s.request_id in {r.id for r in mine}
+    ]
+
+
+def test_registration_lists_keys_delivered_while_another_ca_may_sign_them_late(
+    admin: httpx.Client, client: ServiceClient
+) -> None:
+    """A result uploaded as ``uncertain`` (another CA's answer for the key was lost) comes
+    back to a new leader with the delivered certificate to keep; a certain one does not."""
+    world = build_world(admin, unique, devices=3)
+    old, new = unique("old"), unique("new")
+    epoch = next_epoch(admin)
+    client.register(old, epoch)
+    mine = sorted(
+        (r for r in client.poll_requests(old, epoch, 500, 0) if r.device_id in world.devices),
+        key=lambda r: r.id,
+    )
+    single, batched, certain = mine
+    ca, kra = MiniCA(), client.kra_certificate()
+    issued = {r.id: issue_for(r, ca, kra) for r in mine}
+    for r in mine:
+        client.record_intent(old, epoch, r.id, public_pem(issued[r.id].key))
+    one = issued[single.id]
+    client.upload_result(
+        old, epoch, single.id, one.envelope, one.cert.serial_number, ca.name, uncertain=True
+    )
+    outcomes = client.upload_results(
+        old,
+        epoch,
+        [
+            UploadItem(
+                batched.id,
+                issued[batched.id].envelope,
+                issued[batched.id].cert.serial_number,
+                ca.name,
+                uncertain=True,
+            ),
+            UploadItem(
+                certain.id,
+                issued[certain.id].envelope,
+                issued[certain.id].cert.serial_number,
+                ca.name,
+            ),
+        ],
+    )
+    assert outcomes == {batched.id: None, certain.id: None}
+
+    reply = client.register(new, epoch + 1, superseded_within_s=30.0)
+    listed = {u.request_id: u for u in reply.uncertain if u.request_id in {r.id for r in mine}}
+    assert sorted(listed) == sorted([single.id, batched.id])
+    for request_id, entry in listed.items():
+        assert entry.epoch == epoch
+        assert entry.public_key_pem == public_pem(issued[request_id].key)
+        assert (entry.ca_name, entry.serial) == (ca.name, issued[request_id].cert.serial_number)
+        assert 0.0 <= entry.age_s < 30.0
+    # Delivered keys are their requests' current intents: never "given up on".
+    assert not [s for s in reply.superseded if s.request_id in {r.id for r in mine}]
+    # Not asked, or a window that ended: nothing.
+    assert client.register(new, epoch + 2).uncertain == []
+    assert not [
+        u
+        for u in client.register(new, epoch + 3, superseded_within_s=1e-6).uncertain
+        if u.request_id in {r.id for r in mine}
     ]

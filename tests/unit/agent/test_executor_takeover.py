@@ -23,6 +23,8 @@ from connector.service_client import (
     Polled,
     ProfileSpec,
     Registration,
+    Superseded,
+    Uncertain,
 )
 
 EPOCH = 7
@@ -217,5 +219,26 @@ def test_the_first_batch_is_never_more_than_the_hand_can_take() -> None:
     try:
         executor.execute(Decision(Action.REGISTER, "test", epoch=EPOCH))
         assert service.registered == [(EPOCH, 2)]
+    finally:
+        executor.close()
+
+
+def test_the_registration_hands_over_the_keys_to_watch_for_late_certificates() -> None:
+    """Keys given up on, and keys delivered while another CA may still sign them (the
+    delivered certificate kept): the new leader watches both, for what is left of their
+    window, whoever watched them before."""
+    given_up = Superseded("req-1", EPOCH - 1, PEM, age_s=4.0)
+    delivered = Uncertain("req-2", EPOCH - 1, PEM, age_s=2.0, ca_name="secondary", serial=42)
+    service = FakeService(Registration(superseded=[given_up], uncertain=[delivered]))
+    executor = _executor(service)
+    try:
+        executor.execute(Decision(Action.REGISTER, "test", epoch=EPOCH))
+        watched = {w.request_id: w for w in executor.late.due()}
+        assert sorted(watched) == ["req-1", "req-2"]
+        assert watched["req-1"].keep is None
+        assert watched["req-2"].keep == ("secondary", 42)
+        assert watched["req-2"].epoch == EPOCH - 1
+        # The later intent has the longer window left.
+        assert watched["req-2"].until > watched["req-1"].until
     finally:
         executor.close()

@@ -46,7 +46,7 @@ class Service:
     ) -> Mapping[str, None]:
         return dict.fromkeys((rid for rid, _ in items), None)
 
-    def upload_result(self, name: str, epoch: int, request_id: str, *_: Any) -> None:
+    def upload_result(self, name: str, epoch: int, request_id: str, *_: Any, **__: Any) -> None:
         pass
 
     def upload_results(
