@@ -32,8 +32,12 @@ def test_the_successor_revokes_the_late_certificate_and_keeps_the_delivered_one(
     router = cfssl_router(call_timeout_s=1.0, breaker_threshold=1, breaker_reset_s=0.5)
     # A warm connection to the primary, so that the pause catches a sent request
     # (tests/integration/pki/test_failover.py explains why).
-    router.issue(build_csr(generate_key(KeyType.P256), "CN={{UserName}}", [], VARIABLES),
-                 "user-auth", "r-warm", time.monotonic() + 5)  # fmt: skip
+    router.issue(
+        build_csr(generate_key(KeyType.P256), "CN={{UserName}}", [], VARIABLES),
+        "user-auth",
+        "r-warm",
+        time.monotonic() + 5,
+    )
     key = generate_key(KeyType.P256)
     csr = build_csr(key, "CN={{UserName}}", [], VARIABLES)  # type: ignore[arg-type]
     cfssl_cas.pause("primary")
@@ -50,11 +54,17 @@ def test_the_successor_revokes_the_late_certificate_and_keeps_the_delivered_one(
 
     # What the registration hands the successor (the service keeps it for the window).
     pem = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-    handed = Uncertain("r-late", 7, pem.decode(), age_s=1.0, ca_name="secondary",
-                       serial=delivered.serial)  # fmt: skip
+    handed = Uncertain(
+        "r-late", 7, pem.decode(), age_s=1.0, ca_name="secondary", serial=delivered.serial
+    )
     watch = LateWatch(30.0)
-    watch.add(handed.request_id, handed.public_key_pem, epoch=handed.epoch,
-              age_s=handed.age_s, keep=(handed.ca_name, handed.serial))  # fmt: skip
+    watch.add(
+        handed.request_id,
+        handed.public_key_pem,
+        epoch=handed.epoch,
+        age_s=handed.age_s,
+        keep=(handed.ca_name, handed.serial),
+    )
     report = sweep_late(
         watch,
         router,
@@ -72,6 +82,12 @@ def test_the_successor_revokes_the_late_certificate_and_keeps_the_delivered_one(
     assert states[late[0]] is True
     # The key stays watched (another copy may still come), and a second sweep finds
     # nothing more to revoke.
-    again = sweep_late(watch, router, None, name="c2", deadline=lambda: time.monotonic() + 5,
-                       is_retryable=is_retryable)  # fmt: skip
+    again = sweep_late(
+        watch,
+        router,
+        None,
+        name="c2",
+        deadline=lambda: time.monotonic() + 5,
+        is_retryable=is_retryable,
+    )
     assert again.revoked == []
