@@ -307,8 +307,14 @@ class Executor:
         )
         self.state.last_heartbeat_at = self.deps.clock()
         self.state.service_retry_at = None
-        if not decision.as_leader and self.deps.warm_connections:
+        if (
+            not decision.as_leader
+            and self.deps.warm_connections
+            and self.deps.lease.fresh_epoch() is None
+        ):
             # A takeover's first calls run side by side; their TLS is done beforehand.
+            # Not once the lease is ours (elected during this heartbeat): the probes
+            # would hold the warm connections while the registration needs one.
             self.deps.service.keep_warm(
                 self.deps.warm_connections, timeout=self.deps.loop_call_timeout_s
             )

@@ -33,6 +33,9 @@ API_PREFIX = "/api/v1/connector"
 # Long polls are answered by the service within wait_s; the socket may take
 # that long plus the ordinary timeout.
 _LONG_POLL_SLACK_S = 5.0
+# How long a registration waits for a keep-warm round still out (its probes answer in
+# one round trip; a new connection costs TCP's and TLS's round trips on top).
+_WARM_WAIT_S = 1.0
 # Batched results are split to stay well under the service's 1 MiB body limit.
 _BATCH_BODY_BYTES = 512 * 1024
 
@@ -137,7 +140,14 @@ class ServiceClient:
         ``max_items``, a first poll of that many requests (leased to this epoch;
         ``received`` as :meth:`poll_work`'s: 0 when this epoch received nothing yet);
         with ``superseded_within_s``, the keys of intents given up on that recently, and
-        of deliveries that recent another CA may still sign late."""
+        of deliveries that recent another CA may still sign late.
+
+        A keep-warm round still out holds the warm connections for a round trip: the
+        registration waits for it (at most ``_WARM_WAIT_S``) rather than make a new
+        connection, which costs a round trip or two more over a WAN.
+        """
+        if self._warming.acquire(timeout=_WARM_WAIT_S):
+            self._warming.release()
         payload: dict[str, Any] = {"name": name, "epoch": epoch}
         if max_items:
             payload["max_items"] = max_items

@@ -37,8 +37,11 @@ PEM = (
 
 
 class FakeLease:
+    def __init__(self, epoch: int | None = EPOCH) -> None:
+        self.epoch = epoch
+
     def fresh_epoch(self) -> int | None:
-        return EPOCH
+        return self.epoch
 
     def release(self, reason: str) -> None:
         pass
@@ -108,7 +111,9 @@ class FakeIssuer:
         return {"primary": "closed"}
 
 
-def _executor(service: FakeService, *, workers: int = 8) -> Executor:
+def _executor(
+    service: FakeService, *, workers: int = 8, lease: FakeLease | None = None
+) -> Executor:
     def refuse(*_: Any) -> Any:
         # A profile the connector refuses: the request is failed at once, which
         # shows it reached an issuing thread without a CA behind the test.
@@ -119,7 +124,7 @@ def _executor(service: FakeService, *, workers: int = 8) -> Executor:
         service=service,
         issuer=FakeIssuer(),
         pki=Pki(new_key=refuse, build_csr=refuse, pack_pfx=refuse, seal=refuse),
-        lease=FakeLease(),
+        lease=lease or FakeLease(),
         ca_errors=(OSError,),
         is_retryable=lambda exc: True,
         workers=workers,
@@ -169,11 +174,17 @@ def test_a_registration_without_pending_work_starts_no_batch() -> None:
 
 def test_a_standby_keeps_connections_warm_with_its_heartbeat_and_a_leader_does_not() -> None:
     service = FakeService(Registration())
-    executor = _executor(service)
+    lease = FakeLease(epoch=None)
+    executor = _executor(service, lease=lease)
     try:
         executor.execute(Decision(Action.HEARTBEAT, "test", epoch=None))
         assert service.warmed == [4]
         executor.execute(Decision(Action.HEARTBEAT, "test", epoch=EPOCH, as_leader=True))
+        assert service.warmed == [4]
+        # Elected while a standby's heartbeat was out: the registration comes next and
+        # needs a warm connection, so no probe round takes them all now.
+        lease.epoch = EPOCH
+        executor.execute(Decision(Action.HEARTBEAT, "test", epoch=None))
         assert service.warmed == [4]
     finally:
         executor.close()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 
 import httpx
 import pytest
@@ -159,3 +160,33 @@ def test_a_batch_answer_that_forgets_an_item_is_not_taken_as_success() -> None:
     client = client_answering(200, {"items": [{"id": "r1", "state": "in_flight"}]})
     with pytest.raises(ServiceUnavailable):
         client.record_intents("c1", 5, [("r1", "pem"), ("r2", "pem")])
+
+
+def test_a_registration_waits_for_the_keep_warm_round_still_out() -> None:
+    """Its probes hold the warm connections for a round trip; a new connection would
+    cost more (TCP and TLS) than waiting for one of them to come back."""
+    probes_held = threading.Event()
+    release_probes = threading.Event()
+    order: list[str] = []
+    lock = threading.Lock()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/kra-certificate"):
+            probes_held.set()
+            release_probes.wait(5)
+            with lock:
+                order.append("probe")
+            return httpx.Response(200, json={"certificate_pem": "x"})
+        with lock:
+            order.append(request.url.path.rsplit("/", 1)[-1])
+        return httpx.Response(200, json={"name": "c1", "role": "active", "epoch": 7})
+
+    client = ServiceClient("http://service.test", transport=httpx.MockTransport(handler))
+    assert client.keep_warm(2, timeout=5)
+    assert probes_held.wait(5)
+    threading.Timer(0.2, release_probes.set).start()
+    client.register("c1", 7)
+    assert order == ["probe", "probe", "register"]
+    # With no round out it goes at once.
+    client.register("c1", 8)
+    assert order[-1] == "register"
