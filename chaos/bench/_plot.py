@@ -21,6 +21,18 @@ from typing import Any
 
 __all__ = ["cpu_budget_plot", "ratio_runs_plot", "rtt_sweep_plot"]
 
+
+def _saved(fig: Any, path: Path) -> Path:
+    """Lay ``fig`` out, write it to ``path`` (making its directory) and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 _OTHER_PARTS = (
     ("service", "stand-in service"),
     ("bench_and_devices", "devices and bench"),
@@ -77,11 +89,7 @@ def cpu_budget_plot(result: dict[str, Any], path: Path, *, target: float = 0.8) 
         f"of raw keygen ({layout})"
     )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=4, fontsize=8, frameon=False)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _saved(fig, path)
 
 
 def _leader_stages(ax: Any, breakdown: dict[str, float], key_ms: float) -> None:
@@ -156,11 +164,7 @@ def rtt_sweep_plot(result: dict[str, Any], path: Path) -> Path:
         f"load {result.get('loadavg_1m_at_end')}",
         fontsize=10,
     )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _saved(fig, path)
 
 
 def ratio_runs_plot(summary: dict[str, Any], path: Path) -> Path:
@@ -231,8 +235,4 @@ def ratio_runs_plot(summary: dict[str, Any], path: Path) -> Path:
         f"{summary['share_at_target']:.0%}",
         fontsize=10,
     )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _saved(fig, path)
