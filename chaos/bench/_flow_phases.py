@@ -1,7 +1,7 @@
 """The measured phases of ``pfxha bench flow``: raw keygen, saturation rounds, half load.
 
     window = measure_keygen("rsa2048", 5.0, processes=1, cpus=[0])
-    window.per_s, window.keys, window.key_time_cv   # keys/s; how many; spread of their CPU
+    window.per_s, window.keys, window.times.cv      # keys/s; how many; spread of their CPU
     sat = saturation(admin, db_path, "rsa2048", 100, 120.0, prefix="sat1", meter=meter)
     half = paced(admin, db_path, "rsa2048", window.per_s / 2, 10.0, timeout=60.0)
     cpu_s, keys = leader_keygen(fleet, "c1", "rsa2048")   # from its /metrics
@@ -77,10 +77,6 @@ class KeygenWindow:
     per_s: float
     keys: int
     times: KeyTimes
-
-    @property
-    def key_time_cv(self) -> float:
-        return self.times.cv
 
     @staticmethod
     def pooled(windows: Sequence[KeygenWindow]) -> KeyTimes:
