@@ -162,7 +162,9 @@ def test_a_batch_answer_that_forgets_an_item_is_not_taken_as_success() -> None:
         client.record_intents("c1", 5, [("r1", "pem"), ("r2", "pem")])
 
 
-def test_a_registration_waits_for_the_keep_warm_round_still_out() -> None:
+def test_a_registration_waits_for_the_keep_warm_round_still_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Its probes hold the warm connections for a round trip; a new connection would
     cost more (TCP and TLS) than waiting for one of them to come back."""
     probes_held = threading.Event()
@@ -181,6 +183,8 @@ def test_a_registration_waits_for_the_keep_warm_round_still_out() -> None:
             order.append(request.url.path.rsplit("/", 1)[-1])
         return httpx.Response(200, json={"name": "c1", "role": "active", "epoch": 7})
 
+    # The wait's own bound far beyond the probes' release: a late timer cannot decide it.
+    monkeypatch.setattr("connector.service_client._client._WARM_WAIT_S", 30.0)
     client = ServiceClient("http://service.test", transport=httpx.MockTransport(handler))
     assert client.keep_warm(2, timeout=5)
     assert probes_held.wait(5)
