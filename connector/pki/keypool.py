@@ -83,9 +83,13 @@ class KeyPool:
         self._stopping = False
         self._hits = 0
         self._misses = 0
-        # Waiters are woken first come, first served (threading.Condition's order;
-        # a caller arriving just as a turn frees up can slip in ahead).
-        self._on_demand = threading.BoundedSemaphore(on_demand or usable_cpus())
+        # Keys made on demand take turns in the order their callers found the pool
+        # empty: each miss draws a ticket (under the pool's lock, with the miss), and
+        # ticket t may start once t < finished + on_demand.
+        self._on_demand = on_demand or usable_cpus()
+        self._turns = threading.Condition()
+        self._tickets = 0
+        self._finished = 0
 
     def start(self) -> KeyPool:
         with self._cond:
@@ -162,8 +166,16 @@ class KeyPool:
                 self._cond.notify_all()  # a slot opened: refill it
                 return key
             self._misses += 1
-        with self._on_demand:
+            ticket = self._tickets
+            self._tickets += 1
+        with self._turns:
+            self._turns.wait_for(lambda: ticket < self._finished + self._on_demand)
+        try:
             return self._generate(kt)
+        finally:
+            with self._turns:
+                self._finished += 1
+                self._turns.notify_all()
 
     def available(self, key_type: KeyType | str) -> int:
         kt = key_type if isinstance(key_type, KeyType) else KeyType.parse(key_type)
