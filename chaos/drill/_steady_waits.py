@@ -87,9 +87,7 @@ class SteadyWaits:
         """
 
         def in_line() -> bool:
-            leader = self.observer.leader.name
-            standbys = {m for m in self.lab.connector_members() if m != leader}
-            return standbys <= self.lab.election_line()
+            return not self.lab.members_out_of_line() - {self.observer.leader.name}
 
         return self._poll_settle(in_line)
 

@@ -278,11 +278,12 @@ class LabControls(LabBase):
         status = read_cluster_status(self.zk.hosts, self.cluster)
         return sorted(m.name for m in status.members)
 
-    def election_line(self) -> set[str]:
-        """Members in the election's line: those a crash or a hand-over can go to
-        (a member that withholds itself, e.g. in its hold-down after a yield, is not)."""
+    def members_out_of_line(self) -> set[str]:
+        """Members not in the election's line (one read): no crash or hand-over can go to
+        them. The leader may be one; a standby is while it withholds itself (its
+        hold-down after a yield, or a dependency it cannot reach)."""
         status = read_cluster_status(self.zk.hosts, self.cluster)
-        return {c.name for c in status.line}
+        return {m.name for m in status.members} - {c.name for c in status.line}
 
     def service_db(self) -> ServiceDb:
         return ServiceDb(self._service().db_path)

@@ -239,12 +239,9 @@ def test_a_round_waits_until_every_standby_is_back_in_the_election_line() -> Non
         def __init__(self) -> None:
             self.looks = 0
 
-        def connector_members(self) -> list[str]:
-            return ["c1", "c2", "c3"]
-
-        def election_line(self) -> set[str]:
+        def members_out_of_line(self) -> set[str]:
             self.looks += 1
-            return {"c1", "c2", "c3"} if self.looks >= 3 else {"c1", "c2"}
+            return set() if self.looks >= 3 else {"c3"}
 
     observer = FakeObserver([], [])
     observer.leader = LeaderChange(0.0, "c1", 2)  # type: ignore[attr-defined]
