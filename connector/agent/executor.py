@@ -263,24 +263,9 @@ class Executor:
         )
         self._listed_intents = (epoch, list(reply.intents))
         self._note_received(epoch, reply.lease_seq)
-        # Keys given up on lately, maybe by a process that is gone now: their late
+        # Keys watched lately, maybe by a process that is gone now: their late
         # certificates are ours to revoke (the watch outlives who kept it).
-        for given_up in reply.superseded:
-            self.late.add(
-                given_up.request_id,
-                given_up.public_key_pem,
-                epoch=given_up.epoch,
-                age_s=given_up.age_s,
-            )
-        # And keys delivered while another CA may still sign them: the delivered one kept.
-        for delivered in reply.uncertain:
-            self.late.add(
-                delivered.request_id,
-                delivered.public_key_pem,
-                epoch=delivered.epoch,
-                age_s=delivered.age_s,
-                keep=(delivered.ca_name, delivered.serial),
-            )
+        self.late.inherit(reply.superseded, reply.uncertain)
         self.state.registered_epoch = epoch
         self.state.reconciled_epoch = None
         # The registration told the service we are alive and active; the health

@@ -19,6 +19,7 @@ deadline; the window adds margin for a sender on another host::
 
     watch = LateWatch(window_s=30.0)
     watch.add("r1", public_key_pem, epoch=6)     # requeued: nothing found for this key
+    watch.inherit(reply.superseded, reply.uncertain)   # what a registration hands over
     report = sweep_late(watch, issuer, fence, deadline=deadline, is_retryable=is_retryable)
     report.revoked       # OrphanRevocation(...) for each late certificate
     len(watch)           # entries still inside their window
@@ -50,7 +51,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
@@ -62,6 +63,7 @@ from connector.agent.reconcile import (
     revoke_orphans,
     search_keys,
 )
+from connector.service_client import Superseded, Uncertain
 
 __all__ = ["LateReport", "LateSweeps", "LateWatch", "Watched", "plan_late", "sweep_late"]
 
@@ -143,6 +145,21 @@ class LateWatch:
                     MAX_WATCHED,
                     dropped.request_id,
                 )
+
+    def inherit(self, given_up: Iterable[Superseded], delivered: Iterable[Uncertain]) -> None:
+        """Watch what a registration hands over, maybe from a process that is gone now,
+        each for what is left of its window: keys given up on, and keys delivered while
+        another CA may still sign them (the delivered certificate kept)."""
+        for key in given_up:
+            self.add(key.request_id, key.public_key_pem, epoch=key.epoch, age_s=key.age_s)
+        for kept in delivered:
+            self.add(
+                kept.request_id,
+                kept.public_key_pem,
+                epoch=kept.epoch,
+                age_s=kept.age_s,
+                keep=(kept.ca_name, kept.serial),
+            )
 
     def due(self) -> list[Watched]:
         """Entries still inside their window (expired ones are dropped)."""

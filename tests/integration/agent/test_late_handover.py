@@ -58,13 +58,7 @@ def test_the_successor_revokes_the_late_certificate_and_keeps_the_delivered_one(
         "r-late", 7, pem.decode(), age_s=1.0, ca_name="secondary", serial=delivered.serial
     )
     watch = LateWatch(30.0)
-    watch.add(
-        handed.request_id,
-        handed.public_key_pem,
-        epoch=handed.epoch,
-        age_s=handed.age_s,
-        keep=(handed.ca_name, handed.serial),
-    )
+    watch.inherit([], [handed])  # as the successor's executor does with its registration
     report = sweep_late(
         watch,
         router,
