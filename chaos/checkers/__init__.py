@@ -21,6 +21,7 @@ from chaos.checkers.certificates import (
     check_duplicates,
     count_duplicates,
     count_extras,
+    late_certificates,
 )
 from chaos.checkers.epochs import check_single_active, check_stale_epochs
 from chaos.checkers.model import (
@@ -63,6 +64,7 @@ __all__ = [
     "count_extras",
     "count_requests",
     "count_user_scope",
+    "late_certificates",
     "verify_chain",
     "verify_delivered_pfx",
 ]

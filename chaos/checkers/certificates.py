@@ -9,10 +9,17 @@ is called), or, failing that, to the request it was delivered for.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 
-from chaos.checkers.model import CaCertificate, Snapshot
+from chaos.checkers.model import CaCertificate, DeliveredCertificate, Snapshot
 
-__all__ = ["attribute_certificates", "check_duplicates", "count_duplicates", "count_extras"]
+__all__ = [
+    "attribute_certificates",
+    "check_duplicates",
+    "count_duplicates",
+    "count_extras",
+    "late_certificates",
+]
 
 
 def attribute_certificates(
@@ -76,3 +83,23 @@ def count_extras(snapshot: Snapshot) -> tuple[int, int]:
     by_request, unattributed = attribute_certificates(snapshot)
     duplicates = sum(1 for certs in by_request.values() if sum(not c.revoked for c in certs) > 1)
     return duplicates, sum(1 for cert in unattributed if not cert.revoked)
+
+
+def late_certificates(
+    keys_in_doubt: Mapping[str, str],
+    delivered: Iterable[DeliveredCertificate],
+    certificates: Iterable[CaCertificate],
+) -> list[tuple[str, CaCertificate]]:
+    """``(request, certificate)`` for each certificate of a key in doubt that is not
+    the delivered one: a CA whose answer was lost signed the key after all.
+
+    ``keys_in_doubt`` maps key (SPKI SHA-256) -> request, as
+    :meth:`chaos.checkers.state.ServiceDb.keys_in_doubt` reads it.
+    """
+    held = {d.request: (d.issuer, d.serial) for d in delivered}
+    found: list[tuple[str, CaCertificate]] = []
+    for cert in certificates:
+        request = keys_in_doubt.get(cert.public_key_sha256)
+        if request is not None and held.get(request) != (cert.ca, cert.serial):
+            found.append((request, cert))
+    return found

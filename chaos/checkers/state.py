@@ -159,6 +159,24 @@ class ServiceDb:
             for r in self.rows("SELECT request_id, epoch, spki_sha256 FROM intents ORDER BY id")
         ]
 
+    def keys_in_doubt(self, since_unix: float) -> dict[str, str]:
+        """Key (SPKI SHA-256) -> request, for each intent recorded since ``since_unix``
+        that a CA may still sign although nobody will deliver it: given up on (no
+        longer its request's current intent: the CA's answer was lost, the request
+        requeued) or delivered ``uncertain`` (another CA signed it after the first
+        one's answer was lost). A certificate a CA records for such a key is late,
+        unless it is the one delivered."""
+        return {
+            str(r["spki_sha256"]): str(r["request_id"])
+            for r in self.rows(
+                "SELECT i.request_id, i.spki_sha256 FROM intents i "
+                "JOIN requests r ON r.id = i.request_id WHERE i.at_s >= ? AND "
+                "(i.uncertain = 1 OR r.intent_spki_sha256 IS NULL "
+                "OR r.intent_spki_sha256 != i.spki_sha256) ORDER BY i.id",
+                (since_unix,),
+            )
+        }
+
     def revocations(self) -> list[Revocation]:
         return [
             Revocation(r["id"], str(r["serial"]), r["ca_name"], r["state"], r["request_id"])

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from chaos.checkers import Snapshot
+from chaos.checkers import CaCertificate, Snapshot
 from chaos.drill.result import RoundResult, ScenarioResult
 from chaos.drill.scenarios import FaultTarget
 from connector.ca._openbao import DEFAULT_PATIENCE_S
@@ -42,6 +42,7 @@ class DrillLab(FaultTarget, Protocol):
     def placed(self, connector: str) -> bool: ...
     def key_pools_full(self, connectors: list[str]) -> bool: ...
     def dump_stacks(self, name: str) -> Path | None: ...
+    def ca_certificates(self) -> list[CaCertificate]: ...
 
 
 @dataclass
@@ -57,6 +58,10 @@ class DrillSettings:
     # ca-node-loss: the connectors' failover_patience_s for an electing CA cluster;
     # a certificate from the other CA sooner than this after the fault is a violation.
     ca_patience_s: float = DEFAULT_PATIENCE_S
+    # Scenarios with a late check: how long after the round settled a late
+    # certificate may still wait for its revocation (the connectors' late watch
+    # sweeps every few seconds once the CA's circuit closes again).
+    late_timeout: float = 30.0
 
 
 @dataclass

@@ -20,7 +20,8 @@ At the end of a scenario the workload pauses, the backlog drains, and every
 checker runs on the service DB, the CA certdbs and CRLs and the history.
 
 The waits for a steady lab are :mod:`chaos.drill._steady_waits`, a round's
-measurements :mod:`chaos.drill._round_measure`; the engine's settings, progress
+measurements :mod:`chaos.drill._round_measure`, the check of a stalled CA's
+late certificates :mod:`chaos.drill._late_check`; the engine's settings, progress
 and lab protocol :mod:`chaos.drill._engine_base` (all re-exported here).
 """
 
@@ -44,6 +45,7 @@ from chaos.checkers.ops import FAULT, NEMESIS
 from chaos.checkers.requests import DELIVERED_STATES
 from chaos.checkers.state import ServiceDb
 from chaos.drill._engine_base import DrillLab, DrillSettings, LabWedgedError, Progress
+from chaos.drill._late_check import LateCheck
 from chaos.drill._round_measure import RoundMeasure
 from chaos.drill._steady_waits import SteadyWaits
 from chaos.drill.drain import drain, settle
@@ -60,7 +62,7 @@ __all__ = ["DrillEngine", "DrillLab", "DrillSettings", "LabWedgedError", "Progre
 log = logging.getLogger(__name__)
 
 
-class DrillEngine(SteadyWaits, RoundMeasure):
+class DrillEngine(SteadyWaits, RoundMeasure, LateCheck):
     def __init__(
         self,
         lab: DrillLab,
@@ -166,8 +168,13 @@ class DrillEngine(SteadyWaits, RoundMeasure):
         fault = scenario.build(self.lab, leader)
         self.workload.prepare(s.burst)
         self._phase(scenario.name, number, self.progress.rounds, "inject")
-        t0 = self.history.now()
+        injected_at = self.history.now()
+        injected_unix = time.time()
         details = fault.inject()
+        # A staged fault says when the fault measured struck (ca-stall-kill: the kill,
+        # after the stall it waited on); otherwise it is inject's first act.
+        struck_at = details.pop("struck_at", None)
+        t0 = self.history.to_history_time(struck_at) if struck_at is not None else injected_at
         self.history.info(
             NEMESIS,
             FAULT,
@@ -214,7 +221,9 @@ class DrillEngine(SteadyWaits, RoundMeasure):
         self._phase(scenario.name, number, self.progress.rounds, "settle")
         self.lab.wait_whole(timeout=s.settle_timeout)
         self._wait_steady()
-        window = [e for e in self.history.snapshot() if e.time >= t0]
+        if scenario.late_check:
+            self._check_late(outcome, injected_unix)
+        window = [e for e in self.history.snapshot() if e.time >= injected_at]
         outcome.violations += check_single_active(window)
         outcome.leader_changes = count_leader_changes(window, baseline_epoch=before.epoch)
         outcome.violations += check_leader_changes(

@@ -23,6 +23,12 @@ Scenario ``random`` (the random nemesis) adds ``seed``, ``faults_planned`` and
 whose target was already faulted is skipped); its ``rounds`` are its faults and
 ``failover_s`` covers the faults with a recovery defined.
 
+Scenarios that stall a CA (``ca-stall``, ``ca-stall-kill``) add ``late``:
+``{"keys_in_doubt": int, "certificates": int, "revoked": int}``: keys sent to
+the stalled CA and then given up on (or delivered ``uncertain`` from the other
+CA), the late certificates the CA recorded for them once it resumed, and how
+many of those were revoked (a late certificate still valid is a violation).
+
 ``certificates`` says what the drill exercised, over the whole run (the
 service DB at the end): device-scoped certificates delivered; user-scoped
 ones delivered, for how many users, on how many devices, and how many
@@ -92,6 +98,12 @@ class RoundResult:
     attacks: dict[str, str] = field(default_factory=dict)
     # The random nemesis: this round's fault kind and target ("pause c2").
     fault: str = ""
+    # Scenarios that stall a CA (late_check): keys in doubt since the fault (given
+    # up on, or delivered uncertain), the late certificates CAs recorded for them,
+    # and how many of those were revoked (all of them, or the round has a violation).
+    keys_in_doubt: int | None = None
+    late_certificates: int | None = None
+    late_revoked: int | None = None
 
 
 @dataclass
@@ -139,6 +151,7 @@ class ScenarioResult:
             "stale_epoch_rejected": self.stale_epoch_rejected,
             "leader_changes": self.leader_changes,
             **({"attacks": self.attacks()} if any(r.attacks for r in self.rounds) else {}),
+            **({"late": self.late()} if self.late() is not None else {}),
             **(
                 {
                     "seed": self.seed,
@@ -148,6 +161,18 @@ class ScenarioResult:
                 if self.faults_injected is not None
                 else {}
             ),
+        }
+
+    def late(self) -> dict[str, int] | None:
+        """Over the rounds that checked them: keys in doubt, late certificates
+        found, and revoked (None: no round checked)."""
+        checked = [r for r in self.rounds if r.keys_in_doubt is not None]
+        if not checked:
+            return None
+        return {
+            "keys_in_doubt": sum(r.keys_in_doubt or 0 for r in checked),
+            "certificates": sum(r.late_certificates or 0 for r in checked),
+            "revoked": sum(r.late_revoked or 0 for r in checked),
         }
 
     def attacks(self) -> dict[str, str]:

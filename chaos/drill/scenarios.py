@@ -26,6 +26,15 @@ controls that must move none (``max_leader_changes`` 0, checked per round).
 ``ca-node-loss`` needs the CAs on OpenBao (``pfxha drill --ca openbao``) and
 joins ``all`` there.
 
+A hung CA (``ca-stall``, ``ca-stall-kill``) is SIGSTOPped with its sockets
+open: the leader's calls in flight time out and it gives up on their keys
+(requeues the requests, or has the other CA sign and says ``uncertain``); at
+SIGCONT the stalled CA acts on what it was sent and records late certificates
+for keys nobody holds. Each must be revoked (``late_check``): by the leader
+that gave the key up, or, in ``ca-stall-kill``, by its successor, since the
+leader is killed before the CA resumes (the round's clock starts at the
+kill: the fault's ``struck_at``).
+
 Host scenarios (``host-crash``, ``host-isolate``) need the hosts topology
 (``pfxha drill --hosts``) and join ``all`` there; on hosts, ``partition`` cuts
 the leader's *host* from its ZooKeeper peers instead of one process's packets.
@@ -34,6 +43,7 @@ the leader's *host* from its ZooKeeper peers instead of one process's packets.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
@@ -45,6 +55,7 @@ __all__ = [
     "ALL",
     "ALL_HOSTS",
     "BLIP_S",
+    "DOUBT_WAIT_S",
     "OPENBAO_ONLY",
     "SCENARIOS",
     "FaultTarget",
@@ -62,6 +73,10 @@ HELD: frozenset[str] = frozenset({"blocking", "blip"})
 
 # How long ``cut-blip`` cuts the leader from the service (below the yield threshold).
 BLIP_S = 1.0
+
+# ca-stall-kill: how long the stall may take until the leader gives up on a key
+# (a CA call's deadline, at most 2 s by default, after a request reached the CA).
+DOUBT_WAIT_S = 15.0
 
 
 class FaultTarget(Protocol):
@@ -85,6 +100,9 @@ class FaultTarget(Protocol):
     def start_connector(self, name: str) -> None: ...
     def kill_ca(self, name: str) -> None: ...
     def start_ca(self, name: str) -> None: ...
+    def pause_ca(self, name: str) -> None: ...
+    def resume_ca(self, name: str) -> None: ...
+    def keys_in_doubt(self, since_unix: float) -> dict[str, str]: ...
     def ca_active_node(self, name: str) -> str: ...
     def kill_ca_node(self, name: str, node: str) -> None: ...
     def start_ca_node(self, name: str, node: str) -> None: ...
@@ -114,6 +132,9 @@ class Scenario:
     max_leader_changes: int | None = None
     # How long to wait for recovery (None: the drill's recover timeout).
     recover_s: float | None = None
+    # The fault makes the leader give keys up that a CA may still sign: every late
+    # certificate for them must be revoked by the round's end (chaos.drill._late_check).
+    late_check: bool = False
 
 
 def _stop_connector(
@@ -214,6 +235,58 @@ def _ca_down(lab: FaultTarget, leader: str) -> Fault:
     return _kill_ca(lab, lab.primary_ca)
 
 
+def _ca_stall(lab: FaultTarget, leader: str) -> Fault:
+    name = lab.primary_ca
+
+    def inject() -> dict[str, Any]:
+        lab.pause_ca(name)
+        return {"ca": name}
+
+    return ProcessFault(f"SIGSTOP CA {name}", inject, lambda: lab.resume_ca(name))
+
+
+def _ca_stall_kill(
+    lab: FaultTarget,
+    leader: str,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Fault:
+    """Stall the primary CA; once the leader gave a key up, kill it, then resume the
+    CA: the late certificates it records are the successor's to revoke."""
+    stall = _ca_stall(lab, leader)
+
+    def inject() -> dict[str, Any]:
+        since = time.time()
+        details: dict[str, Any] = {"stall": stall.inject()}
+        deadline = clock() + DOUBT_WAIT_S
+        while not (doubtful := lab.keys_in_doubt(since)) and clock() < deadline:
+            sleep(0.05)
+        details["keys_in_doubt"] = len(doubtful)
+        if not doubtful:
+            details["notes"] = [
+                f"the leader gave no key up {DOUBT_WAIT_S:g}s into the stall; it was killed anyway"
+            ]
+        details["pid"] = lab.connector_pid(leader)
+        # The round's clock starts here (monotonic, as the history's).
+        details["struck_at"] = clock()
+        # SIGKILL and reap before the CA resumes: what it records now, no process
+        # that watched the key can see; only the registration hands it over.
+        lab.kill_connector(leader)
+        stall.heal()
+        return details
+
+    def heal() -> None:
+        stall.heal()
+        lab.start_connector(leader)
+
+    return ProcessFault(
+        f"CA {lab.primary_ca} stalled; SIGKILL connector {leader} once it gave a key up",
+        inject,
+        heal,
+    )
+
+
 def _both_down(lab: FaultTarget, leader: str) -> Fault:
     return CompositeFault(
         "connector and primary CA down", [_kill_connector(lab, leader), _ca_down(lab, leader)]
@@ -302,6 +375,12 @@ SCENARIOS: dict[str, Scenario] = {
                  leader_change=False),
         Scenario("both-down", "leader", "active connector and primary CA killed together",
                  _both_down),
+        Scenario("ca-stall", "ca",
+                 "primary CA hung (SIGSTOP): the secondary serves; its late certificates "
+                 "revoked", _ca_stall, leader_change=False, late_check=True),
+        Scenario("ca-stall-kill", "leader",
+                 "primary CA hung, the leader killed once it gave a key up: its "
+                 "successor revokes the late certificates", _ca_stall_kill, late_check=True),
         Scenario("graceful", "leader", "SIGTERM of the active connector", _terminate_connector),
         Scenario("switchover", "leader", "pfxha switchover: planned handover", _switchover),
         Scenario("pause", "leader", "SIGSTOP the leader past its session, then SIGCONT",

@@ -29,8 +29,8 @@ from typing import Any
 
 from kazoo.exceptions import NoNodeError
 
-from chaos.checkers.model import Snapshot
-from chaos.checkers.state import ServiceDb, read_snapshot
+from chaos.checkers.model import CaCertificate, Snapshot
+from chaos.checkers.state import ServiceDb, api_certificates, ca_certificates, read_snapshot
 from chaos.lab._lab_base import LabBase
 from chaos.launch._process import LaunchError, wait_for
 from chaos.launch.proxy import LinkFaults
@@ -114,6 +114,27 @@ class LabControls(LabBase):
 
     def start_ca(self, name: str) -> None:
         self.cas.start(name)
+
+    def pause_ca(self, name: str) -> None:
+        """SIGSTOP CA ``name``: it keeps what was sent to it and acts on it at resume."""
+        self.cas.pause(name)
+
+    def resume_ca(self, name: str) -> None:
+        self.cas.resume(name)
+
+    def keys_in_doubt(self, since_unix: float) -> dict[str, str]:
+        """Key -> request of the intents since then that a CA may still sign late
+        (see :meth:`ServiceDb.keys_in_doubt`)."""
+        return self.service_db().keys_in_doubt(since_unix)
+
+    def ca_certificates(self) -> list[CaCertificate]:
+        """Every certificate each CA recorded (its certdb, or its API for OpenBao)."""
+        sources = self.cas.sources().values()
+        listed = ca_certificates({s.name: s.certdb for s in sources if s.certdb is not None})
+        for source in sources:
+            if source.api is not None:
+                listed += [record for record, _ in api_certificates(source.name, source.api)]
+        return listed
 
     def ca_active_node(self, name: str) -> str:
         """The Raft active node of CA ``name``'s OpenBao cluster (LaunchError: none)."""

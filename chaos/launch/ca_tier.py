@@ -193,6 +193,31 @@ class CaTier:
             if vendor.running(node):
                 vendor.kill(node)
 
+    def pause(self, name: str) -> None:
+        """SIGSTOP CA ``name`` (every node of an OpenBao cluster): a hung CA.
+
+        Its sockets stay open: requests already sent wait in its buffers, and it
+        acts on them at :meth:`resume` though their callers gave up (a late
+        certificate).
+        """
+        vendor = self._vendor_of(name)
+        if isinstance(vendor, CfsslLab):
+            vendor.pause(name)
+            return
+        for node in vendor.nodes:
+            if vendor.running(node):
+                vendor.pause(node)
+
+    def resume(self, name: str) -> None:
+        """SIGCONT CA ``name`` after :meth:`pause`."""
+        vendor = self._vendor_of(name)
+        if isinstance(vendor, CfsslLab):
+            vendor.resume(name)
+            return
+        for node in vendor.nodes:
+            if vendor.running(node):
+                vendor.resume(node)
+
     def _cluster(self, name: str) -> OpenBaoLab:
         cluster = self.clusters.get(name)
         if cluster is None:

@@ -139,6 +139,12 @@ def test_every_scenario_one_round_without_violations(tmp_path: Path) -> None:
         # A measured recovery, within a loose sanity bound (speed lives in `make drill`).
         assert 0 < body["failover_s"]["max"] < 15, name
         assert body["requests"]["created"] >= 1, name
+    # A hung CA: the kill waited for a key given up on; every late certificate the CA
+    # recorded for such keys was revoked (a valid one is a violation, checked above).
+    for name in ("ca-stall", "ca-stall-kill"):
+        late = contract["scenarios"][name]["late"]
+        assert late["revoked"] == late["certificates"], name
+    assert contract["scenarios"]["ca-stall-kill"]["late"]["keys_in_doubt"] >= 1
     # Issue 18: the intruder's report lists every attack, each refused or survived.
     attacks = contract["scenarios"]["intruder"]["attacks"]
     assert len(attacks) >= 40

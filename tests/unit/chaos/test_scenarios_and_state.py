@@ -19,7 +19,8 @@ def test_parse_scenarios_keeps_order_and_knows_all() -> None:
     ]
     assert [s.name for s in parse_scenarios("all")] == ALL
     assert {"connector-down", "ca-down", "both-down", "partition", "zk-quorum-loss"} <= set(ALL)
-    assert len(ALL) == 16  # + intruder (issue 8), + five gray failures (issue 13)
+    # + intruder (issue 8), + five gray failures (issue 13), + the two hung-CA scenarios
+    assert len(ALL) == 18
     with pytest.raises(ValueError, match="unknown scenario"):
         parse_scenarios("connector-down,meteor")
     with pytest.raises(ValueError, match="none given"):
