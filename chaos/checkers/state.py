@@ -159,10 +159,10 @@ class ServiceDb:
             for r in self.rows("SELECT request_id, epoch, spki_sha256 FROM intents ORDER BY id")
         ]
 
-    def keys_in_doubt(self, since_unix: float) -> dict[str, str]:
-        """Key (SPKI SHA-256) -> request, for each intent recorded since ``since_unix``
-        that a CA may still sign although nobody will deliver it: given up on (no
-        longer its request's current intent: the CA's answer was lost, the request
+    def keys_in_doubt(self, since_unix: float, until_unix: float) -> dict[str, str]:
+        """Key (SPKI SHA-256) -> request, for each intent recorded in the window that
+        a CA may still sign although nobody will deliver it: given up on (no longer
+        its request's current intent: the CA's answer was lost, the request
         requeued) or delivered ``uncertain`` (another CA signed it after the first
         one's answer was lost). A certificate a CA records for such a key is late,
         unless it is the one delivered."""
@@ -170,12 +170,24 @@ class ServiceDb:
             str(r["spki_sha256"]): str(r["request_id"])
             for r in self.rows(
                 "SELECT i.request_id, i.spki_sha256 FROM intents i "
-                "JOIN requests r ON r.id = i.request_id WHERE i.at_s >= ? AND "
+                "JOIN requests r ON r.id = i.request_id WHERE i.at_s BETWEEN ? AND ? AND "
                 "(i.uncertain = 1 OR r.intent_spki_sha256 IS NULL "
                 "OR r.intent_spki_sha256 != i.spki_sha256) ORDER BY i.id",
-                (since_unix,),
+                (since_unix, until_unix),
             )
         }
+
+    def intents_open(self, since_unix: float, until_unix: float) -> int:
+        """Intents recorded in the window that are still their request's current one,
+        the request in flight: not yet delivered, nor given up on."""
+        return int(
+            self.rows(
+                "SELECT COUNT(*) AS n FROM intents i JOIN requests r ON r.id = i.request_id "
+                "WHERE i.at_s BETWEEN ? AND ? AND r.state = 'in_flight' "
+                "AND r.intent_spki_sha256 = i.spki_sha256",
+                (since_unix, until_unix),
+            )[0]["n"]
+        )
 
     def revocations(self) -> list[Revocation]:
         return [

@@ -222,7 +222,8 @@ class DrillEngine(SteadyWaits, RoundMeasure, LateCheck):
         self.lab.wait_whole(timeout=s.settle_timeout)
         self._wait_steady()
         if scenario.late_check:
-            self._check_late(outcome, injected_unix)
+            # The keys sent while the CA was stalled: it resumed by the heal at the latest.
+            self._check_late(outcome, injected_unix, injected_unix + healed_at - injected_at)
         window = [e for e in self.history.snapshot() if e.time >= injected_at]
         outcome.violations += check_single_active(window)
         outcome.leader_changes = count_leader_changes(window, baseline_epoch=before.epoch)

@@ -15,7 +15,8 @@ hopeless), so the plan keeps to bounds at every instant:
 
 - at most ``max_concurrent`` faults at once;
 - per resource a limit: connector faults at most ``connectors - 1`` (one member
-  is always untouched), one CA fault (``ca-down`` or ``ca-all-down``), one
+  is always untouched), one CA fault (``ca-down``, ``ca-all-down`` or
+  ``ca-stall``), one
   ZooKeeper fault (node or quorum loss: never all three nodes), one link
   fault (a link fault restores the state it saw, so two on the same link
   healed out of order would leave it cut);
@@ -88,6 +89,8 @@ KINDS: dict[str, FaultKind] = {
                   needs_links=True),
         FaultKind("ca-down", "the primary CA killed", ("ca",), "other-ca"),
         FaultKind("ca-all-down", "both issuing CAs killed", ("ca",), "after-heal"),
+        FaultKind("ca-stall", "the primary CA hung (SIGSTOP), SIGCONT at heal: it signs "
+                  "what it held, late", ("ca",), "other-ca"),
         FaultKind("zk-node-loss", "the ZooKeeper ensemble's leader node killed", ("zk",),
                   "after-fault"),
         FaultKind("zk-quorum-loss", "two of three ZooKeeper nodes killed", ("zk",),

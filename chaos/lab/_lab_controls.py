@@ -122,10 +122,10 @@ class LabControls(LabBase):
     def resume_ca(self, name: str) -> None:
         self.cas.resume(name)
 
-    def keys_in_doubt(self, since_unix: float) -> dict[str, str]:
-        """Key -> request of the intents since then that a CA may still sign late
+    def keys_in_doubt(self, since_unix: float, until_unix: float) -> dict[str, str]:
+        """Key -> request of the intents in the window that a CA may still sign late
         (see :meth:`ServiceDb.keys_in_doubt`)."""
-        return self.service_db().keys_in_doubt(since_unix)
+        return self.service_db().keys_in_doubt(since_unix, until_unix)
 
     def ca_certificates(self) -> list[CaCertificate]:
         """Every certificate each CA recorded (its certdb, or its API for OpenBao)."""

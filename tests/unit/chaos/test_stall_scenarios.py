@@ -52,7 +52,7 @@ class StallLab:
     def resume_ca(self, name: str) -> None:
         self.calls.append(f"resume {name}")
 
-    def keys_in_doubt(self, since_unix: float) -> dict[str, str]:
+    def keys_in_doubt(self, since_unix: float, until_unix: float) -> dict[str, str]:
         self.reads += 1
         ready = self.doubt_after is not None and self.reads >= self.doubt_after
         return {"k1": "r1"} if ready else {}
@@ -107,11 +107,18 @@ def test_ca_stall_pauses_the_primary_and_resumes_it_at_heal() -> None:
 
 
 class LateDb:
-    def __init__(self, doubtful: dict[str, str]) -> None:
-        self.doubtful = doubtful
+    """Keys in doubt; ``open_reads`` reads still see a key of the window in flight."""
 
-    def keys_in_doubt(self, since_unix: float) -> dict[str, str]:
+    def __init__(self, doubtful: dict[str, str], open_reads: int = 0) -> None:
+        self.doubtful = doubtful
+        self.open_reads = open_reads
+
+    def keys_in_doubt(self, since_unix: float, until_unix: float) -> dict[str, str]:
         return self.doubtful
+
+    def intents_open(self, since_unix: float, until_unix: float) -> int:
+        self.open_reads -= 1
+        return 1 if self.open_reads >= 0 else 0
 
     def delivered(self) -> list[DeliveredCertificate]:
         return [_delivered("r1", "secondary", "11"), _delivered("r2", "secondary", "12")]
@@ -153,7 +160,7 @@ def test_the_late_check_waits_for_the_revocation_and_counts() -> None:
     lab = LateLab(revoked_on_read=3)
     engine = _engine(LateDb({"k1": "r1", "k2": "r2"}), lab, late_timeout=60.0)
     outcome = RoundResult("ca-stall", 1, fault_at=0.0)
-    engine._check_late(outcome, 0.0)
+    engine._check_late(outcome, 0.0, 10.0)
     assert (outcome.keys_in_doubt, outcome.late_certificates, outcome.late_revoked) == (2, 1, 1)
     assert outcome.violations == []
     assert lab.reads == 3
@@ -163,7 +170,7 @@ def test_a_late_certificate_still_valid_at_the_deadline_is_a_violation() -> None
     ticks = itertools.count(0.0, 10.0)
     engine = _engine(LateDb({"k1": "r1"}), LateLab(revoked_on_read=None), late_timeout=30.0)
     outcome = RoundResult("ca-stall-kill", 1, fault_at=0.0)
-    engine._check_late(outcome, 0.0, clock=lambda: next(ticks))
+    engine._check_late(outcome, 0.0, 10.0, clock=lambda: next(ticks))
     assert (outcome.late_certificates, outcome.late_revoked) == (1, 0)
     assert len(outcome.violations) == 1
     assert "late certificate primary:21 for request r1" in outcome.violations[0]
@@ -172,7 +179,7 @@ def test_a_late_certificate_still_valid_at_the_deadline_is_a_violation() -> None
 def test_no_key_in_doubt_is_a_note_not_a_pass_in_silence() -> None:
     engine = _engine(LateDb({}), LateLab(revoked_on_read=None), late_timeout=30.0)
     outcome = RoundResult("ca-stall", 1, fault_at=0.0)
-    engine._check_late(outcome, 0.0)
+    engine._check_late(outcome, 0.0, 10.0)
     assert (outcome.keys_in_doubt, outcome.late_certificates) == (0, 0)
     assert outcome.violations == []
     assert outcome.notes == ["no key was given up on: the round made no late certificate"]
@@ -186,3 +193,24 @@ def test_the_contract_sums_the_late_check_over_its_rounds() -> None:
     assert (
         "late" not in ScenarioResult("pause", rounds=[RoundResult("pause", 1, 0.0)]).to_contract()
     )
+
+
+def test_the_late_check_waits_until_no_key_of_the_stall_is_in_flight() -> None:
+    # Nothing late yet, but a key of the window is still in flight for two reads: it
+    # may be given up on and its late certificate appear, so the check polls on.
+    lab = LateLab(revoked_on_read=None)
+    db = LateDb({}, open_reads=2)
+    engine = _engine(db, lab, late_timeout=60.0)
+    outcome = RoundResult("ca-stall", 1, fault_at=0.0)
+    engine._check_late(outcome, 0.0, 10.0)
+    assert lab.reads == 3
+    assert outcome.violations == []
+
+
+def test_a_key_still_in_flight_at_the_deadline_is_a_note() -> None:
+    ticks = itertools.count(0.0, 10.0)
+    engine = _engine(LateDb({}, open_reads=100), LateLab(revoked_on_read=None), late_timeout=30.0)
+    outcome = RoundResult("ca-stall", 1, fault_at=0.0)
+    engine._check_late(outcome, 0.0, 10.0, clock=lambda: next(ticks))
+    assert outcome.violations == []
+    assert "1 key(s) of the stall still in flight 30s after the round" in outcome.notes[0]
