@@ -96,9 +96,12 @@ def settle(
     propagates (the executor backs off); LeaseLost and 409 propagate likewise.
     """
     left: list[Dangling] = []
+    # CAs a revocation failed at in this pass: later entries for them wait for the next
+    # sweep rather than call again (a hung CA held the loop a call's deadline each).
+    down: set[str] = set()
     for index, item in enumerate(items):
         try:
-            if not _settle_one(item, ctx):
+            if not _settle_one(item, ctx, down):
                 left.append(item)
             elif watch is not None and item.upload is None and item.public_key_pem is not None:
                 watch.add(item.request_id, item.public_key_pem, epoch=item.epoch)
@@ -108,8 +111,23 @@ def settle(
     return left
 
 
-def _settle_one(item: Dangling, ctx: IssueContext) -> bool:
-    """True when the entry is done with."""
+def _revoke_or_defer(ctx: IssueContext, serial: int, ca_name: str, down: set[str]) -> bool:
+    """Revoke as superseded; False (the entry waits) when ``ca_name`` is unavailable now
+    or already failed in this pass (``down``, which a failure here joins)."""
+    if ca_name in down:
+        return False
+    try:
+        ctx.issuer.revoke(serial, ca_name, "superseded", ctx.deadline())
+    except Exception as exc:
+        if not ctx.is_retryable(exc):
+            raise
+        down.add(ca_name)
+        return False
+    return True
+
+
+def _settle_one(item: Dangling, ctx: IssueContext, down: set[str]) -> bool:
+    """True when the entry is done with; ``down``: see :func:`_revoke_or_defer`."""
     if item.upload is not None:
         upload = item.upload
         try:
@@ -125,11 +143,7 @@ def _settle_one(item: Dangling, ctx: IssueContext) -> bool:
         except BadRequest as exc:
             # The service will not take it (another result, or no intent): never
             # deliverable, so it must not stay valid.
-            try:
-                ctx.issuer.revoke(upload.serial, upload.ca_name, "superseded", ctx.deadline())
-            except Exception as revoke_error:
-                if not ctx.is_retryable(revoke_error):
-                    raise
+            if not _revoke_or_defer(ctx, upload.serial, upload.ca_name, down):
                 return False
             emit(
                 log,
@@ -165,11 +179,7 @@ def _settle_one(item: Dangling, ctx: IssueContext) -> bool:
             return False
         for orphan in plan_orphans(item.request_id, item.epoch, found):
             ctx.fence.epoch()
-            try:
-                ctx.issuer.revoke(orphan.serial, orphan.ca_name, "superseded", ctx.deadline())
-            except Exception as exc:
-                if not ctx.is_retryable(exc):
-                    raise
+            if not _revoke_or_defer(ctx, orphan.serial, orphan.ca_name, down):
                 return False
             emit(
                 log,

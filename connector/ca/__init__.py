@@ -28,6 +28,7 @@ from connector.ca._cfssl import RECONCILE_MODES, CfsslCA
 from connector.ca._errors import (
     CAAuthError,
     CABadResponseError,
+    CACircuitOpenError,
     CAElectingError,
     CAError,
     CANotFoundError,
@@ -69,6 +70,7 @@ __all__ = [
     "AuthMaterialError",
     "CAAuthError",
     "CABadResponseError",
+    "CACircuitOpenError",
     "CAElectingError",
     "CAError",
     "CANotFoundError",

@@ -3,7 +3,8 @@
     CAError
     ├── CARetryableError          the request may succeed later or elsewhere
     │   ├── CAUnavailableError    refused, timed out, 5xx, circuit open (Intune: CA unavailable)
-    │   │   └── CAElectingError   a CA cluster answers but has no active node (Raft election)
+    │   │   ├── CAElectingError   a CA cluster answers but has no active node (Raft election)
+    │   │   └── CACircuitOpenError  not called: its circuit is open (the breaker says when)
     │   ├── CABadResponseError    garbage, wrong key/issuer/chain: rejected, never packed
     │   └── NoCAAvailableError    the router tried every CA of the template until the deadline
     └── CAPermanentError          retrying the same request cannot help
@@ -19,6 +20,7 @@ from __future__ import annotations
 __all__ = [
     "CAAuthError",
     "CABadResponseError",
+    "CACircuitOpenError",
     "CAElectingError",
     "CAError",
     "CANotFoundError",
@@ -65,6 +67,21 @@ class CAUnavailableError(CARetryableError):
     ):
         super().__init__(message, ca_name=ca_name, code=code)
         self.ambiguous = ambiguous
+
+
+class CACircuitOpenError(CAUnavailableError):
+    """Not called: the CA failed too often in a row and its circuit is open.
+
+    ``retry_after_s``: how long until the breaker lets a probe through. A retry
+    loop waits for that only when its deadline leaves room for it; otherwise it
+    fails at once and the caller defers the work. A leader whose CA hung spent its
+    loop turns sleeping to its deadline so, about a second for each revocation it
+    then had to defer anyway (drill ``ca-stall``).
+    """
+
+    def __init__(self, message: str, *, ca_name: str | None = None, retry_after_s: float = 0.0):
+        super().__init__(message, ca_name=ca_name)
+        self.retry_after_s = retry_after_s
 
 
 class CAElectingError(CAUnavailableError):

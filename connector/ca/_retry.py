@@ -5,7 +5,10 @@
         with attempt:
             call()
 
-Only :class:`~connector.ca.CARetryableError` is retried. The back-off grows
+Only :class:`~connector.ca.CARetryableError` is retried. An open circuit
+(:class:`~connector.ca.CACircuitOpenError`) is waited out only when it lets a
+probe through before the deadline; otherwise the call fails at once and its
+caller defers the work, rather than sleep to the deadline for nothing. The back-off grows
 exponentially (with jitter) but a sleep never reaches past the deadline, and
 no attempt starts when fewer than ``min_attempt_s`` would remain: the agent
 passes the remaining lease time, so retries never outlive the lease. When it
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 
 import tenacity
 
-from connector.ca._errors import CAElectingError, is_retryable
+from connector.ca._errors import CACircuitOpenError, CAElectingError, is_retryable
 
 __all__ = ["ISSUE_POLICY", "RETRY_POLICIES", "REVOKE_POLICY", "RetryPolicy"]
 
@@ -69,14 +72,21 @@ class RetryPolicy:
                 pause = self.electing_wait_s * (1 + self.jitter * random.random())
             else:
                 pause = self.backoff(state.attempt_number)
+            if isinstance(failed, CACircuitOpenError):
+                pause = max(pause, failed.retry_after_s)
             return max(0.0, min(pause, deadline - clock()))
 
         def stop(state: tenacity.RetryCallState) -> bool:
             upcoming = state.upcoming_sleep or 0.0
             return clock() + upcoming >= deadline - self.min_attempt_s
 
+        def retry(exc: BaseException) -> bool:
+            if isinstance(exc, CACircuitOpenError):
+                return clock() + exc.retry_after_s < deadline - self.min_attempt_s
+            return is_retryable(exc)
+
         return tenacity.Retrying(
-            retry=tenacity.retry_if_exception(is_retryable),
+            retry=tenacity.retry_if_exception(retry),
             wait=wait,
             stop=stop,
             sleep=sleep,

@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from connector.ca._breaker import CLOSED, CircuitBreaker
 from connector.ca._errors import (
     CAAuthError,
+    CACircuitOpenError,
     CAElectingError,
     CAError,
     CAPermanentError,
@@ -284,7 +285,9 @@ class CARouter:
 
         def attempt() -> None:
             if not breaker.allow():
-                raise CAUnavailableError("circuit open", ca_name=issuer_ca)
+                raise CACircuitOpenError(
+                    "circuit open", ca_name=issuer_ca, retry_after_s=breaker.retry_after()
+                )
             timeout = self._timeout(deadline)
             if timeout <= 0:
                 breaker.release()

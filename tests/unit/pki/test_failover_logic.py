@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from connector.ca import (
     CAAuthError,
+    CACircuitOpenError,
     CAElectingError,
     CANotFoundError,
     CARequestRejectedError,
@@ -323,6 +324,28 @@ def test_router_revokes_only_at_the_issuer_and_waits_for_it(
     assert issued.serial in one.revoked
     with pytest.raises(CARequestRejectedError):
         router.revoke(issued.serial, "three", "superseded", clock.now + 5)
+
+
+def test_an_open_circuit_that_outlasts_the_deadline_fails_at_once(
+    clock: FakeClock, roots: tuple[TestCA, TestCA]
+) -> None:
+    # A hung CA opened its circuit: a revocation with a second to go cannot wait out
+    # a 5 s reset, so it neither calls nor sleeps (the agent's loop defers it).
+    router, one, _ = _router(clock, roots, breaker_threshold=1, breaker_reset_s=5.0)
+    issued = router.issue(_csr()[0], "t", "r", clock.now + 5)
+    one.fail = CAUnavailableError("no answer", ca_name="one", ambiguous=True)
+    with pytest.raises(CAUnavailableError):
+        router.revoke(issued.serial, "one", "superseded", clock.now + 1)
+    calls, sleeps, started = len(one.calls), len(clock.sleeps), clock.now
+    with pytest.raises(CACircuitOpenError) as raised:
+        router.revoke(issued.serial, "one", "superseded", clock.now + 1)
+    assert (len(one.calls), len(clock.sleeps), clock.now) == (calls, sleeps, started)
+    assert 0 < raised.value.retry_after_s <= 5.0
+    # With room before its deadline, the same call waits for the probe and succeeds.
+    one.fail = None
+    router.revoke(issued.serial, "one", "superseded", clock.now + 10)
+    assert issued.serial in one.revoked
+    assert clock.now - started >= raised.value.retry_after_s
 
 
 def test_router_find_covers_every_ca(clock: FakeClock, roots: tuple[TestCA, TestCA]) -> None:
