@@ -28,9 +28,9 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from connector.agent.events import Event, emit
 from connector.agent.reconcile import plan_orphans
-from connector.service_client import BadRequest, ServiceUnavailable
+from connector.service_client import BadRequest, ServiceUnavailable, UploadItem
 
-__all__ = ["Dangling", "DanglingWork", "PendingUpload", "settle"]
+__all__ = ["Dangling", "DanglingWork", "settle"]
 
 if TYPE_CHECKING:
     from connector.agent.issuance import IssueContext
@@ -40,22 +40,13 @@ log = logging.getLogger("pfxha.connector.dangling")
 
 
 @dataclass(frozen=True)
-class PendingUpload:
-    envelope: bytes
-    serial: int
-    ca_name: str
-    # Another CA may also have signed the key (connector.service_client.UploadItem).
-    uncertain: bool = False
-
-
-@dataclass(frozen=True)
 class Dangling:
     request_id: str
     epoch: int
     # The key of an intent that may have been recorded (None: no intent sent).
     public_key_pem: str | None = None
-    # A sealed PFX whose upload did not get an answer.
-    upload: PendingUpload | None = None
+    # A sealed PFX whose upload did not get an answer (the same call, sent again).
+    upload: UploadItem | None = None
 
 
 class DanglingWork:

@@ -36,7 +36,7 @@ from typing import TypeVar
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from connector.agent.dangling import Dangling, DanglingWork, PendingUpload
+from connector.agent.dangling import Dangling, DanglingWork
 from connector.agent.events import Event, emit
 from connector.agent.grouping import CallGroup, Member
 from connector.agent.late import LateWatch
@@ -107,7 +107,7 @@ class _Progress:
 
     epoch: int | None = None
     public_key_pem: str | None = None
-    upload: PendingUpload | None = None
+    upload: UploadItem | None = None
 
     def dangling(self, request_id: str) -> Dangling | None:
         if self.epoch is None:
@@ -256,15 +256,12 @@ def _issue(
         return _refuse(ctx, request, f"cannot pack the PFX: {exc}"), issued.ca_name
     del key, pfx  # the PFX inside the envelope is the only copy that leaves this function
     uncertain = bool(issued.uncertain)  # a CA where an earlier attempt may have signed too
-    progress.upload = PendingUpload(envelope, issued.serial, issued.ca_name, uncertain)
+    upload = UploadItem(request.id, envelope, issued.serial, issued.ca_name, uncertain)
+    progress.upload = upload  # sent again by the sweep if this call gets no answer
 
     try:
         with stages("upload"):
-            _upload(
-                ctx,
-                results,
-                UploadItem(request.id, envelope, issued.serial, issued.ca_name, uncertain),
-            )
+            _upload(ctx, results, upload)
     except StaleEpochError:
         _revoke_undeliverable(ctx, request, issued, "service refused our epoch (409)")
         raise

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from connector.agent.dangling import Dangling, DanglingWork, PendingUpload, settle
+from connector.agent.dangling import Dangling, DanglingWork, settle
 from connector.agent.issuance import IssueContext
 from connector.ca import CAUnavailableError, is_retryable
-from connector.service_client import BadRequest
+from connector.service_client import BadRequest, UploadItem
 
 
 class RefusingService:
@@ -50,7 +50,7 @@ def _context(issuer: Issuer) -> IssueContext:
 
 
 def _refused_upload(request_id: str, serial: int, ca_name: str) -> Dangling:
-    return Dangling(request_id, 7, upload=PendingUpload(b"envelope", serial, ca_name))
+    return Dangling(request_id, 7, upload=UploadItem(request_id, b"envelope", serial, ca_name))
 
 
 def test_entries_at_a_ca_that_failed_in_this_pass_wait_without_a_call() -> None:
