@@ -76,7 +76,10 @@ class DanglingWork:
 
 
 def settle(
-    items: list[Dangling], ctx: IssueContext, watch: LateWatch | None = None
+    items: list[Dangling],
+    ctx: IssueContext,
+    watch: LateWatch | None = None,
+    down: set[str] | None = None,
 ) -> list[Dangling]:
     """Finish each entry with ``ctx`` (an IssueContext); return those still open.
 
@@ -87,9 +90,10 @@ def settle(
     propagates (the executor backs off); LeaseLost and 409 propagate likewise.
     """
     left: list[Dangling] = []
-    # CAs a revocation failed at in this pass: later entries for them wait for the next
-    # sweep rather than call again (a hung CA held the loop a call's deadline each).
-    down: set[str] = set()
+    # CAs a revocation failed at in this pass (``down``, shared with the caller's other
+    # steps): later entries for them wait for the next sweep rather than call again (a
+    # hung CA held the loop a call's deadline each).
+    down = set() if down is None else down
     for index, item in enumerate(items):
         try:
             if not _settle_one(item, ctx, down):

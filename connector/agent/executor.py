@@ -317,12 +317,17 @@ class Executor:
     def _reconcile(self, decision: Decision) -> None:
         assert decision.epoch is not None
         late = LateReport()
+        # CAs a revocation failed at in this turn: the steps below defer their work for
+        # them without another call (a hung CA answers each only at its deadline).
+        down: set[str] = set()
         if self.state.reconciled_epoch == decision.epoch:
             # Keys given up on earlier, first (those settled below were searched just
             # now); not in a takeover's first sweep: new work waits for that one. A
             # sweep begun while standing by may still run: the next one comes soon.
-            late = self.late_sweeps.now(self.fence) or late
-        left = settle(self.dangling.take(decision.epoch), self.batches.context(), watch=self.late)
+            late = self.late_sweeps.now(self.fence, down) or late
+        left = settle(
+            self.dangling.take(decision.epoch), self.batches.context(), watch=self.late, down=down
+        )
         self.dangling.extend(left)
         listed, self._listed_intents = self._listed_intents, None
         report = reconcile(
@@ -333,6 +338,7 @@ class Executor:
             deadline=self.deps.ca_deadline,
             is_retryable=self.deps.is_retryable,
             intents=listed[1] if listed is not None and listed[0] == decision.epoch else None,
+            down=down,
         )
         for request_id, public_key_pem, epoch in report.given_up:
             self.late.add(request_id, public_key_pem, epoch=epoch)

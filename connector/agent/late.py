@@ -183,8 +183,12 @@ def sweep_late(
     name: str,
     deadline: Callable[[], float],
     is_retryable: Callable[[BaseException], bool],
+    down: set[str] | None = None,
 ) -> LateReport:
     """Search every watched key once; revoke what turned up. Keys stay watched.
+
+    ``down``: CAs that failed earlier in the caller's pass, joined by any that
+    fails here (:func:`connector.agent.reconcile.revoke_orphans`).
 
     A key stays watched after a certificate for it was revoked: the same request
     may have been sent more than once (retries), each copy possibly late.
@@ -193,13 +197,21 @@ def sweep_late(
     report = LateReport()
     entries = watch.due()
     report.searched = len(entries)
+    down = set() if down is None else down
     found, _ = search_keys(issuer, [e.public_key_pem for e in entries], is_retryable)
     for entry, held in zip(entries, found, strict=True):
         if held is None:
             report.blind += 1
             continue  # cannot tell now; the next sweep asks again
         revoked, deferred = revoke_orphans(
-            issuer, fence, name, plan_late(entry, held), deadline, is_retryable, late=True
+            issuer,
+            fence,
+            name,
+            plan_late(entry, held),
+            deadline,
+            is_retryable,
+            late=True,
+            down=down,
         )
         report.revoked.extend(revoked)
         report.deferred.extend(deferred)
@@ -226,12 +238,14 @@ class LateSweeps:
         self._busy = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pfxha-late")
 
-    def now(self, fence: Fence) -> LateReport | None:
-        """Sweep on the caller's thread, fenced; None when a background sweep still runs."""
+    def now(self, fence: Fence, down: set[str] | None = None) -> LateReport | None:
+        """Sweep on the caller's thread, fenced; None when a background sweep still runs.
+
+        ``down``: see :func:`sweep_late`."""
         if not self._busy.acquire(blocking=False):
             return None
         try:
-            report = self._sweep(fence)
+            report = self._sweep(fence, down=down)
         finally:
             self._busy.release()
         self._on_report(report)

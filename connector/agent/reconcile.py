@@ -128,8 +128,13 @@ def revoke_orphans(
     is_retryable: Callable[[BaseException], bool],
     *,
     late: bool = False,
+    down: set[str] | None = None,
 ) -> tuple[list[OrphanRevocation], list[OrphanRevocation]]:
     """Revoke orphans (superseded): (revoked, deferred). Non-retryable errors propagate.
+
+    ``down``: CAs a revocation failed at earlier in the caller's pass, joined by
+    any that fails here; their orphans are deferred without a call (a hung CA
+    answers each call only at its deadline, and the pass runs on the agent's loop).
 
     ``late``: certificates that turned up after their request was settled
     (:mod:`connector.agent.late`); their events say so. ``fence`` None: no lease
@@ -155,18 +160,26 @@ def revoke_orphans(
         )
         if fence is not None:
             fence.epoch()
-        try:
-            issuer.revoke(orphan.serial, orphan.ca_name, SUPERSEDED, deadline())
-        except Exception as exc:
-            if not is_retryable(exc):
-                raise
+        error = None
+        if down is not None and orphan.ca_name in down:
+            error = "the CA failed earlier in this pass"
+        else:
+            try:
+                issuer.revoke(orphan.serial, orphan.ca_name, SUPERSEDED, deadline())
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                error = str(exc)
+                if down is not None:
+                    down.add(orphan.ca_name)
+        if error is not None:
             deferred.append(orphan)
             emit(
                 log,
                 Event.REVOCATION_DEFERRED,
                 serial=orphan.serial,
                 ca=orphan.ca_name,
-                error=str(exc),
+                error=error,
                 connector=name,
                 epoch=epoch,
             )
@@ -193,11 +206,12 @@ def _settle_intent(
     name: str,
     deadline: Callable[[], float],
     is_retryable: Callable[[BaseException], bool],
+    down: set[str],
     intent: Intent,
     plan: Sequence[OrphanRevocation],
 ) -> tuple[Intent, list[OrphanRevocation], list[OrphanRevocation]]:
     """Revoke one intent's orphans, then hand its request back: (intent, revoked, deferred)."""
-    revoked, deferred = revoke_orphans(issuer, fence, name, plan, deadline, is_retryable)
+    revoked, deferred = revoke_orphans(issuer, fence, name, plan, deadline, is_retryable, down=down)
     if deferred:
         # The intent stays in flight at the service, so the request is not
         # issued anew while its orphan is valid; the next sweep retries.
@@ -222,10 +236,12 @@ def reconcile(
     deadline: Callable[[], float],
     is_retryable: Callable[[BaseException], bool],
     intents: Sequence[Any] | None = None,
+    down: set[str] | None = None,
 ) -> ReconcileReport:
     """Revoke what older epochs' in-flight intents left at the CAs, then requeue the requests.
 
     ``intents``: listed already for this epoch (the registration's answer); None: asked here.
+    ``down``: CAs that failed earlier in the caller's pass (see :func:`revoke_orphans`).
 
     A request whose orphan sits at an unreachable CA stays in flight (so it is
     not issued anew while the orphan is valid) and is retried on the next sweep.
@@ -256,7 +272,8 @@ def reconcile(
             plans.append(None)
         else:
             plans.append(plan_orphans(intent.request_id, intent.epoch, held))
-    settle = partial(_settle_intent, service, issuer, fence, name, deadline, is_retryable)
+    down = set() if down is None else down
+    settle = partial(_settle_intent, service, issuer, fence, name, deadline, is_retryable, down)
     with ThreadPoolExecutor(_WORKERS, thread_name_prefix="pfxha-reconcile") as pool:
         futures = [
             pool.submit(settle, intent, plan) if plan is not None else None

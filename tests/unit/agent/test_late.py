@@ -264,3 +264,49 @@ def test_only_late_certificates_are_revoked_without_a_lease() -> None:
     with pytest.raises(ValueError, match="without a lease"):
         revoke_orphans(cas, None, "c1", [orphan], lambda: 0.0, is_retryable)  # type: ignore[arg-type]
     assert cas.revoked == []
+
+
+def test_orphans_at_a_ca_that_failed_in_the_pass_are_deferred_without_a_call() -> None:
+    class Counting(CAs):
+        calls: int = 0
+
+        def revoke(self, serial: int, issuer_ca: str, reason: str, deadline: float) -> None:
+            self.calls += 1
+            if issuer_ca == "primary":
+                raise CAUnavailableError("no answer", ca_name=issuer_ca, ambiguous=True)
+            super().revoke(serial, issuer_ca, reason, deadline)
+
+    cas = Counting()
+    fence = Fence(Lease(9))  # type: ignore[arg-type]
+    fence.arm(9)
+    orphans = [
+        OrphanRevocation("r1", 6, 11, "primary"),
+        OrphanRevocation("r2", 6, 12, "primary"),
+        OrphanRevocation("r3", 6, 13, "secondary"),
+    ]
+    down: set[str] = set()
+    revoked, deferred = revoke_orphans(
+        cas,  # type: ignore[arg-type]
+        fence,
+        "c1",
+        orphans,
+        lambda: 0.0,
+        is_retryable,
+        down=down,
+    )
+    # One call to the failing CA (a hung one answers each only at its deadline).
+    assert cas.calls == 2
+    assert [o.serial for o in revoked] == [13]
+    assert [o.serial for o in deferred] == [11, 12]
+    assert down == {"primary"}
+    # Later in the same pass (another step shares ``down``): deferred, not called.
+    again, later = revoke_orphans(
+        cas,  # type: ignore[arg-type]
+        fence,
+        "c1",
+        [OrphanRevocation("r4", 6, 14, "primary")],
+        lambda: 0.0,
+        is_retryable,
+        down=down,
+    )
+    assert (again, [o.serial for o in later], cas.calls) == ([], [14], 2)
