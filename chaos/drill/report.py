@@ -124,6 +124,17 @@ def render_report(
         if attacks:
             lines += ["", f"Attacks ({len(attacks)}, every round):", "", "| attack | outcome |"]
             lines += ["|---|---|"] + [f"| {a} | {o} |" for a, o in attacks.items()]
+        late = [r for r in s.rounds if r.keys_in_doubt is not None]
+        if late:
+            lines += ["", "Late certificates (a stalled CA signed keys given up on):", ""]
+            lines += [
+                "| round | keys in doubt | late certificates | revoked |",
+                "|---|---|---|---|",
+            ]
+            lines += [
+                f"| {r.round} | {r.keys_in_doubt} | {r.late_certificates} | {r.late_revoked} |"
+                for r in late
+            ]
         notes = [f"round {r.round}: {n}" for r in s.rounds for n in r.notes]
         notes += [
             f"round {r.round}: the CA's cluster had a new active node {r.ca_elected_s:.3f} s "

@@ -109,6 +109,15 @@ def test_report_lists_scenarios_rounds_and_violations(tmp_path: Path) -> None:
     assert "Verdict: **OK**" in (tmp_path / "report.md").read_text()
 
 
+def test_report_tables_the_late_certificates_of_a_stalled_ca() -> None:
+    stalled = RoundResult("ca-stall", 1, fault_at=1.0, keys_in_doubt=6, late_certificates=4)
+    stalled.late_revoked = 4
+    text = render_report([ScenarioResult("ca-stall", rounds=[stalled])], command="pfxha drill")
+    assert "| round | keys in doubt | late certificates | revoked |" in text
+    assert "| 1 | 6 | 4 | 4 |" in text
+    assert "keys in doubt" not in render_report(_scenarios(), command="pfxha drill")
+
+
 def test_fault_windows_and_timeline_png(tmp_path: Path) -> None:
     history = _history()
     windows = fault_windows(history.events)
