@@ -6,7 +6,7 @@ import itertools
 from typing import Any, cast
 
 from chaos.checkers import CaCertificate, DeliveredCertificate, late_certificates
-from chaos.drill import scenarios
+from chaos.drill import faults
 from chaos.drill._engine_base import DrillSettings
 from chaos.drill.engine import DrillEngine
 from chaos.drill.result import RoundResult, ScenarioResult
@@ -85,7 +85,7 @@ def test_ca_stall_kill_says_so_when_the_leader_gave_no_key_up() -> None:
     lab = StallLab(doubt_after=None)
     ticks = itertools.count(0.0, 1.0)
     slept: list[float] = []
-    fault = scenarios._ca_stall_kill(
+    fault = faults.ca_stall_kill(
         cast(Any, lab), "c2", clock=lambda: next(ticks), sleep=slept.append
     )
     details = fault.inject()
