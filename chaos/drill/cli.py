@@ -139,6 +139,14 @@ class _Termination:
 @click.option("--revoke-every", type=float, default=3.0, show_default=True, help="Seconds.")
 @click.option("--hold", type=float, default=None, help="Override how long blocking faults last.")
 @click.option(
+    "--ca-timeout",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="Each connector's timeout for one call to a CA ([[ca]] timeout_s; default: the "
+    "connector's, 2 s). Below the session timeout, a stalled CA's call fails while the "
+    "other CA can still sign in the same deadline: the delivery is then 'uncertain'.",
+)
+@click.option(
     "--blip",
     "blip_s",
     type=click.FloatRange(min=0.0, min_open=True),
@@ -171,6 +179,7 @@ def drill(
     enroll_rate: float,
     revoke_every: float,
     hold: float | None,
+    ca_timeout: float | None,
     blip_s: float,
     links: bool | None,
     wan_rtt: float | None,
@@ -253,6 +262,7 @@ def drill(
         wan_jitter=wan_jitter,
         ca_rtt=ca_rtt,
         zk_rtt=zk_rtt,
+        ca_timeout=ca_timeout,
     )
     progress = Progress()
     results: list[ScenarioResult] = []

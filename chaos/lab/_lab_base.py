@@ -67,6 +67,7 @@ class LabBase:
         wan_jitter: float = 0.0,
         ca_rtt: float | None = None,
         zk_rtt: float | None = None,
+        ca_timeout: float | None = None,
     ) -> None:
         """``hosts``: every part on its own lab host (network namespace); see :meth:`topology`.
 
@@ -80,6 +81,8 @@ class LabBase:
         ``ca_rtt`` / ``zk_rtt`` (seconds): the CA hosts / the ZooKeeper nodes on a LAN,
         as latency on every connector's links to them; ``zk_rtt`` puts each
         connector's ZooKeeper connections on links too. Both imply ``links``.
+        ``ca_timeout`` (seconds): each connector's timeout for one call to each CA
+        (``[[ca]] timeout_s``; None: the connector's default).
         """
         if connectors < 1:
             raise ValueError(f"connectors must be at least 1, got {connectors}")
@@ -88,6 +91,9 @@ class LabBase:
         self.wan = wan(wan_rtt, wan_jitter) if wan_rtt is not None else None
         self.ca_lan = lan(ca_rtt, "--ca-rtt") if ca_rtt is not None else None
         self.zk_lan = lan(zk_rtt, "--zk-rtt") if zk_rtt is not None else None
+        if ca_timeout is not None and not ca_timeout > 0:
+            raise ValueError(f"--ca-timeout must be more than 0 s, got {ca_timeout}")
+        self.ca_timeout = ca_timeout
         links = links or any(x is not None for x in (self.wan, self.ca_lan, self.zk_lan))
         if links and hosts:
             raise ValueError(

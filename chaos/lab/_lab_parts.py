@@ -150,6 +150,15 @@ class LabParts(LabBase):
             provision(client, ClusterPaths(self.cluster), layout_acl(members, admin))
         return self.zk_member_auth
 
+    def ca_description(self, connector: str | None = None) -> dict[str, Any]:
+        """The CAs as ``connector``'s configuration lists them, with the lab's
+        ``ca_timeout`` on each (:meth:`CaTier.describe` otherwise)."""
+        description = self.cas.describe(connector)
+        if self.ca_timeout is None:
+            return description
+        cas = {n: {**spec, "timeout_s": self.ca_timeout} for n, spec in description["cas"].items()}
+        return {**description, "cas": cas}
+
     def _start_connectors(self) -> None:
         assert self.service is not None
         zk_auth = self._zk_credentials()
@@ -162,8 +171,8 @@ class LabParts(LabBase):
             cluster=self.cluster,
             zk_hosts=self.zk.hosts,
             service_url=self.service.url,
-            cas=self.cas.describe(),
-            cas_of=self.cas.describe,  # each connector its own CA credentials (OpenBao)
+            cas=self.ca_description(),
+            cas_of=self.ca_description,  # each connector its own CA credentials (OpenBao)
             session_timeout=self.session_timeout,
             loop={**LAB_WORK_AWARE, **(self.connector_loop or {})},
             service_ca=self.service_ca,

@@ -78,6 +78,8 @@ def render_config(
             "certdb_password_file",
             "reconcile",
             "crl_url",
+            # The lab's --ca-timeout (the connector's default otherwise).
+            "timeout_s",
             # kind = "openbao" (chaos.launch.ca_tier): the cluster, mount and AppRole files.
             "kind",
             "cluster_urls",

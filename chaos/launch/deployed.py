@@ -79,7 +79,7 @@ SUBSTITUTED = frozenset(
     }
 )
 # (table, key) the lab may add; ("loop", "*"): a whole [loop] table.
-ADDED = frozenset({("ca", "crl_url"), ("loop", "*")})
+ADDED = frozenset({("ca", "crl_url"), ("ca", "timeout_s"), ("loop", "*")})
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?\s*(#.*)?$")
 _VALUE = r'"(?:[^"\\]|\\.)*"|\[[^\]]*\]|true|false|[-+0-9.eE_]+'
@@ -280,8 +280,9 @@ def plan_for(lab: LabConnector, home: Path) -> TemplatePlan:
     for ca, spec in lab.cas.items():
         values[(f"ca:{ca}", "url")] = spec["url"]
         values[(f"ca:{ca}", "certdb_dsn")] = spec["certdb_dsn"]
-        if spec.get("crl_url"):
-            additions[f"ca:{ca}"] = {"crl_url": spec["crl_url"]}
+        added = {key: spec[key] for key in ("crl_url", "timeout_s") if spec.get(key)}
+        if added:
+            additions[f"ca:{ca}"] = added
     if lab.loop:
         additions["loop"] = dict(lab.loop)
     return TemplatePlan(

@@ -22,6 +22,7 @@ def test_rendered_config_parses_and_keeps_every_setting() -> None:
                 "root": "/run/root.pem",
                 "certdb": "/run/db1",
                 "crl_url": 'http://127.0.0.1:5/primary.crl?x="y"',
+                "timeout_s": 0.3,
             },
             "secondary": {
                 "url": "http://127.0.0.1:6",
@@ -43,6 +44,8 @@ def test_rendered_config_parses_and_keeps_every_setting() -> None:
     assert config.zookeeper.session_timeout == 1.5
     assert config.zookeeper.fast_path is False
     assert config.ca("primary").crl_url == 'http://127.0.0.1:5/primary.crl?x="y"'
+    assert config.ca("primary").timeout_s == 0.3  # the lab's --ca-timeout
+    assert config.ca("secondary").timeout_s == 2.0  # the connector's default
     assert config.ca("secondary").certdb is None
     assert config.ca("secondary").certdb_dsn == (
         "postgresql://pfxha_reader@127.0.0.1:7/certdb_secondary"

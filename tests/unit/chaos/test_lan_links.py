@@ -7,6 +7,7 @@ connects); only their settings and addresses are looked at.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import click
 import pytest
@@ -65,6 +66,25 @@ def test_a_lab_with_lan_round_trips_runs_on_links(tmp_path: Path) -> None:
         Lab(tmp_path, zk_rtt=-0.5)
     with pytest.raises(ValueError, match="single-host"):
         Lab(tmp_path, ca_rtt=0.002, hosts=True)
+
+
+def test_a_lab_ca_timeout_goes_into_every_connectors_ca_entries(tmp_path: Path) -> None:
+    class Tier:
+        def describe(self, connector: str | None = None) -> dict[str, Any]:
+            return {"root": "r", "cas": {"primary": {"url": "u1"}, "secondary": {"url": "u2"}}}
+
+    lab = Lab(tmp_path, ca_timeout=0.3)
+    lab.cas = cast(Any, Tier())
+    cas = lab.ca_description("c1")["cas"]
+    assert {name: spec["timeout_s"] for name, spec in cas.items()} == {
+        "primary": 0.3,
+        "secondary": 0.3,
+    }
+    plain = Lab(tmp_path)
+    plain.cas = cast(Any, Tier())
+    assert "timeout_s" not in plain.ca_description()["cas"]["primary"]
+    with pytest.raises(ValueError, match="--ca-timeout"):
+        Lab(tmp_path, ca_timeout=0.0)
 
 
 @pytest.mark.parametrize(
