@@ -156,7 +156,7 @@ class DrillEngine(SteadyWaits, RoundMeasure, LateCheck):
             notes.append(
                 f"a standby was still out of the election line after {s.settle_timeout:.0f}s"
             )
-        if scenario.kind in ("ca", "ca-node") and not self._wait_on_primary():
+        if scenario.hits_primary_ca and not self._wait_on_primary():
             notes.append(
                 f"the leader did not return to {self.lab.primary_ca} within "
                 f"{s.settle_timeout:.0f}s; the fault hit an idle CA"

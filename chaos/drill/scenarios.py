@@ -96,6 +96,12 @@ class Scenario:
     # certificate for them must be revoked by the round's end (chaos.drill._late_check).
     late_check: bool = False
 
+    @property
+    def hits_primary_ca(self) -> bool:
+        """Its fault is at the primary CA (a stall too, whatever the kind): a round
+        starts once the leader issues there again after an earlier failover."""
+        return self.kind in ("ca", "ca-node") or self.late_check
+
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s

@@ -104,6 +104,9 @@ def test_ca_stall_pauses_the_primary_and_resumes_it_at_heal() -> None:
     assert SCENARIOS["ca-stall"].late_check
     assert SCENARIOS["ca-stall-kill"].late_check
     assert (SCENARIOS["ca-stall"].kind, SCENARIOS["ca-stall-kill"].kind) == ("ca", "leader")
+    # Both stall the CA in use: a round waits until the leader issues there again.
+    hitting = {name for name, s in SCENARIOS.items() if s.hits_primary_ca}
+    assert hitting == {"ca-down", "ca-stall", "ca-stall-kill", "ca-node-loss"}
 
 
 class LateDb:
