@@ -23,6 +23,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from connector.agent._ca_states import read_ca_states
 from connector.agent.batches import Batches
 from connector.agent.dangling import DanglingWork, settle
 from connector.agent.decide import Action, Decision
@@ -317,9 +318,10 @@ class Executor:
     def _reconcile(self, decision: Decision) -> None:
         assert decision.epoch is not None
         late = LateReport()
-        # CAs a revocation failed at in this turn: the steps below defer their work for
-        # them without another call (a hung CA answers each only at its deadline).
-        down: set[str] = set()
+        # CAs a revocation failed at in this turn, starting with those the reach probes
+        # find failing: the steps below defer their work for them without a call (a
+        # hung CA answers each only at its deadline, and this turn holds the loop).
+        down = {name for name in read_ca_states(self.deps) if self.deps.ca_failing(name)}
         if self.state.reconciled_epoch == decision.epoch:
             # Keys given up on earlier, first (those settled below were searched just
             # now); not in a takeover's first sweep: new work waits for that one. A

@@ -242,6 +242,7 @@ def build(config: ConnectorConfig) -> Runtime:
         details=lambda: {"version": metrics_version(), "cas": router.ca_states()},
         on_service_outcome=lambda ok: reach.record("service", ok=ok),
         on_ca_answer=lambda ca: reach.record(ca_target(ca), ok=True),
+        ca_failing=lambda ca: reach.unreachable_for(ca_target(ca)) > 0,
         loop_call_timeout_s=loop_call_timeout(config),
         late_window_s=loop.late_window_s,
     )

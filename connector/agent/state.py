@@ -81,6 +81,10 @@ class ExecutorDeps:
     on_service_outcome: Callable[[bool], None] = lambda _ok: None
     # A CA answered an issue (its name): the reach record, as for the service.
     on_ca_answer: Callable[[str], None] = lambda _ca: None
+    # Whether the latest outcome with a CA (its name), a reach probe's, was a failure:
+    # a reconcile turn then defers its revocations there rather than wait on a hung
+    # CA at each call's deadline (the reach record; False: not known to fail).
+    ca_failing: Callable[[str], bool] = lambda _ca: False
     # The longest one of the loop's own service calls may block it beyond a
     # long-poll's wait (None: the client's timeout): a link that swallows packets
     # must free the loop before a hand-over is due (work-aware leadership).

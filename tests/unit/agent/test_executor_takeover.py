@@ -253,3 +253,57 @@ def test_the_registration_hands_over_the_keys_to_watch_for_late_certificates() -
         assert watched["req-2"].until > watched["req-1"].until
     finally:
         executor.close()
+
+
+def test_a_reconcile_turn_defers_revocations_at_a_ca_the_reach_probes_find_failing() -> None:
+    """A hung CA answers each call only at its deadline, and the turn holds the loop:
+    its orphans wait, uncalled, until a probe reaches the CA again."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Held:
+        serial: int
+        ca_name: str
+        revoked: bool = False
+
+    class HoldingIssuer(FakeIssuer):
+        def __init__(self) -> None:
+            self.revoked: list[tuple[int, str]] = []
+
+        def find_many(self, public_keys: Sequence[Any]) -> Sequence[Sequence[Any]]:
+            return [[Held(11, "primary")] for _ in public_keys]
+
+        def revoke(self, serial: int, issuer_ca: str, reason: str, deadline: float) -> None:
+            self.revoked.append((serial, issuer_ca))
+
+    failing = {"primary"}
+    issuer = HoldingIssuer()
+    stale = Intent("req-old", EPOCH - 1, PEM, "spki", cancelled=False)
+    service = FakeService(Registration(intents=[stale]))
+    deps = ExecutorDeps(
+        name="c1",
+        service=service,
+        issuer=issuer,
+        pki=Pki(new_key=None, build_csr=None, pack_pfx=None, seal=None),  # type: ignore[arg-type]
+        lease=FakeLease(),
+        ca_errors=(OSError,),
+        is_retryable=lambda exc: True,
+        ca_failing=lambda ca: ca in failing,
+    )
+    executor = Executor(deps, AgentState())
+    try:
+        executor.execute(Decision(Action.REGISTER, "test", epoch=EPOCH))
+        executor.execute(Decision(Action.RECONCILE, "test", epoch=EPOCH))
+        # Not called, and the request stays in flight while its orphan is valid.
+        assert issuer.revoked == []
+        assert service.failed == []
+        assert executor.state.orphans_pending
+        # A probe reached the CA again: the next turn revokes and hands the request back.
+        failing.clear()
+        service.registration = Registration(intents=[stale])
+        service.inflight_intents = lambda name, epoch: [stale]  # type: ignore[method-assign]
+        executor.execute(Decision(Action.RECONCILE, "test", epoch=EPOCH))
+        assert issuer.revoked == [(11, "primary")]
+        assert [request for request, _ in service.failed] == ["req-old"]
+    finally:
+        executor.close()
