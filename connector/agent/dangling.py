@@ -126,15 +126,7 @@ def _settle_one(item: Dangling, ctx: IssueContext, down: set[str]) -> bool:
     if item.upload is not None:
         upload = item.upload
         try:
-            ctx.service.upload_result(
-                ctx.name,
-                ctx.fence.epoch(),
-                item.request_id,
-                upload.envelope,
-                upload.serial,
-                upload.ca_name,
-                uncertain=upload.uncertain,
-            )
+            ctx.upload_alone(upload)
         except BadRequest as exc:
             # The service will not take it (another result, or no intent): never
             # deliverable, so it must not stay valid.

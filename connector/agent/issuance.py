@@ -95,6 +95,19 @@ class IssueContext:
     # A CA answered an issue (its name): real work that spares a reach probe.
     ca_answered: Callable[[str], None] = lambda _ca: None
 
+    def upload_alone(self, item: UploadItem) -> None:
+        """``item`` in a call of its own, under the fresh epoch (a result not grouped with
+        its batch's, or one sent again after its call got no answer)."""
+        self.service.upload_result(
+            self.name,
+            self.fence.epoch(),
+            item.request_id,
+            item.envelope,
+            item.serial,
+            item.ca_name,
+            uncertain=item.uncertain,
+        )
+
 
 def _public_pem(key: PrivateKey) -> str:
     pem: bytes = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
@@ -168,15 +181,7 @@ def _record_intent(
 
 def _upload(ctx: IssueContext, member: Member[UploadItem] | None, item: UploadItem) -> None:
     if member is None:
-        ctx.service.upload_result(
-            ctx.name,
-            ctx.fence.epoch(),
-            item.request_id,
-            item.envelope,
-            item.serial,
-            item.ca_name,
-            uncertain=item.uncertain,
-        )
+        ctx.upload_alone(item)
     else:
         member.call(item.request_id, item)
 
