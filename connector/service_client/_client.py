@@ -249,16 +249,7 @@ class ServiceClient:
         uncertain: bool = False,
     ) -> None:
         """``uncertain``: another CA may also have signed this key (see :class:`UploadItem`)."""
-        body: dict[str, Any] = {
-            "name": name,
-            "epoch": epoch,
-            "envelope_b64": base64.b64encode(envelope).decode("ascii"),
-            # Decimal string: serials are up to 160 bits, beyond JSON's safe integers.
-            "serial": str(serial),
-            "ca_name": ca_name,
-        }
-        if uncertain:
-            body["uncertain"] = True
+        body = {"name": name, "epoch": epoch, **_result(envelope, serial, ca_name, uncertain)}
         self._call("POST", f"/requests/{request_id}/result", body)
 
     def record_intents(
@@ -276,13 +267,7 @@ class ServiceClient:
         """Results in as few calls as the service's body limit allows; per request as
         :meth:`record_intents`."""
         items: list[Item] = [
-            {
-                "request_id": r.request_id,
-                "envelope_b64": base64.b64encode(r.envelope).decode("ascii"),
-                "serial": str(r.serial),
-                "ca_name": r.ca_name,
-                **({"uncertain": True} if r.uncertain else {}),
-            }
+            {"request_id": r.request_id, **_result(r.envelope, r.serial, r.ca_name, r.uncertain)}
             for r in results
         ]
         outcomes: dict[str, BadRequest | None] = {}
@@ -375,3 +360,16 @@ class ServiceClient:
 def _optional_int(value: object) -> int | None:
     """An integer the service may leave out (an older service): anything else is None."""
     return value if type(value) is int else None
+
+
+def _result(envelope: bytes, serial: int, ca_name: str, uncertain: bool) -> dict[str, Any]:
+    """One result's fields, as the single and the batched upload send them."""
+    fields: dict[str, Any] = {
+        "envelope_b64": base64.b64encode(envelope).decode("ascii"),
+        # Decimal string: serials are up to 160 bits, beyond JSON's safe integers.
+        "serial": str(serial),
+        "ca_name": ca_name,
+    }
+    if uncertain:
+        fields["uncertain"] = True
+    return fields
