@@ -183,15 +183,19 @@ class CaTier:
         if self.cfssl is not None:
             self.cfssl.destroy()
 
-    def kill(self, name: str) -> None:
-        """SIGKILL CA ``name``: its CFSSL server, or every node of its OpenBao cluster."""
+    def _servers(self, name: str) -> tuple[CfsslLab | OpenBaoLab, list[str]]:
+        """CA ``name``'s vendor lab and the processes to signal, as that lab names them:
+        the CFSSL server, or every running node of its OpenBao cluster."""
         vendor = self._vendor_of(name)
         if isinstance(vendor, CfsslLab):
-            vendor.kill(name)
-            return
-        for node in vendor.nodes:
-            if vendor.running(node):
-                vendor.kill(node)
+            return vendor, [name]
+        return vendor, [node for node in vendor.nodes if vendor.running(node)]
+
+    def kill(self, name: str) -> None:
+        """SIGKILL CA ``name``: its CFSSL server, or every node of its OpenBao cluster."""
+        vendor, servers = self._servers(name)
+        for server in servers:
+            vendor.kill(server)
 
     def pause(self, name: str) -> None:
         """SIGSTOP CA ``name`` (every node of an OpenBao cluster): a hung CA.
@@ -200,23 +204,15 @@ class CaTier:
         acts on them at :meth:`resume` though their callers gave up (a late
         certificate).
         """
-        vendor = self._vendor_of(name)
-        if isinstance(vendor, CfsslLab):
-            vendor.pause(name)
-            return
-        for node in vendor.nodes:
-            if vendor.running(node):
-                vendor.pause(node)
+        vendor, servers = self._servers(name)
+        for server in servers:
+            vendor.pause(server)
 
     def resume(self, name: str) -> None:
         """SIGCONT CA ``name`` after :meth:`pause`."""
-        vendor = self._vendor_of(name)
-        if isinstance(vendor, CfsslLab):
-            vendor.resume(name)
-            return
-        for node in vendor.nodes:
-            if vendor.running(node):
-                vendor.resume(node)
+        vendor, servers = self._servers(name)
+        for server in servers:
+            vendor.resume(server)
 
     def _cluster(self, name: str) -> OpenBaoLab:
         cluster = self.clusters.get(name)
