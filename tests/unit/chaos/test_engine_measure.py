@@ -48,6 +48,20 @@ def _engine(observer: FakeObserver, db: FakeDb) -> DrillEngine:
     )
 
 
+def _waiting_engine(lab: object, observer: object) -> DrillEngine:
+    """An engine for the steady-state waits alone: no workload, no service DB, no sleep."""
+    return DrillEngine(
+        cast(Any, lab), History(), cast(Any, observer), cast(Any, None), cast(Any, None),
+        sleep=lambda _: None,
+    )  # fmt: skip
+
+
+def _led_by(name: str, epoch: int) -> FakeObserver:
+    observer = FakeObserver([], [])
+    observer.leader = LeaderChange(0.0, name, epoch)  # type: ignore[attr-defined]
+    return observer
+
+
 def _row(request: str, created: float, issued: float, epoch: int, ca: str) -> IssuedRow:
     return IssuedRow(request, created + OFFSET, issued + OFFSET, epoch, ca, "c2")
 
@@ -196,10 +210,7 @@ def test_a_round_waits_until_placement_has_moved_the_leader_off_the_zookeeper_le
 
     observer = PlacingObserver()
     lab = PlacingLab(observer)
-    engine = DrillEngine(
-        cast(Any, lab), History(), cast(Any, observer), cast(Any, None), cast(Any, None),
-        sleep=lambda _: None,
-    )  # fmt: skip
+    engine = _waiting_engine(lab, observer)
     assert engine._wait_placed()
     assert observer.leader.name == "c2"
     assert lab.looks == 4
@@ -221,13 +232,9 @@ def test_a_round_waits_until_every_standbys_key_pool_is_full() -> None:
             self.asked.append(connectors)
             return len(self.asked) >= 3  # c3, restarted, fills its pool
 
-    observer = FakeObserver([], [])
-    observer.leader = LeaderChange(0.0, "c1", 2)  # type: ignore[attr-defined]
+    observer = _led_by("c1", 2)
     lab = PoolLab()
-    engine = DrillEngine(
-        cast(Any, lab), History(), cast(Any, observer), cast(Any, None), cast(Any, None),
-        sleep=lambda _: None,
-    )  # fmt: skip
+    engine = _waiting_engine(lab, observer)
     assert engine._wait_standbys_ready()
     assert lab.asked == [["c2", "c3"]] * 3  # the leader's own pool is drained by its work
 
@@ -243,13 +250,9 @@ def test_a_round_waits_until_every_standby_is_back_in_the_election_line() -> Non
             self.looks += 1
             return set() if self.looks >= 3 else {"c3"}
 
-    observer = FakeObserver([], [])
-    observer.leader = LeaderChange(0.0, "c1", 2)  # type: ignore[attr-defined]
+    observer = _led_by("c1", 2)
     lab = LineLab()
-    engine = DrillEngine(
-        cast(Any, lab), History(), cast(Any, observer), cast(Any, None), cast(Any, None),
-        sleep=lambda _: None,
-    )  # fmt: skip
+    engine = _waiting_engine(lab, observer)
     assert engine._wait_standbys_in_line()
     assert lab.looks == 3
 
