@@ -51,8 +51,13 @@ class RoundMeasure:
                 return row
             if scenario.kind in ("zk", *HELD) and row.epoch >= old_epoch:
                 return row
-            # ca-node: signed after the fault for sure (its request came after it).
-            if scenario.kind == "ca-node" and self.observer.to_history_time(row.created) >= start:
+            # ca-node: signed after the fault for sure (its request came after it),
+            # and by the primary itself where its cluster must serve through the fault.
+            if (
+                scenario.kind == "ca-node"
+                and self.observer.to_history_time(row.created) >= start
+                and (not scenario.recover_at_primary or row.ca == self.lab.primary_ca)
+            ):
                 return row
         return None
 

@@ -28,6 +28,7 @@ __all__ = [
     "ca_cut",
     "ca_down",
     "ca_node_loss",
+    "ca_node_stall",
     "ca_stall",
     "ca_stall_kill",
     "cascade",
@@ -82,6 +83,8 @@ class FaultTarget(Protocol):
     def ca_active_node(self, name: str) -> str: ...
     def kill_ca_node(self, name: str, node: str) -> None: ...
     def start_ca_node(self, name: str, node: str) -> None: ...
+    def pause_ca_node(self, name: str, node: str) -> None: ...
+    def resume_ca_node(self, name: str, node: str) -> None: ...
     def zk_leader_index(self) -> int | None: ...
     def kill_zk_node(self, index: int) -> None: ...
     def start_zk_nodes(self, indices: list[int]) -> None: ...
@@ -180,6 +183,22 @@ def ca_node_loss(lab: FaultTarget, leader: str) -> Fault:
         f"SIGKILL {node}, the Raft active node of CA {lab.primary_ca}",
         inject,
         lambda: lab.start_ca_node(lab.primary_ca, node),
+    )
+
+
+def ca_node_stall(lab: FaultTarget, leader: str) -> Fault:
+    """SIGSTOP the primary cluster's Raft active node: it hangs with its sockets open,
+    and the rest of the cluster elects another while it does."""
+    node = lab.ca_active_node(lab.primary_ca)
+
+    def inject() -> dict[str, Any]:
+        lab.pause_ca_node(lab.primary_ca, node)
+        return {"ca": lab.primary_ca, "node": node}
+
+    return ProcessFault(
+        f"SIGSTOP {node}, the Raft active node of CA {lab.primary_ca}",
+        inject,
+        lambda: lab.resume_ca_node(lab.primary_ca, node),
     )
 
 

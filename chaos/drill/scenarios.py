@@ -23,8 +23,11 @@ fault proxies, single-host only) and leave ZooKeeper intact: ``service-cut``,
 ``service-down`` (every member cut from the service) and ``cut-blip`` are
 controls that must move none (``max_leader_changes`` 0, checked per round).
 
-``ca-node-loss`` needs the CAs on OpenBao (``pfxha drill --ca openbao``) and
-joins ``all`` there.
+``ca-node-loss`` and ``ca-node-stall`` need the CAs on OpenBao (``pfxha drill
+--ca openbao``) and join ``all`` there. ``ca-node-stall`` hangs the active node
+rather than kill it: its connections stay open and silent, so a client that
+keeps asking the node it last reached waits out every call; recovery is the
+primary CA signing again (``recover_at_primary``) while the node still hangs.
 
 A hung CA (``ca-stall``, ``ca-stall-kill``) is SIGSTOPped with its sockets
 open: the leader's calls in flight time out and it gives up on their keys
@@ -95,6 +98,9 @@ class Scenario:
     # The fault makes the leader give keys up that a CA may still sign: every late
     # certificate for them must be revoked by the round's end (chaos.drill._late_check).
     late_check: bool = False
+    # ca-node: recovery is a certificate from the primary CA itself (its cluster
+    # must serve again while the fault lasts), not from whichever CA serves first.
+    recover_at_primary: bool = False
 
     @property
     def hits_primary_ca(self) -> bool:
@@ -134,6 +140,11 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("ca-node-loss", "ca-node",
                  "the primary CA's OpenBao Raft active node killed: its cluster elects",
                  f.ca_node_loss, leader_change=False, openbao_only=True),
+        Scenario("ca-node-stall", "ca-node",
+                 "the primary CA's OpenBao Raft active node hung (SIGSTOP): the connectors "
+                 "reach the node its cluster elects instead",
+                 f.ca_node_stall, leader_change=False, openbao_only=True,
+                 late_check=True, recover_at_primary=True),
         Scenario("service-cut", "leader",
                  "the leader's link to the service blackholed (ZooKeeper intact)",
                  f.service_cut, needs_links=True, max_leader_changes=1, recover_s=10.0),

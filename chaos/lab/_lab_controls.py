@@ -147,6 +147,13 @@ class LabControls(LabBase):
     def start_ca_node(self, name: str, node: str) -> None:
         self.cas.start_node(name, node)
 
+    def pause_ca_node(self, name: str, node: str) -> None:
+        """SIGSTOP one node of CA ``name``'s OpenBao cluster (a hung node)."""
+        self.cas.pause_node(name, node)
+
+    def resume_ca_node(self, name: str, node: str) -> None:
+        self.cas.resume_node(name, node)
+
     def zk_leader_index(self) -> int | None:
         return self.zk.leader_index()
 

@@ -233,6 +233,13 @@ class CaTier:
     def start_node(self, name: str, node: str) -> None:
         self._cluster(name).start(node)
 
+    def pause_node(self, name: str, node: str) -> None:
+        """SIGSTOP one node of CA ``name``'s cluster: it hangs, its sockets open."""
+        self._cluster(name).pause(node)
+
+    def resume_node(self, name: str, node: str) -> None:
+        self._cluster(name).resume(node)
+
     def running(self, name: str) -> bool:
         vendor = self._vendor_of(name)
         if isinstance(vendor, CfsslLab):

@@ -160,6 +160,28 @@ def test_a_node_loss_served_by_the_next_ca_is_no_violation_without_a_patience() 
     assert any("within the 5s patience" in v for v in patient.violations)
 
 
+def test_a_stalled_node_recovers_only_when_the_primary_ca_signs_again() -> None:
+    observer = FakeObserver(
+        changes=[LeaderChange(1.0, "c1", 2)],
+        issued=[
+            _row("s", 10.1, 10.25, 2, "secondary"),  # the next CA served: not the recovery
+            _row("p", 15.3, 16.5, 2, "primary"),  # the cluster's new active node signed
+        ],
+    )
+    engine = _engine(observer, FakeDb({}))
+    stall = SCENARIOS["ca-node-stall"]
+    recovered = engine._recovered(stall, 2, 10.0)
+    assert recovered is not None
+    assert recovered.request == "p"
+    outcome = RoundResult("ca-node-stall", 1, fault_at=10.0, old_leader="c1", old_epoch=2)
+    engine._measure(outcome, stall, recovered, healed_at=17.0)
+    assert outcome.failover_s == 6.5
+    assert outcome.violations == []
+
+    only_next = FakeObserver(changes=observer.changes, issued=observer.issued[:1])
+    assert _engine(only_next, FakeDb({}))._recovered(stall, 2, 10.0) is None
+
+
 def test_the_clusters_own_election_is_polled_until_it_has_an_active_node() -> None:
     answers: list[str | None] = [None, None, "bao2"]
 

@@ -131,11 +131,13 @@ def test_openbao_is_refused_on_the_hosts_lab_with_the_way_out(tmp_path) -> None:
         CaTier(tmp_path, kind="mixed", placement=host)
 
 
-def test_ca_node_loss_needs_openbao_and_joins_all_there() -> None:
-    assert "ca-node-loss" not in ALL
+def test_the_raft_node_scenarios_need_openbao_and_join_all_there() -> None:
+    raft = ["ca-node-loss", "ca-node-stall"]
+    assert not set(raft) & set(ALL)
     assert [s.name for s in parse_scenarios("all")] == ALL
-    assert [s.name for s in parse_scenarios("all", ca="openbao")] == [*ALL, "ca-node-loss"]
-    assert parse_scenarios("ca-node-loss", ca="openbao")[0].kind == "ca-node"
-    for ca in ("cfssl", "mixed"):  # mixed: the primary is CFSSL, no Raft node to lose
-        with pytest.raises(ValueError, match="add --ca openbao"):
-            parse_scenarios("ca-down,ca-node-loss", ca=ca)
+    assert [s.name for s in parse_scenarios("all", ca="openbao")] == [*ALL, *raft]
+    for name in raft:
+        assert parse_scenarios(name, ca="openbao")[0].kind == "ca-node"
+        for ca in ("cfssl", "mixed"):  # mixed: the primary is CFSSL, no Raft node to lose
+            with pytest.raises(ValueError, match="add --ca openbao"):
+                parse_scenarios(f"ca-down,{name}", ca=ca)

@@ -106,7 +106,37 @@ def test_ca_stall_pauses_the_primary_and_resumes_it_at_heal() -> None:
     assert (SCENARIOS["ca-stall"].kind, SCENARIOS["ca-stall-kill"].kind) == ("ca", "leader")
     # Both stall the CA in use: a round waits until the leader issues there again.
     hitting = {name for name, s in SCENARIOS.items() if s.hits_primary_ca}
-    assert hitting == {"ca-down", "ca-stall", "ca-stall-kill", "ca-node-loss"}
+    assert hitting == {"ca-down", "ca-stall", "ca-stall-kill", "ca-node-loss", "ca-node-stall"}
+
+
+class RaftLab(StallLab):
+    """A primary CA on OpenBao whose active node is bao2."""
+
+    def ca_active_node(self, name: str) -> str:
+        self.calls.append(f"active? {name}")
+        return "bao2"
+
+    def pause_ca_node(self, name: str, node: str) -> None:
+        self.calls.append(f"pause {name}/{node}")
+
+    def resume_ca_node(self, name: str, node: str) -> None:
+        self.calls.append(f"resume {name}/{node}")
+
+
+def test_ca_node_stall_hangs_the_active_node_found_before_the_clock_and_resumes_it() -> None:
+    lab = RaftLab()
+    fault = SCENARIOS["ca-node-stall"].build(cast(Any, lab), "c1")
+    assert lab.calls == ["active? primary"]  # found when built, before the fault's clock
+    assert fault.inject() == {"ca": "primary", "node": "bao2"}
+    fault.heal()
+    assert lab.calls == ["active? primary", "pause primary/bao2", "resume primary/bao2"]
+    scenario = SCENARIOS["ca-node-stall"]
+    assert (scenario.kind, scenario.late_check, scenario.recover_at_primary) == (
+        "ca-node",
+        True,
+        True,
+    )
+    assert not SCENARIOS["ca-node-loss"].recover_at_primary
 
 
 class LateDb:
