@@ -25,6 +25,12 @@ cluster, so only the cluster can say whether it signed); 403 with a fresh token 
 :class:`CAAuthError` (policy), 400 "not found" :class:`CANotFoundError`, any
 other 4xx :class:`CARequestRejectedError`.
 
+A call starts at the node that last answered. One that took a request and
+never answered (a hung node: its connections stay open and silent) is asked
+last from then on, so the next call reaches the node its cluster elects in the
+meantime; and connecting to a node gets only its share of the call's time, so
+a node that accepts connections but never completes them cannot take it all.
+
 Authentication is AppRole: a login gives a token, renewed at two thirds of
 its lease and replaced by a new login when renewal is refused or a call is
 answered 403 (a revoked or expired token). Secrets never reach a log line.
@@ -166,15 +172,24 @@ class OpenBaoClient:
             if left <= 0:
                 break
             url = self._http.url_for(f"{self.urls[index]}/v1/{path}")
+            # A hung node may accept a connection and never finish the handshake:
+            # connecting gets this node's share of what is left, the rest stays
+            # for the nodes after it (nothing was sent, so they may be asked).
+            limits = httpx.Timeout(left, connect=left / (count - step))
             try:
                 reply = self._http.request(
-                    method, url, json=json, content=content, headers=headers, timeout=left
+                    method, url, json=json, content=content, headers=headers, timeout=limits
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 problems.append(f"{self.urls[index]}: cannot connect ({type(exc).__name__})")
                 continue
             except httpx.HTTPError as exc:
-                # Sent, but no answer: the CA may have acted on it.
+                # Sent, but no answer: the CA may have acted on it, so no other node
+                # gets it now. The node goes last for the next call: a hung active
+                # node keeps its connections open and silent while the rest of its
+                # cluster elects another, and asking it first would wait out every
+                # call until it wakes (the drill's ca-node-stall).
+                self._preferred = (index + 1) % count
                 raise CAUnavailableError(
                     f"{self.urls[index]}: no answer: {exc!r}", ca_name=self.name, ambiguous=True
                 ) from exc

@@ -231,3 +231,57 @@ def test_failover_patience_is_an_openbao_setting_validated_by_name() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(raw)
     assert caught.value.setting == "ca[primary].failover_patience_s"
+
+
+def test_a_node_that_took_a_request_and_never_answered_is_asked_last_next_time() -> None:
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.host)
+        if request.url.host == "a":  # hung: the request went in, nothing comes back
+            raise httpx.ReadTimeout("timed out", request=request)
+        return _errors(400, "certificate with serial 01 not found.")
+
+    ca = _ca(handler, ("http://a:8200", "http://b:8200", "http://c:8200"))
+    with pytest.raises(CAUnavailableError) as caught:
+        ca.revoke(1, "superseded")
+    assert caught.value.ambiguous
+    assert asked == ["a"]  # it may have acted: no other node gets it in the same call
+    with pytest.raises(CANotFoundError):
+        ca.revoke(1, "superseded")
+    assert asked == ["a", "b"]  # the next call starts after the hung node
+    with pytest.raises(CANotFoundError):
+        ca.revoke(1, "superseded")
+    assert asked == ["a", "b", "b"]  # and stays with the node that answered
+
+
+def test_connecting_to_a_node_gets_its_share_of_the_time_left() -> None:
+    now = [100.0]
+    connects: dict[str, float] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/login"):
+            return httpx.Response(200, json=LOGIN)
+        connect = request.extensions["timeout"]["connect"]
+        connects[request.url.host] = connect
+        if request.url.host != "c":  # accepted, the handshake never finished
+            now[0] += connect
+            raise httpx.ConnectTimeout("timed out", request=request)
+        return _errors(400, "certificate with serial 01 not found.")
+
+    ca = OpenBaoCA(
+        "bao",
+        ["http://c:8200", "http://a:8200", "http://b:8200"],
+        "pki_primary",
+        AppRoleCredentials("role", "secret"),
+        certificate=ISSUING.certificate,
+        parents=[ROOT.certificate],
+        transport=httpx.MockTransport(handler),
+        clock=lambda: now[0],
+    )
+    ca._current_token(5.0)  # logged in at c, which answers: the calls below start there
+    ca._preferred = 1  # as if a had answered last
+    with pytest.raises(CANotFoundError):
+        ca.revoke(1, "superseded", timeout=1.5)
+    # A third of the call for a, half of the rest for b, and c still has a third.
+    assert connects == {"a": 0.5, "b": 0.5, "c": 0.5}
