@@ -3,6 +3,8 @@
     node = BaoNode("bao1", port, cluster_port)   # node.url: http://127.0.0.1:PORT
     write_node_config(node, nodes, run_dir)      # run_dir/bao1.hcl, data in run_dir/data/bao1
     node_health(node)                            # 200 active, 429 standby, 503 sealed, None down
+    leader_view(node)                            # the leader's address as node sees it
+    raft_active({"bao1": url3, "bao2": url2, "bao3": url3}, urls)   # "bao3": most name it
     initialise(node, run_dir / "init.json")      # sys/init once: unseal key + root token, 0600
     wait_unsealed(node, unseal_key)              # sys/unseal until it answers unsealed
     bao_binary()                                 # the bao beside python, or on PATH
@@ -10,6 +12,11 @@
 Raft on loopback with ``performance_multiplier = 1`` (a new leader within
 seconds, not tens), every other node named in ``retry_join``; TLS is off on
 loopback. :class:`chaos.launch.openbao.OpenBaoLab` owns the processes.
+
+``disable_standby_reads = true``: since OpenBao 2.5 a standby answers reads
+from its own copy, eventually consistent; the connector's searches (did the CA
+sign a request whose answer was lost?) and the drill's checkers need the active
+node's state, so every read goes there, as before 2.5.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import contextlib
 import json
 import shutil
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import httpx
@@ -31,7 +38,9 @@ __all__ = [
     "BaoNode",
     "bao_binary",
     "initialise",
+    "leader_view",
     "node_health",
+    "raft_active",
     "wait_unsealed",
     "write_node_config",
 ]
@@ -73,6 +82,7 @@ def write_node_config(node: BaoNode, nodes: Iterable[BaoNode], run_dir: Path) ->
         f'  cluster_address = "{HOST}:{node.cluster_port}"\n  tls_disable = true\n}}\n'
         f'api_addr = "{node.url}"\ncluster_addr = "https://{HOST}:{node.cluster_port}"\n'
         'disable_mlock = true\nui = false\nlog_level = "warn"\n'
+        "disable_standby_reads = true\n"
     )
     path = run_dir / f"{node.name}.hcl"
     path.write_text(text)
@@ -85,6 +95,33 @@ def node_health(node: BaoNode) -> int | None:
         return httpx.get(f"{node.url}/v1/sys/health", timeout=1.0).status_code
     except httpx.HTTPError:
         return None
+
+
+def leader_view(node: BaoNode) -> str | None:
+    """The address ``node`` names as the active node's (sys/leader), None if it says none."""
+    try:
+        reply = httpx.get(f"{node.url}/v1/sys/leader", timeout=1.0)
+        address = reply.json().get("leader_address") if reply.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    return address if isinstance(address, str) and address else None
+
+
+def raft_active(views: Mapping[str, str | None], urls: Mapping[str, str]) -> str | None:
+    """The node most of the nodes that name one name as the active one (``views``: node
+    -> the address it names, None for a node down, sealed or not knowing; ``urls``:
+    node -> its own address), or None when no address has more than half of them.
+
+    Not "the node whose sys/health says active": an OpenBao 2.7 active node that hung
+    for seconds under load and then resumed kept saying so (health 200, sys/leader
+    ``is_self``) for as long as we watched, beside the node its cluster had elected
+    (docs/pki.md, "OpenBao clusters").
+    """
+    named = [view for view in views.values() if view]
+    for name, url in urls.items():
+        if named.count(url) * 2 > len(named):
+            return name
+    return None
 
 
 def wait_unsealed(node: BaoNode, key: str) -> None:

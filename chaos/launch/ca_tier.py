@@ -306,10 +306,19 @@ class CaTier:
         return str(vendor.ca_spec(name)["url"])
 
     def crl_url(self, name: str) -> str:
+        """CA ``name``'s CRL: on OpenBao, at its cluster's active node when there is one
+        (a node that hung while active may serve an old one: docs/pki.md)."""
         vendor = self._vendor_of(name)
         if isinstance(vendor, CfsslLab):
             return vendor.crl_url(name)
-        return f"{vendor.ca_spec(name)['url']}/v1/{vendor.mount(name)}/crl"
+        return f"{self._serving_url(vendor, name)}/v1/{vendor.mount(name)}/crl"
+
+    @staticmethod
+    def _serving_url(cluster: OpenBaoLab, name: str) -> str:
+        active = cluster.active_node()
+        return (
+            cluster.nodes[active].url if active is not None else str(cluster.ca_spec(name)["url"])
+        )
 
     def certdb(self, name: str) -> CertDB:
         vendor = self._vendor_of(name)
@@ -335,15 +344,20 @@ class CaTier:
         }
 
     def sources(self) -> dict[str, CaSource]:
-        """How the checkers read each CA (OpenBao through the read-only auditor AppRole)."""
+        """How the checkers read each CA (OpenBao through the read-only auditor AppRole,
+        starting at its cluster's active node as it is now)."""
         for name in self.names:
-            if name in self._sources:
-                continue
             vendor = self._vendor_of(name)
             if isinstance(vendor, CfsslLab):
-                certdb = vendor.certdb(name)
-                self._sources[name] = CaSource(name, vendor.crl_url(name), certdb=certdb)
-            else:
+                if name not in self._sources:
+                    certdb = vendor.certdb(name)
+                    self._sources[name] = CaSource(name, vendor.crl_url(name), certdb=certdb)
+                continue
+            known = self._sources.get(name)
+            api = known.api if known is not None else None
+            if api is None:
                 api = OpenBaoCA.from_dict(vendor.ca_spec(name, AUDITOR), timeout=10.0)
-                self._sources[name] = CaSource(name, self.crl_url(name), api=api)
+            serving = self._serving_url(vendor, name)
+            api.prefer(serving)
+            self._sources[name] = CaSource(name, f"{serving}/v1/{vendor.mount(name)}/crl", api=api)
         return dict(self._sources)

@@ -48,7 +48,9 @@ from chaos.launch._bao_node import (
     BaoNode,
     bao_binary,
     initialise,
+    leader_view,
     node_health,
+    raft_active,
     wait_unsealed,
     write_node_config,
 )
@@ -207,11 +209,16 @@ class OpenBaoLab:
         return sorted(nodes, key=lambda n: n.name != active)
 
     def active_node(self) -> str | None:
-        """The node that answers sys/health as active (200), if any."""
-        for node in self.nodes.values():
-            if self.running(node.name) and node_health(node) == 200:
-                return node.name
-        return None
+        """The Raft active node: the one a majority of the nodes name (see :func:`raft_active`;
+        dev mode: the one node, once it answers as active)."""
+        if len(self.nodes) == 1:
+            (node,) = self.nodes.values()
+            return node.name if self.running(node.name) and node_health(node) == 200 else None
+        views = {
+            node.name: leader_view(node) if self.running(node.name) else None
+            for node in self.nodes.values()
+        }
+        return raft_active(views, {node.name: node.url for node in self.nodes.values()})
 
     def _all_voters(self) -> bool:
         servers = self._api("GET", "sys/storage/raft/configuration")["data"]["config"]["servers"]

@@ -19,6 +19,7 @@ from chaos.checkers import (
 )
 from chaos.checkers.state import api_certificates, ocsp_answers
 from chaos.drill.scenarios import ALL, parse_scenarios
+from chaos.launch._bao_node import raft_active
 from chaos.launch._process import LaunchError
 from chaos.launch.ca_tier import CaTier, vendors
 from chaos.launch.netns import Host
@@ -141,3 +142,22 @@ def test_the_raft_node_scenarios_need_openbao_and_join_all_there() -> None:
         for ca in ("cfssl", "mixed"):  # mixed: the primary is CFSSL, no Raft node to lose
             with pytest.raises(ValueError, match="add --ca openbao"):
                 parse_scenarios(f"ca-down,{name}", ca=ca)
+
+
+URLS = {"bao1": "http://127.0.0.1:1", "bao2": "http://127.0.0.1:2", "bao3": "http://127.0.0.1:3"}
+
+
+def test_the_active_node_is_the_one_a_majority_names_not_one_that_says_so() -> None:
+    # bao2 hung while active and resumed still naming itself (sys/health 200 there too);
+    # bao1 and bao3 follow bao3, which the cluster elected meanwhile.
+    zombie = {"bao1": URLS["bao3"], "bao2": URLS["bao2"], "bao3": URLS["bao3"]}
+    assert raft_active(zombie, URLS) == "bao3"
+    assert raft_active(dict.fromkeys(URLS, URLS["bao1"]), URLS) == "bao1"
+
+
+def test_no_majority_of_the_views_or_none_is_no_active_node() -> None:
+    electing = {"bao1": URLS["bao1"], "bao2": URLS["bao2"], "bao3": None}
+    assert raft_active(electing, URLS) is None
+    assert raft_active(dict.fromkeys(URLS), URLS) is None
+    # A new cluster: only its first node is unsealed, and it leads alone.
+    assert raft_active({"bao1": URLS["bao1"], "bao2": None, "bao3": None}, URLS) == "bao1"
