@@ -3,8 +3,8 @@
     node = BaoNode("bao1", port, cluster_port)   # node.url: http://127.0.0.1:PORT
     write_node_config(node, nodes, run_dir)      # run_dir/bao1.hcl, data in run_dir/data/bao1
     node_health(node)                            # 200 active, 429 standby, 503 sealed, None down
-    leader_view(node)                            # the leader's address as node sees it
-    raft_active({"bao1": url3, "bao2": url2, "bao3": url3}, urls)   # "bao3": most name it
+    leader_view(node, token)                     # the Raft leader's ID as node's Raft has it
+    raft_active({"bao1": "bao3", "bao2": "bao3", "bao3": "bao3"})   # "bao3": most name it
     initialise(node, run_dir / "init.json")      # sys/init once: unseal key + root token, 0600
     wait_unsealed(node, unseal_key)              # sys/unseal until it answers unsealed
     bao_binary()                                 # the bao beside python, or on PATH
@@ -97,29 +97,34 @@ def node_health(node: BaoNode) -> int | None:
         return None
 
 
-def leader_view(node: BaoNode) -> str | None:
-    """The address ``node`` names as the active node's (sys/leader), None if it says none."""
+def leader_view(node: BaoNode, token: str) -> str | None:
+    """The Raft leader's node ID as ``node``'s Raft layer has it, None if it has none."""
     try:
-        reply = httpx.get(f"{node.url}/v1/sys/leader", timeout=1.0)
-        address = reply.json().get("leader_address") if reply.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
+        reply = httpx.get(
+            f"{node.url}/v1/sys/storage/raft/configuration",
+            headers={"X-Vault-Token": token},
+            timeout=1.0,
+        )
+        servers = reply.json()["data"]["config"]["servers"] if reply.status_code == 200 else []
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
         return None
-    return address if isinstance(address, str) and address else None
+    leaders = [str(s.get("node_id")) for s in servers if isinstance(s, dict) and s.get("leader")]
+    return leaders[0] if len(leaders) == 1 else None
 
 
-def raft_active(views: Mapping[str, str | None], urls: Mapping[str, str]) -> str | None:
-    """The node most of the nodes that name one name as the active one (``views``: node
-    -> the address it names, None for a node down, sealed or not knowing; ``urls``:
-    node -> its own address), or None when no address has more than half of them.
+def raft_active(views: Mapping[str, str | None]) -> str | None:
+    """The node that most of the nodes which name a Raft leader name (``views``: node ->
+    the leader's node ID as that node sees it; None for a node down, sealed or without
+    one), or None when no node has more than half of them.
 
     Not "the node whose sys/health says active": an OpenBao 2.7 active node that hung
-    for seconds under load and then resumed kept saying so (health 200, sys/leader
-    ``is_self``) for as long as we watched, beside the node its cluster had elected
-    (docs/pki.md, "OpenBao clusters").
+    for seconds under load and resumed went on saying so (sys/health 200, sys/leader
+    ``is_self``) beside the node its cluster had elected, while its own Raft layer
+    followed that node (docs/pki.md, "OpenBao clusters").
     """
     named = [view for view in views.values() if view]
-    for name, url in urls.items():
-        if named.count(url) * 2 > len(named):
+    for name in views:
+        if named.count(name) * 2 > len(named):
             return name
     return None
 

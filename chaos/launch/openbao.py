@@ -209,16 +209,19 @@ class OpenBaoLab:
         return sorted(nodes, key=lambda n: n.name != active)
 
     def active_node(self) -> str | None:
-        """The Raft active node: the one a majority of the nodes name (see :func:`raft_active`;
+        """The Raft leader: the node most nodes' Raft layers name (:func:`raft_active`;
         dev mode: the one node, once it answers as active)."""
         if len(self.nodes) == 1:
             (node,) = self.nodes.values()
             return node.name if self.running(node.name) and node_health(node) == 200 else None
+        if not self._init_path.exists():
+            return None
+        token = self._root_token
         views = {
-            node.name: leader_view(node) if self.running(node.name) else None
+            node.name: leader_view(node, token) if self.running(node.name) else None
             for node in self.nodes.values()
         }
-        return raft_active(views, {node.name: node.url for node in self.nodes.values()})
+        return raft_active(views)
 
     def _all_voters(self) -> bool:
         servers = self._api("GET", "sys/storage/raft/configuration")["data"]["config"]["servers"]
