@@ -344,8 +344,9 @@ class CaTier:
         }
 
     def sources(self) -> dict[str, CaSource]:
-        """How the checkers read each CA (OpenBao through the read-only auditor AppRole,
-        starting at its cluster's active node as it is now)."""
+        """How the checkers read each CA: CFSSL through its certdb; OpenBao through the
+        read-only auditor AppRole at its cluster's Raft leader alone, as it is now (a node
+        that hung while active may answer as active from an old state: docs/pki.md)."""
         for name in self.names:
             vendor = self._vendor_of(name)
             if isinstance(vendor, CfsslLab):
@@ -353,11 +354,11 @@ class CaTier:
                     certdb = vendor.certdb(name)
                     self._sources[name] = CaSource(name, vendor.crl_url(name), certdb=certdb)
                 continue
-            known = self._sources.get(name)
-            api = known.api if known is not None else None
-            if api is None:
-                api = OpenBaoCA.from_dict(vendor.ca_spec(name, AUDITOR), timeout=10.0)
+            old = self._sources.get(name)
+            if old is not None and old.api is not None:
+                old.api.close()
             serving = self._serving_url(vendor, name)
-            api.prefer(serving)
+            spec = {**vendor.ca_spec(name, AUDITOR), "url": serving, "cluster_urls": None}
+            api = OpenBaoCA.from_dict(spec, timeout=10.0)
             self._sources[name] = CaSource(name, f"{serving}/v1/{vendor.mount(name)}/crl", api=api)
         return dict(self._sources)

@@ -5,7 +5,6 @@
     body = client._call("POST", "pki/sign/user-auth", timeout=2.0, json={...})  # with a token
     reply = client._send("GET", "pki/crl", timeout=2.0)    # no token: the raw answer
     client.reload_auth(spec)                               # new AppRole files, checked by a login
-    client.prefer("http://bao2:8200")                      # start the next calls there
     client.close()
 
 The base of :class:`connector.ca.OpenBaoCA`, which adds the PKI mount on top;
@@ -144,11 +143,6 @@ class OpenBaoClient:
 
     def close(self) -> None:
         self._http.close()
-
-    def prefer(self, url: str) -> None:
-        """Start the next calls at ``url``, one of the cluster's addresses (a caller that
-        knows which node is active); ValueError for an address not in the list."""
-        self._preferred = self.urls.index(url.rstrip("/"))
 
     # -- HTTP ----------------------------------------------------------------------------
 

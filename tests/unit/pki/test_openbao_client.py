@@ -285,19 +285,3 @@ def test_connecting_to_a_node_gets_its_share_of_the_time_left() -> None:
         ca.revoke(1, "superseded", timeout=1.5)
     # A third of the call for a, half of the rest for b, and c still has a third.
     assert connects == {"a": 0.5, "b": 0.5, "c": 0.5}
-
-
-def test_a_caller_that_knows_the_active_node_can_start_there() -> None:
-    asked: list[str] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        asked.append(request.url.host)
-        return _errors(400, "certificate with serial 01 not found.")
-
-    ca = _ca(handler, ("http://a:8200", "http://b:8200", "http://c:8200"))
-    ca.prefer("http://c:8200/")
-    with pytest.raises(CANotFoundError):
-        ca.revoke(1, "superseded")
-    assert asked == ["c"]
-    with pytest.raises(ValueError, match="not in tuple"):
-        ca.prefer("http://elsewhere:8200")
