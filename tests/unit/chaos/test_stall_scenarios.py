@@ -9,6 +9,7 @@ from chaos.checkers import CaCertificate, DeliveredCertificate, late_certificate
 from chaos.drill import faults
 from chaos.drill._engine_base import DrillSettings
 from chaos.drill.engine import DrillEngine
+from chaos.drill.faults import RESUMED_S, ca_node_stall
 from chaos.drill.result import RoundResult, ScenarioResult
 from chaos.drill.scenarios import DOUBT_WAIT_S, SCENARIOS
 from chaos.history import History
@@ -122,14 +123,27 @@ class RaftLab(StallLab):
     def resume_ca_node(self, name: str, node: str) -> None:
         self.calls.append(f"resume {name}/{node}")
 
+    def kill_ca_node(self, name: str, node: str) -> None:
+        self.calls.append(f"kill {name}/{node}")
 
-def test_ca_node_stall_hangs_the_active_node_found_before_the_clock_and_resumes_it() -> None:
+    def start_ca_node(self, name: str, node: str) -> None:
+        self.calls.append(f"start {name}/{node}")
+
+
+def test_ca_node_stall_hangs_the_active_node_then_resumes_and_restarts_it() -> None:
     lab = RaftLab()
-    fault = SCENARIOS["ca-node-stall"].build(cast(Any, lab), "c1")
+    slept: list[float] = []
+    fault = ca_node_stall(cast(Any, lab), "c1", sleep=slept.append)
     assert lab.calls == ["active? primary"]  # found when built, before the fault's clock
     assert fault.inject() == {"ca": "primary", "node": "bao2"}
     fault.heal()
-    assert lab.calls == ["active? primary", "pause primary/bao2", "resume primary/bao2"]
+    assert lab.calls[1:] == [
+        "pause primary/bao2",
+        "resume primary/bao2",  # met as it is for a while, then restarted
+        "kill primary/bao2",
+        "start primary/bao2",
+    ]
+    assert slept == [RESUMED_S]
     scenario = SCENARIOS["ca-node-stall"]
     assert (scenario.kind, scenario.late_check, scenario.recover_at_primary) == (
         "ca-node",
