@@ -23,7 +23,7 @@ from rich.text import Text
 
 from chaos.drill.engine import Progress
 from chaos.drill.report import plot_timeline, write_report
-from chaos.drill.result import ScenarioResult, percentile, write_contract, write_rounds
+from chaos.drill.result import ScenarioResult, write_contract, write_rounds
 from chaos.history import History
 
 __all__ = ["live_view", "summary_table", "write_outputs"]
@@ -37,14 +37,11 @@ def summary_table(results: list[ScenarioResult], title: str = "pfxha drill") -> 
                    "lost", "dup", "stale 409", "leader chg", "violations"):  # fmt: skip
         table.add_column(column, justify="left" if column == "scenario" else "right")
     for r in results:
-        values = r.failovers
         bad = len(r.all_violations())
         table.add_row(
             r.name,
             str(len(r.rounds)),
-            f"{percentile(values, 50):.3f}",
-            f"{percentile(values, 99):.3f}",
-            f"{max(values, default=0.0):.3f}",
+            *r.failover_cells(),
             f"{r.delivered}/{r.created}",
             str(r.lost),
             str(r.duplicates),

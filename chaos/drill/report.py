@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chaos.checkers.ops import DELIVERY, FAULT, LEADER, NEMESIS, OBSERVER
-from chaos.drill.result import ScenarioResult, percentile
+from chaos.drill.result import ScenarioResult
 from chaos.history import Event
 
 __all__ = ["FaultWindow", "fault_windows", "plot_timeline", "render_report", "write_report"]
@@ -90,10 +90,9 @@ def render_report(
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in scenarios:
-        values = s.failovers
+        p50, p99, worst = s.failover_cells()
         lines.append(
-            f"| {s.name} | {len(s.rounds)} | {percentile(values, 50):.3f} | "
-            f"{percentile(values, 99):.3f} | {max(values, default=0.0):.3f} | {s.created} | "
+            f"| {s.name} | {len(s.rounds)} | {p50} | {p99} | {worst} | {s.created} | "
             f"{s.delivered} | {s.failed} | {s.lost} | {s.duplicates} | "
             f"{s.stale_epoch_rejected} | {s.leader_changes} | {len(s.all_violations())} |"
         )

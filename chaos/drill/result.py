@@ -127,6 +127,18 @@ class ScenarioResult:
     def failovers(self) -> list[float]:
         return [r.failover_s for r in self.rounds if r.failover_s is not None]
 
+    def failover_cells(self) -> tuple[str, str, str]:
+        """p50, p99 and max for a table, seconds to 3 places; "-" when no round recovered
+        (the contract's 0.0 then would read as an instant failover)."""
+        values = self.failovers
+        if not values:
+            return ("-", "-", "-")
+        return (
+            f"{percentile(values, 50):.3f}",
+            f"{percentile(values, 99):.3f}",
+            f"{max(values):.3f}",
+        )
+
     def all_violations(self) -> list[str]:
         found = [f"round {r.round}: {v}" for r in self.rounds for v in r.violations]
         return found + list(self.violations)

@@ -118,6 +118,15 @@ def test_report_tables_the_late_certificates_of_a_stalled_ca() -> None:
     assert "keys in doubt" not in render_report(_scenarios(), command="pfxha drill")
 
 
+def test_a_scenario_where_no_round_recovered_shows_no_failover_time() -> None:
+    lost = RoundResult("ca-node-stall", 1, fault_at=1.0, violations=["no recovery within 20s"])
+    result = ScenarioResult("ca-node-stall", rounds=[lost])
+    assert result.failover_cells() == ("-", "-", "-")
+    assert "| ca-node-stall | 1 | - | - | - |" in render_report([result], command="pfxha drill")
+    timed = ScenarioResult("x", rounds=[RoundResult("x", 1, fault_at=1.0, failover_s=0.25)])
+    assert timed.failover_cells() == ("0.250", "0.250", "0.250")
+
+
 def test_fault_windows_and_timeline_png(tmp_path: Path) -> None:
     history = _history()
     windows = fault_windows(history.events)
