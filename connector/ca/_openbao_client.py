@@ -25,7 +25,11 @@ cluster, so only the cluster can say whether it signed); 403 with a fresh token 
 :class:`CAAuthError` (policy), 400 "not found" :class:`CANotFoundError`, any
 other 4xx :class:`CARequestRejectedError`.
 
-A call starts at the node that last answered. One that took a request and
+A call starts at the node that last answered, a read at the node that last
+took a write: a standby (OpenBao 2.5 and later serve reads on standbys), or a
+node that resumed from a hang still believing it is active, answers reads
+from a copy that may be behind (docs/pki.md, "OpenBao clusters"), and such a
+node redirects writes, so it never becomes the writer. One that took a request and
 never answered (a hung node: its connections stay open and silent) is asked
 last from then on, so the next call reaches the node its cluster elects in the
 meantime; and connecting to a node gets only its share of the call's time, so
@@ -73,6 +77,8 @@ RETRYABLE_STATUSES = frozenset({307, 429, 503})
 # Answers after which the CA may have acted: retryable, but ambiguous.
 _AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
 _NO_ACTIVE_NODE = "active cluster node not found"
+# Calls that change nothing: they start at the node that last took a write.
+_READS = frozenset({"GET", "LIST", "HEAD"})
 
 
 def errors_text(reply: httpx.Response) -> str:
@@ -116,6 +122,10 @@ class OpenBaoClient:
         self._token: Token | None = None
         self._token_lock = threading.Lock()
         self._preferred = 0  # index of the address that answered last
+        # Index of the address that last took a write (None: none since it failed us).
+        # Reads start there: a standby, or a node that resumed from a hang still
+        # believing it is active, answers reads from a copy that may be behind.
+        self._writer: int | None = None
 
     @property
     def name(self) -> str:
@@ -166,8 +176,10 @@ class OpenBaoClient:
         problems: list[str] = []
         electing = False  # a node answered that the cluster has no active node now
         count = len(self.urls)
+        reading = method in _READS
+        start = self._writer if reading and self._writer is not None else self._preferred
         for step in range(count):
-            index = (self._preferred + step) % count
+            index = (start + step) % count
             left = deadline - self._clock()
             if left <= 0:
                 break
@@ -190,6 +202,8 @@ class OpenBaoClient:
                 # cluster elects another, and asking it first would wait out every
                 # call until it wakes (the drill's ca-node-stall).
                 self._preferred = (index + 1) % count
+                if self._writer == index:
+                    self._writer = None
                 raise CAUnavailableError(
                     f"{self.urls[index]}: no answer: {exc!r}", ca_name=self.name, ambiguous=True
                 ) from exc
@@ -215,6 +229,8 @@ class OpenBaoClient:
                     ambiguous=True,
                 )
             self._preferred = index
+            if not reading and reply.status_code < 300:
+                self._writer = index
             return reply
         message = "; ".join(problems) or "deadline reached"
         if electing:

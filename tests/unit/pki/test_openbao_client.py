@@ -16,6 +16,7 @@ from connector.ca import (
     CANotFoundError,
     CARequestRejectedError,
     CAUnavailableError,
+    CertStatus,
     OpenBaoCA,
     colon_serial,
 )
@@ -285,3 +286,32 @@ def test_connecting_to_a_node_gets_its_share_of_the_time_left() -> None:
         ca.revoke(1, "superseded", timeout=1.5)
     # A third of the call for a, half of the rest for b, and c still has a third.
     assert connects == {"a": 0.5, "b": 0.5, "c": 0.5}
+
+
+def test_reads_start_at_the_node_that_last_took_a_write() -> None:
+    asked: list[tuple[str, str]] = []
+    hung = {"b": False}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        asked.append((request.method, host))
+        if request.method == "POST":  # a redirects writes: a standby, or a resumed node
+            if host == "a":
+                return httpx.Response(307, headers={"location": "http://b:8200/v1/x"})
+            return httpx.Response(204)
+        if host == "b" and hung["b"]:
+            raise httpx.ReadTimeout("timed out", request=request)
+        return httpx.Response(200, json={"data": {"certificate": "", "revocation_time": 0}})
+
+    ca = _ca(handler, ("http://a:8200", "http://b:8200", "http://c:8200"))
+    ca.revoke(1, "superseded")  # a says "not me", b takes it
+    assert asked[-2:] == [("POST", "a"), ("POST", "b")]
+    ca._preferred = 2  # as if c had answered since
+    assert ca.status(1) is CertStatus.UNKNOWN  # no certificate in the (stub) answer
+    assert asked[-1] == ("GET", "b")  # the read went to the writer, not to c
+    hung["b"] = True
+    with pytest.raises(CAUnavailableError):
+        ca.status(1)
+    hung["b"] = False
+    ca.status(1)
+    assert asked[-1] == ("GET", "c")  # the writer that went silent is no longer asked first
