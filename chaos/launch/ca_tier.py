@@ -34,7 +34,7 @@ from typing import Any
 
 from cryptography import x509
 
-from chaos.launch._process import LaunchError
+from chaos.launch._process import LaunchError, wait_for
 from chaos.launch.cfssl import CfsslLab
 from chaos.launch.netns import Host
 from chaos.launch.openbao import AUDITOR, OpenBaoLab
@@ -314,11 +314,18 @@ class CaTier:
         return f"{self._serving_url(vendor, name)}/v1/{vendor.mount(name)}/crl"
 
     @staticmethod
-    def _serving_url(cluster: OpenBaoLab, name: str) -> str:
-        active = cluster.active_node()
-        return (
-            cluster.nodes[active].url if active is not None else str(cluster.ca_spec(name)["url"])
-        )
+    def _serving_url(cluster: OpenBaoLab, name: str, timeout: float = 30.0) -> str:
+        """The address of CA ``name``'s active node, waited for while its cluster elects."""
+        found: list[str] = []
+
+        def serving() -> bool:
+            active = cluster.active_node()
+            if active is not None:
+                found.append(cluster.nodes[active].url)
+            return active is not None
+
+        wait_for(serving, timeout=timeout, what=f"CA {name}: an active OpenBao node")
+        return found[-1]
 
     def certdb(self, name: str) -> CertDB:
         vendor = self._vendor_of(name)

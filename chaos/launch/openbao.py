@@ -209,8 +209,8 @@ class OpenBaoLab:
         return sorted(nodes, key=lambda n: n.name != active)
 
     def active_node(self) -> str | None:
-        """The Raft leader: the node most nodes' Raft layers name (:func:`raft_active`;
-        dev mode: the one node, once it answers as active)."""
+        """The Raft leader most nodes' Raft layers name (:func:`raft_active`), once it
+        serves as the active node (sys/health 200); dev mode: the one node, likewise."""
         if len(self.nodes) == 1:
             (node,) = self.nodes.values()
             return node.name if self.running(node.name) and node_health(node) == 200 else None
@@ -221,7 +221,11 @@ class OpenBaoLab:
             node.name: leader_view(node, token) if self.running(node.name) else None
             for node in self.nodes.values()
         }
-        return raft_active(views)
+        leader = raft_active(views)
+        # Elected, and serving: its core takes over a moment after its Raft layer won.
+        if leader is None or node_health(self.nodes[leader]) != 200:
+            return None
+        return leader
 
     def _all_voters(self) -> bool:
         servers = self._api("GET", "sys/storage/raft/configuration")["data"]["config"]["servers"]
