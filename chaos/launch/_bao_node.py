@@ -41,6 +41,7 @@ __all__ = [
     "leader_view",
     "node_health",
     "raft_active",
+    "serving_leader",
     "wait_unsealed",
     "write_node_config",
 ]
@@ -127,6 +128,16 @@ def raft_active(views: Mapping[str, str | None]) -> str | None:
         if named.count(name) * 2 > len(named):
             return name
     return None
+
+
+def serving_leader(running: Mapping[str, BaoNode], token: str) -> str | None:
+    """The Raft leader most of the ``running`` nodes' Raft layers name
+    (:func:`raft_active`), once it serves as the active node (sys/health 200): its
+    core takes over a moment after its Raft layer won."""
+    leader = raft_active({name: leader_view(node, token) for name, node in running.items()})
+    if leader is None or node_health(running[leader]) != 200:
+        return None
+    return leader
 
 
 def wait_unsealed(node: BaoNode, key: str) -> None:

@@ -48,9 +48,8 @@ from chaos.launch._bao_node import (
     BaoNode,
     bao_binary,
     initialise,
-    leader_view,
     node_health,
-    raft_active,
+    serving_leader,
     wait_unsealed,
     write_node_config,
 )
@@ -209,23 +208,14 @@ class OpenBaoLab:
         return sorted(nodes, key=lambda n: n.name != active)
 
     def active_node(self) -> str | None:
-        """The Raft leader most nodes' Raft layers name (:func:`raft_active`), once it
-        serves as the active node (sys/health 200); dev mode: the one node, likewise."""
+        """The Raft leader once it serves (:func:`serving_leader`); dev mode: the one
+        node, once it answers as active."""
+        running = {n: node for n, node in self.nodes.items() if self.running(n)}
         if len(self.nodes) == 1:
-            (node,) = self.nodes.values()
-            return node.name if self.running(node.name) and node_health(node) == 200 else None
+            return next((n for n, node in running.items() if node_health(node) == 200), None)
         if not self._init_path.exists():
             return None
-        token = self._root_token
-        views = {
-            node.name: leader_view(node, token) if self.running(node.name) else None
-            for node in self.nodes.values()
-        }
-        leader = raft_active(views)
-        # Elected, and serving: its core takes over a moment after its Raft layer won.
-        if leader is None or node_health(self.nodes[leader]) != 200:
-            return None
-        return leader
+        return serving_leader(running, self._root_token)
 
     def _all_voters(self) -> bool:
         servers = self._api("GET", "sys/storage/raft/configuration")["data"]["config"]["servers"]
