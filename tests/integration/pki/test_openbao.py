@@ -165,9 +165,19 @@ def _signs_again(ca: OpenBaoCA, within_s: float = 60.0) -> list[str]:
         return errors
 
 
-def test_raft_active_node_killed_signing_resumes(tmp_path: Path) -> None:
+@pytest.fixture
+def raft_lab(tmp_path: Path) -> Iterator[OpenBaoLab]:
+    """A 3-node Raft cluster, stopped however the test (or its start) ends."""
     lab = OpenBaoLab(tmp_path / "raft", nodes=3, connectors=("c1",), issuing=("primary",))
-    lab.start()
+    try:
+        lab.start()
+        yield lab
+    finally:
+        lab.stop()
+
+
+def test_raft_active_node_killed_signing_resumes(raft_lab: OpenBaoLab) -> None:
+    lab = raft_lab
     ca = ca_from_dict(lab.describe("c1")["cas"]["primary"])
     assert isinstance(ca, OpenBaoCA)
     try:
@@ -179,14 +189,12 @@ def test_raft_active_node_killed_signing_resumes(tmp_path: Path) -> None:
         assert lab.active_node() not in (None, active)
     finally:
         ca.close()
-        lab.stop()
 
 
-def test_raft_active_node_hung_its_cluster_signs_while_it_hangs(tmp_path: Path) -> None:
+def test_raft_active_node_hung_its_cluster_signs_while_it_hangs(raft_lab: OpenBaoLab) -> None:
     """SIGSTOP of the active node: its connections stay open and silent. Calls that
     reached it are lost (ambiguous), and later ones go to the node elected meanwhile."""
-    lab = OpenBaoLab(tmp_path / "raft", nodes=3, connectors=("c1",), issuing=("primary",))
-    lab.start()
+    lab = raft_lab
     ca = ca_from_dict(lab.describe("c1")["cas"]["primary"])
     assert isinstance(ca, OpenBaoCA)
     try:
@@ -203,7 +211,6 @@ def test_raft_active_node_hung_its_cluster_signs_while_it_hangs(tmp_path: Path) 
         assert "no answer" in errors[0]
     finally:
         ca.close()
-        lab.stop()
 
 
 def test_a_dev_server_whose_port_is_taken_starts_on_fresh_ports(tmp_path: Path) -> None:
