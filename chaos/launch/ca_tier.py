@@ -311,7 +311,7 @@ class CaTier:
         vendor = self._vendor_of(name)
         if isinstance(vendor, CfsslLab):
             return vendor.crl_url(name)
-        return f"{self._serving_url(vendor, name)}/v1/{vendor.mount(name)}/crl"
+        return _openbao_crl(vendor, name, self._serving_url(vendor, name))
 
     @staticmethod
     def _serving_url(cluster: OpenBaoLab, name: str, timeout: float = 30.0) -> str:
@@ -361,11 +361,18 @@ class CaTier:
                     certdb = vendor.certdb(name)
                     self._sources[name] = CaSource(name, vendor.crl_url(name), certdb=certdb)
                 continue
+            serving = self._serving_url(vendor, name)
             old = self._sources.get(name)
             if old is not None and old.api is not None:
+                if old.api.urls == (serving,):
+                    continue  # the same node still serves: keep its client (and token)
                 old.api.close()
-            serving = self._serving_url(vendor, name)
             spec = {**vendor.ca_spec(name, AUDITOR), "url": serving, "cluster_urls": None}
             api = OpenBaoCA.from_dict(spec, timeout=10.0)
-            self._sources[name] = CaSource(name, f"{serving}/v1/{vendor.mount(name)}/crl", api=api)
+            self._sources[name] = CaSource(name, _openbao_crl(vendor, name, serving), api=api)
         return dict(self._sources)
+
+
+def _openbao_crl(cluster: OpenBaoLab, name: str, serving: str) -> str:
+    """CA ``name``'s CRL at ``serving``, one of its cluster's node addresses."""
+    return f"{serving}/v1/{cluster.mount(name)}/crl"

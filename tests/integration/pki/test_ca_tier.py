@@ -79,6 +79,8 @@ def test_the_checkers_see_listing_crl_and_ocsp_agree(tier: CaTier) -> None:
     )
     assert check_ocsp(snapshot) == []
     assert answers[str(gone.serial)] == "revoked"  # type: ignore[attr-defined]
+    # Read again with the same node serving: the same client (no new AppRole login).
+    assert tier.sources()["primary"].api is source.api
 
 
 def test_the_auditor_may_read_but_never_sign(tier: CaTier) -> None:
