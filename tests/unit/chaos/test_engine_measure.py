@@ -66,6 +66,18 @@ def _row(request: str, created: float, issued: float, epoch: int, ca: str) -> Is
     return IssuedRow(request, created + OFFSET, issued + OFFSET, epoch, ca, "c2")
 
 
+def _ca_round(
+    name: str, rows: list[IssuedRow], healed_at: float
+) -> tuple[DrillEngine, IssuedRow | None, RoundResult]:
+    """A CA scenario's round 1 (fault at 10.0, c1 leading under epoch 2): its engine,
+    the row that counts as recovery, and the round measured with it."""
+    engine = _engine(FakeObserver([LeaderChange(1.0, "c1", 2)], rows), FakeDb({}))
+    recovered = engine._recovered(SCENARIOS[name], 2, 10.0)
+    outcome = RoundResult(name, 1, fault_at=10.0, old_leader="c1", old_epoch=2)
+    engine._measure(outcome, SCENARIOS[name], recovered, healed_at=healed_at)
+    return engine, recovered, outcome
+
+
 def test_leader_failover_runs_from_the_fault_to_the_new_epochs_first_certificate() -> None:
     observer = FakeObserver(
         changes=[
@@ -97,20 +109,10 @@ def test_leader_failover_runs_from_the_fault_to_the_new_epochs_first_certificate
 
 
 def test_ca_failover_waits_for_the_other_ca() -> None:
-    observer = FakeObserver(
-        changes=[LeaderChange(1.0, "c1", 2)],
-        issued=[
-            _row("p", 9.0, 10.1, 2, "primary"),
-            _row("s", 10.0, 10.3, 2, "secondary"),
-        ],
-    )
-    engine = _engine(observer, FakeDb({}))
-    scenario = SCENARIOS["ca-down"]
-    recovered = engine._recovered(scenario, 2, 10.0)
+    rows = [_row("p", 9.0, 10.1, 2, "primary"), _row("s", 10.0, 10.3, 2, "secondary")]
+    _, recovered, outcome = _ca_round("ca-down", rows, healed_at=11.0)
     assert recovered is not None
     assert recovered.request == "s"
-    outcome = RoundResult("ca-down", 1, fault_at=10.0, old_leader="c1", old_epoch=2)
-    engine._measure(outcome, scenario, recovered, healed_at=11.0)
     assert outcome.other_ca_s == 0.3
     assert outcome.failover_s == 0.3
     assert outcome.new_leader is None
@@ -136,50 +138,37 @@ def test_blocking_faults_measure_from_the_heal_and_missing_recovery_is_a_violati
 
 
 def test_a_node_loss_served_by_the_next_ca_is_no_violation_without_a_patience() -> None:
-    observer = FakeObserver(
-        changes=[LeaderChange(1.0, "c1", 2)],
-        issued=[
-            _row("before", 9.0, 10.05, 2, "primary"),  # created before the fault: not counted
-            _row("s", 10.1, 10.25, 2, "secondary"),
-            _row("p", 15.3, 15.4, 2, "primary"),  # the primary back after its breaker reset
-        ],
-    )
-    scenario = SCENARIOS["ca-node-loss"]
-    engine = _engine(observer, FakeDb({}))  # the connectors' default: failover_patience_s 0
-    recovered = engine._recovered(scenario, 2, 10.0)
+    rows = [
+        _row("before", 9.0, 10.05, 2, "primary"),  # created before the fault: not counted
+        _row("s", 10.1, 10.25, 2, "secondary"),
+        _row("p", 15.3, 15.4, 2, "primary"),  # the primary back after its breaker reset
+    ]
+    # The connectors' default: failover_patience_s 0.
+    engine, recovered, outcome = _ca_round("ca-node-loss", rows, healed_at=14.0)
     assert recovered is not None
     assert recovered.request == "s"
-    outcome = RoundResult("ca-node-loss", 1, fault_at=10.0, old_leader="c1", old_epoch=2)
-    engine._measure(outcome, scenario, recovered, healed_at=14.0)
     assert (outcome.failover_s, outcome.other_ca_s) == (0.25, 0.25)
     assert outcome.violations == []
 
     engine.settings.ca_patience_s = 5.0  # connectors told to wait elections out
     patient = RoundResult("ca-node-loss", 2, fault_at=10.0, old_leader="c1", old_epoch=2)
-    engine._measure(patient, scenario, recovered, healed_at=14.0)
+    engine._measure(patient, SCENARIOS["ca-node-loss"], recovered, healed_at=14.0)
     assert any("within the 5s patience" in v for v in patient.violations)
 
 
 def test_a_stalled_node_recovers_only_when_the_primary_ca_signs_again() -> None:
-    observer = FakeObserver(
-        changes=[LeaderChange(1.0, "c1", 2)],
-        issued=[
-            _row("s", 10.1, 10.25, 2, "secondary"),  # the next CA served: not the recovery
-            _row("p", 15.3, 16.5, 2, "primary"),  # the cluster's new active node signed
-        ],
-    )
-    engine = _engine(observer, FakeDb({}))
-    stall = SCENARIOS["ca-node-stall"]
-    recovered = engine._recovered(stall, 2, 10.0)
+    rows = [
+        _row("s", 10.1, 10.25, 2, "secondary"),  # the next CA served: not the recovery
+        _row("p", 15.3, 16.5, 2, "primary"),  # the cluster's new active node signed
+    ]
+    _, recovered, outcome = _ca_round("ca-node-stall", rows, healed_at=17.0)
     assert recovered is not None
     assert recovered.request == "p"
-    outcome = RoundResult("ca-node-stall", 1, fault_at=10.0, old_leader="c1", old_epoch=2)
-    engine._measure(outcome, stall, recovered, healed_at=17.0)
     assert outcome.failover_s == 6.5
     assert outcome.violations == []
 
-    only_next = FakeObserver(changes=observer.changes, issued=observer.issued[:1])
-    assert _engine(only_next, FakeDb({}))._recovered(stall, 2, 10.0) is None
+    _, only_next, _ = _ca_round("ca-node-stall", rows[:1], healed_at=17.0)
+    assert only_next is None
 
 
 def test_the_clusters_own_election_is_polled_until_it_has_an_active_node() -> None:
