@@ -37,7 +37,7 @@ Send = Callable[[Sequence[tuple[str, P]]], Mapping[str, BaseException | None]]
 class _Round(Generic[P]):
     def __init__(self) -> None:
         self.items: list[tuple[str, P]] = []
-        self.done = False
+        self.done = threading.Event()  # set once the call answered, or failed
         self.outcomes: Mapping[str, BaseException | None] = {}
         self.error: BaseException | None = None
 
@@ -57,6 +57,9 @@ class CallGroup(Generic[P]):
         self._expected = expected
         self._send = send
         self._max_wait_s = max_wait_s
+        # Only a round's sender waits on this condition, for every member to settle;
+        # the others wait for their round's ``done``. One condition for both woke
+        # every waiting member at each arrival, each to find its call not sent yet.
         self._cond = threading.Condition()
         self._settled = 0  # members that called or left
         self._round: _Round[P] = _Round()
@@ -70,33 +73,35 @@ class CallGroup(Generic[P]):
             if not member.settled:
                 self._leave()
 
+    def _settle(self) -> None:
+        """One more member called or left (under the lock): the last one wakes the sender."""
+        self._settled += 1
+        if self._settled >= self._expected:
+            self._cond.notify()
+
     def _leave(self) -> None:
         with self._cond:
-            self._settled += 1
-            self._cond.notify_all()
+            self._settle()
 
     def _call(self, key: str, payload: P) -> None:
         with self._cond:
             this = self._round
             this.items.append((key, payload))
-            self._settled += 1
             sender = len(this.items) == 1
+            self._settle()
             if sender:
                 self._cond.wait_for(
                     lambda: self._settled >= self._expected, timeout=self._max_wait_s
                 )
                 self._round = _Round()  # whoever arrives from now on waits for the next send
-            else:
-                self._cond.notify_all()  # the sender may be waiting for us
-                self._cond.wait_for(lambda: this.done)
         if sender:
             try:
                 this.outcomes = self._send(list(this.items))
             except BaseException as exc:
                 this.error = exc
-            with self._cond:
-                this.done = True
-                self._cond.notify_all()
+            this.done.set()
+        else:
+            this.done.wait()
         if this.error is not None:
             # A copy each: one exception object raised on several threads would
             # collect all their tracebacks.

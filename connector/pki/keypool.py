@@ -50,6 +50,39 @@ def usable_cpus() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+class _Turns:
+    """At most ``width`` holders at once, admitted first come, first served.
+
+    Each waiter sleeps on a lock of its own, and a holder that leaves wakes the
+    next one alone. A shared condition woke every waiter on every key (up to
+    fifteen on a saturated leader, each to find it was not its turn), and that
+    CPU came out of the core making the keys.
+    """
+
+    def __init__(self, width: int) -> None:
+        self._lock = threading.Lock()
+        self._free = width
+        self._queue: deque[threading.Lock] = deque()
+
+    def join(self) -> threading.Lock | None:
+        """None: go now. A held lock: acquire it to wait for a slot handed to you."""
+        with self._lock:
+            if self._free and not self._queue:
+                self._free -= 1
+                return None
+            gate = threading.Lock()
+            gate.acquire()
+            self._queue.append(gate)
+            return gate
+
+    def leave(self) -> None:
+        with self._lock:
+            if self._queue:
+                self._queue.popleft().release()  # the slot passes on, never freed between
+            else:
+                self._free += 1
+
+
 class KeyPool:
     """Pre-generated keys per key type, at most ``capacity[type]`` of each."""
 
@@ -84,12 +117,9 @@ class KeyPool:
         self._hits = 0
         self._misses = 0
         # Keys made on demand take turns in the order their callers found the pool
-        # empty: each miss draws a ticket (under the pool's lock, with the miss), and
-        # ticket t may start once t < finished + on_demand.
+        # empty: each miss joins the queue under the pool's lock, with the miss.
         self._on_demand = on_demand or usable_cpus()
-        self._turns = threading.Condition()
-        self._tickets = 0
-        self._finished = 0
+        self._turns = _Turns(self._on_demand)
 
     def start(self) -> KeyPool:
         with self._cond:
@@ -166,16 +196,13 @@ class KeyPool:
                 self._cond.notify_all()  # a slot opened: refill it
                 return key
             self._misses += 1
-            ticket = self._tickets
-            self._tickets += 1
-        with self._turns:
-            self._turns.wait_for(lambda: ticket < self._finished + self._on_demand)
+            gate = self._turns.join()
+        if gate is not None:
+            gate.acquire()  # released by the turn before ours, which hands us its slot
         try:
             return self._generate(kt)
         finally:
-            with self._turns:
-                self._finished += 1
-                self._turns.notify_all()
+            self._turns.leave()
 
     def available(self, key_type: KeyType | str) -> int:
         kt = key_type if isinstance(key_type, KeyType) else KeyType.parse(key_type)

@@ -11,7 +11,7 @@ from cryptography.x509.oid import NameOID
 
 from chaos.launch import LaunchError, wait_for
 from connector.pki import KeyPool, KeyType, PfxError, generate_key, load_pfx, pack_pfx
-from connector.pki.keypool import usable_cpus
+from connector.pki.keypool import _Turns, usable_cpus
 from connector.pki.keys import PrivateKey
 from tests.unit.pki._ca import make_intermediate, make_root
 
@@ -134,6 +134,39 @@ def test_an_empty_pool_makes_keys_on_demand_one_at_a_time_in_the_order_asked() -
     for caller in callers:
         caller.join(timeout=10)
     assert gen.entered == ["first", "second", "third"]
+
+
+def test_a_finished_key_wakes_the_next_caller_in_line_and_no_other() -> None:
+    turns = _Turns(1)
+    assert turns.join() is None  # a free slot: go at once
+    gates = [turns.join() for _ in range(3)]
+    assert all(gate is not None and gate.locked() for gate in gates)
+    turns.leave()
+    assert [gate.locked() for gate in gates if gate] == [False, True, True]
+    turns.leave()
+    assert [gate.locked() for gate in gates if gate] == [False, False, True]
+    turns.leave()
+    turns.leave()  # the last holder leaves with nobody waiting: the slot is free again
+    assert turns.join() is None
+
+
+def test_a_key_that_fails_passes_the_turn_on() -> None:
+    calls: list[str] = []
+
+    def failing_first(key_type: KeyType) -> PrivateKey:
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            raise RuntimeError("keygen failed")
+        return generate_key(KeyType.P256)
+
+    pool = KeyPool({KeyType.P256: 0}, generate=failing_first, on_demand=1)
+    with pytest.raises(RuntimeError, match="keygen failed"):
+        pool.take(KeyType.P256)
+    taken: list[PrivateKey] = []
+    caller = threading.Thread(target=lambda: taken.append(pool.take(KeyType.P256)))
+    caller.start()
+    caller.join(timeout=10)
+    assert len(taken) == 1
 
 
 def test_on_demand_keys_default_to_one_per_usable_cpu() -> None:
