@@ -205,6 +205,11 @@ def test_raft_active_node_hung_its_cluster_signs_while_it_hangs(raft_lab: OpenBa
         try:
             errors = _signs_again(ca)
             assert lab.running(active)  # hung, not gone: signed by the cluster around it
+            # A search finds it while the old active node still hangs: reads start at
+            # the node that took the last write, not at the node that answered first.
+            csr, key = _csr()
+            issued = ca.issue(csr, "user-auth", "searched", timeout=5)
+            assert [f.serial for f in ca.find(key.public_key())] == [issued.serial]  # type: ignore[attr-defined]
         finally:
             lab.resume(active)
         assert errors, "no call was lost to the hung node: nothing was tested"
