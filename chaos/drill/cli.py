@@ -199,7 +199,9 @@ def drill(
         if hosts:
             raise click.UsageError("--scenario random runs on the single-host lab: drop --hosts")
         links = True if links is None else links
-        plan = _plan_random(seed, duration, connectors, max_concurrent, links=links)
+        plan = _plan_random(
+            seed, duration, connectors, max_concurrent, links=links, ca_cluster=ca == "openbao"
+        )
         scenarios = []
     else:
         try:
@@ -389,11 +391,19 @@ def _run(
 
 
 def _plan_random(
-    seed: int | None, duration: float, connectors: int, max_concurrent: int, *, links: bool
+    seed: int | None,
+    duration: float,
+    connectors: int,
+    max_concurrent: int,
+    *,
+    links: bool,
+    ca_cluster: bool = False,
 ) -> Schedule:
     """The random nemesis's schedule; kinds this lab cannot make are left out."""
     seed = secrets.randbelow(2**31) if seed is None else seed
-    kinds = available_kinds(links=links, partition=partition_unavailable() is None)
+    kinds = available_kinds(
+        links=links, partition=partition_unavailable() is None, ca_cluster=ca_cluster
+    )
     try:
         return make_schedule(
             seed=seed,

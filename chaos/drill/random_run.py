@@ -60,7 +60,7 @@ _BUILT_BY = {
     "kill": "connector-down", "sigterm": "graceful", "pause": "pause",
     "partition": "partition", "service-cut": "service-cut", "ca-cut": "ca-cut",
     "service-down": "service-down", "ca-down": "ca-down", "ca-all-down": "ca-all-down",
-    "ca-stall": "ca-stall",
+    "ca-stall": "ca-stall", "ca-node-loss": "ca-node-loss", "ca-node-stall": "ca-node-stall",
     "zk-node-loss": "zk-node-loss", "zk-quorum-loss": "zk-quorum-loss",
 }  # fmt: skip
 

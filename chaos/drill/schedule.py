@@ -15,8 +15,9 @@ hopeless), so the plan keeps to bounds at every instant:
 
 - at most ``max_concurrent`` faults at once;
 - per resource a limit: connector faults at most ``connectors - 1`` (one member
-  is always untouched), one CA fault (``ca-down``, ``ca-all-down`` or
-  ``ca-stall``), one
+  is always untouched), one CA fault (``ca-down``, ``ca-all-down``,
+  ``ca-stall``, and with ``--ca openbao`` ``ca-node-loss`` or
+  ``ca-node-stall``), one
   ZooKeeper fault (node or quorum loss: never all three nodes), one link
   fault (a link fault restores the state it saw, so two on the same link
   healed out of order would leave it cut);
@@ -65,6 +66,8 @@ class FaultKind:
     targets_connector: bool = False
     needs_links: bool = False
     needs_partition: bool = False
+    # The primary CA on an OpenBao Raft cluster (``--ca openbao``): a node of it.
+    needs_ca_cluster: bool = False
 
 
 KINDS: dict[str, FaultKind] = {
@@ -95,6 +98,12 @@ KINDS: dict[str, FaultKind] = {
                   "after-fault"),
         FaultKind("zk-quorum-loss", "two of three ZooKeeper nodes killed", ("zk",),
                   "after-heal"),
+        # Last, so that a plan without them (CFSSL) draws as it always did from a seed.
+        FaultKind("ca-node-loss", "the primary CA cluster's active node killed, started "
+                  "again at heal", ("ca",), "after-fault", needs_ca_cluster=True),
+        FaultKind("ca-node-stall", "the primary CA cluster's active node hung (SIGSTOP); "
+                  "at heal SIGCONT, 2 s, restart", ("ca",), "after-fault",
+                  needs_ca_cluster=True),
     )
 }  # fmt: skip
 
@@ -139,12 +148,15 @@ class Schedule:
         return [f for f in self.faults if f.at_s <= t < f.end_s]
 
 
-def available_kinds(*, links: bool, partition: bool) -> list[FaultKind]:
-    """The kinds this lab can make: link faults need the links, partitions iptables."""
+def available_kinds(*, links: bool, partition: bool, ca_cluster: bool = False) -> list[FaultKind]:
+    """The kinds this lab can make: link faults need the links, partitions iptables,
+    node faults of the CA a Raft cluster (``ca_cluster``: the primary CA on OpenBao)."""
     return [
         k
         for k in KINDS.values()
-        if (links or not k.needs_links) and (partition or not k.needs_partition)
+        if (links or not k.needs_links)
+        and (partition or not k.needs_partition)
+        and (ca_cluster or not k.needs_ca_cluster)
     ]
 
 

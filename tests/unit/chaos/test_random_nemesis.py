@@ -76,7 +76,29 @@ def test_kinds_the_lab_cannot_make_are_left_out() -> None:
     names = {k.name for k in available_kinds(links=False, partition=False)}
     assert not names & {"service-cut", "ca-cut", "latency", "service-down", "partition"}
     assert {"kill", "pause", "ca-down", "zk-quorum-loss"} <= names
-    assert {k.name for k in available_kinds(links=True, partition=True)} == set(KINDS)
+    cluster_kinds = {"ca-node-loss", "ca-node-stall"}  # the primary CA on OpenBao only
+    assert {k.name for k in available_kinds(links=True, partition=True)} == set(KINDS) - (
+        cluster_kinds
+    )
+    every = available_kinds(links=True, partition=True, ca_cluster=True)
+    assert {k.name for k in every} == set(KINDS)
+
+
+def test_seed_7_plans_on_cfssl_what_it_planned_before_the_openbao_kinds() -> None:
+    # The CA cluster's kinds come last in KINDS, so a lab without them draws as before
+    # (the first faults of this plan, from the code before they existed).
+    kinds = available_kinds(links=True, partition=True)
+    plan = make_schedule(seed=7, duration_s=120, kinds=kinds, connectors=3, max_concurrent=3)
+    first = [(f.kind, round(f.at_s, 2), round(f.hold_s, 2)) for f in plan.faults[:6]]
+    assert first == [
+        ("pause", 2.93, 4.37),
+        ("ca-down", 3.79, 1.66),
+        ("ca-down", 8.66, 2.5),
+        ("latency", 9.8, 1.49),
+        ("ca-all-down", 13.48, 1.87),
+        ("ca-stall", 15.65, 5.08),
+    ]
+    assert len(plan.faults) == 28
 
 
 @pytest.mark.parametrize("bad", [{"duration": 0.0}, {"max_concurrent": 0}])
