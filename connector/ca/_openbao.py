@@ -220,8 +220,11 @@ class OpenBaoCA(OpenBaoClient):
             json={"serial_number": colon_serial(serial)},
         )
 
-    def _read_cert(self, serial: str, timeout: float | None) -> tuple[x509.Certificate, bool]:
-        data = self._call("GET", f"{self.mount}/cert/{serial}", timeout=timeout).get("data")
+    def _read_cert(
+        self, serial: str, timeout: float | None, node: int | None = None
+    ) -> tuple[x509.Certificate, bool]:
+        reply = self._call("GET", f"{self.mount}/cert/{serial}", timeout=timeout, node=node)
+        data = reply.get("data")
         pem = data.get("certificate") if isinstance(data, dict) else None
         if not isinstance(data, dict) or not isinstance(pem, str) or not pem:
             raise CANotFoundError(f"no certificate with serial {serial}", ca_name=self.name)
@@ -272,9 +275,9 @@ class OpenBaoCA(OpenBaoClient):
             key_id = ""  # a key type pfxha never generates: never one of ours
         self._seen[serial] = (key_id, certificate)
 
-    def _list_serials(self, timeout: float | None) -> list[str]:
+    def _list_serials(self, timeout: float | None, node: int | None = None) -> list[str]:
         try:
-            reply = self._call("LIST", f"{self.mount}/certs", timeout=timeout)
+            reply = self._call("LIST", f"{self.mount}/certs", timeout=timeout, node=node)
         except CANotFoundError:
             return []  # an empty mount answers 404
         data = reply.get("data")
@@ -287,19 +290,23 @@ class OpenBaoCA(OpenBaoClient):
         """Every certificate this mount issued for ``public_key`` (list, fetch new, compare).
 
         Raises :class:`CAUnavailableError` when the mount cannot be listed: "cannot
-        tell" is never reported as "nothing issued".
+        tell" is never reported as "nothing issued". Every read goes to the node
+        that takes writes (:meth:`writer_node`) and to no other: a node that only
+        believes it is active reads from a stale copy and may miss a certificate.
         """
         wanted = public_key_id(public_key)
         with self._find_lock:
+            node: int | None = None
             try:
-                for serial in self._list_serials(None):
+                node = self.writer_node(timeout=None)
+                for serial in self._list_serials(None, node):
                     if serial not in self._seen:
-                        certificate, _ = self._read_cert(serial, None)
+                        certificate, _ = self._read_cert(serial, None, node)
                         self._remember(serial, certificate)
                 matches = [s for s, (key_id, _) in self._seen.items() if key_id == wanted]
                 found = []
                 for serial in matches:
-                    certificate, revoked = self._read_cert(serial, None)
+                    certificate, revoked = self._read_cert(serial, None, node)
                     if certificate.issuer != self.certificate.subject:
                         continue  # another issuer of the same mount
                     status = CertStatus.REVOKED if revoked else CertStatus.GOOD
@@ -309,6 +316,8 @@ class OpenBaoCA(OpenBaoClient):
             except CAError as exc:
                 self._last_find_error = str(exc)
                 if isinstance(exc, CAUnavailableError):
+                    if node is not None:
+                        self.forget_writer(node)
                     raise
                 raise CAUnavailableError(
                     f"cannot search what this CA issued: {exc}", ca_name=self.name

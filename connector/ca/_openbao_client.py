@@ -4,6 +4,7 @@
                            AppRoleCredentials.from_files(role_id_file, secret_id_file))
     body = client._call("POST", "pki/sign/user-auth", timeout=2.0, json={...})  # with a token
     reply = client._send("GET", "pki/crl", timeout=2.0)    # no token: the raw answer
+    node = client.writer_node(timeout=2.0)   # where a search reads (renews the token if unknown)
     client.reload_auth(spec)                               # new AppRole files, checked by a login
     client.close()
 
@@ -34,6 +35,9 @@ never answered (a hung node: its connections stay open and silent) is asked
 last from then on, so the next call reaches the node its cluster elects in the
 meantime; and connecting to a node gets only its share of the call's time, so
 a node that accepts connections but never completes them cannot take it all.
+A search (did the CA sign for this key?) reads at :meth:`writer_node` alone,
+found by a token renewal when no writer is known: its "nothing issued" has
+the request issued again, so it must not come from a stale copy.
 
 Authentication is AppRole: a login gives a token, renewed at two thirds of
 its lease and replaced by a new login when renewal is refused or a call is
@@ -165,8 +169,12 @@ class OpenBaoClient:
         json: Mapping[str, Any] | None = None,
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        node: int | None = None,
     ) -> httpx.Response:
-        """One call, tried on each address in turn while a node says "not me, not now"."""
+        """One call, tried on each address in turn while a node says "not me, not now".
+
+        ``node``: that address alone (a search reads at :meth:`writer_node` only).
+        """
         effective = self.timeout if timeout is None else timeout
         if effective <= 0:
             raise CAUnavailableError(
@@ -178,8 +186,8 @@ class OpenBaoClient:
         count = len(self.urls)
         reading = method in _READS
         start = self._writer if reading and self._writer is not None else self._preferred
-        for step in range(count):
-            index = (start + step) % count
+        order = [node] if node is not None else [(start + step) % count for step in range(count)]
+        for step, index in enumerate(order):
             left = deadline - self._clock()
             if left <= 0:
                 break
@@ -187,7 +195,7 @@ class OpenBaoClient:
             # A hung node may accept a connection and never finish the handshake:
             # connecting gets this node's share of what is left, the rest stays
             # for the nodes after it (nothing was sent, so they may be asked).
-            limits = httpx.Timeout(left, connect=left / (count - step))
+            limits = httpx.Timeout(left, connect=left / (len(order) - step))
             try:
                 reply = self._http.request(
                     method, url, json=json, content=content, headers=headers, timeout=limits
@@ -237,6 +245,37 @@ class OpenBaoClient:
             raise CAElectingError(f"cluster electing an active node: {message}", ca_name=self.name)
         raise CAUnavailableError(message, ca_name=self.name)
 
+    def writer_node(self, *, timeout: float | None) -> int:
+        """The node that takes writes now: where a search must read.
+
+        The node that last took a write; when none is known (none yet, or it went
+        silent), the token is renewed, a write that touches nothing the CA issued,
+        and the node that takes it is the one. A node that resumed from a hang
+        still believing it is active redirected that write (307) while it answered
+        reads from a stale copy (docs/pki.md, "OpenBao clusters").
+        :class:`CAUnavailableError` when no node takes it.
+        """
+        if self._writer is None:
+            token = self._current_token(timeout)  # a login, when one is due, is a write too
+            if self._writer is None:
+                with self._token_lock:
+                    try:
+                        self._token = self._renew(token, timeout)
+                    except CAPermanentError:  # not renewable, or capped: a login is a write
+                        self._token = self._login(timeout)
+        writer = self._writer
+        if writer is None:
+            raise CAUnavailableError(
+                "no node took a write: cannot tell which node reads the cluster's state",
+                ca_name=self.name,
+            )
+        return writer
+
+    def forget_writer(self, node: int) -> None:
+        """``node`` failed a search's read: the next search looks for the writer again."""
+        if self._writer == node:
+            self._writer = None
+
     def _classify(self, reply: httpx.Response) -> CAError:
         text = errors_text(reply)
         status = reply.status_code
@@ -258,12 +297,18 @@ class OpenBaoClient:
         *,
         timeout: float | None,
         json: Mapping[str, Any] | None = None,
+        node: int | None = None,
     ) -> dict[str, Any]:
         """An authenticated call; one fresh login and retry when the token is refused."""
         for fresh in (False, True):
             token = self._current_token(timeout, force_login=fresh)
             reply = self._send(
-                method, path, timeout=timeout, json=json, headers={"X-Vault-Token": token.value}
+                method,
+                path,
+                timeout=timeout,
+                json=json,
+                headers={"X-Vault-Token": token.value},
+                node=node,
             )
             if reply.status_code == 403 and not fresh:
                 log.info("ca=%s: token refused (HTTP 403); logging in again", self.name)

@@ -4,11 +4,16 @@ OpenBao is in tests/integration/pki/test_openbao.py."""
 
 from __future__ import annotations
 
+import time
 import tomllib
 from collections.abc import Callable
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from connector.ca import (
     CAAuthError,
@@ -315,3 +320,73 @@ def test_reads_start_at_the_node_that_last_took_a_write() -> None:
     hung["b"] = False
     ca.status(1)
     assert asked[-1] == ("GET", "c")  # the writer that went silent is no longer asked first
+
+
+# -- a search reads at the node that takes writes (a resumed node's copy may be stale) --
+
+
+KEY = ec.generate_private_key(ec.SECP256R1())
+LEAF = ISSUING.sign(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "u1")]), KEY.public_key())
+THREE = ("http://a:8200", "http://b:8200", "http://c:8200")
+RENEWED = {"auth": {"client_token": "t-1", "lease_duration": 3600, "renewable": True}}
+
+
+def _cluster(serving: dict[str, str], asked: list[tuple[str, str]]) -> Handler:
+    """``serving["node"]`` takes writes and holds LEAF; the others redirect writes to
+    ``serving["redirect"]`` and list nothing (a stale copy), as OpenBao 2.7.2 did with a
+    node that resumed from a hang (docs/pki.md, "OpenBao clusters")."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        asked.append((request.method, host))
+        if request.method == "POST":
+            if host != serving["node"]:
+                return httpx.Response(307, headers={"location": serving["redirect"]})
+            return httpx.Response(200, json=RENEWED)
+        if host == serving.get("down"):
+            raise httpx.ConnectError("refused")
+        if request.method == "LIST":
+            keys = [colon_serial(LEAF.serial_number)] if host == serving["node"] else []
+            return httpx.Response(200, json={"data": {"keys": keys}})
+        pem = LEAF.public_bytes(serialization.Encoding.PEM).decode()
+        return httpx.Response(200, json={"data": {"certificate": pem, "revocation_time": 0}})
+
+    return handler
+
+
+def test_a_search_with_no_known_writer_reads_where_a_token_renewal_is_taken() -> None:
+    asked: list[tuple[str, str]] = []
+    # a resumed from a hang and still says it is active; b is the node its cluster elected.
+    ca = _ca(_cluster({"node": "b", "redirect": "http://a:8200/v1/x"}, asked), THREE)
+    ca._current_token(None)  # logged in before: the login's node is not known as the writer
+    ca._writer, ca._preferred = None, 0  # a answered last: reads used to start there
+    asked.clear()
+    found = ca.find(KEY.public_key())
+    assert [c.serial for c in found] == [LEAF.serial_number]
+    assert asked[:2] == [("POST", "a"), ("POST", "b")]  # the renewal: a redirects, b takes it
+    assert {host for method, host in asked if method != "POST"} == {"b"}
+
+
+def test_a_search_whose_writer_fails_a_read_cannot_tell_and_looks_again_next_time() -> None:
+    asked: list[tuple[str, str]] = []
+    serving = {"node": "b", "redirect": "http://b:8200/v1/x", "down": "b"}
+    ca = _ca(_cluster(serving, asked), THREE)
+    ca.revoke(1, "superseded")  # b takes a write: b is the writer
+    with pytest.raises(CAUnavailableError, match="cannot connect"):
+        ca.find(KEY.public_key())
+    assert not [h for m, h in asked if m == "LIST" and h != "b"]  # no read went elsewhere
+    # The cluster elects c; the next search finds it by a renewal, not by asking around.
+    serving.update(node="c", redirect="http://c:8200/v1/x", down="")
+    asked.clear()
+    assert [c.serial for c in ca.find(KEY.public_key())] == [LEAF.serial_number]
+    assert ("POST", "c") in asked
+    assert {host for method, host in asked if method != "POST"} == {"c"}
+
+
+def test_a_search_where_no_node_takes_a_write_cannot_tell() -> None:
+    asked: list[tuple[str, str]] = []
+    ca = _ca(_cluster({"node": "nobody", "redirect": "http://a:8200/v1/x"}, asked), THREE)
+    ca._token = Token("t-1", obtained_at=time.monotonic(), lease_s=3600, renewable=True)
+    with pytest.raises(CAUnavailableError, match="HTTP 307"):
+        ca.find(KEY.public_key())
+    assert all(method == "POST" for method, _ in asked)  # nothing read: never "nothing issued"
