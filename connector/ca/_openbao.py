@@ -287,14 +287,19 @@ class OpenBaoCA(OpenBaoClient):
         return [str(k) for k in keys]
 
     def find(self, public_key: PublicKeyTypes) -> list[IssuedCertificate]:
-        """Every certificate this mount issued for ``public_key`` (list, fetch new, compare).
+        """Every certificate this mount issued for ``public_key`` (see :meth:`find_many`)."""
+        return self.find_many([public_key])[0]
+
+    def find_many(self, keys: Sequence[PublicKeyTypes]) -> list[list[IssuedCertificate]]:
+        """Per key, every certificate this mount issued for it: one LIST for them all,
+        a fetch of each certificate not seen before, then each match's state now.
 
         Raises :class:`CAUnavailableError` when the mount cannot be listed: "cannot
         tell" is never reported as "nothing issued". Every read goes to the node
         that takes writes (:meth:`writer_node`) and to no other: a node that only
         believes it is active reads from a stale copy and may miss a certificate.
         """
-        wanted = public_key_id(public_key)
+        wanted = [public_key_id(key) for key in keys]
         with self._find_lock:
             node: int | None = None
             try:
@@ -303,16 +308,10 @@ class OpenBaoCA(OpenBaoClient):
                     if serial not in self._seen:
                         certificate, _ = self._read_cert(serial, None, node)
                         self._remember(serial, certificate)
-                matches = [s for s, (key_id, _) in self._seen.items() if key_id == wanted]
-                found = []
-                for serial in matches:
-                    certificate, revoked = self._read_cert(serial, None, node)
-                    if certificate.issuer != self.certificate.subject:
-                        continue  # another issuer of the same mount
-                    status = CertStatus.REVOKED if revoked else CertStatus.GOOD
-                    found.append(
-                        IssuedCertificate.of(certificate, self.chain, self.name, status=status)
-                    )
+                by_key: dict[str, list[str]] = {}
+                for serial, (key_id, _) in self._seen.items():
+                    by_key.setdefault(key_id, []).append(serial)
+                found = [self._issued(by_key.get(key_id, []), node) for key_id in wanted]
             except CAError as exc:
                 self._last_find_error = str(exc)
                 if isinstance(exc, CAUnavailableError):
@@ -324,6 +323,17 @@ class OpenBaoCA(OpenBaoClient):
                 ) from exc
             self._last_find_error = None
             return found
+
+    def _issued(self, serials: Sequence[str], node: int) -> list[IssuedCertificate]:
+        """The certificates of ``serials`` this mount's issuer signed, with their state now."""
+        found = []
+        for serial in serials:
+            certificate, revoked = self._read_cert(serial, None, node)
+            if certificate.issuer != self.certificate.subject:
+                continue  # another issuer of the same mount
+            status = CertStatus.REVOKED if revoked else CertStatus.GOOD
+            found.append(IssuedCertificate.of(certificate, self.chain, self.name, status=status))
+        return found
 
     def list_issued(self, *, timeout: float | None = None) -> list[IssuedCertificate]:
         """Every certificate of this mount's issuer, with its revocation state now.

@@ -390,3 +390,18 @@ def test_a_search_where_no_node_takes_a_write_cannot_tell() -> None:
     with pytest.raises(CAUnavailableError, match="HTTP 307"):
         ca.find(KEY.public_key())
     assert all(method == "POST" for method, _ in asked)  # nothing read: never "nothing issued"
+
+
+def test_a_search_for_several_keys_lists_the_mount_once() -> None:
+    asked: list[tuple[str, str]] = []
+    ca = _ca(_cluster({"node": "b", "redirect": "http://b:8200/v1/x"}, asked), THREE)
+    ca.revoke(1, "superseded")  # b takes a write: b is the writer
+    asked.clear()
+    other = ec.generate_private_key(ec.SECP256R1()).public_key()
+    found = ca.find_many([KEY.public_key(), other, KEY.public_key()])
+    assert [[c.serial for c in certs] for certs in found] == [
+        [LEAF.serial_number],
+        [],
+        [LEAF.serial_number],
+    ]
+    assert [m for m, _ in asked].count("LIST") == 1
