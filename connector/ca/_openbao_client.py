@@ -81,6 +81,10 @@ RETRYABLE_STATUSES = frozenset({307, 429, 503})
 # Answers after which the CA may have acted: retryable, but ambiguous.
 _AMBIGUOUS_STATUSES = frozenset({500, 502, 504})
 _NO_ACTIVE_NODE = "active cluster node not found"
+# How long a node that took a write stays the one a search reads at without another
+# write to confirm it: longer than a busy leader's gap between signs, far shorter
+# than a node's hang and resumption (the cluster elects another in seconds).
+WRITER_FRESH_S = 1.0
 # Calls that change nothing: they start at the node that last took a write.
 _READS = frozenset({"GET", "LIST", "HEAD"})
 
@@ -130,6 +134,7 @@ class OpenBaoClient:
         # Reads start there: a standby, or a node that resumed from a hang still
         # believing it is active, answers reads from a copy that may be behind.
         self._writer: int | None = None
+        self._written_at = float("-inf")  # when the writer last took a write (clock)
 
     @property
     def name(self) -> str:
@@ -238,7 +243,7 @@ class OpenBaoClient:
                 )
             self._preferred = index
             if not reading and reply.status_code < 300:
-                self._writer = index
+                self._writer, self._written_at = index, self._clock()
             return reply
         message = "; ".join(problems) or "deadline reached"
         if electing:
@@ -248,14 +253,17 @@ class OpenBaoClient:
     def writer_node(self, *, timeout: float | None) -> int:
         """The node that takes writes now: where a search must read.
 
-        The node that last took a write; when none is known (none yet, or it went
-        silent), the token is renewed, a write that touches nothing the CA issued,
-        and the node that takes it is the one. A node that resumed from a hang
-        still believing it is active redirected that write (307) while it answered
-        reads from a stale copy (docs/pki.md, "OpenBao clusters").
+        The node that took a write in the last :data:`WRITER_FRESH_S`; otherwise
+        (none yet, it went silent, or it has not written since) the token is
+        renewed, a write that touches nothing the CA issued, and the node that
+        takes it is the one. A node that resumed from a hang still believing it
+        is active redirected that write (307) while it answered reads from a
+        stale copy (docs/pki.md, "OpenBao clusters"); a writer that hung while
+        this client sent it nothing may be such a node by now.
         :class:`CAUnavailableError` when no node takes it.
         """
-        if self._writer is None:
+        if self._writer is None or self._clock() - self._written_at > WRITER_FRESH_S:
+            self._writer = None
             token = self._current_token(timeout)  # a login, when one is due, is a write too
             if self._writer is None:
                 with self._token_lock:

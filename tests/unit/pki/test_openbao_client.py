@@ -26,6 +26,7 @@ from connector.ca import (
     colon_serial,
 )
 from connector.ca._approle import AppRoleCredentials, Token, TokenAction, token_decision
+from connector.ca._openbao_client import WRITER_FRESH_S
 from connector.config import ConfigError, parse_config
 from tests.unit.agent.test_config import GOOD
 from tests.unit.pki._ca import make_intermediate, make_root
@@ -37,7 +38,11 @@ LOGIN = {"auth": {"client_token": "t-1", "lease_duration": 3600, "renewable": Tr
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-def _ca(handler: Handler, urls: tuple[str, ...] = ("http://a:8200", "http://b:8200")) -> OpenBaoCA:
+def _ca(
+    handler: Handler,
+    urls: tuple[str, ...] = ("http://a:8200", "http://b:8200"),
+    clock: Callable[[], float] = time.monotonic,
+) -> OpenBaoCA:
     def route(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/login"):
             return httpx.Response(200, json=LOGIN)
@@ -51,6 +56,7 @@ def _ca(handler: Handler, urls: tuple[str, ...] = ("http://a:8200", "http://b:82
         certificate=ISSUING.certificate,
         parents=[ROOT.certificate],
         transport=httpx.MockTransport(route),
+        clock=clock,
     )
 
 
@@ -370,7 +376,7 @@ def test_a_search_with_no_known_writer_reads_where_a_token_renewal_is_taken() ->
 def test_a_search_whose_writer_fails_a_read_cannot_tell_and_looks_again_next_time() -> None:
     asked: list[tuple[str, str]] = []
     serving = {"node": "b", "redirect": "http://b:8200/v1/x", "down": "b"}
-    ca = _ca(_cluster(serving, asked), THREE)
+    ca = _ca(_cluster(serving, asked), THREE, clock=lambda: 100.0)  # the writer stays fresh
     ca.revoke(1, "superseded")  # b takes a write: b is the writer
     with pytest.raises(CAUnavailableError, match="cannot connect"):
         ca.find(KEY.public_key())
@@ -394,7 +400,8 @@ def test_a_search_where_no_node_takes_a_write_cannot_tell() -> None:
 
 def test_a_search_for_several_keys_lists_the_mount_once() -> None:
     asked: list[tuple[str, str]] = []
-    ca = _ca(_cluster({"node": "b", "redirect": "http://b:8200/v1/x"}, asked), THREE)
+    serving = {"node": "b", "redirect": "http://b:8200/v1/x"}
+    ca = _ca(_cluster(serving, asked), THREE, clock=lambda: 100.0)
     ca.revoke(1, "superseded")  # b takes a write: b is the writer
     asked.clear()
     other = ec.generate_private_key(ec.SECP256R1()).public_key()
@@ -405,3 +412,20 @@ def test_a_search_for_several_keys_lists_the_mount_once() -> None:
         [LEAF.serial_number],
     ]
     assert [m for m, _ in asked].count("LIST") == 1
+    assert "POST" not in [m for m, _ in asked]  # a fresh writer needs no renewal
+
+
+def test_a_writer_quiet_for_longer_than_it_stays_fresh_is_confirmed_by_a_renewal() -> None:
+    asked: list[tuple[str, str]] = []
+    now = [100.0]
+    serving = {"node": "b", "redirect": "http://b:8200/v1/x"}
+    ca = _ca(_cluster(serving, asked), THREE, clock=lambda: now[0])
+    ca.revoke(1, "superseded")  # b takes a write: b is the writer
+    # While this client sent nothing, b hung, c was elected, and b resumed still
+    # thinking it is active: it redirects writes and reads from a stale copy.
+    serving.update(node="c", redirect="http://b:8200/v1/x")
+    now[0] += WRITER_FRESH_S + 0.5
+    asked.clear()
+    assert [c.serial for c in ca.find(KEY.public_key())] == [LEAF.serial_number]
+    assert asked[:2] == [("POST", "b"), ("POST", "c")]  # the renewal: b redirects, c takes it
+    assert {host for method, host in asked if method != "POST"} == {"c"}
