@@ -262,21 +262,20 @@ class OpenBaoClient:
         this client sent it nothing may be such a node by now.
         :class:`CAUnavailableError` when no node takes it.
         """
-        if self._writer is None or self._clock() - self._written_at > WRITER_FRESH_S:
-            self._writer = None
-            token = self._current_token(timeout)  # a login, when one is due, is a write too
-            if self._writer is None:
-                with self._token_lock:
-                    try:
-                        self._token = self._renew(token, timeout)
-                    except CAPermanentError:  # not renewable, or capped: a login is a write
-                        self._token = self._login(timeout)
-        writer = self._writer
+        if self._fresh_writer() is None:
+            self._current_token(timeout, write=True)
+        writer = self._fresh_writer()
         if writer is None:
             raise CAUnavailableError(
                 "no node took a write: cannot tell which node reads the cluster's state",
                 ca_name=self.name,
             )
+        return writer
+
+    def _fresh_writer(self) -> int | None:
+        writer = self._writer
+        if writer is None or self._clock() - self._written_at > WRITER_FRESH_S:
+            return None
         return writer
 
     def forget_writer(self, node: int) -> None:
@@ -338,10 +337,19 @@ class OpenBaoClient:
 
     # -- the token -----------------------------------------------------------------------
 
-    def _current_token(self, timeout: float | None, *, force_login: bool = False) -> Token:
+    def _current_token(
+        self, timeout: float | None, *, force_login: bool = False, write: bool = False
+    ) -> Token:
+        """The token to call with: kept, renewed when due, or a fresh login.
+
+        ``write``: renew even a token that would be kept, so that getting it is a
+        write (a renewal, or a login when that is refused): :meth:`writer_node`.
+        """
         with self._token_lock:
             decision = token_decision(self._token, now=self._clock())
             action = TokenAction.LOGIN if force_login else decision.action
+            if write and action is TokenAction.USE:
+                action = TokenAction.RENEW
             if action is TokenAction.RENEW and self._token is not None:
                 try:
                     self._token = self._renew(self._token, timeout)
