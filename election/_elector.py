@@ -282,6 +282,7 @@ class Elector(LeaseActions):
         if interrupted and self._role in (Role.LEADER, Role.STANDBY):
             self._demote(Role.SUSPENDED, interrupted)
         if client.state != KazooState.CONNECTED:
+            self._session.revive(client)
             return False
         session_id = client.client_id[0]
         if self._session.renewed(session_id):

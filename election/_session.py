@@ -4,6 +4,7 @@
     client = session.connect(client_for)     # started; ElectionError if not reached in time
     session.join(client, register)           # layout + our member node (NoAuth: NotAuthorizedError)
     reason = session.take_interrupted()      # the loop: SUSPENDED or LOST since its last look
+    session.revive(client)                   # kazoo's connection loop died: start it again
     if session.renewed(client.client_id[0]): ...   # a new session: our ephemeral nodes are gone
     view = session.read(nodes, own_path, session_id)   # a full read arms the watches below
     deleted = session.take_leader_deleted()  # the loop: a watch saw /leader deleted
@@ -122,6 +123,26 @@ class Session:
             client.close()
 
     # -- the loop ------------------------------------------------------------------------
+
+    def revive(self, client: KazooClient) -> bool:
+        """Start ``client``'s connection again if its loop ended without a stop: True if so.
+
+        kazoo's connection loop ends on an exception it does not handle, and the
+        client then never reconnects: this member would stay demoted for good. One
+        CI run saw it after a session expiry ("xids do not match", kazoo issue #254;
+        kazoo 2.11). Only the loop's thread tells: the client is not stopped, its
+        state is LOST, as after any expiry.
+        """
+        routine = client._connection._connection_routine
+        if routine is None or routine.is_alive() or client._stopped.is_set():
+            return False
+        log.warning(
+            "[5097] %s: ZooKeeper client's connection loop ended on its own; starting it again",
+            self.config.name,
+            extra={"event_id": 5097},
+        )
+        client.start_async()
+        return True
 
     def renewed(self, session_id: int) -> bool:
         """True once per new session (everything ephemeral we had is gone)."""

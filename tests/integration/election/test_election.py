@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -301,3 +302,39 @@ def test_release_hands_over_and_rejoins_as_standby(pool: Pool, zk_client: Client
     wait_line(zk_client(), pool.cluster, 2)  # back in line after the successor took over
     assert elector.role is Role.STANDBY
     assert not elector.release("not leading")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # on purpose
+def test_a_connection_loop_that_dies_is_started_again_and_the_member_rejoins(pool: Pool) -> None:
+    # kazoo's connection loop ends on an exception it does not handle (kazoo issue #254,
+    # "xids do not match", seen once in CI after a session expiry): the client then never
+    # reconnects. Here its next connection attempt raises that exception on purpose.
+    for name in ("c1", "c2"):
+        pool.add(name)
+    leader = pool.wait_leader()
+    elector = pool.electors[leader]
+    client = elector.client
+    assert client is not None
+    connection = client._connection
+    dead_loop = connection._connection_routine
+    real_attempt = connection._connect_attempt
+    broken = threading.Event()
+
+    def attempt(*args: object, **kwargs: object) -> object:
+        if not broken.is_set():
+            broken.set()
+            raise RuntimeError("xids do not match, expected 37 received 38")
+        return real_attempt(*args, **kwargs)
+
+    connection._connect_attempt = attempt
+    drop_connection(client)
+    wait_for(broken.is_set, timeout=10, what="the broken connection attempt")
+    dead_loop.join(timeout=10)
+    assert not dead_loop.is_alive()  # the loop kazoo would never have started again
+    wait_for(
+        lambda: client.connected and elector.role in (Role.LEADER, Role.STANDBY),
+        timeout=10,
+        what=f"{leader} connected again and back in the election",
+    )
+    assert connection._connection_routine is not dead_loop
+    wait_line(client, pool.cluster, 2)
