@@ -126,7 +126,8 @@ def measure_fault(
     if rec.heal_error is not None:
         out.notes.append(f"{what}: heal failed: {rec.heal_error}")
     recovery = kind.recovery
-    if recovery == "new-epoch" and (rec.target != rec.leader or rec.epoch is None):
+    handover = recovery in ("new-epoch", "handover-or-heal")
+    if handover and (rec.target != rec.leader or rec.epoch is None):
         out.notes.append(f"{what}: hit a member that did not lead (no failover to measure)")
         return out
     if recovery is None:
@@ -136,7 +137,7 @@ def measure_fault(
         return out
     old_epoch = rec.epoch or 0
     seen = max((d.epoch for d in deliveries if d.at < rec.at), default=0)
-    if recovery == "new-epoch" and seen > old_epoch:
+    if handover and seen > old_epoch:
         # The observer's ZooKeeper view lagged (it reconnects after a quorum loss):
         # the target may not have led; a newer epoch's certificate is no recovery.
         out.notes.append(
@@ -145,7 +146,11 @@ def measure_fault(
         )
         return out
 
+    healed_at = rec.healed_at
+
     def recovers(d: Delivery) -> bool:
+        if recovery == "handover-or-heal":
+            return d.epoch > old_epoch or (healed_at is not None and d.at >= healed_at)
         if recovery == "new-epoch":
             return d.epoch > old_epoch
         return d.ca == secondary_ca if recovery == "other-ca" else True
@@ -163,10 +168,15 @@ def measure_fault(
     out.new_epoch = found.epoch
     if recovery == "other-ca":
         out.other_ca_s = out.first_delivery_s
-    if recovery == "new-epoch":
+    if handover and found.epoch > old_epoch:
         change = next((c for c in changes if c.at >= rec.at and (c.epoch or 0) > old_epoch), None)
         if change is not None:
             out.new_leader, out.new_leader_s = change.name, round(change.at - rec.at, 4)
+    elif handover:
+        out.notes.append(
+            f"{what}: the leader kept its lease and issued again "
+            f"{found.at - (healed_at or found.at):.3f}s after the heal"
+        )
     return out
 
 

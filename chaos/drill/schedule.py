@@ -47,9 +47,12 @@ Resource = Literal["connector", "ca", "zk", "link"]
 
 # What "recovered" means for a fault (None: no recovery is defined):
 # new-epoch: a certificate under a newer epoch (the target led when it started);
+# handover-or-heal: the same, or, when the cut healed first, any certificate after
+# the heal (a gray cut may end before the leader hands over, and then the leader
+# resumes: the next epoch change can come from another fault much later);
 # other-ca: a certificate from the secondary CA; after-fault: any certificate
 # after the start; after-heal: any certificate after the heal (nobody can act before).
-Recovery = Literal["new-epoch", "other-ca", "after-fault", "after-heal"]
+Recovery = Literal["new-epoch", "handover-or-heal", "other-ca", "after-fault", "after-heal"]
 
 
 @dataclass(frozen=True)
@@ -83,9 +86,11 @@ KINDS: dict[str, FaultKind] = {
                   ("connector",), "new-epoch", min_hold_s=2.0, targets_connector=True,
                   needs_partition=True),
         FaultKind("service-cut", "a connector's service link blackholed",
-                  ("connector", "link"), "new-epoch", targets_connector=True, needs_links=True),
+                  ("connector", "link"), "handover-or-heal", targets_connector=True,
+                  needs_links=True),
         FaultKind("ca-cut", "a connector's links to every CA blackholed",
-                  ("connector", "link"), "new-epoch", targets_connector=True, needs_links=True),
+                  ("connector", "link"), "handover-or-heal", targets_connector=True,
+                  needs_links=True),
         FaultKind("latency", "a latency spike on a connector's service link",
                   ("connector", "link"), None, targets_connector=True, needs_links=True),
         FaultKind("service-down", "every member cut from the service", ("link",), "after-heal",

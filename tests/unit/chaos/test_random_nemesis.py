@@ -222,3 +222,29 @@ def test_random_refuses_bad_options_before_starting_anything(args: list[str], me
     result = CliRunner().invoke(drill, ["--scenario", "random", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_a_cut_that_heals_before_a_handover_recovers_when_the_leader_issues_again() -> None:
+    # The leader kept its lease through the cut (another fault left nobody better to
+    # hand over to): it issues again under its epoch after the heal at 14.0; the
+    # epoch change at 30.0 came from something else and is no recovery of this cut.
+    for kind in ("ca-cut", "service-cut"):
+        rec = _rec(kind)
+        deliveries = [Delivery(12.0, 3, "primary"), Delivery(14.4, 3, "primary"),
+                      Delivery(30.0, 4, "primary")]  # fmt: skip
+        out = measure_fault(rec, [rec], deliveries, [LeaderChange(29.8, "c2", 4)],
+                            secondary_ca="secondary", window_s=20)  # fmt: skip
+        assert out.failover_s == pytest.approx(4.4)
+        assert (out.new_epoch, out.new_leader) == (3, None)
+        assert out.notes == [f"{kind} c1: the leader kept its lease and issued again 0.400s "
+                             "after the heal"]  # fmt: skip
+
+
+def test_a_cut_handed_over_before_its_heal_recovers_at_the_newer_epoch() -> None:
+    rec = _rec("ca-cut")
+    deliveries = [Delivery(12.5, 4, "primary"), Delivery(14.2, 3, "primary")]
+    out = measure_fault(rec, [rec], deliveries, [LeaderChange(12.3, "c2", 4)],
+                        secondary_ca="secondary", window_s=20)  # fmt: skip
+    assert out.failover_s == pytest.approx(2.5)
+    assert (out.new_epoch, out.new_leader, out.new_leader_s) == (4, "c2", pytest.approx(2.3))
+    assert not out.notes
