@@ -172,10 +172,10 @@ def measure_fault(
         change = next((c for c in changes if c.at >= rec.at and (c.epoch or 0) > old_epoch), None)
         if change is not None:
             out.new_leader, out.new_leader_s = change.name, round(change.at - rec.at, 4)
-    elif handover:
+    elif handover and healed_at is not None:
         out.notes.append(
             f"{what}: the leader kept its lease and issued again "
-            f"{found.at - (healed_at or found.at):.3f}s after the heal"
+            f"{found.at - healed_at:.3f}s after the heal"
         )
     return out
 
