@@ -175,7 +175,8 @@ def _validate_timing(config: ConnectorConfig) -> None:
         (
             "loop.max_in_hand",
             2 * loop.workers <= loop.max_in_hand <= 1000,
-            "must be in [2 * loop.workers, 1000]",
+            f"must be in [2 * loop.workers, 1000] (loop.workers is {loop.workers}, so at "
+            f"least {2 * loop.workers})",
         ),
         ("loop.keypool_size", 0 <= loop.keypool_size <= 4096, "must be in [0, 4096]"),
         ("loop.keys_at_once", 0 <= loop.keys_at_once <= 256, "must be in [0, 256]"),
