@@ -165,10 +165,10 @@ class LoopSettings:
     certdb_probe_s: float = 10.0
     # Requests polled at once when saturated: the hand holds up to 2 * workers
     # waiting for their key and polls again once workers are left (their keys,
-    # made keys_at_once at a time, cover the poll's round trip). 16 rather than 8:
-    # half the polls and shared calls per request again, now that a finished key
-    # wakes only the next waiter (docs/connector.md, "Polls of sixteen, again").
-    workers: int = 16
+    # made keys_at_once at a time, cover the poll's round trip). 8 rather than 4:
+    # half the polls and shared calls per request; 16 saved CPU again but made the
+    # end of a burst wait longer, for no more throughput (docs/connector.md).
+    workers: int = 8
     # Requests in hand at most (polled, not finished): up to 2 * workers wait for
     # their key, the rest for the network (connector/agent/hand.py).
     max_in_hand: int = 64

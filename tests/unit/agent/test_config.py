@@ -194,7 +194,7 @@ def edit(old: str, new: str) -> str:
         (GOOD, {"PFXHA_LOOP_WORKERS": "4.9"}, "loop.workers", "integer"),
         (edit("batch_size = 50", "batch_size = 50.0"), {}, "loop.batch_size", "integer"),
         # The hand holds at least the key stage (two per worker).
-        (GOOD, {"PFXHA_LOOP_MAX_IN_HAND": "7"}, "loop.max_in_hand", "so at least 32"),
+        (GOOD, {"PFXHA_LOOP_MAX_IN_HAND": "7"}, "loop.max_in_hand", "so at least 16"),
         (GOOD, {"PFXHA_LOOP_KEYS_AT_ONCE": "-1"}, "loop.keys_at_once", "[0, 256]"),
         (
             edit("session_timeout = 1.0", "session_timeout = inf"),
