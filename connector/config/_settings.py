@@ -166,8 +166,8 @@ class LoopSettings:
     # Requests polled at once when saturated: the hand holds up to 2 * workers
     # waiting for their key and polls again once workers are left (their keys,
     # made keys_at_once at a time, cover the poll's round trip). 8 rather than 4:
-    # half the polls and shared calls per request; 16 saved CPU again but made the
-    # end of a burst wait longer, for no more throughput (docs/connector.md).
+    # half the polls and shared calls per request; 16 saved CPU again, but the
+    # leader sat idle longer, for no more throughput (docs/connector.md).
     workers: int = 8
     # Requests in hand at most (polled, not finished): up to 2 * workers wait for
     # their key, the rest for the network (connector/agent/hand.py).
