@@ -4,7 +4,7 @@
                            AppRoleCredentials.from_files(role_id_file, secret_id_file))
     body = client._call("POST", "pki/sign/user-auth", timeout=2.0, json={...})  # with a token
     reply = client._send("GET", "pki/crl", timeout=2.0)    # no token: the raw answer
-    node = client.writer_node(timeout=2.0)   # where a search reads (renews the token if unknown)
+    node = client.writer_node(timeout=2.0)   # where a search reads (a renewal finds it if stale)
     client.reload_auth(spec)                               # new AppRole files, checked by a login
     client.close()
 
@@ -36,7 +36,8 @@ last from then on, so the next call reaches the node its cluster elects in the
 meantime; and connecting to a node gets only its share of the call's time, so
 a node that accepts connections but never completes them cannot take it all.
 A search (did the CA sign for this key?) reads at :meth:`writer_node` alone,
-found by a token renewal when no writer is known: its "nothing issued" has
+found by a token renewal when no node took a write in the last
+:data:`WRITER_FRESH_S`: its "nothing issued" has
 the request issued again, so it must not come from a stale copy.
 
 Authentication is AppRole: a login gives a token, renewed at two thirds of
