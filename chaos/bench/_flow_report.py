@@ -26,6 +26,8 @@ def summary_lines(result: Mapping[str, Any]) -> list[str]:
     band += f" (keygen windows: {low_high[0]:.1%}..{low_high[1]:.1%})" if low_high else ""
     if result["ratio_own_keys"] is not None:
         band += f", {result['ratio_own_keys']:.1%} against the leader's own keys"
+    if result.get("ratio_same_keys") is not None:
+        band += f", {result['ratio_same_keys']:.1%} without the keys' luck"
     lines = [
         f"{result['key']}: delivered {result['delivered']}/{result['requested']} at "
         f"{result['throughput_per_s']}/s end to end; raw keygen {result['keygen_per_s']}/s "

@@ -13,6 +13,12 @@ keys' times says how far one run's ratio can move by luck alone.
     times = KeyTimes().add(0.031).add(0.052)      # or KeyTimes.merge([a, b])
     times.n, times.mean, times.cv                 # 2, 0.0415, 0.358
     ratio_sd(0.91, times.cv, leader_keys=300, window_keys=570)   # about 0.91 * cv * 0.071
+
+The luck can also be taken out: set the throughput against what the leader's own
+keys would have cost the keygen windows (same thread CPU per key, the windows'
+wall time per CPU second), which leaves the connector's own overhead::
+
+    ratio_same_keys(0.88, leader_key_cpu_ms=42.0, window_key_cpu_ms=40.0)   # 0.924
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KeyTimes", "percentile", "ratio_sd", "summarize", "write_result"]
+__all__ = ["KeyTimes", "percentile", "ratio_same_keys", "ratio_sd", "summarize", "write_result"]
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
@@ -115,3 +121,21 @@ def ratio_sd(ratio: float, key_time_cv: float, *, leader_keys: int, window_keys:
     if leader_keys <= 0 or window_keys <= 0 or math.isnan(key_time_cv):
         return math.nan
     return ratio * key_time_cv * math.sqrt(1 / leader_keys + 1 / window_keys)
+
+
+def ratio_same_keys(ratio: float, *, leader_key_cpu_ms: float, window_key_cpu_ms: float) -> float:
+    """``ratio`` had the keygen windows drawn keys as costly as the leader's.
+
+    ``ratio`` sets the leader's throughput against the windows' keys; both sides
+    draw random keys from one distribution (the same call on the same CPUs), so
+    a run whose leader drew costly keys reads low and one that drew cheap keys
+    reads high, by about ``ratio_sd``. Scaled by what a key cost the leader's
+    thread over what it cost the windows' (thread CPU both), the keys' luck
+    cancels and what is left is the connector's own overhead, at the windows'
+    wall time per CPU second (what else the connector's CPUs run while idle).
+    Its expectation is ``ratio``'s; its spread is a small fraction of it.
+    NaN when either cost is unknown.
+    """
+    if not (leader_key_cpu_ms > 0 and window_key_cpu_ms > 0):
+        return math.nan
+    return ratio * leader_key_cpu_ms / window_key_cpu_ms

@@ -18,6 +18,9 @@ stand-in service and ``--connectors`` connector processes, then measures:
    ``ratio_sd`` is how far one run's ratio moves by the random key times alone
    (the windows' spread of key CPU times, ``keygen_time_cv``, over both key
    counts); ``ratio_own_keys`` sets throughput against the leader's own keys;
+   ``ratio_same_keys`` is ``ratio`` with that luck taken out (as if the windows'
+   keys had cost what the leader's did): one run's estimate of what ``ratio``
+   is on average;
 3. half load: requests created at half the measured keygen rate for
    ``--paced-seconds``; ``latency_s`` is per request, from creation to the
    device holding its PFX.
@@ -59,7 +62,7 @@ from chaos.bench._flow_phases import (
 )
 from chaos.bench._flow_report import summary_lines, sweep_lines
 from chaos.bench._plot import cpu_budget_plot, rtt_sweep_plot
-from chaos.bench._stats import ratio_sd, summarize, write_result
+from chaos.bench._stats import ratio_same_keys, ratio_sd, summarize, write_result
 from chaos.bench.flow_sweep import parse_rtts, run_rtt_sweep
 from chaos.launch.links import (
     CA_RTT_OPTION,
@@ -216,6 +219,19 @@ def run_flow_bench(
                 round(throughput * saturation["leader_keygen_ms"] / (1000 * cores), 4)
                 if saturation["leader_keygen_ms"]
                 else None
+            ),
+            # The ratio with the keys' luck taken out (_stats.ratio_same_keys): as if the
+            # windows' keys had cost what the leader's did. Its expectation is the ratio's,
+            # and one run tells it within a fraction of ratio_sd.
+            "ratio_same_keys": _rounded(
+                ratio_same_keys(
+                    throughput / keygen if keygen else math.nan,
+                    leader_key_cpu_ms=(
+                        1000 * leader_keygen_cpu / leader_keys if leader_keys else 0.0
+                    ),
+                    window_key_cpu_ms=1000 * window_times.mean,
+                ),
+                4,
             ),
             "latency_s": paced["latency_s"],
             "key": key_type,

@@ -17,6 +17,10 @@ For the runs given this prints and writes:
 - ``luck``: its mean (1.0 when neither side is favoured) and standard
   deviation, beside the one each run predicted from its own key times
   (``ratio_sd / ratio``, when the results have it);
+- ``ratio_same_keys``: each run's ``ratio`` with the luck taken out (its own
+  field, or from its key costs for results written before it existed), whose
+  mean is the best estimate of what ``ratio`` is on average; None when a
+  result lacks the key costs;
 - ``share_at_target``: the share of single runs expected at or above the
   target, from a normal distribution with the runs' mean and spread.
 
@@ -27,6 +31,7 @@ The plot shows each run (``ratio`` against ``ratio_own_keys``, with its
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,7 +40,7 @@ from typing import Any
 import click
 
 from chaos.bench._plot import ratio_runs_plot
-from chaos.bench._stats import write_result
+from chaos.bench._stats import ratio_same_keys, write_result
 
 __all__ = ["command", "summarize_runs"]
 
@@ -67,6 +72,7 @@ def summarize_runs(results: Sequence[Mapping[str, Any]], target: float) -> dict[
     predicted = [
         float(r["ratio_sd"]) / float(r["ratio"]) for r in results if r.get("ratio_sd") is not None
     ]
+    same_keys = [_same_keys(r) for r in results]
     ratio = _spread(ratios, target)
     mean, sd = statistics.fmean(ratios), statistics.stdev(ratios)
     share = 1 - statistics.NormalDist(mean, sd).cdf(target) if sd > 0 else float(mean >= target)
@@ -79,12 +85,31 @@ def summarize_runs(results: Sequence[Mapping[str, Any]], target: float) -> dict[
             **_spread(luck),
             "predicted_sd": round(statistics.fmean(predicted), 4) if predicted else None,
         },
+        "ratio_same_keys": (
+            _spread([x for x in same_keys if x is not None], target)
+            if all(x is not None for x in same_keys)
+            else None
+        ),
         "share_at_target": round(share, 3),
         "points": [
             {"ratio": r, "ratio_own_keys": o, "ratio_sd": res.get("ratio_sd")}
             for r, o, res in zip(ratios, own, results, strict=True)
         ],
     }
+
+
+def _same_keys(result: Mapping[str, Any]) -> float | None:
+    """The run's ``ratio_same_keys``, or the same from its key costs (older results)."""
+    if result.get("ratio_same_keys") is not None:
+        return float(result["ratio_same_keys"])
+    leader = (result.get("saturation") or {}).get("leader_keygen_ms")
+    window = result.get("keygen_key_cpu_ms")
+    if leader is None or window is None:
+        return None
+    value = ratio_same_keys(
+        float(result["ratio"]), leader_key_cpu_ms=float(leader), window_key_cpu_ms=float(window)
+    )
+    return None if math.isnan(value) else round(value, 4)
 
 
 def _load(paths: Sequence[Path]) -> list[dict[str, Any]]:
@@ -138,6 +163,12 @@ def command(
         f"luck (the leader's keys over the windows'): mean {luck['mean']:.3f}, sd {luck['sd']:.3f}"
         + (f"; the runs' own key times predicted {predicted:.3f}" if predicted else "")
     )
+    same = summary["ratio_same_keys"]
+    if same is not None:
+        click.echo(
+            f"without the keys' luck: mean {same['mean']:.1%}, sd {same['sd']:.1%} "
+            f"({same['min']:.1%}..{same['max']:.1%}): what ratio is on average"
+        )
     click.echo(f"single runs expected at or above {target:.0%}: {summary['share_at_target']:.0%}")
     if json_path is not None:
         click.echo(f"wrote {write_result(json_path, summary)}")

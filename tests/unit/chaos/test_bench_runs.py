@@ -49,6 +49,26 @@ def test_the_share_expected_at_the_target_follows_the_runs_spread() -> None:
     assert level["share_at_target"] == 1.0  # no spread at all: every run would pass
 
 
+def test_without_luck_each_run_is_charged_for_its_own_keys() -> None:
+    # One run carries the field; one from before it has only its key costs.
+    runs = [
+        {**_result(0.86, 0.90), "ratio_same_keys": 0.915},
+        {
+            **_result(0.95, 0.91),
+            "keygen_key_cpu_ms": 40.0,
+            "saturation": {"leader_keygen_ms": 38.4},
+        },
+    ]
+    same = summarize_runs(runs, target=0.9)["ratio_same_keys"]
+    assert same["min"] == pytest.approx(0.912)  # 0.95 * 38.4 / 40
+    assert same["max"] == pytest.approx(0.915)
+    assert same["at_or_above_target"] == 2
+
+
+def test_without_the_key_costs_there_is_no_luck_free_spread() -> None:
+    assert summarize_runs(RUNS, target=0.9)["ratio_same_keys"] is None
+
+
 def test_one_run_has_no_spread() -> None:
     with pytest.raises(ValueError, match="at least two"):
         summarize_runs([_result(0.9, 0.9)], target=0.9)

@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from chaos.bench._stats import KeyTimes, percentile, ratio_sd, summarize
+from chaos.bench._stats import KeyTimes, percentile, ratio_same_keys, ratio_sd, summarize
 
 
 def test_percentiles_interpolate_between_ranks() -> None:
@@ -68,3 +68,23 @@ def test_ratio_sd_adds_both_samples_in_quadrature() -> None:
 def test_ratio_sd_is_unknown_without_keys_or_spread() -> None:
     assert math.isnan(ratio_sd(0.9, 0.6, leader_keys=0, window_keys=600))
     assert math.isnan(ratio_sd(0.9, math.nan, leader_keys=300, window_keys=600))
+
+
+def test_the_ratio_without_luck_charges_the_leader_for_its_own_keys_only() -> None:
+    # Costly keys in the rounds made the ratio read low: 42 ms against the windows' 40.
+    assert ratio_same_keys(0.88, leader_key_cpu_ms=42.0, window_key_cpu_ms=40.0) == (
+        pytest.approx(0.924)
+    )
+    # Cheap ones made it read high.
+    assert ratio_same_keys(0.95, leader_key_cpu_ms=38.0, window_key_cpu_ms=40.0) == (
+        pytest.approx(0.9025)
+    )
+    # Keys that cost the same leave the ratio as it was.
+    assert ratio_same_keys(0.91, leader_key_cpu_ms=40.0, window_key_cpu_ms=40.0) == (
+        pytest.approx(0.91)
+    )
+
+
+def test_the_ratio_without_luck_is_unknown_without_both_key_costs() -> None:
+    assert math.isnan(ratio_same_keys(0.9, leader_key_cpu_ms=0.0, window_key_cpu_ms=40.0))
+    assert math.isnan(ratio_same_keys(0.9, leader_key_cpu_ms=40.0, window_key_cpu_ms=math.nan))

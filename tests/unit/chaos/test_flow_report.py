@@ -20,6 +20,7 @@ def _result(**overrides: Any) -> dict[str, Any]:
         "ratio_sd": 0.0412,
         "ratio_range": [0.87, 0.939],
         "ratio_own_keys": 0.8974,
+        "ratio_same_keys": 0.9104,
         "half_load": {"rate_per_s": 12.07, "latency_s": {"p50": 0.0756, "p99": 0.19}},
         "saturation": {
             "keygen_ms": 41.4,
@@ -40,6 +41,13 @@ def test_the_ratio_comes_with_its_noise_and_its_low_noise_twin() -> None:
     assert "ratio 89.3% ± 4.1% by key luck alone" in first
     assert "(keygen windows: 87.0%..93.9%)" in first
     assert "89.7% against the leader's own keys" in first
+    assert "91.0% without the keys' luck" in first
+
+
+def test_results_from_before_the_luck_free_ratio_print_without_it() -> None:
+    first = summary_lines(_result(ratio_same_keys=None))[0]
+    assert "89.7% against the leader's own keys; at half load" in first
+    assert "without the keys' luck" not in first
 
 
 def test_an_unknown_noise_is_left_out_not_printed_as_zero() -> None:
