@@ -169,7 +169,8 @@ def rtt_sweep_plot(result: dict[str, Any], path: Path) -> Path:
 
 def ratio_runs_plot(summary: dict[str, Any], path: Path) -> Path:
     """Several flow runs (:func:`chaos.bench.runs.summarize_runs`): each run's ``ratio``
-    against its ``ratio_own_keys`` (bars: ``ratio_sd``), and the luck's histogram."""
+    against its ``ratio_own_keys`` (bars: ``ratio_sd``; a dashed line at the mean
+    ``ratio_same_keys`` when known), and the luck's histogram."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,6 +196,16 @@ def ratio_runs_plot(summary: dict[str, Any], path: Path) -> Path:
     high = max(max(own), max(ratio)) + 0.02
     left.plot([low, high], [low, high], ":", color="grey", label="no luck either way")
     left.axhline(target, color="black", linewidth=0.8, label=f"target {target:.0%}")
+    same = summary.get("ratio_same_keys")
+    if same is not None:
+        # Where the runs' ratio sits on average: each run's ratio without its keys' luck.
+        left.axhline(
+            same["mean"],
+            color="tab:purple",
+            linestyle="--",
+            linewidth=0.8,
+            label=f"without the keys' luck: mean {same['mean']:.1%}",
+        )
     left.set_xlabel("ratio_own_keys (against the leader's own keys)")
     left.set_ylabel("ratio (against the keygen windows)")
     left.set_title(

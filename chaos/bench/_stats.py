@@ -124,7 +124,7 @@ def ratio_sd(ratio: float, key_time_cv: float, *, leader_keys: int, window_keys:
 
 
 def ratio_same_keys(ratio: float, *, leader_key_cpu_ms: float, window_key_cpu_ms: float) -> float:
-    """``ratio`` had the keygen windows drawn keys as costly as the leader's.
+    """``ratio`` as if the keygen windows had drawn keys as costly as the leader's.
 
     ``ratio`` sets the leader's throughput against the windows' keys; both sides
     draw random keys from one distribution (the same call on the same CPUs), so
@@ -133,8 +133,9 @@ def ratio_same_keys(ratio: float, *, leader_key_cpu_ms: float, window_key_cpu_ms
     thread over what it cost the windows' (thread CPU both), the keys' luck
     cancels and what is left is the connector's own overhead, at the windows'
     wall time per CPU second (what else the connector's CPUs run while idle).
-    Its expectation is ``ratio``'s; its spread is a small fraction of it.
-    NaN when either cost is unknown.
+    Its expectation is ``ratio``'s as long as both sides' keys cost the same on
+    average; its spread is a small fraction of ``ratio_sd``. NaN when either
+    cost is unknown.
     """
     if not (leader_key_cpu_ms > 0 and window_key_cpu_ms > 0):
         return math.nan

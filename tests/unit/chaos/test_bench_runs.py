@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from chaos.bench._plot import ratio_runs_plot
 from chaos.bench.runs import command, summarize_runs
 
 
@@ -96,3 +97,14 @@ def test_the_command_prints_writes_and_refuses_what_is_not_a_flow_result(tmp_pat
     alone = CliRunner().invoke(command, [paths[0]])
     assert alone.exit_code == 2
     assert "at least two" in alone.output
+
+
+def test_the_plot_draws_runs_with_and_without_their_key_costs(tmp_path: Path) -> None:
+    runs = [
+        {**_result(0.86, 0.90), "ratio_same_keys": 0.915},
+        {**_result(0.95, 0.91), "ratio_same_keys": 0.912},
+    ]
+    for name, results in (("with.png", runs), ("without.png", RUNS)):
+        summary = summarize_runs(results, target=0.9)
+        written = ratio_runs_plot(summary, tmp_path / name)
+        assert written.read_bytes().startswith(b"\x89PNG")
