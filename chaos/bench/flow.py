@@ -141,6 +141,9 @@ def run_flow_bench(
         delivered = sum(r["delivered"] for r in runs)
         seconds = sum(r["seconds"] for r in runs)
         cpu_ms_per_request = meter.per_item(delivered)
+        # What one of the leader's own keys cost its thread, and the throughput over
+        # raw keygen: NaN when unknown (no key made, no keygen measured).
+        leader_key_ms = 1000 * leader_keygen_cpu / leader_keys if leader_keys else math.nan
         saturation = {
             "rounds": rounds,
             "requested": sum(r["requested"] for r in runs),
@@ -161,9 +164,7 @@ def run_flow_bench(
             # the leader spent per request beyond its keys (CSR, CA call, PFX,
             # envelope, service calls, lease upkeep): the connector's own overhead.
             "leader_keys": leader_keys,
-            "leader_keygen_ms": (
-                round(1000 * leader_keygen_cpu / leader_keys, 2) if leader_keys else None
-            ),
+            "leader_keygen_ms": _rounded(leader_key_ms, 2),
             "leader_beyond_keygen_ms": (
                 round(
                     cpu_ms_per_request["connector_leader"] - 1000 * leader_keygen_cpu / delivered,
@@ -183,18 +184,19 @@ def run_flow_bench(
         progress(f"half load: {rate:.1f} requests/s for {paced_seconds:g} s")
         paced = phases.paced(admin, service.db_path, key_type, rate, paced_seconds, timeout=60.0)
         throughput = saturation["throughput_per_s"]
+        raw_ratio = throughput / keygen if keygen else math.nan
         return {
             "requested": saturation["requested"],
             "delivered": saturation["delivered"],
             "throughput_per_s": throughput,
             "keygen_per_s": round(keygen, 2),
-            "ratio": round(throughput / keygen, 4) if keygen else None,
+            "ratio": _rounded(raw_ratio, 4),
             # One standard deviation of that ratio from the random key times alone
             # (_stats.ratio_sd): the leader's keys in the rounds and the windows'
             # keys are two samples of the same random process.
             "ratio_sd": _significant(
                 ratio_sd(
-                    throughput / keygen if keygen else 0.0,
+                    raw_ratio,
                     window_times.cv,
                     leader_keys=saturation["leader_keys"],
                     window_keys=window_keys,
@@ -225,10 +227,8 @@ def run_flow_bench(
             # and one run tells it within a fraction of ratio_sd.
             "ratio_same_keys": _rounded(
                 ratio_same_keys(
-                    throughput / keygen if keygen else math.nan,
-                    leader_key_cpu_ms=(
-                        1000 * leader_keygen_cpu / leader_keys if leader_keys else 0.0
-                    ),
+                    raw_ratio,
+                    leader_key_cpu_ms=leader_key_ms,
                     window_key_cpu_ms=1000 * window_times.mean,
                 ),
                 4,

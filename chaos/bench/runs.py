@@ -72,7 +72,8 @@ def summarize_runs(results: Sequence[Mapping[str, Any]], target: float) -> dict[
     predicted = [
         float(r["ratio_sd"]) / float(r["ratio"]) for r in results if r.get("ratio_sd") is not None
     ]
-    same_keys = [_same_keys(r) for r in results]
+    # Known for every run or not shown: a mean over some runs would mislead.
+    same_keys = [x for x in map(_same_keys, results) if x is not None]
     ratio = _spread(ratios, target)
     mean, sd = statistics.fmean(ratios), statistics.stdev(ratios)
     share = 1 - statistics.NormalDist(mean, sd).cdf(target) if sd > 0 else float(mean >= target)
@@ -85,11 +86,7 @@ def summarize_runs(results: Sequence[Mapping[str, Any]], target: float) -> dict[
             **_spread(luck),
             "predicted_sd": round(statistics.fmean(predicted), 4) if predicted else None,
         },
-        "ratio_same_keys": (
-            _spread([x for x in same_keys if x is not None], target)
-            if all(x is not None for x in same_keys)
-            else None
-        ),
+        "ratio_same_keys": _spread(same_keys, target) if len(same_keys) == len(results) else None,
         "share_at_target": round(share, 3),
         "points": [
             {"ratio": r, "ratio_own_keys": o, "ratio_sd": res.get("ratio_sd")}

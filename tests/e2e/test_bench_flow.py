@@ -85,6 +85,10 @@ def test_flow_bench_delivers_everything_and_writes_the_agreed_json(tmp_path: Pat
     # Against the leader's own keys: it cannot beat the keys it had to make.
     assert body["ratio_own_keys"] is not None
     assert 0 <= body["ratio_own_keys"] <= 1.0
+    # And the ratio without the keys' luck, whenever both sides' key costs are known
+    # (P-256 keys cost hundredths of a millisecond: the rounded costs cannot check it).
+    assert isinstance(body["ratio_same_keys"], float)
+    assert body["ratio_same_keys"] > 0
     assert body["keypool_per_connector"] == 0
     assert plot.read_bytes().startswith(b"\x89PNG")
 
